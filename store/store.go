@@ -1,0 +1,213 @@
+// Package store defines the metadata store every hsmca daemon replica shares.
+//
+// Records are opaque JSON documents namespaced by tenant and kind. The store
+// knows nothing of CAs or keys; it guarantees the invariants the engine relies
+// on: unique ids and unique keys per (tenant, kind), atomic quota
+// reservation together with the insert, intent records for crash recovery and
+// a hash-chained, append-only event log per tenant.
+//
+// Two implementations exist: boltstore (embedded, one file, one process) and
+// redisstore (shared by replicas). storetest runs one conformance suite on both.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them; callers test with errors.Is.
+var (
+	// ErrNotFound: no record with that id or unique key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: the id or one of the unique keys is already taken.
+	ErrExists = errors.New("store: already exists")
+	// ErrQuotaExceeded: reserving would take usage above the limit.
+	ErrQuotaExceeded = errors.New("store: quota exceeded")
+	// ErrVersionConflict: the record changed since it was read.
+	ErrVersionConflict = errors.New("store: version conflict")
+	// ErrUnavailable: the backend did not answer (network, closed, timeout).
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// PlatformTenant namespaces records that belong to no tenant (admins, tokens).
+const PlatformTenant = "_platform"
+
+// Record is one stored document.
+type Record struct {
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	// Unique holds keys that must be unique within (Tenant, Kind), such as
+	// "name:web-01" or "serial:1f". A record can be fetched by any of them.
+	Unique []string `json:"unique,omitempty"`
+	// Fields are indexed values used by Query filters and sorting. Values
+	// that sort must be encoded so that byte order is the wanted order
+	// (for numbers: fixed-width, zero-padded).
+	Fields map[string]string `json:"fields,omitempty"`
+	Data   json.RawMessage   `json:"data"`
+	// Set by the store.
+	Seq     uint64    `json:"seq"`     // creation order within (Tenant, Kind), starts at 1
+	Version uint64    `json:"version"` // 1 on create, +1 on every update
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// Quota names a counter and its limit. With Create, one unit is reserved in
+// the same atomic step as the insert; with Delete, one unit is released.
+type Quota struct {
+	Resource string
+	Limit    int64
+}
+
+// WriteOpts attach atomic side effects to Create, Update and Delete.
+type WriteOpts struct {
+	Quota *Quota
+	// Intent, when set, is deleted in the same atomic step: committing a
+	// resource and retiring the intent that announced it cannot be split by
+	// a crash.
+	Intent string
+}
+
+// Match says how a Filter compares.
+type Match int
+
+const (
+	Equal    Match = iota // field value equals Value
+	Contains              // field value contains Value (case-insensitive)
+)
+
+// Filter selects records on one of their Fields.
+type Filter struct {
+	Field string
+	Value string
+	Match Match
+}
+
+// Query selects a page of records of one kind in one tenant.
+//
+// Two paging styles exist. Cursor paging (SortBy empty) walks creation order
+// and resumes after NextCursor. Offset paging sorts by SortBy (a Fields key,
+// ties broken by creation order) and skips Offset records; Total then counts
+// every match.
+type Query struct {
+	Kind    string
+	Tenant  string
+	Filters []Filter
+	SortBy  string
+	Desc    bool
+	Offset  int
+	Limit   int // 0 means no limit
+	Cursor  string
+}
+
+// Page is one answer to a Query.
+type Page struct {
+	Records    []Record
+	Total      int    // number of matching records (offset paging); -1 when unknown
+	NextCursor string // empty on the last page
+}
+
+// Intent announces an HSM object about to be created. The reconciler
+// destroys the objects of intents that never committed.
+type Intent struct {
+	ID      string          `json:"id"`
+	Tenant  string          `json:"tenant"`
+	Kind    string          `json:"kind"`
+	KeyIDs  []string        `json:"keyIds"` // hex CKA_IDs the operation may create
+	Created time.Time       `json:"created"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Event is one link of a tenant's event chain. Data is the engine's JSON;
+// Seq, Time, PrevHash and Hash are assigned by the store on append.
+type Event struct {
+	Tenant   string          `json:"tenant"`
+	Seq      uint64          `json:"seq"` // starts at 1
+	Time     time.Time       `json:"time"`
+	PrevHash string          `json:"prevHash"`
+	Hash     string          `json:"hash"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// Store is the metadata store.
+type Store interface {
+	// Backend names the implementation ("bolt", "redis").
+	Backend() string
+	// Ping answers nil when the backend can serve requests.
+	Ping(ctx context.Context) error
+	Close() error
+
+	// Create inserts a new record. It fails with ErrExists when the id or a
+	// unique key is taken and with ErrQuotaExceeded when opts.Quota is full;
+	// in both cases nothing is written.
+	Create(ctx context.Context, rec *Record, opts WriteOpts) error
+	Get(ctx context.Context, kind, tenant, id string) (*Record, error)
+	GetByUnique(ctx context.Context, kind, tenant, key string) (*Record, error)
+	// Update replaces a record whose Version equals rec.Version (else
+	// ErrVersionConflict) and bumps the version. Unique keys may change; a
+	// taken one gives ErrExists.
+	Update(ctx context.Context, rec *Record, opts WriteOpts) error
+	// Delete removes a record, releasing one unit of opts.Quota if set.
+	Delete(ctx context.Context, kind, tenant, id string, opts WriteOpts) error
+	List(ctx context.Context, q Query) (*Page, error)
+
+	// ReserveQuota adds n to a counter if the result stays within limit.
+	ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error
+	// ReleaseQuota subtracts n, never below zero.
+	ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error
+	QuotaUsage(ctx context.Context, tenant, resource string) (int64, error)
+	// SetQuotaUsage overwrites a counter (the reconciler's repair).
+	SetQuotaUsage(ctx context.Context, tenant, resource string, n int64) error
+	// CountRecords counts the records of a kind in a tenant.
+	CountRecords(ctx context.Context, kind, tenant string) (int64, error)
+
+	PutIntent(ctx context.Context, in *Intent) error
+	DeleteIntent(ctx context.Context, id string) error
+	ListIntents(ctx context.Context) ([]Intent, error)
+
+	// AppendEvents appends to a tenant's chain atomically, in order, and
+	// returns the events as stored.
+	AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]Event, error)
+	// ListEvents returns up to limit events with Seq > afterSeq, oldest first.
+	ListEvents(ctx context.Context, tenant string, afterSeq uint64, limit int) ([]Event, error)
+	// Tenants lists the tenants that have at least one event.
+	EventTenants(ctx context.Context) ([]string, error)
+}
+
+// ChainHash is the hash of one event link: SHA-256 over the previous hash,
+// the sequence number, the time and the data. Both backends and the verifier
+// use this function.
+func ChainHash(prevHash string, seq uint64, t time.Time, data []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prevHash))
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], seq)
+	binary.BigEndian.PutUint64(b[8:], uint64(t.UnixNano()))
+	h.Write(b[:])
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// VerifyChain checks a tenant's events in order and returns the sequence
+// number of the first broken link (0 when the chain holds). A gap in the
+// sequence, an edited record and a wrong back-link each break it.
+func VerifyChain(events []Event, prevHash string, prevSeq uint64) (uint64, error) {
+	for _, e := range events {
+		if e.Seq != prevSeq+1 {
+			return prevSeq + 1, errors.New("sequence gap: a record is missing")
+		}
+		if e.PrevHash != prevHash {
+			return e.Seq, errors.New("previous-hash link does not match")
+		}
+		if ChainHash(e.PrevHash, e.Seq, e.Time, e.Data) != e.Hash {
+			return e.Seq, errors.New("record hash does not match its content")
+		}
+		prevHash, prevSeq = e.Hash, e.Seq
+	}
+	return 0, nil
+}
