@@ -32,12 +32,19 @@ var (
 	ErrVersionConflict = errors.New("store: version conflict")
 	// ErrUnavailable: the backend did not answer (network, closed, timeout).
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrInvalid: the request itself is malformed (empty id, a kind or
+	// tenant with a reserved character, a bad cursor, invalid JSON data).
+	ErrInvalid = errors.New("store: invalid request")
 )
 
 // PlatformTenant namespaces records that belong to no tenant (admins, tokens).
 const PlatformTenant = "_platform"
 
 // Record is one stored document.
+//
+// Kind and Tenant must be non-empty and free of control characters and of
+// ':', '{' and '}' (they become parts of backend keys); ID and unique keys
+// must be non-empty. Data must be valid JSON and comes back compacted.
 type Record struct {
 	Kind   string `json:"kind"`
 	Tenant string `json:"tenant"`
@@ -58,10 +65,12 @@ type Record struct {
 }
 
 // Quota names a counter and its limit. With Create, one unit is reserved in
-// the same atomic step as the insert; with Delete, one unit is released.
+// the same atomic step as the insert; with Delete, one unit is released
+// (never below zero). Update takes no quota. The counter belongs to the
+// record's tenant.
 type Quota struct {
 	Resource string
-	Limit    int64
+	Limit    int64 // a negative limit counts without limiting
 }
 
 // WriteOpts attach atomic side effects to Create, Update and Delete.
@@ -69,7 +78,9 @@ type WriteOpts struct {
 	Quota *Quota
 	// Intent, when set, is deleted in the same atomic step: committing a
 	// resource and retiring the intent that announced it cannot be split by
-	// a crash.
+	// a crash. Only an intent of the record's tenant is deleted (Redis keeps
+	// a tenant's intents in the tenant's cluster slot); an absent intent is
+	// not an error.
 	Intent string
 }
 
@@ -90,10 +101,15 @@ type Filter struct {
 
 // Query selects a page of records of one kind in one tenant.
 //
-// Two paging styles exist. Cursor paging (SortBy empty) walks creation order
-// and resumes after NextCursor. Offset paging sorts by SortBy (a Fields key,
-// ties broken by creation order) and skips Offset records; Total then counts
-// every match.
+// Two paging styles exist. Cursor paging (SortBy empty, Offset 0) walks
+// creation order and resumes after NextCursor; Total is then the number of
+// records of the kind when there are no filters and -1 otherwise. Offset
+// paging (SortBy set or Offset > 0) sorts by SortBy (a Fields key, a missing
+// field sorts as ""; ties broken by creation order; empty SortBy means
+// creation order) and skips Offset records; Total then counts every match
+// and Cursor must be empty. Desc reverses the whole order in both styles;
+// a cursor only continues a query with the same Desc. Filters combine with
+// AND. A malformed query or cursor gives ErrInvalid.
 type Query struct {
 	Kind    string
 	Tenant  string
@@ -113,7 +129,9 @@ type Page struct {
 }
 
 // Intent announces an HSM object about to be created. The reconciler
-// destroys the objects of intents that never committed.
+// destroys the objects of intents that never committed. IDs are unique
+// across tenants (PutIntent with a known ID replaces that intent); Tenant is
+// required (PlatformTenant for tenant-less resources).
 type Intent struct {
 	ID      string          `json:"id"`
 	Tenant  string          `json:"tenant"`
@@ -123,8 +141,10 @@ type Intent struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
-// Event is one link of a tenant's event chain. Data is the engine's JSON;
-// Seq, Time, PrevHash and Hash are assigned by the store on append.
+// Event is one link of a tenant's event chain. Data is the engine's JSON,
+// stored in the form encoding/json re-encodes it to (compacted, HTML
+// characters escaped) so that the hash survives any JSON round trip; Seq,
+// Time (UTC), PrevHash and Hash are assigned by the store on append.
 type Event struct {
 	Tenant   string          `json:"tenant"`
 	Seq      uint64          `json:"seq"` // starts at 1
@@ -144,19 +164,22 @@ type Store interface {
 
 	// Create inserts a new record. It fails with ErrExists when the id or a
 	// unique key is taken and with ErrQuotaExceeded when opts.Quota is full;
-	// in both cases nothing is written.
+	// in both cases nothing is written. On success rec holds Seq, Version,
+	// Created and Updated as stored.
 	Create(ctx context.Context, rec *Record, opts WriteOpts) error
 	Get(ctx context.Context, kind, tenant, id string) (*Record, error)
 	GetByUnique(ctx context.Context, kind, tenant, key string) (*Record, error)
 	// Update replaces a record whose Version equals rec.Version (else
 	// ErrVersionConflict) and bumps the version. Unique keys may change; a
-	// taken one gives ErrExists.
+	// taken one gives ErrExists. Seq and Created are kept; on success rec
+	// holds the stored values.
 	Update(ctx context.Context, rec *Record, opts WriteOpts) error
 	// Delete removes a record, releasing one unit of opts.Quota if set.
 	Delete(ctx context.Context, kind, tenant, id string, opts WriteOpts) error
 	List(ctx context.Context, q Query) (*Page, error)
 
-	// ReserveQuota adds n to a counter if the result stays within limit.
+	// ReserveQuota adds n (>= 0) to a counter if the result stays within
+	// limit (a negative limit never refuses).
 	ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error
 	// ReleaseQuota subtracts n, never below zero.
 	ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error
@@ -173,7 +196,8 @@ type Store interface {
 	// AppendEvents appends to a tenant's chain atomically, in order, and
 	// returns the events as stored.
 	AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]Event, error)
-	// ListEvents returns up to limit events with Seq > afterSeq, oldest first.
+	// ListEvents returns up to limit events with Seq > afterSeq, oldest
+	// first; limit 0 means all.
 	ListEvents(ctx context.Context, tenant string, afterSeq uint64, limit int) ([]Event, error)
 	// Tenants lists the tenants that have at least one event.
 	EventTenants(ctx context.Context) ([]string, error)

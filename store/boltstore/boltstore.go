@@ -1,0 +1,868 @@
+// Package boltstore is the embedded store: one bbolt file, one process.
+//
+// Layout (bucket names in quotes, [k] a key):
+//
+//	"tenants"/<tenant>/"k/"+<kind>/"r"  [id] -> record JSON
+//	                               /"u"  [unique key] -> id
+//	                               /"s"  [seq, 8 bytes big-endian] -> id
+//	                               [n]   record count, 8 bytes big-endian
+//	                               (the kind bucket's sequence is the last seq)
+//	"tenants"/<tenant>/"q"            [resource] -> usage, 8 bytes big-endian
+//	"tenants"/<tenant>/"e"            [seq, 8 bytes big-endian] -> event JSON
+//	"tenants"/<tenant>  [h]           head of the event chain {seq, hash}
+//	"intents"                         [id] -> intent JSON
+//
+// Writes go through db.Batch so that concurrent writers share one commit
+// and one fsync. Batch may run a function more than once (whenever another
+// function of the batch fails, the whole transaction is retried), so every
+// write function starts from scratch and reports its outcome through a
+// variable it resets first. Expected refusals (exists, quota, conflict)
+// are reported that way with a nil return, which leaves the transaction
+// untouched instead of forcing bbolt to re-run the whole batch.
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/internal/storekit"
+)
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("store file is locked by another process (is hsmcad running?)")
+
+// Options tune Open.
+type Options struct {
+	// Timeout bounds the wait for the exclusive file lock (default 1s).
+	Timeout time.Duration
+	// MaxBatchDelay is how long a write waits for others to share its
+	// commit (default: bbolt's, 10ms).
+	MaxBatchDelay time.Duration
+}
+
+// Store is a store.Store on one bbolt file.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+var (
+	bTenants = []byte("tenants")
+	bIntents = []byte("intents")
+	bRecs    = []byte("r")
+	bUniq    = []byte("u")
+	bSeq     = []byte("s")
+	bQuota   = []byte("q")
+	bEvents  = []byte("e")
+	kCount   = []byte("n")
+	kHead    = []byte("h")
+)
+
+// Open opens or creates the store file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+	}
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bTenants, bIntents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Backend names the implementation.
+func (s *Store) Backend() string { return "bolt" }
+
+// Path is the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping answers nil while the file is open.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(tx *bolt.Tx) error { return nil })
+}
+
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return wrap(s.db.View(fn))
+}
+
+// refusal carries an expected refusal (exists, quota, conflict, not found)
+// out of a batch function without aborting the shared transaction. A
+// function refuses before it writes anything but empty buckets.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+
+func refuse(format string, args ...any) error {
+	return refusal{fmt.Errorf(format, args...)}
+}
+
+// batch runs fn in a shared write transaction. A refusal from fn is the
+// caller's answer; any other error aborts the transaction (bbolt then
+// re-runs fn alone and reports that run's error).
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var outcome error
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		outcome = nil
+		err := fn(tx)
+		if r, ok := err.(refusal); ok {
+			outcome = r.err
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	return outcome
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func kindName(kind string) []byte { return []byte("k/" + kind) }
+
+func tenantBucket(tx *bolt.Tx, tenant string, create bool) (*bolt.Bucket, error) {
+	root := tx.Bucket(bTenants)
+	if root == nil {
+		return nil, errors.New("bolt store: tenants bucket missing")
+	}
+	if create {
+		return root.CreateBucketIfNotExists([]byte(tenant))
+	}
+	return root.Bucket([]byte(tenant)), nil
+}
+
+// kindBuckets are the buckets of one (tenant, kind).
+type kindBuckets struct {
+	kind, recs, uniq, seq *bolt.Bucket
+	tenant                *bolt.Bucket
+}
+
+func openKind(tx *bolt.Tx, tenant, kind string, create bool) (*kindBuckets, error) {
+	tb, err := tenantBucket(tx, tenant, create)
+	if err != nil || tb == nil {
+		return nil, err
+	}
+	kb := &kindBuckets{tenant: tb}
+	if !create {
+		if kb.kind = tb.Bucket(kindName(kind)); kb.kind == nil {
+			return nil, nil
+		}
+		kb.recs, kb.uniq, kb.seq = kb.kind.Bucket(bRecs), kb.kind.Bucket(bUniq), kb.kind.Bucket(bSeq)
+		return kb, nil
+	}
+	if kb.kind, err = tb.CreateBucketIfNotExists(kindName(kind)); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		dst  **bolt.Bucket
+		name []byte
+	}{{&kb.recs, bRecs}, {&kb.uniq, bUniq}, {&kb.seq, bSeq}} {
+		if *p.dst, err = kb.kind.CreateBucketIfNotExists(p.name); err != nil {
+			return nil, err
+		}
+	}
+	return kb, nil
+}
+
+func (kb *kindBuckets) addCount(delta int64) error {
+	n := int64(getU64(kb.kind.Get(kCount))) + delta
+	return kb.kind.Put(kCount, u64(uint64(max(n, 0))))
+}
+
+func decodeRecord(b []byte) (*store.Record, error) {
+	var r store.Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bolt store: corrupt record: %w", err)
+	}
+	return &r, nil
+}
+
+// deleteIntent retires the intent id if it belongs to tenant.
+func deleteIntent(tx *bolt.Tx, tenant, id string) error {
+	if id == "" {
+		return nil
+	}
+	b := tx.Bucket(bIntents)
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	var in store.Intent
+	if err := json.Unmarshal(v, &in); err != nil || in.Tenant != tenant {
+		return nil
+	}
+	return b.Delete([]byte(id))
+}
+
+// Create inserts rec; see store.Store.
+func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	data, uniq, err := storekit.CheckRecord(rec)
+	if err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	now := storekit.Now()
+	var stored store.Record
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, rec.Tenant, rec.Kind, true)
+		if err != nil {
+			return err
+		}
+		if kb.recs.Get([]byte(rec.ID)) != nil {
+			return refuse("%w: %s %s/%s", store.ErrExists, rec.Kind, rec.Tenant, rec.ID)
+		}
+		for _, u := range uniq {
+			if kb.uniq.Get([]byte(u)) != nil {
+				return refuse("%w: %s %s unique key %q", store.ErrExists, rec.Kind, rec.Tenant, u)
+			}
+		}
+		var qb *bolt.Bucket
+		var usage int64
+		if q := opts.Quota; q != nil {
+			if qb, err = kb.tenant.CreateBucketIfNotExists(bQuota); err != nil {
+				return err
+			}
+			usage = int64(getU64(qb.Get([]byte(q.Resource))))
+			if q.Limit >= 0 && usage+1 > q.Limit {
+				return refuse("%w: %s %s: %d of %d", store.ErrQuotaExceeded, rec.Tenant, q.Resource, usage, q.Limit)
+			}
+		}
+		seq, err := kb.kind.NextSequence()
+		if err != nil {
+			return err
+		}
+		stored = *rec
+		stored.Unique, stored.Data = uniq, data
+		stored.Seq, stored.Version, stored.Created, stored.Updated = seq, 1, now, now
+		b, err := json.Marshal(&stored)
+		if err != nil {
+			return err
+		}
+		id := []byte(rec.ID)
+		if err := kb.recs.Put(id, b); err != nil {
+			return err
+		}
+		for _, u := range uniq {
+			if err := kb.uniq.Put([]byte(u), id); err != nil {
+				return err
+			}
+		}
+		if err := kb.seq.Put(u64(seq), id); err != nil {
+			return err
+		}
+		if err := kb.addCount(1); err != nil {
+			return err
+		}
+		if qb != nil {
+			if err := qb.Put([]byte(opts.Quota.Resource), u64(uint64(usage+1))); err != nil {
+				return err
+			}
+		}
+		return deleteIntent(tx, rec.Tenant, opts.Intent)
+	})
+	if err != nil {
+		return err
+	}
+	*rec = stored
+	return nil
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {
+	if err := storekit.CheckRef(kind, tenant, id); err != nil {
+		return nil, err
+	}
+	var rec *store.Record
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, tenant, kind, false)
+		if err != nil {
+			return err
+		}
+		var v []byte
+		if kb != nil {
+			v = kb.recs.Get([]byte(id))
+		}
+		if v == nil {
+			return fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
+		}
+		rec, err = decodeRecord(v)
+		return err
+	})
+	return rec, err
+}
+
+// GetByUnique returns the record holding a unique key.
+func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*store.Record, error) {
+	if err := storekit.CheckRef(kind, tenant, key); err != nil {
+		return nil, err
+	}
+	var rec *store.Record
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, tenant, kind, false)
+		if err != nil {
+			return err
+		}
+		var v []byte
+		if kb != nil {
+			if id := kb.uniq.Get([]byte(key)); id != nil {
+				v = kb.recs.Get(id)
+			}
+		}
+		if v == nil {
+			return fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+		}
+		rec, err = decodeRecord(v)
+		return err
+	})
+	return rec, err
+}
+
+// Update replaces rec if its version is current; see store.Store.
+func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	data, uniq, err := storekit.CheckRecord(rec)
+	if err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, false); err != nil {
+		return err
+	}
+	now := storekit.Now()
+	var stored store.Record
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, rec.Tenant, rec.Kind, false)
+		if err != nil {
+			return err
+		}
+		id := []byte(rec.ID)
+		var v []byte
+		if kb != nil {
+			v = kb.recs.Get(id)
+		}
+		if v == nil {
+			return refuse("%w: %s %s/%s", store.ErrNotFound, rec.Kind, rec.Tenant, rec.ID)
+		}
+		old, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		if old.Version != rec.Version {
+			return refuse("%w: %s %s/%s is at version %d, not %d", store.ErrVersionConflict,
+				rec.Kind, rec.Tenant, rec.ID, old.Version, rec.Version)
+		}
+		for _, u := range uniq {
+			if owner := kb.uniq.Get([]byte(u)); owner != nil && !bytes.Equal(owner, id) {
+				return refuse("%w: %s %s unique key %q", store.ErrExists, rec.Kind, rec.Tenant, u)
+			}
+		}
+		for _, u := range old.Unique {
+			if owner := kb.uniq.Get([]byte(u)); bytes.Equal(owner, id) {
+				if err := kb.uniq.Delete([]byte(u)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, u := range uniq {
+			if err := kb.uniq.Put([]byte(u), id); err != nil {
+				return err
+			}
+		}
+		stored = *rec
+		stored.Unique, stored.Data = uniq, data
+		stored.Seq, stored.Created = old.Seq, old.Created
+		stored.Version, stored.Updated = old.Version+1, now
+		b, err := json.Marshal(&stored)
+		if err != nil {
+			return err
+		}
+		if err := kb.recs.Put(id, b); err != nil {
+			return err
+		}
+		return deleteIntent(tx, rec.Tenant, opts.Intent)
+	})
+	if err != nil {
+		return err
+	}
+	*rec = stored
+	return nil
+}
+
+// Delete removes a record; see store.Store.
+func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.WriteOpts) error {
+	if err := storekit.CheckRef(kind, tenant, id); err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, tenant, kind, false)
+		if err != nil {
+			return err
+		}
+		var v []byte
+		if kb != nil {
+			v = kb.recs.Get([]byte(id))
+		}
+		if v == nil {
+			return refuse("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
+		}
+		old, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		for _, u := range old.Unique {
+			if owner := kb.uniq.Get([]byte(u)); bytes.Equal(owner, []byte(id)) {
+				if err := kb.uniq.Delete([]byte(u)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := kb.seq.Delete(u64(old.Seq)); err != nil {
+			return err
+		}
+		if err := kb.recs.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := kb.addCount(-1); err != nil {
+			return err
+		}
+		if q := opts.Quota; q != nil {
+			if err := addQuota(kb.tenant, q.Resource, -1); err != nil {
+				return err
+			}
+		}
+		return deleteIntent(tx, tenant, opts.Intent)
+	})
+}
+
+// List answers a query; see store.Query. Offset paging and filtered cursor
+// paging read the kind's records; unfiltered cursor paging reads only the
+// page from the seq index.
+func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
+	plan, err := storekit.CheckQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	var page *store.Page
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, q.Tenant, q.Kind, false)
+		if err != nil {
+			return err
+		}
+		if kb == nil {
+			page = &store.Page{Records: []store.Record{}}
+			if plan.Mode == storekit.CursorMode && len(q.Filters) > 0 {
+				page.Total = -1
+			}
+			return nil
+		}
+		if plan.Mode == storekit.OffsetMode {
+			var all []store.Record
+			err := kb.recs.ForEach(func(_, v []byte) error {
+				r, err := decodeRecord(v)
+				if err != nil {
+					return err
+				}
+				all = append(all, *r)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			page = storekit.OffsetPage(all, q)
+			return nil
+		}
+		page, err = storekit.CursorPage(q, plan, func(from uint64, resume bool, n int) ([]store.Record, error) {
+			return walkSeq(kb, from, resume, q.Desc, n)
+		})
+		if err != nil {
+			return err
+		}
+		if len(q.Filters) == 0 {
+			page.Total = int(getU64(kb.kind.Get(kCount)))
+		}
+		return nil
+	})
+	return page, err
+}
+
+func walkSeq(kb *kindBuckets, from uint64, resume, desc bool, n int) ([]store.Record, error) {
+	c := kb.seq.Cursor()
+	var k, id []byte
+	switch {
+	case !resume && !desc:
+		k, id = c.First()
+	case !resume && desc:
+		k, id = c.Last()
+	case !desc:
+		k, id = c.Seek(u64(from + 1))
+	default:
+		// Seek lands on the first key >= from (or nowhere); the walk
+		// continues at the key before it.
+		if k, _ = c.Seek(u64(from)); k == nil {
+			k, id = c.Last()
+		} else {
+			k, id = c.Prev()
+		}
+	}
+	out := make([]store.Record, 0, n)
+	for ; k != nil && len(out) < n; k, id = step(c, desc) {
+		v := kb.recs.Get(id)
+		if v == nil {
+			return nil, fmt.Errorf("bolt store: seq index points at missing record %q", id)
+		}
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, nil
+}
+
+func step(c *bolt.Cursor, desc bool) ([]byte, []byte) {
+	if desc {
+		return c.Prev()
+	}
+	return c.Next()
+}
+
+// CountRecords counts the records of a kind in a tenant.
+func (s *Store) CountRecords(ctx context.Context, kind, tenant string) (int64, error) {
+	if err := storekit.CheckName("kind", kind); err != nil {
+		return 0, err
+	}
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		kb, err := openKind(tx, tenant, kind, false)
+		if err != nil || kb == nil {
+			return err
+		}
+		n = int64(getU64(kb.kind.Get(kCount)))
+		return nil
+	})
+	return n, err
+}
+
+func checkQuotaRef(tenant, resource string) error {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return err
+	}
+	return storekit.CheckKey("quota resource", resource)
+}
+
+// addQuota moves a counter by delta, clamped at zero.
+func addQuota(tb *bolt.Bucket, resource string, delta int64) error {
+	qb, err := tb.CreateBucketIfNotExists(bQuota)
+	if err != nil {
+		return err
+	}
+	n := int64(getU64(qb.Get([]byte(resource)))) + delta
+	return qb.Put([]byte(resource), u64(uint64(max(n, 0))))
+}
+
+// ReserveQuota adds n to a counter if the result stays within limit.
+func (s *Store) ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota reservation")
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, true)
+		if err != nil {
+			return err
+		}
+		usage := int64(0)
+		if qb := tb.Bucket(bQuota); qb != nil {
+			usage = int64(getU64(qb.Get([]byte(resource))))
+		}
+		if limit >= 0 && usage+n > limit {
+			return refuse("%w: %s %s: %d + %d over %d", store.ErrQuotaExceeded, tenant, resource, usage, n, limit)
+		}
+		return addQuota(tb, resource, n)
+	})
+}
+
+// ReleaseQuota subtracts n, never below zero.
+func (s *Store) ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota release")
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, true)
+		if err != nil {
+			return err
+		}
+		return addQuota(tb, resource, -n)
+	})
+}
+
+// QuotaUsage reads a counter (0 when never set).
+func (s *Store) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, false)
+		if err != nil || tb == nil {
+			return err
+		}
+		if qb := tb.Bucket(bQuota); qb != nil {
+			n = int64(getU64(qb.Get([]byte(resource))))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// SetQuotaUsage overwrites a counter.
+func (s *Store) SetQuotaUsage(ctx context.Context, tenant, resource string, n int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota usage")
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, true)
+		if err != nil {
+			return err
+		}
+		qb, err := tb.CreateBucketIfNotExists(bQuota)
+		if err != nil {
+			return err
+		}
+		return qb.Put([]byte(resource), u64(uint64(n)))
+	})
+}
+
+// PutIntent stores (or replaces) an intent.
+func (s *Store) PutIntent(ctx context.Context, in *store.Intent) error {
+	cp, err := storekit.CheckIntent(in, storekit.Now())
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bIntents).Put([]byte(cp.ID), b)
+	})
+}
+
+// DeleteIntent removes an intent; an absent one is not an error.
+func (s *Store) DeleteIntent(ctx context.Context, id string) error {
+	if err := storekit.CheckKey("intent id", id); err != nil {
+		return err
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bIntents).Delete([]byte(id))
+	})
+}
+
+// ListIntents returns every intent, oldest first.
+func (s *Store) ListIntents(ctx context.Context) ([]store.Intent, error) {
+	out := []store.Intent{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bIntents).ForEach(func(_, v []byte) error {
+			var in store.Intent
+			if err := json.Unmarshal(v, &in); err != nil {
+				return fmt.Errorf("bolt store: corrupt intent: %w", err)
+			}
+			out = append(out, in)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	storekit.SortIntents(out)
+	return out, nil
+}
+
+type head struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// AppendEvents appends to a tenant's chain; see store.Store.
+func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
+	norm, err := storekit.NormalizeEvents(tenant, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(norm) == 0 {
+		return []store.Event{}, nil
+	}
+	var out []store.Event
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		tb, err := tenantBucket(tx, tenant, true)
+		if err != nil {
+			return err
+		}
+		eb, err := tb.CreateBucketIfNotExists(bEvents)
+		if err != nil {
+			return err
+		}
+		var h head
+		if v := tb.Get(kHead); v != nil {
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("bolt store: corrupt event head: %w", err)
+			}
+		}
+		evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+		for i := range evs {
+			b, err := json.Marshal(&evs[i])
+			if err != nil {
+				return err
+			}
+			if err := eb.Put(u64(evs[i].Seq), b); err != nil {
+				return err
+			}
+		}
+		last := evs[len(evs)-1]
+		hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
+		if err != nil {
+			return err
+		}
+		if err := tb.Put(kHead, hb); err != nil {
+			return err
+		}
+		out = evs
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListEvents returns up to limit events after afterSeq, oldest first.
+func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, limit int) ([]store.Event, error) {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, storekit.Invalid("negative limit")
+	}
+	out := []store.Event{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, false)
+		if err != nil || tb == nil {
+			return err
+		}
+		eb := tb.Bucket(bEvents)
+		if eb == nil {
+			return nil
+		}
+		c := eb.Cursor()
+		if afterSeq == ^uint64(0) {
+			return nil
+		}
+		for k, v := c.Seek(u64(afterSeq + 1)); k != nil && (limit == 0 || len(out) < limit); k, v = c.Next() {
+			var e store.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("bolt store: corrupt event: %w", err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EventTenants lists the tenants that have at least one event.
+func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
+	out := []string{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bTenants)
+		return root.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			if tb := root.Bucket(k); tb != nil && tb.Get(kHead) != nil {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
