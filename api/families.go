@@ -1,0 +1,113 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// The wire families. Each maps the engine's error kinds to its own status
+// codes and envelope in exactly one place.
+var (
+	native     = Family{Name: "native", WriteErr: nativeError}
+	pca        = Family{Name: "pca", WriteErr: pcaError}
+	apig       = Family{Name: "apig", WriteErr: apigError}
+	czertainly = Family{Name: "czertainly", WriteErr: czertainlyError}
+)
+
+// huaweiEnvelope is the error body of the PCA and APIG families.
+type huaweiEnvelope struct {
+	Code string `json:"error_code"`
+	Msg  string `json:"error_msg"`
+}
+
+// pcaError writes the CCM PCA envelope. An engine error may carry its own
+// PCA code in Code; otherwise the kind decides. Unknown ids answer 400
+// PCA.10010002, as the public service does.
+func pcaError(c *gin.Context, err error) {
+	e := signer.AsError(err)
+	status, code := http.StatusInternalServerError, "PCA.10010001"
+	switch e.Kind {
+	case signer.KindInvalid:
+		status, code = http.StatusBadRequest, "PCA.00020001"
+	case signer.KindNotFound:
+		status, code = http.StatusBadRequest, "PCA.10010002"
+	case signer.KindConflict:
+		status, code = http.StatusBadRequest, "PCA.10010003"
+	case signer.KindWrongState:
+		status, code = http.StatusBadRequest, "PCA.10010004"
+	case signer.KindQuotaExceeded:
+		status, code = http.StatusBadRequest, "PCA.10010005"
+	case signer.KindUnavailable:
+		status, code = http.StatusServiceUnavailable, "PCA.10010006"
+	case signer.KindUnauthenticated:
+		status, code = http.StatusUnauthorized, "PCA.10010007"
+	case signer.KindForbidden:
+		status, code = http.StatusForbidden, "PCA.10010008"
+	}
+	if e.Code != "" && len(e.Code) > 4 && e.Code[:4] == "PCA." {
+		code = e.Code
+	}
+	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
+}
+
+// apigError writes the APIG envelope.
+func apigError(c *gin.Context, err error) {
+	e := signer.AsError(err)
+	status, code := http.StatusInternalServerError, "APIG.9999"
+	switch e.Kind {
+	case signer.KindInvalid:
+		status, code = http.StatusBadRequest, "APIG.2012"
+	case signer.KindNotFound:
+		status, code = http.StatusNotFound, "APIG.3021"
+	case signer.KindConflict:
+		status, code = http.StatusBadRequest, "APIG.3325"
+	case signer.KindWrongState, signer.KindQuotaExceeded:
+		status, code = http.StatusBadRequest, "APIG.3000"
+	case signer.KindUnavailable:
+		status, code = http.StatusServiceUnavailable, "APIG.9000"
+	case signer.KindUnauthenticated:
+		status, code = http.StatusUnauthorized, "APIG.1002"
+	case signer.KindForbidden:
+		status, code = http.StatusForbidden, "APIG.1005"
+	}
+	if e.Code != "" && len(e.Code) > 5 && e.Code[:5] == "APIG." {
+		code = e.Code
+	}
+	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
+}
+
+// czertainlyError writes {"message"}; validation failures are 422 with a
+// JSON array of messages.
+func czertainlyError(c *gin.Context, err error) {
+	e := signer.AsError(err)
+	status := http.StatusInternalServerError
+	switch e.Kind {
+	case signer.KindInvalid:
+		msgs := make([]string, 0, len(e.Fields))
+		for _, f := range e.Fields {
+			msgs = append(msgs, f.Field+": "+f.Msg)
+		}
+		if len(msgs) == 0 {
+			msgs = append(msgs, e.Msg)
+		}
+		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, msgs)
+		return
+	case signer.KindNotFound:
+		status = http.StatusNotFound
+	case signer.KindConflict:
+		status = http.StatusBadRequest
+	case signer.KindWrongState:
+		status = http.StatusConflict
+	case signer.KindUnavailable:
+		status = http.StatusServiceUnavailable
+	case signer.KindUnauthenticated:
+		status = http.StatusUnauthorized
+	case signer.KindForbidden:
+		status = http.StatusForbidden
+	}
+	c.AbortWithStatusJSON(status, gin.H{"message": e.Msg})
+}
+
+var _ = []Family{pca, apig, czertainly}

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+const requestIDHeader = "X-Request-Id"
+
+// requestID takes a well-formed incoming id or makes one, and echoes it.
+func (s *server) requestID(c *gin.Context) {
+	id := c.GetHeader(requestIDHeader)
+	if !validRequestID(id) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set("request_id", id)
+	c.Header(requestIDHeader, id)
+	c.Next()
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// recovery turns a panic into a 500 in the native envelope, logging the
+// panic value without request bodies or headers (they may hold secrets).
+func (s *server) recovery(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "route", c.FullPath(), "request_id", c.GetString("request_id"), "panic", v)
+			if !c.Writer.Written() {
+				nativeError(c, signer.E(signer.KindInternal, "internal error"))
+			}
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+// observe records metrics by route template and writes one access-log line.
+// Nothing of the request beyond method, route, status and timing is logged.
+func (s *server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	d := time.Since(start)
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	status := c.Writer.Status()
+	m := s.eng.Metrics()
+	m.HTTPRequests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status/100)+"xx").Inc()
+	m.HTTPDuration.WithLabelValues(route, c.Request.Method).Observe(d.Seconds())
+	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
+		return
+	}
+	s.log.Info("request", "method", c.Request.Method, "route", route, "status", status,
+		"duration_ms", float64(d.Microseconds())/1000, "request_id", c.GetString("request_id"),
+		"principal", signer.CallerFrom(c.Request.Context()).Principal)
+}
+
+// bodyLimit caps request bodies; reading past the limit fails and the
+// handler answers 413.
+func (s *server) bodyLimit(c *gin.Context) {
+	if c.Request.ContentLength > s.opts.MaxBodyBytes {
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, nativeEnvelope{Code: "PayloadTooLarge", Message: "request body exceeds " + strconv.FormatInt(s.opts.MaxBodyBytes, 10) + " bytes"})
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
+	c.Next()
+}

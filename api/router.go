@@ -1,0 +1,123 @@
+// Package api serves hsmca's HTTP families on one Gin router. It parses
+// requests, calls the signer engine and shapes responses and each family's
+// error envelope. It holds no crypto and makes no storage calls of its own.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"sort"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// Options configure the router.
+type Options struct {
+	Engine       *signer.Engine
+	Logger       *slog.Logger
+	MaxBodyBytes int64
+	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
+	// header; only behind a proxy that strips it from client requests.
+	TrustedProxy bool
+}
+
+// Access says who may call a route. It is declared with the route, so the
+// table of every route and its roles is the router itself (Routes lists it).
+type Access struct {
+	// Public routes need no credential (health, metrics, CRLs).
+	Public bool
+	// TenantRoles may call the route with an API token of a tenant.
+	TenantRoles []string
+	// PlatformRoles may call it as an administrator (client certificate).
+	PlatformRoles []string
+	// Loopback restricts the route to callers on the loopback interface.
+	Loopback bool
+}
+
+// Family is one wire family: how it writes errors.
+type Family struct {
+	Name     string
+	WriteErr func(c *gin.Context, err error)
+}
+
+// RouteInfo is one entry of the access table.
+type RouteInfo struct {
+	Method, Path string
+	Family       string
+	Access       Access
+}
+
+type server struct {
+	eng    *signer.Engine
+	log    *slog.Logger
+	opts   Options
+	routes map[string]RouteInfo // "METHOD path" -> entry
+	engine *gin.Engine
+}
+
+// Router builds the HTTP handler with every family mounted.
+func Router(o Options) *gin.Engine {
+	r, _ := build(o)
+	return r
+}
+
+// Routes returns the access table of a router built with o: every route,
+// its family and who may call it.
+func Routes(o Options) []RouteInfo {
+	_, s := build(o)
+	out := make([]RouteInfo, 0, len(s.routes))
+	for _, ri := range s.routes {
+		out = append(out, ri)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+func build(o Options) (*gin.Engine, *server) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
+	r.NoRoute(func(c *gin.Context) { nativeError(c, signer.E(signer.KindNotFound, "no such route")) })
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, nativeEnvelope{Code: "MethodNotAllowed", Message: "method not allowed on this route"})
+	})
+
+	public := Access{Public: true}
+	s.handle(native, "GET", "/healthz", public, s.healthz)
+	s.handle(native, "GET", "/readyz", public, s.readyz)
+	s.handle(native, "GET", "/metrics", public, gin.WrapH(o.Engine.Metrics().Handler()))
+
+	s.mountEvents()
+	return r, s
+}
+
+// handle registers a route with its family and access rule. Every route
+// goes through here: authentication and the role check run before the
+// handlers, and a route without a rule cannot exist.
+func (s *server) handle(f Family, method, path string, a Access, h ...gin.HandlerFunc) {
+	key := method + " " + path
+	if _, dup := s.routes[key]; dup {
+		panic("api: route registered twice: " + key)
+	}
+	if !a.Public && len(a.TenantRoles) == 0 && len(a.PlatformRoles) == 0 && !a.Loopback {
+		panic("api: route without any allowed role: " + key)
+	}
+	s.routes[key] = RouteInfo{Method: method, Path: path, Family: f.Name, Access: a}
+	chain := append([]gin.HandlerFunc{s.guard(f, a)}, h...)
+	s.engine.Handle(method, path, chain...)
+}

@@ -1,0 +1,254 @@
+// Package config loads hsmcad's configuration: one YAML file, then
+// HSMCA_* environment variables on top, then defaults. Secrets (the PIN) are
+// never values here: only the file or variable they are read from.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the daemon's whole configuration.
+type Config struct {
+	ListenAddr string `yaml:"listen_addr"`
+	DataDir    string `yaml:"data_dir"`
+	LogLevel   string `yaml:"log_level"`
+
+	Store struct {
+		Backend  string `yaml:"backend"` // bolt | redis
+		BoltPath string `yaml:"bolt_path"`
+		RedisURL string `yaml:"redis_url"`
+	} `yaml:"store"`
+
+	PKCS11 struct {
+		Module     string `yaml:"module"`
+		TokenLabel string `yaml:"token_label"`
+		Slot       *uint  `yaml:"slot"`
+		PINFile    string `yaml:"pin_file"`
+		// PINEnv names the environment variable holding the PIN when no
+		// file is used (default HSMCA_PIN).
+		PINEnv   string `yaml:"pin_env"`
+		PoolSize int    `yaml:"pool_size"`
+	} `yaml:"pkcs11"`
+
+	TLS struct {
+		Cert     string `yaml:"cert"`
+		Key      string `yaml:"key"`
+		ClientCA string `yaml:"client_ca"`
+		// TrustedProxy accepts the X-APP-CERTIFICATE header as an admin
+		// credential. Only safe behind a proxy that strips it from clients.
+		TrustedProxy bool `yaml:"trusted_proxy"`
+	} `yaml:"tls"`
+
+	HTTP struct {
+		ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+		ReadTimeout       time.Duration `yaml:"read_timeout"`
+		WriteTimeout      time.Duration `yaml:"write_timeout"`
+		IdleTimeout       time.Duration `yaml:"idle_timeout"`
+		ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+		MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	} `yaml:"http"`
+
+	// AdminSocket is the unix socket the ops CLI uses to write the store
+	// while the daemon holds it. Empty disables it.
+	AdminSocket string `yaml:"admin_socket"`
+}
+
+// Env lists every environment override, for the README and `--help`.
+var Env = []struct{ Name, Field, Help string }{
+	{"HSMCA_LISTEN_ADDR", "listen_addr", "address of the HTTP(S) listener (default 127.0.0.1:8080)"},
+	{"HSMCA_DATA_DIR", "data_dir", "directory for the bolt file, the admin socket and the dev token (default ./.data)"},
+	{"HSMCA_LOG_LEVEL", "log_level", "debug, info, warn or error (default info)"},
+	{"HSMCA_STORE", "store.backend", "bolt (default) or redis"},
+	{"HSMCA_BOLT_PATH", "store.bolt_path", "bolt file (default $HSMCA_DATA_DIR/hsmca.db)"},
+	{"HSMCA_REDIS_URL", "store.redis_url", "redis://[user:password@]host:port/db, required with HSMCA_STORE=redis"},
+	{"HSMCA_PKCS11_MODULE", "pkcs11.module", "PKCS#11 library (default: SoftHSM2's, found in the usual places)"},
+	{"HSMCA_TOKEN_LABEL", "pkcs11.token_label", "label of the token holding the keys (default hsmca)"},
+	{"HSMCA_SLOT", "pkcs11.slot", "slot id, when the token is chosen by slot instead of label"},
+	{"HSMCA_PIN_FILE", "pkcs11.pin_file", "file holding the user PIN (first line)"},
+	{"HSMCA_PIN_ENV", "pkcs11.pin_env", "name of the variable holding the PIN when no file is set (default HSMCA_PIN)"},
+	{"HSMCA_POOL_SIZE", "pkcs11.pool_size", "PKCS#11 sessions kept open (default 16)"},
+	{"HSMCA_TLS_CERT", "tls.cert", "server certificate PEM; with HSMCA_TLS_KEY, serve HTTPS (TLS 1.2+)"},
+	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
+	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
+	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
+	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
+}
+
+// Load reads path (may be empty), applies the environment and defaults, and
+// validates the result.
+func Load(path string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(os.LookupEnv); err != nil {
+		return nil, err
+	}
+	c.defaults()
+	return c, c.validate()
+}
+
+func (c *Config) applyEnv(get func(string) (string, bool)) error {
+	str := func(name string, dst *string) {
+		if v, ok := get(name); ok {
+			*dst = v
+		}
+	}
+	str("HSMCA_LISTEN_ADDR", &c.ListenAddr)
+	str("HSMCA_DATA_DIR", &c.DataDir)
+	str("HSMCA_LOG_LEVEL", &c.LogLevel)
+	str("HSMCA_STORE", &c.Store.Backend)
+	str("HSMCA_BOLT_PATH", &c.Store.BoltPath)
+	str("HSMCA_REDIS_URL", &c.Store.RedisURL)
+	str("HSMCA_PKCS11_MODULE", &c.PKCS11.Module)
+	str("HSMCA_TOKEN_LABEL", &c.PKCS11.TokenLabel)
+	str("HSMCA_PIN_FILE", &c.PKCS11.PINFile)
+	str("HSMCA_PIN_ENV", &c.PKCS11.PINEnv)
+	str("HSMCA_TLS_CERT", &c.TLS.Cert)
+	str("HSMCA_TLS_KEY", &c.TLS.Key)
+	str("HSMCA_CLIENT_CA", &c.TLS.ClientCA)
+	str("HSMCA_ADMIN_SOCKET", &c.AdminSocket)
+	if v, ok := get("HSMCA_SLOT"); ok && v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_SLOT: not a slot number: %q", v)
+		}
+		s := uint(n)
+		c.PKCS11.Slot = &s
+	}
+	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("config: HSMCA_POOL_SIZE: want a positive number, got %q", v)
+		}
+		c.PKCS11.PoolSize = n
+	}
+	if v, ok := get("HSMCA_TRUSTED_PROXY"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_TRUSTED_PROXY: want true or false, got %q", v)
+		}
+		c.TLS.TrustedProxy = b
+	}
+	return nil
+}
+
+// DefaultModule finds SoftHSM2's PKCS#11 library in the usual places.
+func DefaultModule() string {
+	for _, p := range []string{
+		"/usr/lib/softhsm/libsofthsm2.so",
+		"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+		"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+		"/usr/local/lib/softhsm/libsofthsm2.so",
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func (c *Config) defaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = ".data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Store.Backend == "" {
+		c.Store.Backend = "bolt"
+	}
+	if c.Store.BoltPath == "" {
+		c.Store.BoltPath = filepath.Join(c.DataDir, "hsmca.db")
+	}
+	if c.PKCS11.Module == "" {
+		c.PKCS11.Module = DefaultModule()
+	}
+	if c.PKCS11.TokenLabel == "" && c.PKCS11.Slot == nil {
+		c.PKCS11.TokenLabel = "hsmca"
+	}
+	if c.PKCS11.PINEnv == "" {
+		c.PKCS11.PINEnv = "HSMCA_PIN"
+	}
+	if c.PKCS11.PoolSize == 0 {
+		c.PKCS11.PoolSize = 16
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")
+	} else if c.AdminSocket == "off" {
+		c.AdminSocket = ""
+	}
+	h := &c.HTTP
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	setDur(&h.ReadHeaderTimeout, 5*time.Second)
+	setDur(&h.ReadTimeout, 30*time.Second)
+	setDur(&h.WriteTimeout, 30*time.Second)
+	setDur(&h.IdleTimeout, 120*time.Second)
+	setDur(&h.ShutdownTimeout, 20*time.Second)
+	if h.MaxBodyBytes == 0 {
+		h.MaxBodyBytes = 1 << 20
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		errs = append(errs, fmt.Sprintf("listen_addr %q: %v", c.ListenAddr, err))
+	}
+	switch c.Store.Backend {
+	case "bolt":
+	case "redis":
+		if c.Store.RedisURL == "" {
+			errs = append(errs, "store.backend is redis but no redis_url (HSMCA_REDIS_URL) is set")
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("store.backend %q: want bolt or redis", c.Store.Backend))
+	}
+	if c.PKCS11.Module == "" {
+		errs = append(errs, "no PKCS#11 module: set pkcs11.module (HSMCA_PKCS11_MODULE) or install softhsm2")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, "tls.cert and tls.key (HSMCA_TLS_CERT, HSMCA_TLS_KEY) go together")
+	}
+	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
+		errs = append(errs, "tls.client_ca needs tls.cert and tls.key: client certificates need TLS")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// TLSEnabled reports whether the listener serves HTTPS.
+func (c *Config) TLSEnabled() bool { return c.TLS.Cert != "" }

@@ -1,0 +1,110 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func clearEnv(t *testing.T) {
+	for _, e := range Env {
+		if _, ok := os.LookupEnv(e.Name); ok {
+			t.Setenv(e.Name, "")
+			os.Unsetenv(e.Name)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	clearEnv(t)
+	c, err := Load("")
+	if DefaultModule() == "" {
+		require.ErrorContains(t, err, "no PKCS#11 module")
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8080", c.ListenAddr)
+	assert.Equal(t, "bolt", c.Store.Backend)
+	assert.Equal(t, filepath.Join(".data", "hsmca.db"), c.Store.BoltPath)
+	assert.Equal(t, "hsmca", c.PKCS11.TokenLabel)
+	assert.Equal(t, "HSMCA_PIN", c.PKCS11.PINEnv)
+	assert.Equal(t, 5*time.Second, c.HTTP.ReadHeaderTimeout)
+	assert.Equal(t, int64(1<<20), c.HTTP.MaxBodyBytes)
+	assert.Equal(t, filepath.Join(".data", "admin.sock"), c.AdminSocket)
+}
+
+func TestFileThenEnv(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+listen_addr: 127.0.0.1:9000
+store:
+  backend: redis
+  redis_url: redis://127.0.0.1:1/0
+pkcs11:
+  module: /x/lib.so
+  token_label: fromfile
+http:
+  read_timeout: 7s
+`), 0o600))
+	t.Setenv("HSMCA_TOKEN_LABEL", "fromenv")
+	t.Setenv("HSMCA_SLOT", "42")
+	t.Setenv("HSMCA_ADMIN_SOCKET", "off")
+	c, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9000", c.ListenAddr)
+	assert.Equal(t, "redis", c.Store.Backend)
+	assert.Equal(t, "fromenv", c.PKCS11.TokenLabel)
+	require.NotNil(t, c.PKCS11.Slot)
+	assert.Equal(t, uint(42), *c.PKCS11.Slot)
+	assert.Equal(t, 7*time.Second, c.HTTP.ReadTimeout)
+	assert.Empty(t, c.AdminSocket)
+}
+
+func TestInvalid(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		file string
+		want string
+	}{
+		"unknown backend":    {env: map[string]string{"HSMCA_STORE": "etcd"}, want: `store.backend "etcd"`},
+		"redis without url":  {env: map[string]string{"HSMCA_STORE": "redis"}, want: "no redis_url"},
+		"bad slot":           {env: map[string]string{"HSMCA_SLOT": "one"}, want: "HSMCA_SLOT"},
+		"bad pool":           {env: map[string]string{"HSMCA_POOL_SIZE": "0"}, want: "HSMCA_POOL_SIZE"},
+		"cert without key":   {env: map[string]string{"HSMCA_TLS_CERT": "/c.pem"}, want: "go together"},
+		"client ca, no tls":  {env: map[string]string{"HSMCA_CLIENT_CA": "/ca.pem"}, want: "client certificates need TLS"},
+		"bad listen address": {env: map[string]string{"HSMCA_LISTEN_ADDR": "nonsense"}, want: "listen_addr"},
+		"bad log level":      {env: map[string]string{"HSMCA_LOG_LEVEL": "loud"}, want: "log_level"},
+		"unknown yaml key":   {file: "listen_adr: x\n", want: "listen_adr"},
+		"bad trusted proxy":  {env: map[string]string{"HSMCA_TRUSTED_PROXY": "maybe"}, want: "HSMCA_TRUSTED_PROXY"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				require.NoError(t, os.WriteFile(path, []byte(tc.file), 0o600))
+			}
+			_, err := Load(path)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	clearEnv(t)
+	c, err := Load("../../deploy/hsmcad.example.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "hsmca", c.PKCS11.TokenLabel)
+	assert.Equal(t, "/etc/hsmca/user.pin", c.PKCS11.PINFile)
+}

@@ -1,0 +1,128 @@
+// Package metrics holds hsmca's Prometheus collectors. They are created once,
+// registered on one registry and passed to the packages that observe.
+//
+// Names follow Prometheus conventions: one hsmca_ prefix, base units,
+// _total for counters, _seconds for durations. No label ever carries a
+// tenant or a resource id, so series stay bounded.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Event stages.
+const (
+	StageStart   = "START"
+	StageSuccess = "SUCCESS"
+	StageFail    = "FAIL"
+)
+
+// Metrics is the set of collectors of one daemon.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	SigningDuration *prometheus.HistogramVec // operation, key_algorithm
+	Events          *prometheus.CounterVec   // event, stage
+	HSMCallDuration *prometheus.HistogramVec // function
+	HSMCallErrors   *prometheus.CounterVec   // function, code
+	HTTPRequests    *prometheus.CounterVec   // route, method, code
+	HTTPDuration    *prometheus.HistogramVec // route, method
+	StoreDuration   *prometheus.HistogramVec // backend, operation
+	StoreErrors     *prometheus.CounterVec   // backend, operation
+	ComponentUp     *prometheus.GaugeVec     // component (hsm, store)
+	BuildInfo       *prometheus.GaugeVec     // version, goversion
+}
+
+// Latency buckets from 100µs to 10s: an HSM signature takes from about
+// 100µs (SoftHSM2 ECDSA) to tens of milliseconds (network HSM, RSA-4096).
+var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// New creates and registers every collector on a fresh registry, together
+// with the Go runtime and process collectors.
+func New(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		SigningDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_signing_duration_seconds",
+			Help:    "Time spent producing one signature in the HSM, by operation and key algorithm.",
+			Buckets: latencyBuckets,
+		}, []string{"operation", "key_algorithm"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_events_total",
+			Help: "Operation events by event name and stage (START, SUCCESS, FAIL).",
+		}, []string{"event", "stage"}),
+		HSMCallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_hsm_call_duration_seconds",
+			Help:    "Latency of PKCS#11 operations, by function.",
+			Buckets: latencyBuckets,
+		}, []string{"function"}),
+		HSMCallErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_hsm_call_errors_total",
+			Help: "PKCS#11 operations that failed, by function and return code.",
+		}, []string{"function", "code"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_http_requests_total",
+			Help: "HTTP requests by route template, method and status class.",
+		}, []string{"route", "method", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_http_request_duration_seconds",
+			Help:    "HTTP request latency by route template and method.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method"}),
+		StoreDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_store_operation_duration_seconds",
+			Help:    "Latency of metadata store operations, by backend and operation.",
+			Buckets: latencyBuckets,
+		}, []string{"backend", "operation"}),
+		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_store_errors_total",
+			Help: "Metadata store operations that failed for a reason other than a normal answer (not found, conflict, quota).",
+		}, []string{"backend", "operation"}),
+		ComponentUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_component_up",
+			Help: "1 when the component (hsm, store) answered its last readiness probe, else 0.",
+		}, []string{"component"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_build_info",
+			Help: "Build information; always 1.",
+		}, []string{"version", "goversion"}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.SigningDuration, m.Events, m.HSMCallDuration, m.HSMCallErrors,
+		m.HTTPRequests, m.HTTPDuration, m.StoreDuration, m.StoreErrors,
+		m.ComponentUp, m.BuildInfo,
+	)
+	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Event counts one stage of an operation event.
+func (m *Metrics) Event(event, stage string) {
+	m.Events.WithLabelValues(event, stage).Inc()
+}
+
+// ObserveSigning records the latency of one signature.
+func (m *Metrics) ObserveSigning(operation, keyAlgorithm string, d time.Duration) {
+	m.SigningDuration.WithLabelValues(operation, keyAlgorithm).Observe(d.Seconds())
+}
+
+// ObserveHSMCall records one PKCS#11 operation; code is the CKR_ name on failure.
+func (m *Metrics) ObserveHSMCall(function string, d time.Duration, code string) {
+	m.HSMCallDuration.WithLabelValues(function).Observe(d.Seconds())
+	if code != "" {
+		m.HSMCallErrors.WithLabelValues(function, code).Inc()
+	}
+}

@@ -1,0 +1,211 @@
+// Package signer is hsmca's engine: authorities, issuance, revocation,
+// certificate import checks, data signing, quotas and events. It knows
+// nothing of HTTP; the api package adapts it to each wire family.
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hsmca/hsmca/metrics"
+	"github.com/hsmca/hsmca/store"
+)
+
+// HSM is what the engine needs of the key store; *hsm.HSM implements it.
+type HSM interface {
+	Health(ctx context.Context) error
+	Close() error
+}
+
+// Options configure an Engine.
+type Options struct {
+	Store   store.Store
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// HSM may be nil at start: the daemon opens the token in the background
+	// and calls SetHSM when it appears.
+	HSM HSM
+}
+
+// Engine is the shared machinery behind every API family.
+type Engine struct {
+	store   store.Store
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	events  *eventWriter
+
+	hsm     atomic.Pointer[hsmBox]
+	hsmMu   sync.Mutex
+	hsmDown atomic.Pointer[string] // why the HSM is not open yet
+
+	tokenSeen sync.Map // token id -> time of the last last-used write
+	now       func() time.Time
+}
+
+type hsmBox struct{ h HSM }
+
+// New builds an engine. Call Close to flush pending event records.
+func New(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New("dev")
+	}
+	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now}
+	e.events = newEventWriter(o.Store, o.Logger)
+	if o.HSM != nil {
+		e.SetHSM(o.HSM)
+	} else {
+		e.SetHSMDown("HSM not opened yet")
+	}
+	return e
+}
+
+// Store returns the engine's store (for ops tooling).
+func (e *Engine) Store() store.Store { return e.store }
+
+// Metrics returns the collectors.
+func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
+
+// SetHSM installs the opened HSM.
+func (e *Engine) SetHSM(h HSM) {
+	e.hsm.Store(&hsmBox{h: h})
+	e.hsmDown.Store(nil)
+}
+
+// SetHSMDown records why the HSM is not available yet.
+func (e *Engine) SetHSMDown(reason string) { e.hsmDown.Store(&reason) }
+
+// HSM returns the open HSM or an unavailable error saying why there is none.
+func (e *Engine) HSM() (HSM, error) {
+	if b := e.hsm.Load(); b != nil {
+		return b.h, nil
+	}
+	reason := "HSM not available"
+	if r := e.hsmDown.Load(); r != nil {
+		reason = *r
+	}
+	return nil, &Error{Kind: KindUnavailable, Msg: "HSM unavailable: " + reason}
+}
+
+// Close flushes pending event records and closes the HSM. The store is
+// the caller's to close.
+func (e *Engine) Close() error {
+	e.events.close()
+	if b := e.hsm.Load(); b != nil {
+		return b.h.Close()
+	}
+	return nil
+}
+
+// Readiness probes the HSM and the store concurrently and returns the error
+// of each component that failed, by name ("hsm", "store").
+func (e *Engine) Readiness(ctx context.Context) map[string]error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		fail = map[string]error{}
+		wg   sync.WaitGroup
+	)
+	probe := func(name string, f func(context.Context) error) {
+		defer wg.Done()
+		err := f(ctx)
+		up := 1.0
+		if err != nil {
+			up = 0
+			mu.Lock()
+			fail[name] = err
+			mu.Unlock()
+		}
+		e.metrics.ComponentUp.WithLabelValues(name).Set(up)
+	}
+	wg.Add(2)
+	go probe("hsm", func(ctx context.Context) error {
+		h, err := e.HSM()
+		if err != nil {
+			return err
+		}
+		return h.Health(ctx)
+	})
+	go probe("store", e.store.Ping)
+	wg.Wait()
+	return fail
+}
+
+// Caller identifies who asks, for authorisation and the event log.
+type Caller struct {
+	Tenant    string   // empty for platform principals
+	Principal string   // "token:<id>" or "admin:<serial>" or "ops:<user>"
+	Roles     []string // tenant or platform roles
+	RequestID string
+}
+
+type callerKey struct{}
+
+// WithCaller attaches the caller to a context.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller of a context (zero when none).
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+// run executes one operation under its event: the START counter, then fn,
+// then SUCCESS or FAIL as a counter and an event record in the tenant's
+// chain. The record is written before run returns, so an acknowledged
+// operation is always in the log.
+func (e *Engine) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
+	e.metrics.Event(name, metrics.StageStart)
+	resource, err := fn()
+	outcome := metrics.StageSuccess
+	code := ""
+	if err != nil {
+		outcome = metrics.StageFail
+		code = AsError(err).Kind.String()
+	}
+	e.metrics.Event(name, outcome)
+	c := CallerFrom(ctx)
+	if tenant == "" {
+		tenant = store.PlatformTenant
+	}
+	rec := EventRecord{
+		Tenant: tenant, Principal: c.Principal, Operation: name, Outcome: outcome,
+		Resource: resource, RequestID: c.RequestID, ErrorCode: code,
+	}
+	if werr := e.events.append(ctx, tenant, rec); werr != nil {
+		e.log.Error("event record not written", "event", name, "outcome", outcome, "err", werr)
+		if err == nil {
+			return &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
+		}
+	}
+	return err
+}
+
+// storeErr maps a store error to the engine's kinds.
+func storeErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Kind: KindNotFound, Msg: what + " not found", Err: err}
+	case errors.Is(err, store.ErrExists):
+		return &Error{Kind: KindConflict, Msg: what + " already exists", Err: err}
+	case errors.Is(err, store.ErrQuotaExceeded):
+		return &Error{Kind: KindQuotaExceeded, Msg: "quota exceeded for " + what, Err: err}
+	case errors.Is(err, store.ErrVersionConflict):
+		return &Error{Kind: KindConflict, Msg: what + " was changed concurrently; retry", Err: err}
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Kind: KindUnavailable, Msg: "the store is unavailable", Err: err}
+	}
+	return &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("%s: %w", what, err)}
+}

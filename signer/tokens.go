@@ -1,0 +1,212 @@
+package signer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Tenant roles and platform roles (API.md, "Identity, tenants, roles").
+const (
+	RoleAdmin       = "admin"
+	RoleDTSProvider = "dts-provider"
+	RoleCAOperator  = "ca-operator"
+	RoleSigner      = "signer"
+	RoleAuditor     = "auditor"
+
+	RoleSuperAdministrator = "superAdministrator"
+	RoleAdministrator      = "administrator"
+)
+
+// TenantRoles lists the roles a token may carry.
+var TenantRoles = []string{RoleAdmin, RoleDTSProvider, RoleCAOperator, RoleSigner, RoleAuditor}
+
+const (
+	kindToken = "apitoken"
+	// tokenPrefix makes leaked tokens easy to find with secret scanners.
+	tokenPrefix = "hsmca_"
+	// tokenLastUsedEvery bounds last-used writes to one per token and period.
+	tokenLastUsedEvery = time.Minute
+)
+
+// Token is an API token's stored metadata. The secret itself is never
+// stored: only its SHA-256, which is enough for a 256-bit random secret.
+type Token struct {
+	ID        string     `json:"id"`
+	Tenant    string     `json:"tenant"`
+	Roles     []string   `json:"roles"`
+	Created   time.Time  `json:"created"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	LastUsed  *time.Time `json:"lastUsed,omitempty"`
+	CreatedBy string     `json:"createdBy,omitempty"`
+	Hash      string     `json:"hash"`
+}
+
+func hashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// ValidTenant reports whether s can name a tenant: 1 to 64 characters of
+// letters, digits, '-' and '_', not starting with '_' (reserved).
+func ValidTenant(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '_' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// CreateToken makes a new API token and returns its secret, shown once.
+func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
+	var (
+		secret string
+		tok    *Token
+	)
+	err := e.run(ctx, tenant, "API_TOKEN_CREATE", func() (string, error) {
+		if !ValidTenant(tenant) {
+			return "", Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
+		}
+		if len(roles) == 0 {
+			return "", Invalid("roles", roles, "at least one role is required")
+		}
+		roles = slices.Clone(roles)
+		slices.Sort(roles)
+		roles = slices.Compact(roles)
+		for _, r := range roles {
+			if !slices.Contains(TenantRoles, r) {
+				return "", Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
+			}
+		}
+		now := e.now().UTC().Truncate(time.Second)
+		if expiresAt != nil && !expiresAt.After(now) {
+			return "", Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
+		}
+		var raw [32]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", err
+		}
+		secret = tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+		tok = &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
+			ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
+		data, err := json.Marshal(tok)
+		if err != nil {
+			return "", err
+		}
+		rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
+			Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
+		return tok.ID, storeErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, tok, nil
+}
+
+// AuthenticateToken resolves a presented secret to its token. Every failure
+// is the same unauthenticated error, so a caller learns nothing about why.
+func (e *Engine) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
+	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
+	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
+		return nil, denied
+	}
+	h := hashToken(secret)
+	rec, err := e.store.GetByUnique(ctx, kindToken, store.PlatformTenant, "hash:"+h)
+	if err != nil {
+		if KindOf(storeErr(err, "token")) == KindNotFound {
+			return nil, denied
+		}
+		return nil, storeErr(err, "token")
+	}
+	var tok Token
+	if err := json.Unmarshal(rec.Data, &tok); err != nil {
+		return nil, storeErr(err, "token")
+	}
+	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
+		return nil, denied
+	}
+	now := e.now()
+	if tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt) {
+		return nil, denied
+	}
+	e.touchToken(rec, &tok, now)
+	return &tok, nil
+}
+
+// touchToken records last use at most once per period and token, off the
+// request path: a lost update only makes "last used" slightly older.
+func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
+	if v, ok := e.tokenSeen.Load(tok.ID); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
+		return
+	}
+	if tok.LastUsed != nil && now.Sub(*tok.LastUsed) < tokenLastUsedEvery {
+		e.tokenSeen.Store(tok.ID, *tok.LastUsed)
+		return
+	}
+	e.tokenSeen.Store(tok.ID, now)
+	t := *tok
+	used := now.UTC().Truncate(time.Second)
+	t.LastUsed = &used
+	data, err := json.Marshal(&t)
+	if err != nil {
+		return
+	}
+	r := *rec
+	r.Data = data
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = e.store.Update(ctx, &r, store.WriteOpts{})
+	}()
+}
+
+// ListTokens lists tokens, of one tenant or (tenant empty) of all.
+func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
+	var out []Token
+	err := e.run(ctx, tenant, "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
+		q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
+		if tenant != "" {
+			q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+		}
+		page, err := e.store.List(ctx, q)
+		if err != nil {
+			return "", storeErr(err, "token")
+		}
+		out = make([]Token, 0, len(page.Records))
+		for _, r := range page.Records {
+			var t Token
+			if err := json.Unmarshal(r.Data, &t); err != nil {
+				return "", storeErr(err, "token")
+			}
+			out = append(out, t)
+		}
+		return "", nil
+	})
+	return out, err
+}
+
+// RevokeToken deletes a token; the next request with it fails on every
+// replica because authentication reads the store.
+func (e *Engine) RevokeToken(ctx context.Context, id string) error {
+	return e.run(ctx, "", "API_TOKEN_DELETE", func() (string, error) {
+		if err := e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}); err != nil {
+			return id, storeErr(err, "token")
+		}
+		e.tokenSeen.Delete(id)
+		return id, nil
+	})
+}
