@@ -10,15 +10,15 @@ import (
 type Kind int
 
 const (
-	KindInternal      Kind = iota
-	KindInvalid            // a field of the request is wrong
-	KindNotFound           // no such resource in the caller's tenant
-	KindConflict           // already exists, or a unique name is taken
-	KindWrongState         // the resource's state forbids the operation
-	KindQuotaExceeded      // the tenant's quota for the resource is used up
-	KindUnavailable        // the HSM or the store does not answer
-	KindUnauthenticated    // no credential, or one that is not valid
-	KindForbidden          // a valid credential without the right
+	KindInternal        Kind = iota
+	KindInvalid              // a field of the request is wrong
+	KindNotFound             // no such resource in the caller's tenant
+	KindConflict             // already exists, or a unique name is taken
+	KindWrongState           // the resource's state forbids the operation
+	KindQuotaExceeded        // the tenant's quota for the resource is used up
+	KindUnavailable          // the HSM or the store does not answer
+	KindUnauthenticated      // no credential, or one that is not valid
+	KindForbidden            // a valid credential without the right
 )
 
 func (k Kind) String() string {

@@ -6,11 +6,11 @@ package deps
 import (
 	_ "github.com/ThalesGroup/crypto11"
 	_ "github.com/gin-gonic/gin"
+	_ "github.com/google/uuid"
 	_ "github.com/miekg/pkcs11"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/redis/go-redis/v9"
 	_ "github.com/stretchr/testify/require"
 	_ "go.etcd.io/bbolt"
 	_ "gopkg.in/yaml.v3"
-	_ "github.com/google/uuid"
 )
