@@ -533,7 +533,7 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 			page = storekit.OffsetPage(all, q)
 			return nil
 		}
-		page, err = storekit.CursorPage(q, plan, func(from uint64, resume bool, n int) ([]store.Record, error) {
+		page, err = storekit.CursorPage(q, plan, func(from uint64, resume bool, n int) ([]store.Record, uint64, bool, error) {
 			return walkSeq(kb, from, resume, q.Desc, n)
 		})
 		if err != nil {
@@ -547,7 +547,8 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 	return page, err
 }
 
-func walkSeq(kb *kindBuckets, from uint64, resume, desc bool, n int) ([]store.Record, error) {
+// walkSeq is the storekit.Fetch of one read transaction.
+func walkSeq(kb *kindBuckets, from uint64, resume, desc bool, n int) ([]store.Record, uint64, bool, error) {
 	c := kb.seq.Cursor()
 	var k, id []byte
 	switch {
@@ -567,18 +568,20 @@ func walkSeq(kb *kindBuckets, from uint64, resume, desc bool, n int) ([]store.Re
 		}
 	}
 	out := make([]store.Record, 0, n)
+	var last uint64
 	for ; k != nil && len(out) < n; k, id = step(c, desc) {
 		v := kb.recs.Get(id)
 		if v == nil {
-			return nil, fmt.Errorf("bolt store: seq index points at missing record %q", id)
+			return nil, 0, false, fmt.Errorf("bolt store: seq index points at missing record %q", id)
 		}
 		r, err := decodeRecord(v)
 		if err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 		out = append(out, *r)
+		last = getU64(k)
 	}
-	return out, nil
+	return out, last, len(out) == n, nil
 }
 
 func step(c *bolt.Cursor, desc bool) ([]byte, []byte) {

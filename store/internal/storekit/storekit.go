@@ -310,14 +310,18 @@ func SortIntents(ins []store.Intent) {
 	})
 }
 
-// Fetch returns up to n records of a walk in seq order (descending when the
-// query is), starting after seq from (or at the first record when resume is
-// false). Fewer than n records means the walk is exhausted.
-type Fetch func(from uint64, resume bool, n int) ([]store.Record, error)
+// Fetch reads up to n entries of the seq index in walk order (descending
+// when the query is), starting after seq from (or at the first entry when
+// resume is false), and returns the records they name. last is the seq of
+// the last entry read and more reports whether the index may continue past
+// it (n entries were read). A backend that reads the index and the records
+// in separate steps may return fewer records than entries when some were
+// deleted in between.
+type Fetch func(from uint64, resume bool, n int) (recs []store.Record, last uint64, more bool, err error)
 
 // CursorPage answers a cursor-paging query by walking the seq index. Without
-// filters it reads Limit+1 records; with filters it reads in chunks until a
-// page and one more match are found or the kind is exhausted.
+// filters it reads Limit+1 entries; with filters it reads in chunks until a
+// page and one more match are found or the index is exhausted.
 func CursorPage(q store.Query, p Plan, fetch Fetch) (*store.Page, error) {
 	chunk := q.Limit + 1
 	if q.Limit == 0 || len(q.Filters) > 0 {
@@ -326,7 +330,7 @@ func CursorPage(q store.Query, p Plan, fetch Fetch) (*store.Page, error) {
 	from, resume := p.Cursor, p.Resume
 	page := &store.Page{Total: -1, Records: []store.Record{}}
 	for {
-		recs, err := fetch(from, resume, chunk)
+		recs, last, more, err := fetch(from, resume, chunk)
 		if err != nil {
 			return nil, err
 		}
@@ -341,9 +345,9 @@ func CursorPage(q store.Query, p Plan, fetch Fetch) (*store.Page, error) {
 			}
 			page.Records = append(page.Records, recs[i])
 		}
-		if len(recs) < chunk {
+		if !more {
 			return page, nil
 		}
-		from, resume = recs[len(recs)-1].Seq, true
+		from, resume = last, true
 	}
 }

@@ -1,0 +1,168 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/redisstore"
+	"github.com/hsmca/hsmca/store/storetest"
+)
+
+func open(t *testing.T, url string, opts redisstore.Options) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.Open(context.Background(), url, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// The suite shares one server; each test gets its own key prefix, which
+// gives it an empty store and lets the tests run in parallel.
+func TestConformance(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, r.URL(), redisstore.Options{KeyPrefix: fmt.Sprintf("test%d", n.Add(1))})
+	})
+}
+
+func TestServerDownAndBack(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := open(t, r.URL(), redisstore.Options{})
+	ctx := context.Background()
+	rec := func(id string) *store.Record {
+		return &store.Record{Kind: "k", Tenant: "t1", ID: id, Data: json.RawMessage(`{}`)}
+	}
+	require.NoError(t, s.Create(ctx, rec("before"), store.WriteOpts{}))
+	_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
+	require.NoError(t, err)
+
+	r.Stop()
+	ops := map[string]func() error{
+		"ping":   func() error { return s.Ping(ctx) },
+		"get":    func() error { _, err := s.Get(ctx, "k", "t1", "before"); return err },
+		"create": func() error { return s.Create(ctx, rec("during"), store.WriteOpts{}) },
+		"list":   func() error { _, err := s.List(ctx, store.Query{Kind: "k", Tenant: "t1"}); return err },
+		"quota":  func() error { return s.ReserveQuota(ctx, "t1", "r", 1, 10) },
+		"append": func() error {
+			_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":2}`)})
+			return err
+		},
+		"intents": func() error { _, err := s.ListIntents(ctx); return err },
+	}
+	for name, op := range ops {
+		start := time.Now()
+		err := op()
+		assert.ErrorIs(t, err, store.ErrUnavailable, name)
+		assert.Less(t, time.Since(start), time.Second, "%s fails fast", name)
+	}
+
+	// The same Store recovers once the server is back (persistence is off,
+	// so the server comes back empty).
+	r.Start()
+	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.Create(ctx, rec("after"), store.WriteOpts{}))
+	got, err := s.Get(ctx, "k", "t1", "after")
+	require.NoError(t, err)
+	assert.Equal(t, "after", got.ID)
+	evs, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":3}`)})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), evs[0].Seq)
+}
+
+func TestOpenFailsWhenNoServer(t *testing.T) {
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))
+	start := time.Now()
+	_, err := redisstore.Open(context.Background(), url, redisstore.Options{})
+	assert.ErrorIs(t, err, store.ErrUnavailable)
+	assert.Less(t, time.Since(start), time.Second)
+
+	_, err = redisstore.Open(context.Background(), "http://nope", redisstore.Options{})
+	assert.Error(t, err)
+}
+
+// Keys carry the tenant's hash tag so that one tenant lives in one cluster
+// slot; the scripts depend on it.
+func TestKeysCarryTenantTag(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := open(t, r.URL(), redisstore.Options{KeyPrefix: "tag"})
+	ctx := context.Background()
+	q := &store.Quota{Resource: "things", Limit: 5}
+	require.NoError(t, s.PutIntent(ctx, &store.Intent{ID: "i1", Tenant: "acme", Kind: "ca"}))
+	require.NoError(t, s.Create(ctx, &store.Record{Kind: "ca", Tenant: "acme", ID: "c1", Unique: []string{"name:x"},
+		Data: json.RawMessage(`{}`)}, store.WriteOpts{Quota: q}))
+	_, err := s.AppendEvents(ctx, "acme", []json.RawMessage{json.RawMessage(`{}`)})
+	require.NoError(t, err)
+
+	keys := rawKeys(t, r.Addr, "tag:*")
+	global := map[string]bool{"tag:intent-tenants": true, "tag:event-tenants": true}
+	var tenantKeys int
+	for _, k := range keys {
+		if global[k] {
+			continue
+		}
+		assert.Regexp(t, `^tag:\{acme\}:`, k)
+		tenantKeys++
+	}
+	assert.GreaterOrEqual(t, tenantKeys, 8, "record, unique index, seq index, counter, quota, intents, events, head: %v", keys)
+}
+
+func rawKeys(t *testing.T, addr, pattern string) []string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	keys, err := c.Keys(context.Background(), pattern).Result()
+	require.NoError(t, err)
+	return keys
+}
+
+// A server that accepts connections but never answers (here: stopped with
+// SIGSTOP) must fail requests on the read timeout, not hang them.
+func TestHungServerTimesOut(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := open(t, r.URL(), redisstore.Options{})
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	info, err := c.InfoMap(ctx, "server").Result()
+	c.Close()
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	require.NoError(t, err)
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	for name, op := range map[string]func() error{
+		"ping": func() error { return s.Ping(ctx) },
+		"create": func() error {
+			return s.Create(ctx, &store.Record{Kind: "k", Tenant: "t1", ID: "a", Data: json.RawMessage(`{}`)}, store.WriteOpts{})
+		},
+	} {
+		start := time.Now()
+		err := op()
+		assert.ErrorIs(t, err, store.ErrUnavailable, name)
+		assert.Less(t, time.Since(start), time.Second, "%s fails on the read timeout", name)
+	}
+
+	resume()
+	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
+}

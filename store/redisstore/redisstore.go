@@ -1,0 +1,785 @@
+// Package redisstore is the store daemon replicas share: Redis through
+// go-redis, one Lua script per write.
+//
+// Keys (P is Options.KeyPrefix, T the tenant, K the kind):
+//
+//	P:{T}:rec:K:<id>   hash: doc (Record JSON), ver, seq, uniq (JSON array)
+//	P:{T}:uniq:K       hash: unique key -> id
+//	P:{T}:seq:K        sorted set: id scored by seq (creation order)
+//	P:{T}:ctr:K        last seq handed out
+//	P:{T}:quota        hash: resource -> usage
+//	P:{T}:intents      hash: intent id -> Intent JSON
+//	P:{T}:events       sorted set: Event JSON scored by seq
+//	P:{T}:evhead       JSON {seq, hash} of the last event
+//	P:intent-tenants   set of tenants that have had intents
+//	P:event-tenants    set of tenants that have had events
+//
+// Every key of a tenant carries the hash tag {T}, so a tenant lives in one
+// cluster slot and a script can check and write all of it atomically.
+//
+// Intents are global in the store contract but kept per tenant here: the
+// script that commits a record must delete the record's intent in the same
+// atomic step, which on a cluster it can only do for a key in the tenant's
+// slot. P:intent-tenants lets ListIntents and DeleteIntent (which get no
+// tenant) find them; PutIntent adds the tenant before it writes the intent
+// so an intent is never invisible, and tenants are never removed from the
+// set (a removal could race a concurrent PutIntent).
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/internal/storekit"
+)
+
+// Options tune Open. Zero values take the defaults; a timeout given in the
+// URL (dial_timeout=, read_timeout=, write_timeout=) is used when the
+// option is zero.
+type Options struct {
+	// DialTimeout, ReadTimeout and WriteTimeout default to 500ms, so that a
+	// dead server fails a request in well under a second.
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// PoolSize defaults to go-redis' default (10 per GOMAXPROCS).
+	PoolSize int
+	// KeyPrefix namespaces every key (default "hsmca"); it must not
+	// contain '{' or '}'.
+	KeyPrefix string
+}
+
+const defaultTimeout = 500 * time.Millisecond
+
+// Store is a store.Store on Redis.
+type Store struct {
+	rdb    *redis.Client
+	prefix string
+	// appendMu serialises the appends of one replica per tenant stripe, so
+	// that the optimistic transaction of AppendEvents only ever races other
+	// replicas.
+	appendMu [64]sync.Mutex
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the Redis at url (redis://[user:password@]host:port/db
+// or rediss://...) and checks that it answers.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	pick := func(opt, fromURL time.Duration) time.Duration {
+		switch {
+		case opt > 0:
+			return opt
+		case fromURL > 0:
+			return fromURL
+		}
+		return defaultTimeout
+	}
+	ro.DialTimeout = pick(opts.DialTimeout, ro.DialTimeout)
+	ro.ReadTimeout = pick(opts.ReadTimeout, ro.ReadTimeout)
+	ro.WriteTimeout = pick(opts.WriteTimeout, ro.WriteTimeout)
+	if opts.PoolSize > 0 {
+		ro.PoolSize = opts.PoolSize
+	}
+	// No command retries (-1 means none to go-redis): go-redis retries a
+	// command whose reply timed out, and a write script that did run would
+	// then report a spurious ErrExists or conflict; it would also double the
+	// time a hung server holds a request. A timeout is ErrUnavailable and the
+	// caller learns the outcome is unknown. Connections a restarted server
+	// closed are dropped by the pool's health check before use. One dial
+	// attempt, for the same reason: go-redis' default dial retries and
+	// backoff hold a request for seconds against a dead server.
+	ro.MaxRetries = -1
+	ro.DialerRetries = 1
+	ro.PoolTimeout = ro.ReadTimeout + time.Second
+	ro.DisableIdentity = true
+	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = "hsmca"
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("%w: key prefix %q contains a brace", store.ErrInvalid, prefix)
+	}
+	s := &Store{rdb: redis.NewClient(ro), prefix: prefix}
+	if err := s.Ping(ctx); err != nil {
+		s.rdb.Close()
+		return nil, fmt.Errorf("redis store %s: %w", ro.Addr, err)
+	}
+	return s, nil
+}
+
+// Backend names the implementation.
+func (s *Store) Backend() string { return "redis" }
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping sends PING.
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap(s.rdb.Ping(ctx).Err())
+}
+
+// wrap classifies an error of go-redis: an error reply from the server is
+// returned as is (it is a bug or a corrupt key, not an outage), except for
+// the replies of a server that cannot serve right now; everything else
+// (dial, timeout, closed connection or pool) is store.ErrUnavailable. A
+// caller's cancellation stays a cancellation.
+func wrap(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !transientReply(rerr.Error()) {
+		return fmt.Errorf("redis store: %w", err)
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+func transientReply(msg string) bool {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key names. Tenants and kinds are validated to contain no ':', '{' or
+// '}', so the tag and the segments are unambiguous.
+func (s *Store) tkey(tenant, rest string) string {
+	return s.prefix + ":{" + tenant + "}:" + rest
+}
+func (s *Store) recKey(tenant, kind, id string) string { return s.tkey(tenant, "rec:"+kind+":"+id) }
+func (s *Store) uniqKey(tenant, kind string) string    { return s.tkey(tenant, "uniq:"+kind) }
+func (s *Store) seqKey(tenant, kind string) string     { return s.tkey(tenant, "seq:"+kind) }
+func (s *Store) ctrKey(tenant, kind string) string     { return s.tkey(tenant, "ctr:"+kind) }
+func (s *Store) quotaKey(tenant string) string         { return s.tkey(tenant, "quota") }
+func (s *Store) intentsKey(tenant string) string       { return s.tkey(tenant, "intents") }
+func (s *Store) eventsKey(tenant string) string        { return s.tkey(tenant, "events") }
+func (s *Store) headKey(tenant string) string          { return s.tkey(tenant, "evhead") }
+func (s *Store) intentTenantsKey() string              { return s.prefix + ":intent-tenants" }
+func (s *Store) eventTenantsKey() string               { return s.prefix + ":event-tenants" }
+
+// runScript runs a write script and turns its reply code into an error.
+func runScript(ctx context.Context, rdb *redis.Client, sc *redis.Script, keys []string, args ...any) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := sc.Run(ctx, rdb, keys, args...).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	reply, ok := v.([]any)
+	if !ok || len(reply) == 0 {
+		return nil, fmt.Errorf("redis store: unexpected script reply %v", v)
+	}
+	return reply, nil
+}
+
+func replyCode(reply []any) string {
+	c, _ := reply[0].(string)
+	return c
+}
+
+func replyDetail(reply []any) string {
+	if len(reply) < 2 {
+		return ""
+	}
+	return fmt.Sprint(reply[1])
+}
+
+// docNoSeq is a Record without its seq: the create script prepends the seq
+// it allocates, so the stored doc is the complete Record JSON.
+type docNoSeq struct {
+	Kind    string            `json:"kind"`
+	Tenant  string            `json:"tenant"`
+	ID      string            `json:"id"`
+	Unique  []string          `json:"unique,omitempty"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Data    json.RawMessage   `json:"data"`
+	Version uint64            `json:"version"`
+	Created time.Time         `json:"created"`
+	Updated time.Time         `json:"updated"`
+}
+
+func uniqJSON(uniq []string) string {
+	if len(uniq) == 0 {
+		return "[]" // never null: the scripts iterate it
+	}
+	b, _ := json.Marshal(uniq)
+	return string(b)
+}
+
+func decodeRecord(doc string) (*store.Record, error) {
+	var r store.Record
+	if err := json.Unmarshal([]byte(doc), &r); err != nil {
+		return nil, fmt.Errorf("redis store: corrupt record: %w", err)
+	}
+	return &r, nil
+}
+
+// Create inserts rec; see store.Store.
+func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	data, uniq, err := storekit.CheckRecord(rec)
+	if err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	now := storekit.Now()
+	doc, err := json.Marshal(docNoSeq{Kind: rec.Kind, Tenant: rec.Tenant, ID: rec.ID, Unique: uniq,
+		Fields: rec.Fields, Data: data, Version: 1, Created: now, Updated: now})
+	if err != nil {
+		return err
+	}
+	res, limit := "", int64(0)
+	if opts.Quota != nil {
+		res, limit = opts.Quota.Resource, opts.Quota.Limit
+	}
+	t, k := rec.Tenant, rec.Kind
+	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.seqKey(t, k), s.ctrKey(t, k), s.quotaKey(t), s.intentsKey(t)}
+	args := []any{rec.ID, string(doc), uniqJSON(uniq), res, limit, opts.Intent}
+	for _, u := range uniq {
+		args = append(args, u)
+	}
+	reply, err := runScript(ctx, s.rdb, createScript, keys, args...)
+	if err != nil {
+		return err
+	}
+	switch replyCode(reply) {
+	case "OK":
+	case "EXISTS":
+		if d := replyDetail(reply); d != "id" {
+			return fmt.Errorf("%w: %s %s unique key %q", store.ErrExists, k, t, d)
+		}
+		return fmt.Errorf("%w: %s %s/%s", store.ErrExists, k, t, rec.ID)
+	case "QUOTA":
+		return fmt.Errorf("%w: %s %s: %s of %d", store.ErrQuotaExceeded, t, res, replyDetail(reply), limit)
+	default:
+		return fmt.Errorf("redis store: unexpected create reply %v", reply)
+	}
+	seq, ok := reply[1].(int64)
+	if !ok {
+		return fmt.Errorf("redis store: unexpected create reply %v", reply)
+	}
+	rec.Unique, rec.Data = uniq, data
+	rec.Seq, rec.Version, rec.Created, rec.Updated = uint64(seq), 1, now, now
+	return nil
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {
+	if err := storekit.CheckRef(kind, tenant, id); err != nil {
+		return nil, err
+	}
+	doc, err := s.rdb.HGet(ctx, s.recKey(tenant, kind, id), "doc").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return decodeRecord(doc)
+}
+
+// GetByUnique returns the record holding a unique key.
+func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*store.Record, error) {
+	if err := storekit.CheckRef(kind, tenant, key); err != nil {
+		return nil, err
+	}
+	id, err := s.rdb.HGet(ctx, s.uniqKey(tenant, kind), key).Result()
+	if err == nil {
+		var rec *store.Record
+		// The record may go away between the two reads: then it is not found.
+		if rec, err = s.Get(ctx, kind, tenant, id); err == nil || !errors.Is(err, store.ErrNotFound) {
+			return rec, err
+		}
+	} else if !errors.Is(err, redis.Nil) {
+		return nil, wrap(err)
+	}
+	return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+}
+
+// Update replaces rec if its version is current; see store.Store.
+func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	data, uniq, err := storekit.CheckRecord(rec)
+	if err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, false); err != nil {
+		return err
+	}
+	// Seq and Created never change, so they can be read before the script;
+	// the script's version and seq check makes sure they belong to the
+	// record it replaces.
+	cur, err := s.Get(ctx, rec.Kind, rec.Tenant, rec.ID)
+	if err != nil {
+		return err
+	}
+	t, k := rec.Tenant, rec.Kind
+	if cur.Version != rec.Version {
+		return fmt.Errorf("%w: %s %s/%s is at version %d, not %d", store.ErrVersionConflict, k, t, rec.ID, cur.Version, rec.Version)
+	}
+	stored := *rec
+	stored.Unique, stored.Data = uniq, data
+	stored.Seq, stored.Created = cur.Seq, cur.Created
+	stored.Version, stored.Updated = cur.Version+1, storekit.Now()
+	doc, err := json.Marshal(&stored)
+	if err != nil {
+		return err
+	}
+	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.intentsKey(t)}
+	args := []any{rec.ID, strconv.FormatUint(cur.Version, 10), strconv.FormatUint(cur.Seq, 10),
+		string(doc), uniqJSON(uniq), opts.Intent}
+	for _, u := range uniq {
+		args = append(args, u)
+	}
+	reply, err := runScript(ctx, s.rdb, updateScript, keys, args...)
+	if err != nil {
+		return err
+	}
+	switch replyCode(reply) {
+	case "OK":
+		*rec = stored
+		return nil
+	case "NOTFOUND":
+		return fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, k, t, rec.ID)
+	case "CONFLICT":
+		return fmt.Errorf("%w: %s %s/%s changed since version %d", store.ErrVersionConflict, k, t, rec.ID, rec.Version)
+	case "EXISTS":
+		return fmt.Errorf("%w: %s %s unique key %q", store.ErrExists, k, t, replyDetail(reply))
+	}
+	return fmt.Errorf("redis store: unexpected update reply %v", reply)
+}
+
+// Delete removes a record; see store.Store.
+func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.WriteOpts) error {
+	if err := storekit.CheckRef(kind, tenant, id); err != nil {
+		return err
+	}
+	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	res := ""
+	if opts.Quota != nil {
+		res = opts.Quota.Resource
+	}
+	keys := []string{s.recKey(tenant, kind, id), s.uniqKey(tenant, kind), s.seqKey(tenant, kind), s.quotaKey(tenant), s.intentsKey(tenant)}
+	reply, err := runScript(ctx, s.rdb, deleteScript, keys, id, res, opts.Intent)
+	if err != nil {
+		return err
+	}
+	switch replyCode(reply) {
+	case "OK":
+		return nil
+	case "NOTFOUND":
+		return fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
+	}
+	return fmt.Errorf("redis store: unexpected delete reply %v", reply)
+}
+
+// loadDocs reads the docs of ids in one round trip; records deleted since
+// the ids were read are left out.
+func (s *Store) loadDocs(ctx context.Context, tenant, kind string, ids []string) ([]store.Record, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, s.recKey(tenant, kind, id), "doc")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap(err)
+	}
+	out := make([]store.Record, 0, len(ids))
+	for _, c := range cmds {
+		doc, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, wrap(err)
+		}
+		r, err := decodeRecord(doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, nil
+}
+
+// List answers a query; see store.Query. Offset paging and filtered cursor
+// paging read the kind's records; unfiltered cursor paging reads only the
+// page from the seq index.
+func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
+	plan, err := storekit.CheckQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	seqKey := s.seqKey(q.Tenant, q.Kind)
+	if plan.Mode == storekit.OffsetMode {
+		ids, err := s.rdb.ZRange(ctx, seqKey, 0, -1).Result()
+		if err != nil {
+			return nil, wrap(err)
+		}
+		var all []store.Record
+		// Bounded pipelines keep one reply from growing without limit.
+		for chunk := range slices.Chunk(ids, 1000) {
+			recs, err := s.loadDocs(ctx, q.Tenant, q.Kind, chunk)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, recs...)
+		}
+		return storekit.OffsetPage(all, q), nil
+	}
+	page, err := storekit.CursorPage(q, plan, func(from uint64, resume bool, n int) ([]store.Record, uint64, bool, error) {
+		by := &redis.ZRangeBy{Min: "-inf", Max: "+inf", Count: int64(n)}
+		var cmd *redis.ZSliceCmd
+		if q.Desc {
+			if resume {
+				by.Max = "(" + strconv.FormatUint(from, 10)
+			}
+			cmd = s.rdb.ZRevRangeByScoreWithScores(ctx, seqKey, by)
+		} else {
+			if resume {
+				by.Min = "(" + strconv.FormatUint(from, 10)
+			}
+			cmd = s.rdb.ZRangeByScoreWithScores(ctx, seqKey, by)
+		}
+		zs, err := cmd.Result()
+		if err != nil {
+			return nil, 0, false, wrap(err)
+		}
+		ids := make([]string, len(zs))
+		for i, z := range zs {
+			ids[i], _ = z.Member.(string)
+		}
+		recs, err := s.loadDocs(ctx, q.Tenant, q.Kind, ids)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		var last uint64
+		if len(zs) > 0 {
+			last = uint64(zs[len(zs)-1].Score)
+		}
+		return recs, last, len(zs) == n, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Filters) == 0 {
+		n, err := s.rdb.ZCard(ctx, seqKey).Result()
+		if err != nil {
+			return nil, wrap(err)
+		}
+		page.Total = int(n)
+	}
+	return page, nil
+}
+
+// CountRecords counts the records of a kind in a tenant.
+func (s *Store) CountRecords(ctx context.Context, kind, tenant string) (int64, error) {
+	if err := storekit.CheckName("kind", kind); err != nil {
+		return 0, err
+	}
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return 0, err
+	}
+	n, err := s.rdb.ZCard(ctx, s.seqKey(tenant, kind)).Result()
+	return n, wrap(err)
+}
+
+func checkQuotaRef(tenant, resource string) error {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return err
+	}
+	return storekit.CheckKey("quota resource", resource)
+}
+
+// ReserveQuota adds n to a counter if the result stays within limit.
+func (s *Store) ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota reservation")
+	}
+	reply, err := runScript(ctx, s.rdb, reserveScript, []string{s.quotaKey(tenant)}, resource, n, limit)
+	if err != nil {
+		return err
+	}
+	if replyCode(reply) == "QUOTA" {
+		return fmt.Errorf("%w: %s %s: %s + %d over %d", store.ErrQuotaExceeded, tenant, resource, replyDetail(reply), n, limit)
+	}
+	return nil
+}
+
+// ReleaseQuota subtracts n, never below zero.
+func (s *Store) ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota release")
+	}
+	_, err := runScript(ctx, s.rdb, releaseScript, []string{s.quotaKey(tenant)}, resource, n)
+	return err
+}
+
+// QuotaUsage reads a counter (0 when never set).
+func (s *Store) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return 0, err
+	}
+	n, err := s.rdb.HGet(ctx, s.quotaKey(tenant), resource).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, wrap(err)
+}
+
+// SetQuotaUsage overwrites a counter.
+func (s *Store) SetQuotaUsage(ctx context.Context, tenant, resource string, n int64) error {
+	if err := checkQuotaRef(tenant, resource); err != nil {
+		return err
+	}
+	if n < 0 {
+		return storekit.Invalid("negative quota usage")
+	}
+	return wrap(s.rdb.HSet(ctx, s.quotaKey(tenant), resource, n).Err())
+}
+
+// PutIntent stores (or replaces) an intent.
+func (s *Store) PutIntent(ctx context.Context, in *store.Intent) error {
+	cp, err := storekit.CheckIntent(in, storekit.Now())
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	// Tenant first: a listed tenant without intents is harmless, an
+	// intent of an unlisted tenant would be invisible to the reconciler.
+	if err := s.rdb.SAdd(ctx, s.intentTenantsKey(), cp.Tenant).Err(); err != nil {
+		return wrap(err)
+	}
+	return wrap(s.rdb.HSet(ctx, s.intentsKey(cp.Tenant), cp.ID, b).Err())
+}
+
+// DeleteIntent removes an intent from whichever tenant holds it.
+func (s *Store) DeleteIntent(ctx context.Context, id string) error {
+	if err := storekit.CheckKey("intent id", id); err != nil {
+		return err
+	}
+	tenants, err := s.rdb.SMembers(ctx, s.intentTenantsKey()).Result()
+	if err != nil {
+		return wrap(err)
+	}
+	if len(tenants) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, t := range tenants {
+		pipe.HDel(ctx, s.intentsKey(t), id)
+	}
+	_, err = pipe.Exec(ctx)
+	return wrap(err)
+}
+
+// ListIntents returns every intent, oldest first.
+func (s *Store) ListIntents(ctx context.Context) ([]store.Intent, error) {
+	tenants, err := s.rdb.SMembers(ctx, s.intentTenantsKey()).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out := []store.Intent{}
+	if len(tenants) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(tenants))
+	for i, t := range tenants {
+		cmds[i] = pipe.HVals(ctx, s.intentsKey(t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap(err)
+	}
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			var in store.Intent
+			if err := json.Unmarshal([]byte(v), &in); err != nil {
+				return nil, fmt.Errorf("redis store: corrupt intent: %w", err)
+			}
+			out = append(out, in)
+		}
+	}
+	storekit.SortIntents(out)
+	return out, nil
+}
+
+type head struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// maxAppendAttempts bounds the optimistic retries of AppendEvents when
+// other replicas keep winning the race for a tenant's chain head.
+const maxAppendAttempts = 100
+
+// AppendEvents appends to a tenant's chain; see store.Store.
+//
+// The hash needs SHA-256, which Redis scripts do not offer, so the chain is
+// linked here: WATCH the head, read it, link the events, and write them
+// with the new head in MULTI/EXEC; EXEC fails when another replica moved
+// the head in between, and the append starts over. Events and head share
+// the tenant's slot, so the transaction is valid on a cluster.
+func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
+	norm, err := storekit.NormalizeEvents(tenant, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(norm) == 0 {
+		return []store.Event{}, nil
+	}
+	mu := &s.appendMu[stripe(tenant)]
+	mu.Lock()
+	defer mu.Unlock()
+
+	// Listed before the first event exists; EventTenants skips a tenant
+	// whose append never completed.
+	if err := s.rdb.SAdd(ctx, s.eventTenantsKey(), tenant).Err(); err != nil {
+		return nil, wrap(err)
+	}
+	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
+	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
+		var out []store.Event
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			var h head
+			b, err := tx.Get(ctx, headKey).Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+			case err != nil:
+				return err
+			default:
+				if err := json.Unmarshal(b, &h); err != nil {
+					return fmt.Errorf("redis store: corrupt event head: %w", err)
+				}
+			}
+			evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+			members := make([]redis.Z, len(evs))
+			for i := range evs {
+				eb, err := json.Marshal(&evs[i])
+				if err != nil {
+					return err
+				}
+				members[i] = redis.Z{Score: float64(evs[i].Seq), Member: string(eb)}
+			}
+			last := evs[len(evs)-1]
+			hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.ZAdd(ctx, eventsKey, members...)
+				p.Set(ctx, headKey, hb, 0)
+				return nil
+			})
+			if err == nil {
+				out = evs
+			}
+			return err
+		}, headKey)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, redis.TxFailedErr) {
+			return nil, wrap(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
+}
+
+func stripe(tenant string) int {
+	h := fnv.New32a()
+	h.Write([]byte(tenant))
+	return int(h.Sum32() % 64)
+}
+
+// ListEvents returns up to limit events after afterSeq, oldest first.
+func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, limit int) ([]store.Event, error) {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, storekit.Invalid("negative limit")
+	}
+	vals, err := s.rdb.ZRangeByScore(ctx, s.eventsKey(tenant), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatUint(afterSeq, 10), Max: "+inf", Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out := make([]store.Event, len(vals))
+	for i, v := range vals {
+		if err := json.Unmarshal([]byte(v), &out[i]); err != nil {
+			return nil, fmt.Errorf("redis store: corrupt event: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// EventTenants lists the tenants that have at least one event.
+func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
+	tenants, err := s.rdb.SMembers(ctx, s.eventTenantsKey()).Result()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out := []string{}
+	if len(tenants) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(tenants))
+	for i, t := range tenants {
+		cmds[i] = pipe.Exists(ctx, s.headKey(t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap(err)
+	}
+	for i, c := range cmds {
+		if c.Val() == 1 {
+			out = append(out, tenants[i])
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
