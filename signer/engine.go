@@ -204,6 +204,8 @@ func storeErr(err error, what string) error {
 		return &Error{Kind: KindQuotaExceeded, Msg: "quota exceeded for " + what, Err: err}
 	case errors.Is(err, store.ErrVersionConflict):
 		return &Error{Kind: KindConflict, Msg: what + " was changed concurrently; retry", Err: err}
+	case errors.Is(err, store.ErrInvalid):
+		return &Error{Kind: KindInvalid, Msg: "invalid " + what + " reference", Err: err}
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Kind: KindUnavailable, Msg: "the store is unavailable", Err: err}
 	}
