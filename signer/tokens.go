@@ -77,7 +77,14 @@ func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string,
 		secret string
 		tok    *Token
 	)
-	err := e.run(ctx, tenant, "API_TOKEN_CREATE", func() (string, error) {
+	// The event goes to the chain of the tenant the token is for, so the
+	// tenant's auditors see every credential issued to it; a name that
+	// cannot be a tenant (and so cannot hold a chain) logs to the platform.
+	evTenant := ""
+	if ValidTenant(tenant) {
+		evTenant = tenant
+	}
+	err := e.run(ctx, evTenant, "API_TOKEN_CREATE", func() (string, error) {
 		if !ValidTenant(tenant) {
 			return "", Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
 		}
@@ -177,7 +184,7 @@ func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
 func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
 	var out []Token
-	err := e.run(ctx, tenant, "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
+	err := e.run(ctx, "", "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
 		q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
 		if tenant != "" {
 			q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
@@ -202,7 +209,15 @@ func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error)
 // RevokeToken deletes a token; the next request with it fails on every
 // replica because authentication reads the store.
 func (e *Engine) RevokeToken(ctx context.Context, id string) error {
-	return e.run(ctx, "", "API_TOKEN_DELETE", func() (string, error) {
+	// Like creation, revocation is an event of the token's tenant.
+	evTenant := ""
+	if rec, err := e.store.Get(ctx, kindToken, store.PlatformTenant, id); err == nil {
+		var t Token
+		if json.Unmarshal(rec.Data, &t) == nil {
+			evTenant = t.Tenant
+		}
+	}
+	return e.run(ctx, evTenant, "API_TOKEN_DELETE", func() (string, error) {
 		if err := e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}); err != nil {
 			return id, storeErr(err, "token")
 		}
