@@ -32,6 +32,25 @@ func AdminSocketHandler(eng *signer.Engine, log *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt})
 	})
+	mux.HandleFunc("POST /ops/admins", func(w http.ResponseWriter, r *http.Request) {
+		var req OpsAdminRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
+			return
+		}
+		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		a, err := eng.BootstrapAdmin(ctx, req.input(), signer.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
+		if err != nil {
+			writeOpsError(w, err)
+			return
+		}
+		log.Info("superAdministrator created over the admin socket", "admin", a.UUID, "username", a.Username, "serial", a.SerialNumber, "recover", req.Recover)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(OpsAdminResponseFrom(a))
+	})
 	mux.HandleFunc("GET /ops/ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -55,6 +74,43 @@ type OpsTokenResponse struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
+// OpsAdminRequest bootstraps a superAdministrator over the admin socket.
+type OpsAdminRequest struct {
+	// Certificate is the administrator's client certificate, PEM or base64 DER.
+	Certificate string `json:"certificate"`
+	Username    string `json:"username"`
+	Name        string `json:"name,omitempty"`
+	Surname     string `json:"surname,omitempty"`
+	Email       string `json:"email,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Recover adds a superAdministrator even when administrators exist.
+	Recover bool `json:"recover,omitempty"`
+}
+
+func (r *OpsAdminRequest) input() signer.AdminInput {
+	return signer.AdminInput{Username: r.Username, Name: r.Name, Surname: r.Surname, Email: r.Email,
+		Description: r.Description, Role: signer.RoleSuperAdministrator, Enabled: true, Certificate: r.Certificate}
+}
+
+// Input is the engine's form of the request (the CLI's direct-store path).
+func (r *OpsAdminRequest) Input() signer.AdminInput { return r.input() }
+
+// OpsAdminResponse describes the administrator created.
+type OpsAdminResponse struct {
+	UUID         string    `json:"uuid"`
+	Username     string    `json:"username"`
+	Role         string    `json:"role"`
+	SerialNumber string    `json:"serialNumber"`
+	Fingerprint  string    `json:"fingerprint"`
+	NotAfter     time.Time `json:"notAfter"`
+}
+
+// OpsAdminResponseFrom shapes an administrator for the ops CLI.
+func OpsAdminResponseFrom(a *signer.Admin) OpsAdminResponse {
+	return OpsAdminResponse{UUID: a.UUID, Username: a.Username, Role: a.Role, SerialNumber: a.SerialNumber,
+		Fingerprint: a.Certificate.Fingerprint, NotAfter: a.Certificate.NotAfter}
+}
+
 // OpsError is the admin socket's error body.
 type OpsError struct {
 	Kind    string `json:"kind"`
@@ -67,7 +123,9 @@ func writeOpsError(w http.ResponseWriter, err error) {
 	switch e.Kind {
 	case signer.KindInvalid:
 		status = http.StatusBadRequest
-	case signer.KindConflict:
+	case signer.KindNotFound:
+		status = http.StatusNotFound
+	case signer.KindConflict, signer.KindWrongState:
 		status = http.StatusConflict
 	case signer.KindUnavailable:
 		status = http.StatusServiceUnavailable

@@ -1,13 +1,20 @@
 package api
 
 import (
+	"crypto/x509"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
 )
+
+// certHeader carries an administrator's certificate from a TLS-terminating
+// proxy (URL-encoded PEM, as nginx's $ssl_client_escaped_cert, or base64
+// DER). It is read only in trusted-proxy mode.
+const certHeader = "X-APP-CERTIFICATE"
 
 // bearer extracts a presented token from Authorization: Bearer or X-Auth-Token.
 func bearer(c *gin.Context) string {
@@ -24,15 +31,15 @@ func bearer(c *gin.Context) string {
 // credential, 403 with one that lacks the role.
 func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if a.Loopback && !isLoopback(c) {
-			f.WriteErr(c, signer.E(signer.KindForbidden, "this route answers only on the loopback interface"))
+		if a.Loopback && !s.directLoopback(c) {
+			f.WriteErr(c, signer.E(signer.KindForbidden, "this route answers only to direct requests on the loopback interface"))
 			return
 		}
 		if a.Public || (a.Loopback && len(a.TenantRoles) == 0 && len(a.PlatformRoles) == 0) {
 			c.Next()
 			return
 		}
-		caller, err := s.authenticate(c)
+		caller, err := s.authenticate(c, a)
 		if err != nil {
 			f.WriteErr(c, err)
 			return
@@ -53,17 +60,74 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	}
 }
 
-// authenticate resolves the caller's credential.
-func (s *server) authenticate(c *gin.Context) (signer.Caller, error) {
+// authenticate resolves the caller's credential: an API token (tenant
+// principals) or an administrator's client certificate (platform
+// principals). When a request carries both, a route that only platform
+// roles may call uses the certificate and every other route the token;
+// the credential not chosen is ignored, valid or not. With only one
+// credential that one is used, and the role check then answers 403 if it
+// is the wrong kind.
+func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, error) {
 	secret := bearer(c)
-	if secret == "" {
-		return signer.Caller{}, signer.E(signer.KindUnauthenticated, "missing credential: send Authorization: Bearer <token> or X-Auth-Token")
+	cert, certErr := s.clientCertificate(c)
+	hasCert := cert != nil || certErr != nil
+	platformOnly := len(a.PlatformRoles) > 0 && len(a.TenantRoles) == 0
+	switch {
+	case hasCert && (platformOnly || secret == ""):
+		if certErr != nil {
+			return signer.Caller{}, certErr
+		}
+		return s.eng.AuthenticateAdmin(c.Request.Context(), cert)
+	case secret != "":
+		tok, err := s.eng.AuthenticateToken(c.Request.Context(), secret)
+		if err != nil {
+			return signer.Caller{}, err
+		}
+		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, nil
 	}
-	tok, err := s.eng.AuthenticateToken(c.Request.Context(), secret)
-	if err != nil {
-		return signer.Caller{}, err
+	return signer.Caller{}, signer.E(signer.KindUnauthenticated,
+		"missing credential: send Authorization: Bearer <token> or X-Auth-Token, or an administrator's client certificate")
+}
+
+// clientCertificate returns the administrator certificate the request
+// presents, if any. In trusted-proxy mode the proxy's header wins over the
+// TLS peer (which is then the proxy itself); otherwise the header is
+// ignored, and only a TLS client certificate counts, one the listener has
+// already verified against the configured client CA.
+func (s *server) clientCertificate(c *gin.Context) (*x509.Certificate, error) {
+	if s.opts.TrustedProxy {
+		if v := strings.TrimSpace(c.GetHeader(certHeader)); v != "" {
+			// PathUnescape, not QueryUnescape: base64 '+' must survive a
+			// proxy that did not escape it.
+			if dec, err := url.PathUnescape(v); err == nil {
+				v = dec
+			}
+			cert, err := signer.ParseAdminCertificate(v)
+			if err != nil {
+				return nil, signer.E(signer.KindUnauthenticated, "unreadable %s header: %v", certHeader, err)
+			}
+			return cert, nil
+		}
 	}
-	return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, nil
+	if tls := c.Request.TLS; tls != nil && len(tls.PeerCertificates) > 0 {
+		return tls.PeerCertificates[0], nil
+	}
+	return nil, nil
+}
+
+// directLoopback reports a request made on the loopback interface by a
+// local client, not relayed by a proxy: in trusted-proxy mode every request
+// may come from a local proxy, and a forwarding header shows one is there.
+func (s *server) directLoopback(c *gin.Context) bool {
+	if s.opts.TrustedProxy {
+		return false
+	}
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", certHeader} {
+		if c.GetHeader(h) != "" {
+			return false
+		}
+	}
+	return isLoopback(c)
 }
 
 func isLoopback(c *gin.Context) bool {

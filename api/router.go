@@ -103,6 +103,7 @@ func build(o Options) (*gin.Engine, *server) {
 	s.handle(native, "GET", "/metrics", public, gin.WrapH(o.Engine.Metrics().Handler()))
 
 	s.mountEvents()
+	s.mountIdentity()
 	return r, s
 }
 

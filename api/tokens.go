@@ -1,0 +1,118 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// tokenCreateRequest is the body of POST /v1/tokens.
+type tokenCreateRequest struct {
+	Tenant    string     `json:"tenant"`
+	Roles     []string   `json:"roles"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// tokenView is a token as listed: never the secret, never its hash.
+type tokenView struct {
+	ID        string     `json:"id"`
+	Tenant    string     `json:"tenant"`
+	Roles     []string   `json:"roles"`
+	Created   time.Time  `json:"created"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	LastUsed  *time.Time `json:"last_used"`
+	CreatedBy string     `json:"created_by,omitempty"`
+}
+
+// tokenCreated adds the secret, shown this once.
+type tokenCreated struct {
+	tokenView
+	Token string `json:"token"`
+}
+
+func viewToken(t *signer.Token) tokenView {
+	v := tokenView{ID: t.ID, Tenant: t.Tenant, Roles: t.Roles, Created: t.Created.UTC(),
+		ExpiresAt: t.ExpiresAt, LastUsed: t.LastUsed, CreatedBy: t.CreatedBy}
+	if v.Roles == nil {
+		v.Roles = []string{}
+	}
+	return v
+}
+
+// nativeBodyError turns a JSON decoding failure into the native envelope,
+// naming the field when the decoder knows it.
+func nativeBodyError(c *gin.Context, err error) {
+	var (
+		mbe *http.MaxBytesError
+		ute *json.UnmarshalTypeError
+		pe  *time.ParseError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, nativeEnvelope{Code: "PayloadTooLarge", Message: "request body too large"})
+	case errors.Is(err, io.EOF):
+		nativeError(c, signer.E(signer.KindInvalid, "request body is required"))
+	case errors.As(err, &ute):
+		nativeError(c, signer.Invalid(ute.Field, nil, "must be "+ute.Type.String()))
+	case errors.As(err, &pe):
+		nativeError(c, signer.Invalid("expires_at", pe.Value, "must be an RFC 3339 time"))
+	default:
+		nativeError(c, signer.E(signer.KindInvalid, "malformed JSON body: %v", err))
+	}
+}
+
+// createToken serves POST /v1/tokens. The answer is the only place the
+// secret ever appears, so it must not be cached.
+func (s *server) createToken(c *gin.Context) {
+	var req tokenCreateRequest
+	if err := decodeBody(c, &req, true); err != nil {
+		nativeBodyError(c, err)
+		return
+	}
+	if req.ExpiresAt != nil {
+		t := req.ExpiresAt.UTC().Truncate(time.Second)
+		req.ExpiresAt = &t
+	}
+	secret, tok, err := s.eng.CreateToken(c.Request.Context(), req.Tenant, req.Roles, req.ExpiresAt)
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("Location", "/v1/tokens/"+tok.ID)
+	c.JSON(http.StatusCreated, tokenCreated{tokenView: viewToken(tok), Token: secret})
+}
+
+// listTokens serves GET /v1/tokens[?tenant=T].
+func (s *server) listTokens(c *gin.Context) {
+	tenant := c.Query("tenant")
+	if tenant != "" && !signer.ValidTenant(tenant) {
+		nativeError(c, queryInvalid("tenant", tenant, "not a tenant name"))
+		return
+	}
+	toks, err := s.eng.ListTokens(c.Request.Context(), tenant)
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	out := make([]tokenView, 0, len(toks))
+	for i := range toks {
+		out = append(out, viewToken(&toks[i]))
+	}
+	c.JSON(http.StatusOK, gin.H{"data": out})
+}
+
+// revokeToken serves DELETE /v1/tokens/{id}: the token stops working at
+// once on every replica.
+func (s *server) revokeToken(c *gin.Context) {
+	if err := s.eng.RevokeToken(c.Request.Context(), c.Param("id")); err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
