@@ -5,6 +5,7 @@ package signer
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/store"
 )
@@ -20,6 +22,14 @@ import (
 type HSM interface {
 	Health(ctx context.Context) error
 	Close() error
+	Generate(ctx context.Context, id, label string, alg hsm.Algorithm) (crypto.Signer, error)
+	Import(ctx context.Context, id, label string, key crypto.PrivateKey) (crypto.Signer, error)
+	Signer(ctx context.Context, id string) (crypto.Signer, error)
+	Delete(ctx context.Context, id string) error
+	Exists(ctx context.Context, id string) (bool, error)
+	EnsureWrappingKey(ctx context.Context, id, label string) error
+	Wrap(ctx context.Context, wrapID string, plaintext, aad []byte) ([]byte, error)
+	Unwrap(ctx context.Context, wrapID string, blob, aad []byte) ([]byte, error)
 }
 
 // Options configure an Engine.

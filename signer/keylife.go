@@ -1,0 +1,244 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Crash consistency of HSM objects.
+//
+// Every operation that creates or destroys an HSM key first writes an
+// intent naming the key (by CKA_ID) and the resource record that will own
+// it. A record that owns a key says so in Fields[KeyField]. After a crash,
+// the reconciler settles each leftover intent by one rule: a key that the
+// named record owns is kept, any other key of the intent is destroyed.
+// That one rule covers creation (crash before commit: no record, key
+// destroyed), deletion (crash after the record is gone: key destroyed;
+// before: key kept) and replacement (whichever key the record names
+// survives).
+
+// KeyField is the record field naming the CKA_ID of the key it owns.
+const KeyField = "key_id"
+
+type intentData struct {
+	Resource string `json:"resource"`
+	Op       string `json:"op"`
+}
+
+// NewKey is a key created under an intent, not yet owned by a record.
+type NewKey struct {
+	ID     string // CKA_ID
+	Intent string
+	Tenant string
+	Signer crypto.Signer
+}
+
+// NewKeyID returns a fresh CKA_ID: 16 random bytes, hex.
+func NewKeyID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// KeyLabel is the CKA_LABEL of a resource's key.
+func KeyLabel(tenant, resourceID string) string { return "hsmca/" + tenant + "/" + resourceID }
+
+func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
+	data, _ := json.Marshal(intentData{Resource: resource, Op: op})
+	in := &store.Intent{ID: "i-" + NewKeyID(), Tenant: tenant, Kind: kind, KeyIDs: keyIDs,
+		Created: e.now().UTC(), Data: data}
+	if err := e.store.PutIntent(ctx, in); err != nil {
+		return "", storeErr(err, "intent")
+	}
+	return in.ID, nil
+}
+
+// GenerateKey creates a key in the HSM for the resource record (kind,
+// tenant, resourceID) about to be created. Commit it by creating the record
+// with Fields[KeyField] = nk.ID and WriteOpts{Intent: nk.Intent}; on any
+// failure before that, call AbandonKey.
+func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
+	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
+		return h.Generate(ctx, id, label, alg)
+	})
+}
+
+// ImportKey is GenerateKey for a private key supplied by the caller, which
+// becomes a sensitive, non-extractable HSM object.
+func (e *Engine) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
+	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
+		return h.Import(ctx, id, label, key)
+	})
+}
+
+func (e *Engine) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+	h, err := e.HSM()
+	if err != nil {
+		return nil, err
+	}
+	id := NewKeyID()
+	intent, err := e.putIntent(ctx, tenant, kind, resourceID, "create", id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := create(h, id, KeyLabel(tenant, resourceID))
+	if err != nil {
+		// The key may exist if the HSM failed after creating it; the
+		// destroy below or the reconciler settles it.
+		e.AbandonKey(&NewKey{ID: id, Intent: intent, Tenant: tenant})
+		return nil, HSMError(err, "key")
+	}
+	return &NewKey{ID: id, Intent: intent, Tenant: tenant, Signer: s}, nil
+}
+
+// AbandonKey destroys a key whose record was never committed. If the HSM
+// or store does not answer, the intent stays for the reconciler.
+func (e *Engine) AbandonKey(nk *NewKey) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := e.HSM()
+	if err == nil {
+		err = h.Delete(ctx, nk.ID)
+		if errors.Is(err, hsm.ErrKeyNotFound) {
+			err = nil
+		}
+	}
+	if err == nil {
+		err = e.store.DeleteIntent(ctx, nk.Intent)
+	}
+	if err != nil {
+		e.log.Warn("abandoned key left for the reconciler", "key_id", nk.ID, "intent", nk.Intent, "err", err)
+	}
+}
+
+// DeleteWithKey deletes a record and destroys the HSM key it owns, safe
+// against a crash at any point (see the rule above).
+func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	keyID := rec.Fields[KeyField]
+	if keyID == "" {
+		return storeErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
+	}
+	h, err := e.HSM()
+	if err != nil {
+		return err
+	}
+	intent, err := e.putIntent(ctx, rec.Tenant, rec.Kind, rec.ID, "delete", keyID)
+	if err != nil {
+		return err
+	}
+	if err := e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts); err != nil {
+		_ = e.store.DeleteIntent(context.WithoutCancel(ctx), intent)
+		return storeErr(err, rec.Kind)
+	}
+	if err := h.Delete(ctx, keyID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+		e.log.Warn("key of a deleted resource left for the reconciler", "key_id", keyID, "err", err)
+		return nil
+	}
+	if err := e.store.DeleteIntent(context.WithoutCancel(ctx), intent); err != nil {
+		e.log.Warn("intent left for the reconciler", "intent", intent, "err", err)
+	}
+	return nil
+}
+
+// Signer returns the cached signer of a key.
+func (e *Engine) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
+	h, err := e.HSM()
+	if err != nil {
+		return nil, err
+	}
+	s, err := h.Signer(ctx, keyID)
+	if err != nil {
+		return nil, HSMError(err, "key")
+	}
+	return s, nil
+}
+
+// HSMError maps an HSM layer error to the engine's kinds.
+func HSMError(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hsm.ErrUnavailable):
+		return &Error{Kind: KindUnavailable, Msg: "the HSM is unavailable", Err: err}
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		return &Error{Kind: KindNotFound, Msg: what + " not found in the HSM", Err: err}
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("hsm: %w", err)}
+}
+
+// ReconcileReport says what a reconciler run did.
+type ReconcileReport struct {
+	Intents   int // intents settled
+	Destroyed int // keys destroyed
+	Kept      int // keys kept (owned by their record)
+	Skipped   int // intents younger than the grace period
+}
+
+// Reconcile settles leftover intents older than grace. With one daemon per
+// store (bolt) every intent found at start-up is a crash's leftover: pass
+// 0. With replicas sharing Redis, another replica may be mid-operation:
+// pass a grace longer than any operation. The daemon runs it with the
+// freshly opened HSM before installing it, so no request of its own can be
+// mid-operation; h nil means the installed HSM.
+func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+	var rep ReconcileReport
+	if h == nil {
+		var err error
+		if h, err = e.HSM(); err != nil {
+			return rep, err
+		}
+	}
+	intents, err := e.store.ListIntents(ctx)
+	if err != nil {
+		return rep, storeErr(err, "intent")
+	}
+	now := e.now()
+	for _, in := range intents {
+		if now.Sub(in.Created) < grace {
+			rep.Skipped++
+			continue
+		}
+		var d intentData
+		_ = json.Unmarshal(in.Data, &d)
+		owner := ""
+		if d.Resource != "" {
+			rec, err := e.store.Get(ctx, in.Kind, in.Tenant, d.Resource)
+			switch {
+			case err == nil:
+				owner = rec.Fields[KeyField]
+			case !errors.Is(err, store.ErrNotFound):
+				return rep, storeErr(err, in.Kind)
+			}
+		}
+		for _, k := range in.KeyIDs {
+			if k == owner {
+				rep.Kept++
+				continue
+			}
+			if err := h.Delete(ctx, k); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+				return rep, HSMError(err, "key")
+			}
+			rep.Destroyed++
+		}
+		if err := e.store.DeleteIntent(ctx, in.ID); err != nil {
+			return rep, storeErr(err, "intent")
+		}
+		rep.Intents++
+	}
+	return rep, nil
+}
