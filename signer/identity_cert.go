@@ -86,11 +86,16 @@ func ParseAdminCertificate(s string) (*x509.Certificate, error) {
 		if der == nil {
 			// Some proxies fold PEM into one header line, newlines turned
 			// into spaces, which pem.Decode does not accept.
-			i, j := strings.Index(s, begin), strings.Index(s, end)
-			if i < 0 || j < i {
+			i := strings.Index(s, begin)
+			if i < 0 {
 				return nil, errNoCertificate
 			}
-			s = s[i+len(begin) : j]
+			s = s[i+len(begin):]
+			j := strings.Index(s, end)
+			if j < 0 {
+				return nil, errNoCertificate
+			}
+			s = s[:j]
 		}
 	}
 	if der == nil {
