@@ -1,0 +1,630 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+)
+
+// KeyInfo describes a key pair on the token.
+type KeyInfo struct {
+	ID        string
+	Label     string
+	Algorithm Algorithm
+	// Public is nil when the token holds no readable public half.
+	Public crypto.PublicKey
+}
+
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("hsm: empty key id")
+	}
+	return nil
+}
+
+// keyPairTemplates are the attributes of a generated key pair: token
+// objects found by CKA_ID, the private half sensitive and not extractable,
+// usable for signing only.
+func keyPairTemplates(id, label string, rsaKey bool) (pub, priv crypto11.AttributeSet, err error) {
+	pub, priv = crypto11.NewAttributeSet(), crypto11.NewAttributeSet()
+	set := func(a crypto11.AttributeSet, t crypto11.AttributeType, v any) {
+		if err == nil {
+			err = a.Set(t, v)
+		}
+	}
+	for _, a := range []crypto11.AttributeSet{pub, priv} {
+		set(a, crypto11.CkaId, []byte(id))
+		set(a, crypto11.CkaLabel, []byte(label))
+		set(a, crypto11.CkaToken, true)
+	}
+	set(pub, crypto11.CkaPrivate, false)
+	set(pub, crypto11.CkaVerify, true)
+	set(priv, crypto11.CkaPrivate, true)
+	set(priv, crypto11.CkaSign, true)
+	set(priv, crypto11.CkaSensitive, true)
+	set(priv, crypto11.CkaExtractable, false)
+	if rsaKey {
+		set(pub, crypto11.CkaEncrypt, false)
+		set(priv, crypto11.CkaDecrypt, false)
+	} else {
+		set(priv, crypto11.CkaDerive, false)
+	}
+	return pub, priv, err
+}
+
+// Generate creates a key pair in the token. id becomes CKA_ID (its bytes)
+// and must be new; label becomes CKA_LABEL of both halves.
+func (h *HSM) Generate(ctx context.Context, id, label string, alg Algorithm) (crypto.Signer, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	if label == "" {
+		return nil, errors.New("hsm: generate: empty label")
+	}
+	if alg.canonical() == "" {
+		return nil, fmt.Errorf("hsm: generate: unknown algorithm %q", alg)
+	}
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer b.done()
+	if err := h.refuseExisting(b, id); err != nil {
+		return nil, err
+	}
+	k := &keySigner{h: h, id: id, alg: alg}
+	r := &resolved{gen: b.gen}
+	start := time.Now()
+	switch {
+	case alg.curve() != nil, alg.rsaBits() > 0:
+		var pub, priv crypto11.AttributeSet
+		pub, priv, err = keyPairTemplates(id, label, alg.rsaBits() > 0)
+		if err != nil {
+			return nil, fmt.Errorf("hsm: generate: %w", err)
+		}
+		var s crypto11.Signer
+		if c := alg.curve(); c != nil {
+			s, err = b.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, c)
+		} else {
+			s, err = b.c11.GenerateRSAKeyPairWithAttributes(pub, priv, alg.rsaBits())
+		}
+		if err == nil {
+			r.c11, k.pub = s, s.Public()
+		}
+	case alg == ED25519:
+		r.ed, k.pub, err = b.generateEd25519(id, label)
+	}
+	h.observe("C_GenerateKeyPair", start, err)
+	if err != nil {
+		return nil, h.check(b, fmt.Sprintf("generate %s key %q", alg, id), err)
+	}
+	k.res.Store(r)
+	h.cacheMu.Lock()
+	h.signers[id] = k
+	h.cacheMu.Unlock()
+	return k, nil
+}
+
+// canonical is the algorithm's exact constant, "" if unknown.
+func (a Algorithm) canonical() Algorithm {
+	for _, k := range algorithms {
+		if a == k {
+			return k
+		}
+	}
+	return ""
+}
+
+// refuseExisting keeps CKA_ID unique.
+func (h *HSM) refuseExisting(b *backend, id string) error {
+	found, err := h.findByID(b, id, nil)
+	if err != nil {
+		return h.check(b, fmt.Sprintf("look up key %q", id), err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: %q", ErrKeyExists, id)
+	}
+	return nil
+}
+
+// findByID finds the objects with CKA_ID id, of one class if class is set.
+func (h *HSM) findByID(b *backend, id string, class *uint) ([]pkcs11.ObjectHandle, error) {
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id))}
+	if class != nil {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, *class))
+	}
+	var out []pkcs11.ObjectHandle
+	start := time.Now()
+	err := b.withSession(func(s pkcs11.SessionHandle) (err error) {
+		out, err = b.find(s, tmpl)
+		return err
+	})
+	h.observe("C_FindObjects", start, err)
+	return out, err
+}
+
+func classPtr(c uint) *uint { return &c }
+
+// find runs one object search on session s.
+func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	if err := b.raw.FindObjectsInit(s, tmpl); err != nil {
+		return nil, err
+	}
+	var out []pkcs11.ObjectHandle
+	for {
+		hs, _, err := b.raw.FindObjects(s, 64)
+		if err != nil {
+			_ = b.raw.FindObjectsFinal(s)
+			return nil, err
+		}
+		if len(hs) == 0 {
+			break
+		}
+		out = append(out, hs...)
+	}
+	return out, b.raw.FindObjectsFinal(s)
+}
+
+// attrs reads attributes of one object.
+func (h *HSM) attrs(b *backend, o pkcs11.ObjectHandle, types ...uint) ([]*pkcs11.Attribute, error) {
+	tmpl := make([]*pkcs11.Attribute, len(types))
+	for i, t := range types {
+		tmpl[i] = pkcs11.NewAttribute(t, nil)
+	}
+	var out []*pkcs11.Attribute
+	start := time.Now()
+	err := b.withSession(func(s pkcs11.SessionHandle) (err error) {
+		out, err = b.raw.GetAttributeValue(s, o, tmpl)
+		return err
+	})
+	h.observe("C_GetAttributeValue", start, err)
+	return out, err
+}
+
+// Signer returns the signer of the key pair with CKA_ID id, from the cache
+// when it has been resolved before; ErrKeyNotFound if there is none.
+func (h *HSM) Signer(ctx context.Context, id string) (crypto.Signer, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	h.cacheMu.Lock()
+	k := h.signers[id]
+	h.cacheMu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer b.done()
+	k, err = h.load(b, id)
+	if errors.Is(err, ErrKeyNotFound) {
+		err = h.confirmAbsent(b, fmt.Sprintf("find key %q", id), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.cacheMu.Lock()
+	defer h.cacheMu.Unlock()
+	if prev := h.signers[id]; prev != nil {
+		return prev, nil
+	}
+	h.signers[id] = k
+	return k, nil
+}
+
+// load resolves the key pair with CKA_ID id in backend b.
+func (h *HSM) load(b *backend, id string) (*keySigner, error) {
+	privs, err := h.findByID(b, id, classPtr(pkcs11.CKO_PRIVATE_KEY))
+	if err != nil {
+		return nil, h.check(b, fmt.Sprintf("find key %q", id), err)
+	}
+	if len(privs) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, id)
+	}
+	a, err := h.attrs(b, privs[0], pkcs11.CKA_KEY_TYPE)
+	if err != nil {
+		return nil, h.check(b, fmt.Sprintf("read key %q", id), err)
+	}
+	k := &keySigner{h: h, id: id}
+	if bytesToUint(a[0].Value) == ckkECEdwards {
+		pub, err := h.edwardsPublic(b, id)
+		if err != nil {
+			return nil, h.check(b, fmt.Sprintf("read public key %q", id), err)
+		}
+		k.alg, k.pub = ED25519, pub
+		k.res.Store(&resolved{gen: b.gen, ed: privs[0]})
+		return k, nil
+	}
+	s, err := h.findPair(b, id)
+	if err != nil {
+		return nil, err
+	}
+	k.pub, k.alg = s.Public(), algorithmOf(s.Public())
+	k.res.Store(&resolved{gen: b.gen, c11: s})
+	return k, nil
+}
+
+// findPair asks crypto11 for its signer of the key pair id.
+func (h *HSM) findPair(b *backend, id string) (crypto.Signer, error) {
+	start := time.Now()
+	found, err := b.c11.FindKeyPairs([]byte(id), nil)
+	h.observe("C_FindObjects", start, err)
+	if err != nil {
+		return nil, h.check(b, fmt.Sprintf("find key %q", id), err)
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%w: %q (no key pair with both halves)", ErrKeyNotFound, id)
+	}
+	return found[0], nil
+}
+
+// bytesToUint decodes a CK_ULONG attribute, which the module returns in
+// native byte order.
+func bytesToUint(v []byte) uint {
+	switch len(v) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(v))
+	case 4:
+		return uint(binary.NativeEndian.Uint32(v))
+	}
+	return ^uint(0)
+}
+
+// keySigner is the crypto.Signer handed out for a key. It outlives
+// rebuilds of the PKCS#11 context: when the backend generation changed it
+// finds its key again by CKA_ID.
+type keySigner struct {
+	h       *HSM
+	id      string
+	alg     Algorithm
+	pub     crypto.PublicKey
+	deleted atomic.Bool
+
+	mu  sync.Mutex // serialises lookups; signing reads res without it
+	res atomic.Pointer[resolved]
+}
+
+// resolved is where a key lives in one backend generation.
+type resolved struct {
+	gen uint64
+	c11 crypto.Signer       // EC and RSA: crypto11's signer
+	ed  pkcs11.ObjectHandle // Ed25519: the private key object
+}
+
+func (k *keySigner) Public() crypto.PublicKey { return k.pub }
+
+// Sign signs digest (for Ed25519: the message itself, with
+// crypto.Hash(0)). For RSA-PSS, PSSSaltLengthAuto is signed as
+// PSSSaltLengthEqualsHash, which any verifier using Auto accepts. Errors
+// wrap ErrUnavailable while the HSM is being reconnected and ErrKeyNotFound
+// once the key has been deleted.
+func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if k.deleted.Load() {
+		return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, ErrKeyNotFound)
+	}
+	if opts == nil {
+		return nil, fmt.Errorf("hsm: sign with key %q: nil signer options", k.id)
+	}
+	opts, err := k.checkOpts(digest, opts)
+	if err != nil {
+		return nil, err
+	}
+	b, err := k.h.acquire(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer b.done()
+	op := fmt.Sprintf("sign with key %q", k.id)
+	sig, err := k.sign(b, digest, opts)
+	if isHandleInvalid(err) || errors.Is(err, ErrKeyNotFound) {
+		// Either the token dropped our login (the key is invisible, not
+		// gone), or the handle went stale: the object was re-created or
+		// renumbered. Tell them apart, and in the second case look again.
+		if perr := k.h.loggedIn(b); perr != nil {
+			return nil, k.h.check(b, op, perr)
+		}
+		if isHandleInvalid(err) {
+			k.forget()
+			sig, err = k.sign(b, digest, opts)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil, fmt.Errorf("hsm: %s: %w", op, err)
+		}
+		return nil, k.h.check(b, op, err)
+	}
+	return sig, nil
+}
+
+func (k *keySigner) checkOpts(digest []byte, opts crypto.SignerOpts) (crypto.SignerOpts, error) {
+	hash := opts.HashFunc()
+	if k.alg == ED25519 {
+		if hash != 0 {
+			return nil, fmt.Errorf("hsm: sign with Ed25519 key %q: Ed25519ph is not supported; pass crypto.Hash(0) and the message", k.id)
+		}
+		if o, ok := opts.(*ed25519.Options); ok && o.Context != "" {
+			return nil, fmt.Errorf("hsm: sign with Ed25519 key %q: Ed25519ctx is not supported", k.id)
+		}
+		return opts, nil
+	}
+	if hash == 0 {
+		return nil, fmt.Errorf("hsm: sign with key %q: a hash function is required", k.id)
+	}
+	if len(digest) != hash.Size() {
+		return nil, fmt.Errorf("hsm: sign with key %q: digest is %d bytes, %s needs %d", k.id, len(digest), hash, hash.Size())
+	}
+	if o, ok := opts.(*rsa.PSSOptions); ok && o.SaltLength == rsa.PSSSaltLengthAuto {
+		// crypto11 refuses Auto; EqualsHash is what crypto/x509 uses.
+		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: o.Hash}, nil
+	}
+	return opts, nil
+}
+
+func (k *keySigner) sign(b *backend, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	r, err := k.resolve(b)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var sig []byte
+	if k.alg == ED25519 {
+		sig, err = b.signEd25519(r.ed, digest)
+	} else {
+		sig, err = r.c11.Sign(rand.Reader, digest, opts)
+	}
+	k.h.observe("C_Sign", start, err)
+	return sig, err
+}
+
+// resolve returns where the key lives in backend b, finding it again
+// after a rebuild.
+func (k *keySigner) resolve(b *backend) (*resolved, error) {
+	if r := k.res.Load(); r != nil && r.gen == b.gen {
+		return r, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r := k.res.Load(); r != nil && r.gen == b.gen {
+		return r, nil
+	}
+	r := &resolved{gen: b.gen}
+	if k.alg == ED25519 {
+		privs, err := k.h.findByID(b, k.id, classPtr(pkcs11.CKO_PRIVATE_KEY))
+		if err != nil {
+			return nil, err
+		}
+		if len(privs) == 0 {
+			return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, k.id)
+		}
+		r.ed = privs[0]
+	} else {
+		s, err := k.h.findPair(b, k.id)
+		if err != nil {
+			return nil, err
+		}
+		r.c11 = s
+	}
+	k.res.Store(r)
+	return r, nil
+}
+
+func (k *keySigner) forget() { k.res.Store(nil) }
+
+// Exists reports whether any object carries CKA_ID id.
+func (h *HSM) Exists(ctx context.Context, id string) (bool, error) {
+	if err := checkID(id); err != nil {
+		return false, err
+	}
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer b.done()
+	op := fmt.Sprintf("look up key %q", id)
+	found, err := h.findByID(b, id, nil)
+	if err != nil {
+		return false, h.check(b, op, err)
+	}
+	if len(found) == 0 {
+		return false, h.confirmAbsent(b, op, nil)
+	}
+	return true, nil
+}
+
+// Delete destroys the private, public and secret key objects with CKA_ID
+// id and drops the cached signer (which then fails with ErrKeyNotFound).
+// It returns ErrKeyNotFound when there was nothing to destroy.
+func (h *HSM) Delete(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.done()
+	var objs []pkcs11.ObjectHandle
+	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_SECRET_KEY} {
+		found, err := h.findByID(b, id, classPtr(class))
+		if err != nil {
+			return h.check(b, fmt.Sprintf("find key %q", id), err)
+		}
+		objs = append(objs, found...)
+	}
+	if len(objs) == 0 {
+		if err := h.confirmAbsent(b, fmt.Sprintf("find key %q", id), nil); err != nil {
+			return err
+		}
+	}
+	h.cacheMu.Lock()
+	if k := h.signers[id]; k != nil {
+		k.deleted.Store(true)
+		delete(h.signers, id)
+	}
+	delete(h.aeads, id)
+	h.cacheMu.Unlock()
+	if len(objs) == 0 {
+		return fmt.Errorf("%w: %q", ErrKeyNotFound, id)
+	}
+	for _, o := range objs {
+		start := time.Now()
+		err := b.withSession(func(s pkcs11.SessionHandle) error { return b.raw.DestroyObject(s, o) })
+		h.observe("C_DestroyObject", start, err)
+		if err != nil {
+			return h.check(b, fmt.Sprintf("destroy key %q", id), err)
+		}
+	}
+	return nil
+}
+
+// List describes every key pair on the token (private keys and their
+// public halves; wrapping keys are not listed), ordered by id.
+func (h *HSM) List(ctx context.Context) ([]KeyInfo, error) {
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer b.done()
+	var privs []pkcs11.ObjectHandle
+	start := time.Now()
+	err = b.withSession(func(s pkcs11.SessionHandle) (err error) {
+		privs, err = b.find(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)})
+		return err
+	})
+	h.observe("C_FindObjects", start, err)
+	if err != nil {
+		return nil, h.check(b, "list keys", err)
+	}
+	out := make([]KeyInfo, 0, len(privs))
+	for _, o := range privs {
+		a, err := h.attrs(b, o, pkcs11.CKA_ID, pkcs11.CKA_LABEL, pkcs11.CKA_KEY_TYPE)
+		if err != nil {
+			if isSessionFault(err) {
+				return nil, h.check(b, "list keys", err)
+			}
+			continue // destroyed while listing
+		}
+		ki := KeyInfo{ID: string(a[0].Value), Label: string(a[1].Value)}
+		ki.Public, ki.Algorithm, err = h.publicOf(b, o, ki.ID, bytesToUint(a[2].Value))
+		if err != nil && isSessionFault(err) {
+			return nil, h.check(b, "list keys", err)
+		}
+		out = append(out, ki)
+	}
+	// An empty or short list may only mean the login is gone.
+	if err := h.loggedIn(b); err != nil {
+		return nil, h.check(b, "list keys", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// publicOf reads the public key of a private key object: RSA from the
+// private object itself, EC and Ed25519 from the public object.
+func (h *HSM) publicOf(b *backend, priv pkcs11.ObjectHandle, id string, keyType uint) (crypto.PublicKey, Algorithm, error) {
+	switch keyType {
+	case pkcs11.CKK_RSA:
+		a, err := h.attrs(b, priv, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
+		if err != nil {
+			return nil, "", err
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(a[0].Value), E: int(new(big.Int).SetBytes(a[1].Value).Int64())}
+		return pub, algorithmOf(pub), nil
+	case pkcs11.CKK_EC:
+		pubs, err := h.findByID(b, id, classPtr(pkcs11.CKO_PUBLIC_KEY))
+		if err != nil || len(pubs) == 0 {
+			return nil, "", err
+		}
+		a, err := h.attrs(b, pubs[0], pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
+		if err != nil {
+			return nil, "", err
+		}
+		curve, err := curveOf(a[0].Value)
+		if err != nil {
+			return nil, "", err
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		pt, err := ecPoint(a[1].Value, 1+2*size)
+		if err != nil {
+			return nil, "", err
+		}
+		pub, err := ecdsa.ParseUncompressedPublicKey(curve, pt)
+		if err != nil {
+			return nil, "", err
+		}
+		return pub, algorithmOf(pub), nil
+	case ckkECEdwards:
+		pub, err := h.edwardsPublic(b, id)
+		if err != nil {
+			return nil, ED25519, err
+		}
+		return pub, ED25519, nil
+	}
+	return nil, Algorithm(fmt.Sprintf("CKK_0x%X", keyType)), nil
+}
+
+// KeyAttributes reads CKA_SENSITIVE and CKA_EXTRACTABLE of the private
+// key (or, for a wrapping key, the secret key) with CKA_ID id.
+func (h *HSM) KeyAttributes(ctx context.Context, id string) (sensitive, extractable bool, err error) {
+	if err := checkID(id); err != nil {
+		return false, false, err
+	}
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	defer b.done()
+	var objs []pkcs11.ObjectHandle
+	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_SECRET_KEY} {
+		objs, err = h.findByID(b, id, classPtr(class))
+		if err != nil {
+			return false, false, h.check(b, fmt.Sprintf("find key %q", id), err)
+		}
+		if len(objs) > 0 {
+			break
+		}
+	}
+	if len(objs) == 0 {
+		return false, false, h.confirmAbsent(b, fmt.Sprintf("find key %q", id), fmt.Errorf("%w: %q", ErrKeyNotFound, id))
+	}
+	a, err := h.attrs(b, objs[0], pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE)
+	if err != nil {
+		return false, false, h.check(b, fmt.Sprintf("read attributes of key %q", id), err)
+	}
+	return boolAttr(a[0]), boolAttr(a[1]), nil
+}
+
+func boolAttr(a *pkcs11.Attribute) bool { return len(a.Value) > 0 && a.Value[0] != 0 }
+
+// ecPublicBytes is the uncompressed point of an EC public key.
+func ecPublicBytes(pub *ecdsa.PublicKey) ([]byte, error) {
+	switch pub.Curve {
+	case elliptic.P256(), elliptic.P384(), elliptic.P521():
+	default:
+		return nil, fmt.Errorf("hsm: unsupported curve %s", pub.Curve.Params().Name)
+	}
+	return pub.Bytes()
+}
