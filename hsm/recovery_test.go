@@ -1,0 +1,173 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/testenv"
+)
+
+// secondHandle opens the module again the way another library in the same
+// process would: it shares the library state, so what it does to sessions
+// hits ours too.
+func secondHandle(t *testing.T, tok *testenv.Token) (*pkcs11.Ctx, uint) {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	require.NotNil(t, p)
+	t.Cleanup(p.Destroy) // never Finalize: the HSM under test owns the library
+	if err := p.Initialize(); err != nil {
+		require.ErrorIs(t, err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED))
+	}
+	slots, err := p.GetSlotList(true)
+	require.NoError(t, err)
+	for _, s := range slots {
+		ti, err := p.GetTokenInfo(s)
+		require.NoError(t, err)
+		if ti.Label == tok.Label {
+			return p, s
+		}
+	}
+	t.Fatalf("token %q not visible to the second handle", tok.Label)
+	return nil, 0
+}
+
+func trySign(s crypto.Signer) error {
+	msg := []byte("after the fault")
+	switch pub := s.Public().(type) {
+	case ed25519.PublicKey:
+		sig, err := s.Sign(rand.Reader, msg, crypto.Hash(0))
+		if err == nil && !ed25519.Verify(pub, msg, sig) {
+			return errors.New("Ed25519 signature does not verify")
+		}
+		return err
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(msg)
+		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil && !ecdsa.VerifyASN1(pub, d[:], sig) {
+			return errors.New("ECDSA signature does not verify")
+		}
+		return err
+	}
+	return errors.New("unexpected key type")
+}
+
+// TestRecoveryAfterSessionsClosed closes every session of the token behind
+// the HSM layer's back. Calls fail with ErrUnavailable for a while, then the
+// very same signers work again, with a single new login.
+func TestRecoveryAfterSessionsClosed(t *testing.T) {
+	tok := testenv.NewToken(t)
+	var c calls
+	cfg := config(t, tok)
+	cfg.Observer = c.observe
+	h := openConfig(t, cfg)
+	ctx := context.Background()
+
+	ec, err := h.Generate(ctx, "rec-ec", "hsmca/test/rec-ec", EC256)
+	require.NoError(t, err)
+	ed, err := h.Generate(ctx, "rec-ed", "hsmca/test/rec-ed", ED25519)
+	require.NoError(t, err)
+	require.NoError(t, h.EnsureWrappingKey(ctx, "rec-wrap", "hsmca/test/rec-wrap"))
+	blob, err := h.Wrap(ctx, "rec-wrap", []byte("secret"), nil)
+	require.NoError(t, err)
+	require.NoError(t, trySign(ec))
+	require.NoError(t, trySign(ed))
+	require.NoError(t, h.Health(ctx))
+
+	p, slot := secondHandle(t, tok)
+	require.NoError(t, p.CloseAllSessions(slot))
+
+	sawUnavailable := false
+	for _, s := range []crypto.Signer{ec, ed} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := trySign(s)
+			if err == nil {
+				break
+			}
+			require.ErrorIs(t, err, ErrUnavailable, "while reconnecting every failure must be ErrUnavailable")
+			assert.NotContains(t, err.Error(), tok.PIN)
+			sawUnavailable = true
+			if herr := h.Health(ctx); herr != nil {
+				assert.ErrorIs(t, herr, ErrUnavailable)
+			}
+			require.True(t, time.Now().Before(deadline), "signer did not recover within 10s: %v", err)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	assert.True(t, sawUnavailable, "closing all sessions went unnoticed")
+	require.NoError(t, h.Health(ctx))
+	assert.Equal(t, 2, c.count("C_Login"), "one login at open, one for the rebuild")
+
+	got, err := h.Unwrap(ctx, "rec-wrap", blob, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("secret"), got)
+	again, err := h.Signer(ctx, "rec-ec")
+	require.NoError(t, err)
+	assert.Same(t, ec, again)
+	_, err = h.Generate(ctx, "rec-after", "hsmca/test/rec-after", EC256)
+	assert.NoError(t, err)
+}
+
+// TestHealthNoticesLostLogin: with no signing traffic, the readiness probe
+// alone finds the dropped sessions and starts the rebuild.
+func TestHealthNoticesLostLogin(t *testing.T) {
+	tok := testenv.NewToken(t)
+	h := openConfig(t, config(t, tok))
+	ctx := context.Background()
+	require.NoError(t, h.Health(ctx))
+	p, slot := secondHandle(t, tok)
+	require.NoError(t, p.CloseAllSessions(slot))
+
+	err := h.Health(ctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	require.Eventually(t, func() bool { return h.Health(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestRebuildStopsOnRefusedPIN changes the user PIN behind the HSM
+// layer's back, then drops its sessions: the rebuild's single login is
+// refused and it must not try again.
+func TestRebuildStopsOnRefusedPIN(t *testing.T) {
+	tok := testenv.NewToken(t)
+	var c calls
+	cfg := config(t, tok)
+	cfg.Observer = c.observe
+	h := openConfig(t, cfg)
+	ctx := context.Background()
+	s, err := h.Generate(ctx, "pin-ec", "hsmca/test/pin-ec", EC256)
+	require.NoError(t, err)
+
+	p, slot := secondHandle(t, tok)
+	sess, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	if err := p.Login(sess, pkcs11.CKU_USER, tok.PIN); err != nil {
+		require.ErrorIs(t, err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN))
+	}
+	require.NoError(t, p.SetPIN(sess, tok.PIN, "87654321"))
+	require.NoError(t, p.CloseAllSessions(slot))
+
+	err = trySign(s)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.Eventually(t, func() bool {
+		err := h.Health(ctx)
+		return err != nil && IsPINError(err)
+	}, 10*time.Second, 20*time.Millisecond, "Health must say the login was refused")
+	err = h.Health(ctx)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.Contains(t, err.Error(), "not retrying")
+	assert.NotContains(t, err.Error(), tok.PIN)
+	time.Sleep(time.Second)
+	assert.Equal(t, 2, c.count("C_Login"), "a refused PIN must not be retried")
+	assert.ErrorIs(t, trySign(s), ErrUnavailable)
+}
