@@ -152,8 +152,11 @@ func ListSlots(module string) ([]SlotInfo, error) {
 // first slot whose token is not initialised: SoftHSM2 always offers one),
 // labels it, sets the SO PIN and then the user PIN. It refuses a label
 // some initialised token already has, and refuses to re-initialise a
-// token. It returns the token's slot id; a module that moves initialised
-// tokens to new slots (SoftHSM2 does) reports the new one.
+// token. It returns the token's slot id. SoftHSM2 moves an initialised
+// token to a new slot when the library is next initialised; InitToken
+// reports that new slot when no HSM handle is open in this process (the
+// usual case: the ops CLI), and the slot as the live library sees it
+// otherwise. Select tokens by label to stay clear of this.
 func InitToken(module string, slot *uint, label, soPIN, userPIN string) (uint, error) {
 	switch {
 	case label == "":
