@@ -104,6 +104,10 @@ var libMu sync.Mutex
 // library state is.
 var keyMu sync.Mutex
 
+// configure is crypto11.Configure; tests replace it to make a reconnect
+// attempt fail, which a real token cannot be made to do on demand.
+var configure = crypto11.Configure
+
 // HSM is an open token. All methods are safe for concurrent use.
 type HSM struct {
 	cfg Config
@@ -205,7 +209,7 @@ func (h *HSM) openBackend() (*backend, error) {
 		c.SlotNumber = &n
 	}
 	start := time.Now()
-	ctx, err := crypto11.Configure(c)
+	ctx, err := configure(c)
 	h.observe("C_Login", start, err)
 	if err != nil {
 		return nil, h.openError(err)

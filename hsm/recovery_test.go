@@ -5,12 +5,17 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -170,4 +175,83 @@ func TestRebuildStopsOnRefusedPIN(t *testing.T) {
 	time.Sleep(time.Second)
 	assert.Equal(t, 2, c.count("C_Login"), "a refused PIN must not be retried")
 	assert.ErrorIs(t, trySign(s), ErrUnavailable)
+}
+
+// TestRebuildBacksOff makes the first reconnect attempts fail (a token
+// cannot be made to refuse C_Initialize on demand, so Configure is
+// wrapped): attempts are spaced ever further apart, each logs in once,
+// Health says why the HSM is down, and the signer recovers.
+func TestRebuildBacksOff(t *testing.T) {
+	tok := testenv.NewToken(t)
+	h := openConfig(t, config(t, tok))
+	ctx := context.Background()
+	s, err := h.Generate(ctx, "bo-ec", "hsmca/test/bo-ec", EC256)
+	require.NoError(t, err)
+
+	var (
+		mu       sync.Mutex
+		attempts []time.Time
+	)
+	real := configure
+	configure = func(c *crypto11.Config) (*crypto11.Context, error) {
+		mu.Lock()
+		attempts = append(attempts, time.Now())
+		n := len(attempts)
+		mu.Unlock()
+		if n <= 3 {
+			return nil, fmt.Errorf("failed to initialize module: %w", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT))
+		}
+		return real(c)
+	}
+	t.Cleanup(func() { configure = real })
+
+	p, slot := secondHandle(t, tok)
+	require.NoError(t, p.CloseAllSessions(slot))
+	require.ErrorIs(t, trySign(s), ErrUnavailable)
+
+	require.Eventually(t, func() bool {
+		err := h.Health(ctx)
+		return err != nil && strings.Contains(err.Error(), "attempt 1 failed")
+	}, 5*time.Second, 10*time.Millisecond, "Health must report the failed attempt")
+	require.Eventually(t, func() bool { return trySign(s) == nil }, 10*time.Second, 20*time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, attempts, 4, "one Configure (one login) per attempt")
+	for i := 2; i < len(attempts); i++ {
+		prev, gap := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1])
+		assert.GreaterOrEqual(t, gap, firstRetry<<(i-1), "attempt %d came after %s (previous gap %s)", i+1, gap, prev)
+	}
+}
+
+// TestStaleHandleIsFoundAgain re-creates a key's objects behind the
+// signer's back: its handle goes stale while the login stays, and the
+// signer finds the key again by CKA_ID.
+func TestStaleHandleIsFoundAgain(t *testing.T) {
+	tok := testenv.NewToken(t)
+	h := openConfig(t, config(t, tok))
+	ctx := context.Background()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	s, err := h.Import(ctx, "stale", "hsmca/test/stale", key)
+	require.NoError(t, err)
+	require.NoError(t, trySign(s))
+
+	p, slot := secondHandle(t, tok)
+	sess, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	defer p.CloseSession(sess)
+	require.NoError(t, p.FindObjectsInit(sess, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, []byte("stale"))}))
+	objs, _, err := p.FindObjects(sess, 10)
+	require.NoError(t, err)
+	require.NoError(t, p.FindObjectsFinal(sess))
+	require.Len(t, objs, 2, "private and public key objects")
+	for _, o := range objs {
+		require.NoError(t, p.DestroyObject(sess, o))
+	}
+
+	_, err = h.Import(ctx, "stale", "hsmca/test/stale", key)
+	require.NoError(t, err)
+	require.NoError(t, trySign(s), "the old signer must find the re-created key")
+	require.NoError(t, h.Health(ctx), "a stale handle is not a session fault")
 }
