@@ -97,11 +97,7 @@ func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, error) {
 func (s *server) clientCertificate(c *gin.Context) (*x509.Certificate, error) {
 	if s.opts.TrustedProxy {
 		if v := strings.TrimSpace(c.GetHeader(certHeader)); v != "" {
-			// PathUnescape, not QueryUnescape: base64 '+' must survive a
-			// proxy that did not escape it.
-			if dec, err := url.PathUnescape(v); err == nil {
-				v = dec
-			}
+			v = unescapeCertHeader(v)
 			cert, err := signer.ParseAdminCertificate(v)
 			if err != nil {
 				return nil, signer.E(signer.KindUnauthenticated, "unreadable %s header: %v", certHeader, err)
@@ -113,6 +109,23 @@ func (s *server) clientCertificate(c *gin.Context) (*x509.Certificate, error) {
 		return tls.PeerCertificates[0], nil
 	}
 	return nil, nil
+}
+
+// unescapeCertHeader undoes the proxy's URL encoding. Path-style
+// unescaping first, so that a '+' of base64 left unescaped survives; a
+// PEM marker that then reads "BEGIN+CERTIFICATE" shows a query-style
+// encoder ('+' for space, and so '%2B' for every real '+').
+func unescapeCertHeader(v string) string {
+	dec, err := url.PathUnescape(v)
+	if err != nil {
+		return v
+	}
+	if strings.Contains(dec, "-----BEGIN+") {
+		if q, err := url.QueryUnescape(v); err == nil {
+			return q
+		}
+	}
+	return dec
 }
 
 // directLoopback reports a request made on the loopback interface by a
