@@ -426,23 +426,28 @@ func (e *Engine) reclaimAdminKeys(ctx context.Context, rec *adminRecord, bootstr
 		en, ok := r.entry(holder.ID)
 		switch {
 		case ok && en.Deleted:
+			// A deletion that stopped after its tombstone: finish it.
 		case !ok && bootstrap:
-			// Tombstone first, so a creation still in flight for it cannot
-			// add its entry after the record is gone.
-			id := holder.ID
+			// A creation that stopped before its roster entry. Tombstone
+			// it first, so that a creation still in flight cannot add the
+			// entry once the record is gone; if its entry appeared
+			// meanwhile, it is a live admin after all.
+			id, tombstoned := holder.ID, false
 			if err := e.mutateRoster(ctx, "removed", func(r *adminRoster) error {
-				if _, ok := r.Admins[id]; !ok {
+				cur, has := r.Admins[id]
+				if !has {
 					r.Admins[id] = rosterEntry{Role: RoleAdministrator, Deleted: true}
 				}
+				tombstoned = !has || cur.Deleted
 				return nil
 			}); err != nil {
 				return false, err
 			}
-			if en2, _ := e.rosterEntryOf(ctx, id); !en2.Deleted {
+			if !tombstoned {
 				continue
 			}
 		default:
-			continue
+			continue // a live administrator holds the key
 		}
 		if err := e.store.Delete(ctx, kindAdmin, store.PlatformTenant, holder.ID, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return false, storeErr(err, "administrator")
@@ -450,15 +455,6 @@ func (e *Engine) reclaimAdminKeys(ctx context.Context, rec *adminRecord, bootstr
 		reclaimed = true
 	}
 	return reclaimed, nil
-}
-
-func (e *Engine) rosterEntryOf(ctx context.Context, id string) (rosterEntry, error) {
-	r, _, err := e.loadRoster(ctx)
-	if err != nil {
-		return rosterEntry{}, err
-	}
-	en, _ := r.entry(id)
-	return en, nil
 }
 
 // loadRoster reads the roster; a missing one is empty (rec nil).
@@ -782,16 +778,29 @@ func (e *Engine) deleteAdmins(ctx context.Context, ids []string, strict bool) er
 
 // knownAdmins keeps the ids of live administrators, each once.
 func (e *Engine) knownAdmins(ctx context.Context, ids []string) ([]string, error) {
+	r, _, err := e.loadRoster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
 	var out []string
 	for _, id := range ids {
-		if slices.Contains(out, id) {
+		if seen[id] {
 			continue
 		}
-		if _, _, _, err := e.getAdmin(ctx, id); err != nil {
-			if KindOf(err) == KindNotFound {
-				continue
-			}
-			return nil, err
+		seen[id] = true
+		if _, err := uuid.Parse(id); err != nil {
+			continue
+		}
+		if en, _ := r.entry(id); en.Deleted {
+			continue
+		}
+		_, err := e.store.Get(ctx, kindAdmin, store.PlatformTenant, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, storeErr(err, "administrator")
 		}
 		out = append(out, id)
 	}
