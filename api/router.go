@@ -104,6 +104,10 @@ func build(o Options) (*gin.Engine, *server) {
 
 	s.mountEvents()
 	s.mountIdentity()
+	s.mountKeys()
+	s.mountEcosystem()
+	s.mountPCA()
+	s.mountAPIG()
 	return r, s
 }
 

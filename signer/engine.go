@@ -40,6 +40,11 @@ type Options struct {
 	// HSM may be nil at start: the daemon opens the token in the background
 	// and calls SetHSM when it appears.
 	HSM HSM
+	// Quotas override the per-tenant default limits by resource name
+	// (the Quota* constants).
+	Quotas map[string]int64
+	// IssuerAltName goes into DTS root CA certificates (URI or email).
+	IssuerAltName string
 }
 
 // Engine is the shared machinery behind every API family.
@@ -52,6 +57,9 @@ type Engine struct {
 	hsm     atomic.Pointer[hsmBox]
 	hsmMu   sync.Mutex
 	hsmDown atomic.Pointer[string] // why the HSM is not open yet
+
+	quotas        map[string]int64
+	issuerAltName string
 
 	tokenSeen sync.Map // token id -> time of the last last-used write
 	now       func() time.Time
@@ -67,7 +75,8 @@ func New(o Options) *Engine {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New("dev")
 	}
-	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now}
+	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
+		quotas: o.Quotas, issuerAltName: o.IssuerAltName}
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)

@@ -59,6 +59,14 @@ type Config struct {
 		MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 	} `yaml:"http"`
 
+	// Quotas are per-tenant limits by resource (signer.Quota* names);
+	// a resource not listed keeps its default.
+	Quotas map[string]int64 `yaml:"quotas"`
+
+	// IssuerAltName is the IssuerAlternativeName of DTS root CA
+	// certificates: a URI (https://...) or an email address.
+	IssuerAltName string `yaml:"issuer_alt_name"`
+
 	// AdminSocket is the unix socket the ops CLI uses to write the store
 	// while the daemon holds it. Empty disables it.
 	AdminSocket string `yaml:"admin_socket"`
@@ -82,6 +90,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
+	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -127,6 +136,7 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_TLS_KEY", &c.TLS.Key)
 	str("HSMCA_CLIENT_CA", &c.TLS.ClientCA)
 	str("HSMCA_ADMIN_SOCKET", &c.AdminSocket)
+	str("HSMCA_ISSUER_ALT_NAME", &c.IssuerAltName)
 	if v, ok := get("HSMCA_SLOT"); ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
@@ -238,6 +248,11 @@ func (c *Config) validate() error {
 	}
 	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
 		errs = append(errs, "tls.client_ca needs tls.cert and tls.key: client certificates need TLS")
+	}
+	for res, n := range c.Quotas {
+		if n < 0 {
+			errs = append(errs, fmt.Sprintf("quotas.%s: %d is negative", res, n))
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

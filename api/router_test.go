@@ -1,0 +1,97 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/apitest"
+)
+
+func TestOperationalEndpoints(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			env := apitest.New(t, backend)
+			r := env.Do("GET", "/healthz", "", nil)
+			assert.Equal(t, 200, r.Status)
+			r = env.Do("GET", "/readyz", "", nil)
+			require.Equal(t, 200, r.Status, string(r.Body))
+			assert.Equal(t, "ready", r.Map(t)["status"])
+			r = env.Do("GET", "/metrics", "", nil)
+			assert.Equal(t, 200, r.Status)
+			assert.Contains(t, string(r.Body), "hsmca_build_info")
+			assert.Contains(t, string(r.Body), `hsmca_http_requests_total{code="2xx",method="GET",route="/readyz"}`)
+		})
+	}
+}
+
+func TestRequestIDEchoedOrMade(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	r := env.Do("GET", "/healthz", "", nil, "X-Request-Id", "abc-123")
+	assert.Equal(t, "abc-123", r.Header.Get("X-Request-Id"))
+	r = env.Do("GET", "/healthz", "", nil, "X-Request-Id", "bad id\twith spaces")
+	assert.Len(t, r.Header.Get("X-Request-Id"), 24)
+}
+
+func TestUnknownRouteAndMethod(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	r := env.Do("GET", "/v1/nothing-here", "", nil)
+	assert.Equal(t, 404, r.Status)
+	assert.Equal(t, "NotFound", r.Map(t)["code"])
+	r = env.Do("DELETE", "/healthz", "", nil)
+	assert.Equal(t, 405, r.Status)
+}
+
+func TestEventsNeedsCredentialAndRole(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			env := apitest.New(t, backend)
+			r := env.Do("GET", "/v1/events", "", nil)
+			assert.Equal(t, 401, r.Status)
+			assert.Equal(t, "Unauthorized", r.Map(t)["code"])
+
+			r = env.Do("GET", "/v1/events", "hsmca_not-a-real-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", nil)
+			assert.Equal(t, 401, r.Status)
+
+			signerTok := env.NewToken("t1", "signer")
+			r = env.Do("GET", "/v1/events", signerTok, nil)
+			assert.Equal(t, 403, r.Status)
+			assert.Equal(t, "Forbidden", r.Map(t)["code"])
+
+			auditor := env.NewToken("t1", "auditor")
+			r = env.Do("GET", "/v1/events", auditor, nil, "X-Request-Id", "req-1")
+			require.Equal(t, 200, r.Status, string(r.Body))
+			var page struct {
+				Data []map[string]any `json:"data"`
+			}
+			r.JSON(t, &page)
+			require.NotEmpty(t, page.Data, "token creations are events of the tenant")
+			assert.Equal(t, "API_TOKEN_CREATE", page.Data[0]["operation"])
+			assert.Equal(t, "SUCCESS", page.Data[0]["outcome"])
+
+			r = env.Do("GET", "/v1/events?limit=0", auditor, nil)
+			assert.Equal(t, 400, r.Status)
+			m := r.Map(t)
+			assert.Equal(t, "BadRequest", m["code"])
+			d := m["details"].([]any)[0].(map[string]any)
+			assert.Equal(t, "limit", d["param"])
+			assert.Equal(t, "query", d["location"])
+		})
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	tok := env.NewToken("t1", "auditor")
+	big := strings.Repeat("a", 1<<20+1)
+	req, err := http.NewRequest("GET", env.Server.URL+"/v1/events", strings.NewReader(big))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}

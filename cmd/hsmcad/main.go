@@ -1,0 +1,69 @@
+// Command hsmcad is hsmca's daemon: a private CA and signing service whose
+// keys stay in a PKCS#11 HSM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/daemon"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("hsmcad", flag.ContinueOnError)
+	cfgPath := fs.String("config", os.Getenv("HSMCA_CONFIG"), "YAML configuration file (HSMCA_CONFIG)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: hsmcad [--config FILE]\n\nEnvironment overrides:\n")
+		for _, e := range config.Env {
+			fmt.Fprintf(fs.Output(), "  %-22s %s\n", e.Name, e.Help)
+		}
+		fmt.Fprintf(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("hsmcad", daemon.Version)
+		return 0
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hsmcad:", err)
+		return 2
+	}
+	log := daemon.NewLogger(cfg.LogLevel, os.Stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error("hsmcad failed to start", "err", err.Error())
+		return 1
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests")
+	case err := <-d.Errors():
+		log.Error("serving failed", "err", err.Error())
+		code = 1
+	}
+	stop()
+	if err := d.Shutdown(context.Background()); err != nil {
+		log.Error("shutdown", "err", err.Error())
+		code = 1
+	}
+	log.Info("hsmcad stopped")
+	return code
+}

@@ -1,0 +1,330 @@
+// Package daemon wires hsmcad together: config -> store -> engine -> HSM
+// (opened in the background) -> router -> listeners, and shuts it down in
+// the reverse order, draining in-flight requests first.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hsmca/hsmca/api"
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/metrics"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/redisstore"
+)
+
+// Version is set at build time with -ldflags "-X ...daemon.Version=...".
+var Version = "dev"
+
+// Daemon is one running hsmcad.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	store   store.Store
+	engine  *signer.Engine
+	srv     *http.Server
+	ln      net.Listener
+	admin   *http.Server
+	adminLn net.Listener
+
+	stopHSM context.CancelFunc
+	hsmDone chan struct{}
+	serveWG sync.WaitGroup
+	errc    chan error
+
+	// wrap, when set (tests), wraps the HTTP handler.
+	wrap func(http.Handler) http.Handler
+}
+
+// OpenStore opens the configured store backend.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	switch cfg.Store.Backend {
+	case "redis":
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{})
+	default:
+		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
+			return nil, fmt.Errorf("store directory: %w", err)
+		}
+		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{})
+	}
+}
+
+// HSMConfig turns the daemon config into the HSM layer's, reading the PIN.
+func HSMConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (hsm.Config, error) {
+	pin, err := hsm.ReadPIN(cfg.PKCS11.PINFile, cfg.PKCS11.PINEnv)
+	if err != nil {
+		return hsm.Config{}, err
+	}
+	hc := hsm.Config{
+		Module:     cfg.PKCS11.Module,
+		TokenLabel: cfg.PKCS11.TokenLabel,
+		Slot:       cfg.PKCS11.Slot,
+		PIN:        pin,
+		PoolSize:   cfg.PKCS11.PoolSize,
+		Logger:     log,
+	}
+	if m != nil {
+		hc.Observer = func(function string, d time.Duration, err error) {
+			m.ObserveHSMCall(function, d, hsm.ErrorCode(err))
+		}
+	}
+	return hc, nil
+}
+
+// Start opens everything and begins serving. It returns once the listener
+// is bound; the HSM may still be opening (see /readyz).
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	return start(ctx, cfg, log, nil)
+}
+
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(http.Handler) http.Handler) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, metrics: metrics.New(Version), errc: make(chan error, 2), wrap: wrap}
+	hc, err := HSMConfig(cfg, d.metrics, log)
+	if err != nil {
+		return nil, err
+	}
+	d.store, err = OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Backend, err)
+	}
+	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
+		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName})
+
+	tlsConf, err := serverTLS(cfg)
+	if err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	d.ln, err = net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		d.store.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
+	}
+	if tlsConf != nil {
+		d.ln = tls.NewListener(d.ln, tlsConf)
+	}
+	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy})
+	var h http.Handler = handler
+	if d.wrap != nil {
+		h = d.wrap(h)
+	}
+	d.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if err := d.startAdminSocket(); err != nil {
+		d.ln.Close()
+		d.store.Close()
+		return nil, err
+	}
+
+	hsmCtx, cancel := context.WithCancel(context.Background())
+	d.stopHSM = cancel
+	d.hsmDone = make(chan struct{})
+	go d.openHSM(hsmCtx, hc)
+
+	d.serveWG.Add(1)
+	go func() {
+		defer d.serveWG.Done()
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.errc <- err
+		}
+	}()
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	log.Info("hsmcad listening", "addr", d.ln.Addr().String(), "scheme", scheme,
+		"store", cfg.Store.Backend, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
+	return d, nil
+}
+
+// openHSM opens the token, retrying with backoff while it is missing or the
+// module fails, so the daemon can start before its HSM. A wrong or locked
+// PIN stops the retries: repeated bad logins lock a token.
+func (d *Daemon) openHSM(ctx context.Context, hc hsm.Config) {
+	defer close(d.hsmDone)
+	backoff := 500 * time.Millisecond
+	for {
+		h, err := hsm.Open(hc)
+		if err == nil {
+			d.reconcile(ctx, h)
+			d.engine.SetHSM(h)
+			d.log.Info("HSM token open", "token_label", hc.TokenLabel)
+			return
+		}
+		reason := err.Error()
+		d.engine.SetHSMDown(reason)
+		if hsm.IsPINError(err) {
+			d.log.Error("HSM login refused; not retrying (a token locks after repeated bad PINs): fix the PIN and restart", "err", reason)
+			return
+		}
+		d.log.Warn("HSM not available yet; retrying", "err", reason, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// reconcile settles intents left by a crash before the HSM serves
+// requests. On bolt this daemon is the only writer, so every intent is a
+// leftover; replicas sharing Redis leave each other two minutes.
+func (d *Daemon) reconcile(ctx context.Context, h *hsm.HSM) {
+	grace := time.Duration(0)
+	if d.cfg.Store.Backend == "redis" {
+		grace = 2 * time.Minute
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, err := d.engine.Reconcile(rctx, h, grace)
+	if err != nil {
+		d.log.Error("start-up reconciliation incomplete; it runs again at the next start", "err", err.Error())
+		return
+	}
+	if rep.Intents > 0 || rep.Skipped > 0 {
+		d.log.Info("start-up reconciliation", "intents", rep.Intents, "keys_destroyed", rep.Destroyed,
+			"keys_kept", rep.Kept, "intents_too_recent", rep.Skipped)
+	}
+}
+
+func serverTLS(cfg *config.Config) (*tls.Config, error) {
+	if !cfg.TLSEnabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	tc := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
+	if cfg.TLS.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLS.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no PEM certificate found", cfg.TLS.ClientCA)
+		}
+		tc.ClientCAs = pool
+		// Token callers present no certificate; admins must present a valid one.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// startAdminSocket serves the ops CLI on a unix socket only the daemon's
+// user can open, so `hsmca token create` works while the daemon holds the
+// bolt file.
+func (d *Daemon) startAdminSocket() error {
+	path := d.cfg.AdminSocket
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("admin socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return fmt.Errorf("admin socket %s is in use: another hsmcad runs with this data directory", path)
+	}
+	_ = os.Remove(path)
+	old := umask(0o177)
+	ln, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	d.adminLn = ln
+	d.admin = &http.Server{Handler: api.AdminSocketHandler(d.engine, d.log), ReadHeaderTimeout: 5 * time.Second}
+	d.serveWG.Add(1)
+	go func() {
+		defer d.serveWG.Done()
+		if err := d.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.errc <- err
+		}
+	}()
+	return nil
+}
+
+// Addr is the bound listener address.
+func (d *Daemon) Addr() string { return d.ln.Addr().String() }
+
+// Engine exposes the engine (tests and ops).
+func (d *Daemon) Engine() *signer.Engine { return d.engine }
+
+// Errors reports fatal serving errors.
+func (d *Daemon) Errors() <-chan error { return d.errc }
+
+// Shutdown stops accepting, waits for in-flight requests (up to the
+// configured timeout), then flushes events and closes the HSM and store.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := d.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain: %w", err))
+	}
+	if d.admin != nil {
+		_ = d.admin.Shutdown(ctx)
+		_ = os.Remove(d.cfg.AdminSocket)
+	}
+	d.serveWG.Wait()
+	d.stopHSM()
+	<-d.hsmDone
+	if err := d.engine.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("hsm: %w", err))
+	}
+	if err := d.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the JSON logger at a level name.
+func NewLogger(level string, w *os.File) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

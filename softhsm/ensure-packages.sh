@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hsmca needs when their commands are missing.
+# Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl]
+set -euo pipefail
+
+need=()
+for what in "$@"; do
+  case "$what" in
+    softhsm) command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2) ;;
+    redis)   command -v redis-server  >/dev/null 2>&1 || need+=(redis-server) ;;
+    openssl) command -v openssl       >/dev/null 2>&1 || need+=(openssl) ;;
+    *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "ensure-packages: need root or sudo to install: ${need[*]}" >&2; exit 1
+  fi
+fi
+echo "installing ${need[*]} (apt-get) ..." >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+echo "installed ${need[*]}" >&2
