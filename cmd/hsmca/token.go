@@ -98,7 +98,7 @@ func tokenCreate(args []string, stdout, stderr io.Writer) int {
 	if resp.ExpiresAt != nil {
 		exps = resp.ExpiresAt.Format(time.RFC3339)
 	}
-	fmt.Fprintf(stderr, "created token %s for tenant %q, roles %s, expires %s (%s); it is shown once:\n",
+	fmt.Fprintf(stderr, "created token %s for tenant %q, roles %s, expires %s (%s); the secret, on stdout, is shown only this once\n",
 		resp.ID, resp.Tenant, strings.Join(resp.Roles, ","), exps, via)
 	fmt.Fprintln(stdout, resp.Token)
 	return 0
