@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThalesGroup/crypto11"
@@ -123,6 +124,9 @@ type HSM struct {
 	upSince    time.Time
 	lastGen    uint64
 
+	// busy counts PKCS#11 operations in progress, each holding a session.
+	busy atomic.Int64
+
 	cacheMu sync.Mutex
 	signers map[string]*keySigner
 	aeads   map[string]*gcmKey
@@ -137,6 +141,7 @@ type backend struct {
 	slot     uint
 	idle     chan pkcs11.SessionHandle
 	inflight sync.WaitGroup
+	busy     *atomic.Int64 // the HSM's count of operations in progress
 }
 
 var errClosed = fmt.Errorf("%w: the HSM handle is closed", ErrUnavailable)
@@ -232,7 +237,7 @@ func (h *HSM) openBackend() (*backend, error) {
 		_ = ctx.Close()
 		return nil, err
 	}
-	return &backend{c11: ctx, raw: raw, slot: slot, idle: make(chan pkcs11.SessionHandle, idleRawSessions)}, nil
+	return &backend{c11: ctx, raw: raw, slot: slot, idle: make(chan pkcs11.SessionHandle, idleRawSessions), busy: &h.busy}, nil
 }
 
 // findSlot finds the slot crypto11 chose: the first one whose token has
@@ -329,10 +334,22 @@ func (h *HSM) acquire(ctx context.Context) (*backend, error) {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, h.down)
 	}
 	h.b.inflight.Add(1)
+	h.busy.Add(1)
 	return h.b, nil
 }
 
-func (b *backend) done() { b.inflight.Done() }
+func (b *backend) done() {
+	if b.busy != nil {
+		b.busy.Add(-1)
+	}
+	b.inflight.Done()
+}
+
+// Sessions reports the size of the session pool and how many sessions
+// operations hold right now, for the session-pool gauges.
+func (h *HSM) Sessions() (poolSize int, inUse int64) {
+	return h.cfg.PoolSize, h.busy.Load()
+}
 
 // check wraps an error from an operation on b. A session-level fault takes
 // b out of service (starting a rebuild) and the error wraps ErrUnavailable

@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,11 @@ type Metrics struct {
 	StoreErrors     *prometheus.CounterVec   // backend, operation
 	ComponentUp     *prometheus.GaugeVec     // component (hsm, store)
 	BuildInfo       *prometheus.GaugeVec     // version, goversion
+	QuotaUsage      *prometheus.GaugeVec     // resource: highest used/limit of any tenant
+	CAExpiry        *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
+	CACertificates  *prometheus.GaugeVec     // kind: active CA certificates
+
+	sessions atomic.Pointer[func() (int, int64)]
 }
 
 // Latency buckets from 100µs to 10s: an HSM signature takes from about
@@ -92,16 +98,54 @@ func New(version string) *Metrics {
 			Name: "hsmca_build_info",
 			Help: "Build information; always 1.",
 		}, []string{"version", "goversion"}),
+		QuotaUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_quota_usage_ratio",
+			Help: "Highest quota use of any tenant for the resource, as a fraction of its limit (1 = full).",
+		}, []string{"resource"}),
+		CAExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_ca_certificate_expiry_seconds",
+			Help: "Seconds until the soonest-expiring active CA certificate of the kind expires (negative once expired).",
+		}, []string{"kind"}),
+		CACertificates: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_ca_certificates",
+			Help: "Active CA certificates by kind.",
+		}, []string{"kind"}),
 	}
+	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hsmca_hsm_session_pool_size",
+		Help: "Size of the PKCS#11 session pool (0 while the HSM is not open).",
+	}, func() float64 { n, _ := m.sessionStats(); return float64(n) })
+	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hsmca_hsm_sessions_in_use",
+		Help: "PKCS#11 sessions held by operations in progress.",
+	}, func() float64 { _, n := m.sessionStats(); return float64(n) })
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.SigningDuration, m.Events, m.HSMCallDuration, m.HSMCallErrors,
 		m.HTTPRequests, m.HTTPDuration, m.StoreDuration, m.StoreErrors,
-		m.ComponentUp, m.BuildInfo,
+		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates,
+		poolSize, inUse,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
 	return m
+}
+
+// SetSessionSource installs the function the session-pool gauges read
+// (the open HSM's pool size and sessions in use); nil reports zeros.
+func (m *Metrics) SetSessionSource(f func() (poolSize int, inUse int64)) {
+	if f == nil {
+		m.sessions.Store(nil)
+		return
+	}
+	m.sessions.Store(&f)
+}
+
+func (m *Metrics) sessionStats() (int, int64) {
+	if f := m.sessions.Load(); f != nil {
+		return (*f)()
+	}
+	return 0, 0
 }
 
 // Handler serves the registry in the Prometheus exposition format.

@@ -61,6 +61,10 @@ type Engine struct {
 	quotas        map[string]int64
 	issuerAltName string
 
+	inventoryStop chan struct{}
+	inventoryDone chan struct{}
+	inventoryOnce sync.Once
+
 	tokenSeen sync.Map // token id -> time of the last last-used write
 	now       func() time.Time
 }
@@ -75,6 +79,7 @@ func New(o Options) *Engine {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New("dev")
 	}
+	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName}
 	e.events = newEventWriter(o.Store, o.Logger)
@@ -96,6 +101,9 @@ func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
 func (e *Engine) SetHSM(h HSM) {
 	e.hsm.Store(&hsmBox{h: h})
 	e.hsmDown.Store(nil)
+	if sp, ok := h.(interface{ Sessions() (int, int64) }); ok {
+		e.metrics.SetSessionSource(sp.Sessions)
+	}
 }
 
 // SetHSMDown records why the HSM is not available yet.
@@ -116,6 +124,7 @@ func (e *Engine) HSM() (HSM, error) {
 // Close flushes pending event records and closes the HSM. The store is
 // the caller's to close.
 func (e *Engine) Close() error {
+	e.stopInventory()
 	e.events.close()
 	if b := e.hsm.Load(); b != nil {
 		return b.h.Close()

@@ -67,6 +67,10 @@ type Config struct {
 	// certificates: a URI (https://...) or an email address.
 	IssuerAltName string `yaml:"issuer_alt_name"`
 
+	// InventoryInterval is how often the quota-use and CA-expiry gauges
+	// are recomputed from the store.
+	InventoryInterval time.Duration `yaml:"inventory_interval"`
+
 	// AdminSocket is the unix socket the ops CLI uses to write the store
 	// while the daemon holds it. Empty disables it.
 	AdminSocket string `yaml:"admin_socket"`
@@ -91,6 +95,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates"},
+	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -144,6 +149,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		s := uint(n)
 		c.PKCS11.Slot = &s
+	}
+	if v, ok := get("HSMCA_INVENTORY_INTERVAL"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: HSMCA_INVENTORY_INTERVAL: want a positive duration such as 30s, got %q", v)
+		}
+		c.InventoryInterval = d
 	}
 	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -221,6 +233,9 @@ func (c *Config) defaults() {
 	setDur(&h.WriteTimeout, 30*time.Second)
 	setDur(&h.IdleTimeout, 120*time.Second)
 	setDur(&h.ShutdownTimeout, 20*time.Second)
+	if c.InventoryInterval <= 0 {
+		c.InventoryInterval = 30 * time.Second
+	}
 	if h.MaxBodyBytes == 0 {
 		h.MaxBodyBytes = 1 << 20
 	}

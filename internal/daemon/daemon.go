@@ -105,6 +105,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	}
 	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
 		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName})
+	d.engine.StartInventory(cfg.InventoryInterval)
 
 	tlsConf, err := serverTLS(cfg)
 	if err != nil {

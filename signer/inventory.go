@@ -1,0 +1,127 @@
+package signer
+
+import (
+	"context"
+	"time"
+
+	"github.com/hsmca/hsmca/store"
+)
+
+// The inventory turns the store's state into the gauges that alerts need
+// and that no request path can keep current by itself: quota use per
+// resource and the expiry of CA certificates. Neither carries a tenant or
+// an id label; each reports the worst case across tenants.
+
+// caExpirySource says how to read the active CA certificates of one
+// record kind: active reports a record's notAfter and whether it counts.
+type caExpirySource struct {
+	label  string // the metric's kind label
+	kind   string // the store record kind
+	active func(rec *store.Record) (notAfter time.Time, ok bool)
+}
+
+// caExpirySources lists every kind of CA certificate the engine holds.
+var caExpirySources []caExpirySource
+
+// RefreshInventory recomputes the inventory gauges once.
+func (e *Engine) RefreshInventory(ctx context.Context) error {
+	tenants, err := e.store.EventTenants(ctx)
+	if err != nil {
+		return storeErr(err, "tenants")
+	}
+	worst := map[string]float64{}
+	for _, res := range QuotaResources() {
+		worst[res] = 0
+	}
+	soonest := map[string]time.Time{}
+	count := map[string]int{}
+	now := e.now()
+	for _, t := range tenants {
+		if t == store.PlatformTenant {
+			continue
+		}
+		for _, res := range QuotaResources() {
+			limit := e.QuotaLimit(res)
+			if limit <= 0 {
+				continue
+			}
+			used, err := e.store.QuotaUsage(ctx, t, res)
+			if err != nil {
+				return storeErr(err, "quota")
+			}
+			if r := float64(used) / float64(limit); r > worst[res] {
+				worst[res] = r
+			}
+		}
+		for _, src := range caExpirySources {
+			q := store.Query{Kind: src.kind, Tenant: t, Limit: 500}
+			for {
+				page, err := e.store.List(ctx, q)
+				if err != nil {
+					return storeErr(err, "CA inventory")
+				}
+				for i := range page.Records {
+					na, ok := src.active(&page.Records[i])
+					if !ok {
+						continue
+					}
+					count[src.label]++
+					if s, seen := soonest[src.label]; !seen || na.Before(s) {
+						soonest[src.label] = na
+					}
+				}
+				if page.NextCursor == "" {
+					break
+				}
+				q.Cursor = page.NextCursor
+			}
+		}
+	}
+	for res, r := range worst {
+		e.metrics.QuotaUsage.WithLabelValues(res).Set(r)
+	}
+	for _, src := range caExpirySources {
+		e.metrics.CACertificates.WithLabelValues(src.label).Set(float64(count[src.label]))
+		if s, ok := soonest[src.label]; ok {
+			e.metrics.CAExpiry.WithLabelValues(src.label).Set(s.Sub(now).Seconds())
+		} else {
+			// No active CA of the kind: no expiry to report.
+			e.metrics.CAExpiry.DeleteLabelValues(src.label)
+		}
+	}
+	return nil
+}
+
+// StartInventory refreshes the inventory gauges now and then every
+// interval until Close.
+func (e *Engine) StartInventory(interval time.Duration) {
+	e.inventoryOnce.Do(func() {
+		e.inventoryStop = make(chan struct{})
+		e.inventoryDone = make(chan struct{})
+		go func() {
+			defer close(e.inventoryDone)
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), interval)
+				if err := e.RefreshInventory(ctx); err != nil {
+					e.log.Warn("inventory gauges not refreshed", "err", err)
+				}
+				cancel()
+				select {
+				case <-e.inventoryStop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	})
+}
+
+func (e *Engine) stopInventory() {
+	if e.inventoryStop != nil {
+		close(e.inventoryStop)
+		<-e.inventoryDone
+		e.inventoryStop = nil
+	}
+}

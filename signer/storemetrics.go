@@ -1,0 +1,173 @@
+package signer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/hsmca/hsmca/metrics"
+	"github.com/hsmca/hsmca/store"
+)
+
+// observedStore times every store call and counts the failures that are
+// not normal answers (not found, exists, quota, conflict, bad request):
+// hsmca_store_operation_duration_seconds and hsmca_store_errors_total.
+type observedStore struct {
+	store.Store
+	m       *metrics.Metrics
+	backend string
+}
+
+func observeStore(s store.Store, m *metrics.Metrics) store.Store {
+	if s == nil {
+		return nil
+	}
+	if _, done := s.(*observedStore); done {
+		return s
+	}
+	return &observedStore{Store: s, m: m, backend: s.Backend()}
+}
+
+func (o *observedStore) done(op string, start time.Time, err error) {
+	o.m.StoreDuration.WithLabelValues(o.backend, op).Observe(time.Since(start).Seconds())
+	if err != nil && !normalStoreAnswer(err) {
+		o.m.StoreErrors.WithLabelValues(o.backend, op).Inc()
+	}
+}
+
+func normalStoreAnswer(err error) bool {
+	for _, e := range []error{store.ErrNotFound, store.ErrExists, store.ErrQuotaExceeded,
+		store.ErrVersionConflict, store.ErrInvalid, context.Canceled} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *observedStore) Ping(ctx context.Context) error {
+	t := time.Now()
+	err := o.Store.Ping(ctx)
+	o.done("ping", t, err)
+	return err
+}
+
+func (o *observedStore) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	t := time.Now()
+	err := o.Store.Create(ctx, rec, opts)
+	o.done("create", t, err)
+	return err
+}
+
+func (o *observedStore) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {
+	t := time.Now()
+	r, err := o.Store.Get(ctx, kind, tenant, id)
+	o.done("get", t, err)
+	return r, err
+}
+
+func (o *observedStore) GetByUnique(ctx context.Context, kind, tenant, key string) (*store.Record, error) {
+	t := time.Now()
+	r, err := o.Store.GetByUnique(ctx, kind, tenant, key)
+	o.done("get_by_unique", t, err)
+	return r, err
+}
+
+func (o *observedStore) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	t := time.Now()
+	err := o.Store.Update(ctx, rec, opts)
+	o.done("update", t, err)
+	return err
+}
+
+func (o *observedStore) Delete(ctx context.Context, kind, tenant, id string, opts store.WriteOpts) error {
+	t := time.Now()
+	err := o.Store.Delete(ctx, kind, tenant, id, opts)
+	o.done("delete", t, err)
+	return err
+}
+
+func (o *observedStore) List(ctx context.Context, q store.Query) (*store.Page, error) {
+	t := time.Now()
+	p, err := o.Store.List(ctx, q)
+	o.done("list", t, err)
+	return p, err
+}
+
+func (o *observedStore) ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error {
+	t := time.Now()
+	err := o.Store.ReserveQuota(ctx, tenant, resource, n, limit)
+	o.done("reserve_quota", t, err)
+	return err
+}
+
+func (o *observedStore) ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error {
+	t := time.Now()
+	err := o.Store.ReleaseQuota(ctx, tenant, resource, n)
+	o.done("release_quota", t, err)
+	return err
+}
+
+func (o *observedStore) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
+	t := time.Now()
+	n, err := o.Store.QuotaUsage(ctx, tenant, resource)
+	o.done("quota_usage", t, err)
+	return n, err
+}
+
+func (o *observedStore) SetQuotaUsage(ctx context.Context, tenant, resource string, n int64) error {
+	t := time.Now()
+	err := o.Store.SetQuotaUsage(ctx, tenant, resource, n)
+	o.done("set_quota_usage", t, err)
+	return err
+}
+
+func (o *observedStore) CountRecords(ctx context.Context, kind, tenant string) (int64, error) {
+	t := time.Now()
+	n, err := o.Store.CountRecords(ctx, kind, tenant)
+	o.done("count", t, err)
+	return n, err
+}
+
+func (o *observedStore) PutIntent(ctx context.Context, in *store.Intent) error {
+	t := time.Now()
+	err := o.Store.PutIntent(ctx, in)
+	o.done("put_intent", t, err)
+	return err
+}
+
+func (o *observedStore) DeleteIntent(ctx context.Context, id string) error {
+	t := time.Now()
+	err := o.Store.DeleteIntent(ctx, id)
+	o.done("delete_intent", t, err)
+	return err
+}
+
+func (o *observedStore) ListIntents(ctx context.Context) ([]store.Intent, error) {
+	t := time.Now()
+	in, err := o.Store.ListIntents(ctx)
+	o.done("list_intents", t, err)
+	return in, err
+}
+
+func (o *observedStore) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
+	t := time.Now()
+	ev, err := o.Store.AppendEvents(ctx, tenant, data)
+	o.done("append_events", t, err)
+	return ev, err
+}
+
+func (o *observedStore) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]store.Event, error) {
+	t := time.Now()
+	ev, err := o.Store.ListEvents(ctx, tenant, after, limit)
+	o.done("list_events", t, err)
+	return ev, err
+}
+
+func (o *observedStore) EventTenants(ctx context.Context) ([]string, error) {
+	t := time.Now()
+	ts, err := o.Store.EventTenants(ctx)
+	o.done("event_tenants", t, err)
+	return ts, err
+}
