@@ -92,8 +92,8 @@ func (e *Engine) RefreshInventory(ctx context.Context) error {
 	return nil
 }
 
-// StartInventory refreshes the inventory gauges now and then every
-// interval until Close.
+// StartInventory probes the HSM and the store and refreshes the inventory
+// gauges now and then every interval until Close.
 func (e *Engine) StartInventory(interval time.Duration) {
 	e.inventoryOnce.Do(func() {
 		e.inventoryStop = make(chan struct{})
@@ -104,6 +104,9 @@ func (e *Engine) StartInventory(interval time.Duration) {
 			defer tick.Stop()
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), interval)
+				// The probe keeps hsmca_component_up current even when
+				// nothing polls /readyz.
+				e.Readiness(ctx)
 				if err := e.RefreshInventory(ctx); err != nil {
 					e.log.Warn("inventory gauges not refreshed", "err", err)
 				}

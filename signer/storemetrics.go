@@ -26,8 +26,18 @@ func observeStore(s store.Store, m *metrics.Metrics) store.Store {
 	if _, done := s.(*observedStore); done {
 		return s
 	}
-	return &observedStore{Store: s, m: m, backend: s.Backend()}
+	o := &observedStore{Store: s, m: m, backend: s.Backend()}
+	// Zero-valued error series exist from the start, so that rate() and
+	// alerts see 0 rather than nothing.
+	for _, op := range storeOps {
+		m.StoreErrors.WithLabelValues(o.backend, op)
+	}
+	return o
 }
+
+var storeOps = []string{"ping", "create", "get", "get_by_unique", "update", "delete", "list",
+	"reserve_quota", "release_quota", "quota_usage", "set_quota_usage", "count",
+	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_tenants"}
 
 func (o *observedStore) done(op string, start time.Time, err error) {
 	o.m.StoreDuration.WithLabelValues(o.backend, op).Observe(time.Since(start).Seconds())

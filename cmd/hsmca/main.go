@@ -22,6 +22,7 @@ var commands = []command{
 	{"token create", "create an API token; prints only the token on stdout", tokenCreate},
 	{"admin bootstrap", "create the first superAdministrator from a client certificate", adminBootstrap},
 	{"doctor", "check module, token, login, a test signature and the store", doctor},
+	{"ready", "ask a running daemon whether it is ready (for health checks)", ready},
 }
 
 func main() {
