@@ -1,4 +1,350 @@
 package api
 
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// MATTR VII ecosystem certificates (API.md family 1): DTS root CA
+// certificates and VICAL signers. Field names, status codes, the list
+// shape and the error envelope follow the public service.
+
+const (
+	dtsCAPath     = "/v1/ecosystems/certificates/ca"
+	dtsSignerPath = "/v1/ecosystems/certificates/vical-signers"
+)
+
 // mountEcosystem mounts MATTR VII DTS ecosystem certificates (family 1).
-func (s *server) mountEcosystem() {}
+func (s *server) mountEcosystem() {
+	dts := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleDTSProvider}}
+	s.handle(native, "POST", dtsCAPath, dts, s.createDTSRoot)
+	s.handle(native, "GET", dtsCAPath, dts, s.listDTSRoots)
+	s.handle(native, "GET", dtsCAPath+"/:id", dts, s.getDTSRoot)
+	s.handle(native, "PUT", dtsCAPath+"/:id", dts, s.updateDTSRoot)
+	s.handle(native, "DELETE", dtsCAPath+"/:id", dts, s.deleteDTSRoot)
+	s.handle(native, "GET", dtsCAPath+"/:id/revocation-list", Access{Public: true}, s.dtsRootCRL)
+
+	s.handle(native, "POST", dtsSignerPath, dts, s.createVICALSigner)
+	s.handle(native, "GET", dtsSignerPath, dts, s.listVICALSigners)
+	s.handle(native, "GET", dtsSignerPath+"/:id", dts, s.getVICALSigner)
+	s.handle(native, "PUT", dtsSignerPath+"/:id", dts, s.updateVICALSigner)
+	s.handle(native, "DELETE", dtsSignerPath+"/:id", dts, s.deleteVICALSigner)
+	s.handle(native, "POST", dtsSignerPath+"/:id/sign", dts, s.signVICAL)
+}
+
+type dtsCertificateData struct {
+	CommonName       string     `json:"commonName"`
+	Country          string     `json:"country"`
+	OrganisationName *string    `json:"organisationName,omitempty"`
+	NotBefore        *time.Time `json:"notBefore"`
+	NotAfter         *time.Time `json:"notAfter"`
+}
+
+type dtsRootView struct {
+	ID                     string             `json:"id"`
+	Active                 bool               `json:"active"`
+	CertificatePEM         string             `json:"certificatePem"`
+	CertificateFingerprint string             `json:"certificateFingerprint"`
+	CertificateData        dtsCertificateData `json:"certificateData"`
+	IsManaged              bool               `json:"isManaged"`
+}
+
+func viewDTSRoot(r *signer.DTSRootCA) dtsRootView {
+	org := r.Organisation
+	nb, na := r.NotBefore.UTC(), r.NotAfter.UTC()
+	return dtsRootView{ID: r.ID, Active: r.Active, CertificatePEM: r.CertificatePEM,
+		CertificateFingerprint: r.Fingerprint, IsManaged: r.Managed,
+		CertificateData: dtsCertificateData{CommonName: r.CommonName, Country: r.Country,
+			OrganisationName: &org, NotBefore: &nb, NotAfter: &na}}
+}
+
+type vicalSignerView struct {
+	ID                     string              `json:"id"`
+	CAID                   string              `json:"caId"`
+	Active                 bool                `json:"active"`
+	CSRPEM                 string              `json:"csrPem"`
+	CertificatePEM         string              `json:"certificatePem,omitempty"`
+	CertificateFingerprint string              `json:"certificateFingerprint,omitempty"`
+	CertificateData        *dtsCertificateData `json:"certificateData,omitempty"`
+}
+
+func viewVICALSigner(v *signer.VICALSigner) vicalSignerView {
+	out := vicalSignerView{ID: v.ID, CAID: v.CAID, Active: v.Active, CSRPEM: v.CSRPEM,
+		CertificatePEM: v.CertificatePEM, CertificateFingerprint: v.Fingerprint}
+	if v.CertificatePEM != "" {
+		d := &dtsCertificateData{CommonName: v.CommonName, Country: v.Country}
+		if v.NotBefore != nil {
+			t := v.NotBefore.UTC()
+			d.NotBefore = &t
+		}
+		if v.NotAfter != nil {
+			t := v.NotAfter.UTC()
+			d.NotAfter = &t
+		}
+		out.CertificateData = d
+	}
+	return out
+}
+
+type dtsPage[T any] struct {
+	Data       []T    `json:"data"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// dtsError writes the family's envelope, logging the cause of internal
+// errors (never sent to the client).
+func (s *server) dtsError(c *gin.Context, err error) {
+	e := signer.AsError(err)
+	if e.Kind == signer.KindInternal {
+		s.log.Error("DTS request failed", "route", c.FullPath(), "request_id", c.GetString("request_id"), "err", err)
+	}
+	nativeError(c, err)
+}
+
+// decodeDTSBody reads a JSON object field by field into targets (name ->
+// pointer), so that every field of the wrong type or unknown name becomes
+// its own detail instead of the decoder stopping at the first. A null
+// value leaves the target nil, like an absent field.
+func decodeDTSBody(c *gin.Context, targets map[string]any, optionalBody bool) ([]signer.FieldError, bool) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(c.Request.Body)
+	err := dec.Decode(&raw)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if errors.Is(err, io.EOF) && optionalBody {
+		return nil, true
+	}
+	if err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field == "" {
+			nativeError(c, signer.E(signer.KindInvalid, "the request body must be a JSON object"))
+			return nil, false
+		}
+		nativeBodyError(c, err)
+		return nil, false
+	}
+	var bad []signer.FieldError
+	for name, v := range raw {
+		t, ok := targets[name]
+		if !ok {
+			bad = append(bad, signer.FieldError{Field: name, Msg: "unknown field", Location: "body"})
+			continue
+		}
+		// Decode into a fresh value so that a failed field stays nil
+		// rather than half-set.
+		tv := reflect.ValueOf(t).Elem()
+		nv := reflect.New(tv.Type())
+		if err := json.Unmarshal(v, nv.Interface()); err == nil {
+			tv.Set(nv.Elem())
+		} else {
+			var shown any
+			_ = json.Unmarshal(v, &shown)
+			bad = append(bad, signer.FieldError{Field: name, Value: shown, Msg: "must be a " + jsonKind(t), Location: "body"})
+		}
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i].Field < bad[j].Field })
+	return bad, true
+}
+
+func jsonKind(t any) string {
+	switch t.(type) {
+	case **bool:
+		return "boolean"
+	}
+	return "string"
+}
+
+func dtsListParams(c *gin.Context) signer.DTSListParams {
+	p := signer.DTSListParams{Cursor: c.Query("cursor")}
+	if v, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			p.BadFields = append(p.BadFields, signer.FieldError{Field: "limit", Value: v,
+				Msg: "must be an integer from 1 to 1000", Location: "query"})
+		} else {
+			p.Limit = n
+		}
+	}
+	return p
+}
+
+func (s *server) createDTSRoot(c *gin.Context) {
+	var in signer.DTSRootCAInput
+	bad, ok := decodeDTSBody(c, map[string]any{
+		"organisationName": &in.OrganisationName, "commonName": &in.CommonName, "country": &in.Country,
+		"notBefore": &in.NotBefore, "notAfter": &in.NotAfter, "certificatePem": &in.CertificatePEM,
+	}, false)
+	if !ok {
+		return
+	}
+	in.BadFields = bad
+	r, err := s.eng.CreateDTSRootCA(c.Request.Context(), in)
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.Header("Location", dtsCAPath+"/"+r.ID)
+	c.JSON(http.StatusCreated, viewDTSRoot(r))
+}
+
+func (s *server) listDTSRoots(c *gin.Context) {
+	roots, next, err := s.eng.ListDTSRootCAs(c.Request.Context(), dtsListParams(c))
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	page := dtsPage[dtsRootView]{Data: make([]dtsRootView, 0, len(roots)), NextCursor: next}
+	for i := range roots {
+		page.Data = append(page.Data, viewDTSRoot(&roots[i]))
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func (s *server) getDTSRoot(c *gin.Context) {
+	r, err := s.eng.GetDTSRootCA(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewDTSRoot(r))
+}
+
+func (s *server) updateDTSRoot(c *gin.Context) {
+	var active *bool
+	bad, ok := decodeDTSBody(c, map[string]any{"active": &active}, true)
+	if !ok {
+		return
+	}
+	r, err := s.eng.UpdateDTSRootCA(c.Request.Context(), c.Param("id"), active, bad)
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewDTSRoot(r))
+}
+
+func (s *server) deleteDTSRoot(c *gin.Context) {
+	if err := s.eng.DeleteDTSRootCA(c.Request.Context(), c.Param("id")); err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// dtsRootCRL serves a managed root's CRL to anyone: relying parties check
+// revocation without credentials.
+func (s *server) dtsRootCRL(c *gin.Context) {
+	der, err := s.eng.DTSRootCRL(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		if e := signer.AsError(err); e.Code == signer.CodeNoCRL {
+			c.AbortWithStatusJSON(http.StatusNotFound, nativeEnvelope{Code: signer.CodeNoCRL, Message: e.Msg})
+			return
+		}
+		s.dtsError(c, err)
+		return
+	}
+	c.Data(http.StatusOK, "application/pkix-crl", der)
+}
+
+func (s *server) createVICALSigner(c *gin.Context) {
+	var caID *string
+	bad, ok := decodeDTSBody(c, map[string]any{"caId": &caID}, false)
+	if !ok {
+		return
+	}
+	v, err := s.eng.CreateVICALSigner(c.Request.Context(), caID, bad)
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.Header("Location", dtsSignerPath+"/"+v.ID)
+	c.JSON(http.StatusCreated, viewVICALSigner(v))
+}
+
+func (s *server) listVICALSigners(c *gin.Context) {
+	list, next, err := s.eng.ListVICALSigners(c.Request.Context(), dtsListParams(c))
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	page := dtsPage[vicalSignerView]{Data: make([]vicalSignerView, 0, len(list)), NextCursor: next}
+	for i := range list {
+		page.Data = append(page.Data, viewVICALSigner(&list[i]))
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func (s *server) getVICALSigner(c *gin.Context) {
+	v, err := s.eng.GetVICALSigner(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewVICALSigner(v))
+}
+
+func (s *server) updateVICALSigner(c *gin.Context) {
+	var in signer.VICALSignerUpdate
+	bad, ok := decodeDTSBody(c, map[string]any{"active": &in.Active, "certificatePem": &in.CertificatePEM}, true)
+	if !ok {
+		return
+	}
+	in.BadFields = bad
+	v, err := s.eng.UpdateVICALSigner(c.Request.Context(), c.Param("id"), in)
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewVICALSigner(v))
+}
+
+func (s *server) deleteVICALSigner(c *gin.Context) {
+	if err := s.eng.DeleteVICALSigner(c.Request.Context(), c.Param("id")); err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// signVICAL serves POST /vical-signers/{id}/sign (hsmca's addition).
+func (s *server) signVICAL(c *gin.Context) {
+	var b64 *string
+	bad, ok := decodeDTSBody(c, map[string]any{"payload": &b64}, false)
+	if !ok {
+		return
+	}
+	var payload []byte
+	if b64 != nil {
+		var err error
+		if payload, err = decodeBase64(*b64); err != nil {
+			bad = append(bad, signer.FieldError{Field: "payload", Msg: "must be base64", Location: "body"})
+		}
+	}
+	sig, err := s.eng.SignWithVICALSigner(c.Request.Context(), c.Param("id"), payload, bad)
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"signature": base64.StdEncoding.EncodeToString(sig), "algorithm": signer.DTSSignatureAlgorithm})
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not.
+func decodeBase64(v string) ([]byte, error) {
+	v = strings.TrimRight(strings.TrimSpace(v), "=")
+	if strings.ContainsAny(v, "-_") {
+		return base64.RawURLEncoding.DecodeString(v)
+	}
+	return base64.RawStdEncoding.DecodeString(v)
+}
