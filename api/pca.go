@@ -1,4 +1,165 @@
 package api
 
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
 // mountPCA mounts Huawei CCM private CA (family 2).
-func (s *server) mountPCA() {}
+func (s *server) mountPCA() {
+	ops := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleCAOperator}}
+	const cas = "/v1/private-certificate-authorities"
+	s.handle(pca, "POST", cas, ops, s.pcaCreateCA)
+	s.handle(pca, "GET", cas, ops, s.pcaListCAs)
+	s.handle(pca, "GET", cas+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "GET", cas+"/:ca_id", ops, s.pcaShowCA)
+	s.handle(pca, "DELETE", cas+"/:ca_id", ops, s.pcaDeleteCA)
+	s.handle(pca, "POST", cas+"/:ca_id/activate", ops, s.pcaActivateCA)
+	s.handle(pca, "GET", cas+"/:ca_id/csr", ops, s.pcaCSR)
+	s.handle(pca, "POST", cas+"/:ca_id/import", ops, s.pcaImportCA)
+	s.handle(pca, "POST", cas+"/:ca_id/export", ops, s.pcaExportCA)
+	s.handle(pca, "POST", cas+"/:ca_id/disable", ops, s.pcaCAState(s.eng.DisableCA))
+	s.handle(pca, "POST", cas+"/:ca_id/enable", ops, s.pcaCAState(s.eng.EnableCA))
+	s.handle(pca, "POST", cas+"/:ca_id/restore", ops, s.pcaCAState(s.eng.RestoreCA))
+	s.handle(pca, "POST", cas+"/:ca_id/revoke", ops, s.pcaRevokeCA)
+	s.handle(pca, "POST", cas+"/:ca_id/crl/enable", ops, s.pcaCRLEnable)
+	s.handle(pca, "POST", cas+"/:ca_id/crl/disable", ops, s.pcaCRLDisable)
+	s.handle(pca, "GET", cas+"/:ca_id/crl", Access{Public: true}, s.pcaCRL)
+
+	const certs = "/v1/private-certificates"
+	s.handle(pca, "POST", certs, ops, s.pcaIssue)
+	s.handle(pca, "GET", certs, ops, s.pcaListCerts)
+	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "POST", certs+"/csr", ops, s.pcaIssueCSR)
+	s.handle(pca, "POST", certs+"/csr/parse", ops, s.pcaParseCSR)
+	s.handle(pca, "GET", certs+"/:certificate_id", ops, s.pcaShowCert)
+	s.handle(pca, "DELETE", certs+"/:certificate_id", ops, s.pcaDeleteCert)
+	s.handle(pca, "POST", certs+"/:certificate_id/export", ops, s.pcaExportCert)
+	s.handle(pca, "POST", certs+"/:certificate_id/revoke", ops, s.pcaRevokeCert)
+}
+
+func tenantOf(c *gin.Context) string { return signer.CallerFrom(c.Request.Context()).Tenant }
+
+// pcaBody decodes a JSON body leniently (the public service's clients send
+// fields hsmca does not use); an empty body is an empty object when
+// optional. It answers the error itself and reports whether to go on.
+func pcaBody(c *gin.Context, v any, optional bool) bool {
+	dec := json.NewDecoder(c.Request.Body)
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON value")
+	}
+	var (
+		mbe *http.MaxBytesError
+		ute *json.UnmarshalTypeError
+	)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, io.EOF) && optional:
+		return true
+	case errors.As(err, &mbe):
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: "PCA.00020001", Msg: "request body too large"})
+	case errors.Is(err, io.EOF):
+		pcaError(c, pcaInvalid("body", "", "request body is required"))
+	case errors.As(err, &ute):
+		pcaError(c, pcaInvalid(ute.Field, nil, "must be "+ute.Type.String()))
+	default:
+		pcaError(c, pcaInvalid("body", nil, "malformed JSON body"))
+	}
+	return false
+}
+
+func pcaInvalid(field string, v any, msg string) error {
+	e := signer.Invalid(field, v, msg)
+	e.Code = signer.CodeBadParameter
+	return e
+}
+
+// pcaPaging reads limit (0..1000, default 10) and offset (>= 0).
+func pcaPaging(c *gin.Context) (limit, offset int, ok bool) {
+	limit = 10
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1000 {
+			pcaError(c, pcaInvalid("limit", v, "must be an integer from 0 to 1000"))
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if v := c.Query("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			pcaError(c, pcaInvalid("offset", v, "must be a non-negative integer"))
+			return 0, 0, false
+		}
+		offset = n
+	}
+	return limit, offset, true
+}
+
+type pcaDN struct {
+	CommonName         string `json:"common_name"`
+	Country            string `json:"country"`
+	State              string `json:"state"`
+	Locality           string `json:"locality"`
+	Organization       string `json:"organization"`
+	OrganizationalUnit string `json:"organizational_unit"`
+}
+
+func (d *pcaDN) engine() *signer.DistinguishedName {
+	if d == nil {
+		return nil
+	}
+	return &signer.DistinguishedName{CommonName: d.CommonName, Country: d.Country, State: d.State,
+		Locality: d.Locality, Organization: d.Organization, OrganizationalUnit: d.OrganizationalUnit}
+}
+
+func viewDN(d signer.DistinguishedName) pcaDN {
+	return pcaDN{CommonName: d.CommonName, Country: d.Country, State: d.State, Locality: d.Locality,
+		Organization: d.Organization, OrganizationalUnit: d.OrganizationalUnit}
+}
+
+type pcaValidity struct {
+	Type      string `json:"type"`
+	Value     int64  `json:"value"`
+	StartFrom int64  `json:"start_from"`
+}
+
+func (v *pcaValidity) engine() *signer.Validity {
+	if v == nil {
+		return nil
+	}
+	return &signer.Validity{Type: v.Type, Value: v.Value, StartFrom: v.StartFrom}
+}
+
+type pcaCRLConfig struct {
+	Enabled   bool `json:"enabled"`
+	ValidDays int  `json:"valid_days"`
+}
+
+// pcaQuotas serves both quota routes: the CA and certificate quotas of
+// the tenant.
+func (s *server) pcaQuotas(c *gin.Context) {
+	qs, err := s.eng.PCAQuotas(c.Request.Context(), tenantOf(c))
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	type res struct {
+		Type  string `json:"type"`
+		Used  int64  `json:"used"`
+		Quota int64  `json:"quota"`
+	}
+	out := make([]res, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, res{Type: q.Type, Used: q.Used, Quota: q.Quota})
+	}
+	c.JSON(http.StatusOK, gin.H{"quotas": gin.H{"resources": out}})
+}

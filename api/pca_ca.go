@@ -1,0 +1,264 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+type pcaCreateCARequest struct {
+	Type               string        `json:"type"`
+	DN                 *pcaDN        `json:"distinguished_name"`
+	KeyAlgorithm       string        `json:"key_algorithm"`
+	SignatureAlgorithm string        `json:"signature_algorithm"`
+	Validity           *pcaValidity  `json:"validity"`
+	IssuerID           string        `json:"issuer_id"`
+	PathLength         *int          `json:"path_length"`
+	KeyUsages          []string      `json:"key_usages"`
+	CRL                *pcaCRLConfig `json:"crl_configuration"`
+}
+
+func (s *server) pcaCreateCA(c *gin.Context) {
+	var req pcaCreateCARequest
+	if !pcaBody(c, &req, false) {
+		return
+	}
+	in := signer.CACreate{Type: req.Type, DN: req.DN.engine(), KeyAlgorithm: req.KeyAlgorithm,
+		SignatureAlgorithm: req.SignatureAlgorithm, Validity: req.Validity.engine(), IssuerID: req.IssuerID,
+		PathLength: req.PathLength, KeyUsages: req.KeyUsages}
+	if req.CRL != nil {
+		in.CRL = &signer.CRLConfiguration{Enabled: req.CRL.Enabled, ValidDays: req.CRL.ValidDays}
+	}
+	id, err := s.eng.CreateCA(c.Request.Context(), tenantOf(c), in)
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ca_id": id})
+}
+
+type pcaCRLView struct {
+	Enabled     bool   `json:"enabled"`
+	CRLName     string `json:"crl_name"`
+	ValidDays   int    `json:"valid_days"`
+	CRLDisPoint string `json:"crl_dis_point"`
+}
+
+type pcaCAView struct {
+	ID                 string     `json:"ca_id"`
+	Type               string     `json:"type"`
+	Status             string     `json:"status"`
+	PathLength         int        `json:"path_length"`
+	IssuerID           *string    `json:"issuer_id"`
+	IssuerName         *string    `json:"issuer_name"`
+	KeyAlgorithm       string     `json:"key_algorithm"`
+	SignatureAlgorithm string     `json:"signature_algorithm"`
+	FreezeFlag         int        `json:"freeze_flag"`
+	GenMode            string     `json:"gen_mode"`
+	SerialNumber       *string    `json:"serial_number"`
+	CreateTime         int64      `json:"create_time"`
+	DeleteTime         *int64     `json:"delete_time"`
+	NotBefore          *int64     `json:"not_before"`
+	NotAfter           *int64     `json:"not_after"`
+	DN                 pcaDN      `json:"distinguished_name"`
+	CRL                pcaCRLView `json:"crl_configuration"`
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func msOrNil(v int64) *int64 {
+	if v == 0 {
+		return nil
+	}
+	return &v
+}
+
+func viewCA(ca *signer.CA) pcaCAView {
+	v := pcaCAView{ID: ca.ID, Type: ca.Type, Status: ca.Status, PathLength: ca.PathLength,
+		IssuerID: strOrNil(ca.IssuerID), IssuerName: strOrNil(ca.IssuerName), KeyAlgorithm: ca.KeyAlgorithm,
+		SignatureAlgorithm: ca.SignatureAlgorithm, GenMode: ca.GenMode, SerialNumber: strOrNil(ca.SerialNumber),
+		CreateTime: ca.CreateTime, DeleteTime: msOrNil(ca.DeleteTime), NotBefore: msOrNil(ca.NotBefore),
+		NotAfter: msOrNil(ca.NotAfter), DN: viewDN(ca.DN),
+		CRL: pcaCRLView{Enabled: ca.CRL.Enabled, ValidDays: ca.CRL.ValidDays}}
+	if ca.CRL.Enabled {
+		v.CRL.CRLName = ca.ID + ".crl"
+		v.CRL.CRLDisPoint = "/v1/private-certificate-authorities/" + ca.ID + "/crl"
+	}
+	return v
+}
+
+func (s *server) pcaListCAs(c *gin.Context) {
+	limit, offset, ok := pcaPaging(c)
+	if !ok {
+		return
+	}
+	q := signer.CAQuery{Name: c.Query("name"), Status: c.Query("status"), Type: c.Query("type"),
+		SortKey: c.Query("sort_key"), SortDir: c.Query("sort_dir"), Limit: limit, Offset: offset}
+	list, total, err := s.eng.ListCAs(c.Request.Context(), tenantOf(c), q)
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	out := make([]pcaCAView, 0, len(list))
+	for _, ca := range list {
+		out = append(out, viewCA(ca))
+	}
+	c.JSON(http.StatusOK, gin.H{"total": total, "certificate_authorities": out})
+}
+
+func (s *server) pcaShowCA(c *gin.Context) {
+	ca, err := s.eng.GetCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewCA(ca))
+}
+
+type pcaActivateRequest struct {
+	IssuerID           string       `json:"issuer_id"`
+	PathLength         *int         `json:"path_length"`
+	SignatureAlgorithm string       `json:"signature_algorithm"`
+	Validity           *pcaValidity `json:"validity"`
+}
+
+func (s *server) pcaActivateCA(c *gin.Context) {
+	var req pcaActivateRequest
+	if !pcaBody(c, &req, false) {
+		return
+	}
+	err := s.eng.ActivateCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), signer.CAActivate{
+		IssuerID: req.IssuerID, SignatureAlgorithm: req.SignatureAlgorithm, Validity: req.Validity.engine(),
+		PathLength: req.PathLength})
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *server) pcaCSR(c *gin.Context) {
+	csr, err := s.eng.CACSR(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"csr": csr})
+}
+
+type pcaImportRequest struct {
+	Certificate      string `json:"certificate"`
+	CertificateChain string `json:"certificate_chain"`
+}
+
+func (s *server) pcaImportCA(c *gin.Context) {
+	var req pcaImportRequest
+	if !pcaBody(c, &req, false) {
+		return
+	}
+	if err := s.eng.ImportCACertificate(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Certificate, req.CertificateChain); err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *server) pcaExportCA(c *gin.Context) {
+	cert, chain, err := s.eng.ExportCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"certificate": cert, "certificate_chain": chain})
+}
+
+// pcaCAState serves the body-less state changes (disable, enable, restore).
+func (s *server) pcaCAState(f func(ctx context.Context, tenant, id string) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := f(c.Request.Context(), tenantOf(c), c.Param("ca_id")); err != nil {
+			pcaError(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
+}
+
+func (s *server) pcaDeleteCA(c *gin.Context) {
+	days := 0
+	if v := c.Query("pending_days"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 7 || n > 30 {
+			pcaError(c, pcaInvalid("pending_days", v, "must be an integer from 7 to 30"))
+			return
+		}
+		days = n
+	}
+	if err := s.eng.DeleteCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), days); err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type pcaRevokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *server) pcaRevokeCA(c *gin.Context) {
+	var req pcaRevokeRequest
+	if !pcaBody(c, &req, true) {
+		return
+	}
+	if err := s.eng.RevokeCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Reason); err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type pcaCRLEnableRequest struct {
+	ValidDays *int `json:"valid_days"`
+}
+
+func (s *server) pcaCRLEnable(c *gin.Context) {
+	var req pcaCRLEnableRequest
+	if !pcaBody(c, &req, false) {
+		return
+	}
+	if req.ValidDays == nil {
+		pcaError(c, pcaInvalid("valid_days", nil, "is required"))
+		return
+	}
+	if err := s.eng.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), true, *req.ValidDays); err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *server) pcaCRLDisable(c *gin.Context) {
+	if err := s.eng.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), false, 0); err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// pcaCRL serves a CA's CRL to anyone, as DER.
+func (s *server) pcaCRL(c *gin.Context) {
+	der, err := s.eng.PublicCRL(c.Request.Context(), c.Param("ca_id"))
+	if err != nil {
+		pcaError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/pkix-crl", der)
+}

@@ -1,0 +1,1083 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Record kinds of the CCM PCA family.
+const (
+	kindPCACA         = "pca_ca"
+	kindPCACert       = "pca_certificate"
+	kindPCARevocation = "pca_revocation"
+	kindPCACRL        = "pca_crl"
+	// kindPCAIndex maps a CA id to its tenant (in the platform namespace)
+	// for the one route that names a CA without a credential: its CRL.
+	kindPCAIndex = "pca_ca_index"
+)
+
+// CA types and generation modes.
+const (
+	CATypeRoot        = "ROOT"
+	CATypeSubordinate = "SUBORDINATE"
+
+	GenModeGenerate = "GENERATE" // key and certificate made here
+	GenModeImport   = "IMPORT"   // key made here, certificate signed outside
+)
+
+// CRLConfiguration says whether a CA publishes a CRL and for how long each
+// one is valid.
+type CRLConfiguration struct {
+	Enabled   bool `json:"enabled"`
+	ValidDays int  `json:"valid_days"`
+}
+
+const (
+	minCRLDays, maxCRLDays = 7, 30
+	defaultCRLDays         = 7
+	minPendingDays         = 7
+	maxPendingDays         = 30
+)
+
+// caRecord is the stored form of a CA.
+type caRecord struct {
+	Type               string            `json:"type"`
+	Status             string            `json:"status"` // never EXPIRED; see effective
+	PathLength         int               `json:"path_length"`
+	IssuerID           string            `json:"issuer_id,omitempty"`
+	IssuerName         string            `json:"issuer_name,omitempty"`
+	KeyAlgorithm       string            `json:"key_algorithm"`
+	SignatureAlgorithm string            `json:"signature_algorithm"`
+	GenMode            string            `json:"gen_mode"`
+	Serial             string            `json:"serial_number,omitempty"`
+	CreateTime         int64             `json:"create_time"`
+	DeleteTime         int64             `json:"delete_time,omitempty"`
+	NotBefore          int64             `json:"not_before,omitempty"`
+	NotAfter           int64             `json:"not_after,omitempty"`
+	DN                 DistinguishedName `json:"distinguished_name"`
+	CRL                CRLConfiguration  `json:"crl_configuration"`
+	KeyUsages          []string          `json:"key_usages,omitempty"`
+	Cert               []byte            `json:"cert,omitempty"`
+	CSR                []byte            `json:"csr,omitempty"`
+	ExtChain           [][]byte          `json:"ext_chain,omitempty"` // chain of an imported certificate
+	CRLNumber          int64             `json:"crl_number"`
+	RevokeReason       string            `json:"revoke_reason,omitempty"`
+	RevokeTime         int64             `json:"revoke_time,omitempty"`
+}
+
+// effective is the status a client sees: an ACTIVED CA past its notAfter
+// is EXPIRED.
+func (c *caRecord) effective(now time.Time) string {
+	if c.Status == CAActived && c.NotAfter != 0 && now.UnixMilli() >= c.NotAfter {
+		return CAExpired
+	}
+	return c.Status
+}
+
+func (c *caRecord) certificate() (*x509.Certificate, error) {
+	if len(c.Cert) == 0 {
+		return nil, errors.New("CA has no certificate")
+	}
+	return x509.ParseCertificate(c.Cert)
+}
+
+// CA is a certificate authority as the family shows it.
+type CA struct {
+	ID                 string
+	Type               string
+	Status             string
+	PathLength         int
+	IssuerID           string
+	IssuerName         string
+	KeyAlgorithm       string
+	SignatureAlgorithm string
+	GenMode            string
+	SerialNumber       string
+	CreateTime         int64
+	DeleteTime         int64
+	NotBefore          int64
+	NotAfter           int64
+	DN                 DistinguishedName
+	CRL                CRLConfiguration
+}
+
+func (e *Engine) toCA(rec *store.Record, c *caRecord) *CA {
+	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(e.now()), PathLength: c.PathLength,
+		IssuerID: c.IssuerID, IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm,
+		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
+		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
+		DN: c.DN, CRL: c.CRL}
+}
+
+// msField encodes epoch milliseconds so that byte order is time order.
+func msField(ms int64) string { return fmt.Sprintf("%016d", ms) }
+
+// caFields are the indexed values of a CA record.
+func caFields(keyID string, c *caRecord) map[string]string {
+	return map[string]string{
+		KeyField: keyID, KeyAlgorithmField: c.KeyAlgorithm,
+		"status": c.Status, "type": c.Type, "common_name": c.DN.CommonName,
+		"create_time": msField(c.CreateTime), "not_after": msField(c.NotAfter),
+		"issuer_id": c.IssuerID,
+	}
+}
+
+func serialKey(issuerID, serial string) string { return "serial:" + issuerID + ":" + serial }
+
+// caUnique is the serial-number key of a CA certificate signed by one of
+// the tenant's CAs (a root is its own issuer).
+func caUnique(id string, c *caRecord) []string {
+	switch {
+	case c.Serial == "" || c.GenMode == GenModeImport:
+		return nil
+	case c.Type == CATypeRoot:
+		return []string{serialKey(id, c.Serial)}
+	}
+	return []string{serialKey(c.IssuerID, c.Serial)}
+}
+
+func (e *Engine) getCA(ctx context.Context, tenant, id string) (*store.Record, *caRecord, error) {
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return nil, nil, pcaNotFound("CA", id)
+	}
+	rec, err := e.store.Get(ctx, kindPCACA, tenant, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, pcaNotFound("CA", id)
+		}
+		return nil, nil, storeErr(err, "CA")
+	}
+	var c caRecord
+	if err := json.Unmarshal(rec.Data, &c); err != nil {
+		return nil, nil, storeErr(err, "CA")
+	}
+	return rec, &c, nil
+}
+
+// putCA writes c into rec with a version check.
+func (e *Engine) putCA(ctx context.Context, rec *store.Record, c *caRecord) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	rec.Data = data
+	rec.Fields = caFields(rec.Fields[KeyField], c)
+	rec.Unique = caUnique(rec.ID, c)
+	return e.store.Update(ctx, rec, store.WriteOpts{})
+}
+
+// issuer is a CA about to sign, with what signing needs.
+type issuer struct {
+	rec  *store.Record
+	ca   *caRecord
+	cert *x509.Certificate
+}
+
+// loadIssuer resolves a body's issuer_id: a CA of the tenant whose status
+// allows issuing.
+func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, error) {
+	if id == "" {
+		return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is required")
+	}
+	rec, c, err := e.getCA(ctx, tenant, id)
+	if err != nil {
+		if KindOf(err) == KindNotFound {
+			return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is not a CA of this tenant")
+		}
+		return nil, err
+	}
+	if _, err := CATransition(CAOpIssue, c.effective(e.now())); err != nil {
+		err.(*Error).Msg = "issuer " + id + ": " + err.(*Error).Msg
+		return nil, err
+	}
+	cert, err := c.certificate()
+	if err != nil {
+		return nil, storeErr(err, "CA certificate")
+	}
+	return &issuer{rec: rec, ca: c, cert: cert}, nil
+}
+
+// sign signs tmpl with the issuer's HSM key.
+func (e *Engine) sign(ctx context.Context, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash, op string) ([]byte, error) {
+	s, err := e.observed(ctx, is.rec.Fields[KeyField], is.ca.KeyAlgorithm, op)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SignatureAlgorithm = x509SigAlg(is.ca.KeyAlgorithm, hash)
+	der, err := signCertificate(tmpl, is.cert, pub, s)
+	if err != nil {
+		return nil, HSMError(err, "CA key")
+	}
+	return der, nil
+}
+
+// caTemplate is the profile of every CA certificate: basicConstraints CA
+// (critical) with the path length, keyCertSign and cRLSign always, plus
+// the requested usages.
+func caTemplate(dn DistinguishedName, nb, na time.Time, pathLen int, ku x509.KeyUsage) *x509.Certificate {
+	t := &x509.Certificate{
+		Subject: dn.pkixName(), NotBefore: nb, NotAfter: na,
+		BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: ku | x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	if pathLen >= unlimitedPathLength {
+		t.MaxPathLen = -1
+	} else {
+		t.MaxPathLen = pathLen
+		t.MaxPathLenZero = pathLen == 0
+	}
+	return t
+}
+
+// setCert records a freshly signed certificate in c.
+func setCert(c *caRecord, der []byte, cert *x509.Certificate) {
+	c.Cert = der
+	c.Serial = cert.SerialNumber.Text(16)
+	c.NotBefore = cert.NotBefore.UnixMilli()
+	c.NotAfter = cert.NotAfter.UnixMilli()
+}
+
+// CACreate is the body of a CA creation.
+type CACreate struct {
+	Type               string
+	DN                 *DistinguishedName
+	KeyAlgorithm       string
+	SignatureAlgorithm string
+	Validity           *Validity
+	IssuerID           string
+	PathLength         *int
+	KeyUsages          []string
+	CRL                *CRLConfiguration
+}
+
+func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
+	out := CRLConfiguration{ValidDays: defaultCRLDays}
+	if in == nil {
+		return out, nil
+	}
+	out.Enabled = in.Enabled
+	if in.ValidDays != 0 || in.Enabled {
+		if in.ValidDays < minCRLDays || in.ValidDays > maxCRLDays {
+			return out, pcaInvalid(CodeBadParameter, "crl_configuration.valid_days", in.ValidDays,
+				fmt.Sprintf("must be from %d to %d", minCRLDays, maxCRLDays))
+		}
+		out.ValidDays = in.ValidDays
+	}
+	return out, nil
+}
+
+func quotaErr(err error, code string) error {
+	if KindOf(err) == KindQuotaExceeded {
+		e := AsError(err)
+		return &Error{Kind: KindQuotaExceeded, Code: code, Msg: e.Msg, Err: e.Err}
+	}
+	return err
+}
+
+// CreateCA creates a root (signed at once), a subordinate signed at once
+// by one of the tenant's CAs (issuer_id, signature_algorithm and validity
+// all given), or a PENDING subordinate waiting for activation or an
+// externally signed certificate.
+func (e *Engine) CreateCA(ctx context.Context, tenant string, in CACreate) (string, error) {
+	var id string
+	err := e.run(ctx, tenant, "PCA_CA_CREATE", func() (string, error) {
+		var err error
+		id, err = e.createCA(ctx, tenant, in)
+		return id, err
+	})
+	return id, err
+}
+
+func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (string, error) {
+	now := e.now()
+	if in.Type != CATypeRoot && in.Type != CATypeSubordinate {
+		return "", pcaInvalid(CodeBadParameter, "type", in.Type, "must be ROOT or SUBORDINATE")
+	}
+	if in.DN == nil {
+		return "", pcaInvalid(CodeBadDN, "distinguished_name", nil, "is required")
+	}
+	if err := in.DN.check(true); err != nil {
+		return "", err
+	}
+	alg, err := parseKeyAlgorithm("key_algorithm", in.KeyAlgorithm)
+	if err != nil {
+		return "", err
+	}
+	root := in.Type == CATypeRoot
+	signNow := root || (in.IssuerID != "" && in.SignatureAlgorithm != "" && in.Validity != nil)
+	hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, root)
+	if err != nil {
+		return "", err
+	}
+	ku, err := parseKeyUsages(in.KeyUsages)
+	if err != nil {
+		return "", err
+	}
+	if len(in.KeyUsages) == 0 {
+		// A CA key also signs OCSP responses and the like.
+		ku = x509.KeyUsageDigitalSignature
+	}
+	crl, err := checkCRLConfig(in.CRL)
+	if err != nil {
+		return "", err
+	}
+	c := &caRecord{Type: in.Type, Status: CAPending, KeyAlgorithm: string(alg), SignatureAlgorithm: hash,
+		GenMode: GenModeGenerate, CreateTime: now.UnixMilli(), DN: *in.DN, CRL: crl}
+
+	var (
+		is     *issuer
+		nb, na time.Time
+	)
+	switch {
+	case root:
+		c.PathLength = unlimitedPathLength
+		if nb, na, err = in.Validity.window(now, maxRootValidity); err != nil {
+			return "", err
+		}
+	default:
+		c.PathLength = 0
+		if in.PathLength != nil {
+			c.PathLength = *in.PathLength
+		}
+		if c.PathLength < 0 || c.PathLength > 6 {
+			return "", pcaInvalid(CodeBadParameter, "path_length", c.PathLength, "must be from 0 to 6")
+		}
+		if in.IssuerID != "" {
+			// Checked even when the CA stays PENDING: a wrong id is a
+			// mistake worth reporting now.
+			if _, _, err := e.getCA(ctx, tenant, in.IssuerID); err != nil {
+				if KindOf(err) == KindNotFound {
+					return "", pcaInvalid(CodeBadCAID, "issuer_id", in.IssuerID, "is not a CA of this tenant")
+				}
+				return "", err
+			}
+		}
+		if signNow {
+			if is, err = e.loadIssuer(ctx, tenant, in.IssuerID); err != nil {
+				return "", err
+			}
+			if err := checkPathLength("path_length", c.PathLength, is.ca.PathLength); err != nil {
+				return "", err
+			}
+			if nb, na, err = in.Validity.window(now, maxChildValidity); err != nil {
+				return "", err
+			}
+			if err := withinIssuer(nb, na, is.cert); err != nil {
+				return "", err
+			}
+		}
+	}
+	c.KeyUsages = keyUsageList(ku | x509.KeyUsageCertSign | x509.KeyUsageCRLSign)
+
+	// Fail fast before the slow key generation; the store enforces the
+	// quota atomically at commit.
+	limit := e.QuotaLimit(QuotaPCACAs)
+	if used, err := e.store.QuotaUsage(ctx, tenant, QuotaPCACAs); err == nil && limit >= 0 && used >= limit {
+		return "", &Error{Kind: KindQuotaExceeded, Code: CodeCAQuota,
+			Msg: fmt.Sprintf("the tenant has reached its quota of %d CAs", limit)}
+	}
+
+	id := uuid.NewString()
+	idx := &store.Record{Kind: kindPCAIndex, Tenant: store.PlatformTenant, ID: id,
+		Fields: map[string]string{"tenant": tenant}, Data: json.RawMessage(`{"tenant":` + strconv.Quote(tenant) + `}`)}
+	if err := e.store.Create(ctx, idx, store.WriteOpts{}); err != nil {
+		return "", storeErr(err, "CA index")
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = e.store.Delete(context.WithoutCancel(ctx), kindPCAIndex, store.PlatformTenant, id, store.WriteOpts{})
+		}
+	}()
+
+	nk, err := e.GenerateKey(ctx, tenant, kindPCACA, id, alg)
+	if err != nil {
+		return id, err
+	}
+	if err := e.buildCA(ctx, id, c, nk, is, nb, na, ku, signNow); err != nil {
+		e.AbandonKey(nk)
+		return id, err
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		e.AbandonKey(nk)
+		return id, err
+	}
+	rec := &store.Record{Kind: kindPCACA, Tenant: tenant, ID: id, Unique: caUnique(id, c),
+		Fields: caFields(nk.ID, c), Data: data}
+	err = e.store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+		Quota: &store.Quota{Resource: QuotaPCACAs, Limit: limit}})
+	if err != nil {
+		e.AbandonKey(nk)
+		if errors.Is(err, store.ErrQuotaExceeded) {
+			return id, &Error{Kind: KindQuotaExceeded, Code: CodeCAQuota,
+				Msg: fmt.Sprintf("the tenant has reached its quota of %d CAs", limit), Err: err}
+		}
+		return id, storeErr(err, "CA")
+	}
+	committed = true
+	if c.Status == CAActived && c.CRL.Enabled {
+		if err := e.refreshCRL(ctx, tenant, id); err != nil {
+			e.log.Warn("first CRL of a new CA not generated", "ca", id, "err", err)
+		}
+	}
+	return id, nil
+}
+
+// buildCA makes the certificate (root, or subordinate signed now) or the
+// CSR (PENDING subordinate) of a new CA whose key is nk.
+func (e *Engine) buildCA(ctx context.Context, id string, c *caRecord, nk *NewKey, is *issuer, nb, na time.Time, ku x509.KeyUsage, signNow bool) error {
+	pub := nk.Signer.Public()
+	own := observedSigner{Signer: nk.Signer, e: e, keyAlg: c.KeyAlgorithm}
+	if !signNow {
+		own.op = "pca_csr"
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: c.DN.pkixName(), SignatureAlgorithm: x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm),
+		}, own)
+		if err != nil {
+			return HSMError(err, "CA key")
+		}
+		c.CSR = der
+		return nil
+	}
+	tmpl := caTemplate(c.DN, nb, na, c.PathLength, ku)
+	var (
+		der []byte
+		err error
+	)
+	if is == nil {
+		own.op = "pca_ca_certificate"
+		tmpl.SignatureAlgorithm = x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm)
+		der, err = signCertificate(tmpl, nil, pub, own)
+		if err != nil {
+			err = HSMError(err, "CA key")
+		}
+	} else {
+		der, err = e.sign(ctx, is, tmpl, pub, c.SignatureAlgorithm, "pca_ca_certificate")
+		c.IssuerID, c.IssuerName = is.rec.ID, is.ca.DN.CommonName
+	}
+	if err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	setCert(c, der, cert)
+	if is == nil {
+		c.IssuerName = c.DN.CommonName
+	}
+	c.Status = CAActived
+	return nil
+}
+
+// transitCA moves a CA through op: it reads the record, asks the state
+// machine, lets mutate change the record and writes it with a version
+// check, starting over when another writer got there first (the state
+// machine then judges the new status).
+func (e *Engine) transitCA(ctx context.Context, tenant, id string, op CAOp, mutate func(rec *store.Record, c *caRecord, from, to string) error) (*store.Record, *caRecord, error) {
+	for attempt := 0; ; attempt++ {
+		rec, c, err := e.getCA(ctx, tenant, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		from := c.effective(e.now())
+		to, err := CATransition(op, from)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := mutate(rec, c, from, to); err != nil {
+			return nil, nil, err
+		}
+		err = e.putCA(ctx, rec, c)
+		switch {
+		case err == nil:
+			return rec, c, nil
+		case errors.Is(err, store.ErrVersionConflict) && attempt < 20:
+			backoff(attempt)
+			continue
+		case errors.Is(err, store.ErrVersionConflict):
+			return nil, nil, &Error{Kind: KindConflict, Code: CodeBusy, Msg: "CA " + id + " is being changed concurrently; retry", Err: err}
+		case errors.Is(err, store.ErrExists):
+			return nil, nil, &Error{Kind: KindConflict, Code: CodeBadCert, Msg: "a certificate with this serial number already exists under the issuer", Err: err}
+		}
+		return nil, nil, storeErr(err, "CA")
+	}
+}
+
+// GetCA shows one CA.
+func (e *Engine) GetCA(ctx context.Context, tenant, id string) (*CA, error) {
+	var out *CA
+	err := e.run(ctx, tenant, "PCA_CA_RETRIEVE", func() (string, error) {
+		e.sweepTenant(ctx, tenant)
+		rec, c, err := e.getCA(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		out = e.toCA(rec, c)
+		return id, nil
+	})
+	return out, err
+}
+
+// CAQuery selects CAs to list.
+type CAQuery struct {
+	Name, Status, Type string
+	SortKey, SortDir   string
+	Limit, Offset      int
+}
+
+// ListCAs lists the tenant's CAs. A tenant holds at most its CA quota, so
+// filtering on the derived EXPIRED status, sorting and paging happen here.
+func (e *Engine) ListCAs(ctx context.Context, tenant string, q CAQuery) ([]*CA, int, error) {
+	var (
+		out   []*CA
+		total int
+	)
+	err := e.run(ctx, tenant, "PCA_CA_RETRIEVE_LIST", func() (string, error) {
+		if q.Status != "" && !slices.Contains(CAStatuses, q.Status) {
+			return "", pcaInvalid(CodeBadParameter, "status", q.Status, "must be one of "+strings.Join(CAStatuses, ", "))
+		}
+		if q.Type != "" && q.Type != CATypeRoot && q.Type != CATypeSubordinate {
+			return "", pcaInvalid(CodeBadParameter, "type", q.Type, "must be ROOT or SUBORDINATE")
+		}
+		e.sweepTenant(ctx, tenant)
+		sq := store.Query{Kind: kindPCACA, Tenant: tenant}
+		if q.Type != "" {
+			sq.Filters = append(sq.Filters, store.Filter{Field: "type", Value: q.Type})
+		}
+		if q.Name != "" {
+			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
+		}
+		page, err := e.store.List(ctx, sq)
+		if err != nil {
+			return "", storeErr(err, "CA")
+		}
+		all := make([]*CA, 0, len(page.Records))
+		for i := range page.Records {
+			var c caRecord
+			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
+				return "", storeErr(err, "CA")
+			}
+			ca := e.toCA(&page.Records[i], &c)
+			if q.Status == "" || ca.Status == q.Status {
+				all = append(all, ca)
+			}
+		}
+		if err := sortCAs(all, q.SortKey, q.SortDir); err != nil {
+			return "", err
+		}
+		total = len(all)
+		from := min(q.Offset, total)
+		to := min(from+q.Limit, total)
+		out = all[from:to]
+		return "", nil
+	})
+	return out, total, err
+}
+
+func sortCAs(all []*CA, key, dir string) error {
+	var cmp func(a, b *CA) int
+	switch key {
+	case "", "create_time":
+		cmp = func(a, b *CA) int { return int(sign64(a.CreateTime - b.CreateTime)) }
+	case "common_name":
+		cmp = func(a, b *CA) int { return strings.Compare(a.DN.CommonName, b.DN.CommonName) }
+	case "type":
+		cmp = func(a, b *CA) int { return strings.Compare(a.Type, b.Type) }
+	case "not_after":
+		cmp = func(a, b *CA) int { return int(sign64(a.NotAfter - b.NotAfter)) }
+	default:
+		return pcaInvalid(CodeBadParameter, "sort_key", key, "must be create_time, common_name, type or not_after")
+	}
+	desc := false
+	switch dir {
+	case "", "DESC":
+		desc = true
+	case "ASC":
+	default:
+		return pcaInvalid(CodeBadParameter, "sort_dir", dir, "must be ASC or DESC")
+	}
+	slices.SortStableFunc(all, func(a, b *CA) int {
+		if desc {
+			return cmp(b, a)
+		}
+		return cmp(a, b)
+	})
+	return nil
+}
+
+func sign64(v int64) int64 {
+	switch {
+	case v < 0:
+		return -1
+	case v > 0:
+		return 1
+	}
+	return 0
+}
+
+// CAActivate is the body of an activation (the public page's example).
+type CAActivate struct {
+	IssuerID           string
+	SignatureAlgorithm string
+	Validity           *Validity
+	PathLength         *int
+}
+
+// ActivateCA signs a PENDING subordinate with one of the tenant's CAs.
+func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivate) error {
+	return e.run(ctx, tenant, "PCA_CA_ACTIVATE", func() (string, error) {
+		hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, true)
+		if err != nil {
+			return id, err
+		}
+		pathLen := 0
+		if in.PathLength != nil {
+			pathLen = *in.PathLength
+		}
+		if pathLen < 0 || pathLen > 6 {
+			return id, pcaInvalid(CodeBadParameter, "path_length", pathLen, "must be from 0 to 6")
+		}
+		_, _, err = e.transitCA(ctx, tenant, id, CAOpActivate, func(rec *store.Record, c *caRecord, _, to string) error {
+			if in.IssuerID == id {
+				return pcaInvalid(CodeBadCAID, "issuer_id", in.IssuerID, "a CA cannot sign itself")
+			}
+			is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+			if err != nil {
+				return err
+			}
+			if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
+				return err
+			}
+			now := e.now()
+			nb, na, err := in.Validity.window(now, maxChildValidity)
+			if err != nil {
+				return err
+			}
+			if err := withinIssuer(nb, na, is.cert); err != nil {
+				return err
+			}
+			csr, err := x509.ParseCertificateRequest(c.CSR)
+			if err != nil {
+				return storeErr(err, "CA CSR")
+			}
+			ku, _ := parseKeyUsages(c.KeyUsages)
+			c.PathLength = pathLen
+			der, err := e.sign(ctx, is, caTemplate(c.DN, nb, na, pathLen, ku), csr.PublicKey, hash, "pca_ca_certificate")
+			if err != nil {
+				return err
+			}
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				return err
+			}
+			setCert(c, der, cert)
+			c.SignatureAlgorithm = hash
+			c.IssuerID, c.IssuerName = is.rec.ID, is.ca.DN.CommonName
+			c.Status = to
+			return nil
+		})
+		if err == nil {
+			e.firstCRL(ctx, tenant, id)
+		}
+		return id, err
+	})
+}
+
+// firstCRL publishes the first CRL of a CA that just got its certificate.
+func (e *Engine) firstCRL(ctx context.Context, tenant, id string) {
+	if _, c, err := e.getCA(ctx, tenant, id); err == nil && c.CRL.Enabled {
+		if err := e.refreshCRL(ctx, tenant, id); err != nil {
+			e.log.Warn("first CRL of a CA not generated", "ca", id, "err", err)
+		}
+	}
+}
+
+// CACSR returns the PEM CSR of a PENDING CA.
+func (e *Engine) CACSR(ctx context.Context, tenant, id string) (string, error) {
+	var out string
+	err := e.run(ctx, tenant, "PCA_CA_CSR_EXPORT", func() (string, error) {
+		_, c, err := e.getCA(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if _, err := CATransition(CAOpCSR, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		out = pemEncode("CERTIFICATE REQUEST", c.CSR)
+		return id, nil
+	})
+	return out, err
+}
+
+// ImportCACertificate installs a certificate signed outside hsmca for a
+// PENDING CA: it must certify the CA's own key as a CA, be valid now, and
+// chain through certificate_chain when one is given.
+func (e *Engine) ImportCACertificate(ctx context.Context, tenant, id, certPEM, chainPEM string) error {
+	return e.run(ctx, tenant, "PCA_CA_IMPORT", func() (string, error) {
+		cert, err := parseOneCert("certificate", certPEM)
+		if err != nil {
+			return id, err
+		}
+		var chain []*x509.Certificate
+		if strings.TrimSpace(chainPEM) != "" {
+			if chain, err = parseCerts("certificate_chain", chainPEM); err != nil {
+				return id, err
+			}
+		}
+		_, _, err = e.transitCA(ctx, tenant, id, CAOpImport, func(rec *store.Record, c *caRecord, _, to string) error {
+			csr, err := x509.ParseCertificateRequest(c.CSR)
+			if err != nil {
+				return storeErr(err, "CA CSR")
+			}
+			if err := checkImported(cert, chain, csr.PublicKey, e.now()); err != nil {
+				return err
+			}
+			setCert(c, cert.Raw, cert)
+			c.ExtChain = nil
+			for _, ch := range chain {
+				c.ExtChain = append(c.ExtChain, ch.Raw)
+			}
+			c.GenMode = GenModeImport
+			c.IssuerID, c.IssuerName = "", cert.Issuer.CommonName
+			c.DN = dnFromPKIX(cert.Subject)
+			c.SignatureAlgorithm = hashOf(cert.SignatureAlgorithm)
+			c.PathLength = unlimitedPathLength
+			if cert.MaxPathLen > 0 || cert.MaxPathLenZero {
+				c.PathLength = min(cert.MaxPathLen, unlimitedPathLength)
+			}
+			c.KeyUsages = keyUsageList(cert.KeyUsage)
+			c.Status = to
+			return nil
+		})
+		if err == nil {
+			e.firstCRL(ctx, tenant, id)
+		}
+		return id, err
+	})
+}
+
+func checkImported(cert *x509.Certificate, chain []*x509.Certificate, pub crypto.PublicKey, now time.Time) error {
+	bad := func(msg string) error { return pcaInvalid(CodeBadCert, "certificate", nil, msg) }
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	if k, ok := pub.(equaler); !ok || !k.Equal(cert.PublicKey) {
+		return bad("the certificate does not certify this CA's key")
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return bad("the certificate is not a CA certificate (basicConstraints)")
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return bad("the certificate's key usage lacks keyCertSign")
+	}
+	if now.Before(cert.NotBefore) || !now.Before(cert.NotAfter) {
+		return bad("the certificate is not valid now")
+	}
+	if len(chain) == 0 {
+		return nil
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range chain {
+		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return pcaInvalid(CodeBadCert, "certificate_chain", nil, "the certificate does not chain to a root of certificate_chain: "+err.Error())
+	}
+	return nil
+}
+
+func hashOf(a x509.SignatureAlgorithm) string {
+	switch a {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		return "SHA384"
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		return "SHA512"
+	}
+	return "SHA256"
+}
+
+// ExportCA returns the CA's certificate and the chain above it (PEM).
+func (e *Engine) ExportCA(ctx context.Context, tenant, id string) (string, string, error) {
+	var cert, chain string
+	err := e.run(ctx, tenant, "PCA_CA_EXPORT", func() (string, error) {
+		_, c, err := e.getCA(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if _, err := CATransition(CAOpExport, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		cert = pemEncode("CERTIFICATE", c.Cert)
+		chain, err = e.chainAbove(ctx, tenant, c)
+		return id, err
+	})
+	return cert, chain, err
+}
+
+// chainAbove is the PEM chain of c's issuers up to the root, or up to the
+// chain supplied with an externally signed certificate.
+func (e *Engine) chainAbove(ctx context.Context, tenant string, c *caRecord) (string, error) {
+	var b strings.Builder
+	for depth := 0; depth < 16; depth++ {
+		if c.GenMode == GenModeImport {
+			for _, der := range c.ExtChain {
+				b.WriteString(pemEncode("CERTIFICATE", der))
+			}
+			break
+		}
+		if c.Type == CATypeRoot || c.IssuerID == "" {
+			break
+		}
+		_, parent, err := e.getCA(ctx, tenant, c.IssuerID)
+		if KindOf(err) == KindNotFound {
+			break // the issuer was purged; the chain ends where it can
+		}
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(pemEncode("CERTIFICATE", parent.Cert))
+		c = parent
+	}
+	return b.String(), nil
+}
+
+// DisableCA stops a CA from issuing.
+func (e *Engine) DisableCA(ctx context.Context, tenant, id string) error {
+	return e.simpleTransit(ctx, tenant, id, "PCA_CA_DISABLE", CAOpDisable)
+}
+
+// EnableCA lets a disabled CA issue again.
+func (e *Engine) EnableCA(ctx context.Context, tenant, id string) error {
+	return e.simpleTransit(ctx, tenant, id, "PCA_CA_ENABLE", CAOpEnable)
+}
+
+// RestoreCA cancels a scheduled deletion; the CA comes back DISABLED.
+func (e *Engine) RestoreCA(ctx context.Context, tenant, id string) error {
+	err := e.simpleTransit(ctx, tenant, id, "PCA_CA_RESTORE", CAOpRestore)
+	if err == nil {
+		e.markIndex(ctx, id, "")
+	}
+	return err
+}
+
+func (e *Engine) simpleTransit(ctx context.Context, tenant, id, event string, op CAOp) error {
+	return e.run(ctx, tenant, event, func() (string, error) {
+		if op == CAOpRestore {
+			e.sweepTenant(ctx, tenant)
+		}
+		_, _, err := e.transitCA(ctx, tenant, id, op, func(_ *store.Record, c *caRecord, _, to string) error {
+			c.Status = to
+			if to != CADeleted {
+				c.DeleteTime = 0
+			}
+			return nil
+		})
+		return id, err
+	})
+}
+
+// DeleteCA deletes a PENDING or REVOKED CA at once, and schedules the
+// deletion of a DISABLED or EXPIRED one in pendingDays (0: the minimum).
+// When the time comes the record goes and its HSM key is destroyed.
+func (e *Engine) DeleteCA(ctx context.Context, tenant, id string, pendingDays int) error {
+	return e.run(ctx, tenant, "PCA_CA_DELETE", func() (string, error) {
+		if pendingDays == 0 {
+			pendingDays = minPendingDays
+		}
+		if pendingDays < minPendingDays || pendingDays > maxPendingDays {
+			return id, pcaInvalid(CodeBadParameter, "pending_days", pendingDays,
+				fmt.Sprintf("must be from %d to %d", minPendingDays, maxPendingDays))
+		}
+		now := e.now()
+		rec, c, err := e.transitCA(ctx, tenant, id, CAOpDelete, func(_ *store.Record, c *caRecord, _, to string) error {
+			// Removal happens in two steps, both judged by the state
+			// machine: mark DELETED (version-checked), then purge.
+			c.Status = CADeleted
+			c.DeleteTime = now.Add(time.Duration(pendingDays) * pcaDay).UnixMilli()
+			if to == caGone {
+				c.DeleteTime = now.UnixMilli()
+			}
+			return nil
+		})
+		if err != nil {
+			return id, err
+		}
+		if c.DeleteTime <= now.UnixMilli() {
+			return id, e.purgeCA(ctx, rec)
+		}
+		e.markIndex(ctx, id, msField(c.DeleteTime))
+		return id, nil
+	})
+}
+
+// markIndex notes in the CA's index record when it is due for purging, so
+// that SweepDeletedCAs finds it without reading every tenant.
+func (e *Engine) markIndex(ctx context.Context, id, purgeAt string) {
+	for attempt := 0; attempt < 5; attempt++ {
+		rec, err := e.store.Get(ctx, kindPCAIndex, store.PlatformTenant, id)
+		if err != nil {
+			return
+		}
+		if purgeAt == "" {
+			delete(rec.Fields, "purge_at")
+		} else {
+			rec.Fields["purge_at"] = purgeAt
+		}
+		if err := e.store.Update(ctx, rec, store.WriteOpts{}); !errors.Is(err, store.ErrVersionConflict) {
+			return
+		}
+	}
+}
+
+// purgeCA removes a DELETED CA whose time has come: record, index, CRL and
+// (crash-safely) its HSM key, and gives back its quota unit.
+func (e *Engine) purgeCA(ctx context.Context, rec *store.Record) error {
+	var c caRecord
+	if err := json.Unmarshal(rec.Data, &c); err != nil {
+		return storeErr(err, "CA")
+	}
+	if _, err := CATransition(CAOpPurge, c.Status); err != nil || c.DeleteTime > e.now().UnixMilli() {
+		return err
+	}
+	lim := e.QuotaLimit(QuotaPCACAs)
+	if err := e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACAs, Limit: lim}}); err != nil {
+		return err
+	}
+	bg := context.WithoutCancel(ctx)
+	_ = e.store.Delete(bg, kindPCACRL, rec.Tenant, rec.ID, store.WriteOpts{})
+	_ = e.store.Delete(bg, kindPCAIndex, store.PlatformTenant, rec.ID, store.WriteOpts{})
+	return nil
+}
+
+// sweepTenant purges the tenant's CAs whose scheduled deletion is due. It
+// runs on access to the tenant's CAs, so a due CA is never seen again;
+// SweepDeletedCAs does the same for tenants nobody looks at.
+func (e *Engine) sweepTenant(ctx context.Context, tenant string) {
+	page, err := e.store.List(ctx, store.Query{Kind: kindPCACA, Tenant: tenant,
+		Filters: []store.Filter{{Field: "status", Value: CADeleted}}})
+	if err != nil {
+		return
+	}
+	now := e.now().UnixMilli()
+	for i := range page.Records {
+		rec := &page.Records[i]
+		var c caRecord
+		if json.Unmarshal(rec.Data, &c) != nil || c.DeleteTime > now {
+			continue
+		}
+		_ = e.run(ctx, tenant, "PCA_CA_PURGE", func() (string, error) {
+			return rec.ID, e.purgeCA(ctx, rec)
+		})
+	}
+}
+
+// SweepDeletedCAs purges every CA, in every tenant, whose scheduled
+// deletion is due, destroying its HSM key. The daemon may call it
+// periodically; it is safe to run on several replicas at once.
+func (e *Engine) SweepDeletedCAs(ctx context.Context) (int, error) {
+	page, err := e.store.List(ctx, store.Query{Kind: kindPCAIndex, Tenant: store.PlatformTenant,
+		SortBy: "purge_at"})
+	if err != nil {
+		return 0, storeErr(err, "CA index")
+	}
+	now := msField(e.now().UnixMilli())
+	n := 0
+	seen := map[string]bool{}
+	for _, r := range page.Records {
+		at := r.Fields["purge_at"]
+		if at == "" || at > now || seen[r.Fields["tenant"]] {
+			continue
+		}
+		seen[r.Fields["tenant"]] = true
+		before, _ := e.store.CountRecords(ctx, kindPCACA, r.Fields["tenant"])
+		e.sweepTenant(ctx, r.Fields["tenant"])
+		after, _ := e.store.CountRecords(ctx, kindPCACA, r.Fields["tenant"])
+		n += int(before - after)
+	}
+	return n, nil
+}
+
+// RevokeCA revokes a subordinate CA: it goes on its issuer's CRL, which is
+// regenerated at once.
+func (e *Engine) RevokeCA(ctx context.Context, tenant, id, reason string) error {
+	return e.run(ctx, tenant, "PCA_CA_REVOKE", func() (string, error) {
+		code, err := parseReason(reason)
+		if err != nil {
+			return id, err
+		}
+		_, c, err := e.getCA(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if c.Type != CATypeSubordinate {
+			return id, &Error{Kind: KindWrongState, Code: CodeCAType, Msg: "a root CA cannot be revoked; disable and delete it instead"}
+		}
+		if _, err := CATransition(CAOpRevoke, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		now := e.now()
+		// The revocation entry goes first: once it exists, every later CRL
+		// of the issuer lists the CA, whatever happens next.
+		if c.IssuerID != "" && c.GenMode != GenModeImport {
+			if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
+				return id, err
+			}
+		}
+		_, _, err = e.transitCA(ctx, tenant, id, CAOpRevoke, func(_ *store.Record, c *caRecord, _, to string) error {
+			c.Status = to
+			c.RevokeReason = reasonName(code)
+			c.RevokeTime = now.UnixMilli()
+			return nil
+		})
+		if err != nil {
+			return id, err
+		}
+		if c.IssuerID != "" && c.GenMode != GenModeImport {
+			return id, e.refreshCRL(ctx, tenant, c.IssuerID)
+		}
+		return id, nil
+	})
+}
+
+// Quota is one resource's use in the tenant.
+type Quota struct {
+	Type  string
+	Used  int64
+	Quota int64
+}
+
+// PCAQuotas reports the tenant's CA and certificate quotas.
+func (e *Engine) PCAQuotas(ctx context.Context, tenant string) ([]Quota, error) {
+	var out []Quota
+	err := e.run(ctx, tenant, "PCA_QUOTA_RETRIEVE", func() (string, error) {
+		for _, q := range []struct{ typ, res string }{
+			{"CERTIFICATE_AUTHORITY", QuotaPCACAs}, {"CERTIFICATE", QuotaPCACerts},
+		} {
+			used, err := e.store.QuotaUsage(ctx, tenant, q.res)
+			if err != nil {
+				return "", storeErr(err, "quota")
+			}
+			out = append(out, Quota{Type: q.typ, Used: used, Quota: e.QuotaLimit(q.res)})
+		}
+		return "", nil
+	})
+	return out, err
+}

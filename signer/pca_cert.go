@@ -1,0 +1,913 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Certificate types of issuance from a CSR.
+const (
+	CertTypeEntity       = "ENTITY_CERT"
+	CertTypeIntermediate = "INTERMEDIATE_CA"
+)
+
+const (
+	maxSANs = 20
+	// Leaf keys that the daemon generates must be exportable, so they are
+	// software keys kept only sealed by this AES key of the HSM.
+	leafWrapKeyID    = "hsmca-pca-leaf-key-wrap"
+	leafWrapKeyLabel = "hsmca/pca/leaf-key-wrap"
+)
+
+// SAN is one subject alternative name as the family sends it.
+type SAN struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// ExtendedKeyUsage is the family's set of extended key usages.
+type ExtendedKeyUsage struct {
+	ServerAuth      bool `json:"server_auth"`
+	ClientAuth      bool `json:"client_auth"`
+	CodeSigning     bool `json:"code_signing"`
+	EmailProtection bool `json:"email_protection"`
+	TimeStamping    bool `json:"time_stamping"`
+}
+
+func (u ExtendedKeyUsage) list() []x509.ExtKeyUsage {
+	var out []x509.ExtKeyUsage
+	for _, p := range []struct {
+		on  bool
+		eku x509.ExtKeyUsage
+	}{
+		{u.ServerAuth, x509.ExtKeyUsageServerAuth}, {u.ClientAuth, x509.ExtKeyUsageClientAuth},
+		{u.CodeSigning, x509.ExtKeyUsageCodeSigning}, {u.EmailProtection, x509.ExtKeyUsageEmailProtection},
+		{u.TimeStamping, x509.ExtKeyUsageTimeStamping},
+	} {
+		if p.on {
+			out = append(out, p.eku)
+		}
+	}
+	return out
+}
+
+func ekuOf(list []x509.ExtKeyUsage) ExtendedKeyUsage {
+	var u ExtendedKeyUsage
+	for _, k := range list {
+		switch k {
+		case x509.ExtKeyUsageServerAuth:
+			u.ServerAuth = true
+		case x509.ExtKeyUsageClientAuth:
+			u.ClientAuth = true
+		case x509.ExtKeyUsageCodeSigning:
+			u.CodeSigning = true
+		case x509.ExtKeyUsageEmailProtection:
+			u.EmailProtection = true
+		case x509.ExtKeyUsageTimeStamping:
+			u.TimeStamping = true
+		}
+	}
+	return u
+}
+
+// certRecord is the stored form of a private certificate.
+type certRecord struct {
+	Status             string            `json:"status"` // ISSUED or REVOKED; EXPIRED is derived
+	Type               string            `json:"type"`
+	IssuerID           string            `json:"issuer_id"`
+	IssuerName         string            `json:"issuer_name"`
+	KeyAlgorithm       string            `json:"key_algorithm"`
+	SignatureAlgorithm string            `json:"signature_algorithm"`
+	GenMode            string            `json:"gen_mode"` // GENERATE or CSR
+	Serial             string            `json:"serial_number"`
+	CreateTime         int64             `json:"create_time"`
+	NotBefore          int64             `json:"not_before"`
+	NotAfter           int64             `json:"not_after"`
+	DN                 DistinguishedName `json:"distinguished_name"`
+	SANs               []SAN             `json:"subject_alternative_names,omitempty"`
+	KeyUsages          []string          `json:"key_usages,omitempty"`
+	EKU                ExtendedKeyUsage  `json:"extended_key_usage"`
+	PathLength         *int              `json:"path_length,omitempty"`
+	Cert               []byte            `json:"cert"`
+	// WrappedKey is the PKCS#8 private key sealed by the HSM's AES key,
+	// bound to tenant and certificate id; absent for CSR issuance.
+	WrappedKey   []byte `json:"wrapped_key,omitempty"`
+	RevokeReason string `json:"revoke_reason,omitempty"`
+	RevokeTime   int64  `json:"revoke_time,omitempty"`
+}
+
+func (c *certRecord) effective(now time.Time) string {
+	if c.Status == CertIssued && now.UnixMilli() >= c.NotAfter {
+		return CertExpired
+	}
+	return c.Status
+}
+
+// Certificate is a private certificate as the family shows it.
+type Certificate struct {
+	ID                 string
+	Status             string
+	Type               string
+	IssuerID           string
+	IssuerName         string
+	KeyAlgorithm       string
+	SignatureAlgorithm string
+	GenMode            string
+	SerialNumber       string
+	CreateTime         int64
+	NotBefore          int64
+	NotAfter           int64
+	DN                 DistinguishedName
+	SANs               []SAN
+	KeyUsages          []string
+	EKU                ExtendedKeyUsage
+	PathLength         *int
+	RevokeReason       string
+	RevokeTime         int64
+}
+
+func (e *Engine) toCert(id string, c *certRecord) *Certificate {
+	return &Certificate{ID: id, Status: c.effective(e.now()), Type: c.Type, IssuerID: c.IssuerID,
+		IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm, SignatureAlgorithm: c.SignatureAlgorithm,
+		GenMode: c.GenMode, SerialNumber: c.Serial, CreateTime: c.CreateTime, NotBefore: c.NotBefore,
+		NotAfter: c.NotAfter, DN: c.DN, SANs: c.SANs, KeyUsages: c.KeyUsages, EKU: c.EKU,
+		PathLength: c.PathLength, RevokeReason: c.RevokeReason, RevokeTime: c.RevokeTime}
+}
+
+func certFields(c *certRecord) map[string]string {
+	return map[string]string{
+		"status": c.Status, "issuer_id": c.IssuerID, "common_name": c.DN.CommonName,
+		"create_time": msField(c.CreateTime), "not_after": msField(c.NotAfter),
+	}
+}
+
+func (e *Engine) getCert(ctx context.Context, tenant, id string) (*store.Record, *certRecord, error) {
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return nil, nil, pcaNotFound("certificate", id)
+	}
+	rec, err := e.store.Get(ctx, kindPCACert, tenant, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, pcaNotFound("certificate", id)
+		}
+		return nil, nil, storeErr(err, "certificate")
+	}
+	var c certRecord
+	if err := json.Unmarshal(rec.Data, &c); err != nil {
+		return nil, nil, storeErr(err, "certificate")
+	}
+	return rec, &c, nil
+}
+
+// checkSANs validates the requested names and sorts them into a template.
+func checkSANs(sans []SAN, t *x509.Certificate) error {
+	if len(sans) > maxSANs {
+		return pcaInvalid(CodeBadParameter, "subject_alternative_names", len(sans), fmt.Sprintf("at most %d names", maxSANs))
+	}
+	for i, s := range sans {
+		field := fmt.Sprintf("subject_alternative_names[%d].value", i)
+		if s.Value == "" || len(s.Value) > 255 || !utf8.ValidString(s.Value) || hasControl(s.Value) {
+			return pcaInvalid(CodeBadParameter, field, s.Value, "must be 1 to 255 printable characters")
+		}
+		switch s.Type {
+		case "DNS":
+			if !validDNSName(s.Value) {
+				return pcaInvalid(CodeBadParameter, field, s.Value, "is not a DNS name")
+			}
+			t.DNSNames = append(t.DNSNames, s.Value)
+		case "IP":
+			ip := net.ParseIP(s.Value)
+			if ip == nil {
+				return pcaInvalid(CodeBadIP, field, s.Value, "is not an IP address")
+			}
+			t.IPAddresses = append(t.IPAddresses, ip)
+		case "EMAIL":
+			a, err := mail.ParseAddress(s.Value)
+			if err != nil || a.Address != s.Value || a.Name != "" {
+				return pcaInvalid(CodeBadParameter, field, s.Value, "is not an email address")
+			}
+			t.EmailAddresses = append(t.EmailAddresses, s.Value)
+		case "URI":
+			u, err := url.Parse(s.Value)
+			if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
+				return pcaInvalid(CodeBadParameter, field, s.Value, "is not an absolute URI")
+			}
+			t.URIs = append(t.URIs, u)
+		default:
+			return pcaInvalid(CodeBadSANType, fmt.Sprintf("subject_alternative_names[%d].type", i), s.Type,
+				"must be DNS, IP, EMAIL or URI")
+		}
+	}
+	return nil
+}
+
+// validDNSName accepts host names, with one leading wildcard label.
+func validDNSName(s string) bool {
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "*."), ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sansOf(c *x509.Certificate) []SAN {
+	var out []SAN
+	for _, v := range c.DNSNames {
+		out = append(out, SAN{"DNS", v})
+	}
+	for _, v := range c.IPAddresses {
+		out = append(out, SAN{"IP", v.String()})
+	}
+	for _, v := range c.EmailAddresses {
+		out = append(out, SAN{"EMAIL", v})
+	}
+	for _, v := range c.URIs {
+		out = append(out, SAN{"URI", v.String()})
+	}
+	return out
+}
+
+// publicKeyAlgorithm names a key in the family's vocabulary (EC256,
+// RSA2048, ...), refusing keys hsmca will not certify: RSA below 2048 or
+// above 8192 bits and curves other than P-256, P-384 and P-521.
+func publicKeyAlgorithm(pub crypto.PublicKey) (string, int, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		if bits < 2048 || bits > 8192 {
+			return "", 0, fmt.Errorf("RSA keys must have 2048 to 8192 bits, not %d", bits)
+		}
+		return fmt.Sprintf("RSA%d", bits), bits, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "EC256", 256, nil
+		case elliptic.P384():
+			return "EC384", 384, nil
+		case elliptic.P521():
+			return "EC521", 521, nil
+		}
+		return "", 0, errors.New("unsupported elliptic curve")
+	case ed25519.PublicKey:
+		return "ED25519", 256, nil
+	}
+	return "", 0, errors.New("unsupported public key type")
+}
+
+// parseCSR reads a PEM (or base64 DER) CSR, checks its signature and its
+// key.
+func parseCSR(s string) (*x509.CertificateRequest, string, int, error) {
+	bad := func(msg string) error { return pcaInvalid(CodeBadCSR, "csr", nil, msg) }
+	s = strings.ReplaceAll(strings.TrimSpace(s), `\n`, "\n")
+	if s == "" {
+		return nil, "", 0, bad("is required")
+	}
+	var der []byte
+	if b, _ := pem.Decode([]byte(s)); b != nil {
+		if b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, "", 0, bad("the PEM block is a " + b.Type + ", not a CERTIFICATE REQUEST")
+		}
+		der = b.Bytes
+	} else if d, err := base64.StdEncoding.DecodeString(s); err == nil {
+		der = d
+	} else {
+		return nil, "", 0, bad("is neither PEM nor base64 DER")
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, "", 0, bad("cannot be parsed: " + err.Error())
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, "", 0, bad("its signature does not verify")
+	}
+	alg, bits, err := publicKeyAlgorithm(csr.PublicKey)
+	if err != nil {
+		return nil, "", 0, pcaInvalid(CodeBadKeyAlg, "csr", nil, err.Error())
+	}
+	return csr, alg, bits, nil
+}
+
+// CSRInfo is what parsing a CSR reports.
+type CSRInfo struct {
+	KeyAlgorithm       string
+	KeyLength          int
+	SignatureAlgorithm string
+	PublicKeyPEM       string
+	DN                 DistinguishedName
+}
+
+// ParseCSR reads a CSR for the caller, with the same checks as issuance.
+func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo, error) {
+	var out *CSRInfo
+	err := e.run(ctx, tenant, "PCA_CSR_PARSE", func() (string, error) {
+		csr, alg, bits, err := parseCSR(csrPEM)
+		if err != nil {
+			return "", err
+		}
+		spki, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+		if err != nil {
+			return "", err
+		}
+		family := strings.TrimRight(alg, "0123456789")
+		out = &CSRInfo{KeyAlgorithm: family, KeyLength: bits, SignatureAlgorithm: hashOf(csr.SignatureAlgorithm),
+			PublicKeyPEM: pemEncode("PUBLIC KEY", spki), DN: dnFromPKIX(csr.Subject)}
+		if family == "ED" || alg == "ED25519" {
+			out.KeyAlgorithm, out.SignatureAlgorithm = "ED25519", "ED25519"
+		}
+		return "", nil
+	})
+	return out, err
+}
+
+// CertIssue is the body of an issuance with a daemon-generated key.
+type CertIssue struct {
+	IssuerID           string
+	KeyAlgorithm       string
+	SignatureAlgorithm string
+	DN                 *DistinguishedName
+	Validity           *Validity
+	SANs               []SAN
+	KeyUsages          []string
+	EKU                *ExtendedKeyUsage
+}
+
+// wrapKeys remembers the HSMs in which the leaf wrapping key is known to
+// exist, so that it is looked up once per HSM, not per issuance.
+var wrapKeys sync.Map
+
+func (e *Engine) wrapLeafKey(ctx context.Context, tenant, id string, pkcs8 []byte) ([]byte, error) {
+	h, err := e.HSM()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := wrapKeys.Load(h); !ok {
+		if err := h.EnsureWrappingKey(ctx, leafWrapKeyID, leafWrapKeyLabel); err != nil {
+			return nil, HSMError(err, "wrapping key")
+		}
+		wrapKeys.Store(h, true)
+	}
+	blob, err := h.Wrap(ctx, leafWrapKeyID, pkcs8, leafKeyAAD(tenant, id))
+	if err != nil {
+		return nil, HSMError(err, "wrapping key")
+	}
+	return blob, nil
+}
+
+// leafKeyAAD binds a sealed key to its tenant and certificate, so a blob
+// copied to another record does not open.
+func leafKeyAAD(tenant, id string) []byte { return []byte("hsmca/pca-leaf-key/" + tenant + "/" + id) }
+
+func generateLeafKey(alg hsm.Algorithm) (crypto.Signer, error) {
+	switch alg {
+	case hsm.EC256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case hsm.EC384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case hsm.RSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case hsm.RSA3072:
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case hsm.RSA4096:
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fmt.Errorf("unsupported leaf key algorithm %s", alg)
+}
+
+// IssueCertificate issues a certificate for a key the daemon generates.
+func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIssue) (string, error) {
+	id := uuid.NewString()
+	err := e.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE", func() (string, error) {
+		if in.DN == nil {
+			return "", pcaInvalid(CodeBadDN, "distinguished_name", nil, "is required")
+		}
+		if err := in.DN.check(false); err != nil {
+			return "", err
+		}
+		algName := in.KeyAlgorithm
+		if algName == "" {
+			algName = string(hsm.EC256)
+		}
+		alg, err := parseKeyAlgorithm("key_algorithm", algName)
+		if err != nil {
+			return "", err
+		}
+		hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, false)
+		if err != nil {
+			return "", err
+		}
+		ku, err := parseKeyUsages(in.KeyUsages)
+		if err != nil {
+			return "", err
+		}
+		if len(in.KeyUsages) == 0 {
+			ku = x509.KeyUsageDigitalSignature
+			if strings.HasPrefix(string(alg), "RSA") {
+				ku |= x509.KeyUsageKeyEncipherment
+			}
+		}
+		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+			return "", pcaInvalid(CodeBadParameter, "key_usages", keyUsageList(ku), "keyCertSign and cRLSign are for CA certificates")
+		}
+		eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
+		if in.EKU != nil {
+			eku = *in.EKU
+		}
+		tmpl := &x509.Certificate{Subject: in.DN.pkixName(), BasicConstraintsValid: true,
+			KeyUsage: ku, ExtKeyUsage: eku.list()}
+		if err := checkSANs(in.SANs, tmpl); err != nil {
+			return "", err
+		}
+		is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+		if err != nil {
+			return "", err
+		}
+		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
+		if err != nil {
+			return "", err
+		}
+		if err := withinIssuer(nb, na, is.cert); err != nil {
+			return "", err
+		}
+		tmpl.NotBefore, tmpl.NotAfter = nb, na
+		if err := e.certQuotaFree(ctx, tenant); err != nil {
+			return "", err
+		}
+		key, err := generateLeafKey(alg)
+		if err != nil {
+			return "", err
+		}
+		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return "", err
+		}
+		wrapped, err := e.wrapLeafKey(ctx, tenant, id, pkcs8)
+		clear(pkcs8)
+		if err != nil {
+			return "", err
+		}
+		cr := &certRecord{Type: CertTypeEntity, KeyAlgorithm: string(alg), GenMode: GenModeGenerate,
+			DN: *in.DN, SANs: in.SANs, KeyUsages: keyUsageList(ku), EKU: eku, WrappedKey: wrapped}
+		return id, e.commitCert(ctx, tenant, id, is, tmpl, key.Public(), hash, cr)
+	})
+	return id, err
+}
+
+func (e *Engine) certQuotaFree(ctx context.Context, tenant string) error {
+	limit := e.QuotaLimit(QuotaPCACerts)
+	if used, err := e.store.QuotaUsage(ctx, tenant, QuotaPCACerts); err == nil && limit >= 0 && used >= limit {
+		return &Error{Kind: KindQuotaExceeded, Code: CodeCertQuota,
+			Msg: fmt.Sprintf("the tenant has reached its quota of %d certificates", limit)}
+	}
+	return nil
+}
+
+// commitCert signs tmpl and stores the certificate with its quota unit
+// and its serial number, unique under the issuer. A serial collision
+// (2^-159 per pair) is met by signing again with a fresh serial.
+func (e *Engine) commitCert(ctx context.Context, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
+	limit := e.QuotaLimit(QuotaPCACerts)
+	for attempt := 0; ; attempt++ {
+		der, err := e.sign(ctx, is, tmpl, pub, hash, "pca_certificate")
+		if err != nil {
+			return err
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		cr.Status, cr.Cert, cr.Serial = CertIssued, der, cert.SerialNumber.Text(16)
+		cr.IssuerID, cr.IssuerName, cr.SignatureAlgorithm = is.rec.ID, is.ca.DN.CommonName, hash
+		cr.CreateTime = e.now().UnixMilli()
+		cr.NotBefore, cr.NotAfter = cert.NotBefore.UnixMilli(), cert.NotAfter.UnixMilli()
+		if cr.DN.CommonName == "" {
+			cr.DN = dnFromPKIX(cert.Subject)
+		}
+		data, err := json.Marshal(cr)
+		if err != nil {
+			return err
+		}
+		rec := &store.Record{Kind: kindPCACert, Tenant: tenant, ID: id,
+			Unique: []string{serialKey(is.rec.ID, cr.Serial)}, Fields: certFields(cr), Data: data}
+		err = e.store.Create(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACerts, Limit: limit}})
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, store.ErrQuotaExceeded):
+			return &Error{Kind: KindQuotaExceeded, Code: CodeCertQuota,
+				Msg: fmt.Sprintf("the tenant has reached its quota of %d certificates", limit), Err: err}
+		case errors.Is(err, store.ErrExists) && attempt < 3:
+			continue
+		}
+		return storeErr(err, "certificate")
+	}
+}
+
+// CertFromCSR is the body of an issuance from a CSR.
+type CertFromCSR struct {
+	IssuerID           string
+	CSR                string
+	Validity           *Validity
+	Type               string
+	PathLength         *int
+	SignatureAlgorithm string
+	SANs               []SAN
+	KeyUsages          []string
+	EKU                *ExtendedKeyUsage
+}
+
+// IssueFromCSR certifies the key of a CSR whose signature verifies: an
+// end entity, or (INTERMEDIATE_CA) a subordinate CA held outside hsmca,
+// within the issuer's path length.
+func (e *Engine) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
+	id := uuid.NewString()
+	err := e.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR", func() (string, error) {
+		typ := in.Type
+		if typ == "" {
+			typ = CertTypeEntity
+		}
+		if typ != CertTypeEntity && typ != CertTypeIntermediate {
+			return "", pcaInvalid(CodeBadParameter, "type", in.Type, "must be ENTITY_CERT or INTERMEDIATE_CA")
+		}
+		csr, alg, _, err := parseCSR(in.CSR)
+		if err != nil {
+			return "", err
+		}
+		hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, false)
+		if err != nil {
+			return "", err
+		}
+		is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+		if err != nil {
+			return "", err
+		}
+		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
+		if err != nil {
+			return "", err
+		}
+		if err := withinIssuer(nb, na, is.cert); err != nil {
+			return "", err
+		}
+		ku, err := parseKeyUsages(in.KeyUsages)
+		if err != nil {
+			return "", err
+		}
+		cr := &certRecord{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}
+		var tmpl *x509.Certificate
+		if typ == CertTypeIntermediate {
+			pathLen := 0
+			if in.PathLength != nil {
+				pathLen = *in.PathLength
+			}
+			if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
+				return "", err
+			}
+			tmpl = caTemplate(cr.DN, nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
+			cr.PathLength = &pathLen
+		} else {
+			if len(in.KeyUsages) == 0 {
+				ku = x509.KeyUsageDigitalSignature
+				if strings.HasPrefix(alg, "RSA") {
+					ku |= x509.KeyUsageKeyEncipherment
+				}
+			}
+			if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+				return "", pcaInvalid(CodeBadParameter, "key_usages", in.KeyUsages, "keyCertSign and cRLSign are for CA certificates; use type INTERMEDIATE_CA")
+			}
+			eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
+			if in.EKU != nil {
+				eku = *in.EKU
+			}
+			tmpl = &x509.Certificate{BasicConstraintsValid: true, KeyUsage: ku, ExtKeyUsage: eku.list(),
+				NotBefore: nb, NotAfter: na}
+			cr.EKU = eku
+		}
+		// The subject goes over byte for byte, attributes the family does
+		// not name included.
+		tmpl.RawSubject = csr.RawSubject
+		sans := in.SANs
+		if len(sans) == 0 {
+			sans = sansOf(&x509.Certificate{DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
+				EmailAddresses: csr.EmailAddresses, URIs: csr.URIs})
+		}
+		if err := checkSANs(sans, tmpl); err != nil {
+			return "", err
+		}
+		cr.SANs = sans
+		cr.KeyUsages = keyUsageList(tmpl.KeyUsage)
+		if err := e.certQuotaFree(ctx, tenant); err != nil {
+			return "", err
+		}
+		return id, e.commitCert(ctx, tenant, id, is, tmpl, csr.PublicKey, hash, cr)
+	})
+	return id, err
+}
+
+// GetCertificate shows one private certificate.
+func (e *Engine) GetCertificate(ctx context.Context, tenant, id string) (*Certificate, error) {
+	var out *Certificate
+	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE", func() (string, error) {
+		_, c, err := e.getCert(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		out = e.toCert(id, c)
+		return id, nil
+	})
+	return out, err
+}
+
+// CertQuery selects private certificates to list.
+type CertQuery struct {
+	Name, Status     string
+	SortKey, SortDir string
+	Limit, Offset    int
+}
+
+// ListCertificates lists the tenant's private certificates. The store
+// sorts and pages; a filter on the derived ISSUED/EXPIRED distinction is
+// applied here over the stored ISSUED ones.
+func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuery) ([]*Certificate, int, error) {
+	var (
+		out   []*Certificate
+		total int
+	)
+	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
+		sq := store.Query{Kind: kindPCACert, Tenant: tenant, Offset: q.Offset, Limit: q.Limit}
+		switch q.SortKey {
+		case "", "create_time":
+			sq.SortBy = "create_time"
+		case "common_name", "not_after":
+			sq.SortBy = q.SortKey
+		default:
+			return "", pcaInvalid(CodeBadParameter, "sort_key", q.SortKey, "must be create_time, common_name or not_after")
+		}
+		switch q.SortDir {
+		case "", "DESC":
+			sq.Desc = true
+		case "ASC":
+		default:
+			return "", pcaInvalid(CodeBadParameter, "sort_dir", q.SortDir, "must be ASC or DESC")
+		}
+		if q.Name != "" {
+			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
+		}
+		derived := false
+		switch q.Status {
+		case "":
+		case CertRevoked:
+			sq.Filters = append(sq.Filters, store.Filter{Field: "status", Value: CertRevoked})
+		case CertIssued, CertExpired:
+			sq.Filters = append(sq.Filters, store.Filter{Field: "status", Value: CertIssued})
+			derived = true
+			sq.Offset, sq.Limit = 0, 0
+		default:
+			return "", pcaInvalid(CodeBadParameter, "status", q.Status, "must be ISSUED, EXPIRED or REVOKED")
+		}
+		if q.Limit == 0 && !derived {
+			sq.Limit = 1 // only the total is wanted
+		}
+		page, err := e.store.List(ctx, sq)
+		if err != nil {
+			return "", storeErr(err, "certificate")
+		}
+		all := make([]*Certificate, 0, len(page.Records))
+		for i := range page.Records {
+			var c certRecord
+			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
+				return "", storeErr(err, "certificate")
+			}
+			ct := e.toCert(page.Records[i].ID, &c)
+			if !derived || ct.Status == q.Status {
+				all = append(all, ct)
+			}
+		}
+		if !derived {
+			total = page.Total
+			if q.Limit == 0 {
+				all = all[:0]
+			}
+			out = all
+			return "", nil
+		}
+		total = len(all)
+		from := min(q.Offset, total)
+		out = all[from:min(from+q.Limit, total)]
+		return "", nil
+	})
+	return out, total, err
+}
+
+// CertExport asks for a certificate's export.
+type CertExport struct {
+	Type       string // OTHER, NGINX, APACHE (PEM); IIS and TOMCAT are not offered
+	Compressed string
+	Password   string
+}
+
+// Exported is an exported certificate; PrivateKey is set only for keys
+// hsmca generated.
+type Exported struct {
+	Certificate, Chain, PrivateKey string
+}
+
+// ExportCertificate returns the certificate, its chain and, for a key the
+// daemon generated, the private key: PKCS#8, encrypted under the password
+// when one is given.
+func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in CertExport) (*Exported, error) {
+	var out *Exported
+	err := e.run(ctx, tenant, "PCA_CERTIFICATE_EXPORT", func() (string, error) {
+		switch strings.ToUpper(in.Type) {
+		case "", "OTHER", "NGINX", "APACHE":
+		case "IIS", "TOMCAT":
+			return id, &Error{Kind: KindInvalid, Code: CodeExportRefused, Msg: in.Type + " export (PFX/JKS) is not offered; use OTHER, NGINX or APACHE (PEM)"}
+		default:
+			return id, pcaInvalid(CodeBadParameter, "type", in.Type, "must be OTHER, NGINX, APACHE, IIS or TOMCAT")
+		}
+		switch strings.ToLower(in.Compressed) {
+		case "", "false":
+		case "true":
+			return id, &Error{Kind: KindInvalid, Code: CodeExportRefused, Msg: "compressed (zip) export is not offered"}
+		default:
+			return id, pcaInvalid(CodeBadParameter, "is_compressed", in.Compressed, "must be \"true\" or \"false\"")
+		}
+		if in.Password != "" && (utf8.RuneCountInString(in.Password) < 6 || len(in.Password) > 64 || hasControl(in.Password)) {
+			return id, pcaInvalid(CodeBadParameter, "password", nil, "must be 6 to 64 printable characters")
+		}
+		_, c, err := e.getCert(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if _, err := CertTransition(CertOpExport, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		out = &Exported{Certificate: pemEncode("CERTIFICATE", c.Cert)}
+		if _, ic, err := e.getCA(ctx, tenant, c.IssuerID); err == nil {
+			above, err := e.chainAbove(ctx, tenant, ic)
+			if err != nil {
+				return id, err
+			}
+			out.Chain = pemEncode("CERTIFICATE", ic.Cert) + above
+		}
+		if strings.EqualFold(in.Type, "NGINX") {
+			out.Certificate += out.Chain
+		}
+		if len(c.WrappedKey) == 0 {
+			return id, nil
+		}
+		h, err := e.HSM()
+		if err != nil {
+			return id, err
+		}
+		pkcs8, err := h.Unwrap(ctx, leafWrapKeyID, c.WrappedKey, leafKeyAAD(tenant, id))
+		if err != nil {
+			return id, HSMError(err, "wrapping key")
+		}
+		defer clear(pkcs8)
+		if in.Password == "" {
+			out.PrivateKey = pemEncode("PRIVATE KEY", pkcs8)
+			return id, nil
+		}
+		enc, err := EncryptPKCS8(pkcs8, in.Password)
+		if err != nil {
+			return id, err
+		}
+		out.PrivateKey = string(enc)
+		return id, nil
+	})
+	return out, err
+}
+
+// RevokeCertificate revokes a private certificate and regenerates its
+// issuer's CRL.
+func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason string) error {
+	return e.run(ctx, tenant, "PCA_CERTIFICATE_REVOKE", func() (string, error) {
+		code, err := parseReason(reason)
+		if err != nil {
+			return id, err
+		}
+		_, c, err := e.getCert(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if _, err := CertTransition(CertOpRevoke, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		now := e.now()
+		if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
+			return id, err
+		}
+		for attempt := 0; ; attempt++ {
+			rec, c, err := e.getCert(ctx, tenant, id)
+			if err != nil {
+				return id, err
+			}
+			to, err := CertTransition(CertOpRevoke, c.effective(e.now()))
+			if err != nil {
+				return id, err
+			}
+			c.Status, c.RevokeReason, c.RevokeTime = to, reasonName(code), now.UnixMilli()
+			if rec.Data, err = json.Marshal(c); err != nil {
+				return id, err
+			}
+			rec.Fields = certFields(c)
+			err = e.store.Update(ctx, rec, store.WriteOpts{})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, store.ErrVersionConflict) || attempt >= 20 {
+				return id, storeErr(err, "certificate")
+			}
+			backoff(attempt)
+		}
+		return id, e.refreshCRL(ctx, tenant, c.IssuerID)
+	})
+}
+
+// DeleteCertificate deletes a private certificate record and gives back
+// its quota unit. A revoked certificate stays on its issuer's CRL.
+func (e *Engine) DeleteCertificate(ctx context.Context, tenant, id string) error {
+	return e.run(ctx, tenant, "PCA_CERTIFICATE_DELETE", func() (string, error) {
+		_, c, err := e.getCert(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if _, err := CertTransition(CertOpDelete, c.effective(e.now())); err != nil {
+			return id, err
+		}
+		err = e.store.Delete(ctx, kindPCACert, tenant, id, store.WriteOpts{
+			Quota: &store.Quota{Resource: QuotaPCACerts, Limit: e.QuotaLimit(QuotaPCACerts)}})
+		if errors.Is(err, store.ErrNotFound) {
+			return id, pcaNotFound("certificate", id)
+		}
+		return id, storeErr(err, "certificate")
+	})
+}
+
+// parseCerts reads a PEM bundle of certificates.
+func parseCerts(field, s string) ([]*x509.Certificate, error) {
+	rest := []byte(strings.ReplaceAll(s, `\n`, "\n"))
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, pcaInvalid(CodeBadCert, field, nil, "a certificate cannot be parsed: "+err.Error())
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, pcaInvalid(CodeBadCert, field, nil, "no PEM certificate found")
+	}
+	return out, nil
+}
+
+func parseOneCert(field, s string) (*x509.Certificate, error) {
+	certs, err := parseCerts(field, s)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) != 1 {
+		return nil, pcaInvalid(CodeBadCert, field, nil, "want exactly one certificate; put the issuers in certificate_chain")
+	}
+	return certs[0], nil
+}
+
