@@ -59,13 +59,13 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 			r := p.showCA(root)
 			assert.Equal(t, float64(7), r["path_length"], "a root is stored with path length 7 (unlimited)")
 			assert.Equal(t, "ACTIVED", r["status"])
-			assert.Equal(t, fullDN("Test Root"), r["distinguished_name"])
+			assert.Equal(t, pcaFullDN("Test Root"), r["distinguished_name"])
 
 			rootPEM, rootChain := p.exportCA(root)
 			subPEM, subChain := p.exportCA(sub)
 			assert.Empty(t, rootChain)
 			assert.Equal(t, rootPEM, subChain)
-			rootCert, subCert := parsePEMCert(t, rootPEM), parsePEMCert(t, subPEM)
+			rootCert, subCert := pcaParseCert(t, rootPEM), pcaParseCert(t, subPEM)
 			assert.True(t, rootCert.IsCA)
 			assert.Equal(t, -1, rootCert.MaxPathLen, "root: no pathLen constraint")
 			assert.Equal(t, 3, subCert.MaxPathLen)
@@ -88,7 +88,7 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 			ex = p.ok(p.do("POST", pcaCerts+"/"+leaf+"/export", map[string]any{"type": "OTHER", "is_compressed": "false", "password": password}), http.StatusOK)
 			leafPEM, leafChain, keyPEM := ex["certificate"].(string), ex["certificate_chain"].(string), ex["private_key"].(string)
 			assert.Equal(t, subPEM+rootPEM, leafChain)
-			leafCert := parsePEMCert(t, leafPEM)
+			leafCert := pcaParseCert(t, leafPEM)
 			assert.Equal(t, []string{"www.example.com"}, leafCert.DNSNames)
 			assert.Equal(t, "192.0.2.7", leafCert.IPAddresses[0].String())
 			assert.Equal(t, []string{"ops@example.com"}, leafCert.EmailAddresses)
@@ -104,22 +104,22 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 			_, err = leafCert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "www.example.com"})
 			require.NoError(t, err)
 			dir := t.TempDir()
-			rootF := writeFile(t, dir, "root.pem", []byte(rootPEM))
-			subF := writeFile(t, dir, "sub.pem", []byte(subPEM))
-			leafF := writeFile(t, dir, "leaf.pem", []byte(leafPEM))
-			out, err := openssl(t, "verify", "-CAfile", rootF, "-untrusted", subF, leafF)
+			rootF := pcaWriteFile(t, dir, "root.pem", []byte(rootPEM))
+			subF := pcaWriteFile(t, dir, "sub.pem", []byte(subPEM))
+			leafF := pcaWriteFile(t, dir, "leaf.pem", []byte(leafPEM))
+			out, err := pcaOpenSSL(t, "verify", "-CAfile", rootF, "-untrusted", subF, leafF)
 			require.NoError(t, err, out)
 			assert.Contains(t, out, "OK")
 
 			// The password-protected key opens with OpenSSL and is the
 			// certificate's key.
-			keyF := writeFile(t, dir, "key.pem", []byte(keyPEM))
-			out, err = openssl(t, "pkey", "-in", keyF, "-passin", "pass:"+password, "-pubout")
+			keyF := pcaWriteFile(t, dir, "key.pem", []byte(keyPEM))
+			out, err = pcaOpenSSL(t, "pkey", "-in", keyF, "-passin", "pass:"+password, "-pubout")
 			require.NoError(t, err, out)
 			spki, err := x509.MarshalPKIXPublicKey(leafCert.PublicKey)
 			require.NoError(t, err)
 			assert.Equal(t, strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}))), out)
-			out, err = openssl(t, "pkey", "-in", keyF, "-passin", "pass:wrong password", "-noout")
+			out, err = pcaOpenSSL(t, "pkey", "-in", keyF, "-passin", "pass:wrong password", "-noout")
 			assert.Error(t, err, "a wrong password must not open the key: %s", out)
 			// Without a password: plain PKCS#8 that Go reads.
 			ex = p.ok(p.do("POST", pcaCerts+"/"+leaf+"/export", map[string]any{"type": "APACHE"}), http.StatusOK)
@@ -132,26 +132,26 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 
 			// Revocation: the serial is on the next CRL, with its reason,
 			// and the CRL number grows.
-			crl1 := fetchCRL(t, p, sub)
+			crl1 := pcaFetchCRL(t, p, sub)
 			p.ok(p.do("POST", pcaCerts+"/"+leaf+"/revoke", map[string]any{"reason": "KEY_COMPROMISE"}), http.StatusNoContent)
 			pcaFail(t, p.do("POST", pcaCerts+"/"+leaf+"/revoke", map[string]any{"reason": "KEY_COMPROMISE"}), http.StatusBadRequest, "PCA.00020302")
-			crl2 := fetchCRL(t, p, sub)
+			crl2 := pcaFetchCRL(t, p, sub)
 			require.NoError(t, crl2.CheckSignatureFrom(subCert))
 			assert.Equal(t, 1, crl2.Number.Cmp(crl1.Number), "CRL number grows: %v -> %v", crl1.Number, crl2.Number)
 			require.Len(t, crl2.RevokedCertificateEntries, 1)
 			assert.Equal(t, 0, crl2.RevokedCertificateEntries[0].SerialNumber.Cmp(leafCert.SerialNumber))
 			assert.Equal(t, 1, crl2.RevokedCertificateEntries[0].ReasonCode)
 			assert.WithinDuration(t, crl2.ThisUpdate.Add(7*24*time.Hour), crl2.NextUpdate, time.Second)
-			crlF := writeFile(t, dir, "sub.crl", crl2.Raw)
-			out, err = openssl(t, "crl", "-inform", "DER", "-in", crlF, "-CAfile", subF, "-noout")
+			crlF := pcaWriteFile(t, dir, "sub.crl", crl2.Raw)
+			out, err = pcaOpenSSL(t, "crl", "-inform", "DER", "-in", crlF, "-CAfile", subF, "-noout")
 			require.NoError(t, err, out)
 			assert.Contains(t, out, "verify OK")
-			out, err = openssl(t, "crl", "-inform", "DER", "-in", crlF, "-noout", "-text")
+			out, err = pcaOpenSSL(t, "crl", "-inform", "DER", "-in", crlF, "-noout", "-text")
 			require.NoError(t, err, out)
 			assert.Contains(t, strings.ToUpper(out), strings.ToUpper(leafCert.SerialNumber.Text(16)))
 			assert.Contains(t, out, "Key Compromise")
 			// OpenSSL refuses the leaf once the CRL is checked.
-			out, err = openssl(t, "verify", "-crl_check", "-CAfile", rootF, "-untrusted", subF, "-CRLfile", crlF, leafF)
+			out, err = pcaOpenSSL(t, "verify", "-crl_check", "-CAfile", rootF, "-untrusted", subF, "-CRLfile", crlF, leafF)
 			assert.Error(t, err, out)
 			assert.Contains(t, out, "revoked")
 
@@ -164,7 +164,7 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 			p.ok(p.do("POST", pcaCAs+"/"+sub+"/crl/disable", nil), http.StatusNoContent)
 			pcaFail(t, p.Do("GET", pcaCAs+"/"+sub+"/crl", "", nil), http.StatusBadRequest, "PCA.00020308")
 			p.ok(p.do("POST", pcaCAs+"/"+sub+"/crl/enable", map[string]any{"valid_days": 10}), http.StatusNoContent)
-			crl3 := fetchCRL(t, p, sub)
+			crl3 := pcaFetchCRL(t, p, sub)
 			assert.Equal(t, 1, crl3.Number.Cmp(crl2.Number))
 			require.Len(t, crl3.RevokedCertificateEntries, 1)
 			assert.WithinDuration(t, crl3.ThisUpdate.Add(10*24*time.Hour), crl3.NextUpdate, time.Second)
@@ -172,8 +172,8 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 	}
 }
 
-// fetchCRL reads a CA's CRL without a credential, as relying parties do.
-func fetchCRL(t *testing.T, p *pcaEnv, ca string) *x509.RevocationList {
+// pcaFetchCRL reads a CA's CRL without a credential, as relying parties do.
+func pcaFetchCRL(t *testing.T, p *pcaEnv, ca string) *x509.RevocationList {
 	t.Helper()
 	r := p.Do("GET", pcaCAs+"/"+ca+"/crl", "", nil)
 	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)

@@ -49,17 +49,17 @@ func (p *pcaEnv) ok(r *apitest.Response, status int) map[string]any {
 	return r.Map(p.t)
 }
 
-func fullDN(cn string) map[string]any {
+func pcaFullDN(cn string) map[string]any {
 	return map[string]any{"common_name": cn, "country": "DE", "state": "Berlin", "locality": "Berlin",
 		"organization": "hsmca tests", "organizational_unit": "PKI"}
 }
 
-func years(n int) map[string]any { return map[string]any{"type": "YEAR", "value": n} }
+func pcaYears(n int) map[string]any { return map[string]any{"type": "YEAR", "value": n} }
 
 func (p *pcaEnv) createRoot(cn string, extra ...map[string]any) string {
 	p.t.Helper()
-	body := map[string]any{"type": "ROOT", "distinguished_name": fullDN(cn), "key_algorithm": "EC256",
-		"signature_algorithm": "SHA256", "validity": years(10)}
+	body := map[string]any{"type": "ROOT", "distinguished_name": pcaFullDN(cn), "key_algorithm": "EC256",
+		"signature_algorithm": "SHA256", "validity": pcaYears(10)}
 	for _, e := range extra {
 		for k, v := range e {
 			body[k] = v
@@ -72,7 +72,7 @@ func (p *pcaEnv) createRoot(cn string, extra ...map[string]any) string {
 // createPending makes a PENDING subordinate (no issuer given).
 func (p *pcaEnv) createPending(cn string, extra ...map[string]any) string {
 	p.t.Helper()
-	body := map[string]any{"type": "SUBORDINATE", "distinguished_name": fullDN(cn), "key_algorithm": "EC256"}
+	body := map[string]any{"type": "SUBORDINATE", "distinguished_name": pcaFullDN(cn), "key_algorithm": "EC256"}
 	for _, e := range extra {
 		for k, v := range e {
 			body[k] = v
@@ -86,7 +86,7 @@ func (p *pcaEnv) createPending(cn string, extra ...map[string]any) string {
 func (p *pcaEnv) createSub(cn, issuer string, pathLen int, extra ...map[string]any) string {
 	p.t.Helper()
 	return p.createPending(cn, append([]map[string]any{{"issuer_id": issuer, "signature_algorithm": "SHA256",
-		"validity": years(5), "path_length": pathLen}}, extra...)...)
+		"validity": pcaYears(5), "path_length": pathLen}}, extra...)...)
 }
 
 func (p *pcaEnv) showCA(id string) map[string]any {
@@ -97,7 +97,7 @@ func (p *pcaEnv) showCA(id string) map[string]any {
 func (p *pcaEnv) issueLeaf(issuer, cn string, extra ...map[string]any) string {
 	p.t.Helper()
 	body := map[string]any{"issuer_id": issuer, "distinguished_name": map[string]any{"common_name": cn},
-		"validity": map[string]any{"type": "DAY", "value": 30},
+		"validity":                  map[string]any{"type": "DAY", "value": 30},
 		"subject_alternative_names": []map[string]any{{"type": "DNS", "value": cn}}}
 	for _, e := range extra {
 		for k, v := range e {
@@ -127,7 +127,7 @@ func pcaFail(t *testing.T, r *apitest.Response, status int, code string) string 
 	return msg
 }
 
-func parsePEMCert(t *testing.T, s string) *x509.Certificate {
+func pcaParseCert(t *testing.T, s string) *x509.Certificate {
 	t.Helper()
 	b, _ := pem.Decode([]byte(s))
 	require.NotNil(t, b, "no PEM in %q", s)
@@ -136,7 +136,7 @@ func parsePEMCert(t *testing.T, s string) *x509.Certificate {
 	return c
 }
 
-func writeFile(t *testing.T, dir, name string, data []byte) string {
+func pcaWriteFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(p, data, 0o600))
@@ -144,7 +144,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 }
 
 // openssl runs the openssl binary and returns its combined output.
-func openssl(t *testing.T, args ...string) (string, error) {
+func pcaOpenSSL(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatalf("openssl is required for this test: %v", err)

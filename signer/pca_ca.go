@@ -718,7 +718,7 @@ func (e *Engine) CACSR(ctx context.Context, tenant, id string) (string, error) {
 		if _, err := CATransition(CAOpCSR, c.effective(e.now())); err != nil {
 			return id, err
 		}
-		out = pemEncode("CERTIFICATE REQUEST", c.CSR)
+		out = pcaPEM("CERTIFICATE REQUEST", c.CSR)
 		return id, nil
 	})
 	return out, err
@@ -825,7 +825,7 @@ func (e *Engine) ExportCA(ctx context.Context, tenant, id string) (string, strin
 		if _, err := CATransition(CAOpExport, c.effective(e.now())); err != nil {
 			return id, err
 		}
-		cert = pemEncode("CERTIFICATE", c.Cert)
+		cert = pcaPEM("CERTIFICATE", c.Cert)
 		chain, err = e.chainAbove(ctx, tenant, c)
 		return id, err
 	})
@@ -839,7 +839,7 @@ func (e *Engine) chainAbove(ctx context.Context, tenant string, c *caRecord) (st
 	for depth := 0; depth < 16; depth++ {
 		if c.GenMode == GenModeImport {
 			for _, der := range c.ExtChain {
-				b.WriteString(pemEncode("CERTIFICATE", der))
+				b.WriteString(pcaPEM("CERTIFICATE", der))
 			}
 			break
 		}
@@ -853,7 +853,7 @@ func (e *Engine) chainAbove(ctx context.Context, tenant string, c *caRecord) (st
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(pemEncode("CERTIFICATE", parent.Cert))
+		b.WriteString(pcaPEM("CERTIFICATE", parent.Cert))
 		c = parent
 	}
 	return b.String(), nil

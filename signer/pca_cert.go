@@ -342,7 +342,7 @@ func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo,
 		}
 		family := strings.TrimRight(alg, "0123456789")
 		out = &CSRInfo{KeyAlgorithm: family, KeyLength: bits, SignatureAlgorithm: hashOf(csr.SignatureAlgorithm),
-			PublicKeyPEM: pemEncode("PUBLIC KEY", spki), DN: dnFromPKIX(csr.Subject)}
+			PublicKeyPEM: pcaPEM("PUBLIC KEY", spki), DN: dnFromPKIX(csr.Subject)}
 		if family == "ED" || alg == "ED25519" {
 			out.KeyAlgorithm, out.SignatureAlgorithm = "ED25519", "ED25519"
 		}
@@ -772,13 +772,13 @@ func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in Ce
 		if _, err := CertTransition(CertOpExport, c.effective(e.now())); err != nil {
 			return id, err
 		}
-		out = &Exported{Certificate: pemEncode("CERTIFICATE", c.Cert)}
+		out = &Exported{Certificate: pcaPEM("CERTIFICATE", c.Cert)}
 		if _, ic, err := e.getCA(ctx, tenant, c.IssuerID); err == nil {
 			above, err := e.chainAbove(ctx, tenant, ic)
 			if err != nil {
 				return id, err
 			}
-			out.Chain = pemEncode("CERTIFICATE", ic.Cert) + above
+			out.Chain = pcaPEM("CERTIFICATE", ic.Cert) + above
 		}
 		if strings.EqualFold(in.Type, "NGINX") {
 			out.Certificate += out.Chain
@@ -796,7 +796,7 @@ func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in Ce
 		}
 		defer clear(pkcs8)
 		if in.Password == "" {
-			out.PrivateKey = pemEncode("PRIVATE KEY", pkcs8)
+			out.PrivateKey = pcaPEM("PRIVATE KEY", pkcs8)
 			return id, nil
 		}
 		enc, err := EncryptPKCS8(pkcs8, in.Password)
@@ -910,4 +910,3 @@ func parseOneCert(field, s string) (*x509.Certificate, error) {
 	}
 	return certs[0], nil
 }
-

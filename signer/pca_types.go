@@ -266,7 +266,7 @@ func checkPathLength(field string, child int, issuer int) error {
 	}
 	if issuer <= 0 {
 		return &Error{Kind: KindInvalid, Code: CodePathLength,
-			Msg: "the issuer has path length 0 and may issue only end-entity certificates",
+			Msg:    "the issuer has path length 0 and may issue only end-entity certificates",
 			Fields: []FieldError{{Field: field, Value: child, Msg: "issuer allows no subordinate CA", Location: "body"}}}
 	}
 	if child >= issuer {

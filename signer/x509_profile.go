@@ -95,6 +95,6 @@ func signCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, s cry
 	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, s)
 }
 
-func pemEncode(typ string, der []byte) string {
+func pcaPEM(typ string, der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 }
