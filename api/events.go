@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -12,33 +13,47 @@ func (s *server) mountEvents() {
 	s.handle(native, "GET", "/v1/events", Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleAuditor}}, s.listEvents)
 }
 
-// listEvents serves GET /v1/events for the caller's tenant.
+// listEvents serves GET /v1/events for the caller's tenant, oldest first:
+// ?since (RFC 3339) &operation (exact, or a prefix ending in *) &outcome
+// (SUCCESS|FAIL) &limit (1..1000, 100) &cursor. A filtered page may hold
+// fewer events than limit when the scan budget ran out first; nextCursor
+// then continues it, and is absent only at the end of the log.
 func (s *server) listEvents(c *gin.Context) {
-	var after uint64
-	if v := c.Query("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
+	q := signer.EventQuery{Operation: c.Query("operation"), Outcome: c.Query("outcome"), Cursor: c.Query("cursor")}
+	if v := c.Query("after"); v != "" && q.Cursor == "" {
+		// after=<seq> predates cursors and means the same.
+		if _, err := strconv.ParseUint(v, 10, 64); err != nil {
 			nativeError(c, queryInvalid("after", v, "must be a non-negative integer"))
 			return
 		}
-		after = n
+		q.Cursor = v
 	}
-	limit := 100
+	if v := c.Query("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			nativeError(c, queryInvalid("since", v, "must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z"))
+			return
+		}
+		q.Since = t
+	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
 			nativeError(c, queryInvalid("limit", v, "must be an integer from 1 to 1000"))
 			return
 		}
-		limit = n
+		q.Limit = n
 	}
-	caller := signer.CallerFrom(c.Request.Context())
-	evs, err := s.eng.ListEvents(c.Request.Context(), caller.Tenant, after, limit)
+	page, err := s.eng.QueryEvents(c.Request.Context(), callerTenant(c), q)
 	if err != nil {
 		nativeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"data": evs})
+	body := gin.H{"data": page.Events}
+	if page.NextCursor != "" {
+		body["nextCursor"] = page.NextCursor
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 func queryInvalid(param, value, msg string) error {

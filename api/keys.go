@@ -1,4 +1,182 @@
 package api
 
-// mountKeys mounts hsmca's own keys API (family 5).
-func (s *server) mountKeys() {}
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// mountKeys mounts hsmca's own keys API (family 5). admin manages keys;
+// signer uses them; auditor may read them (public material only).
+func (s *server) mountKeys() {
+	manage := Access{TenantRoles: []string{signer.RoleAdmin}}
+	use := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner}}
+	read := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner, signer.RoleAuditor}}
+	s.handle(native, "POST", "/v1/keys", manage, s.createKey)
+	s.handle(native, "GET", "/v1/keys", read, s.listKeys)
+	s.handle(native, "GET", "/v1/keys/:id", read, s.getKey)
+	s.handle(native, "POST", "/v1/keys/:id/sign", use, s.signWithKey)
+	s.handle(native, "POST", "/v1/keys/:id/verify", use, s.verifyWithKey)
+	s.handle(native, "POST", "/v1/keys/:id/disable", manage, s.setKeyState(false))
+	s.handle(native, "POST", "/v1/keys/:id/enable", manage, s.setKeyState(true))
+	s.handle(native, "DELETE", "/v1/keys/:id", manage, s.deleteKey)
+}
+
+type keyCreateRequest struct {
+	Algorithm string `json:"algorithm"`
+	Label     string `json:"label"`
+}
+
+type keyView struct {
+	ID                string         `json:"id"`
+	Label             string         `json:"label,omitempty"`
+	Algorithm         string         `json:"algorithm"`
+	State             string         `json:"state"`
+	Owner             string         `json:"owner"`
+	Created           time.Time      `json:"created"`
+	PublicKeyPEM      string         `json:"publicKeyPem"`
+	PublicKeyJWK      map[string]any `json:"publicKeyJwk"`
+	SigningAlgorithms []string       `json:"signingAlgorithms"`
+}
+
+func viewKey(k *signer.Key) keyView {
+	return keyView{ID: k.ID, Label: k.Label, Algorithm: k.Algorithm, State: k.State, Owner: k.Owner,
+		Created: k.Created, PublicKeyPEM: k.PublicKeyPEM, PublicKeyJWK: k.PublicKeyJWK,
+		SigningAlgorithms: k.SigningAlgorithms}
+}
+
+// signRequest is the body of sign and verify. Pointers tell an absent
+// field from an empty one.
+type signRequest struct {
+	Algorithm string  `json:"algorithm"`
+	Digest    *string `json:"digest"`
+	Message   *string `json:"message"`
+	Format    string  `json:"format"`
+	Signature *string `json:"signature"`
+}
+
+func (r *signRequest) input() signer.SignInput {
+	return signer.SignInput{Algorithm: r.Algorithm, Digest: r.Digest, Message: r.Message,
+		Format: r.Format, Signature: r.Signature}
+}
+
+func (s *server) createKey(c *gin.Context) {
+	var req keyCreateRequest
+	if err := decodeBody(c, &req, true); err != nil {
+		nativeBodyError(c, err)
+		return
+	}
+	if req.Algorithm == "" {
+		nativeError(c, signer.Invalid("algorithm", nil, "is required"))
+		return
+	}
+	k, err := s.eng.CreateKey(c.Request.Context(), callerTenant(c), req.Algorithm, req.Label)
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.Header("Location", "/v1/keys/"+k.ID)
+	c.JSON(http.StatusCreated, viewKey(k))
+}
+
+func (s *server) listKeys(c *gin.Context) {
+	limit := 0
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			nativeError(c, queryInvalid("limit", v, "must be an integer from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	page, err := s.eng.ListKeys(c.Request.Context(), callerTenant(c), limit, c.Query("cursor"))
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	out := make([]keyView, 0, len(page.Keys))
+	for i := range page.Keys {
+		out = append(out, viewKey(&page.Keys[i]))
+	}
+	body := gin.H{"data": out}
+	if page.NextCursor != "" {
+		body["nextCursor"] = page.NextCursor
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+func (s *server) getKey(c *gin.Context) {
+	k, err := s.eng.GetKey(c.Request.Context(), callerTenant(c), c.Param("id"))
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewKey(k))
+}
+
+func (s *server) signWithKey(c *gin.Context) {
+	var req signRequest
+	if err := decodeBody(c, &req, true); err != nil {
+		nativeBodyError(c, err)
+		return
+	}
+	if req.Signature != nil {
+		nativeError(c, signer.Invalid("signature", nil, "is for verify, not sign"))
+		return
+	}
+	sig, err := s.eng.Sign(c.Request.Context(), callerTenant(c), c.Param("id"), req.input())
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	body := gin.H{"keyId": sig.KeyID, "algorithm": sig.Algorithm,
+		"signature": base64.StdEncoding.EncodeToString(sig.Value)}
+	if sig.Format != "" {
+		body["format"] = sig.Format
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+func (s *server) verifyWithKey(c *gin.Context) {
+	var req signRequest
+	if err := decodeBody(c, &req, true); err != nil {
+		nativeBodyError(c, err)
+		return
+	}
+	id := c.Param("id")
+	ok, alg, err := s.eng.Verify(c.Request.Context(), callerTenant(c), id, req.input())
+	if err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"keyId": id, "algorithm": alg, "valid": ok})
+}
+
+func (s *server) setKeyState(enabled bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		k, err := s.eng.SetKeyEnabled(c.Request.Context(), callerTenant(c), c.Param("id"), enabled)
+		if err != nil {
+			nativeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, viewKey(k))
+	}
+}
+
+func (s *server) deleteKey(c *gin.Context) {
+	if err := s.eng.DeleteKey(c.Request.Context(), callerTenant(c), c.Param("id")); err != nil {
+		nativeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// callerTenant is the tenant of the authenticated token; the routes of
+// this file admit tenant roles only, so it is never empty.
+func callerTenant(c *gin.Context) string {
+	return signer.CallerFrom(c.Request.Context()).Tenant
+}

@@ -853,6 +853,32 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 	return out, nil
 }
 
+// EventHead returns the sequence number and hash of the newest event of
+// a tenant's chain (0 and "" before the first). The verifier compares it
+// with the last record it read, which exposes a deletion at the end.
+func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, error) {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return 0, "", err
+	}
+	var h head
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant, false)
+		if err != nil || tb == nil {
+			return err
+		}
+		if v := tb.Get(kHead); v != nil {
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("bolt store: corrupt event head: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	return h.Seq, h.Hash, nil
+}
+
 // EventTenants lists the tenants that have at least one event.
 func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 	out := []string{}

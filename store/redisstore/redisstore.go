@@ -757,6 +757,27 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 	return out, nil
 }
 
+// EventHead returns the sequence number and hash of the newest event of
+// a tenant's chain (0 and "" before the first). The verifier compares it
+// with the last record it read, which exposes a deletion at the end.
+func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, error) {
+	if err := storekit.CheckName("tenant", tenant); err != nil {
+		return 0, "", err
+	}
+	b, err := s.rdb.Get(ctx, s.headKey(tenant)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", wrap(err)
+	}
+	var h head
+	if err := json.Unmarshal(b, &h); err != nil {
+		return 0, "", fmt.Errorf("redis store: corrupt event head: %w", err)
+	}
+	return h.Seq, h.Hash, nil
+}
+
 // EventTenants lists the tenants that have at least one event.
 func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 	tenants, err := s.rdb.SMembers(ctx, s.eventTenantsKey()).Result()
