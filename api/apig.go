@@ -1,4 +1,371 @@
 package api
 
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
 // mountAPIG mounts Huawei APIG v2 SSL certificates (family 3).
-func (s *server) mountAPIG() {}
+func (s *server) mountAPIG() {
+	a := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleCAOperator}}
+	const base = "/v2/:project_id/apigw/certificates"
+	s.handle(apig, "POST", base, a, apigProject, s.createAPIGCert)
+	s.handle(apig, "GET", base, a, apigProject, s.listAPIGCerts)
+	s.handle(apig, "GET", base+"/:certificate_id", a, apigProject, s.showAPIGCert)
+	s.handle(apig, "PUT", base+"/:certificate_id", a, apigProject, s.updateAPIGCert)
+	s.handle(apig, "DELETE", base+"/:certificate_id", a, apigProject, s.deleteAPIGCert)
+}
+
+// apigProject refuses a project_id other than the caller's tenant. It is
+// a 403 (not the 404 of another tenant's resource) because the public
+// service answers so and the id names the caller's own scope.
+func apigProject(c *gin.Context) {
+	if c.Param("project_id") != signer.CallerFrom(c.Request.Context()).Tenant {
+		apigError(c, &signer.Error{Kind: signer.KindForbidden, Code: "APIG.1005",
+			Msg: "No permissions to request this method: project_id is not the project of this credential"})
+		return
+	}
+	c.Next()
+}
+
+// apigCertView is the full certificate object, fields in the public
+// service's order.
+type apigCertView struct {
+	ID                 string   `json:"id"`
+	Name               string   `json:"name"`
+	Type               string   `json:"type"`
+	InstanceID         string   `json:"instance_id"`
+	ProjectID          string   `json:"project_id"`
+	CommonName         string   `json:"common_name"`
+	SAN                []string `json:"san"`
+	NotAfter           string   `json:"not_after"`
+	SignatureAlgorithm string   `json:"signature_algorithm"`
+	CreateTime         string   `json:"create_time"`
+	UpdateTime         string   `json:"update_time"`
+	IsHasTrustedRootCA bool     `json:"is_has_trusted_root_ca"`
+	Version            int      `json:"version"`
+	Organization       []string `json:"organization"`
+	OrganizationalUnit []string `json:"organizational_unit"`
+	Locality           []string `json:"locality"`
+	State              []string `json:"state"`
+	Country            []string `json:"country"`
+	NotBefore          string   `json:"not_before"`
+	SerialNumber       string   `json:"serial_number"`
+	Issuer             []string `json:"issuer"`
+}
+
+// apigCertItem is a list item: the short form.
+type apigCertItem struct {
+	ID                 string   `json:"id"`
+	Name               string   `json:"name"`
+	Type               string   `json:"type"`
+	InstanceID         string   `json:"instance_id"`
+	ProjectID          string   `json:"project_id"`
+	CommonName         string   `json:"common_name"`
+	SAN                []string `json:"san"`
+	NotAfter           string   `json:"not_after"`
+	SignatureAlgorithm string   `json:"signature_algorithm"`
+	CreateTime         string   `json:"create_time"`
+	UpdateTime         string   `json:"update_time"`
+	IsHasTrustedRootCA bool     `json:"is_has_trusted_root_ca"`
+}
+
+func apigTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func toAPIGItem(v *signer.APIGCertificate) apigCertItem {
+	return apigCertItem{ID: v.ID, Name: v.Name, Type: v.Type, InstanceID: v.InstanceID, ProjectID: v.ProjectID,
+		CommonName: v.CommonName, SAN: v.SAN, NotAfter: apigTime(v.NotAfter), SignatureAlgorithm: v.SignatureAlgorithm,
+		CreateTime: apigTime(v.Created), UpdateTime: apigTime(v.Updated), IsHasTrustedRootCA: v.HasTrustedRootCA}
+}
+
+func toAPIGView(v *signer.APIGCertificate) apigCertView {
+	i := toAPIGItem(v)
+	return apigCertView{ID: i.ID, Name: i.Name, Type: i.Type, InstanceID: i.InstanceID, ProjectID: i.ProjectID,
+		CommonName: i.CommonName, SAN: i.SAN, NotAfter: i.NotAfter, SignatureAlgorithm: i.SignatureAlgorithm,
+		CreateTime: i.CreateTime, UpdateTime: i.UpdateTime, IsHasTrustedRootCA: i.IsHasTrustedRootCA,
+		Version: v.Version, Organization: v.Organization, OrganizationalUnit: v.OrganizationalUnit,
+		Locality: v.Locality, State: v.State, Country: v.Country, NotBefore: apigTime(v.NotBefore),
+		SerialNumber: v.SerialNumber, Issuer: v.Issuer}
+}
+
+func apigBadValue(field, msg string) error {
+	return &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeBadValue, Msg: field + ": " + msg}
+}
+
+// apigBody reads a create or replace body. The body holds a private key,
+// so it is read into buffers this function owns and clears, and the key
+// is unquoted into a byte slice (never a string) that the engine clears.
+// Unknown fields are refused.
+func apigBody(c *gin.Context) (signer.APIGCertInput, error) {
+	var in signer.APIGCertInput
+	body, err := readOwned(c.Request.Body, c.Request.ContentLength)
+	defer clear(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return in, errBodyTooLarge
+		}
+		return in, apigBadValue("body", "could not be read")
+	}
+	if len(body) == 0 {
+		return in, &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeMissing, Msg: "request body is required"}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		// The decoder's message may quote a character of the body.
+		return in, apigBadValue("body", "must be a JSON object")
+	}
+	defer func() {
+		for _, v := range fields {
+			clear(v)
+		}
+	}()
+	str := func(name string, dst *string) error {
+		raw, ok := fields[name]
+		if !ok {
+			return nil
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return apigBadValue(name, "must be a string")
+		}
+		return nil
+	}
+	for name := range fields {
+		switch name {
+		case "name", "cert_content", "private_key", "type", "instance_id", "trusted_root_ca":
+		default:
+			return in, apigBadValue(name, "unknown parameter")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"name", &in.Name}, {"cert_content", &in.CertContent}, {"type", &in.Type},
+		{"instance_id", &in.InstanceID}, {"trusted_root_ca", &in.TrustedRootCA}} {
+		if err := str(f.name, f.dst); err != nil {
+			return in, err
+		}
+	}
+	if raw, ok := fields["private_key"]; ok {
+		key, err := unquoteJSONBytes(raw)
+		if err != nil {
+			return in, apigBadValue("private_key", "must be a string")
+		}
+		in.PrivateKey = key
+	}
+	return in, nil
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// readOwned reads r whole into a buffer it grows itself, clearing each
+// buffer it outgrows.
+func readOwned(r io.Reader, hint int64) ([]byte, error) {
+	size := 4096
+	if hint > 0 && hint < 1<<24 {
+		size = int(hint) + 1
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			nb := make([]byte, len(buf), 2*cap(buf))
+			copy(nb, buf)
+			clear(buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// unquoteJSONBytes decodes a JSON string literal (already validated by the
+// JSON decoder) into a new byte slice. null gives nil.
+func unquoteJSONBytes(raw []byte) ([]byte, error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, errors.New("not a JSON string")
+	}
+	s := raw[1 : len(raw)-1]
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(s) {
+			clear(out)
+			return nil, errors.New("bad escape")
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			out = append(out, s[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, n := hex4(s[i+1:])
+			if n < 0 {
+				clear(out)
+				return nil, errors.New("bad escape")
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					if v, m := hex4(s[i+3:]); m >= 0 {
+						r2 = v
+					}
+				}
+				if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+					r = d
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			clear(out)
+			return nil, errors.New("bad escape")
+		}
+	}
+	return out, nil
+}
+
+func hex4(b []byte) (rune, int) {
+	if len(b) < 4 {
+		return 0, -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, -1
+		}
+	}
+	return r, 4
+}
+
+func apigBodyError(c *gin.Context, err error) {
+	if errors.Is(err, errBodyTooLarge) {
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: signer.APIGCodeBadValue, Msg: "request body too large"})
+		return
+	}
+	apigError(c, err)
+}
+
+func (s *server) createAPIGCert(c *gin.Context) {
+	in, err := apigBody(c)
+	if err != nil {
+		clear(in.PrivateKey)
+		apigBodyError(c, err)
+		return
+	}
+	v, err := s.eng.CreateAPIGCertificate(c.Request.Context(), c.Param("project_id"), in)
+	if err != nil {
+		apigError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toAPIGView(v))
+}
+
+func (s *server) updateAPIGCert(c *gin.Context) {
+	in, err := apigBody(c)
+	if err != nil {
+		clear(in.PrivateKey)
+		apigBodyError(c, err)
+		return
+	}
+	v, err := s.eng.UpdateAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"), in)
+	if err != nil {
+		apigError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toAPIGView(v))
+}
+
+func (s *server) showAPIGCert(c *gin.Context) {
+	v, err := s.eng.GetAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"))
+	if err != nil {
+		apigError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toAPIGView(v))
+}
+
+func (s *server) deleteAPIGCert(c *gin.Context) {
+	if err := s.eng.DeleteAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id")); err != nil {
+		apigError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// listAPIGCerts serves the list. A limit outside 1..500 is clamped, as the
+// public service does; one that is not a number is refused.
+func (s *server) listAPIGCerts(c *gin.Context) {
+	q := signer.APIGCertQuery{Name: c.Query("name"), CommonName: c.Query("common_name"),
+		SignatureAlgorithm: c.Query("signature_algorithm"), Type: c.Query("type"), InstanceID: c.Query("instance_id")}
+	if v := c.Query("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			apigError(c, apigBadValue("offset", "must be a non-negative integer"))
+			return
+		}
+		q.Offset = n
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			apigError(c, apigBadValue("limit", "must be an integer"))
+			return
+		}
+		if n < 1 {
+			n = 1
+		}
+		q.Limit = n
+	}
+	certs, total, err := s.eng.ListAPIGCertificates(c.Request.Context(), c.Param("project_id"), q)
+	if err != nil {
+		apigError(c, err)
+		return
+	}
+	items := make([]apigCertItem, 0, len(certs))
+	for i := range certs {
+		items = append(items, toAPIGItem(&certs[i]))
+	}
+	c.JSON(http.StatusOK, gin.H{"size": len(items), "total": total, "certs": items})
+}

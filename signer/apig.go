@@ -1,0 +1,796 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/store"
+)
+
+// SSL certificates of API family 3 (Huawei APIG v2). A certificate is
+// imported with its private key; the key goes into the HSM as a
+// sensitive, non-extractable object and the record (kind
+// KindAPIGCertificate) owns it by the key-owner conventions, so the keys
+// API can sign with it under the certificate's id. The record keeps the
+// certificates (DER), never the key.
+
+// APIG error codes (API.md, family 3).
+const (
+	APIGCodeMissing      = "APIG.2001"
+	APIGCodeBadValue     = "APIG.2012"
+	APIGCodeKeyMismatch  = "APIG.2101"
+	APIGCodeExpired      = "APIG.2102"
+	APIGCodeChain        = "APIG.2104"
+	APIGCodeEncryptedKey = "APIG.2105"
+	APIGCodeUnparseable  = "APIG.2106"
+	APIGCodeNoSAN        = "APIG.2109"
+	APIGCodeNotFound     = "APIG.3021"
+	APIGCodeNameTaken    = "APIG.3325"
+	APIGCodeConcurrent   = "APIG.3000"
+)
+
+// Certificate scopes.
+const (
+	APIGTypeGlobal   = "global"
+	APIGTypeInstance = "instance"
+	// APIGCommonInstance is the instance_id of a global certificate.
+	APIGCommonInstance = "common"
+)
+
+// APIG list limits.
+const (
+	APIGDefaultLimit = 20
+	APIGMaxLimit     = 500
+)
+
+// minRSABits refuses keys too weak to protect anything.
+const minRSABits = 2048
+
+// APIGCertInput is the body of a create or a full replace.
+type APIGCertInput struct {
+	Name        string
+	CertContent string
+	// PrivateKey is unencrypted PEM (PKCS#1, PKCS#8 or SEC1). The engine
+	// owns it once called and clears it before returning.
+	PrivateKey    []byte
+	Type          string
+	InstanceID    string
+	TrustedRootCA string
+}
+
+// APIGCertificate is an imported certificate as the API shows it, derived
+// from the stored leaf certificate.
+type APIGCertificate struct {
+	ID                 string
+	Name               string
+	Type               string
+	InstanceID         string
+	ProjectID          string
+	CommonName         string
+	SAN                []string // DNS names, then IP addresses
+	NotBefore          time.Time
+	NotAfter           time.Time
+	SignatureAlgorithm string // Go's name, e.g. SHA256-RSA
+	Created            time.Time
+	Updated            time.Time
+	HasTrustedRootCA   bool
+	Version            int // X.509 version
+	Organization       []string
+	OrganizationalUnit []string
+	Locality           []string
+	State              []string
+	Country            []string
+	SerialNumber       string // decimal
+	Issuer             []string
+	KeyAlgorithm       string
+}
+
+// APIGCertQuery selects a page of certificates.
+type APIGCertQuery struct {
+	Offset             int
+	Limit              int // clamped to 1..APIGMaxLimit; 0 means the default
+	Name               string
+	CommonName         string
+	SignatureAlgorithm string
+	Type               string
+	InstanceID         string
+}
+
+// apigCertData is the stored document: certificates only.
+type apigCertData struct {
+	Name          string   `json:"name"`
+	Type          string   `json:"type"`
+	InstanceID    string   `json:"instanceId"`
+	Chain         [][]byte `json:"chain"` // DER, leaf first, as sent
+	TrustedRootCA [][]byte `json:"trustedRootCa,omitempty"`
+}
+
+// apigChecked is an input that passed every check.
+type apigChecked struct {
+	data apigCertData
+	leaf *x509.Certificate
+	key  crypto.PrivateKey
+	alg  string
+}
+
+func apigErr(kind Kind, code, format string, args ...any) *Error {
+	e := E(kind, format, args...)
+	e.Code = code
+	return e
+}
+
+func apigInvalid(code, field string, value any, msg string) *Error {
+	e := Invalid(field, value, msg)
+	e.Code = code
+	return e
+}
+
+// ValidAPIGCertID reports whether id can name a certificate: 32 lowercase
+// hex digits.
+func ValidAPIGCertID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func validAPIGName(s string) bool {
+	if len(s) < 4 || len(s) > 50 {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return false
+		}
+		if !letter && !(c >= '0' && c <= '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// Gateway ids are not known to hsmca (it runs no gateways), so any id of a
+// sane shape is accepted.
+func validInstanceID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func apigNameKey(name string) string { return "name:" + name }
+
+// checkAPIGInput validates an input in a fixed order, so that each failure
+// has one code: missing parameters, bad values, unparseable input,
+// encrypted key, key mismatch, expiry, SAN, chain. It clears in.PrivateKey.
+// On success the caller must wipeKey(checked.key).
+func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
+	defer clear(in.PrivateKey)
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{{"name", in.Name == ""}, {"cert_content", in.CertContent == ""}, {"private_key", len(in.PrivateKey) == 0}} {
+		if f.missing {
+			return nil, apigInvalid(APIGCodeMissing, f.name, nil, "is required")
+		}
+	}
+	if !validAPIGName(in.Name) {
+		return nil, apigInvalid(APIGCodeBadValue, "name", in.Name,
+			"must be 4 to 50 characters, start with a letter and hold only letters, digits and underscores")
+	}
+	d := apigCertData{Name: in.Name, Type: in.Type}
+	switch in.Type {
+	case "":
+		d.Type = APIGTypeGlobal
+		fallthrough
+	case APIGTypeGlobal:
+		d.InstanceID = APIGCommonInstance
+	case APIGTypeInstance:
+		if in.InstanceID == "" {
+			return nil, apigInvalid(APIGCodeMissing, "instance_id", nil, "is required when type is instance")
+		}
+		if !validInstanceID(in.InstanceID) {
+			return nil, apigInvalid(APIGCodeBadValue, "instance_id", in.InstanceID,
+				"must be 1 to 64 letters, digits, '-' or '_'")
+		}
+		d.InstanceID = in.InstanceID
+	default:
+		return nil, apigInvalid(APIGCodeBadValue, "type", in.Type, "must be global or instance")
+	}
+
+	chain, err := parseCertificates("cert_content", in.CertContent)
+	if err != nil {
+		return nil, err
+	}
+	var roots []*x509.Certificate
+	if in.TrustedRootCA != "" {
+		if roots, err = parseCertificates("trusted_root_ca", in.TrustedRootCA); err != nil {
+			return nil, err
+		}
+	}
+	key, err := parsePrivateKey(in.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			wipeKey(key)
+		}
+	}()
+	leaf := chain[0]
+	pub, _ := key.(crypto.Signer)
+	if pub == nil || !publicKeysEqual(pub.Public(), leaf.PublicKey) {
+		return nil, apigInvalid(APIGCodeKeyMismatch, "private_key", nil, "does not match the certificate's public key")
+	}
+	alg, err := importedKeyAlgorithm(pub.Public())
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	if !now.Before(leaf.NotAfter) {
+		return nil, apigInvalid(APIGCodeExpired, "cert_content", leaf.NotAfter.UTC().Format(time.RFC3339), "the certificate has expired")
+	}
+	if len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 {
+		return nil, apigInvalid(APIGCodeNoSAN, "cert_content", nil, "the certificate has no subject alternative name (DNS name or IP address)")
+	}
+	if err := verifyAPIGChain(chain, roots, now); err != nil {
+		return nil, err
+	}
+	for _, c := range chain {
+		d.Chain = append(d.Chain, c.Raw)
+	}
+	for _, c := range roots {
+		d.TrustedRootCA = append(d.TrustedRootCA, c.Raw)
+	}
+	ok = true
+	return &apigChecked{data: d, leaf: leaf, key: key, alg: alg}, nil
+}
+
+// parseCertificates reads one or more CERTIFICATE blocks. Any other block
+// is refused, so that a key pasted in the wrong field is never stored.
+func parseCertificates(field, text string) ([]*x509.Certificate, error) {
+	blocks, err := readPEM([]byte(text))
+	if err != nil {
+		return nil, apigInvalid(APIGCodeUnparseable, field, nil, "is not PEM: "+err.Error())
+	}
+	// Certificate blocks are not cleared: certificates are public and keep
+	// referring to their bytes. Anything else may be a misplaced key.
+	for i := range blocks {
+		if blocks[i].Type != "CERTIFICATE" {
+			clear(blocks[i].Bytes)
+		}
+	}
+	if len(blocks) == 0 {
+		return nil, apigInvalid(APIGCodeUnparseable, field, nil, "holds no PEM CERTIFICATE block")
+	}
+	out := make([]*x509.Certificate, 0, len(blocks))
+	for i, b := range blocks {
+		if b.Type != "CERTIFICATE" {
+			return nil, apigInvalid(APIGCodeUnparseable, field, b.Type, "may hold only CERTIFICATE blocks")
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, apigInvalid(APIGCodeUnparseable, field, nil, fmt.Sprintf("certificate %d is not valid X.509: %v", i+1, err))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// parsePrivateKey reads the one private key of a PEM text. Parser errors
+// are not passed on: they describe the key's bytes.
+func parsePrivateKey(text []byte) (crypto.PrivateKey, error) {
+	blocks, err := readPEM(text)
+	defer clearBlocks(blocks)
+	if err != nil {
+		return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "is not PEM: "+err.Error())
+	}
+	var keyBlock *pemBlock
+	for i := range blocks {
+		b := &blocks[i]
+		switch {
+		case b.Type == "ENCRYPTED PRIVATE KEY" || b.Encrypted:
+			return nil, apigInvalid(APIGCodeEncryptedKey, "private_key", nil, "is encrypted; send the key unencrypted")
+		case b.Type == "PRIVATE KEY" || b.Type == "RSA PRIVATE KEY" || b.Type == "EC PRIVATE KEY":
+			if keyBlock != nil {
+				return nil, apigInvalid(APIGCodeBadValue, "private_key", nil, "must hold exactly one private key")
+			}
+			keyBlock = b
+		}
+	}
+	if keyBlock == nil {
+		return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "holds no PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)")
+	}
+	// Try the label's format first, then the others: mislabelled keys are
+	// common and the formats cannot be confused with one another.
+	parsers := []func([]byte) (crypto.PrivateKey, error){
+		func(b []byte) (crypto.PrivateKey, error) { return x509.ParsePKCS8PrivateKey(b) },
+		func(b []byte) (crypto.PrivateKey, error) { return x509.ParsePKCS1PrivateKey(b) },
+		func(b []byte) (crypto.PrivateKey, error) { return x509.ParseECPrivateKey(b) },
+	}
+	switch keyBlock.Type {
+	case "RSA PRIVATE KEY":
+		parsers[0], parsers[1] = parsers[1], parsers[0]
+	case "EC PRIVATE KEY":
+		parsers[0], parsers[2] = parsers[2], parsers[0]
+	}
+	for _, p := range parsers {
+		if k, err := p(keyBlock.Bytes); err == nil {
+			return k, nil
+		}
+	}
+	return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "is not a valid PKCS#1, PKCS#8 or SEC1 private key")
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// importedKeyAlgorithm names a key by the hsm.Algorithm it matches, or
+// RSA<bits> for other RSA sizes (keyowners.go).
+func importedKeyAlgorithm(pub crypto.PublicKey) (string, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		if bits < minRSABits {
+			return "", apigInvalid(APIGCodeBadValue, "private_key", bits, fmt.Sprintf("RSA keys must have at least %d bits", minRSABits))
+		}
+		switch bits {
+		case 2048:
+			return string(hsm.RSA2048), nil
+		case 3072:
+			return string(hsm.RSA3072), nil
+		case 4096:
+			return string(hsm.RSA4096), nil
+		}
+		return "RSA" + strconv.Itoa(bits), nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return string(hsm.EC256), nil
+		case elliptic.P384():
+			return string(hsm.EC384), nil
+		case elliptic.P521():
+			return string(hsm.EC521), nil
+		}
+		return "", apigInvalid(APIGCodeBadValue, "private_key", k.Curve.Params().Name, "EC keys must be on P-256, P-384 or P-521")
+	case ed25519.PublicKey:
+		return string(hsm.ED25519), nil
+	}
+	return "", apigInvalid(APIGCodeBadValue, "private_key", nil, "must be an RSA, EC or Ed25519 key")
+}
+
+// verifyAPIGChain checks the chain: against the trusted root CAs when
+// given, else each certificate of cert_content must be signed by the next.
+// A chain is checked at now, or at the leaf's start if that is later (a
+// certificate not valid yet is accepted; an expired one is refused
+// before).
+func verifyAPIGChain(chain, roots []*x509.Certificate, now time.Time) error {
+	at := now
+	if at.Before(chain[0].NotBefore) {
+		at = chain[0].NotBefore
+	}
+	if len(roots) > 0 {
+		rp, ip := x509.NewCertPool(), x509.NewCertPool()
+		for _, r := range roots {
+			rp.AddCert(r)
+		}
+		for _, c := range chain[1:] {
+			ip.AddCert(c)
+		}
+		_, err := chain[0].Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			return apigInvalid(APIGCodeChain, "trusted_root_ca", nil, "the certificate does not verify against trusted_root_ca: "+err.Error())
+		}
+		return nil
+	}
+	for i := 0; i+1 < len(chain); i++ {
+		child, parent := chain[i], chain[i+1]
+		if err := child.CheckSignatureFrom(parent); err != nil {
+			return apigInvalid(APIGCodeChain, "cert_content", nil,
+				fmt.Sprintf("certificate %d is not signed by certificate %d: %v", i+1, i+2, err))
+		}
+		if at.Before(parent.NotBefore) || at.After(parent.NotAfter) {
+			return apigInvalid(APIGCodeChain, "cert_content", nil, fmt.Sprintf("certificate %d of the chain is outside its validity", i+2))
+		}
+	}
+	return nil
+}
+
+// wipeKey zeroes the secret values of a parsed key in place. Go keeps
+// derived copies it does not expose (precomputed values of the FIPS
+// module); those go with the garbage collector.
+func wipeKey(k crypto.PrivateKey) {
+	wipe := func(x *big.Int) {
+		if x != nil {
+			clear(x.Bits())
+			x.SetInt64(0)
+		}
+	}
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		wipe(k.D)
+		for _, p := range k.Primes {
+			wipe(p)
+		}
+		wipe(k.Precomputed.Dp)
+		wipe(k.Precomputed.Dq)
+		wipe(k.Precomputed.Qinv)
+		for _, v := range k.Precomputed.CRTValues {
+			wipe(v.Exp)
+			wipe(v.Coeff)
+			wipe(v.R)
+		}
+	case *ecdsa.PrivateKey:
+		wipe(k.D)
+	case ed25519.PrivateKey:
+		clear(k)
+	}
+}
+
+// apigRecord builds the stored record of a checked input.
+func (e *Engine) apigRecord(tenant, id string, c *apigChecked, keyID string) (*store.Record, error) {
+	data, err := json.Marshal(&c.data)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Record{Kind: KindAPIGCertificate, Tenant: tenant, ID: id,
+		Unique: []string{apigNameKey(c.data.Name)},
+		Fields: map[string]string{
+			KeyField:              keyID,
+			KeyAlgorithmField:     c.alg,
+			"name":                c.data.Name,
+			"common_name":         c.leaf.Subject.CommonName,
+			"signature_algorithm": c.leaf.SignatureAlgorithm.String(),
+			"type":                c.data.Type,
+			"instance_id":         c.data.InstanceID,
+			"created":             e.now().UTC().Format("20060102T150405.000000000"),
+		},
+		Data: data}, nil
+}
+
+// apigStoreErr maps store errors with the family's codes: a taken unique
+// key is the name, a version conflict a concurrent change.
+func apigStoreErr(err error) error {
+	var ee *Error
+	if errors.As(err, &ee) {
+		return ee
+	}
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return &Error{Kind: KindConflict, Code: APIGCodeNameTaken, Msg: "a certificate with this name already exists", Err: err}
+	case errors.Is(err, store.ErrVersionConflict):
+		return &Error{Kind: KindConflict, Code: APIGCodeConcurrent, Msg: "the certificate was changed concurrently; retry", Err: err}
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Kind: KindNotFound, Code: APIGCodeNotFound, Msg: "the certificate does not exist", Err: err}
+	}
+	return storeErr(err, "certificate")
+}
+
+// definiteStoreFailure reports a write the store certainly refused, as
+// opposed to one whose outcome is unknown (a timeout may have committed).
+func definiteStoreFailure(err error) bool {
+	for _, s := range []error{store.ErrExists, store.ErrQuotaExceeded, store.ErrVersionConflict, store.ErrNotFound, store.ErrInvalid} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// settleUncommitted disposes of a key whose record write failed: destroyed
+// when the store refused the write, else left to the reconciler, which
+// keeps it if the write did commit after all.
+func (e *Engine) settleUncommitted(nk *NewKey, err error) {
+	if definiteStoreFailure(err) {
+		e.AbandonKey(nk)
+		return
+	}
+	e.log.Warn("key of an unconfirmed write left for the reconciler", "key_id", nk.ID, "intent", nk.Intent, "err", err)
+}
+
+// checkNameFree fails when another certificate of the tenant has name. It
+// spares an HSM import for a name that is taken; the unique key of the
+// record write is what makes names unique.
+func (e *Engine) checkNameFree(ctx context.Context, tenant, name, self string) error {
+	rec, err := e.store.GetByUnique(ctx, KindAPIGCertificate, tenant, apigNameKey(name))
+	switch {
+	case err == nil && rec.ID != self:
+		return apigStoreErr(store.ErrExists)
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		return nil
+	}
+	return storeErr(err, "certificate")
+}
+
+// CreateAPIGCertificate imports a certificate and its private key.
+func (e *Engine) CreateAPIGCertificate(ctx context.Context, tenant string, in APIGCertInput) (*APIGCertificate, error) {
+	defer clear(in.PrivateKey)
+	var out *APIGCertificate
+	err := e.run(ctx, tenant, "APIG_CERTIFICATE_CREATE", func() (string, error) {
+		c, err := e.checkAPIGInput(&in)
+		if err != nil {
+			return "", err
+		}
+		defer wipeKey(c.key)
+		if err := e.checkNameFree(ctx, tenant, c.data.Name, ""); err != nil {
+			return "", err
+		}
+		limit := e.QuotaLimit(QuotaAPIGCerts)
+		if used, err := e.store.QuotaUsage(ctx, tenant, QuotaAPIGCerts); err != nil {
+			return "", storeErr(err, "quota")
+		} else if limit >= 0 && used >= limit {
+			return "", E(KindQuotaExceeded, "the quota of %d SSL certificates is used up", limit)
+		}
+		id := NewKeyID()
+		nk, err := e.ImportKey(ctx, tenant, KindAPIGCertificate, id, c.key)
+		if err != nil {
+			return id, err
+		}
+		wipeKey(c.key)
+		rec, err := e.apigRecord(tenant, id, c, nk.ID)
+		if err != nil {
+			e.AbandonKey(nk)
+			return id, err
+		}
+		if err := e.store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+			Quota: &store.Quota{Resource: QuotaAPIGCerts, Limit: limit}}); err != nil {
+			e.settleUncommitted(nk, err)
+			if errors.Is(err, store.ErrQuotaExceeded) {
+				return id, E(KindQuotaExceeded, "the quota of %d SSL certificates is used up", limit)
+			}
+			return id, apigStoreErr(err)
+		}
+		out, err = apigView(rec)
+		return id, err
+	})
+	return out, err
+}
+
+func (e *Engine) getAPIGRecord(ctx context.Context, tenant, id string) (*store.Record, error) {
+	if !ValidAPIGCertID(id) {
+		return nil, apigErr(KindNotFound, APIGCodeNotFound, "the certificate does not exist")
+	}
+	rec, err := e.store.Get(ctx, KindAPIGCertificate, tenant, id)
+	if err != nil {
+		return nil, apigStoreErr(err)
+	}
+	return rec, nil
+}
+
+// GetAPIGCertificate returns one certificate of the tenant.
+func (e *Engine) GetAPIGCertificate(ctx context.Context, tenant, id string) (*APIGCertificate, error) {
+	var out *APIGCertificate
+	err := e.run(ctx, tenant, "APIG_CERTIFICATE_RETRIEVE", func() (string, error) {
+		rec, err := e.getAPIGRecord(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		out, err = apigView(rec)
+		return id, err
+	})
+	return out, err
+}
+
+// ListAPIGCertificates returns a page of the tenant's certificates, newest
+// first, and the number of all that match.
+func (e *Engine) ListAPIGCertificates(ctx context.Context, tenant string, q APIGCertQuery) ([]APIGCertificate, int, error) {
+	var (
+		out   []APIGCertificate
+		total int
+	)
+	err := e.run(ctx, tenant, "APIG_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
+		if q.Offset < 0 {
+			return "", apigInvalid(APIGCodeBadValue, "offset", q.Offset, "must not be negative")
+		}
+		switch {
+		case q.Limit == 0:
+			q.Limit = APIGDefaultLimit
+		case q.Limit < 1:
+			q.Limit = 1
+		case q.Limit > APIGMaxLimit:
+			q.Limit = APIGMaxLimit
+		}
+		sq := store.Query{Kind: KindAPIGCertificate, Tenant: tenant, SortBy: "created", Desc: true,
+			Offset: q.Offset, Limit: q.Limit}
+		for _, f := range []store.Filter{
+			{Field: "name", Value: q.Name, Match: store.Contains},
+			{Field: "common_name", Value: q.CommonName, Match: store.Contains},
+			{Field: "signature_algorithm", Value: q.SignatureAlgorithm},
+			{Field: "type", Value: q.Type},
+			{Field: "instance_id", Value: q.InstanceID},
+		} {
+			if f.Value != "" {
+				sq.Filters = append(sq.Filters, f)
+			}
+		}
+		page, err := e.store.List(ctx, sq)
+		if err != nil {
+			return "", storeErr(err, "certificate")
+		}
+		out = make([]APIGCertificate, 0, len(page.Records))
+		for i := range page.Records {
+			v, err := apigView(&page.Records[i])
+			if err != nil {
+				return "", err
+			}
+			out = append(out, *v)
+		}
+		total = page.Total
+		return "", nil
+	})
+	return out, total, err
+}
+
+// UpdateAPIGCertificate replaces a certificate and its key. The new key is
+// committed before the old one is destroyed (replaceKey).
+func (e *Engine) UpdateAPIGCertificate(ctx context.Context, tenant, id string, in APIGCertInput) (*APIGCertificate, error) {
+	defer clear(in.PrivateKey)
+	var out *APIGCertificate
+	err := e.run(ctx, tenant, "APIG_CERTIFICATE_UPDATE", func() (string, error) {
+		rec, err := e.getAPIGRecord(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		c, err := e.checkAPIGInput(&in)
+		if err != nil {
+			return id, err
+		}
+		defer wipeKey(c.key)
+		if err := e.checkNameFree(ctx, tenant, c.data.Name, id); err != nil {
+			return id, err
+		}
+		next, err := e.apigRecord(tenant, id, c, "")
+		if err != nil {
+			return id, err
+		}
+		next.Fields["created"] = rec.Fields["created"]
+		err = e.replaceKey(ctx, rec, c.key, func(r *store.Record) {
+			r.Unique, r.Fields, r.Data = next.Unique, next.Fields, next.Data
+		})
+		if err != nil {
+			return id, apigStoreErr(err)
+		}
+		out, err = apigView(rec)
+		return id, err
+	})
+	return out, err
+}
+
+// DeleteAPIGCertificate deletes a certificate and destroys its key.
+func (e *Engine) DeleteAPIGCertificate(ctx context.Context, tenant, id string) error {
+	return e.run(ctx, tenant, "APIG_CERTIFICATE_DELETE", func() (string, error) {
+		rec, err := e.getAPIGRecord(ctx, tenant, id)
+		if err != nil {
+			return id, err
+		}
+		if err := e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaAPIGCerts}}); err != nil {
+			return id, apigStoreErr(err)
+		}
+		return id, nil
+	})
+}
+
+// replaceKey gives a record a new key, crash-safely: one intent names the
+// new key and the old one, the new key is imported, the record is updated
+// to name it (version-checked), and only then is the old key destroyed and
+// the intent retired. Whatever the point of a crash, the reconciler keeps
+// the key the record names and destroys the other. apply changes the
+// record's content; replaceKey sets its KeyField. On success rec holds the
+// record as stored. Errors are store errors or engine errors.
+func (e *Engine) replaceKey(ctx context.Context, rec *store.Record, key crypto.PrivateKey, apply func(*store.Record)) error {
+	h, err := e.HSM()
+	if err != nil {
+		return err
+	}
+	oldID := rec.Fields[KeyField]
+	nk := &NewKey{ID: NewKeyID(), Tenant: rec.Tenant}
+	ids := []string{nk.ID}
+	if oldID != "" {
+		ids = append(ids, oldID)
+	}
+	if nk.Intent, err = e.putIntent(ctx, rec.Tenant, rec.Kind, rec.ID, "replace", ids...); err != nil {
+		return err
+	}
+	if _, err := h.Import(ctx, nk.ID, KeyLabel(rec.Tenant, rec.ID), key); err != nil {
+		// The old key stays: the record still names it.
+		e.AbandonKey(nk)
+		return HSMError(err, "key")
+	}
+	next := *rec
+	apply(&next)
+	fields := make(map[string]string, len(next.Fields)+1)
+	for k, v := range next.Fields {
+		fields[k] = v
+	}
+	fields[KeyField] = nk.ID
+	next.Fields = fields
+	if err := e.store.Update(ctx, &next, store.WriteOpts{}); err != nil {
+		e.settleUncommitted(nk, err)
+		return err
+	}
+	*rec = next
+	if oldID != "" {
+		if err := h.Delete(ctx, oldID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			e.log.Warn("replaced key left for the reconciler", "key_id", oldID, "err", err)
+			return nil
+		}
+	}
+	if err := e.store.DeleteIntent(context.WithoutCancel(ctx), nk.Intent); err != nil {
+		e.log.Warn("intent left for the reconciler", "intent", nk.Intent, "err", err)
+	}
+	return nil
+}
+
+// apigView derives the API's view of a record from its leaf certificate.
+func apigView(rec *store.Record) (*APIGCertificate, error) {
+	var d apigCertData
+	if err := json.Unmarshal(rec.Data, &d); err != nil {
+		return nil, storeErr(err, "certificate")
+	}
+	if len(d.Chain) == 0 {
+		return nil, &Error{Kind: KindInternal, Msg: "internal error", Err: errors.New("apig certificate record without a certificate")}
+	}
+	leaf, err := x509.ParseCertificate(d.Chain[0])
+	if err != nil {
+		return nil, &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("stored apig certificate: %w", err)}
+	}
+	san := make([]string, 0, len(leaf.DNSNames)+len(leaf.IPAddresses))
+	san = append(san, leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		san = append(san, net.IP(ip).String())
+	}
+	issuer := leaf.Issuer.Organization
+	if len(issuer) == 0 && leaf.Issuer.CommonName != "" {
+		issuer = []string{leaf.Issuer.CommonName}
+	}
+	nonNil := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return &APIGCertificate{
+		ID: rec.ID, Name: d.Name, Type: d.Type, InstanceID: d.InstanceID, ProjectID: rec.Tenant,
+		CommonName: leaf.Subject.CommonName, SAN: san,
+		NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(),
+		SignatureAlgorithm: leaf.SignatureAlgorithm.String(),
+		Created:            rec.Created.UTC(), Updated: rec.Updated.UTC(),
+		HasTrustedRootCA: len(d.TrustedRootCA) > 0, Version: leaf.Version,
+		Organization:       nonNil(leaf.Subject.Organization),
+		OrganizationalUnit: nonNil(leaf.Subject.OrganizationalUnit),
+		Locality:           nonNil(leaf.Subject.Locality),
+		State:              nonNil(leaf.Subject.Province),
+		Country:            nonNil(leaf.Subject.Country),
+		SerialNumber:       leaf.SerialNumber.String(),
+		Issuer:             nonNil(issuer),
+		KeyAlgorithm:       rec.Fields[KeyAlgorithmField],
+	}, nil
+}
