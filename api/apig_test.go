@@ -661,3 +661,209 @@ func storeValues(t *testing.T, env *apitest.Env) map[string][]byte {
 	require.NotEmpty(t, out, "redis holds keys after an import")
 	return out
 }
+
+// The list pages with offset and limit (clamped to 1..500), filters on
+// every field the contract names and shows the short form.
+func TestAPIGList(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			f := newAPIGFixture(t, backend)
+			o := f.o
+			ids := map[string]string{}
+			for _, c := range []struct {
+				name, kind, typ, inst string
+			}{
+				{"alpha_one", "ec", "global", ""},
+				{"alpha_two", "rsa", "instance", "gw1"},
+				{"beta_three", "ec", "instance", "gw2"},
+			} {
+				p := o.selfSigned(c.kind, strings.ReplaceAll(c.name, "_", "-")+".example.com")
+				b := certBody(c.name, p)
+				b["type"] = c.typ
+				if c.inst != "" {
+					b["instance_id"] = c.inst
+				}
+				r := f.do("POST", f.base(), b)
+				require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+				ids[c.name] = r.Map(t)["id"].(string)
+			}
+			type listAnswer struct {
+				Size  int              `json:"size"`
+				Total int              `json:"total"`
+				Certs []map[string]any `json:"certs"`
+			}
+			list := func(query string) listAnswer {
+				t.Helper()
+				r := f.do("GET", f.base()+query, nil)
+				require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+				assert.Len(t, r.Map(t), 3, "exactly size, total, certs")
+				var a listAnswer
+				r.JSON(t, &a)
+				assert.Equal(t, len(a.Certs), a.Size)
+				return a
+			}
+			names := func(a listAnswer) []string {
+				var out []string
+				for _, c := range a.Certs {
+					out = append(out, c["name"].(string))
+				}
+				return out
+			}
+
+			all := list("")
+			assert.Equal(t, 3, all.Total)
+			assert.Equal(t, []string{"beta_three", "alpha_two", "alpha_one"}, names(all), "newest first")
+			item := all.Certs[2]
+			assert.Equal(t, ids["alpha_one"], item["id"])
+			for _, k := range []string{"id", "name", "type", "instance_id", "project_id", "common_name", "san",
+				"not_after", "signature_algorithm", "create_time", "update_time", "is_has_trusted_root_ca"} {
+				assert.Contains(t, item, k)
+			}
+			for _, k := range []string{"issuer", "organization", "organizational_unit", "locality", "state", "country",
+				"serial_number", "not_before", "version"} {
+				assert.NotContains(t, item, k, "the short form has no %s", k)
+			}
+			assert.Equal(t, "common", item["instance_id"])
+			assert.Equal(t, []any{"alpha-one.example.com"}, item["san"])
+
+			p1 := list("?limit=1&offset=1")
+			assert.Equal(t, 3, p1.Total)
+			assert.Equal(t, []string{"alpha_two"}, names(p1))
+			assert.Equal(t, []string{"beta_three"}, names(list("?limit=0")), "limit below 1 is clamped to 1")
+			assert.Len(t, list("?limit=100000").Certs, 3, "limit above 500 is clamped")
+			assert.Empty(t, list("?offset=10").Certs)
+			assert.Equal(t, 3, list("?offset=10").Total)
+
+			for q, want := range map[string][]string{
+				"?name=alpha":                       {"alpha_two", "alpha_one"},
+				"?name=THREE":                       {"beta_three"},
+				"?common_name=alpha-two":            {"alpha_two"},
+				"?signature_algorithm=SHA256-RSA":   {"alpha_two"},
+				"?signature_algorithm=ECDSA-SHA256": {"beta_three", "alpha_one"},
+				"?type=instance":                    {"beta_three", "alpha_two"},
+				"?type=global":                      {"alpha_one"},
+				"?instance_id=gw2":                  {"beta_three"},
+				"?instance_id=common":               {"alpha_one"},
+				"?type=instance&name=alpha":         {"alpha_two"},
+				"?name=nothing":                     nil,
+				"?type=instance&limit=1":            {"beta_three"},
+			} {
+				a := list(q)
+				assert.Equal(t, want, names(a), q)
+				if q == "?type=instance&limit=1" {
+					assert.Equal(t, 2, a.Total, q)
+				} else {
+					assert.Equal(t, len(want), a.Total, q)
+				}
+			}
+			requireAPIGError(t, f.do("GET", f.base()+"?offset=-1", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?offset=x", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?limit=x", nil), 400, "APIG.2012")
+		})
+	}
+}
+
+// PUT replaces certificate and key: the record names a new HSM object and
+// the old one is destroyed; DELETE destroys the key and frees the quota.
+func TestAPIGReplaceAndDelete(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			f := newAPIGFixture(t, backend)
+			ctx := context.Background()
+			first := f.create("cert_demo", f.o.seedPair("rsa"))
+			id := first["id"].(string)
+			oldKey := f.record(id).Fields[signer.KeyField]
+			require.True(t, f.keyExists(oldKey))
+
+			next := f.o.selfSigned("ec", "next.example.com")
+			b := certBody("cert_renamed", next)
+			b["type"] = "instance"
+			b["instance_id"] = "gw9"
+			r := f.do("PUT", f.base()+"/"+id, b)
+			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+			m := r.Map(t)
+			assert.Equal(t, id, m["id"])
+			assert.Equal(t, "cert_renamed", m["name"])
+			assert.Equal(t, "instance", m["type"])
+			assert.Equal(t, "gw9", m["instance_id"])
+			assert.Equal(t, "next.example.com", m["common_name"])
+			assert.Equal(t, "ECDSA-SHA256", m["signature_algorithm"])
+			assert.Equal(t, first["create_time"], m["create_time"])
+			assert.Len(t, m, 21)
+
+			rec := f.record(id)
+			newKey := rec.Fields[signer.KeyField]
+			assert.NotEqual(t, oldKey, newKey)
+			assert.Equal(t, "EC256", rec.Fields[signer.KeyAlgorithmField])
+			assert.False(t, f.keyExists(oldKey), "the old key is destroyed")
+			assert.True(t, f.keyExists(newKey))
+			sensitive, extractable, err := f.env.HSM.KeyAttributes(ctx, newKey)
+			require.NoError(t, err)
+			assert.True(t, sensitive)
+			assert.False(t, extractable)
+			intents, err := f.env.Store.ListIntents(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, intents)
+			g := f.do("GET", f.base()+"/"+id, nil)
+			assert.Equal(t, m, g.Map(t))
+
+			// The old name is free again, the new one taken.
+			f.create("cert_demo", f.o.selfSigned("ec", "again.example.com"))
+			requireAPIGError(t, f.do("POST", f.base(), certBody("cert_renamed", f.o.selfSigned("ec", "x.example.com"))), 400, "APIG.3325")
+			// Renaming onto another certificate's name is refused, and so is
+			// an invalid replacement; both leave the certificate as it was.
+			requireAPIGError(t, f.do("PUT", f.base()+"/"+id, certBody("cert_demo", next)), 400, "APIG.3325")
+			requireAPIGError(t, f.do("PUT", f.base()+"/"+id, certBody("cert_renamed", pair{cert: next.cert, key: f.o.read(f.o.key("ec"))})), 400, "APIG.2101")
+			assert.Equal(t, newKey, f.record(id).Fields[signer.KeyField])
+			assert.True(t, f.keyExists(newKey))
+
+			used, err := f.env.Store.QuotaUsage(ctx, f.tenant, signer.QuotaAPIGCerts)
+			require.NoError(t, err)
+			assert.EqualValues(t, 2, used)
+			d := f.do("DELETE", f.base()+"/"+id, nil)
+			require.Equal(t, http.StatusNoContent, d.Status, string(d.Body))
+			assert.Empty(t, d.Body)
+			assert.False(t, f.keyExists(newKey), "DELETE destroys the HSM object")
+			requireAPIGError(t, f.do("GET", f.base()+"/"+id, nil), 404, "APIG.3021")
+			requireAPIGError(t, f.do("DELETE", f.base()+"/"+id, nil), 404, "APIG.3021")
+			used, err = f.env.Store.QuotaUsage(ctx, f.tenant, signer.QuotaAPIGCerts)
+			require.NoError(t, err)
+			assert.EqualValues(t, 1, used)
+		})
+	}
+}
+
+// Every operation leaves its START/SUCCESS or FAIL events; the tenant's
+// chain names the certificate.
+func TestAPIGEvents(t *testing.T) {
+	f := newAPIGFixture(t, "bolt")
+	m := f.create("cert_events", f.o.selfSigned("ec", "ev.example.com"))
+	id := m["id"].(string)
+	require.Equal(t, http.StatusOK, f.do("GET", f.base()+"/"+id, nil).Status)
+	require.Equal(t, http.StatusOK, f.do("GET", f.base(), nil).Status)
+	require.Equal(t, http.StatusOK, f.do("PUT", f.base()+"/"+id, certBody("cert_events", f.o.selfSigned("ec", "ev2.example.com"))).Status)
+	require.Equal(t, http.StatusNoContent, f.do("DELETE", f.base()+"/"+id, nil).Status)
+	requireAPIGError(t, f.do("GET", f.base()+"/"+id, nil), 404, "APIG.3021")
+
+	evs, err := f.env.Engine.ListEvents(context.Background(), f.tenant, 0, 0)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range evs {
+		if strings.HasPrefix(e.Operation, "APIG_") {
+			got = append(got, e.Operation+" "+e.Outcome+" "+e.Resource)
+		}
+	}
+	assert.Equal(t, []string{
+		"APIG_CERTIFICATE_CREATE SUCCESS " + id,
+		"APIG_CERTIFICATE_RETRIEVE SUCCESS " + id,
+		"APIG_CERTIFICATE_RETRIEVE_LIST SUCCESS ",
+		"APIG_CERTIFICATE_UPDATE SUCCESS " + id,
+		"APIG_CERTIFICATE_DELETE SUCCESS " + id,
+		"APIG_CERTIFICATE_RETRIEVE FAIL " + id,
+	}, got)
+	metrics := f.env.Do("GET", "/metrics", "", nil)
+	for _, ev := range []string{`event="APIG_CERTIFICATE_CREATE",stage="START"} 1`,
+		`event="APIG_CERTIFICATE_RETRIEVE",stage="FAIL"} 1`, `event="APIG_CERTIFICATE_DELETE",stage="SUCCESS"} 1`} {
+		assert.True(t, strings.Contains(string(metrics.Body), ev), ev)
+	}
+}
