@@ -233,7 +233,7 @@ func requireAPIGError(t *testing.T, r *apitest.Response, status int, code string
 	assert.Len(t, m, 2, "envelope is exactly {error_code, error_msg}")
 }
 
-func parsePEMCert(t *testing.T, text string) *x509.Certificate {
+func apigParseCert(t *testing.T, text string) *x509.Certificate {
 	t.Helper()
 	b, _ := pem.Decode([]byte(text))
 	require.NotNil(t, b)
@@ -272,7 +272,7 @@ func TestAPIGCreateSeedExample(t *testing.T) {
 					})
 					require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 					m := r.Map(t)
-					leaf := parsePEMCert(t, p.cert)
+					leaf := apigParseCert(t, p.cert)
 					assert.Regexp(t, hex32, m["id"])
 					assert.Equal(t, name, m["name"])
 					assert.Equal(t, "instance", m["type"])

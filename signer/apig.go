@@ -347,11 +347,6 @@ func parsePrivateKey(text []byte) (crypto.PrivateKey, error) {
 	return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "is not a valid PKCS#1, PKCS#8 or SEC1 private key")
 }
 
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
-}
-
 // importedKeyAlgorithm names a key by the hsm.Algorithm it matches, or
 // RSA<bits> for other RSA sizes (keyowners.go).
 func importedKeyAlgorithm(pub crypto.PublicKey) (string, error) {
