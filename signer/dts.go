@@ -50,6 +50,19 @@ const (
 	evDTSCADelete   = "ECOSYSTEM_DTS_CA_CERTIFICATE_DELETE"
 )
 
+// Active DTS roots, managed or not, feed the CA-expiry gauges: signers
+// under an expired root stop being trusted either way.
+func init() {
+	caExpirySources = append(caExpirySources, caExpirySource{label: "dts_root", kind: KindDTSRootCA,
+		active: func(rec *store.Record) (time.Time, bool) {
+			var r dtsRoot
+			if rec.Fields["active"] != "true" || json.Unmarshal(rec.Data, &r) != nil {
+				return time.Time{}, false
+			}
+			return r.NotAfter, true
+		}})
+}
+
 // CodeNoCRL is the family code of a revocation-list request for a root
 // that has none (an unmanaged root).
 const CodeNoCRL = "NoCertificateRevocationList"
