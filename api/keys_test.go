@@ -612,3 +612,23 @@ func TestKeysOwnedByAPIGCertificate(t *testing.T) {
 		})
 	}
 }
+
+// TestKeysDisableReachesEveryReplica: two daemons share Redis and the HSM
+// token; a key disabled through one stops signing through the other at
+// once, although the other has its signer cached.
+func TestKeysDisableReachesEveryReplica(t *testing.T) {
+	a := apitest.New(t, "redis")
+	b := apitest.New(t, "redis", apitest.Options{Token: a.Token, Redis: a.Redis})
+	admin := a.NewToken("acme", "admin")
+	k := createKey(t, a, admin, "EC256")
+	body := map[string]any{"message": b64([]byte("m"))}
+	require.Equal(t, 200, b.Do("POST", "/v1/keys/"+k.ID+"/sign", admin, body).Status, "b caches the signer")
+
+	require.Equal(t, 200, a.Do("POST", "/v1/keys/"+k.ID+"/disable", admin, nil).Status)
+	nativeErr(t, b.Do("POST", "/v1/keys/"+k.ID+"/sign", admin, body), 409, "Conflict", "")
+	require.Equal(t, 200, a.Do("POST", "/v1/keys/"+k.ID+"/enable", admin, nil).Status)
+	require.Equal(t, 200, b.Do("POST", "/v1/keys/"+k.ID+"/sign", admin, body).Status)
+
+	require.Equal(t, 204, a.Do("DELETE", "/v1/keys/"+k.ID, admin, nil).Status)
+	nativeErr(t, b.Do("POST", "/v1/keys/"+k.ID+"/sign", admin, body), 404, "NotFound", "")
+}

@@ -62,9 +62,12 @@ const (
 	// request for rare events in a long log answers in bounded time: the
 	// page may then hold fewer than limit events (even none) and a cursor
 	// to continue from.
-	eventScanBudget = 10000
-	eventScanChunk  = 1000
+	eventScanBudgetDefault = 10000
+	eventScanChunk         = 1000
 )
+
+// eventScanBudget is eventScanBudgetDefault; tests lower it.
+var eventScanBudget = eventScanBudgetDefault
 
 // ParseEventCursor checks a cursor of the events list: the sequence number
 // of the last event the previous page examined.
