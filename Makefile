@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hsmca/hsmca/internal/daemon.Version=$(VERSION)
 ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-short vet fmt clean
+.PHONY: all build run test test-short vet fmt clean e2e-monitoring
 
 all: build
 
@@ -33,9 +33,16 @@ run: build
 
 # The whole suite against real SoftHSM2, redis-server and bolt.
 test:
-	@softhsm/ensure-packages.sh softhsm redis openssl
+	@softhsm/ensure-packages.sh softhsm redis openssl prometheus
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The daemon, a real Prometheus and the files under deploy/: promtool
+# checks, alert unit tests, and data behind every dashboard panel. Also
+# part of `make test`.
+e2e-monitoring:
+	@softhsm/ensure-packages.sh softhsm prometheus
+	$(GO) test -count=1 -v -run TestMonitoringEndToEnd ./internal/monitoring/
 
 vet:
 	$(GO) vet ./...

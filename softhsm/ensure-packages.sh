@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
-# Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl]
+# Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl] [prometheus]
 set -euo pipefail
 
 need=()
@@ -9,6 +9,7 @@ for what in "$@"; do
     softhsm) command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2) ;;
     redis)   command -v redis-server  >/dev/null 2>&1 || need+=(redis-server) ;;
     openssl) command -v openssl       >/dev/null 2>&1 || need+=(openssl) ;;
+    prometheus) { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done
