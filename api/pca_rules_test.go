@@ -183,7 +183,7 @@ func TestPCAPathLength(t *testing.T) {
 			pcaFail(t, p.do("POST", pcaCAs, map[string]any{"type": "SUBORDINATE", "distinguished_name": pcaFullDN("PL X"),
 				"key_algorithm": "EC256", "signature_algorithm": "SHA256", "validity": pcaYears(1), "issuer_id": a, "path_length": 1}),
 				http.StatusBadRequest, "PCA.00020305")
-			b := p.createSub("PL B", a, 0)
+			b := p.createSub("PL B", a, 0, map[string]any{"validity": pcaYears(4)})
 			assert.Equal(t, float64(0), p.showCA(b)["path_length"])
 			pcaFail(t, p.do("POST", pcaCAs, map[string]any{"type": "SUBORDINATE", "distinguished_name": pcaFullDN("PL C"),
 				"key_algorithm": "EC256", "signature_algorithm": "SHA256", "validity": pcaYears(1), "issuer_id": b, "path_length": 0}),
