@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -866,4 +867,57 @@ func TestAPIGEvents(t *testing.T) {
 		`event="APIG_CERTIFICATE_RETRIEVE",stage="FAIL"} 1`, `event="APIG_CERTIFICATE_DELETE",stage="SUCCESS"} 1`} {
 		assert.True(t, strings.Contains(string(metrics.Body), ev), ev)
 	}
+}
+
+// An imported key signs through the keys API under the certificate's id,
+// and the signature verifies with the certificate's public key; after a
+// replace the same id signs with the new key.
+func TestAPIGKeySignsThroughKeysAPI(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			f := newAPIGFixture(t, backend)
+			signerTok := f.env.NewToken(f.tenant, signer.RoleSigner)
+			msg := []byte("signed by an imported APIG key")
+			verify := func(t *testing.T, id string, certPEM string) {
+				t.Helper()
+				r := f.env.Do("POST", "/v1/keys/"+id+"/sign", signerTok, map[string]any{"message": base64.StdEncoding.EncodeToString(msg)})
+				require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+				sig, err := base64.StdEncoding.DecodeString(r.Map(t)["signature"].(string))
+				require.NoError(t, err)
+				cert := apigParseCert(t, certPEM)
+				// Verified with the certificate's public key, by the
+				// algorithm the keys API picks by default for it.
+				require.NoError(t, cert.CheckSignature(sigAlgFor(cert), msg, sig))
+			}
+			for _, kind := range []string{"rsa", "rsa-pkcs1", "ec", "ec384"} {
+				t.Run(kind, func(t *testing.T) {
+					p := f.o.selfSigned(kind, kind+".example.com")
+					id := f.create("sign_"+strings.ReplaceAll(kind, "-", "_"), p)["id"].(string)
+					verify(t, id, p.cert)
+				})
+			}
+			p := f.o.selfSigned("rsa", "before.example.com")
+			id := f.create("sign_replace", p)["id"].(string)
+			verify(t, id, p.cert)
+			q := f.o.selfSigned("ec", "after.example.com")
+			r := f.do("PUT", f.base()+"/"+id, certBody("sign_replace", q))
+			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+			verify(t, id, q.cert)
+			require.Equal(t, http.StatusNoContent, f.do("DELETE", f.base()+"/"+id, nil).Status)
+			r = f.env.Do("POST", "/v1/keys/"+id+"/sign", signerTok, map[string]any{"message": base64.StdEncoding.EncodeToString(msg)})
+			assert.Equal(t, http.StatusNotFound, r.Status, string(r.Body))
+		})
+	}
+}
+
+// sigAlgFor is the x509 signature algorithm that the keys API's default
+// for the certificate's key produces (RS256, ES256/ES384 by curve).
+func sigAlgFor(c *x509.Certificate) x509.SignatureAlgorithm {
+	if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok && k.Curve.Params().BitSize == 384 {
+		return x509.ECDSAWithSHA384
+	}
+	if _, ok := c.PublicKey.(*ecdsa.PublicKey); ok {
+		return x509.ECDSAWithSHA256
+	}
+	return x509.SHA256WithRSA
 }

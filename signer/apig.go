@@ -667,6 +667,9 @@ func (e *Engine) UpdateAPIGCertificate(ctx context.Context, tenant, id string, i
 			return id, err
 		}
 		next.Fields["created"] = rec.Fields["created"]
+		if st, ok := rec.Fields[KeyStateField]; ok {
+			next.Fields[KeyStateField] = st
+		}
 		err = e.replaceKey(ctx, rec, c.key, func(r *store.Record) {
 			r.Unique, r.Fields, r.Data = next.Unique, next.Fields, next.Data
 		})
