@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -196,6 +197,7 @@ func readOwned(r io.Reader, hint int64) ([]byte, error) {
 // unquoteJSONBytes decodes a JSON string literal (already validated by the
 // JSON decoder) into a new byte slice. null gives nil.
 func unquoteJSONBytes(raw []byte) ([]byte, error) {
+	raw = bytes.Trim(raw, " \t\r\n")
 	if string(raw) == "null" {
 		return nil, nil
 	}

@@ -263,11 +263,16 @@ func TestAPIGCreateSeedExample(t *testing.T) {
 				t.Run(tc.keyKind, func(t *testing.T) {
 					p := f.o.seedPair(tc.keyKind)
 					name := "cert_demo_" + tc.keyKind
-					// The seed's own quoting: single quotes around the PEM.
+					// The seed's own quoting: single quotes around the PEM,
+					// and (EC case) line breaks as literal "\n".
+					quote := func(s string) string { return "'" + s + "'" }
+					if tc.keyKind == "ec" {
+						quote = func(s string) string { return "'" + strings.ReplaceAll(s, "\n", `\n`) + "'" }
+					}
 					r := f.do("POST", f.base(), map[string]any{
 						"name":         name,
-						"private_key":  "'" + p.key + "'",
-						"cert_content": "'" + p.cert + "'",
+						"private_key":  quote(p.key),
+						"cert_content": quote(p.cert),
 						"type":         "instance",
 						"instance_id":  seedInst,
 					})

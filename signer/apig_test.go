@@ -1,0 +1,214 @@
+package signer_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/internal/testpki"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+)
+
+// faultHSM fails Delete once when armed: a crash between the commit of a
+// replacement and the destruction of the old key looks the same to the
+// reconciler.
+type faultHSM struct {
+	signer.HSM
+	failDelete atomic.Bool
+}
+
+func (h *faultHSM) Delete(ctx context.Context, id string) error {
+	if h.failDelete.CompareAndSwap(true, false) {
+		return errors.New("injected: the HSM went away")
+	}
+	return h.HSM.Delete(ctx, id)
+}
+
+// faultStore makes the next Update fail: before writing (refuse or
+// ambiguous) or after writing (an answer lost on the way back).
+type faultStore struct {
+	store.Store
+	mode atomic.Value // "", "refuse", "lose-before", "lose-after"
+}
+
+func (s *faultStore) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	mode, _ := s.mode.Swap("").(string)
+	switch mode {
+	case "refuse":
+		return store.ErrVersionConflict
+	case "lose-before":
+		return store.ErrUnavailable
+	case "lose-after":
+		if err := s.Store.Update(ctx, rec, opts); err != nil {
+			return err
+		}
+		return store.ErrUnavailable
+	}
+	return s.Store.Update(ctx, rec, opts)
+}
+
+type apigEnv struct {
+	e  *signer.Engine
+	h  *hsm.HSM
+	fh *faultHSM
+	st *faultStore
+	ca *testpki.CA
+}
+
+func newAPIGEnv(t *testing.T, quotas map[string]int64) *apigEnv {
+	t.Helper()
+	tok := testenv.NewToken(t)
+	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
+	require.NoError(t, err)
+	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
+	require.NoError(t, err)
+	a := &apigEnv{h: h, fh: &faultHSM{HSM: h}, st: &faultStore{Store: bs}, ca: testpki.NewCA(t, "apig test CA")}
+	a.e = signer.New(signer.Options{Store: a.st, HSM: a.fh, Quotas: quotas})
+	t.Cleanup(func() { a.e.Close(); bs.Close() })
+	return a
+}
+
+func (a *apigEnv) input(t *testing.T, name, host string) signer.APIGCertInput {
+	c := a.ca.Issue(t, testpki.Options{CommonName: host, DNSNames: []string{host}, Server: true})
+	return signer.APIGCertInput{Name: name, CertContent: string(c.PEM()), PrivateKey: c.KeyPEM(t)}
+}
+
+func (a *apigEnv) exists(t *testing.T, id string) bool {
+	ok, err := a.h.Exists(context.Background(), id)
+	require.NoError(t, err)
+	return ok
+}
+
+func (a *apigEnv) keyOf(t *testing.T, id string) string {
+	rec, err := a.st.Get(context.Background(), signer.KindAPIGCertificate, "t1", id)
+	require.NoError(t, err)
+	return rec.Fields[signer.KeyField]
+}
+
+func (a *apigEnv) intents(t *testing.T) []store.Intent {
+	in, err := a.st.ListIntents(context.Background())
+	require.NoError(t, err)
+	return in
+}
+
+var ctxT1 = signer.WithCaller(context.Background(), signer.Caller{Tenant: "t1", Principal: "token:test"})
+
+// A replacement interrupted at any point leaves exactly one key: the one
+// the record names, after the reconciler has run.
+func TestAPIGReplaceKeyCrashPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		arm       func(a *apigEnv)
+		wantErr   signer.Kind
+		committed bool // the record names the new key
+		settled   bool // nothing left for the reconciler
+	}{
+		{"store refuses the update", func(a *apigEnv) { a.st.mode.Store("refuse") }, signer.KindConflict, false, true},
+		{"store lost before the update", func(a *apigEnv) { a.st.mode.Store("lose-before") }, signer.KindUnavailable, false, false},
+		{"answer lost after the update", func(a *apigEnv) { a.st.mode.Store("lose-after") }, signer.KindUnavailable, true, false},
+		{"old key not destroyed", func(a *apigEnv) { a.fh.failDelete.Store(true) }, -1, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPIGEnv(t, nil)
+			c, err := a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
+			require.NoError(t, err)
+			oldKey := a.keyOf(t, c.ID)
+
+			tc.arm(a)
+			_, err = a.e.UpdateAPIGCertificate(ctxT1, "t1", c.ID, a.input(t, "cert_one", "two.example.com"))
+			if tc.wantErr >= 0 {
+				require.Error(t, err)
+				assert.Equal(t, tc.wantErr, signer.KindOf(err))
+			} else {
+				require.NoError(t, err)
+			}
+			named := a.keyOf(t, c.ID)
+			assert.Equal(t, tc.committed, named != oldKey, "record names the new key")
+
+			left := a.intents(t)
+			if tc.settled {
+				assert.Empty(t, left)
+			} else {
+				require.Len(t, left, 1)
+				assert.ElementsMatch(t, left[0].KeyIDs, []string{oldKey, left[0].KeyIDs[0]})
+			}
+			var newKey string
+			for _, in := range left {
+				newKey = in.KeyIDs[0]
+			}
+			if tc.committed {
+				newKey = named
+			}
+
+			rep, err := a.e.Reconcile(context.Background(), nil, 0)
+			require.NoError(t, err)
+			assert.Empty(t, a.intents(t))
+			assert.True(t, a.exists(t, named), "the key the record names survives")
+			if named == oldKey {
+				if newKey != "" {
+					assert.False(t, a.exists(t, newKey), "the uncommitted new key is destroyed")
+				}
+			} else {
+				assert.False(t, a.exists(t, oldKey), "the replaced key is destroyed")
+			}
+			if !tc.settled {
+				assert.Equal(t, 1, rep.Destroyed)
+			}
+			keys, err := a.h.List(context.Background())
+			require.NoError(t, err)
+			assert.Len(t, keys, 1, "one HSM key for one certificate")
+			// The certificate still works after the reconciler ran.
+			got, err := a.e.GetAPIGCertificate(ctxT1, "t1", c.ID)
+			require.NoError(t, err)
+			if tc.committed {
+				assert.Equal(t, "two.example.com", got.CommonName)
+			} else {
+				assert.Equal(t, "one.example.com", got.CommonName)
+			}
+		})
+	}
+}
+
+// The quota is checked before anything reaches the HSM and is given back
+// on delete.
+func TestAPIGQuota(t *testing.T) {
+	a := newAPIGEnv(t, map[string]int64{signer.QuotaAPIGCerts: 1})
+	c, err := a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
+	require.NoError(t, err)
+	keys, err := a.h.List(context.Background())
+	require.NoError(t, err)
+	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
+	assert.Equal(t, signer.KindQuotaExceeded, signer.KindOf(err))
+	after, err := a.h.List(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, after, len(keys))
+	require.NoError(t, a.e.DeleteAPIGCertificate(ctxT1, "t1", c.ID))
+	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
+	assert.NoError(t, err)
+}
+
+// The engine clears the caller's copy of the private key, on success and
+// on failure.
+func TestAPIGClearsThePrivateKey(t *testing.T) {
+	a := newAPIGEnv(t, nil)
+	in := a.input(t, "cert_one", "one.example.com")
+	key := in.PrivateKey
+	_, err := a.e.CreateAPIGCertificate(ctxT1, "t1", in)
+	require.NoError(t, err)
+	assert.Equal(t, make([]byte, len(key)), key)
+
+	in = a.input(t, "bad-name", "two.example.com")
+	key = in.PrivateKey
+	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", in)
+	assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
+	assert.Equal(t, make([]byte, len(key)), key)
+}
