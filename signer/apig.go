@@ -569,6 +569,15 @@ func (e *Engine) CreateAPIGCertificate(ctx context.Context, tenant string, in AP
 	return out, err
 }
 
+// apigResource is what the event log records of a requested id: only a
+// well-formed one, so that arbitrary path text never enters the chain.
+func apigResource(id string) string {
+	if ValidAPIGCertID(id) {
+		return id
+	}
+	return ""
+}
+
 func (e *Engine) getAPIGRecord(ctx context.Context, tenant, id string) (*store.Record, error) {
 	if !ValidAPIGCertID(id) {
 		return nil, apigErr(KindNotFound, APIGCodeNotFound, "the certificate does not exist")
@@ -586,10 +595,10 @@ func (e *Engine) GetAPIGCertificate(ctx context.Context, tenant, id string) (*AP
 	err := e.run(ctx, tenant, "APIG_CERTIFICATE_RETRIEVE", func() (string, error) {
 		rec, err := e.getAPIGRecord(ctx, tenant, id)
 		if err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		out, err = apigView(rec)
-		return id, err
+		return apigResource(id), err
 	})
 	return out, err
 }
@@ -652,19 +661,19 @@ func (e *Engine) UpdateAPIGCertificate(ctx context.Context, tenant, id string, i
 	err := e.run(ctx, tenant, "APIG_CERTIFICATE_UPDATE", func() (string, error) {
 		rec, err := e.getAPIGRecord(ctx, tenant, id)
 		if err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		c, err := e.checkAPIGInput(&in)
 		if err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		defer wipeKey(c.key)
 		if err := e.checkNameFree(ctx, tenant, c.data.Name, id); err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		next, err := e.apigRecord(tenant, id, c, "")
 		if err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		next.Fields["created"] = rec.Fields["created"]
 		if st, ok := rec.Fields[KeyStateField]; ok {
@@ -674,10 +683,10 @@ func (e *Engine) UpdateAPIGCertificate(ctx context.Context, tenant, id string, i
 			r.Unique, r.Fields, r.Data = next.Unique, next.Fields, next.Data
 		})
 		if err != nil {
-			return id, apigStoreErr(err)
+			return apigResource(id), apigStoreErr(err)
 		}
 		out, err = apigView(rec)
-		return id, err
+		return apigResource(id), err
 	})
 	return out, err
 }
@@ -687,12 +696,12 @@ func (e *Engine) DeleteAPIGCertificate(ctx context.Context, tenant, id string) e
 	return e.run(ctx, tenant, "APIG_CERTIFICATE_DELETE", func() (string, error) {
 		rec, err := e.getAPIGRecord(ctx, tenant, id)
 		if err != nil {
-			return id, err
+			return apigResource(id), err
 		}
 		if err := e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaAPIGCerts}}); err != nil {
-			return id, apigStoreErr(err)
+			return apigResource(id), apigStoreErr(err)
 		}
-		return id, nil
+		return apigResource(id), nil
 	})
 }
 
