@@ -49,6 +49,7 @@ func pcaError(c *gin.Context, err error) {
 	if e.Code != "" && len(e.Code) > 4 && e.Code[:4] == "PCA." {
 		code = e.Code
 	}
+	keepCause(c, status, e)
 	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
 }
 
@@ -75,6 +76,7 @@ func apigError(c *gin.Context, err error) {
 	if e.Code != "" && len(e.Code) > 5 && e.Code[:5] == "APIG." {
 		code = e.Code
 	}
+	keepCause(c, status, e)
 	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
 }
 
@@ -107,6 +109,7 @@ func czertainlyError(c *gin.Context, err error) {
 	case signer.KindForbidden:
 		status = http.StatusForbidden
 	}
+	keepCause(c, status, e)
 	c.AbortWithStatusJSON(status, gin.H{"message": e.Msg})
 }
 

@@ -73,9 +73,23 @@ func (s *server) observe(c *gin.Context) {
 	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 		return
 	}
-	s.log.Info("request", "method", c.Request.Method, "route", route, "status", status,
-		"duration_ms", float64(d.Microseconds())/1000, "request_id", c.GetString("request_id"),
-		"principal", signer.CallerFrom(c.Request.Context()).Principal)
+	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
+		"duration_ms", float64(d.Microseconds()) / 1000, "request_id", c.GetString("request_id"),
+		"principal", signer.CallerFrom(c.Request.Context()).Principal}
+	if status >= 500 && len(c.Errors) > 0 {
+		// The client sees a generic message; the operator needs the cause.
+		s.log.Error("request failed", append(attrs, "err", c.Errors.Last().Err.Error())...)
+		return
+	}
+	s.log.Info("request", attrs...)
+}
+
+// keepCause attaches the cause of a server-side failure to the request so
+// that observe logs it; answers below 500 are the caller's business.
+func keepCause(c *gin.Context, status int, e *signer.Error) {
+	if status >= 500 && e != nil {
+		_ = c.Error(e)
+	}
 }
 
 // bodyLimit caps request bodies; reading past the limit fails and the

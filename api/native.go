@@ -48,5 +48,6 @@ func nativeError(c *gin.Context, err error) {
 		}
 		env.Details = append(env.Details, nativeDetail{Value: f.Value, Msg: f.Msg, Param: f.Field, Location: loc})
 	}
+	keepCause(c, status, e)
 	c.AbortWithStatusJSON(status, env)
 }

@@ -95,3 +95,16 @@ func TestBodyLimit(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 }
+
+func TestServerErrorsLogTheirCause(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	tok := env.NewToken("acme", "admin")
+	require.NoError(t, env.Store.Close())
+	r := env.Do("GET", "/v1/keys", tok, nil)
+	require.Equal(t, 503, r.Status, string(r.Body))
+	assert.NotContains(t, string(r.Body), "bolt", "the cause stays out of the answer")
+	logs := env.Logs.String()
+	assert.Contains(t, logs, `"msg":"request failed"`)
+	assert.Contains(t, logs, `"route":"/v1/keys"`)
+	assert.NotContains(t, logs, tok)
+}
