@@ -99,6 +99,9 @@ func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
 		for attempt := 0; ; attempt++ {
 			var err error
 			rec, c, err = e.getCA(ctx, tenant, caID)
+			if KindOf(err) == KindNotFound {
+				return caID, nil // a purged issuer publishes nothing more
+			}
 			if err != nil {
 				return caID, err
 			}

@@ -295,6 +295,9 @@ func TestPCAScheduledDeletionRestoreAndPurge(t *testing.T) {
 			}
 			require.Equal(t, int64(2), used())
 
+			leaf, err := e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
+				DN: &signer.DistinguishedName{CommonName: "orphan"}, Validity: &signer.Validity{Type: "DAY", Value: 30}})
+			require.NoError(t, err)
 			require.NoError(t, e.DisableCA(ctx, "t1", sub))
 			for _, days := range []int{6, 31, -1} {
 				err := e.DeleteCA(ctx, "t1", sub, days)
@@ -334,6 +337,11 @@ func TestPCAScheduledDeletionRestoreAndPurge(t *testing.T) {
 			err = e.RestoreCA(ctx, "t1", sub)
 			assert.Equal(t, signer.CodeNotFound, signer.AsError(err).Code, "too late to restore")
 			assert.Equal(t, int64(1), used(), "the quota unit is back")
+			require.NoError(t, e.RevokeCertificate(ctx, "t1", leaf, "CESSATION_OF_OPERATION"),
+				"a certificate of a purged CA can still be revoked")
+			c, err := e.GetCertificate(ctx, "t1", leaf)
+			require.NoError(t, err)
+			assert.Equal(t, "REVOKED", c.Status)
 			left, err := st.ListIntents(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, left)
