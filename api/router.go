@@ -101,6 +101,7 @@ func build(o Options) (*gin.Engine, *server) {
 	s.handle(native, "GET", "/healthz", public, s.healthz)
 	s.handle(native, "GET", "/readyz", public, s.readyz)
 	s.handle(native, "GET", "/metrics", public, gin.WrapH(o.Engine.Metrics().Handler()))
+	s.handle(native, "GET", "/openapi.yaml", public, s.openapi)
 
 	s.mountEvents()
 	s.mountIdentity()
