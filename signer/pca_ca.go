@@ -611,6 +611,10 @@ func sortCAs(all []*CA, key, dir string) error {
 	default:
 		return pcaInvalid(CodeBadParameter, "sort_dir", dir, "must be ASC or DESC")
 	}
+	if desc {
+		// Ties then keep the newest first, like the rest of a DESC list.
+		slices.Reverse(all)
+	}
 	slices.SortStableFunc(all, func(a, b *CA) int {
 		if desc {
 			return cmp(b, a)
