@@ -45,8 +45,11 @@ type Daemon struct {
 
 	stopHSM context.CancelFunc
 	hsmDone chan struct{}
-	serveWG sync.WaitGroup
-	errc    chan error
+
+	stopJanitor context.CancelFunc
+	janitorDone chan struct{}
+	serveWG     sync.WaitGroup
+	errc        chan error
 
 	// wrap, when set (tests), wraps the HTTP handler.
 	wrap func(http.Handler) http.Handler
@@ -105,8 +108,6 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	}
 	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
 		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName})
-	d.engine.StartInventory(cfg.InventoryInterval)
-
 	tlsConf, err := serverTLS(cfg)
 	if err != nil {
 		d.store.Close()
@@ -145,6 +146,20 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	d.stopHSM = cancel
 	d.hsmDone = make(chan struct{})
 	go d.openHSM(hsmCtx, hc)
+	d.engine.StartInventory(cfg.InventoryInterval)
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	d.stopJanitor, d.janitorDone = stopJanitor, make(chan struct{})
+	go func() {
+		defer close(d.janitorDone)
+		// Purge private CAs whose scheduled deletion fell due, also in
+		// tenants nobody reads; the first round waits for the HSM to open.
+		select {
+		case <-time.After(time.Minute):
+		case <-janitorCtx.Done():
+			return
+		}
+		d.engine.RunPCAJanitor(janitorCtx, time.Hour)
+	}()
 
 	d.serveWG.Add(1)
 	go func() {
@@ -303,6 +318,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		_ = os.Remove(d.cfg.AdminSocket)
 	}
 	d.serveWG.Wait()
+	d.stopJanitor()
+	<-d.janitorDone
 	d.stopHSM()
 	<-d.hsmDone
 	if err := d.engine.Close(); err != nil {

@@ -215,7 +215,8 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	for {
 		n, err := monitoring.InstantSeries(context.Background(), promURL, `count_over_time(hsmca_events_total{event="KEY_SIGN",stage="SUCCESS"}[1m]) >= 5`)
 		if err == nil && n > 0 {
-			if n2, _ := monitoring.InstantSeries(context.Background(), promURL, `hsmca_ca_certificate_expiry_seconds`); n2 > 0 {
+			// One series per CA kind: dts_root, pca_root, pca_subordinate.
+			if n2, _ := monitoring.InstantSeries(context.Background(), promURL, `hsmca_ca_certificate_expiry_seconds > 0`); n2 == 3 {
 				break
 			}
 		}
@@ -227,7 +228,6 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	exposition, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-
 
 	t.Run("metrics lint", func(t *testing.T) {
 		cmd := exec.Command(promtool, "check", "metrics")
