@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,10 +110,10 @@ func startPrometheus(t *testing.T, bin, target string) string {
 		filepath.Join(repoRoot(t), "deploy", "prometheus", "alerts.yml"), target)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600))
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := "http://" + addr
@@ -125,9 +126,29 @@ func startPrometheus(t *testing.T, bin, target string) string {
 				return url
 			}
 		}
-		require.True(t, time.Now().Before(deadline), "prometheus not ready: %s", logs.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready: %s", logs.String())
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// lockedBuffer collects a child process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // closeSessions closes every session of the token from a second PKCS#11
