@@ -2,7 +2,6 @@ package signer
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -27,37 +26,18 @@ import (
 
 var oidIssuerAltName = asn1.ObjectIdentifier{2, 5, 29, 18}
 
-// dtsSerial returns a random serial that is positive and at most 20 octets
-// once DER-encoded (RFC 5280 4.1.2.2): 159 random bits, never zero.
-func dtsSerial() (*big.Int, error) {
-	var b [20]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		b[0] &= 0x7f
-		n := new(big.Int).SetBytes(b[:])
-		if n.Sign() > 0 {
-			return n, nil
-		}
-	}
-}
+// dtsSerial is the serial of a DTS certificate: 159 random bits, positive
+// and at most 20 octets once DER-encoded, like every serial hsmca issues.
+func dtsSerial() (*big.Int, error) { return randomSerial() }
 
 // dtsKeyID is the key identifier of RFC 7093 method 1: the leftmost 160
 // bits of the SHA-256 of the subjectPublicKey bits.
 func dtsKeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	bits, err := subjectPublicKeyBits(pub)
 	if err != nil {
 		return nil, err
 	}
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &spki); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	sum := sha256.Sum256(bits)
 	return sum[:20], nil
 }
 

@@ -34,6 +34,17 @@ func randomSerial() (*big.Int, error) {
 // bits. It is an identifier, not a security property, and keeps the value
 // the one every other tool computes.
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	bits, err := subjectPublicKeyBits(pub)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha1.Sum(bits)
+	return sum[:], nil
+}
+
+// subjectPublicKeyBits is the content of the subjectPublicKey BIT STRING,
+// what key identifiers hash.
+func subjectPublicKeyBits(pub crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, err
@@ -45,8 +56,7 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	if _, err := asn1.Unmarshal(der, &spki); err != nil {
 		return nil, err
 	}
-	sum := sha1.Sum(spki.PublicKey.Bytes)
-	return sum[:], nil
+	return spki.PublicKey.Bytes, nil
 }
 
 // observedSigner times every signature of an HSM key for the latency
