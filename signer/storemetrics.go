@@ -37,7 +37,7 @@ func observeStore(s store.Store, m *metrics.Metrics) store.Store {
 
 var storeOps = []string{"ping", "create", "get", "get_by_unique", "update", "delete", "list",
 	"reserve_quota", "release_quota", "quota_usage", "set_quota_usage", "count",
-	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_tenants"}
+	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_tenants", "throttle"}
 
 func (o *observedStore) done(op string, start time.Time, err error) {
 	o.m.StoreDuration.WithLabelValues(o.backend, op).Observe(time.Since(start).Seconds())
@@ -180,4 +180,11 @@ func (o *observedStore) EventTenants(ctx context.Context) ([]string, error) {
 	ts, err := o.Store.EventTenants(ctx)
 	o.done("event_tenants", t, err)
 	return ts, err
+}
+
+func (o *observedStore) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {
+	start := time.Now()
+	d, err := o.Store.Throttle(ctx, key, rate, burst)
+	o.done("throttle", start, err)
+	return d, err
 }

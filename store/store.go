@@ -201,6 +201,22 @@ type Store interface {
 	ListEvents(ctx context.Context, tenant string, afterSeq uint64, limit int) ([]Event, error)
 	// Tenants lists the tenants that have at least one event.
 	EventTenants(ctx context.Context) ([]string, error)
+
+	// Throttle counts one request against key's rate limit: a generic cell
+	// rate of rate requests per second that admits bursts of up to burst
+	// at once. It answers 0 when the request is admitted and otherwise how
+	// long until one would be (the refused request is not counted). Every
+	// replica sharing the store shares the limit. rate > 0 and burst >= 1,
+	// else ErrInvalid. Keys are not tenant-scoped.
+	Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error)
+}
+
+// CheckThrottle validates Throttle's arguments for the backends.
+func CheckThrottle(key string, rate float64, burst int64) error {
+	if key == "" || !(rate > 0) || rate > 1e6 || burst < 1 || burst > 1e6 {
+		return ErrInvalid
+	}
+	return nil
 }
 
 // ChainHash is the hash of one event link: SHA-256 over the previous hash,

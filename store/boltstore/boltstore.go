@@ -54,8 +54,9 @@ type Options struct {
 
 // Store is a store.Store on one bbolt file.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db       *bolt.DB
+	path     string
+	throttle *storekit.Throttler
 }
 
 var _ store.Store = (*Store)(nil)
@@ -100,7 +101,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, throttle: storekit.NewThrottler()}, nil
 }
 
 // Backend names the implementation.
@@ -898,4 +899,16 @@ func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Throttle keeps its counters in memory: one process holds the bolt file,
+// so nothing else shares them, and they need not survive a restart.
+func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {
+	if err := store.CheckThrottle(key, rate, burst); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return s.throttle.Take(key, rate, burst, time.Now()), nil
 }

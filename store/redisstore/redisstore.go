@@ -804,3 +804,20 @@ func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 	slices.Sort(out)
 	return out, nil
 }
+
+// Throttle runs the limiter as one script, so that racing replicas each
+// see the other's requests.
+func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {
+	if err := store.CheckThrottle(key, rate, burst); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	interval := storekit.Interval(rate).Microseconds()
+	v, err := throttleScript.Run(ctx, s.rdb, []string{s.prefix + ":throttle:" + key}, max(interval, 1), burst).Int64()
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return time.Duration(v) * time.Microsecond, nil
+}

@@ -99,3 +99,27 @@ if left < 0 then left = 0 end
 if left ~= usage then redis.call('HSET', KEYS[1], ARGV[1], tostring(left)) end
 return {'OK'}
 `)
+
+// throttleScript is a generic cell rate limiter shared by every replica.
+// The key holds the theoretical arrival time (TAT, microseconds on the
+// server's clock, so that replicas' clocks do not matter) of the next
+// request; a request is admitted while the TAT is at most burst intervals
+// ahead, and pushes it one interval later. The key expires once its TAT
+// has passed, when it would be the same as absent.
+// KEYS: the limiter key
+// ARGV: interval (microseconds), burst
+// Reply: 0 when admitted, else microseconds until a request would be.
+var throttleScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local nxt = tat + interval
+local allow_at = nxt - burst * interval
+if allow_at > now then return math.ceil(allow_at - now) end
+redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+return 0
+`)

@@ -53,6 +53,8 @@ func Run(t *testing.T, open Opener) {
 		{"EventsConcurrent", testEventsConcurrent},
 		{"EventsDataRoundTrip", testEventsDataRoundTrip},
 		{"CountRecords", testCountRecords},
+		{"Throttle", testThrottle},
+		{"ThrottleConcurrent", testThrottleConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1012,4 +1014,55 @@ func testCountRecords(t *testing.T, s store.Store) {
 	// A failed create does not count.
 	require.ErrorIs(t, s.Create(ctx, rec("t1", "r001"), store.WriteOpts{}), store.ErrExists)
 	assert.Equal(t, int64(3), count(kind, "t1"))
+}
+
+// testThrottle: a burst is admitted at once, the next request is told how
+// long to wait (about one interval: the rate is so low that no test runs
+// long enough to earn a new request), keys are independent, and bad
+// arguments are refused.
+func testThrottle(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	const rate, burst = 0.001, 3 // one request per 1000 s
+	for i := 0; i < burst; i++ {
+		d, err := s.Throttle(ctx, "token:a", rate, burst)
+		require.NoError(t, err)
+		require.Zero(t, d, "request %d of the burst", i+1)
+	}
+	for i := 0; i < 2; i++ {
+		d, err := s.Throttle(ctx, "token:a", rate, burst)
+		require.NoError(t, err)
+		assert.Greater(t, d, 900*time.Second, "refused requests are not counted: the wait stays one interval")
+		assert.LessOrEqual(t, d, 1000*time.Second)
+	}
+	d, err := s.Throttle(ctx, "token:b", rate, burst)
+	require.NoError(t, err)
+	assert.Zero(t, d, "another key has its own burst")
+	for _, bad := range []struct {
+		key   string
+		rate  float64
+		burst int64
+	}{{"", rate, burst}, {"k", 0, burst}, {"k", -1, burst}, {"k", rate, 0}} {
+		_, err := s.Throttle(ctx, bad.key, bad.rate, bad.burst)
+		assert.ErrorIs(t, err, store.ErrInvalid, "%+v", bad)
+	}
+}
+
+// testThrottleConcurrent: racing callers of one key get exactly the burst.
+func testThrottleConcurrent(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	const burst = 10
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 4*burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := s.Throttle(ctx, "token:race", 0.001, burst)
+			if assert.NoError(t, err) && d == 0 {
+				admitted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, int64(burst), admitted.Load())
 }
