@@ -31,6 +31,9 @@ func bearer(c *gin.Context) string {
 // credential, 403 with one that lacks the role.
 func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if !s.admitBody(c, f) {
+			return
+		}
 		if a.Loopback && !s.directLoopback(c) {
 			f.WriteErr(c, signer.E(signer.KindForbidden, "this route answers only to direct requests on the loopback interface"))
 			return
@@ -46,6 +49,9 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 		}
 		caller.RequestID = c.GetString("request_id")
 		c.Request = c.Request.WithContext(signer.WithCaller(c.Request.Context(), caller))
+		if !s.throttle(c, f, caller) {
+			return
+		}
 		allowed := a.TenantRoles
 		if caller.Tenant == "" {
 			allowed = a.PlatformRoles

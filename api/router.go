@@ -20,6 +20,8 @@ type Options struct {
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
 	// header; only behind a proxy that strips it from client requests.
 	TrustedProxy bool
+	// RateLimit limits each credential's request rate (ratelimit.go).
+	RateLimit RateLimit
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -92,9 +94,11 @@ func build(o Options) (*gin.Engine, *server) {
 	r.ContextWithFallback = true
 	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
 	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
-	r.NoRoute(func(c *gin.Context) { nativeError(c, signer.E(signer.KindNotFound, "no such route")) })
+	r.NoRoute(func(c *gin.Context) {
+		familyOfPath(c.Request.URL.Path).WriteErr(c, signer.E(signer.KindNotFound, "no such route"))
+	})
 	r.NoMethod(func(c *gin.Context) {
-		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, nativeEnvelope{Code: "MethodNotAllowed", Message: "method not allowed on this route"})
+		writeStatus(c, familyOfPath(c.Request.URL.Path), http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed on this route")
 	})
 
 	public := Access{Public: true}

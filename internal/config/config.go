@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -59,6 +60,14 @@ type Config struct {
 		MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 	} `yaml:"http"`
 
+	// RateLimit bounds each credential's request rate (every API token and
+	// administrator certificate on its own; shared by replicas on Redis).
+	// requests_per_second 0 disables it.
+	RateLimit struct {
+		RequestsPerSecond *float64 `yaml:"requests_per_second"`
+		Burst             int      `yaml:"burst"`
+	} `yaml:"rate_limit"`
+
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
 	// a resource not listed keeps its default.
 	Quotas map[string]int64 `yaml:"quotas"`
@@ -96,8 +105,15 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
+	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
+	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
+
+// DefaultRateLimit is the requests per second each credential may make:
+// far above what a person or a well-behaved integration sends, well below
+// what lets one tenant's runaway client take the HSM from the others.
+const DefaultRateLimit float64 = 100
 
 // Load reads path (may be empty), applies the environment and defaults, and
 // validates the result.
@@ -163,6 +179,20 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_POOL_SIZE: want a positive number, got %q", v)
 		}
 		c.PKCS11.PoolSize = n
+	}
+	if v, ok := get("HSMCA_RATE_LIMIT_RPS"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return fmt.Errorf("config: HSMCA_RATE_LIMIT_RPS: want a number >= 0 (0 disables), got %q", v)
+		}
+		c.RateLimit.RequestsPerSecond = &f
+	}
+	if v, ok := get("HSMCA_RATE_LIMIT_BURST"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("config: HSMCA_RATE_LIMIT_BURST: want a number >= 0, got %q", v)
+		}
+		c.RateLimit.Burst = n
 	}
 	if v, ok := get("HSMCA_TRUSTED_PROXY"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
@@ -233,6 +263,10 @@ func (c *Config) defaults() {
 	setDur(&h.WriteTimeout, 30*time.Second)
 	setDur(&h.IdleTimeout, 120*time.Second)
 	setDur(&h.ShutdownTimeout, 20*time.Second)
+	if c.RateLimit.RequestsPerSecond == nil {
+		rps := DefaultRateLimit
+		c.RateLimit.RequestsPerSecond = &rps
+	}
 	if c.InventoryInterval <= 0 {
 		c.InventoryInterval = 30 * time.Second
 	}
@@ -263,6 +297,12 @@ func (c *Config) validate() error {
 	}
 	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
 		errs = append(errs, "tls.client_ca needs tls.cert and tls.key: client certificates need TLS")
+	}
+	if r := *c.RateLimit.RequestsPerSecond; r < 0 || r > 1e6 || math.IsNaN(r) {
+		errs = append(errs, fmt.Sprintf("rate_limit.requests_per_second %v: want 0 (off) to 1000000", r))
+	}
+	if c.RateLimit.Burst < 0 || c.RateLimit.Burst > 1e6 {
+		errs = append(errs, fmt.Sprintf("rate_limit.burst %d: want 0 (twice the rate) to 1000000", c.RateLimit.Burst))
 	}
 	for res, n := range c.Quotas {
 		if n < 0 {

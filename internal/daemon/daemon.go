@@ -121,8 +121,13 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
 	}
+	rps := config.DefaultRateLimit
+	if p := cfg.RateLimit.RequestsPerSecond; p != nil {
+		rps = *p
+	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy})
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
+		RateLimit: api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst}})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)

@@ -1,0 +1,84 @@
+package api
+
+import (
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// Answers that come before a family's handler reads anything: a body too
+// large (413), a body that is not JSON (415) and a caller over its rate
+// (429, ratelimit.go). Each is written in the route's family envelope, so
+// a client of the public service reads them as it reads every other error.
+
+// throttleCode is what the Huawei families answer when throttled: their
+// public API gateway's code, which their clients already handle.
+const throttleCode = "APIG.0308"
+
+// writeStatus writes status and msg in family f's envelope. code is the
+// native family's code; the Huawei families take codes of their own.
+func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
+	switch f.Name {
+	case pca.Name, apig.Name:
+		hc := signer.CodeBadParameter
+		if f.Name == apig.Name {
+			hc = signer.APIGCodeBadValue
+		}
+		if status == http.StatusTooManyRequests {
+			hc = throttleCode
+		}
+		c.AbortWithStatusJSON(status, huaweiEnvelope{Code: hc, Msg: msg})
+	case czertainly.Name:
+		c.AbortWithStatusJSON(status, gin.H{"message": msg})
+	default:
+		c.AbortWithStatusJSON(status, nativeEnvelope{Code: code, Message: msg})
+	}
+}
+
+// admitBody refuses, before authentication reads the store, a body whose
+// declared length is over the limit, and a body that declares a media type
+// other than JSON. A body without Content-Type is read as JSON: minimal
+// clients omit it, and the JSON decoders refuse what is not JSON anyway.
+// A JSON type with parameters (charset) or a +json suffix is JSON.
+func (s *server) admitBody(c *gin.Context, f Family) bool {
+	r := c.Request
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		writeStatus(c, f, http.StatusRequestEntityTooLarge, "PayloadTooLarge",
+			"request body exceeds "+strconv.FormatInt(s.opts.MaxBodyBytes, 10)+" bytes")
+		return false
+	}
+	hasBody := r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+	ct := r.Header.Get("Content-Type")
+	if !hasBody || ct == "" || isJSONMediaType(ct) {
+		return true
+	}
+	writeStatus(c, f, http.StatusUnsupportedMediaType, "UnsupportedMediaType",
+		"request bodies must be JSON (Content-Type: application/json)")
+	return false
+}
+
+func isJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// familyOfPath names the family whose URL space holds path, so that an
+// unknown route under a family's prefix answers in that family's envelope.
+func familyOfPath(path string) Family {
+	switch {
+	case strings.HasPrefix(path, "/v1/private-certificate-authorities"), strings.HasPrefix(path, "/v1/private-certificates"):
+		return pca
+	case strings.HasPrefix(path, "/v2/"):
+		return apig
+	case strings.HasPrefix(path, "/v1/admins"), strings.HasPrefix(path, "/v1/local/admins"):
+		return czertainly
+	}
+	return native
+}
