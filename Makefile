@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hsmca/hsmca/internal/daemon.Version=$(VERSION)
 ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-short vet fmt clean e2e-monitoring
+.PHONY: all build run test test-short vet fmt clean e2e-monitoring fuzz
 
 all: build
 
@@ -52,3 +52,18 @@ fmt:
 
 clean:
 	rm -rf $(BIN)
+
+# Every fuzz target of the parsers of untrusted input (PEM, CSR, private
+# keys, JSON bodies, X-APP-CERTIFICATE), each for FUZZTIME. Their seed
+# corpora already run as ordinary tests in `make test`; a crasher is saved
+# under the package's testdata/fuzz and then runs there too.
+FUZZTIME ?= 30s
+FUZZ_PKGS ?= ./signer/ ./api/
+fuzz:
+	@softhsm/ensure-packages.sh softhsm redis openssl
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done

@@ -59,6 +59,14 @@ const (
 // minRSABits refuses keys too weak to protect anything.
 const minRSABits = 2048
 
+// maxRSABits refuses keys whose every signature would cost the HSM far
+// more than it is worth, as the PCA family does for CSRs.
+const maxRSABits = 8192
+
+// maxAPIGSANs bounds the names of an imported certificate: every list page
+// and every object carries them, and no public CA issues more than this.
+const maxAPIGSANs = 250
+
 // APIGCertInput is the body of a create or a full replace.
 type APIGCertInput struct {
 	Name        string
@@ -258,6 +266,9 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 	if len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 {
 		return nil, apigInvalid(APIGCodeNoSAN, "cert_content", nil, "the certificate has no subject alternative name (DNS name or IP address)")
 	}
+	if n := len(leaf.DNSNames) + len(leaf.IPAddresses); n > maxAPIGSANs {
+		return nil, apigInvalid(APIGCodeBadValue, "cert_content", n, fmt.Sprintf("the certificate has %d subject alternative names; at most %d are accepted", n, maxAPIGSANs))
+	}
 	if err := verifyAPIGChain(chain, roots, now); err != nil {
 		return nil, err
 	}
@@ -353,8 +364,8 @@ func importedKeyAlgorithm(pub crypto.PublicKey) (string, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		bits := k.N.BitLen()
-		if bits < minRSABits {
-			return "", apigInvalid(APIGCodeBadValue, "private_key", bits, fmt.Sprintf("RSA keys must have at least %d bits", minRSABits))
+		if bits < minRSABits || bits > maxRSABits {
+			return "", apigInvalid(APIGCodeBadValue, "private_key", bits, fmt.Sprintf("RSA keys must have %d to %d bits", minRSABits, maxRSABits))
 		}
 		switch bits {
 		case 2048:
