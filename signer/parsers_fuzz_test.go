@@ -19,11 +19,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The parsers of untrusted bytes (PEM certificates, CSRs, private keys,
-// signing input, cursors) must never panic, must refuse with an invalid-
+// The parsers of untrusted bytes (PEM text, private keys, signing input,
+// cursors) must never panic, must refuse with an invalid-
 // kind error that carries no line breaks of the input, and what they
 // accept must be what the engine relies on. `make fuzz` runs each target;
-// the seeds below run with every `go test`.
+// the seeds below run with every `go test`. The CSR and certificate-bundle
+// readers of the PCA family have theirs in pca_fuzz_test.go, the APIG
+// readers in apig_pem_test.go.
 
 // fuzzSeeds builds a few well-formed inputs of each kind once.
 type fuzzSeeds struct {
@@ -145,75 +147,6 @@ func publicOf(t *testing.T, key any) any {
 	}
 	// x509 also parses X25519 and ECDH keys; importedKeyAlgorithm refuses them.
 	return key
-}
-
-// FuzzParseAPIGCertificates: cert_content and trusted_root_ca.
-func FuzzParseAPIGCertificates(f *testing.F) {
-	s := newFuzzSeeds(f)
-	for _, seed := range []string{s.certPEM, s.certPEM + s.certPEM2, s.ecSEC1, s.certPEM + s.ecSEC1, s.csrPEM, ""} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, text string) {
-		certs, err := parseCertificates("cert_content", text)
-		if err != nil {
-			assert.Nil(t, certs)
-			checkRefusal(t, err)
-			return
-		}
-		require.NotEmpty(t, certs)
-		for _, c := range certs {
-			_, err := x509.ParseCertificate(c.Raw)
-			assert.NoError(t, err)
-		}
-	})
-}
-
-// FuzzParseCSR: the csr field of the PCA family (issue from CSR, parse).
-// What it accepts carries a verified signature and a key hsmca certifies.
-func FuzzParseCSR(f *testing.F) {
-	s := newFuzzSeeds(f)
-	block := strings.TrimSpace(s.csrPEM)
-	b64 := strings.Join(strings.Split(strings.TrimSuffix(strings.TrimPrefix(block, "-----BEGIN CERTIFICATE REQUEST-----"), "-----END CERTIFICATE REQUEST-----"), "\n"), "")
-	for _, seed := range []string{s.csrPEM, s.csrP224, strings.ReplaceAll(s.csrPEM, "\n", `\n`), b64, s.certPEM,
-		strings.Replace(s.csrPEM, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", 2), "", "AAAA"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, text string) {
-		csr, alg, bits, err := parseCSR(text)
-		if err != nil {
-			assert.Nil(t, csr)
-			checkRefusal(t, err)
-			return
-		}
-		require.NotNil(t, csr)
-		assert.NoError(t, csr.CheckSignature())
-		assert.NotEmpty(t, alg)
-		assert.Positive(t, bits)
-		assert.LessOrEqual(t, bits, 8192)
-	})
-}
-
-// FuzzParsePCACertificates: certificate and certificate_chain of a CA import.
-func FuzzParsePCACertificates(f *testing.F) {
-	s := newFuzzSeeds(f)
-	for _, seed := range []string{s.certPEM, s.certPEM + s.certPEM2, strings.ReplaceAll(s.certPEM, "\n", `\n`), s.csrPEM, ""} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, text string) {
-		certs, err := parseCerts("certificate", text)
-		if err != nil {
-			assert.Nil(t, certs)
-			checkRefusal(t, err)
-		} else {
-			assert.NotEmpty(t, certs)
-		}
-		one, err := parseOneCert("certificate", text)
-		if err != nil {
-			checkRefusal(t, err)
-		} else {
-			assert.NotNil(t, one)
-		}
-	})
 }
 
 // FuzzParseSignInput: the body of /v1/keys/{id}/sign and /verify, after
