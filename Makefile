@@ -58,12 +58,14 @@ clean:
 # corpora already run as ordinary tests in `make test`; a crasher is saved
 # under the package's testdata/fuzz and then runs there too.
 FUZZTIME ?= 30s
-FUZZ_PKGS ?= ./signer/ ./api/
+FUZZ_PKGS ?= ./signer/ ./api/ ./store/internal/storekit/
+# e.g. FUZZFLAGS=-parallel=1 on a shared machine (default: one worker per CPU)
+FUZZFLAGS ?=
 fuzz:
 	@softhsm/ensure-packages.sh softhsm redis openssl
 	@set -e; for pkg in $(FUZZ_PKGS); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$target ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	  done; \
 	done
