@@ -522,6 +522,10 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 			}
 			return nil
 		}
+		if plan.Mode == storekit.OffsetMode && q.SortBy == "" && len(q.Filters) == 0 {
+			page, err = offsetBySeq(kb, q)
+			return err
+		}
 		if plan.Mode == storekit.OffsetMode {
 			var all []store.Record
 			err := kb.recs.ForEach(func(_, v []byte) error {
@@ -550,6 +554,34 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		return nil
 	})
 	return page, err
+}
+
+// offsetBySeq answers offset paging in creation order without filters
+// from the seq index: it steps over the skipped entries without reading
+// their records and reads only the page, so a page deep in a large kind
+// costs the offset in index steps, not the whole kind in decoded records.
+func offsetBySeq(kb *kindBuckets, q store.Query) (*store.Page, error) {
+	page := &store.Page{Total: int(getU64(kb.kind.Get(kCount))), Records: []store.Record{}}
+	c := kb.seq.Cursor()
+	k, id := c.First()
+	if q.Desc {
+		k, id = c.Last()
+	}
+	for skip := q.Offset; k != nil && skip > 0; skip-- {
+		k, id = step(c, q.Desc)
+	}
+	for ; k != nil && (q.Limit == 0 || len(page.Records) < q.Limit); k, id = step(c, q.Desc) {
+		v := kb.recs.Get(id)
+		if v == nil {
+			return nil, fmt.Errorf("bolt store: seq index points at missing record %q", id)
+		}
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		page.Records = append(page.Records, *r)
+	}
+	return page, nil
 }
 
 // walkSeq is the storekit.Fetch of one read transaction.

@@ -439,6 +439,9 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		return nil, err
 	}
 	seqKey := s.seqKey(q.Tenant, q.Kind)
+	if plan.Mode == storekit.OffsetMode && q.SortBy == "" && len(q.Filters) == 0 {
+		return s.offsetBySeq(ctx, q, seqKey)
+	}
 	if plan.Mode == storekit.OffsetMode {
 		ids, err := s.rdb.ZRange(ctx, seqKey, 0, -1).Result()
 		if err != nil {
@@ -496,6 +499,31 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 			return nil, wrap(err)
 		}
 		page.Total = int(n)
+	}
+	return page, nil
+}
+
+// offsetBySeq answers offset paging in creation order without filters
+// from the seq index: the page's ids by rank and the count in one round
+// trip, then only the page's records.
+func (s *Store) offsetBySeq(ctx context.Context, q store.Query, seqKey string) (*store.Page, error) {
+	stop := int64(-1)
+	if q.Limit > 0 {
+		stop = int64(q.Offset + q.Limit - 1)
+	}
+	pipe := s.rdb.Pipeline()
+	rng := pipe.ZRangeArgs(ctx, redis.ZRangeArgs{Key: seqKey, Start: int64(q.Offset), Stop: stop, Rev: q.Desc})
+	card := pipe.ZCard(ctx, seqKey)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap(err)
+	}
+	page := &store.Page{Total: int(card.Val()), Records: []store.Record{}}
+	for chunk := range slices.Chunk(rng.Val(), 1000) {
+		recs, err := s.loadDocs(ctx, q.Tenant, q.Kind, chunk)
+		if err != nil {
+			return nil, err
+		}
+		page.Records = append(page.Records, recs...)
 	}
 	return page, nil
 }
