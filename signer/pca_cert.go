@@ -503,23 +503,10 @@ func (e *Engine) commitCert(ctx context.Context, tenant, id string, is *issuer, 
 		if err != nil {
 			return err
 		}
-		cert, err := x509.ParseCertificate(der)
+		rec, err := certStoreRecord(tenant, id, is, cr, der, hash, e.now())
 		if err != nil {
 			return err
 		}
-		cr.Status, cr.Cert, cr.Serial = CertIssued, der, cert.SerialNumber.Text(16)
-		cr.IssuerID, cr.IssuerName, cr.SignatureAlgorithm = is.rec.ID, is.ca.DN.CommonName, hash
-		cr.CreateTime = e.now().UnixMilli()
-		cr.NotBefore, cr.NotAfter = cert.NotBefore.UnixMilli(), cert.NotAfter.UnixMilli()
-		if cr.DN.CommonName == "" {
-			cr.DN = dnFromPKIX(cert.Subject)
-		}
-		data, err := json.Marshal(cr)
-		if err != nil {
-			return err
-		}
-		rec := &store.Record{Kind: kindPCACert, Tenant: tenant, ID: id,
-			Unique: []string{serialKey(is.rec.ID, cr.Serial)}, Fields: certFields(cr), Data: data}
 		err = e.store.Create(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACerts, Limit: limit}})
 		switch {
 		case err == nil:
@@ -532,6 +519,30 @@ func (e *Engine) commitCert(ctx context.Context, tenant, id string, is *issuer, 
 		}
 		return storeErr(err, "certificate")
 	}
+}
+
+// certStoreRecord completes cr with the signed certificate der and
+// returns the store record of a new private certificate: the one place
+// that decides its stored form, shared by issuance and by the seeding of
+// benchmark stores.
+func certStoreRecord(tenant, id string, is *issuer, cr *certRecord, der []byte, hash string, now time.Time) (*store.Record, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	cr.Status, cr.Cert, cr.Serial = CertIssued, der, cert.SerialNumber.Text(16)
+	cr.IssuerID, cr.IssuerName, cr.SignatureAlgorithm = is.rec.ID, is.ca.DN.CommonName, hash
+	cr.CreateTime = now.UnixMilli()
+	cr.NotBefore, cr.NotAfter = cert.NotBefore.UnixMilli(), cert.NotAfter.UnixMilli()
+	if cr.DN.CommonName == "" {
+		cr.DN = dnFromPKIX(cert.Subject)
+	}
+	data, err := json.Marshal(cr)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Record{Kind: kindPCACert, Tenant: tenant, ID: id,
+		Unique: []string{serialKey(is.rec.ID, cr.Serial)}, Fields: certFields(cr), Data: data}, nil
 }
 
 // CertFromCSR is the body of an issuance from a CSR.
@@ -553,85 +564,104 @@ type CertFromCSR struct {
 func (e *Engine) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
 	id := uuid.NewString()
 	err := e.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR", func() (string, error) {
-		typ := in.Type
-		if typ == "" {
-			typ = CertTypeEntity
-		}
-		if typ != CertTypeEntity && typ != CertTypeIntermediate {
-			return "", pcaInvalid(CodeBadParameter, "type", in.Type, "must be ENTITY_CERT or INTERMEDIATE_CA")
-		}
-		csr, alg, _, err := parseCSR(in.CSR)
+		p, err := e.prepareFromCSR(ctx, tenant, in)
 		if err != nil {
 			return "", err
 		}
-		hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, false)
-		if err != nil {
-			return "", err
-		}
-		is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
-		if err != nil {
-			return "", err
-		}
-		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
-		if err != nil {
-			return "", err
-		}
-		if err := withinIssuer(nb, na, is.cert); err != nil {
-			return "", err
-		}
-		ku, err := parseKeyUsages(in.KeyUsages)
-		if err != nil {
-			return "", err
-		}
-		cr := &certRecord{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}
-		var tmpl *x509.Certificate
-		if typ == CertTypeIntermediate {
-			pathLen := 0
-			if in.PathLength != nil {
-				pathLen = *in.PathLength
-			}
-			if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
-				return "", err
-			}
-			tmpl = caTemplate(cr.DN, nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
-			cr.PathLength = &pathLen
-		} else {
-			if len(in.KeyUsages) == 0 {
-				ku = x509.KeyUsageDigitalSignature
-				if strings.HasPrefix(alg, "RSA") {
-					ku |= x509.KeyUsageKeyEncipherment
-				}
-			}
-			if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
-				return "", pcaInvalid(CodeBadParameter, "key_usages", in.KeyUsages, "keyCertSign and cRLSign are for CA certificates; use type INTERMEDIATE_CA")
-			}
-			eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
-			if in.EKU != nil {
-				eku = *in.EKU
-			}
-			tmpl = &x509.Certificate{BasicConstraintsValid: true, KeyUsage: ku, ExtKeyUsage: eku.list(),
-				NotBefore: nb, NotAfter: na}
-			cr.EKU = eku
-		}
-		// The subject goes over byte for byte, attributes the family does
-		// not name included.
-		tmpl.RawSubject = csr.RawSubject
-		sans := in.SANs
-		if len(sans) == 0 {
-			sans = sansOf(&x509.Certificate{DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
-				EmailAddresses: csr.EmailAddresses, URIs: csr.URIs})
-		}
-		if err := checkSANs(sans, tmpl); err != nil {
-			return "", err
-		}
-		cr.SANs = sans
-		cr.KeyUsages = keyUsageList(tmpl.KeyUsage)
 		if err := e.certQuotaFree(ctx, tenant); err != nil {
 			return "", err
 		}
-		return id, e.commitCert(ctx, tenant, id, is, tmpl, csr.PublicKey, hash, cr)
+		return id, e.commitCert(ctx, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr)
 	})
 	return id, err
+}
+
+// csrIssue is an issuance from a CSR checked and ready to sign.
+type csrIssue struct {
+	is   *issuer
+	tmpl *x509.Certificate
+	pub  crypto.PublicKey
+	hash string
+	cr   *certRecord
+}
+
+// prepareFromCSR checks an issuance from a CSR and builds its template
+// and record, everything short of the quota check and the signature.
+func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromCSR) (*csrIssue, error) {
+	typ := in.Type
+	if typ == "" {
+		typ = CertTypeEntity
+	}
+	if typ != CertTypeEntity && typ != CertTypeIntermediate {
+		return nil, pcaInvalid(CodeBadParameter, "type", in.Type, "must be ENTITY_CERT or INTERMEDIATE_CA")
+	}
+	csr, alg, _, err := parseCSR(in.CSR)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, false)
+	if err != nil {
+		return nil, err
+	}
+	is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+	if err != nil {
+		return nil, err
+	}
+	nb, na, err := in.Validity.window(e.now(), maxChildValidity)
+	if err != nil {
+		return nil, err
+	}
+	if err := withinIssuer(nb, na, is.cert); err != nil {
+		return nil, err
+	}
+	ku, err := parseKeyUsages(in.KeyUsages)
+	if err != nil {
+		return nil, err
+	}
+	cr := &certRecord{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}
+	var tmpl *x509.Certificate
+	if typ == CertTypeIntermediate {
+		pathLen := 0
+		if in.PathLength != nil {
+			pathLen = *in.PathLength
+		}
+		if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
+			return nil, err
+		}
+		tmpl = caTemplate(cr.DN, nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
+		cr.PathLength = &pathLen
+	} else {
+		if len(in.KeyUsages) == 0 {
+			ku = x509.KeyUsageDigitalSignature
+			if strings.HasPrefix(alg, "RSA") {
+				ku |= x509.KeyUsageKeyEncipherment
+			}
+		}
+		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+			return nil, pcaInvalid(CodeBadParameter, "key_usages", in.KeyUsages, "keyCertSign and cRLSign are for CA certificates; use type INTERMEDIATE_CA")
+		}
+		eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
+		if in.EKU != nil {
+			eku = *in.EKU
+		}
+		tmpl = &x509.Certificate{BasicConstraintsValid: true, KeyUsage: ku, ExtKeyUsage: eku.list(),
+			NotBefore: nb, NotAfter: na}
+		cr.EKU = eku
+	}
+	// The subject goes over byte for byte, attributes the family does
+	// not name included.
+	tmpl.RawSubject = csr.RawSubject
+	sans := in.SANs
+	if len(sans) == 0 {
+		sans = sansOf(&x509.Certificate{DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
+			EmailAddresses: csr.EmailAddresses, URIs: csr.URIs})
+	}
+	if err := checkSANs(sans, tmpl); err != nil {
+		return nil, err
+	}
+	cr.SANs = sans
+	cr.KeyUsages = keyUsageList(tmpl.KeyUsage)
+	return &csrIssue{is: is, tmpl: tmpl, pub: csr.PublicKey, hash: hash, cr: cr}, nil
 }
 
 // GetCertificate shows one private certificate.
@@ -697,6 +727,14 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 		}
 		if q.Limit == 0 && !derived {
 			sq.Limit = 1 // only the total is wanted
+		}
+		if sq.SortBy == "create_time" && len(sq.Filters) == 0 {
+			// Creation time is creation order (the store's sequence, which
+			// also breaks create_time ties), and the store pages that from
+			// its index without reading every certificate of the tenant.
+			// Only issuances committed within the same moment can differ
+			// in order, by the time their store writes took.
+			sq.SortBy = ""
 		}
 		page, err := e.store.List(ctx, sq)
 		if err != nil {

@@ -1,0 +1,138 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/store"
+)
+
+// SeedSink writes a batch of seeded records and their quota units in one
+// go (a bulk loader of the store, used while no daemon runs).
+type SeedSink func(ctx context.Context, recs []store.Record, quota store.Quota) error
+
+// SeedOptions tune SeedCertificates.
+type SeedOptions struct {
+	Workers int // signing goroutines (default 4)
+	Batch   int // records per SeedSink call (default 5000)
+	// Progress, if set, is called after each batch with the total written.
+	Progress func(written int)
+}
+
+// SeedCertificates fills a store with n private certificates of the CA
+// caID, each issued from csr as POST /v1/private-certificates/csr would
+// issue it (same checks, template, HSM signature and stored record), but
+// written by sink in large batches and without event records: it prepares
+// benchmark stores of realistic size, with the daemon stopped. Quota
+// counters move with the records, so the store stays consistent.
+func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFromCSR, n int, o SeedOptions, sink SeedSink) error {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Batch <= 0 {
+		o.Batch = 5000
+	}
+	p, err := e.prepareFromCSR(ctx, tenant, in)
+	if err != nil {
+		return err
+	}
+	quota := store.Quota{Resource: QuotaPCACerts, Limit: e.QuotaLimit(QuotaPCACerts)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		left     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	left.Store(int64(n))
+	recs := make(chan store.Record, o.Batch)
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 && ctx.Err() == nil {
+				rec, err := e.seedOne(ctx, tenant, p)
+				if err != nil {
+					fail(err)
+					return
+				}
+				select {
+				case recs <- *rec:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(recs) }()
+	written := 0
+	batch := make([]store.Record, 0, o.Batch)
+	flush := func() {
+		if len(batch) == 0 || ctx.Err() != nil {
+			return
+		}
+		if err := sink(ctx, batch, quota); err != nil {
+			fail(fmt.Errorf("write seeded certificates: %w", err))
+			return
+		}
+		written += len(batch)
+		batch = batch[:0]
+		if o.Progress != nil {
+			o.Progress(written)
+		}
+	}
+	for r := range recs {
+		batch = append(batch, r)
+		if len(batch) == o.Batch {
+			flush()
+		}
+	}
+	flush()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// seedOne signs one certificate of a prepared issuance.
+func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue) (*store.Record, error) {
+	tmpl := *p.tmpl
+	cr := *p.cr
+	der, err := e.sign(ctx, p.is, &tmpl, p.pub, p.hash, "pca_seed")
+	if err != nil {
+		return nil, err
+	}
+	return certStoreRecord(tenant, uuid.NewString(), p.is, &cr, der, p.hash, e.now())
+}
+
+// IssuerKey returns the certificate and the HSM signer of an active CA,
+// for measuring what the HSM does in-process next to what the API does.
+func (e *Engine) IssuerKey(ctx context.Context, tenant, caID string) (*x509.Certificate, crypto.Signer, error) {
+	is, err := e.loadIssuer(ctx, tenant, caID)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := e.Signer(ctx, is.rec.Fields[KeyField])
+	if err != nil {
+		return nil, nil, err
+	}
+	return is.cert, s, nil
+}
+
+// KeySigner returns the HSM signer behind a key of /v1/keys/{id}.
+func (e *Engine) KeySigner(ctx context.Context, tenant, id string) (crypto.Signer, error) {
+	rec, err := e.resolveKey(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.Signer(ctx, rec.Fields[KeyField])
+}
