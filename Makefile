@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hsmca/hsmca/internal/daemon.Version=$(VERSION)
 ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-short vet fmt clean e2e-monitoring fuzz
+.PHONY: all build run test test-short vet fmt clean e2e-monitoring fuzz bench
 
 all: build
 
@@ -69,3 +69,20 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	  done; \
 	done
+
+# Throughput and latency of issuance, signing, show and list over HTTP on
+# fresh SoftHSM2 tokens, bolt then redis, beside the HSM's in-process
+# limits, and again with BENCH_SEED_COUNT certificates stored. Prints one
+# table (also written to $(BENCH_OUT)). About 8 minutes with the defaults.
+BENCH_DURATION ?= 8s
+BENCH_WARMUP ?= 2s
+BENCH_CONCURRENCY ?= 1,8,64
+BENCH_SEED_COUNT ?= 100000
+BENCH_STORES ?= bolt,redis
+BENCH_OUT ?= $(BIN)/bench.md
+BENCH_PROFILE_DIR ?=
+bench: build
+	@softhsm/ensure-packages.sh softhsm redis
+	BENCH_DURATION=$(BENCH_DURATION) BENCH_WARMUP=$(BENCH_WARMUP) BENCH_CONCURRENCY=$(BENCH_CONCURRENCY) \
+	BENCH_SEED_COUNT=$(BENCH_SEED_COUNT) BENCH_STORES=$(BENCH_STORES) BENCH_OUT=$(BENCH_OUT) \
+	BENCH_PROFILE_DIR=$(BENCH_PROFILE_DIR) $(BIN)/hsmca bench --hsmcad $(BIN)/hsmcad

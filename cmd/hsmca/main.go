@@ -24,6 +24,7 @@ var commands = []command{
 	{"events verify", "walk each tenant's event hash chain and name the first broken link", eventsVerify},
 	{"doctor", "check module, token, login, a test signature and the store", doctor},
 	{"ready", "ask a running daemon whether it is ready (for health checks)", ready},
+	{"bench", "measure a daemon on fresh tokens, bolt and redis, against the HSM's in-process limits", benchCmd},
 }
 
 func main() {

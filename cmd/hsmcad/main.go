@@ -6,6 +6,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +46,13 @@ func run() int {
 		return 2
 	}
 	log := daemon.NewLogger(cfg.LogLevel, os.Stderr)
+	if addr := os.Getenv("HSMCA_PPROF_ADDR"); addr != "" {
+		if err := servePprof(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "hsmcad: HSMCA_PPROF_ADDR:", err)
+			return 2
+		}
+		log.Warn("profiling endpoint open", "addr", addr)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -66,4 +76,28 @@ func run() int {
 	}
 	log.Info("hsmcad stopped")
 	return code
+}
+
+// servePprof serves Go's profiles (/debug/pprof/) on a loopback address,
+// for `make bench` and for chasing a slowdown: a profile shows code paths
+// and timings, so it is never served beyond the machine itself.
+func servePprof(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: only a loopback address (127.0.0.1:PORT) is allowed", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() { _ = http.Serve(ln, mux) }()
+	return nil
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hsmca/hsmca/internal/bench"
+)
+
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", stderr)
+	module := moduleFlag(fs)
+	envDur := func(name string, def time.Duration) time.Duration {
+		if v := getenv(name); v != "" {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d
+			}
+		}
+		return def
+	}
+	envStr := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	hsmcad := fs.String("hsmcad", "", "daemon binary (default: hsmcad beside this program)")
+	stores := fs.String("stores", envStr("BENCH_STORES", "bolt,redis"), "store backends, comma-separated (BENCH_STORES)")
+	duration := fs.Duration("duration", envDur("BENCH_DURATION", 8*time.Second), "measured time of each row (BENCH_DURATION)")
+	warmup := fs.Duration("warmup", envDur("BENCH_WARMUP", 2*time.Second), "discarded warm-up before each row (BENCH_WARMUP)")
+	conc := fs.String("concurrency", envStr("BENCH_CONCURRENCY", "1,8,64"), "HTTP connections, comma-separated (BENCH_CONCURRENCY)")
+	inproc := fs.String("inproc", envStr("BENCH_INPROC", "1,8"), "in-process goroutines, comma-separated (BENCH_INPROC)")
+	seedDef := 100000
+	if v := getenv("BENCH_SEED_COUNT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fmt.Fprintf(stderr, "hsmca bench: BENCH_SEED_COUNT=%q: want a count\n", v)
+			return 2
+		}
+		seedDef = n
+	}
+	seedN := fs.Int("seed-count", seedDef, "certificates stored before the growth rows; 0 skips them (BENCH_SEED_COUNT)")
+	seedW := fs.Int("seed-workers", 4, "signing goroutines of the seeding")
+	profile := fs.String("profile-dir", envStr("BENCH_PROFILE_DIR", ""), "write CPU profiles of the daemon at the highest concurrency here (BENCH_PROFILE_DIR)")
+	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
+	keep := fs.Bool("keep", false, "keep the work directory (tokens, stores, daemon logs)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	seed := *seedN
+	cs, err := ints(*conc)
+	if err != nil {
+		fmt.Fprintln(stderr, "hsmca bench: --concurrency:", err)
+		return 2
+	}
+	ns, err := ints(*inproc)
+	if err != nil {
+		fmt.Fprintln(stderr, "hsmca bench: --inproc:", err)
+		return 2
+	}
+	if *hsmcad == "" {
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(stderr, "hsmca bench:", err)
+			return 2
+		}
+		*hsmcad = filepath.Join(filepath.Dir(self), "hsmcad")
+	}
+	cfg := bench.Config{Hsmcad: *hsmcad, Module: *module, Phase: bench.Phase{Warmup: *warmup, Duration: *duration},
+		Concurrency: cs, InProc: ns, SeedCount: seed, SeedWorkers: *seedW, ProfileDir: *profile, Keep: *keep, Log: stderr}
+	for _, s := range strings.Split(*stores, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if s != "bolt" && s != "redis" {
+				fmt.Fprintf(stderr, "hsmca bench: unknown store %q (bolt, redis)\n", s)
+				return 2
+			}
+			cfg.Stores = append(cfg.Stores, s)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	rows, runErr := bench.Run(ctx, cfg)
+	var report strings.Builder
+	fmt.Fprintf(&report, "hsmca bench: %d CPUs (GOMAXPROCS %d), %s/%s; warm-up %s, %s per row; %d certificates seeded for the growth rows; run took %s\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, *warmup, *duration, seed,
+		time.Since(started).Round(time.Second))
+	bench.Table(&report, rows)
+	fmt.Fprintln(&report)
+	maxC := 0
+	for _, c := range cs {
+		maxC = max(maxC, c)
+	}
+	bench.Targets(&report, rows, cfg.Stores, maxC)
+	fmt.Fprint(stdout, report.String())
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil {
+			fmt.Fprintln(stderr, "hsmca bench:", err)
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintln(stderr, "hsmca bench:", runErr)
+		return 1
+	}
+	return 0
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive count", p)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no count in %q", s)
+	}
+	return out, nil
+}

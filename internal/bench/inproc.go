@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"math/big"
+	"time"
+)
+
+// signLimit measures the HSM alone: the key's crypto11 signer signing a
+// 32-byte SHA-256 digest, in n goroutines.
+func signLimit(ctx context.Context, s crypto.Signer, n int, p Phase) Result {
+	digest := sha256.Sum256([]byte("hsmca bench"))
+	r := measure(ctx, n, p, func(context.Context, int) error {
+		_, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+		return err
+	}, nil)
+	r.Op = "in-process sign (crypto11, digest)"
+	return r
+}
+
+// issueLimit measures certificate issuance without HTTP, store or events:
+// x509.CreateCertificate of a template built from a CSR parsed and
+// verified beforehand, signed by the CA's HSM key, in n goroutines.
+func issueLimit(ctx context.Context, caCert *x509.Certificate, caKey crypto.Signer, csr *x509.CertificateRequest, n int, p Phase) Result {
+	r := measure(ctx, n, p, func(context.Context, int) error {
+		serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
+		if err != nil {
+			return err
+		}
+		now := time.Now().Truncate(time.Second)
+		tmpl := &x509.Certificate{
+			SerialNumber: serial, RawSubject: csr.RawSubject, DNSNames: csr.DNSNames,
+			NotBefore: now, NotAfter: now.Add(30 * 24 * time.Hour),
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			SignatureAlgorithm: x509.ECDSAWithSHA256,
+		}
+		_, err = x509.CreateCertificate(rand.Reader, tmpl, caCert, csr.PublicKey, caKey)
+		return err
+	}, nil)
+	r.Op = "in-process issue (x509.CreateCertificate)"
+	return r
+}

@@ -1,0 +1,199 @@
+// Package bench measures hsmcad: a closed-loop HTTP load client, the
+// in-process limits of the HSM (the same token and key, no HTTP, no
+// store), the orchestration that starts the daemon on a fresh SoftHSM2
+// token once per store backend, and the seeding of large stores. `hsmca
+// bench` and `make bench` drive it.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Result is one measured row.
+type Result struct {
+	Op          string
+	Store       string
+	Concurrency int
+	Ops         int // completed in the measured window
+	Errors      int
+	FirstError  string
+	Elapsed     time.Duration
+	P50, P99    time.Duration
+	RSS         int64   // peak server RSS in bytes during the window; 0 when not measured
+	Ratio       float64 // ops/s over the in-process limit; 0 when none applies
+	Limit       string  // the in-process row the ratio refers to
+}
+
+// OpsPerSec is the throughput of the measured window.
+func (r *Result) OpsPerSec() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Ops) / r.Elapsed.Seconds()
+}
+
+// Phase is how long to warm up and to measure.
+type Phase struct {
+	Warmup, Duration time.Duration
+}
+
+// work is one operation of a closed loop: it returns an error when the
+// operation failed. worker identifies the goroutine (for per-worker state).
+type work func(ctx context.Context, worker int) error
+
+// measure runs op in n goroutines, each starting its next operation as
+// soon as the last one ended, for p.Warmup (discarded) and then
+// p.Duration. Only operations that start inside the measured window count.
+// sample, if set, is called every 100ms of the window (RSS polling).
+func measure(ctx context.Context, n int, p Phase, op work, sample func()) Result {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		lats    = make([][]time.Duration, n)
+		errs    = make([]int, n)
+		firstMu sync.Mutex
+		first   string
+	)
+	start := time.Now()
+	winStart := start.Add(p.Warmup)
+	winEnd := winStart.Add(p.Duration)
+	for w := range n {
+		lats[w] = make([]time.Duration, 0, 4096)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t0 := time.Now()
+				if !t0.Before(winEnd) || ctx.Err() != nil {
+					return
+				}
+				err := op(ctx, w)
+				if t0.Before(winStart) {
+					continue
+				}
+				if err != nil {
+					errs[w]++
+					firstMu.Lock()
+					if first == "" {
+						first = err.Error()
+					}
+					firstMu.Unlock()
+					continue
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		}()
+	}
+	if sample != nil {
+		go func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-t.C:
+					if now.After(winStart) && now.Before(winEnd) {
+						sample()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	r := Result{Concurrency: n, Elapsed: p.Duration, FirstError: first}
+	for w := range n {
+		all = append(all, lats[w]...)
+		r.Errors += errs[w]
+	}
+	r.Ops = len(all)
+	r.P50, r.P99 = percentile(all, 0.50), percentile(all, 0.99)
+	return r
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	i := int(float64(len(d))*q+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+// client is an HTTP client with enough keep-alive connections for n
+// concurrent requests to one host, so that no request pays a dial.
+func client(n int) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        n + 4,
+		MaxIdleConnsPerHost: n + 4,
+		MaxConnsPerHost:     n + 4,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// request is one HTTP operation of the load.
+type request struct {
+	method string
+	// path gives the path of one request; it may pick among several.
+	path  func(r *rand.Rand) string
+	body  []byte
+	token string
+	want  int
+	// onBody, if set, reads the answer (e.g. to collect ids).
+	onBody func([]byte)
+}
+
+// httpWork turns a request into a closed-loop operation.
+func httpWork(c *http.Client, base string, rq request, n int) work {
+	rngs := make([]*rand.Rand, n)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i)+1, 42))
+	}
+	bufs := make([]bytes.Buffer, n)
+	return func(ctx context.Context, w int) error {
+		var body io.Reader
+		if rq.body != nil {
+			body = bytes.NewReader(rq.body)
+		}
+		req, err := http.NewRequestWithContext(ctx, rq.method, base+rq.path(rngs[w]), body)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+rq.token)
+		if rq.body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		buf := &bufs[w]
+		buf.Reset()
+		_, err = buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != rq.want {
+			return fmt.Errorf("%s %s: %s: %.200s", rq.method, req.URL.Path, resp.Status, buf.Bytes())
+		}
+		if rq.onBody != nil {
+			rq.onBody(buf.Bytes())
+		}
+		return nil
+	}
+}

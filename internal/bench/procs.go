@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// softHSM is a SoftHSM2 configuration of the bench's own. SoftHSM2 reads
+// SOFTHSM2_CONF once per process, so the bench and every daemon it starts
+// share one, with a token per store backend.
+type softHSM struct {
+	conf, module string
+}
+
+type token struct {
+	label, pinFile string
+}
+
+func newSoftHSM(root, module string) (*softHSM, error) {
+	if module == "" {
+		module = config.DefaultModule()
+	}
+	if module == "" {
+		return nil, errors.New("no PKCS#11 module: install softhsm2 or set HSMCA_PKCS11_MODULE")
+	}
+	dir := filepath.Join(root, "softhsm")
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+		filepath.Join(dir, "tokens"))
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	return &softHSM{conf: conf, module: module}, nil
+}
+
+func digits(n int) string {
+	var b strings.Builder
+	for range n {
+		d, _ := rand.Int(rand.Reader, big.NewInt(10))
+		b.WriteString(d.String())
+	}
+	return b.String()
+}
+
+// newToken initialises a fresh token with random PINs; the user PIN goes
+// to a 0600 file.
+func (s *softHSM) newToken(label, dir string) (*token, error) {
+	pin, so := digits(10), digits(10)
+	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label,
+		"--so-pin", so, "--pin", pin).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
+	}
+	pf := filepath.Join(dir, "user.pin")
+	if err := os.WriteFile(pf, []byte(pin+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return &token{label: label, pinFile: pf}, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// redisServer is a redis-server child on a loopback port, persistence off.
+type redisServer struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+func (r *redisServer) url() string { return "redis://" + r.addr + "/0" }
+
+func startRedis(dir string) (*redisServer, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, errors.New("redis-server not on PATH (apt-get install redis-server)")
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir, "--protected-mode", "yes")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				once = true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("redis-server on %s did not become ready", addr)
+	}
+	return &redisServer{addr: addr, cmd: cmd}, nil
+}
+
+func (r *redisServer) stop() {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// daemonSetup is one daemon configuration and, while it runs, its process.
+type daemonSetup struct {
+	cfg        Config
+	configPath string
+	env        []string
+	base       string
+	pprofAddr  string
+	logPath    string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+}
+
+func newDaemonSetup(cfg Config, sh *softHSM, tok *token, backend, dir, redisURL string) (*daemonSetup, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	var y strings.Builder
+	fmt.Fprintf(&y, "listen_addr: %q\ndata_dir: %q\nadmin_socket: \"off\"\n", addr, dir)
+	fmt.Fprintf(&y, "store:\n  backend: %s\n", backend)
+	if backend == "redis" {
+		fmt.Fprintf(&y, "  redis_url: %q\n", redisURL)
+	} else {
+		fmt.Fprintf(&y, "  bolt_path: %q\n", filepath.Join(dir, "hsmca.db"))
+	}
+	fmt.Fprintf(&y, "pkcs11:\n  module: %q\n  token_label: %q\n  pin_file: %q\n", sh.module, tok.label, tok.pinFile)
+	// Room for the seeded certificates and everything issued after them.
+	fmt.Fprintf(&y, "quotas:\n  %s: %d\n", signer.QuotaPCACerts, int64(cfg.SeedCount)+50_000_000)
+	path := filepath.Join(dir, "hsmcad.yaml")
+	if err := os.WriteFile(path, []byte(y.String()), 0o600); err != nil {
+		return nil, err
+	}
+	d := &daemonSetup{cfg: cfg, configPath: path, base: "http://" + addr, logPath: filepath.Join(dir, "hsmcad.log")}
+	d.env = append(os.Environ(), "HSMCA_CONFIG="+path, "SOFTHSM2_CONF="+sh.conf)
+	if cfg.ProfileDir != "" {
+		if d.pprofAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		d.env = append(d.env, "HSMCA_PPROF_ADDR="+d.pprofAddr)
+	}
+	return d, nil
+}
+
+// createAPIToken writes an admin token for the bench tenant into the
+// store while no daemon holds it.
+func (d *daemonSetup) createAPIToken(ctx context.Context) (string, error) {
+	cfg, err := config.Load(d.configPath)
+	if err != nil {
+		return "", err
+	}
+	st, err := daemon.OpenStore(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	eng := signer.New(signer.Options{Store: st})
+	defer eng.Close()
+	ctx = signer.WithCaller(ctx, signer.Caller{Principal: "ops:bench"})
+	secret, _, err := eng.CreateToken(ctx, tenant, []string{signer.RoleAdmin}, nil)
+	return secret, err
+}
+
+func (d *daemonSetup) start(ctx context.Context) error {
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(d.cfg.Hsmcad)
+	cmd.Env = d.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", d.cfg.Hsmcad, err)
+	}
+	d.cmd, d.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(d.exited) }()
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			d.cmd = nil
+			return fmt.Errorf("hsmcad exited during start-up; see %s", d.logPath)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := c.Get(d.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	_ = d.stop()
+	return fmt.Errorf("hsmcad not ready after 60s; see %s", d.logPath)
+}
+
+// stop ends the daemon with SIGTERM (a drain) and waits for it.
+func (d *daemonSetup) stop() error {
+	if d.cmd == nil {
+		return nil
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+	d.cmd = nil
+	return nil
+}
+
+// rss reads the daemon's resident set size from /proc (Linux).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if f := strings.Fields(string(line)); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// measureHTTP drives the running daemon with rq in c connections, polling
+// its RSS, and when profile names a file, takes a CPU profile of the
+// measured window.
+func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq request, profile string) Result {
+	cl := client(c)
+	defer cl.CloseIdleConnections()
+	var peak atomic.Int64
+	pid := d.cmd.Process.Pid
+	sample := func() {
+		if v := rss(pid); v > peak.Load() {
+			peak.Store(v)
+		}
+	}
+	profDone := make(chan error, 1)
+	if profile != "" && d.pprofAddr != "" {
+		go func() {
+			select {
+			case <-time.After(cfg.Phase.Warmup):
+			case <-ctx.Done():
+				profDone <- ctx.Err()
+				return
+			}
+			profDone <- fetchProfile(ctx, d.pprofAddr, cfg.Phase.Duration, profile)
+		}()
+	} else {
+		profDone <- nil
+	}
+	r := measure(ctx, c, cfg.Phase, httpWork(cl, d.base, rq, c), sample)
+	r.RSS = peak.Load()
+	if err := <-profDone; err != nil {
+		fmt.Fprintf(cfg.Log, "profile %s: %v\n", profile, err)
+	}
+	return r
+}
+
+func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+	secs := max(1, int(d.Seconds()))
+	c := &http.Client{Timeout: d + 30*time.Second}
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof answered %s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+// Table writes the rows as one Markdown table.
+func Table(w io.Writer, rows []Result) {
+	fmt.Fprintln(w, "| operation | store | concurrency | ops/s | p50 ms | p99 ms | errors | server RSS MiB | of in-process limit |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		rssCol, ratio := "-", "-"
+		if r.RSS > 0 {
+			rssCol = fmt.Sprintf("%.0f", float64(r.RSS)/(1<<20))
+		}
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f (%s)", r.Ratio, r.Limit)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %d | %s | %s |\n", r.Op, r.Store, r.Concurrency,
+			r.OpsPerSec(), ms(r.P50), ms(r.P99), r.Errors, rssCol, ratio)
+	}
+}
+
+// Targets checks the figures of the issue's targets and writes one line
+// per target and store: met or not, with the figures.
+func Targets(w io.Writer, rows []Result, stores []string, maxC int) {
+	find := func(store, op string, c int) *Result {
+		for i := range rows {
+			if rows[i].Store == store && rows[i].Op == op && rows[i].Concurrency == c {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	mark := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	fmt.Fprintln(w, "Targets:")
+	for _, s := range stores {
+		if r := find(s, OpIssue, maxC); r != nil {
+			ok := r.Ratio >= 0.6 && r.P99 <= 25*time.Millisecond && r.Errors == 0
+			fmt.Fprintf(w, "- %s: issuance at %d: %.2f of the in-process limit (>= 0.6), p99 %s ms (<= 25): %s\n",
+				s, maxC, r.Ratio, ms(r.P99), mark(ok))
+		}
+		if r := find(s, OpSign, maxC); r != nil {
+			ok := r.Ratio >= 0.7 && r.P99 <= 15*time.Millisecond && r.Errors == 0
+			fmt.Fprintf(w, "- %s: signing at %d: %.2f of the in-process limit (>= 0.7), p99 %s ms (<= 15): %s\n",
+				s, maxC, r.Ratio, ms(r.P99), mark(ok))
+		}
+		var grown []Result
+		for _, r := range rows {
+			if r.Store == s && strings.Contains(r.Op, " stored") {
+				grown = append(grown, r)
+			}
+		}
+		for _, g := range grown {
+			switch {
+			case strings.HasPrefix(g.Op, OpIssue):
+				if base := find(s, OpIssue, g.Concurrency); base != nil && base.OpsPerSec() > 0 {
+					d := g.OpsPerSec()/base.OpsPerSec() - 1
+					fmt.Fprintf(w, "- %s: issuance with the store grown (%s): %+.1f%% of the empty-store figure (within 10%%): %s\n",
+						s, strings.TrimPrefix(g.Op, OpIssue+" "), 100*d, mark(d >= -0.10))
+				}
+			default:
+				fmt.Fprintf(w, "- %s: %s at %d: p99 %s ms (< 5): %s\n", s, g.Op, g.Concurrency, ms(g.P99),
+					mark(g.P99 < 5*time.Millisecond && g.Errors == 0))
+			}
+		}
+		var peak int64
+		for _, r := range rows {
+			if r.Store == s && r.Concurrency == maxC && r.RSS > peak {
+				peak = r.RSS
+			}
+		}
+		if peak > 0 {
+			fmt.Fprintf(w, "- %s: daemon RSS under %d connections: %.0f MiB (< 200): %s\n", s, maxC,
+				float64(peak)/(1<<20), mark(peak < 200<<20))
+		}
+	}
+}

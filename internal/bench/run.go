@@ -1,0 +1,473 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Config says what to measure and how long.
+type Config struct {
+	Hsmcad      string   // daemon binary
+	Module      string   // PKCS#11 library (SoftHSM2)
+	Stores      []string // "bolt", "redis"
+	Phase       Phase
+	Concurrency []int // HTTP concurrencies (1, 8, 64)
+	InProc      []int // in-process goroutines (1, 8)
+	SeedCount   int   // certificates stored before the growth phases; 0 skips them
+	SeedWorkers int
+	ProfileDir  string // CPU profiles of the daemon at the highest concurrency
+	WorkDir     string // tokens, stores and daemon logs; a temporary one when empty
+	Keep        bool   // keep WorkDir
+	Log         io.Writer
+}
+
+const tenant = "bench"
+
+// Run measures every store and returns the rows of the table.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	root := cfg.WorkDir
+	if root == "" {
+		d, err := os.MkdirTemp("", "hsmca-bench-")
+		if err != nil {
+			return nil, err
+		}
+		root = d
+	}
+	if !cfg.Keep {
+		defer os.RemoveAll(root)
+	} else {
+		fmt.Fprintf(cfg.Log, "work directory (kept): %s\n", root)
+	}
+	sh, err := newSoftHSM(root, cfg.Module)
+	if err != nil {
+		return nil, err
+	}
+	var all []Result
+	for _, backend := range cfg.Stores {
+		rows, err := runStore(ctx, cfg, sh, backend, filepath.Join(root, backend))
+		all = append(all, rows...)
+		if err != nil {
+			return all, fmt.Errorf("%s: %w", backend, err)
+		}
+	}
+	return all, nil
+}
+
+// fixture is what the setup made through the API.
+type fixture struct {
+	token, caID, keyID, csrPEM string
+	csr                        *x509.CertificateRequest
+	certIDs                    *idSet
+}
+
+// idSet collects certificate ids for the show phases.
+type idSet struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *idSet) add(id string) {
+	s.mu.Lock()
+	if len(s.ids) < 20000 {
+		s.ids = append(s.ids, id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *idSet) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ids...)
+}
+
+func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string) ([]Result, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tok, err := sh.newToken("bench-"+backend, dir)
+	if err != nil {
+		return nil, err
+	}
+	redisURL := ""
+	if backend == "redis" {
+		r, err := startRedis(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer r.stop()
+		redisURL = r.url()
+	}
+	d, err := newDaemonSetup(cfg, sh, tok, backend, dir, redisURL)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Log, "[%s] token %s, store %s\n", backend, tok.label, backend)
+
+	secret, err := d.createAPIToken(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("API token: %w", err)
+	}
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	fx, err := setup(ctx, d.base, secret)
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	var rows []Result
+	maxC := 0
+	for _, c := range cfg.Concurrency {
+		maxC = max(maxC, c)
+	}
+	run := func(op string, c int, rq request, profile string) {
+		fmt.Fprintf(cfg.Log, "[%s] %s, concurrency %d\n", backend, op, c)
+		r := d.measureHTTP(ctx, cfg, c, rq, profile)
+		r.Op, r.Store = op, backend
+		if r.Errors > 0 {
+			fmt.Fprintf(cfg.Log, "[%s]   %d errors, first: %s\n", backend, r.Errors, r.FirstError)
+		}
+		rows = append(rows, r)
+	}
+	profName := func(op string, c int) string {
+		if c != maxC || cfg.ProfileDir == "" {
+			return ""
+		}
+		return filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-c%d.pprof", backend, op, c))
+	}
+	for _, c := range cfg.Concurrency {
+		run(OpIssue, c, issueRequest(fx), profName("issue", c))
+	}
+	for _, c := range cfg.Concurrency {
+		run(OpSign, c, signRequest(fx), profName("sign", c))
+	}
+	ids := fx.certIDs.snapshot()
+	for _, c := range cfg.Concurrency {
+		run(OpShow, c, showRequest(fx, ids), profName("show", c))
+	}
+	for _, c := range cfg.Concurrency {
+		run(OpList, c, listRequest(fx), profName("list", c))
+	}
+	if err := d.stop(); err != nil {
+		return rows, err
+	}
+
+	// The daemon is stopped: the HSM and the store are the bench's alone.
+	in, err := d.openEngine(ctx)
+	if err != nil {
+		return rows, err
+	}
+	caCert, caKey, err := in.eng.IssuerKey(ctx, tenant, fx.caID)
+	if err != nil {
+		in.close()
+		return rows, fmt.Errorf("CA key: %w", err)
+	}
+	key, err := in.eng.KeySigner(ctx, tenant, fx.keyID)
+	if err != nil {
+		in.close()
+		return rows, fmt.Errorf("key: %w", err)
+	}
+	limits := map[string]float64{}
+	for _, n := range cfg.InProc {
+		fmt.Fprintf(cfg.Log, "[%s] in-process sign, %d goroutines\n", backend, n)
+		r := signLimit(ctx, key, n, cfg.Phase)
+		r.Store = backend
+		rows = append(rows, r)
+		limits[fmt.Sprintf("sign/%d", n)] = r.OpsPerSec()
+	}
+	for _, n := range cfg.InProc {
+		fmt.Fprintf(cfg.Log, "[%s] in-process issue, %d goroutines\n", backend, n)
+		r := issueLimit(ctx, caCert, caKey, fx.csr, n, cfg.Phase)
+		r.Store = backend
+		rows = append(rows, r)
+		limits[fmt.Sprintf("issue/%d", n)] = r.OpsPerSec()
+	}
+	var seeded []string
+	if cfg.SeedCount > 0 {
+		seeded, err = seed(ctx, cfg, in, fx, backend)
+	}
+	in.close()
+	if err != nil {
+		return rows, fmt.Errorf("seed: %w", err)
+	}
+	if cfg.SeedCount > 0 {
+		if err := d.start(ctx); err != nil {
+			return rows, err
+		}
+		ids := append(seeded, fx.certIDs.snapshot()...)
+		suffix := fmt.Sprintf(" @%s stored", count(cfg.SeedCount))
+		run(OpIssue+suffix, maxC, issueRequest(fx), profName("issue-grown", maxC))
+		for _, c := range []int{1, 8} {
+			run(OpShow+suffix, c, showRequest(fx, ids), "")
+		}
+		for _, c := range []int{1, 8} {
+			run(OpList+suffix, c, listRequest(fx), "")
+		}
+		if err := d.stop(); err != nil {
+			return rows, err
+		}
+	}
+	ratios(rows, limits, cfg.InProc)
+	return rows, nil
+}
+
+// Operation names of the table.
+const (
+	OpIssue = "POST /v1/private-certificates/csr"
+	OpSign  = "POST /v1/keys/{id}/sign"
+	OpShow  = "GET /v1/private-certificates/{id}"
+	OpList  = "GET /v1/private-certificates?limit=10"
+)
+
+// ratios puts each issuance and signing row beside the in-process limit
+// at the largest goroutine count.
+func ratios(rows []Result, limits map[string]float64, inproc []int) {
+	top := 0
+	for _, n := range inproc {
+		top = max(top, n)
+	}
+	for i := range rows {
+		r := &rows[i]
+		var key string
+		switch {
+		case strings.HasPrefix(r.Op, OpIssue):
+			key = fmt.Sprintf("issue/%d", top)
+		case strings.HasPrefix(r.Op, OpSign):
+			key = fmt.Sprintf("sign/%d", top)
+		default:
+			continue
+		}
+		if l := limits[key]; l > 0 {
+			r.Ratio = r.OpsPerSec() / l
+			r.Limit = key
+		}
+	}
+}
+
+func count(n int) string {
+	switch {
+	case n >= 1000000 && n%1000000 == 0:
+		return fmt.Sprintf("%dM", n/1000000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+// setup makes, through the API, the CA, the key and one certificate the
+// load uses.
+func setup(ctx context.Context, base, token string) (*fixture, error) {
+	c := client(1)
+	fx := &fixture{token: token, certIDs: &idSet{}}
+	var ca struct {
+		CAID string `json:"ca_id"`
+	}
+	err := call(ctx, c, base, token, "POST", "/v1/private-certificate-authorities", map[string]any{
+		"type": "ROOT", "key_algorithm": "EC256", "signature_algorithm": "SHA256",
+		"distinguished_name": map[string]string{"common_name": "hsmca bench root", "country": "NZ",
+			"state": "Wellington", "locality": "Wellington", "organization": "hsmca", "organizational_unit": "bench"},
+		"validity": map[string]any{"type": "YEAR", "value": 10},
+	}, http.StatusOK, &ca)
+	if err != nil {
+		return nil, err
+	}
+	fx.caID = ca.CAID
+	var key struct {
+		ID string `json:"id"`
+	}
+	if err := call(ctx, c, base, token, "POST", "/v1/keys", map[string]string{"algorithm": "EC256", "label": "bench"},
+		http.StatusCreated, &key); err != nil {
+		return nil, err
+	}
+	fx.keyID = key.ID
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "bench.hsmca.test", Organization: []string{"hsmca"}}, DNSNames: []string{"bench.hsmca.test"},
+	}, k)
+	if err != nil {
+		return nil, err
+	}
+	fx.csrPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	if fx.csr, err = x509.ParseCertificateRequest(der); err != nil {
+		return nil, err
+	}
+	if err := fx.csr.CheckSignature(); err != nil {
+		return nil, err
+	}
+	var cert struct {
+		ID string `json:"certificate_id"`
+	}
+	if err := call(ctx, c, base, token, "POST", "/v1/private-certificates/csr", issueBody(fx), http.StatusOK, &cert); err != nil {
+		return nil, err
+	}
+	fx.certIDs.add(cert.ID)
+	return fx, nil
+}
+
+func issueBody(fx *fixture) map[string]any {
+	return map[string]any{"issuer_id": fx.caID, "csr": fx.csrPEM, "validity": map[string]any{"type": "DAY", "value": 30}}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func issueRequest(fx *fixture) request {
+	return request{method: "POST", path: func(*mrand.Rand) string { return "/v1/private-certificates/csr" },
+		body: mustJSON(issueBody(fx)), token: fx.token, want: http.StatusOK,
+		onBody: func(b []byte) {
+			var v struct {
+				ID string `json:"certificate_id"`
+			}
+			if json.Unmarshal(b, &v) == nil && v.ID != "" {
+				fx.certIDs.add(v.ID)
+			}
+		}}
+}
+
+func signRequest(fx *fixture) request {
+	digest := make([]byte, 32)
+	_, _ = rand.Read(digest)
+	return request{method: "POST", path: func(*mrand.Rand) string { return "/v1/keys/" + fx.keyID + "/sign" },
+		body:  mustJSON(map[string]string{"digest": base64.StdEncoding.EncodeToString(digest), "algorithm": "ES256"}),
+		token: fx.token, want: http.StatusOK}
+}
+
+func showRequest(fx *fixture, ids []string) request {
+	return request{method: "GET", path: func(r *mrand.Rand) string { return "/v1/private-certificates/" + ids[r.IntN(len(ids))] },
+		token: fx.token, want: http.StatusOK}
+}
+
+func listRequest(fx *fixture) request {
+	return request{method: "GET", path: func(*mrand.Rand) string { return "/v1/private-certificates?limit=10" },
+		token: fx.token, want: http.StatusOK}
+}
+
+// call makes one setup request and decodes its answer.
+func call(ctx context.Context, c *http.Client, base, token, method, path string, body any, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(string(mustJSON(body))))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// inproc is an engine over the store and the HSM, opened while the daemon
+// is stopped.
+type inproc struct {
+	eng *signer.Engine
+	st  store.Store
+	h   *hsm.HSM
+}
+
+func (in *inproc) close() {
+	in.eng.Close() // closes the HSM too
+	in.st.Close()
+}
+
+func (d *daemonSetup) openEngine(ctx context.Context) (*inproc, error) {
+	cfg, err := config.Load(d.configPath)
+	if err != nil {
+		return nil, err
+	}
+	st, err := daemon.OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := daemon.HSMConfig(cfg, nil, nil)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h, err := hsm.Open(hc)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	eng := signer.New(signer.Options{Store: st, HSM: h, Quotas: cfg.Quotas})
+	return &inproc{eng: eng, st: st, h: h}, nil
+}
+
+// bulkStore is a store that loads records in batches (both backends).
+type bulkStore interface {
+	BulkCreate(ctx context.Context, recs []store.Record, quota store.Quota) error
+}
+
+// seed stores cfg.SeedCount certificates issued by the fixture's CA and
+// returns a sample of their ids.
+func seed(ctx context.Context, cfg Config, in *inproc, fx *fixture, backend string) ([]string, error) {
+	bs, ok := in.st.(bulkStore)
+	if !ok {
+		return nil, errors.New("the store has no bulk loader")
+	}
+	var sample []string
+	start := time.Now()
+	last := start
+	sink := func(ctx context.Context, recs []store.Record, q store.Quota) error {
+		for i := 0; i < len(recs); i += 97 {
+			if len(sample) < 20000 {
+				sample = append(sample, recs[i].ID)
+			}
+		}
+		return bs.BulkCreate(ctx, recs, q)
+	}
+	progress := func(n int) {
+		if time.Since(last) > 10*time.Second || n == cfg.SeedCount {
+			last = time.Now()
+			el := time.Since(start)
+			fmt.Fprintf(cfg.Log, "[%s] seeded %d of %d certificates in %s (%.0f/s)\n", backend, n, cfg.SeedCount,
+				el.Round(time.Second), float64(n)/el.Seconds())
+		}
+	}
+	err := in.eng.SeedCertificates(ctx, tenant, signer.CertFromCSR{IssuerID: fx.caID, CSR: fx.csrPEM,
+		Validity: &signer.Validity{Type: "DAY", Value: 30}}, cfg.SeedCount,
+		signer.SeedOptions{Workers: cfg.SeedWorkers, Progress: progress}, sink)
+	return sample, err
+}
