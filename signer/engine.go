@@ -45,6 +45,11 @@ type Options struct {
 	Quotas map[string]int64
 	// IssuerAltName goes into DTS root CA certificates (URI or email).
 	IssuerAltName string
+	// Instance names this replica stably across its restarts (the daemon
+	// uses host name and listen address). Intents carry it, so that a
+	// replica restarting after a crash settles its own leftovers at once
+	// instead of waiting out the grace it leaves other replicas.
+	Instance string
 }
 
 // Engine is the shared machinery behind every API family.
@@ -60,6 +65,7 @@ type Engine struct {
 
 	quotas        map[string]int64
 	issuerAltName string
+	instance      string
 
 	inventoryStop chan struct{}
 	inventoryDone chan struct{}
@@ -81,7 +87,7 @@ func New(o Options) *Engine {
 	}
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
-		quotas: o.Quotas, issuerAltName: o.IssuerAltName}
+		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance}
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)

@@ -106,8 +106,6 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if err != nil {
 		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Backend, err)
 	}
-	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
-		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName})
 	tlsConf, err := serverTLS(cfg)
 	if err != nil {
 		d.store.Close()
@@ -118,6 +116,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		d.store.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
+	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
+		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName, Instance: instanceName(d.ln.Addr())})
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
 	}
@@ -194,6 +194,7 @@ func (d *Daemon) openHSM(ctx context.Context, hc hsm.Config) {
 			d.reconcile(ctx, h)
 			d.engine.SetHSM(h)
 			d.log.Info("HSM token open", "token_label", hc.TokenLabel)
+			d.reconcileLoop(ctx)
 			return
 		}
 		reason := err.Error()
@@ -212,17 +213,36 @@ func (d *Daemon) openHSM(ctx context.Context, hc hsm.Config) {
 	}
 }
 
+// sharedGrace is how old another replica's intent must be before the
+// reconciler settles it: longer than any operation runs.
+const sharedGrace = 2 * time.Minute
+
+// instanceName names this replica stably across restarts: the host and
+// the bound listen address. No two live replicas share it (one address is
+// bound once per host), and a replica restarted after a crash finds the
+// same name on its own leftover intents.
+func instanceName(addr net.Addr) string {
+	host, _ := os.Hostname()
+	return host + "/" + addr.String()
+}
+
 // reconcile settles intents left by a crash before the HSM serves
 // requests. On bolt this daemon is the only writer, so every intent is a
-// leftover; replicas sharing Redis leave each other two minutes.
+// leftover; on Redis its own earlier life's intents are too, while other
+// replicas' intents are left sharedGrace.
 func (d *Daemon) reconcile(ctx context.Context, h *hsm.HSM) {
 	grace := time.Duration(0)
 	if d.cfg.Store.Backend == "redis" {
-		grace = 2 * time.Minute
+		grace = sharedGrace
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rep, err := d.engine.Reconcile(rctx, h, grace)
+	if n, err := h.SweepRemnants(rctx); err != nil {
+		d.log.Warn("could not sweep empty HSM objects a crash left", "err", err.Error())
+	} else if n > 0 {
+		d.log.Info("destroyed empty HSM objects a crash left mid-creation", "objects", n)
+	}
+	rep, err := d.engine.ReconcileAtStart(rctx, h, grace)
 	if err != nil {
 		d.log.Error("start-up reconciliation incomplete; it runs again at the next start", "err", err.Error())
 		return
@@ -230,6 +250,33 @@ func (d *Daemon) reconcile(ctx context.Context, h *hsm.HSM) {
 	if rep.Intents > 0 || rep.Skipped > 0 {
 		d.log.Info("start-up reconciliation", "intents", rep.Intents, "keys_destroyed", rep.Destroyed,
 			"keys_kept", rep.Kept, "intents_too_recent", rep.Skipped)
+	}
+}
+
+// reconcileLoop settles, on Redis, the leftovers of replicas that crashed
+// and did not come back under the same name: once they are older than
+// sharedGrace, every sharedGrace/2, until ctx ends.
+func (d *Daemon) reconcileLoop(ctx context.Context) {
+	if d.cfg.Store.Backend != "redis" {
+		return
+	}
+	t := time.NewTicker(sharedGrace / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		rep, err := d.engine.Reconcile(rctx, nil, sharedGrace)
+		cancel()
+		switch {
+		case err != nil:
+			d.log.Warn("periodic reconciliation incomplete; it runs again", "err", err.Error())
+		case rep.Intents > 0:
+			d.log.Info("periodic reconciliation", "intents", rep.Intents, "keys_destroyed", rep.Destroyed, "keys_kept", rep.Kept)
+		}
 	}
 }
 

@@ -1,0 +1,84 @@
+package hsm
+
+import (
+	"context"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// SweepRemnants destroys the empty object shells a crash can leave on the
+// token and returns how many it destroyed.
+//
+// Some modules (SoftHSM2's file object store) write a new object in
+// several steps: first a file with default attributes, then the template,
+// then the key material. A process killed in between leaves a key object
+// with no CKA_ID, no CKA_LABEL and no key material, or one whose
+// attributes cannot be read at all. No application can use such a shell,
+// and no intent names it (it has no id); left alone they accumulate, and
+// SoftHSM2 has been seen to fail later key generations with
+// CKR_GENERAL_ERROR while they are there. A key object with an id, a
+// label, a curve or a modulus is never touched.
+func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	b, err := h.acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer b.done()
+	var objs []pkcs11.ObjectHandle
+	start := time.Now()
+	err = b.withSession(func(s pkcs11.SessionHandle) (err error) {
+		objs, err = b.find(s, nil)
+		return err
+	})
+	h.observe("C_FindObjects", start, err)
+	if err != nil {
+		return 0, h.check(b, "list objects", err)
+	}
+	n := 0
+	for _, o := range objs {
+		if !h.isRemnant(b, o) {
+			continue
+		}
+		start := time.Now()
+		err := b.withSession(func(s pkcs11.SessionHandle) error { return b.raw.DestroyObject(s, o) })
+		h.observe("C_DestroyObject", start, err)
+		if err != nil {
+			if isSessionFault(err) {
+				return n, h.check(b, "destroy an empty object", err)
+			}
+			continue
+		}
+		n++
+	}
+	return n, nil
+}
+
+// isRemnant says whether o is an empty shell: a key object (or an object
+// whose class cannot be read) without id, label or key material.
+func (h *HSM) isRemnant(b *backend, o pkcs11.ObjectHandle) bool {
+	// One attribute per call: a shell may lack any of them, and one
+	// missing attribute fails a whole call.
+	read := func(t uint) ([]byte, bool) {
+		a, err := h.attrs(b, o, t)
+		if err != nil || len(a) != 1 {
+			return nil, false
+		}
+		return a[0].Value, true
+	}
+	if cls, ok := read(pkcs11.CKA_CLASS); ok {
+		switch bytesToUint(cls) {
+		case pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY:
+		default:
+			return false
+		}
+	}
+	for _, t := range []uint{pkcs11.CKA_ID, pkcs11.CKA_LABEL, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_MODULUS} {
+		if v, ok := read(t); ok && len(v) > 0 {
+			return false
+		}
+	}
+	return true
+}

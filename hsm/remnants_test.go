@@ -1,0 +1,64 @@
+package hsm
+
+import (
+	"context"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// SweepRemnants must never touch an object anyone could use: keys with an
+// id, keys with only a label, keys with neither but with key material,
+// secret keys and data objects. (The shells it does destroy appear when a
+// process is killed mid-creation; internal/chaos produces and checks them.)
+func TestSweepRemnantsLeavesUsableObjects(t *testing.T) {
+	tok, h := openToken(t)
+	ctx := context.Background()
+	_, err := h.Generate(ctx, "with-id", "hsmca/t/with-id", EC256)
+	require.NoError(t, err)
+	_, err = h.Generate(ctx, "rsa-id", "hsmca/t/rsa-id", RSA2048)
+	require.NoError(t, err)
+	require.NoError(t, h.EnsureWrappingKey(ctx, "wrap", "hsmca/t/wrap"))
+
+	p, slot := secondHandle(t, tok)
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	defer p.CloseSession(s)
+	curve, err := ecParams(EC256.curve())
+	require.NoError(t, err)
+	bare := func(label string) {
+		pub := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, curve)}
+		priv := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true)}
+		if label != "" {
+			pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
+			priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
+		}
+		_, _, err := p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)}, pub, priv)
+		require.NoError(t, err)
+	}
+	bare("")             // neither id nor label, but a curve and a point
+	bare("someone-else") // another application's key, found by label
+	_, err = p.CreateObject(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("data"))})
+	require.NoError(t, err)
+
+	count := func() int {
+		require.NoError(t, p.FindObjectsInit(s, nil))
+		hs, _, err := p.FindObjects(s, 1000)
+		require.NoError(t, err)
+		require.NoError(t, p.FindObjectsFinal(s))
+		return len(hs)
+	}
+	before := count()
+	require.Equal(t, 10, before, "2+2 keys with ids, 1 wrapping key, 2+2 bare keys, 1 data object")
+
+	n, err := h.SweepRemnants(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Equal(t, before, count(), "nothing usable is destroyed")
+	sig, err := h.Signer(ctx, "with-id")
+	require.NoError(t, err)
+	require.NoError(t, trySign(sig))
+}
