@@ -32,6 +32,8 @@ const KeyField = "key_id"
 type intentData struct {
 	Resource string `json:"resource"`
 	Op       string `json:"op"`
+	// Owner is the Instance of the engine that wrote the intent.
+	Owner string `json:"owner,omitempty"`
 }
 
 // NewKey is a key created under an intent, not yet owned by a record.
@@ -55,7 +57,7 @@ func NewKeyID() string {
 func KeyLabel(tenant, resourceID string) string { return "hsmca/" + tenant + "/" + resourceID }
 
 func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
-	data, _ := json.Marshal(intentData{Resource: resource, Op: op})
+	data, _ := json.Marshal(intentData{Resource: resource, Op: op, Owner: e.instance})
 	in := &store.Intent{ID: "i-" + NewKeyID(), Tenant: tenant, Kind: kind, KeyIDs: keyIDs,
 		Created: e.now().UTC(), Data: data}
 	if err := e.store.PutIntent(ctx, in); err != nil {
@@ -83,6 +85,33 @@ func (e *Engine) ImportKey(ctx context.Context, tenant, kind, resourceID string,
 }
 
 func (e *Engine) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+	nk, err := e.newKeyOnce(ctx, tenant, kind, resourceID, create)
+	if err != nil && transientCreateError(err) {
+		// SoftHSM2 fails an object creation now and then after a crash of
+		// an earlier process on the token (CKR_GENERAL_ERROR, even
+		// CKR_TEMPLATE_INCONSISTENT for the template that works otherwise:
+		// internal/chaos finds them at about one creation in a hundred);
+		// the failed
+		// attempt's key is already abandoned, so one more, under a fresh
+		// CKA_ID and intent, is safe.
+		e.log.Warn("HSM key creation failed; trying once more", "err", err.Error())
+		nk, err = e.newKeyOnce(ctx, tenant, kind, resourceID, create)
+	}
+	return nk, err
+}
+
+// transientCreateError says whether a key creation failed with a module's
+// generic failure rather than for a reason a retry cannot change (a bad
+// key, an unavailable HSM).
+func transientCreateError(err error) bool {
+	switch hsm.ErrorCode(err) {
+	case "CKR_GENERAL_ERROR", "CKR_FUNCTION_FAILED", "CKR_TEMPLATE_INCONSISTENT":
+		return true
+	}
+	return false
+}
+
+func (e *Engine) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
@@ -196,6 +225,19 @@ type ReconcileReport struct {
 // freshly opened HSM before installing it, so no request of its own can be
 // mid-operation; h nil means the installed HSM.
 func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+	return e.reconcile(ctx, h, grace, false)
+}
+
+// ReconcileAtStart is Reconcile for an engine that has not served a
+// request yet: the intents its own Instance wrote (in the life a crash
+// ended) are settled whatever their age, since no operation of that
+// instance can still be running; other replicas' intents wait out grace.
+// Without an Instance it is Reconcile.
+func (e *Engine) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+	return e.reconcile(ctx, h, grace, e.instance != "")
+}
+
+func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own bool) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if h == nil {
 		var err error
@@ -209,12 +251,12 @@ func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (Rec
 	}
 	now := e.now()
 	for _, in := range intents {
-		if now.Sub(in.Created) < grace {
+		var d intentData
+		_ = json.Unmarshal(in.Data, &d)
+		if now.Sub(in.Created) < grace && !(own && d.Owner == e.instance) {
 			rep.Skipped++
 			continue
 		}
-		var d intentData
-		_ = json.Unmarshal(in.Data, &d)
 		owner := ""
 		if d.Resource != "" {
 			rec, err := e.store.Get(ctx, in.Kind, in.Tenant, d.Resource)
