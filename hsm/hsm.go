@@ -417,6 +417,16 @@ func (h *HSM) rebuild(old *backend, delay time.Duration, done chan struct{}) {
 			h.b, h.down, h.upSince = b, nil, time.Now()
 			h.mu.Unlock()
 			h.log.Info("HSM context rebuilt", "token", h.token(), "attempts", attempt)
+			// A key creation the fault cut short may have left an empty
+			// shell (see SweepRemnants); creations of this process wait
+			// for keyMu, so none is half-way now.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if n, err := h.SweepRemnants(ctx); err != nil {
+				h.log.Warn("could not sweep empty objects after the rebuild", "err", err)
+			} else if n > 0 {
+				h.log.Info("destroyed empty objects a cut-short key creation left", "objects", n)
+			}
+			cancel()
 			return
 		case IsPINError(err):
 			h.down = fmt.Errorf("login refused while reconnecting; not retrying, as repeated bad PINs lock the token: %w", err)

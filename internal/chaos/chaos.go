@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				p.kill()
 				return rep, err
 			}
-			bad, remnants := checkHSM(objs, owned)
+			bad, remnants := CheckHSM(objs, owned)
 			rep.Remnants = remnants
 			for _, v := range bad {
 				rep.Violations = append(rep.Violations, fmt.Sprintf("after kill %d: %s", round, v))
@@ -160,15 +160,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for _, v := range bad {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("after kill %d: %s", round+1, v))
 		}
-		owned = ss.owned
-		rep.LeftIntents = append(rep.LeftIntents, ss.intents)
+		owned = ss.Owned
+		rep.LeftIntents = append(rep.LeftIntents, ss.Intents)
 		if out, err := t.cli("events", "verify", "--all"); err != nil {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("after kill %d: event chain: %v", round+1, err))
 		} else if !strings.Contains(out, "all intact") {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("after kill %d: event chain: %s", round+1, out))
 		}
 		o.Logf("kill %d: %d requests in flight, %d intents left, %d resources known, %d keys owned",
-			round+1, inFlight, ss.intents, len(w.model.all("")), len(ss.owned))
+			round+1, inFlight, ss.Intents, len(w.model.all("")), len(ss.Owned))
 	}
 	rep.Duration = time.Since(began)
 	w.mu.Lock()

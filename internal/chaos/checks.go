@@ -14,8 +14,10 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmca/hsmca/internal/config"
-	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/redisstore"
 )
 
 // checkAPI reads every resource the model knows and compares it with what
@@ -132,22 +134,37 @@ var quotaKinds = map[string]string{
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
 var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
 
-// storeState is what the store says while no daemon runs.
-type storeState struct {
-	owned   map[string]string // CKA_ID -> "kind/id" of the owning record
-	intents int
+// StoreState is what the store says while no operation runs.
+type StoreState struct {
+	Owned   map[string]string // CKA_ID -> "kind/id" of the owning record
+	Intents int
 }
 
 // checkStore opens the store while the daemon is down: every quota counter
 // equals the records it counts, and it collects the keys records own.
-func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*storeState, []string, error) {
+func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreState, []string, error) {
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := daemon.OpenStore(octx, cfg)
+	st, err := openStore(octx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	return CheckStore(octx, st, tenant)
+}
+
+// openStore opens the daemon's store as the daemon does (this package is
+// imported by the daemon's own tests, so it cannot import the daemon).
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	if cfg.Store.Backend == "redis" {
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{})
+	}
+	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{})
+}
+
+// CheckStore checks a tenant's quota counters against its records and
+// collects the HSM keys its records own. Call it while no operation runs.
+func CheckStore(octx context.Context, st store.Store, tenant string) (*StoreState, []string, error) {
 	var bad []string
 	res := make([]string, 0, len(quotaKinds))
 	for r := range quotaKinds {
@@ -167,7 +184,7 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*storeS
 			bad = append(bad, fmt.Sprintf("quota %s says %d in use, %d %s records exist", q, used, n, quotaKinds[q]))
 		}
 	}
-	ss := &storeState{owned: map[string]string{}}
+	ss := &StoreState{Owned: map[string]string{}}
 	for _, kind := range keyOwnerKinds {
 		page, err := st.List(octx, storeQuery(kind, tenant))
 		if err != nil {
@@ -175,10 +192,10 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*storeS
 		}
 		for _, rec := range page.Records {
 			if k := rec.Fields[signer.KeyField]; k != "" {
-				if prev, dup := ss.owned[k]; dup {
+				if prev, dup := ss.Owned[k]; dup {
 					bad = append(bad, fmt.Sprintf("HSM key %s owned by both %s and %s/%s", k, prev, kind, rec.ID))
 				}
-				ss.owned[k] = kind + "/" + rec.ID
+				ss.Owned[k] = kind + "/" + rec.ID
 			}
 		}
 	}
@@ -186,7 +203,7 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*storeS
 	if err != nil {
 		return nil, nil, fmt.Errorf("list intents: %w", err)
 	}
-	ss.intents = len(intents)
+	ss.Intents = len(intents)
 	return ss, bad, nil
 }
 
@@ -194,10 +211,10 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*storeS
 // belongs to no record.
 const leafWrapKeyID = "hsmca-pca-leaf-key-wrap"
 
-// checkHSM compares the token's objects with the keys records own: no key
+// CheckHSM compares the token's objects with the keys records own: no key
 // without a record (the reconciler destroyed every leftover), no record
 // without its key.
-func checkHSM(objs []Object, owned map[string]string) (bad []string, remnants int) {
+func CheckHSM(objs []Object, owned map[string]string) (bad []string, remnants int) {
 	present := map[string]bool{}
 	for _, o := range objs {
 		if o.Remnant {

@@ -253,13 +253,12 @@ func (d *Daemon) reconcile(ctx context.Context, h *hsm.HSM) {
 	}
 }
 
-// reconcileLoop settles, on Redis, the leftovers of replicas that crashed
-// and did not come back under the same name: once they are older than
-// sharedGrace, every sharedGrace/2, until ctx ends.
+// reconcileLoop settles leftovers without a restart, once they are older
+// than sharedGrace, every sharedGrace/2 until ctx ends: those of replicas
+// that crashed and did not come back under the same name, and this
+// daemon's own when the HSM or the store failed while a key was being
+// created (the key could then be neither committed nor destroyed).
 func (d *Daemon) reconcileLoop(ctx context.Context) {
-	if d.cfg.Store.Backend != "redis" {
-		return
-	}
 	t := time.NewTicker(sharedGrace / 2)
 	defer t.Stop()
 	for {
