@@ -963,6 +963,10 @@ func (e *Engine) purgeCA(ctx context.Context, rec *store.Record) error {
 	}
 	lim := e.QuotaLimit(QuotaPCACAs)
 	if err := e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACAs, Limit: lim}}); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// A concurrent sweep purged it first: the deletion happened.
+			return nil
+		}
 		return err
 	}
 	bg := context.WithoutCancel(ctx)

@@ -117,6 +117,9 @@ func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
 			if err == nil {
 				break
 			}
+			if errors.Is(err, store.ErrNotFound) {
+				return caID, nil // purged since it was read
+			}
 			if !errors.Is(err, store.ErrVersionConflict) || attempt >= 50 {
 				return caID, storeErr(err, "CA")
 			}

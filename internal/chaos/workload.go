@@ -494,16 +494,7 @@ func (w *workload) pcaCADelete(ctx context.Context, rng *mrand.Rand) {
 		w.change(ctx, r, "pca.ca.delete", "DELETE", pcaCAPath+"/"+r.id+"?"+url.Values{"pending_days": {"7"}}.Encode(), nil, "DELETED")
 		return
 	}
-	resp := w.change(ctx, r, "pca.ca.delete", "DELETE", pcaCAPath+"/"+r.id, nil, gone)
-	if resp.Err == nil && resp.Status == 400 && resp.Map()["error_code"] == "PCA.10010002" {
-		// Known PCA defect (reported): a concurrent read of the tenant's
-		// CAs purges the CA DeleteCA just marked DELETED, and DeleteCA's
-		// own purge then answers "not found" for a deletion that happened.
-		r.maybe = append(r.maybe, gone)
-		w.mu.Lock()
-		w.stats["known-defect pca.ca.delete 400 after commit"]++
-		w.mu.Unlock()
-	}
+	w.change(ctx, r, "pca.ca.delete", "DELETE", pcaCAPath+"/"+r.id, nil, gone)
 }
 
 func (w *workload) pcaCARestore(ctx context.Context, rng *mrand.Rand) {
@@ -557,17 +548,7 @@ func (w *workload) pcaCertRevoke(ctx context.Context, rng *mrand.Rand) {
 		return
 	}
 	defer r.mu.Unlock()
-	resp := w.change(ctx, r, "pca.cert.revoke", "POST", pcaCertPath+"/"+r.id+"/revoke", map[string]any{"reason": "KEY_COMPROMISE"}, "REVOKED")
-	if resp.Err == nil && resp.Status == 400 && resp.Map()["error_code"] == "PCA.10010002" {
-		// Known PCA defect (reported): when the issuer is gone, the revoke
-		// commits the certificate's new status, then fails to refresh the
-		// issuer's CRL and answers "not found". Tolerated here so that the
-		// crash checks stay meaningful; counted in the report.
-		r.maybe = append(r.maybe, "REVOKED")
-		w.mu.Lock()
-		w.stats["known-defect pca.cert.revoke 400 after commit"]++
-		w.mu.Unlock()
-	}
+	w.change(ctx, r, "pca.cert.revoke", "POST", pcaCertPath+"/"+r.id+"/revoke", map[string]any{"reason": "KEY_COMPROMISE"}, "REVOKED")
 }
 
 func (w *workload) pcaCertDelete(ctx context.Context, rng *mrand.Rand) {
