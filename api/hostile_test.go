@@ -390,7 +390,9 @@ func TestHostileRequests(t *testing.T) {
 	}
 
 	apig := func(name, cert, key string) request { return jsonBody("POST", apigPath, k.apigBody(name, cert, key)) }
-	csrParse := func(csr string) request { return jsonBody("POST", pcaCerts+"/csr/parse", mustJSON(t, map[string]any{"csr": csr})) }
+	csrParse := func(csr string) request {
+		return jsonBody("POST", pcaCerts+"/csr/parse", mustJSON(t, map[string]any{"csr": csr}))
+	}
 	csrIssue := func(csr string) request {
 		return jsonBody("POST", pcaCerts+"/csr", mustJSON(t, map[string]any{"issuer_id": rootID, "csr": csr,
 			"validity": map[string]any{"type": "DAY", "value": 30}}))

@@ -167,8 +167,8 @@ func TestReplicasSeeChangesAtOnce(t *testing.T) {
 		root := createPCARoot(t, ca)
 		issue := func(c *apiClient) answer {
 			return c.do("POST", "/v1/private-certificates", map[string]any{"issuer_id": root,
-				"distinguished_name": map[string]any{"common_name": "leaf.replicas.example"},
-				"validity":           map[string]any{"type": "DAY", "value": 30},
+				"distinguished_name":        map[string]any{"common_name": "leaf.replicas.example"},
+				"validity":                  map[string]any{"type": "DAY", "value": 30},
 				"subject_alternative_names": []map[string]any{{"type": "DNS", "value": "leaf.replicas.example"}}})
 		}
 		require.Equal(t, 200, issue(cb).status, "B issues under an ACTIVED CA")
