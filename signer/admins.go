@@ -169,7 +169,7 @@ type BootstrapOptions struct {
 }
 
 func adminNotFound(id string) error {
-	return &Error{Kind: KindNotFound, Msg: "Admin " + id + " not found"}
+	return &Error{Kind: KindNotFound, Msg: "Admin " + shortID(id) + " not found"}
 }
 
 type fieldErrs []FieldError
@@ -248,7 +248,7 @@ func (e *Engine) checkCertificate(f *fieldErrs, b64, certUUID string, required b
 		f.add("adminCertificate", nil, "give either adminCertificate or certificateUuid, not both")
 	case certUUID != "":
 		// Reported after the other fields validate: a 404 for the reference.
-		return nil, &Error{Kind: KindNotFound, Msg: "Certificate " + certUUID + " not found"}
+		return nil, &Error{Kind: KindNotFound, Msg: "Certificate " + shortID(certUUID) + " not found"}
 	case b64 == "":
 		if required {
 			f.add("adminCertificate", nil, "adminCertificate or certificateUuid is required")

@@ -3,6 +3,7 @@ package signer
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Kind classifies a domain error. Each API family maps kinds to its own
@@ -98,4 +99,30 @@ func AsError(err error) *Error {
 		return e
 	}
 	return &Error{Kind: KindInternal, Msg: "internal error", Err: err}
+}
+
+const maxShownID = 64
+
+// quoteID is a caller-supplied id as error messages show it in quotes:
+// invalid UTF-8 and control characters escaped, cut after 64 bytes so that
+// a hostile id cannot make the answer grow with it.
+func quoteID(id string) string {
+	if len(id) > maxShownID {
+		return strconv.QuoteToASCII(id[:maxShownID]) + "..."
+	}
+	return strconv.QuoteToASCII(id)
+}
+
+// shortID shows a plain id (printable ASCII, at most 64 bytes) as it is,
+// as the compatible services do, and anything else as quoteID.
+func shortID(id string) string {
+	if len(id) > maxShownID {
+		return quoteID(id)
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' || id[i] == '"' {
+			return quoteID(id)
+		}
+	}
+	return id
 }

@@ -105,3 +105,13 @@ func gauge(t *testing.T, m *metrics.Metrics, name, label, value string) float64 
 	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
 }
+
+func TestIDsInMessagesAreBounded(t *testing.T) {
+	assert.Equal(t, "5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10", shortID("5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10"))
+	assert.Equal(t, `"a\nb"`, shortID("a\nb"))
+	assert.Equal(t, `"\xff"`, shortID("\xff"))
+	long := shortID(string(make([]byte, 40000)))
+	assert.Less(t, len(long), 300)
+	assert.True(t, len(quoteID("x")) == 3)
+	assert.Equal(t, `key "abc" not found`, "key "+quoteID("abc")+" not found")
+}

@@ -232,7 +232,7 @@ func (e *Engine) resolveKey(ctx context.Context, tenant, id string) (*store.Reco
 			return nil, storeErr(err, "key")
 		}
 	}
-	return nil, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("key %q not found", id)}
+	return nil, &Error{Kind: KindNotFound, Msg: "key " + quoteID(id) + " not found"}
 }
 
 // keyView builds the API view of an owner record. Keys of this API carry
@@ -337,7 +337,7 @@ func (e *Engine) DeleteKey(ctx context.Context, tenant, id string) error {
 		err = e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaKeys, Limit: e.QuotaLimit(QuotaKeys)}})
 		if KindOf(err) == KindNotFound {
 			// Deleted concurrently: answer like any missing key.
-			return id, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("key %q not found", id), Err: err}
+			return id, &Error{Kind: KindNotFound, Msg: "key " + quoteID(id) + " not found", Err: err}
 		}
 		return id, err
 	})

@@ -35,5 +35,5 @@ func pcaInvalid(code, field string, value any, msg string) *Error {
 
 // pcaNotFound is the answer for an unknown id, or one of another tenant.
 func pcaNotFound(what, id string) *Error {
-	return &Error{Kind: KindNotFound, Code: CodeNotFound, Msg: what + " " + id + " does not exist"}
+	return &Error{Kind: KindNotFound, Code: CodeNotFound, Msg: what + " " + shortID(id) + " does not exist"}
 }
