@@ -79,7 +79,11 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		if e.Redis == nil {
 			e.Redis = testenv.StartRedis(t)
 		}
-		e.Store, err = redisstore.Open(context.Background(), e.Redis.URL(), redisstore.Options{})
+		// Generous timeouts: these tests check behaviour, not how fast a dead
+		// Redis is noticed (internal/daemon's fault tests do), and a loaded
+		// CI machine under -race can stall a healthy round trip.
+		e.Store, err = redisstore.Open(context.Background(), e.Redis.URL(), redisstore.Options{
+			DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second})
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
