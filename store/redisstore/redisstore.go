@@ -307,17 +307,19 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 	if err := storekit.CheckRef(kind, tenant, key); err != nil {
 		return nil, err
 	}
-	id, err := s.rdb.HGet(ctx, s.uniqKey(tenant, kind), key).Result()
-	if err == nil {
-		var rec *store.Record
-		// The record may go away between the two reads: then it is not found.
-		if rec, err = s.Get(ctx, kind, tenant, id); err == nil || !errors.Is(err, store.ErrNotFound) {
-			return rec, err
-		}
-	} else if !errors.Is(err, redis.Nil) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// One round trip: every API request looks its token up this way.
+	doc, err := getByUniqueScript.Run(ctx, s.rdb, []string{s.uniqKey(tenant, kind)}, key,
+		s.recKey(tenant, kind, "")).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+	}
+	if err != nil {
 		return nil, wrap(err)
 	}
-	return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+	return decodeRecord(doc)
 }
 
 // Update replaces rec if its version is current; see store.Store.

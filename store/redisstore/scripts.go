@@ -123,3 +123,14 @@ if allow_at > now then return math.ceil(allow_at - now) end
 redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
 return 0
 `)
+
+// getByUniqueScript reads the doc of the record holding a unique key in
+// one round trip; nil when there is none.
+// KEYS: uniq index; ARGV: unique key, rec key prefix (P:{T}:rec:K:)
+// The record key is built here from the id; it carries the tenant's hash
+// tag, so it lives in the slot of KEYS[1].
+var getByUniqueScript = redis.NewScript(`
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return false end
+return redis.call('HGET', ARGV[2] .. id, 'doc')
+`)
