@@ -14,6 +14,32 @@ import (
 	"github.com/hsmca/hsmca/store/redisstore"
 )
 
+// A tenant is listed by the append that starts its chain, also when the
+// server lost everything since an earlier append of this process.
+func TestEventTenantsListedWhenChainStarts(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := open(t, r.URL(), redisstore.Options{})
+	ctx := context.Background()
+	ev := []json.RawMessage{json.RawMessage(`{"n":1}`)}
+	_, err := s.AppendEvents(ctx, "t1", ev)
+	require.NoError(t, err)
+	_, err = s.AppendEvents(ctx, "t1", ev)
+	require.NoError(t, err)
+	tenants, err := s.EventTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"t1"}, tenants)
+
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	require.NoError(t, rdb.FlushAll(ctx).Err())
+	evs, err := s.AppendEvents(ctx, "t1", ev)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, evs[0].Seq)
+	tenants, err = s.EventTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"t1"}, tenants)
+}
+
 // GetByUnique reads in one step: a record deleted or re-keyed is not
 // found under its old key, and a key pointing nowhere is not found.
 func TestGetByUniqueFollowsChanges(t *testing.T) {

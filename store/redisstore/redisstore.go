@@ -699,11 +699,6 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	mu.Lock()
 	defer mu.Unlock()
 
-	// Listed before the first event exists; EventTenants skips a tenant
-	// whose append never completed.
-	if err := s.rdb.SAdd(ctx, s.eventTenantsKey(), tenant).Err(); err != nil {
-		return nil, wrap(err)
-	}
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		var out []store.Event
@@ -712,6 +707,14 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			b, err := tx.Get(ctx, headKey).Bytes()
 			switch {
 			case errors.Is(err, redis.Nil):
+				// The chain starts here (or the server lost its data):
+				// list the tenant before its first event exists, so that
+				// a tenant with events is always listed; EventTenants
+				// skips one whose append never completed. A tenant with
+				// a head was listed by the append that made it.
+				if err := s.rdb.SAdd(ctx, s.eventTenantsKey(), tenant).Err(); err != nil {
+					return err
+				}
 			case err != nil:
 				return err
 			default:
