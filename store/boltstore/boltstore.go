@@ -12,9 +12,10 @@
 //	"tenants"/<tenant>  [h]           head of the event chain {seq, hash}
 //	"intents"                         [id] -> intent JSON
 //
-// Writes go through db.Batch so that concurrent writers share one commit
-// and one fsync. Batch may run a function more than once (whenever another
-// function of the batch fails, the whole transaction is retried), so every
+// Writes go through a group committer (commit.go) so that concurrent
+// writers share one commit and one fsync. A write function may run more
+// than once (whenever another function of its group fails, each runs
+// again alone), so every
 // write function starts from scratch and reports its outcome through a
 // variable it resets first. Expected refusals (exists, quota, conflict)
 // are reported that way with a nil return, which leaves the transaction
@@ -44,11 +45,11 @@ var ErrLocked = errors.New("store file is locked by another process (is hsmcad r
 type Options struct {
 	// Timeout bounds the wait for the exclusive file lock (default 1s).
 	Timeout time.Duration
-	// MaxBatchDelay is how long a write waits for others to share its
-	// commit (default 2ms). bbolt's own default of 10ms would add 10ms to
-	// every write of an idle daemon, and one API request makes several;
-	// under load, writes arriving during another commit's fsync still
-	// share the next one.
+	// MaxBatchDelay is an extra wait for other writes before each commit
+	// (default none). Without it a write that finds no commit running
+	// starts one at once, and writes arriving during a commit's fsync
+	// share the next one; a wait only adds latency to an idle daemon,
+	// where one API request makes several writes.
 	MaxBatchDelay time.Duration
 }
 
@@ -57,6 +58,7 @@ type Store struct {
 	db       *bolt.DB
 	path     string
 	throttle *storekit.Throttler
+	w        *committer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -85,10 +87,6 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = 2 * time.Millisecond
-	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bTenants, bIntents} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -101,7 +99,8 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, throttle: storekit.NewThrottler()}, nil
+	return &Store{db: db, path: path, throttle: storekit.NewThrottler(),
+		w: &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}}, nil
 }
 
 // Backend names the implementation.
@@ -147,14 +146,14 @@ func refuse(format string, args ...any) error {
 }
 
 // batch runs fn in a shared write transaction. A refusal from fn is the
-// caller's answer; any other error aborts the transaction (bbolt then
-// re-runs fn alone and reports that run's error).
+// caller's answer; any other error aborts the transaction (the committer
+// then re-runs fn alone and reports that run's error).
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var outcome error
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.run(func(tx *bolt.Tx) error {
 		outcome = nil
 		err := fn(tx)
 		if r, ok := err.(refusal); ok {
