@@ -203,7 +203,7 @@ func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, er
 		err.(*Error).Msg = "issuer " + id + ": " + err.(*Error).Msg
 		return nil, err
 	}
-	cert, err := c.certificate()
+	cert, err := issuerCerts.parse(c.Cert)
 	if err != nil {
 		return nil, storeErr(err, "CA certificate")
 	}

@@ -1,0 +1,58 @@
+package signer
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func selfSigned(t *testing.T, cn string) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	require.NoError(t, err)
+	return der
+}
+
+// The cache answers a certificate only for its own bytes, and a parse
+// error is returned each time, never cached.
+func TestCertCacheKeysOnTheCertificateBytes(t *testing.T) {
+	c := &certCache{m: map[string]*x509.Certificate{}}
+	a, b := selfSigned(t, "a"), selfSigned(t, "b")
+	ca, err := c.parse(a)
+	require.NoError(t, err)
+	again, err := c.parse(append([]byte(nil), a...))
+	require.NoError(t, err)
+	assert.Same(t, ca, again)
+	cb, err := c.parse(b)
+	require.NoError(t, err)
+	assert.Equal(t, "b", cb.Subject.CommonName)
+	assert.Equal(t, "a", ca.Subject.CommonName)
+
+	_, err = c.parse(nil)
+	assert.Error(t, err)
+	bad := append([]byte(nil), a[:len(a)-3]...)
+	_, err = c.parse(bad)
+	assert.Error(t, err)
+	_, err = c.parse(bad)
+	assert.Error(t, err)
+	assert.Len(t, c.m, 2)
+
+	for i := range certCacheMax + 5 {
+		c.m[string(rune(i))] = ca
+	}
+	_, err = c.parse(selfSigned(t, "c"))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(c.m), certCacheMax, "the cache stays bounded")
+}
