@@ -112,6 +112,36 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 			require.NoError(t, e.DeleteCertificate(pcaCtx(), "t1", ids[6]))
 			_, total = listIDs(t, e, signer.CertQuery{})
 			assert.Equal(t, 26, total)
+
+			// With a stand-in key the records are the same but their
+			// signatures are the stand-in's.
+			standIn, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			require.NoError(t, err)
+			require.NoError(t, e.SeedCertificates(pcaCtx(), "t1", in, 4, signer.SeedOptions{StandIn: standIn},
+				func(ctx context.Context, recs []store.Record, q store.Quota) error {
+					return bs.BulkCreate(ctx, recs, q)
+				}))
+			ids, total = listIDs(t, e, signer.CertQuery{Limit: 4})
+			assert.Equal(t, 30, total)
+			for _, id := range ids {
+				got, err := e.GetCertificate(pcaCtx(), "t1", id)
+				require.NoError(t, err)
+				cp := *got
+				cp.ID, cp.SerialNumber = want.ID, want.SerialNumber
+				cp.CreateTime, cp.NotBefore, cp.NotAfter = want.CreateTime, want.NotBefore, want.NotAfter
+				assert.Equal(t, *want, cp)
+				ex, err := e.ExportCertificate(pcaCtx(), "t1", id, signer.CertExport{})
+				require.NoError(t, err)
+				b, _ := pem.Decode([]byte(ex.Certificate))
+				c, err := x509.ParseCertificate(b.Bytes)
+				require.NoError(t, err)
+				assert.Equal(t, caCert.RawSubject, c.RawIssuer)
+				assert.Equal(t, caCert.SubjectKeyId, c.AuthorityKeyId)
+				assert.Error(t, c.CheckSignatureFrom(caCert))
+				standInCA := *caCert
+				standInCA.PublicKey = standIn.Public()
+				assert.NoError(t, c.CheckSignatureFrom(&standInCA))
+			}
 		})
 	}
 }

@@ -50,6 +50,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	seedN := fs.Int("seed-count", seedDef, "certificates stored before the growth rows; 0 skips them (BENCH_SEED_COUNT)")
 	seedW := fs.Int("seed-workers", 4, "signing goroutines of the seeding")
+	seedSign := fs.String("seed-sign", envStr("BENCH_SEED_SIGN", "standin"), "who signs seeded certificates: standin (a software key, fast) or hsm (the CA's key) (BENCH_SEED_SIGN)")
 	profile := fs.String("profile-dir", envStr("BENCH_PROFILE_DIR", ""), "write CPU profiles of the daemon at the highest concurrency here (BENCH_PROFILE_DIR)")
 	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
 	keep := fs.Bool("keep", false, "keep the work directory (tokens, stores, daemon logs)")
@@ -57,6 +58,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	seed := *seedN
+	if *seedSign != "standin" && *seedSign != "hsm" {
+		fmt.Fprintf(stderr, "hsmca bench: --seed-sign %q: standin or hsm\n", *seedSign)
+		return 2
+	}
 	cs, err := ints(*conc)
 	if err != nil {
 		fmt.Fprintln(stderr, "hsmca bench: --concurrency:", err)
@@ -76,7 +81,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		*hsmcad = filepath.Join(filepath.Dir(self), "hsmcad")
 	}
 	cfg := bench.Config{Hsmcad: *hsmcad, Module: *module, Phase: bench.Phase{Warmup: *warmup, Duration: *duration},
-		Concurrency: cs, InProc: ns, SeedCount: seed, SeedWorkers: *seedW, ProfileDir: *profile, Keep: *keep, Log: stderr}
+		Concurrency: cs, InProc: ns, SeedCount: seed, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
 	for _, s := range strings.Split(*stores, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			if s != "bolt" && s != "redis" {
