@@ -59,6 +59,7 @@ type Store struct {
 	path     string
 	throttle *storekit.Throttler
 	w        *committer
+	dec      *storekit.DecodeCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -100,7 +101,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
 	return &Store{db: db, path: path, throttle: storekit.NewThrottler(),
-		w: &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}}, nil
+		w: &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}, dec: storekit.NewDecodeCache()}, nil
 }
 
 // Backend names the implementation.
@@ -350,7 +351,7 @@ func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record
 		if v == nil {
 			return fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
 		}
-		rec, err = decodeRecord(v)
+		rec, err = s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, v, decodeRecord)
 		return err
 	})
 	return rec, err
@@ -367,16 +368,16 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 		if err != nil {
 			return err
 		}
-		var v []byte
+		var v, id []byte
 		if kb != nil {
-			if id := kb.uniq.Get([]byte(key)); id != nil {
+			if id = kb.uniq.Get([]byte(key)); id != nil {
 				v = kb.recs.Get(id)
 			}
 		}
 		if v == nil {
 			return fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
 		}
-		rec, err = decodeRecord(v)
+		rec, err = s.dec.Decode(kind+"\x00"+tenant+"\x00"+string(id), v, decodeRecord)
 		return err
 	})
 	return rec, err

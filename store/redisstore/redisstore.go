@@ -72,6 +72,7 @@ type Store struct {
 	// that the optimistic transaction of AppendEvents only ever races other
 	// replicas.
 	appendMu [64]sync.Mutex
+	dec      *storekit.DecodeCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -119,7 +120,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("%w: key prefix %q contains a brace", store.ErrInvalid, prefix)
 	}
-	s := &Store{rdb: redis.NewClient(ro), prefix: prefix}
+	s := &Store{rdb: redis.NewClient(ro), prefix: prefix, dec: storekit.NewDecodeCache()}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
 		return nil, fmt.Errorf("redis store %s: %w", ro.Addr, err)
@@ -229,6 +230,14 @@ func uniqJSON(uniq []string) string {
 	return string(b)
 }
 
+func decodeDoc(doc []byte) (*store.Record, error) {
+	var r store.Record
+	if err := json.Unmarshal(doc, &r); err != nil {
+		return nil, fmt.Errorf("redis store: corrupt record: %w", err)
+	}
+	return &r, nil
+}
+
 func decodeRecord(doc string) (*store.Record, error) {
 	var r store.Record
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
@@ -292,14 +301,14 @@ func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record
 	if err := storekit.CheckRef(kind, tenant, id); err != nil {
 		return nil, err
 	}
-	doc, err := s.rdb.HGet(ctx, s.recKey(tenant, kind, id), "doc").Result()
+	doc, err := s.rdb.HGet(ctx, s.recKey(tenant, kind, id), "doc").Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s %s/%s", store.ErrNotFound, kind, tenant, id)
 	}
 	if err != nil {
 		return nil, wrap(err)
 	}
-	return decodeRecord(doc)
+	return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, doc, decodeDoc)
 }
 
 // GetByUnique returns the record holding a unique key.
@@ -319,7 +328,9 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 	if err != nil {
 		return nil, wrap(err)
 	}
-	return decodeRecord(doc)
+	// The same record may be cached under its id by Get: the key is the
+	// unique key's, so the two never mix.
+	return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
 }
 
 // Update replaces rec if its version is current; see store.Store.
