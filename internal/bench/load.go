@@ -29,6 +29,7 @@ type Result struct {
 	Elapsed     time.Duration
 	P50, P99    time.Duration
 	RSS         int64   // peak server RSS in bytes during the window; 0 when not measured
+	RSSAnon     int64   // peak of its anonymous part (no mapped file pages)
 	Ratio       float64 // ops/s over the in-process limit; 0 when none applies
 	Limit       string  // the in-process row the ratio refers to
 }

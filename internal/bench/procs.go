@@ -268,19 +268,27 @@ func (d *daemonSetup) stop() error {
 	return nil
 }
 
-// rss reads the daemon's resident set size from /proc (Linux).
-func rss(pid int) int64 {
+// rss reads the daemon's resident set size and its anonymous part (heap
+// and stacks, without the pages of the bolt file it maps) from /proc.
+func rss(pid int) (total, anon int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		if f := strings.Fields(string(line)); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
+		f := strings.Fields(string(line))
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			total = kb * 1024
+		case "RssAnon:":
+			anon = kb * 1024
 		}
 	}
-	return 0
+	return total, anon
 }
 
 // measureHTTP drives the running daemon with rq in c connections, polling
@@ -289,11 +297,15 @@ func rss(pid int) int64 {
 func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq request, profile string) Result {
 	cl := client(c)
 	defer cl.CloseIdleConnections()
-	var peak atomic.Int64
+	var peak, peakAnon atomic.Int64
 	pid := d.cmd.Process.Pid
 	sample := func() {
-		if v := rss(pid); v > peak.Load() {
+		v, a := rss(pid)
+		if v > peak.Load() {
 			peak.Store(v)
+		}
+		if a > peakAnon.Load() {
+			peakAnon.Store(a)
 		}
 	}
 	profDone := make(chan error, 1)
@@ -311,7 +323,7 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 		profDone <- nil
 	}
 	r := measure(ctx, c, cfg.Phase, httpWork(cl, d.base, rq, c), sample)
-	r.RSS = peak.Load()
+	r.RSS, r.RSSAnon = peak.Load(), peakAnon.Load()
 	if err := <-profDone; err != nil {
 		fmt.Fprintf(cfg.Log, "profile %s: %v\n", profile, err)
 	}

@@ -11,12 +11,12 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(
 
 // Table writes the rows as one Markdown table.
 func Table(w io.Writer, rows []Result) {
-	fmt.Fprintln(w, "| operation | store | concurrency | ops/s | p50 ms | p99 ms | errors | server RSS MiB | of in-process limit |")
+	fmt.Fprintln(w, "| operation | store | concurrency | ops/s | p50 ms | p99 ms | errors | server RSS MiB (anon) | of in-process limit |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		rssCol, ratio := "-", "-"
 		if r.RSS > 0 {
-			rssCol = fmt.Sprintf("%.0f", float64(r.RSS)/(1<<20))
+			rssCol = fmt.Sprintf("%.0f (%.0f)", float64(r.RSS)/(1<<20), float64(r.RSSAnon)/(1<<20))
 		}
 		if r.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2f (%s)", r.Ratio, r.Limit)
@@ -74,15 +74,15 @@ func Targets(w io.Writer, rows []Result, stores []string, maxC int) {
 					mark(g.P99 < 5*time.Millisecond && g.Errors == 0))
 			}
 		}
-		var peak int64
+		var peak, anon int64
 		for _, r := range rows {
 			if r.Store == s && r.Concurrency == maxC && r.RSS > peak {
-				peak = r.RSS
+				peak, anon = r.RSS, r.RSSAnon
 			}
 		}
 		if peak > 0 {
-			fmt.Fprintf(w, "- %s: daemon RSS under %d connections: %.0f MiB (< 200): %s\n", s, maxC,
-				float64(peak)/(1<<20), mark(peak < 200<<20))
+			fmt.Fprintf(w, "- %s: daemon RSS under %d connections: %.0f MiB, %.0f MiB of it anonymous (< 200): %s\n", s, maxC,
+				float64(peak)/(1<<20), float64(anon)/(1<<20), mark(peak < 200<<20))
 		}
 	}
 }
