@@ -26,8 +26,10 @@ type decoded struct {
 	rec *store.Record
 }
 
-// decodeCacheMax bounds the entries; past it the cache starts over.
-const decodeCacheMax = 4096
+// decodeCacheMax bounds the entries; past it the cache starts over. The
+// records read on every request (tokens, keys, CAs) are few; reads of
+// many distinct records (certificates shown at random) only churn it.
+const decodeCacheMax = 1024
 
 // NewDecodeCache returns an empty cache.
 func NewDecodeCache() *DecodeCache { return &DecodeCache{m: map[string]decoded{}} }
