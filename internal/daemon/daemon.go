@@ -102,6 +102,11 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IssuerAltName != "" {
+		if err := signer.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
+			return nil, fmt.Errorf("config: issuer_alt_name: %w", err)
+		}
+	}
 	d.store, err = OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Backend, err)

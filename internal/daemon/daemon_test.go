@@ -226,3 +226,12 @@ func TestSecondDaemonOnSameDataDirIsRefused(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "in use"), err.Error())
 }
+
+func TestBadIssuerAltNameRefusedAtStart(t *testing.T) {
+	tok := testenv.NewToken(t)
+	cfg := testConfig(t, tok)
+	cfg.IssuerAltName = "not a uri or an email"
+	_, err := Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "issuer_alt_name")
+}
