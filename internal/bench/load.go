@@ -28,10 +28,11 @@ type Result struct {
 	FirstError  string
 	Elapsed     time.Duration
 	P50, P99    time.Duration
-	RSS         int64   // peak server RSS in bytes during the window; 0 when not measured
-	RSSAnon     int64   // peak of its anonymous part (no mapped file pages)
-	Ratio       float64 // ops/s over the in-process limit; 0 when none applies
-	Limit       string  // the in-process row the ratio refers to
+	RSS         int64         // peak server RSS in bytes during the window; 0 when not measured
+	RSSAnon     int64         // peak of its anonymous part (no mapped file pages)
+	CPUPerOp    time.Duration // server CPU time per operation in the window; 0 when not measured
+	Ratio       float64       // ops/s over the in-process limit; 0 when none applies
+	Limit       string        // the in-process row the ratio refers to
 }
 
 // OpsPerSec is the throughput of the measured window.

@@ -291,6 +291,27 @@ func rss(pid int) (total, anon int64) {
 	return total, anon
 }
 
+// cpuTime reads the CPU time (user and system) a process has used, from
+// /proc (Linux; clock ticks of 10ms).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // measureHTTP drives the running daemon with rq in c connections, polling
 // its RSS, and when profile names a file, takes a CPU profile of the
 // measured window.
@@ -322,8 +343,20 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	} else {
 		profDone <- nil
 	}
+	// The daemon's CPU time per operation over the measured window: less
+	// at the mercy of other load on the machine than throughput is.
+	cpuDone := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(cfg.Phase.Warmup)
+		c0 := cpuTime(pid)
+		time.Sleep(cfg.Phase.Duration)
+		cpuDone <- cpuTime(pid) - c0
+	}()
 	r := measure(ctx, c, cfg.Phase, httpWork(cl, d.base, rq, c), sample)
 	r.RSS, r.RSSAnon = peak.Load(), peakAnon.Load()
+	if cpu := <-cpuDone; r.Ops > 0 {
+		r.CPUPerOp = cpu / time.Duration(r.Ops)
+	}
 	if err := <-profDone; err != nil {
 		fmt.Fprintf(cfg.Log, "profile %s: %v\n", profile, err)
 	}
