@@ -26,6 +26,7 @@ run: build
 	echo ""; \
 	echo "  curl -s http://$(ADDR)/readyz"; \
 	echo "  curl -s -H \"Authorization: Bearer \$$(cat $$data/dev-api-token)\" http://$(ADDR)/v1/events"; \
+	echo "  curl -s -H \"Authorization: Bearer \$$(cat $$data/dev-api-token)\" -H 'Content-Type: application/json' -d '{\"algorithm\":\"EC256\"}' http://$(ADDR)/v1/keys"; \
 	echo ""; \
 	echo "stop with Ctrl-C"; \
 	SOFTHSM2_CONF=$$data/softhsm/softhsm2.conf HSMCA_DATA_DIR=$$data HSMCA_PIN_FILE=$$data/user.pin \
