@@ -150,21 +150,27 @@ func caUnique(id string, c *caRecord) []string {
 }
 
 func (e *Engine) getCA(ctx context.Context, tenant, id string) (*store.Record, *caRecord, error) {
+	return getPCARecord[caRecord](ctx, e, kindPCACA, "CA", tenant, id)
+}
+
+// getPCARecord reads and decodes one PCA record by its UUID; a malformed,
+// unknown or foreign id answers the family's not-found alike.
+func getPCARecord[T any](ctx context.Context, e *Engine, kind, what, tenant, id string) (*store.Record, *T, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return nil, nil, pcaNotFound("CA", id)
+		return nil, nil, pcaNotFound(what, id)
 	}
-	rec, err := e.store.Get(ctx, kindPCACA, tenant, id)
+	rec, err := e.store.Get(ctx, kind, tenant, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, pcaNotFound("CA", id)
+			return nil, nil, pcaNotFound(what, id)
 		}
-		return nil, nil, storeErr(err, "CA")
+		return nil, nil, storeErr(err, what)
 	}
-	var c caRecord
-	if err := json.Unmarshal(rec.Data, &c); err != nil {
-		return nil, nil, storeErr(err, "CA")
+	var v T
+	if err := json.Unmarshal(rec.Data, &v); err != nil {
+		return nil, nil, storeErr(err, what)
 	}
-	return rec, &c, nil
+	return rec, &v, nil
 }
 
 // putCA writes c into rec with a version check.

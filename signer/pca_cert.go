@@ -164,21 +164,7 @@ func certFields(c *certRecord) map[string]string {
 }
 
 func (e *Engine) getCert(ctx context.Context, tenant, id string) (*store.Record, *certRecord, error) {
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return nil, nil, pcaNotFound("certificate", id)
-	}
-	rec, err := e.store.Get(ctx, kindPCACert, tenant, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, pcaNotFound("certificate", id)
-		}
-		return nil, nil, storeErr(err, "certificate")
-	}
-	var c certRecord
-	if err := json.Unmarshal(rec.Data, &c); err != nil {
-		return nil, nil, storeErr(err, "certificate")
-	}
-	return rec, &c, nil
+	return getPCARecord[certRecord](ctx, e, kindPCACert, "certificate", tenant, id)
 }
 
 // checkSANs validates the requested names and sorts them into a template.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/config"
-	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -66,27 +65,17 @@ func adminBootstrap(args []string, stdout, stderr io.Writer) int {
 }
 
 func bootstrapAdmin(cfg *config.Config, req api.OpsAdminRequest) (*api.OpsAdminResponse, string, error) {
-	if cfg.AdminSocket != "" && daemonListening(cfg.AdminSocket) {
-		var resp api.OpsAdminResponse
-		if err := opsCall(cfg.AdminSocket, "POST", "/ops/admins", req, &resp); err != nil {
-			return nil, "", err
+	var resp api.OpsAdminResponse
+	via, err := storeWrite(cfg, "/ops/admins", req, &resp, 15*time.Second, func(ctx context.Context, eng *signer.Engine) error {
+		a, err := eng.BootstrapAdmin(ctx, req.Input(), signer.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
+		if err != nil {
+			return err
 		}
-		return &resp, "through the running daemon", nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	st, err := daemon.OpenStore(ctx, cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("open store: %w", err)
-	}
-	defer st.Close()
-	eng := signer.New(signer.Options{Store: st})
-	defer eng.Close()
-	ctx = signer.WithCaller(ctx, signer.Caller{Principal: "ops:cli"})
-	a, err := eng.BootstrapAdmin(ctx, req.Input(), signer.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
+		resp = api.OpsAdminResponseFrom(a)
+		return nil
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	resp := api.OpsAdminResponseFrom(a)
-	return &resp, "written to the " + cfg.Store.Backend + " store", nil
+	return &resp, via, nil
 }

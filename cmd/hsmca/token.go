@@ -107,29 +107,46 @@ func tokenCreate(args []string, stdout, stderr io.Writer) int {
 // createToken goes through the running daemon when it holds the store,
 // and writes the store directly otherwise.
 func createToken(cfg *config.Config, req api.OpsTokenRequest) (*api.OpsTokenResponse, string, error) {
-	if cfg.AdminSocket != "" && daemonListening(cfg.AdminSocket) {
-		var resp api.OpsTokenResponse
-		if err := opsCall(cfg.AdminSocket, "POST", "/ops/tokens", req, &resp); err != nil {
-			return nil, "", err
+	var resp api.OpsTokenResponse
+	via, err := storeWrite(cfg, "/ops/tokens", req, &resp, 10*time.Second, func(ctx context.Context, eng *signer.Engine) error {
+		secret, tok, err := eng.CreateToken(ctx, req.Tenant, req.Roles, req.ExpiresAt)
+		if err != nil {
+			return err
 		}
-		return &resp, "through the running daemon", nil
+		resp = api.OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return &resp, via, nil
+}
+
+// storeWrite makes one write to the store: through the running daemon's
+// admin socket when the daemon holds the store (POST path with req,
+// answer into resp), else with an engine of its own on the opened store,
+// acting as the CLI principal. It says which way it went.
+func storeWrite(cfg *config.Config, path string, req, resp any, timeout time.Duration,
+	direct func(ctx context.Context, eng *signer.Engine) error) (string, error) {
+	if cfg.AdminSocket != "" && daemonListening(cfg.AdminSocket) {
+		if err := opsCall(cfg.AdminSocket, "POST", path, req, resp); err != nil {
+			return "", err
+		}
+		return "through the running daemon", nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := daemon.OpenStore(ctx, cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("open store: %w", err)
+		return "", fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
 	eng := signer.New(signer.Options{Store: st})
 	defer eng.Close()
-	ctx = signer.WithCaller(ctx, signer.Caller{Principal: "ops:cli"})
-	secret, tok, err := eng.CreateToken(ctx, req.Tenant, req.Roles, req.ExpiresAt)
-	if err != nil {
-		return nil, "", err
+	if err := direct(signer.WithCaller(ctx, signer.Caller{Principal: "ops:cli"}), eng); err != nil {
+		return "", err
 	}
-	return &api.OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt},
-		"written to the " + cfg.Store.Backend + " store", nil
+	return "written to the " + cfg.Store.Backend + " store", nil
 }
 
 func daemonListening(sock string) bool {
