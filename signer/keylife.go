@@ -85,20 +85,30 @@ func (e *Engine) ImportKey(ctx context.Context, tenant, kind, resourceID string,
 }
 
 func (e *Engine) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
-	nk, err := e.newKeyOnce(ctx, tenant, kind, resourceID, create)
-	if err != nil && transientCreateError(err) {
-		// SoftHSM2 fails an object creation now and then after a crash of
-		// an earlier process on the token (CKR_GENERAL_ERROR, even
-		// CKR_TEMPLATE_INCONSISTENT for the template that works otherwise:
-		// internal/chaos finds them at about one creation in a hundred);
-		// the failed
-		// attempt's key is already abandoned, so one more, under a fresh
-		// CKA_ID and intent, is safe.
-		e.log.Warn("HSM key creation failed; trying once more", "err", err.Error())
-		nk, err = e.newKeyOnce(ctx, tenant, kind, resourceID, create)
+	// SoftHSM2 fails an object creation now and then after a crash of an
+	// earlier process on the token (CKR_GENERAL_ERROR, even
+	// CKR_TEMPLATE_INCONSISTENT for a template that works otherwise;
+	// internal/chaos finds them at about one creation in a hundred, now and
+	// then twice in a row). A failed attempt's key is already abandoned, so
+	// another, under a fresh CKA_ID and intent, is safe.
+	delay := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nk, err := e.newKeyOnce(ctx, tenant, kind, resourceID, create)
+		if err == nil || !transientCreateError(err) || attempt == maxCreateAttempts {
+			return nk, err
+		}
+		e.log.Warn("HSM key creation failed; trying again", "attempt", attempt, "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay *= 4
 	}
-	return nk, err
 }
+
+// maxCreateAttempts bounds the tries of one key creation.
+const maxCreateAttempts = 4
 
 // transientCreateError says whether a key creation failed with a module's
 // generic failure rather than for a reason a retry cannot change (a bad
