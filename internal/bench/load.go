@@ -6,10 +6,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,8 +28,11 @@ type Result struct {
 	RSS         int64         // peak server RSS in bytes during the window; 0 when not measured
 	RSSAnon     int64         // peak of its anonymous part (no mapped file pages)
 	CPUPerOp    time.Duration // server CPU time per operation in the window; 0 when not measured
-	Ratio       float64       // ops/s over the in-process limit; 0 when none applies
-	Limit       string        // the in-process row the ratio refers to
+	// ClientCPUPerOp is the load client's CPU time per operation (this
+	// process, over the same window); 0 when not measured.
+	ClientCPUPerOp time.Duration
+	Ratio          float64 // ops/s over the in-process limit; 0 when none applies
+	Limit          string  // the in-process row the ratio refers to
 }
 
 // OpsPerSec is the throughput of the measured window.
@@ -157,45 +157,4 @@ type request struct {
 	want  int
 	// onBody, if set, reads the answer (e.g. to collect ids).
 	onBody func([]byte)
-}
-
-// httpWork turns a request into a closed-loop operation.
-func httpWork(c *http.Client, base string, rq request, n int) work {
-	rngs := make([]*rand.Rand, n)
-	for i := range rngs {
-		rngs[i] = rand.New(rand.NewPCG(uint64(i)+1, 42))
-	}
-	bufs := make([]bytes.Buffer, n)
-	return func(ctx context.Context, w int) error {
-		var body io.Reader
-		if rq.body != nil {
-			body = bytes.NewReader(rq.body)
-		}
-		req, err := http.NewRequestWithContext(ctx, rq.method, base+rq.path(rngs[w]), body)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+rq.token)
-		if rq.body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		buf := &bufs[w]
-		buf.Reset()
-		_, err = buf.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != rq.want {
-			return fmt.Errorf("%s %s: %s: %.200s", rq.method, req.URL.Path, resp.Status, buf.Bytes())
-		}
-		if rq.onBody != nil {
-			rq.onBody(buf.Bytes())
-		}
-		return nil
-	}
 }

@@ -316,8 +316,11 @@ func cpuTime(pid int) time.Duration {
 // its RSS, and when profile names a file, takes a CPU profile of the
 // measured window.
 func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq request, profile string) Result {
-	cl := client(c)
-	defer cl.CloseIdleConnections()
+	op, closeConns, err := connWork(d.base, rq, c)
+	if err != nil {
+		return Result{Concurrency: c, FirstError: err.Error(), Errors: 1}
+	}
+	defer closeConns()
 	var peak, peakAnon atomic.Int64
 	pid := d.cmd.Process.Pid
 	sample := func() {
@@ -345,17 +348,20 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	}
 	// The daemon's CPU time per operation over the measured window: less
 	// at the mercy of other load on the machine than throughput is.
-	cpuDone := make(chan time.Duration, 1)
+	// The load client's own CPU time is measured the same way: it shares
+	// the cores with the daemon, so what it spends is not the daemon's.
+	cpuDone := make(chan [2]time.Duration, 1)
 	go func() {
 		time.Sleep(cfg.Phase.Warmup)
-		c0 := cpuTime(pid)
+		c0, s0 := cpuTime(pid), cpuTime(os.Getpid())
 		time.Sleep(cfg.Phase.Duration)
-		cpuDone <- cpuTime(pid) - c0
+		cpuDone <- [2]time.Duration{cpuTime(pid) - c0, cpuTime(os.Getpid()) - s0}
 	}()
-	r := measure(ctx, c, cfg.Phase, httpWork(cl, d.base, rq, c), sample)
+	r := measure(ctx, c, cfg.Phase, op, sample)
 	r.RSS, r.RSSAnon = peak.Load(), peakAnon.Load()
 	if cpu := <-cpuDone; r.Ops > 0 {
-		r.CPUPerOp = cpu / time.Duration(r.Ops)
+		r.CPUPerOp = cpu[0] / time.Duration(r.Ops)
+		r.ClientCPUPerOp = cpu[1] / time.Duration(r.Ops)
 	}
 	if err := <-profDone; err != nil {
 		fmt.Fprintf(cfg.Log, "profile %s: %v\n", profile, err)
