@@ -45,7 +45,11 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "hsmcad:", err)
 		return 2
 	}
-	log := daemon.NewLogger(cfg.LogLevel, os.Stderr)
+	// One log line per request: written in groups under load rather than
+	// one system call each (see daemon.LogWriter); Close writes the rest.
+	logOut := daemon.NewLogWriter(os.Stderr)
+	defer logOut.Close()
+	log := daemon.NewLogger(cfg.LogLevel, logOut)
 	if addr := os.Getenv("HSMCA_PPROF_ADDR"); addr != "" {
 		if err := servePprof(addr); err != nil {
 			fmt.Fprintln(os.Stderr, "hsmcad: HSMCA_PPROF_ADDR:", err)

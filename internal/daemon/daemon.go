@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -388,7 +389,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 // NewLogger builds the JSON logger at a level name.
-func NewLogger(level string, w *os.File) *slog.Logger {
+func NewLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
 	case "debug":
