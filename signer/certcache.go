@@ -2,6 +2,7 @@ package signer
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"sync"
 )
@@ -43,4 +44,36 @@ func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
 	c.m[string(der)] = cert
 	c.mu.Unlock()
 	return cert, nil
+}
+
+// tokenCache keeps decoded API tokens by their stored bytes, the same
+// way: every request still reads the token record (so a revocation or an
+// expiry change on any replica applies to the next request), and only
+// bytes identical to the cached ones reuse the decoded token. Callers get
+// a copy whose slices and times they must not modify.
+type tokenCache struct {
+	mu sync.RWMutex
+	m  map[string]*Token // stored record bytes -> decoded token
+}
+
+const tokenCacheMax = 4096
+
+func (c *tokenCache) decode(data []byte) (Token, error) {
+	c.mu.RLock()
+	t := c.m[string(data)]
+	c.mu.RUnlock()
+	if t != nil {
+		return *t, nil
+	}
+	var tok Token
+	if err := json.Unmarshal(data, &tok); err != nil {
+		return Token{}, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= tokenCacheMax {
+		c.m = map[string]*Token{}
+	}
+	c.m[string(data)] = &tok
+	c.mu.Unlock()
+	return tok, nil
 }

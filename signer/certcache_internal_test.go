@@ -56,3 +56,25 @@ func TestCertCacheKeysOnTheCertificateBytes(t *testing.T) {
 	require.NoError(t, err)
 	assert.LessOrEqual(t, len(c.m), certCacheMax, "the cache stays bounded")
 }
+
+// Decoded tokens are reused only for identical stored bytes: a token
+// record changed anywhere (revoked roles, a new expiry) decodes afresh.
+func TestTokenCacheKeysOnTheStoredBytes(t *testing.T) {
+	var c tokenCache
+	a := []byte(`{"id":"t1","tenant":"acme","roles":["admin"],"hash":"h"}`)
+	b := []byte(`{"id":"t1","tenant":"acme","roles":["auditor"],"hash":"h","expiresAt":"2020-01-01T00:00:00Z"}`)
+	ta, err := c.decode(a)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"admin"}, ta.Roles)
+	again, err := c.decode(a)
+	require.NoError(t, err)
+	assert.Equal(t, ta, again)
+	tb, err := c.decode(b)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"auditor"}, tb.Roles)
+	require.NotNil(t, tb.ExpiresAt)
+	_, err = c.decode([]byte(`{"id":`))
+	assert.Error(t, err)
+	_, err = c.decode([]byte(`{"id":`))
+	assert.Error(t, err, "a decode error is never cached")
+}

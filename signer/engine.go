@@ -72,6 +72,7 @@ type Engine struct {
 	inventoryOnce sync.Once
 
 	tokenSeen sync.Map // token id -> time of the last last-used write
+	tokens    tokenCache
 	now       func() time.Time
 }
 

@@ -139,8 +139,8 @@ func (e *Engine) AuthenticateToken(ctx context.Context, secret string) (*Token, 
 		}
 		return nil, storeErr(err, "token")
 	}
-	var tok Token
-	if err := json.Unmarshal(rec.Data, &tok); err != nil {
+	tok, err := e.tokens.decode(rec.Data)
+	if err != nil {
 		return nil, storeErr(err, "token")
 	}
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
