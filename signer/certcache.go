@@ -46,34 +46,36 @@ func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-// tokenCache keeps decoded API tokens by their stored bytes, the same
-// way: every request still reads the token record (so a revocation or an
-// expiry change on any replica applies to the next request), and only
-// bytes identical to the cached ones reuse the decoded token. Callers get
-// a copy whose slices and times they must not modify.
-type tokenCache struct {
+// decodedCache keeps decoded JSON records by their stored bytes, the same
+// way: every request still reads the record (so a change on any replica,
+// such as a revoked token or a disabled CA, applies to the next request),
+// and only bytes identical to the cached ones reuse the decoded value.
+// decode returns a shallow copy: callers must not modify its slices, maps
+// or pointed-to values.
+type decodedCache[T any] struct {
 	mu sync.RWMutex
-	m  map[string]*Token // stored record bytes -> decoded token
+	m  map[string]*T // stored record bytes -> decoded value
 }
 
-const tokenCacheMax = 4096
+// decodedCacheMax bounds each cache; past it the cache starts over.
+const decodedCacheMax = 4096
 
-func (c *tokenCache) decode(data []byte) (Token, error) {
+func (c *decodedCache[T]) decode(data []byte) (T, error) {
 	c.mu.RLock()
-	t := c.m[string(data)]
+	v := c.m[string(data)]
 	c.mu.RUnlock()
-	if t != nil {
-		return *t, nil
+	if v != nil {
+		return *v, nil
 	}
-	var tok Token
-	if err := json.Unmarshal(data, &tok); err != nil {
-		return Token{}, err
+	var out T
+	if err := json.Unmarshal(data, &out); err != nil {
+		return out, err
 	}
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= tokenCacheMax {
-		c.m = map[string]*Token{}
+	if c.m == nil || len(c.m) >= decodedCacheMax {
+		c.m = map[string]*T{}
 	}
-	c.m[string(data)] = &tok
+	c.m[string(data)] = &out
 	c.mu.Unlock()
-	return tok, nil
+	return out, nil
 }

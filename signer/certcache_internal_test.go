@@ -60,7 +60,7 @@ func TestCertCacheKeysOnTheCertificateBytes(t *testing.T) {
 // Decoded tokens are reused only for identical stored bytes: a token
 // record changed anywhere (revoked roles, a new expiry) decodes afresh.
 func TestTokenCacheKeysOnTheStoredBytes(t *testing.T) {
-	var c tokenCache
+	var c decodedCache[Token]
 	a := []byte(`{"id":"t1","tenant":"acme","roles":["admin"],"hash":"h"}`)
 	b := []byte(`{"id":"t1","tenant":"acme","roles":["auditor"],"hash":"h","expiresAt":"2020-01-01T00:00:00Z"}`)
 	ta, err := c.decode(a)

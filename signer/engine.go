@@ -71,8 +71,9 @@ type Engine struct {
 	inventoryDone chan struct{}
 	inventoryOnce sync.Once
 
-	tokenSeen sync.Map // token id -> time of the last last-used write
-	tokens    tokenCache
+	tokenSeen sync.Map               // token id -> time of the last last-used write
+	tokens    decodedCache[Token]    // API tokens, read on every request
+	issuers   decodedCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
 }
 

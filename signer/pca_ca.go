@@ -156,6 +156,16 @@ func (e *Engine) getCA(ctx context.Context, tenant, id string) (*store.Record, *
 // getPCARecord reads and decodes one PCA record by its UUID; a malformed,
 // unknown or foreign id answers the family's not-found alike.
 func getPCARecord[T any](ctx context.Context, e *Engine, kind, what, tenant, id string) (*store.Record, *T, error) {
+	return getPCARecordVia(ctx, e, kind, what, tenant, id, func(b []byte) (T, error) {
+		var v T
+		err := json.Unmarshal(b, &v)
+		return v, err
+	})
+}
+
+// getPCARecordVia is getPCARecord with the decoding step given (a
+// decodedCache's for read-only uses on hot paths).
+func getPCARecordVia[T any](ctx context.Context, e *Engine, kind, what, tenant, id string, decode func([]byte) (T, error)) (*store.Record, *T, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		return nil, nil, pcaNotFound(what, id)
 	}
@@ -166,8 +176,8 @@ func getPCARecord[T any](ctx context.Context, e *Engine, kind, what, tenant, id 
 		}
 		return nil, nil, storeErr(err, what)
 	}
-	var v T
-	if err := json.Unmarshal(rec.Data, &v); err != nil {
+	v, err := decode(rec.Data)
+	if err != nil {
 		return nil, nil, storeErr(err, what)
 	}
 	return rec, &v, nil
@@ -185,7 +195,8 @@ func (e *Engine) putCA(ctx context.Context, rec *store.Record, c *caRecord) erro
 	return e.store.Update(ctx, rec, store.WriteOpts{})
 }
 
-// issuer is a CA about to sign, with what signing needs.
+// issuer is a CA about to sign, with what signing needs. ca may be shared
+// with other requests (see loadIssuer): read it, never change it.
 type issuer struct {
 	rec  *store.Record
 	ca   *caRecord
@@ -198,7 +209,9 @@ func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, er
 	if id == "" {
 		return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is required")
 	}
-	rec, c, err := e.getCA(ctx, tenant, id)
+	// Read-only from here on: the decoded record may be shared (see
+	// decodedCache), which spares every issuance a JSON decode of its CA.
+	rec, c, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, id, e.issuers.decode)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
 			return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is not a CA of this tenant")
