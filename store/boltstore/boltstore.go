@@ -233,14 +233,6 @@ func (kb *kindBuckets) addCount(delta int64) error {
 	return kb.kind.Put(kCount, u64(uint64(max(n, 0))))
 }
 
-func decodeRecord(b []byte) (*store.Record, error) {
-	var r store.Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("bolt store: corrupt record: %w", err)
-	}
-	return &r, nil
-}
-
 // deleteIntent retires the intent id if it belongs to tenant.
 func deleteIntent(tx *bolt.Tx, tenant, id string) error {
 	if id == "" {
@@ -300,7 +292,7 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		stored = *rec
 		stored.Unique, stored.Data = uniq, data
 		stored.Seq, stored.Version, stored.Created, stored.Updated = seq, 1, now, now
-		b, err := json.Marshal(&stored)
+		b, err := encodeRecord(&stored)
 		if err != nil {
 			return err
 		}
@@ -436,7 +428,7 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 		stored.Unique, stored.Data = uniq, data
 		stored.Seq, stored.Created = old.Seq, old.Created
 		stored.Version, stored.Updated = old.Version+1, now
-		b, err := json.Marshal(&stored)
+		b, err := encodeRecord(&stored)
 		if err != nil {
 			return err
 		}

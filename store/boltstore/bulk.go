@@ -70,7 +70,7 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 			st := *r
 			st.Unique, st.Data = prep[i].uniq, prep[i].data
 			st.Seq, st.Version, st.Created, st.Updated = seq, 1, now, now
-			b, err := json.Marshal(&st)
+			b, err := encodeRecord(&st)
 			if err != nil {
 				return err
 			}
