@@ -90,6 +90,8 @@ type Match int
 const (
 	Equal    Match = iota // field value equals Value
 	Contains              // field value contains Value (case-insensitive)
+	Less                  // field value sorts before Value (byte order)
+	AtLeast               // field value equals Value or sorts after it (byte order)
 )
 
 // Filter selects records on one of their Fields.
@@ -110,6 +112,38 @@ type Filter struct {
 // and Cursor must be empty. Desc reverses the whole order in both styles;
 // a cursor only continues a query with the same Desc. Filters combine with
 // AND. A malformed query or cursor gives ErrInvalid.
+//
+// # Index-served queries
+//
+// A store opened with Indexes keeps, for each declared (kind, field), an
+// index of the kind's records ordered by (field value, seq), maintained in
+// the same atomic step as every write. Every answer is the same with or
+// without indexes (records are re-checked against the filters after they
+// are read); indexes only change what a query costs. A field's filters
+// below are its Equal, Less, AtLeast and Contains filters; Equal, Less and
+// AtLeast narrow the index range, Contains is checked on the values in the
+// index keys. With N the records of the kind:
+//
+//   - No filters, creation order: the seq index, reads only the page.
+//   - SortBy an indexed field, every filter on that field: a walk of its
+//     index range; offset steps over keys; reads only the page. Total is a
+//     range count (Redis: ZLEXCOUNT; bolt: a walk over the range's keys),
+//     or with a Contains filter a walk over the range's keys.
+//   - Creation order, filters on one indexed field, all Equal: the page
+//     straight from the index (its entries of one value are in seq
+//     order), cursor or offset; Total is a range count.
+//   - Creation order, filters on one indexed field otherwise (ranges,
+//     Contains): the (seq, id) of every key in the range that passes,
+//     sorted, then only the page's records: costs the keys in the range.
+//   - Creation order, an Equal-only indexed field among filters on several
+//     fields, and no Total wanted (cursor paging, or NoTotal): a walk of
+//     that field's index in seq order reading records until the page is
+//     full: costs the page divided by the share of candidates that match.
+//   - Otherwise, when some filtered field is indexed (preferring one with
+//     Equal filters, then one with a range): every record whose key passes
+//     that field's filters is read and the rest is done in memory: costs
+//     the candidates.
+//   - Anything else reads every record of the kind.
 type Query struct {
 	Kind    string
 	Tenant  string
@@ -119,6 +153,20 @@ type Query struct {
 	Offset  int
 	Limit   int // 0 means no limit
 	Cursor  string
+	// OffsetPaging selects offset paging (and a counted Total) with SortBy
+	// empty and Offset 0, where cursor paging would be used.
+	OffsetPaging bool
+	// NoTotal tells offset paging that the caller does not need Total (it
+	// is then -1), so that an index-served query need not count matches.
+	NoTotal bool
+}
+
+// Index declares a secondary index on one field of one kind's records.
+// A store opened with an index maintains it with every write and builds it
+// at open for records written without it.
+type Index struct {
+	Kind  string
+	Field string
 }
 
 // Page is one answer to a Query.

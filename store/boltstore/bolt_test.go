@@ -63,3 +63,32 @@ func TestClosedIsUnavailable(t *testing.T) {
 	err = s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: "a"}, store.WriteOpts{})
 	assert.ErrorIs(t, err, store.ErrUnavailable)
 }
+
+func TestIndexes(t *testing.T) {
+	storetest.RunIndexed(t, func(t *testing.T) storetest.Reopen {
+		path := filepath.Join(t.TempDir(), "hsmca.db")
+		var last store.Store
+		return func(t *testing.T, ixs []store.Index) store.Store {
+			if last != nil {
+				last.Close()
+			}
+			s, err := boltstore.Open(path, boltstore.Options{Indexes: ixs})
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			last = s
+			return s
+		}
+	})
+}
+
+// The suite again with its fields indexed: same answers on other paths.
+func TestConformanceIndexed(t *testing.T) {
+	opener := func(t *testing.T) store.Store {
+		s, err := boltstore.Open(filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{Indexes: storetest.SuiteIndexes})
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	storetest.Run(t, opener)
+	storetest.RunBulk(t, opener)
+}

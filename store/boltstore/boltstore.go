@@ -7,6 +7,7 @@
 //	                               /"s"  [seq, 8 bytes big-endian] -> id
 //	                               [n]   record count, 8 bytes big-endian
 //	                               (the kind bucket's sequence is the last seq)
+//	                               /"x"/<field> secondary indexes (index.go)
 //	"tenants"/<tenant>/"q"            [resource] -> usage, 8 bytes big-endian
 //	"tenants"/<tenant>/"e"            [seq, 8 bytes big-endian] -> event JSON
 //	"tenants"/<tenant>  [h]           head of the event chain {seq, hash}
@@ -51,6 +52,9 @@ type Options struct {
 	// share the next one; a wait only adds latency to an idle daemon,
 	// where one API request makes several writes.
 	MaxBatchDelay time.Duration
+	// Indexes are the secondary indexes to keep (see store.Query); Open
+	// builds missing ones and drops those no longer declared.
+	Indexes []store.Index
 }
 
 // Store is a store.Store on one bbolt file.
@@ -60,6 +64,7 @@ type Store struct {
 	throttle *storekit.Throttler
 	w        *committer
 	dec      *storekit.DecodeCache
+	ix       storekit.Declared
 }
 
 var _ store.Store = (*Store)(nil)
@@ -81,6 +86,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
+	ix, err := storekit.Declare(opts.Indexes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -94,14 +104,14 @@ func Open(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return s.syncIndexes(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, throttle: storekit.NewThrottler(),
-		w: &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}, dec: storekit.NewDecodeCache()}, nil
+	s.db, s.w = db, &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}
+	return s, nil
 }
 
 // Backend names the implementation.
@@ -308,6 +318,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		if err := kb.seq.Put(u64(seq), id); err != nil {
 			return err
 		}
+		if err := s.putIndexes(kb, &stored); err != nil {
+			return err
+		}
 		if err := kb.addCount(1); err != nil {
 			return err
 		}
@@ -435,6 +448,9 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 		if err := kb.recs.Put(id, b); err != nil {
 			return err
 		}
+		if err := s.moveIndexes(kb, old, &stored); err != nil {
+			return err
+		}
 		return deleteIntent(tx, rec.Tenant, opts.Intent)
 	})
 	if err != nil {
@@ -478,6 +494,9 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		if err := kb.seq.Delete(u64(old.Seq)); err != nil {
 			return err
 		}
+		if err := s.moveIndexes(kb, old, nil); err != nil {
+			return err
+		}
 		if err := kb.recs.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -493,9 +512,8 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 	})
 }
 
-// List answers a query; see store.Query. Offset paging and filtered cursor
-// paging read the kind's records; unfiltered cursor paging reads only the
-// page from the seq index.
+// List answers a query; see store.Query for which queries the seq index
+// and the declared indexes serve. The rest read the kind's records.
 func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 	plan, err := storekit.CheckQuery(q)
 	if err != nil {
@@ -516,6 +534,11 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		}
 		if plan.Mode == storekit.OffsetMode && q.SortBy == "" && len(q.Filters) == 0 {
 			page, err = offsetBySeq(kb, q)
+			return err
+		}
+		indexed := func(f string) bool { return s.ix.Has(q.Kind, f) }
+		var ok bool
+		if page, ok, err = storekit.IndexedList(q, plan, indexed, boltIndex{kb}); ok || err != nil {
 			return err
 		}
 		if plan.Mode == storekit.OffsetMode {
@@ -545,7 +568,7 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		}
 		return nil
 	})
-	return page, err
+	return storekit.Finish(q, plan, page), err
 }
 
 // offsetBySeq answers offset paging in creation order without filters

@@ -86,6 +86,9 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 			if err := kb.seq.Put(u64(seq), id); err != nil {
 				return err
 			}
+			if err := s.putIndexes(kb, &st); err != nil {
+				return err
+			}
 			if err := kb.addCount(1); err != nil {
 				return err
 			}

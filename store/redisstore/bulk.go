@@ -21,25 +21,26 @@ const bulkChunk = 500
 // runs of createScript would, refusing the whole chunk when an id or a
 // unique key is taken or the quota cannot take them all.
 // KEYS: uniq index, seq index, seq counter, quota, rec keys...
-// ARGV: quota resource or "", quota limit, n, then per record: id, doc
-// without seq, uniq JSON, number of unique keys, unique keys...
+// ARGV: quota resource or "", quota limit, n, index key base, then per
+// record: id, doc without seq, uniq JSON, number of unique keys, unique
+// keys..., number of index pairs, pairs (field, value prefix)...
 var bulkScript = redis.NewScript(`
 local n = tonumber(ARGV[3])
-local a = 4
+local a = 5
 for i = 1, n do
   if redis.call('EXISTS', KEYS[4 + i]) == 1 then return {'EXISTS', 'id'} end
   local nu = tonumber(ARGV[a + 3])
   for j = 1, nu do
     if redis.call('HEXISTS', KEYS[1], ARGV[a + 3 + j]) == 1 then return {'EXISTS', ARGV[a + 3 + j]} end
   end
-  a = a + 4 + nu
+  a = a + 5 + nu + 2 * tonumber(ARGV[a + 4 + nu])
 end
 if ARGV[1] ~= '' then
   local usage = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
   local limit = tonumber(ARGV[2])
   if limit >= 0 and usage + n > limit then return {'QUOTA', tostring(usage)} end
 end
-a = 4
+a = 5
 for i = 1, n do
   local id, nu = ARGV[a], tonumber(ARGV[a + 3])
   local seq = redis.call('INCR', KEYS[3])
@@ -47,7 +48,13 @@ for i = 1, n do
   redis.call('HSET', KEYS[4 + i], 'doc', doc, 'ver', '1', 'seq', seq, 'uniq', ARGV[a + 2])
   for j = 1, nu do redis.call('HSET', KEYS[1], ARGV[a + 3 + j], id) end
   redis.call('ZADD', KEYS[2], seq, id)
-  a = a + 4 + nu
+  local hs = string.format('%016x', seq)
+  local x = a + 4 + nu
+  for j = x + 1, x + 2 * tonumber(ARGV[x]), 2 do
+    redis.call('ZADD', ARGV[4] .. ARGV[j], 0, ARGV[j + 1] .. hs .. id)
+    redis.call('HSET', KEYS[4 + i], 'ix:' .. ARGV[j], ARGV[j + 1])
+  end
+  a = x + 1 + 2 * tonumber(ARGV[x])
 end
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[1], n) end
 return {'OK'}
@@ -103,13 +110,14 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 	for lo := 0; lo < len(recs); lo += bulkChunk {
 		hi := min(lo+bulkChunk, len(recs))
 		keys := []string{s.uniqKey(t, k), s.seqKey(t, k), s.ctrKey(t, k), s.quotaKey(t)}
-		args := []any{quota.Resource, quota.Limit, hi - lo}
+		args := []any{quota.Resource, quota.Limit, hi - lo, s.ixBase(t, k)}
 		for i := lo; i < hi; i++ {
 			keys = append(keys, s.recKey(t, k, recs[i].ID))
 			args = append(args, recs[i].ID, prep[i].doc, uniqJSON(prep[i].uniq), len(prep[i].uniq))
 			for _, u := range prep[i].uniq {
 				args = append(args, u)
 			}
+			args = s.indexPairs(args, &recs[i])
 		}
 		cmds = append(cmds, bulkScript.EvalSha(ctx, pipe, keys, args...))
 	}

@@ -166,3 +166,30 @@ func TestHungServerTimesOut(t *testing.T) {
 	resume()
 	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
 }
+
+func TestIndexes(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var n atomic.Int64
+	storetest.RunIndexed(t, func(t *testing.T) storetest.Reopen {
+		prefix := fmt.Sprintf("ix%d", n.Add(1))
+		var last store.Store
+		return func(t *testing.T, ixs []store.Index) store.Store {
+			if last != nil {
+				last.Close()
+			}
+			last = open(t, r.URL(), redisstore.Options{KeyPrefix: prefix, Indexes: ixs})
+			return last
+		}
+	})
+}
+
+// The suite again with its fields indexed: same answers on other paths.
+func TestConformanceIndexed(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var n atomic.Int64
+	opener := func(t *testing.T) store.Store {
+		return open(t, r.URL(), redisstore.Options{KeyPrefix: fmt.Sprintf("ixc%d", n.Add(1)), Indexes: storetest.SuiteIndexes})
+	}
+	storetest.Run(t, opener)
+	storetest.RunBulk(t, opener)
+}

@@ -7,12 +7,16 @@
 //	P:{T}:uniq:K       hash: unique key -> id
 //	P:{T}:seq:K        sorted set: id scored by seq (creation order)
 //	P:{T}:ctr:K        last seq handed out
+//	P:{T}:ix:K:<field> sorted set, all scores 0: one member per record,
+//	                   storekit.EntryKey(value, seq) + id (index.go); the
+//	                   record hash holds ix:<field> -> its value prefix
 //	P:{T}:quota        hash: resource -> usage
 //	P:{T}:intents      hash: intent id -> Intent JSON
 //	P:{T}:events       sorted set: Event JSON scored by seq
 //	P:{T}:evhead       JSON {seq, hash} of the last event
 //	P:intent-tenants   set of tenants that have had intents
 //	P:event-tenants    set of tenants that have had events
+//	P:ixready:K:<field> marker: index complete for every tenant
 //
 // Every key of a tenant carries the hash tag {T}, so a tenant lives in one
 // cluster slot and a script can check and write all of it atomically.
@@ -60,6 +64,9 @@ type Options struct {
 	// KeyPrefix namespaces every key (default "hsmca"); it must not
 	// contain '{' or '}'.
 	KeyPrefix string
+	// Indexes are the secondary indexes to keep (see store.Query); Open
+	// builds missing ones before it returns.
+	Indexes []store.Index
 }
 
 const defaultTimeout = 500 * time.Millisecond
@@ -73,6 +80,7 @@ type Store struct {
 	// replicas.
 	appendMu [64]sync.Mutex
 	dec      *storekit.DecodeCache
+	ix       storekit.Declared
 }
 
 var _ store.Store = (*Store)(nil)
@@ -120,10 +128,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("%w: key prefix %q contains a brace", store.ErrInvalid, prefix)
 	}
-	s := &Store{rdb: redis.NewClient(ro), prefix: prefix, dec: storekit.NewDecodeCache()}
+	ix, err := storekit.Declare(opts.Indexes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{rdb: redis.NewClient(ro), prefix: prefix, dec: storekit.NewDecodeCache(), ix: ix}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
 		return nil, fmt.Errorf("redis store %s: %w", ro.Addr, err)
+	}
+	if err := s.syncIndexes(ctx); err != nil {
+		s.rdb.Close()
+		return nil, fmt.Errorf("redis store %s: indexes: %w", ro.Addr, err)
 	}
 	return s, nil
 }
@@ -268,6 +284,7 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	t, k := rec.Tenant, rec.Kind
 	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.seqKey(t, k), s.ctrKey(t, k), s.quotaKey(t), s.intentsKey(t)}
 	args := []any{rec.ID, string(doc), uniqJSON(uniq), res, limit, opts.Intent}
+	args = s.indexArgs(args, rec)
 	for _, u := range uniq {
 		args = append(args, u)
 	}
@@ -364,6 +381,7 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.intentsKey(t)}
 	args := []any{rec.ID, strconv.FormatUint(cur.Version, 10), strconv.FormatUint(cur.Seq, 10),
 		string(doc), uniqJSON(uniq), opts.Intent}
+	args = s.indexArgs(args, rec)
 	for _, u := range uniq {
 		args = append(args, u)
 	}
@@ -398,7 +416,7 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		res = opts.Quota.Resource
 	}
 	keys := []string{s.recKey(tenant, kind, id), s.uniqKey(tenant, kind), s.seqKey(tenant, kind), s.quotaKey(tenant), s.intentsKey(tenant)}
-	reply, err := runScript(ctx, s.rdb, deleteScript, keys, id, res, opts.Intent)
+	reply, err := runScript(ctx, s.rdb, deleteScript, keys, id, res, opts.Intent, s.ixBase(tenant, kind))
 	if err != nil {
 		return err
 	}
@@ -443,17 +461,25 @@ func (s *Store) loadDocs(ctx context.Context, tenant, kind string, ids []string)
 	return out, nil
 }
 
-// List answers a query; see store.Query. Offset paging and filtered cursor
-// paging read the kind's records; unfiltered cursor paging reads only the
-// page from the seq index.
+// List answers a query; see store.Query for which queries the seq index
+// and the declared indexes serve. The rest read the kind's records.
 func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 	plan, err := storekit.CheckQuery(q)
 	if err != nil {
 		return nil, err
 	}
+	page, err := s.list(ctx, q, plan)
+	return storekit.Finish(q, plan, page), err
+}
+
+func (s *Store) list(ctx context.Context, q store.Query, plan storekit.Plan) (*store.Page, error) {
 	seqKey := s.seqKey(q.Tenant, q.Kind)
 	if plan.Mode == storekit.OffsetMode && q.SortBy == "" && len(q.Filters) == 0 {
 		return s.offsetBySeq(ctx, q, seqKey)
+	}
+	indexed := func(f string) bool { return s.ix.Has(q.Kind, f) }
+	if page, ok, err := storekit.IndexedList(q, plan, indexed, &redisIndex{s: s, ctx: ctx, tenant: q.Tenant, kind: q.Kind}); ok || err != nil {
+		return page, err
 	}
 	if plan.Mode == storekit.OffsetMode {
 		ids, err := s.rdb.ZRange(ctx, seqKey, 0, -1).Result()

@@ -172,11 +172,11 @@ func CheckQuery(q store.Query) (Plan, error) {
 		return Plan{}, Invalid("negative limit or offset")
 	}
 	for _, f := range q.Filters {
-		if f.Match != store.Equal && f.Match != store.Contains {
+		if f.Match < store.Equal || f.Match > store.AtLeast {
 			return Plan{}, Invalid("filter on %q: unknown match %d", f.Field, f.Match)
 		}
 	}
-	if q.SortBy != "" || q.Offset > 0 {
+	if q.SortBy != "" || q.Offset > 0 || q.OffsetPaging {
 		if q.Cursor != "" {
 			return Plan{}, Invalid("cursor with offset paging")
 		}
@@ -221,21 +221,35 @@ func decodeCursor(c string) (uint64, bool, error) {
 // Matches reports whether rec passes every filter.
 func Matches(rec *store.Record, filters []store.Filter) bool {
 	for _, f := range filters {
-		v := rec.Fields[f.Field]
-		switch f.Match {
-		case store.Equal:
-			if v != f.Value {
-				return false
-			}
-		case store.Contains:
-			if !strings.Contains(strings.ToLower(v), strings.ToLower(f.Value)) {
-				return false
-			}
-		default:
+		if !MatchValue(rec.Fields[f.Field], f) {
 			return false
 		}
 	}
 	return true
+}
+
+// MatchValue reports whether a field value passes one filter.
+func MatchValue(v string, f store.Filter) bool {
+	switch f.Match {
+	case store.Equal:
+		return v == f.Value
+	case store.Contains:
+		return strings.Contains(strings.ToLower(v), strings.ToLower(f.Value))
+	case store.Less:
+		return v < f.Value
+	case store.AtLeast:
+		return v >= f.Value
+	}
+	return false
+}
+
+// Finish applies what every answer shares: an offset-paging query with
+// NoTotal gets Total -1 whichever path answered it.
+func Finish(q store.Query, p Plan, page *store.Page) *store.Page {
+	if page != nil && p.Mode == OffsetMode && q.NoTotal {
+		page.Total = -1
+	}
+	return page
 }
 
 // OffsetPage answers an offset-paging query from every record of the kind.
