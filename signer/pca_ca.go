@@ -1020,12 +1020,16 @@ func (e *Engine) sweepTenant(ctx context.Context, tenant string) {
 // deletion is due, destroying its HSM key. The daemon may call it
 // periodically; it is safe to run on several replicas at once.
 func (e *Engine) SweepDeletedCAs(ctx context.Context) (int, error) {
+	nowMs := e.now().UnixMilli()
+	// Only the due entries: scheduled ones have a fixed-width purge_at
+	// (all digits, so at least "0"); the index reads no other.
 	page, err := e.store.List(ctx, store.Query{Kind: kindPCAIndex, Tenant: store.PlatformTenant,
-		SortBy: "purge_at"})
+		SortBy: "purge_at", Filters: []store.Filter{{Field: "purge_at", Value: "0", Match: store.AtLeast},
+			{Field: "purge_at", Value: msField(nowMs + 1), Match: store.Less}}})
 	if err != nil {
 		return 0, storeErr(err, "CA index")
 	}
-	now := msField(e.now().UnixMilli())
+	now := msField(nowMs)
 	n := 0
 	seen := map[string]bool{}
 	for _, r := range page.Records {

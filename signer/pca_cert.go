@@ -149,18 +149,42 @@ type Certificate struct {
 }
 
 func (e *Engine) toCert(id string, c *certRecord) *Certificate {
-	return &Certificate{ID: id, Status: c.effective(e.now()), Type: c.Type, IssuerID: c.IssuerID,
+	return toCertAt(id, c, e.now())
+}
+
+func toCertAt(id string, c *certRecord, now time.Time) *Certificate {
+	return &Certificate{ID: id, Status: c.effective(now), Type: c.Type, IssuerID: c.IssuerID,
 		IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm, SignatureAlgorithm: c.SignatureAlgorithm,
 		GenMode: c.GenMode, SerialNumber: c.Serial, CreateTime: c.CreateTime, NotBefore: c.NotBefore,
 		NotAfter: c.NotAfter, DN: c.DN, SANs: c.SANs, KeyUsages: c.KeyUsages, EKU: c.EKU,
 		PathLength: c.PathLength, RevokeReason: c.RevokeReason, RevokeTime: c.RevokeTime}
 }
 
+// certExpiryField is the stored status, "/" and not_after: the derived
+// ISSUED/EXPIRED distinction is a range of it (see certStatusRange).
+const certExpiryField = "expiry"
+
 func certFields(c *certRecord) map[string]string {
 	return map[string]string{
 		"status": c.Status, "issuer_id": c.IssuerID, "common_name": c.DN.CommonName,
 		"create_time": msField(c.CreateTime), "not_after": msField(c.NotAfter),
+		certExpiryField: c.Status + "/" + msField(c.NotAfter),
 	}
+}
+
+// certStatusRange is the range of the expiry field that holds the
+// certificates shown with status at now: a certificate stored ISSUED is
+// EXPIRED once now reaches its not_after.
+func certStatusRange(status string, now time.Time) []store.Filter {
+	lo, hi := status+"/", status+"0" // '0' follows '/'
+	switch status {
+	case CertIssued:
+		lo = CertIssued + "/" + msField(now.UnixMilli()+1)
+	case CertExpired:
+		lo, hi = CertIssued+"/", CertIssued+"/"+msField(now.UnixMilli()+1)
+	}
+	return []store.Filter{{Field: certExpiryField, Value: lo, Match: store.AtLeast},
+		{Field: certExpiryField, Value: hi, Match: store.Less}}
 }
 
 func (e *Engine) getCert(ctx context.Context, tenant, id string) (*store.Record, *certRecord, error) {
@@ -672,18 +696,23 @@ type CertQuery struct {
 }
 
 // ListCertificates lists the tenant's private certificates. The store
-// sorts and pages; a filter on the derived ISSUED/EXPIRED distinction is
-// applied here over the stored ISSUED ones.
+// sorts and pages from its indexes (see StoreIndexes): the derived
+// ISSUED and EXPIRED states are ranges of the expiry field, and creation
+// time is creation order.
 func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuery) ([]*Certificate, int, error) {
 	var (
 		out   []*Certificate
 		total int
 	)
 	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
-		sq := store.Query{Kind: kindPCACert, Tenant: tenant, Offset: q.Offset, Limit: q.Limit}
+		sq := store.Query{Kind: kindPCACert, Tenant: tenant, Offset: q.Offset, Limit: q.Limit, OffsetPaging: true}
 		switch q.SortKey {
 		case "", "create_time":
-			sq.SortBy = "create_time"
+			// Creation time is creation order (the store's sequence, which
+			// also breaks create_time ties), which the indexes keep within
+			// one value. Only issuances committed within the same moment
+			// can differ in order, by the time their store writes took.
+			sq.SortBy = ""
 		case "common_name", "not_after":
 			sq.SortBy = q.SortKey
 		default:
@@ -696,61 +725,98 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 		default:
 			return "", pcaInvalid(CodeBadParameter, "sort_dir", q.SortDir, "must be ASC or DESC")
 		}
-		if q.Name != "" {
-			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
-		}
-		derived := false
 		switch q.Status {
-		case "":
-		case CertRevoked:
-			sq.Filters = append(sq.Filters, store.Filter{Field: "status", Value: CertRevoked})
-		case CertIssued, CertExpired:
-			sq.Filters = append(sq.Filters, store.Filter{Field: "status", Value: CertIssued})
-			derived = true
-			sq.Offset, sq.Limit = 0, 0
+		case "", CertRevoked, CertIssued, CertExpired:
 		default:
 			return "", pcaInvalid(CodeBadParameter, "status", q.Status, "must be ISSUED, EXPIRED or REVOKED")
 		}
-		if q.Limit == 0 && !derived {
-			sq.Limit = 1 // only the total is wanted
+		if q.Status != "" {
+			e.fillCertFields(ctx, tenant)
 		}
-		if sq.SortBy == "create_time" && len(sq.Filters) == 0 {
-			// Creation time is creation order (the store's sequence, which
-			// also breaks create_time ties), and the store pages that from
-			// its index without reading every certificate of the tenant.
-			// Only issuances committed within the same moment can differ
-			// in order, by the time their store writes took.
-			sq.SortBy = ""
+		now := e.now()
+		if q.Name != "" {
+			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
+		}
+		// countQ, when set, counts the matches apart from the page.
+		var countQ *store.Query
+		switch {
+		case q.Status == "":
+		case sq.SortBy == "not_after" && q.Name == "":
+			// Within one stored status, expiry order is not_after order.
+			sq.Filters = certStatusRange(q.Status, now)
+			sq.SortBy = certExpiryField
+		case q.Status == CertRevoked:
+			sq.Filters = append(sq.Filters, store.Filter{Field: "status", Value: CertRevoked})
+		case q.Status == CertIssued && sq.SortBy == "" && q.Name == "":
+			// Most stored ISSUED certificates are usually valid: walking
+			// them in creation order fills a page after a few reads, and
+			// the expiry index counts the valid ones.
+			cq := store.Query{Kind: kindPCACert, Tenant: tenant, Filters: certStatusRange(q.Status, now),
+				SortBy: certExpiryField, Limit: 1}
+			countQ = &cq
+			sq.Filters = append(certStatusRange(q.Status, now), store.Filter{Field: "status", Value: CertIssued})
+			sq.NoTotal = true
+		default:
+			sq.Filters = append(sq.Filters, certStatusRange(q.Status, now)...)
+		}
+		if q.Limit == 0 {
+			sq.Limit = 1 // only the total is wanted
 		}
 		page, err := e.store.List(ctx, sq)
 		if err != nil {
 			return "", storeErr(err, "certificate")
 		}
-		all := make([]*Certificate, 0, len(page.Records))
+		total = page.Total
+		if countQ != nil {
+			cp, err := e.store.List(ctx, *countQ)
+			if err != nil {
+				return "", storeErr(err, "certificate")
+			}
+			total = cp.Total
+		}
+		out = make([]*Certificate, 0, len(page.Records))
+		if q.Limit == 0 {
+			return "", nil
+		}
 		for i := range page.Records {
 			var c certRecord
 			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
 				return "", storeErr(err, "certificate")
 			}
-			ct := e.toCert(page.Records[i].ID, &c)
-			if !derived || ct.Status == q.Status {
-				all = append(all, ct)
-			}
+			out = append(out, toCertAt(page.Records[i].ID, &c, now))
 		}
-		if !derived {
-			total = page.Total
-			if q.Limit == 0 {
-				all = all[:0]
-			}
-			out = all
-			return "", nil
-		}
-		total = len(all)
-		from := min(q.Offset, total)
-		out = all[from:min(from+q.Limit, total)]
 		return "", nil
 	})
 	return out, total, err
+}
+
+// fillCertFields gives the tenant's certificates stored before the expiry
+// field existed their current fields, so that status lists find them. It
+// costs one index count when there are none.
+func (e *Engine) fillCertFields(ctx context.Context, tenant string) {
+	for {
+		page, err := e.store.List(ctx, store.Query{Kind: kindPCACert, Tenant: tenant, Limit: 500,
+			Filters: []store.Filter{{Field: certExpiryField, Value: ""}}})
+		if err != nil || len(page.Records) == 0 {
+			return
+		}
+		done := 0
+		for i := range page.Records {
+			r := &page.Records[i]
+			var c certRecord
+			if json.Unmarshal(r.Data, &c) != nil {
+				continue
+			}
+			r.Fields = certFields(&c)
+			// A conflict means a concurrent write, which sets the fields.
+			if e.store.Update(ctx, r, store.WriteOpts{}) == nil {
+				done++
+			}
+		}
+		if done == 0 {
+			return
+		}
+	}
 }
 
 // CertExport asks for a certificate's export.

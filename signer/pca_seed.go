@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,11 @@ type SeedOptions struct {
 	// take far longer; a benchmark store needs the records, not valid
 	// signatures.
 	StandIn crypto.Signer
+	// RevokeEvery, if positive, stores every RevokeEvery-th certificate
+	// revoked (CESSATION_OF_OPERATION at seeding time) with its revocation
+	// entry, as a revocation writes them, and signs the CA's CRL once at
+	// the end, so that status lists have revoked ones to find.
+	RevokeEvery int
 }
 
 // SeedCertificates fills a store with n private certificates of the CA
@@ -70,19 +76,24 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
 	left.Store(int64(n))
-	recs := make(chan store.Record, o.Batch)
+	recs := make(chan [2]*store.Record, o.Batch)
 	for range o.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for left.Add(-1) >= 0 && ctx.Err() == nil {
-				rec, err := e.seedOne(ctx, tenant, p, o.StandIn)
+			for {
+				i := left.Add(-1)
+				if i < 0 || ctx.Err() != nil {
+					return
+				}
+				revoke := o.RevokeEvery > 0 && i%int64(o.RevokeEvery) == 0
+				rec, rev, err := e.seedOne(ctx, tenant, p, o.StandIn, revoke)
 				if err != nil {
 					fail(err)
 					return
 				}
 				select {
-				case recs <- *rec:
+				case recs <- [2]*store.Record{rec, rev}:
 				case <-ctx.Done():
 					return
 				}
@@ -90,8 +101,9 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		}()
 	}
 	go func() { wg.Wait(); close(recs) }()
-	written := 0
+	written, revoked := 0, 0
 	batch := make([]store.Record, 0, o.Batch)
+	var revs []store.Record
 	flush := func() {
 		if len(batch) == 0 || ctx.Err() != nil {
 			return
@@ -100,6 +112,15 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 			fail(fmt.Errorf("write seeded certificates: %w", err))
 			return
 		}
+		if len(revs) > 0 {
+			// Revocation entries are another kind: a batch of their own.
+			if err := sink(ctx, revs, store.Quota{}); err != nil {
+				fail(fmt.Errorf("write seeded revocations: %w", err))
+				return
+			}
+			revoked += len(revs)
+			revs = revs[:0]
+		}
 		written += len(batch)
 		batch = batch[:0]
 		if o.Progress != nil {
@@ -107,7 +128,10 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		}
 	}
 	for r := range recs {
-		batch = append(batch, r)
+		batch = append(batch, *r[0])
+		if r[1] != nil {
+			revs = append(revs, *r[1])
+		}
 		if len(batch) == o.Batch {
 			flush()
 		}
@@ -116,11 +140,18 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 	if firstErr != nil {
 		return firstErr
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if revoked > 0 {
+		return e.refreshCRL(ctx, tenant, p.is.rec.ID)
+	}
+	return nil
 }
 
-// seedOne signs one certificate of a prepared issuance.
-func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue, standIn crypto.Signer) (*store.Record, error) {
+// seedOne signs one certificate of a prepared issuance; a revoked one
+// comes with its revocation entry.
+func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue, standIn crypto.Signer, revoke bool) (*store.Record, *store.Record, error) {
 	tmpl := *p.tmpl
 	cr := *p.cr
 	var (
@@ -134,9 +165,26 @@ func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue, standI
 		der, err = e.sign(ctx, p.is, &tmpl, p.pub, p.hash, "pca_seed")
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return certStoreRecord(tenant, uuid.NewString(), p.is, &cr, der, p.hash, e.now())
+	now := e.now()
+	rec, err := certStoreRecord(tenant, uuid.NewString(), p.is, &cr, der, p.hash, now)
+	if err != nil || !revoke {
+		return rec, nil, err
+	}
+	const reason = 5 // cessationOfOperation
+	cr.Status, cr.RevokeReason, cr.RevokeTime = CertRevoked, reasonName(reason), now.UnixMilli()
+	if rec.Data, err = json.Marshal(&cr); err != nil {
+		return nil, nil, err
+	}
+	rec.Fields = certFields(&cr)
+	data, err := json.Marshal(revocation{Serial: cr.Serial, Time: now.UnixMilli(), Reason: reason, Subject: rec.ID, NotAfter: cr.NotAfter})
+	if err != nil {
+		return nil, nil, err
+	}
+	rev := &store.Record{Kind: kindPCARevocation, Tenant: tenant, ID: cr.IssuerID + "." + cr.Serial,
+		Fields: map[string]string{"issuer_id": cr.IssuerID}, Data: data}
+	return rec, rev, nil
 }
 
 // IssuerKey returns the certificate and the HSM signer of an active CA,

@@ -73,7 +73,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	var err error
 	switch backend {
 	case "bolt":
-		e.Store, err = boltstore.Open(filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{})
+		e.Store, err = boltstore.Open(filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
 	case "redis":
 		e.Redis = o.Redis
 		if e.Redis == nil {
@@ -83,7 +83,8 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		// Redis is noticed (internal/daemon's fault tests do), and a loaded
 		// CI machine under -race can stall a healthy round trip.
 		e.Store, err = redisstore.Open(context.Background(), e.Redis.URL(), redisstore.Options{
-			DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second})
+			DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
+			Indexes: signer.StoreIndexes()})
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}

@@ -234,6 +234,14 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		for _, c := range []int{1, 8} {
 			run(OpList+suffix, c, listRequest(fx), "")
 		}
+		// Lists the store answers from its field indexes: a rare status
+		// (the seeder revokes one certificate in a hundred), another sort
+		// key, and the derived ISSUED state (an expiry range).
+		for _, path := range []string{OpListRevoked, OpListByNotAfter, OpListIssued} {
+			for _, c := range []int{1, 8} {
+				run(path+suffix, c, getRequest(fx, strings.TrimPrefix(path, "GET ")), "")
+			}
+		}
 		if err := d.stop(); err != nil {
 			return rows, err
 		}
@@ -248,7 +256,14 @@ const (
 	OpSign  = "POST /v1/keys/{id}/sign"
 	OpShow  = "GET /v1/private-certificates/{id}"
 	OpList  = "GET /v1/private-certificates?limit=10"
+
+	OpListRevoked    = "GET /v1/private-certificates?status=REVOKED&limit=10"
+	OpListByNotAfter = "GET /v1/private-certificates?sort_key=not_after&limit=10"
+	OpListIssued     = "GET /v1/private-certificates?status=ISSUED&limit=10"
 )
+
+// seedRevokeEvery is the share of seeded certificates stored revoked.
+const seedRevokeEvery = 100
 
 // ratios puts each issuance and signing row beside the in-process limit
 // at the largest goroutine count.
@@ -376,6 +391,10 @@ func showRequest(fx *fixture, ids []string) request {
 		token: fx.token, want: http.StatusOK}
 }
 
+func getRequest(fx *fixture, path string) request {
+	return request{method: "GET", path: func(*mrand.Rand) string { return path }, token: fx.token, want: http.StatusOK}
+}
+
 func listRequest(fx *fixture) request {
 	return request{method: "GET", path: func(*mrand.Rand) string { return "/v1/private-certificates?limit=10" },
 		token: fx.token, want: http.StatusOK}
@@ -456,7 +475,9 @@ func seed(ctx context.Context, cfg Config, in *inproc, fx *fixture, backend stri
 	start := time.Now()
 	last := start
 	sink := func(ctx context.Context, recs []store.Record, q store.Quota) error {
-		for i := 0; i < len(recs); i += 97 {
+		for i := 0; i < len(recs) && q.Resource != ""; i += 97 {
+			// Only certificate batches carry the quota; the others hold
+			// revocation entries.
 			if len(sample) < 20000 {
 				sample = append(sample, recs[i].ID)
 			}
@@ -471,7 +492,7 @@ func seed(ctx context.Context, cfg Config, in *inproc, fx *fixture, backend stri
 				el.Round(time.Second), float64(n)/el.Seconds())
 		}
 	}
-	o := signer.SeedOptions{Workers: cfg.SeedWorkers, Progress: progress}
+	o := signer.SeedOptions{Workers: cfg.SeedWorkers, Progress: progress, RevokeEvery: seedRevokeEvery}
 	if !cfg.SeedHSM {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {

@@ -157,9 +157,9 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreS
 // imported by the daemon's own tests, so it cannot import the daemon).
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	if cfg.Store.Backend == "redis" {
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{})
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: signer.StoreIndexes()})
 	}
-	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{})
+	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: signer.StoreIndexes()})
 }
 
 // CheckStore checks a tenant's quota counters against its records and

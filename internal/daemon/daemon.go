@@ -60,12 +60,12 @@ type Daemon struct {
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "redis":
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{})
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: signer.StoreIndexes()})
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{})
+		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: signer.StoreIndexes()})
 	}
 }
 
