@@ -2,8 +2,8 @@ package signer_test
 
 import (
 	"cmp"
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -138,7 +138,6 @@ func TestPCAListCertificatesByStatusAndSortKey(t *testing.T) {
 	}
 }
 
-
 // Seeding with RevokeEvery stores that share of certificates revoked, with
 // their revocation entries: status lists count them and the CRL lists them.
 func TestPCASeedRevokedShare(t *testing.T) {
@@ -151,7 +150,9 @@ func TestPCASeedRevokedShare(t *testing.T) {
 			in := signer.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "seed.example.com"),
 				Validity: &signer.Validity{Type: "DAY", Value: 30}}
 			err := e.SeedCertificates(pcaCtx(), "t1", in, 20, signer.SeedOptions{Workers: 2, Batch: 7, RevokeEvery: 4},
-				func(ctx context.Context, recs []store.Record, q store.Quota) error { return bs.BulkCreate(ctx, recs, q) })
+				func(ctx context.Context, recs []store.Record, q store.Quota) error {
+					return bs.BulkCreate(ctx, recs, q)
+				})
 			require.NoError(t, err)
 			revoked, total := listIDs(t, e, signer.CertQuery{Status: "REVOKED", Limit: 100})
 			assert.Equal(t, 5, total)

@@ -77,7 +77,7 @@ func Targets(w io.Writer, rows []Result, stores []string, maxC int) {
 				}
 			default:
 				fmt.Fprintf(w, "- %s: %s at %d: p99 %s ms (< 5): %s\n", s, g.Op, g.Concurrency, ms(g.P99),
-					mark(g.P99 < 5*time.Millisecond && g.Errors == 0))
+					mark(g.P99 < 5*time.Millisecond && g.Errors == 0 && g.OpsPerSec() > 0))
 			}
 		}
 		for _, grownRows := range []bool{false, true} {

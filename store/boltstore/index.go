@@ -259,3 +259,5 @@ func (bi boltIndex) Load(ids []string) ([]store.Record, error) {
 	}
 	return out, nil
 }
+
+func (bi boltIndex) Len() (int, error) { return int(getU64(bi.kb.kind.Get(kCount))), nil }

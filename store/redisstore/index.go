@@ -251,3 +251,8 @@ func (ri *redisIndex) Count(field string, r storekit.Range) (int, error) {
 func (ri *redisIndex) Load(ids []string) ([]store.Record, error) {
 	return ri.s.loadDocs(ri.ctx, ri.tenant, ri.kind, ids)
 }
+
+func (ri *redisIndex) Len() (int, error) {
+	n, err := ri.s.rdb.ZCard(ri.ctx, ri.s.seqKey(ri.tenant, ri.kind)).Result()
+	return int(n), wrap(err)
+}

@@ -164,6 +164,9 @@ type IndexAccess interface {
 	// Load reads the records of ids in that order, leaving out those that
 	// no longer exist.
 	Load(ids []string) ([]store.Record, error)
+	// Len is the number of records of the kind (every record has one
+	// entry in each index).
+	Len() (int, error)
 }
 
 // IndexedList answers q from the indexes of its kind when a plan of
@@ -254,7 +257,11 @@ func sortedByIndex(q store.Query, fs []store.Filter, ix IndexAccess) (*store.Pag
 	full := func() bool { return q.Limit > 0 && len(ids) >= q.Limit }
 	if !hasContains(fs) {
 		if !q.NoTotal {
-			n, err := ix.Count(q.SortBy, r)
+			count := func() (int, error) { return ix.Count(q.SortBy, r) }
+			if len(fs) == 0 {
+				count = ix.Len
+			}
+			n, err := count()
 			if err != nil {
 				return nil, err
 			}
@@ -453,15 +460,17 @@ func walkPage(q store.Query, p Plan, driver string, ix IndexAccess) (*store.Page
 		recs, err := ix.Load(ids)
 		return recs, es[len(es)-1].Seq, len(es) == n, err
 	}
+	// Most candidates are expected to match: the first read is the page
+	// and one more, later ones grow.
 	if p.Mode == CursorMode {
-		return CursorPage(q, p, fetch)
+		return cursorPage(q, p, fetch, q.Limit+1)
 	}
 	q2 := q
 	q2.Limit = q.Offset + q.Limit
 	if q.Limit == 0 {
 		q2.Limit = 0
 	}
-	page, err := CursorPage(q2, Plan{Mode: CursorMode}, fetch)
+	page, err := cursorPage(q2, Plan{Mode: CursorMode}, fetch, q2.Limit+1)
 	if err != nil {
 		return nil, err
 	}

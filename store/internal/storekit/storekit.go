@@ -341,6 +341,15 @@ func CursorPage(q store.Query, p Plan, fetch Fetch) (*store.Page, error) {
 	if q.Limit == 0 || len(q.Filters) > 0 {
 		chunk = max(chunk, 256)
 	}
+	return cursorPage(q, p, fetch, chunk)
+}
+
+// cursorPage is CursorPage with the size of the first read given; later
+// reads grow fourfold up to 1024 entries.
+func cursorPage(q store.Query, p Plan, fetch Fetch, chunk int) (*store.Page, error) {
+	if q.Limit == 0 {
+		chunk = max(chunk, 256)
+	}
 	from, resume := p.Cursor, p.Resume
 	page := &store.Page{Total: -1, Records: []store.Record{}}
 	for {
@@ -363,5 +372,6 @@ func CursorPage(q store.Query, p Plan, fetch Fetch) (*store.Page, error) {
 			return page, nil
 		}
 		from, resume = last, true
+		chunk = max(chunk, min(chunk*4, 1024))
 	}
 }
