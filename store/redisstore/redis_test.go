@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/internal/storekit"
 	"github.com/hsmca/hsmca/store/redisstore"
 	"github.com/hsmca/hsmca/store/storetest"
 )
@@ -192,4 +196,96 @@ func TestConformanceIndexed(t *testing.T) {
 	}
 	storetest.Run(t, opener)
 	storetest.RunBulk(t, opener)
+}
+
+// Building an index at open is safe beside writers and other replicas
+// building it at the same time: afterwards every index holds exactly one
+// entry per record, with the record's current value.
+func TestIndexBackfillConcurrentWithWritesAndReplicas(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	const prefix = "bf"
+	ixs := []store.Index{{Kind: "doc", Field: "a"}, {Kind: "doc", Field: "b"}}
+	fields := func(i int) map[string]string {
+		return map[string]string{"a": fmt.Sprintf("a%d", i%7), "b": fmt.Sprintf("b%d", i%3)}
+	}
+	plain := open(t, r.URL(), redisstore.Options{KeyPrefix: prefix})
+	for i := range 1200 {
+		tenant := fmt.Sprintf("t%d", i%3)
+		require.NoError(t, plain.Create(ctx, &store.Record{Kind: "doc", Tenant: tenant, ID: fmt.Sprintf("r%d", i),
+			Fields: fields(i), Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
+	}
+	writer := open(t, r.URL(), redisstore.Options{KeyPrefix: prefix, Indexes: ixs})
+	// Forget the index the writer built, as if it had never existed; the
+	// writer keeps maintaining it meanwhile.
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(ctx, prefix+":*").Result()
+	require.NoError(t, err)
+	for _, k := range keys {
+		switch {
+		case strings.Contains(k, ":ix:") || strings.Contains(k, ":ixready:"):
+			require.NoError(t, rdb.Del(ctx, k).Err())
+		case strings.Contains(k, ":rec:"):
+			require.NoError(t, rdb.HDel(ctx, k, "ix:a", "ix:b").Err())
+		}
+	}
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			tenant := fmt.Sprintf("t%d", i%3)
+			id := fmt.Sprintf("r%d", (i*31)%1200)
+			switch i % 4 {
+			case 0:
+				_ = writer.Delete(ctx, "doc", tenant, id, store.WriteOpts{})
+			case 1:
+				_ = writer.Create(ctx, &store.Record{Kind: "doc", Tenant: tenant, ID: fmt.Sprintf("n%d", i),
+					Fields: fields(i + 1), Data: json.RawMessage(`{}`)}, store.WriteOpts{})
+			default:
+				if rec, err := writer.Get(ctx, "doc", tenant, id); err == nil {
+					rec.Fields = fields(i + 2)
+					_ = writer.Update(ctx, rec, store.WriteOpts{})
+				}
+			}
+		}
+	}()
+	var replicas sync.WaitGroup
+	for range 2 {
+		replicas.Add(1)
+		go func() {
+			defer replicas.Done()
+			s, err := redisstore.Open(ctx, r.URL(), redisstore.Options{KeyPrefix: prefix, Indexes: ixs})
+			if assert.NoError(t, err) {
+				s.Close()
+			}
+		}()
+	}
+	replicas.Wait()
+	close(done)
+	wg.Wait()
+
+	for tn := range 3 {
+		tenant := fmt.Sprintf("t%d", tn)
+		page, err := writer.List(ctx, store.Query{Kind: "doc", Tenant: tenant})
+		require.NoError(t, err)
+		for _, f := range []string{"a", "b"} {
+			var want []string
+			for _, rec := range page.Records {
+				want = append(want, storekit.EntryKey(rec.Fields[f], rec.Seq)+rec.ID)
+			}
+			slices.Sort(want)
+			got, err := rdb.ZRange(ctx, prefix+":{"+tenant+"}:ix:doc:"+f, 0, -1).Result()
+			require.NoError(t, err)
+			assert.Equal(t, want, got, "index %s of %s", f, tenant)
+		}
+	}
 }
