@@ -126,9 +126,10 @@ type Filter struct {
 //
 //   - No filters, creation order: the seq index, reads only the page.
 //   - SortBy an indexed field, every filter on that field: a walk of its
-//     index range; offset steps over keys; reads only the page. Total is a
-//     range count (Redis: ZLEXCOUNT; bolt: a walk over the range's keys),
-//     or with a Contains filter a walk over the range's keys.
+//     index range; offset steps over keys; reads only the page. Total is
+//     the kind's count without filters, else a range count (Redis:
+//     ZLEXCOUNT, O(log N); bolt: a walk over the range's keys), or with a
+//     Contains filter a walk over the range's keys.
 //   - Creation order, filters on one indexed field, all Equal: the page
 //     straight from the index (its entries of one value are in seq
 //     order), cursor or offset; Total is a range count.
