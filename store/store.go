@@ -132,7 +132,8 @@ type Filter struct {
 //     Contains filter a walk over the range's keys.
 //   - Creation order, filters on one indexed field, all Equal: the page
 //     straight from the index (its entries of one value are in seq
-//     order), cursor or offset; Total is a range count.
+//     order), cursor or offset; Total is the value's count (bolt keeps a
+//     count per value; Redis: ZLEXCOUNT).
 //   - Creation order, filters on one indexed field otherwise (ranges,
 //     Contains): the (seq, id) of every key in the range that passes,
 //     sorted, then only the page's records: costs the keys in the range.

@@ -2,13 +2,16 @@ package boltstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -91,4 +94,37 @@ func TestConformanceIndexed(t *testing.T) {
 	}
 	storetest.Run(t, opener)
 	storetest.RunBulk(t, opener)
+}
+
+// A file whose indexes were built before the per-value counts existed
+// (marker 1, no counts) has them built again at open.
+func TestIndexesBuiltBeforeCountsAreRebuilt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	ixs := []store.Index{{Kind: "doc", Field: "s"}}
+	s, err := boltstore.Open(path, boltstore.Options{Indexes: ixs})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 9 {
+		require.NoError(t, s.Create(ctx, &store.Record{Kind: "doc", Tenant: "t", ID: fmt.Sprint(i),
+			Fields: map[string]string{"s": fmt.Sprint(i % 3)}, Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
+	}
+	require.NoError(t, s.Close())
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		kind := tx.Bucket([]byte("tenants")).Bucket([]byte("t")).Bucket([]byte("k/doc"))
+		if err := kind.DeleteBucket([]byte("xc")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("ix\x00doc\x00s"), []byte{1})
+	}))
+	require.NoError(t, db.Close())
+
+	s, err = boltstore.Open(path, boltstore.Options{Indexes: ixs})
+	require.NoError(t, err)
+	defer s.Close()
+	page, err := s.List(ctx, store.Query{Kind: "doc", Tenant: "t", OffsetPaging: true, Limit: 1,
+		Filters: []store.Filter{{Field: "s", Value: "1"}}})
+	require.NoError(t, err)
+	assert.Equal(t, 3, page.Total)
 }

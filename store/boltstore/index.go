@@ -14,16 +14,24 @@ import (
 // Secondary indexes (see store.Index):
 //
 //	"tenants"/<tenant>/"k/"+<kind>/"x"/<field>  [entry key] -> id
+//	                                /"xc"/<field> [value prefix] -> entries
+//	                                              of that value, 8 bytes
 //	"meta"  ["ix\x00"+<kind>+"\x00"+<field>]   marker: the index is complete
 //
+// The per-value counts make the count of one value (an Equal filter's
+// Total) one read; other ranges are counted by walking their keys.
 // An entry key is storekit.EntryKey(value, seq). Every write keeps the
 // declared indexes of its kind in its own transaction; Open builds a
 // declared index that has no marker and drops an undeclared one, so that
 // declaring it again later rebuilds it instead of trusting stale entries.
 
 var (
-	bMeta    = []byte("meta")
-	bIndexes = []byte("x")
+	bMeta     = []byte("meta")
+	bIndexes  = []byte("x")
+	bIxCounts = []byte("xc")
+	// markerV is the marker's value; an index whose marker holds another
+	// (one built before the per-value counts) is built again.
+	markerV = []byte{2}
 )
 
 func markerKey(kind, field string) []byte { return []byte("ix\x00" + kind + "\x00" + field) }
@@ -45,14 +53,54 @@ func indexBucket(kb *kindBuckets, field string, create bool) (*bolt.Bucket, erro
 	return xb.CreateBucketIfNotExists([]byte(field))
 }
 
+// countBucket is the bucket of one field's per-value counts.
+func countBucket(kb *kindBuckets, field string, create bool) (*bolt.Bucket, error) {
+	if !create {
+		cb := kb.kind.Bucket(bIxCounts)
+		if cb == nil {
+			return nil, nil
+		}
+		return cb.Bucket([]byte(field)), nil
+	}
+	cb, err := kb.kind.CreateBucketIfNotExists(bIxCounts)
+	if err != nil {
+		return nil, err
+	}
+	return cb.CreateBucketIfNotExists([]byte(field))
+}
+
+// putEntry adds (delta 1) or removes (delta -1) one entry and moves its
+// value's count.
+func putEntry(kb *kindBuckets, field, value string, seq uint64, id string, delta int64) error {
+	b, err := indexBucket(kb, field, true)
+	if err != nil {
+		return err
+	}
+	key := []byte(storekit.EntryKey(value, seq))
+	if delta > 0 {
+		err = b.Put(key, []byte(id))
+	} else {
+		err = b.Delete(key)
+	}
+	if err != nil {
+		return err
+	}
+	cb, err := countBucket(kb, field, true)
+	if err != nil {
+		return err
+	}
+	vk := []byte(storekit.ValuePrefix(value))
+	n := int64(getU64(cb.Get(vk))) + delta
+	if n <= 0 {
+		return cb.Delete(vk)
+	}
+	return cb.Put(vk, u64(uint64(n)))
+}
+
 // putIndexes adds the entries of a new record.
 func (s *Store) putIndexes(kb *kindBuckets, rec *store.Record) error {
 	for _, f := range s.ix.Fields(rec.Kind) {
-		b, err := indexBucket(kb, f, true)
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte(storekit.EntryKey(rec.Fields[f], rec.Seq)), []byte(rec.ID)); err != nil {
+		if err := putEntry(kb, f, rec.Fields[f], rec.Seq, rec.ID, 1); err != nil {
 			return err
 		}
 	}
@@ -66,15 +114,11 @@ func (s *Store) moveIndexes(kb *kindBuckets, old, rec *store.Record) error {
 		if rec != nil && rec.Fields[f] == old.Fields[f] {
 			continue
 		}
-		b, err := indexBucket(kb, f, true)
-		if err != nil {
-			return err
-		}
-		if err := b.Delete([]byte(storekit.EntryKey(old.Fields[f], old.Seq))); err != nil {
+		if err := putEntry(kb, f, old.Fields[f], old.Seq, old.ID, -1); err != nil {
 			return err
 		}
 		if rec != nil {
-			if err := b.Put([]byte(storekit.EntryKey(rec.Fields[f], rec.Seq)), []byte(rec.ID)); err != nil {
+			if err := putEntry(kb, f, rec.Fields[f], rec.Seq, rec.ID, 1); err != nil {
 				return err
 			}
 		}
@@ -93,12 +137,12 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 	marked := map[string]bool{}
 	var drop [][2]string
 	c := meta.Cursor()
-	for k, _ := c.Seek([]byte("ix\x00")); k != nil && bytes.HasPrefix(k, []byte("ix\x00")); k, _ = c.Next() {
+	for k, v := c.Seek([]byte("ix\x00")); k != nil && bytes.HasPrefix(k, []byte("ix\x00")); k, v = c.Next() {
 		parts := strings.SplitN(string(k[3:]), "\x00", 2)
 		if len(parts) != 2 {
 			continue
 		}
-		marked[string(k)] = true
+		marked[string(k)] = bytes.Equal(v, markerV)
 		if !s.ix.Has(parts[0], parts[1]) {
 			drop = append(drop, [2]string{parts[0], parts[1]})
 		}
@@ -133,10 +177,8 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 			if kb == nil {
 				continue
 			}
-			if xb := kb.kind.Bucket(bIndexes); xb != nil && xb.Bucket([]byte(d[1])) != nil {
-				if err := xb.DeleteBucket([]byte(d[1])); err != nil {
-					return err
-				}
+			if err := dropIndex(kb, d[1]); err != nil {
+				return err
 			}
 		}
 		if err := meta.Delete(markerKey(d[0], d[1])); err != nil {
@@ -152,13 +194,7 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 			if kb == nil {
 				continue
 			}
-			if xb := kb.kind.Bucket(bIndexes); xb != nil && xb.Bucket([]byte(d[1])) != nil {
-				if err := xb.DeleteBucket([]byte(d[1])); err != nil {
-					return err
-				}
-			}
-			b, err := indexBucket(kb, d[1], true)
-			if err != nil {
+			if err := dropIndex(kb, d[1]); err != nil {
 				return err
 			}
 			err = kb.recs.ForEach(func(id, v []byte) error {
@@ -166,14 +202,26 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 				if err != nil {
 					return err
 				}
-				return b.Put([]byte(storekit.EntryKey(r.Fields[d[1]], r.Seq)), bytes.Clone(id))
+				return putEntry(kb, d[1], r.Fields[d[1]], r.Seq, string(id), 1)
 			})
 			if err != nil {
 				return fmt.Errorf("build index %s.%s of %s: %w", d[0], d[1], t, err)
 			}
 		}
-		if err := meta.Put(markerKey(d[0], d[1]), []byte{1}); err != nil {
+		if err := meta.Put(markerKey(d[0], d[1]), markerV); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// dropIndex removes one field's entries and counts.
+func dropIndex(kb *kindBuckets, field string) error {
+	for _, name := range [][]byte{bIndexes, bIxCounts} {
+		if pb := kb.kind.Bucket(name); pb != nil && pb.Bucket([]byte(field)) != nil {
+			if err := pb.DeleteBucket([]byte(field)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -228,6 +276,13 @@ func (bi boltIndex) Scan(field string, r storekit.Range, desc bool, skip, _ int,
 }
 
 func (bi boltIndex) Count(field string, r storekit.Range) (int, error) {
+	if value, ok := r.OneValue(); ok {
+		cb, err := countBucket(bi.kb, field, false)
+		if err != nil || cb == nil {
+			return 0, err
+		}
+		return int(getU64(cb.Get([]byte(value)))), nil
+	}
 	b, err := indexBucket(bi.kb, field, false)
 	if err != nil || b == nil {
 		return 0, err

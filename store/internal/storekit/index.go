@@ -103,6 +103,16 @@ func ParseEntry(e string) (Entry, error) {
 // bound.
 type Range struct{ Lo, Hi string }
 
+// OneValue reports whether r holds exactly the entries of one value (an
+// Equal filter's range) and returns that value's prefix.
+func (r Range) OneValue() (string, bool) {
+	n := len(r.Lo)
+	if n < 2 || r.Lo[n-2:] != valueEnd || r.Hi != r.Lo[:n-1]+"\x02" {
+		return "", false
+	}
+	return r.Lo, true
+}
+
 // Empty reports whether no entry can lie in r.
 func (r Range) Empty() bool { return r.Hi != "" && r.Lo >= r.Hi }
 
