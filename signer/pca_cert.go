@@ -92,8 +92,20 @@ func ekuOf(list []x509.ExtKeyUsage) ExtendedKeyUsage {
 	return u
 }
 
-// certRecord is the stored form of a private certificate.
+// certRecord is the stored form of a private certificate: what lists
+// show (certSummary) and the certificate and key material they do not.
 type certRecord struct {
+	certSummary
+	Cert []byte `json:"cert"`
+	// WrappedKey is the PKCS#8 private key sealed by the HSM's AES key,
+	// bound to tenant and certificate id; absent for CSR issuance.
+	WrappedKey []byte `json:"wrapped_key,omitempty"`
+}
+
+// certSummary is the part of a stored certificate a list shows. A list
+// decodes only this: decoding the certificate's DER (base64 in the JSON)
+// was most of a list's CPU time.
+type certSummary struct {
 	Status             string            `json:"status"` // ISSUED or REVOKED; EXPIRED is derived
 	Type               string            `json:"type"`
 	IssuerID           string            `json:"issuer_id"`
@@ -110,15 +122,11 @@ type certRecord struct {
 	KeyUsages          []string          `json:"key_usages,omitempty"`
 	EKU                ExtendedKeyUsage  `json:"extended_key_usage"`
 	PathLength         *int              `json:"path_length,omitempty"`
-	Cert               []byte            `json:"cert"`
-	// WrappedKey is the PKCS#8 private key sealed by the HSM's AES key,
-	// bound to tenant and certificate id; absent for CSR issuance.
-	WrappedKey   []byte `json:"wrapped_key,omitempty"`
-	RevokeReason string `json:"revoke_reason,omitempty"`
-	RevokeTime   int64  `json:"revoke_time,omitempty"`
+	RevokeReason       string            `json:"revoke_reason,omitempty"`
+	RevokeTime         int64             `json:"revoke_time,omitempty"`
 }
 
-func (c *certRecord) effective(now time.Time) string {
+func (c *certSummary) effective(now time.Time) string {
 	if c.Status == CertIssued && now.UnixMilli() >= c.NotAfter {
 		return CertExpired
 	}
@@ -148,11 +156,7 @@ type Certificate struct {
 	RevokeTime         int64
 }
 
-func (e *Engine) toCert(id string, c *certRecord) *Certificate {
-	return toCertAt(id, c, e.now())
-}
-
-func toCertAt(id string, c *certRecord, now time.Time) *Certificate {
+func toCertAt(id string, c *certSummary, now time.Time) *Certificate {
 	return &Certificate{ID: id, Status: c.effective(now), Type: c.Type, IssuerID: c.IssuerID,
 		IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm, SignatureAlgorithm: c.SignatureAlgorithm,
 		GenMode: c.GenMode, SerialNumber: c.Serial, CreateTime: c.CreateTime, NotBefore: c.NotBefore,
@@ -487,8 +491,9 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		if err != nil {
 			return "", err
 		}
-		cr := &certRecord{Type: CertTypeEntity, KeyAlgorithm: string(alg), GenMode: GenModeGenerate,
-			DN: *in.DN, SANs: in.SANs, KeyUsages: keyUsageList(ku), EKU: eku, WrappedKey: wrapped}
+		cr := &certRecord{certSummary: certSummary{Type: CertTypeEntity, KeyAlgorithm: string(alg),
+			GenMode: GenModeGenerate, DN: *in.DN, SANs: in.SANs, KeyUsages: keyUsageList(ku), EKU: eku},
+			WrappedKey: wrapped}
 		return id, e.commitCert(ctx, tenant, id, is, tmpl, key.Public(), hash, cr)
 	})
 	return id, err
@@ -628,7 +633,7 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 	if err != nil {
 		return nil, err
 	}
-	cr := &certRecord{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}
+	cr := &certRecord{certSummary: certSummary{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}}
 	var tmpl *x509.Certificate
 	if typ == CertTypeIntermediate {
 		pathLen := 0
@@ -678,11 +683,12 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 func (e *Engine) GetCertificate(ctx context.Context, tenant, id string) (*Certificate, error) {
 	var out *Certificate
 	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE", func() (string, error) {
-		_, c, err := e.getCert(ctx, tenant, id)
+		// The answer shows no certificate bytes: decode only what it shows.
+		_, c, err := getPCARecord[certSummary](ctx, e, kindPCACert, "certificate", tenant, id)
 		if err != nil {
 			return id, err
 		}
-		out = e.toCert(id, c)
+		out = toCertAt(id, c, e.now())
 		return id, nil
 	})
 	return out, err
@@ -774,7 +780,7 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 			return "", nil
 		}
 		for i := range page.Records {
-			var c certRecord
+			var c certSummary
 			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
 				return "", storeErr(err, "certificate")
 			}

@@ -158,12 +158,13 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		}
 		rows = append(rows, r)
 	}
-	profName := func(op string, c int) string {
-		if c != maxC || cfg.ProfileDir == "" {
+	profAt := func(op string, c, at int) string {
+		if c != at || cfg.ProfileDir == "" {
 			return ""
 		}
 		return filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-c%d.pprof", backend, op, c))
 	}
+	profName := func(op string, c int) string { return profAt(op, c, maxC) }
 	for _, c := range cfg.Concurrency {
 		run(OpIssue, c, issueRequest(fx), profName("issue", c))
 	}
@@ -177,7 +178,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	// The list is measured for its latency as the store grows (it is no
 	// throughput operation): at 1 and 8 connections.
 	for _, c := range []int{1, 8} {
-		run(OpList, c, listRequest(fx), "")
+		run(OpList, c, listRequest(fx), profAt("list", c, 8))
 	}
 	if err := d.stop(); err != nil {
 		return rows, err
@@ -229,10 +230,10 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		suffix := fmt.Sprintf(" @%s stored", count(cfg.SeedCount))
 		run(OpIssue+suffix, maxC, issueRequest(fx), profName("issue-grown", maxC))
 		for _, c := range []int{1, 8} {
-			run(OpShow+suffix, c, showRequest(fx, ids), "")
+			run(OpShow+suffix, c, showRequest(fx, ids), profAt("show-grown", c, 8))
 		}
 		for _, c := range []int{1, 8} {
-			run(OpList+suffix, c, listRequest(fx), "")
+			run(OpList+suffix, c, listRequest(fx), profAt("list-grown", c, 8))
 		}
 		// Lists the store answers from its field indexes: a rare status
 		// (the seeder revokes one certificate in a hundred), another sort
