@@ -39,34 +39,28 @@ func markerKey(kind, field string) []byte { return []byte("ix\x00" + kind + "\x0
 // indexBucket is the bucket of one field's index; nil when absent and not
 // created.
 func indexBucket(kb *kindBuckets, field string, create bool) (*bolt.Bucket, error) {
-	if !create {
-		xb := kb.kind.Bucket(bIndexes)
-		if xb == nil {
-			return nil, nil
-		}
-		return xb.Bucket([]byte(field)), nil
-	}
-	xb, err := kb.kind.CreateBucketIfNotExists(bIndexes)
-	if err != nil {
-		return nil, err
-	}
-	return xb.CreateBucketIfNotExists([]byte(field))
+	return fieldBucket(kb, bIndexes, field, create)
 }
 
 // countBucket is the bucket of one field's per-value counts.
 func countBucket(kb *kindBuckets, field string, create bool) (*bolt.Bucket, error) {
+	return fieldBucket(kb, bIxCounts, field, create)
+}
+
+// fieldBucket is the bucket named field under the kind's bucket parent.
+func fieldBucket(kb *kindBuckets, parent []byte, field string, create bool) (*bolt.Bucket, error) {
 	if !create {
-		cb := kb.kind.Bucket(bIxCounts)
-		if cb == nil {
+		pb := kb.kind.Bucket(parent)
+		if pb == nil {
 			return nil, nil
 		}
-		return cb.Bucket([]byte(field)), nil
+		return pb.Bucket([]byte(field)), nil
 	}
-	cb, err := kb.kind.CreateBucketIfNotExists(bIxCounts)
+	pb, err := kb.kind.CreateBucketIfNotExists(parent)
 	if err != nil {
 		return nil, err
 	}
-	return cb.CreateBucketIfNotExists([]byte(field))
+	return pb.CreateBucketIfNotExists([]byte(field))
 }
 
 // putEntry adds (delta 1) or removes (delta -1) one entry and moves its
