@@ -42,14 +42,14 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		caller, err := s.authenticate(c, a)
+		caller, limited, err := s.authenticate(c, a)
 		if err != nil {
 			f.WriteErr(c, err)
 			return
 		}
 		caller.RequestID = c.GetString("request_id")
 		c.Request = c.Request.WithContext(signer.WithCaller(c.Request.Context(), caller))
-		if !s.throttle(c, f, caller) {
+		if !s.throttle(c, f, caller, limited) {
 			return
 		}
 		allowed := a.TenantRoles
@@ -73,7 +73,11 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 // the credential not chosen is ignored, valid or not. With only one
 // credential that one is used, and the role check then answers 403 if it
 // is the wrong kind.
-func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, error) {
+//
+// With a rate limit configured, a token is looked up and counted against
+// its limit in one store round trip; the limiter's answer is returned for
+// throttle (nil when the credential was not counted yet).
+func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, *signer.RateLimitAnswer, error) {
 	secret := bearer(c)
 	cert, certErr := s.clientCertificate(c)
 	hasCert := cert != nil || certErr != nil
@@ -81,17 +85,29 @@ func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, error) {
 	switch {
 	case hasCert && (platformOnly || secret == ""):
 		if certErr != nil {
-			return signer.Caller{}, certErr
+			return signer.Caller{}, nil, certErr
 		}
-		return s.eng.AuthenticateAdmin(c.Request.Context(), cert)
+		caller, err := s.eng.AuthenticateAdmin(c.Request.Context(), cert)
+		return caller, nil, err
 	case secret != "":
-		tok, err := s.eng.AuthenticateToken(c.Request.Context(), secret)
-		if err != nil {
-			return signer.Caller{}, err
+		var (
+			tok     *signer.Token
+			limited *signer.RateLimitAnswer
+			err     error
+		)
+		if rl := s.opts.RateLimit; rl.RequestsPerSecond > 0 {
+			var ans signer.RateLimitAnswer
+			tok, ans, err = s.eng.AuthenticateTokenThrottled(c.Request.Context(), secret, rl.RequestsPerSecond, rl.burst())
+			limited = &ans
+		} else {
+			tok, err = s.eng.AuthenticateToken(c.Request.Context(), secret)
 		}
-		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, nil
+		if err != nil {
+			return signer.Caller{}, nil, err
+		}
+		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, limited, nil
 	}
-	return signer.Caller{}, signer.E(signer.KindUnauthenticated,
+	return signer.Caller{}, nil, signer.E(signer.KindUnauthenticated,
 		"missing credential: send Authorization: Bearer <token> or X-Auth-Token, or an administrator's client certificate")
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -31,12 +32,23 @@ func (r RateLimit) burst() int64 {
 // the limiter itself cannot answer (the store is down) the request goes
 // on: it meets the same store on its way and fails there with the right
 // status, and an outage of the limiter must not refuse every caller.
-func (s *server) throttle(c *gin.Context, f Family, caller signer.Caller) bool {
+//
+// answered is the limiter's answer when authentication already counted
+// the request (API tokens); otherwise the request is counted here.
+func (s *server) throttle(c *gin.Context, f Family, caller signer.Caller, answered *signer.RateLimitAnswer) bool {
 	rl := s.opts.RateLimit
 	if !(rl.RequestsPerSecond > 0) {
 		return true
 	}
-	wait, err := s.eng.Throttle(c.Request.Context(), caller.Principal, rl.RequestsPerSecond, rl.burst())
+	var (
+		wait time.Duration
+		err  error
+	)
+	if answered != nil {
+		wait, err = answered.Wait, answered.Err
+	} else {
+		wait, err = s.eng.Throttle(c.Request.Context(), caller.Principal, rl.RequestsPerSecond, rl.burst())
+	}
 	if err != nil {
 		s.log.Warn("rate limiter unavailable; request admitted", "request_id", c.GetString("request_id"), "err", err.Error())
 		return true

@@ -182,6 +182,13 @@ func (o *observedStore) EventTenants(ctx context.Context) ([]string, error) {
 	return ts, err
 }
 
+func (o *observedStore) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
+	start := time.Now()
+	r, tr, err := o.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
+	o.done("get_by_unique_throttled", start, err)
+	return r, tr, err
+}
+
 func (o *observedStore) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {
 	start := time.Now()
 	d, err := o.Store.Throttle(ctx, key, rate, burst)

@@ -127,31 +127,63 @@ func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string,
 // AuthenticateToken resolves a presented secret to its token. Every failure
 // is the same unauthenticated error, so a caller learns nothing about why.
 func (e *Engine) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
+	tok, _, err := e.authenticateToken(ctx, secret, nil)
+	return tok, err
+}
+
+// RateLimitAnswer is a rate limiter's answer: Wait 0 admits the request,
+// Err says the limiter could not answer.
+type RateLimitAnswer = store.ThrottleResult
+
+// AuthenticateTokenThrottled is AuthenticateToken that also counts the
+// request against the credential's rate limit (rate per second, bursts of
+// burst), in the same store round trip as the token's lookup. The limit is
+// keyed by the presented credential's hash, so it is the token's own; a
+// secret of the wrong form is refused before it reaches the store. The
+// limiter's answer is only meaningful when the token is valid.
+func (e *Engine) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
+	return e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
+}
+
+func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
+	var tr store.ThrottleResult
 	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
 	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
-		return nil, denied
+		return nil, tr, denied
 	}
 	h := hashToken(secret)
-	rec, err := e.store.GetByUnique(ctx, kindToken, store.PlatformTenant, "hash:"+h)
+	var (
+		rec *store.Record
+		err error
+	)
+	if limit != nil {
+		limit.Key = "credential:" + h
+		rec, tr, err = e.store.GetByUniqueThrottled(ctx, kindToken, store.PlatformTenant, "hash:"+h, *limit)
+		if tr.Err != nil {
+			tr.Err = storeErr(tr.Err, "rate limit")
+		}
+	} else {
+		rec, err = e.store.GetByUnique(ctx, kindToken, store.PlatformTenant, "hash:"+h)
+	}
 	if err != nil {
 		if KindOf(storeErr(err, "token")) == KindNotFound {
-			return nil, denied
+			return nil, tr, denied
 		}
-		return nil, storeErr(err, "token")
+		return nil, tr, storeErr(err, "token")
 	}
 	tok, err := e.tokens.decode(rec.Data)
 	if err != nil {
-		return nil, storeErr(err, "token")
+		return nil, tr, storeErr(err, "token")
 	}
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
-		return nil, denied
+		return nil, tr, denied
 	}
 	now := e.now()
 	if tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt) {
-		return nil, denied
+		return nil, tr, denied
 	}
 	e.touchToken(rec, &tok, now)
-	return &tok, nil
+	return &tok, tr, nil
 }
 
 // touchToken records last use at most once per period and token, off the

@@ -259,6 +259,28 @@ type Store interface {
 	// replica sharing the store shares the limit. rate > 0 and burst >= 1,
 	// else ErrInvalid. Keys are not tenant-scoped.
 	Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error)
+
+	// GetByUniqueThrottled is GetByUnique and Throttle together, for the
+	// credential check every request makes: the Redis backend answers both
+	// in one round trip. The request is counted against t.Key whether or
+	// not the record exists. The error is GetByUnique's; the limiter's
+	// answer or failure is in the ThrottleResult.
+	GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t ThrottleRequest) (*Record, ThrottleResult, error)
+}
+
+// ThrottleRequest names a rate limit to count one request against (see
+// Store.Throttle).
+type ThrottleRequest struct {
+	Key   string
+	Rate  float64
+	Burst int64
+}
+
+// ThrottleResult is a limiter's answer: Wait 0 admits the request; Err
+// says the limiter could not answer.
+type ThrottleResult struct {
+	Wait time.Duration
+	Err  error
 }
 
 // CheckThrottle validates Throttle's arguments for the backends.

@@ -948,6 +948,20 @@ func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// GetByUniqueThrottled is GetByUnique and Throttle; see store.Store.
+func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
+	if err := store.CheckThrottle(t.Key, t.Rate, t.Burst); err != nil {
+		return nil, store.ThrottleResult{}, err
+	}
+	if err := storekit.CheckRef(kind, tenant, key); err != nil {
+		return nil, store.ThrottleResult{}, err
+	}
+	var tr store.ThrottleResult
+	tr.Wait, tr.Err = s.Throttle(ctx, t.Key, t.Rate, t.Burst)
+	rec, err := s.GetByUnique(ctx, kind, tenant, key)
+	return rec, tr, err
+}
+
 // Throttle keeps its counters in memory: one process holds the bolt file,
 // so nothing else shares them, and they need not survive a restart.
 func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {

@@ -289,3 +289,36 @@ func TestIndexBackfillConcurrentWithWritesAndReplicas(t *testing.T) {
 		}
 	}
 }
+
+// The pipelined credential check sends the scripts by hash; a server that
+// has lost them (a restart without persistence, SCRIPT FLUSH) still
+// answers, through the calls that load them again.
+func TestGetByUniqueThrottledAfterScriptFlush(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := open(t, r.URL(), redisstore.Options{})
+	ctx := context.Background()
+	require.NoError(t, s.Create(ctx, &store.Record{Kind: "tok", Tenant: "t1", ID: "x1",
+		Unique: []string{"hash:aa"}, Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
+	opt, err := redis.ParseURL(r.URL())
+	require.NoError(t, err)
+	admin := redis.NewClient(opt)
+	defer admin.Close()
+	lim := store.ThrottleRequest{Key: "credential:aa", Rate: 0.001, Burst: 2}
+	for i := range 3 {
+		require.NoError(t, admin.ScriptFlush(ctx).Err())
+		if i == 1 {
+			// One script present, the other not: still counted once.
+			_, err := s.Throttle(ctx, "credential:other", 1, 1)
+			require.NoError(t, err)
+		}
+		rec, tr, err := s.GetByUniqueThrottled(ctx, "tok", "t1", "hash:aa", lim)
+		require.NoError(t, err, "call %d", i)
+		require.NoError(t, tr.Err)
+		assert.Equal(t, "x1", rec.ID)
+		if i < 2 {
+			assert.Zero(t, tr.Wait, "call %d is within the burst", i)
+		} else {
+			assert.Positive(t, tr.Wait, "the third call is over the burst: counted once each")
+		}
+	}
+}

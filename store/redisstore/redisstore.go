@@ -350,6 +350,53 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 	return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
 }
 
+// GetByUniqueThrottled sends the unique-key lookup and the rate-limit
+// count in one pipeline: one round trip instead of two for the credential
+// check of every request. When the server has lost a script (a restart,
+// SCRIPT FLUSH), that part is sent again through the call that loads it.
+func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
+	if err := storekit.CheckRef(kind, tenant, key); err != nil {
+		return nil, store.ThrottleResult{}, err
+	}
+	if err := store.CheckThrottle(t.Key, t.Rate, t.Burst); err != nil {
+		return nil, store.ThrottleResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, store.ThrottleResult{}, err
+	}
+	pipe := s.rdb.Pipeline()
+	get := getByUniqueScript.EvalSha(ctx, pipe, []string{s.uniqKey(tenant, kind)}, key, s.recKey(tenant, kind, ""))
+	thr := throttleScript.EvalSha(ctx, pipe, []string{s.throttleKey(t.Key)}, throttleInterval(t.Rate), t.Burst)
+	_, _ = pipe.Exec(ctx)
+	var tr store.ThrottleResult
+	if isNoScript(thr.Err()) {
+		// Only the part the server could not run is sent again (Run
+		// loads the script), so the request is counted once.
+		tr.Wait, tr.Err = s.Throttle(ctx, t.Key, t.Rate, t.Burst)
+	} else if v, err := thr.Int64(); err != nil {
+		tr.Err = wrap(err)
+	} else {
+		tr.Wait = time.Duration(v) * time.Microsecond
+	}
+	if isNoScript(get.Err()) {
+		rec, err := s.GetByUnique(ctx, kind, tenant, key)
+		return rec, tr, err
+	}
+	doc, err := get.Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, tr, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+	}
+	if err != nil {
+		return nil, tr, wrap(err)
+	}
+	rec, err := s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
+	return rec, tr, err
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
 // Update replaces rec if its version is current; see store.Store.
 func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
 	data, uniq, err := storekit.CheckRecord(rec)
@@ -884,10 +931,14 @@ func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst in
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	interval := storekit.Interval(rate).Microseconds()
-	v, err := throttleScript.Run(ctx, s.rdb, []string{s.prefix + ":throttle:" + key}, max(interval, 1), burst).Int64()
+	v, err := throttleScript.Run(ctx, s.rdb, []string{s.throttleKey(key)}, throttleInterval(rate), burst).Int64()
 	if err != nil {
 		return 0, wrap(err)
 	}
 	return time.Duration(v) * time.Microsecond, nil
 }
+
+func (s *Store) throttleKey(key string) string { return s.prefix + ":throttle:" + key }
+
+// throttleInterval is the script's cell interval in microseconds.
+func throttleInterval(rate float64) int64 { return max(storekit.Interval(rate).Microseconds(), 1) }

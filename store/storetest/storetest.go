@@ -55,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"CountRecords", testCountRecords},
 		{"Throttle", testThrottle},
 		{"ThrottleConcurrent", testThrottleConcurrent},
+		{"GetByUniqueThrottled", testGetByUniqueThrottled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1065,4 +1066,41 @@ func testThrottleConcurrent(t *testing.T, s store.Store) {
 	}
 	wg.Wait()
 	assert.Equal(t, int64(burst), admitted.Load())
+}
+
+// testGetByUniqueThrottled: the lookup answers as GetByUnique does, and
+// every call, found or not, counts against the limit, which is the same
+// limit Throttle counts against; bad arguments are refused before either.
+func testGetByUniqueThrottled(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	r := &store.Record{Kind: "tok", Tenant: "t1", ID: "x1", Unique: []string{"hash:aa"}, Data: json.RawMessage(`{"n":1}`)}
+	require.NoError(t, s.Create(ctx, r, store.WriteOpts{}))
+	lim := store.ThrottleRequest{Key: "credential:aa", Rate: 0.001, Burst: 3}
+
+	got, tr, err := s.GetByUniqueThrottled(ctx, "tok", "t1", "hash:aa", lim)
+	require.NoError(t, err)
+	require.NoError(t, tr.Err)
+	assert.Zero(t, tr.Wait)
+	assert.Equal(t, "x1", got.ID)
+	assert.JSONEq(t, `{"n":1}`, string(got.Data))
+
+	_, tr, err = s.GetByUniqueThrottled(ctx, "tok", "t1", "hash:none", lim)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.NoError(t, tr.Err)
+	assert.Zero(t, tr.Wait, "the second of a burst of 3")
+
+	d, err := s.Throttle(ctx, lim.Key, lim.Rate, lim.Burst)
+	require.NoError(t, err)
+	assert.Zero(t, d, "the third, through Throttle: one limit")
+
+	got, tr, err = s.GetByUniqueThrottled(ctx, "tok", "t1", "hash:aa", lim)
+	require.NoError(t, err, "the record is still answered when the limit refuses")
+	assert.Equal(t, "x1", got.ID)
+	require.NoError(t, tr.Err)
+	assert.Greater(t, tr.Wait, 900*time.Second)
+
+	_, _, err = s.GetByUniqueThrottled(ctx, "tok", "t1", "hash:aa", store.ThrottleRequest{Key: "", Rate: 1, Burst: 1})
+	assert.ErrorIs(t, err, store.ErrInvalid)
+	_, _, err = s.GetByUniqueThrottled(ctx, "tok", "", "hash:aa", lim)
+	assert.ErrorIs(t, err, store.ErrInvalid)
 }
