@@ -235,8 +235,15 @@ func openKind(tx *bolt.Tx, tenant, kind string, create bool) (*kindBuckets, erro
 			return nil, err
 		}
 	}
+	kb.seq.FillPercent = appendFill
 	return kb, nil
 }
+
+// appendFill is the split threshold of buckets whose keys only grow (the
+// creation-order index, the event chains). bolt splits a full page at 50%
+// by default, which suits random inserts; appends would leave every page
+// of those buckets half empty, and the file twice their size.
+const appendFill = 0.95
 
 func (kb *kindBuckets) addCount(delta int64) error {
 	n := int64(getU64(kb.kind.Get(kCount))) + delta
@@ -831,6 +838,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 		if err != nil {
 			return err
 		}
+		eb.FillPercent = appendFill
 		var h head
 		if v := tb.Get(kHead); v != nil {
 			if err := json.Unmarshal(v, &h); err != nil {
