@@ -64,7 +64,10 @@ return {'OK'}
 // checks, indexes and counters as that many Create calls, reserving one
 // quota unit per record (when quota.Resource is set). The records go in
 // chunks of 500, each one script (atomic: a taken id or unique key, or a
-// full quota, writes none of the chunk), and the chunks in one pipeline.
+// full quota, writes none of the chunk), one chunk per round trip: a
+// pipeline of several would have to be answered whole within the client's
+// read timeout, and a chunk's script takes tens of milliseconds once the
+// store (and its indexes) hold a million records.
 // It serves loaders that fill a store no daemon is writing to (the
 // benchmark's seeding).
 func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store.Quota) error {
@@ -105,7 +108,6 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 	if err := bulkScript.Load(ctx, s.rdb).Err(); err != nil {
 		return wrap(err)
 	}
-	pipe := s.rdb.Pipeline()
 	var cmds []*redis.Cmd
 	for lo := 0; lo < len(recs); lo += bulkChunk {
 		hi := min(lo+bulkChunk, len(recs))
@@ -119,10 +121,11 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 			}
 			args = s.indexPairs(args, &recs[i])
 		}
-		cmds = append(cmds, bulkScript.EvalSha(ctx, pipe, keys, args...))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReplyErr(err) {
-		return wrap(err)
+		cmd := bulkScript.EvalSha(ctx, s.rdb, keys, args...)
+		if err := cmd.Err(); err != nil && !isReplyErr(err) {
+			return wrap(err)
+		}
+		cmds = append(cmds, cmd)
 	}
 	var errs []error
 	for c, cmd := range cmds {
