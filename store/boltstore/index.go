@@ -162,36 +162,35 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	for _, d := range drop {
+	// eachKind runs fn on the kind's buckets of every tenant that has it.
+	eachKind := func(kind string, fn func(tenant string, kb *kindBuckets) error) error {
 		for _, t := range tenants {
-			kb, err := openKind(tx, t, d[0], false)
+			kb, err := openKind(tx, t, kind, false)
 			if err != nil {
 				return err
 			}
-			if kb == nil {
-				continue
+			if kb != nil {
+				if err := fn(t, kb); err != nil {
+					return err
+				}
 			}
-			if err := dropIndex(kb, d[1]); err != nil {
-				return err
-			}
+		}
+		return nil
+	}
+	for _, d := range drop {
+		if err := eachKind(d[0], func(_ string, kb *kindBuckets) error { return dropIndex(kb, d[1]) }); err != nil {
+			return err
 		}
 		if err := meta.Delete(markerKey(d[0], d[1])); err != nil {
 			return err
 		}
 	}
 	for _, d := range build {
-		for _, t := range tenants {
-			kb, err := openKind(tx, t, d[0], false)
-			if err != nil {
-				return err
-			}
-			if kb == nil {
-				continue
-			}
+		err := eachKind(d[0], func(t string, kb *kindBuckets) error {
 			if err := dropIndex(kb, d[1]); err != nil {
 				return err
 			}
-			err = kb.recs.ForEach(func(id, v []byte) error {
+			err := kb.recs.ForEach(func(id, v []byte) error {
 				r, err := decodeRecord(v)
 				if err != nil {
 					return err
@@ -201,6 +200,10 @@ func (s *Store) syncIndexes(tx *bolt.Tx) error {
 			if err != nil {
 				return fmt.Errorf("build index %s.%s of %s: %w", d[0], d[1], t, err)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if err := meta.Put(markerKey(d[0], d[1]), markerV); err != nil {
 			return err
