@@ -7,75 +7,66 @@ import (
 	"sync"
 )
 
-// certCache keeps parsed CA certificates by their DER bytes. Every
-// issuance reads its CA record afresh (so a CA disabled on another replica
-// is refused on the next request) but need not parse the same certificate
-// again each time: the key is the certificate itself, so a cached entry
-// can never stand for other bytes. Callers only read the parsed value.
-type certCache struct {
-	mu sync.RWMutex
-	m  map[string]*x509.Certificate
+// bytesCache keeps values decoded from stored bytes, keyed by the bytes
+// themselves, so a cached entry can never stand for other bytes. Every
+// request still reads its record (a change on any replica, such as a
+// revoked token or a disabled CA, applies to the next request); only
+// bytes identical to cached ones skip the decoding. get returns the value
+// as cached (a shallow copy for struct types): callers only read it, and
+// never modify its slices, maps or pointed-to values. A decode error is
+// returned each time, never cached.
+type bytesCache[T any] struct {
+	decode func([]byte) (T, error)
+	mu     sync.RWMutex
+	m      map[string]T
 }
 
-// certCacheMax bounds the cache; past it the cache starts over (CA
-// certificates change rarely, and a tenant has at most a few hundred).
-const certCacheMax = 1024
+// bytesCacheMax bounds each cache; past it the cache starts over (the
+// values read on every request, tokens and CAs, are few; a tenant has at
+// most a few hundred CAs).
+const bytesCacheMax = 4096
 
-var issuerCerts = &certCache{m: map[string]*x509.Certificate{}}
+func newBytesCache[T any](decode func([]byte) (T, error)) *bytesCache[T] {
+	return &bytesCache[T]{decode: decode, m: map[string]T{}}
+}
 
-func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
+// jsonCache is a bytesCache of JSON documents.
+func jsonCache[T any]() *bytesCache[T] {
+	return newBytesCache(func(b []byte) (T, error) {
+		var v T
+		err := json.Unmarshal(b, &v)
+		return v, err
+	})
+}
+
+func (c *bytesCache[T]) get(b []byte) (T, error) {
+	c.mu.RLock()
+	v, ok := c.m[string(b)]
+	c.mu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	v, err := c.decode(b)
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= bytesCacheMax {
+		clear(c.m)
+	}
+	c.m[string(b)] = v
+	c.mu.Unlock()
+	return v, nil
+}
+
+// issuerCerts keeps parsed CA certificates by their DER bytes: every
+// issuance reads its CA record afresh but need not parse the same
+// certificate again each time.
+var issuerCerts = newBytesCache(parseCACert)
+
+func parseCACert(der []byte) (*x509.Certificate, error) {
 	if len(der) == 0 {
 		return nil, errors.New("CA has no certificate")
 	}
-	c.mu.RLock()
-	cert := c.m[string(der)]
-	c.mu.RUnlock()
-	if cert != nil {
-		return cert, nil
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.m) >= certCacheMax {
-		clear(c.m)
-	}
-	c.m[string(der)] = cert
-	c.mu.Unlock()
-	return cert, nil
-}
-
-// decodedCache keeps decoded JSON records by their stored bytes, the same
-// way: every request still reads the record (so a change on any replica,
-// such as a revoked token or a disabled CA, applies to the next request),
-// and only bytes identical to the cached ones reuse the decoded value.
-// decode returns a shallow copy: callers must not modify its slices, maps
-// or pointed-to values.
-type decodedCache[T any] struct {
-	mu sync.RWMutex
-	m  map[string]*T // stored record bytes -> decoded value
-}
-
-// decodedCacheMax bounds each cache; past it the cache starts over.
-const decodedCacheMax = 4096
-
-func (c *decodedCache[T]) decode(data []byte) (T, error) {
-	c.mu.RLock()
-	v := c.m[string(data)]
-	c.mu.RUnlock()
-	if v != nil {
-		return *v, nil
-	}
-	var out T
-	if err := json.Unmarshal(data, &out); err != nil {
-		return out, err
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= decodedCacheMax {
-		c.m = map[string]*T{}
-	}
-	c.m[string(data)] = &out
-	c.mu.Unlock()
-	return out, nil
+	return x509.ParseCertificate(der)
 }

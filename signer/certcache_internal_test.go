@@ -28,53 +28,53 @@ func selfSigned(t *testing.T, cn string) []byte {
 // The cache answers a certificate only for its own bytes, and a parse
 // error is returned each time, never cached.
 func TestCertCacheKeysOnTheCertificateBytes(t *testing.T) {
-	c := &certCache{m: map[string]*x509.Certificate{}}
+	c := newBytesCache(parseCACert)
 	a, b := selfSigned(t, "a"), selfSigned(t, "b")
-	ca, err := c.parse(a)
+	ca, err := c.get(a)
 	require.NoError(t, err)
-	again, err := c.parse(append([]byte(nil), a...))
+	again, err := c.get(append([]byte(nil), a...))
 	require.NoError(t, err)
 	assert.Same(t, ca, again)
-	cb, err := c.parse(b)
+	cb, err := c.get(b)
 	require.NoError(t, err)
 	assert.Equal(t, "b", cb.Subject.CommonName)
 	assert.Equal(t, "a", ca.Subject.CommonName)
 
-	_, err = c.parse(nil)
+	_, err = c.get(nil)
 	assert.Error(t, err)
 	bad := append([]byte(nil), a[:len(a)-3]...)
-	_, err = c.parse(bad)
+	_, err = c.get(bad)
 	assert.Error(t, err)
-	_, err = c.parse(bad)
+	_, err = c.get(bad)
 	assert.Error(t, err)
 	assert.Len(t, c.m, 2)
 
-	for i := range certCacheMax + 5 {
+	for i := range bytesCacheMax + 5 {
 		c.m[string(rune(i))] = ca
 	}
-	_, err = c.parse(selfSigned(t, "c"))
+	_, err = c.get(selfSigned(t, "c"))
 	require.NoError(t, err)
-	assert.LessOrEqual(t, len(c.m), certCacheMax, "the cache stays bounded")
+	assert.LessOrEqual(t, len(c.m), bytesCacheMax, "the cache stays bounded")
 }
 
 // Decoded tokens are reused only for identical stored bytes: a token
 // record changed anywhere (revoked roles, a new expiry) decodes afresh.
 func TestTokenCacheKeysOnTheStoredBytes(t *testing.T) {
-	var c decodedCache[Token]
+	c := jsonCache[Token]()
 	a := []byte(`{"id":"t1","tenant":"acme","roles":["admin"],"hash":"h"}`)
 	b := []byte(`{"id":"t1","tenant":"acme","roles":["auditor"],"hash":"h","expiresAt":"2020-01-01T00:00:00Z"}`)
-	ta, err := c.decode(a)
+	ta, err := c.get(a)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"admin"}, ta.Roles)
-	again, err := c.decode(a)
+	again, err := c.get(a)
 	require.NoError(t, err)
 	assert.Equal(t, ta, again)
-	tb, err := c.decode(b)
+	tb, err := c.get(b)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"auditor"}, tb.Roles)
 	require.NotNil(t, tb.ExpiresAt)
-	_, err = c.decode([]byte(`{"id":`))
+	_, err = c.get([]byte(`{"id":`))
 	assert.Error(t, err)
-	_, err = c.decode([]byte(`{"id":`))
+	_, err = c.get([]byte(`{"id":`))
 	assert.Error(t, err, "a decode error is never cached")
 }

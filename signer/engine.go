@@ -71,9 +71,9 @@ type Engine struct {
 	inventoryDone chan struct{}
 	inventoryOnce sync.Once
 
-	tokenSeen sync.Map               // token id -> time of the last last-used write
-	tokens    decodedCache[Token]    // API tokens, read on every request
-	issuers   decodedCache[caRecord] // CAs, read on every issuance
+	tokenSeen sync.Map              // token id -> time of the last last-used write
+	tokens    *bytesCache[Token]    // API tokens, read on every request
+	issuers   *bytesCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
 }
 
@@ -89,7 +89,8 @@ func New(o Options) *Engine {
 	}
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
-		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance}
+		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
+		tokens: jsonCache[Token](), issuers: jsonCache[caRecord]()}
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)

@@ -164,7 +164,7 @@ func getPCARecord[T any](ctx context.Context, e *Engine, kind, what, tenant, id 
 }
 
 // getPCARecordVia is getPCARecord with the decoding step given (a
-// decodedCache's for read-only uses on hot paths).
+// bytesCache's for read-only uses on hot paths).
 func getPCARecordVia[T any](ctx context.Context, e *Engine, kind, what, tenant, id string, decode func([]byte) (T, error)) (*store.Record, *T, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		return nil, nil, pcaNotFound(what, id)
@@ -210,8 +210,8 @@ func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, er
 		return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is required")
 	}
 	// Read-only from here on: the decoded record may be shared (see
-	// decodedCache), which spares every issuance a JSON decode of its CA.
-	rec, c, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, id, e.issuers.decode)
+	// bytesCache), which spares every issuance a JSON decode of its CA.
+	rec, c, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, id, e.issuers.get)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
 			return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is not a CA of this tenant")
@@ -222,7 +222,7 @@ func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, er
 		err.(*Error).Msg = "issuer " + id + ": " + err.(*Error).Msg
 		return nil, err
 	}
-	cert, err := issuerCerts.parse(c.Cert)
+	cert, err := issuerCerts.get(c.Cert)
 	if err != nil {
 		return nil, storeErr(err, "CA certificate")
 	}

@@ -171,7 +171,7 @@ func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *st
 		}
 		return nil, tr, storeErr(err, "token")
 	}
-	tok, err := e.tokens.decode(rec.Data)
+	tok, err := e.tokens.get(rec.Data)
 	if err != nil {
 		return nil, tr, storeErr(err, "token")
 	}

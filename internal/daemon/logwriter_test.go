@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -123,4 +124,18 @@ func (b *blockingWriter) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	b.n += len(p)
 	return len(p), nil
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write(p []byte) (int, error) { return 0, errors.New("disk full") }
+
+// A failing output does not block or drop later writers; Close reports it.
+func TestLogWriterReportsAFailingOutput(t *testing.T) {
+	lw := NewLogWriter(failingWriter{})
+	for range 10 {
+		_, err := lw.Write([]byte("line\n"))
+		require.NoError(t, err, "the caller is not held up by the output's failure")
+	}
+	assert.EqualError(t, lw.Close(), "disk full")
 }

@@ -337,8 +337,13 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 		return nil, err
 	}
 	// One round trip: every API request looks its token up this way.
-	doc, err := getByUniqueScript.Run(ctx, s.rdb, []string{s.uniqKey(tenant, kind)}, key,
-		s.recKey(tenant, kind, "")).Text()
+	return s.uniqueAnswer(kind, tenant, key, getByUniqueScript.Run(ctx, s.rdb,
+		[]string{s.uniqKey(tenant, kind)}, key, s.recKey(tenant, kind, "")))
+}
+
+// uniqueAnswer turns getByUniqueScript's reply into the record.
+func (s *Store) uniqueAnswer(kind, tenant, key string, cmd *redis.Cmd) (*store.Record, error) {
+	doc, err := cmd.Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
 	}
@@ -382,14 +387,7 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 		rec, err := s.GetByUnique(ctx, kind, tenant, key)
 		return rec, tr, err
 	}
-	doc, err := get.Text()
-	if errors.Is(err, redis.Nil) {
-		return nil, tr, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
-	}
-	if err != nil {
-		return nil, tr, wrap(err)
-	}
-	rec, err := s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
+	rec, err := s.uniqueAnswer(kind, tenant, key, get)
 	return rec, tr, err
 }
 
