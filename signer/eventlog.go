@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -256,9 +257,12 @@ func VerifyEventChain(ctx context.Context, st store.Store, tenant string) (*Chai
 // what probably happened to it. A sequence gap is a deletion unless the
 // missing record turns up elsewhere in the log, which means reordering.
 func explainBreak(ctx context.Context, st store.Store, tenant string, bad uint64, verr error) (string, error) {
-	msg := verr.Error()
-	switch {
-	case strings.Contains(msg, "sequence gap"):
+	var cb *store.ChainBreak
+	if !errors.As(verr, &cb) {
+		return fmt.Sprintf("record %d: %s", bad, verr.Error()), nil
+	}
+	switch cb.Kind {
+	case store.BreakGap:
 		var after uint64
 		for {
 			evs, err := st.ListEvents(ctx, tenant, after, eventScanChunk)
@@ -281,13 +285,13 @@ func explainBreak(ctx context.Context, st store.Store, tenant string, bad uint64
 			}
 			after = next
 		}
-	case strings.Contains(msg, "previous-hash"):
+	case store.BreakLink:
 		return fmt.Sprintf("record %d does not link to record %d: record %d was rewritten (its hash recomputed) or record %d was replaced",
 			bad, bad-1, bad-1, bad), nil
-	case strings.Contains(msg, "hash does not match"):
+	case store.BreakHash:
 		return fmt.Sprintf("record %d was edited: its hash does not match its content", bad), nil
 	}
-	return fmt.Sprintf("record %d: %s", bad, msg), nil
+	return fmt.Sprintf("record %d: %s", bad, cb.Error()), nil
 }
 
 // VerifyEventChains verifies the chains of tenants, or of every tenant

@@ -305,19 +305,52 @@ func ChainHash(prevHash string, seq uint64, t time.Time, data []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// BreakKind says how an event chain is broken.
+type BreakKind uint8
+
+const (
+	// BreakGap: the next sequence number is missing (a deletion, or
+	// records out of order).
+	BreakGap BreakKind = iota + 1
+	// BreakLink: a record's previous-hash does not name its predecessor.
+	BreakLink
+	// BreakHash: a record's hash does not match its content.
+	BreakHash
+)
+
+// ChainBreak is VerifyChain's verdict on a broken chain: the first record
+// that does not hold and how it fails.
+type ChainBreak struct {
+	Seq  uint64
+	Kind BreakKind
+}
+
+func (b *ChainBreak) Error() string {
+	switch b.Kind {
+	case BreakGap:
+		return "sequence gap: a record is missing"
+	case BreakLink:
+		return "previous-hash link does not match"
+	case BreakHash:
+		return "record hash does not match its content"
+	}
+	return "event chain broken"
+}
+
 // VerifyChain checks a tenant's events in order and returns the sequence
 // number of the first broken link (0 when the chain holds). A gap in the
-// sequence, an edited record and a wrong back-link each break it.
+// sequence, an edited record and a wrong back-link each break it; the
+// error is then a *ChainBreak.
 func VerifyChain(events []Event, prevHash string, prevSeq uint64) (uint64, error) {
 	for _, e := range events {
 		if e.Seq != prevSeq+1 {
-			return prevSeq + 1, errors.New("sequence gap: a record is missing")
+			return prevSeq + 1, &ChainBreak{Seq: prevSeq + 1, Kind: BreakGap}
 		}
 		if e.PrevHash != prevHash {
-			return e.Seq, errors.New("previous-hash link does not match")
+			return e.Seq, &ChainBreak{Seq: e.Seq, Kind: BreakLink}
 		}
 		if ChainHash(e.PrevHash, e.Seq, e.Time, e.Data) != e.Hash {
-			return e.Seq, errors.New("record hash does not match its content")
+			return e.Seq, &ChainBreak{Seq: e.Seq, Kind: BreakHash}
 		}
 		prevHash, prevSeq = e.Hash, e.Seq
 	}

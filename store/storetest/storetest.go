@@ -911,6 +911,14 @@ func testEvents(t *testing.T, s store.Store) {
 	bad, err = store.VerifyChain(gap, "", 0)
 	assert.Error(t, err)
 	assert.Equal(t, uint64(2), bad)
+	assert.Equal(t, &store.ChainBreak{Seq: 2, Kind: store.BreakGap}, err)
+
+	// ... and a record that does not link to its predecessor.
+	relinked := append([]store.Event{}, all[:2]...)
+	relinked[1].PrevHash = relinked[1].Hash
+	bad, err = store.VerifyChain(relinked, "", 0)
+	assert.Equal(t, uint64(2), bad)
+	assert.Equal(t, &store.ChainBreak{Seq: 2, Kind: store.BreakLink}, err)
 }
 
 func testEventsConcurrent(t *testing.T, s store.Store) {
@@ -991,6 +999,7 @@ func testEventsDataRoundTrip(t *testing.T, s store.Store) {
 	bad, err = store.VerifyChain(stored, "", 0)
 	assert.Error(t, err)
 	assert.Equal(t, uint64(1), bad)
+	assert.Equal(t, &store.ChainBreak{Seq: 1, Kind: store.BreakHash}, err)
 }
 
 func testCountRecords(t *testing.T, s store.Store) {
