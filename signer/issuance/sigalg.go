@@ -1,0 +1,62 @@
+package issuance
+
+import (
+	"crypto/x509"
+	"strings"
+)
+
+// Hash names a request may give for a signature.
+const (
+	SHA256 = "SHA256"
+	SHA384 = "SHA384"
+	SHA512 = "SHA512"
+)
+
+// CheckHash validates a signature hash name; empty gives SHA256 unless
+// the field is required.
+func CheckHash(field, s string, required bool) (string, error) {
+	switch s {
+	case SHA256, SHA384, SHA512:
+		return s, nil
+	case "":
+		if !required {
+			return SHA256, nil
+		}
+		return "", refuse(BadHash, field, s, "is required")
+	}
+	return "", refuse(BadHash, field, s, "must be SHA256, SHA384 or SHA512")
+}
+
+// SignatureAlgorithm combines the signing key's algorithm (an
+// hsm.Algorithm name) with a hash name. Ed25519 has its hash built in.
+func SignatureAlgorithm(keyAlg, hash string) x509.SignatureAlgorithm {
+	switch {
+	case keyAlg == "ED25519":
+		return x509.PureEd25519
+	case strings.HasPrefix(keyAlg, "EC"):
+		return pick(hash, x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512)
+	}
+	return pick(hash, x509.SHA256WithRSA, x509.SHA384WithRSA, x509.SHA512WithRSA)
+}
+
+func pick(hash string, s256, s384, s512 x509.SignatureAlgorithm) x509.SignatureAlgorithm {
+	switch hash {
+	case SHA384:
+		return s384
+	case SHA512:
+		return s512
+	}
+	return s256
+}
+
+// HashName is the hash of a certificate's signature algorithm by the
+// names requests use; SHA256 for any other.
+func HashName(a x509.SignatureAlgorithm) string {
+	switch a {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		return SHA384
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		return SHA512
+	}
+	return SHA256
+}
