@@ -963,7 +963,7 @@ func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason strin
 			}
 			backoff(attempt)
 		}
-		return id, e.refreshCRL(ctx, tenant, c.IssuerID)
+		return id, e.crlChanged(ctx, tenant, c.IssuerID)
 	})
 }
 
