@@ -532,6 +532,52 @@ func assertConsecutive(t *testing.T, nums []int64) {
 	require.Equal(t, int64(1), sorted[0])
 }
 
+// Deleting a certificate that is still valid and was never revoked
+// revokes it (CESSATION_OF_OPERATION) on its issuer's CRL before the
+// record goes; a revoked one stays listed with its own reason; an
+// expired one is just deleted. Each gives its quota unit back.
+func TestPCADeleteOfAnIssuedCertificateRevokesIt(t *testing.T) {
+	for _, backend := range pcaBackends {
+		t.Run(backend, func(t *testing.T) {
+			env := newCRLEnv(t, backend)
+			e, ctx := env.e, pcaCtx()
+			root := mkCRLRoot(t, e, "Deleting Root", 7)
+			issued := mkLeaf(t, e, root, "issued.example.com", signer.Validity{Type: "DAY", Value: 30})
+			revoked := mkLeaf(t, e, root, "revoked.example.com", signer.Validity{Type: "DAY", Value: 30})
+			expired := mkLeaf(t, e, root, "expired.example.com", signer.Validity{Type: "HOUR", Value: 1})
+			serials := map[string]*big.Int{}
+			for _, id := range []string{issued, revoked, expired} {
+				serials[id] = serialOf(t, e, id)
+			}
+			require.NoError(t, e.RevokeCertificate(ctx, "t1", revoked, "KEY_COMPROMISE"))
+			env.clock(2 * time.Hour)
+			used := func() int64 {
+				n, err := env.raw.QuotaUsage(ctx, "t1", signer.QuotaPCACerts)
+				require.NoError(t, err)
+				return n
+			}
+			require.Equal(t, int64(3), used())
+
+			for _, id := range []string{issued, revoked, expired} {
+				require.NoError(t, e.DeleteCertificate(ctx, "t1", id))
+				_, err := e.GetCertificate(ctx, "t1", id)
+				assert.Equal(t, signer.KindNotFound, signer.KindOf(err))
+			}
+			assert.Zero(t, used())
+
+			crl := env.crl(t, root)
+			reasons := map[string]int{}
+			for _, r := range crl.RevokedCertificateEntries {
+				reasons[r.SerialNumber.Text(16)] = r.ReasonCode
+			}
+			assert.Equal(t, map[string]int{
+				serials[issued].Text(16):  5, // cessationOfOperation
+				serials[revoked].Text(16): 1, // keyCompromise, as revoked
+			}, reasons)
+		})
+	}
+}
+
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric
