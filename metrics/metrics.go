@@ -40,6 +40,7 @@ type Metrics struct {
 	QuotaUsage      *prometheus.GaugeVec     // resource: highest used/limit of any tenant
 	CAExpiry        *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
 	CACertificates  *prometheus.GaugeVec     // kind: active CA certificates
+	CRLOverdue      *prometheus.CounterVec   // family (pca, dts): CRLs served past nextUpdate
 
 	sessions atomic.Pointer[func() (int, int64)]
 }
@@ -110,6 +111,10 @@ func New(version string) *Metrics {
 			Name: "hsmca_ca_certificates",
 			Help: "Active CA certificates by kind.",
 		}, []string{"kind"}),
+		CRLOverdue: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_crl_overdue_total",
+			Help: "CRLs found past their nextUpdate when served (each CRL counted once), by family (pca, dts): the background refresh did not replace them.",
+		}, []string{"family"}),
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
@@ -124,7 +129,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.SigningDuration, m.Events, m.HSMCallDuration, m.HSMCallErrors,
 		m.HTTPRequests, m.HTTPDuration, m.StoreDuration, m.StoreErrors,
-		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates,
+		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)

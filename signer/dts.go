@@ -354,6 +354,11 @@ func (e *Engine) createManagedRoot(ctx context.Context, tenant string, in DTSRoo
 		e.AbandonKey(nk)
 		return nil, err
 	}
+	// The root publishes a CRL from its creation on; the route that
+	// serves it never signs one.
+	if _, err := e.signDTSRootCRL(ctx, tenant, id, false); err != nil {
+		e.log.Warn("first CRL of a DTS root not signed; the refresher retries", "id", id, "err", err)
+	}
 	return r, nil
 }
 
@@ -371,7 +376,9 @@ func (e *Engine) commitManagedRoot(ctx context.Context, tenant, id string, nk *N
 		CommonName: plan.subject.CommonName, Country: plan.subject.Country[0],
 		Organisation: plan.subject.Organization[0], NotBefore: plan.notBefore, NotAfter: plan.notAfter,
 		KeyAlgorithm: string(dtsKeyAlgorithm), CreatedBy: CallerFrom(ctx).Principal}
-	if err := e.putRootIndex(ctx, tenant, id); err != nil {
+	// Due at once: if the first CRL below is not signed, the refresher
+	// signs it.
+	if err := e.putRootIndex(ctx, tenant, id, crlDueAt(time.UnixMilli(0))); err != nil {
 		return nil, err
 	}
 	rec, err := rootRecord(tenant, r)
@@ -403,11 +410,12 @@ func rootRecord(tenant string, r *dtsRoot) (*store.Record, error) {
 }
 
 // putRootIndex is written before the root: a crash in between leaves an
-// index entry pointing at nothing, which reads as "not found".
-func (e *Engine) putRootIndex(ctx context.Context, tenant, id string) error {
+// index entry pointing at nothing, which reads as "not found". crlDue is
+// when the root's CRL is to be signed (see crl_refresh.go).
+func (e *Engine) putRootIndex(ctx context.Context, tenant, id, crlDue string) error {
 	data, _ := json.Marshal(map[string]string{"tenant": tenant})
 	rec := &store.Record{Kind: kindDTSRootIndex, Tenant: store.PlatformTenant, ID: id,
-		Fields: map[string]string{"tenant": tenant}, Data: data}
+		Fields: map[string]string{"tenant": tenant, crlDueField: crlDue}, Data: data}
 	return storeErr(e.store.Create(ctx, rec, store.WriteOpts{}), "DTS root CA index")
 }
 
@@ -463,7 +471,7 @@ func (e *Engine) createUnmanagedRoot(ctx context.Context, tenant string, in DTSR
 		Fingerprint: fingerprint(cert.Raw), CommonName: cert.Subject.CommonName,
 		Country: firstOf(cert.Subject.Country), Organisation: firstOf(cert.Subject.Organization),
 		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), CreatedBy: CallerFrom(ctx).Principal}
-	if err := e.putRootIndex(ctx, tenant, r.ID); err != nil {
+	if err := e.putRootIndex(ctx, tenant, r.ID, crlDueNever); err != nil {
 		return nil, err
 	}
 	rec, err := rootRecord(tenant, r)

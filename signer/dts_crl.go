@@ -13,10 +13,12 @@ import (
 
 // CRLs of managed DTS roots. Every managed root has one, from its
 // creation on: it lists the certificates of VICAL signers the root issued
-// and that were deleted since. It is made on demand, signed in the HSM,
-// and kept in a record beside the root; a request re-signs it when it is
-// older than dtsCRLRefresh or a revocation happened since, with the next
-// CRL number. An unmanaged root has no key and so no CRL.
+// and that were deleted since. It is signed in the HSM when the root is
+// created and when a signer is deleted, and re-signed by the background
+// refresher (RefreshDueCRLs) once dtsCRLRefresh has passed or a change
+// marked it stale, each time with the next CRL number; it is kept in a
+// record beside the root. The public route only reads that record. An
+// unmanaged root has no key and so no CRL.
 
 const (
 	dtsCRLValidity = 7 * 24 * time.Hour
@@ -39,7 +41,9 @@ type dtsCRLState struct {
 }
 
 // DTSRootCRL returns the current DER CRL of a managed root, by root id
-// alone (the route is public).
+// alone (the route is public). It only reads: a CRL past its nextUpdate
+// is served as it is (and reported once to the operator), a root whose
+// first CRL is not signed yet has none.
 func (e *Engine) DTSRootCRL(ctx context.Context, id string) ([]byte, error) {
 	if checkDTSID("id", id, "path") != nil {
 		return nil, E(KindNotFound, "DTS root CA certificate %s not found", id)
@@ -48,7 +52,7 @@ func (e *Engine) DTSRootCRL(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootRec, root, err := e.getDTSRoot(ctx, tenant, id)
+	_, root, err := e.getDTSRoot(ctx, tenant, id)
 	if err != nil {
 		return nil, err
 	}
@@ -56,31 +60,65 @@ func (e *Engine) DTSRootCRL(ctx context.Context, id string) ([]byte, error) {
 		return nil, &Error{Kind: KindNotFound, Code: CodeNoCRL,
 			Msg: "an unmanaged DTS root CA certificate has no certificate revocation list here"}
 	}
+	_, st, err := e.loadCRL(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.DER == nil {
+		return nil, &Error{Kind: KindNotFound, Code: CodeNoCRL,
+			Msg: "the DTS root CA certificate has no certificate revocation list yet"}
+	}
+	if !e.now().Before(st.NextUpdate) {
+		e.crlOverdue("dts", id, st.NextUpdate.UnixMilli())
+	}
+	return st.DER, nil
+}
+
+// signDTSRootCRL signs a managed root's next CRL and stores it: the CRL
+// takes the stored number + 1 and is committed with a version-checked
+// write of the CRL record, or discarded and made again from a fresh read
+// when another writer (a revocation, another replica) committed first;
+// background (the refresher's rounds) gives up on such a conflict. It
+// says whether a CRL was stored.
+func (e *Engine) signDTSRootCRL(ctx context.Context, tenant, id string, background bool) (bool, error) {
 	for attempt := 0; attempt < dtsCRLAttempts; attempt++ {
+		listedAt := e.now()
+		rootRec, root, err := e.getDTSRoot(ctx, tenant, id)
+		if KindOf(err) == KindNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !root.Managed {
+			return false, nil
+		}
 		rec, st, err := e.loadCRL(ctx, tenant, id)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		now := e.now().UTC().Truncate(time.Second)
-		if st.DER != nil && !st.Stale && now.Sub(st.ThisUpdate) < dtsCRLRefresh && now.Before(st.NextUpdate) {
-			return st.DER, nil
-		}
 		der, err := e.signDTSCRL(ctx, rootRec, root, st, now)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		st.Number++
 		st.ThisUpdate, st.NextUpdate, st.DER, st.Stale = now, now.Add(dtsCRLValidity), der, false
 		err = e.saveCRL(ctx, rec, tenant, id, st)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
-			continue // another request refreshed it first; serve theirs
+			if background {
+				return false, nil
+			}
+			backoff(attempt)
+			continue
 		}
 		if err != nil {
-			return nil, storeErr(err, "certificate revocation list")
+			return false, storeErr(err, "certificate revocation list")
 		}
-		return der, nil
+		e.crlStored(ctx, kindDTSRootIndex, id, listedAt, now.Add(dtsCRLRefresh))
+		return true, nil
 	}
-	return nil, E(KindUnavailable, "the certificate revocation list is being updated; retry")
+	return false, E(KindUnavailable, "the certificate revocation list is being updated; retry")
 }
 
 func (e *Engine) signDTSCRL(ctx context.Context, rootRec *store.Record, root *dtsRoot, st *dtsCRLState, now time.Time) ([]byte, error) {
@@ -139,7 +177,8 @@ func (e *Engine) saveCRL(ctx context.Context, rec *store.Record, tenant, id stri
 }
 
 // revokeDTSSerial lists a certificate the root issued on the root's CRL
-// and marks the CRL for re-signing.
+// and marks the CRL for re-signing (the caller signs it, or the refresher
+// does on its next round).
 func (e *Engine) revokeDTSSerial(ctx context.Context, tenant, rootID string, serial *big.Int) error {
 	for attempt := 0; attempt < dtsCRLAttempts; attempt++ {
 		rec, st, err := e.loadCRL(ctx, tenant, rootID)
@@ -158,7 +197,13 @@ func (e *Engine) revokeDTSSerial(ctx context.Context, tenant, rootID string, ser
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			continue
 		}
-		return storeErr(err, "certificate revocation list")
+		if err != nil {
+			return storeErr(err, "certificate revocation list")
+		}
+		// Marked after the entry is stored: a CRL whose content was read
+		// before the mark does not clear it (see crlStored).
+		e.markCRLStale(ctx, kindDTSRootIndex, rootID)
+		return nil
 	}
 	return E(KindUnavailable, "the certificate revocation list is being updated; retry")
 }

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,12 +10,16 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
+	"io"
 	"math/big"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -155,6 +160,10 @@ func TestDTSRootWithFutureNotBeforeIssuesFromThen(t *testing.T) {
 	assert.Equal(t, nb.Add(dtsSignerValidity), *s.NotAfter)
 }
 
+// A managed root's CRL is signed at the root's creation and re-signed by
+// the background refresh once dtsCRLRefresh has passed, with increasing
+// numbers; the public read only serves what is stored, even past its
+// nextUpdate (reported once).
 func TestDTSCRLRefreshesWithIncreasingNumbers(t *testing.T) {
 	e, _, c, ctx := newDTSEngine(t)
 	c.t = time.Now().UTC().Truncate(time.Second)
@@ -172,23 +181,169 @@ func TestDTSCRLRefreshesWithIncreasingNumbers(t *testing.T) {
 		require.NoError(t, crl.CheckSignatureFrom(rc))
 		return crl
 	}
+	version := func() uint64 {
+		rec, err := e.store.Get(ctx, kindDTSCRL, "t1", root.ID)
+		require.NoError(t, err)
+		return rec.Version
+	}
+	refresh := func() int {
+		n, err := e.RefreshDueCRLs(ctx)
+		require.NoError(t, err)
+		return n
+	}
 	first := get()
 	assert.Equal(t, int64(1), first.Number.Int64())
 	assert.Equal(t, c.t, first.ThisUpdate)
 	assert.Equal(t, c.t.Add(dtsCRLValidity), first.NextUpdate)
 	assert.Equal(t, first.Raw, get().Raw, "a fresh CRL is served as is")
+	assert.Zero(t, refresh())
 
 	c.t = c.t.Add(dtsCRLRefresh + time.Second)
+	v := version()
+	assert.Equal(t, first.Raw, get().Raw, "a read never signs")
+	assert.Equal(t, v, version())
+	assert.Equal(t, 1, refresh())
 	second := get()
 	assert.Equal(t, int64(2), second.Number.Int64())
 	assert.Equal(t, c.t, second.ThisUpdate)
+	assert.Zero(t, refresh())
 
 	// A deactivated root still publishes its CRL.
 	off := false
 	_, err = e.UpdateDTSRootCA(ctx, root.ID, &off, nil)
 	require.NoError(t, err)
 	c.t = c.t.Add(dtsCRLRefresh + time.Second)
-	assert.Equal(t, int64(3), get().Number.Int64())
+	assert.Equal(t, 1, refresh())
+	third := get()
+	assert.Equal(t, int64(3), third.Number.Int64())
+
+	// Past its nextUpdate with no refresh (the HSM away, say), the CRL is
+	// still served as it is, and the operator hears of it once.
+	c.t = c.t.Add(dtsCRLValidity + time.Second)
+	v = version()
+	for i := 0; i < 10; i++ {
+		assert.Equal(t, third.Raw, get().Raw)
+	}
+	assert.Equal(t, v, version())
+	var m dto.Metric
+	require.NoError(t, e.metrics.CRLOverdue.WithLabelValues("dts").Write(&m))
+	assert.Equal(t, 1.0, m.GetCounter().GetValue())
+}
+
+// Deleting a signer the root issued re-signs the root's CRL at once with
+// the signer's certificate on it; when that signature fails, the CRL is
+// left marked and the next refresh round signs it.
+func TestDTSSignerDeletionSignsTheRootCRL(t *testing.T) {
+	e, h, _, ctx := newDTSEngine(t)
+	fh := &failingSignHSM{HSM: h}
+	e.SetHSM(fh)
+	root, err := e.CreateDTSRootCA(ctx, DTSRootCAInput{OrganisationName: str("X")})
+	require.NoError(t, err)
+	crlOf := func() *x509.RevocationList {
+		der, err := e.DTSRootCRL(context.Background(), root.ID)
+		require.NoError(t, err)
+		crl, err := x509.ParseRevocationList(der)
+		require.NoError(t, err)
+		return crl
+	}
+	var serials []string
+	for i := 0; i < 2; i++ {
+		s, err := e.CreateVICALSigner(ctx, &root.ID, nil)
+		require.NoError(t, err)
+		b, _ := pem.Decode([]byte(s.CertificatePEM))
+		cert, err := x509.ParseCertificate(b.Bytes)
+		require.NoError(t, err)
+		serials = append(serials, cert.SerialNumber.Text(16))
+		if i == 1 {
+			fh.fail.Store(true)
+		}
+		require.NoError(t, e.DeleteVICALSigner(ctx, s.ID))
+		fh.fail.Store(false)
+		crl := crlOf()
+		if i == 0 {
+			assert.Equal(t, int64(2), crl.Number.Int64())
+			require.Len(t, crl.RevokedCertificateEntries, 1)
+			continue
+		}
+		assert.Equal(t, int64(2), crl.Number.Int64(), "the failed signature stored nothing")
+	}
+	n, err := e.RefreshDueCRLs(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	crl := crlOf()
+	assert.Equal(t, int64(3), crl.Number.Int64())
+	var listed []string
+	for _, r := range crl.RevokedCertificateEntries {
+		listed = append(listed, r.SerialNumber.Text(16))
+	}
+	assert.ElementsMatch(t, serials, listed)
+}
+
+// failingSignHSM fails the signatures of its signers while fail is set.
+type failingSignHSM struct {
+	*hsm.HSM
+	fail atomic.Bool
+}
+
+func (f *failingSignHSM) Signer(ctx context.Context, id string) (crypto.Signer, error) {
+	s, err := f.HSM.Signer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return failingSigner{Signer: s, fail: &f.fail}, nil
+}
+
+type failingSigner struct {
+	crypto.Signer
+	fail *atomic.Bool
+}
+
+func (s failingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if s.fail.Load() {
+		return nil, errors.New("injected: the signature failed")
+	}
+	return s.Signer.Sign(r, d, o)
+}
+
+// crlIssuer refuses a certificate whose keyUsage lacks cRLSign, and
+// completes one without keyUsage or subject key identifier so that Go
+// signs CRLs for it; the CRL verifies against the certificate as it is.
+func TestCRLIssuerCompletesCertificates(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	mk := func(ku x509.KeyUsage) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CA"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: ku}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		require.NoError(t, err)
+		c, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		return c
+	}
+	_, err = crlIssuer(mk(x509.KeyUsageCertSign))
+	require.Error(t, err)
+	assert.Equal(t, CodeNoCRLSign, AsError(err).Code)
+
+	bare := mk(0)
+	bare.SubjectKeyId = nil // as parsed from a certificate without the extension
+	is, err := crlIssuer(bare)
+	require.NoError(t, err)
+	assert.Nil(t, bare.SubjectKeyId, "the certificate itself is not changed")
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, is, key)
+	require.NoError(t, err)
+	crl, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	require.NoError(t, crl.CheckSignatureFrom(bare))
+	ski, err := subjectKeyID(key.Public())
+	require.NoError(t, err)
+	assert.Equal(t, ski, crl.AuthorityKeyId)
+
+	full := mk(x509.KeyUsageCertSign | x509.KeyUsageCRLSign)
+	is, err = crlIssuer(full)
+	require.NoError(t, err)
+	assert.Same(t, full, is)
 }
 
 func TestDTSRootCreateFailureAbandonsKey(t *testing.T) {

@@ -439,6 +439,7 @@ func (e *Engine) DeleteVICALSigner(ctx context.Context, id string) error {
 		if err != nil {
 			return "", err
 		}
+		revoked := false
 		if s.IssuedHere && s.CertDER != nil {
 			if _, _, rerr := e.getDTSRoot(ctx, tenant, s.CAID); rerr == nil {
 				c, err := x509.ParseCertificate(s.CertDER)
@@ -448,6 +449,7 @@ func (e *Engine) DeleteVICALSigner(ctx context.Context, id string) error {
 				if err := e.revokeDTSSerial(ctx, tenant, s.CAID, c.SerialNumber); err != nil {
 					return "", err
 				}
+				revoked = true
 			} else if KindOf(rerr) != KindNotFound {
 				return "", rerr
 			}
@@ -458,6 +460,14 @@ func (e *Engine) DeleteVICALSigner(ctx context.Context, id string) error {
 				return "", E(KindNotFound, "VICAL signer %s not found", id)
 			}
 			return "", err
+		}
+		if revoked {
+			// The root's CRL lists it from now on. Should signing fail,
+			// the CRL stays marked stale and the refresher signs it.
+			if _, err := e.signDTSRootCRL(ctx, tenant, s.CAID, false); err != nil {
+				e.log.Warn("CRL of a DTS root not re-signed after a signer deletion; the refresher retries",
+					"id", s.CAID, "err", err)
+			}
 		}
 		return id, nil
 	})

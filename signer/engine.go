@@ -75,6 +75,9 @@ type Engine struct {
 	tokens    *bytesCache[Token]    // API tokens, read on every request
 	issuers   *bytesCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
+
+	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
+	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
 }
 
 type hsmBox struct{ h HSM }

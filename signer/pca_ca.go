@@ -410,8 +410,15 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 	}
 
 	id := uuid.NewString()
+	// A CA signed now with CRLs on is due for its first CRL at once, so
+	// that the refresher signs it should the signature below not happen.
+	crlDue := crlDueNever
+	if signNow && crl.Enabled {
+		crlDue = crlDueAt(time.UnixMilli(0))
+	}
 	idx := &store.Record{Kind: kindPCAIndex, Tenant: store.PlatformTenant, ID: id,
-		Fields: map[string]string{"tenant": tenant}, Data: json.RawMessage(`{"tenant":` + strconv.Quote(tenant) + `}`)}
+		Fields: map[string]string{"tenant": tenant, crlDueField: crlDue},
+		Data:   json.RawMessage(`{"tenant":` + strconv.Quote(tenant) + `}`)}
 	if err := e.store.Create(ctx, idx, store.WriteOpts{}); err != nil {
 		return "", storeErr(err, "CA index")
 	}
@@ -724,7 +731,7 @@ func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivat
 // firstCRL publishes the first CRL of a CA that just got its certificate.
 func (e *Engine) firstCRL(ctx context.Context, tenant, id string) {
 	if _, c, err := e.getCA(ctx, tenant, id); err == nil && c.CRL.Enabled {
-		if err := e.refreshCRL(ctx, tenant, id); err != nil {
+		if err := e.crlChanged(ctx, tenant, id); err != nil {
 			e.log.Warn("first CRL of a CA not generated", "ca", id, "err", err)
 		}
 	}
@@ -769,6 +776,12 @@ func (e *Engine) ImportCACertificate(ctx context.Context, tenant, id, certPEM, c
 			}
 			if err := checkImported(cert, chain, csr.PublicKey, e.now()); err != nil {
 				return err
+			}
+			if _, err := crlIssuer(cert); err != nil && c.CRL.Enabled {
+				// Each public CRL fetch would otherwise fail on a
+				// signature the certificate does not allow.
+				return pcaInvalid(CodeBadCert, "certificate", nil, noCRLSignMsg+
+					", and this CA's CRL is enabled; import a certificate with cRLSign or disable the CRL first")
 			}
 			setCert(c, cert.Raw, cert)
 			c.ExtChain = nil
@@ -1046,9 +1059,11 @@ func (e *Engine) SweepDeletedCAs(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// RunPCAJanitor calls SweepDeletedCAs every period until ctx ends, so that
-// the keys of CAs whose scheduled deletion fell due are destroyed even in
-// tenants nobody looks at. Errors are logged and the next round retries.
+// RunPCAJanitor calls SweepDeletedCAs and RefreshDueCRLs every period
+// until ctx ends, so that the keys of CAs whose scheduled deletion fell
+// due are destroyed even in tenants nobody looks at, and every published
+// CRL (PCA and DTS) is re-signed before its nextUpdate. Errors are logged
+// and the next round retries.
 func (e *Engine) RunPCAJanitor(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -1057,6 +1072,11 @@ func (e *Engine) RunPCAJanitor(ctx context.Context, every time.Duration) {
 			e.log.Warn("PCA janitor round failed", "err", err)
 		} else if n > 0 {
 			e.log.Info("PCA janitor purged CAs", "count", n)
+		}
+		if n, err := e.RefreshDueCRLs(ctx); err != nil {
+			e.log.Warn("CRL refresh round incomplete", "signed", n, "err", err)
+		} else if n > 0 {
+			e.log.Info("CRL refresh round", "signed", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -1102,7 +1122,7 @@ func (e *Engine) RevokeCA(ctx context.Context, tenant, id, reason string) error 
 			return id, err
 		}
 		if c.IssuerID != "" && c.GenMode != GenModeImport {
-			return id, e.refreshCRL(ctx, tenant, c.IssuerID)
+			return id, e.crlChanged(ctx, tenant, c.IssuerID)
 		}
 		return id, nil
 	})

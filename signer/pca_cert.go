@@ -963,29 +963,58 @@ func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason strin
 			}
 			backoff(attempt)
 		}
-		return id, e.refreshCRL(ctx, tenant, c.IssuerID)
+		return id, e.crlChanged(ctx, tenant, c.IssuerID)
 	})
 }
 
 // DeleteCertificate deletes a private certificate record and gives back
-// its quota unit. A revoked certificate stays on its issuer's CRL.
+// its quota unit. A certificate still ISSUED (unexpired and never
+// revoked) is revoked first, with reason CESSATION_OF_OPERATION, and its
+// issuer's CRL re-signed: deleting the record must not leave a valid
+// certificate that nobody can revoke any more. A revoked certificate
+// stays on its issuer's CRL; an expired one is simply deleted.
 func (e *Engine) DeleteCertificate(ctx context.Context, tenant, id string) error {
 	return e.run(ctx, tenant, "PCA_CERTIFICATE_DELETE", func() (string, error) {
 		_, c, err := e.getCert(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		if _, err := CertTransition(CertOpDelete, c.effective(e.now())); err != nil {
+		now := e.now()
+		status := c.effective(now)
+		if _, err := CertTransition(CertOpDelete, status); err != nil {
 			return id, err
+		}
+		revoke := status == CertIssued
+		if revoke {
+			// The entry goes first: from then on every CRL of the issuer
+			// lists the certificate, whatever happens next.
+			if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, reasonDeleted, c.NotAfter); err != nil {
+				return id, err
+			}
 		}
 		err = e.store.Delete(ctx, kindPCACert, tenant, id, store.WriteOpts{
 			Quota: &store.Quota{Resource: QuotaPCACerts, Limit: e.QuotaLimit(QuotaPCACerts)}})
 		if errors.Is(err, store.ErrNotFound) {
 			return id, pcaNotFound("certificate", id)
 		}
-		return id, storeErr(err, "certificate")
+		if err != nil {
+			return id, storeErr(err, "certificate")
+		}
+		if revoke {
+			// The deletion has happened; a CRL that could not be signed
+			// now stays marked and the background refresher signs it.
+			if err := e.crlChanged(ctx, tenant, c.IssuerID); err != nil {
+				e.log.Warn("CRL not re-signed after a certificate deletion; the refresher retries",
+					"issuer", c.IssuerID, "err", err)
+			}
+		}
+		return id, nil
 	})
 }
+
+// reasonDeleted is the revocation reason of a certificate deleted while
+// still valid (RFC 5280 cessationOfOperation).
+const reasonDeleted = 5
 
 // parseCerts reads a PEM bundle of certificates.
 func parseCerts(field, s string) ([]*x509.Certificate, error) {

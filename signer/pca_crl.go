@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -75,7 +76,9 @@ func (e *Engine) addRevocation(ctx context.Context, tenant, issuerID, serial, su
 	return nil
 }
 
-// crlRecord is the last CRL a CA signed.
+// crlRecord is the last CRL a CA signed. Its Number is the CA's CRL
+// number: a CRL takes stored+1 and commits it together with the CRL, by a
+// version-checked write of this record, so only signed CRLs use numbers.
 type crlRecord struct {
 	Number     int64  `json:"number"`
 	DER        []byte `json:"der"`
@@ -83,73 +86,119 @@ type crlRecord struct {
 	NextUpdate int64  `json:"next_update"`
 }
 
-// refreshCRL signs a new CRL for the CA if it publishes one. The number is
-// taken with a version-checked update of the CA record before signing, so
-// numbers never repeat; since every revocation entry is written before
-// its CRL's number is taken, the CRL with the highest number lists every
-// revocation whose CRL was asked for before it, and only a higher number
-// replaces the stored one.
-func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
-	return e.run(ctx, tenant, "PCA_CRL_GENERATE", func() (string, error) {
-		var (
-			rec *store.Record
-			c   *caRecord
-			n   int64
-		)
-		for attempt := 0; ; attempt++ {
-			var err error
-			rec, c, err = e.getCA(ctx, tenant, caID)
-			if KindOf(err) == KindNotFound {
-				return caID, nil // a purged issuer publishes nothing more
-			}
-			if err != nil {
-				return caID, err
-			}
-			if !c.CRL.Enabled {
-				return caID, nil
-			}
-			if _, err := CATransition(CAOpSignCRL, c.effective(e.now())); err != nil {
-				return caID, nil // a CA on its way out publishes nothing more
-			}
-			c.CRLNumber++
-			n = c.CRLNumber
-			err = e.putCA(ctx, rec, c)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, store.ErrNotFound) {
-				return caID, nil // purged since it was read
-			}
-			if !errors.Is(err, store.ErrVersionConflict) || attempt >= 50 {
-				return caID, storeErr(err, "CA")
-			}
-			backoff(attempt)
-		}
-		page, err := e.store.List(ctx, store.Query{Kind: kindPCARevocation, Tenant: tenant,
-			Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
+// crlAttempts bounds the sign-and-commit rounds of one CRL refresh: each
+// lost race costs a signature, and the winner's CRL is as new.
+const crlAttempts = 16
+
+// noCRLSignMsg says why a CA certificate cannot sign CRLs.
+const noCRLSignMsg = "the CA certificate's key usage lacks cRLSign, so it cannot sign CRLs"
+
+// crlIssuer is the CA certificate as x509.CreateRevocationList needs it,
+// or an error when the certificate cannot sign CRLs: its keyUsage is
+// present without cRLSign. RFC 5280 allows every usage when keyUsage is
+// absent, and a CRL's authority key identifier can be computed from the
+// key when the certificate carries no subject key identifier; Go asks for
+// both, so such a certificate is given them on a copy.
+func crlIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCRLSign == 0 {
+		return nil, &Error{Kind: KindWrongState, Code: CodeNoCRLSign, Msg: noCRLSignMsg}
+	}
+	if cert.KeyUsage != 0 && len(cert.SubjectKeyId) > 0 {
+		return cert, nil
+	}
+	cp := *cert
+	if cp.KeyUsage == 0 {
+		cp.KeyUsage = x509.KeyUsageCRLSign
+	}
+	if len(cp.SubjectKeyId) == 0 {
+		ski, err := subjectKeyID(cert.PublicKey)
 		if err != nil {
-			return caID, storeErr(err, "revocation")
+			return nil, storeErr(err, "CA certificate")
 		}
-		entries := make([]x509.RevocationListEntry, 0, len(page.Records))
-		for _, r := range page.Records {
-			var rv revocation
-			if err := json.Unmarshal(r.Data, &rv); err != nil {
-				return caID, storeErr(err, "revocation")
-			}
-			serial, ok := new(big.Int).SetString(rv.Serial, 16)
-			if !ok {
-				continue
-			}
-			entries = append(entries, x509.RevocationListEntry{SerialNumber: serial,
-				RevocationTime: time.UnixMilli(rv.Time).UTC(), ReasonCode: rv.Reason})
+		cp.SubjectKeyId = ski
+	}
+	return &cp, nil
+}
+
+// refreshCRL signs a new CRL for the CA if it publishes one, under a
+// PCA_CRL_GENERATE event. Callers are authenticated write paths and the
+// background refresher (RefreshDueCRLs); a read never signs.
+func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
+	_, err := e.generateCRL(ctx, tenant, caID, false)
+	return err
+}
+
+// generateCRL is refreshCRL, and says whether a CRL was stored;
+// background (the refresher's rounds) gives up when another writer
+// commits a CRL first, since that one is as new.
+func (e *Engine) generateCRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
+	var signed bool
+	err := e.run(ctx, tenant, "PCA_CRL_GENERATE", func() (string, error) {
+		var err error
+		signed, err = e.signPCACRL(ctx, tenant, caID, background)
+		return caID, err
+	})
+	return signed, err
+}
+
+// crlChanged re-signs the CA's CRL after a change of what it lists (a
+// revocation) or of how it is published. The CRL is first marked due in
+// the index, so that if signing fails or the process dies before the CRL
+// is stored, the background refresher signs it on its next round.
+func (e *Engine) crlChanged(ctx context.Context, tenant, caID string) error {
+	e.markCRLStale(ctx, kindPCAIndex, caID)
+	return e.refreshCRL(ctx, tenant, caID)
+}
+
+// signPCACRL signs the CA's next CRL and stores it. The CRL takes the
+// stored number + 1 and is committed with a version-checked write of the
+// CRL record; when another writer committed first, this CRL is discarded
+// and the next one made from a fresh read (its number and entries), so
+// numbers are never repeated nor skipped by a failed signature. Every
+// revocation entry is written before its CRL is asked for, and a CRL is
+// committed only if no other was since its listing was read: the stored
+// CRL lists every revocation whose refresh has returned. In the
+// background, losing that race ends the refresh instead.
+func (e *Engine) signPCACRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
+	for attempt := 0; attempt < crlAttempts; attempt++ {
+		listedAt := e.now()
+		rec, c, err := e.getCA(ctx, tenant, caID)
+		if KindOf(err) == KindNotFound {
+			return false, nil // a purged issuer publishes nothing more
+		}
+		if err != nil {
+			return false, err
+		}
+		if !c.CRL.Enabled || len(c.Cert) == 0 {
+			return false, nil
+		}
+		if _, err := CATransition(CAOpSignCRL, c.effective(e.now())); err != nil {
+			return false, nil // a CA on its way out publishes nothing more
 		}
 		cert, err := c.certificate()
 		if err != nil {
-			return caID, storeErr(err, "CA certificate")
+			return false, storeErr(err, "CA certificate")
+		}
+		issuer, err := crlIssuer(cert)
+		if err != nil {
+			// Only a CA imported before such certificates were refused:
+			// what it revokes is recorded, it just cannot publish it.
+			e.log.Warn("CA certificate cannot sign CRLs; no CRL signed", "ca", caID)
+			return false, nil
+		}
+		crlRec, old, err := e.loadPCACRL(ctx, tenant, caID)
+		if err != nil {
+			return false, err
+		}
+		// CA records of earlier versions held the last number taken.
+		n := max(old.Number, c.CRLNumber) + 1
+		entries, err := e.revocationEntries(ctx, tenant, caID)
+		if err != nil {
+			return false, err
 		}
 		s, err := e.observed(ctx, rec.Fields[KeyField], c.KeyAlgorithm, "pca_crl")
 		if err != nil {
-			return caID, err
+			return false, err
 		}
 		now := e.now().UTC().Truncate(time.Second)
 		next := now.Add(time.Duration(c.CRL.ValidDays) * pcaDay)
@@ -157,50 +206,85 @@ func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
 			Number: big.NewInt(n), ThisUpdate: now, NextUpdate: next,
 			RevokedCertificateEntries: entries,
 			SignatureAlgorithm:        x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm),
-		}, cert, s)
+		}, issuer, s)
 		if err != nil {
-			return caID, HSMError(err, "CA key")
+			return false, HSMError(err, "CA key")
 		}
-		return caID, e.storeCRL(ctx, tenant, caID, &crlRecord{Number: n, DER: der,
-			ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()})
-	})
+		cr := &crlRecord{Number: n, DER: der, ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()}
+		err = e.savePCACRL(ctx, crlRec, tenant, caID, cr)
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
+			if background {
+				return false, nil // another replica or a write path refreshed it
+			}
+			backoff(attempt)
+			continue
+		}
+		if err != nil {
+			return false, storeErr(err, "CRL")
+		}
+		// Re-signed when half its validity has passed.
+		e.crlStored(ctx, kindPCAIndex, caID, listedAt, now.Add(next.Sub(now)/2))
+		return true, nil
+	}
+	return false, &Error{Kind: KindConflict, Code: CodeBusy, Msg: "the CRL is being replaced concurrently; retry"}
 }
 
-// storeCRL keeps cr unless a CRL with a higher number is already stored.
-func (e *Engine) storeCRL(ctx context.Context, tenant, caID string, cr *crlRecord) error {
+// revocationEntries lists the CA's revocations as CRL entries.
+func (e *Engine) revocationEntries(ctx context.Context, tenant, caID string) ([]x509.RevocationListEntry, error) {
+	page, err := e.store.List(ctx, store.Query{Kind: kindPCARevocation, Tenant: tenant,
+		Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
+	if err != nil {
+		return nil, storeErr(err, "revocation")
+	}
+	entries := make([]x509.RevocationListEntry, 0, len(page.Records))
+	for _, r := range page.Records {
+		var rv revocation
+		if err := json.Unmarshal(r.Data, &rv); err != nil {
+			return nil, storeErr(err, "revocation")
+		}
+		serial, ok := new(big.Int).SetString(rv.Serial, 16)
+		if !ok {
+			continue
+		}
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial,
+			RevocationTime: time.UnixMilli(rv.Time).UTC(), ReasonCode: rv.Reason})
+	}
+	return entries, nil
+}
+
+// loadPCACRL returns the CA's CRL record (nil when none yet) and its
+// content (zero when none).
+func (e *Engine) loadPCACRL(ctx context.Context, tenant, caID string) (*store.Record, *crlRecord, error) {
+	rec, err := e.store.Get(ctx, kindPCACRL, tenant, caID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &crlRecord{}, nil
+	}
+	if err != nil {
+		return nil, nil, storeErr(err, "CRL")
+	}
+	var cr crlRecord
+	if err := json.Unmarshal(rec.Data, &cr); err != nil {
+		return nil, nil, storeErr(err, "CRL")
+	}
+	return rec, &cr, nil
+}
+
+// savePCACRL creates the CRL record or replaces rec, version-checked.
+func (e *Engine) savePCACRL(ctx context.Context, rec *store.Record, tenant, caID string, cr *crlRecord) error {
 	data, err := json.Marshal(cr)
 	if err != nil {
 		return err
 	}
-	for attempt := 0; attempt < 50; attempt++ {
-		rec, err := e.store.Get(ctx, kindPCACRL, tenant, caID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			err = e.store.Create(ctx, &store.Record{Kind: kindPCACRL, Tenant: tenant, ID: caID, Data: data}, store.WriteOpts{})
-			if errors.Is(err, store.ErrExists) {
-				continue
-			}
-			return storeErr(err, "CRL")
-		case err != nil:
-			return storeErr(err, "CRL")
-		}
-		var old crlRecord
-		if json.Unmarshal(rec.Data, &old) == nil && old.Number >= cr.Number {
-			return nil
-		}
-		rec.Data = data
-		err = e.store.Update(ctx, rec, store.WriteOpts{})
-		if errors.Is(err, store.ErrVersionConflict) {
-			backoff(attempt)
-			continue
-		}
-		return storeErr(err, "CRL")
+	if rec == nil {
+		return e.store.Create(ctx, &store.Record{Kind: kindPCACRL, Tenant: tenant, ID: caID, Data: data}, store.WriteOpts{})
 	}
-	return &Error{Kind: KindConflict, Code: CodeBusy, Msg: "the CRL is being replaced concurrently; retry"}
+	rec.Data = data
+	return e.store.Update(ctx, rec, store.WriteOpts{})
 }
 
 // SetCRL enables (with validDays) or disables a CA's CRL. Enabling signs a
-// first CRL at once when the CA has a certificate.
+// first CRL at once when the CA has a certificate, which must be able to
+// sign CRLs.
 func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
 	name := "PCA_CA_CRL_DISABLE"
 	if enabled {
@@ -211,6 +295,16 @@ func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, va
 			return id, pcaInvalid(CodeBadParameter, "valid_days", validDays, "must be from 7 to 30")
 		}
 		_, c, err := e.transitCA(ctx, tenant, id, CAOpCRL, func(_ *store.Record, c *caRecord, _, _ string) error {
+			if enabled && len(c.Cert) > 0 {
+				cert, err := c.certificate()
+				if err != nil {
+					return storeErr(err, "CA certificate")
+				}
+				if _, err := crlIssuer(cert); err != nil {
+					return &Error{Kind: KindInvalid, Code: CodeNoCRLSign,
+						Msg: noCRLSignMsg + "; CRLs cannot be enabled for this CA"}
+				}
+			}
 			c.CRL.Enabled = enabled
 			if enabled {
 				c.CRL.ValidDays = validDays
@@ -220,15 +314,21 @@ func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, va
 		if err != nil || !enabled || len(c.Cert) == 0 {
 			return id, err
 		}
-		return id, e.refreshCRL(ctx, tenant, id)
+		return id, e.crlChanged(ctx, tenant, id)
 	})
 }
 
 // PublicCRL serves a CA's current CRL (DER) to anyone: relying parties
-// fetch it without a credential. A CRL past its next update is replaced
-// on the spot. Fetches write no event record, so that unauthenticated
-// callers cannot grow a tenant's audit chain.
+// fetch it without a credential. It only reads: no signature, no event
+// record, no store write, whatever the caller does. CRLs are signed by
+// the write paths that change them and re-signed by the background
+// refresher (RefreshDueCRLs) before their next update; one found past it
+// is still served, for relying parties to judge, and reported once to the
+// operator.
 func (e *Engine) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
+	if _, err := uuid.Parse(caID); err != nil || len(caID) != 36 {
+		return nil, pcaNotFound("CA", caID)
+	}
 	idx, err := e.store.Get(ctx, kindPCAIndex, store.PlatformTenant, caID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
@@ -247,24 +347,15 @@ func (e *Engine) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
 	if !c.CRL.Enabled {
 		return nil, &Error{Kind: KindNotFound, Code: CodeCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}
 	}
-	for attempt := 0; attempt < 2; attempt++ {
-		rec, err := e.store.Get(ctx, kindPCACRL, tenant, caID)
-		if err == nil {
-			var cr crlRecord
-			if err := json.Unmarshal(rec.Data, &cr); err != nil {
-				return nil, storeErr(err, "CRL")
-			}
-			if e.now().UnixMilli() < cr.NextUpdate || attempt > 0 {
-				return cr.DER, nil
-			}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, storeErr(err, "CRL")
-		} else if attempt > 0 {
-			break
-		}
-		if err := e.refreshCRL(ctx, tenant, caID); err != nil {
-			return nil, err
-		}
+	rec, cr, err := e.loadPCACRL(ctx, tenant, caID)
+	if err != nil {
+		return nil, err
 	}
-	return nil, &Error{Kind: KindNotFound, Code: CodeCRLDisabled, Msg: "CA " + caID + " has no CRL yet"}
+	if rec == nil || len(cr.DER) == 0 {
+		return nil, &Error{Kind: KindNotFound, Code: CodeCRLDisabled, Msg: "CA " + caID + " has no CRL yet"}
+	}
+	if e.now().UnixMilli() >= cr.NextUpdate {
+		e.crlOverdue("pca", caID, cr.NextUpdate)
+	}
+	return cr.DER, nil
 }

@@ -24,6 +24,7 @@ const (
 	CodeCAType        = "PCA.00020309" // the operation does not apply to this CA type
 	CodeBusy          = "PCA.00020310" // too many concurrent changes of one CA; retry
 	CodeExportRefused = "PCA.00020311" // the requested export format is not offered
+	CodeNoCRLSign     = "PCA.00020312" // the CA certificate cannot sign CRLs (keyUsage without cRLSign)
 )
 
 // pcaInvalid is a field error carrying a PCA code.

@@ -144,7 +144,7 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		return err
 	}
 	if revoked > 0 {
-		return e.refreshCRL(ctx, tenant, p.is.rec.ID)
+		return e.crlChanged(ctx, tenant, p.is.rec.ID)
 	}
 	return nil
 }

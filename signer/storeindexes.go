@@ -14,7 +14,9 @@ import "github.com/hsmca/hsmca/store"
 //   - API tokens by tenant;
 //   - CAs by status (the purge sweep reads the deleted ones) and the CA
 //     index by purge_at (the janitor reads the due ones). CA lists
-//     otherwise read the tenant's CAs, which the CA quota bounds.
+//     otherwise read the tenant's CAs, which the CA quota bounds;
+//   - the CA and DTS root indexes by crl_due (the CRL refresher reads
+//     the due ones).
 func StoreIndexes() []store.Index {
 	return []store.Index{
 		{Kind: kindPCACert, Field: "status"},
@@ -25,5 +27,7 @@ func StoreIndexes() []store.Index {
 		{Kind: kindToken, Field: "tenant"},
 		{Kind: kindPCACA, Field: "status"},
 		{Kind: kindPCAIndex, Field: "purge_at"},
+		{Kind: kindPCAIndex, Field: crlDueField},
+		{Kind: kindDTSRootIndex, Field: crlDueField},
 	}
 }

@@ -163,7 +163,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	go func() {
 		defer close(d.janitorDone)
 		// Purge private CAs whose scheduled deletion fell due, also in
-		// tenants nobody reads; the first round waits for the HSM to open.
+		// tenants nobody reads, and re-sign the CRLs (PCA and DTS) due
+		// for refresh; the first round waits for the HSM to open.
 		select {
 		case <-time.After(time.Minute):
 		case <-janitorCtx.Done():
