@@ -414,6 +414,10 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		if err != nil {
 			return "", err
 		}
+		names := namesOf("subject_alternative_names", in.SANs, "distinguished_name", in.DN.CommonName, nil)
+		if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), "distinguished_name"); err != nil {
+			return "", err
+		}
 		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
 		if err != nil {
 			return "", err
@@ -633,6 +637,10 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 			"is empty and no subject alternative name is given; a certificate needs a subject or a subject alternative name")
 	}
 	if err := checkCommonName(csrDNField+".common_name", subj.dn.CommonName); err != nil {
+		return nil, err
+	}
+	names := namesOf(sanField, sans, csrDNField, subj.dn.CommonName, subj.emails)
+	if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), csrDNField); err != nil {
 		return nil, err
 	}
 	cr.SANs = sans

@@ -24,6 +24,9 @@ const (
 	CodeCAType        = "PCA.00020309" // the operation does not apply to this CA type
 	CodeBusy          = "PCA.00020310" // too many concurrent changes of one CA; retry
 	CodeExportRefused = "PCA.00020311" // the requested export format is not offered
+	// CodeNameConstraint: a name of the certificate lies outside the name
+	// constraints of its issuer or of a CA above it.
+	CodeNameConstraint = "PCA.00020312"
 )
 
 // pcaInvalid is a field error carrying a PCA code.
