@@ -326,6 +326,8 @@ func TestDTSRootCAValidation(t *testing.T) {
 		{"empty organisationName", `{"organisationName": " "}`, []string{"organisationName"}},
 		{"organisationName not a string", `{"organisationName": 5}`, []string{"organisationName"}},
 		{"organisationName too long", map[string]any{"organisationName": string(make([]byte, 65))}, []string{"organisationName"}},
+		{"organisationName with a right-to-left override", map[string]any{"organisationName": "Example \u202eInc."}, []string{"organisationName"}},
+		{"organisationName with a zero-width space", map[string]any{"organisationName": "Exa\u200bmple"}, []string{"organisationName"}},
 		{"empty commonName", `{"organisationName": "X", "commonName": ""}`, []string{"commonName"}},
 		{"commonName not printable", `{"organisationName": "X", "commonName": "a_b*"}`, []string{"commonName"}},
 		{"unknown country", `{"organisationName": "X", "country": "XX"}`, []string{"country"}},

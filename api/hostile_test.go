@@ -568,3 +568,36 @@ func fillHostile(path, tenant string, which int, id string) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// TestHostileCSRSubjects sends CSRs whose subjects or names were signed as
+// they came (NUL and right-to-left override in the common name, 1,000
+// characters, an empty subject with no SAN, wildcards under public
+// suffixes): issuance and parsing answer 400 in the PCA envelope and
+// nothing is issued.
+func TestHostileCSRSubjects(t *testing.T) {
+	h := newHostileEnv(t, "bolt")
+	root := h.call("POST", pcaCAs, map[string]any{"type": "ROOT", "distinguished_name": pcaFullDN("subject root"),
+		"key_algorithm": "EC256", "signature_algorithm": "SHA256", "validity": pcaYears(10)}, false)
+	require.Equal(t, http.StatusOK, root.Status, "%s", root.Body)
+	rootID := root.Map(t)["ca_id"].(string)
+	cases := hostileSubjectCSRs(t)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	for _, dns := range []string{"*.com", "*.co.uk", "*.github.io"} {
+		cases = append(cases, struct{ name, csr, field string }{"SAN " + dns, csrOf(t, ec, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: "svc"}, DNSNames: []string{dns}}), "csr.subject_alternative_names[0].value"})
+	}
+	before := h.census()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.call("POST", pcaCerts+"/csr", map[string]any{"issuer_id": rootID, "csr": tc.csr,
+				"validity": map[string]any{"type": "DAY", "value": 30}}, false)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %.600s", r.Body)
+			checkFamilyEnvelope(t, "pca", r.Status, r.Body)
+			assert.True(t, strings.HasPrefix(r.Map(t)["error_msg"].(string), tc.field+": "), "%s", r.Body)
+			assert.Equal(t, before, h.census(), "a refused CSR left something behind")
+		})
+	}
+	assert.NotContains(t, h.Logs.String(), "\u202e", "no hostile subject reaches the log")
+	assert.NotContains(t, h.Logs.String(), "panic")
+}

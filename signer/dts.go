@@ -244,8 +244,8 @@ func (e *Engine) checkManagedRoot(tenant string, in DTSRootCAInput) (*dtsRootPla
 			f.add("organisationName", org, "must not be empty")
 		case len(org) > dtsNameMax:
 			f.add("organisationName", org, "must be at most 64 characters")
-		case hasControl(org):
-			f.add("organisationName", nil, "must not contain control characters")
+		case hasUnsafeText(org):
+			f.add("organisationName", nil, "must not contain control, format or bidirectional characters")
 		}
 	}
 	cn := tenant + " DTS CA"

@@ -397,6 +397,9 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 			if err := withinIssuer(nb, na, is.cert); err != nil {
 				return "", err
 			}
+			if err := e.checkCANames(ctx, tenant, is, *in.DN); err != nil {
+				return "", err
+			}
 		}
 	}
 	c.KeyUsages = keyUsageList(ku | x509.KeyUsageCertSign | x509.KeyUsageCRLSign)
@@ -699,6 +702,9 @@ func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivat
 				return err
 			}
 			if err := withinIssuer(nb, na, is.cert); err != nil {
+				return err
+			}
+			if err := e.checkCANames(ctx, tenant, is, c.DN); err != nil {
 				return err
 			}
 			csr, err := x509.ParseCertificateRequest(c.CSR)

@@ -14,9 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
-	"net/mail"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -195,67 +192,6 @@ func (e *Engine) getCert(ctx context.Context, tenant, id string) (*store.Record,
 	return getPCARecord[certRecord](ctx, e, kindPCACert, "certificate", tenant, id)
 }
 
-// checkSANs validates the requested names and sorts them into a template.
-func checkSANs(sans []SAN, t *x509.Certificate) error {
-	if len(sans) > maxSANs {
-		return pcaInvalid(CodeBadParameter, "subject_alternative_names", len(sans), fmt.Sprintf("at most %d names", maxSANs))
-	}
-	for i, s := range sans {
-		field := fmt.Sprintf("subject_alternative_names[%d].value", i)
-		if s.Value == "" || len(s.Value) > 255 || !utf8.ValidString(s.Value) || hasControl(s.Value) {
-			return pcaInvalid(CodeBadParameter, field, s.Value, "must be 1 to 255 printable characters")
-		}
-		switch s.Type {
-		case "DNS":
-			if !validDNSName(s.Value) {
-				return pcaInvalid(CodeBadParameter, field, s.Value, "is not a DNS name")
-			}
-			t.DNSNames = append(t.DNSNames, s.Value)
-		case "IP":
-			ip := net.ParseIP(s.Value)
-			if ip == nil {
-				return pcaInvalid(CodeBadIP, field, s.Value, "is not an IP address")
-			}
-			t.IPAddresses = append(t.IPAddresses, ip)
-		case "EMAIL":
-			a, err := mail.ParseAddress(s.Value)
-			if err != nil || a.Address != s.Value || a.Name != "" {
-				return pcaInvalid(CodeBadParameter, field, s.Value, "is not an email address")
-			}
-			t.EmailAddresses = append(t.EmailAddresses, s.Value)
-		case "URI":
-			u, err := url.Parse(s.Value)
-			if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
-				return pcaInvalid(CodeBadParameter, field, s.Value, "is not an absolute URI")
-			}
-			t.URIs = append(t.URIs, u)
-		default:
-			return pcaInvalid(CodeBadSANType, fmt.Sprintf("subject_alternative_names[%d].type", i), s.Type,
-				"must be DNS, IP, EMAIL or URI")
-		}
-	}
-	return nil
-}
-
-// validDNSName accepts host names, with one leading wildcard label.
-func validDNSName(s string) bool {
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "*."), ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(s, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func sansOf(c *x509.Certificate) []SAN {
 	var out []SAN
 	for _, v := range c.DNSNames {
@@ -342,7 +278,8 @@ type CSRInfo struct {
 	DN                 DistinguishedName
 }
 
-// ParseCSR reads a CSR for the caller, with the same checks as issuance.
+// ParseCSR reads a CSR for the caller, with the same checks of the CSR and
+// its subject as issuance.
 func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo, error) {
 	var out *CSRInfo
 	err := e.run(ctx, tenant, "PCA_CSR_PARSE", func() (string, error) {
@@ -355,8 +292,15 @@ func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo,
 			return "", err
 		}
 		family := strings.TrimRight(alg, "0123456789")
+		subj, err := checkCSRSubject(csr.RawSubject)
+		if err != nil {
+			return "", err
+		}
+		if err := checkCommonName(csrDNField+".common_name", subj.dn.CommonName); err != nil {
+			return "", err
+		}
 		out = &CSRInfo{KeyAlgorithm: family, KeyLength: bits, SignatureAlgorithm: hashOf(csr.SignatureAlgorithm),
-			PublicKeyPEM: pcaPEM("PUBLIC KEY", spki), DN: dnFromPKIX(csr.Subject)}
+			PublicKeyPEM: pcaPEM("PUBLIC KEY", spki), DN: subj.dn}
 		if family == "ED" || alg == "ED25519" {
 			out.KeyAlgorithm, out.SignatureAlgorithm = "ED25519", "ED25519"
 		}
@@ -460,11 +404,18 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		}
 		tmpl := &x509.Certificate{Subject: in.DN.pkixName(), BasicConstraintsValid: true,
 			KeyUsage: ku, ExtKeyUsage: eku.list()}
-		if err := checkSANs(in.SANs, tmpl); err != nil {
+		if err := checkSANs("subject_alternative_names", in.SANs, tmpl); err != nil {
+			return "", err
+		}
+		if err := checkCommonName("distinguished_name.common_name", in.DN.CommonName); err != nil {
 			return "", err
 		}
 		is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
 		if err != nil {
+			return "", err
+		}
+		names := namesOf("subject_alternative_names", in.SANs, "distinguished_name", in.DN.CommonName, nil)
+		if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), "distinguished_name"); err != nil {
 			return "", err
 		}
 		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
@@ -633,7 +584,11 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 	if err != nil {
 		return nil, err
 	}
-	cr := &certRecord{certSummary: certSummary{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: dnFromPKIX(csr.Subject)}}
+	subj, err := checkCSRSubject(csr.RawSubject)
+	if err != nil {
+		return nil, err
+	}
+	cr := &certRecord{certSummary: certSummary{Type: typ, KeyAlgorithm: alg, GenMode: "CSR", DN: subj.dn}}
 	var tmpl *x509.Certificate
 	if typ == CertTypeIntermediate {
 		pathLen := 0
@@ -642,6 +597,9 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 		}
 		if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
 			return nil, err
+		}
+		if subj.empty {
+			return nil, pcaInvalid(CodeBadDN, csrDNField, nil, "is empty; a CA certificate needs a subject")
 		}
 		tmpl = caTemplate(cr.DN, nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
 		cr.PathLength = &pathLen
@@ -663,15 +621,26 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 			NotBefore: nb, NotAfter: na}
 		cr.EKU = eku
 	}
-	// The subject goes over byte for byte, attributes the family does
-	// not name included.
-	tmpl.RawSubject = csr.RawSubject
-	sans := in.SANs
+	// The subject is the one checkCSRSubject built from the CSR's checked
+	// attributes, never the CSR's own bytes.
+	tmpl.RawSubject = subj.raw
+	sans, sanField := in.SANs, "subject_alternative_names"
 	if len(sans) == 0 {
-		sans = sansOf(&x509.Certificate{DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
-			EmailAddresses: csr.EmailAddresses, URIs: csr.URIs})
+		sans, sanField = sansOf(&x509.Certificate{DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
+			EmailAddresses: csr.EmailAddresses, URIs: csr.URIs}), "csr.subject_alternative_names"
 	}
-	if err := checkSANs(sans, tmpl); err != nil {
+	if err := checkSANs(sanField, sans, tmpl); err != nil {
+		return nil, err
+	}
+	if subj.empty && len(sans) == 0 {
+		return nil, pcaInvalid(CodeBadDN, csrDNField, nil,
+			"is empty and no subject alternative name is given; a certificate needs a subject or a subject alternative name")
+	}
+	if err := checkCommonName(csrDNField+".common_name", subj.dn.CommonName); err != nil {
+		return nil, err
+	}
+	names := namesOf(sanField, sans, csrDNField, subj.dn.CommonName, subj.emails)
+	if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), csrDNField); err != nil {
 		return nil, err
 	}
 	cr.SANs = sans

@@ -25,6 +25,9 @@ const (
 	CodeBusy          = "PCA.00020310" // too many concurrent changes of one CA; retry
 	CodeExportRefused = "PCA.00020311" // the requested export format is not offered
 	CodeNoCRLSign     = "PCA.00020312" // the CA certificate cannot sign CRLs (keyUsage without cRLSign)
+	// CodeNameConstraint: a name of the certificate lies outside the name
+	// constraints of its issuer or of a CA above it.
+	CodeNameConstraint = "PCA.00020313"
 )
 
 // pcaInvalid is a field error carrying a PCA code.

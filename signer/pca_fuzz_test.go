@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"testing"
@@ -51,4 +52,33 @@ func FuzzPCAParseCerts(f *testing.F) {
 func randomSerialForFuzz() *big.Int {
 	n, _ := randomSerial()
 	return n
+}
+
+// The subject reader takes any bytes a CSR may carry as its subject: it
+// never panics, refuses with a PCA code, and what it builds reads back to
+// the same subject.
+func FuzzPCACheckCSRSubject(f *testing.F) {
+	for _, n := range []pkix.Name{{CommonName: "fuzz"}, {}, {Country: []string{"DE"}, Organization: []string{"Müller"},
+		OrganizationalUnit: []string{"a", "b"}, CommonName: "*.example.com"}} {
+		der, _ := asn1.Marshal(n.ToRDNSequence())
+		f.Add(der)
+	}
+	f.Add([]byte{0x30, 0x00})
+	f.Add([]byte{0x30, 0x80})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s, err := checkCSRSubject(raw)
+		if err != nil {
+			if AsError(err).Code == "" {
+				t.Fatalf("refusal without a PCA code: %v", err)
+			}
+			return
+		}
+		again, err := checkCSRSubject(s.raw)
+		if err != nil {
+			t.Fatalf("the subject built does not read back: %v", err)
+		}
+		if again.dn != s.dn || string(again.raw) != string(s.raw) {
+			t.Fatalf("the subject changed on reading back: %+v, %+v", s.dn, again.dn)
+		}
+	})
 }

@@ -75,8 +75,8 @@ func (d DistinguishedName) check(all bool) error {
 			continue
 		case strings.TrimSpace(f.v) != f.v:
 			return pcaInvalid(CodeBadDN, field, f.v, "must not start or end with spaces")
-		case !utf8.ValidString(f.v) || hasControl(f.v):
-			return pcaInvalid(CodeBadDN, field, f.v, "must be printable text")
+		case hasUnsafeText(f.v):
+			return pcaInvalid(CodeBadDN, field, nil, unsafeTextMsg)
 		case utf8.RuneCountInString(f.v) > f.max:
 			return pcaInvalid(CodeBadDN, field, f.v, fmt.Sprintf("must be at most %d characters", f.max))
 		}
