@@ -50,7 +50,7 @@ func (s *server) throttle(c *gin.Context, f Family, caller signer.Caller, answer
 		wait, err = s.eng.Throttle(c.Request.Context(), caller.Principal, rl.RequestsPerSecond, rl.burst())
 	}
 	if err != nil {
-		s.log.Warn("rate limiter unavailable; request admitted", "request_id", c.GetString("request_id"), "err", err.Error())
+		s.log.Warn("rate limiter unavailable; request admitted", "request_id", c.GetString("request_id"), "err", clip(err.Error(), maxLoggedField))
 		return true
 	}
 	if wait <= 0 {

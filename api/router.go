@@ -22,6 +22,9 @@ type Options struct {
 	TrustedProxy bool
 	// RateLimit limits each credential's request rate (ratelimit.go).
 	RateLimit RateLimit
+	// HSTS adds Strict-Transport-Security to every answer: set it when the
+	// listener serves TLS.
+	HSTS bool
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -58,10 +61,17 @@ type server struct {
 	engine *gin.Engine
 }
 
+// Handler is the HTTP handler of every family: the Gin engine behind the
+// edge checks every request meets first (edge.go).
+type Handler struct {
+	*gin.Engine
+	s *server
+}
+
 // Router builds the HTTP handler with every family mounted.
-func Router(o Options) *gin.Engine {
-	r, _ := build(o)
-	return r
+func Router(o Options) *Handler {
+	r, s := build(o)
+	return &Handler{Engine: r, s: s}
 }
 
 // Routes returns the access table of a router built with o: every route,
@@ -128,6 +138,7 @@ func (s *server) handle(f Family, method, path string, a Access, h ...gin.Handle
 		panic("api: route without any allowed role: " + key)
 	}
 	s.routes[key] = RouteInfo{Method: method, Path: path, Family: f.Name, Access: a}
+	s.eng.Metrics().AllowRoutes(path)
 	chain := append([]gin.HandlerFunc{s.guard(f, a)}, h...)
 	s.engine.Handle(method, path, chain...)
 }

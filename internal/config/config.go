@@ -58,6 +58,9 @@ type Config struct {
 		IdleTimeout       time.Duration `yaml:"idle_timeout"`
 		ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 		MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+		// MaxHeaderBytes bounds the request line and headers together
+		// (plus Go's 4 KiB allowance): beyond it the server answers 431.
+		MaxHeaderBytes int `yaml:"max_header_bytes"`
 	} `yaml:"http"`
 
 	// RateLimit bounds each credential's request rate (every API token and
@@ -107,6 +110,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
+	{"HSMCA_MAX_HEADER_BYTES", "http.max_header_bytes", "bytes of request line and headers a request may send (default 16384; 431 beyond)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -114,6 +118,11 @@ var Env = []struct{ Name, Field, Help string }{
 // far above what a person or a well-behaved integration sends, well below
 // what lets one tenant's runaway client take the HSM from the others.
 const DefaultRateLimit float64 = 100
+
+// DefaultMaxHeaderBytes bounds a request's line and headers: room for an
+// administrator's URL-encoded certificate chain many times over, far
+// below what a client could use to make each request costly.
+const DefaultMaxHeaderBytes = 16 << 10
 
 // Load reads path (may be empty), applies the environment and defaults, and
 // validates the result.
@@ -194,6 +203,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		c.RateLimit.Burst = n
 	}
+	if v, ok := get("HSMCA_MAX_HEADER_BYTES"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("config: HSMCA_MAX_HEADER_BYTES: want a positive number of bytes, got %q", v)
+		}
+		c.HTTP.MaxHeaderBytes = n
+	}
 	if v, ok := get("HSMCA_TRUSTED_PROXY"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -267,6 +283,9 @@ func (c *Config) defaults() {
 		rps := DefaultRateLimit
 		c.RateLimit.RequestsPerSecond = &rps
 	}
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if c.InventoryInterval <= 0 {
 		c.InventoryInterval = 30 * time.Second
 	}
@@ -303,6 +322,9 @@ func (c *Config) validate() error {
 	}
 	if c.RateLimit.Burst < 0 || c.RateLimit.Burst > 1e6 {
 		errs = append(errs, fmt.Sprintf("rate_limit.burst %d: want 0 (twice the rate) to 1000000", c.RateLimit.Burst))
+	}
+	if n := c.HTTP.MaxHeaderBytes; n < 4<<10 || n > 1<<20 {
+		errs = append(errs, fmt.Sprintf("http.max_header_bytes %d: want 4096 to 1048576", n))
 	}
 	for res, n := range c.Quotas {
 		if n < 0 {

@@ -35,6 +35,24 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 5*time.Second, c.HTTP.ReadHeaderTimeout)
 	assert.Equal(t, int64(1<<20), c.HTTP.MaxBodyBytes)
 	assert.Equal(t, filepath.Join(".data", "admin.sock"), c.AdminSocket)
+	assert.Equal(t, 16384, c.HTTP.MaxHeaderBytes)
+}
+
+func TestEdgeSettings(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+http:
+  max_header_bytes: 8192
+`), 0o600))
+	c, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 8192, c.HTTP.MaxHeaderBytes)
+	t.Setenv("HSMCA_MAX_HEADER_BYTES", "65536")
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 65536, c.HTTP.MaxHeaderBytes)
 }
 
 func TestFileThenEnv(t *testing.T) {
@@ -82,6 +100,9 @@ func TestInvalid(t *testing.T) {
 		"bad log level":      {env: map[string]string{"HSMCA_LOG_LEVEL": "loud"}, want: "log_level"},
 		"unknown yaml key":   {file: "listen_adr: x\n", want: "listen_adr"},
 		"bad trusted proxy":  {env: map[string]string{"HSMCA_TRUSTED_PROXY": "maybe"}, want: "HSMCA_TRUSTED_PROXY"},
+		"bad header limit":   {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "0"}, want: "HSMCA_MAX_HEADER_BYTES"},
+		"tiny header limit":  {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "100"}, want: "http.max_header_bytes"},
+		"huge header limit":  {file: "http:\n  max_header_bytes: 10000000\n", want: "http.max_header_bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			clearEnv(t)

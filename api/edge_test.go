@@ -1,0 +1,143 @@
+package api_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/api"
+	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/signer"
+)
+
+// rawDo sends one request through the whole router in-process, from
+// remote (host:port), with the given headers; Host may be among them.
+func rawDo(h http.Handler, method, path, remote, body string, headers ...string) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.RemoteAddr = remote
+	req.Host = "127.0.0.1:8080"
+	for i := 0; i+1 < len(headers); i += 2 {
+		if strings.EqualFold(headers[i], "Host") {
+			req.Host = headers[i+1]
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// A method outside the standard set answers 501 on every path, in the
+// envelope of the family whose URL space holds the path, before routing:
+// also where the path exists. A standard method a route does not take
+// still answers 405.
+func TestUnknownMethodsAnswer501(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	for _, tc := range []struct{ path, family string }{
+		{"/healthz", "native"},
+		{"/v1/keys", "native"},
+		{"/v1/nothing-here", "native"},
+		{"/v1/ecosystems/certificates/ca", "native"},
+		{"/v1/private-certificate-authorities", "pca"},
+		{"/v1/private-certificates/x", "pca"},
+		{"/v2/acme/apigw/certificates", "apig"},
+		{"/v1/admins", "czertainly"},
+		{"/v1/local/admins", "czertainly"},
+	} {
+		for _, m := range []string{"BREW", "PROPFIND", "get", "ABCDEFGHIJKLMNOP"} {
+			r := env.Do(m, tc.path, "", nil)
+			assert.Equal(t, http.StatusNotImplemented, r.Status, "%s %s: %s", m, tc.path, r.Body)
+			checkFamilyEnvelope(t, tc.family, r.Status, r.Body)
+			assert.Equal(t, "nosniff", r.Header.Get("X-Content-Type-Options"))
+		}
+	}
+	r := env.Do("DELETE", "/healthz", "", nil)
+	assert.Equal(t, http.StatusMethodNotAllowed, r.Status)
+	checkFamilyEnvelope(t, "native", r.Status, r.Body)
+	r = env.Do("PUT", "/v1/admins/x/enable/y", "", nil)
+	assert.Equal(t, http.StatusNotFound, r.Status)
+
+	body := scrape(t, env)
+	assert.Contains(t, body, `hsmca_http_requests_total{code="5xx",method="OTHER",route="unmatched"} 36`)
+	assert.NotContains(t, body, "BREW")
+	assert.NotContains(t, body, "PROPFIND")
+}
+
+func scrape(t *testing.T, env *apitest.Env) string {
+	t.Helper()
+	r := env.Do("GET", "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	return string(r.Body)
+}
+
+// Every answer says X-Content-Type-Options: nosniff, redirects and errors
+// included; Strict-Transport-Security only when the listener serves TLS.
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	for _, hsts := range []bool{false, true} {
+		h := api.Router(api.Options{Engine: env.Engine, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HSTS: hsts})
+		for _, tc := range []struct {
+			method, path string
+			status       int
+		}{
+			{"GET", "/healthz", 200},
+			{"GET", "/openapi.yaml", 200},
+			{"GET", "/metrics", 200},
+			{"GET", "/healthz/", http.StatusMovedPermanently},
+			{"GET", "/v1/keys", 401},
+			{"GET", "/v1/none", 404},
+			{"DELETE", "/healthz", 405},
+			{"BREW", "/healthz", 501},
+		} {
+			rec := rawDo(h, tc.method, tc.path, "192.0.2.1:1000", "")
+			assert.Equal(t, tc.status, rec.Code, "%s %s", tc.method, tc.path)
+			assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), "%s %s", tc.method, tc.path)
+			if hsts {
+				assert.Equal(t, "max-age=63072000", rec.Header().Get("Strict-Transport-Security"), "%s %s", tc.method, tc.path)
+			} else {
+				assert.Empty(t, rec.Header().Get("Strict-Transport-Security"), "%s %s", tc.method, tc.path)
+			}
+		}
+	}
+}
+
+// An imported key of an odd size signs under the fixed key_algorithm
+// value RSA_OTHER: it adds no series of its own.
+func TestOddKeySizeAddsNoSeries(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	k := newHostileKit(t)
+	tenant := "acme"
+	tok := env.NewToken(tenant, signer.RoleAdmin)
+	key, err := rsa.GenerateKey(rand.Reader, 2049)
+	require.NoError(t, err)
+	body := k.apigBody("odd_size", k.selfSigned(key, nil, nil), k.keyPEM(key))
+	r := env.Do("POST", "/v2/"+tenant+"/apigw/certificates", tok, body)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	id := r.Map(t)["id"].(string)
+	r = env.Do("POST", "/v1/keys/"+id+"/sign", tok, map[string]any{"message": base64.StdEncoding.EncodeToString([]byte("odd"))})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+
+	out := scrape(t, env)
+	assert.Contains(t, out, `hsmca_signing_duration_seconds_count{key_algorithm="RSA_OTHER",operation="key_sign"} 1`)
+	assert.NotContains(t, out, "RSA2049")
+	for _, line := range strings.Split(out, "\n") {
+		if m := regexp.MustCompile(`key_algorithm="([^"]*)"`).FindStringSubmatch(line); m != nil {
+			assert.Contains(t, []string{"EC256", "EC384", "EC521", "RSA2048", "RSA3072", "RSA4096", "ED25519", "RSA_OTHER", "OTHER"}, m[1])
+		}
+	}
+}
