@@ -31,6 +31,9 @@ func bearer(c *gin.Context) string {
 // credential, 403 with one that lacks the role.
 func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if a.Public && !a.Unlimited && !s.publicThrottle(c, f) {
+			return
+		}
 		if !s.admitBody(c, f) {
 			return
 		}

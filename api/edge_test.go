@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -113,6 +114,73 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 				assert.Empty(t, rec.Header().Get("Strict-Transport-Security"), "%s %s", tc.method, tc.path)
 			}
 		}
+	}
+}
+
+var routeParam = regexp.MustCompile(`:\w+`)
+
+// Every public route that does work (every Access{Public} route but the
+// probes and the scrape) is limited per client address: past the burst,
+// 429 with Retry-After in the route's family envelope; another address
+// is unaffected; the probes and the scrape are never limited.
+func TestPublicRoutesRateLimitedPerAddress(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	const burst = 3
+	// A refill of one request per 100 s: nothing refills during the test.
+	o := api.Options{Engine: env.Engine, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: 0.01, Burst: burst}}
+	h := api.Router(o)
+	limited := 0
+	for _, ri := range api.Routes(o) {
+		if !ri.Access.Public {
+			continue
+		}
+		path := routeParam.ReplaceAllString(ri.Path, "x")
+		if ri.Access.Unlimited {
+			assert.Contains(t, []string{"/healthz", "/readyz", "/metrics"}, ri.Path, "only the probes and the scrape are unlimited")
+			for i := 0; i < 10*burst; i++ {
+				rec := rawDo(h, ri.Method, path, "192.0.2.50:1000", "")
+				require.NotEqual(t, http.StatusTooManyRequests, rec.Code, ri.Path)
+			}
+			continue
+		}
+		limited++
+		remote := "192.0.2." + strconv.Itoa(limited) + ":1000"
+		for i := 0; i < burst; i++ {
+			rec := rawDo(h, ri.Method, path, remote, "")
+			require.NotEqual(t, http.StatusTooManyRequests, rec.Code, "%s request %d", ri.Path, i)
+		}
+		rec := rawDo(h, ri.Method, path, remote, "")
+		require.Equal(t, http.StatusTooManyRequests, rec.Code, "%s %s", ri.Method, ri.Path)
+		checkFamilyEnvelope(t, ri.Family, rec.Code, rec.Body.Bytes())
+		secs, err := strconv.Atoi(rec.Header().Get("Retry-After"))
+		require.NoError(t, err, "Retry-After: %q", rec.Header().Get("Retry-After"))
+		assert.Equal(t, 100, secs)
+		// Another port of the same address: the same client.
+		assert.Equal(t, http.StatusTooManyRequests, rawDo(h, ri.Method, path, "192.0.2."+strconv.Itoa(limited)+":2000", "").Code)
+		// X-Forwarded-For is not believed without a trusted proxy.
+		assert.Equal(t, http.StatusTooManyRequests, rawDo(h, ri.Method, path, remote, "", "X-Forwarded-For", "203.0.113.77").Code)
+		// Another address is not limited.
+		assert.NotEqual(t, http.StatusTooManyRequests, rawDo(h, ri.Method, path, "198.51.100.1:1000", "").Code)
+	}
+	assert.GreaterOrEqual(t, limited, 3, "the CRLs of both families and the OpenAPI document are limited")
+
+	// Behind a trusted proxy the client is the last X-Forwarded-For entry.
+	o.TrustedProxy = true
+	px := api.Router(o)
+	crl := "/v1/private-certificate-authorities/x/crl"
+	for i := 0; i < burst; i++ {
+		require.NotEqual(t, http.StatusTooManyRequests, rawDo(px, "GET", crl, "127.0.0.1:1000", "", "X-Forwarded-For", "1.2.3.4, 203.0.113.5").Code)
+	}
+	assert.Equal(t, http.StatusTooManyRequests, rawDo(px, "GET", crl, "127.0.0.1:1000", "", "X-Forwarded-For", "9.9.9.9, 203.0.113.5").Code,
+		"entries before the proxy's own are the client's to invent")
+	assert.NotEqual(t, http.StatusTooManyRequests, rawDo(px, "GET", crl, "127.0.0.1:1000", "", "X-Forwarded-For", "203.0.113.6").Code,
+		"another client behind the same proxy")
+
+	// Zero disables the limit.
+	off := api.Router(api.Options{Engine: env.Engine, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for i := 0; i < 10*burst; i++ {
+		require.NotEqual(t, http.StatusTooManyRequests, rawDo(off, "GET", crl, "192.0.2.200:1000", "").Code)
 	}
 }
 

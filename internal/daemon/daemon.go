@@ -131,10 +131,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.RequestsPerSecond; p != nil {
 		rps = *p
 	}
+	publicRPS := config.DefaultPublicRateLimit
+	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
+		publicRPS = *p
+	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
-		RateLimit: api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
-		HSTS:      tlsConf != nil})
+		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
+		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
+		HSTS:            tlsConf != nil})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)

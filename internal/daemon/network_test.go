@@ -129,6 +129,37 @@ func TestPlainHTTPHasNoHSTS(t *testing.T) {
 	assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
 }
 
+// TestPublicRateLimitFromConfig: rate_limit.public_* reach the router: a
+// client address past the burst on a CRL route gets 429 with Retry-After,
+// while the probes stay unlimited.
+func TestPublicRateLimitFromConfig(t *testing.T) {
+	cfg := testConfig(t, testenv.NewToken(t))
+	rps := 0.01 // one request per 100 s: nothing refills during the test
+	cfg.RateLimit.PublicRequestsPerSecond = &rps
+	cfg.RateLimit.PublicBurst = 2
+	d, _ := startDaemon(t, cfg, nil)
+	base := "http://" + d.Addr()
+	crl := base + "/v1/private-certificate-authorities/5b6f2c1e-3a4d-4e8f-9a0b-1c2d3e4f5a6b/crl"
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; i < 2; i++ {
+		resp, err := client.Get(crl)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.NotEqual(t, http.StatusTooManyRequests, resp.StatusCode, "request %d of the burst", i)
+	}
+	resp, err := client.Get(crl)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "100", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(raw), `"error_code":"APIG.0308"`)
+	for i := 0; i < 10; i++ {
+		code, _ := get(t, base+"/healthz")
+		assert.Equal(t, http.StatusOK, code)
+	}
+}
+
 // TestHTTPServerTimeouts: the listener's read-header, read, write and idle
 // timeouts are the configured ones (defaults included), so that no client
 // holds a connection or a handler's goroutine without bound.
