@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -117,4 +118,24 @@ func TestClip(t *testing.T) {
 	assert.Equal(t, strings.Repeat("a", 32)+"...(60000 bytes)", got)
 	got = clip(strings.Repeat("é", 20), 5) // 2-byte runes: cut on a boundary
 	assert.Equal(t, "éé...(40 bytes)", got)
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for _, h := range []string{"127.0.0.1", "127.0.0.1:8080", "localhost", "LOCALHOST:8080", "[::1]:8080", "::1", "127.1.2.3:1"} {
+		assert.True(t, loopbackHost(h), h)
+	}
+	for _, h := range []string{"", "evil.example", "evil.example:8080", "localhost.evil.example", "10.0.0.1:8080", "[2001:db8::1]:80", "0.0.0.0"} {
+		assert.False(t, loopbackHost(h), h)
+	}
+}
+
+func TestRelayed(t *testing.T) {
+	assert.False(t, relayed(http.Header{"Content-Type": {"application/json"}, "User-Agent": {"curl"}}))
+	for _, h := range []string{"Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Anything",
+		"X-Original-Forwarded-For", "X-Real-Ip", "Forwarded", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip",
+		"Fastly-Client-Ip", "X-Cluster-Client-Ip", "Client-Ip", "X-Proxyuser-Ip", "X-App-Certificate"} {
+		hdr := http.Header{}
+		hdr.Set(h, "x")
+		assert.True(t, relayed(hdr), h)
+	}
 }

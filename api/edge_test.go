@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/internal/testpki"
+	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -182,6 +186,123 @@ func TestPublicRoutesRateLimitedPerAddress(t *testing.T) {
 	for i := 0; i < 10*burst; i++ {
 		require.NotEqual(t, http.StatusTooManyRequests, rawDo(off, "GET", crl, "192.0.2.200:1000", "").Code)
 	}
+}
+
+// /readyz tells why only to a direct loopback caller or a caller with a
+// valid credential; everyone else reads the status and the failing
+// components' names, never the reasons (token label, PIN, Redis address).
+func TestReadyzViews(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tok := env.NewToken("acme", signer.RoleAuditor)
+	admin := testpki.NewCA(t, "readyz admin CA").Issue(t, testpki.Options{CommonName: "root"})
+	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
+	_, err := env.Engine.BootstrapAdmin(ctx, signer.AdminInput{Username: "root", Certificate: admin.B64()},
+		signer.BootstrapOptions{ProfileOptional: true, Recover: true})
+	require.NoError(t, err)
+	stranger := testpki.NewCA(t, "other CA").Issue(t, testpki.Options{CommonName: "nobody"})
+
+	// An engine whose HSM failed with a reason that names the token and PIN.
+	down := signer.New(signer.Options{Store: env.Store, Metrics: metrics.New("test"), Logger: quiet})
+	t.Cleanup(func() { down.Close() })
+	const reason = `opening token "secret-label": login: CKR_PIN_INCORRECT`
+	down.SetHSMDown(reason)
+
+	type view struct {
+		name    string
+		trusted bool
+		remote  string
+		headers []string
+		detail  bool
+	}
+	views := []view{
+		{"anonymous, remote", false, "192.0.2.10:4000", nil, false},
+		{"loopback, direct", false, "127.0.0.1:4000", nil, true},
+		{"loopback, IPv6", false, "[::1]:4000", nil, true},
+		{"loopback through a proxy", false, "127.0.0.1:4000", []string{"X-Forwarded-For", "192.0.2.10"}, false},
+		{"loopback through a proxy (Via)", false, "127.0.0.1:4000", []string{"Via", "1.1 proxy"}, false},
+		{"loopback in trusted-proxy mode", true, "127.0.0.1:4000", nil, false},
+		{"remote with a token", false, "192.0.2.10:4000", []string{"Authorization", "Bearer " + tok}, true},
+		{"remote with a revoked-looking token", false, "192.0.2.10:4000", []string{"Authorization", "Bearer hsmca_" + strings.Repeat("A", 43)}, false},
+		{"remote with an admin certificate", true, "192.0.2.10:4000", []string{"X-APP-CERTIFICATE", admin.B64()}, true},
+		{"remote with an unknown certificate", true, "192.0.2.10:4000", []string{"X-APP-CERTIFICATE", stranger.B64()}, false},
+	}
+	for _, v := range views {
+		t.Run(v.name, func(t *testing.T) {
+			// Not ready.
+			h := api.Router(api.Options{Engine: down, Logger: quiet, TrustedProxy: v.trusted})
+			rec := rawDo(h, "GET", "/readyz", v.remote, "", v.headers...)
+			require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &m))
+			assert.Equal(t, "not ready", m["status"])
+			assert.Equal(t, []any{"hsm"}, m["failing"])
+			if v.detail {
+				assert.Contains(t, m["checks"].(map[string]any)["hsm"], reason, rec.Body.String())
+			} else {
+				assert.JSONEq(t, `{"status":"not ready","failing":["hsm"]}`, rec.Body.String())
+			}
+
+			// Ready.
+			h = api.Router(api.Options{Engine: env.Engine, Logger: quiet, TrustedProxy: v.trusted})
+			rec = rawDo(h, "GET", "/readyz", v.remote, "", v.headers...)
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			if v.detail {
+				assert.JSONEq(t, `{"status":"ready","checks":{"hsm":"ok","store":"ok"}}`, rec.Body.String())
+			} else {
+				assert.JSONEq(t, `{"status":"ready"}`, rec.Body.String())
+			}
+		})
+	}
+}
+
+// The first-administrator bootstrap refuses whatever a web page in a
+// browser on the host could send, and whatever a local proxy adds: 403
+// in the CZERTAINLY envelope, and no administrator is created.
+func TestLocalAdminsRefusesBrowsersAndProxies(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	h := api.Router(api.Options{Engine: env.Engine, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	first := testpki.NewCA(t, "CA").Issue(t, testpki.Options{CommonName: "first"})
+	body := mustJSON(t, map[string]any{"adminCertificate": first.B64(), "username": "first", "name": "F", "surname": "S",
+		"email": "first@example.com", "role": "superAdministrator"})
+	const local = "127.0.0.1:40000"
+	jsonCT := []string{"Content-Type", "application/json"}
+
+	refused := map[string][]string{
+		"Origin of a page":                 append([]string{"Origin", "https://evil.example"}, jsonCT...),
+		"Origin null":                      append([]string{"Origin", "null"}, jsonCT...),
+		"Origin of localhost":              append([]string{"Origin", "http://127.0.0.1:8080"}, jsonCT...),
+		"Sec-Fetch-Site cross-site":        append([]string{"Sec-Fetch-Site", "cross-site"}, jsonCT...),
+		"Sec-Fetch-Site same-site":         append([]string{"Sec-Fetch-Site", "same-site"}, jsonCT...),
+		"Sec-Fetch-Site same-origin":       append([]string{"Sec-Fetch-Site", "same-origin"}, jsonCT...),
+		"no Content-Type":                  nil,
+		"text/plain":                       {"Content-Type", "text/plain"},
+		"form":                             {"Content-Type", "application/x-www-form-urlencoded"},
+		"multipart":                        {"Content-Type", "multipart/form-data; boundary=x"},
+		"+json is not application/json":    {"Content-Type", "application/merge-patch+json"},
+		"unparseable Content-Type":         {"Content-Type", "application/json; ;"},
+		"Host of another name (rebinding)": append([]string{"Host", "evil.example:8080"}, jsonCT...),
+	}
+	for _, hdr := range []string{"Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+		"X-Forwarded-Server", "X-Original-Forwarded-For", "Forwarded", "X-Real-IP", "X-Client-IP", "True-Client-IP",
+		"CF-Connecting-IP", "Fastly-Client-IP", "X-Cluster-Client-IP", "Client-IP", "X-ProxyUser-Ip", "X-Original-URL",
+		"X-Envoy-External-Address", "X-APP-CERTIFICATE"} {
+		refused["proxy header "+hdr] = append([]string{hdr, "192.0.2.1"}, jsonCT...)
+	}
+	for name, headers := range refused {
+		rec := rawDo(h, "POST", "/v1/local/admins", local, body, headers...)
+		assert.Equal(t, http.StatusForbidden, rec.Code, "%s: %s", name, rec.Body)
+		checkFamilyEnvelope(t, "czertainly", rec.Code, rec.Body.Bytes())
+	}
+	admins, err := env.Engine.ListAdmins(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, admins, "no refused request created an administrator")
+
+	// What the ops tools send is accepted: JSON (with a charset), a
+	// loopback Host by name, and Sec-Fetch-Site: none (typed by the user).
+	rec := rawDo(h, "POST", "/v1/local/admins", local, body, "Content-Type", "application/json; charset=utf-8",
+		"Host", "localhost:8080", "Sec-Fetch-Site", "none", "User-Agent", "curl/8")
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
 }
 
 // An imported key of an odd size signs under the fixed key_algorithm
