@@ -2,7 +2,9 @@ package api
 
 import (
 	"crypto/x509"
+	"mime"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -31,11 +33,20 @@ func bearer(c *gin.Context) string {
 // credential, 403 with one that lacks the role.
 func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if !s.admitBody(c, f) {
+		if a.Public && !a.Unlimited && !s.publicThrottle(c, f) {
 			return
 		}
-		if a.Loopback && !s.directLoopback(c) {
-			f.WriteErr(c, signer.E(signer.KindForbidden, "this route answers only to direct requests on the loopback interface"))
+		if a.Loopback {
+			if !s.directLoopback(c) {
+				f.WriteErr(c, signer.E(signer.KindForbidden, "this route answers only to direct requests on the loopback interface"))
+				return
+			}
+			if msg := localClientProblem(c); msg != "" {
+				f.WriteErr(c, signer.E(signer.KindForbidden, "%s", msg))
+				return
+			}
+		}
+		if !s.admitBody(c, f) {
 			return
 		}
 		if a.Public || (a.Loopback && len(a.TenantRoles) == 0 && len(a.PlatformRoles) == 0) {
@@ -152,17 +163,77 @@ func unescapeCertHeader(v string) string {
 
 // directLoopback reports a request made on the loopback interface by a
 // local client, not relayed by a proxy: in trusted-proxy mode every request
-// may come from a local proxy, and a forwarding header shows one is there.
+// may come from a local proxy, and a header a proxy adds shows one is there.
 func (s *server) directLoopback(c *gin.Context) bool {
-	if s.opts.TrustedProxy {
+	if s.opts.TrustedProxy || relayed(c.Request.Header) {
 		return false
 	}
-	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", certHeader} {
-		if c.GetHeader(h) != "" {
-			return false
+	return isLoopback(c)
+}
+
+// proxyHeaders are headers proxies, load balancers and CDNs add to say
+// who the client was or that they relayed the request. Any of them on a
+// request from loopback means a local proxy relayed it, and the client is
+// elsewhere. Every X-Forwarded-* and X-Original-* header counts too.
+var proxyHeaders = map[string]bool{
+	"Forwarded": true, "Via": true, "X-Real-Ip": true, "X-Client-Ip": true, "Client-Ip": true,
+	"True-Client-Ip": true, "Cf-Connecting-Ip": true, "Cf-Connecting-Ipv6": true, "Fastly-Client-Ip": true,
+	"X-Cluster-Client-Ip": true, "X-Proxyuser-Ip": true, "Proxy-Client-Ip": true, "Wl-Proxy-Client-Ip": true,
+	"X-Originating-Ip": true, "X-Remote-Ip": true, "X-Remote-Addr": true, "X-Host": true,
+	"X-Envoy-External-Address": true, "X-Azure-Clientip": true, "X-Azure-Socketip": true,
+	"X-Appengine-User-Ip": true, "X-Coming-From": true, "X-Proxymesh-Ip": true,
+	http.CanonicalHeaderKey(certHeader): true,
+}
+
+// relayed reports a request carrying any header of a proxy.
+func relayed(h http.Header) bool {
+	for name := range h {
+		if proxyHeaders[name] || strings.HasPrefix(name, "X-Forwarded-") || strings.HasPrefix(name, "X-Original-") {
+			return true
 		}
 	}
-	return isLoopback(c)
+	return false
+}
+
+// localClientProblem refuses what a web browser on the host could send to
+// a loopback route: a page's request carries Origin (every cross-origin
+// request and every POST), or Sec-Fetch-Site naming a site; a page served
+// from a name that resolves to 127.0.0.1 (DNS rebinding) names that host in
+// Host; and a request a page can send without a CORS preflight cannot
+// carry Content-Type: application/json, so a body must. The ops tools
+// (curl, the hsmca CLI) send none of the first three.
+func localClientProblem(c *gin.Context) string {
+	r := c.Request
+	if r.Header.Get("Origin") != "" {
+		return "this route refuses requests from web pages (Origin header)"
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "none" {
+		return "this route refuses requests from web pages (Sec-Fetch-Site: " + clip(site, 32) + ")"
+	}
+	if !loopbackHost(r.Host) {
+		return "this route answers only to requests addressed to localhost or a loopback address (Host header)"
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return "this route needs Content-Type: application/json"
+		}
+	}
+	return ""
+}
+
+// loopbackHost reports a Host header naming localhost or a loopback
+// address, with or without a port.
+func loopbackHost(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isLoopback(c *gin.Context) bool {

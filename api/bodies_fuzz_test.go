@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -32,7 +31,7 @@ import (
 const fuzzTenant = "fuzz"
 
 type fuzzRouter struct {
-	h     *gin.Engine
+	h     *api.Handler
 	token string
 	admin string // X-APP-CERTIFICATE value of a superAdministrator
 }

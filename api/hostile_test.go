@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -15,7 +16,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,7 +30,11 @@ import (
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/internal/testpki"
+	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -47,7 +54,7 @@ func checkFamilyEnvelope(t testing.TB, family string, status int, body []byte) {
 	case "native":
 		want := map[int]string{400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
 			405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
-			429: "TooManyRequests", 503: "ServiceUnavailable"}[status]
+			429: "TooManyRequests", 501: "NotImplemented", 503: "ServiceUnavailable"}[status]
 		if status == 404 && m["code"] == "NoCertificateRevocationList" {
 			want = "NoCertificateRevocationList"
 		}
@@ -600,4 +607,177 @@ func TestHostileCSRSubjects(t *testing.T) {
 	}
 	assert.NotContains(t, h.Logs.String(), "\u202e", "no hostile subject reaches the log")
 	assert.NotContains(t, h.Logs.String(), "panic")
+}
+
+// httpSeries counts the series of the hsmca_http_* families.
+func httpSeries(t *testing.T, m *metrics.Metrics) int {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	n := 0
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "hsmca_http_") {
+			n += len(mf.GetMetric())
+		}
+	}
+	return n
+}
+
+// maxLogLine bounds every log line a request can cause.
+const maxLogLine = 2048
+
+func longestLine(s string) (int, string) {
+	n, which := 0, ""
+	for _, l := range strings.Split(s, "\n") {
+		if len(l) > n {
+			n, which = len(l), l
+		}
+	}
+	return n, which
+}
+
+// TestHostileMethodFlood: anonymous requests with invented methods (16
+// bytes to 60 KB; this in-process server lets up to 1 MiB of header
+// through, so each reaches the handler) and invented paths, to every
+// family: each answers 501 in the family's envelope, none adds an
+// hsmca_http_* series after the first, and no log line grows with them.
+func TestHostileMethodFlood(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	prefixes := []struct{ path, family string }{
+		{"/v1/nothing", "native"}, {"/v1/keys", "native"}, {"/v1/private-certificate-authorities", "pca"},
+		{"/v2/acme/apigw/certificates", "apig"}, {"/v1/admins", "czertainly"}, {"/healthz", "native"},
+	}
+	send := func(method, path string) *apitest.Response {
+		req, err := http.NewRequest(method, env.Server.URL+path, nil)
+		require.NoError(t, err)
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		require.NoError(t, err, "%.40s %s", method, path)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return &apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	}
+	// The first of each kind: an invented method, an unknown path.
+	require.Equal(t, http.StatusNotImplemented, send("FIRSTMETHODXXXXX", "/v1/first").Status)
+	require.Equal(t, http.StatusNotFound, send("GET", "/v1/first").Status)
+	before := httpSeries(t, env.Metrics)
+
+	methods := []string{}
+	for i := 0; i < 300; i++ {
+		methods = append(methods, fmt.Sprintf("M%015d", i)) // 16 bytes
+	}
+	for _, size := range []int{4 << 10, 8 << 10, 16 << 10, 32 << 10, 60 << 10, 60 << 10} {
+		methods = append(methods, strings.Repeat("Q", size-4)+fmt.Sprintf("%04d", size%9999))
+	}
+	for i, m := range methods {
+		p := prefixes[i%len(prefixes)]
+		path := fmt.Sprintf("%s/flood-%d", p.path, i)
+		r := send(m, path)
+		require.Equal(t, http.StatusNotImplemented, r.Status, "%.40s %s", m, path)
+		checkFamilyEnvelope(t, p.family, r.Status, r.Body)
+		r = send("GET", fmt.Sprintf("/v1/unknown-%d/%s", i, strings.Repeat("p", i)))
+		require.Equal(t, http.StatusNotFound, r.Status)
+	}
+	assert.Equal(t, before, httpSeries(t, env.Metrics), "invented methods and paths added hsmca_http_* series")
+	scrape := env.Do("GET", "/metrics", "", nil)
+	assert.NotContains(t, string(scrape.Body), "M000000000000042")
+	assert.NotContains(t, string(scrape.Body), "QQQQ")
+
+	logs := env.Logs.String()
+	n, line := longestLine(logs)
+	assert.LessOrEqual(t, n, maxLogLine, "log line of %d bytes: %.300s", n, line)
+	assert.NotContains(t, logs, strings.Repeat("Q", 100), "a long method is logged only by its first bytes")
+	assert.Contains(t, logs, `"method":"OTHER"`)
+}
+
+// startEdgeDaemon runs a whole daemon as configured by default (header
+// limit, TLS off) on a loopback port, logging into logs.
+func startEdgeDaemon(t *testing.T, logs io.Writer) *daemon.Daemon {
+	t.Helper()
+	tok := testenv.NewToken(t)
+	for _, e := range config.Env {
+		if _, ok := os.LookupEnv(e.Name); ok {
+			t.Setenv(e.Name, "")
+			os.Unsetenv(e.Name)
+		}
+	}
+	t.Setenv("HSMCA_DATA_DIR", t.TempDir())
+	t.Setenv("HSMCA_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("HSMCA_PKCS11_MODULE", tok.Module)
+	t.Setenv("HSMCA_TOKEN_LABEL", tok.Label)
+	t.Setenv("HSMCA_PIN_FILE", tok.PINFile)
+	cfg, err := config.Load("")
+	require.NoError(t, err)
+	d, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Shutdown(context.Background()) })
+	return d
+}
+
+// rawExchange writes req on a fresh TCP connection and returns the status
+// line of the answer.
+func rawExchange(t *testing.T, addr string, req []byte) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	// The server may answer before it has read everything: write in the
+	// background, read the answer here.
+	go func() { _, _ = conn.Write(req) }()
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	return strings.TrimSpace(line)
+}
+
+// TestHostileHeaderSize: against the daemon's own listener, a request
+// line or headers past http.max_header_bytes answer 431 and a method that
+// is not a token 400, before any handler runs; a method under the limit
+// that is not a known one answers 501. None adds a series or a long log
+// line.
+func TestHostileHeaderSize(t *testing.T) {
+	logs := &apitest.LogBuffer{}
+	d := startEdgeDaemon(t, logs)
+	addr := d.Addr()
+	metricsOf := func() int {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		n := 0
+		for _, l := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(l, "hsmca_http_") {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, "HTTP/1.1 501 Not Implemented", rawExchange(t, addr, []byte("SEED /x HTTP/1.1\r\nHost: h\r\n\r\n")))
+	require.Equal(t, "HTTP/1.1 200 OK", rawExchange(t, addr, []byte("GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")))
+	metricsOf()
+	before := metricsOf()
+
+	for name, tc := range map[string]struct {
+		req  string
+		want string
+	}{
+		"60 KB method": {strings.Repeat("M", 60<<10) + " / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+		"32 KB method": {strings.Repeat("M", 32<<10) + " / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+		"60 KB path":   {"GET /" + strings.Repeat("p", 60<<10) + " HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+		"one 24 KB header": {"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 24<<10) + "\r\n\r\n",
+			"HTTP/1.1 431 Request Header Fields Too Large"},
+		"many headers": {"GET /healthz HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-Many: "+strings.Repeat("m", 100)+"\r\n", 300) + "\r\n",
+			"HTTP/1.1 431 Request Header Fields Too Large"},
+		"method not a token": {"BR(EW / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		"8 KB method":        {strings.Repeat("K", 8<<10) + " /v1/keys HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 501 Not Implemented"},
+		"12 KB header, under the limit": {"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 12<<10) + "\r\n\r\n",
+			"HTTP/1.1 200 OK"},
+	} {
+		assert.Equal(t, tc.want, rawExchange(t, addr, []byte(tc.req)), name)
+	}
+	assert.Equal(t, before, metricsOf(), "oversized requests added hsmca_http_* series")
+	n, line := longestLine(logs.String())
+	assert.LessOrEqual(t, n, maxLogLine, "log line of %d bytes: %.300s", n, line)
+	assert.NotContains(t, logs.String(), strings.Repeat("K", 100))
 }

@@ -22,6 +22,11 @@ const throttleCode = "APIG.0308"
 // writeStatus writes status and msg in family f's envelope. code is the
 // native family's code; the Huawei families take codes of their own.
 func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
+	c.AbortWithStatusJSON(status, statusBody(f, status, code, msg))
+}
+
+// statusBody is the body writeStatus sends.
+func statusBody(f Family, status int, code, msg string) any {
 	switch f.Name {
 	case pca.Name, apig.Name:
 		hc := signer.CodeBadParameter
@@ -31,11 +36,11 @@ func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
 		if status == http.StatusTooManyRequests {
 			hc = throttleCode
 		}
-		c.AbortWithStatusJSON(status, huaweiEnvelope{Code: hc, Msg: msg})
+		return huaweiEnvelope{Code: hc, Msg: msg}
 	case czertainly.Name:
-		c.AbortWithStatusJSON(status, gin.H{"message": msg})
+		return gin.H{"message": msg}
 	default:
-		c.AbortWithStatusJSON(status, nativeEnvelope{Code: code, Message: msg})
+		return nativeEnvelope{Code: code, Message: msg}
 	}
 }
 

@@ -3,11 +3,12 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -46,7 +47,8 @@ func (s *server) recovery(c *gin.Context) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic serving request", "route", c.FullPath(), "request_id", c.GetString("request_id"), "panic", v)
+			s.log.Error("panic serving request", "route", c.FullPath(), "request_id", c.GetString("request_id"),
+				"panic", clip(fmt.Sprint(v), maxLoggedField))
 			if !c.Writer.Written() {
 				nativeError(c, signer.E(signer.KindInternal, "internal error"))
 			}
@@ -57,28 +59,28 @@ func (s *server) recovery(c *gin.Context) {
 }
 
 // observe records metrics by route template and writes one access-log line.
-// Nothing of the request beyond method, route, status and timing is logged.
+// Nothing of the request beyond method, route, status and timing is logged;
+// every label value comes from a fixed set (metrics.ObserveHTTP) and every
+// logged string is bounded (clip).
 func (s *server) observe(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	d := time.Since(start)
 	route := c.FullPath()
 	if route == "" {
-		route = "unmatched"
+		route = metrics.RouteUnmatched
 	}
 	status := c.Writer.Status()
-	m := s.eng.Metrics()
-	m.HTTPRequests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status/100)+"xx").Inc()
-	m.HTTPDuration.WithLabelValues(route, c.Request.Method).Observe(d.Seconds())
+	s.eng.Metrics().ObserveHTTP(route, c.Request.Method, status, d)
 	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 		return
 	}
-	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
+	attrs := []any{"method", metrics.HTTPMethod(c.Request.Method), "route", route, "status", status,
 		"duration_ms", float64(d.Microseconds()) / 1000, "request_id", c.GetString("request_id"),
-		"principal", signer.CallerFrom(c.Request.Context()).Principal}
+		"principal", clip(signer.CallerFrom(c.Request.Context()).Principal, maxLoggedField)}
 	if status >= 500 && len(c.Errors) > 0 {
 		// The client sees a generic message; the operator needs the cause.
-		s.log.Error("request failed", append(attrs, "err", c.Errors.Last().Err.Error())...)
+		s.log.Error("request failed", append(attrs, "err", clip(c.Errors.Last().Err.Error(), maxLoggedField))...)
 		return
 	}
 	s.log.Info("request", attrs...)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -22,13 +23,25 @@ type Options struct {
 	TrustedProxy bool
 	// RateLimit limits each credential's request rate (ratelimit.go).
 	RateLimit RateLimit
+	// PublicRateLimit limits the rate of requests to public routes per
+	// client address (ratelimit.go). RequestsPerSecond 0 disables it.
+	PublicRateLimit PublicRateLimit
+	// HSTS adds Strict-Transport-Security to every answer: set it when the
+	// listener serves TLS.
+	HSTS bool
 }
 
 // Access says who may call a route. It is declared with the route, so the
 // table of every route and its roles is the router itself (Routes lists it).
 type Access struct {
-	// Public routes need no credential (health, metrics, CRLs).
+	// Public routes need no credential (health, metrics, CRLs). Each
+	// client address may call them PublicRateLimit times per second
+	// (429 beyond), unless Unlimited.
 	Public bool
+	// Unlimited exempts a public route from the per-address limit: the
+	// probes and the scrape (/healthz, /readyz, /metrics), which must
+	// answer however often an orchestrator or a scraper asks.
+	Unlimited bool
 	// TenantRoles may call the route with an API token of a tenant.
 	TenantRoles []string
 	// PlatformRoles may call it as an administrator (client certificate).
@@ -56,12 +69,20 @@ type server struct {
 	opts   Options
 	routes map[string]RouteInfo // "METHOD path" -> entry
 	engine *gin.Engine
+	public *addrLimiter // nil: public routes are not limited
+}
+
+// Handler is the HTTP handler of every family: the Gin engine behind the
+// edge checks every request meets first (edge.go).
+type Handler struct {
+	*gin.Engine
+	s *server
 }
 
 // Router builds the HTTP handler with every family mounted.
-func Router(o Options) *gin.Engine {
-	r, _ := build(o)
-	return r
+func Router(o Options) *Handler {
+	r, s := build(o)
+	return &Handler{Engine: r, s: s}
 }
 
 // Routes returns the access table of a router built with o: every route,
@@ -93,6 +114,9 @@ func build(o Options) (*gin.Engine, *server) {
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	if o.PublicRateLimit.RequestsPerSecond > 0 {
+		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
+	}
 	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
 	r.NoRoute(func(c *gin.Context) {
 		familyOfPath(c.Request.URL.Path).WriteErr(c, signer.E(signer.KindNotFound, "no such route"))
@@ -101,11 +125,11 @@ func build(o Options) (*gin.Engine, *server) {
 		writeStatus(c, familyOfPath(c.Request.URL.Path), http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed on this route")
 	})
 
-	public := Access{Public: true}
-	s.handle(native, "GET", "/healthz", public, s.healthz)
-	s.handle(native, "GET", "/readyz", public, s.readyz)
-	s.handle(native, "GET", "/metrics", public, gin.WrapH(o.Engine.Metrics().Handler()))
-	s.handle(native, "GET", "/openapi.yaml", public, s.openapi)
+	probe := Access{Public: true, Unlimited: true}
+	s.handle(native, "GET", "/healthz", probe, s.healthz)
+	s.handle(native, "GET", "/readyz", probe, s.readyz)
+	s.handle(native, "GET", "/metrics", probe, gin.WrapH(o.Engine.Metrics().Handler()))
+	s.handle(native, "GET", "/openapi.yaml", Access{Public: true}, s.openapi)
 
 	s.mountEvents()
 	s.mountIdentity()
@@ -128,6 +152,7 @@ func (s *server) handle(f Family, method, path string, a Access, h ...gin.Handle
 		panic("api: route without any allowed role: " + key)
 	}
 	s.routes[key] = RouteInfo{Method: method, Path: path, Family: f.Name, Access: a}
+	s.eng.Metrics().AllowRoutes(path)
 	chain := append([]gin.HandlerFunc{s.guard(f, a)}, h...)
 	s.engine.Handle(method, path, chain...)
 }

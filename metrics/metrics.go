@@ -3,11 +3,13 @@
 //
 // Names follow Prometheus conventions: one hsmca_ prefix, base units,
 // _total for counters, _seconds for durations. No label ever carries a
-// tenant or a resource id, so series stay bounded.
+// tenant or a resource id, and every label takes its values from a fixed
+// set (labels.go), so series stay bounded whatever clients send.
 package metrics
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,22 +29,28 @@ const (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	SigningDuration *prometheus.HistogramVec // operation, key_algorithm
-	Events          *prometheus.CounterVec   // event, stage
-	HSMCallDuration *prometheus.HistogramVec // function
-	HSMCallErrors   *prometheus.CounterVec   // function, code
-	HTTPRequests    *prometheus.CounterVec   // route, method, code
-	HTTPDuration    *prometheus.HistogramVec // route, method
-	StoreDuration   *prometheus.HistogramVec // backend, operation
-	StoreErrors     *prometheus.CounterVec   // backend, operation
-	ComponentUp     *prometheus.GaugeVec     // component (hsm, store)
-	BuildInfo       *prometheus.GaugeVec     // version, goversion
-	QuotaUsage      *prometheus.GaugeVec     // resource: highest used/limit of any tenant
-	CAExpiry        *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
-	CACertificates  *prometheus.GaugeVec     // kind: active CA certificates
-	CRLOverdue      *prometheus.CounterVec   // family (pca, dts): CRLs served past nextUpdate
+	// The collectors whose labels take values from outside the program
+	// are unexported: they are observed only through ObserveSigning,
+	// ObserveHSMCall and ObserveHTTP, which map every value into its fixed
+	// set (labels.go).
+	signingDuration *prometheus.HistogramVec // operation, key_algorithm
+	hsmCallDuration *prometheus.HistogramVec // function
+	hsmCallErrors   *prometheus.CounterVec   // function, code
+	httpRequests    *prometheus.CounterVec   // route, method, code
+	httpDuration    *prometheus.HistogramVec // route, method
+
+	Events         *prometheus.CounterVec   // event, stage
+	StoreDuration  *prometheus.HistogramVec // backend, operation
+	StoreErrors    *prometheus.CounterVec   // backend, operation
+	ComponentUp    *prometheus.GaugeVec     // component (hsm, store)
+	BuildInfo      *prometheus.GaugeVec     // version, goversion
+	QuotaUsage     *prometheus.GaugeVec     // resource: highest used/limit of any tenant
+	CAExpiry       *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
+	CACertificates *prometheus.GaugeVec     // kind: active CA certificates
+	CRLOverdue     *prometheus.CounterVec   // family (pca, dts): CRLs served past nextUpdate
 
 	sessions atomic.Pointer[func() (int, int64)]
+	routes   sync.Map // route templates the router registered: string -> struct{}
 }
 
 // Latency buckets from 100µs to 10s: an HSM signature takes from about
@@ -55,7 +63,7 @@ func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
-		SigningDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		signingDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hsmca_signing_duration_seconds",
 			Help:    "Time spent producing one signature in the HSM, by operation and key algorithm.",
 			Buckets: latencyBuckets,
@@ -64,20 +72,20 @@ func New(version string) *Metrics {
 			Name: "hsmca_events_total",
 			Help: "Operation events by event name and stage (START, SUCCESS, FAIL).",
 		}, []string{"event", "stage"}),
-		HSMCallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		hsmCallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hsmca_hsm_call_duration_seconds",
 			Help:    "Latency of PKCS#11 operations, by function.",
 			Buckets: latencyBuckets,
 		}, []string{"function"}),
-		HSMCallErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		hsmCallErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hsmca_hsm_call_errors_total",
 			Help: "PKCS#11 operations that failed, by function and return code.",
 		}, []string{"function", "code"}),
-		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hsmca_http_requests_total",
 			Help: "HTTP requests by route template, method and status class.",
 		}, []string{"route", "method", "code"}),
-		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hsmca_http_request_duration_seconds",
 			Help:    "HTTP request latency by route template and method.",
 			Buckets: latencyBuckets,
@@ -127,8 +135,8 @@ func New(version string) *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.SigningDuration, m.Events, m.HSMCallDuration, m.HSMCallErrors,
-		m.HTTPRequests, m.HTTPDuration, m.StoreDuration, m.StoreErrors,
+		m.signingDuration, m.Events, m.hsmCallDuration, m.hsmCallErrors,
+		m.httpRequests, m.httpDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse,
 	)
@@ -163,15 +171,41 @@ func (m *Metrics) Event(event, stage string) {
 	m.Events.WithLabelValues(event, stage).Inc()
 }
 
-// ObserveSigning records the latency of one signature.
+// ObserveSigning records the latency of one signature. keyAlgorithm is
+// bucketed into a fixed set (KeyAlgorithm): an imported key of an odd size
+// adds no series.
 func (m *Metrics) ObserveSigning(operation, keyAlgorithm string, d time.Duration) {
-	m.SigningDuration.WithLabelValues(operation, keyAlgorithm).Observe(d.Seconds())
+	m.signingDuration.WithLabelValues(operation, KeyAlgorithm(keyAlgorithm)).Observe(d.Seconds())
 }
 
-// ObserveHSMCall records one PKCS#11 operation; code is the CKR_ name on failure.
+// ObserveHSMCall records one PKCS#11 operation; code is the CKR_ name on
+// failure ("" on success). Function and code are bounded (HSMFunction,
+// HSMErrorCode): a vendor's own return value counts as OTHER.
 func (m *Metrics) ObserveHSMCall(function string, d time.Duration, code string) {
-	m.HSMCallDuration.WithLabelValues(function).Observe(d.Seconds())
+	fn := HSMFunction(function)
+	m.hsmCallDuration.WithLabelValues(fn).Observe(d.Seconds())
 	if code != "" {
-		m.HSMCallErrors.WithLabelValues(function, code).Inc()
+		m.hsmCallErrors.WithLabelValues(fn, HSMErrorCode(code)).Inc()
 	}
+}
+
+// AllowRoutes declares route templates (as the router registers them) as
+// values of the HTTP route label.
+func (m *Metrics) AllowRoutes(templates ...string) {
+	for _, t := range templates {
+		m.routes.Store(t, struct{}{})
+	}
+}
+
+// ObserveHTTP records one HTTP request. route is the matched template: one
+// not declared with AllowRoutes (or "") counts as "unmatched"; the method
+// and the status are mapped to their sets (HTTPMethod, StatusClass). The
+// request itself can therefore add no series, whatever it sends.
+func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration) {
+	if _, ok := m.routes.Load(route); !ok || route == "" {
+		route = RouteUnmatched
+	}
+	method = HTTPMethod(method)
+	m.httpRequests.WithLabelValues(route, method, StatusClass(status)).Inc()
+	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
 }

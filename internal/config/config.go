@@ -58,14 +58,21 @@ type Config struct {
 		IdleTimeout       time.Duration `yaml:"idle_timeout"`
 		ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 		MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+		// MaxHeaderBytes bounds the request line and headers together
+		// (plus Go's 4 KiB allowance): beyond it the server answers 431.
+		MaxHeaderBytes int `yaml:"max_header_bytes"`
 	} `yaml:"http"`
 
 	// RateLimit bounds each credential's request rate (every API token and
 	// administrator certificate on its own; shared by replicas on Redis).
-	// requests_per_second 0 disables it.
+	// requests_per_second 0 disables it. The public_ settings bound the
+	// unauthenticated routes that do work (CRLs, the OpenAPI document) per
+	// client address, in each replica's memory.
 	RateLimit struct {
-		RequestsPerSecond *float64 `yaml:"requests_per_second"`
-		Burst             int      `yaml:"burst"`
+		RequestsPerSecond       *float64 `yaml:"requests_per_second"`
+		Burst                   int      `yaml:"burst"`
+		PublicRequestsPerSecond *float64 `yaml:"public_requests_per_second"`
+		PublicBurst             int      `yaml:"public_burst"`
 	} `yaml:"rate_limit"`
 
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
@@ -107,6 +114,9 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
+	{"HSMCA_RATE_LIMIT_PUBLIC_RPS", "rate_limit.public_requests_per_second", "requests per second per client address to public routes such as CRLs (default 20; 0 disables)"},
+	{"HSMCA_RATE_LIMIT_PUBLIC_BURST", "rate_limit.public_burst", "requests a client address may make at once to public routes (default twice the rate)"},
+	{"HSMCA_MAX_HEADER_BYTES", "http.max_header_bytes", "bytes of request line and headers a request may send (default 16384; 431 beyond)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -114,6 +124,17 @@ var Env = []struct{ Name, Field, Help string }{
 // far above what a person or a well-behaved integration sends, well below
 // what lets one tenant's runaway client take the HSM from the others.
 const DefaultRateLimit float64 = 100
+
+// DefaultPublicRateLimit is the requests per second each client address
+// may make to the public routes: a relying party fetches a CRL once per
+// validation at most (and caches it), so 20 leaves room for a busy
+// gateway while bounding what one address can make the daemon do.
+const DefaultPublicRateLimit float64 = 20
+
+// DefaultMaxHeaderBytes bounds a request's line and headers: room for an
+// administrator's URL-encoded certificate chain many times over, far
+// below what a client could use to make each request costly.
+const DefaultMaxHeaderBytes = 16 << 10
 
 // Load reads path (may be empty), applies the environment and defaults, and
 // validates the result.
@@ -194,6 +215,27 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		c.RateLimit.Burst = n
 	}
+	if v, ok := get("HSMCA_RATE_LIMIT_PUBLIC_RPS"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return fmt.Errorf("config: HSMCA_RATE_LIMIT_PUBLIC_RPS: want a number >= 0 (0 disables), got %q", v)
+		}
+		c.RateLimit.PublicRequestsPerSecond = &f
+	}
+	if v, ok := get("HSMCA_RATE_LIMIT_PUBLIC_BURST"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("config: HSMCA_RATE_LIMIT_PUBLIC_BURST: want a number >= 0, got %q", v)
+		}
+		c.RateLimit.PublicBurst = n
+	}
+	if v, ok := get("HSMCA_MAX_HEADER_BYTES"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("config: HSMCA_MAX_HEADER_BYTES: want a positive number of bytes, got %q", v)
+		}
+		c.HTTP.MaxHeaderBytes = n
+	}
 	if v, ok := get("HSMCA_TRUSTED_PROXY"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -267,6 +309,13 @@ func (c *Config) defaults() {
 		rps := DefaultRateLimit
 		c.RateLimit.RequestsPerSecond = &rps
 	}
+	if c.RateLimit.PublicRequestsPerSecond == nil {
+		rps := DefaultPublicRateLimit
+		c.RateLimit.PublicRequestsPerSecond = &rps
+	}
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if c.InventoryInterval <= 0 {
 		c.InventoryInterval = 30 * time.Second
 	}
@@ -303,6 +352,15 @@ func (c *Config) validate() error {
 	}
 	if c.RateLimit.Burst < 0 || c.RateLimit.Burst > 1e6 {
 		errs = append(errs, fmt.Sprintf("rate_limit.burst %d: want 0 (twice the rate) to 1000000", c.RateLimit.Burst))
+	}
+	if r := *c.RateLimit.PublicRequestsPerSecond; r < 0 || r > 1e6 || math.IsNaN(r) {
+		errs = append(errs, fmt.Sprintf("rate_limit.public_requests_per_second %v: want 0 (off) to 1000000", r))
+	}
+	if c.RateLimit.PublicBurst < 0 || c.RateLimit.PublicBurst > 1e6 {
+		errs = append(errs, fmt.Sprintf("rate_limit.public_burst %d: want 0 (twice the rate) to 1000000", c.RateLimit.PublicBurst))
+	}
+	if n := c.HTTP.MaxHeaderBytes; n < 4<<10 || n > 1<<20 {
+		errs = append(errs, fmt.Sprintf("http.max_header_bytes %d: want 4096 to 1048576", n))
 	}
 	for res, n := range c.Quotas {
 		if n < 0 {

@@ -35,6 +35,37 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 5*time.Second, c.HTTP.ReadHeaderTimeout)
 	assert.Equal(t, int64(1<<20), c.HTTP.MaxBodyBytes)
 	assert.Equal(t, filepath.Join(".data", "admin.sock"), c.AdminSocket)
+	assert.Equal(t, 16384, c.HTTP.MaxHeaderBytes)
+	require.NotNil(t, c.RateLimit.PublicRequestsPerSecond)
+	assert.Equal(t, 20.0, *c.RateLimit.PublicRequestsPerSecond)
+	assert.Zero(t, c.RateLimit.PublicBurst, "twice the rate")
+}
+
+func TestEdgeSettings(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+http:
+  max_header_bytes: 8192
+rate_limit:
+  public_requests_per_second: 5
+  public_burst: 7
+`), 0o600))
+	c, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 8192, c.HTTP.MaxHeaderBytes)
+	assert.Equal(t, 5.0, *c.RateLimit.PublicRequestsPerSecond)
+	assert.Equal(t, 7, c.RateLimit.PublicBurst)
+
+	t.Setenv("HSMCA_RATE_LIMIT_PUBLIC_RPS", "0")
+	t.Setenv("HSMCA_RATE_LIMIT_PUBLIC_BURST", "3")
+	t.Setenv("HSMCA_MAX_HEADER_BYTES", "65536")
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 65536, c.HTTP.MaxHeaderBytes)
+	assert.Zero(t, *c.RateLimit.PublicRequestsPerSecond, "0 disables")
+	assert.Equal(t, 3, c.RateLimit.PublicBurst)
 }
 
 func TestFileThenEnv(t *testing.T) {
@@ -82,6 +113,12 @@ func TestInvalid(t *testing.T) {
 		"bad log level":      {env: map[string]string{"HSMCA_LOG_LEVEL": "loud"}, want: "log_level"},
 		"unknown yaml key":   {file: "listen_adr: x\n", want: "listen_adr"},
 		"bad trusted proxy":  {env: map[string]string{"HSMCA_TRUSTED_PROXY": "maybe"}, want: "HSMCA_TRUSTED_PROXY"},
+		"bad public rate":    {env: map[string]string{"HSMCA_RATE_LIMIT_PUBLIC_RPS": "-1"}, want: "HSMCA_RATE_LIMIT_PUBLIC_RPS"},
+		"bad public burst":   {env: map[string]string{"HSMCA_RATE_LIMIT_PUBLIC_BURST": "x"}, want: "HSMCA_RATE_LIMIT_PUBLIC_BURST"},
+		"huge public rate":   {file: "rate_limit:\n  public_requests_per_second: 2000000\n", want: "public_requests_per_second"},
+		"bad header limit":   {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "0"}, want: "HSMCA_MAX_HEADER_BYTES"},
+		"tiny header limit":  {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "100"}, want: "http.max_header_bytes"},
+		"huge header limit":  {file: "http:\n  max_header_bytes: 10000000\n", want: "http.max_header_bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			clearEnv(t)

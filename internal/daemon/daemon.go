@@ -131,9 +131,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.RequestsPerSecond; p != nil {
 		rps = *p
 	}
+	publicRPS := config.DefaultPublicRateLimit
+	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
+		publicRPS = *p
+	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
-		RateLimit: api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst}})
+		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
+		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
+		HSTS:            tlsConf != nil})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)
@@ -144,7 +150,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes(cfg),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if err := d.startAdminSocket(); err != nil {
@@ -286,6 +292,29 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// maxHeaderBytes is the configured bound of a request's line and headers.
+// Go's server reads up to this plus 4 KiB before answering 431, the
+// request line (and so the method) included.
+func maxHeaderBytes(cfg *config.Config) int {
+	if n := cfg.HTTP.MaxHeaderBytes; n > 0 {
+		return n
+	}
+	return config.DefaultMaxHeaderBytes
+}
+
+// tls12Suites are the only cipher suites offered to TLS 1.2 clients:
+// ECDHE key exchange (forward secrecy) with an AEAD (AES-GCM or
+// ChaCha20-Poly1305); no CBC, no SHA-1 MAC, no RSA key exchange. TLS 1.3
+// has only such suites and Go does not let them be configured.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 func serverTLS(cfg *config.Config) (*tls.Config, error) {
 	if !cfg.TLSEnabled() {
 		return nil, nil
@@ -296,6 +325,7 @@ func serverTLS(cfg *config.Config) (*tls.Config, error) {
 	}
 	tc := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tls12Suites,
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2", "http/1.1"},
 	}

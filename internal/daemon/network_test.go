@@ -76,6 +76,90 @@ func TestTLSVersionFloor(t *testing.T) {
 	}
 }
 
+// TestTLS12ModernSuitesOnly: a TLS 1.2 client offering only CBC suites
+// (with SHA-1 or SHA-256 MACs) or RSA key exchange fails the handshake;
+// one offering an ECDHE suite with AES-GCM or ChaCha20-Poly1305 gets it.
+// Every HTTPS answer carries Strict-Transport-Security and nosniff.
+func TestTLS12ModernSuitesOnly(t *testing.T) {
+	d, pool := startTLSDaemon(t)
+	dial := func(suite uint16) (*tls.Conn, error) {
+		return tls.Dial("tcp", d.Addr(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1",
+			MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}}) //nolint:gosec // the weak suites under test
+	}
+	for _, suite := range []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_256_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_RC4_128_SHA, tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA,
+	} {
+		conn, err := dial(suite)
+		if err == nil {
+			conn.Close()
+		}
+		assert.Error(t, err, "TLS 1.2 with %s must fail", tls.CipherSuiteName(suite))
+	}
+	// The server certificate's key is ECDSA: the ECDSA suites of the list.
+	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256} {
+		conn, err := dial(suite)
+		require.NoError(t, err, tls.CipherSuiteName(suite))
+		assert.Equal(t, suite, conn.ConnectionState().CipherSuite)
+		conn.Close()
+	}
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, path := range []string{"/healthz", "/v1/keys", "/v1/none"} {
+		resp, err := client.Get("https://" + d.Addr() + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "max-age=63072000", resp.Header.Get("Strict-Transport-Security"), path)
+		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
+	}
+}
+
+// TestPlainHTTPHasNoHSTS: without TLS there is no Strict-Transport-Security
+// (browsers ignore it over HTTP, and it would be false); nosniff is there.
+func TestPlainHTTPHasNoHSTS(t *testing.T) {
+	d, _ := startDaemon(t, testConfig(t, testenv.NewToken(t)), nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + d.Addr() + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Empty(t, resp.Header.Get("Strict-Transport-Security"))
+	assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+}
+
+// TestPublicRateLimitFromConfig: rate_limit.public_* reach the router: a
+// client address past the burst on a CRL route gets 429 with Retry-After,
+// while the probes stay unlimited.
+func TestPublicRateLimitFromConfig(t *testing.T) {
+	cfg := testConfig(t, testenv.NewToken(t))
+	rps := 0.01 // one request per 100 s: nothing refills during the test
+	cfg.RateLimit.PublicRequestsPerSecond = &rps
+	cfg.RateLimit.PublicBurst = 2
+	d, _ := startDaemon(t, cfg, nil)
+	base := "http://" + d.Addr()
+	crl := base + "/v1/private-certificate-authorities/5b6f2c1e-3a4d-4e8f-9a0b-1c2d3e4f5a6b/crl"
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; i < 2; i++ {
+		resp, err := client.Get(crl)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.NotEqual(t, http.StatusTooManyRequests, resp.StatusCode, "request %d of the burst", i)
+	}
+	resp, err := client.Get(crl)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "100", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(raw), `"error_code":"APIG.0308"`)
+	for i := 0; i < 10; i++ {
+		code, _ := get(t, base+"/healthz")
+		assert.Equal(t, http.StatusOK, code)
+	}
+}
+
 // TestHTTPServerTimeouts: the listener's read-header, read, write and idle
 // timeouts are the configured ones (defaults included), so that no client
 // holds a connection or a handler's goroutine without bound.
@@ -88,11 +172,11 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	assert.Equal(t, 30*time.Second, d.srv.ReadTimeout, "default read timeout")
 	assert.Equal(t, 30*time.Second, d.srv.WriteTimeout, "default write timeout")
 	assert.Equal(t, 120*time.Second, d.srv.IdleTimeout, "default idle timeout")
-	assert.Equal(t, 64<<10, d.srv.MaxHeaderBytes)
+	assert.Equal(t, 16<<10, d.srv.MaxHeaderBytes, "default header limit")
 
 	path := t.TempDir() + "/hsmcad.yaml"
 	require.NoError(t, os.WriteFile(path, []byte("http:\n  read_header_timeout: 2s\n  read_timeout: 7s\n"+
-		"  write_timeout: 11s\n  idle_timeout: 13s\nadmin_socket: \"off\"\n"), 0o600))
+		"  write_timeout: 11s\n  idle_timeout: 13s\n  max_header_bytes: 32768\nadmin_socket: \"off\"\n"), 0o600))
 	testConfig(t, tok) // a data directory of its own
 	loaded, err := config.Load(path)
 	require.NoError(t, err)
@@ -101,6 +185,7 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	assert.Equal(t, 7*time.Second, d2.srv.ReadTimeout)
 	assert.Equal(t, 11*time.Second, d2.srv.WriteTimeout)
 	assert.Equal(t, 13*time.Second, d2.srv.IdleTimeout)
+	assert.Equal(t, 32<<10, d2.srv.MaxHeaderBytes)
 }
 
 // TestSlowClientsAreCutOthersServed: 200 loopback connections that send
