@@ -40,6 +40,10 @@ type Metrics struct {
 	QuotaUsage      *prometheus.GaugeVec     // resource: highest used/limit of any tenant
 	CAExpiry        *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
 	CACertificates  *prometheus.GaugeVec     // kind: active CA certificates
+	HeavyInFlight   *prometheus.GaugeVec     // operation: heavy operations running
+	HeavyWaiting    *prometheus.GaugeVec     // operation: heavy operations waiting for their turn
+	HeavyWait       *prometheus.HistogramVec // operation: time a heavy operation waited for its turn
+	HeavyRefused    *prometheus.CounterVec   // operation, reason: heavy operations refused
 
 	sessions atomic.Pointer[func() (int, int64)]
 }
@@ -110,6 +114,23 @@ func New(version string) *Metrics {
 			Name: "hsmca_ca_certificates",
 			Help: "Active CA certificates by kind.",
 		}, []string{"kind"}),
+		HeavyInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_heavy_operations_in_flight",
+			Help: "Costly operations (password exports, RSA key generation, signatures with RSA keys over 4096 bits) running now, by operation.",
+		}, []string{"operation"}),
+		HeavyWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_heavy_operations_waiting",
+			Help: "Costly operations waiting for their turn in the heavy-work pool, by operation.",
+		}, []string{"operation"}),
+		HeavyWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_heavy_operation_wait_seconds",
+			Help:    "Time a costly operation waited for its turn in the heavy-work pool, by operation.",
+			Buckets: latencyBuckets,
+		}, []string{"operation"}),
+		HeavyRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_heavy_operations_refused_total",
+			Help: "Costly operations refused with 503 by the heavy-work pool, by operation and reason (queue_full, timeout, canceled).",
+		}, []string{"operation", "reason"}),
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
@@ -126,6 +147,7 @@ func New(version string) *Metrics {
 		m.HTTPRequests, m.HTTPDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates,
 		poolSize, inUse,
+		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
 	return m

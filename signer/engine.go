@@ -50,6 +50,8 @@ type Options struct {
 	// replica restarting after a crash settles its own leftovers at once
 	// instead of waiting out the grace it leaves other replicas.
 	Instance string
+	// HeavyWork bounds the costly operations running at once (heavy.go).
+	HeavyWork HeavyWork
 }
 
 // Engine is the shared machinery behind every API family.
@@ -75,6 +77,8 @@ type Engine struct {
 	tokens    *bytesCache[Token]    // API tokens, read on every request
 	issuers   *bytesCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
+
+	heavyWork *heavyPool
 }
 
 type hsmBox struct{ h HSM }
@@ -90,7 +94,8 @@ func New(o Options) *Engine {
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
-		tokens: jsonCache[Token](), issuers: jsonCache[caRecord]()}
+		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
+		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)
