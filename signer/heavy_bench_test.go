@@ -7,9 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/hsmca/hsmca/hsm"
@@ -79,21 +77,8 @@ func BenchmarkHeavyHSMKeygen(b *testing.B) {
 	}
 }
 
-// rsaTestKey reads the throwaway 8320-bit key of the api tests, or makes
-// a key of bits.
+// rsaTestKey makes an RSA key of bits.
 func rsaTestKey(b *testing.B, bits int) *rsa.PrivateKey {
-	if bits > 8192 {
-		raw, err := os.ReadFile("../api/testdata/rsa8320-throwaway.key")
-		if err != nil {
-			b.Fatal(err)
-		}
-		blk, _ := pem.Decode(raw)
-		k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return k
-	}
 	k, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		b.Fatal(err)
