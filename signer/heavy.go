@@ -62,16 +62,17 @@ type HeavyWork struct {
 	// Default max(1, GOMAXPROCS/2): half the cores stay for everything else.
 	Concurrency int
 	// TenantQueue is how many heavy operations of one tenant may wait while
-	// one of its own runs; more are refused at once. Default 4.
+	// one of its own runs; more are refused at once. Default 8.
 	TenantQueue int
 	// MaxWait bounds how long an operation waits for its turn (the
-	// request's deadline bounds it too). Default 10 s.
+	// request's deadline bounds it too). Default 20 s, under the
+	// listener's 30 s write timeout.
 	MaxWait time.Duration
 }
 
 const (
-	defaultHeavyTenantQueue = 4
-	defaultHeavyMaxWait     = 10 * time.Second
+	defaultHeavyTenantQueue = 8
+	defaultHeavyMaxWait     = 20 * time.Second
 	// heavyRetryAfter is what a refusal tells the client to wait.
 	heavyRetryAfter = time.Second
 	// largeRSABits: RSA keys above this many bits sign as heavy work.
