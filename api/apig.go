@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
-	"strconv"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -337,28 +337,25 @@ func (s *server) deleteAPIGCert(c *gin.Context) {
 }
 
 // listAPIGCerts serves the list. A limit outside 1..500 is clamped, as the
-// public service does; one that is not a number is refused.
+// public service does; one that is not a number is refused. The filters
+// are bounded: name and common_name 64 characters of text, the others 64
+// (instance_id) or 32 letters, digits, '_' and '-'.
 func (s *server) listAPIGCerts(c *gin.Context) {
-	q := signer.APIGCertQuery{Name: c.Query("name"), CommonName: c.Query("common_name"),
-		SignatureAlgorithm: c.Query("signature_algorithm"), Type: c.Query("type"), InstanceID: c.Query("instance_id")}
-	if v := c.Query("offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			apigError(c, apigBadValue("offset", "must be a non-negative integer"))
-			return
-		}
-		q.Offset = n
+	v, ok := queryParams(c, apig, param{"name", 64, textChars}, param{"common_name", 64, textChars},
+		param{"signature_algorithm", 32, wordChars}, param{"type", 32, wordChars}, param{"instance_id", 64, wordChars})
+	if !ok {
+		return
 	}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			apigError(c, apigBadValue("limit", "must be an integer"))
-			return
-		}
-		if n < 1 {
-			n = 1
-		}
-		q.Limit = n
+	q := signer.APIGCertQuery{Name: v["name"], CommonName: v["common_name"],
+		SignatureAlgorithm: v["signature_algorithm"], Type: v["type"], InstanceID: v["instance_id"]}
+	if q.Offset, ok = queryInt(c, apig, "offset", 0, 0, math.MaxInt, "must be a non-negative integer"); !ok {
+		return
+	}
+	if q.Limit, ok = queryInt(c, apig, "limit", 0, math.MinInt, math.MaxInt, "must be an integer"); !ok {
+		return
+	}
+	if v, _ := c.GetQuery("limit"); v != "" && q.Limit < 1 {
+		q.Limit = 1
 	}
 	certs, total, err := s.eng.ListAPIGCertificates(c.Request.Context(), c.Param("project_id"), q)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -166,18 +165,16 @@ func jsonKind(t any) string {
 	return "string"
 }
 
-func dtsListParams(c *gin.Context) signer.DTSListParams {
-	p := signer.DTSListParams{Cursor: c.Query("cursor")}
-	if v, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			p.BadFields = append(p.BadFields, signer.FieldError{Field: "limit", Value: v,
-				Msg: "must be an integer from 1 to 1000", Location: "query"})
-		} else {
-			p.Limit = n
-		}
+// dtsListParams reads a list's limit (1..1000) and cursor; ok is false
+// when one is out of bounds and the 400 is written.
+func dtsListParams(c *gin.Context) (signer.DTSListParams, bool) {
+	var p signer.DTSListParams
+	var ok bool
+	if p.Limit, ok = queryInt(c, native, "limit", 0, 1, 1000, "must be an integer from 1 to 1000"); !ok {
+		return p, false
 	}
-	return p
+	p.Cursor, ok = queryParam(c, native, cursorParam)
+	return p, ok
 }
 
 func (s *server) createDTSRoot(c *gin.Context) {
@@ -200,7 +197,11 @@ func (s *server) createDTSRoot(c *gin.Context) {
 }
 
 func (s *server) listDTSRoots(c *gin.Context) {
-	roots, next, err := s.eng.ListDTSRootCAs(c.Request.Context(), dtsListParams(c))
+	p, ok := dtsListParams(c)
+	if !ok {
+		return
+	}
+	roots, next, err := s.eng.ListDTSRootCAs(c.Request.Context(), p)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -274,7 +275,11 @@ func (s *server) createVICALSigner(c *gin.Context) {
 }
 
 func (s *server) listVICALSigners(c *gin.Context) {
-	list, next, err := s.eng.ListVICALSigners(c.Request.Context(), dtsListParams(c))
+	p, ok := dtsListParams(c)
+	if !ok {
+		return
+	}
+	list, next, err := s.eng.ListVICALSigners(c.Request.Context(), p)
 	if err != nil {
 		s.dtsError(c, err)
 		return

@@ -19,8 +19,13 @@ func (s *server) mountEvents() {
 // fewer events than limit when the scan budget ran out first; nextCursor
 // then continues it, and is absent only at the end of the log.
 func (s *server) listEvents(c *gin.Context) {
-	q := signer.EventQuery{Operation: c.Query("operation"), Outcome: c.Query("outcome"), Cursor: c.Query("cursor")}
-	if v := c.Query("after"); v != "" && q.Cursor == "" {
+	v, ok := queryParams(c, native, param{"operation", 64, operationChars}, param{"outcome", 16, wordChars},
+		param{"cursor", maxNumberChars, wordChars}, param{"after", maxNumberChars, wordChars}, param{"since", 64, timeChars})
+	if !ok {
+		return
+	}
+	q := signer.EventQuery{Operation: v["operation"], Outcome: v["outcome"], Cursor: v["cursor"]}
+	if v := v["after"]; v != "" && q.Cursor == "" {
 		// after=<seq> predates cursors and means the same.
 		if _, err := strconv.ParseUint(v, 10, 64); err != nil {
 			nativeError(c, queryInvalid("after", v, "must be a non-negative integer"))
@@ -28,7 +33,7 @@ func (s *server) listEvents(c *gin.Context) {
 		}
 		q.Cursor = v
 	}
-	if v := c.Query("since"); v != "" {
+	if v := v["since"]; v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			nativeError(c, queryInvalid("since", v, "must be an RFC 3339 time, e.g. 2025-01-31T12:00:00Z"))
@@ -36,13 +41,8 @@ func (s *server) listEvents(c *gin.Context) {
 		}
 		q.Since = t
 	}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			nativeError(c, queryInvalid("limit", v, "must be an integer from 1 to 1000"))
-			return
-		}
-		q.Limit = n
+	if q.Limit, ok = queryInt(c, native, "limit", 0, 1, 1000, "must be an integer from 1 to 1000"); !ok {
+		return
 	}
 	page, err := s.eng.QueryEvents(c.Request.Context(), callerTenant(c), q)
 	if err != nil {

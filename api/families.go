@@ -1,7 +1,9 @@
 package api
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -27,6 +29,7 @@ type huaweiEnvelope struct {
 // PCA.10010002, as the public service does.
 func pcaError(c *gin.Context, err error) {
 	e := signer.AsError(err)
+	retryAfter(c, e)
 	status, code := http.StatusInternalServerError, "PCA.10010001"
 	switch e.Kind {
 	case signer.KindInvalid:
@@ -56,6 +59,7 @@ func pcaError(c *gin.Context, err error) {
 // apigError writes the APIG envelope.
 func apigError(c *gin.Context, err error) {
 	e := signer.AsError(err)
+	retryAfter(c, e)
 	status, code := http.StatusInternalServerError, "APIG.9999"
 	switch e.Kind {
 	case signer.KindInvalid:
@@ -84,6 +88,7 @@ func apigError(c *gin.Context, err error) {
 // JSON array of messages.
 func czertainlyError(c *gin.Context, err error) {
 	e := signer.AsError(err)
+	retryAfter(c, e)
 	status := http.StatusInternalServerError
 	switch e.Kind {
 	case signer.KindInvalid:
@@ -114,3 +119,11 @@ func czertainlyError(c *gin.Context, err error) {
 }
 
 var _ = []Family{pca, apig, czertainly}
+
+// retryAfter sends Retry-After (whole seconds, at least 1) when the engine
+// says when to try again (a busy heavy-work pool, signer/heavy.go).
+func retryAfter(c *gin.Context, e *signer.Error) {
+	if e.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.FormatInt(max(1, int64(math.Ceil(e.RetryAfter.Seconds()))), 10))
+	}
+}

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/base64"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,16 +83,15 @@ func (s *server) createKey(c *gin.Context) {
 }
 
 func (s *server) listKeys(c *gin.Context) {
-	limit := 0
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			nativeError(c, queryInvalid("limit", v, "must be an integer from 1 to 1000"))
-			return
-		}
-		limit = n
+	limit, ok := queryInt(c, native, "limit", 0, 1, 1000, "must be an integer from 1 to 1000")
+	if !ok {
+		return
 	}
-	page, err := s.eng.ListKeys(c.Request.Context(), callerTenant(c), limit, c.Query("cursor"))
+	cursor, ok := queryParam(c, native, cursorParam)
+	if !ok {
+		return
+	}
+	page, err := s.eng.ListKeys(c.Request.Context(), callerTenant(c), limit, cursor)
 	if err != nil {
 		nativeError(c, err)
 		return

@@ -10,9 +10,9 @@ import (
 	"github.com/hsmca/hsmca/signer"
 )
 
-// Answers that come before a family's handler reads anything: a body too
-// large (413), a body that is not JSON (415) and a caller over its rate
-// (429, ratelimit.go). Each is written in the route's family envelope, so
+// Answers that come before a family's handler reads anything: a query
+// string too long (400, query.go), a body too large (413), a body that is
+// not JSON (415) and a caller over its rate (429, ratelimit.go). Each is written in the route's family envelope, so
 // a client of the public service reads them as it reads every other error.
 
 // throttleCode is what the Huawei families answer when throttled: their
@@ -50,6 +50,9 @@ func statusBody(f Family, status int, code, msg string) any {
 // clients omit it, and the JSON decoders refuse what is not JSON anyway.
 // A JSON type with parameters (charset) or a +json suffix is JSON.
 func (s *server) admitBody(c *gin.Context, f Family) bool {
+	if !admitQuery(c, f) {
+		return false
+	}
 	r := c.Request
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		writeStatus(c, f, http.StatusRequestEntityTooLarge, "PayloadTooLarge",

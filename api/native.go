@@ -25,6 +25,7 @@ type nativeDetail struct {
 // maps to. Internal causes are logged by the caller, never sent.
 func nativeError(c *gin.Context, err error) {
 	e := signer.AsError(err)
+	retryAfter(c, e)
 	status, code := http.StatusInternalServerError, "InternalServerError"
 	switch e.Kind {
 	case signer.KindInvalid:

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -82,24 +82,14 @@ func pcaInvalid(field string, v any, msg string) error {
 	return e
 }
 
-// pcaPaging reads limit (0..1000, default 10) and offset (>= 0).
+// pcaPaging reads limit (0..1000, default 10) and offset (0..2^31-1, the
+// public service's Integer).
 func pcaPaging(c *gin.Context) (limit, offset int, ok bool) {
-	limit = 10
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 1000 {
-			pcaError(c, pcaInvalid("limit", v, "must be an integer from 0 to 1000"))
-			return 0, 0, false
-		}
-		limit = n
+	if limit, ok = queryInt(c, pca, "limit", 10, 0, 1000, "must be an integer from 0 to 1000"); !ok {
+		return 0, 0, false
 	}
-	if v := c.Query("offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			pcaError(c, pcaInvalid("offset", v, "must be a non-negative integer"))
-			return 0, 0, false
-		}
-		offset = n
+	if offset, ok = queryInt(c, pca, "offset", 0, 0, math.MaxInt32, "must be an integer from 0 to 2147483647"); !ok {
+		return 0, 0, false
 	}
 	return limit, offset, true
 }

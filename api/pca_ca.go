@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -100,8 +99,12 @@ func (s *server) pcaListCAs(c *gin.Context) {
 	if !ok {
 		return
 	}
-	q := signer.CAQuery{Name: c.Query("name"), Status: c.Query("status"), Type: c.Query("type"),
-		SortKey: c.Query("sort_key"), SortDir: c.Query("sort_dir"), Limit: limit, Offset: offset}
+	v, ok := queryParams(c, pca, pcaNameParam, pcaStatusParam, pcaTypeParam, pcaSortKeyParam, pcaSortDirParam)
+	if !ok {
+		return
+	}
+	q := signer.CAQuery{Name: v["name"], Status: v["status"], Type: v["type"],
+		SortKey: v["sort_key"], SortDir: v["sort_dir"], Limit: limit, Offset: offset}
 	list, total, err := s.eng.ListCAs(c.Request.Context(), tenantOf(c), q)
 	if err != nil {
 		pcaError(c, err)
@@ -192,14 +195,9 @@ func (s *server) pcaCAState(f func(ctx context.Context, tenant, id string) error
 }
 
 func (s *server) pcaDeleteCA(c *gin.Context) {
-	days := 0
-	if v := c.Query("pending_days"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 7 || n > 30 {
-			pcaError(c, pcaInvalid("pending_days", v, "must be an integer from 7 to 30"))
-			return
-		}
-		days = n
+	days, ok := queryInt(c, pca, "pending_days", 0, 7, 30, "must be an integer from 7 to 30")
+	if !ok {
+		return
 	}
 	if err := s.eng.DeleteCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), days); err != nil {
 		pcaError(c, err)

@@ -154,9 +154,13 @@ func (s *server) pcaListCerts(c *gin.Context) {
 	if !ok {
 		return
 	}
+	v, ok := queryParams(c, pca, pcaNameParam, pcaStatusParam, pcaSortKeyParam, pcaSortDirParam)
+	if !ok {
+		return
+	}
 	list, total, err := s.eng.ListCertificates(c.Request.Context(), tenantOf(c), signer.CertQuery{
-		Name: c.Query("name"), Status: c.Query("status"), SortKey: c.Query("sort_key"),
-		SortDir: c.Query("sort_dir"), Limit: limit, Offset: offset})
+		Name: v["name"], Status: v["status"], SortKey: v["sort_key"],
+		SortDir: v["sort_dir"], Limit: limit, Offset: offset})
 	if err != nil {
 		pcaError(c, err)
 		return

@@ -90,7 +90,10 @@ func (s *server) createToken(c *gin.Context) {
 
 // listTokens serves GET /v1/tokens[?tenant=T].
 func (s *server) listTokens(c *gin.Context) {
-	tenant := c.Query("tenant")
+	tenant, ok := queryParam(c, native, param{"tenant", 64, wordChars})
+	if !ok {
+		return
+	}
 	if tenant != "" && !signer.ValidTenant(tenant) {
 		nativeError(c, queryInvalid("tenant", tenant, "not a tenant name"))
 		return

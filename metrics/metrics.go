@@ -48,6 +48,10 @@ type Metrics struct {
 	CAExpiry       *prometheus.GaugeVec     // kind: seconds until the soonest active CA certificate expires
 	CACertificates *prometheus.GaugeVec     // kind: active CA certificates
 	CRLOverdue     *prometheus.CounterVec   // family (pca, dts): CRLs served past nextUpdate
+	HeavyInFlight  *prometheus.GaugeVec     // operation: heavy operations running
+	HeavyWaiting   *prometheus.GaugeVec     // operation: heavy operations waiting for their turn
+	HeavyWait      *prometheus.HistogramVec // operation: time a heavy operation waited for its turn
+	HeavyRefused   *prometheus.CounterVec   // operation, reason: heavy operations refused
 
 	sessions atomic.Pointer[func() (int, int64)]
 	routes   sync.Map // route templates the router registered: string -> struct{}
@@ -123,6 +127,23 @@ func New(version string) *Metrics {
 			Name: "hsmca_crl_overdue_total",
 			Help: "CRLs found past their nextUpdate when served (each CRL counted once), by family (pca, dts): the background refresh did not replace them.",
 		}, []string{"family"}),
+		HeavyInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_heavy_operations_in_flight",
+			Help: "Costly operations (password exports, RSA key generation, signatures with RSA keys over 4096 bits) running now, by operation.",
+		}, []string{"operation"}),
+		HeavyWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_heavy_operations_waiting",
+			Help: "Costly operations waiting for their turn in the heavy-work pool, by operation.",
+		}, []string{"operation"}),
+		HeavyWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hsmca_heavy_operation_wait_seconds",
+			Help:    "Time a costly operation waited for its turn in the heavy-work pool, by operation.",
+			Buckets: latencyBuckets,
+		}, []string{"operation"}),
+		HeavyRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_heavy_operations_refused_total",
+			Help: "Costly operations refused with 503 by the heavy-work pool, by operation and reason (queue_full, timeout, canceled).",
+		}, []string{"operation", "reason"}),
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
@@ -139,6 +160,7 @@ func New(version string) *Metrics {
 		m.httpRequests, m.httpDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse,
+		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
 	return m

@@ -50,6 +50,8 @@ type Options struct {
 	// replica restarting after a crash settles its own leftovers at once
 	// instead of waiting out the grace it leaves other replicas.
 	Instance string
+	// HeavyWork bounds the costly operations running at once (heavy.go).
+	HeavyWork HeavyWork
 }
 
 // Engine is the shared machinery behind every API family.
@@ -78,6 +80,8 @@ type Engine struct {
 
 	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
 	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
+
+	heavyWork *heavyPool
 }
 
 type hsmBox struct{ h HSM }
@@ -93,7 +97,8 @@ func New(o Options) *Engine {
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
-		tokens: jsonCache[Token](), issuers: jsonCache[caRecord]()}
+		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
+		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)

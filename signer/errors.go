@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Kind classifies a domain error. Each API family maps kinds to its own
@@ -17,7 +18,7 @@ const (
 	KindConflict             // already exists, or a unique name is taken
 	KindWrongState           // the resource's state forbids the operation
 	KindQuotaExceeded        // the tenant's quota for the resource is used up
-	KindUnavailable          // the HSM or the store does not answer
+	KindUnavailable          // the HSM or the store does not answer, or the daemon is too busy (heavy.go)
 	KindUnauthenticated      // no credential, or one that is not valid
 	KindForbidden            // a valid credential without the right
 )
@@ -60,6 +61,9 @@ type Error struct {
 	Code   string // optional family-neutral code, e.g. "quota.ca"
 	Fields []FieldError
 	Err    error
+	// RetryAfter, when set, is how long the caller should wait before
+	// trying again (the families send it as Retry-After).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

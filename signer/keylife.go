@@ -70,7 +70,16 @@ func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op strin
 // tenant, resourceID) about to be created. Commit it by creating the record
 // with Fields[KeyField] = nk.ID and WriteOpts{Intent: nk.Intent}; on any
 // failure before that, call AbandonKey.
+//
+// An RSA key pair takes its turn in the heavy-work pool (heavy.go) first.
 func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
+	if isRSAAlgorithm(alg) {
+		release, err := e.heavyWork.acquire(ctx, heavyTenant(tenant), HeavyHSMRSAKey)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
 		return h.Generate(ctx, id, label, alg)
 	})

@@ -400,8 +400,13 @@ func (e *Engine) Sign(ctx context.Context, tenant, id string, in SignInput) (*Si
 			return id, err
 		}
 		opts := alg.opts()
+		release, err := e.signTurn(ctx, tenant, s.Public())
+		if err != nil {
+			return id, err
+		}
 		start := time.Now()
 		sig, err := s.Sign(rand.Reader, input, opts)
+		release()
 		if err != nil {
 			return id, HSMError(err, "key")
 		}

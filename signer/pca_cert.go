@@ -429,7 +429,7 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		if err := e.certQuotaFree(ctx, tenant); err != nil {
 			return "", err
 		}
-		key, err := generateLeafKey(alg)
+		key, err := e.leafKey(ctx, tenant, alg)
 		if err != nil {
 			return "", err
 		}
@@ -880,7 +880,7 @@ func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in Ce
 			out.PrivateKey = pcaPEM("PRIVATE KEY", pkcs8)
 			return id, nil
 		}
-		enc, err := EncryptPKCS8(pkcs8, in.Password)
+		enc, err := heavy(ctx, e, tenant, HeavyExportPassword, func() ([]byte, error) { return EncryptPKCS8(pkcs8, in.Password) })
 		if err != nil {
 			return id, err
 		}

@@ -234,7 +234,7 @@ func MatchValue(v string, f store.Filter) bool {
 	case store.Equal:
 		return v == f.Value
 	case store.Contains:
-		return strings.Contains(strings.ToLower(v), strings.ToLower(f.Value))
+		return ContainsFold(v, f.Value)
 	case store.Less:
 		return v < f.Value
 	case store.AtLeast:
