@@ -32,7 +32,7 @@ type HSM interface {
 	Unwrap(ctx context.Context, wrapID string, blob, aad []byte) ([]byte, error)
 }
 
-// Options configure an Engine.
+// Options configure a Core.
 type Options struct {
 	Store   store.Store
 	Metrics *metrics.Metrics
@@ -52,8 +52,12 @@ type Options struct {
 	Instance string
 }
 
-// Engine is the shared machinery behind every API family.
-type Engine struct {
+// Core is the shared machinery behind every API family: the run envelope
+// and event log, errors, the HSM and key lifecycle, quotas, tokens and
+// store metrics. It learns what it needs of a family from the Family data
+// the family registers. (issuers and issuerAltName are PCA's and DTS's,
+// left here until those families move into packages of their own.)
+type Core struct {
 	store   store.Store
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -80,7 +84,7 @@ type Engine struct {
 type hsmBox struct{ h HSM }
 
 // New builds an engine. Call Close to flush pending event records.
-func New(o Options) *Engine {
+func New(o Options) *Core {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -88,7 +92,7 @@ func New(o Options) *Engine {
 		o.Metrics = metrics.New("dev")
 	}
 	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
 		tokens: jsonCache[Token](), issuers: jsonCache[caRecord]()}
 	e.events = newEventWriter(o.Store, o.Logger)
@@ -101,13 +105,13 @@ func New(o Options) *Engine {
 }
 
 // Store returns the engine's store (for ops tooling).
-func (e *Engine) Store() store.Store { return e.store }
+func (e *Core) Store() store.Store { return e.store }
 
 // Metrics returns the collectors.
-func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
+func (e *Core) Metrics() *metrics.Metrics { return e.metrics }
 
 // SetHSM installs the opened HSM.
-func (e *Engine) SetHSM(h HSM) {
+func (e *Core) SetHSM(h HSM) {
 	e.hsm.Store(&hsmBox{h: h})
 	e.hsmDown.Store(nil)
 	if sp, ok := h.(interface{ Sessions() (int, int64) }); ok {
@@ -116,10 +120,10 @@ func (e *Engine) SetHSM(h HSM) {
 }
 
 // SetHSMDown records why the HSM is not available yet.
-func (e *Engine) SetHSMDown(reason string) { e.hsmDown.Store(&reason) }
+func (e *Core) SetHSMDown(reason string) { e.hsmDown.Store(&reason) }
 
 // HSM returns the open HSM or an unavailable error saying why there is none.
-func (e *Engine) HSM() (HSM, error) {
+func (e *Core) HSM() (HSM, error) {
 	if b := e.hsm.Load(); b != nil {
 		return b.h, nil
 	}
@@ -132,7 +136,7 @@ func (e *Engine) HSM() (HSM, error) {
 
 // Close flushes pending event records and closes the HSM. The store is
 // the caller's to close.
-func (e *Engine) Close() error {
+func (e *Core) Close() error {
 	e.stopInventory()
 	e.events.close()
 	if b := e.hsm.Load(); b != nil {
@@ -143,7 +147,7 @@ func (e *Engine) Close() error {
 
 // Readiness probes the HSM and the store concurrently and returns the error
 // of each component that failed, by name ("hsm", "store").
-func (e *Engine) Readiness(ctx context.Context) map[string]error {
+func (e *Core) Readiness(ctx context.Context) map[string]error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var (
@@ -201,7 +205,7 @@ func CallerFrom(ctx context.Context) Caller {
 // then SUCCESS or FAIL as a counter and an event record in the tenant's
 // chain. The record is written before run returns, so an acknowledged
 // operation is always in the log.
-func (e *Engine) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
+func (e *Core) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
 	e.metrics.Event(name, metrics.StageStart)
 	resource, err := fn()
 	outcome := metrics.StageSuccess

@@ -22,7 +22,7 @@ type StoredEvent struct {
 }
 
 // ListEvents returns a tenant's events after a sequence number, oldest first.
-func (e *Engine) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]StoredEvent, error) {
+func (e *Core) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]StoredEvent, error) {
 	evs, err := e.store.ListEvents(ctx, tenant, after, limit)
 	if err != nil {
 		return nil, storeErr(err, "event")
@@ -87,7 +87,7 @@ func ParseEventCursor(s string) (uint64, error) {
 // counted (EVENT_RETRIEVE_LIST) but not recorded in it: a record per read
 // would grow the log with every poll of a log collector, and a reader
 // following it page by page would never reach its end.
-func (e *Engine) QueryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
+func (e *Core) QueryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
 	const name = "EVENT_RETRIEVE_LIST"
 	e.metrics.Event(name, metrics.StageStart)
 	page, err := e.queryEvents(ctx, tenant, q)
@@ -99,7 +99,7 @@ func (e *Engine) QueryEvents(ctx context.Context, tenant string, q EventQuery) (
 	return page, nil
 }
 
-func (e *Engine) queryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
+func (e *Core) queryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}

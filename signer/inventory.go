@@ -24,7 +24,7 @@ type caExpirySource struct {
 var caExpirySources []caExpirySource
 
 // RefreshInventory recomputes the inventory gauges once.
-func (e *Engine) RefreshInventory(ctx context.Context) error {
+func (e *Core) RefreshInventory(ctx context.Context) error {
 	tenants, err := e.store.EventTenants(ctx)
 	if err != nil {
 		return storeErr(err, "tenants")
@@ -94,7 +94,7 @@ func (e *Engine) RefreshInventory(ctx context.Context) error {
 
 // StartInventory probes the HSM and the store and refreshes the inventory
 // gauges now and then every interval until Close.
-func (e *Engine) StartInventory(interval time.Duration) {
+func (e *Core) StartInventory(interval time.Duration) {
 	e.inventoryOnce.Do(func() {
 		e.inventoryStop = make(chan struct{})
 		e.inventoryDone = make(chan struct{})
@@ -121,7 +121,7 @@ func (e *Engine) StartInventory(interval time.Duration) {
 	})
 }
 
-func (e *Engine) stopInventory() {
+func (e *Core) stopInventory() {
 	if e.inventoryStop != nil {
 		close(e.inventoryStop)
 		<-e.inventoryDone

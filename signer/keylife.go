@@ -56,7 +56,7 @@ func NewKeyID() string {
 // KeyLabel is the CKA_LABEL of a resource's key.
 func KeyLabel(tenant, resourceID string) string { return "hsmca/" + tenant + "/" + resourceID }
 
-func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
+func (e *Core) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
 	data, _ := json.Marshal(intentData{Resource: resource, Op: op, Owner: e.instance})
 	in := &store.Intent{ID: "i-" + NewKeyID(), Tenant: tenant, Kind: kind, KeyIDs: keyIDs,
 		Created: e.now().UTC(), Data: data}
@@ -70,7 +70,7 @@ func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op strin
 // tenant, resourceID) about to be created. Commit it by creating the record
 // with Fields[KeyField] = nk.ID and WriteOpts{Intent: nk.Intent}; on any
 // failure before that, call AbandonKey.
-func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
+func (e *Core) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
 	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
 		return h.Generate(ctx, id, label, alg)
 	})
@@ -78,13 +78,13 @@ func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID strin
 
 // ImportKey is GenerateKey for a private key supplied by the caller, which
 // becomes a sensitive, non-extractable HSM object.
-func (e *Engine) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
+func (e *Core) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
 	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
 		return h.Import(ctx, id, label, key)
 	})
 }
 
-func (e *Engine) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+func (e *Core) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	// SoftHSM2 fails an object creation now and then after a crash of an
 	// earlier process on the token (CKR_GENERAL_ERROR, even
 	// CKR_TEMPLATE_INCONSISTENT for a template that works otherwise;
@@ -121,7 +121,7 @@ func transientCreateError(err error) bool {
 	return false
 }
 
-func (e *Engine) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
@@ -143,7 +143,7 @@ func (e *Engine) newKeyOnce(ctx context.Context, tenant, kind, resourceID string
 
 // AbandonKey destroys a key whose record was never committed. If the HSM
 // or store does not answer, the intent stays for the reconciler.
-func (e *Engine) AbandonKey(nk *NewKey) {
+func (e *Core) AbandonKey(nk *NewKey) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h, err := e.HSM()
@@ -163,7 +163,7 @@ func (e *Engine) AbandonKey(nk *NewKey) {
 
 // DeleteWithKey deletes a record and destroys the HSM key it owns, safe
 // against a crash at any point (see the rule above).
-func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+func (e *Core) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
 	keyID := rec.Fields[KeyField]
 	if keyID == "" {
 		return storeErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
@@ -191,7 +191,7 @@ func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts stor
 }
 
 // Signer returns the cached signer of a key.
-func (e *Engine) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
+func (e *Core) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
@@ -234,7 +234,7 @@ type ReconcileReport struct {
 // pass a grace longer than any operation. The daemon runs it with the
 // freshly opened HSM before installing it, so no request of its own can be
 // mid-operation; h nil means the installed HSM.
-func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+func (e *Core) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
 	return e.reconcile(ctx, h, grace, false)
 }
 
@@ -243,11 +243,11 @@ func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (Rec
 // ended) are settled whatever their age, since no operation of that
 // instance can still be running; other replicas' intents wait out grace.
 // Without an Instance it is Reconcile.
-func (e *Engine) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+func (e *Core) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
 	return e.reconcile(ctx, h, grace, e.instance != "")
 }
 
-func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own bool) (ReconcileReport, error) {
+func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bool) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if h == nil {
 		var err error

@@ -31,7 +31,7 @@ func QuotaResources() []string {
 }
 
 // QuotaLimit is the per-tenant limit of a resource.
-func (e *Engine) QuotaLimit(resource string) int64 {
+func (e *Core) QuotaLimit(resource string) int64 {
 	if n, ok := e.quotas[resource]; ok && !fixedQuotas[resource] {
 		return n
 	}

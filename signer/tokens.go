@@ -72,7 +72,7 @@ func ValidTenant(s string) bool {
 }
 
 // CreateToken makes a new API token and returns its secret, shown once.
-func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
+func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
 	var (
 		secret string
 		tok    *Token
@@ -126,7 +126,7 @@ func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string,
 
 // AuthenticateToken resolves a presented secret to its token. Every failure
 // is the same unauthenticated error, so a caller learns nothing about why.
-func (e *Engine) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
+func (e *Core) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
 	tok, _, err := e.authenticateToken(ctx, secret, nil)
 	return tok, err
 }
@@ -141,11 +141,11 @@ type RateLimitAnswer = store.ThrottleResult
 // keyed by the presented credential's hash, so it is the token's own; a
 // secret of the wrong form is refused before it reaches the store. The
 // limiter's answer is only meaningful when the token is valid.
-func (e *Engine) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
+func (e *Core) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
 	return e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
 }
 
-func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
+func (e *Core) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
 	var tr store.ThrottleResult
 	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
 	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
@@ -188,7 +188,7 @@ func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *st
 
 // touchToken records last use at most once per period and token, off the
 // request path: a lost update only makes "last used" slightly older.
-func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
+func (e *Core) touchToken(rec *store.Record, tok *Token, now time.Time) {
 	if v, ok := e.tokenSeen.Load(tok.ID); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
 		return
 	}
@@ -214,7 +214,7 @@ func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
 }
 
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
-func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
+func (e *Core) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
 	var out []Token
 	err := e.run(ctx, "", "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
 		q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
@@ -240,7 +240,7 @@ func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error)
 
 // RevokeToken deletes a token; the next request with it fails on every
 // replica because authentication reads the store.
-func (e *Engine) RevokeToken(ctx context.Context, id string) error {
+func (e *Core) RevokeToken(ctx context.Context, id string) error {
 	// Like creation, revocation is an event of the token's tenant.
 	evTenant := ""
 	if rec, err := e.store.Get(ctx, kindToken, store.PlatformTenant, id); err == nil {

@@ -1,0 +1,8 @@
+package signer
+
+// The old names of the core, kept as thin wrappers so that the family
+// files compile unchanged while each family moves into its own package.
+// Nothing new may use them; they go once the last family has moved.
+
+// Engine is the old name of Core.
+type Engine = Core
