@@ -6,3 +6,9 @@ package signer
 
 // Engine is the old name of Core.
 type Engine = Core
+
+func storeErr(err error, what string) error { return StoreErr(err, what) }
+
+func quoteID(id string) string { return QuoteID(id) }
+
+func shortID(id string) string { return ShortID(id) }

@@ -6,8 +6,6 @@ package signer
 import (
 	"context"
 	"crypto"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -230,25 +228,4 @@ func (e *Core) run(ctx context.Context, tenant, name string, fn func() (resource
 		}
 	}
 	return err
-}
-
-// storeErr maps a store error to the engine's kinds.
-func storeErr(err error, what string) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrNotFound):
-		return &Error{Kind: KindNotFound, Msg: what + " not found", Err: err}
-	case errors.Is(err, store.ErrExists):
-		return &Error{Kind: KindConflict, Msg: what + " already exists", Err: err}
-	case errors.Is(err, store.ErrQuotaExceeded):
-		return &Error{Kind: KindQuotaExceeded, Msg: "quota exceeded for " + what, Err: err}
-	case errors.Is(err, store.ErrVersionConflict):
-		return &Error{Kind: KindConflict, Msg: what + " was changed concurrently; retry", Err: err}
-	case errors.Is(err, store.ErrInvalid):
-		return &Error{Kind: KindInvalid, Msg: "invalid " + what + " reference", Err: err}
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return &Error{Kind: KindUnavailable, Msg: "the store is unavailable", Err: err}
-	}
-	return &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("%s: %w", what, err)}
 }

@@ -25,7 +25,7 @@ type StoredEvent struct {
 func (e *Core) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]StoredEvent, error) {
 	evs, err := e.store.ListEvents(ctx, tenant, after, limit)
 	if err != nil {
-		return nil, storeErr(err, "event")
+		return nil, StoreErr(err, "event")
 	}
 	return decodeEvents(evs)
 }
@@ -35,7 +35,7 @@ func decodeEvents(evs []store.Event) ([]StoredEvent, error) {
 	for _, ev := range evs {
 		se := StoredEvent{Seq: ev.Seq, PrevHash: ev.PrevHash, Hash: ev.Hash}
 		if err := json.Unmarshal(ev.Data, &se.EventRecord); err != nil {
-			return nil, storeErr(err, "event")
+			return nil, StoreErr(err, "event")
 		}
 		out = append(out, se)
 	}
@@ -78,7 +78,7 @@ func ParseEventCursor(s string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, queryErr("cursor", s, "not a cursor of this list")
+		return 0, QueryInvalid("cursor", s, "not a cursor of this list")
 	}
 	return n, nil
 }
@@ -104,7 +104,7 @@ func (e *Core) queryEvents(ctx context.Context, tenant string, q EventQuery) (*E
 		q.Limit = 100
 	}
 	if q.Limit < 1 || q.Limit > eventsListMax {
-		return nil, queryErr("limit", q.Limit, fmt.Sprintf("must be from 1 to %d", eventsListMax))
+		return nil, QueryInvalid("limit", q.Limit, fmt.Sprintf("must be from 1 to %d", eventsListMax))
 	}
 	pos, err := ParseEventCursor(q.Cursor)
 	if err != nil {
@@ -117,7 +117,7 @@ func (e *Core) queryEvents(ctx context.Context, tenant string, q EventQuery) (*E
 	switch outcome {
 	case "", metrics.StageSuccess, metrics.StageFail:
 	default:
-		return nil, queryErr("outcome", q.Outcome, "must be SUCCESS or FAIL")
+		return nil, QueryInvalid("outcome", q.Outcome, "must be SUCCESS or FAIL")
 	}
 	filtered := op != "" || outcome != "" || !q.Since.IsZero()
 	match := func(ev *StoredEvent) bool {
@@ -145,7 +145,7 @@ func (e *Core) queryEvents(ctx context.Context, tenant string, q EventQuery) (*E
 		// log goes on.
 		raw, err := e.store.ListEvents(ctx, tenant, pos, n+1)
 		if err != nil {
-			return nil, storeErr(err, "event")
+			return nil, StoreErr(err, "event")
 		}
 		more := len(raw) > n
 		if more {

@@ -27,7 +27,7 @@ var caExpirySources []caExpirySource
 func (e *Core) RefreshInventory(ctx context.Context) error {
 	tenants, err := e.store.EventTenants(ctx)
 	if err != nil {
-		return storeErr(err, "tenants")
+		return StoreErr(err, "tenants")
 	}
 	worst := map[string]float64{}
 	for _, res := range QuotaResources() {
@@ -47,7 +47,7 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 			}
 			used, err := e.store.QuotaUsage(ctx, t, res)
 			if err != nil {
-				return storeErr(err, "quota")
+				return StoreErr(err, "quota")
 			}
 			if r := float64(used) / float64(limit); r > worst[res] {
 				worst[res] = r
@@ -58,7 +58,7 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 			for {
 				page, err := e.store.List(ctx, q)
 				if err != nil {
-					return storeErr(err, "CA inventory")
+					return StoreErr(err, "CA inventory")
 				}
 				for i := range page.Records {
 					na, ok := src.active(&page.Records[i])

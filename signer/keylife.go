@@ -61,7 +61,7 @@ func (e *Core) putIntent(ctx context.Context, tenant, kind, resource, op string,
 	in := &store.Intent{ID: "i-" + NewKeyID(), Tenant: tenant, Kind: kind, KeyIDs: keyIDs,
 		Created: e.now().UTC(), Data: data}
 	if err := e.store.PutIntent(ctx, in); err != nil {
-		return "", storeErr(err, "intent")
+		return "", StoreErr(err, "intent")
 	}
 	return in.ID, nil
 }
@@ -166,7 +166,7 @@ func (e *Core) AbandonKey(nk *NewKey) {
 func (e *Core) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
 	keyID := rec.Fields[KeyField]
 	if keyID == "" {
-		return storeErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
+		return StoreErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
 	}
 	h, err := e.HSM()
 	if err != nil {
@@ -178,7 +178,7 @@ func (e *Core) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.
 	}
 	if err := e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts); err != nil {
 		_ = e.store.DeleteIntent(context.WithoutCancel(ctx), intent)
-		return storeErr(err, rec.Kind)
+		return StoreErr(err, rec.Kind)
 	}
 	if err := h.Delete(ctx, keyID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		e.log.Warn("key of a deleted resource left for the reconciler", "key_id", keyID, "err", err)
@@ -257,7 +257,7 @@ func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bo
 	}
 	intents, err := e.store.ListIntents(ctx)
 	if err != nil {
-		return rep, storeErr(err, "intent")
+		return rep, StoreErr(err, "intent")
 	}
 	now := e.now()
 	for _, in := range intents {
@@ -274,7 +274,7 @@ func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bo
 			case err == nil:
 				owner = rec.Fields[KeyField]
 			case !errors.Is(err, store.ErrNotFound):
-				return rep, storeErr(err, in.Kind)
+				return rep, StoreErr(err, in.Kind)
 			}
 		}
 		for _, k := range in.KeyIDs {
@@ -288,7 +288,7 @@ func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bo
 			rep.Destroyed++
 		}
 		if err := e.store.DeleteIntent(ctx, in.ID); err != nil {
-			return rep, storeErr(err, "intent")
+			return rep, StoreErr(err, "intent")
 		}
 		rep.Intents++
 	}

@@ -12,7 +12,7 @@ import (
 func (e *Core) Throttle(ctx context.Context, principal string, rate float64, burst int64) (time.Duration, error) {
 	d, err := e.store.Throttle(ctx, "principal:"+principal, rate, burst)
 	if err != nil {
-		return 0, storeErr(err, "rate limit")
+		return 0, StoreErr(err, "rate limit")
 	}
 	return d, nil
 }

@@ -116,7 +116,7 @@ func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, e
 		}
 		rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
 			Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
-		return tok.ID, storeErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
+		return tok.ID, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
 	})
 	if err != nil {
 		return "", nil, err
@@ -160,20 +160,20 @@ func (e *Core) authenticateToken(ctx context.Context, secret string, limit *stor
 		limit.Key = "credential:" + h
 		rec, tr, err = e.store.GetByUniqueThrottled(ctx, kindToken, store.PlatformTenant, "hash:"+h, *limit)
 		if tr.Err != nil {
-			tr.Err = storeErr(tr.Err, "rate limit")
+			tr.Err = StoreErr(tr.Err, "rate limit")
 		}
 	} else {
 		rec, err = e.store.GetByUnique(ctx, kindToken, store.PlatformTenant, "hash:"+h)
 	}
 	if err != nil {
-		if KindOf(storeErr(err, "token")) == KindNotFound {
+		if KindOf(StoreErr(err, "token")) == KindNotFound {
 			return nil, tr, denied
 		}
-		return nil, tr, storeErr(err, "token")
+		return nil, tr, StoreErr(err, "token")
 	}
 	tok, err := e.tokens.get(rec.Data)
 	if err != nil {
-		return nil, tr, storeErr(err, "token")
+		return nil, tr, StoreErr(err, "token")
 	}
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
 		return nil, tr, denied
@@ -223,13 +223,13 @@ func (e *Core) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
 		}
 		page, err := e.store.List(ctx, q)
 		if err != nil {
-			return "", storeErr(err, "token")
+			return "", StoreErr(err, "token")
 		}
 		out = make([]Token, 0, len(page.Records))
 		for _, r := range page.Records {
 			var t Token
 			if err := json.Unmarshal(r.Data, &t); err != nil {
-				return "", storeErr(err, "token")
+				return "", StoreErr(err, "token")
 			}
 			out = append(out, t)
 		}
@@ -251,7 +251,7 @@ func (e *Core) RevokeToken(ctx context.Context, id string) error {
 	}
 	return e.run(ctx, evTenant, "API_TOKEN_DELETE", func() (string, error) {
 		if err := e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}); err != nil {
-			return id, storeErr(err, "token")
+			return id, StoreErr(err, "token")
 		}
 		e.tokenSeen.Delete(id)
 		return id, nil
