@@ -1,11 +1,19 @@
 package signer
 
+import "context"
+
 // The old names of the core, kept as thin wrappers so that the family
 // files compile unchanged while each family moves into its own package.
 // Nothing new may use them; they go once the last family has moved.
 
 // Engine is the old name of Core.
 type Engine = Core
+
+// run is Start and Done around fn.
+func (e *Core) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
+	op := e.Start(ctx, tenant, name)
+	return op.Done(fn())
+}
 
 func storeErr(err error, what string) error { return StoreErr(err, what) }
 

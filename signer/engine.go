@@ -198,34 +198,3 @@ func CallerFrom(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey{}).(Caller)
 	return c
 }
-
-// run executes one operation under its event: the START counter, then fn,
-// then SUCCESS or FAIL as a counter and an event record in the tenant's
-// chain. The record is written before run returns, so an acknowledged
-// operation is always in the log.
-func (e *Core) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
-	e.metrics.Event(name, metrics.StageStart)
-	resource, err := fn()
-	outcome := metrics.StageSuccess
-	code := ""
-	if err != nil {
-		outcome = metrics.StageFail
-		code = AsError(err).Kind.String()
-	}
-	e.metrics.Event(name, outcome)
-	c := CallerFrom(ctx)
-	if tenant == "" {
-		tenant = store.PlatformTenant
-	}
-	rec := EventRecord{
-		Tenant: tenant, Principal: c.Principal, Operation: name, Outcome: outcome,
-		Resource: resource, RequestID: c.RequestID, ErrorCode: code,
-	}
-	if werr := e.events.append(ctx, tenant, rec); werr != nil {
-		e.log.Error("event record not written", "event", name, "outcome", outcome, "err", werr)
-		if err == nil {
-			return &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
-		}
-	}
-	return err
-}

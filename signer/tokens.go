@@ -73,10 +73,6 @@ func ValidTenant(s string) bool {
 
 // CreateToken makes a new API token and returns its secret, shown once.
 func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	var (
-		secret string
-		tok    *Token
-	)
 	// The event goes to the chain of the tenant the token is for, so the
 	// tenant's auditors see every credential issued to it; a name that
 	// cannot be a tenant (and so cannot hold a chain) logs to the platform.
@@ -84,44 +80,53 @@ func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, e
 	if ValidTenant(tenant) {
 		evTenant = tenant
 	}
-	err := e.run(ctx, evTenant, "API_TOKEN_CREATE", func() (string, error) {
-		if !ValidTenant(tenant) {
-			return "", Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
-		}
-		if len(roles) == 0 {
-			return "", Invalid("roles", roles, "at least one role is required")
-		}
-		roles = slices.Clone(roles)
-		slices.Sort(roles)
-		roles = slices.Compact(roles)
-		for _, r := range roles {
-			if !slices.Contains(TenantRoles, r) {
-				return "", Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
-			}
-		}
-		now := e.now().UTC().Truncate(time.Second)
-		if expiresAt != nil && !expiresAt.After(now) {
-			return "", Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
-		}
-		var raw [32]byte
-		if _, err := rand.Read(raw[:]); err != nil {
-			return "", err
-		}
-		secret = tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-		tok = &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
-			ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
-		data, err := json.Marshal(tok)
-		if err != nil {
-			return "", err
-		}
-		rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
-			Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
-		return tok.ID, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
-	})
-	if err != nil {
+	op := e.Start(ctx, evTenant, "API_TOKEN_CREATE")
+	secret, tok, err := e.createToken(ctx, tenant, roles, expiresAt)
+	resource := ""
+	if tok != nil {
+		resource = tok.ID
+	}
+	if err := op.Done(resource, err); err != nil {
 		return "", nil, err
 	}
 	return secret, tok, nil
+}
+
+// createToken checks the request and stores the token; tok is set when
+// storing it fails too, so that the event names it.
+func (e *Core) createToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
+	if !ValidTenant(tenant) {
+		return "", nil, Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
+	}
+	if len(roles) == 0 {
+		return "", nil, Invalid("roles", roles, "at least one role is required")
+	}
+	roles = slices.Clone(roles)
+	slices.Sort(roles)
+	roles = slices.Compact(roles)
+	for _, r := range roles {
+		if !slices.Contains(TenantRoles, r) {
+			return "", nil, Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
+		}
+	}
+	now := e.now().UTC().Truncate(time.Second)
+	if expiresAt != nil && !expiresAt.After(now) {
+		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, err
+	}
+	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	tok := &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
+		ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return "", nil, err
+	}
+	rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
+		Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
+	return secret, tok, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
 }
 
 // AuthenticateToken resolves a presented secret to its token. Every failure
@@ -215,27 +220,29 @@ func (e *Core) touchToken(rec *store.Record, tok *Token, now time.Time) {
 
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
 func (e *Core) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
-	var out []Token
-	err := e.run(ctx, "", "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
-		q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
-		if tenant != "" {
-			q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+	op := e.Start(ctx, "", "API_TOKEN_RETRIEVE_LIST")
+	out, err := e.listTokens(ctx, tenant)
+	return out, op.Done("", err)
+}
+
+func (e *Core) listTokens(ctx context.Context, tenant string) ([]Token, error) {
+	q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
+	if tenant != "" {
+		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+	}
+	page, err := e.store.List(ctx, q)
+	if err != nil {
+		return nil, StoreErr(err, "token")
+	}
+	out := make([]Token, 0, len(page.Records))
+	for _, r := range page.Records {
+		var t Token
+		if err := json.Unmarshal(r.Data, &t); err != nil {
+			return out, StoreErr(err, "token")
 		}
-		page, err := e.store.List(ctx, q)
-		if err != nil {
-			return "", StoreErr(err, "token")
-		}
-		out = make([]Token, 0, len(page.Records))
-		for _, r := range page.Records {
-			var t Token
-			if err := json.Unmarshal(r.Data, &t); err != nil {
-				return "", StoreErr(err, "token")
-			}
-			out = append(out, t)
-		}
-		return "", nil
-	})
-	return out, err
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // RevokeToken deletes a token; the next request with it fails on every
@@ -249,11 +256,10 @@ func (e *Core) RevokeToken(ctx context.Context, id string) error {
 			evTenant = t.Tenant
 		}
 	}
-	return e.run(ctx, evTenant, "API_TOKEN_DELETE", func() (string, error) {
-		if err := e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}); err != nil {
-			return id, StoreErr(err, "token")
-		}
+	op := e.Start(ctx, evTenant, "API_TOKEN_DELETE")
+	err := StoreErr(e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}), "token")
+	if err == nil {
 		e.tokenSeen.Delete(id)
-		return id, nil
-	})
+	}
+	return op.Done(id, err)
 }
