@@ -20,3 +20,13 @@ func storeErr(err error, what string) error { return StoreErr(err, what) }
 func quoteID(id string) string { return QuoteID(id) }
 
 func shortID(id string) string { return ShortID(id) }
+
+type bytesCache[T any] = BytesCache[T]
+
+func newBytesCache[T any](decode func([]byte) (T, error)) *BytesCache[T] {
+	return NewBytesCache(decode)
+}
+
+func jsonCache[T any]() *BytesCache[T] { return JSONCache[T]() }
+
+func (c *BytesCache[T]) get(b []byte) (T, error) { return c.Get(b) }

@@ -145,3 +145,31 @@ func TestErrorReasons(t *testing.T) {
 	assert.Equal(t, `"a b"`, signer.ShortID("a b"))
 	assert.Equal(t, `"abc"`, signer.QuoteID("abc"))
 }
+
+func TestBytesCache(t *testing.T) {
+	decodes := 0
+	c := signer.NewBytesCache(func(b []byte) (int, error) {
+		decodes++
+		if len(b) == 0 {
+			return 0, errors.New("empty")
+		}
+		return len(b), nil
+	})
+	for range 3 {
+		n, err := c.Get([]byte("abcd"))
+		require.NoError(t, err)
+		assert.Equal(t, 4, n)
+	}
+	assert.Equal(t, 1, decodes, "identical bytes decode once")
+	_, err := c.Get(nil)
+	assert.Error(t, err)
+	_, err = c.Get(nil)
+	assert.Error(t, err)
+	assert.Equal(t, 3, decodes, "errors are not cached")
+
+	type doc struct{ A string }
+	j := signer.JSONCache[doc]()
+	d, err := j.Get([]byte(`{"A":"x"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "x", d.A)
+}
