@@ -58,6 +58,8 @@ type Options struct {
 // the family registers. (issuers and issuerAltName are PCA's and DTS's,
 // left here until those families move into packages of their own.)
 type Core struct {
+	wrapKnown sync.Map // wrapKeyOf -> true: wrapping keys known to exist (Seal)
+
 	store   store.Store
 	metrics *metrics.Metrics
 	log     *slog.Logger

@@ -161,6 +161,99 @@ func (e *Core) AbandonKey(nk *NewKey) {
 	}
 }
 
+// CommitKey creates rec as the owner of nk: it names the key
+// (Fields[KeyField]) and retires the key's intent in the same store write
+// (opts.Intent). When the write fails the key is settled
+// (SettleUncommitted) and the store's error is returned as it is, for the
+// family to word (quota, name taken).
+func (e *Core) CommitKey(ctx context.Context, rec *store.Record, nk *NewKey, opts store.WriteOpts) error {
+	if rec.Fields == nil {
+		rec.Fields = map[string]string{}
+	}
+	rec.Fields[KeyField] = nk.ID
+	opts.Intent = nk.Intent
+	if err := e.store.Create(ctx, rec, opts); err != nil {
+		e.SettleUncommitted(nk, err)
+		return err
+	}
+	return nil
+}
+
+// SettleUncommitted disposes of a key whose record write failed with
+// err: destroyed when the store certainly refused the write, else left to
+// the reconciler, which keeps it if the write did commit after all (a
+// timeout may have committed).
+func (e *Core) SettleUncommitted(nk *NewKey, err error) {
+	if refusedWrite(err) {
+		e.AbandonKey(nk)
+		return
+	}
+	e.log.Warn("key of an unconfirmed write left for the reconciler", "key_id", nk.ID, "intent", nk.Intent, "err", err)
+}
+
+// refusedWrite reports a write the store certainly refused, as opposed to
+// one whose outcome is unknown.
+func refusedWrite(err error) bool {
+	for _, s := range []error{store.ErrExists, store.ErrQuotaExceeded, store.ErrVersionConflict, store.ErrNotFound, store.ErrInvalid} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplaceKey gives a record a new key, crash-safely: one intent names the
+// new key and the old one, the new key is imported, the record is updated
+// to name it (version-checked), and only then is the old key destroyed and
+// the intent retired. Whatever the point of a crash, the reconciler keeps
+// the key the record names and destroys the other. apply changes the
+// record's content; ReplaceKey sets its KeyField. On success rec holds the
+// record as stored. A failed update returns the store's error as it is;
+// other errors are the engine's.
+func (e *Core) ReplaceKey(ctx context.Context, rec *store.Record, key crypto.PrivateKey, apply func(*store.Record)) error {
+	h, err := e.HSM()
+	if err != nil {
+		return err
+	}
+	oldID := rec.Fields[KeyField]
+	nk := &NewKey{ID: NewKeyID(), Tenant: rec.Tenant}
+	ids := []string{nk.ID}
+	if oldID != "" {
+		ids = append(ids, oldID)
+	}
+	if nk.Intent, err = e.putIntent(ctx, rec.Tenant, rec.Kind, rec.ID, "replace", ids...); err != nil {
+		return err
+	}
+	if _, err := h.Import(ctx, nk.ID, KeyLabel(rec.Tenant, rec.ID), key); err != nil {
+		// The old key stays: the record still names it.
+		e.AbandonKey(nk)
+		return HSMError(err, "key")
+	}
+	next := *rec
+	apply(&next)
+	fields := make(map[string]string, len(next.Fields)+1)
+	for k, v := range next.Fields {
+		fields[k] = v
+	}
+	fields[KeyField] = nk.ID
+	next.Fields = fields
+	if err := e.store.Update(ctx, &next, store.WriteOpts{}); err != nil {
+		e.SettleUncommitted(nk, err)
+		return err
+	}
+	*rec = next
+	if oldID != "" {
+		if err := h.Delete(ctx, oldID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			e.log.Warn("replaced key left for the reconciler", "key_id", oldID, "err", err)
+			return nil
+		}
+	}
+	if err := e.store.DeleteIntent(context.WithoutCancel(ctx), nk.Intent); err != nil {
+		e.log.Warn("intent left for the reconciler", "intent", nk.Intent, "err", err)
+	}
+	return nil
+}
+
 // DeleteWithKey deletes a record and destroys the HSM key it owns, safe
 // against a crash at any point (see the rule above).
 func (e *Core) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
