@@ -48,6 +48,10 @@ type Options struct {
 	// replica restarting after a crash settles its own leftovers at once
 	// instead of waiting out the grace it leaves other replicas.
 	Instance string
+	// Families are the API families served; nil means BuiltinFamilies().
+	// The core learns what it needs of a family (indexes, quotas, key
+	// owners, CA expiry, janitors) only from here.
+	Families []Family
 	// Now is the clock, time.Now when nil; tests set it to move time.
 	Now func() time.Time
 }
@@ -58,7 +62,9 @@ type Options struct {
 // the family registers. (issuers and issuerAltName are PCA's and DTS's,
 // left here until those families move into packages of their own.)
 type Core struct {
-	wrapKnown sync.Map // wrapKeyOf -> true: wrapping keys known to exist (Seal)
+	families  []Family
+	quotaDef  map[string]QuotaDefault // by resource, from families
+	wrapKnown sync.Map                // wrapKeyOf -> true: wrapping keys known to exist (Seal)
 
 	store   store.Store
 	metrics *metrics.Metrics
@@ -100,6 +106,7 @@ func New(o Options) *Core {
 	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
 		tokens: jsonCache[Token](), issuers: jsonCache[caRecord]()}
+	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)

@@ -12,16 +12,36 @@ import (
 // resource and the expiry of CA certificates. Neither carries a tenant or
 // an id label; each reports the worst case across tenants.
 
-// caExpirySource says how to read the active CA certificates of one
-// record kind: active reports a record's notAfter and whether it counts.
+// CAExpirySource says how to read the active CA certificates of one
+// record kind, for the CA-expiry gauges: Active reports a record's
+// notAfter and whether it counts. Families declare theirs
+// (Family.CAExpiry).
+type CAExpirySource struct {
+	Label      string // the metric's kind label
+	RecordKind string // the store record kind
+	Active     func(rec *store.Record) (notAfter time.Time, ok bool)
+}
+
+// caExpirySource and caExpirySources are where the PCA and DTS files
+// declare their sources today (in init); the builtin families hand them
+// to the core as CAExpirySource. Both go when those families declare
+// Family.CAExpiry themselves.
 type caExpirySource struct {
 	label  string // the metric's kind label
 	kind   string // the store record kind
 	active func(rec *store.Record) (notAfter time.Time, ok bool)
 }
 
-// caExpirySources lists every kind of CA certificate the engine holds.
 var caExpirySources []caExpirySource
+
+// caExpiry lists the registered CA-expiry sources.
+func (e *Core) caExpiry() []CAExpirySource {
+	var out []CAExpirySource
+	for _, f := range e.families {
+		out = append(out, f.CAExpiry...)
+	}
+	return out
+}
 
 // RefreshInventory recomputes the inventory gauges once.
 func (e *Core) RefreshInventory(ctx context.Context) error {
@@ -29,8 +49,10 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 	if err != nil {
 		return StoreErr(err, "tenants")
 	}
+	resources := e.QuotaResources()
+	sources := e.caExpiry()
 	worst := map[string]float64{}
-	for _, res := range QuotaResources() {
+	for _, res := range resources {
 		worst[res] = 0
 	}
 	soonest := map[string]time.Time{}
@@ -40,7 +62,7 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 		if t == store.PlatformTenant {
 			continue
 		}
-		for _, res := range QuotaResources() {
+		for _, res := range resources {
 			limit := e.QuotaLimit(res)
 			if limit <= 0 {
 				continue
@@ -53,21 +75,21 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 				worst[res] = r
 			}
 		}
-		for _, src := range caExpirySources {
-			q := store.Query{Kind: src.kind, Tenant: t, Limit: 500}
+		for _, src := range sources {
+			q := store.Query{Kind: src.RecordKind, Tenant: t, Limit: 500}
 			for {
 				page, err := e.store.List(ctx, q)
 				if err != nil {
 					return StoreErr(err, "CA inventory")
 				}
 				for i := range page.Records {
-					na, ok := src.active(&page.Records[i])
+					na, ok := src.Active(&page.Records[i])
 					if !ok {
 						continue
 					}
-					count[src.label]++
-					if s, seen := soonest[src.label]; !seen || na.Before(s) {
-						soonest[src.label] = na
+					count[src.Label]++
+					if s, seen := soonest[src.Label]; !seen || na.Before(s) {
+						soonest[src.Label] = na
 					}
 				}
 				if page.NextCursor == "" {
@@ -80,13 +102,13 @@ func (e *Core) RefreshInventory(ctx context.Context) error {
 	for res, r := range worst {
 		e.metrics.QuotaUsage.WithLabelValues(res).Set(r)
 	}
-	for _, src := range caExpirySources {
-		e.metrics.CACertificates.WithLabelValues(src.label).Set(float64(count[src.label]))
-		if s, ok := soonest[src.label]; ok {
-			e.metrics.CAExpiry.WithLabelValues(src.label).Set(s.Sub(now).Seconds())
+	for _, src := range sources {
+		e.metrics.CACertificates.WithLabelValues(src.Label).Set(float64(count[src.Label]))
+		if s, ok := soonest[src.Label]; ok {
+			e.metrics.CAExpiry.WithLabelValues(src.Label).Set(s.Sub(now).Seconds())
 		} else {
 			// No active CA of the kind: no expiry to report.
-			e.metrics.CAExpiry.DeleteLabelValues(src.label)
+			e.metrics.CAExpiry.DeleteLabelValues(src.Label)
 		}
 	}
 	return nil
