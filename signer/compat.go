@@ -5,6 +5,27 @@ import "context"
 // The old names of the core, kept as thin wrappers so that the family
 // files compile unchanged while each family moves into its own package.
 // Nothing new may use them; they go once the last family has moved.
+//
+// Helpers that the family files define for themselves, and that the core
+// now provides, are left in those files (other work edits them); each
+// family's move replaces them:
+//
+//	backoff                                        Backoff
+//	fieldErrs (add, err)                           FieldErrors (Add, Err)
+//	queryErr                                       QueryInvalid
+//	pcaInvalid, apigInvalid, apigErr               Refused, E(...).With
+//	definiteStoreFailure, settleUncommitted        SettleUncommitted
+//	replaceKey                                     ReplaceKey
+//	store.Create with nk.Intent, then settle       CommitKey
+//	reserveCheck, certQuotaFree, the pre-checks    QuotaFree
+//	  of createCA, CreateKey, CreateAPIGCertificate
+//	wrapKeys, wrapLeafKey, h.Unwrap                Seal, Unseal
+//	observed, observedSigner                       TimedSigner
+//	timed, timedSigner                             Timed; ObserveSigning by hand
+//	RunPCAJanitor                                  Family.Janitors, RunJanitors
+//	init() adding to caExpirySources               Family.CAExpiry
+//	keyOwnerKinds, ownKey's owner text             Family.KeyOwners, KeyOwners
+//	e.now, e.log, e.store, e.metrics               Now, Log, Store, Metrics
 
 // Engine is the old name of Core.
 type Engine = Core

@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hsmca/hsmca/store"
@@ -74,8 +75,9 @@ func (c *Core) setFamilies(fams []Family) {
 	}
 }
 
-// Families returns the registered families, the core's own first.
-func (c *Core) Families() []Family { return c.families }
+// Families returns the registered families (Options.Families, or the
+// builtin ones), without the core's own.
+func (c *Core) Families() []Family { return slices.Clone(c.families[1:]) }
 
 // StoreIndexes lists the store indexes of the core and of fams; without
 // arguments, of the builtin families. Every process that opens the store
