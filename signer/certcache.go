@@ -1,21 +1,19 @@
 package signer
 
 import (
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"sync"
 )
 
-// bytesCache keeps values decoded from stored bytes, keyed by the bytes
+// BytesCache keeps values decoded from stored bytes, keyed by the bytes
 // themselves, so a cached entry can never stand for other bytes. Every
 // request still reads its record (a change on any replica, such as a
 // revoked token or a disabled CA, applies to the next request); only
-// bytes identical to cached ones skip the decoding. get returns the value
+// bytes identical to cached ones skip the decoding. Get returns the value
 // as cached (a shallow copy for struct types): callers only read it, and
 // never modify its slices, maps or pointed-to values. A decode error is
 // returned each time, never cached.
-type bytesCache[T any] struct {
+type BytesCache[T any] struct {
 	decode func([]byte) (T, error)
 	mu     sync.RWMutex
 	m      map[string]T
@@ -26,20 +24,22 @@ type bytesCache[T any] struct {
 // most a few hundred CAs).
 const bytesCacheMax = 4096
 
-func newBytesCache[T any](decode func([]byte) (T, error)) *bytesCache[T] {
-	return &bytesCache[T]{decode: decode, m: map[string]T{}}
+// NewBytesCache returns an empty cache of the values decode makes.
+func NewBytesCache[T any](decode func([]byte) (T, error)) *BytesCache[T] {
+	return &BytesCache[T]{decode: decode, m: map[string]T{}}
 }
 
-// jsonCache is a bytesCache of JSON documents.
-func jsonCache[T any]() *bytesCache[T] {
-	return newBytesCache(func(b []byte) (T, error) {
+// JSONCache is a BytesCache of JSON documents.
+func JSONCache[T any]() *BytesCache[T] {
+	return NewBytesCache(func(b []byte) (T, error) {
 		var v T
 		err := json.Unmarshal(b, &v)
 		return v, err
 	})
 }
 
-func (c *bytesCache[T]) get(b []byte) (T, error) {
+// Get returns the value decoded from b.
+func (c *BytesCache[T]) Get(b []byte) (T, error) {
 	c.mu.RLock()
 	v, ok := c.m[string(b)]
 	c.mu.RUnlock()
@@ -57,16 +57,4 @@ func (c *bytesCache[T]) get(b []byte) (T, error) {
 	c.m[string(b)] = v
 	c.mu.Unlock()
 	return v, nil
-}
-
-// issuerCerts keeps parsed CA certificates by their DER bytes: every
-// issuance reads its CA record afresh but need not parse the same
-// certificate again each time.
-var issuerCerts = newBytesCache(parseCACert)
-
-func parseCACert(der []byte) (*x509.Certificate, error) {
-	if len(der) == 0 {
-		return nil, errors.New("CA has no certificate")
-	}
-	return x509.ParseCertificate(der)
 }

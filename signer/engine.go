@@ -6,8 +6,6 @@ package signer
 import (
 	"context"
 	"crypto"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,7 +30,7 @@ type HSM interface {
 	Unwrap(ctx context.Context, wrapID string, blob, aad []byte) ([]byte, error)
 }
 
-// Options configure an Engine.
+// Options configure a Core.
 type Options struct {
 	Store   store.Store
 	Metrics *metrics.Metrics
@@ -52,10 +50,24 @@ type Options struct {
 	Instance string
 	// HeavyWork bounds the costly operations running at once (heavy.go).
 	HeavyWork HeavyWork
+	// Families are the API families served; nil means BuiltinFamilies().
+	// The core learns what it needs of a family (indexes, quotas, key
+	// owners, CA expiry, janitors) only from here.
+	Families []Family
+	// Now is the clock, time.Now when nil; tests set it to move time.
+	Now func() time.Time
 }
 
-// Engine is the shared machinery behind every API family.
-type Engine struct {
+// Core is the shared machinery behind every API family: the run envelope
+// and event log, errors, the HSM and key lifecycle, quotas, tokens and
+// store metrics. It learns what it needs of a family from the Family data
+// the family registers. (issuers and issuerAltName are PCA's and DTS's,
+// left here until those families move into packages of their own.)
+type Core struct {
+	families  []Family
+	quotaDef  map[string]QuotaDefault // by resource, from families
+	wrapKnown sync.Map                // wrapKeyOf -> true: wrapping keys known to exist (Seal)
+
 	store   store.Store
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -87,18 +99,22 @@ type Engine struct {
 type hsmBox struct{ h HSM }
 
 // New builds an engine. Call Close to flush pending event records.
-func New(o Options) *Engine {
+func New(o Options) *Core {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New("dev")
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Engine{store: o.Store, metrics: o.Metrics, log: o.Logger, now: time.Now,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
 		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
+	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)
@@ -108,14 +124,22 @@ func New(o Options) *Engine {
 	return e
 }
 
-// Store returns the engine's store (for ops tooling).
-func (e *Engine) Store() store.Store { return e.store }
+// Store returns the engine's store, timed by the store metrics: families
+// read and write their records through it.
+func (e *Core) Store() store.Store { return e.store }
 
 // Metrics returns the collectors.
-func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
+func (e *Core) Metrics() *metrics.Metrics { return e.metrics }
+
+// Log returns the engine's logger.
+func (e *Core) Log() *slog.Logger { return e.log }
+
+// Now is the engine's clock (Options.Now): every validity window, expiry
+// and schedule reads it, so that tests can move time.
+func (e *Core) Now() time.Time { return e.now() }
 
 // SetHSM installs the opened HSM.
-func (e *Engine) SetHSM(h HSM) {
+func (e *Core) SetHSM(h HSM) {
 	e.hsm.Store(&hsmBox{h: h})
 	e.hsmDown.Store(nil)
 	if sp, ok := h.(interface{ Sessions() (int, int64) }); ok {
@@ -124,10 +148,10 @@ func (e *Engine) SetHSM(h HSM) {
 }
 
 // SetHSMDown records why the HSM is not available yet.
-func (e *Engine) SetHSMDown(reason string) { e.hsmDown.Store(&reason) }
+func (e *Core) SetHSMDown(reason string) { e.hsmDown.Store(&reason) }
 
 // HSM returns the open HSM or an unavailable error saying why there is none.
-func (e *Engine) HSM() (HSM, error) {
+func (e *Core) HSM() (HSM, error) {
 	if b := e.hsm.Load(); b != nil {
 		return b.h, nil
 	}
@@ -140,7 +164,7 @@ func (e *Engine) HSM() (HSM, error) {
 
 // Close flushes pending event records and closes the HSM. The store is
 // the caller's to close.
-func (e *Engine) Close() error {
+func (e *Core) Close() error {
 	e.stopInventory()
 	e.events.close()
 	if b := e.hsm.Load(); b != nil {
@@ -151,7 +175,7 @@ func (e *Engine) Close() error {
 
 // Readiness probes the HSM and the store concurrently and returns the error
 // of each component that failed, by name ("hsm", "store").
-func (e *Engine) Readiness(ctx context.Context) map[string]error {
+func (e *Core) Readiness(ctx context.Context) map[string]error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var (
@@ -203,56 +227,4 @@ func WithCaller(ctx context.Context, c Caller) context.Context {
 func CallerFrom(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey{}).(Caller)
 	return c
-}
-
-// run executes one operation under its event: the START counter, then fn,
-// then SUCCESS or FAIL as a counter and an event record in the tenant's
-// chain. The record is written before run returns, so an acknowledged
-// operation is always in the log.
-func (e *Engine) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
-	e.metrics.Event(name, metrics.StageStart)
-	resource, err := fn()
-	outcome := metrics.StageSuccess
-	code := ""
-	if err != nil {
-		outcome = metrics.StageFail
-		code = AsError(err).Kind.String()
-	}
-	e.metrics.Event(name, outcome)
-	c := CallerFrom(ctx)
-	if tenant == "" {
-		tenant = store.PlatformTenant
-	}
-	rec := EventRecord{
-		Tenant: tenant, Principal: c.Principal, Operation: name, Outcome: outcome,
-		Resource: resource, RequestID: c.RequestID, ErrorCode: code,
-	}
-	if werr := e.events.append(ctx, tenant, rec); werr != nil {
-		e.log.Error("event record not written", "event", name, "outcome", outcome, "err", werr)
-		if err == nil {
-			return &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
-		}
-	}
-	return err
-}
-
-// storeErr maps a store error to the engine's kinds.
-func storeErr(err error, what string) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrNotFound):
-		return &Error{Kind: KindNotFound, Msg: what + " not found", Err: err}
-	case errors.Is(err, store.ErrExists):
-		return &Error{Kind: KindConflict, Msg: what + " already exists", Err: err}
-	case errors.Is(err, store.ErrQuotaExceeded):
-		return &Error{Kind: KindQuotaExceeded, Msg: "quota exceeded for " + what, Err: err}
-	case errors.Is(err, store.ErrVersionConflict):
-		return &Error{Kind: KindConflict, Msg: what + " was changed concurrently; retry", Err: err}
-	case errors.Is(err, store.ErrInvalid):
-		return &Error{Kind: KindInvalid, Msg: "invalid " + what + " reference", Err: err}
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return &Error{Kind: KindUnavailable, Msg: "the store is unavailable", Err: err}
-	}
-	return &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("%s: %w", what, err)}
 }

@@ -1,10 +1,15 @@
 package signer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/hsmca/hsmca/store"
 )
 
 // Kind classifies a domain error. Each API family maps kinds to its own
@@ -53,12 +58,21 @@ type FieldError struct {
 	Location string // body, path or query
 }
 
+// Reason says, within a Kind, which rule refused a request. Each family
+// declares its own reasons as typed constants; api maps (Kind, Reason) to
+// the family's wire code in one table per family, so that the domain never
+// holds a wire code and api never matches message text.
+type Reason string
+
 // Error is the engine's error. Msg is safe to show to the caller; Err, the
 // cause, is for logs and never carries secrets either.
 type Error struct {
 	Kind   Kind
+	Reason Reason // empty when the kind says it all
 	Msg    string
-	Code   string // optional family-neutral code, e.g. "quota.ca"
+	// Code is the wire code api reads today; Reason replaces it family by
+	// family, and Code goes once api maps reasons.
+	Code   string
 	Fields []FieldError
 	Err    error
 	// RetryAfter, when set, is how long the caller should wait before
@@ -86,6 +100,32 @@ func Invalid(field string, value any, msg string) *Error {
 		Fields: []FieldError{{Field: field, Value: value, Msg: msg, Location: "body"}}}
 }
 
+// Refused reports a request refused by a rule with a reason. With a field
+// it is a field error, as Invalid; without, Msg is msg alone.
+func Refused(kind Kind, r Reason, field string, value any, msg string) *Error {
+	if field == "" {
+		return &Error{Kind: kind, Reason: r, Msg: msg}
+	}
+	return &Error{Kind: kind, Reason: r, Msg: field + ": " + msg,
+		Fields: []FieldError{{Field: field, Value: value, Msg: msg, Location: "body"}}}
+}
+
+// QueryInvalid reports one bad query parameter of a list.
+func QueryInvalid(field string, value any, msg string) *Error {
+	e := Invalid(field, value, msg)
+	e.Fields[0].Location = "query"
+	return e
+}
+
+// With sets the reason of e and returns e. It changes e itself: use it on
+// an error just built (E(...).With(r)), not on one another caller holds.
+func (e *Error) With(r Reason) *Error {
+	if e != nil {
+		e.Reason = r
+	}
+	return e
+}
+
 // KindOf returns the kind of err; errors that are not *Error are internal.
 func KindOf(err error) Kind {
 	var e *Error
@@ -93,6 +133,16 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return KindInternal
+}
+
+// ReasonOf returns the reason of err, empty when it has none or is not an
+// *Error.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
 }
 
 // AsError returns err as *Error, wrapping unknown errors as internal with a
@@ -107,26 +157,77 @@ func AsError(err error) *Error {
 
 const maxShownID = 64
 
-// quoteID is a caller-supplied id as error messages show it in quotes:
+// QuoteID is a caller-supplied id as error messages show it in quotes:
 // invalid UTF-8 and control characters escaped, cut after 64 bytes so that
 // a hostile id cannot make the answer grow with it.
-func quoteID(id string) string {
+func QuoteID(id string) string {
 	if len(id) > maxShownID {
 		return strconv.QuoteToASCII(id[:maxShownID]) + "..."
 	}
 	return strconv.QuoteToASCII(id)
 }
 
-// shortID shows a plain id (printable ASCII, at most 64 bytes) as it is,
-// as the compatible services do, and anything else as quoteID.
-func shortID(id string) string {
+// ShortID shows a plain id (printable ASCII, at most 64 bytes) as it is,
+// as the compatible services do, and anything else as QuoteID.
+func ShortID(id string) string {
 	if len(id) > maxShownID {
-		return quoteID(id)
+		return QuoteID(id)
 	}
 	for i := 0; i < len(id); i++ {
 		if id[i] <= ' ' || id[i] > '~' || id[i] == '"' {
-			return quoteID(id)
+			return QuoteID(id)
 		}
 	}
 	return id
+}
+
+// FieldErrors collects the bad fields of one request, so that the caller
+// learns of all of them at once rather than one per attempt.
+type FieldErrors []FieldError
+
+// Add records one bad body field.
+func (f *FieldErrors) Add(field string, value any, msg string) {
+	*f = append(*f, FieldError{Field: field, Value: value, Msg: msg, Location: "body"})
+}
+
+// Err is nil when no field was added, else one KindInvalid error naming
+// every field.
+func (f FieldErrors) Err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(f))
+	for i, fe := range f {
+		msgs[i] = fe.Field + ": " + fe.Msg
+	}
+	return &Error{Kind: KindInvalid, Msg: strings.Join(msgs, "; "), Fields: f}
+}
+
+// StoreErr maps a store error to the engine's kinds; what names the
+// resource in the message ("CA", "key").
+func StoreErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Kind: KindNotFound, Msg: what + " not found", Err: err}
+	case errors.Is(err, store.ErrExists):
+		return &Error{Kind: KindConflict, Msg: what + " already exists", Err: err}
+	case errors.Is(err, store.ErrQuotaExceeded):
+		return &Error{Kind: KindQuotaExceeded, Msg: "quota exceeded for " + what, Err: err}
+	case errors.Is(err, store.ErrVersionConflict):
+		return &Error{Kind: KindConflict, Msg: what + " was changed concurrently; retry", Err: err}
+	case errors.Is(err, store.ErrInvalid):
+		return &Error{Kind: KindInvalid, Msg: "invalid " + what + " reference", Err: err}
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Kind: KindUnavailable, Msg: "the store is unavailable", Err: err}
+	}
+	return &Error{Kind: KindInternal, Msg: "internal error", Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+// Backoff waits a little, longer with each attempt, before a
+// read-modify-write retries after store.ErrVersionConflict; the jitter
+// keeps contending writers from retrying in lockstep.
+func Backoff(attempt int) {
+	time.Sleep(time.Duration(rand.IntN(1+min(attempt, 10)*2)+1) * time.Millisecond)
 }

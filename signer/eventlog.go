@@ -22,10 +22,10 @@ type StoredEvent struct {
 }
 
 // ListEvents returns a tenant's events after a sequence number, oldest first.
-func (e *Engine) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]StoredEvent, error) {
+func (e *Core) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]StoredEvent, error) {
 	evs, err := e.store.ListEvents(ctx, tenant, after, limit)
 	if err != nil {
-		return nil, storeErr(err, "event")
+		return nil, StoreErr(err, "event")
 	}
 	return decodeEvents(evs)
 }
@@ -35,7 +35,7 @@ func decodeEvents(evs []store.Event) ([]StoredEvent, error) {
 	for _, ev := range evs {
 		se := StoredEvent{Seq: ev.Seq, PrevHash: ev.PrevHash, Hash: ev.Hash}
 		if err := json.Unmarshal(ev.Data, &se.EventRecord); err != nil {
-			return nil, storeErr(err, "event")
+			return nil, StoreErr(err, "event")
 		}
 		out = append(out, se)
 	}
@@ -78,7 +78,7 @@ func ParseEventCursor(s string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, queryErr("cursor", s, "not a cursor of this list")
+		return 0, QueryInvalid("cursor", s, "not a cursor of this list")
 	}
 	return n, nil
 }
@@ -87,7 +87,7 @@ func ParseEventCursor(s string) (uint64, error) {
 // counted (EVENT_RETRIEVE_LIST) but not recorded in it: a record per read
 // would grow the log with every poll of a log collector, and a reader
 // following it page by page would never reach its end.
-func (e *Engine) QueryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
+func (e *Core) QueryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
 	const name = "EVENT_RETRIEVE_LIST"
 	e.metrics.Event(name, metrics.StageStart)
 	page, err := e.queryEvents(ctx, tenant, q)
@@ -99,12 +99,12 @@ func (e *Engine) QueryEvents(ctx context.Context, tenant string, q EventQuery) (
 	return page, nil
 }
 
-func (e *Engine) queryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
+func (e *Core) queryEvents(ctx context.Context, tenant string, q EventQuery) (*EventPage, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
 	if q.Limit < 1 || q.Limit > eventsListMax {
-		return nil, queryErr("limit", q.Limit, fmt.Sprintf("must be from 1 to %d", eventsListMax))
+		return nil, QueryInvalid("limit", q.Limit, fmt.Sprintf("must be from 1 to %d", eventsListMax))
 	}
 	pos, err := ParseEventCursor(q.Cursor)
 	if err != nil {
@@ -117,7 +117,7 @@ func (e *Engine) queryEvents(ctx context.Context, tenant string, q EventQuery) (
 	switch outcome {
 	case "", metrics.StageSuccess, metrics.StageFail:
 	default:
-		return nil, queryErr("outcome", q.Outcome, "must be SUCCESS or FAIL")
+		return nil, QueryInvalid("outcome", q.Outcome, "must be SUCCESS or FAIL")
 	}
 	filtered := op != "" || outcome != "" || !q.Since.IsZero()
 	match := func(ev *StoredEvent) bool {
@@ -145,7 +145,7 @@ func (e *Engine) queryEvents(ctx context.Context, tenant string, q EventQuery) (
 		// log goes on.
 		raw, err := e.store.ListEvents(ctx, tenant, pos, n+1)
 		if err != nil {
-			return nil, storeErr(err, "event")
+			return nil, StoreErr(err, "event")
 		}
 		more := len(raw) > n
 		if more {

@@ -12,25 +12,47 @@ import (
 // resource and the expiry of CA certificates. Neither carries a tenant or
 // an id label; each reports the worst case across tenants.
 
-// caExpirySource says how to read the active CA certificates of one
-// record kind: active reports a record's notAfter and whether it counts.
+// CAExpirySource says how to read the active CA certificates of one
+// record kind, for the CA-expiry gauges: Active reports a record's
+// notAfter and whether it counts. Families declare theirs
+// (Family.CAExpiry).
+type CAExpirySource struct {
+	Label      string // the metric's kind label
+	RecordKind string // the store record kind
+	Active     func(rec *store.Record) (notAfter time.Time, ok bool)
+}
+
+// caExpirySource and caExpirySources are where the PCA and DTS files
+// declare their sources today (in init); the builtin families hand them
+// to the core as CAExpirySource. Both go when those families declare
+// Family.CAExpiry themselves.
 type caExpirySource struct {
 	label  string // the metric's kind label
 	kind   string // the store record kind
 	active func(rec *store.Record) (notAfter time.Time, ok bool)
 }
 
-// caExpirySources lists every kind of CA certificate the engine holds.
 var caExpirySources []caExpirySource
 
+// caExpiry lists the registered CA-expiry sources.
+func (e *Core) caExpiry() []CAExpirySource {
+	var out []CAExpirySource
+	for _, f := range e.families {
+		out = append(out, f.CAExpiry...)
+	}
+	return out
+}
+
 // RefreshInventory recomputes the inventory gauges once.
-func (e *Engine) RefreshInventory(ctx context.Context) error {
+func (e *Core) RefreshInventory(ctx context.Context) error {
 	tenants, err := e.store.EventTenants(ctx)
 	if err != nil {
-		return storeErr(err, "tenants")
+		return StoreErr(err, "tenants")
 	}
+	resources := e.QuotaResources()
+	sources := e.caExpiry()
 	worst := map[string]float64{}
-	for _, res := range QuotaResources() {
+	for _, res := range resources {
 		worst[res] = 0
 	}
 	soonest := map[string]time.Time{}
@@ -40,34 +62,34 @@ func (e *Engine) RefreshInventory(ctx context.Context) error {
 		if t == store.PlatformTenant {
 			continue
 		}
-		for _, res := range QuotaResources() {
+		for _, res := range resources {
 			limit := e.QuotaLimit(res)
 			if limit <= 0 {
 				continue
 			}
 			used, err := e.store.QuotaUsage(ctx, t, res)
 			if err != nil {
-				return storeErr(err, "quota")
+				return StoreErr(err, "quota")
 			}
 			if r := float64(used) / float64(limit); r > worst[res] {
 				worst[res] = r
 			}
 		}
-		for _, src := range caExpirySources {
-			q := store.Query{Kind: src.kind, Tenant: t, Limit: 500}
+		for _, src := range sources {
+			q := store.Query{Kind: src.RecordKind, Tenant: t, Limit: 500}
 			for {
 				page, err := e.store.List(ctx, q)
 				if err != nil {
-					return storeErr(err, "CA inventory")
+					return StoreErr(err, "CA inventory")
 				}
 				for i := range page.Records {
-					na, ok := src.active(&page.Records[i])
+					na, ok := src.Active(&page.Records[i])
 					if !ok {
 						continue
 					}
-					count[src.label]++
-					if s, seen := soonest[src.label]; !seen || na.Before(s) {
-						soonest[src.label] = na
+					count[src.Label]++
+					if s, seen := soonest[src.Label]; !seen || na.Before(s) {
+						soonest[src.Label] = na
 					}
 				}
 				if page.NextCursor == "" {
@@ -80,13 +102,13 @@ func (e *Engine) RefreshInventory(ctx context.Context) error {
 	for res, r := range worst {
 		e.metrics.QuotaUsage.WithLabelValues(res).Set(r)
 	}
-	for _, src := range caExpirySources {
-		e.metrics.CACertificates.WithLabelValues(src.label).Set(float64(count[src.label]))
-		if s, ok := soonest[src.label]; ok {
-			e.metrics.CAExpiry.WithLabelValues(src.label).Set(s.Sub(now).Seconds())
+	for _, src := range sources {
+		e.metrics.CACertificates.WithLabelValues(src.Label).Set(float64(count[src.Label]))
+		if s, ok := soonest[src.Label]; ok {
+			e.metrics.CAExpiry.WithLabelValues(src.Label).Set(s.Sub(now).Seconds())
 		} else {
 			// No active CA of the kind: no expiry to report.
-			e.metrics.CAExpiry.DeleteLabelValues(src.label)
+			e.metrics.CAExpiry.DeleteLabelValues(src.Label)
 		}
 	}
 	return nil
@@ -94,7 +116,7 @@ func (e *Engine) RefreshInventory(ctx context.Context) error {
 
 // StartInventory probes the HSM and the store and refreshes the inventory
 // gauges now and then every interval until Close.
-func (e *Engine) StartInventory(interval time.Duration) {
+func (e *Core) StartInventory(interval time.Duration) {
 	e.inventoryOnce.Do(func() {
 		e.inventoryStop = make(chan struct{})
 		e.inventoryDone = make(chan struct{})
@@ -121,7 +143,7 @@ func (e *Engine) StartInventory(interval time.Duration) {
 	})
 }
 
-func (e *Engine) stopInventory() {
+func (e *Core) stopInventory() {
 	if e.inventoryStop != nil {
 		close(e.inventoryStop)
 		<-e.inventoryDone

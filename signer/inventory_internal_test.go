@@ -20,19 +20,18 @@ func TestInventoryGauges(t *testing.T) {
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
 	m := metrics.New("test")
-	e := New(Options{Store: st, Metrics: m, Quotas: map[string]int64{QuotaKeys: 10}})
-	t.Cleanup(func() { e.Close(); st.Close() })
-	ctx := context.Background()
-
-	saved := caExpirySources
-	t.Cleanup(func() { caExpirySources = saved })
-	caExpirySources = []caExpirySource{{label: "test", kind: "test_ca", active: func(r *store.Record) (time.Time, bool) {
+	// The builtin families (quotas) and one family of test CAs.
+	test := Family{Name: "test", CAExpiry: []CAExpirySource{{Label: "test", RecordKind: "test_ca", Active: func(r *store.Record) (time.Time, bool) {
 		if r.Fields["status"] != "ACTIVE" {
 			return time.Time{}, false
 		}
 		na, err := time.Parse(time.RFC3339, r.Fields["not_after"])
 		return na, err == nil
-	}}}
+	}}}}
+	e := New(Options{Store: st, Metrics: m, Quotas: map[string]int64{QuotaKeys: 10},
+		Families: append(BuiltinFamilies(), test)})
+	t.Cleanup(func() { e.Close(); st.Close() })
+	ctx := context.Background()
 
 	now := time.Now()
 	for tenant, used := range map[string]int64{"acme": 9, "globex": 2} {

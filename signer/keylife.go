@@ -56,12 +56,12 @@ func NewKeyID() string {
 // KeyLabel is the CKA_LABEL of a resource's key.
 func KeyLabel(tenant, resourceID string) string { return "hsmca/" + tenant + "/" + resourceID }
 
-func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
+func (e *Core) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
 	data, _ := json.Marshal(intentData{Resource: resource, Op: op, Owner: e.instance})
 	in := &store.Intent{ID: "i-" + NewKeyID(), Tenant: tenant, Kind: kind, KeyIDs: keyIDs,
 		Created: e.now().UTC(), Data: data}
 	if err := e.store.PutIntent(ctx, in); err != nil {
-		return "", storeErr(err, "intent")
+		return "", StoreErr(err, "intent")
 	}
 	return in.ID, nil
 }
@@ -72,7 +72,7 @@ func (e *Engine) putIntent(ctx context.Context, tenant, kind, resource, op strin
 // failure before that, call AbandonKey.
 //
 // An RSA key pair takes its turn in the heavy-work pool (heavy.go) first.
-func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
+func (e *Core) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
 	if isRSAAlgorithm(alg) {
 		release, err := e.heavyWork.acquire(ctx, heavyTenant(tenant), HeavyHSMRSAKey)
 		if err != nil {
@@ -87,13 +87,13 @@ func (e *Engine) GenerateKey(ctx context.Context, tenant, kind, resourceID strin
 
 // ImportKey is GenerateKey for a private key supplied by the caller, which
 // becomes a sensitive, non-extractable HSM object.
-func (e *Engine) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
+func (e *Core) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
 	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
 		return h.Import(ctx, id, label, key)
 	})
 }
 
-func (e *Engine) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+func (e *Core) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	// SoftHSM2 fails an object creation now and then after a crash of an
 	// earlier process on the token (CKR_GENERAL_ERROR, even
 	// CKR_TEMPLATE_INCONSISTENT for a template that works otherwise;
@@ -130,7 +130,7 @@ func transientCreateError(err error) bool {
 	return false
 }
 
-func (e *Engine) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
@@ -152,7 +152,7 @@ func (e *Engine) newKeyOnce(ctx context.Context, tenant, kind, resourceID string
 
 // AbandonKey destroys a key whose record was never committed. If the HSM
 // or store does not answer, the intent stays for the reconciler.
-func (e *Engine) AbandonKey(nk *NewKey) {
+func (e *Core) AbandonKey(nk *NewKey) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h, err := e.HSM()
@@ -170,12 +170,105 @@ func (e *Engine) AbandonKey(nk *NewKey) {
 	}
 }
 
+// CommitKey creates rec as the owner of nk: it names the key
+// (Fields[KeyField]) and retires the key's intent in the same store write
+// (opts.Intent). When the write fails the key is settled
+// (SettleUncommitted) and the store's error is returned as it is, for the
+// family to word (quota, name taken).
+func (e *Core) CommitKey(ctx context.Context, rec *store.Record, nk *NewKey, opts store.WriteOpts) error {
+	if rec.Fields == nil {
+		rec.Fields = map[string]string{}
+	}
+	rec.Fields[KeyField] = nk.ID
+	opts.Intent = nk.Intent
+	if err := e.store.Create(ctx, rec, opts); err != nil {
+		e.SettleUncommitted(nk, err)
+		return err
+	}
+	return nil
+}
+
+// SettleUncommitted disposes of a key whose record write failed with
+// err: destroyed when the store certainly refused the write, else left to
+// the reconciler, which keeps it if the write did commit after all (a
+// timeout may have committed).
+func (e *Core) SettleUncommitted(nk *NewKey, err error) {
+	if refusedWrite(err) {
+		e.AbandonKey(nk)
+		return
+	}
+	e.log.Warn("key of an unconfirmed write left for the reconciler", "key_id", nk.ID, "intent", nk.Intent, "err", err)
+}
+
+// refusedWrite reports a write the store certainly refused, as opposed to
+// one whose outcome is unknown.
+func refusedWrite(err error) bool {
+	for _, s := range []error{store.ErrExists, store.ErrQuotaExceeded, store.ErrVersionConflict, store.ErrNotFound, store.ErrInvalid} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplaceKey gives a record a new key, crash-safely: one intent names the
+// new key and the old one, the new key is imported, the record is updated
+// to name it (version-checked), and only then is the old key destroyed and
+// the intent retired. Whatever the point of a crash, the reconciler keeps
+// the key the record names and destroys the other. apply changes the
+// record's content; ReplaceKey sets its KeyField. On success rec holds the
+// record as stored. A failed update returns the store's error as it is;
+// other errors are the engine's.
+func (e *Core) ReplaceKey(ctx context.Context, rec *store.Record, key crypto.PrivateKey, apply func(*store.Record)) error {
+	h, err := e.HSM()
+	if err != nil {
+		return err
+	}
+	oldID := rec.Fields[KeyField]
+	nk := &NewKey{ID: NewKeyID(), Tenant: rec.Tenant}
+	ids := []string{nk.ID}
+	if oldID != "" {
+		ids = append(ids, oldID)
+	}
+	if nk.Intent, err = e.putIntent(ctx, rec.Tenant, rec.Kind, rec.ID, "replace", ids...); err != nil {
+		return err
+	}
+	if _, err := h.Import(ctx, nk.ID, KeyLabel(rec.Tenant, rec.ID), key); err != nil {
+		// The old key stays: the record still names it.
+		e.AbandonKey(nk)
+		return HSMError(err, "key")
+	}
+	next := *rec
+	apply(&next)
+	fields := make(map[string]string, len(next.Fields)+1)
+	for k, v := range next.Fields {
+		fields[k] = v
+	}
+	fields[KeyField] = nk.ID
+	next.Fields = fields
+	if err := e.store.Update(ctx, &next, store.WriteOpts{}); err != nil {
+		e.SettleUncommitted(nk, err)
+		return err
+	}
+	*rec = next
+	if oldID != "" {
+		if err := h.Delete(ctx, oldID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			e.log.Warn("replaced key left for the reconciler", "key_id", oldID, "err", err)
+			return nil
+		}
+	}
+	if err := e.store.DeleteIntent(context.WithoutCancel(ctx), nk.Intent); err != nil {
+		e.log.Warn("intent left for the reconciler", "intent", nk.Intent, "err", err)
+	}
+	return nil
+}
+
 // DeleteWithKey deletes a record and destroys the HSM key it owns, safe
 // against a crash at any point (see the rule above).
-func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+func (e *Core) DeleteWithKey(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
 	keyID := rec.Fields[KeyField]
 	if keyID == "" {
-		return storeErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
+		return StoreErr(e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts), rec.Kind)
 	}
 	h, err := e.HSM()
 	if err != nil {
@@ -187,7 +280,7 @@ func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts stor
 	}
 	if err := e.store.Delete(ctx, rec.Kind, rec.Tenant, rec.ID, opts); err != nil {
 		_ = e.store.DeleteIntent(context.WithoutCancel(ctx), intent)
-		return storeErr(err, rec.Kind)
+		return StoreErr(err, rec.Kind)
 	}
 	if err := h.Delete(ctx, keyID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		e.log.Warn("key of a deleted resource left for the reconciler", "key_id", keyID, "err", err)
@@ -200,7 +293,7 @@ func (e *Engine) DeleteWithKey(ctx context.Context, rec *store.Record, opts stor
 }
 
 // Signer returns the cached signer of a key.
-func (e *Engine) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
+func (e *Core) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
@@ -243,7 +336,7 @@ type ReconcileReport struct {
 // pass a grace longer than any operation. The daemon runs it with the
 // freshly opened HSM before installing it, so no request of its own can be
 // mid-operation; h nil means the installed HSM.
-func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+func (e *Core) Reconcile(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
 	return e.reconcile(ctx, h, grace, false)
 }
 
@@ -252,11 +345,11 @@ func (e *Engine) Reconcile(ctx context.Context, h HSM, grace time.Duration) (Rec
 // ended) are settled whatever their age, since no operation of that
 // instance can still be running; other replicas' intents wait out grace.
 // Without an Instance it is Reconcile.
-func (e *Engine) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
+func (e *Core) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
 	return e.reconcile(ctx, h, grace, e.instance != "")
 }
 
-func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own bool) (ReconcileReport, error) {
+func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bool) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if h == nil {
 		var err error
@@ -266,7 +359,7 @@ func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own 
 	}
 	intents, err := e.store.ListIntents(ctx)
 	if err != nil {
-		return rep, storeErr(err, "intent")
+		return rep, StoreErr(err, "intent")
 	}
 	now := e.now()
 	for _, in := range intents {
@@ -283,7 +376,7 @@ func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own 
 			case err == nil:
 				owner = rec.Fields[KeyField]
 			case !errors.Is(err, store.ErrNotFound):
-				return rep, storeErr(err, in.Kind)
+				return rep, StoreErr(err, in.Kind)
 			}
 		}
 		for _, k := range in.KeyIDs {
@@ -297,7 +390,7 @@ func (e *Engine) reconcile(ctx context.Context, h HSM, grace time.Duration, own 
 			rep.Destroyed++
 		}
 		if err := e.store.DeleteIntent(ctx, in.ID); err != nil {
-			return rep, storeErr(err, "intent")
+			return rep, StoreErr(err, "intent")
 		}
 		rep.Intents++
 	}

@@ -22,4 +22,27 @@ const (
 )
 
 // keyOwnerKinds are searched in order when the keys API resolves an id.
+// It is the builtin families' KeyOwners (a test keeps the two equal) until
+// the keys family resolves through (*Core).KeyOwners.
 var keyOwnerKinds = []string{KindKey, KindAPIGCertificate}
+
+// KeyOwner declares a record kind whose records own an HSM key that the
+// keys API can use under the record's own id (see above for the fields
+// such a record carries).
+type KeyOwner struct {
+	RecordKind string
+	// Describe is what a refusal to manage the key elsewhere says it
+	// belongs to, and where to manage it ("an APIG certificate; manage it
+	// through ..."); empty for the keys API's own kind.
+	Describe string
+}
+
+// KeyOwners returns the registered key-owner kinds, in the order the keys
+// API searches them when it resolves an id.
+func (e *Core) KeyOwners() []KeyOwner {
+	var out []KeyOwner
+	for _, f := range e.families {
+		out = append(out, f.KeyOwners...)
+	}
+	return out
+}

@@ -1,7 +1,14 @@
 package signer
 
+import (
+	"context"
+	"fmt"
+)
+
 // Per-tenant quota resources. The name is the store's quota counter and the
-// key of the `quotas` configuration map.
+// key of the `quotas` configuration map. Their defaults are declared by the
+// families (Family.Quotas); the names stay here until each family owns its
+// own.
 const (
 	QuotaKeys       = "keys"              // /v1/keys, default 1000
 	QuotaDTSRootCAs = "dts_root_cas"      // MATTR DTS root CA certificates, fixed at 3
@@ -11,32 +18,74 @@ const (
 	QuotaAPIGCerts  = "apig_certificates" // APIG SSL certificates, default 1000
 )
 
-// quotaDefaults are the limits a tenant gets unless configuration says
-// otherwise. The DTS limits are part of the public contract and cannot be
-// raised.
-var quotaDefaults = map[string]int64{
-	QuotaKeys:       1000,
-	QuotaDTSRootCAs: 3,
-	QuotaDTSSigners: 5,
-	QuotaPCACAs:     100,
-	QuotaPCACerts:   100000,
-	QuotaAPIGCerts:  1000,
+// QuotaDefault declares one quota resource of a family: the limit a tenant
+// gets unless configuration (Options.Quotas) says otherwise, and whether
+// configuration may change it at all (a limit that is part of a public
+// contract is Fixed).
+type QuotaDefault struct {
+	Resource string
+	Default  int64 // negative: unlimited
+	Fixed    bool
 }
 
-var fixedQuotas = map[string]bool{QuotaDTSRootCAs: true, QuotaDTSSigners: true}
+// ReasonQuota is the reason of QuotaFree's refusal; a family re-tags it
+// with its own reason (and wording) where its wire family tells quotas
+// apart.
+const ReasonQuota Reason = "quota"
 
-// QuotaResources lists every quota resource, for metrics and reports.
-func QuotaResources() []string {
-	return []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts, QuotaAPIGCerts}
+// QuotaResources lists the quota resources of the builtin families.
+//
+// Deprecated: use (*Core).QuotaResources, which lists the registered ones.
+func QuotaResources() []string { return quotaResources(withCore(nil)) }
+
+// QuotaResources lists every registered quota resource, in registration
+// order, for metrics and reports.
+func (e *Core) QuotaResources() []string { return quotaResources(e.families) }
+
+func quotaResources(fams []Family) []string {
+	var out []string
+	for _, f := range fams {
+		for _, q := range f.Quotas {
+			out = append(out, q.Resource)
+		}
+	}
+	return out
 }
 
-// QuotaLimit is the per-tenant limit of a resource.
-func (e *Engine) QuotaLimit(resource string) int64 {
-	if n, ok := e.quotas[resource]; ok && !fixedQuotas[resource] {
+// QuotaLimit is the per-tenant limit of a resource, negative when there is
+// none: the configured one unless the declaration is Fixed, else the
+// declared default; a resource neither configured nor declared has none.
+func (e *Core) QuotaLimit(resource string) int64 {
+	q, declared := e.quotaDef[resource]
+	if n, set := e.quotas[resource]; set && !q.Fixed {
 		return n
 	}
-	if n, ok := quotaDefaults[resource]; ok {
-		return n
+	if declared {
+		return q.Default
 	}
 	return -1
+}
+
+// QuotaFree is the fast pre-check of a create: it fails when the tenant's
+// quota of resource is already used up, so that a burst of creates over
+// the limit does not make HSM keys only to destroy them. The store's
+// atomic reservation at commit stays the rule; pass it the returned limit
+// (store.Quota{Resource, Limit}). The refusal is KindQuotaExceeded with
+// ReasonQuota and a generic message; a store failure is returned as
+// StoreErr gives it (callers for which the pre-check is best effort may
+// ignore any other kind).
+func (e *Core) QuotaFree(ctx context.Context, tenant, resource string) (limit int64, err error) {
+	limit = e.QuotaLimit(resource)
+	if limit < 0 {
+		return limit, nil
+	}
+	used, err := e.store.QuotaUsage(ctx, tenant, resource)
+	if err != nil {
+		return limit, StoreErr(err, "quota")
+	}
+	if used >= limit {
+		return limit, &Error{Kind: KindQuotaExceeded, Reason: ReasonQuota,
+			Msg: fmt.Sprintf("the tenant's quota of %d %s is used up", limit, resource)}
+	}
+	return limit, nil
 }

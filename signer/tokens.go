@@ -72,11 +72,7 @@ func ValidTenant(s string) bool {
 }
 
 // CreateToken makes a new API token and returns its secret, shown once.
-func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	var (
-		secret string
-		tok    *Token
-	)
+func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
 	// The event goes to the chain of the tenant the token is for, so the
 	// tenant's auditors see every credential issued to it; a name that
 	// cannot be a tenant (and so cannot hold a chain) logs to the platform.
@@ -84,49 +80,58 @@ func (e *Engine) CreateToken(ctx context.Context, tenant string, roles []string,
 	if ValidTenant(tenant) {
 		evTenant = tenant
 	}
-	err := e.run(ctx, evTenant, "API_TOKEN_CREATE", func() (string, error) {
-		if !ValidTenant(tenant) {
-			return "", Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
-		}
-		if len(roles) == 0 {
-			return "", Invalid("roles", roles, "at least one role is required")
-		}
-		roles = slices.Clone(roles)
-		slices.Sort(roles)
-		roles = slices.Compact(roles)
-		for _, r := range roles {
-			if !slices.Contains(TenantRoles, r) {
-				return "", Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
-			}
-		}
-		now := e.now().UTC().Truncate(time.Second)
-		if expiresAt != nil && !expiresAt.After(now) {
-			return "", Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
-		}
-		var raw [32]byte
-		if _, err := rand.Read(raw[:]); err != nil {
-			return "", err
-		}
-		secret = tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-		tok = &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
-			ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
-		data, err := json.Marshal(tok)
-		if err != nil {
-			return "", err
-		}
-		rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
-			Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
-		return tok.ID, storeErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
-	})
-	if err != nil {
+	op := e.Start(ctx, evTenant, "API_TOKEN_CREATE")
+	secret, tok, err := e.createToken(ctx, tenant, roles, expiresAt)
+	resource := ""
+	if tok != nil {
+		resource = tok.ID
+	}
+	if err := op.Done(resource, err); err != nil {
 		return "", nil, err
 	}
 	return secret, tok, nil
 }
 
+// createToken checks the request and stores the token; tok is set when
+// storing it fails too, so that the event names it.
+func (e *Core) createToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
+	if !ValidTenant(tenant) {
+		return "", nil, Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
+	}
+	if len(roles) == 0 {
+		return "", nil, Invalid("roles", roles, "at least one role is required")
+	}
+	roles = slices.Clone(roles)
+	slices.Sort(roles)
+	roles = slices.Compact(roles)
+	for _, r := range roles {
+		if !slices.Contains(TenantRoles, r) {
+			return "", nil, Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
+		}
+	}
+	now := e.now().UTC().Truncate(time.Second)
+	if expiresAt != nil && !expiresAt.After(now) {
+		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, err
+	}
+	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	tok := &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
+		ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return "", nil, err
+	}
+	rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
+		Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
+	return secret, tok, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
+}
+
 // AuthenticateToken resolves a presented secret to its token. Every failure
 // is the same unauthenticated error, so a caller learns nothing about why.
-func (e *Engine) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
+func (e *Core) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
 	tok, _, err := e.authenticateToken(ctx, secret, nil)
 	return tok, err
 }
@@ -141,11 +146,11 @@ type RateLimitAnswer = store.ThrottleResult
 // keyed by the presented credential's hash, so it is the token's own; a
 // secret of the wrong form is refused before it reaches the store. The
 // limiter's answer is only meaningful when the token is valid.
-func (e *Engine) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
+func (e *Core) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
 	return e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
 }
 
-func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
+func (e *Core) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
 	var tr store.ThrottleResult
 	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
 	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
@@ -160,20 +165,20 @@ func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *st
 		limit.Key = "credential:" + h
 		rec, tr, err = e.store.GetByUniqueThrottled(ctx, kindToken, store.PlatformTenant, "hash:"+h, *limit)
 		if tr.Err != nil {
-			tr.Err = storeErr(tr.Err, "rate limit")
+			tr.Err = StoreErr(tr.Err, "rate limit")
 		}
 	} else {
 		rec, err = e.store.GetByUnique(ctx, kindToken, store.PlatformTenant, "hash:"+h)
 	}
 	if err != nil {
-		if KindOf(storeErr(err, "token")) == KindNotFound {
+		if KindOf(StoreErr(err, "token")) == KindNotFound {
 			return nil, tr, denied
 		}
-		return nil, tr, storeErr(err, "token")
+		return nil, tr, StoreErr(err, "token")
 	}
 	tok, err := e.tokens.get(rec.Data)
 	if err != nil {
-		return nil, tr, storeErr(err, "token")
+		return nil, tr, StoreErr(err, "token")
 	}
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
 		return nil, tr, denied
@@ -188,7 +193,7 @@ func (e *Engine) authenticateToken(ctx context.Context, secret string, limit *st
 
 // touchToken records last use at most once per period and token, off the
 // request path: a lost update only makes "last used" slightly older.
-func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
+func (e *Core) touchToken(rec *store.Record, tok *Token, now time.Time) {
 	if v, ok := e.tokenSeen.Load(tok.ID); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
 		return
 	}
@@ -214,33 +219,35 @@ func (e *Engine) touchToken(rec *store.Record, tok *Token, now time.Time) {
 }
 
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
-func (e *Engine) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
-	var out []Token
-	err := e.run(ctx, "", "API_TOKEN_RETRIEVE_LIST", func() (string, error) {
-		q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
-		if tenant != "" {
-			q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+func (e *Core) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
+	op := e.Start(ctx, "", "API_TOKEN_RETRIEVE_LIST")
+	out, err := e.listTokens(ctx, tenant)
+	return out, op.Done("", err)
+}
+
+func (e *Core) listTokens(ctx context.Context, tenant string) ([]Token, error) {
+	q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
+	if tenant != "" {
+		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+	}
+	page, err := e.store.List(ctx, q)
+	if err != nil {
+		return nil, StoreErr(err, "token")
+	}
+	out := make([]Token, 0, len(page.Records))
+	for _, r := range page.Records {
+		var t Token
+		if err := json.Unmarshal(r.Data, &t); err != nil {
+			return out, StoreErr(err, "token")
 		}
-		page, err := e.store.List(ctx, q)
-		if err != nil {
-			return "", storeErr(err, "token")
-		}
-		out = make([]Token, 0, len(page.Records))
-		for _, r := range page.Records {
-			var t Token
-			if err := json.Unmarshal(r.Data, &t); err != nil {
-				return "", storeErr(err, "token")
-			}
-			out = append(out, t)
-		}
-		return "", nil
-	})
-	return out, err
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // RevokeToken deletes a token; the next request with it fails on every
 // replica because authentication reads the store.
-func (e *Engine) RevokeToken(ctx context.Context, id string) error {
+func (e *Core) RevokeToken(ctx context.Context, id string) error {
 	// Like creation, revocation is an event of the token's tenant.
 	evTenant := ""
 	if rec, err := e.store.Get(ctx, kindToken, store.PlatformTenant, id); err == nil {
@@ -249,11 +256,10 @@ func (e *Engine) RevokeToken(ctx context.Context, id string) error {
 			evTenant = t.Tenant
 		}
 	}
-	return e.run(ctx, evTenant, "API_TOKEN_DELETE", func() (string, error) {
-		if err := e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}); err != nil {
-			return id, storeErr(err, "token")
-		}
+	op := e.Start(ctx, evTenant, "API_TOKEN_DELETE")
+	err := StoreErr(e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}), "token")
+	if err == nil {
 		e.tokenSeen.Delete(id)
-		return id, nil
-	})
+	}
+	return op.Done(id, err)
 }

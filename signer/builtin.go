@@ -1,0 +1,112 @@
+package signer
+
+import (
+	"context"
+
+	"github.com/hsmca/hsmca/store"
+)
+
+// The families that still live in package signer, declared as the data
+// the core reads (Family). This file is transitional: when a family moves
+// into its own package, its Family() takes over its block below and the
+// block is deleted; the file goes with the last one. One function per
+// family, so that no two moves edit the same lines.
+
+// BuiltinFamilies are the families of package signer, used when
+// Options.Families is nil and by StoreIndexes without arguments. keys
+// comes before apig: the keys API resolves an id through the key owners
+// in registration order.
+func BuiltinFamilies() []Family {
+	return []Family{builtinKeys(), builtinAPIG(), builtinDTS(), builtinPCA(), builtinAdmins()}
+}
+
+// builtinKeys: the keys API (/v1/keys) and the keys it owns.
+func builtinKeys() Family {
+	return Family{
+		Name:      "keys",
+		Quotas:    []QuotaDefault{{Resource: QuotaKeys, Default: 1000}},
+		KeyOwners: []KeyOwner{{RecordKind: KindKey}},
+	}
+}
+
+// builtinAPIG: APIG SSL certificates, whose imported keys the keys API
+// can use but not manage.
+func builtinAPIG() Family {
+	return Family{
+		Name:   "apig",
+		Quotas: []QuotaDefault{{Resource: QuotaAPIGCerts, Default: 1000}},
+		KeyOwners: []KeyOwner{{RecordKind: KindAPIGCertificate,
+			Describe: "an APIG certificate; manage it through /v2/{project_id}/apigw/certificates"}},
+	}
+}
+
+// builtinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part
+// of the public contract and cannot be raised.
+func builtinDTS() Family {
+	return Family{
+		Name: "dts",
+		// The root index by crl_due: the CRL refresher reads the due ones.
+		Indexes: []store.Index{{Kind: kindDTSRootIndex, Field: crlDueField}},
+		Quotas: []QuotaDefault{
+			{Resource: QuotaDTSRootCAs, Default: 3, Fixed: true},
+			{Resource: QuotaDTSSigners, Default: 5, Fixed: true},
+		},
+		CAExpiry: builtinCAExpiry(KindDTSRootCA),
+	}
+}
+
+// builtinPCA: CCM private CAs and certificates. Its indexes:
+//
+//   - certificates by status, common_name, not_after and expiry (the
+//     stored status, "/", and not_after: the derived ISSUED and EXPIRED
+//     states are ranges of it, and within one status it is not_after
+//     order);
+//   - revocations by issuer_id (a CRL reads its issuer's only);
+//   - CAs by status (the purge sweep reads the deleted ones) and the CA
+//     index by purge_at (the janitor reads the due ones). CA lists
+//     otherwise read the tenant's CAs, which the CA quota bounds;
+//   - the CA index by crl_due (the CRL refresher reads the due ones).
+//
+// Its janitor purges the CAs whose scheduled deletion fell due, also in
+// tenants nobody reads.
+func builtinPCA() Family {
+	return Family{
+		Name: "pca",
+		Indexes: []store.Index{
+			{Kind: kindPCACert, Field: "status"},
+			{Kind: kindPCACert, Field: "common_name"},
+			{Kind: kindPCACert, Field: "not_after"},
+			{Kind: kindPCACert, Field: certExpiryField},
+			{Kind: kindPCARevocation, Field: "issuer_id"},
+			{Kind: kindPCACA, Field: "status"},
+			{Kind: kindPCAIndex, Field: "purge_at"},
+			{Kind: kindPCAIndex, Field: crlDueField},
+		},
+		Quotas: []QuotaDefault{
+			{Resource: QuotaPCACAs, Default: 100},
+			{Resource: QuotaPCACerts, Default: 100000},
+		},
+		CAExpiry: builtinCAExpiry(kindPCACA),
+		Janitors: []Janitor{{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *Core) (int, error) {
+			return c.SweepDeletedCAs(ctx)
+		}}},
+	}
+}
+
+// builtinAdmins: platform administrators. The core needs nothing of them;
+// the entry keeps every family registered.
+func builtinAdmins() Family {
+	return Family{Name: "admins"}
+}
+
+// builtinCAExpiry hands the sources a family file declares in its init
+// (caExpirySources) to the core, for the family's record kind.
+func builtinCAExpiry(kind string) []CAExpirySource {
+	var out []CAExpirySource
+	for _, s := range caExpirySources {
+		if s.kind == kind {
+			out = append(out, CAExpirySource{Label: s.label, RecordKind: s.kind, Active: s.active})
+		}
+	}
+	return out
+}
