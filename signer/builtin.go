@@ -17,11 +17,11 @@ import (
 // comes before apig: the keys API resolves an id through the key owners
 // in registration order.
 func BuiltinFamilies() []Family {
-	return []Family{builtinKeys(), builtinAPIG(), builtinDTS(), builtinPCA(), builtinAdmins()}
+	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
 }
 
-// builtinKeys: the keys API (/v1/keys) and the keys it owns.
-func builtinKeys() Family {
+// BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
+func BuiltinKeys() Family {
 	return Family{
 		Name:      "keys",
 		Quotas:    []QuotaDefault{{Resource: QuotaKeys, Default: 1000}},
@@ -29,9 +29,9 @@ func builtinKeys() Family {
 	}
 }
 
-// builtinAPIG: APIG SSL certificates, whose imported keys the keys API
+// BuiltinAPIG: APIG SSL certificates, whose imported keys the keys API
 // can use but not manage.
-func builtinAPIG() Family {
+func BuiltinAPIG() Family {
 	return Family{
 		Name:   "apig",
 		Quotas: []QuotaDefault{{Resource: QuotaAPIGCerts, Default: 1000}},
@@ -40,9 +40,9 @@ func builtinAPIG() Family {
 	}
 }
 
-// builtinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part
+// BuiltinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part
 // of the public contract and cannot be raised.
-func builtinDTS() Family {
+func BuiltinDTS() Family {
 	return Family{
 		Name: "dts",
 		// The root index by crl_due: the CRL refresher reads the due ones.
@@ -55,7 +55,7 @@ func builtinDTS() Family {
 	}
 }
 
-// builtinPCA: CCM private CAs and certificates. Its indexes:
+// BuiltinPCA: CCM private CAs and certificates. Its indexes:
 //
 //   - certificates by status, common_name, not_after and expiry (the
 //     stored status, "/", and not_after: the derived ISSUED and EXPIRED
@@ -69,7 +69,7 @@ func builtinDTS() Family {
 //
 // Its janitor purges the CAs whose scheduled deletion fell due, also in
 // tenants nobody reads.
-func builtinPCA() Family {
+func BuiltinPCA() Family {
 	return Family{
 		Name: "pca",
 		Indexes: []store.Index{
@@ -93,9 +93,9 @@ func builtinPCA() Family {
 	}
 }
 
-// builtinAdmins: platform administrators. The core needs nothing of them;
+// BuiltinAdmins: platform administrators. The core needs nothing of them;
 // the entry keeps every family registered.
-func builtinAdmins() Family {
+func BuiltinAdmins() Family {
 	return Family{Name: "admins"}
 }
 

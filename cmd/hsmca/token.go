@@ -18,6 +18,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -141,7 +142,7 @@ func storeWrite(cfg *config.Config, path string, req, resp any, timeout time.Dur
 		return "", fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
-	eng := signer.New(signer.Options{Store: st})
+	eng := signer.New(signer.Options{Families: families.All(), Store: st})
 	defer eng.Close()
 	if err := direct(signer.WithCaller(ctx, signer.Caller{Principal: "ops:cli"}), eng); err != nil {
 		return "", err

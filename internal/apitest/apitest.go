@@ -21,6 +21,7 @@ import (
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
@@ -73,7 +74,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	var err error
 	switch backend {
 	case "bolt":
-		e.Store, err = boltstore.Open(filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
+		e.Store, err = boltstore.Open(filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{Indexes: families.Indexes()})
 	case "redis":
 		e.Redis = o.Redis
 		if e.Redis == nil {
@@ -84,7 +85,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		// CI machine under -race can stall a healthy round trip.
 		e.Store, err = redisstore.Open(context.Background(), e.Redis.URL(), redisstore.Options{
 			DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
-			Indexes: signer.StoreIndexes()})
+			Indexes: families.Indexes()})
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
@@ -93,7 +94,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	e.HSM, err = hsm.Open(hsm.Config{Module: e.Token.Module, TokenLabel: e.Token.Label, PIN: e.Token.PIN, Logger: log})
 	require.NoError(t, err)
 	e.Metrics = metrics.New("test")
-	so := signer.Options{Store: e.Store, Metrics: e.Metrics, Logger: log, HSM: e.HSM}
+	so := signer.Options{Families: families.All(), Store: e.Store, Metrics: e.Metrics, Logger: log, HSM: e.HSM}
 	if o.Engine != nil {
 		o.Engine(&so)
 	}

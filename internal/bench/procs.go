@@ -22,6 +22,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -208,7 +209,7 @@ func (d *daemonSetup) createAPIToken(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	eng := signer.New(signer.Options{Store: st})
+	eng := signer.New(signer.Options{Families: families.All(), Store: st})
 	defer eng.Close()
 	ctx = signer.WithCaller(ctx, signer.Caller{Principal: "ops:bench"})
 	secret, _, err := eng.CreateToken(ctx, tenant, []string{signer.RoleAdmin}, nil)

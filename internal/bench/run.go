@@ -24,6 +24,7 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
 )
@@ -456,7 +457,7 @@ func (d *daemonSetup) openEngine(ctx context.Context) (*inproc, error) {
 		st.Close()
 		return nil, err
 	}
-	eng := signer.New(signer.Options{Store: st, HSM: h, Quotas: cfg.Quotas})
+	eng := signer.New(signer.Options{Families: families.All(), Store: st, HSM: h, Quotas: cfg.Quotas})
 	return &inproc{eng: eng, st: st, h: h}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -157,9 +158,9 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreS
 // imported by the daemon's own tests, so it cannot import the daemon).
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	if cfg.Store.Backend == "redis" {
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: signer.StoreIndexes()})
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: families.Indexes()})
 	}
-	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: signer.StoreIndexes()})
+	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: families.Indexes()})
 }
 
 // CheckStore checks a tenant's quota counters against its records and

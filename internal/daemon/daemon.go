@@ -22,6 +22,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
@@ -60,12 +61,12 @@ type Daemon struct {
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "redis":
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: signer.StoreIndexes()})
+		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: families.Indexes()})
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: signer.StoreIndexes()})
+		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: families.Indexes()})
 	}
 }
 
@@ -122,7 +123,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		d.store.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
-	d.engine = signer.New(signer.Options{Store: d.store, Metrics: d.metrics, Logger: log,
+	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
 		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName, Instance: instanceName(d.ln.Addr())})
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)

@@ -192,9 +192,9 @@ func selfSignedPEM(t testing.TB) (string, string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}))
 }
 
-// families returns a create operation for every family of tenant; pcaRoot
+// familyOps returns a create operation for every family of tenant; pcaRoot
 // is an ACTIVED CA to issue under.
-func families(t *testing.T, tenant, pcaRoot string) []family {
+func familyOps(t *testing.T, tenant, pcaRoot string) []family {
 	str := func(k string) func(a answer) string {
 		return func(a answer) string { s, _ := a.m()[k].(string); return s }
 	}
@@ -358,7 +358,7 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 	waitStatus(t, base+"/readyz", 200, 30*time.Second)
 	const tenant = "faults"
 	c := newClient(t, d, tenant)
-	fams := families(t, tenant, createPCARoot(t, c))
+	fams := familyOps(t, tenant, createPCARoot(t, c))
 
 	l := startLoad(c, fams, 6)
 	waitFor(t, 60*time.Second, "creations before the fault", func() bool { return l.count("ok") >= 12 })
@@ -426,7 +426,7 @@ func TestHSMSessionsClosedMidLoad(t *testing.T) {
 	waitStatus(t, base+"/readyz", 200, 30*time.Second)
 	const tenant = "faults"
 	c := newClient(t, d, tenant)
-	fams := families(t, tenant, createPCARoot(t, c))
+	fams := familyOps(t, tenant, createPCARoot(t, c))
 	before := c.do("POST", "/v1/keys", map[string]any{"algorithm": "EC256"})
 	require.Equal(t, 201, before.status, "%s", before.body)
 	keyID := before.m()["id"].(string)
