@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"net/mail"
 	"slices"
 	"strconv"
@@ -35,9 +34,6 @@ import (
 //     and its keys are reclaimed by the next create that needs them);
 //   - an entry is only added for an id without one, so a tombstone can
 //     never come back to life.
-
-// PlatformRoles are the roles an administrator may hold.
-var PlatformRoles = []string{RoleSuperAdministrator, RoleAdministrator}
 
 const (
 	kindAdmin       = "admin"
@@ -170,27 +166,6 @@ type BootstrapOptions struct {
 
 func adminNotFound(id string) error {
 	return &Error{Kind: KindNotFound, Msg: "Admin " + shortID(id) + " not found"}
-}
-
-type fieldErrs []FieldError
-
-func (f *fieldErrs) add(field string, value any, msg string) {
-	*f = append(*f, FieldError{Field: field, Value: value, Msg: msg, Location: "body"})
-}
-
-func (f fieldErrs) err() error {
-	if len(f) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(f))
-	for i, fe := range f {
-		msgs[i] = fe.Field + ": " + fe.Msg
-	}
-	return &Error{Kind: KindInvalid, Msg: strings.Join(msgs, "; "), Fields: f}
-}
-
-func hasControl(s string) bool {
-	return strings.IndexFunc(s, unicode.IsControl) >= 0
 }
 
 func checkText(f *fieldErrs, field, v string, required bool, max int) {
@@ -515,10 +490,6 @@ func (e *Engine) mutateRoster(ctx context.Context, verb string, fn func(r *admin
 		return storeErr(err, "administrator roster")
 	}
 	return &Error{Kind: KindUnavailable, Msg: "too many concurrent administrator changes; retry"}
-}
-
-func backoff(attempt int) {
-	time.Sleep(time.Duration(rand.IntN(1+min(attempt, 10)*2)+1) * time.Millisecond)
 }
 
 func decodeAdmin(sr *store.Record) (*adminRecord, error) {
