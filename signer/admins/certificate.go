@@ -1,4 +1,4 @@
-package signer
+package admins
 
 import (
 	"crypto/ecdsa"
@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// AdminCertificate describes an administrator's client certificate, parsed
+// Certificate describes an administrator's client certificate, parsed
 // from the DER the store keeps.
-type AdminCertificate struct {
+type Certificate struct {
 	UUID               string
 	CommonName         string
 	SerialNumber       string // lowercase hex, no leading zeros
@@ -43,27 +43,27 @@ type AdminCertificate struct {
 // expiringWithin is when a valid certificate starts to report "expiring".
 const expiringWithin = 30 * 24 * time.Hour
 
-// CertSerial is a certificate's serial as an admin principal: lowercase
+// certSerial is a certificate's serial as an admin principal: lowercase
 // hex without leading zeros.
-func CertSerial(c *x509.Certificate) string {
+func certSerial(c *x509.Certificate) string {
 	if c.SerialNumber == nil {
 		return ""
 	}
 	return c.SerialNumber.Text(16)
 }
 
-// CertFingerprint is the lowercase hex SHA-256 of a certificate's DER.
-func CertFingerprint(der []byte) string {
+// certFingerprint is the lowercase hex SHA-256 of a certificate's DER.
+func certFingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
 
 var errNoCertificate = errors.New("no certificate found: want base64 DER or PEM")
 
-// ParseAdminCertificate reads one X.509 certificate given as base64 DER
+// ParseCertificate reads one X.509 certificate given as base64 DER
 // (standard or URL alphabet, padding optional, whitespace ignored) or as
 // PEM text. Only the first certificate of a PEM bundle is used.
-func ParseAdminCertificate(s string) (*x509.Certificate, error) {
+func ParseCertificate(s string) (*x509.Certificate, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errNoCertificate
@@ -147,11 +147,11 @@ var sanTypes = []string{"otherName", "rfc822Name", "dNSName", "x400Address",
 var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
 
 // describeCertificate fills the descriptive fields of a certificate as of now.
-func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) AdminCertificate {
-	d := AdminCertificate{
+func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) Certificate {
+	d := Certificate{
 		UUID:                    certUUID,
 		CommonName:              c.Subject.CommonName,
-		SerialNumber:            CertSerial(c),
+		SerialNumber:            certSerial(c),
 		IssuerCommonName:        c.Issuer.CommonName,
 		DER:                     c.Raw,
 		IssuerDN:                c.Issuer.String(),
@@ -163,7 +163,7 @@ func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) Ad
 		ExtendedKeyUsage:        []string{},
 		KeyUsage:                []string{},
 		BasicConstraints:        "Subject Type=End Entity",
-		Fingerprint:             CertFingerprint(c.Raw),
+		Fingerprint:             certFingerprint(c.Raw),
 		SubjectAlternativeNames: map[string][]string{},
 	}
 	switch k := c.PublicKey.(type) {
