@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
@@ -327,7 +328,7 @@ func (s *Service) createAdmin(ctx context.Context, in Input, bootstrap, onlyFirs
 	rec := &adminRecord{
 		UUID: uuid.NewString(), Username: in.Username, Name: in.Name, Surname: in.Surname,
 		Email: in.Email, Description: in.Description, CertUUID: uuid.NewString(),
-		CertDER: cert.Raw, Serial: certSerial(cert), Fingerprint: certFingerprint(cert.Raw),
+		CertDER: cert.Raw, Serial: encoding.SerialHex(cert.SerialNumber), Fingerprint: encoding.Fingerprint(cert.Raw),
 		CreatedBy: signer.CallerFrom(ctx).Principal,
 	}
 	stored, err := s.insertAdminRecord(ctx, rec, bootstrap)
@@ -649,8 +650,8 @@ func (s *Service) edit(ctx context.Context, id string, ed Edit) (*Admin, error) 
 	if ed.Description != nil {
 		next.Description = *ed.Description
 	}
-	if cert != nil && certFingerprint(cert.Raw) != a.Fingerprint {
-		next.CertDER, next.Serial, next.Fingerprint = cert.Raw, certSerial(cert), certFingerprint(cert.Raw)
+	if cert != nil && encoding.Fingerprint(cert.Raw) != a.Fingerprint {
+		next.CertDER, next.Serial, next.Fingerprint = cert.Raw, encoding.SerialHex(cert.SerialNumber), encoding.Fingerprint(cert.Raw)
 		next.CertUUID = uuid.NewString()
 	}
 	newRole := en.Role
@@ -841,7 +842,7 @@ var errAdminDenied = &signer.Error{Kind: signer.KindUnauthenticated, Msg: "unkno
 // fingerprint, not only the same serial) and be within its validity.
 // Every refusal is the same unauthenticated error.
 func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (signer.Caller, error) {
-	serial := certSerial(cert)
+	serial := encoding.SerialHex(cert.SerialNumber)
 	refuse := func(reason string) (signer.Caller, error) {
 		s.core.Log().Info("administrator certificate refused", "serial", serial, "reason", reason)
 		return signer.Caller{}, errAdminDenied
@@ -860,7 +861,7 @@ func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (sig
 	if err != nil {
 		return signer.Caller{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(a.Fingerprint), []byte(certFingerprint(cert.Raw))) != 1 {
+	if subtle.ConstantTimeCompare([]byte(a.Fingerprint), []byte(encoding.Fingerprint(cert.Raw))) != 1 {
 		return refuse("certificate differs from the registered one")
 	}
 	now := s.core.Now()
