@@ -44,6 +44,22 @@ type Service struct {
 // New returns the service of the administrators kept by core.
 func New(core *signer.Core) *Service { return &Service{core: core} }
 
+// The reasons of the family's refusals (signer.Error.Reason). The
+// CZERTAINLY envelope answers by kind alone; the reasons tell apart the
+// refusals of one kind.
+const (
+	// ReasonLastSuperAdministrator: the change would leave no enabled
+	// superAdministrator (wrong state).
+	ReasonLastSuperAdministrator signer.Reason = "last_super_administrator"
+	// ReasonBootstrapDone: a bootstrap without Recover while
+	// administrators exist (wrong state).
+	ReasonBootstrapDone signer.Reason = "bootstrap_done"
+	// ReasonUsernameTaken, ReasonSerialTaken: another administrator holds
+	// the username or the certificate serial (conflict).
+	ReasonUsernameTaken signer.Reason = "username_taken"
+	ReasonSerialTaken   signer.Reason = "serial_taken"
+)
+
 // Family declares the administrators to the core: they need no index,
 // quota, key or background task of it.
 func Family() signer.Family { return signer.Family{Name: "admins"} }
@@ -138,7 +154,7 @@ func (s *Service) Bootstrap(ctx context.Context, in Input, o BootstrapOptions) (
 	return a, op.Done(a.UUID, nil)
 }
 
-var errAdminExists = &signer.Error{Kind: signer.KindWrongState, Msg: "an administrator already exists; add more with POST /v1/admins as a superAdministrator"}
+var errAdminExists = &signer.Error{Kind: signer.KindWrongState, Reason: ReasonBootstrapDone, Msg: "an administrator already exists; add more with POST /v1/admins as a superAdministrator"}
 
 func (s *Service) createAdmin(ctx context.Context, in Input, bootstrap, onlyFirst, profileOptional bool) (*Admin, error) {
 	var f signer.FieldErrors

@@ -239,12 +239,14 @@ func TestAdminDuplicates(t *testing.T) {
 			_, err = e.Create(ctx, adminIn(ca.Issue(t, testpki.Options{}), "Alice", signer.RoleAdministrator, true))
 			require.Equal(t, signer.KindConflict, signer.KindOf(err))
 			assert.Equal(t, "Admin with username Alice already exists.", signer.AsError(err).Msg)
+			assert.Equal(t, ReasonUsernameTaken, signer.ReasonOf(err))
 
 			// Another CA's certificate with the same serial.
 			other := testpki.NewCA(t, "Other CA").Issue(t, testpki.Options{Serial: big.NewInt(77)})
 			_, err = e.Create(ctx, adminIn(other, "bob", signer.RoleAdministrator, true))
 			require.Equal(t, signer.KindConflict, signer.KindOf(err))
 			assert.Equal(t, "Admin with certificate serial number 4d already exists.", signer.AsError(err).Msg)
+			assert.Equal(t, ReasonSerialTaken, signer.ReasonOf(err))
 
 			// Concurrent creates of one username: exactly one wins.
 			var wg sync.WaitGroup
@@ -288,6 +290,7 @@ func TestLastSuperAdministratorIsProtected(t *testing.T) {
 				t.Helper()
 				require.Equal(t, signer.KindWrongState, signer.KindOf(err), "%v", err)
 				assert.Contains(t, err.Error(), "last enabled superAdministrator")
+				assert.Equal(t, ReasonLastSuperAdministrator, signer.ReasonOf(err))
 			}
 			wrongState(e.SetEnabled(ctx, root.UUID, false))
 			wrongState(e.Delete(ctx, root.UUID))
@@ -416,6 +419,7 @@ func TestBootstrap(t *testing.T) {
 
 			_, err = e1.Bootstrap(ctx, adminIn(ca.Issue(t, testpki.Options{}), "late", "", false), BootstrapOptions{})
 			assert.Equal(t, signer.KindWrongState, signer.KindOf(err))
+			assert.Equal(t, ReasonBootstrapDone, signer.ReasonOf(err))
 			rec, err := e1.Bootstrap(ctx, adminIn(ca.Issue(t, testpki.Options{}), "late", "", false), BootstrapOptions{Recover: true})
 			require.NoError(t, err)
 			assert.Equal(t, signer.RoleSuperAdministrator, rec.Role)

@@ -73,9 +73,9 @@ func (s *Service) insertAdminRecord(ctx context.Context, rec *adminRecord, boots
 // duplicateAdmin names the taken key.
 func (s *Service) duplicateAdmin(ctx context.Context, rec *adminRecord) error {
 	if _, err := s.core.Store().GetByUnique(ctx, RecordAdmin, store.PlatformTenant, usernameKey(rec.Username)); err == nil {
-		return &signer.Error{Kind: signer.KindConflict, Msg: "Admin with username " + rec.Username + " already exists."}
+		return &signer.Error{Kind: signer.KindConflict, Reason: ReasonUsernameTaken, Msg: "Admin with username " + rec.Username + " already exists."}
 	}
-	return &signer.Error{Kind: signer.KindConflict, Msg: "Admin with certificate serial number " + rec.Serial + " already exists."}
+	return &signer.Error{Kind: signer.KindConflict, Reason: ReasonSerialTaken, Msg: "Admin with certificate serial number " + rec.Serial + " already exists."}
 }
 
 // reclaimAdminKeys removes records that hold rec's keys but are not live
@@ -185,7 +185,7 @@ func (s *Service) updateAdminRecord(ctx context.Context, sr *store.Record, a *ad
 	sr.Unique = a.unique()
 	err = s.core.Store().Update(ctx, sr, store.WriteOpts{})
 	if errors.Is(err, store.ErrExists) {
-		return &signer.Error{Kind: signer.KindConflict, Msg: "Admin with certificate serial number " + a.Serial + " already exists.", Err: err}
+		return &signer.Error{Kind: signer.KindConflict, Reason: ReasonSerialTaken, Msg: "Admin with certificate serial number " + a.Serial + " already exists.", Err: err}
 	}
 	return signer.StoreErr(err, "administrator")
 }

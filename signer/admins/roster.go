@@ -90,7 +90,7 @@ func (s *Service) mutateRoster(ctx context.Context, verb string, fn func(r *admi
 			return err
 		}
 		if before > 0 && r.enabledSupers() == 0 {
-			return &signer.Error{Kind: signer.KindWrongState, Msg: "the last enabled superAdministrator cannot be " + verb}
+			return &signer.Error{Kind: signer.KindWrongState, Reason: ReasonLastSuperAdministrator, Msg: "the last enabled superAdministrator cannot be " + verb}
 		}
 		data, err := json.Marshal(r)
 		if err != nil {
