@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,7 +12,23 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
+
+// AdminsAPI is what the administrators' handlers, the admin socket and
+// the authentication of client certificates call (admins.Service).
+type AdminsAPI interface {
+	Create(ctx context.Context, in admins.Input) (*admins.Admin, error)
+	Bootstrap(ctx context.Context, in admins.Input, o admins.BootstrapOptions) (*admins.Admin, error)
+	Get(ctx context.Context, id string) (*admins.Admin, error)
+	List(ctx context.Context) ([]admins.Admin, error)
+	Edit(ctx context.Context, id string, ed admins.Edit) (*admins.Admin, error)
+	Delete(ctx context.Context, id string) error
+	DeleteMany(ctx context.Context, ids []string) error
+	SetEnabled(ctx context.Context, id string, enabled bool) error
+	SetEnabledMany(ctx context.Context, ids []string, enabled bool) error
+	Authenticate(ctx context.Context, cert *x509.Certificate) (signer.Caller, error)
+}
 
 // mountIdentity registers the identity routes: the CZERTAINLY
 // administrators API (family 4) and API tokens (family 5). Platform roles
@@ -75,7 +93,7 @@ type czCertificate struct {
 	CertificateType         string              `json:"certificateType"`
 }
 
-func toCzAdmin(a *signer.Admin) czAdmin {
+func toCzAdmin(a *admins.Admin) czAdmin {
 	c := a.Certificate
 	return czAdmin{
 		UUID: a.UUID, Name: a.Name, Username: a.Username, Role: a.Role, Email: a.Email,
@@ -113,8 +131,8 @@ type czCreateRequest struct {
 	Description      string `json:"description"`
 }
 
-func (r *czCreateRequest) input() signer.AdminInput {
-	return signer.AdminInput{
+func (r *czCreateRequest) input() admins.Input {
+	return admins.Input{
 		Username: r.Username, Name: r.Name, Surname: r.Surname, Email: r.Email,
 		Description: r.Description, Role: r.Role, Enabled: r.Enabled != nil && *r.Enabled,
 		Certificate: r.AdminCertificate, CertificateUUID: r.CertificateUUID,
@@ -169,14 +187,14 @@ func decodeBody(c *gin.Context, v any, strict bool) error {
 }
 
 func (s *server) listAdmins(c *gin.Context) {
-	admins, err := s.eng.ListAdmins(c.Request.Context())
+	list, err := s.admins.List(c.Request.Context())
 	if err != nil {
 		czertainlyError(c, err)
 		return
 	}
-	out := make([]czAdmin, 0, len(admins))
-	for i := range admins {
-		out = append(out, toCzAdmin(&admins[i]))
+	out := make([]czAdmin, 0, len(list))
+	for i := range list {
+		out = append(out, toCzAdmin(&list[i]))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -187,7 +205,7 @@ func (s *server) createAdmin(c *gin.Context) {
 		czBadRequest(c, err)
 		return
 	}
-	a, err := s.eng.CreateAdmin(c.Request.Context(), req.input())
+	a, err := s.admins.Create(c.Request.Context(), req.input())
 	if err != nil {
 		czertainlyError(c, err)
 		return
@@ -207,7 +225,7 @@ func (s *server) localCreateAdmin(c *gin.Context) {
 		return
 	}
 	ctx := signer.WithCaller(c.Request.Context(), signer.Caller{Principal: "local:loopback", RequestID: c.GetString("request_id")})
-	a, err := s.eng.BootstrapAdmin(ctx, req.input(), signer.BootstrapOptions{})
+	a, err := s.admins.Bootstrap(ctx, req.input(), admins.BootstrapOptions{})
 	if err != nil {
 		czertainlyError(c, err)
 		return
@@ -218,7 +236,7 @@ func (s *server) localCreateAdmin(c *gin.Context) {
 }
 
 func (s *server) getAdmin(c *gin.Context) {
-	a, err := s.eng.GetAdmin(c.Request.Context(), c.Param("uuid"))
+	a, err := s.admins.Get(c.Request.Context(), c.Param("uuid"))
 	if err != nil {
 		czertainlyError(c, err)
 		return
@@ -232,7 +250,7 @@ func (s *server) editAdmin(c *gin.Context) {
 		czBadRequest(c, err)
 		return
 	}
-	a, err := s.eng.EditAdmin(c.Request.Context(), c.Param("uuid"), signer.AdminEdit{
+	a, err := s.admins.Edit(c.Request.Context(), c.Param("uuid"), admins.Edit{
 		Username: req.Username, Name: req.Name, Surname: req.Surname, Email: req.Email,
 		Description: req.Description, Role: req.Role,
 		Certificate: req.AdminCertificate, CertificateUUID: req.CertificateUUID,
@@ -245,7 +263,7 @@ func (s *server) editAdmin(c *gin.Context) {
 }
 
 func (s *server) deleteAdmin(c *gin.Context) {
-	if err := s.eng.DeleteAdmin(c.Request.Context(), c.Param("uuid")); err != nil {
+	if err := s.admins.Delete(c.Request.Context(), c.Param("uuid")); err != nil {
 		czertainlyError(c, err)
 		return
 	}
@@ -254,7 +272,7 @@ func (s *server) deleteAdmin(c *gin.Context) {
 
 func (s *server) setAdminEnabled(enabled bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if err := s.eng.SetAdminEnabled(c.Request.Context(), c.Param("uuid"), enabled); err != nil {
+		if err := s.admins.SetEnabled(c.Request.Context(), c.Param("uuid"), enabled); err != nil {
 			czertainlyError(c, err)
 			return
 		}
@@ -281,7 +299,7 @@ func (s *server) bulkDeleteAdmins(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := s.eng.DeleteAdmins(c.Request.Context(), ids); err != nil {
+	if err := s.admins.DeleteMany(c.Request.Context(), ids); err != nil {
 		czertainlyError(c, err)
 		return
 	}
@@ -294,7 +312,7 @@ func (s *server) bulkSetAdminsEnabled(enabled bool) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		if err := s.eng.SetAdminsEnabled(c.Request.Context(), ids, enabled); err != nil {
+		if err := s.admins.SetEnabledMany(c.Request.Context(), ids, enabled); err != nil {
 			czertainlyError(c, err)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -62,7 +63,7 @@ func TestAdminsAPI(t *testing.T) {
 				"certificateContent": opCert.B64(), "subjectDn": "CN=Operator One,O=hsmca tests",
 				"issuerDn": "CN=hsmca admin CA,O=hsmca tests", "publicKeyAlgorithm": "ECDSA",
 				"signatureAlgorithm": "ECDSA-SHA256", "keySize": float64(256), "status": "valid",
-				"fingerprint": signer.CertFingerprint(opCert.Cert.Raw), "certificateType": "X.509",
+				"fingerprint": encoding.Fingerprint(opCert.Cert.Raw), "certificateType": "X.509",
 				"basicConstraints": "Subject Type=End Entity",
 				"notBefore":        opCert.Cert.NotBefore.UTC().Format(time.RFC3339),
 				"notAfter":         opCert.Cert.NotAfter.UTC().Format(time.RFC3339),
@@ -137,7 +138,7 @@ func TestAdminsAPI(t *testing.T) {
 			assert.Equal(t, "Op", a["name"])
 			assert.Equal(t, "", a["description"])
 			assert.Equal(t, "superAdministrator", a["role"])
-			assert.Equal(t, signer.CertSerial(newCert.Cert), a["serialNumber"])
+			assert.Equal(t, encoding.SerialHex(newCert.Cert.SerialNumber), a["serialNumber"])
 			r = f.doAs(f.super, "POST", "/v1/admins/"+id, map[string]any{"username": "renamed"})
 			assert.Equal(t, http.StatusUnprocessableEntity, r.Status)
 			r = f.doAs(f.super, "POST", "/v1/admins/"+id, map[string]any{"email": "x"})
@@ -216,7 +217,7 @@ func TestAdminsAPI(t *testing.T) {
 			for _, ev := range evs {
 				seen[ev.Operation+"_"+ev.Outcome] = true
 				if ev.Operation == "ADMIN_CREATE" && ev.Outcome == "SUCCESS" {
-					assert.Equal(t, "admin:"+signer.CertSerial(f.super.Cert), ev.Principal)
+					assert.Equal(t, "admin:"+encoding.SerialHex(f.super.Cert.SerialNumber), ev.Principal)
 				}
 			}
 			for _, want := range []string{"ADMIN_BOOTSTRAP_SUCCESS", "ADMIN_CREATE_SUCCESS", "ADMIN_CREATE_FAIL",

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
 
 // AdminSocketHandler serves the ops CLI over the daemon's unix socket. The
 // socket file is mode 0600: whoever can open it is the daemon's operator,
 // the same person who could open the store file directly.
-func AdminSocketHandler(eng *signer.Engine, log *slog.Logger) http.Handler {
+func AdminSocketHandler(eng *signer.Engine, adm AdminsAPI, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /ops/tokens", func(w http.ResponseWriter, r *http.Request) {
 		var req OpsTokenRequest
@@ -41,7 +42,7 @@ func AdminSocketHandler(eng *signer.Engine, log *slog.Logger) http.Handler {
 			return
 		}
 		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
-		a, err := eng.BootstrapAdmin(ctx, req.input(), signer.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
+		a, err := adm.Bootstrap(ctx, req.input(), admins.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
 		if err != nil {
 			writeOpsError(w, err)
 			return
@@ -87,13 +88,13 @@ type OpsAdminRequest struct {
 	Recover bool `json:"recover,omitempty"`
 }
 
-func (r *OpsAdminRequest) input() signer.AdminInput {
-	return signer.AdminInput{Username: r.Username, Name: r.Name, Surname: r.Surname, Email: r.Email,
+func (r *OpsAdminRequest) input() admins.Input {
+	return admins.Input{Username: r.Username, Name: r.Name, Surname: r.Surname, Email: r.Email,
 		Description: r.Description, Role: signer.RoleSuperAdministrator, Enabled: true, Certificate: r.Certificate}
 }
 
 // Input is the engine's form of the request (the CLI's direct-store path).
-func (r *OpsAdminRequest) Input() signer.AdminInput { return r.input() }
+func (r *OpsAdminRequest) Input() admins.Input { return r.input() }
 
 // OpsAdminResponse describes the administrator created.
 type OpsAdminResponse struct {
@@ -106,7 +107,7 @@ type OpsAdminResponse struct {
 }
 
 // OpsAdminResponseFrom shapes an administrator for the ops CLI.
-func OpsAdminResponseFrom(a *signer.Admin) OpsAdminResponse {
+func OpsAdminResponseFrom(a *admins.Admin) OpsAdminResponse {
 	return OpsAdminResponse{UUID: a.UUID, Username: a.Username, Role: a.Role, SerialNumber: a.SerialNumber,
 		Fingerprint: a.Certificate.Fingerprint, NotAfter: a.Certificate.NotAfter}
 }

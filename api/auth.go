@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
 
 // certHeader carries an administrator's certificate from a TLS-terminating
@@ -98,7 +99,7 @@ func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, *signer.
 		if certErr != nil {
 			return signer.Caller{}, nil, certErr
 		}
-		caller, err := s.eng.AuthenticateAdmin(c.Request.Context(), cert)
+		caller, err := s.admins.Authenticate(c.Request.Context(), cert)
 		return caller, nil, err
 	case secret != "":
 		var (
@@ -131,7 +132,7 @@ func (s *server) clientCertificate(c *gin.Context) (*x509.Certificate, error) {
 	if s.opts.TrustedProxy {
 		if v := strings.TrimSpace(c.GetHeader(certHeader)); v != "" {
 			v = unescapeCertHeader(v)
-			cert, err := signer.ParseAdminCertificate(v)
+			cert, err := admins.ParseCertificate(v)
 			if err != nil {
 				return nil, signer.E(signer.KindUnauthenticated, "unreadable %s header: %v", certHeader, err)
 			}

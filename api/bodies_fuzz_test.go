@@ -17,6 +17,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
@@ -51,8 +52,8 @@ func newFuzzRouter(tb testing.TB) *fuzzRouter {
 	require.NoError(tb, err)
 	ca := testpki.NewCA(tb, "fuzz admin CA")
 	super := ca.Issue(tb, testpki.Options{CommonName: "root"})
-	_, err = eng.BootstrapAdmin(ctx, signer.AdminInput{Username: "root", Certificate: super.B64()},
-		signer.BootstrapOptions{ProfileOptional: true, Recover: true})
+	_, err = admins.New(eng).Bootstrap(ctx, admins.Input{Username: "root", Certificate: super.B64()},
+		admins.BootstrapOptions{ProfileOptional: true, Recover: true})
 	require.NoError(tb, err)
 	return &fuzzRouter{h: api.Router(api.Options{Engine: eng, Logger: log, TrustedProxy: true}), token: secret, admin: super.B64()}
 }

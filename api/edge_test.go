@@ -23,6 +23,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
 
 // rawDo sends one request through the whole router in-process, from
@@ -197,8 +198,8 @@ func TestReadyzViews(t *testing.T) {
 	tok := env.NewToken("acme", signer.RoleAuditor)
 	admin := testpki.NewCA(t, "readyz admin CA").Issue(t, testpki.Options{CommonName: "root"})
 	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
-	_, err := env.Engine.BootstrapAdmin(ctx, signer.AdminInput{Username: "root", Certificate: admin.B64()},
-		signer.BootstrapOptions{ProfileOptional: true, Recover: true})
+	_, err := env.Admins.Bootstrap(ctx, admins.Input{Username: "root", Certificate: admin.B64()},
+		admins.BootstrapOptions{ProfileOptional: true, Recover: true})
 	require.NoError(t, err)
 	stranger := testpki.NewCA(t, "other CA").Issue(t, testpki.Options{CommonName: "nobody"})
 
@@ -294,9 +295,9 @@ func TestLocalAdminsRefusesBrowsersAndProxies(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, rec.Code, "%s: %s", name, rec.Body)
 		checkFamilyEnvelope(t, "czertainly", rec.Code, rec.Body.Bytes())
 	}
-	admins, err := env.Engine.ListAdmins(context.Background())
+	list, err := env.Admins.List(context.Background())
 	require.NoError(t, err)
-	require.Empty(t, admins, "no refused request created an administrator")
+	require.Empty(t, list, "no refused request created an administrator")
 
 	// What the ops tools send is accepted: JSON (with a charset), a
 	// loopback Host by name, and Sec-Fetch-Site: none (typed by the user).

@@ -65,7 +65,7 @@ func (s *server) maySeeReadiness(c *gin.Context) bool {
 		return err == nil
 	}
 	if cert, err := s.clientCertificate(c); err == nil && cert != nil {
-		_, err := s.eng.AuthenticateAdmin(ctx, cert)
+		_, err := s.admins.Authenticate(ctx, cert)
 		return err == nil
 	}
 	return false

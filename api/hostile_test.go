@@ -36,6 +36,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
 
 // checkFamilyEnvelope asserts that an error answer is in family's
@@ -213,8 +214,8 @@ func newHostileEnv(t *testing.T, backend string, opts ...apitest.Options) *hosti
 	h.token = env.NewToken(h.tenant, signer.RoleAdmin)
 	super := testpki.NewCA(t, "hostile admin CA").Issue(t, testpki.Options{CommonName: "root"})
 	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
-	_, err := env.Engine.BootstrapAdmin(ctx, signer.AdminInput{Username: "root", Certificate: super.B64()},
-		signer.BootstrapOptions{ProfileOptional: true, Recover: true})
+	_, err := env.Admins.Bootstrap(ctx, admins.Input{Username: "root", Certificate: super.B64()},
+		admins.BootstrapOptions{ProfileOptional: true, Recover: true})
 	require.NoError(t, err)
 	h.admin = super.B64()
 	return h

@@ -22,6 +22,7 @@ import (
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -50,8 +51,8 @@ func newFixture(t *testing.T, backend string, opts ...apitest.Options) *fixture 
 	f := &fixture{t: t, env: apitest.New(t, backend, o), ca: testpki.NewCA(t, "hsmca admin CA")}
 	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
 	f.super = f.ca.Issue(t, testpki.Options{CommonName: "root"})
-	a, err := f.env.Engine.BootstrapAdmin(ctx, signer.AdminInput{Username: "root", Certificate: f.super.B64()},
-		signer.BootstrapOptions{ProfileOptional: true, Recover: true})
+	a, err := f.env.Admins.Bootstrap(ctx, admins.Input{Username: "root", Certificate: f.super.B64()},
+		admins.BootstrapOptions{ProfileOptional: true, Recover: true})
 	require.NoError(t, err)
 	f.superID = a.UUID
 	f.admin = f.ca.Issue(t, testpki.Options{CommonName: "reader"})
@@ -300,7 +301,7 @@ func TestLocalAdminsIsLoopbackOnly(t *testing.T) {
 			require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
 			id := r.Map(t)["uuid"].(string)
 			assert.Equal(t, "/v1/admins/"+id, r.Header.Get("Location"))
-			a, err := env.Engine.GetAdmin(context.Background(), id)
+			a, err := env.Admins.Get(context.Background(), id)
 			require.NoError(t, err)
 			assert.True(t, a.Enabled, "the first administrator is enabled")
 			assert.Equal(t, signer.RoleSuperAdministrator, a.Role)

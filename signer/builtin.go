@@ -17,7 +17,7 @@ import (
 // comes before apig: the keys API resolves an id through the key owners
 // in registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
+	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA()}
 }
 
 // BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
@@ -91,12 +91,6 @@ func BuiltinPCA() Family {
 			return c.SweepDeletedCAs(ctx)
 		}}},
 	}
-}
-
-// BuiltinAdmins: platform administrators. The core needs nothing of them;
-// the entry keeps every family registered.
-func BuiltinAdmins() Family {
-	return Family{Name: "admins"}
 }
 
 // builtinCAExpiry hands the sources a family file declares in its init

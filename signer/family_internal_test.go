@@ -66,7 +66,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins"}, names)
+	assert.Equal(t, []string{"keys", "apig", "dts", "pca"}, names)
 	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
 }
 

@@ -31,6 +31,9 @@ const (
 // TenantRoles lists the roles a token may carry.
 var TenantRoles = []string{RoleAdmin, RoleDTSProvider, RoleCAOperator, RoleSigner, RoleAuditor}
 
+// PlatformRoles are the roles an administrator may hold.
+var PlatformRoles = []string{RoleSuperAdministrator, RoleAdministrator}
+
 const (
 	kindToken = "apitoken"
 	// tokenPrefix makes leaked tokens easy to find with secret scanners.

@@ -12,6 +12,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 )
 
 // adminBootstrap creates the first superAdministrator from a client
@@ -67,7 +68,7 @@ func adminBootstrap(args []string, stdout, stderr io.Writer) int {
 func bootstrapAdmin(cfg *config.Config, req api.OpsAdminRequest) (*api.OpsAdminResponse, string, error) {
 	var resp api.OpsAdminResponse
 	via, err := storeWrite(cfg, "/ops/admins", req, &resp, 15*time.Second, func(ctx context.Context, eng *signer.Engine) error {
-		a, err := eng.BootstrapAdmin(ctx, req.Input(), signer.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
+		a, err := admins.New(eng).Bootstrap(ctx, req.Input(), admins.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
 		if err != nil {
 			return err
 		}

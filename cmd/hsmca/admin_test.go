@@ -16,6 +16,8 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
+	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
@@ -69,13 +71,13 @@ func TestAdminBootstrapWritesTheStore(t *testing.T) {
 	defer st.Close()
 	eng := signer.New(signer.Options{Store: st})
 	defer eng.Close()
-	admins, err := eng.ListAdmins(context.Background())
+	list, err := admins.New(eng).List(context.Background())
 	require.NoError(t, err)
-	require.Len(t, admins, 2)
-	for _, a := range admins {
+	require.Len(t, list, 2)
+	for _, a := range list {
 		assert.True(t, a.Enabled)
 		assert.Equal(t, signer.RoleSuperAdministrator, a.Role)
 	}
-	assert.Equal(t, "root@example.com", admins[0].Email)
-	assert.Equal(t, signer.CertSerial(second.Cert), admins[1].SerialNumber)
+	assert.Equal(t, "root@example.com", list[0].Email)
+	assert.Equal(t, encoding.SerialHex(second.Cert.SerialNumber), list[1].SerialNumber)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -41,6 +42,7 @@ type Env struct {
 	HSM     *hsm.HSM
 	Token   *testenv.Token
 	Engine  *signer.Engine
+	Admins  *admins.Service
 	Metrics *metrics.Metrics
 	Server  *httptest.Server
 	Logs    *LogBuffer
@@ -99,7 +101,9 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		o.Engine(&so)
 	}
 	e.Engine = signer.New(so)
+	e.Admins = admins.New(e.Engine)
 	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro.Admins = e.Admins
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

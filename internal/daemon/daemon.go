@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -40,6 +41,7 @@ type Daemon struct {
 	metrics *metrics.Metrics
 	store   store.Store
 	engine  *signer.Engine
+	admins  *admins.Service
 	srv     *http.Server
 	ln      net.Listener
 	admin   *http.Server
@@ -125,6 +127,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	}
 	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
 		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName, Instance: instanceName(d.ln.Addr())})
+	d.admins = admins.New(d.engine)
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
 	}
@@ -136,7 +139,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
 		publicRPS = *p
 	}
-	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
+	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, Logger: log,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
@@ -373,7 +376,7 @@ func (d *Daemon) startAdminSocket() error {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	d.adminLn = ln
-	d.admin = &http.Server{Handler: api.AdminSocketHandler(d.engine, d.log), ReadHeaderTimeout: 5 * time.Second}
+	d.admin = &http.Server{Handler: api.AdminSocketHandler(d.engine, d.admins, d.log), ReadHeaderTimeout: 5 * time.Second}
 	d.serveWG.Add(1)
 	go func() {
 		defer d.serveWG.Done()

@@ -1,5 +1,8 @@
 package families
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/admins"
+)
 
-func adminsFamily() signer.Family { return signer.BuiltinAdmins() }
+func adminsFamily() signer.Family { return admins.Family() }

@@ -1,23 +1,21 @@
-package signer
+package admins
 
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
-	"strings"
 	"time"
+
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 )
 
-// AdminCertificate describes an administrator's client certificate, parsed
+// Certificate describes an administrator's client certificate, parsed
 // from the DER the store keeps.
-type AdminCertificate struct {
+type Certificate struct {
 	UUID               string
 	CommonName         string
 	SerialNumber       string // lowercase hex, no leading zeros
@@ -43,101 +41,20 @@ type AdminCertificate struct {
 // expiringWithin is when a valid certificate starts to report "expiring".
 const expiringWithin = 30 * 24 * time.Hour
 
-// CertSerial is a certificate's serial as an admin principal: lowercase
-// hex without leading zeros.
-func CertSerial(c *x509.Certificate) string {
-	if c.SerialNumber == nil {
-		return ""
-	}
-	return c.SerialNumber.Text(16)
-}
-
-// CertFingerprint is the lowercase hex SHA-256 of a certificate's DER.
-func CertFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
-}
-
-var errNoCertificate = errors.New("no certificate found: want base64 DER or PEM")
-
-// ParseAdminCertificate reads one X.509 certificate given as base64 DER
-// (standard or URL alphabet, padding optional, whitespace ignored) or as
-// PEM text. Only the first certificate of a PEM bundle is used.
-func ParseAdminCertificate(s string) (*x509.Certificate, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, errNoCertificate
-	}
-	var der []byte
-	const begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-	if strings.Contains(s, "-----BEGIN") {
-		rest := []byte(s)
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type == "CERTIFICATE" {
-				der = b.Bytes
-				break
-			}
-		}
-		if der == nil {
-			// Some proxies fold PEM into one header line, newlines turned
-			// into spaces, which pem.Decode does not accept.
-			i := strings.Index(s, begin)
-			if i < 0 {
-				return nil, errNoCertificate
-			}
-			s = s[i+len(begin):]
-			j := strings.Index(s, end)
-			if j < 0 {
-				return nil, errNoCertificate
-			}
-			s = s[:j]
-		}
-	}
-	if der == nil {
-		compact := strings.Map(func(r rune) rune {
-			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-				return -1
-			}
-			return r
-		}, s)
-		var err error
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-			if der, err = enc.DecodeString(compact); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			return nil, errors.New("not valid base64")
-		}
-	}
-	c, err := x509.ParseCertificate(der)
+// ParseCertificate reads an administrator's client certificate: one X.509
+// certificate given as base64 DER (standard or URL alphabet, padding
+// optional, whitespace ignored) or as PEM text, the first of a bundle
+// (encoding.ParseCertificateText). Its serial, the administrator's
+// principal, must be positive.
+func ParseCertificate(s string) (*x509.Certificate, error) {
+	c, err := encoding.ParseCertificateText(s)
 	if err != nil {
-		return nil, errors.New("not an X.509 certificate: " + err.Error())
+		return nil, err
 	}
 	if c.SerialNumber == nil || c.SerialNumber.Sign() <= 0 {
 		return nil, errors.New("the certificate serial number must be positive")
 	}
 	return c, nil
-}
-
-var keyUsageNames = []struct {
-	bit  x509.KeyUsage
-	name string
-}{
-	{x509.KeyUsageDigitalSignature, "digitalSignature"},
-	{x509.KeyUsageContentCommitment, "nonRepudiation"},
-	{x509.KeyUsageKeyEncipherment, "keyEncipherment"},
-	{x509.KeyUsageDataEncipherment, "dataEncipherment"},
-	{x509.KeyUsageKeyAgreement, "keyAgreement"},
-	{x509.KeyUsageCertSign, "keyCertSign"},
-	{x509.KeyUsageCRLSign, "cRLSign"},
-	{x509.KeyUsageEncipherOnly, "encipherOnly"},
-	{x509.KeyUsageDecipherOnly, "decipherOnly"},
 }
 
 // sanTypes are the GeneralName choices of RFC 5280, by their ASN.1 names.
@@ -147,11 +64,11 @@ var sanTypes = []string{"otherName", "rfc822Name", "dNSName", "x400Address",
 var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
 
 // describeCertificate fills the descriptive fields of a certificate as of now.
-func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) AdminCertificate {
-	d := AdminCertificate{
+func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) Certificate {
+	d := Certificate{
 		UUID:                    certUUID,
 		CommonName:              c.Subject.CommonName,
-		SerialNumber:            CertSerial(c),
+		SerialNumber:            encoding.SerialHex(c.SerialNumber),
 		IssuerCommonName:        c.Issuer.CommonName,
 		DER:                     c.Raw,
 		IssuerDN:                c.Issuer.String(),
@@ -161,9 +78,8 @@ func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) Ad
 		PublicKeyAlgorithm:      c.PublicKeyAlgorithm.String(),
 		SignatureAlgorithm:      c.SignatureAlgorithm.String(),
 		ExtendedKeyUsage:        []string{},
-		KeyUsage:                []string{},
 		BasicConstraints:        "Subject Type=End Entity",
-		Fingerprint:             CertFingerprint(c.Raw),
+		Fingerprint:             encoding.Fingerprint(c.Raw),
 		SubjectAlternativeNames: map[string][]string{},
 	}
 	switch k := c.PublicKey.(type) {
@@ -185,11 +101,7 @@ func describeCertificate(c *x509.Certificate, certUUID string, now time.Time) Ad
 			}
 		}
 	}
-	for _, ku := range keyUsageNames {
-		if c.KeyUsage&ku.bit != 0 {
-			d.KeyUsage = append(d.KeyUsage, ku.name)
-		}
-	}
+	d.KeyUsage = issuance.KeyUsageNames(c.KeyUsage)
 	if c.BasicConstraintsValid && c.IsCA {
 		d.BasicConstraints = "Subject Type=CA"
 	}
