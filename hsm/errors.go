@@ -87,6 +87,12 @@ func isSessionFault(err error) bool {
 	return ok && sessionFaults[c]
 }
 
+// isOperationActive reports a session that still has an operation active.
+func isOperationActive(err error) bool {
+	c, ok := returnCode(err)
+	return ok && c == pkcs11.CKR_OPERATION_ACTIVE
+}
+
 // IsPINError reports whether err is a refused login (wrong, invalid,
 // expired or locked PIN). Such an error must not be retried automatically:
 // repeated bad logins lock a token.

@@ -460,10 +460,15 @@ func (b *backend) session() (pkcs11.SessionHandle, error) {
 	return b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 }
 
-// release returns a session, or closes it if err says it is broken or the
-// idle set is full.
+// release keeps s for a later call, or closes it if the call on it failed
+// or the idle set is full. PKCS#11 says a failed C_Sign or C_Encrypt ends
+// its operation, but modules do not all do so (SoftHSM2 leaves it active
+// after some argument errors, and a search after a failed
+// C_FindObjectsInit), and one operation left active makes every later
+// call on the session fail with CKR_OPERATION_ACTIVE. A session costs one
+// C_OpenSession; errors are rare.
 func (b *backend) release(s pkcs11.SessionHandle, err error) {
-	if isSessionFault(err) {
+	if err != nil {
 		_ = b.raw.CloseSession(s)
 		return
 	}
@@ -474,8 +479,22 @@ func (b *backend) release(s pkcs11.SessionHandle, err error) {
 	}
 }
 
+// withSession runs f on one of our sessions. A session that answers
+// CKR_OPERATION_ACTIVE was left with an operation by something else in the
+// process (the module's sessions are shared by every user of the loaded
+// library): it is closed and f runs once more on a new session. The call
+// that answered CKR_OPERATION_ACTIVE did nothing, so f may run again.
 func (b *backend) withSession(f func(s pkcs11.SessionHandle) error) error {
 	s, err := b.session()
+	if err != nil {
+		return err
+	}
+	err = f(s)
+	b.release(s, err)
+	if !isOperationActive(err) {
+		return err
+	}
+	s, err = b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
 		return err
 	}

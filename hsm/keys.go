@@ -163,24 +163,34 @@ func (h *HSM) findByID(b *backend, id string, class *uint) ([]pkcs11.ObjectHandl
 
 func classPtr(c uint) *uint { return &c }
 
-// find runs one object search on session s.
-func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
-	if err := b.raw.FindObjectsInit(s, tmpl); err != nil {
+// find runs one object search on session s and always ends it, even
+// after a failed C_FindObjectsInit: SoftHSM2 2.6 marks the search active
+// before it scans the objects and leaves it so when the scan fails
+// (CKR_GENERAL_ERROR on an object it cannot decrypt, which a crash can
+// leave behind), after which the session answers CKR_OPERATION_ACTIVE to
+// every other call. A module that started no search answers that
+// C_FindObjectsFinal with CKR_OPERATION_NOT_INITIALIZED, which the error
+// of C_FindObjectsInit hides.
+func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []pkcs11.ObjectHandle, err error) {
+	err = b.raw.FindObjectsInit(s, tmpl)
+	defer func() {
+		if ferr := b.raw.FindObjectsFinal(s); err == nil && ferr != nil {
+			out, err = nil, ferr
+		}
+	}()
+	if err != nil {
 		return nil, err
 	}
-	var out []pkcs11.ObjectHandle
 	for {
 		hs, _, err := b.raw.FindObjects(s, 64)
 		if err != nil {
-			_ = b.raw.FindObjectsFinal(s)
 			return nil, err
 		}
 		if len(hs) == 0 {
-			break
+			return out, nil
 		}
 		out = append(out, hs...)
 	}
-	return out, b.raw.FindObjectsFinal(s)
 }
 
 // attrs reads attributes of one object.
