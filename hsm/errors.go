@@ -38,6 +38,10 @@ var sessionFaults = map[pkcs11.Error]bool{
 	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:     true,
 	pkcs11.CKR_USER_NOT_LOGGED_IN:       true,
 	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: true,
+	// One of crypto11's sessions was left with an operation active (see
+	// findWithCrypto11): crypto11 would hand it out again and again, and
+	// only closing its sessions ends the operation.
+	pkcs11.CKR_OPERATION_ACTIVE: true,
 }
 
 // pinErrors are the login failures that must never be retried on their
