@@ -460,15 +460,17 @@ func (b *backend) session() (pkcs11.SessionHandle, error) {
 	return b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 }
 
-// release keeps s for a later call, or closes it if the call on it failed
-// or the idle set is full. PKCS#11 says a failed C_Sign or C_Encrypt ends
-// its operation, but modules do not all do so (SoftHSM2 leaves it active
-// after some argument errors, and a search after a failed
-// C_FindObjectsInit), and one operation left active makes every later
-// call on the session fail with CKR_OPERATION_ACTIVE. A session costs one
-// C_OpenSession; errors are rare.
+// release keeps s for a later call, or closes it if the idle set is full
+// or the call may have left the session unusable: a session-level fault,
+// or an operation that may still be active (see operationLeft). One
+// operation left active makes every later call on the session fail with
+// CKR_OPERATION_ACTIVE. Other failures leave a session as it was, and it
+// is kept: closing it would also invalidate the handles of objects found
+// on it that the module treats as session objects (SoftHSM2 does so with a
+// shell a crash left without CKA_TOKEN).
 func (b *backend) release(s pkcs11.SessionHandle, err error) {
-	if err != nil {
+	var left operationLeft
+	if isSessionFault(err) || isOperationActive(err) || errors.As(err, &left) {
 		_ = b.raw.CloseSession(s)
 		return
 	}
@@ -478,6 +480,16 @@ func (b *backend) release(s pkcs11.SessionHandle, err error) {
 		_ = b.raw.CloseSession(s)
 	}
 }
+
+// operationLeft wraps the error of a call after which an operation may
+// still be active on its session. PKCS#11 says a failed C_Sign ends its
+// operation, but modules do not all do so (SoftHSM2 keeps it after some
+// argument errors), and there is no portable way to cancel one. withSession
+// closes the session and returns the error inside.
+type operationLeft struct{ err error }
+
+func (e operationLeft) Error() string { return e.err.Error() }
+func (e operationLeft) Unwrap() error { return e.err }
 
 // withSession runs f on one of our sessions. A session that answers
 // CKR_OPERATION_ACTIVE was left with an operation by something else in the
@@ -491,15 +503,17 @@ func (b *backend) withSession(f func(s pkcs11.SessionHandle) error) error {
 	}
 	err = f(s)
 	b.release(s, err)
-	if !isOperationActive(err) {
-		return err
+	if isOperationActive(err) {
+		if s, err = b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
+			return err
+		}
+		err = f(s)
+		b.release(s, err)
 	}
-	s, err = b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		return err
+	var left operationLeft
+	if errors.As(err, &left) {
+		return left.err
 	}
-	err = f(s)
-	b.release(s, err)
 	return err
 }
 

@@ -169,13 +169,18 @@ func classPtr(c uint) *uint { return &c }
 // (CKR_GENERAL_ERROR on an object it cannot decrypt, which a crash can
 // leave behind), after which the session answers CKR_OPERATION_ACTIVE to
 // every other call. A module that started no search answers that
-// C_FindObjectsFinal with CKR_OPERATION_NOT_INITIALIZED, which the error
-// of C_FindObjectsInit hides.
+// C_FindObjectsFinal with CKR_OPERATION_NOT_INITIALIZED, which is fine;
+// any other failure of it may leave the search active.
 func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []pkcs11.ObjectHandle, err error) {
 	err = b.raw.FindObjectsInit(s, tmpl)
 	defer func() {
-		if ferr := b.raw.FindObjectsFinal(s); err == nil && ferr != nil {
-			out, err = nil, ferr
+		ferr := b.raw.FindObjectsFinal(s)
+		switch {
+		case ferr == nil, errors.Is(ferr, pkcs11.Error(pkcs11.CKR_OPERATION_NOT_INITIALIZED)):
+		case err == nil:
+			out, err = nil, operationLeft{ferr}
+		default:
+			err = operationLeft{err}
 		}
 	}()
 	if err != nil {
