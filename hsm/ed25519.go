@@ -100,8 +100,10 @@ func (b *backend) signEd25519(key pkcs11.ObjectHandle, msg []byte) ([]byte, erro
 		if err = b.raw.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, key); err != nil {
 			return err
 		}
-		sig, err = b.raw.Sign(s, msg)
-		return err
+		if sig, err = b.raw.Sign(s, msg); err != nil {
+			return operationLeft{err}
+		}
+		return nil
 	})
 	return sig, err
 }

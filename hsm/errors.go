@@ -38,6 +38,10 @@ var sessionFaults = map[pkcs11.Error]bool{
 	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:     true,
 	pkcs11.CKR_USER_NOT_LOGGED_IN:       true,
 	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: true,
+	// One of crypto11's sessions was left with an operation active (see
+	// findWithCrypto11): crypto11 would hand it out again and again, and
+	// only closing its sessions ends the operation.
+	pkcs11.CKR_OPERATION_ACTIVE: true,
 }
 
 // pinErrors are the login failures that must never be retried on their
@@ -85,6 +89,12 @@ func codeName(c pkcs11.Error) string {
 func isSessionFault(err error) bool {
 	c, ok := returnCode(err)
 	return ok && sessionFaults[c]
+}
+
+// isOperationActive reports a session that still has an operation active.
+func isOperationActive(err error) bool {
+	c, ok := returnCode(err)
+	return ok && c == pkcs11.CKR_OPERATION_ACTIVE
 }
 
 // IsPINError reports whether err is a refused login (wrong, invalid,

@@ -460,10 +460,17 @@ func (b *backend) session() (pkcs11.SessionHandle, error) {
 	return b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 }
 
-// release returns a session, or closes it if err says it is broken or the
-// idle set is full.
+// release keeps s for a later call, or closes it if the idle set is full
+// or the call may have left the session unusable: a session-level fault,
+// or an operation that may still be active (see operationLeft). One
+// operation left active makes every later call on the session fail with
+// CKR_OPERATION_ACTIVE. Other failures leave a session as it was, and it
+// is kept: closing it would also invalidate the handles of objects found
+// on it that the module treats as session objects (SoftHSM2 does so with a
+// shell a crash left without CKA_TOKEN).
 func (b *backend) release(s pkcs11.SessionHandle, err error) {
-	if isSessionFault(err) {
+	var left operationLeft
+	if isSessionFault(err) || isOperationActive(err) || errors.As(err, &left) {
 		_ = b.raw.CloseSession(s)
 		return
 	}
@@ -474,6 +481,21 @@ func (b *backend) release(s pkcs11.SessionHandle, err error) {
 	}
 }
 
+// operationLeft wraps the error of a call after which an operation may
+// still be active on its session. PKCS#11 says a failed C_Sign ends its
+// operation, but modules do not all do so (SoftHSM2 keeps it after some
+// argument errors), and there is no portable way to cancel one. withSession
+// closes the session and returns the error inside.
+type operationLeft struct{ err error }
+
+func (e operationLeft) Error() string { return e.err.Error() }
+func (e operationLeft) Unwrap() error { return e.err }
+
+// withSession runs f on one of our sessions. A session that answers
+// CKR_OPERATION_ACTIVE was left with an operation by something else in the
+// process (the module's sessions are shared by every user of the loaded
+// library): it is closed and f runs once more on a new session. The call
+// that answered CKR_OPERATION_ACTIVE did nothing, so f may run again.
 func (b *backend) withSession(f func(s pkcs11.SessionHandle) error) error {
 	s, err := b.session()
 	if err != nil {
@@ -481,6 +503,17 @@ func (b *backend) withSession(f func(s pkcs11.SessionHandle) error) error {
 	}
 	err = f(s)
 	b.release(s, err)
+	if isOperationActive(err) {
+		if s, err = b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
+			return err
+		}
+		err = f(s)
+		b.release(s, err)
+	}
+	var left operationLeft
+	if errors.As(err, &left) {
+		return left.err
+	}
 	return err
 }
 

@@ -505,6 +505,7 @@ func TestErrorClassification(t *testing.T) {
 		{"removed", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED), "CKR_DEVICE_REMOVED", true, false},
 		{"token absent", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT), "CKR_TOKEN_NOT_PRESENT", true, false},
 		{"closed", pkcs11.Error(pkcs11.CKR_SESSION_CLOSED), "CKR_SESSION_CLOSED", true, false},
+		{"operation active", fmt.Errorf("C_EncryptInit: %v", pkcs11.Error(pkcs11.CKR_OPERATION_ACTIVE)), "CKR_OPERATION_ACTIVE", true, false},
 		{"pin", fmt.Errorf("login: %w", pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), "CKR_PIN_INCORRECT", false, true},
 		{"locked", pkcs11.Error(pkcs11.CKR_PIN_LOCKED), "CKR_PIN_LOCKED", false, true},
 		{"key handle", pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID), "CKR_KEY_HANDLE_INVALID", false, false},

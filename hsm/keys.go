@@ -163,24 +163,39 @@ func (h *HSM) findByID(b *backend, id string, class *uint) ([]pkcs11.ObjectHandl
 
 func classPtr(c uint) *uint { return &c }
 
-// find runs one object search on session s.
-func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
-	if err := b.raw.FindObjectsInit(s, tmpl); err != nil {
+// find runs one object search on session s and always ends it, even
+// after a failed C_FindObjectsInit: SoftHSM2 2.6 marks the search active
+// before it scans the objects and leaves it so when the scan fails
+// (CKR_GENERAL_ERROR on an object it cannot decrypt, which a crash can
+// leave behind), after which the session answers CKR_OPERATION_ACTIVE to
+// every other call. A module that started no search answers that
+// C_FindObjectsFinal with CKR_OPERATION_NOT_INITIALIZED, which is fine;
+// any other failure of it may leave the search active.
+func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []pkcs11.ObjectHandle, err error) {
+	err = b.raw.FindObjectsInit(s, tmpl)
+	defer func() {
+		ferr := b.raw.FindObjectsFinal(s)
+		switch {
+		case ferr == nil, errors.Is(ferr, pkcs11.Error(pkcs11.CKR_OPERATION_NOT_INITIALIZED)):
+		case err == nil:
+			out, err = nil, operationLeft{ferr}
+		default:
+			err = operationLeft{err}
+		}
+	}()
+	if err != nil {
 		return nil, err
 	}
-	var out []pkcs11.ObjectHandle
 	for {
 		hs, _, err := b.raw.FindObjects(s, 64)
 		if err != nil {
-			_ = b.raw.FindObjectsFinal(s)
 			return nil, err
 		}
 		if len(hs) == 0 {
-			break
+			return out, nil
 		}
 		out = append(out, hs...)
 	}
-	return out, b.raw.FindObjectsFinal(s)
 }
 
 // attrs reads attributes of one object.
@@ -266,16 +281,56 @@ func (h *HSM) load(b *backend, id string) (*keySigner, error) {
 
 // findPair asks crypto11 for its signer of the key pair id.
 func (h *HSM) findPair(b *backend, id string) (crypto.Signer, error) {
-	start := time.Now()
-	found, err := b.c11.FindKeyPairs([]byte(id), nil)
-	h.observe("C_FindObjects", start, err)
+	var found []crypto11.Signer
+	op := fmt.Sprintf("find key %q", id)
+	err := h.findWithCrypto11(b, op, id, func() (err error) {
+		found, err = b.c11.FindKeyPairs([]byte(id), nil)
+		return err
+	})
 	if err != nil {
-		return nil, h.check(b, fmt.Sprintf("find key %q", id), err)
+		return nil, err
 	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("%w: %q (no key pair with both halves)", ErrKeyNotFound, id)
 	}
 	return found[0], nil
+}
+
+// findWithCrypto11 runs search, a crypto11 search for objects with CKA_ID
+// id.
+//
+// crypto11 v1 does not end a search whose C_FindObjectsInit failed (and
+// FindKeyPairs ignores the failure of its certificate search), then puts
+// the session back in its pool; SoftHSM2 keeps such a search active (see
+// find), and the session answers CKR_OPERATION_ACTIVE to whatever crypto11
+// hands it next: a signature, a wrap. We cannot reach crypto11's sessions,
+// so the search first runs on a session of ours, where it always ends.
+// With CKA_ID alone in the template SoftHSM2 reads (and decrypts) CKA_ID
+// of every private object, which crypto11's templates do at most; so when
+// ours succeeds crypto11's do not fail that way. crypto11 is not asked
+// when ours found nothing. Should crypto11's search fail all the same, its pool may hold
+// the unfinished search: the context is rebuilt.
+func (h *HSM) findWithCrypto11(b *backend, op, id string, search func() error) error {
+	objs, err := h.findByID(b, id, nil)
+	if err != nil {
+		return h.check(b, op, err)
+	}
+	if len(objs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err = search()
+	h.observe("C_FindObjects", start, err)
+	if err == nil {
+		return nil
+	}
+	if _, ok := returnCode(err); ok && !isHandleInvalid(err) {
+		// A handle that went stale comes from reading an object deleted
+		// meanwhile, after the searches have ended.
+		h.takeDown(b, err)
+		return fmt.Errorf("hsm: %s: %w: %w", op, ErrUnavailable, err)
+	}
+	return h.check(b, op, err)
 }
 
 // bytesToUint decodes a CK_ULONG attribute, which the module returns in

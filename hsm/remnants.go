@@ -27,42 +27,50 @@ func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer b.done()
-	var objs []pkcs11.ObjectHandle
-	start := time.Now()
-	err = b.withSession(func(s pkcs11.SessionHandle) (err error) {
-		objs, err = b.find(s, nil)
-		return err
-	})
-	h.observe("C_FindObjects", start, err)
-	if err != nil {
-		return 0, h.check(b, "list objects", err)
-	}
+	// One session for the search, the reads and the destructions: a shell
+	// without CKA_TOKEN is a session object to SoftHSM2, and its handle
+	// lives only as long as the session that found it.
 	n := 0
-	for _, o := range objs {
-		if !h.isRemnant(b, o) {
-			continue
-		}
+	err = b.withSession(func(s pkcs11.SessionHandle) error {
+		n = 0
 		start := time.Now()
-		err := b.withSession(func(s pkcs11.SessionHandle) error { return b.raw.DestroyObject(s, o) })
-		h.observe("C_DestroyObject", start, err)
+		objs, err := b.find(s, nil)
+		h.observe("C_FindObjects", start, err)
 		if err != nil {
-			if isSessionFault(err) {
-				return n, h.check(b, "destroy an empty object", err)
-			}
-			continue
+			return err
 		}
-		n++
+		for _, o := range objs {
+			if !h.isRemnant(b, s, o) {
+				continue
+			}
+			start := time.Now()
+			err := b.raw.DestroyObject(s, o)
+			h.observe("C_DestroyObject", start, err)
+			if err != nil {
+				if isSessionFault(err) {
+					return err
+				}
+				continue
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, h.check(b, "sweep empty objects", err)
 	}
 	return n, nil
 }
 
 // isRemnant says whether o is an empty shell: a key object (or an object
 // whose class cannot be read) without id, label or key material.
-func (h *HSM) isRemnant(b *backend, o pkcs11.ObjectHandle) bool {
+func (h *HSM) isRemnant(b *backend, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) bool {
 	// One attribute per call: a shell may lack any of them, and one
 	// missing attribute fails a whole call.
 	read := func(t uint) ([]byte, bool) {
-		a, err := h.attrs(b, o, t)
+		start := time.Now()
+		a, err := b.raw.GetAttributeValue(s, o, []*pkcs11.Attribute{pkcs11.NewAttribute(t, nil)})
+		h.observe("C_GetAttributeValue", start, err)
 		if err != nil || len(a) != 1 {
 			return nil, false
 		}

@@ -2,6 +2,9 @@ package hsm
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -58,6 +61,33 @@ func TestSweepRemnantsLeavesUsableObjects(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n)
 	assert.Equal(t, before, count(), "nothing usable is destroyed")
+	sig, err := h.Signer(ctx, "with-id")
+	require.NoError(t, err)
+	require.NoError(t, trySign(sig))
+}
+
+// A process killed right after SoftHSM2 created an object file leaves the
+// file with no attribute at all, not even CKA_TOKEN, so SoftHSM2 takes it
+// for a session object whose handle lives only as long as the session
+// that found it. SweepRemnants must destroy it all the same.
+func TestSweepRemnantsDestroysAnEmptyFile(t *testing.T) {
+	tok, h := openToken(t)
+	ctx := context.Background()
+	_, err := h.Generate(ctx, "with-id", "hsmca/t/with-id", EC256)
+	require.NoError(t, err)
+
+	dir := tokenDir(t, tok)
+	shell := filepath.Join(dir, "0a1b2c3d-0000-4000-8000-000000000001.object")
+	// The object's generation and nothing else; SoftHSM2 creates the lock
+	// file with the object.
+	require.NoError(t, os.WriteFile(shell, []byte{0, 0, 0, 0, 0, 0, 0, 1}, 0o600))
+	require.NoError(t, os.WriteFile(strings.TrimSuffix(shell, ".object")+".lock", nil, 0o600))
+	bumpGeneration(t, dir)
+
+	n, err := h.SweepRemnants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.NoFileExists(t, shell)
 	sig, err := h.Signer(ctx, "with-id")
 	require.NoError(t, err)
 	require.NoError(t, trySign(sig))

@@ -91,11 +91,13 @@ func (h *HSM) gcm(b *backend, id string) (cipher.AEAD, error) {
 	if k != nil && k.gen == b.gen {
 		return k.aead, nil
 	}
-	start := time.Now()
-	keys, err := b.c11.FindKeys([]byte(id), nil)
-	h.observe("C_FindObjects", start, err)
+	var keys []*crypto11.SecretKey
+	err := h.findWithCrypto11(b, fmt.Sprintf("find wrapping key %q", id), id, func() (err error) {
+		keys, err = b.c11.FindKeys([]byte(id), nil)
+		return err
+	})
 	if err != nil {
-		return nil, h.check(b, fmt.Sprintf("find wrapping key %q", id), err)
+		return nil, err
 	}
 	if len(keys) == 0 {
 		return nil, h.confirmAbsent(b, fmt.Sprintf("find wrapping key %q", id), fmt.Errorf("%w: wrapping key %q", ErrKeyNotFound, id))
