@@ -3,20 +3,15 @@ package signer
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -55,13 +50,6 @@ const (
 	APIGDefaultLimit = 20
 	APIGMaxLimit     = 500
 )
-
-// minRSABits refuses keys too weak to protect anything.
-const minRSABits = 2048
-
-// maxRSABits refuses keys whose every signature would cost the HSM far
-// more than it is worth, as the PCA family does for CSRs.
-const maxRSABits = 8192
 
 // maxAPIGSANs bounds the names of an imported certificate: every list page
 // and every object carries them, and no public CA issues more than this.
@@ -195,7 +183,7 @@ func apigNameKey(name string) string { return "name:" + name }
 // checkAPIGInput validates an input in a fixed order, so that each failure
 // has one code: missing parameters, bad values, unparseable input,
 // encrypted key, key mismatch, expiry, SAN, chain. It clears in.PrivateKey.
-// On success the caller must wipeKey(checked.key).
+// On success the caller must encoding.WipeKey(checked.key).
 func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 	defer clear(in.PrivateKey)
 	for _, f := range []struct {
@@ -230,34 +218,34 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 		return nil, apigInvalid(APIGCodeBadValue, "type", in.Type, "must be global or instance")
 	}
 
-	chain, err := parseCertificates("cert_content", in.CertContent)
+	chain, err := encoding.ParseCertificates([]byte(in.CertContent), encoding.RefuseOthers)
 	if err != nil {
-		return nil, err
+		return nil, apigRefusal("cert_content", err)
 	}
 	var roots []*x509.Certificate
 	if in.TrustedRootCA != "" {
-		if roots, err = parseCertificates("trusted_root_ca", in.TrustedRootCA); err != nil {
-			return nil, err
+		if roots, err = encoding.ParseCertificates([]byte(in.TrustedRootCA), encoding.RefuseOthers); err != nil {
+			return nil, apigRefusal("trusted_root_ca", err)
 		}
 	}
-	key, err := parsePrivateKey(in.PrivateKey)
+	key, err := encoding.ParsePrivateKey(in.PrivateKey)
 	if err != nil {
-		return nil, err
+		return nil, apigRefusal("private_key", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			wipeKey(key)
+			encoding.WipeKey(key)
 		}
 	}()
 	leaf := chain[0]
 	pub, _ := key.(crypto.Signer)
-	if pub == nil || !publicKeysEqual(pub.Public(), leaf.PublicKey) {
+	if pub == nil || !encoding.PublicKeysEqual(pub.Public(), leaf.PublicKey) {
 		return nil, apigInvalid(APIGCodeKeyMismatch, "private_key", nil, "does not match the certificate's public key")
 	}
-	alg, err := importedKeyAlgorithm(pub.Public())
+	alg, _, err := encoding.KeyAlgorithm(pub.Public())
 	if err != nil {
-		return nil, err
+		return nil, apigRefusal("private_key", err)
 	}
 	now := e.now()
 	if !now.Before(leaf.NotAfter) {
@@ -279,117 +267,25 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 		d.TrustedRootCA = append(d.TrustedRootCA, c.Raw)
 	}
 	ok = true
-	return &apigChecked{data: d, leaf: leaf, key: key, alg: alg}, nil
+	return &apigChecked{data: d, leaf: leaf, key: key, alg: string(alg)}, nil
 }
 
-// parseCertificates reads one or more CERTIFICATE blocks. Any other block
-// is refused, so that a key pasted in the wrong field is never stored.
-func parseCertificates(field, text string) ([]*x509.Certificate, error) {
-	blocks, err := readPEM([]byte(text))
-	if err != nil {
-		return nil, apigInvalid(APIGCodeUnparseable, field, nil, "is not PEM: "+err.Error())
+// apigRefusal words a refusal of the encoding readers for field with the
+// family's code: unreadable input, an encrypted key, or a key or count the
+// family does not take.
+func apigRefusal(field string, err error) error {
+	var ee *encoding.Error
+	if !errors.As(err, &ee) {
+		return err
 	}
-	// Certificate blocks are not cleared: certificates are public and keep
-	// referring to their bytes. Anything else may be a misplaced key.
-	for i := range blocks {
-		if blocks[i].Type != "CERTIFICATE" {
-			clear(blocks[i].Bytes)
-		}
+	code := APIGCodeBadValue
+	switch ee.Reason {
+	case encoding.Malformed, encoding.WrongBlock:
+		code = APIGCodeUnparseable
+	case encoding.Encrypted:
+		code = APIGCodeEncryptedKey
 	}
-	if len(blocks) == 0 {
-		return nil, apigInvalid(APIGCodeUnparseable, field, nil, "holds no PEM CERTIFICATE block")
-	}
-	out := make([]*x509.Certificate, 0, len(blocks))
-	for i, b := range blocks {
-		if b.Type != "CERTIFICATE" {
-			return nil, apigInvalid(APIGCodeUnparseable, field, b.Type, "may hold only CERTIFICATE blocks")
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, apigInvalid(APIGCodeUnparseable, field, nil, fmt.Sprintf("certificate %d is not valid X.509: %v", i+1, err))
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-// parsePrivateKey reads the one private key of a PEM text. Parser errors
-// are not passed on: they describe the key's bytes.
-func parsePrivateKey(text []byte) (crypto.PrivateKey, error) {
-	blocks, err := readPEM(text)
-	defer clearBlocks(blocks)
-	if err != nil {
-		return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "is not PEM: "+err.Error())
-	}
-	var keyBlock *pemBlock
-	for i := range blocks {
-		b := &blocks[i]
-		switch {
-		case b.Type == "ENCRYPTED PRIVATE KEY" || b.Encrypted:
-			return nil, apigInvalid(APIGCodeEncryptedKey, "private_key", nil, "is encrypted; send the key unencrypted")
-		case b.Type == "PRIVATE KEY" || b.Type == "RSA PRIVATE KEY" || b.Type == "EC PRIVATE KEY":
-			if keyBlock != nil {
-				return nil, apigInvalid(APIGCodeBadValue, "private_key", nil, "must hold exactly one private key")
-			}
-			keyBlock = b
-		}
-	}
-	if keyBlock == nil {
-		return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "holds no PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)")
-	}
-	// Try the label's format first, then the others: mislabelled keys are
-	// common and the formats cannot be confused with one another.
-	parsers := []func([]byte) (crypto.PrivateKey, error){
-		func(b []byte) (crypto.PrivateKey, error) { return x509.ParsePKCS8PrivateKey(b) },
-		func(b []byte) (crypto.PrivateKey, error) { return x509.ParsePKCS1PrivateKey(b) },
-		func(b []byte) (crypto.PrivateKey, error) { return x509.ParseECPrivateKey(b) },
-	}
-	switch keyBlock.Type {
-	case "RSA PRIVATE KEY":
-		parsers[0], parsers[1] = parsers[1], parsers[0]
-	case "EC PRIVATE KEY":
-		parsers[0], parsers[2] = parsers[2], parsers[0]
-	}
-	for _, p := range parsers {
-		if k, err := p(keyBlock.Bytes); err == nil {
-			return k, nil
-		}
-	}
-	return nil, apigInvalid(APIGCodeUnparseable, "private_key", nil, "is not a valid PKCS#1, PKCS#8 or SEC1 private key")
-}
-
-// importedKeyAlgorithm names a key by the hsm.Algorithm it matches, or
-// RSA<bits> for other RSA sizes (keyowners.go).
-func importedKeyAlgorithm(pub crypto.PublicKey) (string, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		bits := k.N.BitLen()
-		if bits < minRSABits || bits > maxRSABits {
-			return "", apigInvalid(APIGCodeBadValue, "private_key", bits, fmt.Sprintf("RSA keys must have %d to %d bits", minRSABits, maxRSABits))
-		}
-		switch bits {
-		case 2048:
-			return string(hsm.RSA2048), nil
-		case 3072:
-			return string(hsm.RSA3072), nil
-		case 4096:
-			return string(hsm.RSA4096), nil
-		}
-		return "RSA" + strconv.Itoa(bits), nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return string(hsm.EC256), nil
-		case elliptic.P384():
-			return string(hsm.EC384), nil
-		case elliptic.P521():
-			return string(hsm.EC521), nil
-		}
-		return "", apigInvalid(APIGCodeBadValue, "private_key", k.Curve.Params().Name, "EC keys must be on P-256, P-384 or P-521")
-	case ed25519.PublicKey:
-		return string(hsm.ED25519), nil
-	}
-	return "", apigInvalid(APIGCodeBadValue, "private_key", nil, "must be an RSA, EC or Ed25519 key")
+	return apigInvalid(code, field, ee.Value, ee.Msg)
 }
 
 // verifyAPIGChain checks the chain: against the trusted root CAs when
@@ -428,37 +324,6 @@ func verifyAPIGChain(chain, roots []*x509.Certificate, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// wipeKey zeroes the secret values of a parsed key in place. Go keeps
-// derived copies it does not expose (precomputed values of the FIPS
-// module); those go with the garbage collector.
-func wipeKey(k crypto.PrivateKey) {
-	wipe := func(x *big.Int) {
-		if x != nil {
-			clear(x.Bits())
-			x.SetInt64(0)
-		}
-	}
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		wipe(k.D)
-		for _, p := range k.Primes {
-			wipe(p)
-		}
-		wipe(k.Precomputed.Dp)
-		wipe(k.Precomputed.Dq)
-		wipe(k.Precomputed.Qinv)
-		for _, v := range k.Precomputed.CRTValues {
-			wipe(v.Exp)
-			wipe(v.Coeff)
-			wipe(v.R)
-		}
-	case *ecdsa.PrivateKey:
-		wipe(k.D)
-	case ed25519.PrivateKey:
-		clear(k)
-	}
 }
 
 // apigRecord builds the stored record of a checked input.
@@ -545,7 +410,7 @@ func (e *Engine) CreateAPIGCertificate(ctx context.Context, tenant string, in AP
 		if err != nil {
 			return "", err
 		}
-		defer wipeKey(c.key)
+		defer encoding.WipeKey(c.key)
 		if err := e.checkNameFree(ctx, tenant, c.data.Name, ""); err != nil {
 			return "", err
 		}
@@ -560,7 +425,7 @@ func (e *Engine) CreateAPIGCertificate(ctx context.Context, tenant string, in AP
 		if err != nil {
 			return id, err
 		}
-		wipeKey(c.key)
+		encoding.WipeKey(c.key)
 		rec, err := e.apigRecord(tenant, id, c, nk.ID)
 		if err != nil {
 			e.AbandonKey(nk)
@@ -678,7 +543,7 @@ func (e *Engine) UpdateAPIGCertificate(ctx context.Context, tenant, id string, i
 		if err != nil {
 			return apigResource(id), err
 		}
-		defer wipeKey(c.key)
+		defer encoding.WipeKey(c.key)
 		if err := e.checkNameFree(ctx, tenant, c.data.Name, id); err != nil {
 			return apigResource(id), err
 		}

@@ -1,87 +1,151 @@
 package signer
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/signer/encoding"
 )
 
-func testKeyPEM(t testing.TB) (string, []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	require.NoError(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), der
+// apigSeeds are well-formed inputs of the APIG fields, made once.
+type apigSeeds struct {
+	keyPEM, certPEM, rsaPKCS1, ecSEC1, edPKCS8, p224PKCS8 string
 }
 
-// The forms clients send, the public service's own example among them,
-// all read as the same key.
-func TestReadPEMForms(t *testing.T) {
-	text, der := testKeyPEM(t)
-	body := strings.TrimSuffix(strings.TrimPrefix(text, "-----BEGIN PRIVATE KEY-----\n"), "-----END PRIVATE KEY-----\n")
-	oneLine := "-----BEGIN PRIVATE KEY-----" + strings.ReplaceAll(body, "\n", "") + "-----END PRIVATE KEY-----"
-	for name, in := range map[string]string{
-		"standard":               text,
-		"CRLF":                   strings.ReplaceAll(text, "\n", "\r\n"),
-		"seed quoting":           "'" + strings.ReplaceAll(text, "\n", `\n`) + "'",
-		"one line":               oneLine,
-		"one line, seed quoting": "'" + oneLine + `\n'`,
-		"text around":            "Bag Attributes\n    localKeyID: 01\n" + text + "\ntrailer",
+func newAPIGSeeds(tb testing.TB) apigSeeds {
+	tb.Helper()
+	enc := func(typ string, der []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	}
+	var s apigSeeds
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(tb, err)
+	der, err := x509.MarshalPKCS8PrivateKey(ec)
+	require.NoError(tb, err)
+	s.keyPEM = enc("PRIVATE KEY", der)
+	sec1, err := x509.MarshalECPrivateKey(ec)
+	require.NoError(tb, err)
+	s.ecSEC1 = enc("EC PRIVATE KEY", sec1)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "fuzz seed"},
+		DNSNames: []string{"seed.example"}, NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0)}
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ec.PublicKey, ec)
+	require.NoError(tb, err)
+	s.certPEM = enc("CERTIFICATE", der)
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	require.NoError(tb, err)
+	der, err = x509.MarshalPKCS8PrivateKey(p224)
+	require.NoError(tb, err)
+	s.p224PKCS8 = enc("PRIVATE KEY", der)
+	if rk, err := rsa.GenerateKey(rand.Reader, 1024); err == nil { //nolint:gosec // a seed the import must refuse
+		s.rsaPKCS1 = enc("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rk))
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(tb, err)
+	der, err = x509.MarshalPKCS8PrivateKey(ed)
+	require.NoError(tb, err)
+	s.edPKCS8 = enc("PRIVATE KEY", der)
+	return s
+}
+
+// parseAPIGKey reads the private_key field as an import does: the key,
+// then its algorithm.
+func parseAPIGKey(text string) (alg string, bits int, err error) {
+	k, err := encoding.ParsePrivateKey([]byte(text))
+	if err != nil {
+		return "", 0, apigRefusal("private_key", err)
+	}
+	defer encoding.WipeKey(k)
+	var pub crypto.PublicKey = k // x509 also reads X25519 and ECDH keys: KeyAlgorithm refuses them
+	if s, ok := k.(crypto.Signer); ok {
+		pub = s.Public()
+	}
+	a, bits, err := encoding.KeyAlgorithm(pub)
+	if err != nil {
+		return "", 0, apigRefusal("private_key", err)
+	}
+	return string(a), bits, nil
+}
+
+// Each refusal of the readers answers with its APIG code.
+func TestAPIGRefusalCodes(t *testing.T) {
+	s := newAPIGSeeds(t)
+	for name, tc := range map[string]struct {
+		key, cert string
+		code      string
+	}{
+		"legacy encrypted key":  {key: "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----", code: APIGCodeEncryptedKey},
+		"PKCS#8 encrypted key":  {key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", code: APIGCodeEncryptedKey},
+		"two keys":              {key: s.keyPEM + s.ecSEC1, code: APIGCodeBadValue},
+		"P-224 key":             {key: s.p224PKCS8, code: APIGCodeBadValue},
+		"no key":                {key: s.certPEM, code: APIGCodeUnparseable},
+		"key not PEM":           {key: "-----BEGIN PRIVATE KEY-----\nAAAA", code: APIGCodeUnparseable},
+		"key in the cert field": {cert: s.keyPEM, code: APIGCodeUnparseable},
+		"cert not X.509":        {cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", code: APIGCodeUnparseable},
+		"cert field empty PEM":  {cert: "no PEM here", code: APIGCodeUnparseable},
 	} {
-		blocks, err := readPEM([]byte(in))
-		require.NoError(t, err, name)
-		require.Len(t, blocks, 1, name)
-		assert.Equal(t, "PRIVATE KEY", blocks[0].Type, name)
-		assert.Equal(t, der, blocks[0].Bytes, name)
-		k, err := parsePrivateKey([]byte(in))
-		require.NoError(t, err, name)
-		assert.IsType(t, &ecdsa.PrivateKey{}, k, name)
+		t.Run(name, func(t *testing.T) {
+			var err error
+			if tc.key != "" {
+				_, _, err = parseAPIGKey(tc.key)
+			} else {
+				_, err = encoding.ParseCertificates([]byte(tc.cert), encoding.RefuseOthers)
+				err = apigRefusal("cert_content", err)
+			}
+			require.Error(t, err)
+			assert.Equal(t, tc.code, AsError(err).Code)
+			assert.Equal(t, KindInvalid, KindOf(err))
+		})
 	}
 }
 
-func TestReadPEMRefusals(t *testing.T) {
-	for name, in := range map[string]string{
-		"unclosed BEGIN": "-----BEGIN PRIVATE KEY",
-		"no END":         "-----BEGIN PRIVATE KEY-----\nAAAA\n",
-		"not base64":     "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
-	} {
-		_, err := readPEM([]byte(in))
-		assert.Error(t, err, name)
-	}
-	blocks, err := readPEM([]byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"))
-	require.NoError(t, err)
-	require.Len(t, blocks, 1)
-	assert.True(t, blocks[0].Encrypted)
-	_, err = parsePrivateKey([]byte("-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----"))
-	assert.Equal(t, APIGCodeEncryptedKey, AsError(err).Code)
-}
-
-// parsePrivateKey and parseCertificates take untrusted text: no input
-// makes them panic, and every refusal carries an APIG code.
+// The private_key and cert_content readers take untrusted text: no input
+// makes them panic, every refusal is an invalid field with an APIG code on
+// one line, and the keys accepted are of a type and size the HSM import
+// takes.
 func FuzzAPIGParsers(f *testing.F) {
-	text, _ := testKeyPEM(f)
-	f.Add(text)
-	f.Add("'" + strings.ReplaceAll(text, "\n", `\n`) + "'")
-	f.Add("'-----BEGIN PRIVATE KEY-----THIS IS YOUR PRIVATE KEY-----END PRIVATE KEY-----\\n'")
-	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-	f.Add("-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\n-----END EC PRIVATE KEY-----")
-	f.Add("-----BEGIN -----\n-----END -----")
+	s := newAPIGSeeds(f)
+	for _, seed := range []string{s.keyPEM, "'" + strings.ReplaceAll(s.keyPEM, "\n", `\n`) + "'",
+		"'-----BEGIN PRIVATE KEY-----THIS IS YOUR PRIVATE KEY-----END PRIVATE KEY-----\\n'",
+		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+		"-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\n-----END EC PRIVATE KEY-----",
+		"-----BEGIN -----\n-----END -----",
+		s.ecSEC1, s.edPKCS8, s.rsaPKCS1, s.p224PKCS8, s.certPEM, s.certPEM + s.keyPEM,
+		strings.Replace(s.ecSEC1, "EC PRIVATE KEY", "PRIVATE KEY", 2), s.ecSEC1 + s.edPKCS8, ""} {
+		f.Add(seed)
+	}
+	refused := func(t *testing.T, err error) {
+		e := AsError(err)
+		assert.Equal(t, KindInvalid, e.Kind, "refusal kind: %v", err)
+		assert.NotEmpty(t, e.Code)
+		assert.NotContains(t, e.Msg, "\n")
+	}
 	f.Fuzz(func(t *testing.T, in string) {
-		if k, err := parsePrivateKey([]byte(in)); err != nil {
-			assert.NotEmpty(t, AsError(err).Code)
+		alg, bits, err := parseAPIGKey(in)
+		if err != nil {
+			refused(t, err)
 		} else {
-			wipeKey(k)
+			assert.NotEmpty(t, alg)
+			if strings.HasPrefix(alg, "RSA") {
+				assert.GreaterOrEqual(t, bits, encoding.MinRSABits)
+				assert.LessOrEqual(t, bits, encoding.MaxRSABits)
+			}
 		}
-		if _, err := parseCertificates("cert_content", in); err != nil {
-			assert.NotEmpty(t, AsError(err).Code)
+		if _, err := encoding.ParseCertificates([]byte(in), encoding.RefuseOthers); err != nil {
+			refused(t, apigRefusal("cert_content", err))
 		}
 	})
 }
