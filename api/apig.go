@@ -31,7 +31,7 @@ func (s *server) mountAPIG() {
 // service answers so and the id names the caller's own scope.
 func apigProject(c *gin.Context) {
 	if c.Param("project_id") != signer.CallerFrom(c.Request.Context()).Tenant {
-		apigError(c, &signer.Error{Kind: signer.KindForbidden, Code: "APIG.1005",
+		apigError(c, &signer.Error{Kind: signer.KindForbidden,
 			Msg: "No permissions to request this method: project_id is not the project of this credential"})
 		return
 	}
@@ -99,7 +99,7 @@ func toAPIGView(v *signer.APIGCertificate) apigCertView {
 }
 
 func apigBadValue(field, msg string) error {
-	return &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeBadValue, Msg: field + ": " + msg}
+	return &signer.Error{Kind: signer.KindInvalid, Reason: signer.APIGReasonBadValue, Msg: field + ": " + msg}
 }
 
 // apigBody reads a create or replace body. The body holds a private key,
@@ -118,7 +118,7 @@ func apigBody(c *gin.Context) (signer.APIGCertInput, error) {
 		return in, apigBadValue("body", "could not be read")
 	}
 	if len(body) == 0 {
-		return in, &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeMissing, Msg: "request body is required"}
+		return in, &signer.Error{Kind: signer.KindInvalid, Reason: signer.APIGReasonMissing, Msg: "request body is required"}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
@@ -283,7 +283,7 @@ func hex4(b []byte) (rune, int) {
 
 func apigBodyError(c *gin.Context, err error) {
 	if errors.Is(err, errBodyTooLarge) {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: signer.APIGCodeBadValue, Msg: "request body too large"})
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: APIGCodeBadValue, Msg: "request body too large"})
 		return
 	}
 	apigError(c, err)

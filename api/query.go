@@ -107,7 +107,7 @@ func badQuery(f Family, name string, value any, msg string) error {
 	case pca.Name:
 		e.Code = signer.CodeBadParameter
 	case apig.Name:
-		e.Code = signer.APIGCodeBadValue
+		e.Reason = signer.APIGReasonBadValue
 	}
 	return e
 }

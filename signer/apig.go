@@ -22,19 +22,20 @@ import (
 // API can sign with it under the certificate's id. The record keeps the
 // certificates (DER), never the key.
 
-// APIG error codes (API.md, family 3).
+// Reasons of the APIG family's refusals, in the order checkAPIGInput
+// checks them; api/apig_errors.go gives each its APIG code.
 const (
-	APIGCodeMissing      = "APIG.2001"
-	APIGCodeBadValue     = "APIG.2012"
-	APIGCodeKeyMismatch  = "APIG.2101"
-	APIGCodeExpired      = "APIG.2102"
-	APIGCodeChain        = "APIG.2104"
-	APIGCodeEncryptedKey = "APIG.2105"
-	APIGCodeUnparseable  = "APIG.2106"
-	APIGCodeNoSAN        = "APIG.2109"
-	APIGCodeNotFound     = "APIG.3021"
-	APIGCodeNameTaken    = "APIG.3325"
-	APIGCodeConcurrent   = "APIG.3000"
+	APIGReasonMissing      Reason = "apig.missing"       // a required parameter is absent
+	APIGReasonBadValue     Reason = "apig.bad_value"     // a value, key type or size is not taken
+	APIGReasonUnparseable  Reason = "apig.unparseable"   // the certificate or key cannot be read
+	APIGReasonEncryptedKey Reason = "apig.encrypted_key" // the private key is encrypted
+	APIGReasonKeyMismatch  Reason = "apig.key_mismatch"  // the key is not the certificate's
+	APIGReasonExpired      Reason = "apig.expired"       // the certificate has expired
+	APIGReasonNoSAN        Reason = "apig.no_san"        // the certificate names no host
+	APIGReasonChain        Reason = "apig.chain"         // the chain does not verify
+	APIGReasonNotFound     Reason = "apig.not_found"     // no such certificate in the tenant
+	APIGReasonNameTaken    Reason = "apig.name_taken"    // another certificate has the name
+	APIGReasonConcurrent   Reason = "apig.concurrent"    // the certificate changed meanwhile
 )
 
 // Certificate scopes.
@@ -122,16 +123,8 @@ type apigChecked struct {
 	alg  string
 }
 
-func apigErr(kind Kind, code, format string, args ...any) *Error {
-	e := E(kind, format, args...)
-	e.Code = code
-	return e
-}
-
-func apigInvalid(code, field string, value any, msg string) *Error {
-	e := Invalid(field, value, msg)
-	e.Code = code
-	return e
+func apigInvalid(r Reason, field string, value any, msg string) *Error {
+	return Refused(KindInvalid, r, field, value, msg)
 }
 
 // ValidAPIGCertID reports whether id can name a certificate: 32 lowercase
@@ -181,7 +174,7 @@ func validInstanceID(s string) bool {
 func apigNameKey(name string) string { return "name:" + name }
 
 // checkAPIGInput validates an input in a fixed order, so that each failure
-// has one code: missing parameters, bad values, unparseable input,
+// has one reason: missing parameters, bad values, unparseable input,
 // encrypted key, key mismatch, expiry, SAN, chain. It clears in.PrivateKey.
 // On success the caller must encoding.WipeKey(checked.key).
 func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
@@ -191,11 +184,11 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 		missing bool
 	}{{"name", in.Name == ""}, {"cert_content", in.CertContent == ""}, {"private_key", len(in.PrivateKey) == 0}} {
 		if f.missing {
-			return nil, apigInvalid(APIGCodeMissing, f.name, nil, "is required")
+			return nil, apigInvalid(APIGReasonMissing, f.name, nil, "is required")
 		}
 	}
 	if !validAPIGName(in.Name) {
-		return nil, apigInvalid(APIGCodeBadValue, "name", in.Name,
+		return nil, apigInvalid(APIGReasonBadValue, "name", in.Name,
 			"must be 4 to 50 characters, start with a letter and hold only letters, digits and underscores")
 	}
 	d := apigCertData{Name: in.Name, Type: in.Type}
@@ -207,15 +200,15 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 		d.InstanceID = APIGCommonInstance
 	case APIGTypeInstance:
 		if in.InstanceID == "" {
-			return nil, apigInvalid(APIGCodeMissing, "instance_id", nil, "is required when type is instance")
+			return nil, apigInvalid(APIGReasonMissing, "instance_id", nil, "is required when type is instance")
 		}
 		if !validInstanceID(in.InstanceID) {
-			return nil, apigInvalid(APIGCodeBadValue, "instance_id", in.InstanceID,
+			return nil, apigInvalid(APIGReasonBadValue, "instance_id", in.InstanceID,
 				"must be 1 to 64 letters, digits, '-' or '_'")
 		}
 		d.InstanceID = in.InstanceID
 	default:
-		return nil, apigInvalid(APIGCodeBadValue, "type", in.Type, "must be global or instance")
+		return nil, apigInvalid(APIGReasonBadValue, "type", in.Type, "must be global or instance")
 	}
 
 	chain, err := encoding.ParseCertificates([]byte(in.CertContent), encoding.RefuseOthers)
@@ -241,7 +234,7 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 	leaf := chain[0]
 	pub, _ := key.(crypto.Signer)
 	if pub == nil || !encoding.PublicKeysEqual(pub.Public(), leaf.PublicKey) {
-		return nil, apigInvalid(APIGCodeKeyMismatch, "private_key", nil, "does not match the certificate's public key")
+		return nil, apigInvalid(APIGReasonKeyMismatch, "private_key", nil, "does not match the certificate's public key")
 	}
 	alg, _, err := encoding.KeyAlgorithm(pub.Public())
 	if err != nil {
@@ -249,13 +242,13 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 	}
 	now := e.now()
 	if !now.Before(leaf.NotAfter) {
-		return nil, apigInvalid(APIGCodeExpired, "cert_content", leaf.NotAfter.UTC().Format(time.RFC3339), "the certificate has expired")
+		return nil, apigInvalid(APIGReasonExpired, "cert_content", leaf.NotAfter.UTC().Format(time.RFC3339), "the certificate has expired")
 	}
 	if len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 {
-		return nil, apigInvalid(APIGCodeNoSAN, "cert_content", nil, "the certificate has no subject alternative name (DNS name or IP address)")
+		return nil, apigInvalid(APIGReasonNoSAN, "cert_content", nil, "the certificate has no subject alternative name (DNS name or IP address)")
 	}
 	if n := len(leaf.DNSNames) + len(leaf.IPAddresses); n > maxAPIGSANs {
-		return nil, apigInvalid(APIGCodeBadValue, "cert_content", n, fmt.Sprintf("the certificate has %d subject alternative names; at most %d are accepted", n, maxAPIGSANs))
+		return nil, apigInvalid(APIGReasonBadValue, "cert_content", n, fmt.Sprintf("the certificate has %d subject alternative names; at most %d are accepted", n, maxAPIGSANs))
 	}
 	if err := verifyAPIGChain(chain, roots, now); err != nil {
 		return nil, err
@@ -271,21 +264,21 @@ func (e *Engine) checkAPIGInput(in *APIGCertInput) (*apigChecked, error) {
 }
 
 // apigRefusal words a refusal of the encoding readers for field with the
-// family's code: unreadable input, an encrypted key, or a key or count the
+// family's reason: unreadable input, an encrypted key, or a key or count the
 // family does not take.
 func apigRefusal(field string, err error) error {
 	var ee *encoding.Error
 	if !errors.As(err, &ee) {
 		return err
 	}
-	code := APIGCodeBadValue
+	r := APIGReasonBadValue
 	switch ee.Reason {
 	case encoding.Malformed, encoding.WrongBlock:
-		code = APIGCodeUnparseable
+		r = APIGReasonUnparseable
 	case encoding.Encrypted:
-		code = APIGCodeEncryptedKey
+		r = APIGReasonEncryptedKey
 	}
-	return apigInvalid(code, field, ee.Value, ee.Msg)
+	return apigInvalid(r, field, ee.Value, ee.Msg)
 }
 
 // verifyAPIGChain checks the chain: against the trusted root CAs when
@@ -309,18 +302,18 @@ func verifyAPIGChain(chain, roots []*x509.Certificate, now time.Time) error {
 		_, err := chain[0].Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: at,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 		if err != nil {
-			return apigInvalid(APIGCodeChain, "trusted_root_ca", nil, "the certificate does not verify against trusted_root_ca: "+err.Error())
+			return apigInvalid(APIGReasonChain, "trusted_root_ca", nil, "the certificate does not verify against trusted_root_ca: "+err.Error())
 		}
 		return nil
 	}
 	for i := 0; i+1 < len(chain); i++ {
 		child, parent := chain[i], chain[i+1]
 		if err := child.CheckSignatureFrom(parent); err != nil {
-			return apigInvalid(APIGCodeChain, "cert_content", nil,
+			return apigInvalid(APIGReasonChain, "cert_content", nil,
 				fmt.Sprintf("certificate %d is not signed by certificate %d: %v", i+1, i+2, err))
 		}
 		if at.Before(parent.NotBefore) || at.After(parent.NotAfter) {
-			return apigInvalid(APIGCodeChain, "cert_content", nil, fmt.Sprintf("certificate %d of the chain is outside its validity", i+2))
+			return apigInvalid(APIGReasonChain, "cert_content", nil, fmt.Sprintf("certificate %d of the chain is outside its validity", i+2))
 		}
 	}
 	return nil
@@ -347,7 +340,7 @@ func (e *Engine) apigRecord(tenant, id string, c *apigChecked, keyID string) (*s
 		Data: data}, nil
 }
 
-// apigStoreErr maps store errors with the family's codes: a taken unique
+// apigStoreErr maps store errors with the family's reasons: a taken unique
 // key is the name, a version conflict a concurrent change.
 func apigStoreErr(err error) error {
 	var ee *Error
@@ -356,11 +349,11 @@ func apigStoreErr(err error) error {
 	}
 	switch {
 	case errors.Is(err, store.ErrExists):
-		return &Error{Kind: KindConflict, Code: APIGCodeNameTaken, Msg: "a certificate with this name already exists", Err: err}
+		return &Error{Kind: KindConflict, Reason: APIGReasonNameTaken, Msg: "a certificate with this name already exists", Err: err}
 	case errors.Is(err, store.ErrVersionConflict):
-		return &Error{Kind: KindConflict, Code: APIGCodeConcurrent, Msg: "the certificate was changed concurrently; retry", Err: err}
+		return &Error{Kind: KindConflict, Reason: APIGReasonConcurrent, Msg: "the certificate was changed concurrently; retry", Err: err}
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Kind: KindNotFound, Code: APIGCodeNotFound, Msg: "the certificate does not exist", Err: err}
+		return &Error{Kind: KindNotFound, Reason: APIGReasonNotFound, Msg: "the certificate does not exist", Err: err}
 	}
 	return storeErr(err, "certificate")
 }
@@ -456,7 +449,7 @@ func apigResource(id string) string {
 
 func (e *Engine) getAPIGRecord(ctx context.Context, tenant, id string) (*store.Record, error) {
 	if !ValidAPIGCertID(id) {
-		return nil, apigErr(KindNotFound, APIGCodeNotFound, "the certificate does not exist")
+		return nil, E(KindNotFound, "the certificate does not exist").With(APIGReasonNotFound)
 	}
 	rec, err := e.store.Get(ctx, KindAPIGCertificate, tenant, id)
 	if err != nil {
@@ -488,7 +481,7 @@ func (e *Engine) ListAPIGCertificates(ctx context.Context, tenant string, q APIG
 	)
 	err := e.run(ctx, tenant, "APIG_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
 		if q.Offset < 0 {
-			return "", apigInvalid(APIGCodeBadValue, "offset", q.Offset, "must not be negative")
+			return "", apigInvalid(APIGReasonBadValue, "offset", q.Offset, "must not be negative")
 		}
 		switch {
 		case q.Limit == 0:

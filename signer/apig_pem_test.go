@@ -80,22 +80,22 @@ func parseAPIGKey(text string) (alg string, bits int, err error) {
 	return string(a), bits, nil
 }
 
-// Each refusal of the readers answers with its APIG code.
-func TestAPIGRefusalCodes(t *testing.T) {
+// Each refusal of the readers carries the APIG reason of its code.
+func TestAPIGRefusalReasons(t *testing.T) {
 	s := newAPIGSeeds(t)
 	for name, tc := range map[string]struct {
 		key, cert string
-		code      string
+		reason    Reason
 	}{
-		"legacy encrypted key":  {key: "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----", code: APIGCodeEncryptedKey},
-		"PKCS#8 encrypted key":  {key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", code: APIGCodeEncryptedKey},
-		"two keys":              {key: s.keyPEM + s.ecSEC1, code: APIGCodeBadValue},
-		"P-224 key":             {key: s.p224PKCS8, code: APIGCodeBadValue},
-		"no key":                {key: s.certPEM, code: APIGCodeUnparseable},
-		"key not PEM":           {key: "-----BEGIN PRIVATE KEY-----\nAAAA", code: APIGCodeUnparseable},
-		"key in the cert field": {cert: s.keyPEM, code: APIGCodeUnparseable},
-		"cert not X.509":        {cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", code: APIGCodeUnparseable},
-		"cert field empty PEM":  {cert: "no PEM here", code: APIGCodeUnparseable},
+		"legacy encrypted key":  {key: "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----", reason: APIGReasonEncryptedKey},
+		"PKCS#8 encrypted key":  {key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", reason: APIGReasonEncryptedKey},
+		"two keys":              {key: s.keyPEM + s.ecSEC1, reason: APIGReasonBadValue},
+		"P-224 key":             {key: s.p224PKCS8, reason: APIGReasonBadValue},
+		"no key":                {key: s.certPEM, reason: APIGReasonUnparseable},
+		"key not PEM":           {key: "-----BEGIN PRIVATE KEY-----\nAAAA", reason: APIGReasonUnparseable},
+		"key in the cert field": {cert: s.keyPEM, reason: APIGReasonUnparseable},
+		"cert not X.509":        {cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", reason: APIGReasonUnparseable},
+		"cert field empty PEM":  {cert: "no PEM here", reason: APIGReasonUnparseable},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var err error
@@ -106,14 +106,14 @@ func TestAPIGRefusalCodes(t *testing.T) {
 				err = apigRefusal("cert_content", err)
 			}
 			require.Error(t, err)
-			assert.Equal(t, tc.code, AsError(err).Code)
+			assert.Equal(t, tc.reason, ReasonOf(err))
 			assert.Equal(t, KindInvalid, KindOf(err))
 		})
 	}
 }
 
 // The private_key and cert_content readers take untrusted text: no input
-// makes them panic, every refusal is an invalid field with an APIG code on
+// makes them panic, every refusal is an invalid field with an APIG reason on
 // one line, and the keys accepted are of a type and size the HSM import
 // takes.
 func FuzzAPIGParsers(f *testing.F) {
@@ -130,7 +130,7 @@ func FuzzAPIGParsers(f *testing.F) {
 	refused := func(t *testing.T, err error) {
 		e := AsError(err)
 		assert.Equal(t, KindInvalid, e.Kind, "refusal kind: %v", err)
-		assert.NotEmpty(t, e.Code)
+		assert.NotEmpty(t, e.Reason)
 		assert.NotContains(t, e.Msg, "\n")
 	}
 	f.Fuzz(func(t *testing.T, in string) {
