@@ -21,11 +21,6 @@ const (
 	KeyStateDisabled  = "disabled"
 )
 
-// keyOwnerKinds are searched in order when the keys API resolves an id.
-// It is the builtin families' KeyOwners (a test keeps the two equal) until
-// the keys family resolves through (*Core).KeyOwners.
-var keyOwnerKinds = []string{KindKey, KindAPIGCertificate}
-
 // KeyOwner declares a record kind whose records own an HSM key that the
 // keys API can use under the record's own id (see above for the fields
 // such a record carries).
