@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hsmca/hsmca/signer"
+	apigsvc "github.com/hsmca/hsmca/signer/apig"
 )
 
 // APIG error codes (API.md, family 3), chosen here and nowhere else: the
@@ -42,25 +43,25 @@ type apigAnswer struct {
 // status and code. A row without a reason is the kind's answer for any
 // reason that has no row of its own.
 var apigAnswers = map[apigKey]apigAnswer{
-	{signer.KindInvalid, ""}:                            {http.StatusBadRequest, APIGCodeBadValue},
-	{signer.KindInvalid, signer.APIGReasonMissing}:      {http.StatusBadRequest, APIGCodeMissing},
-	{signer.KindInvalid, signer.APIGReasonBadValue}:     {http.StatusBadRequest, APIGCodeBadValue},
-	{signer.KindInvalid, signer.APIGReasonUnparseable}:  {http.StatusBadRequest, APIGCodeUnparseable},
-	{signer.KindInvalid, signer.APIGReasonEncryptedKey}: {http.StatusBadRequest, APIGCodeEncryptedKey},
-	{signer.KindInvalid, signer.APIGReasonKeyMismatch}:  {http.StatusBadRequest, APIGCodeKeyMismatch},
-	{signer.KindInvalid, signer.APIGReasonExpired}:      {http.StatusBadRequest, APIGCodeExpired},
-	{signer.KindInvalid, signer.APIGReasonNoSAN}:        {http.StatusBadRequest, APIGCodeNoSAN},
-	{signer.KindInvalid, signer.APIGReasonChain}:        {http.StatusBadRequest, APIGCodeChain},
-	{signer.KindNotFound, ""}:                           {http.StatusNotFound, APIGCodeNotFound},
-	{signer.KindNotFound, signer.APIGReasonNotFound}:    {http.StatusNotFound, APIGCodeNotFound},
-	{signer.KindConflict, ""}:                           {http.StatusBadRequest, APIGCodeNameTaken},
-	{signer.KindConflict, signer.APIGReasonNameTaken}:   {http.StatusBadRequest, APIGCodeNameTaken},
-	{signer.KindConflict, signer.APIGReasonConcurrent}:  {http.StatusBadRequest, APIGCodeConcurrent},
-	{signer.KindWrongState, ""}:                         {http.StatusBadRequest, APIGCodeConcurrent},
-	{signer.KindQuotaExceeded, ""}:                      {http.StatusBadRequest, APIGCodeConcurrent},
-	{signer.KindUnavailable, ""}:                        {http.StatusServiceUnavailable, APIGCodeUnavailable},
-	{signer.KindUnauthenticated, ""}:                    {http.StatusUnauthorized, APIGCodeUnauthenticated},
-	{signer.KindForbidden, ""}:                          {http.StatusForbidden, APIGCodeForbidden},
+	{signer.KindInvalid, ""}:                         {http.StatusBadRequest, APIGCodeBadValue},
+	{signer.KindInvalid, apigsvc.ReasonMissing}:      {http.StatusBadRequest, APIGCodeMissing},
+	{signer.KindInvalid, apigsvc.ReasonBadValue}:     {http.StatusBadRequest, APIGCodeBadValue},
+	{signer.KindInvalid, apigsvc.ReasonUnparseable}:  {http.StatusBadRequest, APIGCodeUnparseable},
+	{signer.KindInvalid, apigsvc.ReasonEncryptedKey}: {http.StatusBadRequest, APIGCodeEncryptedKey},
+	{signer.KindInvalid, apigsvc.ReasonKeyMismatch}:  {http.StatusBadRequest, APIGCodeKeyMismatch},
+	{signer.KindInvalid, apigsvc.ReasonExpired}:      {http.StatusBadRequest, APIGCodeExpired},
+	{signer.KindInvalid, apigsvc.ReasonNoSAN}:        {http.StatusBadRequest, APIGCodeNoSAN},
+	{signer.KindInvalid, apigsvc.ReasonChain}:        {http.StatusBadRequest, APIGCodeChain},
+	{signer.KindNotFound, ""}:                        {http.StatusNotFound, APIGCodeNotFound},
+	{signer.KindNotFound, apigsvc.ReasonNotFound}:    {http.StatusNotFound, APIGCodeNotFound},
+	{signer.KindConflict, ""}:                        {http.StatusBadRequest, APIGCodeNameTaken},
+	{signer.KindConflict, apigsvc.ReasonNameTaken}:   {http.StatusBadRequest, APIGCodeNameTaken},
+	{signer.KindConflict, apigsvc.ReasonConcurrent}:  {http.StatusBadRequest, APIGCodeConcurrent},
+	{signer.KindWrongState, ""}:                      {http.StatusBadRequest, APIGCodeConcurrent},
+	{signer.KindQuotaExceeded, ""}:                   {http.StatusBadRequest, APIGCodeConcurrent},
+	{signer.KindUnavailable, ""}:                     {http.StatusServiceUnavailable, APIGCodeUnavailable},
+	{signer.KindUnauthenticated, ""}:                 {http.StatusUnauthorized, APIGCodeUnauthenticated},
+	{signer.KindForbidden, ""}:                       {http.StatusForbidden, APIGCodeForbidden},
 }
 
 // apigAnswerOf is the status and code of an engine error in the APIG

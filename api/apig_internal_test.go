@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/signer"
+	apigsvc "github.com/hsmca/hsmca/signer/apig"
 )
 
 // unquoteJSONBytes must read a JSON string exactly as encoding/json does.
@@ -50,17 +51,17 @@ func TestAPIGAnswers(t *testing.T) {
 		status int
 		code   string
 	}{
-		{signer.KindInvalid, signer.APIGReasonMissing, 400, "APIG.2001"},
-		{signer.KindInvalid, signer.APIGReasonBadValue, 400, "APIG.2012"},
-		{signer.KindInvalid, signer.APIGReasonKeyMismatch, 400, "APIG.2101"},
-		{signer.KindInvalid, signer.APIGReasonExpired, 400, "APIG.2102"},
-		{signer.KindInvalid, signer.APIGReasonChain, 400, "APIG.2104"},
-		{signer.KindInvalid, signer.APIGReasonEncryptedKey, 400, "APIG.2105"},
-		{signer.KindInvalid, signer.APIGReasonUnparseable, 400, "APIG.2106"},
-		{signer.KindInvalid, signer.APIGReasonNoSAN, 400, "APIG.2109"},
-		{signer.KindNotFound, signer.APIGReasonNotFound, 404, "APIG.3021"},
-		{signer.KindConflict, signer.APIGReasonNameTaken, 400, "APIG.3325"},
-		{signer.KindConflict, signer.APIGReasonConcurrent, 400, "APIG.3000"},
+		{signer.KindInvalid, apigsvc.ReasonMissing, 400, "APIG.2001"},
+		{signer.KindInvalid, apigsvc.ReasonBadValue, 400, "APIG.2012"},
+		{signer.KindInvalid, apigsvc.ReasonKeyMismatch, 400, "APIG.2101"},
+		{signer.KindInvalid, apigsvc.ReasonExpired, 400, "APIG.2102"},
+		{signer.KindInvalid, apigsvc.ReasonChain, 400, "APIG.2104"},
+		{signer.KindInvalid, apigsvc.ReasonEncryptedKey, 400, "APIG.2105"},
+		{signer.KindInvalid, apigsvc.ReasonUnparseable, 400, "APIG.2106"},
+		{signer.KindInvalid, apigsvc.ReasonNoSAN, 400, "APIG.2109"},
+		{signer.KindNotFound, apigsvc.ReasonNotFound, 404, "APIG.3021"},
+		{signer.KindConflict, apigsvc.ReasonNameTaken, 400, "APIG.3325"},
+		{signer.KindConflict, apigsvc.ReasonConcurrent, 400, "APIG.3000"},
 		{signer.KindInvalid, "", 400, "APIG.2012"},
 		{signer.KindNotFound, "", 404, "APIG.3021"},
 		{signer.KindConflict, "", 400, "APIG.3325"},
@@ -71,7 +72,7 @@ func TestAPIGAnswers(t *testing.T) {
 		{signer.KindUnauthenticated, "", 401, "APIG.1002"},
 		{signer.KindForbidden, "", 403, "APIG.1005"},
 		{signer.KindInternal, "", 500, "APIG.9999"},
-		{signer.KindInternal, signer.APIGReasonBadValue, 500, "APIG.9999"},
+		{signer.KindInternal, apigsvc.ReasonBadValue, 500, "APIG.9999"},
 	} {
 		status, code := apigAnswerOf(&signer.Error{Kind: tc.kind, Reason: tc.reason})
 		assert.Equal(t, tc.status, status, "%v %q", tc.kind, tc.reason)

@@ -16,6 +16,7 @@ import (
 // Options configure the router.
 type Options struct {
 	Engine       *signer.Engine
+	APIG         APIGAPI // nil: signer/apig on Engine
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE

@@ -17,7 +17,7 @@ import (
 // accept must be what the engine relies on. `make fuzz` runs each target;
 // the seeds below run with every `go test`. The CSR and certificate-bundle
 // readers of the PCA family have theirs in pca_fuzz_test.go, the APIG
-// fields in apig_pem_test.go, the PEM and private-key readers in
+// fields in signer/apig, the PEM and private-key readers in
 // signer/encoding.
 
 // checkRefusal: a refusal is a typed invalid-input error on one line.

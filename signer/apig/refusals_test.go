@@ -1,4 +1,4 @@
-package signer
+package apig
 
 import (
 	"crypto"
@@ -18,20 +18,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
 )
 
-// apigSeeds are well-formed inputs of the APIG fields, made once.
-type apigSeeds struct {
+// seeds are well-formed inputs of the APIG fields, made once.
+type seeds struct {
 	keyPEM, certPEM, rsaPKCS1, ecSEC1, edPKCS8, p224PKCS8 string
 }
 
-func newAPIGSeeds(tb testing.TB) apigSeeds {
+func newSeeds(tb testing.TB) seeds {
 	tb.Helper()
 	enc := func(typ string, der []byte) string {
 		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 	}
-	var s apigSeeds
+	var s seeds
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(tb, err)
 	der, err := x509.MarshalPKCS8PrivateKey(ec)
@@ -61,12 +62,12 @@ func newAPIGSeeds(tb testing.TB) apigSeeds {
 	return s
 }
 
-// parseAPIGKey reads the private_key field as an import does: the key,
+// parseKey reads the private_key field as an import does: the key,
 // then its algorithm.
-func parseAPIGKey(text string) (alg string, bits int, err error) {
+func parseKey(text string) (alg string, bits int, err error) {
 	k, err := encoding.ParsePrivateKey([]byte(text))
 	if err != nil {
-		return "", 0, apigRefusal("private_key", err)
+		return "", 0, refusal("private_key", err)
 	}
 	defer encoding.WipeKey(k)
 	var pub crypto.PublicKey = k // x509 also reads X25519 and ECDH keys: KeyAlgorithm refuses them
@@ -75,39 +76,39 @@ func parseAPIGKey(text string) (alg string, bits int, err error) {
 	}
 	a, bits, err := encoding.KeyAlgorithm(pub)
 	if err != nil {
-		return "", 0, apigRefusal("private_key", err)
+		return "", 0, refusal("private_key", err)
 	}
 	return string(a), bits, nil
 }
 
 // Each refusal of the readers carries the APIG reason of its code.
-func TestAPIGRefusalReasons(t *testing.T) {
-	s := newAPIGSeeds(t)
+func TestRefusalReasons(t *testing.T) {
+	s := newSeeds(t)
 	for name, tc := range map[string]struct {
 		key, cert string
-		reason    Reason
+		reason    signer.Reason
 	}{
-		"legacy encrypted key":  {key: "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----", reason: APIGReasonEncryptedKey},
-		"PKCS#8 encrypted key":  {key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", reason: APIGReasonEncryptedKey},
-		"two keys":              {key: s.keyPEM + s.ecSEC1, reason: APIGReasonBadValue},
-		"P-224 key":             {key: s.p224PKCS8, reason: APIGReasonBadValue},
-		"no key":                {key: s.certPEM, reason: APIGReasonUnparseable},
-		"key not PEM":           {key: "-----BEGIN PRIVATE KEY-----\nAAAA", reason: APIGReasonUnparseable},
-		"key in the cert field": {cert: s.keyPEM, reason: APIGReasonUnparseable},
-		"cert not X.509":        {cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", reason: APIGReasonUnparseable},
-		"cert field empty PEM":  {cert: "no PEM here", reason: APIGReasonUnparseable},
+		"legacy encrypted key":  {key: "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: AES-256-CBC,00 AAAA-----END RSA PRIVATE KEY-----", reason: ReasonEncryptedKey},
+		"PKCS#8 encrypted key":  {key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", reason: ReasonEncryptedKey},
+		"two keys":              {key: s.keyPEM + s.ecSEC1, reason: ReasonBadValue},
+		"P-224 key":             {key: s.p224PKCS8, reason: ReasonBadValue},
+		"no key":                {key: s.certPEM, reason: ReasonUnparseable},
+		"key not PEM":           {key: "-----BEGIN PRIVATE KEY-----\nAAAA", reason: ReasonUnparseable},
+		"key in the cert field": {cert: s.keyPEM, reason: ReasonUnparseable},
+		"cert not X.509":        {cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", reason: ReasonUnparseable},
+		"cert field empty PEM":  {cert: "no PEM here", reason: ReasonUnparseable},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var err error
 			if tc.key != "" {
-				_, _, err = parseAPIGKey(tc.key)
+				_, _, err = parseKey(tc.key)
 			} else {
 				_, err = encoding.ParseCertificates([]byte(tc.cert), encoding.RefuseOthers)
-				err = apigRefusal("cert_content", err)
+				err = refusal("cert_content", err)
 			}
 			require.Error(t, err)
-			assert.Equal(t, tc.reason, ReasonOf(err))
-			assert.Equal(t, KindInvalid, KindOf(err))
+			assert.Equal(t, tc.reason, signer.ReasonOf(err))
+			assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
 		})
 	}
 }
@@ -117,7 +118,7 @@ func TestAPIGRefusalReasons(t *testing.T) {
 // one line, and the keys accepted are of a type and size the HSM import
 // takes.
 func FuzzAPIGParsers(f *testing.F) {
-	s := newAPIGSeeds(f)
+	s := newSeeds(f)
 	for _, seed := range []string{s.keyPEM, "'" + strings.ReplaceAll(s.keyPEM, "\n", `\n`) + "'",
 		"'-----BEGIN PRIVATE KEY-----THIS IS YOUR PRIVATE KEY-----END PRIVATE KEY-----\\n'",
 		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
@@ -128,13 +129,13 @@ func FuzzAPIGParsers(f *testing.F) {
 		f.Add(seed)
 	}
 	refused := func(t *testing.T, err error) {
-		e := AsError(err)
-		assert.Equal(t, KindInvalid, e.Kind, "refusal kind: %v", err)
+		e := signer.AsError(err)
+		assert.Equal(t, signer.KindInvalid, e.Kind, "refusal kind: %v", err)
 		assert.NotEmpty(t, e.Reason)
 		assert.NotContains(t, e.Msg, "\n")
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		alg, bits, err := parseAPIGKey(in)
+		alg, bits, err := parseKey(in)
 		if err != nil {
 			refused(t, err)
 		} else {
@@ -145,7 +146,7 @@ func FuzzAPIGParsers(f *testing.F) {
 			}
 		}
 		if _, err := encoding.ParseCertificates([]byte(in), encoding.RefuseOthers); err != nil {
-			refused(t, apigRefusal("cert_content", err))
+			refused(t, refusal("cert_content", err))
 		}
 	})
 }
