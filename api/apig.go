@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,10 +14,24 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	apigsvc "github.com/hsmca/hsmca/signer/apig"
 )
 
-// mountAPIG mounts Huawei APIG v2 SSL certificates (family 3).
+// APIGAPI is what the APIG handlers call: signer/apig's Service.
+type APIGAPI interface {
+	Create(ctx context.Context, tenant string, in apigsvc.Input) (*apigsvc.Certificate, error)
+	Get(ctx context.Context, tenant, id string) (*apigsvc.Certificate, error)
+	List(ctx context.Context, tenant string, q apigsvc.Query) ([]apigsvc.Certificate, int, error)
+	Update(ctx context.Context, tenant, id string, in apigsvc.Input) (*apigsvc.Certificate, error)
+	Delete(ctx context.Context, tenant, id string) error
+}
+
+// mountAPIG mounts Huawei APIG v2 SSL certificates (family 3). Without
+// Options.APIG the family's service runs on Options.Engine.
 func (s *server) mountAPIG() {
+	if s.opts.APIG == nil {
+		s.opts.APIG = apigsvc.New(s.eng)
+	}
 	a := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleCAOperator}}
 	const base = "/v2/:project_id/apigw/certificates"
 	s.handle(apig, "POST", base, a, apigProject, s.createAPIGCert)
@@ -31,7 +46,7 @@ func (s *server) mountAPIG() {
 // service answers so and the id names the caller's own scope.
 func apigProject(c *gin.Context) {
 	if c.Param("project_id") != signer.CallerFrom(c.Request.Context()).Tenant {
-		apigError(c, &signer.Error{Kind: signer.KindForbidden, Code: "APIG.1005",
+		apigError(c, &signer.Error{Kind: signer.KindForbidden,
 			Msg: "No permissions to request this method: project_id is not the project of this credential"})
 		return
 	}
@@ -82,13 +97,13 @@ type apigCertItem struct {
 
 func apigTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func toAPIGItem(v *signer.APIGCertificate) apigCertItem {
+func toAPIGItem(v *apigsvc.Certificate) apigCertItem {
 	return apigCertItem{ID: v.ID, Name: v.Name, Type: v.Type, InstanceID: v.InstanceID, ProjectID: v.ProjectID,
 		CommonName: v.CommonName, SAN: v.SAN, NotAfter: apigTime(v.NotAfter), SignatureAlgorithm: v.SignatureAlgorithm,
 		CreateTime: apigTime(v.Created), UpdateTime: apigTime(v.Updated), IsHasTrustedRootCA: v.HasTrustedRootCA}
 }
 
-func toAPIGView(v *signer.APIGCertificate) apigCertView {
+func toAPIGView(v *apigsvc.Certificate) apigCertView {
 	i := toAPIGItem(v)
 	return apigCertView{ID: i.ID, Name: i.Name, Type: i.Type, InstanceID: i.InstanceID, ProjectID: i.ProjectID,
 		CommonName: i.CommonName, SAN: i.SAN, NotAfter: i.NotAfter, SignatureAlgorithm: i.SignatureAlgorithm,
@@ -99,15 +114,15 @@ func toAPIGView(v *signer.APIGCertificate) apigCertView {
 }
 
 func apigBadValue(field, msg string) error {
-	return &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeBadValue, Msg: field + ": " + msg}
+	return &signer.Error{Kind: signer.KindInvalid, Reason: apigsvc.ReasonBadValue, Msg: field + ": " + msg}
 }
 
 // apigBody reads a create or replace body. The body holds a private key,
 // so it is read into buffers this function owns and clears, and the key
-// is unquoted into a byte slice (never a string) that the engine clears.
+// is unquoted into a byte slice (never a string) that the service clears.
 // Unknown fields are refused.
-func apigBody(c *gin.Context) (signer.APIGCertInput, error) {
-	var in signer.APIGCertInput
+func apigBody(c *gin.Context) (apigsvc.Input, error) {
+	var in apigsvc.Input
 	body, err := readOwned(c.Request.Body, c.Request.ContentLength)
 	defer clear(body)
 	if err != nil {
@@ -118,7 +133,7 @@ func apigBody(c *gin.Context) (signer.APIGCertInput, error) {
 		return in, apigBadValue("body", "could not be read")
 	}
 	if len(body) == 0 {
-		return in, &signer.Error{Kind: signer.KindInvalid, Code: signer.APIGCodeMissing, Msg: "request body is required"}
+		return in, &signer.Error{Kind: signer.KindInvalid, Reason: apigsvc.ReasonMissing, Msg: "request body is required"}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
@@ -283,7 +298,7 @@ func hex4(b []byte) (rune, int) {
 
 func apigBodyError(c *gin.Context, err error) {
 	if errors.Is(err, errBodyTooLarge) {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: signer.APIGCodeBadValue, Msg: "request body too large"})
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: APIGCodeBadValue, Msg: "request body too large"})
 		return
 	}
 	apigError(c, err)
@@ -296,7 +311,7 @@ func (s *server) createAPIGCert(c *gin.Context) {
 		apigBodyError(c, err)
 		return
 	}
-	v, err := s.eng.CreateAPIGCertificate(c.Request.Context(), c.Param("project_id"), in)
+	v, err := s.opts.APIG.Create(c.Request.Context(), c.Param("project_id"), in)
 	if err != nil {
 		apigError(c, err)
 		return
@@ -311,7 +326,7 @@ func (s *server) updateAPIGCert(c *gin.Context) {
 		apigBodyError(c, err)
 		return
 	}
-	v, err := s.eng.UpdateAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"), in)
+	v, err := s.opts.APIG.Update(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"), in)
 	if err != nil {
 		apigError(c, err)
 		return
@@ -320,7 +335,7 @@ func (s *server) updateAPIGCert(c *gin.Context) {
 }
 
 func (s *server) showAPIGCert(c *gin.Context) {
-	v, err := s.eng.GetAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"))
+	v, err := s.opts.APIG.Get(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id"))
 	if err != nil {
 		apigError(c, err)
 		return
@@ -329,7 +344,7 @@ func (s *server) showAPIGCert(c *gin.Context) {
 }
 
 func (s *server) deleteAPIGCert(c *gin.Context) {
-	if err := s.eng.DeleteAPIGCertificate(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id")); err != nil {
+	if err := s.opts.APIG.Delete(c.Request.Context(), c.Param("project_id"), c.Param("certificate_id")); err != nil {
 		apigError(c, err)
 		return
 	}
@@ -346,7 +361,7 @@ func (s *server) listAPIGCerts(c *gin.Context) {
 	if !ok {
 		return
 	}
-	q := signer.APIGCertQuery{Name: v["name"], CommonName: v["common_name"],
+	q := apigsvc.Query{Name: v["name"], CommonName: v["common_name"],
 		SignatureAlgorithm: v["signature_algorithm"], Type: v["type"], InstanceID: v["instance_id"]}
 	if q.Offset, ok = queryInt(c, apig, "offset", 0, 0, math.MaxInt, "must be a non-negative integer"); !ok {
 		return
@@ -357,7 +372,7 @@ func (s *server) listAPIGCerts(c *gin.Context) {
 	if v, _ := c.GetQuery("limit"); v != "" && q.Limit < 1 {
 		q.Limit = 1
 	}
-	certs, total, err := s.eng.ListAPIGCertificates(c.Request.Context(), c.Param("project_id"), q)
+	certs, total, err := s.opts.APIG.List(c.Request.Context(), c.Param("project_id"), q)
 	if err != nil {
 		apigError(c, err)
 		return

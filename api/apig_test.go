@@ -27,6 +27,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
@@ -212,7 +213,7 @@ func (f *apigFixture) create(name string, p pair) map[string]any {
 
 func (f *apigFixture) record(id string) *store.Record {
 	f.t.Helper()
-	rec, err := f.env.Store.Get(context.Background(), signer.KindAPIGCertificate, f.tenant, id)
+	rec, err := f.env.Store.Get(context.Background(), apig.RecordCertificate, f.tenant, id)
 	require.NoError(f.t, err)
 	return rec
 }
@@ -449,7 +450,7 @@ func TestAPIGErrors(t *testing.T) {
 
 			// Nothing of the refused imports stayed in the HSM.
 			ctx := context.Background()
-			page, err := f.env.Store.List(ctx, store.Query{Kind: signer.KindAPIGCertificate, Tenant: f.tenant})
+			page, err := f.env.Store.List(ctx, store.Query{Kind: apig.RecordCertificate, Tenant: f.tenant})
 			require.NoError(t, err)
 			keys, err := f.env.HSM.List(ctx)
 			require.NoError(t, err)
@@ -823,7 +824,7 @@ func TestAPIGReplaceAndDelete(t *testing.T) {
 			assert.Equal(t, newKey, f.record(id).Fields[signer.KeyField])
 			assert.True(t, f.keyExists(newKey))
 
-			used, err := f.env.Store.QuotaUsage(ctx, f.tenant, signer.QuotaAPIGCerts)
+			used, err := f.env.Store.QuotaUsage(ctx, f.tenant, apig.QuotaCertificates)
 			require.NoError(t, err)
 			assert.EqualValues(t, 2, used)
 			d := f.do("DELETE", f.base()+"/"+id, nil)
@@ -832,7 +833,7 @@ func TestAPIGReplaceAndDelete(t *testing.T) {
 			assert.False(t, f.keyExists(newKey), "DELETE destroys the HSM object")
 			requireAPIGError(t, f.do("GET", f.base()+"/"+id, nil), 404, "APIG.3021")
 			requireAPIGError(t, f.do("DELETE", f.base()+"/"+id, nil), 404, "APIG.3021")
-			used, err = f.env.Store.QuotaUsage(ctx, f.tenant, signer.QuotaAPIGCerts)
+			used, err = f.env.Store.QuotaUsage(ctx, f.tenant, apig.QuotaCertificates)
 			require.NoError(t, err)
 			assert.EqualValues(t, 1, used)
 		})

@@ -56,30 +56,12 @@ func pcaError(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
 }
 
-// apigError writes the APIG envelope.
+// apigError writes the APIG envelope, with the status and code of the
+// family's table (apig_errors.go).
 func apigError(c *gin.Context, err error) {
 	e := signer.AsError(err)
 	retryAfter(c, e)
-	status, code := http.StatusInternalServerError, "APIG.9999"
-	switch e.Kind {
-	case signer.KindInvalid:
-		status, code = http.StatusBadRequest, "APIG.2012"
-	case signer.KindNotFound:
-		status, code = http.StatusNotFound, "APIG.3021"
-	case signer.KindConflict:
-		status, code = http.StatusBadRequest, "APIG.3325"
-	case signer.KindWrongState, signer.KindQuotaExceeded:
-		status, code = http.StatusBadRequest, "APIG.3000"
-	case signer.KindUnavailable:
-		status, code = http.StatusServiceUnavailable, "APIG.9000"
-	case signer.KindUnauthenticated:
-		status, code = http.StatusUnauthorized, "APIG.1002"
-	case signer.KindForbidden:
-		status, code = http.StatusForbidden, "APIG.1005"
-	}
-	if e.Code != "" && len(e.Code) > 5 && e.Code[:5] == "APIG." {
-		code = e.Code
-	}
+	status, code := apigAnswerOf(e)
 	keepCause(c, status, e)
 	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
 }

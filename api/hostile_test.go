@@ -417,9 +417,9 @@ func TestHostileRequests(t *testing.T) {
 	const maxInt64 = "9223372036854775807"
 	rows = append(rows,
 		// Key sizes and curves.
-		hostile{"APIG RSA-1024 key", "apig", apig("rsa_small", k.rsa1024Cert, k.rsa1024Key), 400, signer.APIGCodeBadValue},
-		hostile{"APIG RSA-8320 key", "apig", apig("rsa_huge", k.rsaHugeCert, k.rsaHugeKey), 400, signer.APIGCodeBadValue},
-		hostile{"APIG P-224 key", "apig", apig("p224_key", k.p224Cert, k.p224Key), 400, signer.APIGCodeBadValue},
+		hostile{"APIG RSA-1024 key", "apig", apig("rsa_small", k.rsa1024Cert, k.rsa1024Key), 400, api.APIGCodeBadValue},
+		hostile{"APIG RSA-8320 key", "apig", apig("rsa_huge", k.rsaHugeCert, k.rsaHugeKey), 400, api.APIGCodeBadValue},
+		hostile{"APIG P-224 key", "apig", apig("p224_key", k.p224Cert, k.p224Key), 400, api.APIGCodeBadValue},
 		hostile{"PCA parse RSA-1024 CSR", "pca", csrParse(k.csrRSA1024), 400, signer.CodeBadKeyAlg},
 		hostile{"PCA parse RSA-8320 CSR", "pca", csrParse(k.csrRSAHuge), 400, signer.CodeBadKeyAlg},
 		hostile{"PCA parse P-224 CSR", "pca", csrParse(k.csrP224), 400, signer.CodeBadKeyAlg},
@@ -441,7 +441,7 @@ func TestHostileRequests(t *testing.T) {
 		hostile{"PCA issue CSR with duplicate extensions", "pca", csrIssue(k.csrDupExt), 400, signer.CodeBadCSR},
 		hostile{"PCA import certificate with duplicate extensions", "pca", jsonBody("POST", pcaCAs+"/"+pendingID+"/import",
 			mustJSON(t, map[string]any{"certificate": k.dupExtCert})), 400, signer.CodeBadCert},
-		hostile{"APIG certificate with duplicate extensions", "apig", apig("dup_ext", k.dupExtCert, k.leafKeyPEM), 400, signer.APIGCodeUnparseable},
+		hostile{"APIG certificate with duplicate extensions", "apig", apig("dup_ext", k.dupExtCert, k.leafKeyPEM), 400, api.APIGCodeUnparseable},
 		hostile{"DTS certificate with duplicate extensions", "native", jsonBody("POST", "/v1/ecosystems/certificates/ca",
 			mustJSON(t, map[string]any{"certificatePem": k.dupExtCert})), 400, ""},
 		hostile{"admin certificate with duplicate extensions", "czertainly", adminCreate(k.dupExtCert), 422, ""},
@@ -450,7 +450,7 @@ func TestHostileRequests(t *testing.T) {
 		hostile{"PCA issue with 10,000 SANs", "pca", jsonBody("POST", pcaCerts, mustJSON(t, map[string]any{"issuer_id": rootID,
 			"distinguished_name": dn, "validity": map[string]any{"type": "DAY", "value": 1}, "subject_alternative_names": many})), 400, ""},
 		hostile{"PCA issue CSR with 10,000 SANs", "pca", csrIssue(k.csrManySAN), 400, ""},
-		hostile{"APIG certificate with 10,000 SANs", "apig", apig("many_sans", k.manySANCert, k.leafKeyPEM), 400, signer.APIGCodeBadValue},
+		hostile{"APIG certificate with 10,000 SANs", "apig", apig("many_sans", k.manySANCert, k.leafKeyPEM), 400, api.APIGCodeBadValue},
 
 		// Validity overflow.
 		hostile{"PCA root validity max int64 years", "pca", jsonBody("POST", pcaCAs, `{"type":"ROOT","key_algorithm":"EC256","signature_algorithm":"SHA256",`+

@@ -30,6 +30,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -566,9 +567,9 @@ func TestKeysOwnedByAPIGCertificate(t *testing.T) {
 			priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			require.NoError(t, err)
 			id := strings.ReplaceAll(uuid.NewString(), "-", "")
-			nk, err := env.Engine.ImportKey(ctx, "acme", signer.KindAPIGCertificate, id, priv)
+			nk, err := env.Engine.ImportKey(ctx, "acme", apig.RecordCertificate, id, priv)
 			require.NoError(t, err)
-			rec := &store.Record{Kind: signer.KindAPIGCertificate, Tenant: "acme", ID: id, Data: []byte(`{"name":"web"}`),
+			rec := &store.Record{Kind: apig.RecordCertificate, Tenant: "acme", ID: id, Data: []byte(`{"name":"web"}`),
 				Fields: map[string]string{signer.KeyField: nk.ID, signer.KeyAlgorithmField: "EC256"}}
 			require.NoError(t, env.Store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent}))
 
@@ -600,7 +601,7 @@ func TestKeysOwnedByAPIGCertificate(t *testing.T) {
 			assert.True(t, exists)
 
 			// The owning family disables it through key_state.
-			rec, err = env.Store.Get(ctx, signer.KindAPIGCertificate, "acme", id)
+			rec, err = env.Store.Get(ctx, apig.RecordCertificate, "acme", id)
 			require.NoError(t, err)
 			rec.Fields[signer.KeyStateField] = signer.KeyStateDisabled
 			require.NoError(t, env.Store.Update(ctx, rec, store.WriteOpts{}))

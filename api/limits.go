@@ -31,7 +31,7 @@ func statusBody(f Family, status int, code, msg string) any {
 	case pca.Name, apig.Name:
 		hc := signer.CodeBadParameter
 		if f.Name == apig.Name {
-			hc = signer.APIGCodeBadValue
+			hc = APIGCodeBadValue
 		}
 		if status == http.StatusTooManyRequests {
 			hc = throttleCode

@@ -106,8 +106,6 @@ func badQuery(f Family, name string, value any, msg string) error {
 	switch f.Name {
 	case pca.Name:
 		e.Code = signer.CodeBadParameter
-	case apig.Name:
-		e.Code = signer.APIGCodeBadValue
 	}
 	return e
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -173,7 +174,7 @@ func TestHostileQueryParameters(t *testing.T) {
 				assert.Equal(t, signer.CodeBadParameter, m["error_code"])
 				assert.Contains(t, m["error_msg"], param)
 			case "apig":
-				assert.Equal(t, signer.APIGCodeBadValue, m["error_code"])
+				assert.Equal(t, api.APIGCodeBadValue, m["error_code"])
 				assert.Contains(t, m["error_msg"], param)
 			case "native":
 				d := m["details"].([]any)[0].(map[string]any)

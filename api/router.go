@@ -18,6 +18,7 @@ import (
 type Options struct {
 	Engine       *signer.Engine
 	Admins       AdminsAPI // nil: admins.New(Engine)
+	APIG         APIGAPI   // nil: signer/apig on Engine
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE

@@ -14,10 +14,10 @@ import (
 
 // BuiltinFamilies are the families of package signer, used when
 // Options.Families is nil and by StoreIndexes without arguments. keys
-// comes before apig: the keys API resolves an id through the key owners
-// in registration order.
+// comes first: the keys API resolves an id through the key owners in
+// registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA()}
+	return []Family{BuiltinKeys(), BuiltinDTS(), BuiltinPCA()}
 }
 
 // BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
@@ -26,17 +26,6 @@ func BuiltinKeys() Family {
 		Name:      "keys",
 		Quotas:    []QuotaDefault{{Resource: QuotaKeys, Default: 1000}},
 		KeyOwners: []KeyOwner{{RecordKind: KindKey}},
-	}
-}
-
-// BuiltinAPIG: APIG SSL certificates, whose imported keys the keys API
-// can use but not manage.
-func BuiltinAPIG() Family {
-	return Family{
-		Name:   "apig",
-		Quotas: []QuotaDefault{{Resource: QuotaAPIGCerts, Default: 1000}},
-		KeyOwners: []KeyOwner{{RecordKind: KindAPIGCertificate,
-			Describe: "an APIG certificate; manage it through /v2/{project_id}/apigw/certificates"}},
 	}
 }
 

@@ -46,7 +46,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, o := range e.KeyOwners() {
 		owners = append(owners, o.RecordKind)
 	}
-	assert.Equal(t, keyOwnerKinds, owners, "the keys API's resolution order")
+	assert.Equal(t, []string{KindKey}, owners, "the keys API's resolution order")
 
 	var declared, registered []string
 	for _, s := range caExpirySources {
@@ -58,7 +58,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	assert.ElementsMatch(t, declared, registered)
 	assert.Len(t, registered, 3, "pca_root, pca_subordinate, dts_root")
 
-	assert.ElementsMatch(t, []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts, QuotaAPIGCerts},
+	assert.ElementsMatch(t, []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts},
 		e.QuotaResources())
 	assert.ElementsMatch(t, e.QuotaResources(), QuotaResources())
 
@@ -66,7 +66,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "apig", "dts", "pca"}, names)
+	assert.Equal(t, []string{"keys", "dts", "pca"}, names)
 	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
 }
 
@@ -79,7 +79,6 @@ func TestQuotaLimits(t *testing.T) {
 		QuotaDTSSigners: 5,      // fixed
 		QuotaPCACAs:     100,    // default
 		QuotaPCACerts:   100000, // default
-		QuotaAPIGCerts:  1000,   // default
 		"other":         4,      // configured, declared by no family
 		"unknown":       -1,     // neither: unlimited
 	} {

@@ -2,11 +2,9 @@ package signer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"math/big"
@@ -24,6 +22,7 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
+	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
@@ -233,6 +232,10 @@ func TestLargeRSAIsHeavy(t *testing.T) {
 	assert.False(t, isRSAAlgorithm(hsm.ED25519))
 }
 
+// heavyImportKind owns imported keys in heavyEnv, as a family that
+// imports keys (APIG) declares its records.
+const heavyImportKind = "imported_key"
+
 // heavyEnv is an engine on SoftHSM and bolt with a heavy-work pool of one.
 func heavyEnv(t *testing.T) *Engine {
 	t.Helper()
@@ -241,7 +244,9 @@ func heavyEnv(t *testing.T) *Engine {
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
-	e := New(Options{Store: st, HSM: h, HeavyWork: HeavyWork{Concurrency: 1, MaxWait: time.Minute}})
+	imports := Family{Name: "imports", KeyOwners: []KeyOwner{{RecordKind: heavyImportKind, Describe: "an imported key"}}}
+	e := New(Options{Families: append(BuiltinFamilies(), imports), Store: st, HSM: h,
+		HeavyWork: HeavyWork{Concurrency: 1, MaxWait: time.Minute}})
 	t.Cleanup(func() { e.Close(); st.Close() })
 	return e
 }
@@ -326,25 +331,23 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	hold()
 	require.NoError(t, <-exported)
 
-	// A signature with an imported RSA key over 4096 bits is heavy.
+	// A signature with an imported RSA key over 4096 bits is heavy (as
+	// the key of an APIG certificate, which the keys API can use).
 	raw, err := os.ReadFile("testdata/rsa4608-throwaway.key")
 	require.NoError(t, err)
 	blk, _ := pem.Decode(raw)
 	big4608, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "big.example.com"},
-		DNSNames: []string{"big.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &big4608.PublicKey, big4608)
+	importedID := NewKeyID()
+	nk, err := e.ImportKey(other, "other", heavyImportKind, importedID, big4608)
 	require.NoError(t, err)
-	ap, err := e.CreateAPIGCertificate(other, "other", APIGCertInput{Name: "big_key",
-		CertContent: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), PrivateKey: raw})
-	require.NoError(t, err)
+	require.NoError(t, e.CommitKey(other, &store.Record{Kind: heavyImportKind, Tenant: "other", ID: importedID,
+		Fields: map[string]string{KeyAlgorithmField: "RSA4608"}}, nk, store.WriteOpts{}))
 	hold, err = e.heavyWork.acquire(other, "other", HeavyExportPassword)
 	require.NoError(t, err)
 	signed := make(chan error, 1)
 	go func() {
-		_, err := e.Sign(other, "other", ap.ID, SignInput{Digest: &digest})
+		_, err := e.Sign(other, "other", importedID, SignInput{Digest: &digest})
 		signed <- err
 	}()
 	assert.Equal(t, HeavyLargeRSASign, <-queued)

@@ -1,8 +1,9 @@
 package signer
 
 // Record kinds whose records own an HSM key that the keys API
-// (/v1/keys/{id}) can use under the record's own id. An owner record
-// carries, in its Fields:
+// (/v1/keys/{id}) can use under the record's own id: the keys API's own
+// below, the other families' declared by them (Family.KeyOwners). An owner
+// record carries, in its Fields:
 //
 //	KeyField ("key_id")   the CKA_ID of the key it owns
 //	"key_algorithm"       the hsm.Algorithm name (EC256, RSA2048, ...;
@@ -10,8 +11,7 @@ package signer
 //	"key_state"           "disabled" when the key may not sign; anything
 //	                      else, or absent, means enabled
 const (
-	KindKey             = "key"
-	KindAPIGCertificate = "apig_certificate"
+	KindKey = "key"
 )
 
 // Field names an owner record uses for its key (see above).
@@ -20,11 +20,6 @@ const (
 	KeyStateField     = "key_state"
 	KeyStateDisabled  = "disabled"
 )
-
-// keyOwnerKinds are searched in order when the keys API resolves an id.
-// It is the builtin families' KeyOwners (a test keeps the two equal) until
-// the keys family resolves through (*Core).KeyOwners.
-var keyOwnerKinds = []string{KindKey, KindAPIGCertificate}
 
 // KeyOwner declares a record kind whose records own an HSM key that the
 // keys API can use under the record's own id (see above for the fields

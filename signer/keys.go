@@ -218,8 +218,8 @@ func (e *Engine) GetKey(ctx context.Context, tenant, id string) (*Key, error) {
 // resolveKey finds the record owning key id, searching the owner kinds in
 // order. A key of another tenant is not found, like a missing one.
 func (e *Engine) resolveKey(ctx context.Context, tenant, id string) (*store.Record, error) {
-	for _, kind := range keyOwnerKinds {
-		rec, err := e.store.Get(ctx, kind, tenant, id)
+	for _, o := range e.KeyOwners() {
+		rec, err := e.store.Get(ctx, o.RecordKind, tenant, id)
 		switch {
 		case err == nil:
 			if rec.Fields[KeyField] == "" {
@@ -303,7 +303,7 @@ func (e *Engine) SetKeyEnabled(ctx context.Context, tenant, id string, enabled b
 			if err != nil {
 				return id, err
 			}
-			if err := ownKey(rec); err != nil {
+			if err := e.ownKey(rec); err != nil {
 				return id, err
 			}
 			if rec.Fields[KeyStateField] != want {
@@ -331,7 +331,7 @@ func (e *Engine) DeleteKey(ctx context.Context, tenant, id string) error {
 		if err != nil {
 			return id, err
 		}
-		if err := ownKey(rec); err != nil {
+		if err := e.ownKey(rec); err != nil {
 			return id, err
 		}
 		err = e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaKeys, Limit: e.QuotaLimit(QuotaKeys)}})
@@ -346,13 +346,15 @@ func (e *Engine) DeleteKey(ctx context.Context, tenant, id string) error {
 // ownKey refuses to manage a key that another family's record owns: its
 // life (state, deletion) follows that record and is changed through that
 // family, which keeps the two views from disagreeing.
-func ownKey(rec *store.Record) error {
+func (e *Engine) ownKey(rec *store.Record) error {
 	if rec.Kind == KindKey {
 		return nil
 	}
 	owner := rec.Kind
-	if owner == KindAPIGCertificate {
-		owner = "an APIG certificate; manage it through /v2/{project_id}/apigw/certificates"
+	for _, o := range e.KeyOwners() {
+		if o.RecordKind == rec.Kind && o.Describe != "" {
+			owner = o.Describe
+		}
 	}
 	return &Error{Kind: KindConflict, Code: "key.owned",
 		Msg: fmt.Sprintf("key %q belongs to %s", rec.ID, owner)}

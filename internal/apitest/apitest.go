@@ -26,6 +26,7 @@ import (
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
+	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -104,6 +105,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	e.Admins = admins.New(e.Engine)
 	ro := api.Options{Engine: e.Engine, Logger: log}
 	ro.Admins = e.Admins
+	ro.APIG = apig.New(e.Engine)
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

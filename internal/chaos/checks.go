@@ -16,6 +16,7 @@ import (
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -129,11 +130,11 @@ var quotaKinds = map[string]string{
 	signer.QuotaDTSSigners: signer.KindDTSSigner,
 	signer.QuotaPCACAs:     "pca_ca",
 	signer.QuotaPCACerts:   "pca_certificate",
-	signer.QuotaAPIGCerts:  signer.KindAPIGCertificate,
+	apig.QuotaCertificates: apig.RecordCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
+var keyOwnerKinds = []string{signer.KindKey, apig.RecordCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

@@ -1,5 +1,8 @@
 package families
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/apig"
+)
 
-func apigFamily() signer.Family { return signer.BuiltinAPIG() }
+func apigFamily() signer.Family { return apig.Family() }

@@ -1,4 +1,4 @@
-package signer_test
+package apig_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
@@ -57,7 +58,8 @@ func (s *faultStore) Update(ctx context.Context, rec *store.Record, opts store.W
 }
 
 type apigEnv struct {
-	e  *signer.Engine
+	c  *signer.Core
+	s  *apig.Service
 	h  *hsm.HSM
 	fh *faultHSM
 	st *faultStore
@@ -72,14 +74,15 @@ func newAPIGEnv(t *testing.T, quotas map[string]int64) *apigEnv {
 	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
 	a := &apigEnv{h: h, fh: &faultHSM{HSM: h}, st: &faultStore{Store: bs}, ca: testpki.NewCA(t, "apig test CA")}
-	a.e = signer.New(signer.Options{Store: a.st, HSM: a.fh, Quotas: quotas})
-	t.Cleanup(func() { a.e.Close(); bs.Close() })
+	a.c = signer.New(signer.Options{Families: []signer.Family{apig.Family()}, Store: a.st, HSM: a.fh, Quotas: quotas})
+	a.s = apig.New(a.c)
+	t.Cleanup(func() { a.c.Close(); bs.Close() })
 	return a
 }
 
-func (a *apigEnv) input(t *testing.T, name, host string) signer.APIGCertInput {
+func (a *apigEnv) input(t *testing.T, name, host string) apig.Input {
 	c := a.ca.Issue(t, testpki.Options{CommonName: host, DNSNames: []string{host}, Server: true})
-	return signer.APIGCertInput{Name: name, CertContent: string(c.PEM()), PrivateKey: c.KeyPEM(t)}
+	return apig.Input{Name: name, CertContent: string(c.PEM()), PrivateKey: c.KeyPEM(t)}
 }
 
 func (a *apigEnv) exists(t *testing.T, id string) bool {
@@ -89,7 +92,7 @@ func (a *apigEnv) exists(t *testing.T, id string) bool {
 }
 
 func (a *apigEnv) keyOf(t *testing.T, id string) string {
-	rec, err := a.st.Get(context.Background(), signer.KindAPIGCertificate, "t1", id)
+	rec, err := a.st.Get(context.Background(), apig.RecordCertificate, "t1", id)
 	require.NoError(t, err)
 	return rec.Fields[signer.KeyField]
 }
@@ -119,12 +122,12 @@ func TestAPIGReplaceKeyCrashPoints(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newAPIGEnv(t, nil)
-			c, err := a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
+			c, err := a.s.Create(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
 			require.NoError(t, err)
 			oldKey := a.keyOf(t, c.ID)
 
 			tc.arm(a)
-			_, err = a.e.UpdateAPIGCertificate(ctxT1, "t1", c.ID, a.input(t, "cert_one", "two.example.com"))
+			_, err = a.s.Update(ctxT1, "t1", c.ID, a.input(t, "cert_one", "two.example.com"))
 			if tc.wantErr >= 0 {
 				require.Error(t, err)
 				assert.Equal(t, tc.wantErr, signer.KindOf(err))
@@ -149,7 +152,7 @@ func TestAPIGReplaceKeyCrashPoints(t *testing.T) {
 				newKey = named
 			}
 
-			rep, err := a.e.Reconcile(context.Background(), nil, 0)
+			rep, err := a.c.Reconcile(context.Background(), nil, 0)
 			require.NoError(t, err)
 			assert.Empty(t, a.intents(t))
 			assert.True(t, a.exists(t, named), "the key the record names survives")
@@ -167,7 +170,7 @@ func TestAPIGReplaceKeyCrashPoints(t *testing.T) {
 			require.NoError(t, err)
 			assert.Len(t, keys, 1, "one HSM key for one certificate")
 			// The certificate still works after the reconciler ran.
-			got, err := a.e.GetAPIGCertificate(ctxT1, "t1", c.ID)
+			got, err := a.s.Get(ctxT1, "t1", c.ID)
 			require.NoError(t, err)
 			if tc.committed {
 				assert.Equal(t, "two.example.com", got.CommonName)
@@ -181,34 +184,52 @@ func TestAPIGReplaceKeyCrashPoints(t *testing.T) {
 // The quota is checked before anything reaches the HSM and is given back
 // on delete.
 func TestAPIGQuota(t *testing.T) {
-	a := newAPIGEnv(t, map[string]int64{signer.QuotaAPIGCerts: 1})
-	c, err := a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
+	a := newAPIGEnv(t, map[string]int64{apig.QuotaCertificates: 1})
+	c, err := a.s.Create(ctxT1, "t1", a.input(t, "cert_one", "one.example.com"))
 	require.NoError(t, err)
 	keys, err := a.h.List(context.Background())
 	require.NoError(t, err)
-	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
+	_, err = a.s.Create(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
 	assert.Equal(t, signer.KindQuotaExceeded, signer.KindOf(err))
 	after, err := a.h.List(context.Background())
 	require.NoError(t, err)
 	assert.Len(t, after, len(keys))
-	require.NoError(t, a.e.DeleteAPIGCertificate(ctxT1, "t1", c.ID))
-	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
+	require.NoError(t, a.s.Delete(ctxT1, "t1", c.ID))
+	_, err = a.s.Create(ctxT1, "t1", a.input(t, "cert_two", "two.example.com"))
 	assert.NoError(t, err)
 }
 
-// The engine clears the caller's copy of the private key, on success and
+// The service clears the caller's copy of the private key, on success and
 // on failure.
 func TestAPIGClearsThePrivateKey(t *testing.T) {
 	a := newAPIGEnv(t, nil)
 	in := a.input(t, "cert_one", "one.example.com")
 	key := in.PrivateKey
-	_, err := a.e.CreateAPIGCertificate(ctxT1, "t1", in)
+	_, err := a.s.Create(ctxT1, "t1", in)
 	require.NoError(t, err)
 	assert.Equal(t, make([]byte, len(key)), key)
 
 	in = a.input(t, "bad-name", "two.example.com")
 	key = in.PrivateKey
-	_, err = a.e.CreateAPIGCertificate(ctxT1, "t1", in)
+	_, err = a.s.Create(ctxT1, "t1", in)
 	assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
 	assert.Equal(t, make([]byte, len(key)), key)
+}
+
+// The family declares its quota (default 1000, configurable) and its
+// certificates as owners of keys that the keys API can use but not manage;
+// it needs no store index.
+func TestFamily(t *testing.T) {
+	c := signer.New(signer.Options{Families: []signer.Family{apig.Family()}})
+	t.Cleanup(func() { c.Close() })
+	assert.Equal(t, int64(1000), c.QuotaLimit(apig.QuotaCertificates))
+	assert.Equal(t, []string{apig.QuotaCertificates}, c.QuotaResources())
+	assert.Equal(t, []signer.KeyOwner{{RecordKind: "apig_certificate",
+		Describe: "an APIG certificate; manage it through /v2/{project_id}/apigw/certificates"}}, c.KeyOwners())
+	assert.Empty(t, apig.Family().Indexes)
+
+	configured := signer.New(signer.Options{Families: []signer.Family{apig.Family()},
+		Quotas: map[string]int64{apig.QuotaCertificates: 3}})
+	t.Cleanup(func() { configured.Close() })
+	assert.Equal(t, int64(3), configured.QuotaLimit(apig.QuotaCertificates))
 }

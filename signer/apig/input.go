@@ -1,0 +1,213 @@
+package apig
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/hsmca/hsmca/signer/encoding"
+)
+
+// Certificate scopes.
+const (
+	TypeGlobal   = "global"
+	TypeInstance = "instance"
+	// CommonInstance is the instance_id of a global certificate.
+	CommonInstance = "common"
+)
+
+// maxSANs bounds the names of an imported certificate: every list page
+// and every object carries them, and no public CA issues more than this.
+const maxSANs = 250
+
+// Input is the body of a create or a full replace.
+type Input struct {
+	Name        string
+	CertContent string
+	// PrivateKey is unencrypted PEM (PKCS#1, PKCS#8 or SEC1). The service
+	// owns it once called and clears it before returning.
+	PrivateKey    []byte
+	Type          string
+	InstanceID    string
+	TrustedRootCA string
+}
+
+// checked is an input that passed every check.
+type checked struct {
+	data certData
+	leaf *x509.Certificate
+	key  crypto.PrivateKey
+	alg  string
+}
+
+// ValidID reports whether id can name a certificate: 32 lowercase hex
+// digits.
+func ValidID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func validName(s string) bool {
+	if len(s) < 4 || len(s) > 50 {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return false
+		}
+		if !letter && !(c >= '0' && c <= '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// Gateway ids are not known to hsmca (it runs no gateways), so any id of a
+// sane shape is accepted.
+func validInstanceID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkInput validates an input at now in a fixed order, so that each
+// failure has one reason: missing parameters, bad values, unparseable
+// input, encrypted key, key mismatch, expiry, SAN, chain. It clears
+// in.PrivateKey. On success the caller must encoding.WipeKey(c.key).
+func checkInput(in *Input, now time.Time) (*checked, error) {
+	defer clear(in.PrivateKey)
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{{"name", in.Name == ""}, {"cert_content", in.CertContent == ""}, {"private_key", len(in.PrivateKey) == 0}} {
+		if f.missing {
+			return nil, invalid(ReasonMissing, f.name, nil, "is required")
+		}
+	}
+	if !validName(in.Name) {
+		return nil, invalid(ReasonBadValue, "name", in.Name,
+			"must be 4 to 50 characters, start with a letter and hold only letters, digits and underscores")
+	}
+	d := certData{Name: in.Name, Type: in.Type}
+	switch in.Type {
+	case "":
+		d.Type = TypeGlobal
+		fallthrough
+	case TypeGlobal:
+		d.InstanceID = CommonInstance
+	case TypeInstance:
+		if in.InstanceID == "" {
+			return nil, invalid(ReasonMissing, "instance_id", nil, "is required when type is instance")
+		}
+		if !validInstanceID(in.InstanceID) {
+			return nil, invalid(ReasonBadValue, "instance_id", in.InstanceID,
+				"must be 1 to 64 letters, digits, '-' or '_'")
+		}
+		d.InstanceID = in.InstanceID
+	default:
+		return nil, invalid(ReasonBadValue, "type", in.Type, "must be global or instance")
+	}
+
+	chain, err := encoding.ParseCertificates([]byte(in.CertContent), encoding.RefuseOthers)
+	if err != nil {
+		return nil, refusal("cert_content", err)
+	}
+	var roots []*x509.Certificate
+	if in.TrustedRootCA != "" {
+		if roots, err = encoding.ParseCertificates([]byte(in.TrustedRootCA), encoding.RefuseOthers); err != nil {
+			return nil, refusal("trusted_root_ca", err)
+		}
+	}
+	key, err := encoding.ParsePrivateKey(in.PrivateKey)
+	if err != nil {
+		return nil, refusal("private_key", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			encoding.WipeKey(key)
+		}
+	}()
+	leaf := chain[0]
+	pub, _ := key.(crypto.Signer)
+	if pub == nil || !encoding.PublicKeysEqual(pub.Public(), leaf.PublicKey) {
+		return nil, invalid(ReasonKeyMismatch, "private_key", nil, "does not match the certificate's public key")
+	}
+	alg, _, err := encoding.KeyAlgorithm(pub.Public())
+	if err != nil {
+		return nil, refusal("private_key", err)
+	}
+	if !now.Before(leaf.NotAfter) {
+		return nil, invalid(ReasonExpired, "cert_content", leaf.NotAfter.UTC().Format(time.RFC3339), "the certificate has expired")
+	}
+	if len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 {
+		return nil, invalid(ReasonNoSAN, "cert_content", nil, "the certificate has no subject alternative name (DNS name or IP address)")
+	}
+	if n := len(leaf.DNSNames) + len(leaf.IPAddresses); n > maxSANs {
+		return nil, invalid(ReasonBadValue, "cert_content", n, fmt.Sprintf("the certificate has %d subject alternative names; at most %d are accepted", n, maxSANs))
+	}
+	if err := verifyChain(chain, roots, now); err != nil {
+		return nil, err
+	}
+	for _, c := range chain {
+		d.Chain = append(d.Chain, c.Raw)
+	}
+	for _, c := range roots {
+		d.TrustedRootCA = append(d.TrustedRootCA, c.Raw)
+	}
+	ok = true
+	return &checked{data: d, leaf: leaf, key: key, alg: string(alg)}, nil
+}
+
+// verifyChain checks the chain: against the trusted root CAs when given,
+// else each certificate of cert_content must be signed by the next. A
+// chain is checked at now, or at the leaf's start if that is later (a
+// certificate not valid yet is accepted; an expired one is refused
+// before).
+func verifyChain(chain, roots []*x509.Certificate, now time.Time) error {
+	at := now
+	if at.Before(chain[0].NotBefore) {
+		at = chain[0].NotBefore
+	}
+	if len(roots) > 0 {
+		rp, ip := x509.NewCertPool(), x509.NewCertPool()
+		for _, r := range roots {
+			rp.AddCert(r)
+		}
+		for _, c := range chain[1:] {
+			ip.AddCert(c)
+		}
+		_, err := chain[0].Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			return invalid(ReasonChain, "trusted_root_ca", nil, "the certificate does not verify against trusted_root_ca: "+err.Error())
+		}
+		return nil
+	}
+	for i := 0; i+1 < len(chain); i++ {
+		child, parent := chain[i], chain[i+1]
+		if err := child.CheckSignatureFrom(parent); err != nil {
+			return invalid(ReasonChain, "cert_content", nil,
+				fmt.Sprintf("certificate %d is not signed by certificate %d: %v", i+1, i+2, err))
+		}
+		if at.Before(parent.NotBefore) || at.After(parent.NotAfter) {
+			return invalid(ReasonChain, "cert_content", nil, fmt.Sprintf("certificate %d of the chain is outside its validity", i+2))
+		}
+	}
+	return nil
+}
