@@ -16,6 +16,7 @@ import (
 // Options configure the router.
 type Options struct {
 	Engine       *signer.Engine
+	Keys         KeysAPI // nil: signer/keys over Engine
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE

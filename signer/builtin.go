@@ -13,20 +13,12 @@ import (
 // family, so that no two moves edit the same lines.
 
 // BuiltinFamilies are the families of package signer, used when
-// Options.Families is nil and by StoreIndexes without arguments. keys
-// comes before apig: the keys API resolves an id through the key owners
-// in registration order.
+// Options.Families is nil and by StoreIndexes without arguments. The keys
+// API (signer/keys) is a package of its own and comes first in
+// internal/families: it resolves an id through the key owners in
+// registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
-}
-
-// BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
-func BuiltinKeys() Family {
-	return Family{
-		Name:      "keys",
-		Quotas:    []QuotaDefault{{Resource: QuotaKeys, Default: 1000}},
-		KeyOwners: []KeyOwner{{RecordKind: KindKey}},
-	}
+	return []Family{BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
 }
 
 // BuiltinAPIG: APIG SSL certificates, whose imported keys the keys API

@@ -2,15 +2,11 @@ package signer
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"math/big"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -292,7 +288,7 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	_, err = e.IssueCertificate(acme, "acme", CertIssue{IssuerID: root, KeyAlgorithm: "RSA2048",
 		DN: &DistinguishedName{CommonName: "rsa leaf"}, Validity: &Validity{Type: "DAY", Value: 1}})
 	require.NoError(t, err)
-	rsaKey, err := e.CreateKey(other, "other", "RSA2048", "")
+	rsaKey, err := e.GenerateKey(other, "other", "test_key", "rsa", hsm.RSA2048)
 	require.NoError(t, err)
 	assert.Equal(t, []HeavyKind{HeavySoftwareRSAKey, HeavyHSMRSAKey}, c.kinds[3:])
 
@@ -308,13 +304,16 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 		exported <- err
 	}()
 	assert.Equal(t, HeavyExportPassword, <-queued)
-	digest := base64.StdEncoding.EncodeToString(make([]byte, 32))
-	ecKey, err := e.CreateKey(other, "other", "EC256", "")
+	digest := make([]byte, 32)
+	ecKey, err := e.GenerateKey(other, "other", "test_key", "ec", hsm.EC256)
 	require.NoError(t, err)
-	for _, id := range []string{ecKey.ID, rsaKey.ID} {
-		sig, err := e.Sign(other, "other", id, SignInput{Digest: &digest})
+	for _, k := range []*NewKey{ecKey, rsaKey} {
+		release, err := e.SignTurn(other, "other", k.Signer.Public())
 		require.NoError(t, err, "a light signature of another tenant runs while the pool is full")
-		assert.NotEmpty(t, sig.Value)
+		sig, err := k.Signer.Sign(rand.Reader, digest, crypto.SHA256)
+		release()
+		require.NoError(t, err)
+		assert.NotEmpty(t, sig)
 	}
 	otherRoot, err := e.CreateCA(other, "other", CACreate{Type: CATypeRoot, KeyAlgorithm: "EC256", SignatureAlgorithm: "SHA256",
 		DN: heavyDN("Other Root"), Validity: &Validity{Type: "YEAR", Value: 5}})
@@ -326,25 +325,17 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	hold()
 	require.NoError(t, <-exported)
 
-	// A signature with an imported RSA key over 4096 bits is heavy.
-	raw, err := os.ReadFile("testdata/rsa4608-throwaway.key")
-	require.NoError(t, err)
-	blk, _ := pem.Decode(raw)
-	big4608, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "big.example.com"},
-		DNSNames: []string{"big.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &big4608.PublicKey, big4608)
-	require.NoError(t, err)
-	ap, err := e.CreateAPIGCertificate(other, "other", APIGCertInput{Name: "big_key",
-		CertContent: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), PrivateKey: raw})
-	require.NoError(t, err)
+	// A signature with an RSA key over 4096 bits is heavy (the keys API
+	// signs with imported ones through SignTurn).
+	large := &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 4607), E: 65537}
 	hold, err = e.heavyWork.acquire(other, "other", HeavyExportPassword)
 	require.NoError(t, err)
 	signed := make(chan error, 1)
 	go func() {
-		_, err := e.Sign(other, "other", ap.ID, SignInput{Digest: &digest})
+		release, err := e.SignTurn(other, "other", large)
+		if err == nil {
+			release()
+		}
 		signed <- err
 	}()
 	assert.Equal(t, HeavyLargeRSASign, <-queued)

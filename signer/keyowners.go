@@ -1,8 +1,8 @@
 package signer
 
 // Record kinds whose records own an HSM key that the keys API
-// (/v1/keys/{id}) can use under the record's own id. An owner record
-// carries, in its Fields:
+// (/v1/keys/{id}) can use under the record's own id (the keys API's own
+// is keys.RecordKey). An owner record carries, in its Fields:
 //
 //	KeyField ("key_id")   the CKA_ID of the key it owns
 //	"key_algorithm"       the hsm.Algorithm name (EC256, RSA2048, ...;
@@ -10,7 +10,6 @@ package signer
 //	"key_state"           "disabled" when the key may not sign; anything
 //	                      else, or absent, means enabled
 const (
-	KindKey             = "key"
 	KindAPIGCertificate = "apig_certificate"
 )
 
@@ -20,11 +19,6 @@ const (
 	KeyStateField     = "key_state"
 	KeyStateDisabled  = "disabled"
 )
-
-// keyOwnerKinds are searched in order when the keys API resolves an id.
-// It is the builtin families' KeyOwners (a test keeps the two equal) until
-// the keys family resolves through (*Core).KeyOwners.
-var keyOwnerKinds = []string{KindKey, KindAPIGCertificate}
 
 // KeyOwner declares a record kind whose records own an HSM key that the
 // keys API can use under the record's own id (see above for the fields

@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"math/big"
 	"strings"
 	"testing"
@@ -19,13 +18,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The parsers of untrusted bytes (PEM text, private keys, signing input,
-// cursors) must never panic, must refuse with an invalid-
-// kind error that carries no line breaks of the input, and what they
-// accept must be what the engine relies on. `make fuzz` runs each target;
-// the seeds below run with every `go test`. The CSR and certificate-bundle
-// readers of the PCA family have theirs in pca_fuzz_test.go, the APIG
-// readers in apig_pem_test.go.
+// The parsers of untrusted bytes (PEM text, private keys, cursors) must
+// never panic, must refuse with an invalid-kind error that carries no
+// line breaks of the input, and what they accept must be what the engine
+// relies on. `make fuzz` runs each target; the seeds below run with every
+// `go test`. The CSR and certificate-bundle readers of the PCA family have
+// theirs in pca_fuzz_test.go, the APIG readers in apig_pem_test.go, the
+// signing input of the keys API in signer/keys.
 
 // fuzzSeeds builds a few well-formed inputs of each kind once.
 type fuzzSeeds struct {
@@ -147,42 +146,6 @@ func publicOf(t *testing.T, key any) any {
 	}
 	// x509 also parses X25519 and ECDH keys; importedKeyAlgorithm refuses them.
 	return key
-}
-
-// FuzzParseSignInput: the body of /v1/keys/{id}/sign and /verify, after
-// JSON decoding, and the preparation of what goes to the HSM.
-func FuzzParseSignInput(f *testing.F) {
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(f, err)
-	digest := base64.StdEncoding.EncodeToString(make([]byte, 32))
-	f.Add(digest, "", "ES256", "", "", true, false)
-	f.Add("", "aGVsbG8", "ES256", "raw", "", false, false)
-	f.Add("", "aGVsbG8=", "EdDSA", "der", "AAAA", false, true)
-	f.Add("%%%", "", "RS256", "pem", "", true, true)
-	f.Fuzz(func(t *testing.T, digest, message, algorithm, format, signature string, hasDigest, verify bool) {
-		in := SignInput{Algorithm: algorithm, Format: format}
-		if hasDigest {
-			in.Digest = &digest
-		}
-		if message != "" {
-			in.Message = &message
-		}
-		if signature != "" {
-			in.Signature = &signature
-		}
-		r, err := parseSignInput(in, verify)
-		if err != nil {
-			checkRefusal(t, err)
-			assert.NotEmpty(t, AsError(err).Fields)
-			return
-		}
-		_, tbs, err := r.prepare(&ec.PublicKey)
-		if err != nil {
-			checkRefusal(t, err)
-			return
-		}
-		assert.Len(t, tbs, 32, "an ECDSA P-256 signer always gets a 32-byte digest")
-	})
 }
 
 // FuzzParseEventCursor: the cursor query parameter of /v1/events.

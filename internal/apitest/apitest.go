@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -100,6 +101,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	e.Engine = signer.New(so)
 	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro.Keys = keys.New(e.Engine)
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

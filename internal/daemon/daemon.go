@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -137,6 +138,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		publicRPS = *p
 	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
+		Keys:         keys.New(d.engine),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
