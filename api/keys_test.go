@@ -31,6 +31,7 @@ import (
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -189,7 +190,7 @@ func TestKeysEveryAlgorithmSignsAndOpenSSLVerifies(t *testing.T) {
 					assert.Equal(t, keySigAlgs[alg], k.SigningAlgorithms)
 					checkJWK(t, k)
 
-					sensitive, extractable, err := env.HSM.KeyAttributes(context.Background(), hsmKeyID(t, env, signer.KindKey, "acme", k.ID))
+					sensitive, extractable, err := env.HSM.KeyAttributes(context.Background(), hsmKeyID(t, env, keys.RecordKey, "acme", k.ID))
 					require.NoError(t, err)
 					assert.True(t, sensitive, "CKA_SENSITIVE")
 					assert.False(t, extractable, "CKA_EXTRACTABLE")
@@ -435,15 +436,15 @@ func TestKeysErrors(t *testing.T) {
 			t.Run("delete destroys the key and frees the quota", func(t *testing.T) {
 				ctx := context.Background()
 				k := createKey(t, env, admin, "EC384")
-				keyID := hsmKeyID(t, env, signer.KindKey, "acme", k.ID)
-				used, err := env.Store.QuotaUsage(ctx, "acme", signer.QuotaKeys)
+				keyID := hsmKeyID(t, env, keys.RecordKey, "acme", k.ID)
+				used, err := env.Store.QuotaUsage(ctx, "acme", keys.QuotaKeys)
 				require.NoError(t, err)
 				r := env.Do("DELETE", "/v1/keys/"+k.ID, admin, nil)
 				require.Equal(t, 204, r.Status, string(r.Body))
 				exists, err := env.HSM.Exists(ctx, keyID)
 				require.NoError(t, err)
 				assert.False(t, exists, "the HSM object is destroyed")
-				after, err := env.Store.QuotaUsage(ctx, "acme", signer.QuotaKeys)
+				after, err := env.Store.QuotaUsage(ctx, "acme", keys.QuotaKeys)
 				require.NoError(t, err)
 				assert.Equal(t, used-1, after)
 				nativeErr(t, env.Do("GET", "/v1/keys/"+k.ID, admin, nil), 404, "NotFound", "")
@@ -510,7 +511,7 @@ func TestKeysQuotaRace(t *testing.T) {
 	for _, backend := range apitest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			env := apitest.New(t, backend, apitest.Options{Engine: func(o *signer.Options) {
-				o.Quotas = map[string]int64{signer.QuotaKeys: 3}
+				o.Quotas = map[string]int64{keys.QuotaKeys: 3}
 			}})
 			admin := env.NewToken("acme", "admin")
 			var (
@@ -542,7 +543,7 @@ func TestKeysQuotaRace(t *testing.T) {
 			ins, err := env.Store.ListIntents(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, ins, "no intent left")
-			used, err := env.Store.QuotaUsage(ctx, "acme", signer.QuotaKeys)
+			used, err := env.Store.QuotaUsage(ctx, "acme", keys.QuotaKeys)
 			require.NoError(t, err)
 			assert.EqualValues(t, 3, used)
 

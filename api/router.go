@@ -19,6 +19,7 @@ type Options struct {
 	Engine       *signer.Engine
 	Admins       AdminsAPI // nil: admins.New(Engine)
 	APIG         APIGAPI   // nil: signer/apig on Engine
+	Keys         KeysAPI   // nil: signer/keys over Engine
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE

@@ -13,20 +13,12 @@ import (
 // family, so that no two moves edit the same lines.
 
 // BuiltinFamilies are the families of package signer, used when
-// Options.Families is nil and by StoreIndexes without arguments. keys
-// comes first: the keys API resolves an id through the key owners in
+// Options.Families is nil and by StoreIndexes without arguments. The keys
+// API (signer/keys) is a package of its own and comes first in
+// internal/families: it resolves an id through the key owners in
 // registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinDTS(), BuiltinPCA()}
-}
-
-// BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
-func BuiltinKeys() Family {
-	return Family{
-		Name:      "keys",
-		Quotas:    []QuotaDefault{{Resource: QuotaKeys, Default: 1000}},
-		KeyOwners: []KeyOwner{{RecordKind: KindKey}},
-	}
+	return []Family{BuiltinDTS(), BuiltinPCA()}
 }
 
 // BuiltinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part

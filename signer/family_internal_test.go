@@ -46,7 +46,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, o := range e.KeyOwners() {
 		owners = append(owners, o.RecordKind)
 	}
-	assert.Equal(t, []string{KindKey}, owners, "the keys API's resolution order")
+	assert.Empty(t, owners, "the keys API's and APIG's kinds are registered by signer/keys and signer/apig")
 
 	var declared, registered []string
 	for _, s := range caExpirySources {
@@ -58,7 +58,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	assert.ElementsMatch(t, declared, registered)
 	assert.Len(t, registered, 3, "pca_root, pca_subordinate, dts_root")
 
-	assert.ElementsMatch(t, []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts},
+	assert.ElementsMatch(t, []string{QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts},
 		e.QuotaResources())
 	assert.ElementsMatch(t, e.QuotaResources(), QuotaResources())
 
@@ -66,15 +66,15 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "dts", "pca"}, names)
+	assert.Equal(t, []string{"dts", "pca"}, names)
 	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
 }
 
 func TestQuotaLimits(t *testing.T) {
-	e := New(Options{Quotas: map[string]int64{QuotaKeys: 7, QuotaDTSRootCAs: 50, "other": 4}})
+	e := New(Options{Quotas: map[string]int64{"keys": 7, QuotaDTSRootCAs: 50, "other": 4}})
 	t.Cleanup(func() { e.Close() })
 	for res, want := range map[string]int64{
-		QuotaKeys:       7,      // configured
+		"keys":          7,      // configured (signer/keys declares it)
 		QuotaDTSRootCAs: 3,      // fixed: configuration cannot raise it
 		QuotaDTSSigners: 5,      // fixed
 		QuotaPCACAs:     100,    // default

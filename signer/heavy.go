@@ -292,10 +292,11 @@ func (e *Engine) leafKey(ctx context.Context, tenant string, alg hsm.Algorithm) 
 	return heavy(ctx, e, tenant, HeavySoftwareRSAKey, func() (crypto.Signer, error) { return generateLeafKey(alg) })
 }
 
-// signTurn waits for the turn of a signature with pub when pub is a large
+// SignTurn waits for the turn of a signature with pub when pub is a large
 // RSA key; for any other key it returns at once, and its release does
-// nothing.
-func (e *Engine) signTurn(ctx context.Context, tenant string, pub crypto.PublicKey) (release func(), err error) {
+// nothing. A family that signs with a key of any size calls it around the
+// signature.
+func (e *Core) SignTurn(ctx context.Context, tenant string, pub crypto.PublicKey) (release func(), err error) {
 	if !largeRSA(pub) {
 		return func() {}, nil
 	}

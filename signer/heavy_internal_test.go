@@ -2,13 +2,11 @@ package signer
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"math/big"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,7 +20,6 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
-	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
@@ -232,10 +229,6 @@ func TestLargeRSAIsHeavy(t *testing.T) {
 	assert.False(t, isRSAAlgorithm(hsm.ED25519))
 }
 
-// heavyImportKind owns imported keys in heavyEnv, as a family that
-// imports keys (APIG) declares its records.
-const heavyImportKind = "imported_key"
-
 // heavyEnv is an engine on SoftHSM and bolt with a heavy-work pool of one.
 func heavyEnv(t *testing.T) *Engine {
 	t.Helper()
@@ -244,9 +237,7 @@ func heavyEnv(t *testing.T) *Engine {
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
-	imports := Family{Name: "imports", KeyOwners: []KeyOwner{{RecordKind: heavyImportKind, Describe: "an imported key"}}}
-	e := New(Options{Families: append(BuiltinFamilies(), imports), Store: st, HSM: h,
-		HeavyWork: HeavyWork{Concurrency: 1, MaxWait: time.Minute}})
+	e := New(Options{Store: st, HSM: h, HeavyWork: HeavyWork{Concurrency: 1, MaxWait: time.Minute}})
 	t.Cleanup(func() { e.Close(); st.Close() })
 	return e
 }
@@ -297,7 +288,7 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	_, err = e.IssueCertificate(acme, "acme", CertIssue{IssuerID: root, KeyAlgorithm: "RSA2048",
 		DN: &DistinguishedName{CommonName: "rsa leaf"}, Validity: &Validity{Type: "DAY", Value: 1}})
 	require.NoError(t, err)
-	rsaKey, err := e.CreateKey(other, "other", "RSA2048", "")
+	rsaKey, err := e.GenerateKey(other, "other", "test_key", "rsa", hsm.RSA2048)
 	require.NoError(t, err)
 	assert.Equal(t, []HeavyKind{HeavySoftwareRSAKey, HeavyHSMRSAKey}, c.kinds[3:])
 
@@ -313,13 +304,16 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 		exported <- err
 	}()
 	assert.Equal(t, HeavyExportPassword, <-queued)
-	digest := base64.StdEncoding.EncodeToString(make([]byte, 32))
-	ecKey, err := e.CreateKey(other, "other", "EC256", "")
+	digest := make([]byte, 32)
+	ecKey, err := e.GenerateKey(other, "other", "test_key", "ec", hsm.EC256)
 	require.NoError(t, err)
-	for _, id := range []string{ecKey.ID, rsaKey.ID} {
-		sig, err := e.Sign(other, "other", id, SignInput{Digest: &digest})
+	for _, k := range []*NewKey{ecKey, rsaKey} {
+		release, err := e.SignTurn(other, "other", k.Signer.Public())
 		require.NoError(t, err, "a light signature of another tenant runs while the pool is full")
-		assert.NotEmpty(t, sig.Value)
+		sig, err := k.Signer.Sign(rand.Reader, digest, crypto.SHA256)
+		release()
+		require.NoError(t, err)
+		assert.NotEmpty(t, sig)
 	}
 	otherRoot, err := e.CreateCA(other, "other", CACreate{Type: CATypeRoot, KeyAlgorithm: "EC256", SignatureAlgorithm: "SHA256",
 		DN: heavyDN("Other Root"), Validity: &Validity{Type: "YEAR", Value: 5}})
@@ -331,23 +325,17 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	hold()
 	require.NoError(t, <-exported)
 
-	// A signature with an imported RSA key over 4096 bits is heavy (as
-	// the key of an APIG certificate, which the keys API can use).
-	raw, err := os.ReadFile("testdata/rsa4608-throwaway.key")
-	require.NoError(t, err)
-	blk, _ := pem.Decode(raw)
-	big4608, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
-	require.NoError(t, err)
-	importedID := NewKeyID()
-	nk, err := e.ImportKey(other, "other", heavyImportKind, importedID, big4608)
-	require.NoError(t, err)
-	require.NoError(t, e.CommitKey(other, &store.Record{Kind: heavyImportKind, Tenant: "other", ID: importedID,
-		Fields: map[string]string{KeyAlgorithmField: "RSA4608"}}, nk, store.WriteOpts{}))
+	// A signature with an RSA key over 4096 bits is heavy (the keys API
+	// signs with imported ones through SignTurn).
+	large := &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 4607), E: 65537}
 	hold, err = e.heavyWork.acquire(other, "other", HeavyExportPassword)
 	require.NoError(t, err)
 	signed := make(chan error, 1)
 	go func() {
-		_, err := e.Sign(other, "other", importedID, SignInput{Digest: &digest})
+		release, err := e.SignTurn(other, "other", large)
+		if err == nil {
+			release()
+		}
 		signed <- err
 	}()
 	assert.Equal(t, HeavyLargeRSASign, <-queued)

@@ -28,7 +28,9 @@ func TestInventoryGauges(t *testing.T) {
 		na, err := time.Parse(time.RFC3339, r.Fields["not_after"])
 		return na, err == nil
 	}}}}
-	e := New(Options{Store: st, Metrics: m, Quotas: map[string]int64{QuotaKeys: 10},
+	// The test family also declares the keys quota, as signer/keys does.
+	test.Quotas = []QuotaDefault{{Resource: "keys", Default: 1000}}
+	e := New(Options{Store: st, Metrics: m, Quotas: map[string]int64{"keys": 10},
 		Families: append(BuiltinFamilies(), test)})
 	t.Cleanup(func() { e.Close(); st.Close() })
 	ctx := context.Background()
@@ -37,7 +39,7 @@ func TestInventoryGauges(t *testing.T) {
 	for tenant, used := range map[string]int64{"acme": 9, "globex": 2} {
 		// A tenant is known to the inventory once it has an event.
 		require.NoError(t, e.run(ctx, tenant, "TEST_OP", func() (string, error) { return "", nil }))
-		require.NoError(t, st.ReserveQuota(ctx, tenant, QuotaKeys, used, -1))
+		require.NoError(t, st.ReserveQuota(ctx, tenant, "keys", used, -1))
 	}
 	put := func(tenant, id, status string, notAfter time.Time) {
 		require.NoError(t, st.Create(ctx, &store.Record{Kind: "test_ca", Tenant: tenant, ID: id, Data: json.RawMessage(`{}`),
@@ -48,7 +50,7 @@ func TestInventoryGauges(t *testing.T) {
 	put("globex", "c", "DISABLED", now.Add(24*time.Hour)) // not active: ignored
 
 	require.NoError(t, e.RefreshInventory(ctx))
-	assert.InDelta(t, 0.9, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaKeys), 1e-9)
+	assert.InDelta(t, 0.9, gauge(t, m, "hsmca_quota_usage_ratio", "resource", "keys"), 1e-9)
 	assert.Equal(t, 0.0, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaPCACerts))
 	assert.Equal(t, 2.0, gauge(t, m, "hsmca_ca_certificates", "kind", "test"))
 	exp := gauge(t, m, "hsmca_ca_certificate_expiry_seconds", "kind", "test")

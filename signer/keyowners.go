@@ -1,19 +1,16 @@
 package signer
 
 // Record kinds whose records own an HSM key that the keys API
-// (/v1/keys/{id}) can use under the record's own id: the keys API's own
-// below, the other families' declared by them (Family.KeyOwners). An owner
-// record carries, in its Fields:
+// (/v1/keys/{id}) can use under the record's own id are declared by their
+// families (Family.KeyOwners; the keys API's own is keys.RecordKey). An
+// owner record carries, in its Fields:
 //
 //	KeyField ("key_id")   the CKA_ID of the key it owns
 //	"key_algorithm"       the hsm.Algorithm name (EC256, RSA2048, ...;
 //	                      imported keys may carry RSA<bits> or EC-<curve>)
 //	"key_state"           "disabled" when the key may not sign; anything
 //	                      else, or absent, means enabled
-const (
-	KindKey = "key"
-)
-
+//
 // Field names an owner record uses for its key (see above).
 const (
 	KeyAlgorithmField = "key_algorithm"

@@ -200,12 +200,3 @@ func (e *Engine) IssuerKey(ctx context.Context, tenant, caID string) (*x509.Cert
 	}
 	return is.cert, s, nil
 }
-
-// KeySigner returns the HSM signer behind a key of /v1/keys/{id}.
-func (e *Engine) KeySigner(ctx context.Context, tenant, id string) (crypto.Signer, error) {
-	rec, err := e.resolveKey(ctx, tenant, id)
-	if err != nil {
-		return nil, err
-	}
-	return e.Signer(ctx, rec.Fields[KeyField])
-}

@@ -10,7 +10,6 @@ import (
 // families (Family.Quotas); the names stay here until each family owns its
 // own.
 const (
-	QuotaKeys       = "keys"             // /v1/keys, default 1000
 	QuotaDTSRootCAs = "dts_root_cas"     // MATTR DTS root CA certificates, fixed at 3
 	QuotaDTSSigners = "dts_signers"      // MATTR VICAL signer certificates, fixed at 5
 	QuotaPCACAs     = "pca_cas"          // CCM PCA certificate authorities, default 100

@@ -18,6 +18,7 @@ import (
 	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -36,13 +37,14 @@ func writeLog(t *testing.T) {
 	st, err := daemon.OpenStore(ctx, cfg)
 	require.NoError(t, err)
 	eng := signer.New(signer.Options{Store: st})
+	keyAPI := keys.New(eng)
 	cctx := signer.WithCaller(ctx, signer.Caller{Tenant: "acme", Principal: "ops:test"})
 	for i := range logEvents {
 		if i%2 == 0 {
 			_, _, err := eng.CreateToken(cctx, "acme", []string{signer.RoleAuditor}, nil)
 			require.NoError(t, err)
 		} else {
-			_, err := eng.GetKey(cctx, "acme", fmt.Sprintf("missing-%d", i))
+			_, err := keyAPI.Get(cctx, "acme", fmt.Sprintf("missing-%d", i))
 			require.Error(t, err)
 		}
 	}

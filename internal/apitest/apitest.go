@@ -27,6 +27,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -106,6 +107,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	ro := api.Options{Engine: e.Engine, Logger: log}
 	ro.Admins = e.Admins
 	ro.APIG = apig.New(e.Engine)
+	ro.Keys = keys.New(e.Engine)
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

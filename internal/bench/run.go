@@ -26,6 +26,7 @@ import (
 	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -195,7 +196,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		in.close()
 		return rows, fmt.Errorf("CA key: %w", err)
 	}
-	key, err := in.eng.KeySigner(ctx, tenant, fx.keyID)
+	key, err := keys.New(in.eng).Signer(ctx, tenant, fx.keyID)
 	if err != nil {
 		in.close()
 		return rows, fmt.Errorf("key: %w", err)

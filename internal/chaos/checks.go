@@ -17,6 +17,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -109,7 +110,7 @@ func (w *workload) adopt(ctx context.Context) (int, error) {
 			if id == "" || w.model.get(id) != nil {
 				continue
 			}
-			if l.kind == KindKey && m["owner"] != signer.KindKey {
+			if l.kind == KindKey && m["owner"] != keys.RecordKey {
 				continue
 			}
 			got := w.client.Do(ctx, "GET", w.objectPath(l.kind, id), nil)
@@ -125,7 +126,7 @@ func (w *workload) adopt(ctx context.Context) (int, error) {
 
 // quotaKinds pairs each quota counter with the record kind it counts.
 var quotaKinds = map[string]string{
-	signer.QuotaKeys:       signer.KindKey,
+	keys.QuotaKeys:         keys.RecordKey,
 	signer.QuotaDTSRootCAs: signer.KindDTSRootCA,
 	signer.QuotaDTSSigners: signer.KindDTSSigner,
 	signer.QuotaPCACAs:     "pca_ca",
@@ -134,7 +135,7 @@ var quotaKinds = map[string]string{
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{signer.KindKey, apig.RecordCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
+var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -142,6 +143,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	}
 	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, Logger: log,
 		APIG:         apig.New(d.engine),
+		Keys:         keys.New(d.engine),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},

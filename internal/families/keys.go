@@ -1,5 +1,8 @@
 package families
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/keys"
+)
 
-func keysFamily() signer.Family { return signer.BuiltinKeys() }
+func keysFamily() signer.Family { return keys.Family() }

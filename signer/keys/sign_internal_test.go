@@ -1,7 +1,6 @@
-package signer
+package keys
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -11,14 +10,13 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
 )
 
 func sp(s string) *string { return &s }
@@ -50,8 +48,8 @@ func TestParseSignInputNamesTheField(t *testing.T) {
 				require.NoError(t, err)
 				return
 			}
-			e := AsError(err)
-			assert.Equal(t, KindInvalid, e.Kind)
+			e := signer.AsError(err)
+			assert.Equal(t, signer.KindInvalid, e.Kind)
 			require.NotEmpty(t, e.Fields)
 			assert.Equal(t, c.field, e.Fields[0].Field)
 		})
@@ -79,7 +77,7 @@ func TestSigningAlgorithmsRoundTrip(t *testing.T) {
 				req := &signRequest{algorithm: alg.name, message: msg, format: SignatureDER}
 				_, input, err := req.prepare(key.Public())
 				if !alg.fits(key.Public()) {
-					assert.Equal(t, "algorithm", AsError(err).Fields[0].Field)
+					assert.Equal(t, "algorithm", signer.AsError(err).Fields[0].Field)
 					return
 				}
 				require.NoError(t, err)
@@ -101,7 +99,7 @@ func TestSigningAlgorithmsRoundTrip(t *testing.T) {
 				}
 				if alg.family == famECDSA {
 					pub := key.Public().(*ecdsa.PublicKey)
-					raw, err := derToRaw(sig, pub)
+					raw, err := encoding.ECDSARawFromDER(sig, pub)
 					require.NoError(t, err)
 					assert.Len(t, raw, 2*((pub.Curve.Params().BitSize+7)/8))
 					assert.True(t, alg.verify(pub, input, raw, SignatureRaw))
@@ -136,53 +134,7 @@ func TestDigestLengthChecked(t *testing.T) {
 			assert.Equal(t, c.digest, input)
 		} else {
 			require.Error(t, err)
-			assert.Equal(t, "digest", AsError(err).Fields[0].Field)
+			assert.Equal(t, "digest", signer.AsError(err).Fields[0].Field)
 		}
 	}
-}
-
-// TestQueryEventsScanBudget: a filter matching a rare event in a log
-// longer than the scan budget answers in several bounded pages, each with
-// a cursor, and finds the event exactly once.
-func TestQueryEventsScanBudget(t *testing.T) {
-	old := eventScanBudget
-	eventScanBudget = 7
-	t.Cleanup(func() { eventScanBudget = old })
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
-	require.NoError(t, err)
-	e := New(Options{Store: st})
-	t.Cleanup(func() { e.Close(); st.Close() })
-	ctx := context.Background()
-	for i := range 30 {
-		name := "NOISE"
-		if i == 24 {
-			name = "RARE"
-		}
-		require.NoError(t, e.run(ctx, "acme", name, func() (string, error) { return fmt.Sprint(i), nil }))
-	}
-	var found []StoredEvent
-	cursor, pages := "", 0
-	for {
-		pages++
-		require.Less(t, pages, 20)
-		p, err := e.QueryEvents(ctx, "acme", EventQuery{Operation: "RARE", Limit: 10, Cursor: cursor})
-		require.NoError(t, err)
-		found = append(found, p.Events...)
-		if p.NextCursor == "" {
-			break
-		}
-		cursor = p.NextCursor
-	}
-	require.Len(t, found, 1)
-	assert.Equal(t, uint64(25), found[0].Seq)
-	assert.Equal(t, 5, pages, "30 records, 7 per page")
-
-	// Unfiltered pages of exactly the log's length end without a cursor.
-	p, err := e.QueryEvents(ctx, "acme", EventQuery{Limit: 30})
-	require.NoError(t, err)
-	assert.Len(t, p.Events, 30)
-	assert.Empty(t, p.NextCursor)
-	p, err = e.QueryEvents(ctx, "acme", EventQuery{Limit: 29})
-	require.NoError(t, err)
-	assert.Equal(t, "29", p.NextCursor)
 }
