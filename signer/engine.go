@@ -92,6 +92,7 @@ type Core struct {
 
 	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
 	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
+	crlScheduled  sync.Map    // index kind -> true: DueCRLs scheduled its older entries
 
 	heavyWork *heavyPool
 }
