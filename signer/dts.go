@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -99,7 +101,7 @@ type DTSRootCA struct {
 
 func (r *dtsRoot) view() *DTSRootCA {
 	return &DTSRootCA{ID: r.ID, Active: r.Active, Managed: r.Managed,
-		CertificatePEM: pemEncode("CERTIFICATE", r.CertDER), Fingerprint: r.Fingerprint,
+		CertificatePEM: encoding.EncodePEM("CERTIFICATE", r.CertDER), Fingerprint: r.Fingerprint,
 		CommonName: r.CommonName, Country: r.Country, Organisation: r.Organisation,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter}
 }
@@ -256,14 +258,14 @@ func (e *Engine) checkManagedRoot(tenant string, in DTSRootCAInput) (*dtsRootPla
 			f.add("commonName", cn, "must not be empty")
 		case len(cn) > dtsNameMax:
 			f.add("commonName", cn, "must be at most 64 characters")
-		case !printableString(cn):
+		case !issuance.PrintableString(cn):
 			f.add("commonName", cn, "must be a valid PrintableString (letters, digits, space and '()+,-./:=?)")
 		}
 	}
 	country := dtsDefaultCountry
 	if in.Country != nil && !bad["country"] {
 		country = *in.Country
-		if !iso3166Alpha2[country] {
+		if !issuance.IsCountryCode(country) {
 			f.add("country", country, "must be an ISO 3166-1 alpha-2 country code, e.g. NZ")
 		}
 	}
@@ -337,7 +339,7 @@ func (e *Engine) createManagedRoot(ctx context.Context, tenant string, in DTSRoo
 	if err != nil {
 		return nil, err
 	}
-	ian, err := issuerAltNameExtension(e.issuerAltName)
+	ian, err := issuance.IssuerAltNameExtension(e.issuerAltName)
 	if err != nil {
 		return nil, &Error{Kind: KindInternal, Msg: "the daemon's issuer_alt_name setting is invalid", Err: err}
 	}
@@ -363,16 +365,13 @@ func (e *Engine) createManagedRoot(ctx context.Context, tenant string, in DTSRoo
 }
 
 func (e *Engine) commitManagedRoot(ctx context.Context, tenant, id string, nk *NewKey, plan *dtsRootPlan, ian *pkix.Extension) (*dtsRoot, error) {
-	tmpl, err := dtsRootTemplate(nk.Signer.Public(), plan.subject, plan.notBefore, plan.notAfter, ian)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, tmpl, nk.Signer.Public(),
-		e.timed(nk.Signer, "dts_root_certificate", string(dtsKeyAlgorithm)))
+	tmpl := issuance.IACARootTemplate(plan.subject, plan.notBefore, plan.notAfter, ian)
+	der, err := issuance.SignCertificate(tmpl, nil, nk.Signer.Public(),
+		e.Timed(nk.Signer, "dts_root_certificate", string(dtsKeyAlgorithm)), issuance.KeyIDSHA256)
 	if err != nil {
 		return nil, HSMError(err, "DTS root CA key")
 	}
-	r := &dtsRoot{ID: id, Active: true, Managed: true, CertDER: der, Fingerprint: fingerprint(der),
+	r := &dtsRoot{ID: id, Active: true, Managed: true, CertDER: der, Fingerprint: encoding.Fingerprint(der),
 		CommonName: plan.subject.CommonName, Country: plan.subject.Country[0],
 		Organisation: plan.subject.Organization[0], NotBefore: plan.notBefore, NotAfter: plan.notAfter,
 		KeyAlgorithm: string(dtsKeyAlgorithm), CreatedBy: CallerFrom(ctx).Principal}
@@ -430,7 +429,7 @@ func (e *Engine) dropRootIndex(id string) {
 // checkUploadedRoot accepts a self-signed CA certificate that may sign
 // certificates and has not expired; otherwise it says why not.
 func (e *Engine) checkUploadedRoot(pemText string) (*x509.Certificate, string) {
-	c, err := parseOneCertificatePEM(pemText)
+	c, err := encoding.ParseCertificate([]byte(pemText))
 	switch {
 	case err != nil:
 		return nil, err.Error()
@@ -467,9 +466,10 @@ func (e *Engine) createUnmanagedRoot(ctx context.Context, tenant string, in DTSR
 	if err := e.reserveCheck(ctx, tenant, QuotaDTSRootCAs, dtsRootQuotaMsg); err != nil {
 		return nil, err
 	}
+	subject := issuance.NameOf(cert.Subject)
 	r := &dtsRoot{ID: uuid.NewString(), Active: true, Managed: false, CertDER: cert.Raw,
-		Fingerprint: fingerprint(cert.Raw), CommonName: cert.Subject.CommonName,
-		Country: firstOf(cert.Subject.Country), Organisation: firstOf(cert.Subject.Organization),
+		Fingerprint: encoding.Fingerprint(cert.Raw), CommonName: cert.Subject.CommonName,
+		Country: subject.Country, Organisation: subject.Organization,
 		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), CreatedBy: CallerFrom(ctx).Principal}
 	if err := e.putRootIndex(ctx, tenant, r.ID, crlDueNever); err != nil {
 		return nil, err

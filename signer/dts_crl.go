@@ -5,9 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"math/big"
 	"time"
 
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -24,6 +24,9 @@ const (
 	dtsCRLValidity = 7 * 24 * time.Hour
 	dtsCRLRefresh  = 24 * time.Hour
 	dtsCRLAttempts = 16
+	// crlReasonCessation is RFC 5280's cessationOfOperation, the reason
+	// of every entry: a deleted signer.
+	crlReasonCessation = 5
 )
 
 type dtsRevoked struct {
@@ -126,22 +129,17 @@ func (e *Engine) signDTSCRL(ctx context.Context, rootRec *store.Record, root *dt
 	if err != nil {
 		return nil, storeErr(err, "DTS root CA certificate")
 	}
-	s, err := e.Signer(ctx, rootRec.Fields[KeyField])
+	s, err := e.TimedSigner(ctx, rootRec.Fields[KeyField], root.KeyAlgorithm, "dts_crl")
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]x509.RevocationListEntry, 0, len(st.Revoked))
+	revoked := make([]issuance.Revoked, 0, len(st.Revoked))
 	for _, r := range st.Revoked {
-		n, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
-			continue
-		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.Time,
-			ReasonCode: 5}) // cessationOfOperation: the signer was deleted
+		revoked = append(revoked, issuance.Revoked{SerialHex: r.Serial, Time: r.Time,
+			Reason: crlReasonCessation}) // the signer was deleted
 	}
-	tmpl := &x509.RevocationList{Number: big.NewInt(st.Number + 1), ThisUpdate: now,
-		NextUpdate: now.Add(dtsCRLValidity), RevokedCertificateEntries: entries}
-	der, err := x509.CreateRevocationList(nil, tmpl, cert, e.timed(s, "dts_crl", root.KeyAlgorithm))
+	der, err := issuance.SignCRL(cert, s, issuance.CRL{Number: st.Number + 1, ThisUpdate: now,
+		NextUpdate: now.Add(dtsCRLValidity), Revoked: revoked})
 	if err != nil {
 		return nil, HSMError(err, "DTS root CA key")
 	}
@@ -179,13 +177,12 @@ func (e *Engine) saveCRL(ctx context.Context, rec *store.Record, tenant, id stri
 // revokeDTSSerial lists a certificate the root issued on the root's CRL
 // and marks the CRL for re-signing (the caller signs it, or the refresher
 // does on its next round).
-func (e *Engine) revokeDTSSerial(ctx context.Context, tenant, rootID string, serial *big.Int) error {
+func (e *Engine) revokeDTSSerial(ctx context.Context, tenant, rootID, hexSerial string) error {
 	for attempt := 0; attempt < dtsCRLAttempts; attempt++ {
 		rec, st, err := e.loadCRL(ctx, tenant, rootID)
 		if err != nil {
 			return err
 		}
-		hexSerial := serial.Text(16)
 		for _, r := range st.Revoked {
 			if r.Serial == hexSerial {
 				return nil

@@ -8,13 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,58 +48,6 @@ func newDTSEngine(t *testing.T) (*Engine, *hsm.HSM, *clock, context.Context) {
 }
 
 func str(s string) *string { return &s }
-
-func TestDTSSerialsArePositiveAndShort(t *testing.T) {
-	for i := 0; i < 2000; i++ {
-		n, err := dtsSerial()
-		require.NoError(t, err)
-		require.Equal(t, 1, n.Sign())
-		der, err := asn1.Marshal(n)
-		require.NoError(t, err)
-		require.LessOrEqual(t, len(der)-2, 20)
-	}
-}
-
-func TestIssuerAltNameEncoding(t *testing.T) {
-	for _, tc := range []struct {
-		in  string
-		tag int
-	}{{"https://dts.example.com/iaca", 6}, {"urn:example:dts", 6}, {"pki@example.com", 1}} {
-		ext, err := issuerAltNameExtension(tc.in)
-		require.NoError(t, err, tc.in)
-		assert.True(t, ext.Id.Equal(oidIssuerAltName))
-		assert.False(t, ext.Critical)
-		var names []asn1.RawValue
-		rest, err := asn1.Unmarshal(ext.Value, &names)
-		require.NoError(t, err)
-		assert.Empty(t, rest)
-		require.Len(t, names, 1)
-		assert.Equal(t, asn1.ClassContextSpecific, names[0].Class)
-		assert.Equal(t, tc.tag, names[0].Tag)
-		assert.Equal(t, tc.in, string(names[0].Bytes))
-		assert.NoError(t, ValidIssuerAltName(tc.in))
-	}
-	ext, err := issuerAltNameExtension("")
-	assert.NoError(t, err)
-	assert.Nil(t, ext)
-	for _, bad := range []string{"not a name", "example.com", "mailto", "Ada <a@example.com>", "https://", "ü@example.com"} {
-		assert.Error(t, ValidIssuerAltName(bad), bad)
-	}
-}
-
-func TestDTSCountryAndNameRules(t *testing.T) {
-	assert.Len(t, iso3166Alpha2, 249)
-	for _, c := range []string{"NZ", "US", "AU", "DE", "GB"} {
-		assert.True(t, iso3166Alpha2[c], c)
-	}
-	for _, c := range []string{"UK", "EU", "XX", "nz", "USA", ""} {
-		assert.False(t, iso3166Alpha2[c], c)
-	}
-	assert.True(t, printableString("Example DTS CA (test) 1-2/3:4=5?"))
-	assert.False(t, printableString("a_b"))
-	assert.False(t, printableString("Zürich"))
-	assert.False(t, printableString("a@b"))
-}
 
 func TestDTSRootDefaultsFollowTheClock(t *testing.T) {
 	e, _, c, ctx := newDTSEngine(t)
@@ -388,29 +334,4 @@ type racyQuota struct {
 func (r *racyQuota) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
 	r.fooled = true
 	return 0, nil
-}
-
-func FuzzParseOneCertificatePEM(f *testing.F) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(f, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "seed"},
-		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(f, err)
-	good := pemEncode("CERTIFICATE", der)
-	f.Add(good)
-	f.Add(good + good)
-	f.Add(strings.Replace(good, "CERTIFICATE", "CERTIFICATE REQUEST", 2))
-	f.Add("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, s string) {
-		c, err := parseOneCertificatePEM(s)
-		if err != nil {
-			assert.Nil(t, c)
-			assert.NotContains(t, err.Error(), "\n")
-			return
-		}
-		_, err = x509.ParseCertificate(c.Raw)
-		assert.NoError(t, err)
-	})
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -77,9 +79,9 @@ type VICALSigner struct {
 }
 
 func (s *dtsSigner) view() *VICALSigner {
-	v := &VICALSigner{ID: s.ID, CAID: s.CAID, Active: s.Active, CSRPEM: pemEncode("CERTIFICATE REQUEST", s.CSRDER)}
+	v := &VICALSigner{ID: s.ID, CAID: s.CAID, Active: s.Active, CSRPEM: encoding.EncodePEM("CERTIFICATE REQUEST", s.CSRDER)}
 	if s.CertDER != nil {
-		v.CertificatePEM = pemEncode("CERTIFICATE", s.CertDER)
+		v.CertificatePEM = encoding.EncodePEM("CERTIFICATE", s.CertDER)
 		v.Fingerprint, v.CommonName, v.Country = s.Fingerprint, s.CommonName, s.Country
 		v.NotBefore, v.NotAfter = s.NotBefore, s.NotAfter
 	}
@@ -88,8 +90,8 @@ func (s *dtsSigner) view() *VICALSigner {
 
 func (s *dtsSigner) setCert(c *x509.Certificate) {
 	nb, na := c.NotBefore.UTC(), c.NotAfter.UTC()
-	s.CertDER, s.Fingerprint = c.Raw, fingerprint(c.Raw)
-	s.CommonName, s.Country = c.Subject.CommonName, firstOf(c.Subject.Country)
+	s.CertDER, s.Fingerprint = c.Raw, encoding.Fingerprint(c.Raw)
+	s.CommonName, s.Country = c.Subject.CommonName, issuance.NameOf(c.Subject).Country
 	s.NotBefore, s.NotAfter = &nb, &na
 }
 
@@ -194,8 +196,7 @@ func (e *Engine) commitSigner(ctx context.Context, tenant string, s *dtsSigner, 
 	if root.Organisation != "" {
 		subj.Organization = []string{root.Organisation}
 	}
-	csrDER, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{Subject: subj},
-		e.timed(nk.Signer, "vical_signer_csr", s.KeyAlgorithm))
+	csrDER, err := issuance.SignCSR(subj, 0, e.Timed(nk.Signer, "vical_signer_csr", s.KeyAlgorithm))
 	if err != nil {
 		return HSMError(err, "VICAL signer key")
 	}
@@ -214,15 +215,12 @@ func (e *Engine) commitSigner(ctx context.Context, tenant string, s *dtsSigner, 
 		if na.After(root.NotAfter) {
 			na = root.NotAfter
 		}
-		tmpl, err := dtsSignerTemplate(csr, rootCert, nb, na)
+		rs, err := e.TimedSigner(ctx, rootRec.Fields[KeyField], root.KeyAlgorithm, "vical_signer_certificate")
 		if err != nil {
 			return err
 		}
-		rs, err := e.Signer(ctx, rootRec.Fields[KeyField])
-		if err != nil {
-			return err
-		}
-		der, err := x509.CreateCertificate(nil, tmpl, rootCert, csr.PublicKey, e.timed(rs, "vical_signer_certificate", root.KeyAlgorithm))
+		tmpl := issuance.VICALSignerTemplate(csr.Subject, rootCert, nb, na)
+		der, err := issuance.SignCertificate(tmpl, rootCert, csr.PublicKey, rs, issuance.KeyIDSHA256)
 		if err != nil {
 			return HSMError(err, "DTS root CA key")
 		}
@@ -385,7 +383,7 @@ func (e *Engine) applySignerUpdate(ctx context.Context, tenant string, s *dtsSig
 // certificate and has not expired.
 func (e *Engine) checkSignerCert(ctx context.Context, tenant string, s *dtsSigner, pemText string) (*x509.Certificate, error) {
 	bad := func(msg string) error { return Invalid("certificatePem", nil, msg) }
-	c, err := parseOneCertificatePEM(pemText)
+	c, err := encoding.ParseCertificate([]byte(pemText))
 	if err != nil {
 		return nil, bad(err.Error())
 	}
@@ -393,7 +391,7 @@ func (e *Engine) checkSignerCert(ctx context.Context, tenant string, s *dtsSigne
 	if err != nil {
 		return nil, storeErr(err, "VICAL signer")
 	}
-	if !publicKeysEqual(c.PublicKey, csr.PublicKey) {
+	if !encoding.PublicKeysEqual(c.PublicKey, csr.PublicKey) {
 		return nil, bad("the certificate's public key does not match the VICAL signer's CSR")
 	}
 	if c.BasicConstraintsValid && c.IsCA {
@@ -419,11 +417,6 @@ func (e *Engine) checkSignerCert(ctx context.Context, tenant string, s *dtsSigne
 	return c, nil
 }
 
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	ak, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && ak.Equal(b)
-}
-
 // DeleteVICALSigner deletes a signer and destroys its key. A certificate
 // this daemon issued is revoked on the root's CRL first.
 func (e *Engine) DeleteVICALSigner(ctx context.Context, id string) error {
@@ -446,7 +439,7 @@ func (e *Engine) DeleteVICALSigner(ctx context.Context, id string) error {
 				if err != nil {
 					return "", storeErr(err, "VICAL signer")
 				}
-				if err := e.revokeDTSSerial(ctx, tenant, s.CAID, c.SerialNumber); err != nil {
+				if err := e.revokeDTSSerial(ctx, tenant, s.CAID, encoding.SerialHex(c.SerialNumber)); err != nil {
 					return "", err
 				}
 				revoked = true
@@ -513,17 +506,15 @@ func (e *Engine) SignWithVICALSigner(ctx context.Context, id string, payload []b
 		if !root.Active {
 			return "", E(KindWrongState, "the DTS root CA certificate %s of VICAL signer %s is not active", s.CAID, id)
 		}
-		k, err := e.Signer(ctx, rec.Fields[KeyField])
+		k, err := e.TimedSigner(ctx, rec.Fields[KeyField], s.KeyAlgorithm, "vical_signer_sign")
 		if err != nil {
 			return "", err
 		}
 		digest := sha256.Sum256(payload)
-		start := time.Now()
 		sig, err = k.Sign(rand.Reader, digest[:], crypto.SHA256)
 		if err != nil {
 			return "", HSMError(err, "VICAL signer key")
 		}
-		e.metrics.ObserveSigning("vical_signer_sign", s.KeyAlgorithm, time.Since(start))
 		return id, nil
 	})
 	return sig, err

@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -105,7 +106,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		return nil, err
 	}
 	if cfg.IssuerAltName != "" {
-		if err := signer.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
+		if err := issuance.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
 			return nil, fmt.Errorf("config: issuer_alt_name: %w", err)
 		}
 	}
