@@ -108,7 +108,7 @@ func (s *server) dtsError(c *gin.Context, err error) {
 	if e.Kind == signer.KindInternal {
 		s.log.Error("DTS request failed", "route", c.FullPath(), "request_id", c.GetString("request_id"), "err", err)
 	}
-	nativeError(c, err)
+	ecosystemError(c, err)
 }
 
 // decodeDTSBody reads a JSON object field by field into targets (name ->
@@ -249,10 +249,6 @@ func (s *server) deleteDTSRoot(c *gin.Context) {
 func (s *server) dtsRootCRL(c *gin.Context) {
 	der, err := s.eng.DTSRootCRL(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		if e := signer.AsError(err); e.Code == signer.CodeNoCRL {
-			c.AbortWithStatusJSON(http.StatusNotFound, nativeEnvelope{Code: signer.CodeNoCRL, Message: e.Msg})
-			return
-		}
 		s.dtsError(c, err)
 		return
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
@@ -499,7 +500,7 @@ func TestDTSUnmanagedRoot(t *testing.T) {
 			assert.Equal(t, 0, f.hsmKeys(), "an unmanaged root holds no key")
 			assert.Equal(t, int64(1), f.quota(signer.QuotaDTSRootCAs))
 
-			d := envelope(t, f.env.Do("GET", caPath+"/"+m["id"].(string)+"/revocation-list", "", nil), 404, signer.CodeNoCRL)
+			d := envelope(t, f.env.Do("GET", caPath+"/"+m["id"].(string)+"/revocation-list", "", nil), 404, api.EcosystemCodeNoCRL)
 			assert.Empty(t, d)
 			envelope(t, f.do("POST", caPath, map[string]any{"certificatePem": string(ca.PEM())}), 409, "Conflict")
 

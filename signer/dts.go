@@ -65,9 +65,9 @@ func init() {
 		}})
 }
 
-// CodeNoCRL is the family code of a revocation-list request for a root
-// that has none (an unmanaged root).
-const CodeNoCRL = "NoCertificateRevocationList"
+// ReasonDTSNoCRL refuses a revocation-list request for a root that has
+// none (an unmanaged root, or a first CRL not signed yet).
+const ReasonDTSNoCRL Reason = "dts.no_crl"
 
 // dtsRoot is the stored form of a DTS root CA certificate.
 type dtsRoot struct {

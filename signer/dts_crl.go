@@ -60,16 +60,14 @@ func (e *Engine) DTSRootCRL(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	if !root.Managed {
-		return nil, &Error{Kind: KindNotFound, Code: CodeNoCRL,
-			Msg: "an unmanaged DTS root CA certificate has no certificate revocation list here"}
+		return nil, E(KindNotFound, "an unmanaged DTS root CA certificate has no certificate revocation list here").With(ReasonDTSNoCRL)
 	}
 	_, st, err := e.loadCRL(ctx, tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	if st.DER == nil {
-		return nil, &Error{Kind: KindNotFound, Code: CodeNoCRL,
-			Msg: "the DTS root CA certificate has no certificate revocation list yet"}
+		return nil, E(KindNotFound, "the DTS root CA certificate has no certificate revocation list yet").With(ReasonDTSNoCRL)
 	}
 	if !e.now().Before(st.NextUpdate) {
 		e.crlOverdue("dts", id, st.NextUpdate.UnixMilli())
