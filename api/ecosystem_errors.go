@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 )
 
 // The wire codes of the MATTR VII ecosystem family (DTS root CAs and
@@ -22,7 +23,7 @@ type ecosystemWire struct {
 }
 
 var ecosystemCodes = map[signer.Kind]map[signer.Reason]ecosystemWire{
-	signer.KindNotFound: {signer.ReasonDTSNoCRL: {http.StatusNotFound, EcosystemCodeNoCRL}},
+	signer.KindNotFound: {dts.ReasonNoCRL: {http.StatusNotFound, EcosystemCodeNoCRL}},
 }
 
 // ecosystemError writes err in the ecosystem family's envelope.

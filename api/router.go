@@ -11,11 +11,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 )
 
 // Options configure the router.
 type Options struct {
 	Engine       *signer.Engine
+	DTS          DTSAPI // the MATTR ecosystem family; nil: dts.New(Engine)
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
@@ -65,6 +67,7 @@ type RouteInfo struct {
 
 type server struct {
 	eng    *signer.Engine
+	dts    DTSAPI
 	log    *slog.Logger
 	opts   Options
 	routes map[string]RouteInfo // "METHOD path" -> entry
@@ -113,7 +116,10 @@ func build(o Options) (*gin.Engine, *server) {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	if o.DTS == nil {
+		o.DTS = dts.New(o.Engine)
+	}
+	s := &server{eng: o.Engine, dts: o.DTS, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
 	}

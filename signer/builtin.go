@@ -17,7 +17,7 @@ import (
 // comes before apig: the keys API resolves an id through the key owners
 // in registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
+	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinPCA(), BuiltinAdmins()}
 }
 
 // BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
@@ -40,21 +40,6 @@ func BuiltinAPIG() Family {
 	}
 }
 
-// BuiltinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part
-// of the public contract and cannot be raised.
-func BuiltinDTS() Family {
-	return Family{
-		Name: "dts",
-		// The root index by crl_due: the CRL refresher reads the due ones.
-		Indexes: []store.Index{{Kind: kindDTSRootIndex, Field: crlDueField}},
-		Quotas: []QuotaDefault{
-			{Resource: QuotaDTSRootCAs, Default: 3, Fixed: true},
-			{Resource: QuotaDTSSigners, Default: 5, Fixed: true},
-		},
-		CAExpiry: builtinCAExpiry(KindDTSRootCA),
-	}
-}
-
 // BuiltinPCA: CCM private CAs and certificates. Its indexes:
 //
 //   - certificates by status, common_name, not_after and expiry (the
@@ -67,8 +52,8 @@ func BuiltinDTS() Family {
 //     otherwise read the tenant's CAs, which the CA quota bounds;
 //   - the CA index by crl_due (the CRL refresher reads the due ones).
 //
-// Its janitor purges the CAs whose scheduled deletion fell due, also in
-// tenants nobody reads.
+// Its janitors purge the CAs whose scheduled deletion fell due, also in
+// tenants nobody reads, and re-sign the CRLs due for refresh.
 func BuiltinPCA() Family {
 	return Family{
 		Name: "pca",
@@ -89,6 +74,8 @@ func BuiltinPCA() Family {
 		CAExpiry: builtinCAExpiry(kindPCACA),
 		Janitors: []Janitor{{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *Core) (int, error) {
 			return c.SweepDeletedCAs(ctx)
+		}}, {Name: "refresh-due-crls", Run: func(ctx context.Context, c *Core) (int, error) {
+			return c.RefreshDueCRLs(ctx)
 		}}},
 	}
 }

@@ -112,7 +112,6 @@ type crlFamily struct {
 
 var crlFamilies = []crlFamily{
 	{"pca", kindPCAIndex, (*Engine).refreshDuePCACRL},
-	{"dts", kindDTSRootIndex, (*Engine).refreshDueDTSCRL},
 }
 
 // RefreshDueCRLs signs every CRL, in every tenant, whose refresh fell due
@@ -240,23 +239,4 @@ func (e *Engine) refreshDuePCACRL(ctx context.Context, listed *store.Record) (bo
 		return false, nil
 	}
 	return e.generateCRL(ctx, tenant, idx.ID, true)
-}
-
-// refreshDueDTSCRL re-signs the CRL of a due DTS root index entry.
-func (e *Engine) refreshDueDTSCRL(ctx context.Context, listed *store.Record) (bool, error) {
-	idx, due := e.stillDue(ctx, kindDTSRootIndex, listed.ID)
-	if !due {
-		return false, nil
-	}
-	_, root, err := e.getDTSRoot(ctx, idx.Fields["tenant"], idx.ID)
-	switch {
-	case KindOf(err) == KindNotFound:
-		return false, nil
-	case err != nil:
-		return false, err
-	case !root.Managed:
-		e.settleCRLDue(ctx, idx, crlDueNever)
-		return false, nil
-	}
-	return e.signDTSRootCRL(ctx, idx.Fields["tenant"], idx.ID, true)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -55,8 +56,10 @@ type Options struct {
 	Redis *testenv.Redis
 	// Configure adjusts router options before the server starts.
 	Configure func(*api.Options)
-	// Engine adjusts engine options (quotas, issuer alt name) before start.
+	// Engine adjusts engine options (quotas) before start.
 	Engine func(*signer.Options)
+	// DTS configures the DTS family's service (issuer alt name).
+	DTS []dts.Option
 }
 
 // New starts the stack on backend ("bolt" or "redis").
@@ -100,6 +103,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	e.Engine = signer.New(so)
 	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro.DTS = dts.New(e.Engine, o.DTS...)
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -124,16 +125,16 @@ func (w *workload) adopt(ctx context.Context) (int, error) {
 
 // quotaKinds pairs each quota counter with the record kind it counts.
 var quotaKinds = map[string]string{
-	signer.QuotaKeys:       signer.KindKey,
-	signer.QuotaDTSRootCAs: signer.KindDTSRootCA,
-	signer.QuotaDTSSigners: signer.KindDTSSigner,
-	signer.QuotaPCACAs:     "pca_ca",
-	signer.QuotaPCACerts:   "pca_certificate",
-	signer.QuotaAPIGCerts:  signer.KindAPIGCertificate,
+	signer.QuotaKeys:      signer.KindKey,
+	dts.QuotaRoots:        dts.RecordRoot,
+	dts.QuotaSigners:      dts.RecordSigner,
+	signer.QuotaPCACAs:    "pca_ca",
+	signer.QuotaPCACerts:  "pca_certificate",
+	signer.QuotaAPIGCerts: signer.KindAPIGCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
+var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, dts.RecordRoot, dts.RecordSigner, "pca_ca"}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

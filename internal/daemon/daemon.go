@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -125,7 +126,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
 	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
-		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName, Instance: instanceName(d.ln.Addr())})
+		Quotas: cfg.Quotas, Instance: instanceName(d.ln.Addr())})
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
 	}
@@ -138,6 +139,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		publicRPS = *p
 	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
+		DTS:          dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
@@ -178,7 +180,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		case <-janitorCtx.Done():
 			return
 		}
-		d.engine.RunPCAJanitor(janitorCtx, time.Hour)
+		d.engine.RunJanitors(janitorCtx, time.Hour)
 	}()
 
 	d.serveWG.Add(1)
