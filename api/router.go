@@ -17,7 +17,6 @@ import (
 // Options configure the router.
 type Options struct {
 	Engine       *signer.Engine
-	DTS          DTSAPI // the MATTR ecosystem family; nil: dts.New(Engine)
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
@@ -31,6 +30,9 @@ type Options struct {
 	// HSTS adds Strict-Transport-Security to every answer: set it when the
 	// listener serves TLS.
 	HSTS bool
+	// DTS serves the MATTR ecosystem routes; nil: signer/dts over Engine
+	// (without an issuer alternative name).
+	DTS DTSAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -67,12 +69,12 @@ type RouteInfo struct {
 
 type server struct {
 	eng    *signer.Engine
-	dts    DTSAPI
 	log    *slog.Logger
 	opts   Options
 	routes map[string]RouteInfo // "METHOD path" -> entry
 	engine *gin.Engine
 	public *addrLimiter // nil: public routes are not limited
+	dts    DTSAPI
 }
 
 // Handler is the HTTP handler of every family: the Gin engine behind the
@@ -116,12 +118,13 @@ func build(o Options) (*gin.Engine, *server) {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	if o.DTS == nil {
-		o.DTS = dts.New(o.Engine)
-	}
-	s := &server{eng: o.Engine, dts: o.DTS, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
+	}
+	s.dts = o.DTS
+	if s.dts == nil {
+		s.dts = dts.New(o.Engine)
 	}
 	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
 	r.NoRoute(func(c *gin.Context) {

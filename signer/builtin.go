@@ -74,7 +74,7 @@ func BuiltinPCA() Family {
 		CAExpiry: builtinCAExpiry(kindPCACA),
 		Janitors: []Janitor{{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *Core) (int, error) {
 			return c.SweepDeletedCAs(ctx)
-		}}, {Name: "refresh-due-crls", Run: func(ctx context.Context, c *Core) (int, error) {
+		}}, {Name: "refresh-crls", Run: func(ctx context.Context, c *Core) (int, error) {
 			return c.RefreshDueCRLs(ctx)
 		}}},
 	}

@@ -87,9 +87,8 @@ type Core struct {
 	issuers   *bytesCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
 
-	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
-	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
-	crlScheduled  sync.Map    // index kind -> true: DueCRLs scheduled its older entries
+	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
+	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
 
 	heavyWork *heavyPool
 }

@@ -103,9 +103,11 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	e.Engine = signer.New(so)
 	ro := api.Options{Engine: e.Engine, Logger: log}
-	ro.DTS = dts.New(e.Engine, o.DTS...)
 	if o.Configure != nil {
 		o.Configure(&ro)
+	}
+	if ro.DTS == nil {
+		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
 	e.Server = httptest.NewServer(api.Router(ro))
 	t.Cleanup(func() {

@@ -139,10 +139,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		publicRPS = *p
 	}
 	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
-		DTS:          dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
+		DTS:             dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
 		HSTS:            tlsConf != nil})
 	var h http.Handler = handler
 	if d.wrap != nil {
@@ -172,9 +172,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	d.stopJanitor, d.janitorDone = stopJanitor, make(chan struct{})
 	go func() {
 		defer close(d.janitorDone)
-		// Purge private CAs whose scheduled deletion fell due, also in
-		// tenants nobody reads, and re-sign the CRLs (PCA and DTS) due
-		// for refresh; the first round waits for the HSM to open.
+		// The families' janitors: purge private CAs whose scheduled
+		// deletion fell due, also in tenants nobody reads, and re-sign
+		// the CRLs (PCA and DTS) due for refresh; the first round waits
+		// for the HSM to open.
 		select {
 		case <-time.After(time.Minute):
 		case <-janitorCtx.Done():

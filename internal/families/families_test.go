@@ -8,7 +8,9 @@ import (
 )
 
 // The daemon, the ops CLI, the bench and the chaos checks open the store
-// with this list: it must name the indexes the engine's lists rely on.
+// with this list: it must name the indexes the engine's lists rely on,
+// the ones declared before families registered them (a store opened
+// without one drops it; the store reads them as a set).
 func TestIndexes(t *testing.T) {
 	var names []string
 	for _, f := range All() {

@@ -72,7 +72,7 @@ func (s *Service) RootCRL(ctx context.Context, id string) ([]byte, error) {
 		return nil, signer.E(signer.KindNotFound, "the DTS root CA certificate has no certificate revocation list yet").With(ReasonNoCRL)
 	}
 	if !s.core.Now().Before(st.NextUpdate) {
-		s.core.CRLOverdue("dts", id, st.NextUpdate)
+		s.core.CRLOverdue("dts", id, st.NextUpdate.UnixMilli())
 	}
 	return st.DER, nil
 }

@@ -80,7 +80,7 @@ func Family() signer.Family {
 			{Resource: QuotaSigners, Default: 5, Fixed: true},
 		},
 		CAExpiry: []signer.CAExpirySource{{Label: "dts_root", RecordKind: RecordRoot, Active: activeRootExpiry}},
-		Janitors: []signer.Janitor{{Name: "refresh-due-crls", Run: func(ctx context.Context, c *signer.Core) (int, error) {
+		Janitors: []signer.Janitor{{Name: "refresh-crls", Run: func(ctx context.Context, c *signer.Core) (int, error) {
 			return New(c).refreshDueCRLs(ctx)
 		}}},
 	}
