@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 )
 
 // MATTR VII ecosystem certificates (API.md family 1): DTS root CA
@@ -24,22 +26,39 @@ const (
 	dtsSignerPath = "/v1/ecosystems/certificates/vical-signers"
 )
 
+// DTSAPI is what the ecosystem handlers need of the DTS family
+// (*dts.Service).
+type DTSAPI interface {
+	CreateRoot(ctx context.Context, in dts.RootInput) (*dts.Root, error)
+	ListRoots(ctx context.Context, p dts.ListParams) ([]dts.Root, string, error)
+	GetRoot(ctx context.Context, id string) (*dts.Root, error)
+	UpdateRoot(ctx context.Context, id string, active *bool, bad []signer.FieldError) (*dts.Root, error)
+	DeleteRoot(ctx context.Context, id string) error
+	RootCRL(ctx context.Context, id string) ([]byte, error)
+	CreateSigner(ctx context.Context, caID *string, bad []signer.FieldError) (*dts.VICALSigner, error)
+	ListSigners(ctx context.Context, p dts.ListParams) ([]dts.VICALSigner, string, error)
+	GetSigner(ctx context.Context, id string) (*dts.VICALSigner, error)
+	UpdateSigner(ctx context.Context, id string, in dts.SignerUpdate) (*dts.VICALSigner, error)
+	DeleteSigner(ctx context.Context, id string) error
+	Sign(ctx context.Context, id string, payload []byte, bad []signer.FieldError) ([]byte, error)
+}
+
 // mountEcosystem mounts MATTR VII DTS ecosystem certificates (family 1).
 func (s *server) mountEcosystem() {
-	dts := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleDTSProvider}}
-	s.handle(native, "POST", dtsCAPath, dts, s.createDTSRoot)
-	s.handle(native, "GET", dtsCAPath, dts, s.listDTSRoots)
-	s.handle(native, "GET", dtsCAPath+"/:id", dts, s.getDTSRoot)
-	s.handle(native, "PUT", dtsCAPath+"/:id", dts, s.updateDTSRoot)
-	s.handle(native, "DELETE", dtsCAPath+"/:id", dts, s.deleteDTSRoot)
+	provider := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleDTSProvider}}
+	s.handle(native, "POST", dtsCAPath, provider, s.createDTSRoot)
+	s.handle(native, "GET", dtsCAPath, provider, s.listDTSRoots)
+	s.handle(native, "GET", dtsCAPath+"/:id", provider, s.getDTSRoot)
+	s.handle(native, "PUT", dtsCAPath+"/:id", provider, s.updateDTSRoot)
+	s.handle(native, "DELETE", dtsCAPath+"/:id", provider, s.deleteDTSRoot)
 	s.handle(native, "GET", dtsCAPath+"/:id/revocation-list", Access{Public: true}, s.dtsRootCRL)
 
-	s.handle(native, "POST", dtsSignerPath, dts, s.createVICALSigner)
-	s.handle(native, "GET", dtsSignerPath, dts, s.listVICALSigners)
-	s.handle(native, "GET", dtsSignerPath+"/:id", dts, s.getVICALSigner)
-	s.handle(native, "PUT", dtsSignerPath+"/:id", dts, s.updateVICALSigner)
-	s.handle(native, "DELETE", dtsSignerPath+"/:id", dts, s.deleteVICALSigner)
-	s.handle(native, "POST", dtsSignerPath+"/:id/sign", dts, s.signVICAL)
+	s.handle(native, "POST", dtsSignerPath, provider, s.createVICALSigner)
+	s.handle(native, "GET", dtsSignerPath, provider, s.listVICALSigners)
+	s.handle(native, "GET", dtsSignerPath+"/:id", provider, s.getVICALSigner)
+	s.handle(native, "PUT", dtsSignerPath+"/:id", provider, s.updateVICALSigner)
+	s.handle(native, "DELETE", dtsSignerPath+"/:id", provider, s.deleteVICALSigner)
+	s.handle(native, "POST", dtsSignerPath+"/:id/sign", provider, s.signVICAL)
 }
 
 type dtsCertificateData struct {
@@ -59,7 +78,7 @@ type dtsRootView struct {
 	IsManaged              bool               `json:"isManaged"`
 }
 
-func viewDTSRoot(r *signer.DTSRootCA) dtsRootView {
+func viewDTSRoot(r *dts.Root) dtsRootView {
 	org := r.Organisation
 	nb, na := r.NotBefore.UTC(), r.NotAfter.UTC()
 	return dtsRootView{ID: r.ID, Active: r.Active, CertificatePEM: r.CertificatePEM,
@@ -78,7 +97,7 @@ type vicalSignerView struct {
 	CertificateData        *dtsCertificateData `json:"certificateData,omitempty"`
 }
 
-func viewVICALSigner(v *signer.VICALSigner) vicalSignerView {
+func viewVICALSigner(v *dts.VICALSigner) vicalSignerView {
 	out := vicalSignerView{ID: v.ID, CAID: v.CAID, Active: v.Active, CSRPEM: v.CSRPEM,
 		CertificatePEM: v.CertificatePEM, CertificateFingerprint: v.Fingerprint}
 	if v.CertificatePEM != "" {
@@ -108,7 +127,7 @@ func (s *server) dtsError(c *gin.Context, err error) {
 	if e.Kind == signer.KindInternal {
 		s.log.Error("DTS request failed", "route", c.FullPath(), "request_id", c.GetString("request_id"), "err", err)
 	}
-	nativeError(c, err)
+	ecosystemError(c, err)
 }
 
 // decodeDTSBody reads a JSON object field by field into targets (name ->
@@ -167,8 +186,8 @@ func jsonKind(t any) string {
 
 // dtsListParams reads a list's limit (1..1000) and cursor; ok is false
 // when one is out of bounds and the 400 is written.
-func dtsListParams(c *gin.Context) (signer.DTSListParams, bool) {
-	var p signer.DTSListParams
+func dtsListParams(c *gin.Context) (dts.ListParams, bool) {
+	var p dts.ListParams
 	var ok bool
 	if p.Limit, ok = queryInt(c, native, "limit", 0, 1, 1000, "must be an integer from 1 to 1000"); !ok {
 		return p, false
@@ -178,7 +197,7 @@ func dtsListParams(c *gin.Context) (signer.DTSListParams, bool) {
 }
 
 func (s *server) createDTSRoot(c *gin.Context) {
-	var in signer.DTSRootCAInput
+	var in dts.RootInput
 	bad, ok := decodeDTSBody(c, map[string]any{
 		"organisationName": &in.OrganisationName, "commonName": &in.CommonName, "country": &in.Country,
 		"notBefore": &in.NotBefore, "notAfter": &in.NotAfter, "certificatePem": &in.CertificatePEM,
@@ -187,7 +206,7 @@ func (s *server) createDTSRoot(c *gin.Context) {
 		return
 	}
 	in.BadFields = bad
-	r, err := s.eng.CreateDTSRootCA(c.Request.Context(), in)
+	r, err := s.dts.CreateRoot(c.Request.Context(), in)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -201,7 +220,7 @@ func (s *server) listDTSRoots(c *gin.Context) {
 	if !ok {
 		return
 	}
-	roots, next, err := s.eng.ListDTSRootCAs(c.Request.Context(), p)
+	roots, next, err := s.dts.ListRoots(c.Request.Context(), p)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -214,7 +233,7 @@ func (s *server) listDTSRoots(c *gin.Context) {
 }
 
 func (s *server) getDTSRoot(c *gin.Context) {
-	r, err := s.eng.GetDTSRootCA(c.Request.Context(), c.Param("id"))
+	r, err := s.dts.GetRoot(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -228,7 +247,7 @@ func (s *server) updateDTSRoot(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r, err := s.eng.UpdateDTSRootCA(c.Request.Context(), c.Param("id"), active, bad)
+	r, err := s.dts.UpdateRoot(c.Request.Context(), c.Param("id"), active, bad)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -237,7 +256,7 @@ func (s *server) updateDTSRoot(c *gin.Context) {
 }
 
 func (s *server) deleteDTSRoot(c *gin.Context) {
-	if err := s.eng.DeleteDTSRootCA(c.Request.Context(), c.Param("id")); err != nil {
+	if err := s.dts.DeleteRoot(c.Request.Context(), c.Param("id")); err != nil {
 		s.dtsError(c, err)
 		return
 	}
@@ -247,12 +266,8 @@ func (s *server) deleteDTSRoot(c *gin.Context) {
 // dtsRootCRL serves a managed root's CRL to anyone: relying parties check
 // revocation without credentials.
 func (s *server) dtsRootCRL(c *gin.Context) {
-	der, err := s.eng.DTSRootCRL(c.Request.Context(), c.Param("id"))
+	der, err := s.dts.RootCRL(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		if e := signer.AsError(err); e.Code == signer.CodeNoCRL {
-			c.AbortWithStatusJSON(http.StatusNotFound, nativeEnvelope{Code: signer.CodeNoCRL, Message: e.Msg})
-			return
-		}
 		s.dtsError(c, err)
 		return
 	}
@@ -265,7 +280,7 @@ func (s *server) createVICALSigner(c *gin.Context) {
 	if !ok {
 		return
 	}
-	v, err := s.eng.CreateVICALSigner(c.Request.Context(), caID, bad)
+	v, err := s.dts.CreateSigner(c.Request.Context(), caID, bad)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -279,7 +294,7 @@ func (s *server) listVICALSigners(c *gin.Context) {
 	if !ok {
 		return
 	}
-	list, next, err := s.eng.ListVICALSigners(c.Request.Context(), p)
+	list, next, err := s.dts.ListSigners(c.Request.Context(), p)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -292,7 +307,7 @@ func (s *server) listVICALSigners(c *gin.Context) {
 }
 
 func (s *server) getVICALSigner(c *gin.Context) {
-	v, err := s.eng.GetVICALSigner(c.Request.Context(), c.Param("id"))
+	v, err := s.dts.GetSigner(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -301,13 +316,13 @@ func (s *server) getVICALSigner(c *gin.Context) {
 }
 
 func (s *server) updateVICALSigner(c *gin.Context) {
-	var in signer.VICALSignerUpdate
+	var in dts.SignerUpdate
 	bad, ok := decodeDTSBody(c, map[string]any{"active": &in.Active, "certificatePem": &in.CertificatePEM}, true)
 	if !ok {
 		return
 	}
 	in.BadFields = bad
-	v, err := s.eng.UpdateVICALSigner(c.Request.Context(), c.Param("id"), in)
+	v, err := s.dts.UpdateSigner(c.Request.Context(), c.Param("id"), in)
 	if err != nil {
 		s.dtsError(c, err)
 		return
@@ -316,7 +331,7 @@ func (s *server) updateVICALSigner(c *gin.Context) {
 }
 
 func (s *server) deleteVICALSigner(c *gin.Context) {
-	if err := s.eng.DeleteVICALSigner(c.Request.Context(), c.Param("id")); err != nil {
+	if err := s.dts.DeleteSigner(c.Request.Context(), c.Param("id")); err != nil {
 		s.dtsError(c, err)
 		return
 	}
@@ -337,12 +352,12 @@ func (s *server) signVICAL(c *gin.Context) {
 			bad = append(bad, signer.FieldError{Field: "payload", Msg: "must be base64", Location: "body"})
 		}
 	}
-	sig, err := s.eng.SignWithVICALSigner(c.Request.Context(), c.Param("id"), payload, bad)
+	sig, err := s.dts.Sign(c.Request.Context(), c.Param("id"), payload, bad)
 	if err != nil {
 		s.dtsError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"signature": base64.StdEncoding.EncodeToString(sig), "algorithm": signer.DTSSignatureAlgorithm})
+	c.JSON(http.StatusOK, gin.H{"signature": base64.StdEncoding.EncodeToString(sig), "algorithm": dts.SignatureAlgorithm})
 }
 
 // decodeBase64 accepts standard and URL-safe base64, padded or not.

@@ -28,9 +28,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
 )
 
 const (
@@ -51,8 +53,8 @@ func newDTS(t *testing.T, backend string, opts ...apitest.Options) *dtsFixture {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	if o.Engine == nil {
-		o.Engine = func(so *signer.Options) { so.IssuerAltName = testIAN }
+	if o.DTS == nil {
+		o.DTS = []dts.Option{dts.IssuerAltName(testIAN)}
 	}
 	env := apitest.New(t, backend, o)
 	return &dtsFixture{t: t, env: env, tok: env.NewToken("t1", signer.RoleDTSProvider)}
@@ -217,7 +219,7 @@ func TestDTSRootCARoundTrip(t *testing.T) {
 			envelope(t, f.do("DELETE", caPath+"/"+id, nil), 404, "NotFound")
 			envelope(t, f.env.Do("GET", caPath+"/"+id+"/revocation-list", "", nil), 404, "NotFound")
 			assert.Equal(t, 0, f.hsmKeys(), "the root's HSM key is destroyed")
-			assert.Equal(t, int64(0), f.quota(signer.QuotaDTSRootCAs))
+			assert.Equal(t, int64(0), f.quota(dts.QuotaRoots))
 		})
 	}
 }
@@ -291,7 +293,7 @@ func TestDTSRootCAIssuerAltNameEmailAndUnset(t *testing.T) {
 	// Each daemon in its own subtest: a SoftHSM2 token made while another
 	// test daemon holds the library open would not be visible.
 	withIAN := func(v string) apitest.Options {
-		return apitest.Options{Engine: func(o *signer.Options) { o.IssuerAltName = v }}
+		return apitest.Options{DTS: []dts.Option{dts.IssuerAltName(v)}}
 	}
 	t.Run("email", func(t *testing.T) {
 		f := newDTS(t, "bolt", withIAN("pki@example.com"))
@@ -366,7 +368,7 @@ func TestDTSRootCAValidation(t *testing.T) {
 			envelope(t, f.do("POST", caPath, `{"organisationName":`), 400, "BadRequest")
 			envelope(t, f.do("POST", caPath, nil), 400, "BadRequest")
 			assert.Equal(t, 0, f.hsmKeys(), "no failed create leaves an HSM object")
-			assert.Equal(t, int64(0), f.quota(signer.QuotaDTSRootCAs), "no failed create uses quota")
+			assert.Equal(t, int64(0), f.quota(dts.QuotaRoots), "no failed create uses quota")
 			assert.Equal(t, len(cases), counter(t, f.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "FAIL"))
 		})
 	}
@@ -413,7 +415,7 @@ func TestDTSRootCAQuotaRace(t *testing.T) {
 			assert.Equal(t, 3, counter(t, f.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "SUCCESS"))
 			assert.Equal(t, 47, counter(t, f.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "FAIL"))
 			assert.Equal(t, 3, f.hsmKeys(), "refused creates leave no HSM object")
-			assert.Equal(t, int64(3), f.quota(signer.QuotaDTSRootCAs))
+			assert.Equal(t, int64(3), f.quota(dts.QuotaRoots))
 			intents, err := f.env.Store.ListIntents(context.Background())
 			require.NoError(t, err)
 			assert.Empty(t, intents)
@@ -432,11 +434,11 @@ func TestDTSRootCAQuotaRace(t *testing.T) {
 func TestDTSRootCAQuotaAcrossReplicas(t *testing.T) {
 	a := newDTS(t, "redis")
 	b := apitest.New(t, "redis", apitest.Options{Redis: a.env.Redis, Token: a.env.Token,
-		Engine: func(o *signer.Options) { o.IssuerAltName = testIAN }})
+		DTS: []dts.Option{dts.IssuerAltName(testIAN)}})
 	counts := raceCreates(t, 20, []*apitest.Env{a.env, b}, a.tok)
 	assert.Equal(t, map[int]int{201: 3, 409: 17}, counts)
 	assert.Equal(t, 3, a.hsmKeys())
-	assert.Equal(t, int64(3), a.quota(signer.QuotaDTSRootCAs))
+	assert.Equal(t, int64(3), a.quota(dts.QuotaRoots))
 	starts := counter(t, a.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "START") + counter(t, b, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "START")
 	assert.Equal(t, 20, starts)
 	// Each replica sees the roots the other made.
@@ -497,9 +499,9 @@ func TestDTSUnmanagedRoot(t *testing.T) {
 			assert.Equal(t, "hsmca tests", data["organisationName"])
 			assert.Equal(t, ca.Cert.NotAfter.UTC().Format(time.RFC3339), data["notAfter"])
 			assert.Equal(t, 0, f.hsmKeys(), "an unmanaged root holds no key")
-			assert.Equal(t, int64(1), f.quota(signer.QuotaDTSRootCAs))
+			assert.Equal(t, int64(1), f.quota(dts.QuotaRoots))
 
-			d := envelope(t, f.env.Do("GET", caPath+"/"+m["id"].(string)+"/revocation-list", "", nil), 404, signer.CodeNoCRL)
+			d := envelope(t, f.env.Do("GET", caPath+"/"+m["id"].(string)+"/revocation-list", "", nil), 404, api.EcosystemCodeNoCRL)
 			assert.Empty(t, d)
 			envelope(t, f.do("POST", caPath, map[string]any{"certificatePem": string(ca.PEM())}), 409, "Conflict")
 
@@ -512,10 +514,10 @@ func TestDTSUnmanagedRoot(t *testing.T) {
 			d = envelope(t, f.do("POST", caPath, map[string]any{"certificatePem": string(expired)}), 400, "BadRequest")
 			assert.Equal(t, []string{"certificatePem"}, params(d))
 			assert.Contains(t, d[0]["msg"], "expired")
-			assert.Equal(t, int64(1), f.quota(signer.QuotaDTSRootCAs))
+			assert.Equal(t, int64(1), f.quota(dts.QuotaRoots))
 
 			require.Equal(t, 204, f.do("DELETE", caPath+"/"+m["id"].(string), nil).Status)
-			assert.Equal(t, int64(0), f.quota(signer.QuotaDTSRootCAs))
+			assert.Equal(t, int64(0), f.quota(dts.QuotaRoots))
 		})
 	}
 }
@@ -617,7 +619,7 @@ func TestVICALSignerManagedRoot(t *testing.T) {
 			assert.Equal(t, 1, crl2.Number.Cmp(crl.Number), "CRL numbers increase")
 			crlPath := writeTemp(t, "root.crl", crl2.Raw)
 			assert.Contains(t, openssl(t, "crl", "-inform", "DER", "-in", crlPath, "-CAfile", rootPath, "-noout"), "verify OK")
-			assert.Equal(t, int64(0), f.quota(signer.QuotaDTSSigners))
+			assert.Equal(t, int64(0), f.quota(dts.QuotaSigners))
 		})
 	}
 }
@@ -717,7 +719,7 @@ func TestVICALSignerRootStateAndQuota(t *testing.T) {
 			envelope(t, r, 409, "Conflict")
 			assert.Contains(t, r.Map(t)["message"], "maximum of five")
 			assert.Equal(t, 6, f.hsmKeys(), "one root and five signer keys")
-			assert.Equal(t, int64(5), f.quota(signer.QuotaDTSSigners))
+			assert.Equal(t, int64(5), f.quota(dts.QuotaSigners))
 
 			page := f.do("GET", signerPath+"?limit=3", nil).Map(t)
 			require.Len(t, page["data"], 3)
@@ -734,7 +736,7 @@ func TestVICALSignerRootStateAndQuota(t *testing.T) {
 			require.Equal(t, 204, f.do("DELETE", signerPath+"/"+ids[4], nil).Status)
 			envelope(t, f.do("POST", signerPath, map[string]any{"caId": rootID}), 409, "Conflict")
 			assert.Equal(t, 5, f.hsmKeys())
-			assert.Equal(t, int64(4), f.quota(signer.QuotaDTSSigners))
+			assert.Equal(t, int64(4), f.quota(dts.QuotaSigners))
 
 			// Deleting the root leaves its signers unable to sign.
 			require.Equal(t, 200, f.do("PUT", caPath+"/"+rootID, map[string]any{"active": true}).Status)

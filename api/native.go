@@ -25,7 +25,6 @@ type nativeDetail struct {
 // maps to. Internal causes are logged by the caller, never sent.
 func nativeError(c *gin.Context, err error) {
 	e := signer.AsError(err)
-	retryAfter(c, e)
 	status, code := http.StatusInternalServerError, "InternalServerError"
 	switch e.Kind {
 	case signer.KindInvalid:
@@ -41,6 +40,12 @@ func nativeError(c *gin.Context, err error) {
 	case signer.KindForbidden:
 		status, code = http.StatusForbidden, "Forbidden"
 	}
+	writeNative(c, status, code, e)
+}
+
+// writeNative writes e in the native envelope with status and code.
+func writeNative(c *gin.Context, status int, code string, e *signer.Error) {
+	retryAfter(c, e)
 	env := nativeEnvelope{Code: code, Message: e.Msg}
 	for _, f := range e.Fields {
 		loc := f.Location

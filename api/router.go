@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
+	"github.com/hsmca/hsmca/signer/dts"
 )
 
 // Options configure the router.
@@ -33,6 +34,9 @@ type Options struct {
 	// HSTS adds Strict-Transport-Security to every answer: set it when the
 	// listener serves TLS.
 	HSTS bool
+	// DTS serves the MATTR ecosystem routes; nil: signer/dts over Engine
+	// (without an issuer alternative name).
+	DTS DTSAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -75,6 +79,7 @@ type server struct {
 	routes map[string]RouteInfo // "METHOD path" -> entry
 	engine *gin.Engine
 	public *addrLimiter // nil: public routes are not limited
+	dts    DTSAPI
 }
 
 // Handler is the HTTP handler of every family: the Gin engine behind the
@@ -124,6 +129,10 @@ func build(o Options) (*gin.Engine, *server) {
 	s := &server{eng: o.Engine, admins: o.Admins, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
+	}
+	s.dts = o.DTS
+	if s.dts == nil {
+		s.dts = dts.New(o.Engine)
 	}
 	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
 	r.NoRoute(func(c *gin.Context) {

@@ -18,22 +18,7 @@ import (
 // internal/families: it resolves an id through the key owners in
 // registration order.
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinDTS(), BuiltinPCA()}
-}
-
-// BuiltinDTS: MATTR DTS root CAs and VICAL signers. Their limits are part
-// of the public contract and cannot be raised.
-func BuiltinDTS() Family {
-	return Family{
-		Name: "dts",
-		// The root index by crl_due: the CRL refresher reads the due ones.
-		Indexes: []store.Index{{Kind: kindDTSRootIndex, Field: crlDueField}},
-		Quotas: []QuotaDefault{
-			{Resource: QuotaDTSRootCAs, Default: 3, Fixed: true},
-			{Resource: QuotaDTSSigners, Default: 5, Fixed: true},
-		},
-		CAExpiry: builtinCAExpiry(KindDTSRootCA),
-	}
+	return []Family{BuiltinPCA()}
 }
 
 // BuiltinPCA: CCM private CAs and certificates. Its indexes:
@@ -48,8 +33,8 @@ func BuiltinDTS() Family {
 //     otherwise read the tenant's CAs, which the CA quota bounds;
 //   - the CA index by crl_due (the CRL refresher reads the due ones).
 //
-// Its janitor purges the CAs whose scheduled deletion fell due, also in
-// tenants nobody reads.
+// Its janitors purge the CAs whose scheduled deletion fell due, also in
+// tenants nobody reads, and re-sign the CRLs due for refresh.
 func BuiltinPCA() Family {
 	return Family{
 		Name: "pca",
@@ -70,6 +55,8 @@ func BuiltinPCA() Family {
 		CAExpiry: builtinCAExpiry(kindPCACA),
 		Janitors: []Janitor{{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *Core) (int, error) {
 			return c.SweepDeletedCAs(ctx)
+		}}, {Name: "refresh-crls", Run: func(ctx context.Context, c *Core) (int, error) {
+			return c.RefreshDueCRLs(ctx)
 		}}},
 	}
 }

@@ -41,8 +41,6 @@ type Options struct {
 	// Quotas override the per-tenant default limits by resource name
 	// (the Quota* constants).
 	Quotas map[string]int64
-	// IssuerAltName goes into DTS root CA certificates (URI or email).
-	IssuerAltName string
 	// Instance names this replica stably across its restarts (the daemon
 	// uses host name and listen address). Intents carry it, so that a
 	// replica restarting after a crash settles its own leftovers at once
@@ -61,8 +59,8 @@ type Options struct {
 // Core is the shared machinery behind every API family: the run envelope
 // and event log, errors, the HSM and key lifecycle, quotas, tokens and
 // store metrics. It learns what it needs of a family from the Family data
-// the family registers. (issuers and issuerAltName are PCA's and DTS's,
-// left here until those families move into packages of their own.)
+// the family registers. (issuers is PCA's, left here until that family
+// moves into a package of its own.)
 type Core struct {
 	families  []Family
 	quotaDef  map[string]QuotaDefault // by resource, from families
@@ -77,9 +75,8 @@ type Core struct {
 	hsmMu   sync.Mutex
 	hsmDown atomic.Pointer[string] // why the HSM is not open yet
 
-	quotas        map[string]int64
-	issuerAltName string
-	instance      string
+	quotas   map[string]int64
+	instance string
 
 	inventoryStop chan struct{}
 	inventoryDone chan struct{}
@@ -90,8 +87,8 @@ type Core struct {
 	issuers   *bytesCache[caRecord] // CAs, read on every issuance
 	now       func() time.Time
 
-	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
-	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
+	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
+	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
 
 	heavyWork *heavyPool
 }
@@ -111,7 +108,7 @@ func New(o Options) *Core {
 	}
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
-		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
+		quotas: o.Quotas, instance: o.Instance,
 		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
 	e.setFamilies(o.Families)

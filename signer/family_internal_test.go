@@ -28,7 +28,6 @@ func TestStoreIndexesUnchanged(t *testing.T) {
 		{Kind: "pca_ca", Field: "status"},
 		{Kind: "pca_ca_index", Field: "purge_at"},
 		{Kind: "pca_ca_index", Field: "crl_due"},
-		{Kind: "dts_root_index", Field: "crl_due"},
 	}
 	assert.ElementsMatch(t, before, StoreIndexes())
 	assert.ElementsMatch(t, before, StoreIndexes(BuiltinFamilies()...))
@@ -56,9 +55,9 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 		registered = append(registered, s.Label+"/"+s.RecordKind)
 	}
 	assert.ElementsMatch(t, declared, registered)
-	assert.Len(t, registered, 3, "pca_root, pca_subordinate, dts_root")
+	assert.Len(t, registered, 2, "pca_root, pca_subordinate")
 
-	assert.ElementsMatch(t, []string{QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts},
+	assert.ElementsMatch(t, []string{QuotaPCACAs, QuotaPCACerts},
 		e.QuotaResources())
 	assert.ElementsMatch(t, e.QuotaResources(), QuotaResources())
 
@@ -66,21 +65,22 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"dts", "pca"}, names)
+	assert.Equal(t, []string{"pca"}, names)
 	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
 }
 
 func TestQuotaLimits(t *testing.T) {
-	e := New(Options{Quotas: map[string]int64{"keys": 7, QuotaDTSRootCAs: 50, "other": 4}})
+	fixed := Family{Name: "fixed", Quotas: []QuotaDefault{{Resource: "fixed", Default: 3, Fixed: true}}}
+	e := New(Options{Quotas: map[string]int64{"keys": 7, "fixed": 50, "other": 4},
+		Families: append(BuiltinFamilies(), fixed)})
 	t.Cleanup(func() { e.Close() })
 	for res, want := range map[string]int64{
-		"keys":          7,      // configured (signer/keys declares it)
-		QuotaDTSRootCAs: 3,      // fixed: configuration cannot raise it
-		QuotaDTSSigners: 5,      // fixed
-		QuotaPCACAs:     100,    // default
-		QuotaPCACerts:   100000, // default
-		"other":         4,      // configured, declared by no family
-		"unknown":       -1,     // neither: unlimited
+		"keys":        7,      // configured (signer/keys declares it)
+		"fixed":       3,      // fixed: configuration cannot raise it
+		QuotaPCACAs:   100,    // default
+		QuotaPCACerts: 100000, // default
+		"other":       4,      // configured, declared by no family
+		"unknown":     -1,     // neither: unlimited
 	} {
 		assert.Equal(t, want, e.QuotaLimit(res), res)
 	}

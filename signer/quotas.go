@@ -10,10 +10,8 @@ import (
 // families (Family.Quotas); the names stay here until each family owns its
 // own.
 const (
-	QuotaDTSRootCAs = "dts_root_cas"     // MATTR DTS root CA certificates, fixed at 3
-	QuotaDTSSigners = "dts_signers"      // MATTR VICAL signer certificates, fixed at 5
-	QuotaPCACAs     = "pca_cas"          // CCM PCA certificate authorities, default 100
-	QuotaPCACerts   = "pca_certificates" // CCM PCA private certificates, default 100000
+	QuotaPCACAs   = "pca_cas"          // CCM PCA certificate authorities, default 100
+	QuotaPCACerts = "pca_certificates" // CCM PCA private certificates, default 100000
 )
 
 // QuotaDefault declares one quota resource of a family: the limit a tenant

@@ -27,6 +27,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -59,8 +60,10 @@ type Options struct {
 	Redis *testenv.Redis
 	// Configure adjusts router options before the server starts.
 	Configure func(*api.Options)
-	// Engine adjusts engine options (quotas, issuer alt name) before start.
+	// Engine adjusts engine options (quotas) before start.
 	Engine func(*signer.Options)
+	// DTS configures the DTS family's service (issuer alt name).
+	DTS []dts.Option
 }
 
 // New starts the stack on backend ("bolt" or "redis").
@@ -110,6 +113,9 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	ro.Keys = keys.New(e.Engine)
 	if o.Configure != nil {
 		o.Configure(&ro)
+	}
+	if ro.DTS == nil {
+		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
 	e.Server = httptest.NewServer(api.Router(ro))
 	t.Cleanup(func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -127,15 +128,15 @@ func (w *workload) adopt(ctx context.Context) (int, error) {
 // quotaKinds pairs each quota counter with the record kind it counts.
 var quotaKinds = map[string]string{
 	keys.QuotaKeys:         keys.RecordKey,
-	signer.QuotaDTSRootCAs: signer.KindDTSRootCA,
-	signer.QuotaDTSSigners: signer.KindDTSSigner,
+	dts.QuotaRoots:         dts.RecordRoot,
+	dts.QuotaSigners:       dts.RecordSigner,
 	signer.QuotaPCACAs:     "pca_ca",
 	signer.QuotaPCACerts:   "pca_certificate",
 	apig.QuotaCertificates: apig.RecordCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
+var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, dts.RecordRoot, dts.RecordSigner, "pca_ca"}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

@@ -27,6 +27,8 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/signer/apig"
+	"github.com/hsmca/hsmca/signer/dts"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -109,7 +111,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		return nil, err
 	}
 	if cfg.IssuerAltName != "" {
-		if err := signer.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
+		if err := issuance.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
 			return nil, fmt.Errorf("config: issuer_alt_name: %w", err)
 		}
 	}
@@ -128,7 +130,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
 	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
-		Quotas: cfg.Quotas, IssuerAltName: cfg.IssuerAltName, Instance: instanceName(d.ln.Addr())})
+		Quotas: cfg.Quotas, Instance: instanceName(d.ln.Addr())})
 	d.admins = admins.New(d.engine)
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
@@ -147,6 +149,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
+		DTS:             dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
 		HSTS:            tlsConf != nil})
 	var h http.Handler = handler
 	if d.wrap != nil {
@@ -176,15 +179,16 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	d.stopJanitor, d.janitorDone = stopJanitor, make(chan struct{})
 	go func() {
 		defer close(d.janitorDone)
-		// Purge private CAs whose scheduled deletion fell due, also in
-		// tenants nobody reads, and re-sign the CRLs (PCA and DTS) due
-		// for refresh; the first round waits for the HSM to open.
+		// The families' janitors: purge private CAs whose scheduled
+		// deletion fell due, also in tenants nobody reads, and re-sign
+		// the CRLs (PCA and DTS) due for refresh; the first round waits
+		// for the HSM to open.
 		select {
 		case <-time.After(time.Minute):
 		case <-janitorCtx.Done():
 			return
 		}
-		d.engine.RunPCAJanitor(janitorCtx, time.Hour)
+		d.engine.RunJanitors(janitorCtx, time.Hour)
 	}()
 
 	d.serveWG.Add(1)

@@ -1,5 +1,8 @@
 package families
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/dts"
+)
 
-func dtsFamily() signer.Family { return signer.BuiltinDTS() }
+func dtsFamily() signer.Family { return dts.Family() }
