@@ -29,7 +29,7 @@ func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
 func statusBody(f Family, status int, code, msg string) any {
 	switch f.Name {
 	case pca.Name, apig.Name:
-		hc := signer.CodeBadParameter
+		hc := PCACodeBadParameter
 		if f.Name == apig.Name {
 			hc = signer.APIGCodeBadValue
 		}

@@ -11,11 +11,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 // Options configure the router.
 type Options struct {
-	Engine       *signer.Engine
+	Engine *signer.Engine
+	// PCA serves the CCM private CA routes; nil: signer/pca over Engine.
+	PCA          PCAAPI
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
@@ -65,6 +68,7 @@ type RouteInfo struct {
 
 type server struct {
 	eng    *signer.Engine
+	pcaAPI PCAAPI
 	log    *slog.Logger
 	opts   Options
 	routes map[string]RouteInfo // "METHOD path" -> entry
@@ -113,7 +117,10 @@ func build(o Options) (*gin.Engine, *server) {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	s := &server{eng: o.Engine, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	if o.PCA == nil {
+		o.PCA = pcasvc.New(o.Engine)
+	}
+	s := &server{eng: o.Engine, pcaAPI: o.PCA, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
 	}

@@ -15,9 +15,9 @@ import (
 // BuiltinFamilies are the families of package signer, used when
 // Options.Families is nil and by StoreIndexes without arguments. keys
 // comes before apig: the keys API resolves an id through the key owners
-// in registration order.
+// in registration order. (The PCA family is package signer/pca.)
 func BuiltinFamilies() []Family {
-	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinPCA(), BuiltinAdmins()}
+	return []Family{BuiltinKeys(), BuiltinAPIG(), BuiltinDTS(), BuiltinAdmins()}
 }
 
 // BuiltinKeys: the keys API (/v1/keys) and the keys it owns.
@@ -52,43 +52,9 @@ func BuiltinDTS() Family {
 			{Resource: QuotaDTSSigners, Default: 5, Fixed: true},
 		},
 		CAExpiry: builtinCAExpiry(KindDTSRootCA),
-	}
-}
-
-// BuiltinPCA: CCM private CAs and certificates. Its indexes:
-//
-//   - certificates by status, common_name, not_after and expiry (the
-//     stored status, "/", and not_after: the derived ISSUED and EXPIRED
-//     states are ranges of it, and within one status it is not_after
-//     order);
-//   - revocations by issuer_id (a CRL reads its issuer's only);
-//   - CAs by status (the purge sweep reads the deleted ones) and the CA
-//     index by purge_at (the janitor reads the due ones). CA lists
-//     otherwise read the tenant's CAs, which the CA quota bounds;
-//   - the CA index by crl_due (the CRL refresher reads the due ones).
-//
-// Its janitor purges the CAs whose scheduled deletion fell due, also in
-// tenants nobody reads.
-func BuiltinPCA() Family {
-	return Family{
-		Name: "pca",
-		Indexes: []store.Index{
-			{Kind: kindPCACert, Field: "status"},
-			{Kind: kindPCACert, Field: "common_name"},
-			{Kind: kindPCACert, Field: "not_after"},
-			{Kind: kindPCACert, Field: certExpiryField},
-			{Kind: kindPCARevocation, Field: "issuer_id"},
-			{Kind: kindPCACA, Field: "status"},
-			{Kind: kindPCAIndex, Field: "purge_at"},
-			{Kind: kindPCAIndex, Field: crlDueField},
-		},
-		Quotas: []QuotaDefault{
-			{Resource: QuotaPCACAs, Default: 100},
-			{Resource: QuotaPCACerts, Default: 100000},
-		},
-		CAExpiry: builtinCAExpiry(kindPCACA),
-		Janitors: []Janitor{{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *Core) (int, error) {
-			return c.SweepDeletedCAs(ctx)
+		// Re-signs the root CRLs due for refresh (crl_refresh.go).
+		Janitors: []Janitor{{Name: "refresh-crls", Run: func(ctx context.Context, c *Core) (int, error) {
+			return c.RefreshDueCRLs(ctx)
 		}}},
 	}
 }

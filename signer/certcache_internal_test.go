@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"testing"
 	"time"
@@ -25,10 +26,18 @@ func selfSigned(t *testing.T, cn string) []byte {
 	return der
 }
 
+// parseCert decodes as a cache of CA certificates does (the PCA family's).
+func parseCert(der []byte) (*x509.Certificate, error) {
+	if len(der) == 0 {
+		return nil, errors.New("CA has no certificate")
+	}
+	return x509.ParseCertificate(der)
+}
+
 // The cache answers a certificate only for its own bytes, and a parse
 // error is returned each time, never cached.
 func TestCertCacheKeysOnTheCertificateBytes(t *testing.T) {
-	c := newBytesCache(parseCACert)
+	c := newBytesCache(parseCert)
 	a, b := selfSigned(t, "a"), selfSigned(t, "b")
 	ca, err := c.get(a)
 	require.NoError(t, err)

@@ -1,6 +1,9 @@
 package signer
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The old names of the core, kept as thin wrappers so that the family
 // files compile unchanged while each family moves into its own package.
@@ -51,3 +54,19 @@ func newBytesCache[T any](decode func([]byte) (T, error)) *BytesCache[T] {
 func jsonCache[T any]() *BytesCache[T] { return JSONCache[T]() }
 
 func (c *BytesCache[T]) get(b []byte) (T, error) { return c.Get(b) }
+
+// The DTS files' names of the CRL schedule (crl_refresh.go).
+const (
+	crlDueField = CRLDueField
+	crlDueNever = CRLDueNever
+)
+
+func crlDueAt(t time.Time) string { return CRLDueAt(t) }
+
+func (e *Core) markCRLStale(ctx context.Context, kind, id string) { e.MarkCRLStale(ctx, kind, id) }
+
+func (e *Core) crlStored(ctx context.Context, kind, id string, listedAt, refreshAt time.Time) {
+	e.CRLStored(ctx, kind, id, listedAt, refreshAt)
+}
+
+func (e *Core) crlOverdue(family, id string, next int64) { e.CRLOverdue(family, id, next) }

@@ -61,8 +61,8 @@ type Options struct {
 // Core is the shared machinery behind every API family: the run envelope
 // and event log, errors, the HSM and key lifecycle, quotas, tokens and
 // store metrics. It learns what it needs of a family from the Family data
-// the family registers. (issuers and issuerAltName are PCA's and DTS's,
-// left here until those families move into packages of their own.)
+// the family registers. (issuerAltName is DTS's, left here until that
+// family moves into a package of its own.)
 type Core struct {
 	families  []Family
 	quotaDef  map[string]QuotaDefault // by resource, from families
@@ -85,13 +85,12 @@ type Core struct {
 	inventoryDone chan struct{}
 	inventoryOnce sync.Once
 
-	tokenSeen sync.Map              // token id -> time of the last last-used write
-	tokens    *bytesCache[Token]    // API tokens, read on every request
-	issuers   *bytesCache[caRecord] // CAs, read on every issuance
+	tokenSeen sync.Map           // token id -> time of the last last-used write
+	tokens    *bytesCache[Token] // API tokens, read on every request
 	now       func() time.Time
 
-	crlBackfilled atomic.Bool // RefreshDueCRLs scheduled the older index entries
-	overdueCRLs   sync.Map    // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
+	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
+	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
 
 	heavyWork *heavyPool
 }
@@ -112,7 +111,7 @@ func New(o Options) *Core {
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		quotas: o.Quotas, issuerAltName: o.IssuerAltName, instance: o.Instance,
-		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
+		tokens:    jsonCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
 	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)

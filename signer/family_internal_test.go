@@ -14,20 +14,14 @@ import (
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
-// The indexes every process declares when it opens the store are the ones
-// declared before families registered them: a store opened without one
-// drops it. (The store reads them as a set; the order is not kept.)
+// The indexes of the core and of the families still in package signer
+// (the PCA family's are its own, signer/pca); internal/families checks
+// that every process declares the indexes declared before families
+// registered them: a store opened without one drops it. (The store reads
+// them as a set; the order is not kept.)
 func TestStoreIndexesUnchanged(t *testing.T) {
 	before := []store.Index{
-		{Kind: "pca_certificate", Field: "status"},
-		{Kind: "pca_certificate", Field: "common_name"},
-		{Kind: "pca_certificate", Field: "not_after"},
-		{Kind: "pca_certificate", Field: "expiry"},
-		{Kind: "pca_revocation", Field: "issuer_id"},
 		{Kind: "apitoken", Field: "tenant"},
-		{Kind: "pca_ca", Field: "status"},
-		{Kind: "pca_ca_index", Field: "purge_at"},
-		{Kind: "pca_ca_index", Field: "crl_due"},
 		{Kind: "dts_root_index", Field: "crl_due"},
 	}
 	assert.ElementsMatch(t, before, StoreIndexes())
@@ -56,9 +50,9 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 		registered = append(registered, s.Label+"/"+s.RecordKind)
 	}
 	assert.ElementsMatch(t, declared, registered)
-	assert.Len(t, registered, 3, "pca_root, pca_subordinate, dts_root")
+	assert.Len(t, registered, 1, "dts_root")
 
-	assert.ElementsMatch(t, []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaPCACAs, QuotaPCACerts, QuotaAPIGCerts},
+	assert.ElementsMatch(t, []string{QuotaKeys, QuotaDTSRootCAs, QuotaDTSSigners, QuotaAPIGCerts},
 		e.QuotaResources())
 	assert.ElementsMatch(t, e.QuotaResources(), QuotaResources())
 
@@ -66,7 +60,7 @@ func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins"}, names)
+	assert.Equal(t, []string{"keys", "apig", "dts", "admins"}, names)
 	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
 }
 
@@ -74,14 +68,12 @@ func TestQuotaLimits(t *testing.T) {
 	e := New(Options{Quotas: map[string]int64{QuotaKeys: 7, QuotaDTSRootCAs: 50, "other": 4}})
 	t.Cleanup(func() { e.Close() })
 	for res, want := range map[string]int64{
-		QuotaKeys:       7,      // configured
-		QuotaDTSRootCAs: 3,      // fixed: configuration cannot raise it
-		QuotaDTSSigners: 5,      // fixed
-		QuotaPCACAs:     100,    // default
-		QuotaPCACerts:   100000, // default
-		QuotaAPIGCerts:  1000,   // default
-		"other":         4,      // configured, declared by no family
-		"unknown":       -1,     // neither: unlimited
+		QuotaKeys:       7,    // configured
+		QuotaDTSRootCAs: 3,    // fixed: configuration cannot raise it
+		QuotaDTSSigners: 5,    // fixed
+		QuotaAPIGCerts:  1000, // default
+		"other":         4,    // configured, declared by no family
+		"unknown":       -1,   // neither: unlimited
 	} {
 		assert.Equal(t, want, e.QuotaLimit(res), res)
 	}

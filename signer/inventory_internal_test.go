@@ -49,7 +49,7 @@ func TestInventoryGauges(t *testing.T) {
 
 	require.NoError(t, e.RefreshInventory(ctx))
 	assert.InDelta(t, 0.9, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaKeys), 1e-9)
-	assert.Equal(t, 0.0, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaPCACerts))
+	assert.Equal(t, 0.0, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaAPIGCerts))
 	assert.Equal(t, 2.0, gauge(t, m, "hsmca_ca_certificates", "kind", "test"))
 	exp := gauge(t, m, "hsmca_ca_certificate_expiry_seconds", "kind", "test")
 	assert.InDelta(t, (20 * 24 * time.Hour).Seconds(), exp, 120)

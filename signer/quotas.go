@@ -13,8 +13,6 @@ const (
 	QuotaKeys       = "keys"              // /v1/keys, default 1000
 	QuotaDTSRootCAs = "dts_root_cas"      // MATTR DTS root CA certificates, fixed at 3
 	QuotaDTSSigners = "dts_signers"       // MATTR VICAL signer certificates, fixed at 5
-	QuotaPCACAs     = "pca_cas"           // CCM PCA certificate authorities, default 100
-	QuotaPCACerts   = "pca_certificates"  // CCM PCA private certificates, default 100000
 	QuotaAPIGCerts  = "apig_certificates" // APIG SSL certificates, default 1000
 )
 

@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -99,7 +100,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		o.Engine(&so)
 	}
 	e.Engine = signer.New(so)
-	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro := api.Options{Engine: e.Engine, PCA: pca.New(e.Engine), Logger: log}
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -127,13 +128,13 @@ var quotaKinds = map[string]string{
 	signer.QuotaKeys:       signer.KindKey,
 	signer.QuotaDTSRootCAs: signer.KindDTSRootCA,
 	signer.QuotaDTSSigners: signer.KindDTSSigner,
-	signer.QuotaPCACAs:     "pca_ca",
-	signer.QuotaPCACerts:   "pca_certificate",
+	pca.QuotaCAs:           pca.RecordCA,
+	pca.QuotaCertificates:  pca.RecordCertificate,
 	signer.QuotaAPIGCerts:  signer.KindAPIGCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, "pca_ca"}
+var keyOwnerKinds = []string{signer.KindKey, signer.KindAPIGCertificate, signer.KindDTSRootCA, signer.KindDTSSigner, pca.RecordCA}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

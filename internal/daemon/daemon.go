@@ -25,6 +25,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -136,7 +137,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
 		publicRPS = *p
 	}
-	handler := api.Router(api.Options{Engine: d.engine, Logger: log,
+	handler := api.Router(api.Options{Engine: d.engine, PCA: pca.New(d.engine), Logger: log,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
@@ -169,15 +170,16 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	d.stopJanitor, d.janitorDone = stopJanitor, make(chan struct{})
 	go func() {
 		defer close(d.janitorDone)
-		// Purge private CAs whose scheduled deletion fell due, also in
-		// tenants nobody reads, and re-sign the CRLs (PCA and DTS) due
-		// for refresh; the first round waits for the HSM to open.
+		// The families' janitors: purge private CAs whose scheduled
+		// deletion fell due, also in tenants nobody reads, and re-sign
+		// the CRLs (PCA and DTS) due for refresh; the first round waits
+		// for the HSM to open.
 		select {
 		case <-time.After(time.Minute):
 		case <-janitorCtx.Done():
 			return
 		}
-		d.engine.RunPCAJanitor(janitorCtx, time.Hour)
+		d.engine.RunJanitors(janitorCtx, time.Hour)
 	}()
 
 	d.serveWG.Add(1)

@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"crypto/ecdsa"
@@ -10,6 +10,9 @@ import (
 	"encoding/pem"
 	"math/big"
 	"testing"
+
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 )
 
 // The CSR and certificate-bundle readers take untrusted input: they must
@@ -24,7 +27,7 @@ func FuzzPCAParseCSR(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		csr, alg, bits, err := parseCSR(s)
 		if err != nil {
-			if AsError(err).Code == "" {
+			if signer.ReasonOf(err) == "" {
 				t.Fatalf("refusal without a PCA code: %v", err)
 			}
 			return
@@ -50,7 +53,7 @@ func FuzzPCAParseCerts(f *testing.F) {
 }
 
 func randomSerialForFuzz() *big.Int {
-	n, _ := randomSerial()
+	n, _ := issuance.RandomSerial()
 	return n
 }
 
@@ -68,7 +71,7 @@ func FuzzPCACheckCSRSubject(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := checkCSRSubject(raw)
 		if err != nil {
-			if AsError(err).Code == "" {
+			if signer.ReasonOf(err) == "" {
 				t.Fatalf("refusal without a PCA code: %v", err)
 			}
 			return

@@ -1,10 +1,13 @@
-package signer
+package pca
 
 import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"strings"
 	"testing"
+
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,10 +17,10 @@ func TestUnsafeText(t *testing.T) {
 	for _, s := range []string{"a\x00b", "a\x1bb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u202eb", "a\u202ab", "a\u2066b",
 		"a\u2069b", "a\u200eb", "a\u200fb", "a\u200bb", "a\u200db", "\ufeffab", "a\u00adb", "a\u2028b", "a\u2029b",
 		"a\ufffdb", "a\xffb"} {
-		assert.True(t, hasUnsafeText(s), "%q", s)
+		assert.True(t, issuance.UnsafeText(s), "%q", s)
 	}
 	for _, s := range []string{"www.example.com", "Müller GmbH", "東京", "O'Brien (Ltd.)", "a b", "Ελληνικά"} {
-		assert.False(t, hasUnsafeText(s), "%q", s)
+		assert.False(t, issuance.UnsafeText(s), "%q", s)
 	}
 }
 
@@ -130,7 +133,7 @@ func TestCheckCSRSubject(t *testing.T) {
 	} {
 		_, err := checkCSRSubject(raw)
 		require.Error(t, err, name)
-		assert.Equal(t, CodeBadDN, AsError(err).Code, name)
-		assert.True(t, strings.HasPrefix(AsError(err).Fields[0].Field, csrDNField), name)
+		assert.Equal(t, ReasonBadDN, signer.ReasonOf(err), name)
+		assert.True(t, strings.HasPrefix(signer.AsError(err).Fields[0].Field, csrDNField), name)
 	}
 }

@@ -1,15 +1,15 @@
-package signer
+package pca
 
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"net"
 	"net/mail"
 	"net/url"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
@@ -19,23 +19,6 @@ import (
 // attributes, the subject of a CSR (checked attribute by attribute and
 // encoded afresh), subject alternative names, wildcards under public
 // suffixes. Body issuance and CSR issuance apply the same ones.
-
-// unsafeTextRune reports the characters no subject or name may hold:
-// controls (C0, DEL, C1), format characters (the bidirectional overrides
-// and isolates U+202A-202E and U+2066-2069, the marks U+200E/F, zero-width
-// characters, the byte order mark, soft hyphen ...), line and paragraph
-// separators, and the replacement character (text that was not UTF-8).
-// They make a name display as something it is not.
-func unsafeTextRune(r rune) bool {
-	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError
-}
-
-// hasUnsafeText reports invalid UTF-8 or a character of unsafeTextRune.
-func hasUnsafeText(s string) bool {
-	return !utf8.ValidString(s) || strings.IndexFunc(s, unsafeTextRune) >= 0
-}
-
-const unsafeTextMsg = "must be printable text (no control, format or bidirectional characters)"
 
 // Attribute kinds of a subject: how a value is checked and encoded.
 type attrKind int
@@ -100,30 +83,30 @@ func acceptedAttrNames() string {
 func (a *subjectAttr) check(field, v string) error {
 	switch {
 	case v == "":
-		return pcaInvalid(CodeBadDN, field, nil, "must not be empty")
-	case hasUnsafeText(v):
-		return pcaInvalid(CodeBadDN, field, nil, unsafeTextMsg)
+		return refused(ReasonBadDN, field, nil, "must not be empty")
+	case issuance.UnsafeText(v):
+		return refused(ReasonBadDN, field, nil, issuance.UnsafeTextMsg)
 	case strings.TrimSpace(v) != v:
-		return pcaInvalid(CodeBadDN, field, nil, "must not start or end with spaces")
+		return refused(ReasonBadDN, field, nil, "must not start or end with spaces")
 	case utf8.RuneCountInString(v) > a.max:
-		return pcaInvalid(CodeBadDN, field, nil, fmt.Sprintf("must be at most %d characters", a.max))
+		return refused(ReasonBadDN, field, nil, fmt.Sprintf("must be at most %d characters", a.max))
 	}
 	switch a.kind {
 	case attrCountry:
 		if len(v) != 2 || !isUpperAlpha(v) {
-			return pcaInvalid(CodeBadDN, field, nil, "must be an ISO 3166 alpha-2 code in capitals")
+			return refused(ReasonBadDN, field, nil, "must be an ISO 3166 alpha-2 code in capitals")
 		}
 	case attrPrintable:
-		if !printableString(v) {
-			return pcaInvalid(CodeBadDN, field, nil, "must be an ASN.1 PrintableString (letters, digits, space and '()+,-./:=?)")
+		if !issuance.PrintableString(v) {
+			return refused(ReasonBadDN, field, nil, "must be an ASN.1 PrintableString (letters, digits, space and '()+,-./:=?)")
 		}
 	case attrEmail:
 		if !validEmail(v) {
-			return pcaInvalid(CodeBadDN, field, nil, "is not an email address")
+			return refused(ReasonBadDN, field, nil, "is not an email address")
 		}
 	case attrLabel:
 		if !validLabel(v) {
-			return pcaInvalid(CodeBadDN, field, nil, "is not a DNS label")
+			return refused(ReasonBadDN, field, nil, "is not a DNS label")
 		}
 	}
 	return nil
@@ -137,7 +120,7 @@ func (a *subjectAttr) tag(v string) int {
 	case attrEmail, attrLabel:
 		return asn1.TagIA5String
 	}
-	if printableString(v) {
+	if issuance.PrintableString(v) {
 		return asn1.TagPrintableString
 	}
 	return asn1.TagUTF8String
@@ -158,7 +141,7 @@ type csrSubject struct {
 func checkCSRSubject(raw []byte) (*csrSubject, error) {
 	var seq pkix.RDNSequence
 	if rest, err := asn1.Unmarshal(raw, &seq); err != nil || len(rest) > 0 {
-		return nil, pcaInvalid(CodeBadDN, csrDNField, nil, "cannot be read")
+		return nil, refused(ReasonBadDN, csrDNField, nil, "cannot be read")
 	}
 	out := &csrSubject{}
 	enc := pkix.RDNSequence{}
@@ -166,20 +149,20 @@ func checkCSRSubject(raw []byte) (*csrSubject, error) {
 	for _, rdn := range seq {
 		for _, atv := range rdn {
 			if len(enc) == maxSubjectAttrs {
-				return nil, pcaInvalid(CodeBadDN, csrDNField, nil, fmt.Sprintf("must have at most %d attributes", maxSubjectAttrs))
+				return nil, refused(ReasonBadDN, csrDNField, nil, fmt.Sprintf("must have at most %d attributes", maxSubjectAttrs))
 			}
 			a := subjectAttrOf(atv.Type)
 			if a == nil {
-				return nil, pcaInvalid(CodeBadDN, csrDNField, nil, fmt.Sprintf("holds attribute %s, which is not accepted (accepted: %s)",
+				return nil, refused(ReasonBadDN, csrDNField, nil, fmt.Sprintf("holds attribute %s, which is not accepted (accepted: %s)",
 					atv.Type, acceptedAttrNames()))
 			}
 			field := csrDNField + "." + a.name
 			v, ok := atv.Value.(string)
 			if !ok {
-				return nil, pcaInvalid(CodeBadDN, field, nil, "must be a string")
+				return nil, refused(ReasonBadDN, field, nil, "must be a string")
 			}
 			if seen[a.name] && !a.repeat {
-				return nil, pcaInvalid(CodeBadDN, field, nil, "must appear at most once")
+				return nil, refused(ReasonBadDN, field, nil, "must appear at most once")
 			}
 			seen[a.name] = true
 			if err := a.check(field, v); err != nil {
@@ -192,7 +175,7 @@ func checkCSRSubject(raw []byte) (*csrSubject, error) {
 	}
 	der, err := asn1.Marshal(enc)
 	if err != nil {
-		return nil, pcaInvalid(CodeBadDN, csrDNField, nil, "cannot be encoded")
+		return nil, refused(ReasonBadDN, csrDNField, nil, "cannot be encoded")
 	}
 	out.raw, out.empty = der, len(enc) == 0
 	return out, nil
@@ -227,41 +210,41 @@ func (s *csrSubject) set(name, v string) {
 // csr.subject_alternative_names for names taken from the CSR.
 func checkSANs(field string, sans []SAN, t *x509.Certificate) error {
 	if len(sans) > maxSANs {
-		return pcaInvalid(CodeBadParameter, field, len(sans), fmt.Sprintf("at most %d names", maxSANs))
+		return refused(ReasonBadParameter, field, len(sans), fmt.Sprintf("at most %d names", maxSANs))
 	}
 	for i, s := range sans {
 		vf := fmt.Sprintf("%s[%d].value", field, i)
-		if s.Value == "" || len(s.Value) > 255 || hasUnsafeText(s.Value) {
-			return pcaInvalid(CodeBadParameter, vf, nil, "must be 1 to 255 printable characters")
+		if s.Value == "" || len(s.Value) > 255 || issuance.UnsafeText(s.Value) {
+			return refused(ReasonBadParameter, vf, nil, "must be 1 to 255 printable characters")
 		}
 		switch s.Type {
 		case "DNS":
 			if !validDNSName(s.Value) {
-				return pcaInvalid(CodeBadParameter, vf, s.Value, "is not a DNS name")
+				return refused(ReasonBadParameter, vf, s.Value, "is not a DNS name")
 			}
 			if suffix, bad := wildcardOverSuffix(s.Value); bad {
-				return pcaInvalid(CodeBadParameter, vf, s.Value, wildcardMsg(suffix))
+				return refused(ReasonBadParameter, vf, s.Value, wildcardMsg(suffix))
 			}
 			t.DNSNames = append(t.DNSNames, s.Value)
 		case "IP":
 			ip := net.ParseIP(s.Value)
 			if ip == nil {
-				return pcaInvalid(CodeBadIP, vf, s.Value, "is not an IP address")
+				return refused(ReasonBadIP, vf, s.Value, "is not an IP address")
 			}
 			t.IPAddresses = append(t.IPAddresses, ip)
 		case "EMAIL":
 			if !validEmail(s.Value) {
-				return pcaInvalid(CodeBadParameter, vf, s.Value, "is not an email address")
+				return refused(ReasonBadParameter, vf, s.Value, "is not an email address")
 			}
 			t.EmailAddresses = append(t.EmailAddresses, s.Value)
 		case "URI":
 			u, ok := parseURISAN(s.Value)
 			if !ok {
-				return pcaInvalid(CodeBadParameter, vf, s.Value, "is not an absolute URI")
+				return refused(ReasonBadParameter, vf, s.Value, "is not an absolute URI")
 			}
 			t.URIs = append(t.URIs, u)
 		default:
-			return pcaInvalid(CodeBadSANType, fmt.Sprintf("%s[%d].type", field, i), s.Type,
+			return refused(ReasonBadSANType, fmt.Sprintf("%s[%d].type", field, i), s.Type,
 				"must be DNS, IP, EMAIL or URI")
 		}
 	}
@@ -375,7 +358,7 @@ func hostOf(cn string) (dns string, ip net.IP) {
 func checkCommonName(field, cn string) error {
 	if dns, _ := hostOf(cn); dns != "" {
 		if suffix, bad := wildcardOverSuffix(dns); bad {
-			return pcaInvalid(CodeBadDN, field, nil, wildcardMsg(suffix))
+			return refused(ReasonBadDN, field, nil, wildcardMsg(suffix))
 		}
 	}
 	return nil

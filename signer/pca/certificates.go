@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -14,8 +13,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -188,8 +189,8 @@ func certStatusRange(status string, now time.Time) []store.Filter {
 		{Field: certExpiryField, Value: hi, Match: store.Less}}
 }
 
-func (e *Engine) getCert(ctx context.Context, tenant, id string) (*store.Record, *certRecord, error) {
-	return getPCARecord[certRecord](ctx, e, kindPCACert, "certificate", tenant, id)
+func (s *Service) getCert(ctx context.Context, tenant, id string) (*store.Record, *certRecord, error) {
+	return getRecord[certRecord](ctx, s, RecordCertificate, "certificate", tenant, id)
 }
 
 func sansOf(c *x509.Certificate) []SAN {
@@ -239,7 +240,7 @@ func publicKeyAlgorithm(pub crypto.PublicKey) (string, int, error) {
 // parseCSR reads a PEM (or base64 DER) CSR, checks its signature and its
 // key.
 func parseCSR(s string) (*x509.CertificateRequest, string, int, error) {
-	bad := func(msg string) error { return pcaInvalid(CodeBadCSR, "csr", nil, msg) }
+	bad := func(msg string) error { return refused(ReasonBadCSR, "csr", nil, msg) }
 	s = strings.ReplaceAll(strings.TrimSpace(s), `\n`, "\n")
 	if s == "" {
 		return nil, "", 0, bad("is required")
@@ -264,7 +265,7 @@ func parseCSR(s string) (*x509.CertificateRequest, string, int, error) {
 	}
 	alg, bits, err := publicKeyAlgorithm(csr.PublicKey)
 	if err != nil {
-		return nil, "", 0, pcaInvalid(CodeBadKeyAlg, "csr", nil, err.Error())
+		return nil, "", 0, refused(ReasonBadKeyAlg, "csr", nil, err.Error())
 	}
 	return csr, alg, bits, nil
 }
@@ -280,9 +281,9 @@ type CSRInfo struct {
 
 // ParseCSR reads a CSR for the caller, with the same checks of the CSR and
 // its subject as issuance.
-func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo, error) {
+func (s *Service) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo, error) {
 	var out *CSRInfo
-	err := e.run(ctx, tenant, "PCA_CSR_PARSE", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CSR_PARSE", func() (string, error) {
 		csr, alg, bits, err := parseCSR(csrPEM)
 		if err != nil {
 			return "", err
@@ -300,7 +301,7 @@ func (e *Engine) ParseCSR(ctx context.Context, tenant, csrPEM string) (*CSRInfo,
 			return "", err
 		}
 		out = &CSRInfo{KeyAlgorithm: family, KeyLength: bits, SignatureAlgorithm: hashOf(csr.SignatureAlgorithm),
-			PublicKeyPEM: pcaPEM("PUBLIC KEY", spki), DN: subj.dn}
+			PublicKeyPEM: encoding.EncodePEM("PUBLIC KEY", spki), DN: subj.dn}
 		if family == "ED" || alg == "ED25519" {
 			out.KeyAlgorithm, out.SignatureAlgorithm = "ED25519", "ED25519"
 		}
@@ -321,54 +322,30 @@ type CertIssue struct {
 	EKU                *ExtendedKeyUsage
 }
 
-// wrapKeys remembers the HSMs in which the leaf wrapping key is known to
-// exist, so that it is looked up once per HSM, not per issuance.
-var wrapKeys sync.Map
-
-func (e *Engine) wrapLeafKey(ctx context.Context, tenant, id string, pkcs8 []byte) ([]byte, error) {
-	h, err := e.HSM()
+// leafKey generates a leaf key in software; an RSA key takes its turn in
+// the core's heavy-work pool first.
+func (s *Service) leafKey(ctx context.Context, tenant string, alg hsm.Algorithm) (crypto.Signer, error) {
+	if !strings.HasPrefix(string(alg), "RSA") {
+		return issuance.GenerateLeafKey(alg)
+	}
+	release, err := s.core.Heavy(ctx, tenant, signer.HeavySoftwareRSAKey)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := wrapKeys.Load(h); !ok {
-		if err := h.EnsureWrappingKey(ctx, leafWrapKeyID, leafWrapKeyLabel); err != nil {
-			return nil, HSMError(err, "wrapping key")
-		}
-		wrapKeys.Store(h, true)
-	}
-	blob, err := h.Wrap(ctx, leafWrapKeyID, pkcs8, leafKeyAAD(tenant, id))
-	if err != nil {
-		return nil, HSMError(err, "wrapping key")
-	}
-	return blob, nil
+	defer release()
+	return issuance.GenerateLeafKey(alg)
 }
 
 // leafKeyAAD binds a sealed key to its tenant and certificate, so a blob
 // copied to another record does not open.
 func leafKeyAAD(tenant, id string) []byte { return []byte("hsmca/pca-leaf-key/" + tenant + "/" + id) }
 
-func generateLeafKey(alg hsm.Algorithm) (crypto.Signer, error) {
-	switch alg {
-	case hsm.EC256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case hsm.EC384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case hsm.RSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case hsm.RSA3072:
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case hsm.RSA4096:
-		return rsa.GenerateKey(rand.Reader, 4096)
-	}
-	return nil, fmt.Errorf("unsupported leaf key algorithm %s", alg)
-}
-
 // IssueCertificate issues a certificate for a key the daemon generates.
-func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIssue) (string, error) {
+func (s *Service) IssueCertificate(ctx context.Context, tenant string, in CertIssue) (string, error) {
 	id := uuid.NewString()
-	err := e.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE", func() (string, error) {
 		if in.DN == nil {
-			return "", pcaInvalid(CodeBadDN, "distinguished_name", nil, "is required")
+			return "", refused(ReasonBadDN, "distinguished_name", nil, "is required")
 		}
 		if err := in.DN.check(false); err != nil {
 			return "", err
@@ -396,7 +373,7 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 			}
 		}
 		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
-			return "", pcaInvalid(CodeBadParameter, "key_usages", keyUsageList(ku), "keyCertSign and cRLSign are for CA certificates")
+			return "", refused(ReasonBadParameter, "key_usages", keyUsageList(ku), "keyCertSign and cRLSign are for CA certificates")
 		}
 		eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
 		if in.EKU != nil {
@@ -410,15 +387,15 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		if err := checkCommonName("distinguished_name.common_name", in.DN.CommonName); err != nil {
 			return "", err
 		}
-		is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+		is, err := s.loadIssuer(ctx, tenant, in.IssuerID)
 		if err != nil {
 			return "", err
 		}
 		names := namesOf("subject_alternative_names", in.SANs, "distinguished_name", in.DN.CommonName, nil)
-		if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), "distinguished_name"); err != nil {
+		if err := s.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), "distinguished_name"); err != nil {
 			return "", err
 		}
-		nb, na, err := in.Validity.window(e.now(), maxChildValidity)
+		nb, na, err := in.Validity.window(s.now(), maxChildValidity)
 		if err != nil {
 			return "", err
 		}
@@ -426,10 +403,10 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 			return "", err
 		}
 		tmpl.NotBefore, tmpl.NotAfter = nb, na
-		if err := e.certQuotaFree(ctx, tenant); err != nil {
+		if err := s.certQuotaFree(ctx, tenant); err != nil {
 			return "", err
 		}
-		key, err := e.leafKey(ctx, tenant, alg)
+		key, err := s.leafKey(ctx, tenant, alg)
 		if err != nil {
 			return "", err
 		}
@@ -437,7 +414,7 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		if err != nil {
 			return "", err
 		}
-		wrapped, err := e.wrapLeafKey(ctx, tenant, id, pkcs8)
+		wrapped, err := s.core.Seal(ctx, leafWrapKeyID, leafWrapKeyLabel, pkcs8, leafKeyAAD(tenant, id))
 		clear(pkcs8)
 		if err != nil {
 			return "", err
@@ -445,15 +422,15 @@ func (e *Engine) IssueCertificate(ctx context.Context, tenant string, in CertIss
 		cr := &certRecord{certSummary: certSummary{Type: CertTypeEntity, KeyAlgorithm: string(alg),
 			GenMode: GenModeGenerate, DN: *in.DN, SANs: in.SANs, KeyUsages: keyUsageList(ku), EKU: eku},
 			WrappedKey: wrapped}
-		return id, e.commitCert(ctx, tenant, id, is, tmpl, key.Public(), hash, cr)
+		return id, s.commitCert(ctx, tenant, id, is, tmpl, key.Public(), hash, cr)
 	})
 	return id, err
 }
 
-func (e *Engine) certQuotaFree(ctx context.Context, tenant string) error {
-	limit := e.QuotaLimit(QuotaPCACerts)
-	if used, err := e.store.QuotaUsage(ctx, tenant, QuotaPCACerts); err == nil && limit >= 0 && used >= limit {
-		return &Error{Kind: KindQuotaExceeded, Code: CodeCertQuota,
+func (s *Service) certQuotaFree(ctx context.Context, tenant string) error {
+	limit := s.core.QuotaLimit(QuotaCertificates)
+	if used, err := s.store.QuotaUsage(ctx, tenant, QuotaCertificates); err == nil && limit >= 0 && used >= limit {
+		return &signer.Error{Kind: signer.KindQuotaExceeded, Reason: ReasonCertQuota,
 			Msg: fmt.Sprintf("the tenant has reached its quota of %d certificates", limit)}
 	}
 	return nil
@@ -462,28 +439,28 @@ func (e *Engine) certQuotaFree(ctx context.Context, tenant string) error {
 // commitCert signs tmpl and stores the certificate with its quota unit
 // and its serial number, unique under the issuer. A serial collision
 // (2^-159 per pair) is met by signing again with a fresh serial.
-func (e *Engine) commitCert(ctx context.Context, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
-	limit := e.QuotaLimit(QuotaPCACerts)
+func (s *Service) commitCert(ctx context.Context, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
+	limit := s.core.QuotaLimit(QuotaCertificates)
 	for attempt := 0; ; attempt++ {
-		der, err := e.sign(ctx, is, tmpl, pub, hash, "pca_certificate")
+		der, err := s.sign(ctx, is, tmpl, pub, hash, "pca_certificate")
 		if err != nil {
 			return err
 		}
-		rec, err := certStoreRecord(tenant, id, is, cr, der, hash, e.now())
+		rec, err := certStoreRecord(tenant, id, is, cr, der, hash, s.now())
 		if err != nil {
 			return err
 		}
-		err = e.store.Create(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACerts, Limit: limit}})
+		err = s.store.Create(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaCertificates, Limit: limit}})
 		switch {
 		case err == nil:
 			return nil
 		case errors.Is(err, store.ErrQuotaExceeded):
-			return &Error{Kind: KindQuotaExceeded, Code: CodeCertQuota,
+			return &signer.Error{Kind: signer.KindQuotaExceeded, Reason: ReasonCertQuota,
 				Msg: fmt.Sprintf("the tenant has reached its quota of %d certificates", limit), Err: err}
 		case errors.Is(err, store.ErrExists) && attempt < 3:
 			continue
 		}
-		return storeErr(err, "certificate")
+		return signer.StoreErr(err, "certificate")
 	}
 }
 
@@ -507,7 +484,7 @@ func certStoreRecord(tenant, id string, is *issuer, cr *certRecord, der []byte, 
 	if err != nil {
 		return nil, err
 	}
-	return &store.Record{Kind: kindPCACert, Tenant: tenant, ID: id,
+	return &store.Record{Kind: RecordCertificate, Tenant: tenant, ID: id,
 		Unique: []string{serialKey(is.rec.ID, cr.Serial)}, Fields: certFields(cr), Data: data}, nil
 }
 
@@ -527,17 +504,17 @@ type CertFromCSR struct {
 // IssueFromCSR certifies the key of a CSR whose signature verifies: an
 // end entity, or (INTERMEDIATE_CA) a subordinate CA held outside hsmca,
 // within the issuer's path length.
-func (e *Engine) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
+func (s *Service) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
 	id := uuid.NewString()
-	err := e.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR", func() (string, error) {
-		p, err := e.prepareFromCSR(ctx, tenant, in)
+	err := s.run(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR", func() (string, error) {
+		p, err := s.prepareFromCSR(ctx, tenant, in)
 		if err != nil {
 			return "", err
 		}
-		if err := e.certQuotaFree(ctx, tenant); err != nil {
+		if err := s.certQuotaFree(ctx, tenant); err != nil {
 			return "", err
 		}
-		return id, e.commitCert(ctx, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr)
+		return id, s.commitCert(ctx, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr)
 	})
 	return id, err
 }
@@ -553,13 +530,13 @@ type csrIssue struct {
 
 // prepareFromCSR checks an issuance from a CSR and builds its template
 // and record, everything short of the quota check and the signature.
-func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromCSR) (*csrIssue, error) {
+func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFromCSR) (*csrIssue, error) {
 	typ := in.Type
 	if typ == "" {
 		typ = CertTypeEntity
 	}
 	if typ != CertTypeEntity && typ != CertTypeIntermediate {
-		return nil, pcaInvalid(CodeBadParameter, "type", in.Type, "must be ENTITY_CERT or INTERMEDIATE_CA")
+		return nil, refused(ReasonBadParameter, "type", in.Type, "must be ENTITY_CERT or INTERMEDIATE_CA")
 	}
 	csr, alg, _, err := parseCSR(in.CSR)
 	if err != nil {
@@ -569,11 +546,11 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 	if err != nil {
 		return nil, err
 	}
-	is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+	is, err := s.loadIssuer(ctx, tenant, in.IssuerID)
 	if err != nil {
 		return nil, err
 	}
-	nb, na, err := in.Validity.window(e.now(), maxChildValidity)
+	nb, na, err := in.Validity.window(s.now(), maxChildValidity)
 	if err != nil {
 		return nil, err
 	}
@@ -599,7 +576,7 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 			return nil, err
 		}
 		if subj.empty {
-			return nil, pcaInvalid(CodeBadDN, csrDNField, nil, "is empty; a CA certificate needs a subject")
+			return nil, refused(ReasonBadDN, csrDNField, nil, "is empty; a CA certificate needs a subject")
 		}
 		tmpl = caTemplate(cr.DN, nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
 		cr.PathLength = &pathLen
@@ -611,7 +588,7 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 			}
 		}
 		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
-			return nil, pcaInvalid(CodeBadParameter, "key_usages", in.KeyUsages, "keyCertSign and cRLSign are for CA certificates; use type INTERMEDIATE_CA")
+			return nil, refused(ReasonBadParameter, "key_usages", in.KeyUsages, "keyCertSign and cRLSign are for CA certificates; use type INTERMEDIATE_CA")
 		}
 		eku := ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
 		if in.EKU != nil {
@@ -633,14 +610,14 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 		return nil, err
 	}
 	if subj.empty && len(sans) == 0 {
-		return nil, pcaInvalid(CodeBadDN, csrDNField, nil,
+		return nil, refused(ReasonBadDN, csrDNField, nil,
 			"is empty and no subject alternative name is given; a certificate needs a subject or a subject alternative name")
 	}
 	if err := checkCommonName(csrDNField+".common_name", subj.dn.CommonName); err != nil {
 		return nil, err
 	}
 	names := namesOf(sanField, sans, csrDNField, subj.dn.CommonName, subj.emails)
-	if err := e.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), csrDNField); err != nil {
+	if err := s.checkNameConstraints(ctx, tenant, is, names, subjectOf(tmpl), csrDNField); err != nil {
 		return nil, err
 	}
 	cr.SANs = sans
@@ -649,15 +626,15 @@ func (e *Engine) prepareFromCSR(ctx context.Context, tenant string, in CertFromC
 }
 
 // GetCertificate shows one private certificate.
-func (e *Engine) GetCertificate(ctx context.Context, tenant, id string) (*Certificate, error) {
+func (s *Service) GetCertificate(ctx context.Context, tenant, id string) (*Certificate, error) {
 	var out *Certificate
-	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE", func() (string, error) {
 		// The answer shows no certificate bytes: decode only what it shows.
-		_, c, err := getPCARecord[certSummary](ctx, e, kindPCACert, "certificate", tenant, id)
+		_, c, err := getRecord[certSummary](ctx, s, RecordCertificate, "certificate", tenant, id)
 		if err != nil {
 			return id, err
 		}
-		out = toCertAt(id, c, e.now())
+		out = toCertAt(id, c, s.now())
 		return id, nil
 	})
 	return out, err
@@ -674,13 +651,13 @@ type CertQuery struct {
 // sorts and pages from its indexes (see StoreIndexes): the derived
 // ISSUED and EXPIRED states are ranges of the expiry field, and creation
 // time is creation order.
-func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuery) ([]*Certificate, int, error) {
+func (s *Service) ListCertificates(ctx context.Context, tenant string, q CertQuery) ([]*Certificate, int, error) {
 	var (
 		out   []*Certificate
 		total int
 	)
-	err := e.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
-		sq := store.Query{Kind: kindPCACert, Tenant: tenant, Offset: q.Offset, Limit: q.Limit, OffsetPaging: true}
+	err := s.run(ctx, tenant, "PCA_CERTIFICATE_RETRIEVE_LIST", func() (string, error) {
+		sq := store.Query{Kind: RecordCertificate, Tenant: tenant, Offset: q.Offset, Limit: q.Limit, OffsetPaging: true}
 		switch q.SortKey {
 		case "", "create_time":
 			// Creation time is creation order (the store's sequence, which
@@ -691,24 +668,24 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 		case "common_name", "not_after":
 			sq.SortBy = q.SortKey
 		default:
-			return "", pcaInvalid(CodeBadParameter, "sort_key", q.SortKey, "must be create_time, common_name or not_after")
+			return "", refused(ReasonBadParameter, "sort_key", q.SortKey, "must be create_time, common_name or not_after")
 		}
 		switch q.SortDir {
 		case "", "DESC":
 			sq.Desc = true
 		case "ASC":
 		default:
-			return "", pcaInvalid(CodeBadParameter, "sort_dir", q.SortDir, "must be ASC or DESC")
+			return "", refused(ReasonBadParameter, "sort_dir", q.SortDir, "must be ASC or DESC")
 		}
 		switch q.Status {
 		case "", CertRevoked, CertIssued, CertExpired:
 		default:
-			return "", pcaInvalid(CodeBadParameter, "status", q.Status, "must be ISSUED, EXPIRED or REVOKED")
+			return "", refused(ReasonBadParameter, "status", q.Status, "must be ISSUED, EXPIRED or REVOKED")
 		}
 		if q.Status != "" {
-			e.fillCertFields(ctx, tenant)
+			s.fillCertFields(ctx, tenant)
 		}
-		now := e.now()
+		now := s.now()
 		if q.Name != "" {
 			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
 		}
@@ -734,14 +711,14 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 		if q.Limit == 0 {
 			sq.Limit = 1 // only the total is wanted
 		}
-		page, err := e.store.List(ctx, sq)
+		page, err := s.store.List(ctx, sq)
 		if err != nil {
-			return "", storeErr(err, "certificate")
+			return "", signer.StoreErr(err, "certificate")
 		}
 		total = page.Total
 		if countValid {
-			if total, err = e.countValidCerts(ctx, tenant, now); err != nil {
-				return "", storeErr(err, "certificate")
+			if total, err = s.countValidCerts(ctx, tenant, now); err != nil {
+				return "", signer.StoreErr(err, "certificate")
 			}
 		}
 		out = make([]*Certificate, 0, len(page.Records))
@@ -751,7 +728,7 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 		for i := range page.Records {
 			var c certSummary
 			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
-				return "", storeErr(err, "certificate")
+				return "", signer.StoreErr(err, "certificate")
 			}
 			out = append(out, toCertAt(page.Records[i].ID, &c, now))
 		}
@@ -767,13 +744,13 @@ func (e *Engine) ListCertificates(ctx context.Context, tenant string, q CertQuer
 // certificate, and bolt counts a range by walking it). The two counts are
 // separate reads: a write between them can move the total by its own
 // change.
-func (e *Engine) countValidCerts(ctx context.Context, tenant string, now time.Time) (int, error) {
-	stored, err := e.store.List(ctx, store.Query{Kind: kindPCACert, Tenant: tenant, OffsetPaging: true, Limit: 1,
+func (s *Service) countValidCerts(ctx context.Context, tenant string, now time.Time) (int, error) {
+	stored, err := s.store.List(ctx, store.Query{Kind: RecordCertificate, Tenant: tenant, OffsetPaging: true, Limit: 1,
 		Filters: []store.Filter{{Field: "status", Value: CertIssued}}})
 	if err != nil {
 		return 0, err
 	}
-	expired, err := e.store.List(ctx, store.Query{Kind: kindPCACert, Tenant: tenant, Limit: 1,
+	expired, err := s.store.List(ctx, store.Query{Kind: RecordCertificate, Tenant: tenant, Limit: 1,
 		Filters: certStatusRange(CertExpired, now), SortBy: certExpiryField})
 	if err != nil {
 		return 0, err
@@ -784,9 +761,9 @@ func (e *Engine) countValidCerts(ctx context.Context, tenant string, now time.Ti
 // fillCertFields gives the tenant's certificates stored before the expiry
 // field existed their current fields, so that status lists find them. It
 // costs one index count when there are none.
-func (e *Engine) fillCertFields(ctx context.Context, tenant string) {
+func (s *Service) fillCertFields(ctx context.Context, tenant string) {
 	for {
-		page, err := e.store.List(ctx, store.Query{Kind: kindPCACert, Tenant: tenant, Limit: 500,
+		page, err := s.store.List(ctx, store.Query{Kind: RecordCertificate, Tenant: tenant, Limit: 500,
 			Filters: []store.Filter{{Field: certExpiryField, Value: ""}}})
 		if err != nil || len(page.Records) == 0 {
 			return
@@ -800,7 +777,7 @@ func (e *Engine) fillCertFields(ctx context.Context, tenant string) {
 			}
 			r.Fields = certFields(&c)
 			// A conflict means a concurrent write, which sets the fields.
-			if e.store.Update(ctx, r, store.WriteOpts{}) == nil {
+			if s.store.Update(ctx, r, store.WriteOpts{}) == nil {
 				done++
 			}
 		}
@@ -826,40 +803,40 @@ type Exported struct {
 // ExportCertificate returns the certificate, its chain and, for a key the
 // daemon generated, the private key: PKCS#8, encrypted under the password
 // when one is given.
-func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in CertExport) (*Exported, error) {
+func (s *Service) ExportCertificate(ctx context.Context, tenant, id string, in CertExport) (*Exported, error) {
 	var out *Exported
-	err := e.run(ctx, tenant, "PCA_CERTIFICATE_EXPORT", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CERTIFICATE_EXPORT", func() (string, error) {
 		switch strings.ToUpper(in.Type) {
 		case "", "OTHER", "NGINX", "APACHE":
 		case "IIS", "TOMCAT":
-			return id, &Error{Kind: KindInvalid, Code: CodeExportRefused, Msg: in.Type + " export (PFX/JKS) is not offered; use OTHER, NGINX or APACHE (PEM)"}
+			return id, &signer.Error{Kind: signer.KindInvalid, Reason: ReasonExportRefused, Msg: in.Type + " export (PFX/JKS) is not offered; use OTHER, NGINX or APACHE (PEM)"}
 		default:
-			return id, pcaInvalid(CodeBadParameter, "type", in.Type, "must be OTHER, NGINX, APACHE, IIS or TOMCAT")
+			return id, refused(ReasonBadParameter, "type", in.Type, "must be OTHER, NGINX, APACHE, IIS or TOMCAT")
 		}
 		switch strings.ToLower(in.Compressed) {
 		case "", "false":
 		case "true":
-			return id, &Error{Kind: KindInvalid, Code: CodeExportRefused, Msg: "compressed (zip) export is not offered"}
+			return id, &signer.Error{Kind: signer.KindInvalid, Reason: ReasonExportRefused, Msg: "compressed (zip) export is not offered"}
 		default:
-			return id, pcaInvalid(CodeBadParameter, "is_compressed", in.Compressed, "must be \"true\" or \"false\"")
+			return id, refused(ReasonBadParameter, "is_compressed", in.Compressed, "must be \"true\" or \"false\"")
 		}
-		if in.Password != "" && (utf8.RuneCountInString(in.Password) < 6 || len(in.Password) > 64 || hasControl(in.Password)) {
-			return id, pcaInvalid(CodeBadParameter, "password", nil, "must be 6 to 64 printable characters")
+		if in.Password != "" && (utf8.RuneCountInString(in.Password) < 6 || len(in.Password) > 64 || issuance.HasControl(in.Password)) {
+			return id, refused(ReasonBadParameter, "password", nil, "must be 6 to 64 printable characters")
 		}
-		_, c, err := e.getCert(ctx, tenant, id)
+		_, c, err := s.getCert(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		if _, err := CertTransition(CertOpExport, c.effective(e.now())); err != nil {
+		if _, err := CertTransition(CertOpExport, c.effective(s.now())); err != nil {
 			return id, err
 		}
-		out = &Exported{Certificate: pcaPEM("CERTIFICATE", c.Cert)}
-		if _, ic, err := e.getCA(ctx, tenant, c.IssuerID); err == nil {
-			above, err := e.chainAbove(ctx, tenant, ic)
+		out = &Exported{Certificate: encoding.EncodePEM("CERTIFICATE", c.Cert)}
+		if _, ic, err := s.getCA(ctx, tenant, c.IssuerID); err == nil {
+			above, err := s.chainAbove(ctx, tenant, ic)
 			if err != nil {
 				return id, err
 			}
-			out.Chain = pcaPEM("CERTIFICATE", ic.Cert) + above
+			out.Chain = encoding.EncodePEM("CERTIFICATE", ic.Cert) + above
 		}
 		if strings.EqualFold(in.Type, "NGINX") {
 			out.Certificate += out.Chain
@@ -867,20 +844,21 @@ func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in Ce
 		if len(c.WrappedKey) == 0 {
 			return id, nil
 		}
-		h, err := e.HSM()
+		pkcs8, err := s.core.Unseal(ctx, leafWrapKeyID, c.WrappedKey, leafKeyAAD(tenant, id))
 		if err != nil {
 			return id, err
 		}
-		pkcs8, err := h.Unwrap(ctx, leafWrapKeyID, c.WrappedKey, leafKeyAAD(tenant, id))
-		if err != nil {
-			return id, HSMError(err, "wrapping key")
-		}
 		defer clear(pkcs8)
 		if in.Password == "" {
-			out.PrivateKey = pcaPEM("PRIVATE KEY", pkcs8)
+			out.PrivateKey = encoding.EncodePEM("PRIVATE KEY", pkcs8)
 			return id, nil
 		}
-		enc, err := heavy(ctx, e, tenant, HeavyExportPassword, func() ([]byte, error) { return EncryptPKCS8(pkcs8, in.Password) })
+		release, err := s.core.Heavy(ctx, tenant, signer.HeavyExportPassword)
+		if err != nil {
+			return id, err
+		}
+		enc, err := encoding.EncryptPKCS8(pkcs8, in.Password)
+		release()
 		if err != nil {
 			return id, err
 		}
@@ -892,29 +870,29 @@ func (e *Engine) ExportCertificate(ctx context.Context, tenant, id string, in Ce
 
 // RevokeCertificate revokes a private certificate and regenerates its
 // issuer's CRL.
-func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason string) error {
-	return e.run(ctx, tenant, "PCA_CERTIFICATE_REVOKE", func() (string, error) {
+func (s *Service) RevokeCertificate(ctx context.Context, tenant, id, reason string) error {
+	return s.run(ctx, tenant, "PCA_CERTIFICATE_REVOKE", func() (string, error) {
 		code, err := parseReason(reason)
 		if err != nil {
 			return id, err
 		}
-		_, c, err := e.getCert(ctx, tenant, id)
+		_, c, err := s.getCert(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		if _, err := CertTransition(CertOpRevoke, c.effective(e.now())); err != nil {
+		if _, err := CertTransition(CertOpRevoke, c.effective(s.now())); err != nil {
 			return id, err
 		}
-		now := e.now()
-		if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
+		now := s.now()
+		if err := s.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
 			return id, err
 		}
 		for attempt := 0; ; attempt++ {
-			rec, c, err := e.getCert(ctx, tenant, id)
+			rec, c, err := s.getCert(ctx, tenant, id)
 			if err != nil {
 				return id, err
 			}
-			to, err := CertTransition(CertOpRevoke, c.effective(e.now()))
+			to, err := CertTransition(CertOpRevoke, c.effective(s.now()))
 			if err != nil {
 				return id, err
 			}
@@ -923,16 +901,16 @@ func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason strin
 				return id, err
 			}
 			rec.Fields = certFields(c)
-			err = e.store.Update(ctx, rec, store.WriteOpts{})
+			err = s.store.Update(ctx, rec, store.WriteOpts{})
 			if err == nil {
 				break
 			}
 			if !errors.Is(err, store.ErrVersionConflict) || attempt >= 20 {
-				return id, storeErr(err, "certificate")
+				return id, signer.StoreErr(err, "certificate")
 			}
-			backoff(attempt)
+			signer.Backoff(attempt)
 		}
-		return id, e.crlChanged(ctx, tenant, c.IssuerID)
+		return id, s.crlChanged(ctx, tenant, c.IssuerID)
 	})
 }
 
@@ -942,13 +920,13 @@ func (e *Engine) RevokeCertificate(ctx context.Context, tenant, id, reason strin
 // issuer's CRL re-signed: deleting the record must not leave a valid
 // certificate that nobody can revoke any more. A revoked certificate
 // stays on its issuer's CRL; an expired one is simply deleted.
-func (e *Engine) DeleteCertificate(ctx context.Context, tenant, id string) error {
-	return e.run(ctx, tenant, "PCA_CERTIFICATE_DELETE", func() (string, error) {
-		_, c, err := e.getCert(ctx, tenant, id)
+func (s *Service) DeleteCertificate(ctx context.Context, tenant, id string) error {
+	return s.run(ctx, tenant, "PCA_CERTIFICATE_DELETE", func() (string, error) {
+		_, c, err := s.getCert(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		now := e.now()
+		now := s.now()
 		status := c.effective(now)
 		if _, err := CertTransition(CertOpDelete, status); err != nil {
 			return id, err
@@ -957,23 +935,23 @@ func (e *Engine) DeleteCertificate(ctx context.Context, tenant, id string) error
 		if revoke {
 			// The entry goes first: from then on every CRL of the issuer
 			// lists the certificate, whatever happens next.
-			if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, reasonDeleted, c.NotAfter); err != nil {
+			if err := s.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, reasonDeleted, c.NotAfter); err != nil {
 				return id, err
 			}
 		}
-		err = e.store.Delete(ctx, kindPCACert, tenant, id, store.WriteOpts{
-			Quota: &store.Quota{Resource: QuotaPCACerts, Limit: e.QuotaLimit(QuotaPCACerts)}})
+		err = s.store.Delete(ctx, RecordCertificate, tenant, id, store.WriteOpts{
+			Quota: &store.Quota{Resource: QuotaCertificates, Limit: s.core.QuotaLimit(QuotaCertificates)}})
 		if errors.Is(err, store.ErrNotFound) {
-			return id, pcaNotFound("certificate", id)
+			return id, notFound("certificate", id)
 		}
 		if err != nil {
-			return id, storeErr(err, "certificate")
+			return id, signer.StoreErr(err, "certificate")
 		}
 		if revoke {
 			// The deletion has happened; a CRL that could not be signed
 			// now stays marked and the background refresher signs it.
-			if err := e.crlChanged(ctx, tenant, c.IssuerID); err != nil {
-				e.log.Warn("CRL not re-signed after a certificate deletion; the refresher retries",
+			if err := s.crlChanged(ctx, tenant, c.IssuerID); err != nil {
+				s.core.Log().Warn("CRL not re-signed after a certificate deletion; the refresher retries",
 					"issuer", c.IssuerID, "err", err)
 			}
 		}
@@ -1000,12 +978,12 @@ func parseCerts(field, s string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, pcaInvalid(CodeBadCert, field, nil, "a certificate cannot be parsed: "+err.Error())
+			return nil, refused(ReasonBadCert, field, nil, "a certificate cannot be parsed: "+err.Error())
 		}
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, pcaInvalid(CodeBadCert, field, nil, "no PEM certificate found")
+		return nil, refused(ReasonBadCert, field, nil, "no PEM certificate found")
 	}
 	return out, nil
 }
@@ -1016,7 +994,7 @@ func parseOneCert(field, s string) (*x509.Certificate, error) {
 		return nil, err
 	}
 	if len(certs) != 1 {
-		return nil, pcaInvalid(CodeBadCert, field, nil, "want exactly one certificate; put the issuers in certificate_chain")
+		return nil, refused(ReasonBadCert, field, nil, "want exactly one certificate; put the issuers in certificate_chain")
 	}
 	return certs[0], nil
 }

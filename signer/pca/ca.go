@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,17 +19,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/store"
-)
-
-// Record kinds of the CCM PCA family.
-const (
-	kindPCACA         = "pca_ca"
-	kindPCACert       = "pca_certificate"
-	kindPCARevocation = "pca_revocation"
-	kindPCACRL        = "pca_crl"
-	// kindPCAIndex maps a CA id to its tenant (in the platform namespace)
-	// for the one route that names a CA without a credential: its CRL.
-	kindPCAIndex = "pca_ca_index"
 )
 
 // CA types and generation modes.
@@ -114,8 +106,8 @@ type CA struct {
 	CRL                CRLConfiguration
 }
 
-func (e *Engine) toCA(rec *store.Record, c *caRecord) *CA {
-	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(e.now()), PathLength: c.PathLength,
+func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
+	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: c.PathLength,
 		IssuerID: c.IssuerID, IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm,
 		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
 		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
@@ -128,7 +120,7 @@ func msField(ms int64) string { return fmt.Sprintf("%016d", ms) }
 // caFields are the indexed values of a CA record.
 func caFields(keyID string, c *caRecord) map[string]string {
 	return map[string]string{
-		KeyField: keyID, KeyAlgorithmField: c.KeyAlgorithm,
+		signer.KeyField: keyID, signer.KeyAlgorithmField: c.KeyAlgorithm,
 		"status": c.Status, "type": c.Type, "common_name": c.DN.CommonName,
 		"create_time": msField(c.CreateTime), "not_after": msField(c.NotAfter),
 		"issuer_id": c.IssuerID,
@@ -149,50 +141,50 @@ func caUnique(id string, c *caRecord) []string {
 	return []string{serialKey(c.IssuerID, c.Serial)}
 }
 
-func (e *Engine) getCA(ctx context.Context, tenant, id string) (*store.Record, *caRecord, error) {
-	return getPCARecord[caRecord](ctx, e, kindPCACA, "CA", tenant, id)
+func (s *Service) getCA(ctx context.Context, tenant, id string) (*store.Record, *caRecord, error) {
+	return getRecord[caRecord](ctx, s, RecordCA, "CA", tenant, id)
 }
 
-// getPCARecord reads and decodes one PCA record by its UUID; a malformed,
+// getRecord reads and decodes one PCA record by its UUID; a malformed,
 // unknown or foreign id answers the family's not-found alike.
-func getPCARecord[T any](ctx context.Context, e *Engine, kind, what, tenant, id string) (*store.Record, *T, error) {
-	return getPCARecordVia(ctx, e, kind, what, tenant, id, func(b []byte) (T, error) {
+func getRecord[T any](ctx context.Context, s *Service, kind, what, tenant, id string) (*store.Record, *T, error) {
+	return getRecordVia(ctx, s, kind, what, tenant, id, func(b []byte) (T, error) {
 		var v T
 		err := json.Unmarshal(b, &v)
 		return v, err
 	})
 }
 
-// getPCARecordVia is getPCARecord with the decoding step given (a
+// getRecordVia is getRecord with the decoding step given (a
 // bytesCache's for read-only uses on hot paths).
-func getPCARecordVia[T any](ctx context.Context, e *Engine, kind, what, tenant, id string, decode func([]byte) (T, error)) (*store.Record, *T, error) {
+func getRecordVia[T any](ctx context.Context, s *Service, kind, what, tenant, id string, decode func([]byte) (T, error)) (*store.Record, *T, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return nil, nil, pcaNotFound(what, id)
+		return nil, nil, notFound(what, id)
 	}
-	rec, err := e.store.Get(ctx, kind, tenant, id)
+	rec, err := s.store.Get(ctx, kind, tenant, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, pcaNotFound(what, id)
+			return nil, nil, notFound(what, id)
 		}
-		return nil, nil, storeErr(err, what)
+		return nil, nil, signer.StoreErr(err, what)
 	}
 	v, err := decode(rec.Data)
 	if err != nil {
-		return nil, nil, storeErr(err, what)
+		return nil, nil, signer.StoreErr(err, what)
 	}
 	return rec, &v, nil
 }
 
 // putCA writes c into rec with a version check.
-func (e *Engine) putCA(ctx context.Context, rec *store.Record, c *caRecord) error {
+func (s *Service) putCA(ctx context.Context, rec *store.Record, c *caRecord) error {
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
 	rec.Data = data
-	rec.Fields = caFields(rec.Fields[KeyField], c)
+	rec.Fields = caFields(rec.Fields[signer.KeyField], c)
 	rec.Unique = caUnique(rec.ID, c)
-	return e.store.Update(ctx, rec, store.WriteOpts{})
+	return s.store.Update(ctx, rec, store.WriteOpts{})
 }
 
 // issuer is a CA about to sign, with what signing needs. ca may be shared
@@ -205,40 +197,40 @@ type issuer struct {
 
 // loadIssuer resolves a body's issuer_id: a CA of the tenant whose status
 // allows issuing.
-func (e *Engine) loadIssuer(ctx context.Context, tenant, id string) (*issuer, error) {
+func (s *Service) loadIssuer(ctx context.Context, tenant, id string) (*issuer, error) {
 	if id == "" {
-		return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is required")
+		return nil, refused(ReasonBadCAID, "issuer_id", id, "is required")
 	}
 	// Read-only from here on: the decoded record may be shared (see
 	// bytesCache), which spares every issuance a JSON decode of its CA.
-	rec, c, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, id, e.issuers.get)
+	rec, c, err := getRecordVia(ctx, s, RecordCA, "CA", tenant, id, s.issuers.Get)
 	if err != nil {
-		if KindOf(err) == KindNotFound {
-			return nil, pcaInvalid(CodeBadCAID, "issuer_id", id, "is not a CA of this tenant")
+		if signer.KindOf(err) == signer.KindNotFound {
+			return nil, refused(ReasonBadCAID, "issuer_id", id, "is not a CA of this tenant")
 		}
 		return nil, err
 	}
-	if _, err := CATransition(CAOpIssue, c.effective(e.now())); err != nil {
-		err.(*Error).Msg = "issuer " + id + ": " + err.(*Error).Msg
+	if _, err := CATransition(CAOpIssue, c.effective(s.now())); err != nil {
+		err.(*signer.Error).Msg = "issuer " + id + ": " + err.(*signer.Error).Msg
 		return nil, err
 	}
-	cert, err := issuerCerts.get(c.Cert)
+	cert, err := s.issuerCerts.Get(c.Cert)
 	if err != nil {
-		return nil, storeErr(err, "CA certificate")
+		return nil, signer.StoreErr(err, "CA certificate")
 	}
 	return &issuer{rec: rec, ca: c, cert: cert}, nil
 }
 
 // sign signs tmpl with the issuer's HSM key.
-func (e *Engine) sign(ctx context.Context, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash, op string) ([]byte, error) {
-	s, err := e.observed(ctx, is.rec.Fields[KeyField], is.ca.KeyAlgorithm, op)
+func (s *Service) sign(ctx context.Context, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash, op string) ([]byte, error) {
+	key, err := s.core.TimedSigner(ctx, is.rec.Fields[signer.KeyField], is.ca.KeyAlgorithm, op)
 	if err != nil {
 		return nil, err
 	}
 	tmpl.SignatureAlgorithm = x509SigAlg(is.ca.KeyAlgorithm, hash)
-	der, err := signCertificate(tmpl, is.cert, pub, s)
+	der, err := issuance.SignCertificate(tmpl, is.cert, pub, key, issuance.KeyIDSHA1)
 	if err != nil {
-		return nil, HSMError(err, "CA key")
+		return nil, signer.HSMError(err, "CA key")
 	}
 	return der, nil
 }
@@ -290,7 +282,7 @@ func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
 	out.Enabled = in.Enabled
 	if in.ValidDays != 0 || in.Enabled {
 		if in.ValidDays < minCRLDays || in.ValidDays > maxCRLDays {
-			return out, pcaInvalid(CodeBadParameter, "crl_configuration.valid_days", in.ValidDays,
+			return out, refused(ReasonBadParameter, "crl_configuration.valid_days", in.ValidDays,
 				fmt.Sprintf("must be from %d to %d", minCRLDays, maxCRLDays))
 		}
 		out.ValidDays = in.ValidDays
@@ -298,35 +290,27 @@ func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
 	return out, nil
 }
 
-func quotaErr(err error, code string) error {
-	if KindOf(err) == KindQuotaExceeded {
-		e := AsError(err)
-		return &Error{Kind: KindQuotaExceeded, Code: code, Msg: e.Msg, Err: e.Err}
-	}
-	return err
-}
-
 // CreateCA creates a root (signed at once), a subordinate signed at once
 // by one of the tenant's CAs (issuer_id, signature_algorithm and validity
 // all given), or a PENDING subordinate waiting for activation or an
 // externally signed certificate.
-func (e *Engine) CreateCA(ctx context.Context, tenant string, in CACreate) (string, error) {
+func (s *Service) CreateCA(ctx context.Context, tenant string, in CACreate) (string, error) {
 	var id string
-	err := e.run(ctx, tenant, "PCA_CA_CREATE", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CA_CREATE", func() (string, error) {
 		var err error
-		id, err = e.createCA(ctx, tenant, in)
+		id, err = s.createCA(ctx, tenant, in)
 		return id, err
 	})
 	return id, err
 }
 
-func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (string, error) {
-	now := e.now()
+func (s *Service) createCA(ctx context.Context, tenant string, in CACreate) (string, error) {
+	now := s.now()
 	if in.Type != CATypeRoot && in.Type != CATypeSubordinate {
-		return "", pcaInvalid(CodeBadParameter, "type", in.Type, "must be ROOT or SUBORDINATE")
+		return "", refused(ReasonBadParameter, "type", in.Type, "must be ROOT or SUBORDINATE")
 	}
 	if in.DN == nil {
-		return "", pcaInvalid(CodeBadDN, "distinguished_name", nil, "is required")
+		return "", refused(ReasonBadDN, "distinguished_name", nil, "is required")
 	}
 	if err := in.DN.check(true); err != nil {
 		return "", err
@@ -372,20 +356,20 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 			c.PathLength = *in.PathLength
 		}
 		if c.PathLength < 0 || c.PathLength > 6 {
-			return "", pcaInvalid(CodeBadParameter, "path_length", c.PathLength, "must be from 0 to 6")
+			return "", refused(ReasonBadParameter, "path_length", c.PathLength, "must be from 0 to 6")
 		}
 		if in.IssuerID != "" {
 			// Checked even when the CA stays PENDING: a wrong id is a
 			// mistake worth reporting now.
-			if _, _, err := e.getCA(ctx, tenant, in.IssuerID); err != nil {
-				if KindOf(err) == KindNotFound {
-					return "", pcaInvalid(CodeBadCAID, "issuer_id", in.IssuerID, "is not a CA of this tenant")
+			if _, _, err := s.getCA(ctx, tenant, in.IssuerID); err != nil {
+				if signer.KindOf(err) == signer.KindNotFound {
+					return "", refused(ReasonBadCAID, "issuer_id", in.IssuerID, "is not a CA of this tenant")
 				}
 				return "", err
 			}
 		}
 		if signNow {
-			if is, err = e.loadIssuer(ctx, tenant, in.IssuerID); err != nil {
+			if is, err = s.loadIssuer(ctx, tenant, in.IssuerID); err != nil {
 				return "", err
 			}
 			if err := checkPathLength("path_length", c.PathLength, is.ca.PathLength); err != nil {
@@ -397,7 +381,7 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 			if err := withinIssuer(nb, na, is.cert); err != nil {
 				return "", err
 			}
-			if err := e.checkCANames(ctx, tenant, is, *in.DN); err != nil {
+			if err := s.checkCANames(ctx, tenant, is, *in.DN); err != nil {
 				return "", err
 			}
 		}
@@ -406,61 +390,61 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 
 	// Fail fast before the slow key generation; the store enforces the
 	// quota atomically at commit.
-	limit := e.QuotaLimit(QuotaPCACAs)
-	if used, err := e.store.QuotaUsage(ctx, tenant, QuotaPCACAs); err == nil && limit >= 0 && used >= limit {
-		return "", &Error{Kind: KindQuotaExceeded, Code: CodeCAQuota,
+	limit := s.core.QuotaLimit(QuotaCAs)
+	if used, err := s.store.QuotaUsage(ctx, tenant, QuotaCAs); err == nil && limit >= 0 && used >= limit {
+		return "", &signer.Error{Kind: signer.KindQuotaExceeded, Reason: ReasonCAQuota,
 			Msg: fmt.Sprintf("the tenant has reached its quota of %d CAs", limit)}
 	}
 
 	id := uuid.NewString()
 	// A CA signed now with CRLs on is due for its first CRL at once, so
 	// that the refresher signs it should the signature below not happen.
-	crlDue := crlDueNever
+	crlDue := signer.CRLDueNever
 	if signNow && crl.Enabled {
-		crlDue = crlDueAt(time.UnixMilli(0))
+		crlDue = signer.CRLDueAt(time.UnixMilli(0))
 	}
-	idx := &store.Record{Kind: kindPCAIndex, Tenant: store.PlatformTenant, ID: id,
-		Fields: map[string]string{"tenant": tenant, crlDueField: crlDue},
+	idx := &store.Record{Kind: RecordIndex, Tenant: store.PlatformTenant, ID: id,
+		Fields: map[string]string{"tenant": tenant, signer.CRLDueField: crlDue},
 		Data:   json.RawMessage(`{"tenant":` + strconv.Quote(tenant) + `}`)}
-	if err := e.store.Create(ctx, idx, store.WriteOpts{}); err != nil {
-		return "", storeErr(err, "CA index")
+	if err := s.store.Create(ctx, idx, store.WriteOpts{}); err != nil {
+		return "", signer.StoreErr(err, "CA index")
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			_ = e.store.Delete(context.WithoutCancel(ctx), kindPCAIndex, store.PlatformTenant, id, store.WriteOpts{})
+			_ = s.store.Delete(context.WithoutCancel(ctx), RecordIndex, store.PlatformTenant, id, store.WriteOpts{})
 		}
 	}()
 
-	nk, err := e.GenerateKey(ctx, tenant, kindPCACA, id, alg)
+	nk, err := s.core.GenerateKey(ctx, tenant, RecordCA, id, alg)
 	if err != nil {
 		return id, err
 	}
-	if err := e.buildCA(ctx, id, c, nk, is, nb, na, ku, signNow); err != nil {
-		e.AbandonKey(nk)
+	if err := s.buildCA(ctx, id, c, nk, is, nb, na, ku, signNow); err != nil {
+		s.core.AbandonKey(nk)
 		return id, err
 	}
 	data, err := json.Marshal(c)
 	if err != nil {
-		e.AbandonKey(nk)
+		s.core.AbandonKey(nk)
 		return id, err
 	}
-	rec := &store.Record{Kind: kindPCACA, Tenant: tenant, ID: id, Unique: caUnique(id, c),
+	rec := &store.Record{Kind: RecordCA, Tenant: tenant, ID: id, Unique: caUnique(id, c),
 		Fields: caFields(nk.ID, c), Data: data}
-	err = e.store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
-		Quota: &store.Quota{Resource: QuotaPCACAs, Limit: limit}})
+	err = s.store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+		Quota: &store.Quota{Resource: QuotaCAs, Limit: limit}})
 	if err != nil {
-		e.AbandonKey(nk)
+		s.core.AbandonKey(nk)
 		if errors.Is(err, store.ErrQuotaExceeded) {
-			return id, &Error{Kind: KindQuotaExceeded, Code: CodeCAQuota,
+			return id, &signer.Error{Kind: signer.KindQuotaExceeded, Reason: ReasonCAQuota,
 				Msg: fmt.Sprintf("the tenant has reached its quota of %d CAs", limit), Err: err}
 		}
-		return id, storeErr(err, "CA")
+		return id, signer.StoreErr(err, "CA")
 	}
 	committed = true
 	if c.Status == CAActived && c.CRL.Enabled {
-		if err := e.refreshCRL(ctx, tenant, id); err != nil {
-			e.log.Warn("first CRL of a new CA not generated", "ca", id, "err", err)
+		if err := s.refreshCRL(ctx, tenant, id); err != nil {
+			s.core.Log().Warn("first CRL of a new CA not generated", "ca", id, "err", err)
 		}
 	}
 	return id, nil
@@ -468,16 +452,15 @@ func (e *Engine) createCA(ctx context.Context, tenant string, in CACreate) (stri
 
 // buildCA makes the certificate (root, or subordinate signed now) or the
 // CSR (PENDING subordinate) of a new CA whose key is nk.
-func (e *Engine) buildCA(ctx context.Context, id string, c *caRecord, nk *NewKey, is *issuer, nb, na time.Time, ku x509.KeyUsage, signNow bool) error {
+func (s *Service) buildCA(ctx context.Context, id string, c *caRecord, nk *signer.NewKey, is *issuer, nb, na time.Time, ku x509.KeyUsage, signNow bool) error {
 	pub := nk.Signer.Public()
-	own := observedSigner{Signer: nk.Signer, e: e, keyAlg: c.KeyAlgorithm}
 	if !signNow {
-		own.op = "pca_csr"
+		own := s.core.Timed(nk.Signer, "pca_csr", c.KeyAlgorithm)
 		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 			Subject: c.DN.pkixName(), SignatureAlgorithm: x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm),
 		}, own)
 		if err != nil {
-			return HSMError(err, "CA key")
+			return signer.HSMError(err, "CA key")
 		}
 		c.CSR = der
 		return nil
@@ -488,14 +471,14 @@ func (e *Engine) buildCA(ctx context.Context, id string, c *caRecord, nk *NewKey
 		err error
 	)
 	if is == nil {
-		own.op = "pca_ca_certificate"
+		own := s.core.Timed(nk.Signer, "pca_ca_certificate", c.KeyAlgorithm)
 		tmpl.SignatureAlgorithm = x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm)
-		der, err = signCertificate(tmpl, nil, pub, own)
+		der, err = issuance.SignCertificate(tmpl, nil, pub, own, issuance.KeyIDSHA1)
 		if err != nil {
-			err = HSMError(err, "CA key")
+			err = signer.HSMError(err, "CA key")
 		}
 	} else {
-		der, err = e.sign(ctx, is, tmpl, pub, c.SignatureAlgorithm, "pca_ca_certificate")
+		der, err = s.sign(ctx, is, tmpl, pub, c.SignatureAlgorithm, "pca_ca_certificate")
 		c.IssuerID, c.IssuerName = is.rec.ID, is.ca.DN.CommonName
 	}
 	if err != nil {
@@ -517,13 +500,13 @@ func (e *Engine) buildCA(ctx context.Context, id string, c *caRecord, nk *NewKey
 // machine, lets mutate change the record and writes it with a version
 // check, starting over when another writer got there first (the state
 // machine then judges the new status).
-func (e *Engine) transitCA(ctx context.Context, tenant, id string, op CAOp, mutate func(rec *store.Record, c *caRecord, from, to string) error) (*store.Record, *caRecord, error) {
+func (s *Service) transitCA(ctx context.Context, tenant, id string, op CAOp, mutate func(rec *store.Record, c *caRecord, from, to string) error) (*store.Record, *caRecord, error) {
 	for attempt := 0; ; attempt++ {
-		rec, c, err := e.getCA(ctx, tenant, id)
+		rec, c, err := s.getCA(ctx, tenant, id)
 		if err != nil {
 			return nil, nil, err
 		}
-		from := c.effective(e.now())
+		from := c.effective(s.now())
 		to, err := CATransition(op, from)
 		if err != nil {
 			return nil, nil, err
@@ -531,32 +514,32 @@ func (e *Engine) transitCA(ctx context.Context, tenant, id string, op CAOp, muta
 		if err := mutate(rec, c, from, to); err != nil {
 			return nil, nil, err
 		}
-		err = e.putCA(ctx, rec, c)
+		err = s.putCA(ctx, rec, c)
 		switch {
 		case err == nil:
 			return rec, c, nil
 		case errors.Is(err, store.ErrVersionConflict) && attempt < 20:
-			backoff(attempt)
+			signer.Backoff(attempt)
 			continue
 		case errors.Is(err, store.ErrVersionConflict):
-			return nil, nil, &Error{Kind: KindConflict, Code: CodeBusy, Msg: "CA " + id + " is being changed concurrently; retry", Err: err}
+			return nil, nil, &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "CA " + id + " is being changed concurrently; retry", Err: err}
 		case errors.Is(err, store.ErrExists):
-			return nil, nil, &Error{Kind: KindConflict, Code: CodeBadCert, Msg: "a certificate with this serial number already exists under the issuer", Err: err}
+			return nil, nil, &signer.Error{Kind: signer.KindConflict, Reason: ReasonBadCert, Msg: "a certificate with this serial number already exists under the issuer", Err: err}
 		}
-		return nil, nil, storeErr(err, "CA")
+		return nil, nil, signer.StoreErr(err, "CA")
 	}
 }
 
 // GetCA shows one CA.
-func (e *Engine) GetCA(ctx context.Context, tenant, id string) (*CA, error) {
+func (s *Service) GetCA(ctx context.Context, tenant, id string) (*CA, error) {
 	var out *CA
-	err := e.run(ctx, tenant, "PCA_CA_RETRIEVE", func() (string, error) {
-		e.sweepTenant(ctx, tenant)
-		rec, c, err := e.getCA(ctx, tenant, id)
+	err := s.run(ctx, tenant, "PCA_CA_RETRIEVE", func() (string, error) {
+		s.sweepTenant(ctx, tenant)
+		rec, c, err := s.getCA(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		out = e.toCA(rec, c)
+		out = s.toCA(rec, c)
 		return id, nil
 	})
 	return out, err
@@ -571,37 +554,37 @@ type CAQuery struct {
 
 // ListCAs lists the tenant's CAs. A tenant holds at most its CA quota, so
 // filtering on the derived EXPIRED status, sorting and paging happen here.
-func (e *Engine) ListCAs(ctx context.Context, tenant string, q CAQuery) ([]*CA, int, error) {
+func (s *Service) ListCAs(ctx context.Context, tenant string, q CAQuery) ([]*CA, int, error) {
 	var (
 		out   []*CA
 		total int
 	)
-	err := e.run(ctx, tenant, "PCA_CA_RETRIEVE_LIST", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CA_RETRIEVE_LIST", func() (string, error) {
 		if q.Status != "" && !slices.Contains(CAStatuses, q.Status) {
-			return "", pcaInvalid(CodeBadParameter, "status", q.Status, "must be one of "+strings.Join(CAStatuses, ", "))
+			return "", refused(ReasonBadParameter, "status", q.Status, "must be one of "+strings.Join(CAStatuses, ", "))
 		}
 		if q.Type != "" && q.Type != CATypeRoot && q.Type != CATypeSubordinate {
-			return "", pcaInvalid(CodeBadParameter, "type", q.Type, "must be ROOT or SUBORDINATE")
+			return "", refused(ReasonBadParameter, "type", q.Type, "must be ROOT or SUBORDINATE")
 		}
-		e.sweepTenant(ctx, tenant)
-		sq := store.Query{Kind: kindPCACA, Tenant: tenant}
+		s.sweepTenant(ctx, tenant)
+		sq := store.Query{Kind: RecordCA, Tenant: tenant}
 		if q.Type != "" {
 			sq.Filters = append(sq.Filters, store.Filter{Field: "type", Value: q.Type})
 		}
 		if q.Name != "" {
 			sq.Filters = append(sq.Filters, store.Filter{Field: "common_name", Value: q.Name, Match: store.Contains})
 		}
-		page, err := e.store.List(ctx, sq)
+		page, err := s.store.List(ctx, sq)
 		if err != nil {
-			return "", storeErr(err, "CA")
+			return "", signer.StoreErr(err, "CA")
 		}
 		all := make([]*CA, 0, len(page.Records))
 		for i := range page.Records {
 			var c caRecord
 			if err := json.Unmarshal(page.Records[i].Data, &c); err != nil {
-				return "", storeErr(err, "CA")
+				return "", signer.StoreErr(err, "CA")
 			}
-			ca := e.toCA(&page.Records[i], &c)
+			ca := s.toCA(&page.Records[i], &c)
 			if q.Status == "" || ca.Status == q.Status {
 				all = append(all, ca)
 			}
@@ -630,7 +613,7 @@ func sortCAs(all []*CA, key, dir string) error {
 	case "not_after":
 		cmp = func(a, b *CA) int { return int(sign64(a.NotAfter - b.NotAfter)) }
 	default:
-		return pcaInvalid(CodeBadParameter, "sort_key", key, "must be create_time, common_name, type or not_after")
+		return refused(ReasonBadParameter, "sort_key", key, "must be create_time, common_name, type or not_after")
 	}
 	desc := false
 	switch dir {
@@ -638,7 +621,7 @@ func sortCAs(all []*CA, key, dir string) error {
 		desc = true
 	case "ASC":
 	default:
-		return pcaInvalid(CodeBadParameter, "sort_dir", dir, "must be ASC or DESC")
+		return refused(ReasonBadParameter, "sort_dir", dir, "must be ASC or DESC")
 	}
 	if desc {
 		// Ties then keep the newest first, like the rest of a DESC list.
@@ -672,8 +655,8 @@ type CAActivate struct {
 }
 
 // ActivateCA signs a PENDING subordinate with one of the tenant's CAs.
-func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivate) error {
-	return e.run(ctx, tenant, "PCA_CA_ACTIVATE", func() (string, error) {
+func (s *Service) ActivateCA(ctx context.Context, tenant, id string, in CAActivate) error {
+	return s.run(ctx, tenant, "PCA_CA_ACTIVATE", func() (string, error) {
 		hash, err := checkSigAlg("signature_algorithm", in.SignatureAlgorithm, true)
 		if err != nil {
 			return id, err
@@ -683,20 +666,20 @@ func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivat
 			pathLen = *in.PathLength
 		}
 		if pathLen < 0 || pathLen > 6 {
-			return id, pcaInvalid(CodeBadParameter, "path_length", pathLen, "must be from 0 to 6")
+			return id, refused(ReasonBadParameter, "path_length", pathLen, "must be from 0 to 6")
 		}
-		_, _, err = e.transitCA(ctx, tenant, id, CAOpActivate, func(rec *store.Record, c *caRecord, _, to string) error {
+		_, _, err = s.transitCA(ctx, tenant, id, CAOpActivate, func(rec *store.Record, c *caRecord, _, to string) error {
 			if in.IssuerID == id {
-				return pcaInvalid(CodeBadCAID, "issuer_id", in.IssuerID, "a CA cannot sign itself")
+				return refused(ReasonBadCAID, "issuer_id", in.IssuerID, "a CA cannot sign itself")
 			}
-			is, err := e.loadIssuer(ctx, tenant, in.IssuerID)
+			is, err := s.loadIssuer(ctx, tenant, in.IssuerID)
 			if err != nil {
 				return err
 			}
 			if err := checkPathLength("path_length", pathLen, is.ca.PathLength); err != nil {
 				return err
 			}
-			now := e.now()
+			now := s.now()
 			nb, na, err := in.Validity.window(now, maxChildValidity)
 			if err != nil {
 				return err
@@ -704,16 +687,16 @@ func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivat
 			if err := withinIssuer(nb, na, is.cert); err != nil {
 				return err
 			}
-			if err := e.checkCANames(ctx, tenant, is, c.DN); err != nil {
+			if err := s.checkCANames(ctx, tenant, is, c.DN); err != nil {
 				return err
 			}
 			csr, err := x509.ParseCertificateRequest(c.CSR)
 			if err != nil {
-				return storeErr(err, "CA CSR")
+				return signer.StoreErr(err, "CA CSR")
 			}
 			ku, _ := parseKeyUsages(c.KeyUsages)
 			c.PathLength = pathLen
-			der, err := e.sign(ctx, is, caTemplate(c.DN, nb, na, pathLen, ku), csr.PublicKey, hash, "pca_ca_certificate")
+			der, err := s.sign(ctx, is, caTemplate(c.DN, nb, na, pathLen, ku), csr.PublicKey, hash, "pca_ca_certificate")
 			if err != nil {
 				return err
 			}
@@ -728,33 +711,33 @@ func (e *Engine) ActivateCA(ctx context.Context, tenant, id string, in CAActivat
 			return nil
 		})
 		if err == nil {
-			e.firstCRL(ctx, tenant, id)
+			s.firstCRL(ctx, tenant, id)
 		}
 		return id, err
 	})
 }
 
 // firstCRL publishes the first CRL of a CA that just got its certificate.
-func (e *Engine) firstCRL(ctx context.Context, tenant, id string) {
-	if _, c, err := e.getCA(ctx, tenant, id); err == nil && c.CRL.Enabled {
-		if err := e.crlChanged(ctx, tenant, id); err != nil {
-			e.log.Warn("first CRL of a CA not generated", "ca", id, "err", err)
+func (s *Service) firstCRL(ctx context.Context, tenant, id string) {
+	if _, c, err := s.getCA(ctx, tenant, id); err == nil && c.CRL.Enabled {
+		if err := s.crlChanged(ctx, tenant, id); err != nil {
+			s.core.Log().Warn("first CRL of a CA not generated", "ca", id, "err", err)
 		}
 	}
 }
 
 // CACSR returns the PEM CSR of a PENDING CA.
-func (e *Engine) CACSR(ctx context.Context, tenant, id string) (string, error) {
+func (s *Service) CACSR(ctx context.Context, tenant, id string) (string, error) {
 	var out string
-	err := e.run(ctx, tenant, "PCA_CA_CSR_EXPORT", func() (string, error) {
-		_, c, err := e.getCA(ctx, tenant, id)
+	err := s.run(ctx, tenant, "PCA_CA_CSR_EXPORT", func() (string, error) {
+		_, c, err := s.getCA(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		if _, err := CATransition(CAOpCSR, c.effective(e.now())); err != nil {
+		if _, err := CATransition(CAOpCSR, c.effective(s.now())); err != nil {
 			return id, err
 		}
-		out = pcaPEM("CERTIFICATE REQUEST", c.CSR)
+		out = encoding.EncodePEM("CERTIFICATE REQUEST", c.CSR)
 		return id, nil
 	})
 	return out, err
@@ -763,8 +746,8 @@ func (e *Engine) CACSR(ctx context.Context, tenant, id string) (string, error) {
 // ImportCACertificate installs a certificate signed outside hsmca for a
 // PENDING CA: it must certify the CA's own key as a CA, be valid now, and
 // chain through certificate_chain when one is given.
-func (e *Engine) ImportCACertificate(ctx context.Context, tenant, id, certPEM, chainPEM string) error {
-	return e.run(ctx, tenant, "PCA_CA_IMPORT", func() (string, error) {
+func (s *Service) ImportCACertificate(ctx context.Context, tenant, id, certPEM, chainPEM string) error {
+	return s.run(ctx, tenant, "PCA_CA_IMPORT", func() (string, error) {
 		cert, err := parseOneCert("certificate", certPEM)
 		if err != nil {
 			return id, err
@@ -775,18 +758,18 @@ func (e *Engine) ImportCACertificate(ctx context.Context, tenant, id, certPEM, c
 				return id, err
 			}
 		}
-		_, _, err = e.transitCA(ctx, tenant, id, CAOpImport, func(rec *store.Record, c *caRecord, _, to string) error {
+		_, _, err = s.transitCA(ctx, tenant, id, CAOpImport, func(rec *store.Record, c *caRecord, _, to string) error {
 			csr, err := x509.ParseCertificateRequest(c.CSR)
 			if err != nil {
-				return storeErr(err, "CA CSR")
+				return signer.StoreErr(err, "CA CSR")
 			}
-			if err := checkImported(cert, chain, csr.PublicKey, e.now()); err != nil {
+			if err := checkImported(cert, chain, csr.PublicKey, s.now()); err != nil {
 				return err
 			}
 			if _, err := crlIssuer(cert); err != nil && c.CRL.Enabled {
 				// Each public CRL fetch would otherwise fail on a
 				// signature the certificate does not allow.
-				return pcaInvalid(CodeBadCert, "certificate", nil, noCRLSignMsg+
+				return refused(ReasonBadCert, "certificate", nil, noCRLSignMsg+
 					", and this CA's CRL is enabled; import a certificate with cRLSign or disable the CRL first")
 			}
 			setCert(c, cert.Raw, cert)
@@ -807,14 +790,14 @@ func (e *Engine) ImportCACertificate(ctx context.Context, tenant, id, certPEM, c
 			return nil
 		})
 		if err == nil {
-			e.firstCRL(ctx, tenant, id)
+			s.firstCRL(ctx, tenant, id)
 		}
 		return id, err
 	})
 }
 
 func checkImported(cert *x509.Certificate, chain []*x509.Certificate, pub crypto.PublicKey, now time.Time) error {
-	bad := func(msg string) error { return pcaInvalid(CodeBadCert, "certificate", nil, msg) }
+	bad := func(msg string) error { return refused(ReasonBadCert, "certificate", nil, msg) }
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	if k, ok := pub.(equaler); !ok || !k.Equal(cert.PublicKey) {
 		return bad("the certificate does not certify this CA's key")
@@ -841,7 +824,7 @@ func checkImported(cert *x509.Certificate, chain []*x509.Certificate, pub crypto
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return pcaInvalid(CodeBadCert, "certificate_chain", nil, "the certificate does not chain to a root of certificate_chain: "+err.Error())
+		return refused(ReasonBadCert, "certificate_chain", nil, "the certificate does not chain to a root of certificate_chain: "+err.Error())
 	}
 	return nil
 }
@@ -857,18 +840,18 @@ func hashOf(a x509.SignatureAlgorithm) string {
 }
 
 // ExportCA returns the CA's certificate and the chain above it (PEM).
-func (e *Engine) ExportCA(ctx context.Context, tenant, id string) (string, string, error) {
+func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, string, error) {
 	var cert, chain string
-	err := e.run(ctx, tenant, "PCA_CA_EXPORT", func() (string, error) {
-		_, c, err := e.getCA(ctx, tenant, id)
+	err := s.run(ctx, tenant, "PCA_CA_EXPORT", func() (string, error) {
+		_, c, err := s.getCA(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
-		if _, err := CATransition(CAOpExport, c.effective(e.now())); err != nil {
+		if _, err := CATransition(CAOpExport, c.effective(s.now())); err != nil {
 			return id, err
 		}
-		cert = pcaPEM("CERTIFICATE", c.Cert)
-		chain, err = e.chainAbove(ctx, tenant, c)
+		cert = encoding.EncodePEM("CERTIFICATE", c.Cert)
+		chain, err = s.chainAbove(ctx, tenant, c)
 		return id, err
 	})
 	return cert, chain, err
@@ -876,56 +859,56 @@ func (e *Engine) ExportCA(ctx context.Context, tenant, id string) (string, strin
 
 // chainAbove is the PEM chain of c's issuers up to the root, or up to the
 // chain supplied with an externally signed certificate.
-func (e *Engine) chainAbove(ctx context.Context, tenant string, c *caRecord) (string, error) {
+func (s *Service) chainAbove(ctx context.Context, tenant string, c *caRecord) (string, error) {
 	var b strings.Builder
 	for depth := 0; depth < 16; depth++ {
 		if c.GenMode == GenModeImport {
 			for _, der := range c.ExtChain {
-				b.WriteString(pcaPEM("CERTIFICATE", der))
+				b.WriteString(encoding.EncodePEM("CERTIFICATE", der))
 			}
 			break
 		}
 		if c.Type == CATypeRoot || c.IssuerID == "" {
 			break
 		}
-		_, parent, err := e.getCA(ctx, tenant, c.IssuerID)
-		if KindOf(err) == KindNotFound {
+		_, parent, err := s.getCA(ctx, tenant, c.IssuerID)
+		if signer.KindOf(err) == signer.KindNotFound {
 			break // the issuer was purged; the chain ends where it can
 		}
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(pcaPEM("CERTIFICATE", parent.Cert))
+		b.WriteString(encoding.EncodePEM("CERTIFICATE", parent.Cert))
 		c = parent
 	}
 	return b.String(), nil
 }
 
 // DisableCA stops a CA from issuing.
-func (e *Engine) DisableCA(ctx context.Context, tenant, id string) error {
-	return e.simpleTransit(ctx, tenant, id, "PCA_CA_DISABLE", CAOpDisable)
+func (s *Service) DisableCA(ctx context.Context, tenant, id string) error {
+	return s.simpleTransit(ctx, tenant, id, "PCA_CA_DISABLE", CAOpDisable)
 }
 
 // EnableCA lets a disabled CA issue again.
-func (e *Engine) EnableCA(ctx context.Context, tenant, id string) error {
-	return e.simpleTransit(ctx, tenant, id, "PCA_CA_ENABLE", CAOpEnable)
+func (s *Service) EnableCA(ctx context.Context, tenant, id string) error {
+	return s.simpleTransit(ctx, tenant, id, "PCA_CA_ENABLE", CAOpEnable)
 }
 
 // RestoreCA cancels a scheduled deletion; the CA comes back DISABLED.
-func (e *Engine) RestoreCA(ctx context.Context, tenant, id string) error {
-	err := e.simpleTransit(ctx, tenant, id, "PCA_CA_RESTORE", CAOpRestore)
+func (s *Service) RestoreCA(ctx context.Context, tenant, id string) error {
+	err := s.simpleTransit(ctx, tenant, id, "PCA_CA_RESTORE", CAOpRestore)
 	if err == nil {
-		e.markIndex(ctx, id, "")
+		s.markIndex(ctx, id, "")
 	}
 	return err
 }
 
-func (e *Engine) simpleTransit(ctx context.Context, tenant, id, event string, op CAOp) error {
-	return e.run(ctx, tenant, event, func() (string, error) {
+func (s *Service) simpleTransit(ctx context.Context, tenant, id, event string, op CAOp) error {
+	return s.run(ctx, tenant, event, func() (string, error) {
 		if op == CAOpRestore {
-			e.sweepTenant(ctx, tenant)
+			s.sweepTenant(ctx, tenant)
 		}
-		_, _, err := e.transitCA(ctx, tenant, id, op, func(_ *store.Record, c *caRecord, _, to string) error {
+		_, _, err := s.transitCA(ctx, tenant, id, op, func(_ *store.Record, c *caRecord, _, to string) error {
 			c.Status = to
 			if to != CADeleted {
 				c.DeleteTime = 0
@@ -939,17 +922,17 @@ func (e *Engine) simpleTransit(ctx context.Context, tenant, id, event string, op
 // DeleteCA deletes a PENDING or REVOKED CA at once, and schedules the
 // deletion of a DISABLED or EXPIRED one in pendingDays (0: the minimum).
 // When the time comes the record goes and its HSM key is destroyed.
-func (e *Engine) DeleteCA(ctx context.Context, tenant, id string, pendingDays int) error {
-	return e.run(ctx, tenant, "PCA_CA_DELETE", func() (string, error) {
+func (s *Service) DeleteCA(ctx context.Context, tenant, id string, pendingDays int) error {
+	return s.run(ctx, tenant, "PCA_CA_DELETE", func() (string, error) {
 		if pendingDays == 0 {
 			pendingDays = minPendingDays
 		}
 		if pendingDays < minPendingDays || pendingDays > maxPendingDays {
-			return id, pcaInvalid(CodeBadParameter, "pending_days", pendingDays,
+			return id, refused(ReasonBadParameter, "pending_days", pendingDays,
 				fmt.Sprintf("must be from %d to %d", minPendingDays, maxPendingDays))
 		}
-		now := e.now()
-		rec, c, err := e.transitCA(ctx, tenant, id, CAOpDelete, func(_ *store.Record, c *caRecord, _, to string) error {
+		now := s.now()
+		rec, c, err := s.transitCA(ctx, tenant, id, CAOpDelete, func(_ *store.Record, c *caRecord, _, to string) error {
 			// Removal happens in two steps, both judged by the state
 			// machine: mark DELETED (version-checked), then purge.
 			c.Status = CADeleted
@@ -963,18 +946,18 @@ func (e *Engine) DeleteCA(ctx context.Context, tenant, id string, pendingDays in
 			return id, err
 		}
 		if c.DeleteTime <= now.UnixMilli() {
-			return id, e.purgeCA(ctx, rec)
+			return id, s.purgeCA(ctx, rec)
 		}
-		e.markIndex(ctx, id, msField(c.DeleteTime))
+		s.markIndex(ctx, id, msField(c.DeleteTime))
 		return id, nil
 	})
 }
 
 // markIndex notes in the CA's index record when it is due for purging, so
 // that SweepDeletedCAs finds it without reading every tenant.
-func (e *Engine) markIndex(ctx context.Context, id, purgeAt string) {
+func (s *Service) markIndex(ctx context.Context, id, purgeAt string) {
 	for attempt := 0; attempt < 5; attempt++ {
-		rec, err := e.store.Get(ctx, kindPCAIndex, store.PlatformTenant, id)
+		rec, err := s.store.Get(ctx, RecordIndex, store.PlatformTenant, id)
 		if err != nil {
 			return
 		}
@@ -983,7 +966,7 @@ func (e *Engine) markIndex(ctx context.Context, id, purgeAt string) {
 		} else {
 			rec.Fields["purge_at"] = purgeAt
 		}
-		if err := e.store.Update(ctx, rec, store.WriteOpts{}); !errors.Is(err, store.ErrVersionConflict) {
+		if err := s.store.Update(ctx, rec, store.WriteOpts{}); !errors.Is(err, store.ErrVersionConflict) {
 			return
 		}
 	}
@@ -991,16 +974,16 @@ func (e *Engine) markIndex(ctx context.Context, id, purgeAt string) {
 
 // purgeCA removes a DELETED CA whose time has come: record, index, CRL and
 // (crash-safely) its HSM key, and gives back its quota unit.
-func (e *Engine) purgeCA(ctx context.Context, rec *store.Record) error {
+func (s *Service) purgeCA(ctx context.Context, rec *store.Record) error {
 	var c caRecord
 	if err := json.Unmarshal(rec.Data, &c); err != nil {
-		return storeErr(err, "CA")
+		return signer.StoreErr(err, "CA")
 	}
-	if _, err := CATransition(CAOpPurge, c.Status); err != nil || c.DeleteTime > e.now().UnixMilli() {
+	if _, err := CATransition(CAOpPurge, c.Status); err != nil || c.DeleteTime > s.now().UnixMilli() {
 		return err
 	}
-	lim := e.QuotaLimit(QuotaPCACAs)
-	if err := e.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaPCACAs, Limit: lim}}); err != nil {
+	lim := s.core.QuotaLimit(QuotaCAs)
+	if err := s.core.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaCAs, Limit: lim}}); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// A concurrent sweep purged it first: the deletion happened.
 			return nil
@@ -1008,29 +991,29 @@ func (e *Engine) purgeCA(ctx context.Context, rec *store.Record) error {
 		return err
 	}
 	bg := context.WithoutCancel(ctx)
-	_ = e.store.Delete(bg, kindPCACRL, rec.Tenant, rec.ID, store.WriteOpts{})
-	_ = e.store.Delete(bg, kindPCAIndex, store.PlatformTenant, rec.ID, store.WriteOpts{})
+	_ = s.store.Delete(bg, RecordCRL, rec.Tenant, rec.ID, store.WriteOpts{})
+	_ = s.store.Delete(bg, RecordIndex, store.PlatformTenant, rec.ID, store.WriteOpts{})
 	return nil
 }
 
 // sweepTenant purges the tenant's CAs whose scheduled deletion is due. It
 // runs on access to the tenant's CAs, so a due CA is never seen again;
 // SweepDeletedCAs does the same for tenants nobody looks at.
-func (e *Engine) sweepTenant(ctx context.Context, tenant string) {
-	page, err := e.store.List(ctx, store.Query{Kind: kindPCACA, Tenant: tenant,
+func (s *Service) sweepTenant(ctx context.Context, tenant string) {
+	page, err := s.store.List(ctx, store.Query{Kind: RecordCA, Tenant: tenant,
 		Filters: []store.Filter{{Field: "status", Value: CADeleted}}})
 	if err != nil {
 		return
 	}
-	now := e.now().UnixMilli()
+	now := s.now().UnixMilli()
 	for i := range page.Records {
 		rec := &page.Records[i]
 		var c caRecord
 		if json.Unmarshal(rec.Data, &c) != nil || c.DeleteTime > now {
 			continue
 		}
-		_ = e.run(ctx, tenant, "PCA_CA_PURGE", func() (string, error) {
-			return rec.ID, e.purgeCA(ctx, rec)
+		_ = s.run(ctx, tenant, "PCA_CA_PURGE", func() (string, error) {
+			return rec.ID, s.purgeCA(ctx, rec)
 		})
 	}
 }
@@ -1038,15 +1021,15 @@ func (e *Engine) sweepTenant(ctx context.Context, tenant string) {
 // SweepDeletedCAs purges every CA, in every tenant, whose scheduled
 // deletion is due, destroying its HSM key. The daemon may call it
 // periodically; it is safe to run on several replicas at once.
-func (e *Engine) SweepDeletedCAs(ctx context.Context) (int, error) {
-	nowMs := e.now().UnixMilli()
+func (s *Service) SweepDeletedCAs(ctx context.Context) (int, error) {
+	nowMs := s.now().UnixMilli()
 	// Only the due entries: scheduled ones have a fixed-width purge_at
 	// (all digits, so at least "0"); the index reads no other.
-	page, err := e.store.List(ctx, store.Query{Kind: kindPCAIndex, Tenant: store.PlatformTenant,
+	page, err := s.store.List(ctx, store.Query{Kind: RecordIndex, Tenant: store.PlatformTenant,
 		SortBy: "purge_at", Filters: []store.Filter{{Field: "purge_at", Value: "0", Match: store.AtLeast},
 			{Field: "purge_at", Value: msField(nowMs + 1), Match: store.Less}}})
 	if err != nil {
-		return 0, storeErr(err, "CA index")
+		return 0, signer.StoreErr(err, "CA index")
 	}
 	now := msField(nowMs)
 	n := 0
@@ -1057,68 +1040,41 @@ func (e *Engine) SweepDeletedCAs(ctx context.Context) (int, error) {
 			continue
 		}
 		seen[r.Fields["tenant"]] = true
-		before, _ := e.store.CountRecords(ctx, kindPCACA, r.Fields["tenant"])
-		e.sweepTenant(ctx, r.Fields["tenant"])
-		after, _ := e.store.CountRecords(ctx, kindPCACA, r.Fields["tenant"])
+		before, _ := s.store.CountRecords(ctx, RecordCA, r.Fields["tenant"])
+		s.sweepTenant(ctx, r.Fields["tenant"])
+		after, _ := s.store.CountRecords(ctx, RecordCA, r.Fields["tenant"])
 		n += int(before - after)
 	}
 	return n, nil
 }
 
-// RunPCAJanitor calls SweepDeletedCAs and RefreshDueCRLs every period
-// until ctx ends, so that the keys of CAs whose scheduled deletion fell
-// due are destroyed even in tenants nobody looks at, and every published
-// CRL (PCA and DTS) is re-signed before its nextUpdate. Errors are logged
-// and the next round retries.
-func (e *Engine) RunPCAJanitor(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if n, err := e.SweepDeletedCAs(ctx); err != nil {
-			e.log.Warn("PCA janitor round failed", "err", err)
-		} else if n > 0 {
-			e.log.Info("PCA janitor purged CAs", "count", n)
-		}
-		if n, err := e.RefreshDueCRLs(ctx); err != nil {
-			e.log.Warn("CRL refresh round incomplete", "signed", n, "err", err)
-		} else if n > 0 {
-			e.log.Info("CRL refresh round", "signed", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // RevokeCA revokes a subordinate CA: it goes on its issuer's CRL, which is
 // regenerated at once.
-func (e *Engine) RevokeCA(ctx context.Context, tenant, id, reason string) error {
-	return e.run(ctx, tenant, "PCA_CA_REVOKE", func() (string, error) {
+func (s *Service) RevokeCA(ctx context.Context, tenant, id, reason string) error {
+	return s.run(ctx, tenant, "PCA_CA_REVOKE", func() (string, error) {
 		code, err := parseReason(reason)
 		if err != nil {
 			return id, err
 		}
-		_, c, err := e.getCA(ctx, tenant, id)
+		_, c, err := s.getCA(ctx, tenant, id)
 		if err != nil {
 			return id, err
 		}
 		if c.Type != CATypeSubordinate {
-			return id, &Error{Kind: KindWrongState, Code: CodeCAType, Msg: "a root CA cannot be revoked; disable and delete it instead"}
+			return id, &signer.Error{Kind: signer.KindWrongState, Reason: ReasonCAType, Msg: "a root CA cannot be revoked; disable and delete it instead"}
 		}
-		if _, err := CATransition(CAOpRevoke, c.effective(e.now())); err != nil {
+		if _, err := CATransition(CAOpRevoke, c.effective(s.now())); err != nil {
 			return id, err
 		}
-		now := e.now()
+		now := s.now()
 		// The revocation entry goes first: once it exists, every later CRL
 		// of the issuer lists the CA, whatever happens next.
 		if c.IssuerID != "" && c.GenMode != GenModeImport {
-			if err := e.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
+			if err := s.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
 				return id, err
 			}
 		}
-		_, _, err = e.transitCA(ctx, tenant, id, CAOpRevoke, func(_ *store.Record, c *caRecord, _, to string) error {
+		_, _, err = s.transitCA(ctx, tenant, id, CAOpRevoke, func(_ *store.Record, c *caRecord, _, to string) error {
 			c.Status = to
 			c.RevokeReason = reasonName(code)
 			c.RevokeTime = now.UnixMilli()
@@ -1128,31 +1084,31 @@ func (e *Engine) RevokeCA(ctx context.Context, tenant, id, reason string) error 
 			return id, err
 		}
 		if c.IssuerID != "" && c.GenMode != GenModeImport {
-			return id, e.crlChanged(ctx, tenant, c.IssuerID)
+			return id, s.crlChanged(ctx, tenant, c.IssuerID)
 		}
 		return id, nil
 	})
 }
 
-// Quota is one resource's use in the tenant.
-type Quota struct {
+// QuotaUse is one resource's use in the tenant.
+type QuotaUse struct {
 	Type  string
 	Used  int64
 	Quota int64
 }
 
-// PCAQuotas reports the tenant's CA and certificate quotas.
-func (e *Engine) PCAQuotas(ctx context.Context, tenant string) ([]Quota, error) {
-	var out []Quota
-	err := e.run(ctx, tenant, "PCA_QUOTA_RETRIEVE", func() (string, error) {
+// Quotas reports the tenant's CA and certificate quotas.
+func (s *Service) Quotas(ctx context.Context, tenant string) ([]QuotaUse, error) {
+	var out []QuotaUse
+	err := s.run(ctx, tenant, "PCA_QUOTA_RETRIEVE", func() (string, error) {
 		for _, q := range []struct{ typ, res string }{
-			{"CERTIFICATE_AUTHORITY", QuotaPCACAs}, {"CERTIFICATE", QuotaPCACerts},
+			{"CERTIFICATE_AUTHORITY", QuotaCAs}, {"CERTIFICATE", QuotaCertificates},
 		} {
-			used, err := e.store.QuotaUsage(ctx, tenant, q.res)
+			used, err := s.store.QuotaUsage(ctx, tenant, q.res)
 			if err != nil {
-				return "", storeErr(err, "quota")
+				return "", signer.StoreErr(err, "quota")
 			}
-			out = append(out, Quota{Type: q.typ, Used: used, Quota: e.QuotaLimit(q.res)})
+			out = append(out, QuotaUse{Type: q.typ, Used: used, Quota: s.core.QuotaLimit(q.res)})
 		}
 		return "", nil
 	})

@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"math/big"
 	"strings"
 	"time"
@@ -42,7 +44,7 @@ func parseReason(s string) (int, error) {
 		}
 		names = append(names, r.name)
 	}
-	return 0, pcaInvalid(CodeBadParameter, "reason", s, "must be one of "+strings.Join(names, ", "))
+	return 0, refused(ReasonBadParameter, "reason", s, "must be one of "+strings.Join(names, ", "))
 }
 
 func reasonName(code int) string {
@@ -66,12 +68,12 @@ type revocation struct {
 
 // addRevocation records that issuerID revoked serial. Recording it twice
 // is not an error: a retried revocation keeps the first entry.
-func (e *Engine) addRevocation(ctx context.Context, tenant, issuerID, serial, subject string, at time.Time, reason int, notAfter int64) error {
+func (s *Service) addRevocation(ctx context.Context, tenant, issuerID, serial, subject string, at time.Time, reason int, notAfter int64) error {
 	data, _ := json.Marshal(revocation{Serial: serial, Time: at.UnixMilli(), Reason: reason, Subject: subject, NotAfter: notAfter})
-	rec := &store.Record{Kind: kindPCARevocation, Tenant: tenant, ID: issuerID + "." + serial,
+	rec := &store.Record{Kind: RecordRevocation, Tenant: tenant, ID: issuerID + "." + serial,
 		Fields: map[string]string{"issuer_id": issuerID}, Data: data}
-	if err := e.store.Create(ctx, rec, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrExists) {
-		return storeErr(err, "revocation")
+	if err := s.store.Create(ctx, rec, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrExists) {
+		return signer.StoreErr(err, "revocation")
 	}
 	return nil
 }
@@ -101,7 +103,7 @@ const noCRLSignMsg = "the CA certificate's key usage lacks cRLSign, so it cannot
 // both, so such a certificate is given them on a copy.
 func crlIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
 	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCRLSign == 0 {
-		return nil, &Error{Kind: KindWrongState, Code: CodeNoCRLSign, Msg: noCRLSignMsg}
+		return nil, &signer.Error{Kind: signer.KindWrongState, Reason: ReasonNoCRLSign, Msg: noCRLSignMsg}
 	}
 	if cert.KeyUsage != 0 && len(cert.SubjectKeyId) > 0 {
 		return cert, nil
@@ -111,9 +113,9 @@ func crlIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
 		cp.KeyUsage = x509.KeyUsageCRLSign
 	}
 	if len(cp.SubjectKeyId) == 0 {
-		ski, err := subjectKeyID(cert.PublicKey)
+		ski, err := issuance.KeyID(cert.PublicKey, issuance.KeyIDSHA1)
 		if err != nil {
-			return nil, storeErr(err, "CA certificate")
+			return nil, signer.StoreErr(err, "CA certificate")
 		}
 		cp.SubjectKeyId = ski
 	}
@@ -123,19 +125,19 @@ func crlIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
 // refreshCRL signs a new CRL for the CA if it publishes one, under a
 // PCA_CRL_GENERATE event. Callers are authenticated write paths and the
 // background refresher (RefreshDueCRLs); a read never signs.
-func (e *Engine) refreshCRL(ctx context.Context, tenant, caID string) error {
-	_, err := e.generateCRL(ctx, tenant, caID, false)
+func (s *Service) refreshCRL(ctx context.Context, tenant, caID string) error {
+	_, err := s.generateCRL(ctx, tenant, caID, false)
 	return err
 }
 
 // generateCRL is refreshCRL, and says whether a CRL was stored;
 // background (the refresher's rounds) gives up when another writer
 // commits a CRL first, since that one is as new.
-func (e *Engine) generateCRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
+func (s *Service) generateCRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
 	var signed bool
-	err := e.run(ctx, tenant, "PCA_CRL_GENERATE", func() (string, error) {
+	err := s.run(ctx, tenant, "PCA_CRL_GENERATE", func() (string, error) {
 		var err error
-		signed, err = e.signPCACRL(ctx, tenant, caID, background)
+		signed, err = s.signPCACRL(ctx, tenant, caID, background)
 		return caID, err
 	})
 	return signed, err
@@ -145,9 +147,9 @@ func (e *Engine) generateCRL(ctx context.Context, tenant, caID string, backgroun
 // revocation) or of how it is published. The CRL is first marked due in
 // the index, so that if signing fails or the process dies before the CRL
 // is stored, the background refresher signs it on its next round.
-func (e *Engine) crlChanged(ctx context.Context, tenant, caID string) error {
-	e.markCRLStale(ctx, kindPCAIndex, caID)
-	return e.refreshCRL(ctx, tenant, caID)
+func (s *Service) crlChanged(ctx context.Context, tenant, caID string) error {
+	s.core.MarkCRLStale(ctx, RecordIndex, caID)
+	return s.refreshCRL(ctx, tenant, caID)
 }
 
 // signPCACRL signs the CA's next CRL and stores it. The CRL takes the
@@ -159,11 +161,11 @@ func (e *Engine) crlChanged(ctx context.Context, tenant, caID string) error {
 // committed only if no other was since its listing was read: the stored
 // CRL lists every revocation whose refresh has returned. In the
 // background, losing that race ends the refresh instead.
-func (e *Engine) signPCACRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
+func (s *Service) signPCACRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
 	for attempt := 0; attempt < crlAttempts; attempt++ {
-		listedAt := e.now()
-		rec, c, err := e.getCA(ctx, tenant, caID)
-		if KindOf(err) == KindNotFound {
+		listedAt := s.now()
+		rec, c, err := s.getCA(ctx, tenant, caID)
+		if signer.KindOf(err) == signer.KindNotFound {
 			return false, nil // a purged issuer publishes nothing more
 		}
 		if err != nil {
@@ -172,75 +174,75 @@ func (e *Engine) signPCACRL(ctx context.Context, tenant, caID string, background
 		if !c.CRL.Enabled || len(c.Cert) == 0 {
 			return false, nil
 		}
-		if _, err := CATransition(CAOpSignCRL, c.effective(e.now())); err != nil {
+		if _, err := CATransition(CAOpSignCRL, c.effective(s.now())); err != nil {
 			return false, nil // a CA on its way out publishes nothing more
 		}
 		cert, err := c.certificate()
 		if err != nil {
-			return false, storeErr(err, "CA certificate")
+			return false, signer.StoreErr(err, "CA certificate")
 		}
 		issuer, err := crlIssuer(cert)
 		if err != nil {
 			// Only a CA imported before such certificates were refused:
 			// what it revokes is recorded, it just cannot publish it.
-			e.log.Warn("CA certificate cannot sign CRLs; no CRL signed", "ca", caID)
+			s.core.Log().Warn("CA certificate cannot sign CRLs; no CRL signed", "ca", caID)
 			return false, nil
 		}
-		crlRec, old, err := e.loadPCACRL(ctx, tenant, caID)
+		crlRec, old, err := s.loadPCACRL(ctx, tenant, caID)
 		if err != nil {
 			return false, err
 		}
 		// CA records of earlier versions held the last number taken.
 		n := max(old.Number, c.CRLNumber) + 1
-		entries, err := e.revocationEntries(ctx, tenant, caID)
+		entries, err := s.revocationEntries(ctx, tenant, caID)
 		if err != nil {
 			return false, err
 		}
-		s, err := e.observed(ctx, rec.Fields[KeyField], c.KeyAlgorithm, "pca_crl")
+		key, err := s.core.TimedSigner(ctx, rec.Fields[signer.KeyField], c.KeyAlgorithm, "pca_crl")
 		if err != nil {
 			return false, err
 		}
-		now := e.now().UTC().Truncate(time.Second)
+		now := s.now().UTC().Truncate(time.Second)
 		next := now.Add(time.Duration(c.CRL.ValidDays) * pcaDay)
 		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 			Number: big.NewInt(n), ThisUpdate: now, NextUpdate: next,
 			RevokedCertificateEntries: entries,
 			SignatureAlgorithm:        x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm),
-		}, issuer, s)
+		}, issuer, key)
 		if err != nil {
-			return false, HSMError(err, "CA key")
+			return false, signer.HSMError(err, "CA key")
 		}
 		cr := &crlRecord{Number: n, DER: der, ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()}
-		err = e.savePCACRL(ctx, crlRec, tenant, caID, cr)
+		err = s.savePCACRL(ctx, crlRec, tenant, caID, cr)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			if background {
 				return false, nil // another replica or a write path refreshed it
 			}
-			backoff(attempt)
+			signer.Backoff(attempt)
 			continue
 		}
 		if err != nil {
-			return false, storeErr(err, "CRL")
+			return false, signer.StoreErr(err, "CRL")
 		}
 		// Re-signed when half its validity has passed.
-		e.crlStored(ctx, kindPCAIndex, caID, listedAt, now.Add(next.Sub(now)/2))
+		s.core.CRLStored(ctx, RecordIndex, caID, listedAt, now.Add(next.Sub(now)/2))
 		return true, nil
 	}
-	return false, &Error{Kind: KindConflict, Code: CodeBusy, Msg: "the CRL is being replaced concurrently; retry"}
+	return false, &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "the CRL is being replaced concurrently; retry"}
 }
 
 // revocationEntries lists the CA's revocations as CRL entries.
-func (e *Engine) revocationEntries(ctx context.Context, tenant, caID string) ([]x509.RevocationListEntry, error) {
-	page, err := e.store.List(ctx, store.Query{Kind: kindPCARevocation, Tenant: tenant,
+func (s *Service) revocationEntries(ctx context.Context, tenant, caID string) ([]x509.RevocationListEntry, error) {
+	page, err := s.store.List(ctx, store.Query{Kind: RecordRevocation, Tenant: tenant,
 		Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
 	if err != nil {
-		return nil, storeErr(err, "revocation")
+		return nil, signer.StoreErr(err, "revocation")
 	}
 	entries := make([]x509.RevocationListEntry, 0, len(page.Records))
 	for _, r := range page.Records {
 		var rv revocation
 		if err := json.Unmarshal(r.Data, &rv); err != nil {
-			return nil, storeErr(err, "revocation")
+			return nil, signer.StoreErr(err, "revocation")
 		}
 		serial, ok := new(big.Int).SetString(rv.Serial, 16)
 		if !ok {
@@ -254,54 +256,54 @@ func (e *Engine) revocationEntries(ctx context.Context, tenant, caID string) ([]
 
 // loadPCACRL returns the CA's CRL record (nil when none yet) and its
 // content (zero when none).
-func (e *Engine) loadPCACRL(ctx context.Context, tenant, caID string) (*store.Record, *crlRecord, error) {
-	rec, err := e.store.Get(ctx, kindPCACRL, tenant, caID)
+func (s *Service) loadPCACRL(ctx context.Context, tenant, caID string) (*store.Record, *crlRecord, error) {
+	rec, err := s.store.Get(ctx, RecordCRL, tenant, caID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &crlRecord{}, nil
 	}
 	if err != nil {
-		return nil, nil, storeErr(err, "CRL")
+		return nil, nil, signer.StoreErr(err, "CRL")
 	}
 	var cr crlRecord
 	if err := json.Unmarshal(rec.Data, &cr); err != nil {
-		return nil, nil, storeErr(err, "CRL")
+		return nil, nil, signer.StoreErr(err, "CRL")
 	}
 	return rec, &cr, nil
 }
 
 // savePCACRL creates the CRL record or replaces rec, version-checked.
-func (e *Engine) savePCACRL(ctx context.Context, rec *store.Record, tenant, caID string, cr *crlRecord) error {
+func (s *Service) savePCACRL(ctx context.Context, rec *store.Record, tenant, caID string, cr *crlRecord) error {
 	data, err := json.Marshal(cr)
 	if err != nil {
 		return err
 	}
 	if rec == nil {
-		return e.store.Create(ctx, &store.Record{Kind: kindPCACRL, Tenant: tenant, ID: caID, Data: data}, store.WriteOpts{})
+		return s.store.Create(ctx, &store.Record{Kind: RecordCRL, Tenant: tenant, ID: caID, Data: data}, store.WriteOpts{})
 	}
 	rec.Data = data
-	return e.store.Update(ctx, rec, store.WriteOpts{})
+	return s.store.Update(ctx, rec, store.WriteOpts{})
 }
 
 // SetCRL enables (with validDays) or disables a CA's CRL. Enabling signs a
 // first CRL at once when the CA has a certificate, which must be able to
 // sign CRLs.
-func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
+func (s *Service) SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
 	name := "PCA_CA_CRL_DISABLE"
 	if enabled {
 		name = "PCA_CA_CRL_ENABLE"
 	}
-	return e.run(ctx, tenant, name, func() (string, error) {
+	return s.run(ctx, tenant, name, func() (string, error) {
 		if enabled && (validDays < minCRLDays || validDays > maxCRLDays) {
-			return id, pcaInvalid(CodeBadParameter, "valid_days", validDays, "must be from 7 to 30")
+			return id, refused(ReasonBadParameter, "valid_days", validDays, "must be from 7 to 30")
 		}
-		_, c, err := e.transitCA(ctx, tenant, id, CAOpCRL, func(_ *store.Record, c *caRecord, _, _ string) error {
+		_, c, err := s.transitCA(ctx, tenant, id, CAOpCRL, func(_ *store.Record, c *caRecord, _, _ string) error {
 			if enabled && len(c.Cert) > 0 {
 				cert, err := c.certificate()
 				if err != nil {
-					return storeErr(err, "CA certificate")
+					return signer.StoreErr(err, "CA certificate")
 				}
 				if _, err := crlIssuer(cert); err != nil {
-					return &Error{Kind: KindInvalid, Code: CodeNoCRLSign,
+					return &signer.Error{Kind: signer.KindInvalid, Reason: ReasonNoCRLSign,
 						Msg: noCRLSignMsg + "; CRLs cannot be enabled for this CA"}
 				}
 			}
@@ -314,7 +316,7 @@ func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, va
 		if err != nil || !enabled || len(c.Cert) == 0 {
 			return id, err
 		}
-		return id, e.crlChanged(ctx, tenant, id)
+		return id, s.crlChanged(ctx, tenant, id)
 	})
 }
 
@@ -325,37 +327,37 @@ func (e *Engine) SetCRL(ctx context.Context, tenant, id string, enabled bool, va
 // refresher (RefreshDueCRLs) before their next update; one found past it
 // is still served, for relying parties to judge, and reported once to the
 // operator.
-func (e *Engine) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
+func (s *Service) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
 	if _, err := uuid.Parse(caID); err != nil || len(caID) != 36 {
-		return nil, pcaNotFound("CA", caID)
+		return nil, notFound("CA", caID)
 	}
-	idx, err := e.store.Get(ctx, kindPCAIndex, store.PlatformTenant, caID)
+	idx, err := s.store.Get(ctx, RecordIndex, store.PlatformTenant, caID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return nil, pcaNotFound("CA", caID)
+			return nil, notFound("CA", caID)
 		}
-		return nil, storeErr(err, "CA")
+		return nil, signer.StoreErr(err, "CA")
 	}
 	tenant := idx.Fields["tenant"]
-	_, c, err := e.getCA(ctx, tenant, caID)
+	_, c, err := s.getCA(ctx, tenant, caID)
 	if err != nil {
 		return nil, err
 	}
 	if c.Status == CAPending || c.Status == CADeleted {
-		return nil, pcaNotFound("CA", caID)
+		return nil, notFound("CA", caID)
 	}
 	if !c.CRL.Enabled {
-		return nil, &Error{Kind: KindNotFound, Code: CodeCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}
+		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}
 	}
-	rec, cr, err := e.loadPCACRL(ctx, tenant, caID)
+	rec, cr, err := s.loadPCACRL(ctx, tenant, caID)
 	if err != nil {
 		return nil, err
 	}
 	if rec == nil || len(cr.DER) == 0 {
-		return nil, &Error{Kind: KindNotFound, Code: CodeCRLDisabled, Msg: "CA " + caID + " has no CRL yet"}
+		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " has no CRL yet"}
 	}
-	if e.now().UnixMilli() >= cr.NextUpdate {
-		e.crlOverdue("pca", caID, cr.NextUpdate)
+	if s.now().UnixMilli() >= cr.NextUpdate {
+		s.core.CRLOverdue("pca", caID, cr.NextUpdate)
 	}
 	return cr.DER, nil
 }

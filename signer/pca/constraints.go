@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"github.com/hsmca/hsmca/signer"
 	"net"
 	"net/url"
 	"strings"
@@ -85,15 +86,15 @@ func namesOf(sanField string, sans []SAN, dnField, cn string, emails []string) [
 // constrainingChain is the issuer's certificate and those above it as far
 // as the tenant stores them: an imported CA's supplied chain, or the
 // tenant's CAs up to the root. A CA purged from the store ends the walk.
-func (e *Engine) constrainingChain(ctx context.Context, tenant string, is *issuer) ([]*x509.Certificate, error) {
+func (s *Service) constrainingChain(ctx context.Context, tenant string, is *issuer) ([]*x509.Certificate, error) {
 	chain := []*x509.Certificate{is.cert}
 	c := is.ca
 	for depth := 0; depth < 16; depth++ {
 		if c.GenMode == GenModeImport {
 			for _, der := range c.ExtChain {
-				cert, err := issuerCerts.get(der)
+				cert, err := s.issuerCerts.Get(der)
 				if err != nil {
-					return nil, storeErr(err, "CA chain")
+					return nil, signer.StoreErr(err, "CA chain")
 				}
 				chain = append(chain, cert)
 			}
@@ -102,16 +103,16 @@ func (e *Engine) constrainingChain(ctx context.Context, tenant string, is *issue
 		if c.Type == CATypeRoot || c.IssuerID == "" {
 			break
 		}
-		_, parent, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, c.IssuerID, e.issuers.get)
-		if KindOf(err) == KindNotFound {
+		_, parent, err := getRecordVia(ctx, s, RecordCA, "CA", tenant, c.IssuerID, s.issuers.Get)
+		if signer.KindOf(err) == signer.KindNotFound {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		cert, err := issuerCerts.get(parent.Cert)
+		cert, err := s.issuerCerts.Get(parent.Cert)
 		if err != nil {
-			return nil, storeErr(err, "CA certificate")
+			return nil, signer.StoreErr(err, "CA certificate")
 		}
 		chain = append(chain, cert)
 		c = parent
@@ -122,8 +123,8 @@ func (e *Engine) constrainingChain(ctx context.Context, tenant string, is *issue
 // checkNameConstraints refuses names of a certificate to be signed by is
 // that a certificate of is's chain does not permit, or excludes. subject
 // is the subject to be signed and dnField its field in errors.
-func (e *Engine) checkNameConstraints(ctx context.Context, tenant string, is *issuer, names []issuedName, subject pkix.RDNSequence, dnField string) error {
-	chain, err := e.constrainingChain(ctx, tenant, is)
+func (s *Service) checkNameConstraints(ctx context.Context, tenant string, is *issuer, names []issuedName, subject pkix.RDNSequence, dnField string) error {
+	chain, err := s.constrainingChain(ctx, tenant, is)
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func (e *Engine) checkNameConstraints(ctx context.Context, tenant string, is *is
 			continue
 		}
 		refuse := func(field, name, why string) error {
-			return pcaInvalid(CodeNameConstraint, field, nil,
+			return refused(ReasonNameConstraint, field, nil,
 				fmt.Sprintf("%q is outside the name constraints of CA %q: %s", name, ca.Subject.CommonName, why))
 		}
 		for _, n := range names {
@@ -142,7 +143,7 @@ func (e *Engine) checkNameConstraints(ctx context.Context, tenant string, is *is
 		}
 		permitted, excluded, err := dirNameConstraints(ca)
 		if err != nil {
-			return pcaInvalid(CodeNameConstraint, dnField, nil,
+			return refused(ReasonNameConstraint, dnField, nil,
 				fmt.Sprintf("the name constraints of CA %q cannot be read", ca.Subject.CommonName))
 		}
 		subj := flatten(subject)
@@ -414,7 +415,7 @@ func subjectOf(t *x509.Certificate) pkix.RDNSequence {
 // checkCANames applies the issuer's name constraints to a subordinate CA
 // hsmca creates or activates: its subject, and its common name when that
 // names a host.
-func (e *Engine) checkCANames(ctx context.Context, tenant string, is *issuer, dn DistinguishedName) error {
-	return e.checkNameConstraints(ctx, tenant, is, namesOf("", nil, "distinguished_name", dn.CommonName, nil),
+func (s *Service) checkCANames(ctx context.Context, tenant string, is *issuer, dn DistinguishedName) error {
+	return s.checkNameConstraints(ctx, tenant, is, namesOf("", nil, "distinguished_name", dn.CommonName, nil),
 		dn.pkixName().ToRDNSequence(), "distinguished_name")
 }

@@ -1,9 +1,11 @@
-package signer
+package pca
 
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"math"
 	"strings"
 	"time"
@@ -70,18 +72,18 @@ func (d DistinguishedName) check(all bool) error {
 		switch {
 		case f.v == "":
 			if all || i == 0 {
-				return pcaInvalid(CodeBadDN, field, f.v, "is required")
+				return refused(ReasonBadDN, field, f.v, "is required")
 			}
 			continue
 		case strings.TrimSpace(f.v) != f.v:
-			return pcaInvalid(CodeBadDN, field, f.v, "must not start or end with spaces")
-		case hasUnsafeText(f.v):
-			return pcaInvalid(CodeBadDN, field, nil, unsafeTextMsg)
+			return refused(ReasonBadDN, field, f.v, "must not start or end with spaces")
+		case issuance.UnsafeText(f.v):
+			return refused(ReasonBadDN, field, nil, issuance.UnsafeTextMsg)
 		case utf8.RuneCountInString(f.v) > f.max:
-			return pcaInvalid(CodeBadDN, field, f.v, fmt.Sprintf("must be at most %d characters", f.max))
+			return refused(ReasonBadDN, field, f.v, fmt.Sprintf("must be at most %d characters", f.max))
 		}
 		if f.name == "country" && !(len(f.v) == 2 && isUpperAlpha(f.v)) {
-			return pcaInvalid(CodeBadDN, field, f.v, "must be an ISO 3166 alpha-2 code in capitals")
+			return refused(ReasonBadDN, field, f.v, "must be an ISO 3166 alpha-2 code in capitals")
 		}
 	}
 	return nil
@@ -121,7 +123,7 @@ const (
 // seconds as X.509 stores them. max bounds the length.
 func (v *Validity) window(now time.Time, max time.Duration) (time.Time, time.Time, error) {
 	if v == nil {
-		return time.Time{}, time.Time{}, pcaInvalid(CodeBadValidity, "validity", nil, "is required")
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity", nil, "is required")
 	}
 	var unit time.Duration
 	switch v.Type {
@@ -134,21 +136,21 @@ func (v *Validity) window(now time.Time, max time.Duration) (time.Time, time.Tim
 	case "HOUR":
 		unit = pcaHour
 	default:
-		return time.Time{}, time.Time{}, pcaInvalid(CodeBadValidity, "validity.type", v.Type, "must be YEAR, MONTH, DAY or HOUR")
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.type", v.Type, "must be YEAR, MONTH, DAY or HOUR")
 	}
 	if v.Value < 1 || v.Value > math.MaxInt64/int64(unit) || time.Duration(v.Value)*unit > max {
-		return time.Time{}, time.Time{}, pcaInvalid(CodeBadValidity, "validity.value", v.Value,
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.value", v.Value,
 			fmt.Sprintf("must be at least 1 and the period at most %d years", max/pcaYear))
 	}
 	start := now
 	if v.StartFrom != 0 {
 		start = time.UnixMilli(v.StartFrom)
 		if start.Before(now.Add(-startFromSlack)) {
-			return time.Time{}, time.Time{}, pcaInvalid(CodeBadValidity, "validity.start_from", v.StartFrom,
+			return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.start_from", v.StartFrom,
 				"must not be earlier than five minutes ago")
 		}
 		if start.After(now.Add(maxChildValidity)) {
-			return time.Time{}, time.Time{}, pcaInvalid(CodeBadValidity, "validity.start_from", v.StartFrom,
+			return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.start_from", v.StartFrom,
 				"is too far in the future")
 		}
 	}
@@ -161,11 +163,11 @@ func (v *Validity) window(now time.Time, max time.Duration) (time.Time, time.Tim
 // silently.
 func withinIssuer(nb, na time.Time, issuer *x509.Certificate) error {
 	if na.After(issuer.NotAfter) {
-		return pcaInvalid(CodeBadValidity, "validity", na.UTC().Format(time.RFC3339),
+		return refused(ReasonBadValidity, "validity", na.UTC().Format(time.RFC3339),
 			"the certificate would end after its issuer ("+issuer.NotAfter.UTC().Format(time.RFC3339)+")")
 	}
 	if nb.Before(issuer.NotBefore) {
-		return pcaInvalid(CodeBadValidity, "validity.start_from", nb.UnixMilli(),
+		return refused(ReasonBadValidity, "validity.start_from", nb.UnixMilli(),
 			"the certificate would start before its issuer ("+issuer.NotBefore.UTC().Format(time.RFC3339)+")")
 	}
 	return nil
@@ -180,7 +182,7 @@ func parseKeyAlgorithm(field, s string) (hsm.Algorithm, error) {
 			return a, nil
 		}
 	}
-	return "", pcaInvalid(CodeBadKeyAlg, field, s, "must be RSA2048, RSA3072, RSA4096, EC256 or EC384")
+	return "", refused(ReasonBadKeyAlg, field, s, "must be RSA2048, RSA3072, RSA4096, EC256 or EC384")
 }
 
 // checkSigAlg validates a signature hash name; empty gives SHA256 when
@@ -193,9 +195,9 @@ func checkSigAlg(field, s string, required bool) (string, error) {
 		if !required {
 			return "SHA256", nil
 		}
-		return "", pcaInvalid(CodeBadSigAlg, field, s, "is required")
+		return "", refused(ReasonBadSigAlg, field, s, "is required")
 	}
-	return "", pcaInvalid(CodeBadSigAlg, field, s, "must be SHA256, SHA384 or SHA512")
+	return "", refused(ReasonBadSigAlg, field, s, "must be SHA256, SHA384 or SHA512")
 }
 
 // x509SigAlg combines the issuer key's type with the requested hash.
@@ -242,7 +244,7 @@ next:
 				continue next
 			}
 		}
-		return 0, pcaInvalid(CodeBadParameter, "key_usages", n, "unknown key usage")
+		return 0, refused(ReasonBadParameter, "key_usages", n, "unknown key usage")
 	}
 	return ku, nil
 }
@@ -262,17 +264,17 @@ func keyUsageList(ku x509.KeyUsage) []string {
 // allow fewer than the issuer.
 func checkPathLength(field string, child int, issuer int) error {
 	if child < 0 || child > 6 {
-		return pcaInvalid(CodeBadParameter, field, child, "must be from 0 to 6")
+		return refused(ReasonBadParameter, field, child, "must be from 0 to 6")
 	}
 	if issuer <= 0 {
-		return &Error{Kind: KindInvalid, Code: CodePathLength,
+		return &signer.Error{Kind: signer.KindInvalid, Reason: ReasonPathLength,
 			Msg:    "the issuer has path length 0 and may issue only end-entity certificates",
-			Fields: []FieldError{{Field: field, Value: child, Msg: "issuer allows no subordinate CA", Location: "body"}}}
+			Fields: []signer.FieldError{{Field: field, Value: child, Msg: "issuer allows no subordinate CA", Location: "body"}}}
 	}
 	if child >= issuer {
-		return &Error{Kind: KindInvalid, Code: CodePathLength,
+		return &signer.Error{Kind: signer.KindInvalid, Reason: ReasonPathLength,
 			Msg:    fmt.Sprintf("%s must be below the issuer's path length %d", field, issuer),
-			Fields: []FieldError{{Field: field, Value: child, Msg: "too long for the issuer", Location: "body"}}}
+			Fields: []signer.FieldError{{Field: field, Value: child, Msg: "too long for the issuer", Location: "body"}}}
 	}
 	return nil
 }

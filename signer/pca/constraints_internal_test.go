@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"crypto/ecdsa"
