@@ -2,19 +2,20 @@ package pca
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"github.com/hsmca/hsmca/signer"
-	"github.com/hsmca/hsmca/signer/issuance"
-	"math/big"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
+
+// Revocation and CRLs. A CRL is signed by the write paths that change it
+// and by the family's refresher (crl_refresh.go); the public route only
+// reads what is stored.
 
 // Revocation reasons by the family's names, with their RFC 5280 codes.
 var revocationReasons = []struct {
@@ -66,12 +67,24 @@ type revocation struct {
 	NotAfter int64  `json:"not_after"`
 }
 
+// revocationRecord is the store record of a revocation entry.
+func revocationRecord(tenant, issuerID string, rv revocation) (*store.Record, error) {
+	data, err := json.Marshal(rv)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Record{Kind: RecordRevocation, Tenant: tenant, ID: issuerID + "." + rv.Serial,
+		Fields: map[string]string{"issuer_id": issuerID}, Data: data}, nil
+}
+
 // addRevocation records that issuerID revoked serial. Recording it twice
 // is not an error: a retried revocation keeps the first entry.
 func (s *Service) addRevocation(ctx context.Context, tenant, issuerID, serial, subject string, at time.Time, reason int, notAfter int64) error {
-	data, _ := json.Marshal(revocation{Serial: serial, Time: at.UnixMilli(), Reason: reason, Subject: subject, NotAfter: notAfter})
-	rec := &store.Record{Kind: RecordRevocation, Tenant: tenant, ID: issuerID + "." + serial,
-		Fields: map[string]string{"issuer_id": issuerID}, Data: data}
+	rec, err := revocationRecord(tenant, issuerID, revocation{Serial: serial, Time: at.UnixMilli(), Reason: reason,
+		Subject: subject, NotAfter: notAfter})
+	if err != nil {
+		return err
+	}
 	if err := s.store.Create(ctx, rec, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrExists) {
 		return signer.StoreErr(err, "revocation")
 	}
@@ -95,33 +108,6 @@ const crlAttempts = 16
 // noCRLSignMsg says why a CA certificate cannot sign CRLs.
 const noCRLSignMsg = "the CA certificate's key usage lacks cRLSign, so it cannot sign CRLs"
 
-// crlIssuer is the CA certificate as x509.CreateRevocationList needs it,
-// or an error when the certificate cannot sign CRLs: its keyUsage is
-// present without cRLSign. RFC 5280 allows every usage when keyUsage is
-// absent, and a CRL's authority key identifier can be computed from the
-// key when the certificate carries no subject key identifier; Go asks for
-// both, so such a certificate is given them on a copy.
-func crlIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
-	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCRLSign == 0 {
-		return nil, &signer.Error{Kind: signer.KindWrongState, Reason: ReasonNoCRLSign, Msg: noCRLSignMsg}
-	}
-	if cert.KeyUsage != 0 && len(cert.SubjectKeyId) > 0 {
-		return cert, nil
-	}
-	cp := *cert
-	if cp.KeyUsage == 0 {
-		cp.KeyUsage = x509.KeyUsageCRLSign
-	}
-	if len(cp.SubjectKeyId) == 0 {
-		ski, err := issuance.KeyID(cert.PublicKey, issuance.KeyIDSHA1)
-		if err != nil {
-			return nil, signer.StoreErr(err, "CA certificate")
-		}
-		cp.SubjectKeyId = ski
-	}
-	return &cp, nil
-}
-
 // refreshCRL signs a new CRL for the CA if it publishes one, under a
 // PCA_CRL_GENERATE event. Callers are authenticated write paths and the
 // background refresher (RefreshDueCRLs); a read never signs.
@@ -134,13 +120,9 @@ func (s *Service) refreshCRL(ctx context.Context, tenant, caID string) error {
 // background (the refresher's rounds) gives up when another writer
 // commits a CRL first, since that one is as new.
 func (s *Service) generateCRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
-	var signed bool
-	err := s.run(ctx, tenant, "PCA_CRL_GENERATE", func() (string, error) {
-		var err error
-		signed, err = s.signPCACRL(ctx, tenant, caID, background)
-		return caID, err
-	})
-	return signed, err
+	op := s.core.Start(ctx, tenant, "PCA_CRL_GENERATE")
+	signed, err := s.signCRL(ctx, tenant, caID, background)
+	return signed, op.Done(caID, err)
 }
 
 // crlChanged re-signs the CA's CRL after a change of what it lists (a
@@ -152,16 +134,16 @@ func (s *Service) crlChanged(ctx context.Context, tenant, caID string) error {
 	return s.refreshCRL(ctx, tenant, caID)
 }
 
-// signPCACRL signs the CA's next CRL and stores it. The CRL takes the
-// stored number + 1 and is committed with a version-checked write of the
-// CRL record; when another writer committed first, this CRL is discarded
-// and the next one made from a fresh read (its number and entries), so
+// signCRL signs the CA's next CRL and stores it. The CRL takes the stored
+// number + 1 and is committed with a version-checked write of the CRL
+// record; when another writer committed first, this CRL is discarded and
+// the next one made from a fresh read (its number and entries), so
 // numbers are never repeated nor skipped by a failed signature. Every
 // revocation entry is written before its CRL is asked for, and a CRL is
 // committed only if no other was since its listing was read: the stored
 // CRL lists every revocation whose refresh has returned. In the
 // background, losing that race ends the refresh instead.
-func (s *Service) signPCACRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
+func (s *Service) signCRL(ctx context.Context, tenant, caID string, background bool) (bool, error) {
 	for attempt := 0; attempt < crlAttempts; attempt++ {
 		listedAt := s.now()
 		rec, c, err := s.getCA(ctx, tenant, caID)
@@ -181,20 +163,20 @@ func (s *Service) signPCACRL(ctx context.Context, tenant, caID string, backgroun
 		if err != nil {
 			return false, signer.StoreErr(err, "CA certificate")
 		}
-		issuer, err := crlIssuer(cert)
+		issuer, err := issuance.CRLIssuer(cert)
 		if err != nil {
 			// Only a CA imported before such certificates were refused:
 			// what it revokes is recorded, it just cannot publish it.
 			s.core.Log().Warn("CA certificate cannot sign CRLs; no CRL signed", "ca", caID)
 			return false, nil
 		}
-		crlRec, old, err := s.loadPCACRL(ctx, tenant, caID)
+		crlRec, old, err := s.loadCRL(ctx, tenant, caID)
 		if err != nil {
 			return false, err
 		}
 		// CA records of earlier versions held the last number taken.
 		n := max(old.Number, c.CRLNumber) + 1
-		entries, err := s.revocationEntries(ctx, tenant, caID)
+		revoked, err := s.revocations(ctx, tenant, caID)
 		if err != nil {
 			return false, err
 		}
@@ -204,16 +186,13 @@ func (s *Service) signPCACRL(ctx context.Context, tenant, caID string, backgroun
 		}
 		now := s.now().UTC().Truncate(time.Second)
 		next := now.Add(time.Duration(c.CRL.ValidDays) * pcaDay)
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-			Number: big.NewInt(n), ThisUpdate: now, NextUpdate: next,
-			RevokedCertificateEntries: entries,
-			SignatureAlgorithm:        x509SigAlg(c.KeyAlgorithm, c.SignatureAlgorithm),
-		}, issuer, key)
+		der, err := issuance.SignCRL(issuer, key, issuance.CRL{Number: n, ThisUpdate: now, NextUpdate: next,
+			Revoked: revoked, SignatureAlgorithm: issuance.SignatureAlgorithm(c.KeyAlgorithm, c.SignatureAlgorithm)})
 		if err != nil {
 			return false, signer.HSMError(err, "CA key")
 		}
 		cr := &crlRecord{Number: n, DER: der, ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()}
-		err = s.savePCACRL(ctx, crlRec, tenant, caID, cr)
+		err = s.saveCRL(ctx, crlRec, tenant, caID, cr)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			if background {
 				return false, nil // another replica or a write path refreshed it
@@ -231,32 +210,27 @@ func (s *Service) signPCACRL(ctx context.Context, tenant, caID string, backgroun
 	return false, &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "the CRL is being replaced concurrently; retry"}
 }
 
-// revocationEntries lists the CA's revocations as CRL entries.
-func (s *Service) revocationEntries(ctx context.Context, tenant, caID string) ([]x509.RevocationListEntry, error) {
+// revocations lists the CA's revocation entries.
+func (s *Service) revocations(ctx context.Context, tenant, caID string) ([]issuance.Revoked, error) {
 	page, err := s.store.List(ctx, store.Query{Kind: RecordRevocation, Tenant: tenant,
 		Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
 	if err != nil {
 		return nil, signer.StoreErr(err, "revocation")
 	}
-	entries := make([]x509.RevocationListEntry, 0, len(page.Records))
+	out := make([]issuance.Revoked, 0, len(page.Records))
 	for _, r := range page.Records {
 		var rv revocation
 		if err := json.Unmarshal(r.Data, &rv); err != nil {
 			return nil, signer.StoreErr(err, "revocation")
 		}
-		serial, ok := new(big.Int).SetString(rv.Serial, 16)
-		if !ok {
-			continue
-		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial,
-			RevocationTime: time.UnixMilli(rv.Time).UTC(), ReasonCode: rv.Reason})
+		out = append(out, issuance.Revoked{SerialHex: rv.Serial, Time: time.UnixMilli(rv.Time), Reason: rv.Reason})
 	}
-	return entries, nil
+	return out, nil
 }
 
-// loadPCACRL returns the CA's CRL record (nil when none yet) and its
-// content (zero when none).
-func (s *Service) loadPCACRL(ctx context.Context, tenant, caID string) (*store.Record, *crlRecord, error) {
+// loadCRL returns the CA's CRL record (nil when none yet) and its content
+// (zero when none).
+func (s *Service) loadCRL(ctx context.Context, tenant, caID string) (*store.Record, *crlRecord, error) {
 	rec, err := s.store.Get(ctx, RecordCRL, tenant, caID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &crlRecord{}, nil
@@ -271,8 +245,8 @@ func (s *Service) loadPCACRL(ctx context.Context, tenant, caID string) (*store.R
 	return rec, &cr, nil
 }
 
-// savePCACRL creates the CRL record or replaces rec, version-checked.
-func (s *Service) savePCACRL(ctx context.Context, rec *store.Record, tenant, caID string, cr *crlRecord) error {
+// saveCRL creates the CRL record or replaces rec, version-checked.
+func (s *Service) saveCRL(ctx context.Context, rec *store.Record, tenant, caID string, cr *crlRecord) error {
 	data, err := json.Marshal(cr)
 	if err != nil {
 		return err
@@ -292,32 +266,45 @@ func (s *Service) SetCRL(ctx context.Context, tenant, id string, enabled bool, v
 	if enabled {
 		name = "PCA_CA_CRL_ENABLE"
 	}
-	return s.run(ctx, tenant, name, func() (string, error) {
-		if enabled && (validDays < minCRLDays || validDays > maxCRLDays) {
-			return id, refused(ReasonBadParameter, "valid_days", validDays, "must be from 7 to 30")
+	op := s.core.Start(ctx, tenant, name)
+	return op.Done(id, s.setCRL(ctx, tenant, id, enabled, validDays))
+}
+
+func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
+	if enabled && (validDays < minCRLDays || validDays > maxCRLDays) {
+		return refused(ReasonBadParameter, "valid_days", validDays, "must be from 7 to 30")
+	}
+	for attempt := 0; ; attempt++ {
+		rec, c, _, err := s.transit(ctx, tenant, id, CAOpCRL)
+		if err != nil {
+			return err
 		}
-		_, c, err := s.transitCA(ctx, tenant, id, CAOpCRL, func(_ *store.Record, c *caRecord, _, _ string) error {
-			if enabled && len(c.Cert) > 0 {
-				cert, err := c.certificate()
-				if err != nil {
-					return signer.StoreErr(err, "CA certificate")
-				}
-				if _, err := crlIssuer(cert); err != nil {
-					return &signer.Error{Kind: signer.KindInvalid, Reason: ReasonNoCRLSign,
-						Msg: noCRLSignMsg + "; CRLs cannot be enabled for this CA"}
-				}
+		if enabled && len(c.Cert) > 0 {
+			cert, err := c.certificate()
+			if err != nil {
+				return signer.StoreErr(err, "CA certificate")
 			}
-			c.CRL.Enabled = enabled
-			if enabled {
-				c.CRL.ValidDays = validDays
+			if _, err := issuance.CRLIssuer(cert); err != nil {
+				return &signer.Error{Kind: signer.KindInvalid, Reason: ReasonNoCRLSign,
+					Msg: noCRLSignMsg + "; CRLs cannot be enabled for this CA"}
 			}
+		}
+		c.CRL.Enabled = enabled
+		if enabled {
+			c.CRL.ValidDays = validDays
+		}
+		retry, err := s.saveTransit(ctx, rec, c, id, attempt)
+		if err != nil {
+			return err
+		}
+		if retry {
+			continue
+		}
+		if !enabled || len(c.Cert) == 0 {
 			return nil
-		})
-		if err != nil || !enabled || len(c.Cert) == 0 {
-			return id, err
 		}
-		return id, s.crlChanged(ctx, tenant, id)
-	})
+		return s.crlChanged(ctx, tenant, id)
+	}
 }
 
 // PublicCRL serves a CA's current CRL (DER) to anyone: relying parties
@@ -349,7 +336,7 @@ func (s *Service) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
 	if !c.CRL.Enabled {
 		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}
 	}
-	rec, cr, err := s.loadPCACRL(ctx, tenant, caID)
+	rec, cr, err := s.loadCRL(ctx, tenant, caID)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -67,7 +68,7 @@ func (s *Service) refreshDue(ctx context.Context, listed *store.Record) (bool, e
 	if err != nil {
 		return false, signer.StoreErr(err, "CA certificate")
 	}
-	if _, err := crlIssuer(cert); err != nil {
+	if _, err := issuance.CRLIssuer(cert); err != nil {
 		// A CA imported before such certificates were refused: reported
 		// once, then left alone (enabling its CRL again is refused).
 		s.core.Log().Warn("CA certificate cannot sign CRLs; its CRL is not refreshed", "ca", idx.ID, "err", err)

@@ -1,6 +1,12 @@
 package pca
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"errors"
+
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
+)
 
 // Reasons of the family's refusals. api maps each to its CCM wire code
 // (api/pca_errors.go); the kind of the error gives the HTTP status.
@@ -39,4 +45,47 @@ func refused(r signer.Reason, field string, value any, msg string) *signer.Error
 // notFound is the answer for an unknown id, or one of another tenant.
 func notFound(what, id string) *signer.Error {
 	return &signer.Error{Kind: signer.KindNotFound, Reason: ReasonNotFound, Msg: what + " " + signer.ShortID(id) + " does not exist"}
+}
+
+// issuanceReasons are the family's reasons for the issuance rules'.
+var issuanceReasons = map[issuance.Reason]signer.Reason{
+	issuance.BadValue:          ReasonBadParameter,
+	issuance.BadName:           ReasonBadDN,
+	issuance.BadKey:            ReasonBadKeyAlg,
+	issuance.BadHash:           ReasonBadSigAlg,
+	issuance.BadValidity:       ReasonBadValidity,
+	issuance.BadIP:             ReasonBadIP,
+	issuance.BadSANType:        ReasonBadSANType,
+	issuance.BadCSR:            ReasonBadCSR,
+	issuance.BadPathLength:     ReasonPathLength,
+	issuance.BadNameConstraint: ReasonNameConstraint,
+}
+
+// checked is err of an issuance rule as the family's refusal; any other
+// error (nil included) is returned as it is.
+func checked(err error) error {
+	var e *issuance.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	r, ok := issuanceReasons[e.Reason]
+	if !ok {
+		r = ReasonBadParameter
+	}
+	return refused(r, e.Field, e.Value, e.Msg)
+}
+
+// unreadable is a refusal of the encoding readers of field as the
+// family's: r for what does not read (ReasonBadCSR, ReasonBadCert), a key
+// hsmca does not take as ReasonBadKeyAlg. The value is never shown: it
+// may be anything the client pasted.
+func unreadable(field string, r signer.Reason, err error) error {
+	var e *encoding.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	if e.Reason == encoding.UnsupportedKey {
+		r = ReasonBadKeyAlg
+	}
+	return refused(r, field, nil, e.Msg)
 }

@@ -161,7 +161,7 @@ func (s *Service) seedOne(ctx context.Context, tenant string, p *csrIssue, stand
 		err error
 	)
 	if standIn != nil {
-		tmpl.SignatureAlgorithm = x509SigAlg(p.is.ca.KeyAlgorithm, p.hash)
+		tmpl.SignatureAlgorithm = issuance.SignatureAlgorithm(p.is.ca.KeyAlgorithm, p.hash)
 		der, err = issuance.SignCertificate(&tmpl, p.is.cert, p.pub, standIn, issuance.KeyIDSHA1)
 	} else {
 		der, err = s.sign(ctx, p.is, &tmpl, p.pub, p.hash, "pca_seed")
@@ -174,18 +174,16 @@ func (s *Service) seedOne(ctx context.Context, tenant string, p *csrIssue, stand
 	if err != nil || !revoke {
 		return rec, nil, err
 	}
-	const reason = 5 // cessationOfOperation
-	cr.Status, cr.RevokeReason, cr.RevokeTime = CertRevoked, reasonName(reason), now.UnixMilli()
+	cr.Status, cr.RevokeReason, cr.RevokeTime = CertRevoked, reasonName(reasonDeleted), now.UnixMilli()
 	if rec.Data, err = json.Marshal(&cr); err != nil {
 		return nil, nil, err
 	}
 	rec.Fields = certFields(&cr)
-	data, err := json.Marshal(revocation{Serial: cr.Serial, Time: now.UnixMilli(), Reason: reason, Subject: rec.ID, NotAfter: cr.NotAfter})
+	rev, err := revocationRecord(tenant, cr.IssuerID, revocation{Serial: cr.Serial, Time: now.UnixMilli(),
+		Reason: reasonDeleted, Subject: rec.ID, NotAfter: cr.NotAfter})
 	if err != nil {
 		return nil, nil, err
 	}
-	rev := &store.Record{Kind: RecordRevocation, Tenant: tenant, ID: cr.IssuerID + "." + cr.Serial,
-		Fields: map[string]string{"issuer_id": cr.IssuerID}, Data: data}
 	return rec, rev, nil
 }
 

@@ -63,12 +63,6 @@ func parseCACert(der []byte) (*x509.Certificate, error) {
 
 func (s *Service) now() time.Time { return s.core.Now() }
 
-// run is Start and Done around fn.
-func (s *Service) run(ctx context.Context, tenant, name string, fn func() (resource string, err error)) error {
-	op := s.core.Start(ctx, tenant, name)
-	return op.Done(fn())
-}
-
 // Family is what the core needs of the family. Its indexes:
 //
 //   - certificates by status, common_name, not_after and expiry (the

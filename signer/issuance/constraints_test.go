@@ -1,4 +1,4 @@
-package pca
+package issuance
 
 import (
 	"crypto/ecdsa"
