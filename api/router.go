@@ -16,9 +16,7 @@ import (
 
 // Options configure the router.
 type Options struct {
-	Engine *signer.Engine
-	// PCA serves the CCM private CA routes; nil: signer/pca over Engine.
-	PCA          PCAAPI
+	Engine       *signer.Engine
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	// TrustedProxy accepts admin certificates from the X-APP-CERTIFICATE
@@ -32,6 +30,8 @@ type Options struct {
 	// HSTS adds Strict-Transport-Security to every answer: set it when the
 	// listener serves TLS.
 	HSTS bool
+	// PCA serves the CCM private CA routes; nil: signer/pca over Engine.
+	PCA PCAAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
