@@ -59,7 +59,7 @@ clean:
 # corpora already run as ordinary tests in `make test`; a crasher is saved
 # under the package's testdata/fuzz and then runs there too.
 FUZZTIME ?= 30s
-FUZZ_PKGS ?= ./signer/ ./signer/admins/ ./signer/keys/ ./api/ ./store/internal/storekit/ ./signer/encoding/ ./signer/apig/
+FUZZ_PKGS ?= ./signer/ ./signer/admins/ ./signer/apig/ ./signer/dts/ ./signer/keys/ ./signer/pca/ ./signer/encoding/ ./api/ ./store/internal/storekit/
 # e.g. FUZZFLAGS=-parallel=1 on a shared machine (default: one worker per CPU)
 FUZZFLAGS ?=
 fuzz:

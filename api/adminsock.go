@@ -13,7 +13,7 @@ import (
 // AdminSocketHandler serves the ops CLI over the daemon's unix socket. The
 // socket file is mode 0600: whoever can open it is the daemon's operator,
 // the same person who could open the store file directly.
-func AdminSocketHandler(eng *signer.Engine, adm AdminsAPI, log *slog.Logger) http.Handler {
+func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /ops/tokens", func(w http.ResponseWriter, r *http.Request) {
 		var req OpsTokenRequest

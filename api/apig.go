@@ -26,12 +26,8 @@ type APIGAPI interface {
 	Delete(ctx context.Context, tenant, id string) error
 }
 
-// mountAPIG mounts Huawei APIG v2 SSL certificates (family 3). Without
-// Options.APIG the family's service runs on Options.Engine.
+// mountAPIG mounts Huawei APIG v2 SSL certificates (family 3).
 func (s *server) mountAPIG() {
-	if s.opts.APIG == nil {
-		s.opts.APIG = apigsvc.New(s.eng)
-	}
 	a := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleCAOperator}}
 	const base = "/v2/:project_id/apigw/certificates"
 	s.handle(apig, "POST", base, a, apigProject, s.createAPIGCert)

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/internal/apitest"
-	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -133,7 +133,7 @@ func TestPCADeleteOfAnIssuedCertificateRevokesIt(t *testing.T) {
 
 			p.ok(p.do("DELETE", pcaCerts+"/"+leaf, nil), http.StatusNoContent)
 			pcaFail(t, p.do("GET", pcaCerts+"/"+leaf, nil), http.StatusBadRequest, "PCA.10010002")
-			n, err := p.Store.QuotaUsage(context.Background(), "t1", signer.QuotaPCACerts)
+			n, err := p.Store.QuotaUsage(context.Background(), "t1", pcasvc.QuotaCertificates)
 			require.NoError(t, err)
 			assert.Zero(t, n)
 

@@ -24,38 +24,6 @@ type huaweiEnvelope struct {
 	Msg  string `json:"error_msg"`
 }
 
-// pcaError writes the CCM PCA envelope. An engine error may carry its own
-// PCA code in Code; otherwise the kind decides. Unknown ids answer 400
-// PCA.10010002, as the public service does.
-func pcaError(c *gin.Context, err error) {
-	e := signer.AsError(err)
-	retryAfter(c, e)
-	status, code := http.StatusInternalServerError, "PCA.10010001"
-	switch e.Kind {
-	case signer.KindInvalid:
-		status, code = http.StatusBadRequest, "PCA.00020001"
-	case signer.KindNotFound:
-		status, code = http.StatusBadRequest, "PCA.10010002"
-	case signer.KindConflict:
-		status, code = http.StatusBadRequest, "PCA.10010003"
-	case signer.KindWrongState:
-		status, code = http.StatusBadRequest, "PCA.10010004"
-	case signer.KindQuotaExceeded:
-		status, code = http.StatusBadRequest, "PCA.10010005"
-	case signer.KindUnavailable:
-		status, code = http.StatusServiceUnavailable, "PCA.10010006"
-	case signer.KindUnauthenticated:
-		status, code = http.StatusUnauthorized, "PCA.10010007"
-	case signer.KindForbidden:
-		status, code = http.StatusForbidden, "PCA.10010008"
-	}
-	if e.Code != "" && len(e.Code) > 4 && e.Code[:4] == "PCA." {
-		code = e.Code
-	}
-	keepCause(c, status, e)
-	c.AbortWithStatusJSON(status, huaweiEnvelope{Code: code, Msg: e.Msg})
-}
-
 // apigError writes the APIG envelope, with the status and code of the
 // family's table (apig_errors.go).
 func apigError(c *gin.Context, err error) {

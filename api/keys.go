@@ -27,9 +27,6 @@ type KeysAPI interface {
 // errors are in the native envelope by kind alone: the keys API's reasons
 // (quota, a key another family owns, a disabled key) are all 409.
 func (s *server) mountKeys() {
-	if s.opts.Keys == nil {
-		s.opts.Keys = keys.New(s.eng)
-	}
 	manage := Access{TenantRoles: []string{signer.RoleAdmin}}
 	use := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner}}
 	read := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner, signer.RoleAuditor}}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hsmca/hsmca/signer"
 )
 
 // Answers that come before a family's handler reads anything: a query
@@ -29,7 +28,7 @@ func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
 func statusBody(f Family, status int, code, msg string) any {
 	switch f.Name {
 	case pca.Name, apig.Name:
-		hc := signer.CodeBadParameter
+		hc := PCACodeBadParameter
 		if f.Name == apig.Name {
 			hc = APIGCodeBadValue
 		}

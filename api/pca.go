@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,7 +10,20 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
+
+// PCAAPI is what the CCM private CA handlers need of the family
+// (signer/pca's Service): the CA routes' methods, the certificate
+// routes', and the body-less state changes and quotas.
+type PCAAPI interface {
+	pcaCAs
+	pcaCerts
+	DisableCA(ctx context.Context, tenant, id string) error
+	EnableCA(ctx context.Context, tenant, id string) error
+	RestoreCA(ctx context.Context, tenant, id string) error
+	Quotas(ctx context.Context, tenant string) ([]pcasvc.QuotaUse, error)
+}
 
 // mountPCA mounts Huawei CCM private CA (family 2).
 func (s *server) mountPCA() {
@@ -24,9 +38,9 @@ func (s *server) mountPCA() {
 	s.handle(pca, "GET", cas+"/:ca_id/csr", ops, s.pcaCSR)
 	s.handle(pca, "POST", cas+"/:ca_id/import", ops, s.pcaImportCA)
 	s.handle(pca, "POST", cas+"/:ca_id/export", ops, s.pcaExportCA)
-	s.handle(pca, "POST", cas+"/:ca_id/disable", ops, s.pcaCAState(s.eng.DisableCA))
-	s.handle(pca, "POST", cas+"/:ca_id/enable", ops, s.pcaCAState(s.eng.EnableCA))
-	s.handle(pca, "POST", cas+"/:ca_id/restore", ops, s.pcaCAState(s.eng.RestoreCA))
+	s.handle(pca, "POST", cas+"/:ca_id/disable", ops, s.pcaCAState(s.pcaAPI.DisableCA))
+	s.handle(pca, "POST", cas+"/:ca_id/enable", ops, s.pcaCAState(s.pcaAPI.EnableCA))
+	s.handle(pca, "POST", cas+"/:ca_id/restore", ops, s.pcaCAState(s.pcaAPI.RestoreCA))
 	s.handle(pca, "POST", cas+"/:ca_id/revoke", ops, s.pcaRevokeCA)
 	s.handle(pca, "POST", cas+"/:ca_id/crl/enable", ops, s.pcaCRLEnable)
 	s.handle(pca, "POST", cas+"/:ca_id/crl/disable", ops, s.pcaCRLDisable)
@@ -65,7 +79,7 @@ func pcaBody(c *gin.Context, v any, optional bool) bool {
 	case errors.Is(err, io.EOF) && optional:
 		return true
 	case errors.As(err, &mbe):
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: "PCA.00020001", Msg: "request body too large"})
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huaweiEnvelope{Code: PCACodeBadParameter, Msg: "request body too large"})
 	case errors.Is(err, io.EOF):
 		pcaError(c, pcaInvalid("body", "", "request body is required"))
 	case errors.As(err, &ute):
@@ -77,9 +91,7 @@ func pcaBody(c *gin.Context, v any, optional bool) bool {
 }
 
 func pcaInvalid(field string, v any, msg string) error {
-	e := signer.Invalid(field, v, msg)
-	e.Code = signer.CodeBadParameter
-	return e
+	return signer.Refused(signer.KindInvalid, pcasvc.ReasonBadParameter, field, v, msg)
 }
 
 // pcaPaging reads limit (0..1000, default 10) and offset (0..2^31-1, the
@@ -103,15 +115,15 @@ type pcaDN struct {
 	OrganizationalUnit string `json:"organizational_unit"`
 }
 
-func (d *pcaDN) engine() *signer.DistinguishedName {
+func (d *pcaDN) engine() *pcasvc.DistinguishedName {
 	if d == nil {
 		return nil
 	}
-	return &signer.DistinguishedName{CommonName: d.CommonName, Country: d.Country, State: d.State,
+	return &pcasvc.DistinguishedName{CommonName: d.CommonName, Country: d.Country, State: d.State,
 		Locality: d.Locality, Organization: d.Organization, OrganizationalUnit: d.OrganizationalUnit}
 }
 
-func viewDN(d signer.DistinguishedName) pcaDN {
+func viewDN(d pcasvc.DistinguishedName) pcaDN {
 	return pcaDN{CommonName: d.CommonName, Country: d.Country, State: d.State, Locality: d.Locality,
 		Organization: d.Organization, OrganizationalUnit: d.OrganizationalUnit}
 }
@@ -122,11 +134,11 @@ type pcaValidity struct {
 	StartFrom int64  `json:"start_from"`
 }
 
-func (v *pcaValidity) engine() *signer.Validity {
+func (v *pcaValidity) engine() *pcasvc.Validity {
 	if v == nil {
 		return nil
 	}
-	return &signer.Validity{Type: v.Type, Value: v.Value, StartFrom: v.StartFrom}
+	return &pcasvc.Validity{Type: v.Type, Value: v.Value, StartFrom: v.StartFrom}
 }
 
 type pcaCRLConfig struct {
@@ -137,7 +149,7 @@ type pcaCRLConfig struct {
 // pcaQuotas serves both quota routes: the CA and certificate quotas of
 // the tenant.
 func (s *server) pcaQuotas(c *gin.Context) {
-	qs, err := s.eng.PCAQuotas(c.Request.Context(), tenantOf(c))
+	qs, err := s.pcaAPI.Quotas(c.Request.Context(), tenantOf(c))
 	if err != nil {
 		pcaError(c, err)
 		return

@@ -5,8 +5,23 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
+
+// pcaCAs is what the CA routes call.
+type pcaCAs interface {
+	CreateCA(ctx context.Context, tenant string, in pcasvc.CACreate) (string, error)
+	ListCAs(ctx context.Context, tenant string, q pcasvc.CAQuery) ([]*pcasvc.CA, int, error)
+	GetCA(ctx context.Context, tenant, id string) (*pcasvc.CA, error)
+	ActivateCA(ctx context.Context, tenant, id string, in pcasvc.CAActivate) error
+	CACSR(ctx context.Context, tenant, id string) (string, error)
+	ImportCACertificate(ctx context.Context, tenant, id, certPEM, chainPEM string) error
+	ExportCA(ctx context.Context, tenant, id string) (cert, chain string, err error)
+	DeleteCA(ctx context.Context, tenant, id string, pendingDays int) error
+	RevokeCA(ctx context.Context, tenant, id, reason string) error
+	SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error
+	PublicCRL(ctx context.Context, caID string) ([]byte, error)
+}
 
 type pcaCreateCARequest struct {
 	Type               string        `json:"type"`
@@ -25,13 +40,13 @@ func (s *server) pcaCreateCA(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	in := signer.CACreate{Type: req.Type, DN: req.DN.engine(), KeyAlgorithm: req.KeyAlgorithm,
+	in := pcasvc.CACreate{Type: req.Type, DN: req.DN.engine(), KeyAlgorithm: req.KeyAlgorithm,
 		SignatureAlgorithm: req.SignatureAlgorithm, Validity: req.Validity.engine(), IssuerID: req.IssuerID,
 		PathLength: req.PathLength, KeyUsages: req.KeyUsages}
 	if req.CRL != nil {
-		in.CRL = &signer.CRLConfiguration{Enabled: req.CRL.Enabled, ValidDays: req.CRL.ValidDays}
+		in.CRL = &pcasvc.CRLConfiguration{Enabled: req.CRL.Enabled, ValidDays: req.CRL.ValidDays}
 	}
-	id, err := s.eng.CreateCA(c.Request.Context(), tenantOf(c), in)
+	id, err := s.pcaAPI.CreateCA(c.Request.Context(), tenantOf(c), in)
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -80,7 +95,7 @@ func msOrNil(v int64) *int64 {
 	return &v
 }
 
-func viewCA(ca *signer.CA) pcaCAView {
+func viewCA(ca *pcasvc.CA) pcaCAView {
 	v := pcaCAView{ID: ca.ID, Type: ca.Type, Status: ca.Status, PathLength: ca.PathLength,
 		IssuerID: strOrNil(ca.IssuerID), IssuerName: strOrNil(ca.IssuerName), KeyAlgorithm: ca.KeyAlgorithm,
 		SignatureAlgorithm: ca.SignatureAlgorithm, GenMode: ca.GenMode, SerialNumber: strOrNil(ca.SerialNumber),
@@ -103,9 +118,9 @@ func (s *server) pcaListCAs(c *gin.Context) {
 	if !ok {
 		return
 	}
-	q := signer.CAQuery{Name: v["name"], Status: v["status"], Type: v["type"],
+	q := pcasvc.CAQuery{Name: v["name"], Status: v["status"], Type: v["type"],
 		SortKey: v["sort_key"], SortDir: v["sort_dir"], Limit: limit, Offset: offset}
-	list, total, err := s.eng.ListCAs(c.Request.Context(), tenantOf(c), q)
+	list, total, err := s.pcaAPI.ListCAs(c.Request.Context(), tenantOf(c), q)
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -118,7 +133,7 @@ func (s *server) pcaListCAs(c *gin.Context) {
 }
 
 func (s *server) pcaShowCA(c *gin.Context) {
-	ca, err := s.eng.GetCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	ca, err := s.pcaAPI.GetCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -138,7 +153,7 @@ func (s *server) pcaActivateCA(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	err := s.eng.ActivateCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), signer.CAActivate{
+	err := s.pcaAPI.ActivateCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), pcasvc.CAActivate{
 		IssuerID: req.IssuerID, SignatureAlgorithm: req.SignatureAlgorithm, Validity: req.Validity.engine(),
 		PathLength: req.PathLength})
 	if err != nil {
@@ -149,7 +164,7 @@ func (s *server) pcaActivateCA(c *gin.Context) {
 }
 
 func (s *server) pcaCSR(c *gin.Context) {
-	csr, err := s.eng.CACSR(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	csr, err := s.pcaAPI.CACSR(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -167,7 +182,7 @@ func (s *server) pcaImportCA(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	if err := s.eng.ImportCACertificate(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Certificate, req.CertificateChain); err != nil {
+	if err := s.pcaAPI.ImportCACertificate(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Certificate, req.CertificateChain); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -175,7 +190,7 @@ func (s *server) pcaImportCA(c *gin.Context) {
 }
 
 func (s *server) pcaExportCA(c *gin.Context) {
-	cert, chain, err := s.eng.ExportCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
+	cert, chain, err := s.pcaAPI.ExportCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"))
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -199,7 +214,7 @@ func (s *server) pcaDeleteCA(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := s.eng.DeleteCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), days); err != nil {
+	if err := s.pcaAPI.DeleteCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), days); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -215,7 +230,7 @@ func (s *server) pcaRevokeCA(c *gin.Context) {
 	if !pcaBody(c, &req, true) {
 		return
 	}
-	if err := s.eng.RevokeCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Reason); err != nil {
+	if err := s.pcaAPI.RevokeCA(c.Request.Context(), tenantOf(c), c.Param("ca_id"), req.Reason); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -235,7 +250,7 @@ func (s *server) pcaCRLEnable(c *gin.Context) {
 		pcaError(c, pcaInvalid("valid_days", nil, "is required"))
 		return
 	}
-	if err := s.eng.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), true, *req.ValidDays); err != nil {
+	if err := s.pcaAPI.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), true, *req.ValidDays); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -243,7 +258,7 @@ func (s *server) pcaCRLEnable(c *gin.Context) {
 }
 
 func (s *server) pcaCRLDisable(c *gin.Context) {
-	if err := s.eng.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), false, 0); err != nil {
+	if err := s.pcaAPI.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), false, 0); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -252,7 +267,7 @@ func (s *server) pcaCRLDisable(c *gin.Context) {
 
 // pcaCRL serves a CA's CRL to anyone, as DER.
 func (s *server) pcaCRL(c *gin.Context) {
-	der, err := s.eng.PublicCRL(c.Request.Context(), c.Param("ca_id"))
+	der, err := s.pcaAPI.PublicCRL(c.Request.Context(), c.Param("ca_id"))
 	if err != nil {
 		pcaError(c, err)
 		return

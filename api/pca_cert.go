@@ -1,11 +1,24 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
+
+// pcaCerts is what the certificate routes call.
+type pcaCerts interface {
+	IssueCertificate(ctx context.Context, tenant string, in pcasvc.CertIssue) (string, error)
+	IssueFromCSR(ctx context.Context, tenant string, in pcasvc.CertFromCSR) (string, error)
+	ParseCSR(ctx context.Context, tenant, csrPEM string) (*pcasvc.CSRInfo, error)
+	ListCertificates(ctx context.Context, tenant string, q pcasvc.CertQuery) ([]*pcasvc.Certificate, int, error)
+	GetCertificate(ctx context.Context, tenant, id string) (*pcasvc.Certificate, error)
+	DeleteCertificate(ctx context.Context, tenant, id string) error
+	ExportCertificate(ctx context.Context, tenant, id string, in pcasvc.CertExport) (*pcasvc.Exported, error)
+	RevokeCertificate(ctx context.Context, tenant, id, reason string) error
+}
 
 type pcaSAN struct {
 	Type  string `json:"type"`
@@ -20,18 +33,18 @@ type pcaEKU struct {
 	TimeStamping    bool `json:"time_stamping"`
 }
 
-func (u *pcaEKU) engine() *signer.ExtendedKeyUsage {
+func (u *pcaEKU) engine() *pcasvc.ExtendedKeyUsage {
 	if u == nil {
 		return nil
 	}
-	return &signer.ExtendedKeyUsage{ServerAuth: u.ServerAuth, ClientAuth: u.ClientAuth,
+	return &pcasvc.ExtendedKeyUsage{ServerAuth: u.ServerAuth, ClientAuth: u.ClientAuth,
 		CodeSigning: u.CodeSigning, EmailProtection: u.EmailProtection, TimeStamping: u.TimeStamping}
 }
 
-func sansIn(list []pcaSAN) []signer.SAN {
-	out := make([]signer.SAN, 0, len(list))
+func sansIn(list []pcaSAN) []pcasvc.SAN {
+	out := make([]pcasvc.SAN, 0, len(list))
 	for _, s := range list {
-		out = append(out, signer.SAN{Type: s.Type, Value: s.Value})
+		out = append(out, pcasvc.SAN{Type: s.Type, Value: s.Value})
 	}
 	return out
 }
@@ -52,7 +65,7 @@ func (s *server) pcaIssue(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	id, err := s.eng.IssueCertificate(c.Request.Context(), tenantOf(c), signer.CertIssue{
+	id, err := s.pcaAPI.IssueCertificate(c.Request.Context(), tenantOf(c), pcasvc.CertIssue{
 		IssuerID: req.IssuerID, KeyAlgorithm: req.KeyAlgorithm, SignatureAlgorithm: req.SignatureAlgorithm,
 		DN: req.DN.engine(), Validity: req.Validity.engine(), SANs: sansIn(req.SANs),
 		KeyUsages: req.KeyUsages, EKU: req.EKU.engine()})
@@ -80,7 +93,7 @@ func (s *server) pcaIssueCSR(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	id, err := s.eng.IssueFromCSR(c.Request.Context(), tenantOf(c), signer.CertFromCSR{
+	id, err := s.pcaAPI.IssueFromCSR(c.Request.Context(), tenantOf(c), pcasvc.CertFromCSR{
 		IssuerID: req.IssuerID, CSR: req.CSR, Validity: req.Validity.engine(), Type: req.Type,
 		PathLength: req.PathLength, SignatureAlgorithm: req.SignatureAlgorithm, SANs: sansIn(req.SANs),
 		KeyUsages: req.KeyUsages, EKU: req.EKU.engine()})
@@ -98,7 +111,7 @@ func (s *server) pcaParseCSR(c *gin.Context) {
 	if !pcaBody(c, &req, false) {
 		return
 	}
-	info, err := s.eng.ParseCSR(c.Request.Context(), tenantOf(c), req.CSR)
+	info, err := s.pcaAPI.ParseCSR(c.Request.Context(), tenantOf(c), req.CSR)
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -132,7 +145,7 @@ type pcaCertView struct {
 	RevokeTime         *int64   `json:"revoke_time"`
 }
 
-func viewCert(ct *signer.Certificate) pcaCertView {
+func viewCert(ct *pcasvc.Certificate) pcaCertView {
 	v := pcaCertView{ID: ct.ID, Status: ct.Status, Type: ct.Type, IssuerID: ct.IssuerID, IssuerName: ct.IssuerName,
 		KeyAlgorithm: ct.KeyAlgorithm, SignatureAlgorithm: ct.SignatureAlgorithm, GenMode: ct.GenMode,
 		SerialNumber: ct.SerialNumber, CreateTime: ct.CreateTime, NotBefore: ct.NotBefore, NotAfter: ct.NotAfter,
@@ -158,7 +171,7 @@ func (s *server) pcaListCerts(c *gin.Context) {
 	if !ok {
 		return
 	}
-	list, total, err := s.eng.ListCertificates(c.Request.Context(), tenantOf(c), signer.CertQuery{
+	list, total, err := s.pcaAPI.ListCertificates(c.Request.Context(), tenantOf(c), pcasvc.CertQuery{
 		Name: v["name"], Status: v["status"], SortKey: v["sort_key"],
 		SortDir: v["sort_dir"], Limit: limit, Offset: offset})
 	if err != nil {
@@ -173,7 +186,7 @@ func (s *server) pcaListCerts(c *gin.Context) {
 }
 
 func (s *server) pcaShowCert(c *gin.Context) {
-	ct, err := s.eng.GetCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"))
+	ct, err := s.pcaAPI.GetCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"))
 	if err != nil {
 		pcaError(c, err)
 		return
@@ -182,7 +195,7 @@ func (s *server) pcaShowCert(c *gin.Context) {
 }
 
 func (s *server) pcaDeleteCert(c *gin.Context) {
-	if err := s.eng.DeleteCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id")); err != nil {
+	if err := s.pcaAPI.DeleteCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id")); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -202,7 +215,7 @@ func (s *server) pcaExportCert(c *gin.Context) {
 	if !pcaBody(c, &req, true) {
 		return
 	}
-	out, err := s.eng.ExportCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"), signer.CertExport{
+	out, err := s.pcaAPI.ExportCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"), pcasvc.CertExport{
 		Type: req.Type, Compressed: req.IsCompressed, Password: req.Password})
 	if err != nil {
 		pcaError(c, err)
@@ -221,7 +234,7 @@ func (s *server) pcaRevokeCert(c *gin.Context) {
 	if !pcaBody(c, &req, true) {
 		return
 	}
-	if err := s.eng.RevokeCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"), req.Reason); err != nil {
+	if err := s.pcaAPI.RevokeCertificate(c.Request.Context(), tenantOf(c), c.Param("certificate_id"), req.Reason); err != nil {
 		pcaError(c, err)
 		return
 	}

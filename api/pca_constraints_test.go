@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
-	"github.com/hsmca/hsmca/signer"
 )
 
 // softRoot is a root outside hsmca, with mod applied to its template.
@@ -92,7 +92,7 @@ func TestPCANameConstraintsAtIssuance(t *testing.T) {
 					"validity": map[string]any{"type": "DAY", "value": 30}, "subject_alternative_names": list}
 			}
 			d := func(v string) [2]string { return [2]string{"DNS", v} }
-			const nc = signer.CodeNameConstraint
+			const nc = api.PCACodeNameConstraint
 			for _, tc := range []struct {
 				name  string
 				body  map[string]any
@@ -189,7 +189,7 @@ func TestPCANameConstraintsOfImportedChain(t *testing.T) {
 	ca := p.importConstrained("Unconstrained Below A Constrained Root", ext, nil, true)
 	msg := pcaFail(t, p.do("POST", pcaCerts, map[string]any{"issuer_id": ca, "distinguished_name": map[string]any{"common_name": "x"},
 		"validity": map[string]any{"type": "DAY", "value": 1}, "subject_alternative_names": []map[string]any{{"type": "DNS", "value": "evil.org"}}}),
-		http.StatusBadRequest, signer.CodeNameConstraint)
+		http.StatusBadRequest, api.PCACodeNameConstraint)
 	assert.Contains(t, msg, "Constraining Root")
 	p.issueLeaf(ca, "www.example.com")
 }
@@ -218,9 +218,9 @@ func TestPCADirectoryNameConstraints(t *testing.T) {
 	}
 	p.ok(p.do("POST", pcaCerts, leaf(map[string]any{"common_name": "x", "country": "DE", "organization": "Acme"})), http.StatusOK)
 	msg := pcaFail(t, p.do("POST", pcaCerts, leaf(map[string]any{"common_name": "x", "country": "DE", "organization": "Other"})),
-		http.StatusBadRequest, signer.CodeNameConstraint)
+		http.StatusBadRequest, api.PCACodeNameConstraint)
 	assert.True(t, strings.HasPrefix(msg, "distinguished_name: "), msg)
-	pcaFail(t, p.do("POST", pcaCerts, leaf(map[string]any{"common_name": "x"})), http.StatusBadRequest, signer.CodeNameConstraint)
+	pcaFail(t, p.do("POST", pcaCerts, leaf(map[string]any{"common_name": "x"})), http.StatusBadRequest, api.PCACodeNameConstraint)
 	key := ecKey(t, elliptic.P256())
 	issue := func(subj pkix.Name) *apitest.Response {
 		return p.do("POST", pcaCerts+"/csr", map[string]any{"issuer_id": ca, "validity": map[string]any{"type": "DAY", "value": 1},
@@ -228,7 +228,7 @@ func TestPCADirectoryNameConstraints(t *testing.T) {
 	}
 	p.ok(issue(pkix.Name{Country: []string{"DE"}, Organization: []string{"Acme"}, CommonName: "y"}), http.StatusOK)
 	msg = pcaFail(t, issue(pkix.Name{Country: []string{"FR"}, Organization: []string{"Acme"}, CommonName: "y"}),
-		http.StatusBadRequest, signer.CodeNameConstraint)
+		http.StatusBadRequest, api.PCACodeNameConstraint)
 	assert.True(t, strings.HasPrefix(msg, "csr.distinguished_name: "), msg)
 	// An empty subject is not bound by directory name constraints.
 	p.ok(p.do("POST", pcaCerts+"/csr", map[string]any{"issuer_id": ca, "validity": map[string]any{"type": "DAY", "value": 1},

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
-	"github.com/hsmca/hsmca/signer"
 )
 
 // csrOf signs a CSR of tmpl with key.
@@ -98,13 +98,13 @@ func TestPCACSRSubjectRules(t *testing.T) {
 
 	for _, tc := range hostileSubjectCSRs(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := pcaFail(t, issue(tc.csr), http.StatusBadRequest, signer.CodeBadDN)
+			msg := pcaFail(t, issue(tc.csr), http.StatusBadRequest, api.PCACodeBadDN)
 			assert.True(t, strings.HasPrefix(msg, tc.field+": "), "the answer names %s: %s", tc.field, msg)
 			assert.NotContains(t, msg, "\x00")
 			assert.NotContains(t, msg, "\u202e")
 			if tc.name != "empty subject and no SAN" {
 				// Parsing reports the same refusal.
-				pcaFail(t, p.do("POST", pcaCerts+"/csr/parse", map[string]any{"csr": tc.csr}), http.StatusBadRequest, signer.CodeBadDN)
+				pcaFail(t, p.do("POST", pcaCerts+"/csr/parse", map[string]any{"csr": tc.csr}), http.StatusBadRequest, api.PCACodeBadDN)
 			}
 		})
 	}
@@ -117,15 +117,15 @@ func TestPCACSRSubjectRules(t *testing.T) {
 		extra       map[string]any
 		code, field string
 	}{
-		{"NUL in a DNS name of the CSR", sanCSR("www.bank.com\x00.evil.com"), nil, signer.CodeBadParameter, "csr.subject_alternative_names[0].value"},
-		{"*.com in the CSR", sanCSR("www.example.com", "*.com"), nil, signer.CodeBadParameter, "csr.subject_alternative_names[1].value"},
-		{"*.co.uk in the CSR", sanCSR("*.co.uk"), nil, signer.CodeBadParameter, "csr.subject_alternative_names[0].value"},
-		{"*.github.io in the CSR", sanCSR("*.github.io"), nil, signer.CodeBadParameter, "csr.subject_alternative_names[0].value"},
-		{"trailing dot in the CSR", sanCSR("www.example.com."), nil, signer.CodeBadParameter, "csr.subject_alternative_names[0].value"},
+		{"NUL in a DNS name of the CSR", sanCSR("www.bank.com\x00.evil.com"), nil, api.PCACodeBadParameter, "csr.subject_alternative_names[0].value"},
+		{"*.com in the CSR", sanCSR("www.example.com", "*.com"), nil, api.PCACodeBadParameter, "csr.subject_alternative_names[1].value"},
+		{"*.co.uk in the CSR", sanCSR("*.co.uk"), nil, api.PCACodeBadParameter, "csr.subject_alternative_names[0].value"},
+		{"*.github.io in the CSR", sanCSR("*.github.io"), nil, api.PCACodeBadParameter, "csr.subject_alternative_names[0].value"},
+		{"trailing dot in the CSR", sanCSR("www.example.com."), nil, api.PCACodeBadParameter, "csr.subject_alternative_names[0].value"},
 		{"*.com in the body's names", sanCSR("www.example.com"), map[string]any{"subject_alternative_names": []map[string]any{
-			{"type": "DNS", "value": "*.com"}}}, signer.CodeBadParameter, "subject_alternative_names[0].value"},
+			{"type": "DNS", "value": "*.com"}}}, api.PCACodeBadParameter, "subject_alternative_names[0].value"},
 		{"intermediate CA without a subject", csrOf(t, key, &x509.CertificateRequest{DNSNames: []string{"ca.example.com"}}),
-			map[string]any{"type": "INTERMEDIATE_CA"}, signer.CodeBadDN, "csr.distinguished_name"},
+			map[string]any{"type": "INTERMEDIATE_CA"}, api.PCACodeBadDN, "csr.distinguished_name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := pcaFail(t, issue(tc.csr, tc.extra), http.StatusBadRequest, tc.code)
@@ -134,7 +134,7 @@ func TestPCACSRSubjectRules(t *testing.T) {
 	}
 	// A CSR whose UTF8String is not UTF-8 does not parse at all.
 	bad := rawName(t, pkix.AttributeTypeAndValue{Type: oidAttrO, Value: asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte{'a', 0xff}}})
-	pcaFail(t, issue(csrOf(t, key, &x509.CertificateRequest{RawSubject: bad})), http.StatusBadRequest, signer.CodeBadCSR)
+	pcaFail(t, issue(csrOf(t, key, &x509.CertificateRequest{RawSubject: bad})), http.StatusBadRequest, api.PCACodeBadCSR)
 	assert.Equal(t, before, p.ok(p.do("GET", pcaCerts+"?limit=0", nil), http.StatusOK)["total"], "nothing was issued")
 
 	export := func(r *apitest.Response) *x509.Certificate {
@@ -197,18 +197,18 @@ func TestPCABodyNameRules(t *testing.T) {
 		body        map[string]any
 		code, field string
 	}{
-		{"right-to-left override in the common name", leaf("www.\u202emoc.knab"), signer.CodeBadDN, "distinguished_name.common_name"},
-		{"left-to-right isolate in the common name", leaf("a\u2066b"), signer.CodeBadDN, "distinguished_name.common_name"},
-		{"byte order mark in the common name", leaf("\ufeffwww.example.com"), signer.CodeBadDN, "distinguished_name.common_name"},
-		{"wildcard common name under a public suffix", leaf("*.com", dns("www.example.com")), signer.CodeBadDN, "distinguished_name.common_name"},
-		{"*.com", leaf("x", dns("*.com")), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"*.co.uk", leaf("x", dns("www.example.com"), dns("*.co.uk")), signer.CodeBadParameter, "subject_alternative_names[1].value"},
-		{"*.github.io", leaf("x", dns("*.github.io")), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"*.internal", leaf("x", dns("*.internal")), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"trailing dot", leaf("x", dns("www.example.com.")), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"non-ASCII email", leaf("x", map[string]any{"type": "EMAIL", "value": "jürgen@example.com"}), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"non-ASCII URI", leaf("x", map[string]any{"type": "URI", "value": "https://exämple.com/"}), signer.CodeBadParameter, "subject_alternative_names[0].value"},
-		{"bidi override in a URI", leaf("x", map[string]any{"type": "URI", "value": "https://example.com/\u202efdp.exe"}), signer.CodeBadParameter, "subject_alternative_names[0].value"},
+		{"right-to-left override in the common name", leaf("www.\u202emoc.knab"), api.PCACodeBadDN, "distinguished_name.common_name"},
+		{"left-to-right isolate in the common name", leaf("a\u2066b"), api.PCACodeBadDN, "distinguished_name.common_name"},
+		{"byte order mark in the common name", leaf("\ufeffwww.example.com"), api.PCACodeBadDN, "distinguished_name.common_name"},
+		{"wildcard common name under a public suffix", leaf("*.com", dns("www.example.com")), api.PCACodeBadDN, "distinguished_name.common_name"},
+		{"*.com", leaf("x", dns("*.com")), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"*.co.uk", leaf("x", dns("www.example.com"), dns("*.co.uk")), api.PCACodeBadParameter, "subject_alternative_names[1].value"},
+		{"*.github.io", leaf("x", dns("*.github.io")), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"*.internal", leaf("x", dns("*.internal")), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"trailing dot", leaf("x", dns("www.example.com.")), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"non-ASCII email", leaf("x", map[string]any{"type": "EMAIL", "value": "jürgen@example.com"}), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"non-ASCII URI", leaf("x", map[string]any{"type": "URI", "value": "https://exämple.com/"}), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
+		{"bidi override in a URI", leaf("x", map[string]any{"type": "URI", "value": "https://example.com/\u202efdp.exe"}), api.PCACodeBadParameter, "subject_alternative_names[0].value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := pcaFail(t, p.do("POST", pcaCerts, tc.body), http.StatusBadRequest, tc.code)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
@@ -410,7 +411,7 @@ func TestPCACAQuotaRace(t *testing.T) {
 	for _, backend := range apitest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			p := newPCA(t, backend, apitest.Options{Engine: func(o *signer.Options) {
-				o.Quotas = map[string]int64{signer.QuotaPCACAs: 3}
+				o.Quotas = map[string]int64{pcasvc.QuotaCAs: 3}
 			}})
 			var (
 				wg      sync.WaitGroup
@@ -447,7 +448,7 @@ func TestPCACAQuotaRace(t *testing.T) {
 			}
 			m := p.ok(p.do("GET", pcaCAs, nil), http.StatusOK)
 			assert.Equal(t, float64(3), m["total"])
-			n, err := p.Store.QuotaUsage(t.Context(), "t1", signer.QuotaPCACAs)
+			n, err := p.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCAs)
 			require.NoError(t, err)
 			assert.Equal(t, int64(3), n)
 			intents, err := p.Store.ListIntents(t.Context())
@@ -497,7 +498,7 @@ func TestPCAConcurrentIssuance(t *testing.T) {
 				serials[c.(map[string]any)["serial_number"].(string)] = true
 			}
 			assert.Len(t, serials, n, "serial numbers are unique")
-			used, err := p.Store.QuotaUsage(t.Context(), "t1", signer.QuotaPCACerts)
+			used, err := p.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
 			require.NoError(t, err)
 			assert.Equal(t, int64(n), used)
 			count, err := p.Store.CountRecords(t.Context(), "pca_certificate", "t1")
@@ -507,7 +508,7 @@ func TestPCAConcurrentIssuance(t *testing.T) {
 			for _, id := range ids[:10] {
 				p.ok(p.do("DELETE", pcaCerts+"/"+id, nil), http.StatusNoContent)
 			}
-			used, err = p.Store.QuotaUsage(t.Context(), "t1", signer.QuotaPCACerts)
+			used, err = p.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
 			require.NoError(t, err)
 			assert.Equal(t, int64(n-10), used)
 		})

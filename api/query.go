@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 // Query parameters. Every parameter a handler reads goes through one of
@@ -105,7 +106,7 @@ func badQuery(f Family, name string, value any, msg string) error {
 	e.Fields[0].Location = "query"
 	switch f.Name {
 	case pca.Name:
-		e.Code = signer.CodeBadParameter
+		e.Reason = pcasvc.ReasonBadParameter
 	}
 	return e
 }

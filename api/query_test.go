@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/api"
-	"github.com/hsmca/hsmca/signer"
 )
 
 // metricSum adds up the samples of /metrics whose line starts with prefix
@@ -55,7 +54,7 @@ func TestHostileLongFilterNeverReachesTheStore(t *testing.T) {
 		r := h.send(request{method: "GET", path: pcaCerts + "?name=" + url.QueryEscape(name)})
 		require.Equal(t, http.StatusBadRequest, r.Status, "%.300s", r.Body)
 		checkFamilyEnvelope(t, "pca", r.Status, r.Body)
-		assert.Equal(t, signer.CodeBadParameter, r.Map(t)["error_code"])
+		assert.Equal(t, api.PCACodeBadParameter, r.Map(t)["error_code"])
 		assert.Less(t, len(r.Body), 300, "the answer does not echo the value")
 	}
 	assert.Equal(t, before, touched(), "a refused filter reaches neither the store nor the event log")
@@ -171,7 +170,7 @@ func TestHostileQueryParameters(t *testing.T) {
 			m := r.Map(t)
 			switch row.route.family {
 			case "pca":
-				assert.Equal(t, signer.CodeBadParameter, m["error_code"])
+				assert.Equal(t, api.PCACodeBadParameter, m["error_code"])
 				assert.Contains(t, m["error_msg"], param)
 			case "apig":
 				assert.Equal(t, api.APIGCodeBadValue, m["error_code"])

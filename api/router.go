@@ -4,20 +4,42 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"sort"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
+	apigsvc "github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
+	"github.com/hsmca/hsmca/signer/keys"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
-// Options configure the router.
+// CoreAPI is what the core's own routes (tokens, events, probes) and the
+// guards (authentication, rate limits, metrics) call; *signer.Core
+// implements it.
+type CoreAPI interface {
+	AuthenticateToken(ctx context.Context, secret string) (*signer.Token, error)
+	AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, signer.RateLimitAnswer, error)
+	Throttle(ctx context.Context, principal string, rate float64, burst int64) (time.Duration, error)
+	CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.Token, error)
+	ListTokens(ctx context.Context, tenant string) ([]signer.Token, error)
+	RevokeToken(ctx context.Context, id string) error
+	QueryEvents(ctx context.Context, tenant string, q signer.EventQuery) (*signer.EventPage, error)
+	Readiness(ctx context.Context) map[string]error
+	Metrics() *metrics.Metrics
+}
+
+// Options configure the router. Engine is the core the families' services
+// are built on when their fields are nil; the handlers call the services
+// and the core only through the interfaces above and in each family's file.
 type Options struct {
-	Engine       *signer.Engine
+	Engine       *signer.Core
 	Admins       AdminsAPI // nil: admins.New(Engine)
 	APIG         APIGAPI   // nil: signer/apig on Engine
 	Keys         KeysAPI   // nil: signer/keys over Engine
@@ -37,6 +59,8 @@ type Options struct {
 	// DTS serves the MATTR ecosystem routes; nil: signer/dts over Engine
 	// (without an issuer alternative name).
 	DTS DTSAPI
+	// PCA serves the CCM private CA routes; nil: signer/pca over Engine.
+	PCA PCAAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -72,8 +96,9 @@ type RouteInfo struct {
 }
 
 type server struct {
-	eng    *signer.Engine
+	eng    CoreAPI
 	admins AdminsAPI
+	pcaAPI PCAAPI
 	log    *slog.Logger
 	opts   Options
 	routes map[string]RouteInfo // "METHOD path" -> entry
@@ -123,16 +148,11 @@ func build(o Options) (*gin.Engine, *server) {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	if o.Admins == nil {
-		o.Admins = admins.New(o.Engine)
-	}
-	s := &server{eng: o.Engine, admins: o.Admins, log: o.Logger, opts: o, routes: map[string]RouteInfo{}, engine: r}
+	o = withServices(o)
+	s := &server{eng: o.Engine, admins: o.Admins, pcaAPI: o.PCA, dts: o.DTS, log: o.Logger, opts: o,
+		routes: map[string]RouteInfo{}, engine: r}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
-	}
-	s.dts = o.DTS
-	if s.dts == nil {
-		s.dts = dts.New(o.Engine)
 	}
 	r.Use(s.requestID, s.recovery, s.observe, s.bodyLimit)
 	r.NoRoute(func(c *gin.Context) {
@@ -155,6 +175,27 @@ func build(o Options) (*gin.Engine, *server) {
 	s.mountPCA()
 	s.mountAPIG()
 	return r, s
+}
+
+// withServices builds, on o.Engine, each family service o leaves nil (the
+// daemon passes its own; tests often pass only the core).
+func withServices(o Options) Options {
+	if o.Admins == nil {
+		o.Admins = admins.New(o.Engine)
+	}
+	if o.APIG == nil {
+		o.APIG = apigsvc.New(o.Engine)
+	}
+	if o.Keys == nil {
+		o.Keys = keys.New(o.Engine)
+	}
+	if o.PCA == nil {
+		o.PCA = pcasvc.New(o.Engine)
+	}
+	if o.DTS == nil {
+		o.DTS = dts.New(o.Engine)
+	}
+	return o
 }
 
 // handle registers a route with its family and access rule. Every route

@@ -48,7 +48,7 @@ type Options struct {
 	Instance string
 	// HeavyWork bounds the costly operations running at once (heavy.go).
 	HeavyWork HeavyWork
-	// Families are the API families served; nil means BuiltinFamilies().
+	// Families are the API families served (internal/families lists them).
 	// The core learns what it needs of a family (indexes, quotas, key
 	// owners, CA expiry, janitors) only from here.
 	Families []Family
@@ -59,8 +59,7 @@ type Options struct {
 // Core is the shared machinery behind every API family: the run envelope
 // and event log, errors, the HSM and key lifecycle, quotas, tokens and
 // store metrics. It learns what it needs of a family from the Family data
-// the family registers. (issuers is PCA's, left here until that family
-// moves into a package of its own.)
+// the family registers.
 type Core struct {
 	families  []Family
 	quotaDef  map[string]QuotaDefault // by resource, from families
@@ -82,9 +81,8 @@ type Core struct {
 	inventoryDone chan struct{}
 	inventoryOnce sync.Once
 
-	tokenSeen sync.Map              // token id -> time of the last last-used write
-	tokens    *bytesCache[Token]    // API tokens, read on every request
-	issuers   *bytesCache[caRecord] // CAs, read on every issuance
+	tokenSeen sync.Map           // token id -> time of the last last-used write
+	tokens    *BytesCache[Token] // API tokens, read on every request
 	now       func() time.Time
 
 	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
@@ -109,7 +107,7 @@ func New(o Options) *Core {
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		quotas: o.Quotas, instance: o.Instance,
-		tokens: jsonCache[Token](), issuers: jsonCache[caRecord](),
+		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
 	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)

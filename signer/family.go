@@ -44,13 +44,8 @@ func coreFamily() Family {
 	return Family{Name: "core", Indexes: []store.Index{{Kind: kindToken, Field: "tenant"}}}
 }
 
-// withCore returns the core's own family followed by fams; fams nil means
-// the builtin families (the transitional default until every family is a
-// package of its own).
+// withCore returns the core's own family followed by fams.
 func withCore(fams []Family) []Family {
-	if fams == nil {
-		fams = BuiltinFamilies()
-	}
 	return append([]Family{coreFamily()}, fams...)
 }
 
@@ -75,14 +70,14 @@ func (c *Core) setFamilies(fams []Family) {
 	}
 }
 
-// Families returns the registered families (Options.Families, or the
-// builtin ones), without the core's own.
+// Families returns the registered families (Options.Families), without
+// the core's own.
 func (c *Core) Families() []Family { return slices.Clone(c.families[1:]) }
 
-// StoreIndexes lists the store indexes of the core and of fams; without
-// arguments, of the builtin families. Every process that opens the store
-// passes them (see store.Index), so that no list reads every record of a
-// large kind.
+// StoreIndexes lists the store indexes of the core and of fams. Every
+// process that opens the store passes those of every served family
+// (internal/families), so that no list reads every record of a large kind
+// and no index is dropped (see store.Index).
 func StoreIndexes(fams ...Family) []store.Index {
 	var out []store.Index
 	for _, f := range withCore(fams) {

@@ -14,73 +14,58 @@ import (
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
-// The indexes every process declares when it opens the store are the ones
-// declared before families registered them: a store opened without one
-// drops it. (The store reads them as a set; the order is not kept.)
-func TestStoreIndexesUnchanged(t *testing.T) {
-	before := []store.Index{
-		{Kind: "pca_certificate", Field: "status"},
-		{Kind: "pca_certificate", Field: "common_name"},
-		{Kind: "pca_certificate", Field: "not_after"},
-		{Kind: "pca_certificate", Field: "expiry"},
-		{Kind: "pca_revocation", Field: "issuer_id"},
-		{Kind: "apitoken", Field: "tenant"},
-		{Kind: "pca_ca", Field: "status"},
-		{Kind: "pca_ca_index", Field: "purge_at"},
-		{Kind: "pca_ca_index", Field: "crl_due"},
-	}
-	assert.ElementsMatch(t, before, StoreIndexes())
-	assert.ElementsMatch(t, before, StoreIndexes(BuiltinFamilies()...))
-	assert.Equal(t, []store.Index{{Kind: "apitoken", Field: "tenant"}}, StoreIndexes([]Family{}...),
-		"no family: the core's own index only")
+// The core declares its own index (API tokens by tenant); every other
+// index comes from a registered family. internal/families checks the full
+// list the daemon opens the store with.
+func TestStoreIndexes(t *testing.T) {
+	token := store.Index{Kind: "apitoken", Field: "tenant"}
+	assert.Equal(t, []store.Index{token}, StoreIndexes(), "no family: the core's own index only")
+	fam := Family{Name: "things", Indexes: []store.Index{{Kind: "thing", Field: "colour"}}}
+	assert.Equal(t, []store.Index{token, {Kind: "thing", Field: "colour"}}, StoreIndexes(fam))
 }
 
-// The builtin families declare what the family files still declare
-// themselves, so that nothing is lost while both exist.
-func TestBuiltinFamiliesMatchTheFamilyFiles(t *testing.T) {
-	e := New(Options{})
+// What a family declares is what the core reads: key owners in order,
+// CA-expiry sources, quota resources.
+func TestRegisteredFamilies(t *testing.T) {
+	active := func(*store.Record) (time.Time, bool) { return time.Time{}, false }
+	a := Family{Name: "a", KeyOwners: []KeyOwner{{RecordKind: "a_key"}},
+		Quotas: []QuotaDefault{{Resource: "a_things", Default: 5}}}
+	b := Family{Name: "b", KeyOwners: []KeyOwner{{RecordKind: "b_cert", Describe: "a b certificate"}},
+		CAExpiry: []CAExpirySource{{Label: "b_root", RecordKind: "b_ca", Active: active}}}
+	e := New(Options{Families: []Family{a, b}})
 	t.Cleanup(func() { e.Close() })
 
 	var owners []string
 	for _, o := range e.KeyOwners() {
 		owners = append(owners, o.RecordKind)
 	}
-	assert.Empty(t, owners, "the keys API's and APIG's kinds are registered by signer/keys and signer/apig")
-
-	var declared, registered []string
-	for _, s := range caExpirySources {
-		declared = append(declared, s.label+"/"+s.kind)
-	}
+	assert.Equal(t, []string{"a_key", "b_cert"}, owners, "registration order")
+	var expiry []string
 	for _, s := range e.caExpiry() {
-		registered = append(registered, s.Label+"/"+s.RecordKind)
+		expiry = append(expiry, s.Label+"/"+s.RecordKind)
 	}
-	assert.ElementsMatch(t, declared, registered)
-	assert.Len(t, registered, 2, "pca_root, pca_subordinate")
-
-	assert.ElementsMatch(t, []string{QuotaPCACAs, QuotaPCACerts},
-		e.QuotaResources())
-	assert.ElementsMatch(t, e.QuotaResources(), QuotaResources())
-
+	assert.Equal(t, []string{"b_root/b_ca"}, expiry)
+	assert.Equal(t, []string{"a_things"}, e.QuotaResources())
 	var names []string
 	for _, f := range e.Families() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"pca"}, names)
-	assert.ElementsMatch(t, StoreIndexes(), StoreIndexes(e.Families()...))
+	assert.Equal(t, []string{"a", "b"}, names)
 }
 
 func TestQuotaLimits(t *testing.T) {
 	fixed := Family{Name: "fixed", Quotas: []QuotaDefault{{Resource: "fixed", Default: 3, Fixed: true}}}
+	plain := Family{Name: "plain", Quotas: []QuotaDefault{{Resource: "keys", Default: 1000},
+		{Resource: "certs", Default: 100000}}}
 	e := New(Options{Quotas: map[string]int64{"keys": 7, "fixed": 50, "other": 4},
-		Families: append(BuiltinFamilies(), fixed)})
+		Families: []Family{plain, fixed}})
 	t.Cleanup(func() { e.Close() })
 	for res, want := range map[string]int64{
-		"keys":        7,      // configured (signer/keys declares it)
-		"fixed":       3,      // fixed: configuration cannot raise it
-		QuotaPCACAs:   100,    // default
-		QuotaPCACerts: 100000, // default
-		"other":       4,      // configured, declared by no family
-		"unknown":     -1,     // neither: unlimited
+		"keys":    7,      // configured
+		"fixed":   3,      // fixed: configuration cannot raise it
+		"certs":   100000, // default
+		"other":   4,      // configured, declared by no family
+		"unknown": -1,     // neither: unlimited
 	} {
 		assert.Equal(t, want, e.QuotaLimit(res), res)
 	}

@@ -254,15 +254,11 @@ func (p *heavyPool) dropLocked(tenant string, w *heavyWaiter) {
 	p.order = slices.DeleteFunc(p.order, func(t string) bool { return t == tenant })
 }
 
-// heavy runs fn as a heavy operation of kind for tenant, after its turn.
-func heavy[T any](ctx context.Context, e *Engine, tenant string, kind HeavyKind, fn func() (T, error)) (T, error) {
-	release, err := e.heavyWork.acquire(ctx, heavyTenant(tenant), kind)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	defer release()
-	return fn()
+// Heavy waits for the turn of a heavy operation of kind for tenant; the
+// caller runs it, then calls release exactly once. A refusal (the tenant's
+// queue is full, or the wait too long) is KindUnavailable with RetryAfter.
+func (e *Core) Heavy(ctx context.Context, tenant string, kind HeavyKind) (release func(), err error) {
+	return e.heavyWork.acquire(ctx, heavyTenant(tenant), kind)
 }
 
 // heavyTenant is the pool's name for tenant: tenant-less work (platform
@@ -281,15 +277,6 @@ func isRSAAlgorithm(alg hsm.Algorithm) bool { return strings.HasPrefix(string(al
 func largeRSA(pub crypto.PublicKey) bool {
 	k, ok := pub.(*rsa.PublicKey)
 	return ok && k.N.BitLen() > largeRSABits
-}
-
-// leafKey generates a PCA leaf key in software; an RSA key takes its turn
-// in the pool first.
-func (e *Engine) leafKey(ctx context.Context, tenant string, alg hsm.Algorithm) (crypto.Signer, error) {
-	if !isRSAAlgorithm(alg) {
-		return generateLeafKey(alg)
-	}
-	return heavy(ctx, e, tenant, HeavySoftwareRSAKey, func() (crypto.Signer, error) { return generateLeafKey(alg) })
 }
 
 // SignTurn waits for the turn of a signature with pub when pub is a large

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 )
 
 // The costs docs/SECURITY.md tabulates for the operations the heavy-work
@@ -22,7 +24,7 @@ import (
 // They measure; they assert nothing.
 
 func BenchmarkHeavyExportPassword(b *testing.B) {
-	key, err := generateLeafKey(hsm.EC256)
+	key, err := issuance.GenerateLeafKey(hsm.EC256)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func BenchmarkHeavyExportPassword(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := EncryptPKCS8(pkcs8, "correct horse"); err != nil {
+		if _, err := encoding.EncryptPKCS8(pkcs8, "correct horse"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -41,7 +43,7 @@ func BenchmarkHeavySoftwareKeygen(b *testing.B) {
 	for _, alg := range []hsm.Algorithm{hsm.EC256, hsm.EC384, hsm.RSA2048, hsm.RSA3072, hsm.RSA4096} {
 		b.Run(string(alg), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := generateLeafKey(alg); err != nil {
+				if _, err := issuance.GenerateLeafKey(alg); err != nil {
 					b.Fatal(err)
 				}
 			}

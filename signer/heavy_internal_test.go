@@ -230,7 +230,7 @@ func TestLargeRSAIsHeavy(t *testing.T) {
 }
 
 // heavyEnv is an engine on SoftHSM and bolt with a heavy-work pool of one.
-func heavyEnv(t *testing.T) *Engine {
+func heavyEnv(t *testing.T) *Core {
 	t.Helper()
 	tok := testenv.NewToken(t)
 	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
@@ -246,11 +246,6 @@ func heavyCaller(tenant string) context.Context {
 	return WithCaller(context.Background(), Caller{Tenant: tenant, Principal: "token:" + tenant})
 }
 
-func heavyDN(cn string) *DistinguishedName {
-	return &DistinguishedName{CommonName: cn, Country: "DE", State: "Berlin", Locality: "Berlin",
-		Organization: "Example", OrganizationalUnit: "PKI"}
-}
-
 // The engine's heavy operations go through the pool, one at a time per
 // tenant; light ones of another tenant never wait behind them.
 func TestHeavyOperationsOfTheEngine(t *testing.T) {
@@ -259,38 +254,14 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	e.heavyWork.hook = c.hook
 	acme, other := heavyCaller("acme"), heavyCaller("other")
 
-	root, err := e.CreateCA(acme, "acme", CACreate{Type: CATypeRoot, KeyAlgorithm: "EC256", SignatureAlgorithm: "SHA256",
-		DN: heavyDN("Heavy Root"), Validity: &Validity{Type: "YEAR", Value: 5}})
+	// RSA keys in the HSM are heavy, EC keys light (the PCA family's
+	// heavy operations are tested in signer/pca).
+	ecKey, err := e.GenerateKey(other, "other", "test_key", "ec", hsm.EC256)
 	require.NoError(t, err)
-	cert, err := e.IssueCertificate(acme, "acme", CertIssue{IssuerID: root, DN: &DistinguishedName{CommonName: "leaf"},
-		Validity: &Validity{Type: "DAY", Value: 1}})
-	require.NoError(t, err)
-	assert.Empty(t, c.kinds, "EC keys and EC signatures are light")
-
-	// Three password exports of one tenant at once run one after another.
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			out, err := e.ExportCertificate(acme, "acme", cert, CertExport{Password: "correct horse"})
-			if assert.NoError(t, err) {
-				assert.Contains(t, out.PrivateKey, "ENCRYPTED PRIVATE KEY")
-			}
-		})
-	}
-	wg.Wait()
-	assert.Equal(t, 1, c.most["acme"])
-	assert.Equal(t, []HeavyKind{HeavyExportPassword, HeavyExportPassword, HeavyExportPassword}, c.kinds)
-	_, err = e.ExportCertificate(acme, "acme", cert, CertExport{})
-	require.NoError(t, err)
-	assert.Len(t, c.kinds, 3, "an export without a password is light")
-
-	// RSA keys, in software and in the HSM, are heavy.
-	_, err = e.IssueCertificate(acme, "acme", CertIssue{IssuerID: root, KeyAlgorithm: "RSA2048",
-		DN: &DistinguishedName{CommonName: "rsa leaf"}, Validity: &Validity{Type: "DAY", Value: 1}})
-	require.NoError(t, err)
+	assert.Empty(t, c.kinds, "EC keys are light")
 	rsaKey, err := e.GenerateKey(other, "other", "test_key", "rsa", hsm.RSA2048)
 	require.NoError(t, err)
-	assert.Equal(t, []HeavyKind{HeavySoftwareRSAKey, HeavyHSMRSAKey}, c.kinds[3:])
+	assert.Equal(t, []HeavyKind{HeavyHSMRSAKey}, c.kinds)
 
 	// While acme holds the only slot, and another of its heavy
 	// operations waits, the other tenant's light work goes on.
@@ -298,15 +269,13 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 	require.NoError(t, err)
 	queued := make(chan HeavyKind, 4)
 	e.heavyWork.queued = func(k HeavyKind, _ string) { queued <- k }
-	exported := make(chan error, 1)
+	created := make(chan error, 1)
 	go func() {
-		_, err := e.ExportCertificate(acme, "acme", cert, CertExport{Password: "correct horse"})
-		exported <- err
+		_, err := e.GenerateKey(acme, "acme", "test_key", "rsa2", hsm.RSA2048)
+		created <- err
 	}()
-	assert.Equal(t, HeavyExportPassword, <-queued)
+	assert.Equal(t, HeavyHSMRSAKey, <-queued)
 	digest := make([]byte, 32)
-	ecKey, err := e.GenerateKey(other, "other", "test_key", "ec", hsm.EC256)
-	require.NoError(t, err)
 	for _, k := range []*NewKey{ecKey, rsaKey} {
 		release, err := e.SignTurn(other, "other", k.Signer.Public())
 		require.NoError(t, err, "a light signature of another tenant runs while the pool is full")
@@ -315,15 +284,9 @@ func TestHeavyOperationsOfTheEngine(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotEmpty(t, sig)
 	}
-	otherRoot, err := e.CreateCA(other, "other", CACreate{Type: CATypeRoot, KeyAlgorithm: "EC256", SignatureAlgorithm: "SHA256",
-		DN: heavyDN("Other Root"), Validity: &Validity{Type: "YEAR", Value: 5}})
-	require.NoError(t, err)
-	_, err = e.IssueCertificate(other, "other", CertIssue{IssuerID: otherRoot, DN: &DistinguishedName{CommonName: "x"},
-		Validity: &Validity{Type: "DAY", Value: 1}})
-	require.NoError(t, err)
 	assert.Empty(t, queued, "no light operation waited")
 	hold()
-	require.NoError(t, <-exported)
+	require.NoError(t, <-created)
 
 	// A signature with an RSA key over 4096 bits is heavy (the keys API
 	// signs with imported ones through SignTurn).

@@ -22,18 +22,6 @@ type CAExpirySource struct {
 	Active     func(rec *store.Record) (notAfter time.Time, ok bool)
 }
 
-// caExpirySource and caExpirySources are where the PCA and DTS files
-// declare their sources today (in init); the builtin families hand them
-// to the core as CAExpirySource. Both go when those families declare
-// Family.CAExpiry themselves.
-type caExpirySource struct {
-	label  string // the metric's kind label
-	kind   string // the store record kind
-	active func(rec *store.Record) (notAfter time.Time, ok bool)
-}
-
-var caExpirySources []caExpirySource
-
 // caExpiry lists the registered CA-expiry sources.
 func (e *Core) caExpiry() []CAExpirySource {
 	var out []CAExpirySource

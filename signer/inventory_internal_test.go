@@ -20,7 +20,7 @@ func TestInventoryGauges(t *testing.T) {
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
 	m := metrics.New("test")
-	// The builtin families (quotas) and one family of test CAs.
+	// One family of test CAs, with a quota used and one unused.
 	test := Family{Name: "test", CAExpiry: []CAExpirySource{{Label: "test", RecordKind: "test_ca", Active: func(r *store.Record) (time.Time, bool) {
 		if r.Fields["status"] != "ACTIVE" {
 			return time.Time{}, false
@@ -28,17 +28,16 @@ func TestInventoryGauges(t *testing.T) {
 		na, err := time.Parse(time.RFC3339, r.Fields["not_after"])
 		return na, err == nil
 	}}}}
-	// The test family also declares the keys quota, as signer/keys does.
-	test.Quotas = []QuotaDefault{{Resource: "keys", Default: 1000}}
+	test.Quotas = []QuotaDefault{{Resource: "keys", Default: 1000}, {Resource: "certs", Default: 100}}
 	e := New(Options{Store: st, Metrics: m, Quotas: map[string]int64{"keys": 10},
-		Families: append(BuiltinFamilies(), test)})
+		Families: []Family{test}})
 	t.Cleanup(func() { e.Close(); st.Close() })
 	ctx := context.Background()
 
 	now := time.Now()
 	for tenant, used := range map[string]int64{"acme": 9, "globex": 2} {
 		// A tenant is known to the inventory once it has an event.
-		require.NoError(t, e.run(ctx, tenant, "TEST_OP", func() (string, error) { return "", nil }))
+		require.NoError(t, e.Start(ctx, tenant, "TEST_OP").Done("", nil))
 		require.NoError(t, st.ReserveQuota(ctx, tenant, "keys", used, -1))
 	}
 	put := func(tenant, id, status string, notAfter time.Time) {
@@ -51,7 +50,7 @@ func TestInventoryGauges(t *testing.T) {
 
 	require.NoError(t, e.RefreshInventory(ctx))
 	assert.InDelta(t, 0.9, gauge(t, m, "hsmca_quota_usage_ratio", "resource", "keys"), 1e-9)
-	assert.Equal(t, 0.0, gauge(t, m, "hsmca_quota_usage_ratio", "resource", QuotaPCACerts))
+	assert.Equal(t, 0.0, gauge(t, m, "hsmca_quota_usage_ratio", "resource", "certs"))
 	assert.Equal(t, 2.0, gauge(t, m, "hsmca_ca_certificates", "kind", "test"))
 	exp := gauge(t, m, "hsmca_ca_certificate_expiry_seconds", "kind", "test")
 	assert.InDelta(t, (20 * 24 * time.Hour).Seconds(), exp, 120)
@@ -108,11 +107,11 @@ func gauge(t *testing.T, m *metrics.Metrics, name, label, value string) float64 
 }
 
 func TestIDsInMessagesAreBounded(t *testing.T) {
-	assert.Equal(t, "5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10", shortID("5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10"))
-	assert.Equal(t, `"a\nb"`, shortID("a\nb"))
-	assert.Equal(t, `"\xff"`, shortID("\xff"))
-	long := shortID(string(make([]byte, 40000)))
+	assert.Equal(t, "5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10", ShortID("5e1c0a8e-7d0b-4c8e-9a57-0a3f1c2b9d10"))
+	assert.Equal(t, `"a\nb"`, ShortID("a\nb"))
+	assert.Equal(t, `"\xff"`, ShortID("\xff"))
+	long := ShortID(string(make([]byte, 40000)))
 	assert.Less(t, len(long), 300)
-	assert.True(t, len(quoteID("x")) == 3)
-	assert.Equal(t, `key "abc" not found`, "key "+quoteID("abc")+" not found")
+	assert.True(t, len(QuoteID("x")) == 3)
+	assert.Equal(t, `key "abc" not found`, "key "+QuoteID("abc")+" not found")
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
-func newEngine(t *testing.T) (*signer.Engine, *hsm.HSM, store.Store) {
+func newEngine(t *testing.T) (*signer.Core, *hsm.HSM, store.Store) {
 	t.Helper()
 	tok := testenv.NewToken(t)
 	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})

@@ -5,16 +5,9 @@ import (
 	"fmt"
 )
 
-// Per-tenant quota resources. The name is the store's quota counter and the
-// key of the `quotas` configuration map. Their defaults are declared by the
-// families (Family.Quotas); the names stay here until each family owns its
-// own.
-const (
-	QuotaPCACAs   = "pca_cas"          // CCM PCA certificate authorities, default 100
-	QuotaPCACerts = "pca_certificates" // CCM PCA private certificates, default 100000
-)
-
-// QuotaDefault declares one quota resource of a family: the limit a tenant
+// QuotaDefault declares one per-tenant quota resource of a family: its name
+// (the store's quota counter and the key of the `quotas` configuration
+// map), the limit a tenant
 // gets unless configuration (Options.Quotas) says otherwise, and whether
 // configuration may change it at all (a limit that is part of a public
 // contract is Fixed).
@@ -28,11 +21,6 @@ type QuotaDefault struct {
 // with its own reason (and wording) where its wire family tells quotas
 // apart.
 const ReasonQuota Reason = "quota"
-
-// QuotaResources lists the quota resources of the builtin families.
-//
-// Deprecated: use (*Core).QuotaResources, which lists the registered ones.
-func QuotaResources() []string { return quotaResources(withCore(nil)) }
 
 // QuotaResources lists every registered quota resource, in registration
 // order, for metrics and reports.

@@ -28,7 +28,7 @@ func TestReconcileAtStartSettlesOwnIntentsAtOnce(t *testing.T) {
 	t.Cleanup(func() { h.Close(); st.Close() })
 	ctx := context.Background()
 	const grace = time.Hour
-	engine := func(instance string) *signer.Engine {
+	engine := func(instance string) *signer.Core {
 		// The HSM is passed to Reconcile, not installed: closing these
 		// engines must not close the shared handle.
 		return signer.New(signer.Options{Store: st, Instance: instance})

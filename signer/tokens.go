@@ -179,7 +179,7 @@ func (e *Core) authenticateToken(ctx context.Context, secret string, limit *stor
 		}
 		return nil, tr, StoreErr(err, "token")
 	}
-	tok, err := e.tokens.get(rec.Data)
+	tok, err := e.tokens.Get(rec.Data)
 	if err != nil {
 		return nil, tr, StoreErr(err, "token")
 	}

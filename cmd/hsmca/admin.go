@@ -67,7 +67,7 @@ func adminBootstrap(args []string, stdout, stderr io.Writer) int {
 
 func bootstrapAdmin(cfg *config.Config, req api.OpsAdminRequest) (*api.OpsAdminResponse, string, error) {
 	var resp api.OpsAdminResponse
-	via, err := storeWrite(cfg, "/ops/admins", req, &resp, 15*time.Second, func(ctx context.Context, eng *signer.Engine) error {
+	via, err := storeWrite(cfg, "/ops/admins", req, &resp, 15*time.Second, func(ctx context.Context, eng *signer.Core) error {
 		a, err := admins.New(eng).Bootstrap(ctx, req.Input(), admins.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
 		if err != nil {
 			return err

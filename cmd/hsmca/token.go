@@ -109,7 +109,7 @@ func tokenCreate(args []string, stdout, stderr io.Writer) int {
 // and writes the store directly otherwise.
 func createToken(cfg *config.Config, req api.OpsTokenRequest) (*api.OpsTokenResponse, string, error) {
 	var resp api.OpsTokenResponse
-	via, err := storeWrite(cfg, "/ops/tokens", req, &resp, 10*time.Second, func(ctx context.Context, eng *signer.Engine) error {
+	via, err := storeWrite(cfg, "/ops/tokens", req, &resp, 10*time.Second, func(ctx context.Context, eng *signer.Core) error {
 		secret, tok, err := eng.CreateToken(ctx, req.Tenant, req.Roles, req.ExpiresAt)
 		if err != nil {
 			return err
@@ -128,7 +128,7 @@ func createToken(cfg *config.Config, req api.OpsTokenRequest) (*api.OpsTokenResp
 // answer into resp), else with an engine of its own on the opened store,
 // acting as the CLI principal. It says which way it went.
 func storeWrite(cfg *config.Config, path string, req, resp any, timeout time.Duration,
-	direct func(ctx context.Context, eng *signer.Engine) error) (string, error) {
+	direct func(ctx context.Context, eng *signer.Core) error) (string, error) {
 	if cfg.AdminSocket != "" && daemonListening(cfg.AdminSocket) {
 		if err := opsCall(cfg.AdminSocket, "POST", path, req, resp); err != nil {
 			return "", err

@@ -29,6 +29,7 @@ import (
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -44,7 +45,7 @@ type Env struct {
 	Store   store.Store
 	HSM     *hsm.HSM
 	Token   *testenv.Token
-	Engine  *signer.Engine
+	Engine  *signer.Core
 	Admins  *admins.Service
 	Metrics *metrics.Metrics
 	Server  *httptest.Server
@@ -111,6 +112,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	ro.Admins = e.Admins
 	ro.APIG = apig.New(e.Engine)
 	ro.Keys = keys.New(e.Engine)
+	ro.PCA = pca.New(e.Engine)
 	if o.Configure != nil {
 		o.Configure(&ro)
 	}

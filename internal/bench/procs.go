@@ -24,6 +24,7 @@ import (
 	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 )
 
 // softHSM is a SoftHSM2 configuration of the bench's own. SoftHSM2 reads
@@ -178,7 +179,7 @@ func newDaemonSetup(cfg Config, sh *softHSM, tok *token, backend, dir, redisURL 
 	}
 	fmt.Fprintf(&y, "pkcs11:\n  module: %q\n  token_label: %q\n  pin_file: %q\n", sh.module, tok.label, tok.pinFile)
 	// Room for the seeded certificates and everything issued after them.
-	fmt.Fprintf(&y, "quotas:\n  %s: %d\n", signer.QuotaPCACerts, int64(cfg.SeedCount)+50_000_000)
+	fmt.Fprintf(&y, "quotas:\n  %s: %d\n", pca.QuotaCertificates, int64(cfg.SeedCount)+50_000_000)
 	// The per-credential limit stays on (its check is part of every
 	// request's cost) but far above what one bench token sends.
 	fmt.Fprintf(&y, "rate_limit:\n  requests_per_second: 1000000\n  burst: 1000000\n")

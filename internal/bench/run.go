@@ -27,6 +27,7 @@ import (
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -191,7 +192,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	if err != nil {
 		return rows, err
 	}
-	caCert, caKey, err := in.eng.IssuerKey(ctx, tenant, fx.caID)
+	caCert, caKey, err := in.pca.IssuerKey(ctx, tenant, fx.caID)
 	if err != nil {
 		in.close()
 		return rows, fmt.Errorf("CA key: %w", err)
@@ -429,7 +430,8 @@ func call(ctx context.Context, c *http.Client, base, token, method, path string,
 // inproc is an engine over the store and the HSM, opened while the daemon
 // is stopped.
 type inproc struct {
-	eng *signer.Engine
+	eng *signer.Core
+	pca *pca.Service
 	st  store.Store
 	h   *hsm.HSM
 }
@@ -459,7 +461,7 @@ func (d *daemonSetup) openEngine(ctx context.Context) (*inproc, error) {
 		return nil, err
 	}
 	eng := signer.New(signer.Options{Families: families.All(), Store: st, HSM: h, Quotas: cfg.Quotas})
-	return &inproc{eng: eng, st: st, h: h}, nil
+	return &inproc{eng: eng, pca: pca.New(eng), st: st, h: h}, nil
 }
 
 // bulkStore is a store that loads records in batches (both backends).
@@ -495,7 +497,7 @@ func seed(ctx context.Context, cfg Config, in *inproc, fx *fixture, backend stri
 				el.Round(time.Second), float64(n)/el.Seconds())
 		}
 	}
-	o := signer.SeedOptions{Workers: cfg.SeedWorkers, Progress: progress, RevokeEvery: seedRevokeEvery}
+	o := pca.SeedOptions{Workers: cfg.SeedWorkers, Progress: progress, RevokeEvery: seedRevokeEvery}
 	if !cfg.SeedHSM {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -505,7 +507,7 @@ func seed(ctx context.Context, cfg Config, in *inproc, fx *fixture, backend stri
 	}
 	fmt.Fprintf(cfg.Log, "[%s] seeding %d certificates (signed by %s)\n", backend, cfg.SeedCount,
 		map[bool]string{true: "the CA's HSM key", false: "a software stand-in key"}[cfg.SeedHSM])
-	err := in.eng.SeedCertificates(ctx, tenant, signer.CertFromCSR{IssuerID: fx.caID, CSR: fx.csrPEM,
-		Validity: &signer.Validity{Type: "DAY", Value: 30}}, cfg.SeedCount, o, sink)
+	err := in.pca.SeedCertificates(ctx, tenant, pca.CertFromCSR{IssuerID: fx.caID, CSR: fx.csrPEM,
+		Validity: &pca.Validity{Type: "DAY", Value: 30}}, cfg.SeedCount, o, sink)
 	return sample, err
 }

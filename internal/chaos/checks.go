@@ -19,6 +19,7 @@ import (
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -130,13 +131,13 @@ var quotaKinds = map[string]string{
 	keys.QuotaKeys:         keys.RecordKey,
 	dts.QuotaRoots:         dts.RecordRoot,
 	dts.QuotaSigners:       dts.RecordSigner,
-	signer.QuotaPCACAs:     "pca_ca",
-	signer.QuotaPCACerts:   "pca_certificate",
+	pca.QuotaCAs:           pca.RecordCA,
+	pca.QuotaCertificates:  pca.RecordCertificate,
 	apig.QuotaCertificates: apig.RecordCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, dts.RecordRoot, dts.RecordSigner, "pca_ca"}
+var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, dts.RecordRoot, dts.RecordSigner, pca.RecordCA}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

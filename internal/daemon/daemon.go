@@ -30,6 +30,7 @@ import (
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -44,7 +45,7 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	store   store.Store
-	engine  *signer.Engine
+	engine  *signer.Core
 	admins  *admins.Service
 	srv     *http.Server
 	ln      net.Listener
@@ -143,7 +144,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
 		publicRPS = *p
 	}
-	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, Logger: log,
+	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, PCA: pca.New(d.engine), Logger: log,
 		APIG:         apig.New(d.engine),
 		Keys:         keys.New(d.engine),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
@@ -399,7 +400,7 @@ func (d *Daemon) startAdminSocket() error {
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
 
 // Engine exposes the engine (tests and ops).
-func (d *Daemon) Engine() *signer.Engine { return d.engine }
+func (d *Daemon) Engine() *signer.Core { return d.engine }
 
 // Errors reports fatal serving errors.
 func (d *Daemon) Errors() <-chan error { return d.errc }

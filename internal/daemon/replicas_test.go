@@ -18,6 +18,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/pca"
 )
 
 // twoReplicas starts two daemons on one redis-server and one SoftHSM2
@@ -80,7 +81,7 @@ func race(n int, clients []*apiClient, create func(c *apiClient, i int) answer) 
 // DTS limit (3 roots) and configured limits of keys, private CAs and APIG
 // certificates each hold, and every counter ends equal to the records.
 func TestReplicasShareQuotas(t *testing.T) {
-	a, b := twoReplicas(t, map[string]int64{keys.QuotaKeys: 5, signer.QuotaPCACAs: 4, apig.QuotaCertificates: 3})
+	a, b := twoReplicas(t, map[string]int64{keys.QuotaKeys: 5, pca.QuotaCAs: 4, apig.QuotaCertificates: 3})
 	const tenant = "shared"
 	ca := newClient(t, a, tenant)
 	clients := []*apiClient{ca, on(b, ca)}

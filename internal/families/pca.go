@@ -1,5 +1,8 @@
 package families
 
-import "github.com/hsmca/hsmca/signer"
+import (
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
+)
 
-func pcaFamily() signer.Family { return signer.BuiltinPCA() }
+func pcaFamily() signer.Family { return pca.Family() }

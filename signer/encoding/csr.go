@@ -26,7 +26,9 @@ func csrDER(text string) ([]byte, error) {
 		return nil, refuse(Malformed, "is empty")
 	}
 	if !strings.Contains(text, "-----BEGIN") {
-		der, err := DecodeBase64(text)
+		// The forms ReadPEM forgives (quotes, literal "\n" escapes) are
+		// forgiven here too.
+		der, err := DecodeBase64(string(normalisePEM([]byte(text))))
 		if err != nil {
 			return nil, refuse(Malformed, "is neither PEM nor base64 DER")
 		}

@@ -18,6 +18,7 @@ func TestParseCSRForms(t *testing.T) {
 		"escaped breaks": strings.ReplaceAll(p, "\n", `\n`),
 		"base64 DER":     base64.StdEncoding.EncodeToString(der),
 		"url base64":     base64.RawURLEncoding.EncodeToString(der),
+		"escaped base64": wrapEscaped(base64.StdEncoding.EncodeToString(der)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			csr, err := ParseCSR(in)
@@ -25,6 +26,18 @@ func TestParseCSRForms(t *testing.T) {
 			assert.Equal(t, der, csr.Raw)
 		})
 	}
+}
+
+// wrapEscaped folds s every 64 characters with a literal "\n", as a
+// base64 value pasted from a JSON string often is.
+func wrapEscaped(s string) string {
+	var b strings.Builder
+	for len(s) > 64 {
+		b.WriteString(s[:64] + `\n`)
+		s = s[64:]
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 func TestParseCSRRefusals(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"math/big"
 	"time"
 )
@@ -46,4 +47,37 @@ func crlEntries(revoked []Revoked) []x509.RevocationListEntry {
 			RevocationTime: r.Time.UTC(), ReasonCode: r.Reason})
 	}
 	return out
+}
+
+// CanSignCRLs reports whether a CA certificate may sign CRLs: its
+// keyUsage holds cRLSign, or it has no keyUsage (RFC 5280 then allows
+// every usage).
+func CanSignCRLs(cert *x509.Certificate) bool {
+	return cert.KeyUsage == 0 || cert.KeyUsage&x509.KeyUsageCRLSign != 0
+}
+
+// CRLIssuer is a CA certificate that CanSignCRLs as SignCRL needs it: Go
+// asks for cRLSign in the keyUsage and for a subject key identifier (a
+// CRL's authority key identifier), which RFC 5280 lets a certificate
+// without them do without, so such a certificate is given them on a copy
+// (the identifier by KeyIDSHA1). The certificate itself is not changed.
+func CRLIssuer(cert *x509.Certificate) (*x509.Certificate, error) {
+	if !CanSignCRLs(cert) {
+		return nil, errors.New("the CA certificate's key usage lacks cRLSign")
+	}
+	if cert.KeyUsage != 0 && len(cert.SubjectKeyId) > 0 {
+		return cert, nil
+	}
+	cp := *cert
+	if cp.KeyUsage == 0 {
+		cp.KeyUsage = x509.KeyUsageCRLSign
+	}
+	if len(cp.SubjectKeyId) == 0 {
+		ski, err := KeyID(cert.PublicKey, KeyIDSHA1)
+		if err != nil {
+			return nil, err
+		}
+		cp.SubjectKeyId = ski
+	}
+	return &cp, nil
 }

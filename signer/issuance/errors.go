@@ -8,15 +8,16 @@ type Reason uint8
 
 // The rules an input can break.
 const (
-	BadValue      Reason = iota + 1 // a value out of its range or set
-	BadName                         // a subject attribute
-	BadKey                          // a key type, size or curve
-	BadHash                         // a signature hash name
-	BadValidity                     // a validity period
-	BadIP                           // an IP address SAN
-	BadSANType                      // a SAN of an unknown type
-	BadCSR                          // a CSR that proves nothing (signature)
-	BadPathLength                   // a path length the issuer does not allow
+	BadValue          Reason = iota + 1 // a value out of its range or set
+	BadName                             // a subject attribute
+	BadKey                              // a key type, size or curve
+	BadHash                             // a signature hash name
+	BadValidity                         // a validity period
+	BadIP                               // an IP address SAN
+	BadSANType                          // a SAN of an unknown type
+	BadCSR                              // a CSR that proves nothing (signature)
+	BadPathLength                       // a path length the issuer does not allow
+	BadNameConstraint                   // a name outside the name constraints of a CA above
 )
 
 // Error is a refused input: Field is the request field (dotted JSON

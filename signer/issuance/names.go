@@ -76,28 +76,19 @@ func (d DistinguishedName) Check(field string, all bool) error {
 			}
 			continue
 		}
-		if msg := attributeProblem(v, r.max); msg != "" {
-			return refuse(BadName, field+"."+r.name, v, msg)
-		}
-		if r.name == "country" && !isUpperAlpha(v) {
-			return refuse(BadName, field+"."+r.name, v, "must be an ISO 3166 alpha-2 code in capitals")
+		f := field + "." + r.name
+		switch {
+		case strings.TrimSpace(v) != v:
+			return refuse(BadName, f, v, "must not start or end with spaces")
+		case UnsafeText(v):
+			return refuse(BadName, f, nil, UnsafeTextMsg)
+		case utf8.RuneCountInString(v) > r.max:
+			return refuse(BadName, f, v, fmt.Sprintf("must be at most %d characters", r.max))
+		case r.name == "country" && (len(v) != 2 || !isUpperAlpha(v)):
+			return refuse(BadName, f, v, "must be an ISO 3166 alpha-2 code in capitals")
 		}
 	}
 	return nil
-}
-
-// attributeProblem says what is wrong with a subject attribute's value,
-// "" when nothing is.
-func attributeProblem(v string, max int) string {
-	switch {
-	case strings.TrimSpace(v) != v:
-		return "must not start or end with spaces"
-	case !utf8.ValidString(v) || HasControl(v):
-		return "must be printable text"
-	case utf8.RuneCountInString(v) > max:
-		return fmt.Sprintf("must be at most %d characters", max)
-	}
-	return ""
 }
 
 func isUpperAlpha(s string) bool {

@@ -93,6 +93,8 @@ func TestDistinguishedNameCheck(t *testing.T) {
 		"CA without OU":  {func() DistinguishedName { d := full; d.OrganizationalUnit = ""; return d }(), true, "distinguished_name.organizational_unit"},
 		"spaces":         {DistinguishedName{CommonName: " x"}, false, "distinguished_name.common_name"},
 		"control":        {DistinguishedName{CommonName: "a\x00b"}, false, "distinguished_name.common_name"},
+		"bidi":           {DistinguishedName{CommonName: "a\u202eb"}, false, "distinguished_name.common_name"},
+		"country short":  {DistinguishedName{CommonName: "x", Country: "N"}, false, "distinguished_name.country"},
 		"not UTF-8":      {DistinguishedName{CommonName: "\xff"}, false, "distinguished_name.common_name"},
 		"long CN":        {DistinguishedName{CommonName: strings.Repeat("é", 65)}, false, "distinguished_name.common_name"},
 		"country case":   {DistinguishedName{CommonName: "x", Country: "nz"}, false, "distinguished_name.country"},
@@ -125,10 +127,10 @@ func TestPrintableStringAndCountryCodes(t *testing.T) {
 
 func TestAddSANs(t *testing.T) {
 	var tmpl x509.Certificate
-	sans := []SAN{{"DNS", "*.example.com"}, {"DNS", "host.example."}, {"IP", "2001:db8::1"},
+	sans := []SAN{{"DNS", "*.example.com"}, {"DNS", "host.example"}, {"IP", "2001:db8::1"},
 		{"EMAIL", "pki@example.com"}, {"URI", "urn:example:a"}}
 	require.NoError(t, AddSANs("subject_alternative_names", sans, &tmpl))
-	assert.Equal(t, []string{"*.example.com", "host.example."}, tmpl.DNSNames)
+	assert.Equal(t, []string{"*.example.com", "host.example"}, tmpl.DNSNames)
 	require.Len(t, tmpl.IPAddresses, 1)
 	assert.Equal(t, []string{"pki@example.com"}, tmpl.EmailAddresses)
 	require.Len(t, tmpl.URIs, 1)
@@ -148,6 +150,14 @@ func TestAddSANs(t *testing.T) {
 		"control":      {SAN{"DNS", "a\nb"}, BadValue, "s[0].value"},
 		"empty":        {SAN{"DNS", ""}, BadValue, "s[0].value"},
 		"unknown type": {SAN{"X400", "x"}, BadSANType, "s[0].type"},
+		"trailing dot": {SAN{"DNS", "host.example."}, BadValue, "s[0].value"},
+		"bidi":         {SAN{"DNS", "a\u202eb.example"}, BadValue, "s[0].value"},
+		"zero-width":   {SAN{"URI", "https://a\u200bb.example/"}, BadValue, "s[0].value"},
+		"suffix star":  {SAN{"DNS", "*.co.uk"}, BadValue, "s[0].value"},
+		"TLD star":     {SAN{"DNS", "*.com"}, BadValue, "s[0].value"},
+		"email host":   {SAN{"EMAIL", "a@-bad.example"}, BadValue, "s[0].value"},
+		"email star":   {SAN{"EMAIL", "a@*.example.com"}, BadValue, "s[0].value"},
+		"non-ASCII":    {SAN{"EMAIL", "jörg@example.com"}, BadValue, "s[0].value"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := AddSANs("s", []SAN{tc.san}, &x509.Certificate{})

@@ -1,4 +1,4 @@
-package signer_test
+package pca_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -27,9 +28,15 @@ import (
 
 var pcaBackends = []string{"bolt", "redis"}
 
-// newPCAEngine is an engine over a fresh token and store, with a clock the
-// test moves and room for many CAs.
-func newPCAEngine(t *testing.T, backend string) (*signer.Engine, store.Store, func(time.Duration)) {
+// newPCAEngine is the family over a fresh token and store, with a clock
+// the test moves and room for many CAs.
+func newPCAEngine(t *testing.T, backend string) (*pca.Service, store.Store, func(time.Duration)) {
+	core, st, setClock := newPCACore(t, backend)
+	return pca.New(core), st, setClock
+}
+
+// newPCACore is the core under newPCAEngine.
+func newPCACore(t *testing.T, backend string) (*signer.Core, store.Store, func(time.Duration)) {
 	t.Helper()
 	tok := testenv.NewToken(t)
 	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
@@ -43,31 +50,33 @@ func newPCAEngine(t *testing.T, backend string) (*signer.Engine, store.Store, fu
 		st, err = redisstore.Open(context.Background(), r.URL(), redisstore.Options{})
 	}
 	require.NoError(t, err)
-	e := signer.New(signer.Options{Store: st, HSM: h, Quotas: map[string]int64{signer.QuotaPCACAs: 1000}})
-	t.Cleanup(func() { e.Close(); st.Close() })
-	return e, st, signer.SetPCAClockForTest(e)
+	clk := &testClock{}
+	core := signer.New(signer.Options{Families: []signer.Family{pca.Family()}, Store: st, HSM: h,
+		Quotas: map[string]int64{pca.QuotaCAs: 1000}, Now: clk.now})
+	t.Cleanup(func() { core.Close(); st.Close() })
+	return core, st, clk.set
 }
 
 func pcaCtx() context.Context {
 	return signer.WithCaller(context.Background(), signer.Caller{Tenant: "t1", Principal: "token:test"})
 }
 
-func caDN(cn string) *signer.DistinguishedName {
-	return &signer.DistinguishedName{CommonName: cn, Country: "FR", State: "IDF", Locality: "Paris",
+func caDN(cn string) *pca.DistinguishedName {
+	return &pca.DistinguishedName{CommonName: cn, Country: "FR", State: "IDF", Locality: "Paris",
 		Organization: "hsmca tests", OrganizationalUnit: "PKI"}
 }
 
-func mkRoot(t *testing.T, e *signer.Engine, cn string) string {
+func mkRoot(t *testing.T, e *pca.Service, cn string) string {
 	t.Helper()
-	id, err := e.CreateCA(pcaCtx(), "t1", signer.CACreate{Type: "ROOT", DN: caDN(cn), KeyAlgorithm: "EC256",
-		SignatureAlgorithm: "SHA256", Validity: &signer.Validity{Type: "YEAR", Value: 10}})
+	id, err := e.CreateCA(pcaCtx(), "t1", pca.CACreate{Type: "ROOT", DN: caDN(cn), KeyAlgorithm: "EC256",
+		SignatureAlgorithm: "SHA256", Validity: &pca.Validity{Type: "YEAR", Value: 10}})
 	require.NoError(t, err)
 	return id
 }
 
-func mkSub(t *testing.T, e *signer.Engine, cn, issuer string, v signer.Validity, pathLen int) string {
+func mkSub(t *testing.T, e *pca.Service, cn, issuer string, v pca.Validity, pathLen int) string {
 	t.Helper()
-	in := signer.CACreate{Type: "SUBORDINATE", DN: caDN(cn), KeyAlgorithm: "EC256", PathLength: &pathLen}
+	in := pca.CACreate{Type: "SUBORDINATE", DN: caDN(cn), KeyAlgorithm: "EC256", PathLength: &pathLen}
 	if issuer != "" {
 		in.IssuerID, in.SignatureAlgorithm, in.Validity = issuer, "SHA256", &v
 	}
@@ -77,7 +86,7 @@ func mkSub(t *testing.T, e *signer.Engine, cn, issuer string, v signer.Validity,
 }
 
 // externalCert signs a CA's CSR with a software CA outside hsmca.
-func externalCert(t *testing.T, e *signer.Engine, caID string) string {
+func externalCert(t *testing.T, e *pca.Service, caID string) string {
 	t.Helper()
 	csrPEM, err := e.CACSR(pcaCtx(), "t1", caID)
 	require.NoError(t, err)
@@ -116,8 +125,8 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 			e, _, setClock := newPCAEngine(t, backend)
 			ctx := pcaCtx()
 			root := mkRoot(t, e, "Root")
-			long := signer.Validity{Type: "YEAR", Value: 5}
-			hour := signer.Validity{Type: "HOUR", Value: 1}
+			long := pca.Validity{Type: "YEAR", Value: 5}
+			hour := pca.Validity{Type: "HOUR", Value: 1}
 
 			// Subjects in each status. EXPIRED ones are made with one hour
 			// of validity before the clock moves two hours on.
@@ -145,8 +154,8 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 			ops := []pcaOpCase{
 				{"activate", map[string]string{"PENDING": "ACTIVED"}, func(id string) error {
 					pl := 0
-					return e.ActivateCA(ctx, "t1", id, signer.CAActivate{IssuerID: root, SignatureAlgorithm: "SHA256",
-						Validity: &signer.Validity{Type: "YEAR", Value: 1}, PathLength: &pl})
+					return e.ActivateCA(ctx, "t1", id, pca.CAActivate{IssuerID: root, SignatureAlgorithm: "SHA256",
+						Validity: &pca.Validity{Type: "YEAR", Value: 1}, PathLength: &pl})
 				}},
 				{"import", map[string]string{"PENDING": "ACTIVED"}, nil}, // set below: needs the CSR
 				{"csr", map[string]string{"PENDING": "PENDING"}, func(id string) error {
@@ -169,8 +178,8 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 					return e.RevokeCA(ctx, "t1", id, "")
 				}},
 				{"issue", map[string]string{"ACTIVED": "ACTIVED"}, func(id string) error {
-					_, err := e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: id,
-						DN: &signer.DistinguishedName{CommonName: "leaf"}, Validity: &signer.Validity{Type: "DAY", Value: 1}})
+					_, err := e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: id,
+						DN: &pca.DistinguishedName{CommonName: "leaf"}, Validity: &pca.Validity{Type: "DAY", Value: 1}})
 					return err
 				}},
 				{"export", map[string]string{"ACTIVED": "ACTIVED", "DISABLED": "DISABLED", "EXPIRED": "EXPIRED", "REVOKED": "REVOKED"}, func(id string) error {
@@ -184,7 +193,7 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 			type subject struct{ op, from, id, cert string }
 			var subjects []subject
 			for _, op := range ops {
-				for _, from := range signer.CAStatuses {
+				for _, from := range pca.CAStatuses {
 					s := subject{op: op.name, from: from, id: make[from]()}
 					if op.name == "import" {
 						if from == "PENDING" {
@@ -214,7 +223,7 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 					require.Error(t, err, "%s from %s must be refused", s.op, s.from)
 					se := signer.AsError(err)
 					assert.Equal(t, signer.KindWrongState, se.Kind, "%s from %s: %v", s.op, s.from, err)
-					assert.Equal(t, signer.CodeCAState, se.Code, "%s from %s: %v", s.op, s.from, err)
+					assert.Equal(t, pca.ReasonCAState, se.Reason, "%s from %s: %v", s.op, s.from, err)
 					assert.Contains(t, se.Msg, s.from, "the error names the current status")
 					ca, err := e.GetCA(ctx, "t1", s.id)
 					require.NoError(t, err)
@@ -237,30 +246,30 @@ func TestPCAStateMachineEveryStatusEveryOperation(t *testing.T) {
 // The table itself: every pair of operation and status has an answer, and
 // nothing leads out of the documented statuses.
 func TestPCATransitionTableIsClosed(t *testing.T) {
-	ops := []signer.CAOp{signer.CAOpActivate, signer.CAOpImport, signer.CAOpCSR, signer.CAOpDisable,
-		signer.CAOpEnable, signer.CAOpDelete, signer.CAOpRestore, signer.CAOpRevoke, signer.CAOpIssue,
-		signer.CAOpExport, signer.CAOpCRL, signer.CAOpSignCRL, signer.CAOpPurge}
+	ops := []pca.CAOp{pca.CAOpActivate, pca.CAOpImport, pca.CAOpCSR, pca.CAOpDisable,
+		pca.CAOpEnable, pca.CAOpDelete, pca.CAOpRestore, pca.CAOpRevoke, pca.CAOpIssue,
+		pca.CAOpExport, pca.CAOpCRL, pca.CAOpSignCRL, pca.CAOpPurge}
 	issuing := 0
 	for _, op := range ops {
-		for _, from := range signer.CAStatuses {
-			to, err := signer.CATransition(op, from)
+		for _, from := range pca.CAStatuses {
+			to, err := pca.CATransition(op, from)
 			if err != nil {
 				assert.Contains(t, err.Error(), from)
 				continue
 			}
-			if op == signer.CAOpIssue {
+			if op == pca.CAOpIssue {
 				issuing++
 				assert.Equal(t, "ACTIVED", from, "only ACTIVED issues")
 			}
-			assert.True(t, to == "" || slices.Contains(signer.CAStatuses, to), "%s from %s leads to %q", op, from, to)
+			assert.True(t, to == "" || slices.Contains(pca.CAStatuses, to), "%s from %s leads to %q", op, from, to)
 			assert.False(t, to == "EXPIRED" && from != "EXPIRED", "EXPIRED is reached by time only")
 		}
 	}
 	assert.Equal(t, 1, issuing)
-	for _, op := range []signer.CertOp{signer.CertOpRevoke, signer.CertOpExport, signer.CertOpDelete} {
+	for _, op := range []pca.CertOp{pca.CertOpRevoke, pca.CertOpExport, pca.CertOpDelete} {
 		for _, from := range []string{"ISSUED", "EXPIRED", "REVOKED"} {
-			_, err := signer.CertTransition(op, from)
-			if op == signer.CertOpRevoke && from == "REVOKED" {
+			_, err := pca.CertTransition(op, from)
+			if op == pca.CertOpRevoke && from == "REVOKED" {
 				assert.Error(t, err)
 				assert.Contains(t, err.Error(), "REVOKED")
 			} else {
@@ -276,40 +285,41 @@ func TestPCATransitionTableIsClosed(t *testing.T) {
 func TestPCAScheduledDeletionRestoreAndPurge(t *testing.T) {
 	for _, backend := range pcaBackends {
 		t.Run(backend, func(t *testing.T) {
-			e, st, setClock := newPCAEngine(t, backend)
+			core, st, setClock := newPCACore(t, backend)
+			e := pca.New(core)
 			ctx := pcaCtx()
 			root := mkRoot(t, e, "Root")
-			sub := mkSub(t, e, "Sub", root, signer.Validity{Type: "YEAR", Value: 1}, 0)
+			sub := mkSub(t, e, "Sub", root, pca.Validity{Type: "YEAR", Value: 1}, 0)
 			keyOf := func(id string) string {
 				rec, err := st.Get(ctx, "pca_ca", "t1", id)
 				require.NoError(t, err)
 				return rec.Fields[signer.KeyField]
 			}
-			h, err := e.HSM()
+			h, err := core.HSM()
 			require.NoError(t, err)
 			subKey := keyOf(sub)
 			used := func() int64 {
-				n, err := st.QuotaUsage(ctx, "t1", signer.QuotaPCACAs)
+				n, err := st.QuotaUsage(ctx, "t1", pca.QuotaCAs)
 				require.NoError(t, err)
 				return n
 			}
 			require.Equal(t, int64(2), used())
 
-			leaf, err := e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
-				DN: &signer.DistinguishedName{CommonName: "orphan"}, Validity: &signer.Validity{Type: "DAY", Value: 30}})
+			leaf, err := e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: sub,
+				DN: &pca.DistinguishedName{CommonName: "orphan"}, Validity: &pca.Validity{Type: "DAY", Value: 30}})
 			require.NoError(t, err)
 			require.NoError(t, e.DisableCA(ctx, "t1", sub))
 			for _, days := range []int{6, 31, -1} {
 				err := e.DeleteCA(ctx, "t1", sub, days)
-				assert.Equal(t, signer.CodeBadParameter, signer.AsError(err).Code, "pending_days %d", days)
+				assert.Equal(t, pca.ReasonBadParameter, signer.ReasonOf(err), "pending_days %d", days)
 			}
 			require.NoError(t, e.DeleteCA(ctx, "t1", sub, 10))
 			ca, err := e.GetCA(ctx, "t1", sub)
 			require.NoError(t, err)
 			assert.Equal(t, "DELETED", ca.Status)
 			assert.InDelta(t, time.Now().Add(10*24*time.Hour).UnixMilli(), ca.DeleteTime, 60_000)
-			_, err = e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
-				DN: &signer.DistinguishedName{CommonName: "x"}, Validity: &signer.Validity{Type: "DAY", Value: 1}})
+			_, err = e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: sub,
+				DN: &pca.DistinguishedName{CommonName: "x"}, Validity: &pca.Validity{Type: "DAY", Value: 1}})
 			assert.Equal(t, signer.KindWrongState, signer.KindOf(err), "a deleted CA never issues")
 
 			// Restore before the day: DISABLED, key intact.
@@ -333,9 +343,9 @@ func TestPCAScheduledDeletionRestoreAndPurge(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, ok, "the HSM key of a purged CA is destroyed")
 			_, err = e.GetCA(ctx, "t1", sub)
-			assert.Equal(t, signer.CodeNotFound, signer.AsError(err).Code)
+			assert.Equal(t, pca.ReasonNotFound, signer.ReasonOf(err))
 			err = e.RestoreCA(ctx, "t1", sub)
-			assert.Equal(t, signer.CodeNotFound, signer.AsError(err).Code, "too late to restore")
+			assert.Equal(t, pca.ReasonNotFound, signer.ReasonOf(err), "too late to restore")
 			assert.Equal(t, int64(1), used(), "the quota unit is back")
 			require.NoError(t, e.RevokeCertificate(ctx, "t1", leaf, "CESSATION_OF_OPERATION"),
 				"a certificate of a purged CA can still be revoked")
@@ -347,7 +357,7 @@ func TestPCAScheduledDeletionRestoreAndPurge(t *testing.T) {
 			assert.Empty(t, left)
 
 			// A PENDING CA goes at once, key and all.
-			pending := mkSub(t, e, "Pending", "", signer.Validity{}, 0)
+			pending := mkSub(t, e, "Pending", "", pca.Validity{}, 0)
 			pk := keyOf(pending)
 			require.NoError(t, e.DeleteCA(ctx, "t1", pending, 0))
 			ok, err = h.Exists(ctx, pk)
@@ -364,23 +374,23 @@ func TestPCAExpiryIsDerivedFromTime(t *testing.T) {
 	e, _, setClock := newPCAEngine(t, "bolt")
 	ctx := pcaCtx()
 	root := mkRoot(t, e, "Root")
-	sub := mkSub(t, e, "Short", root, signer.Validity{Type: "DAY", Value: 2}, 0)
-	id, err := e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
-		DN: &signer.DistinguishedName{CommonName: "leaf"}, Validity: &signer.Validity{Type: "HOUR", Value: 5}})
+	sub := mkSub(t, e, "Short", root, pca.Validity{Type: "DAY", Value: 2}, 0)
+	id, err := e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: sub,
+		DN: &pca.DistinguishedName{CommonName: "leaf"}, Validity: &pca.Validity{Type: "HOUR", Value: 5}})
 	require.NoError(t, err)
-	_, err = e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
-		DN: &signer.DistinguishedName{CommonName: "leaf"}, Validity: &signer.Validity{Type: "DAY", Value: 3}})
-	assert.Equal(t, signer.CodeBadValidity, signer.AsError(err).Code, "a leaf never outlives its issuer")
+	_, err = e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: sub,
+		DN: &pca.DistinguishedName{CommonName: "leaf"}, Validity: &pca.Validity{Type: "DAY", Value: 3}})
+	assert.Equal(t, pca.ReasonBadValidity, signer.ReasonOf(err), "a leaf never outlives its issuer")
 
 	setClock(6 * time.Hour)
 	c, err := e.GetCertificate(ctx, "t1", id)
 	require.NoError(t, err)
 	assert.Equal(t, "EXPIRED", c.Status)
-	list, total, err := e.ListCertificates(ctx, "t1", signer.CertQuery{Status: "EXPIRED", Limit: 10})
+	list, total, err := e.ListCertificates(ctx, "t1", pca.CertQuery{Status: "EXPIRED", Limit: 10})
 	require.NoError(t, err)
 	assert.Equal(t, 1, total)
 	require.Len(t, list, 1)
-	_, total, err = e.ListCertificates(ctx, "t1", signer.CertQuery{Status: "ISSUED", Limit: 10})
+	_, total, err = e.ListCertificates(ctx, "t1", pca.CertQuery{Status: "ISSUED", Limit: 10})
 	require.NoError(t, err)
 	assert.Zero(t, total)
 	require.NoError(t, e.RevokeCertificate(ctx, "t1", id, "CESSATION_OF_OPERATION"))
@@ -389,11 +399,11 @@ func TestPCAExpiryIsDerivedFromTime(t *testing.T) {
 	ca, err := e.GetCA(ctx, "t1", sub)
 	require.NoError(t, err)
 	assert.Equal(t, "EXPIRED", ca.Status)
-	_, err = e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: sub,
-		DN: &signer.DistinguishedName{CommonName: "leaf"}, Validity: &signer.Validity{Type: "HOUR", Value: 1}})
+	_, err = e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: sub,
+		DN: &pca.DistinguishedName{CommonName: "leaf"}, Validity: &pca.Validity{Type: "HOUR", Value: 1}})
 	assert.Equal(t, signer.KindWrongState, signer.KindOf(err))
 	assert.Contains(t, err.Error(), "EXPIRED")
-	cas, total, err := e.ListCAs(ctx, "t1", signer.CAQuery{Status: "EXPIRED", Limit: 10})
+	cas, total, err := e.ListCAs(ctx, "t1", pca.CAQuery{Status: "EXPIRED", Limit: 10})
 	require.NoError(t, err)
 	assert.Equal(t, 1, total)
 	assert.Equal(t, sub, cas[0].ID)

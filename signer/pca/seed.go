@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"sync"
 	"sync/atomic"
 
@@ -44,14 +46,14 @@ type SeedOptions struct {
 // written by sink in large batches and without event records: it prepares
 // benchmark stores of realistic size, with the daemon stopped. Quota
 // counters move with the records, so the store stays consistent.
-func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFromCSR, n int, o SeedOptions, sink SeedSink) error {
+func (s *Service) SeedCertificates(ctx context.Context, tenant string, in CertFromCSR, n int, o SeedOptions, sink SeedSink) error {
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
 	if o.Batch <= 0 {
 		o.Batch = 5000
 	}
-	p, err := e.prepareFromCSR(ctx, tenant, in)
+	p, err := s.prepareFromCSR(ctx, tenant, in)
 	if err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		parent.PublicKey = o.StandIn.Public()
 		p.is = &issuer{rec: p.is.rec, ca: p.is.ca, cert: &parent}
 	}
-	quota := store.Quota{Resource: QuotaPCACerts, Limit: e.QuotaLimit(QuotaPCACerts)}
+	quota := store.Quota{Resource: QuotaCertificates, Limit: s.core.QuotaLimit(QuotaCertificates)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -87,7 +89,7 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 					return
 				}
 				revoke := o.RevokeEvery > 0 && i%int64(o.RevokeEvery) == 0
-				rec, rev, err := e.seedOne(ctx, tenant, p, o.StandIn, revoke)
+				rec, rev, err := s.seedOne(ctx, tenant, p, o.StandIn, revoke)
 				if err != nil {
 					fail(err)
 					return
@@ -144,14 +146,14 @@ func (e *Engine) SeedCertificates(ctx context.Context, tenant string, in CertFro
 		return err
 	}
 	if revoked > 0 {
-		return e.crlChanged(ctx, tenant, p.is.rec.ID)
+		return s.crlChanged(ctx, tenant, p.is.rec.ID)
 	}
 	return nil
 }
 
 // seedOne signs one certificate of a prepared issuance; a revoked one
 // comes with its revocation entry.
-func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue, standIn crypto.Signer, revoke bool) (*store.Record, *store.Record, error) {
+func (s *Service) seedOne(ctx context.Context, tenant string, p *csrIssue, standIn crypto.Signer, revoke bool) (*store.Record, *store.Record, error) {
 	tmpl := *p.tmpl
 	cr := *p.cr
 	var (
@@ -159,44 +161,42 @@ func (e *Engine) seedOne(ctx context.Context, tenant string, p *csrIssue, standI
 		err error
 	)
 	if standIn != nil {
-		tmpl.SignatureAlgorithm = x509SigAlg(p.is.ca.KeyAlgorithm, p.hash)
-		der, err = signCertificate(&tmpl, p.is.cert, p.pub, standIn)
+		tmpl.SignatureAlgorithm = issuance.SignatureAlgorithm(p.is.ca.KeyAlgorithm, p.hash)
+		der, err = issuance.SignCertificate(&tmpl, p.is.cert, p.pub, standIn, issuance.KeyIDSHA1)
 	} else {
-		der, err = e.sign(ctx, p.is, &tmpl, p.pub, p.hash, "pca_seed")
+		der, err = s.sign(ctx, p.is, &tmpl, p.pub, p.hash, "pca_seed")
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	now := e.now()
+	now := s.now()
 	rec, err := certStoreRecord(tenant, uuid.NewString(), p.is, &cr, der, p.hash, now)
 	if err != nil || !revoke {
 		return rec, nil, err
 	}
-	const reason = 5 // cessationOfOperation
-	cr.Status, cr.RevokeReason, cr.RevokeTime = CertRevoked, reasonName(reason), now.UnixMilli()
+	cr.Status, cr.RevokeReason, cr.RevokeTime = CertRevoked, reasonName(reasonDeleted), now.UnixMilli()
 	if rec.Data, err = json.Marshal(&cr); err != nil {
 		return nil, nil, err
 	}
 	rec.Fields = certFields(&cr)
-	data, err := json.Marshal(revocation{Serial: cr.Serial, Time: now.UnixMilli(), Reason: reason, Subject: rec.ID, NotAfter: cr.NotAfter})
+	rev, err := revocationRecord(tenant, cr.IssuerID, revocation{Serial: cr.Serial, Time: now.UnixMilli(),
+		Reason: reasonDeleted, Subject: rec.ID, NotAfter: cr.NotAfter})
 	if err != nil {
 		return nil, nil, err
 	}
-	rev := &store.Record{Kind: kindPCARevocation, Tenant: tenant, ID: cr.IssuerID + "." + cr.Serial,
-		Fields: map[string]string{"issuer_id": cr.IssuerID}, Data: data}
 	return rec, rev, nil
 }
 
 // IssuerKey returns the certificate and the HSM signer of an active CA,
 // for measuring what the HSM does in-process next to what the API does.
-func (e *Engine) IssuerKey(ctx context.Context, tenant, caID string) (*x509.Certificate, crypto.Signer, error) {
-	is, err := e.loadIssuer(ctx, tenant, caID)
+func (s *Service) IssuerKey(ctx context.Context, tenant, caID string) (*x509.Certificate, crypto.Signer, error) {
+	is, err := s.loadIssuer(ctx, tenant, caID)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := e.Signer(ctx, is.rec.Fields[KeyField])
+	key, err := s.core.Signer(ctx, is.rec.Fields[signer.KeyField])
 	if err != nil {
 		return nil, nil, err
 	}
-	return is.cert, s, nil
+	return is.cert, key, nil
 }

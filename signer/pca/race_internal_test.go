@@ -1,4 +1,4 @@
-package signer
+package pca
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 )
@@ -24,8 +25,9 @@ func TestPCAPurgedUnderfoot(t *testing.T) {
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
-	e := New(Options{Store: st, HSM: h})
-	t.Cleanup(func() { e.Close(); st.Close() })
+	core := signer.New(signer.Options{Families: []signer.Family{Family()}, Store: st, HSM: h})
+	t.Cleanup(func() { core.Close(); st.Close() })
+	e := New(core)
 	ctx := context.Background()
 
 	id, err := e.CreateCA(ctx, "acme", CACreate{Type: CATypeRoot, KeyAlgorithm: "EC256", SignatureAlgorithm: "SHA256",
@@ -39,7 +41,7 @@ func TestPCAPurgedUnderfoot(t *testing.T) {
 	// The record goes while refreshCRL holds an old read: simulated by
 	// deleting it under a stale copy that putCA then updates.
 	stale := *rec
-	require.NoError(t, st.Delete(ctx, kindPCACA, "acme", id, store.WriteOpts{}))
+	require.NoError(t, st.Delete(ctx, RecordCA, "acme", id, store.WriteOpts{}))
 	err = e.putCA(ctx, &stale, c)
 	require.ErrorIs(t, err, store.ErrNotFound, "the store reports the purge")
 	assert.NoError(t, e.refreshCRL(ctx, "acme", id), "a purged issuer publishes nothing and that is no failure")
@@ -58,5 +60,5 @@ func TestPCAPurgedUnderfoot(t *testing.T) {
 	second := *rec2
 	assert.NoError(t, e.purgeCA(ctx, &second), "the deletion happened; the loser of the race must not report not found")
 	_, _, err = e.getCA(ctx, "acme", id2)
-	assert.Equal(t, KindNotFound, KindOf(err))
+	assert.Equal(t, signer.KindNotFound, signer.KindOf(err))
 }

@@ -1,4 +1,4 @@
-package signer_test
+package pca_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -31,7 +31,7 @@ func leafCSR(t *testing.T, cn string) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
-func listIDs(t *testing.T, e *signer.Engine, q signer.CertQuery) ([]string, int) {
+func listIDs(t *testing.T, e *pca.Service, q pca.CertQuery) ([]string, int) {
 	t.Helper()
 	certs, total, err := e.ListCertificates(pcaCtx(), "t1", q)
 	require.NoError(t, err)
@@ -52,13 +52,13 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 			bs, ok := st.(bulkStore)
 			require.True(t, ok)
 			ca := mkRoot(t, e, "Seed Root")
-			in := signer.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "seed.example.com"),
-				Validity: &signer.Validity{Type: "DAY", Value: 30}}
+			in := pca.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "seed.example.com"),
+				Validity: &pca.Validity{Type: "DAY", Value: 30}}
 			issued, err := e.IssueFromCSR(pcaCtx(), "t1", in)
 			require.NoError(t, err)
 
 			var batches int
-			err = e.SeedCertificates(pcaCtx(), "t1", in, 25, signer.SeedOptions{Workers: 3, Batch: 10},
+			err = e.SeedCertificates(pcaCtx(), "t1", in, 25, pca.SeedOptions{Workers: 3, Batch: 10},
 				func(ctx context.Context, recs []store.Record, q store.Quota) error {
 					batches++
 					return bs.BulkCreate(ctx, recs, q)
@@ -68,14 +68,14 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 			last, err := e.IssueFromCSR(pcaCtx(), "t1", in)
 			require.NoError(t, err)
 
-			quotas, err := e.PCAQuotas(pcaCtx(), "t1")
+			quotas, err := e.Quotas(pcaCtx(), "t1")
 			require.NoError(t, err)
 			for _, q := range quotas {
 				if q.Type == "CERTIFICATE" {
 					assert.EqualValues(t, 27, q.Used)
 				}
 			}
-			ids, total := listIDs(t, e, signer.CertQuery{Limit: 100})
+			ids, total := listIDs(t, e, pca.CertQuery{Limit: 100})
 			require.Len(t, ids, 27)
 			assert.Equal(t, 27, total)
 			assert.Equal(t, last, ids[0], "newest first")
@@ -100,7 +100,7 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 				cp.CreateTime, cp.NotBefore, cp.NotAfter = want.CreateTime, want.NotBefore, want.NotAfter
 				assert.Equal(t, *want, cp, "seeded %s differs from an issued certificate", id)
 
-				ex, err := e.ExportCertificate(pcaCtx(), "t1", id, signer.CertExport{})
+				ex, err := e.ExportCertificate(pcaCtx(), "t1", id, pca.CertExport{})
 				require.NoError(t, err)
 				b, _ := pem.Decode([]byte(ex.Certificate))
 				c, err := x509.ParseCertificate(b.Bytes)
@@ -110,18 +110,18 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 			// A seeded certificate revokes and deletes like any other.
 			require.NoError(t, e.RevokeCertificate(pcaCtx(), "t1", ids[5], "SUPERSEDED"))
 			require.NoError(t, e.DeleteCertificate(pcaCtx(), "t1", ids[6]))
-			_, total = listIDs(t, e, signer.CertQuery{})
+			_, total = listIDs(t, e, pca.CertQuery{})
 			assert.Equal(t, 26, total)
 
 			// With a stand-in key the records are the same but their
 			// signatures are the stand-in's.
 			standIn, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			require.NoError(t, err)
-			require.NoError(t, e.SeedCertificates(pcaCtx(), "t1", in, 4, signer.SeedOptions{StandIn: standIn},
+			require.NoError(t, e.SeedCertificates(pcaCtx(), "t1", in, 4, pca.SeedOptions{StandIn: standIn},
 				func(ctx context.Context, recs []store.Record, q store.Quota) error {
 					return bs.BulkCreate(ctx, recs, q)
 				}))
-			ids, total = listIDs(t, e, signer.CertQuery{Limit: 4})
+			ids, total = listIDs(t, e, pca.CertQuery{Limit: 4})
 			assert.Equal(t, 30, total)
 			for _, id := range ids {
 				got, err := e.GetCertificate(pcaCtx(), "t1", id)
@@ -130,7 +130,7 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 				cp.ID, cp.SerialNumber = want.ID, want.SerialNumber
 				cp.CreateTime, cp.NotBefore, cp.NotAfter = want.CreateTime, want.NotBefore, want.NotAfter
 				assert.Equal(t, *want, cp)
-				ex, err := e.ExportCertificate(pcaCtx(), "t1", id, signer.CertExport{})
+				ex, err := e.ExportCertificate(pcaCtx(), "t1", id, pca.CertExport{})
 				require.NoError(t, err)
 				b, _ := pem.Decode([]byte(ex.Certificate))
 				c, err := x509.ParseCertificate(b.Bytes)
@@ -154,8 +154,8 @@ func TestPCACertificateListOrderPagedFromIndex(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e, _, _ := newPCAEngine(t, backend)
 			ca := mkRoot(t, e, "List Root")
-			in := signer.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "list.example.com"),
-				Validity: &signer.Validity{Type: "DAY", Value: 30}}
+			in := pca.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "list.example.com"),
+				Validity: &pca.Validity{Type: "DAY", Value: 30}}
 			for range 12 {
 				_, err := e.IssueFromCSR(pcaCtx(), "t1", in)
 				require.NoError(t, err)
@@ -163,7 +163,7 @@ func TestPCACertificateListOrderPagedFromIndex(t *testing.T) {
 			for _, dir := range []string{"", "DESC", "ASC"} {
 				for _, off := range []int{0, 1, 5, 11, 12, 20} {
 					for _, lim := range []int{0, 1, 4, 100} {
-						q := signer.CertQuery{SortKey: "create_time", SortDir: dir, Offset: off, Limit: lim}
+						q := pca.CertQuery{SortKey: "create_time", SortDir: dir, Offset: off, Limit: lim}
 						fast, ft := listIDs(t, e, q)
 						q.Name = "list.example"
 						general, gt := listIDs(t, e, q)

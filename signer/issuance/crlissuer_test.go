@@ -1,4 +1,4 @@
-package signer
+package issuance
 
 import (
 	"crypto/ecdsa"
@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// crlIssuer refuses a certificate whose keyUsage lacks cRLSign, and
+// CRLIssuer refuses a certificate whose keyUsage lacks cRLSign, and
 // completes one without keyUsage or subject key identifier so that Go
 // signs CRLs for it; the CRL verifies against the certificate as it is.
 func TestCRLIssuerCompletesCertificates(t *testing.T) {
@@ -30,13 +30,14 @@ func TestCRLIssuerCompletesCertificates(t *testing.T) {
 		require.NoError(t, err)
 		return c
 	}
-	_, err = crlIssuer(mk(x509.KeyUsageCertSign))
+	assert.False(t, CanSignCRLs(mk(x509.KeyUsageCertSign)))
+	_, err = CRLIssuer(mk(x509.KeyUsageCertSign))
 	require.Error(t, err)
-	assert.Equal(t, CodeNoCRLSign, AsError(err).Code)
 
 	bare := mk(0)
 	bare.SubjectKeyId = nil // as parsed from a certificate without the extension
-	is, err := crlIssuer(bare)
+	assert.True(t, CanSignCRLs(bare))
+	is, err := CRLIssuer(bare)
 	require.NoError(t, err)
 	assert.Nil(t, bare.SubjectKeyId, "the certificate itself is not changed")
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
@@ -45,12 +46,12 @@ func TestCRLIssuerCompletesCertificates(t *testing.T) {
 	crl, err := x509.ParseRevocationList(der)
 	require.NoError(t, err)
 	require.NoError(t, crl.CheckSignatureFrom(bare))
-	ski, err := subjectKeyID(key.Public())
+	ski, err := KeyID(key.Public(), KeyIDSHA1)
 	require.NoError(t, err)
 	assert.Equal(t, ski, crl.AuthorityKeyId)
 
 	full := mk(x509.KeyUsageCertSign | x509.KeyUsageCRLSign)
-	is, err = crlIssuer(full)
+	is, err = CRLIssuer(full)
 	require.NoError(t, err)
 	assert.Same(t, full, is)
 }

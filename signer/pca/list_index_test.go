@@ -1,4 +1,4 @@
-package signer_test
+package pca_test
 
 import (
 	"cmp"
@@ -17,14 +17,15 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
 )
 
 // newIndexedPCAEngine is newPCAEngine over a store opened with the
-// engine's index declaration, as the daemon opens it.
-func newIndexedPCAEngine(t *testing.T, backend string) (*signer.Engine, store.Store, func(time.Duration)) {
+// family's index declaration, as the daemon opens it.
+func newIndexedPCAEngine(t *testing.T, backend string) (*pca.Service, store.Store, func(time.Duration)) {
 	t.Helper()
 	tok := testenv.NewToken(t)
 	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
@@ -32,15 +33,16 @@ func newIndexedPCAEngine(t *testing.T, backend string) (*signer.Engine, store.St
 	var st store.Store
 	switch backend {
 	case "bolt":
-		st, err = boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
+		st, err = boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes(pca.Family())})
 	case "redis":
 		r := testenv.StartRedis(t)
-		st, err = redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes()})
+		st, err = redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes(pca.Family())})
 	}
 	require.NoError(t, err)
-	e := signer.New(signer.Options{Store: st, HSM: h})
-	t.Cleanup(func() { e.Close(); st.Close() })
-	return e, st, signer.SetPCAClockForTest(e)
+	clk := &testClock{}
+	core := signer.New(signer.Options{Families: []signer.Family{pca.Family()}, Store: st, HSM: h, Now: clk.now})
+	t.Cleanup(func() { core.Close(); st.Close() })
+	return pca.New(core), st, clk.set
 }
 
 // Certificate lists by every status and sort key, after revocations and
@@ -55,8 +57,8 @@ func TestPCAListCertificatesByStatusAndSortKey(t *testing.T) {
 			names := []string{"delta", "alpha", "charlie", "bravo", "alpha", "echo", "delta", "foxtrot", "alpha", "golf", "hotel", "india"}
 			var ids []string
 			for i, cn := range names {
-				id, err := e.IssueCertificate(ctx, "t1", signer.CertIssue{IssuerID: root,
-					DN: &signer.DistinguishedName{CommonName: cn}, Validity: &signer.Validity{Type: "HOUR", Value: int64(1 + (i*5)%7)}})
+				id, err := e.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: root,
+					DN: &pca.DistinguishedName{CommonName: cn}, Validity: &pca.Validity{Type: "HOUR", Value: int64(1 + (i*5)%7)}})
 				require.NoError(t, err)
 				ids = append(ids, id)
 			}
@@ -70,7 +72,7 @@ func TestPCAListCertificatesByStatusAndSortKey(t *testing.T) {
 			require.NoError(t, st.Update(context.Background(), old, store.WriteOpts{}))
 			setClock(3*time.Hour + 30*time.Minute)
 
-			all := make([]*signer.Certificate, len(ids))
+			all := make([]*pca.Certificate, len(ids))
 			for i, id := range ids {
 				all[i], err = e.GetCertificate(ctx, "t1", id)
 				require.NoError(t, err)
@@ -115,7 +117,7 @@ func TestPCAListCertificatesByStatusAndSortKey(t *testing.T) {
 							}
 							for _, pg := range [][2]int{{0, 100}, {0, 3}, {2, 3}, {0, 0}} {
 								desc := fmt.Sprintf("status=%s name=%s sort=%s dir=%s offset=%d limit=%d", status, name, key, dir, pg[0], pg[1])
-								list, total, err := e.ListCertificates(ctx, "t1", signer.CertQuery{Status: status, Name: name,
+								list, total, err := e.ListCertificates(ctx, "t1", pca.CertQuery{Status: status, Name: name,
 									SortKey: key, SortDir: dir, Offset: pg[0], Limit: pg[1]})
 								require.NoError(t, err, desc)
 								assert.Equal(t, len(want), total, desc)
@@ -147,17 +149,17 @@ func TestPCASeedRevokedShare(t *testing.T) {
 			bs, ok := st.(bulkStore)
 			require.True(t, ok)
 			ca := mkRoot(t, e, "Seed Root")
-			in := signer.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "seed.example.com"),
-				Validity: &signer.Validity{Type: "DAY", Value: 30}}
-			err := e.SeedCertificates(pcaCtx(), "t1", in, 20, signer.SeedOptions{Workers: 2, Batch: 7, RevokeEvery: 4},
+			in := pca.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "seed.example.com"),
+				Validity: &pca.Validity{Type: "DAY", Value: 30}}
+			err := e.SeedCertificates(pcaCtx(), "t1", in, 20, pca.SeedOptions{Workers: 2, Batch: 7, RevokeEvery: 4},
 				func(ctx context.Context, recs []store.Record, q store.Quota) error {
 					return bs.BulkCreate(ctx, recs, q)
 				})
 			require.NoError(t, err)
-			revoked, total := listIDs(t, e, signer.CertQuery{Status: "REVOKED", Limit: 100})
+			revoked, total := listIDs(t, e, pca.CertQuery{Status: "REVOKED", Limit: 100})
 			assert.Equal(t, 5, total)
 			assert.Len(t, revoked, 5)
-			_, total = listIDs(t, e, signer.CertQuery{Status: "ISSUED", Limit: 100})
+			_, total = listIDs(t, e, pca.CertQuery{Status: "ISSUED", Limit: 100})
 			assert.Equal(t, 15, total)
 			for _, id := range revoked {
 				c, err := e.GetCertificate(pcaCtx(), "t1", id)

@@ -1,7 +1,6 @@
-package signer
+package issuance
 
 import (
-	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -30,9 +29,9 @@ import (
 
 var oidNameConstraints = asn1.ObjectIdentifier{2, 5, 29, 30}
 
-// issuedName is one name of a certificate about to be signed, with the
-// request field it comes from.
-type issuedName struct {
+// IssuedName is one name of a certificate about to be signed, with the
+// request field it comes from (NamesOf).
+type IssuedName struct {
 	field string
 	dns   string
 	ip    net.IP
@@ -40,7 +39,7 @@ type issuedName struct {
 	uri   *url.URL
 }
 
-func (n issuedName) String() string {
+func (n IssuedName) String() string {
 	switch {
 	case n.dns != "":
 		return n.dns
@@ -54,13 +53,13 @@ func (n issuedName) String() string {
 	return ""
 }
 
-// namesOf lists the names of a certificate to check against constraints:
-// sans (already checked by checkSANs, whose field is sanField), the
-// common name when it names a host, and the subject's email addresses.
-func namesOf(sanField string, sans []SAN, dnField, cn string, emails []string) []issuedName {
-	var out []issuedName
+// NamesOf lists the names of a certificate to check against constraints:
+// sans (already checked by AddSANs, whose field is sanField), the common
+// name when it names a host, and the subject's email addresses.
+func NamesOf(sanField string, sans []SAN, dnField, cn string, emails []string) []IssuedName {
+	var out []IssuedName
 	for i, s := range sans {
-		n := issuedName{field: fmt.Sprintf("%s[%d].value", sanField, i)}
+		n := IssuedName{field: fmt.Sprintf("%s[%d].value", sanField, i)}
 		switch s.Type {
 		case "DNS":
 			n.dns = s.Value
@@ -74,75 +73,35 @@ func namesOf(sanField string, sans []SAN, dnField, cn string, emails []string) [
 		out = append(out, n)
 	}
 	if dns, ip := hostOf(cn); dns != "" || ip != nil {
-		out = append(out, issuedName{field: dnField + ".common_name", dns: dns, ip: ip})
+		out = append(out, IssuedName{field: dnField + ".common_name", dns: dns, ip: ip})
 	}
 	for _, e := range emails {
-		out = append(out, issuedName{field: dnField + ".email_address", email: e})
+		out = append(out, IssuedName{field: dnField + ".email_address", email: e})
 	}
 	return out
 }
 
-// constrainingChain is the issuer's certificate and those above it as far
-// as the tenant stores them: an imported CA's supplied chain, or the
-// tenant's CAs up to the root. A CA purged from the store ends the walk.
-func (e *Engine) constrainingChain(ctx context.Context, tenant string, is *issuer) ([]*x509.Certificate, error) {
-	chain := []*x509.Certificate{is.cert}
-	c := is.ca
-	for depth := 0; depth < 16; depth++ {
-		if c.GenMode == GenModeImport {
-			for _, der := range c.ExtChain {
-				cert, err := issuerCerts.get(der)
-				if err != nil {
-					return nil, storeErr(err, "CA chain")
-				}
-				chain = append(chain, cert)
-			}
-			break
-		}
-		if c.Type == CATypeRoot || c.IssuerID == "" {
-			break
-		}
-		_, parent, err := getPCARecordVia(ctx, e, kindPCACA, "CA", tenant, c.IssuerID, e.issuers.get)
-		if KindOf(err) == KindNotFound {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		cert, err := issuerCerts.get(parent.Cert)
-		if err != nil {
-			return nil, storeErr(err, "CA certificate")
-		}
-		chain = append(chain, cert)
-		c = parent
-	}
-	return chain, nil
-}
-
-// checkNameConstraints refuses names of a certificate to be signed by is
-// that a certificate of is's chain does not permit, or excludes. subject
-// is the subject to be signed and dnField its field in errors.
-func (e *Engine) checkNameConstraints(ctx context.Context, tenant string, is *issuer, names []issuedName, subject pkix.RDNSequence, dnField string) error {
-	chain, err := e.constrainingChain(ctx, tenant, is)
-	if err != nil {
-		return err
-	}
+// CheckNameConstraints refuses names of a certificate to be signed under
+// chain (its issuer's certificate first, then those above it) that a
+// certificate of chain does not permit, or excludes. subject is the
+// subject to be signed and dnField its field in refusals.
+func CheckNameConstraints(chain []*x509.Certificate, names []IssuedName, subject pkix.RDNSequence, dnField string) error {
 	for _, ca := range chain {
 		if !hasNameConstraints(ca) {
 			continue
 		}
-		refuse := func(field, name, why string) error {
-			return pcaInvalid(CodeNameConstraint, field, nil,
+		refusal := func(field, name, why string) error {
+			return refuse(BadNameConstraint, field, nil,
 				fmt.Sprintf("%q is outside the name constraints of CA %q: %s", name, ca.Subject.CommonName, why))
 		}
 		for _, n := range names {
 			if why := violation(ca, n); why != "" {
-				return refuse(n.field, n.String(), why)
+				return refusal(n.field, n.String(), why)
 			}
 		}
 		permitted, excluded, err := dirNameConstraints(ca)
 		if err != nil {
-			return pcaInvalid(CodeNameConstraint, dnField, nil,
+			return refuse(BadNameConstraint, dnField, nil,
 				fmt.Sprintf("the name constraints of CA %q cannot be read", ca.Subject.CommonName))
 		}
 		subj := flatten(subject)
@@ -150,10 +109,10 @@ func (e *Engine) checkNameConstraints(ctx context.Context, tenant string, is *is
 			continue // directoryName constraints bind a non-empty subject only
 		}
 		if len(permitted) > 0 && !anyDir(subj, permitted) {
-			return refuse(dnField, subject.String(), "not within a permitted directory name")
+			return refusal(dnField, subject.String(), "not within a permitted directory name")
 		}
 		if anyDir(subj, excluded) {
-			return refuse(dnField, subject.String(), "within an excluded directory name")
+			return refusal(dnField, subject.String(), "within an excluded directory name")
 		}
 	}
 	return nil
@@ -169,7 +128,7 @@ func hasNameConstraints(c *x509.Certificate) bool {
 }
 
 // violation says why n breaks ca's constraints of its form, or "".
-func violation(ca *x509.Certificate, n issuedName) string {
+func violation(ca *x509.Certificate, n IssuedName) string {
 	switch {
 	case n.dns != "":
 		if len(ca.PermittedDNSDomains) > 0 && !anyOf(ca.PermittedDNSDomains, func(c string) bool { return dnsWithin(n.dns, c) }) {
@@ -399,8 +358,8 @@ func dirWithin(subj, c []pkix.AttributeTypeAndValue) bool {
 
 func foldSpaces(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
 
-// subjectOf is the subject a template will carry, as an RDN sequence.
-func subjectOf(t *x509.Certificate) pkix.RDNSequence {
+// SubjectOf is the subject a template will carry, as an RDN sequence.
+func SubjectOf(t *x509.Certificate) pkix.RDNSequence {
 	if t.RawSubject != nil {
 		var seq pkix.RDNSequence
 		if _, err := asn1.Unmarshal(t.RawSubject, &seq); err == nil {
@@ -409,12 +368,4 @@ func subjectOf(t *x509.Certificate) pkix.RDNSequence {
 		return nil
 	}
 	return t.Subject.ToRDNSequence()
-}
-
-// checkCANames applies the issuer's name constraints to a subordinate CA
-// hsmca creates or activates: its subject, and its common name when that
-// names a host.
-func (e *Engine) checkCANames(ctx context.Context, tenant string, is *issuer, dn DistinguishedName) error {
-	return e.checkNameConstraints(ctx, tenant, is, namesOf("", nil, "distinguished_name", dn.CommonName, nil),
-		dn.pkixName().ToRDNSequence(), "distinguished_name")
 }

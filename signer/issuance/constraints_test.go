@@ -1,4 +1,4 @@
-package signer
+package issuance
 
 import (
 	"crypto/ecdsa"

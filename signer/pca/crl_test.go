@@ -1,4 +1,4 @@
-package signer_test
+package pca_test
 
 import (
 	"bytes"
@@ -32,6 +32,7 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
@@ -156,15 +157,16 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// crlEnv is an engine over an indexed store that counts writes and an HSM
-// whose signatures can be made to fail, with a clock the test moves.
+// crlEnv is the family over an indexed store that counts writes and an
+// HSM whose signatures can be made to fail, with a clock the test moves.
 type crlEnv struct {
-	e     *signer.Engine
+	e     *pca.Service
 	raw   store.Store
 	st    *writeCountingStore
 	hsm   *signFaultHSM
 	logs  *lockedBuffer
 	m     *metrics.Metrics
+	clk   *testClock
 	clock func(time.Duration)
 }
 
@@ -176,25 +178,28 @@ func newCRLEnv(t *testing.T, backend string) *crlEnv {
 	var raw store.Store
 	switch backend {
 	case "bolt":
-		raw, err = boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
+		raw, err = boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes(pca.Family())})
 	case "redis":
 		r := testenv.StartRedis(t)
-		raw, err = redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes()})
+		raw, err = redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes(pca.Family())})
 	}
 	require.NoError(t, err)
 	env := &crlEnv{raw: raw, st: &writeCountingStore{Store: raw}, hsm: &signFaultHSM{HSM: h},
-		logs: &lockedBuffer{}, m: metrics.New("test")}
-	env.e = env.replica()
-	env.clock = signer.SetPCAClockForTest(env.e)
-	t.Cleanup(func() { env.e.Close(); raw.Close() })
+		logs: &lockedBuffer{}, m: metrics.New("test"), clk: &testClock{}}
+	env.clock = env.clk.set
+	t.Cleanup(func() { raw.Close() }) // after the replicas' cores, which flush into it
+	env.e = env.replica(t)
 	return env
 }
 
-// replica is another engine over the same store and HSM, as a second
-// daemon replica.
-func (env *crlEnv) replica() *signer.Engine {
+// replica is the family over another core with the same store, HSM and
+// clock, as a second daemon replica.
+func (env *crlEnv) replica(t *testing.T) *pca.Service {
 	log := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return signer.New(signer.Options{Store: env.st, HSM: env.hsm, Logger: log, Metrics: env.m})
+	core := signer.New(signer.Options{Families: []signer.Family{pca.Family()}, Store: env.st, HSM: env.hsm,
+		Logger: log, Metrics: env.m, Now: env.clk.now})
+	t.Cleanup(func() { core.Close() })
+	return pca.New(core)
 }
 
 func (env *crlEnv) events(t *testing.T) int {
@@ -213,25 +218,25 @@ func (env *crlEnv) crl(t *testing.T, ca string) *x509.RevocationList {
 	return crl
 }
 
-func mkCRLRoot(t *testing.T, e *signer.Engine, cn string, days int) string {
+func mkCRLRoot(t *testing.T, e *pca.Service, cn string, days int) string {
 	t.Helper()
-	id, err := e.CreateCA(pcaCtx(), "t1", signer.CACreate{Type: "ROOT", DN: caDN(cn), KeyAlgorithm: "EC256",
-		SignatureAlgorithm: "SHA256", Validity: &signer.Validity{Type: "YEAR", Value: 10},
-		CRL: &signer.CRLConfiguration{Enabled: true, ValidDays: days}})
+	id, err := e.CreateCA(pcaCtx(), "t1", pca.CACreate{Type: "ROOT", DN: caDN(cn), KeyAlgorithm: "EC256",
+		SignatureAlgorithm: "SHA256", Validity: &pca.Validity{Type: "YEAR", Value: 10},
+		CRL: &pca.CRLConfiguration{Enabled: true, ValidDays: days}})
 	require.NoError(t, err)
 	return id
 }
 
-func mkLeaf(t *testing.T, e *signer.Engine, issuer, cn string, v signer.Validity) string {
+func mkLeaf(t *testing.T, e *pca.Service, issuer, cn string, v pca.Validity) string {
 	t.Helper()
-	id, err := e.IssueCertificate(pcaCtx(), "t1", signer.CertIssue{IssuerID: issuer,
-		DN: &signer.DistinguishedName{CommonName: cn}, Validity: &v,
-		SANs: []signer.SAN{{Type: "DNS", Value: cn}}})
+	id, err := e.IssueCertificate(pcaCtx(), "t1", pca.CertIssue{IssuerID: issuer,
+		DN: &pca.DistinguishedName{CommonName: cn}, Validity: &v,
+		SANs: []pca.SAN{{Type: "DNS", Value: cn}}})
 	require.NoError(t, err)
 	return id
 }
 
-func serialOf(t *testing.T, e *signer.Engine, id string) *big.Int {
+func serialOf(t *testing.T, e *pca.Service, id string) *big.Int {
 	t.Helper()
 	c, err := e.GetCertificate(pcaCtx(), "t1", id)
 	require.NoError(t, err)
@@ -242,7 +247,7 @@ func serialOf(t *testing.T, e *signer.Engine, id string) *big.Int {
 
 // externalCertUsage signs a PENDING CA's CSR outside hsmca with the given
 // key usage (0: no keyUsage extension).
-func externalCertUsage(t *testing.T, e *signer.Engine, caID string, ku x509.KeyUsage) string {
+func externalCertUsage(t *testing.T, e *pca.Service, caID string, ku x509.KeyUsage) string {
 	t.Helper()
 	csrPEM, err := e.CACSR(pcaCtx(), "t1", caID)
 	require.NoError(t, err)
@@ -265,10 +270,10 @@ func externalCertUsage(t *testing.T, e *signer.Engine, caID string, ku x509.KeyU
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-func mkPendingCRL(t *testing.T, e *signer.Engine, cn string, crlOn bool) string {
+func mkPendingCRL(t *testing.T, e *pca.Service, cn string, crlOn bool) string {
 	t.Helper()
-	id, err := e.CreateCA(pcaCtx(), "t1", signer.CACreate{Type: "SUBORDINATE", DN: caDN(cn), KeyAlgorithm: "EC256",
-		CRL: &signer.CRLConfiguration{Enabled: crlOn, ValidDays: 7}})
+	id, err := e.CreateCA(pcaCtx(), "t1", pca.CACreate{Type: "SUBORDINATE", DN: caDN(cn), KeyAlgorithm: "EC256",
+		CRL: &pca.CRLConfiguration{Enabled: crlOn, ValidDays: 7}})
 	require.NoError(t, err)
 	return id
 }
@@ -288,7 +293,7 @@ func TestPCACRLOfACertificateWithoutCRLSign(t *testing.T) {
 			err := e.ImportCACertificate(ctx, "t1", on, externalCertUsage(t, e, on, x509.KeyUsageCertSign), "")
 			require.Error(t, err)
 			assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
-			assert.Equal(t, signer.CodeBadCert, signer.AsError(err).Code)
+			assert.Equal(t, pca.ReasonBadCert, signer.ReasonOf(err))
 			assert.Contains(t, err.Error(), "cRLSign")
 			ca, err := e.GetCA(ctx, "t1", on)
 			require.NoError(t, err)
@@ -299,7 +304,7 @@ func TestPCACRLOfACertificateWithoutCRLSign(t *testing.T) {
 			err = e.SetCRL(ctx, "t1", legacy, true, 7)
 			require.Error(t, err)
 			assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
-			assert.Equal(t, signer.CodeNoCRLSign, signer.AsError(err).Code)
+			assert.Equal(t, pca.ReasonNoCRLSign, signer.ReasonOf(err))
 			ca, err = e.GetCA(ctx, "t1", legacy)
 			require.NoError(t, err)
 			assert.False(t, ca.CRL.Enabled, "a refused enable changes nothing")
@@ -325,7 +330,7 @@ func TestPCACRLOfACertificateWithoutCRLSign(t *testing.T) {
 				_, err := e.PublicCRL(context.Background(), legacy)
 				require.Error(t, err)
 				require.Equal(t, signer.KindNotFound, signer.KindOf(err), "fetch %d: %v", i, err)
-				require.Equal(t, signer.CodeCRLDisabled, signer.AsError(err).Code)
+				require.Equal(t, pca.ReasonCRLDisabled, signer.ReasonOf(err))
 			}
 			assert.Equal(t, writes, env.st.writes.Load(), "anonymous fetches write nothing")
 			assert.Equal(t, events, env.events(t), "anonymous fetches add no event record")
@@ -401,7 +406,7 @@ func TestPCACRLFailedSignatureTakesNoNumber(t *testing.T) {
 			env := newCRLEnv(t, backend)
 			e, ctx := env.e, pcaCtx()
 			root := mkCRLRoot(t, e, "Faulty Root", 7)
-			leaf := mkLeaf(t, e, root, "faulty.example.com", signer.Validity{Type: "DAY", Value: 30})
+			leaf := mkLeaf(t, e, root, "faulty.example.com", pca.Validity{Type: "DAY", Value: 30})
 
 			env.hsm.failSign.Store(true)
 			require.Error(t, e.RevokeCertificate(ctx, "t1", leaf, "KEY_COMPROMISE"))
@@ -468,12 +473,10 @@ func TestPCACRLBackgroundRefresh(t *testing.T) {
 
 			// Two replicas whose rounds run at once sign one CRL between
 			// them, or two with consecutive numbers: never one number twice.
-			other := env.replica()
-			t.Cleanup(func() { other.Close() })
-			signer.SetPCAClockForTest(other)(7*24*time.Hour + 2*time.Minute)
+			other := env.replica(t)
 			env.clock(7*24*time.Hour + 2*time.Minute)
 			var wg sync.WaitGroup
-			for _, eng := range []*signer.Engine{e, other} {
+			for _, eng := range []*pca.Service{e, other} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -496,16 +499,15 @@ func TestPCACRLConcurrentRevocationsAcrossReplicas(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			env := newCRLEnv(t, backend)
 			e, ctx := env.e, pcaCtx()
-			other := env.replica()
-			t.Cleanup(func() { other.Close() })
+			other := env.replica(t)
 			root := mkCRLRoot(t, e, "Busy Root", 7)
 			var leaves []string
 			for i := 0; i < 6; i++ {
-				leaves = append(leaves, mkLeaf(t, e, root, "busy.example.com", signer.Validity{Type: "DAY", Value: 30}))
+				leaves = append(leaves, mkLeaf(t, e, root, "busy.example.com", pca.Validity{Type: "DAY", Value: 30}))
 			}
 			var wg sync.WaitGroup
 			for i, id := range leaves {
-				eng := []*signer.Engine{e, other}[i%2]
+				eng := []*pca.Service{e, other}[i%2]
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -542,9 +544,9 @@ func TestPCADeleteOfAnIssuedCertificateRevokesIt(t *testing.T) {
 			env := newCRLEnv(t, backend)
 			e, ctx := env.e, pcaCtx()
 			root := mkCRLRoot(t, e, "Deleting Root", 7)
-			issued := mkLeaf(t, e, root, "issued.example.com", signer.Validity{Type: "DAY", Value: 30})
-			revoked := mkLeaf(t, e, root, "revoked.example.com", signer.Validity{Type: "DAY", Value: 30})
-			expired := mkLeaf(t, e, root, "expired.example.com", signer.Validity{Type: "HOUR", Value: 1})
+			issued := mkLeaf(t, e, root, "issued.example.com", pca.Validity{Type: "DAY", Value: 30})
+			revoked := mkLeaf(t, e, root, "revoked.example.com", pca.Validity{Type: "DAY", Value: 30})
+			expired := mkLeaf(t, e, root, "expired.example.com", pca.Validity{Type: "HOUR", Value: 1})
 			serials := map[string]*big.Int{}
 			for _, id := range []string{issued, revoked, expired} {
 				serials[id] = serialOf(t, e, id)
@@ -552,7 +554,7 @@ func TestPCADeleteOfAnIssuedCertificateRevokesIt(t *testing.T) {
 			require.NoError(t, e.RevokeCertificate(ctx, "t1", revoked, "KEY_COMPROMISE"))
 			env.clock(2 * time.Hour)
 			used := func() int64 {
-				n, err := env.raw.QuotaUsage(ctx, "t1", signer.QuotaPCACerts)
+				n, err := env.raw.QuotaUsage(ctx, "t1", pca.QuotaCertificates)
 				require.NoError(t, err)
 				return n
 			}

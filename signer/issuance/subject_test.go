@@ -1,4 +1,4 @@
-package signer
+package issuance
 
 import (
 	"crypto/x509/pkix"
@@ -14,10 +14,10 @@ func TestUnsafeText(t *testing.T) {
 	for _, s := range []string{"a\x00b", "a\x1bb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u202eb", "a\u202ab", "a\u2066b",
 		"a\u2069b", "a\u200eb", "a\u200fb", "a\u200bb", "a\u200db", "\ufeffab", "a\u00adb", "a\u2028b", "a\u2029b",
 		"a\ufffdb", "a\xffb"} {
-		assert.True(t, hasUnsafeText(s), "%q", s)
+		assert.True(t, UnsafeText(s), "%q", s)
 	}
 	for _, s := range []string{"www.example.com", "Müller GmbH", "東京", "O'Brien (Ltd.)", "a b", "Ελληνικά"} {
-		assert.False(t, hasUnsafeText(s), "%q", s)
+		assert.False(t, UnsafeText(s), "%q", s)
 	}
 }
 
@@ -73,16 +73,18 @@ type rawRDNSET []struct {
 	Value asn1.RawValue
 }
 
-func TestCheckCSRSubject(t *testing.T) {
-	s, err := checkCSRSubject(rawSubject(t, atv(oidC, "DE"), atv(oidO, "Müller GmbH"), atv(oidOU, "A"), atv(oidOU, "B"),
+const csrDNField = "csr.distinguished_name"
+
+func TestCheckSubject(t *testing.T) {
+	s, err := CheckSubject(csrDNField, rawSubject(t, atv(oidC, "DE"), atv(oidO, "Müller GmbH"), atv(oidOU, "A"), atv(oidOU, "B"),
 		atv(oidDC, "corp"), atv(oidEmail, "ops@example.com"), atv(oidCN, "svc.example.com")))
 	require.NoError(t, err)
 	assert.Equal(t, DistinguishedName{CommonName: "svc.example.com", Country: "DE", Organization: "Müller GmbH",
-		OrganizationalUnit: "A"}, s.dn)
-	assert.Equal(t, []string{"ops@example.com"}, s.emails)
-	assert.False(t, s.empty)
+		OrganizationalUnit: "A"}, s.DN)
+	assert.Equal(t, []string{"ops@example.com"}, s.Emails)
+	assert.False(t, s.Empty)
 	var seq pkix.RDNSequence
-	_, err = asn1.Unmarshal(s.raw, &seq)
+	_, err = asn1.Unmarshal(s.Raw, &seq)
 	require.NoError(t, err)
 	require.Len(t, seq, 7, "one attribute per RDN, in the CSR's order")
 	var name pkix.Name
@@ -91,7 +93,7 @@ func TestCheckCSRSubject(t *testing.T) {
 	// The string types: PrintableString where it fits, UTF8String
 	// otherwise, IA5String for email and domain component.
 	var raw []rawRDNSET
-	_, err = asn1.Unmarshal(s.raw, &raw)
+	_, err = asn1.Unmarshal(s.Raw, &raw)
 	require.NoError(t, err)
 	tags := []int{}
 	for _, r := range raw {
@@ -100,9 +102,9 @@ func TestCheckCSRSubject(t *testing.T) {
 	assert.Equal(t, []int{asn1.TagPrintableString, asn1.TagUTF8String, asn1.TagPrintableString, asn1.TagPrintableString,
 		asn1.TagIA5String, asn1.TagIA5String, asn1.TagPrintableString}, tags)
 
-	s, err = checkCSRSubject(rawSubject(t))
+	s, err = CheckSubject(csrDNField, rawSubject(t))
 	require.NoError(t, err)
-	assert.True(t, s.empty)
+	assert.True(t, s.Empty)
 
 	for name, raw := range map[string][]byte{
 		"NUL in CN":            rawSubject(t, atv(oidCN, "www.bank.com\x00.evil.com")),
@@ -128,9 +130,9 @@ func TestCheckCSRSubject(t *testing.T) {
 		}()...),
 		"not DER": {0x30, 0x05, 0x01},
 	} {
-		_, err := checkCSRSubject(raw)
+		_, err := CheckSubject(csrDNField, raw)
 		require.Error(t, err, name)
-		assert.Equal(t, CodeBadDN, AsError(err).Code, name)
-		assert.True(t, strings.HasPrefix(AsError(err).Fields[0].Field, csrDNField), name)
+		assert.Equal(t, BadName, ReasonOf(err), name)
+		assert.True(t, strings.HasPrefix(err.(*Error).Field, csrDNField), name)
 	}
 }

@@ -1,6 +1,9 @@
-package signer
+package pca
 
-import "fmt"
+import (
+	"fmt"
+	"github.com/hsmca/hsmca/signer"
+)
 
 // CA statuses of the CCM PCA family. EXPIRED is never stored: an ACTIVED
 // CA whose certificate has run out reads as EXPIRED (see caEffective).
@@ -85,7 +88,7 @@ func CATransition(op CAOp, from string) (string, error) {
 		case op == CAOpIssue || op == CAOpActivate && from != CAPending:
 			msg += "; only " + allowedFrom(op) + " allows it"
 		}
-		return "", &Error{Kind: KindWrongState, Code: CodeCAState, Msg: msg}
+		return "", &signer.Error{Kind: signer.KindWrongState, Reason: ReasonCAState, Msg: msg}
 	}
 	return to, nil
 }
@@ -123,7 +126,7 @@ var certTransitions = map[CertOp]map[string]string{
 func CertTransition(op CertOp, from string) (string, error) {
 	to, ok := certTransitions[op][from]
 	if !ok {
-		return "", &Error{Kind: KindWrongState, Code: CodeCertState,
+		return "", &signer.Error{Kind: signer.KindWrongState, Reason: ReasonCertState,
 			Msg: fmt.Sprintf("cannot %s a certificate in status %s", op, from)}
 	}
 	return to, nil

@@ -1,0 +1,127 @@
+// Package pca is the Huawei CCM Private CA family: private certificate
+// authorities (roots, subordinates signed here or outside), the
+// certificates they issue (with a key made here, or from a CSR), their
+// revocation, CRLs and scheduled deletion. Keys of CAs live in the HSM;
+// the core (package signer) provides the run envelope, the key lifecycle,
+// quotas and the store.
+package pca
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+)
+
+// Record kinds of the family.
+const (
+	RecordCA          = "pca_ca"
+	RecordCertificate = "pca_certificate"
+	RecordRevocation  = "pca_revocation"
+	RecordCRL         = "pca_crl"
+	// RecordIndex maps a CA id to its tenant (in the platform namespace)
+	// for the one route that names a CA without a credential: its CRL.
+	RecordIndex = "pca_ca_index"
+)
+
+// Per-tenant quota resources of the family (the store's quota counters
+// and keys of the `quotas` configuration map).
+const (
+	QuotaCAs          = "pca_cas"          // certificate authorities, default 100
+	QuotaCertificates = "pca_certificates" // private certificates, default 100000
+)
+
+// Service is the family's use cases over a core.
+type Service struct {
+	core  *signer.Core
+	store store.Store // the core's, timed by the store metrics
+	// issuers keeps decoded CA records by their stored bytes: every
+	// issuance reads its CA record afresh but need not decode the same
+	// bytes again each time.
+	issuers *signer.BytesCache[caRecord]
+	// issuerCerts keeps parsed CA certificates by their DER bytes, for
+	// the same reason.
+	issuerCerts *signer.BytesCache[*x509.Certificate]
+}
+
+// New returns the family's service over core.
+func New(core *signer.Core) *Service {
+	return &Service{core: core, store: core.Store(),
+		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert)}
+}
+
+func parseCACert(der []byte) (*x509.Certificate, error) {
+	if len(der) == 0 {
+		return nil, errors.New("CA has no certificate")
+	}
+	return x509.ParseCertificate(der)
+}
+
+func (s *Service) now() time.Time { return s.core.Now() }
+
+// Family is what the core needs of the family. Its indexes:
+//
+//   - certificates by status, common_name, not_after and expiry (the
+//     stored status, "/", and not_after: the derived ISSUED and EXPIRED
+//     states are ranges of it, and within one status it is not_after
+//     order);
+//   - revocations by issuer_id (a CRL reads its issuer's only);
+//   - CAs by status (the purge sweep reads the deleted ones) and the CA
+//     index by purge_at (the janitor reads the due ones). CA lists
+//     otherwise read the tenant's CAs, which the CA quota bounds;
+//   - the CA index by crl_due (the CRL refresher reads the due ones).
+//
+// ACTIVED CAs feed the CA-expiry gauges, roots and subordinates apart.
+// Its janitors purge the CAs whose scheduled deletion fell due, also in
+// tenants nobody reads, and re-sign the CRLs due for refresh.
+func Family() signer.Family {
+	return signer.Family{
+		Name: "pca",
+		Indexes: []store.Index{
+			{Kind: RecordCertificate, Field: "status"},
+			{Kind: RecordCertificate, Field: "common_name"},
+			{Kind: RecordCertificate, Field: "not_after"},
+			{Kind: RecordCertificate, Field: certExpiryField},
+			{Kind: RecordRevocation, Field: "issuer_id"},
+			{Kind: RecordCA, Field: "status"},
+			{Kind: RecordIndex, Field: "purge_at"},
+			{Kind: RecordIndex, Field: signer.CRLDueField},
+		},
+		Quotas: []signer.QuotaDefault{
+			{Resource: QuotaCAs, Default: 100},
+			{Resource: QuotaCertificates, Default: 100000},
+		},
+		CAExpiry: []signer.CAExpirySource{
+			{Label: "pca_root", RecordKind: RecordCA, Active: activeCA(CATypeRoot)},
+			{Label: "pca_subordinate", RecordKind: RecordCA, Active: activeCA(CATypeSubordinate)},
+		},
+		Janitors: []signer.Janitor{
+			{Name: "purge-deleted-cas", Run: func(ctx context.Context, c *signer.Core) (int, error) {
+				return New(c).SweepDeletedCAs(ctx)
+			}},
+			{Name: "refresh-crls", Run: func(ctx context.Context, c *signer.Core) (int, error) {
+				return New(c).RefreshDueCRLs(ctx)
+			}},
+		},
+	}
+}
+
+// activeCA reads the expiry of an ACTIVED CA of type typ. One past its
+// end still counts, with a negative expiry: the alert must keep firing
+// until someone replaces it.
+func activeCA(typ string) func(rec *store.Record) (time.Time, bool) {
+	return func(rec *store.Record) (time.Time, bool) {
+		if rec.Fields["status"] != CAActived || rec.Fields["type"] != typ {
+			return time.Time{}, false
+		}
+		ms, err := strconv.ParseInt(rec.Fields["not_after"], 10, 64)
+		if err != nil || ms <= 0 {
+			return time.Time{}, false
+		}
+		return time.UnixMilli(ms), true
+	}
+}

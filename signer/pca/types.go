@@ -1,0 +1,174 @@
+package pca
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/signer/issuance"
+)
+
+// DistinguishedName is the subject of a CA or certificate as the family
+// spells it (and stores it).
+type DistinguishedName = issuance.DistinguishedName
+
+// SAN is one subject alternative name as the family sends it.
+type SAN = issuance.SAN
+
+// CA types and generation modes.
+const (
+	CATypeRoot        = "ROOT"
+	CATypeSubordinate = "SUBORDINATE"
+
+	GenModeGenerate = "GENERATE" // key and certificate made here
+	GenModeImport   = "IMPORT"   // key made here, certificate signed outside
+)
+
+// Certificate types of issuance from a CSR.
+const (
+	CertTypeEntity       = "ENTITY_CERT"
+	CertTypeIntermediate = "INTERMEDIATE_CA"
+)
+
+// Validity is a validity period as the family expresses it.
+type Validity struct {
+	Type      string `json:"type"`
+	Value     int64  `json:"value"`
+	StartFrom int64  `json:"start_from,omitempty"` // epoch ms; 0 means now
+}
+
+// The family's calendar: a month is 31 days and a year 12 such months, so
+// that durations never depend on the date they start from.
+const (
+	pcaHour  = time.Hour
+	pcaDay   = 24 * pcaHour
+	pcaMonth = 31 * pcaDay
+	pcaYear  = 12 * pcaMonth
+
+	maxRootValidity  = 30 * pcaYear
+	maxChildValidity = 20 * pcaYear
+	// startFromSlack tolerates clock skew between client and daemon.
+	startFromSlack = 5 * time.Minute
+)
+
+// window turns a validity into [notBefore, notAfter], truncated to whole
+// seconds as X.509 stores them. max bounds the length.
+func (v *Validity) window(now time.Time, max time.Duration) (time.Time, time.Time, error) {
+	if v == nil {
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity", nil, "is required")
+	}
+	var unit time.Duration
+	switch v.Type {
+	case "YEAR":
+		unit = pcaYear
+	case "MONTH":
+		unit = pcaMonth
+	case "DAY":
+		unit = pcaDay
+	case "HOUR":
+		unit = pcaHour
+	default:
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.type", v.Type, "must be YEAR, MONTH, DAY or HOUR")
+	}
+	if v.Value < 1 || v.Value > math.MaxInt64/int64(unit) || time.Duration(v.Value)*unit > max {
+		return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.value", v.Value,
+			fmt.Sprintf("must be at least 1 and the period at most %d years", max/pcaYear))
+	}
+	start := now
+	if v.StartFrom != 0 {
+		start = time.UnixMilli(v.StartFrom)
+		if start.Before(now.Add(-startFromSlack)) {
+			return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.start_from", v.StartFrom,
+				"must not be earlier than five minutes ago")
+		}
+		if start.After(now.Add(maxChildValidity)) {
+			return time.Time{}, time.Time{}, refused(ReasonBadValidity, "validity.start_from", v.StartFrom,
+				"is too far in the future")
+		}
+	}
+	nb := start.UTC().Truncate(time.Second)
+	return nb, nb.Add(time.Duration(v.Value) * unit), nil
+}
+
+// caKeyAlgorithms are the key algorithms a CA (and a leaf key made here)
+// may have.
+var caKeyAlgorithms = []hsm.Algorithm{hsm.RSA2048, hsm.RSA3072, hsm.RSA4096, hsm.EC256, hsm.EC384}
+
+func parseKeyAlgorithm(field, s string) (hsm.Algorithm, error) {
+	for _, a := range caKeyAlgorithms {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", refused(ReasonBadKeyAlg, field, s, "must be RSA2048, RSA3072, RSA4096, EC256 or EC384")
+}
+
+// checkPathLengthRange validates a requested path length alone; the
+// issuer's bound is issuance.CheckPathLength's.
+func checkPathLengthRange(n int) error {
+	if n < 0 || n > issuance.MaxPathLength {
+		return refused(ReasonBadParameter, "path_length", n, fmt.Sprintf("must be from 0 to %d", issuance.MaxPathLength))
+	}
+	return nil
+}
+
+// ExtendedKeyUsage is the family's set of extended key usages.
+type ExtendedKeyUsage struct {
+	ServerAuth      bool `json:"server_auth"`
+	ClientAuth      bool `json:"client_auth"`
+	CodeSigning     bool `json:"code_signing"`
+	EmailProtection bool `json:"email_protection"`
+	TimeStamping    bool `json:"time_stamping"`
+}
+
+// ekuDefault is what a certificate without extended_key_usage gets.
+var ekuDefault = ExtendedKeyUsage{ServerAuth: true, ClientAuth: true}
+
+func (u ExtendedKeyUsage) list() []x509.ExtKeyUsage {
+	var out []x509.ExtKeyUsage
+	for _, p := range []struct {
+		on  bool
+		eku x509.ExtKeyUsage
+	}{
+		{u.ServerAuth, x509.ExtKeyUsageServerAuth}, {u.ClientAuth, x509.ExtKeyUsageClientAuth},
+		{u.CodeSigning, x509.ExtKeyUsageCodeSigning}, {u.EmailProtection, x509.ExtKeyUsageEmailProtection},
+		{u.TimeStamping, x509.ExtKeyUsageTimeStamping},
+	} {
+		if p.on {
+			out = append(out, p.eku)
+		}
+	}
+	return out
+}
+
+// CRLConfiguration says whether a CA publishes a CRL and for how long each
+// one is valid.
+type CRLConfiguration struct {
+	Enabled   bool `json:"enabled"`
+	ValidDays int  `json:"valid_days"`
+}
+
+const (
+	minCRLDays, maxCRLDays = 7, 30
+	defaultCRLDays         = 7
+	minPendingDays         = 7
+	maxPendingDays         = 30
+)
+
+func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
+	out := CRLConfiguration{ValidDays: defaultCRLDays}
+	if in == nil {
+		return out, nil
+	}
+	out.Enabled = in.Enabled
+	if in.ValidDays != 0 || in.Enabled {
+		if in.ValidDays < minCRLDays || in.ValidDays > maxCRLDays {
+			return out, refused(ReasonBadParameter, "crl_configuration.valid_days", in.ValidDays,
+				fmt.Sprintf("must be from %d to %d", minCRLDays, maxCRLDays))
+		}
+		out.ValidDays = in.ValidDays
+	}
+	return out, nil
+}
