@@ -274,7 +274,7 @@ func (h *HSM) load(b *backend, id string) (*keySigner, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.pub, k.alg = s.Public(), algorithmOf(s.Public())
+	k.pub, k.alg = s.Public(), AlgorithmOf(s.Public())
 	k.res.Store(&resolved{gen: b.gen, c11: s})
 	return k, nil
 }
@@ -607,7 +607,7 @@ func (h *HSM) publicOf(b *backend, priv pkcs11.ObjectHandle, id string, keyType 
 			return nil, "", err
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(a[0].Value), E: int(new(big.Int).SetBytes(a[1].Value).Int64())}
-		return pub, algorithmOf(pub), nil
+		return pub, AlgorithmOf(pub), nil
 	case pkcs11.CKK_EC:
 		pubs, err := h.findByID(b, id, classPtr(pkcs11.CKO_PUBLIC_KEY))
 		if err != nil || len(pubs) == 0 {
@@ -630,7 +630,7 @@ func (h *HSM) publicOf(b *backend, priv pkcs11.ObjectHandle, id string, keyType 
 		if err != nil {
 			return nil, "", err
 		}
-		return pub, algorithmOf(pub), nil
+		return pub, AlgorithmOf(pub), nil
 	case ckkECEdwards:
 		pub, err := h.edwardsPublic(b, id)
 		if err != nil {

@@ -150,6 +150,43 @@ func (e *Core) backfillCRLDue(ctx context.Context, kind string) error {
 	}
 }
 
+// RefreshDueCRLs is one round of a family's CRL refresher: for every index
+// entry of kind, in every tenant, whose refresh fell due and still is when
+// re-read (another replica may have refreshed it since), refresh re-signs
+// the CRL (or settles the entry) and says whether it signed one. It
+// returns how many were signed; a failing entry is logged under family
+// and the others go on.
+func (e *Core) RefreshDueCRLs(ctx context.Context, family, kind string,
+	refresh func(ctx context.Context, idx *store.Record) (bool, error)) (int, error) {
+	if _, err := e.HSM(); err != nil {
+		return 0, err
+	}
+	due, err := e.DueCRLs(ctx, kind)
+	if err != nil {
+		return 0, err
+	}
+	signed := 0
+	var errs []error
+	for i := range due {
+		if ctx.Err() != nil {
+			return signed, ctx.Err()
+		}
+		idx, still := e.StillDue(ctx, kind, due[i].ID)
+		if !still {
+			continue
+		}
+		ok, err := refresh(ctx, idx)
+		if err != nil {
+			e.log.Warn("CRL refresh failed", "family", family, "id", due[i].ID, "err", err)
+			errs = append(errs, err)
+		}
+		if ok {
+			signed++
+		}
+	}
+	return signed, errors.Join(errs...)
+}
+
 // StillDue re-reads an index entry a round listed: another replica may
 // have refreshed its CRL since.
 func (e *Core) StillDue(ctx context.Context, kind, id string) (*store.Record, bool) {

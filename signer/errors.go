@@ -70,9 +70,6 @@ type Error struct {
 	Kind   Kind
 	Reason Reason // empty when the kind says it all
 	Msg    string
-	// Code is the wire code api reads today; Reason replaces it family by
-	// family, and Code goes once api maps reasons.
-	Code   string
 	Fields []FieldError
 	Err    error
 	// RetryAfter, when set, is how long the caller should wait before

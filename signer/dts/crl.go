@@ -210,37 +210,11 @@ func (s *Service) revokeSerial(ctx context.Context, tenant, rootID, hexSerial st
 // returns how many it signed. The family's janitor runs it on every
 // replica; concurrent rounds never give two CRLs one number.
 func (s *Service) refreshDueCRLs(ctx context.Context) (int, error) {
-	if _, err := s.core.HSM(); err != nil {
-		return 0, err
-	}
-	due, err := s.core.DueCRLs(ctx, kindRootIndex)
-	if err != nil {
-		return 0, err
-	}
-	signed := 0
-	var errs []error
-	for i := range due {
-		if ctx.Err() != nil {
-			return signed, ctx.Err()
-		}
-		ok, err := s.refreshDue(ctx, &due[i])
-		if err != nil {
-			s.core.Log().Warn("CRL refresh failed", "family", "dts", "id", due[i].ID, "err", err)
-			errs = append(errs, err)
-		}
-		if ok {
-			signed++
-		}
-	}
-	return signed, errors.Join(errs...)
+	return s.core.RefreshDueCRLs(ctx, "dts", kindRootIndex, s.refreshDue)
 }
 
 // refreshDue re-signs the CRL of a due root index entry.
-func (s *Service) refreshDue(ctx context.Context, listed *store.Record) (bool, error) {
-	idx, due := s.core.StillDue(ctx, kindRootIndex, listed.ID)
-	if !due {
-		return false, nil
-	}
+func (s *Service) refreshDue(ctx context.Context, idx *store.Record) (bool, error) {
 	_, root, err := s.getRoot(ctx, idx.Fields["tenant"], idx.ID)
 	switch {
 	case signer.KindOf(err) == signer.KindNotFound:

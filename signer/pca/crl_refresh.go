@@ -2,7 +2,6 @@ package pca
 
 import (
 	"context"
-	"errors"
 
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/issuance"
@@ -15,38 +14,12 @@ import (
 // schedule is the core's, signer/crl_refresh.go). Concurrent rounds never
 // give two CRLs one number.
 func (s *Service) RefreshDueCRLs(ctx context.Context) (int, error) {
-	if _, err := s.core.HSM(); err != nil {
-		return 0, err
-	}
-	due, err := s.core.DueCRLs(ctx, RecordIndex)
-	if err != nil {
-		return 0, err
-	}
-	signed := 0
-	var errs []error
-	for i := range due {
-		if ctx.Err() != nil {
-			return signed, ctx.Err()
-		}
-		ok, err := s.refreshDue(ctx, &due[i])
-		if err != nil {
-			s.core.Log().Warn("CRL refresh failed", "family", "pca", "id", due[i].ID, "err", err)
-			errs = append(errs, err)
-		}
-		if ok {
-			signed++
-		}
-	}
-	return signed, errors.Join(errs...)
+	return s.core.RefreshDueCRLs(ctx, "pca", RecordIndex, s.refreshDue)
 }
 
 // refreshDue re-signs the CRL of a due index entry when its CA publishes
 // one.
-func (s *Service) refreshDue(ctx context.Context, listed *store.Record) (bool, error) {
-	idx, due := s.core.StillDue(ctx, RecordIndex, listed.ID)
-	if !due {
-		return false, nil
-	}
+func (s *Service) refreshDue(ctx context.Context, idx *store.Record) (bool, error) {
 	tenant := idx.Fields["tenant"]
 	_, c, err := s.getCA(ctx, tenant, idx.ID)
 	switch {
