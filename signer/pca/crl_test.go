@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -248,26 +244,7 @@ func serialOf(t *testing.T, e *pca.Service, id string) *big.Int {
 // externalCertUsage signs a PENDING CA's CSR outside hsmca with the given
 // key usage (0: no keyUsage extension).
 func externalCertUsage(t *testing.T, e *pca.Service, caID string, ku x509.KeyUsage) string {
-	t.Helper()
-	csrPEM, err := e.CACSR(pcaCtx(), "t1", caID)
-	require.NoError(t, err)
-	b, _ := pem.Decode([]byte(csrPEM))
-	csr, err := x509.ParseCertificateRequest(b.Bytes)
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	extTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "External Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * 365 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	extDER, err := x509.CreateCertificate(rand.Reader, extTmpl, extTmpl, key.Public(), key)
-	require.NoError(t, err)
-	ext, _ := x509.ParseCertificate(extDER)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: csr.Subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * 180 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: ku}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ext, csr.PublicKey, key)
-	require.NoError(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return signExternally(t, e, caID, ku, false)
 }
 
 func mkPendingCRL(t *testing.T, e *pca.Service, cn string, crlOn bool) string {

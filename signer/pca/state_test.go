@@ -87,6 +87,13 @@ func mkSub(t *testing.T, e *pca.Service, cn, issuer string, v pca.Validity, path
 
 // externalCert signs a CA's CSR with a software CA outside hsmca.
 func externalCert(t *testing.T, e *pca.Service, caID string) string {
+	return signExternally(t, e, caID, x509.KeyUsageCertSign|x509.KeyUsageCRLSign, true)
+}
+
+// signExternally signs a PENDING CA's CSR with a new software root outside
+// hsmca, with the key usage ku (0: no keyUsage extension) and, when
+// pathLenZero, a path length of 0.
+func signExternally(t *testing.T, e *pca.Service, caID string, ku x509.KeyUsage, pathLenZero bool) string {
 	t.Helper()
 	csrPEM, err := e.CACSR(pcaCtx(), "t1", caID)
 	require.NoError(t, err)
@@ -103,8 +110,7 @@ func externalCert(t *testing.T, e *pca.Service, caID string) string {
 	ext, _ := x509.ParseCertificate(extDER)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: csr.Subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * 180 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, MaxPathLen: 0, MaxPathLenZero: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+		IsCA: true, BasicConstraintsValid: true, MaxPathLen: 0, MaxPathLenZero: pathLenZero, KeyUsage: ku}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ext, csr.PublicKey, key)
 	require.NoError(t, err)
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
