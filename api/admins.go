@@ -52,6 +52,9 @@ func (s *server) mountIdentity() {
 	s.handle(native, "POST", "/v1/tokens", write, s.createToken)
 	s.handle(native, "GET", "/v1/tokens", read, s.listTokens)
 	s.handle(native, "DELETE", "/v1/tokens/:id", write, s.revokeToken)
+	s.handle(native, "POST", "/v1/access-keys", write, s.createAccessKey)
+	s.handle(native, "GET", "/v1/access-keys", read, s.listAccessKeys)
+	s.handle(native, "DELETE", "/v1/access-keys/:access_key", write, s.revokeAccessKey)
 }
 
 // maxBulkIDs bounds the ids of one bulk call.

@@ -30,6 +30,10 @@ type CoreAPI interface {
 	CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.Token, error)
 	ListTokens(ctx context.Context, tenant string) ([]signer.Token, error)
 	RevokeToken(ctx context.Context, id string) error
+	CreateAccessKey(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.AccessKey, error)
+	ListAccessKeys(ctx context.Context, tenant string) ([]signer.AccessKey, error)
+	RevokeAccessKey(ctx context.Context, id string) error
+	AuthenticateAccessKey(ctx context.Context, chk signer.AccessKeyCheck) (*signer.AccessKey, error)
 	QueryEvents(ctx context.Context, tenant string, q signer.EventQuery) (*signer.EventPage, error)
 	Readiness(ctx context.Context) map[string]error
 	Metrics() *metrics.Metrics

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"strings"
 	"time"
 
@@ -98,19 +97,9 @@ func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, e
 // createToken checks the request and stores the token; tok is set when
 // storing it fails too, so that the event names it.
 func (e *Core) createToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	if !ValidTenant(tenant) {
-		return "", nil, Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
-	}
-	if len(roles) == 0 {
-		return "", nil, Invalid("roles", roles, "at least one role is required")
-	}
-	roles = slices.Clone(roles)
-	slices.Sort(roles)
-	roles = slices.Compact(roles)
-	for _, r := range roles {
-		if !slices.Contains(TenantRoles, r) {
-			return "", nil, Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
-		}
+	roles, err := checkCredential(tenant, roles)
+	if err != nil {
+		return "", nil, err
 	}
 	now := e.now().UTC().Truncate(time.Second)
 	if expiresAt != nil && !expiresAt.After(now) {
