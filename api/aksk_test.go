@@ -279,4 +279,3 @@ func TestAccessKeyRevokedOnEveryReplica(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, status)
 	assert.Equal(t, "APIG.1002", code)
 }
-
