@@ -51,6 +51,24 @@ func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger) http.Handl
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(OpsAccessKeyResponse{AccessKey: k.ID, SecretKey: secret, Tenant: k.Tenant, Roles: k.Roles, ExpiresAt: k.ExpiresAt})
 	})
+	mux.HandleFunc("POST /ops/oauth-clients", func(w http.ResponseWriter, r *http.Request) {
+		var req OpsClientRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
+			return
+		}
+		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		secret, cl, err := eng.CreateOAuthClient(ctx, req.Tenant, req.Roles, req.Name)
+		if err != nil {
+			writeOpsError(w, err)
+			return
+		}
+		log.Info("OAuth client created over the admin socket", "client_id", cl.ID, "tenant", cl.Tenant, "roles", cl.Roles)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(OpsClientResponse{ClientID: cl.ID, ClientSecret: secret, Tenant: cl.Tenant, Roles: cl.Roles})
+	})
 	mux.HandleFunc("POST /ops/admins", func(w http.ResponseWriter, r *http.Request) {
 		var req OpsAdminRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
@@ -100,6 +118,21 @@ type OpsAccessKeyResponse struct {
 	Tenant    string     `json:"tenant"`
 	Roles     []string   `json:"roles"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// OpsClientRequest creates OAuth client credentials over the admin socket.
+type OpsClientRequest struct {
+	Tenant string   `json:"tenant"`
+	Roles  []string `json:"roles"`
+	Name   string   `json:"name,omitempty"`
+}
+
+// OpsClientResponse carries the new client's secret, once.
+type OpsClientResponse struct {
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	Tenant       string   `json:"tenant"`
+	Roles        []string `json:"roles"`
 }
 
 // OpsAdminRequest bootstraps a superAdministrator over the admin socket.

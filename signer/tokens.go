@@ -2,16 +2,13 @@ package signer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -51,7 +48,10 @@ type Token struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	LastUsed  *time.Time `json:"lastUsed,omitempty"`
 	CreatedBy string     `json:"createdBy,omitempty"`
-	Hash      string     `json:"hash"`
+	// Client is the OAuth client that minted this access token
+	// (oauthclients.go); empty for tokens an operator created.
+	Client string `json:"client,omitempty"`
+	Hash   string `json:"hash"`
 }
 
 func hashToken(secret string) string {
@@ -105,20 +105,7 @@ func (e *Core) createToken(ctx context.Context, tenant string, roles []string, e
 	if expiresAt != nil && !expiresAt.After(now) {
 		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", nil, err
-	}
-	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	tok := &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
-		ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
-	data, err := json.Marshal(tok)
-	if err != nil {
-		return "", nil, err
-	}
-	rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
-		Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
-	return secret, tok, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
+	return e.mintToken(ctx, tenant, roles, expiresAt, "")
 }
 
 // AuthenticateToken resolves a presented secret to its token. Every failure

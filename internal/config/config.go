@@ -75,6 +75,13 @@ type Config struct {
 		PublicBurst             int      `yaml:"public_burst"`
 	} `yaml:"rate_limit"`
 
+	// OAuth configures the client-credentials token endpoint.
+	OAuth struct {
+		// AccessTokenTTL is how long an access token lives (default 1h,
+		// 1 minute to 24 hours).
+		AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
+	} `yaml:"oauth"`
+
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
 	// a resource not listed keeps its default.
 	Quotas map[string]int64 `yaml:"quotas"`
@@ -117,6 +124,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_RATE_LIMIT_PUBLIC_RPS", "rate_limit.public_requests_per_second", "requests per second per client address to public routes such as CRLs (default 20; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_PUBLIC_BURST", "rate_limit.public_burst", "requests a client address may make at once to public routes (default twice the rate)"},
 	{"HSMCA_MAX_HEADER_BYTES", "http.max_header_bytes", "bytes of request line and headers a request may send (default 16384; 431 beyond)"},
+	{"HSMCA_OAUTH_ACCESS_TOKEN_TTL", "oauth.access_token_ttl", "lifetime of access tokens from POST /oauth/token (default 1h; 1m to 24h)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -193,6 +201,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_INVENTORY_INTERVAL: want a positive duration such as 30s, got %q", v)
 		}
 		c.InventoryInterval = d
+	}
+	if v, ok := get("HSMCA_OAUTH_ACCESS_TOKEN_TTL"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_OAUTH_ACCESS_TOKEN_TTL: want a duration such as 1h, got %q", v)
+		}
+		c.OAuth.AccessTokenTTL = d
 	}
 	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -319,6 +334,7 @@ func (c *Config) defaults() {
 	if c.InventoryInterval <= 0 {
 		c.InventoryInterval = 30 * time.Second
 	}
+	setDur(&c.OAuth.AccessTokenTTL, time.Hour)
 	if h.MaxBodyBytes == 0 {
 		h.MaxBodyBytes = 1 << 20
 	}
@@ -326,6 +342,9 @@ func (c *Config) defaults() {
 
 func (c *Config) validate() error {
 	var errs []string
+	if t := c.OAuth.AccessTokenTTL; t < time.Minute || t > 24*time.Hour {
+		errs = append(errs, fmt.Sprintf("oauth.access_token_ttl %s: must be between 1m and 24h", t))
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("listen_addr %q: %v", c.ListenAddr, err))
 	}

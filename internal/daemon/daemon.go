@@ -151,7 +151,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
 		DTS:             dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
-		HSTS:            tlsConf != nil})
+		HSTS:            tlsConf != nil,
+		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)
