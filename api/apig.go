@@ -347,10 +347,11 @@ func (s *server) deleteAPIGCert(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// listAPIGCerts serves the list. A limit outside 1..500 is clamped, as the
-// public service does; one that is not a number is refused. The filters
-// are bounded: name and common_name 64 characters of text, the others 64
-// (instance_id) or 32 letters, digits, '_' and '-'.
+// listAPIGCerts serves the list. As Huawei documents, a negative offset
+// means 0, a limit of 0 or less means 20 and one over 500 means 500; a
+// value that is not an integer is refused. The filters are bounded: name
+// and common_name 64 characters of text, the others 64 (instance_id) or
+// 32 letters, digits, '_' and '-'.
 func (s *server) listAPIGCerts(c *gin.Context) {
 	v, ok := queryParams(c, apig, param{"name", 64, textChars}, param{"common_name", 64, textChars},
 		param{"signature_algorithm", 32, wordChars}, param{"type", 32, wordChars}, param{"instance_id", 64, wordChars})
@@ -359,14 +360,11 @@ func (s *server) listAPIGCerts(c *gin.Context) {
 	}
 	q := apigsvc.Query{Name: v["name"], CommonName: v["common_name"],
 		SignatureAlgorithm: v["signature_algorithm"], Type: v["type"], InstanceID: v["instance_id"]}
-	if q.Offset, ok = queryInt(c, apig, "offset", 0, 0, math.MaxInt, "must be a non-negative integer"); !ok {
+	if q.Offset, ok = queryInt(c, apig, "offset", 0, math.MinInt, math.MaxInt, "must be an integer"); !ok {
 		return
 	}
 	if q.Limit, ok = queryInt(c, apig, "limit", 0, math.MinInt, math.MaxInt, "must be an integer"); !ok {
 		return
-	}
-	if v, _ := c.GetQuery("limit"); v != "" && q.Limit < 1 {
-		q.Limit = 1
 	}
 	certs, total, err := s.opts.APIG.List(c.Request.Context(), c.Param("project_id"), q)
 	if err != nil {

@@ -669,8 +669,9 @@ func storeValues(t *testing.T, env *apitest.Env) map[string][]byte {
 	return out
 }
 
-// The list pages with offset and limit (clamped to 1..500), filters on
-// every field the contract names and shows the short form.
+// The list pages with offset and limit (Huawei's rules: a negative offset
+// is 0, a limit of 0 or less is 20, over 500 is 500), filters on every
+// field the contract names and shows the short form.
 func TestAPIGList(t *testing.T) {
 	for _, backend := range apitest.Backends {
 		t.Run(backend, func(t *testing.T) {
@@ -736,7 +737,16 @@ func TestAPIGList(t *testing.T) {
 			p1 := list("?limit=1&offset=1")
 			assert.Equal(t, 3, p1.Total)
 			assert.Equal(t, []string{"alpha_two"}, names(p1))
-			assert.Equal(t, []string{"beta_three"}, names(list("?limit=0")), "limit below 1 is clamped to 1")
+			newestFirst := []string{"beta_three", "alpha_two", "alpha_one"}
+			for _, q := range []string{"?limit=0", "?limit=-1", "?limit=-9223372036854775808", "?limit="} {
+				assert.Equal(t, newestFirst, names(list(q)), "%s: a limit of 0 or less is the default 20", q)
+			}
+			for _, q := range []string{"?offset=-1", "?offset=-9223372036854775808", "?offset=-5&limit=0"} {
+				a := list(q)
+				assert.Equal(t, newestFirst, names(a), "%s: a negative offset is 0", q)
+				assert.Equal(t, 3, a.Total, q)
+			}
+			assert.Equal(t, []string{"beta_three"}, names(list("?offset=-3&limit=1")))
 			assert.Len(t, list("?limit=100000").Certs, 3, "limit above 500 is clamped")
 			assert.Empty(t, list("?offset=10").Certs)
 			assert.Equal(t, 3, list("?offset=10").Total)
@@ -763,9 +773,9 @@ func TestAPIGList(t *testing.T) {
 					assert.Equal(t, len(want), a.Total, q)
 				}
 			}
-			requireAPIGError(t, f.do("GET", f.base()+"?offset=-1", nil), 400, "APIG.2012")
 			requireAPIGError(t, f.do("GET", f.base()+"?offset=x", nil), 400, "APIG.2012")
 			requireAPIGError(t, f.do("GET", f.base()+"?limit=x", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?limit=1.5", nil), 400, "APIG.2012")
 		})
 	}
 }

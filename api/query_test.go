@@ -129,7 +129,8 @@ func TestHostileQueryParameters(t *testing.T) {
 		{"type too long", apigList, "type=" + long(33)},
 		{"instance_id too long", apigList, "instance_id=" + long(65)},
 		{"instance_id with star", apigList, "instance_id=*"},
-		{"offset negative", apigList, "offset=-1"},
+		{"offset of 21 characters", apigList, "offset=-" + strings.Repeat("9", 20)},
+		{"offset not a number", apigList, "offset=1e3"},
 		{"limit not a number", apigList, "limit=x"},
 		{"limit twice", apigList, "limit=1&limit=2"},
 

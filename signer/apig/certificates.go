@@ -15,10 +15,12 @@ const (
 	MaxLimit     = 500
 )
 
-// Query selects a page of certificates.
+// Query selects a page of certificates. As Huawei documents: a negative
+// Offset means 0, a Limit of 0 or less means DefaultLimit and one over
+// MaxLimit means MaxLimit.
 type Query struct {
 	Offset             int
-	Limit              int // clamped to 1..MaxLimit; 0 means the default
+	Limit              int
 	Name               string
 	CommonName         string
 	SignatureAlgorithm string
@@ -133,14 +135,10 @@ func (s *Service) List(ctx context.Context, tenant string, q Query) ([]Certifica
 }
 
 func (s *Service) list(ctx context.Context, tenant string, q Query) ([]Certificate, int, error) {
-	if q.Offset < 0 {
-		return nil, 0, invalid(ReasonBadValue, "offset", q.Offset, "must not be negative")
-	}
+	q.Offset = max(q.Offset, 0)
 	switch {
-	case q.Limit == 0:
+	case q.Limit <= 0:
 		q.Limit = DefaultLimit
-	case q.Limit < 1:
-		q.Limit = 1
 	case q.Limit > MaxLimit:
 		q.Limit = MaxLimit
 	}

@@ -3,6 +3,8 @@ package apig_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -232,4 +234,37 @@ func TestFamily(t *testing.T) {
 		Quotas: map[string]int64{apig.QuotaCertificates: 3}})
 	t.Cleanup(func() { configured.Close() })
 	assert.Equal(t, int64(3), configured.QuotaLimit(apig.QuotaCertificates))
+}
+
+// The list reads offset and limit as Huawei documents them: a negative
+// offset is 0, a limit of 0 or less is 20 and one over 500 is 500.
+func TestAPIGListPaging(t *testing.T) {
+	a := newAPIGEnv(t, nil)
+	const n = apig.DefaultLimit + 1
+	for i := range n {
+		_, err := a.s.Create(ctxT1, "t1", a.input(t, fmt.Sprintf("cert_%02d", i), fmt.Sprintf("h%d.example.com", i)))
+		require.NoError(t, err)
+	}
+	for _, tc := range []struct {
+		q         apig.Query
+		want      int
+		firstName string
+	}{
+		{apig.Query{}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: 0}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: -1}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: math.MinInt}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: apig.MaxLimit + 1}, n, "cert_20"},
+		{apig.Query{Limit: math.MaxInt}, n, "cert_20"},
+		{apig.Query{Offset: -1, Limit: 1}, 1, "cert_20"},
+		{apig.Query{Offset: math.MinInt}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Offset: 1, Limit: -7}, apig.DefaultLimit, "cert_19"},
+		{apig.Query{Offset: n - 1}, 1, "cert_00"},
+	} {
+		got, total, err := a.s.List(ctxT1, "t1", tc.q)
+		require.NoError(t, err, "%+v", tc.q)
+		assert.Equal(t, n, total, "%+v", tc.q)
+		require.Len(t, got, tc.want, "%+v", tc.q)
+		assert.Equal(t, tc.firstName, got[0].Name, "%+v", tc.q)
+	}
 }
