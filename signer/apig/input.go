@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hsmca/hsmca/signer/encoding"
 )
@@ -55,12 +56,28 @@ func ValidID(id string) bool {
 	return true
 }
 
+// Certificate names follow Huawei's rule (CertificateForm): 4 to 50
+// characters (not bytes) of Chinese characters, English letters, digits
+// and underscores, starting with an English letter or a Chinese
+// character. Chinese characters are the CJK Unified Ideographs
+// U+4E00..U+9FA5, the range Huawei's own tooling checks APIG names of this
+// wording against; other scripts' letters are not in Huawei's rule.
+const (
+	minNameChars = 4
+	maxNameChars = 50
+)
+
+func chineseChar(c rune) bool { return c >= 0x4E00 && c <= 0x9FA5 }
+
 func validName(s string) bool {
-	if len(s) < 4 || len(s) > 50 {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	if n := utf8.RuneCountInString(s); n < minNameChars || n > maxNameChars {
 		return false
 	}
 	for i, c := range s {
-		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || chineseChar(c)
 		if i == 0 && !letter {
 			return false
 		}
@@ -101,7 +118,7 @@ func checkInput(in *Input, now time.Time) (*checked, error) {
 	}
 	if !validName(in.Name) {
 		return nil, invalid(ReasonBadValue, "name", in.Name,
-			"must be 4 to 50 characters, start with a letter and hold only letters, digits and underscores")
+			"must be 4 to 50 characters: Chinese characters, English letters, digits and underscores, starting with an English letter or a Chinese character")
 	}
 	d := certData{Name: in.Name, Type: in.Type}
 	switch in.Type {
