@@ -133,6 +133,9 @@ func TestHostileQueryParameters(t *testing.T) {
 		{"offset not a number", apigList, "offset=1e3"},
 		{"limit not a number", apigList, "limit=x"},
 		{"limit twice", apigList, "limit=1&limit=2"},
+		{"algorithm_type too long", apigList, "algorithm_type=" + long(9)},
+		{"algorithm_type not a type", apigList, "algorithm_type=DSA"},
+		{"algorithm_type lower case", apigList, "algorithm_type=ecc"},
 
 		{"limit 0", dtsCAs, "limit=0"},
 		{"cursor too long", dtsCAs, "cursor=" + long(129)},
