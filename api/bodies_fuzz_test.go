@@ -159,6 +159,8 @@ func FuzzAPIGBody(f *testing.F) {
 		s.apigBody("web_cert2", s.leafPEM, s.leafKeyPEM),
 		`{"name":"web","cert_content":"x","private_key":"y","type":"instance"}`,
 		`{"name":"` + strings.Repeat("n", 60) + `","private_key":"\u0000"}`,
+		`{"name":"证书名称","cert_content":"x","private_key":"y","algorithm_type":"SM2","cert_content_sign":"c","private_key_sign":"k"}`,
+		`{"name":"证书_1","algorithm_type":null,"cert_content_sign":"","private_key_sign":null}`,
 	})
 }
 
