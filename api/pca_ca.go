@@ -79,6 +79,9 @@ type pcaCAView struct {
 	NotAfter           *int64     `json:"not_after"`
 	DN                 pcaDN      `json:"distinguished_name"`
 	CRL                pcaCRLView `json:"crl_configuration"`
+	// DomainID is the account that owns the CA: in hsmca the tenant
+	// (Huawei's domain and project at once).
+	DomainID string `json:"domain_id"`
 }
 
 func strOrNil(s string) *string {
@@ -127,7 +130,9 @@ func (s *server) pcaListCAs(c *gin.Context) {
 	}
 	out := make([]pcaCAView, 0, len(list))
 	for _, ca := range list {
-		out = append(out, viewCA(ca))
+		v := viewCA(ca)
+		v.DomainID = tenantOf(c)
+		out = append(out, v)
 	}
 	c.JSON(http.StatusOK, gin.H{"total": total, "certificate_authorities": out})
 }
@@ -138,7 +143,9 @@ func (s *server) pcaShowCA(c *gin.Context) {
 		pcaError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, viewCA(ca))
+	v := viewCA(ca)
+	v.DomainID = tenantOf(c)
+	c.JSON(http.StatusOK, v)
 }
 
 type pcaActivateRequest struct {

@@ -36,8 +36,15 @@ type CA struct {
 }
 
 func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
+	issuerName := c.IssuerName
+	if c.Type == CATypeRoot {
+		// A root has no issuer: the service answers null for both its
+		// issuer_id and issuer_name. (Roots stored before this named
+		// themselves.)
+		issuerName = ""
+	}
 	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: c.PathLength,
-		IssuerID: c.IssuerID, IssuerName: c.IssuerName, KeyAlgorithm: c.KeyAlgorithm,
+		IssuerID: c.IssuerID, IssuerName: issuerName, KeyAlgorithm: c.KeyAlgorithm,
 		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
 		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		DN: c.DN, CRL: c.CRL}

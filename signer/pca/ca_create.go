@@ -231,9 +231,6 @@ func (s *Service) buildCA(ctx context.Context, c *caRecord, nk *signer.NewKey, i
 		return err
 	}
 	setCert(c, der, cert)
-	if is == nil {
-		c.IssuerName = c.DN.CommonName
-	}
 	c.Status = CAActived
 	return nil
 }
