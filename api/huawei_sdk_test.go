@@ -45,13 +45,6 @@ import (
 //     ListCrlConfiguration) have non-pointer fields: a null or missing field
 //     decodes as "" or 0, so "filled" there means non-zero.
 
-// sdkTime is an SDK time as a time.Time.
-func sdkTime(t *testing.T, v *sdktime.SdkTime) time.Time {
-	t.Helper()
-	require.NotNil(t, v)
-	return time.Time(*v)
-}
-
 // apigFull is what the APIG SDK's create, show and update models share:
 // the full certificate object.
 type apigFull struct {
@@ -143,8 +136,7 @@ func checkAPIGFull(t *testing.T, f apigFull, name, project, typ, instance string
 	assert.Equal(t, leaf.SerialNumber.String(), *f.SerialNumber)
 	require.NotNil(t, f.Issuer)
 	assert.Equal(t, leaf.Issuer.Organization, *f.Issuer)
-	// pending: APIG algorithm_type — assert.True(t, f.AlgorithmTypeSet) and
-	// its value (RSA or ECC) once hsmca returns it.
+	assert.True(t, f.AlgorithmTypeSet, "algorithm_type")
 }
 
 // orEmpty is s, or an empty list for nil: hsmca answers [] where a
@@ -201,9 +193,8 @@ func TestHuaweiSDKAPIGCertificates(t *testing.T) {
 			checkAPIGFull(t, fromCreate(inst), "sdk_instance", "acme", "instance", seedInst, ecLeaf, true)
 			instID := *inst.Id
 
-			// pending: APIG algorithm_type — a create with AlgorithmType
-			// (RSA, ECC) set, and SM2 answering 400; cert_content_sign and
-			// private_key_sign as the API defines them.
+			// algorithm_type given, SM2 refused and the SM2 signing pair:
+			// api/apig_sdk_test.go and TestAPIGAlgorithmType, TestAPIGSM2SigningPair.
 
 			// Show: the full object.
 			shown, err := c.ShowDetailsOfCertificateV2(&apigmodel.ShowDetailsOfCertificateV2Request{CertificateId: instID})
@@ -240,7 +231,8 @@ func TestHuaweiSDKAPIGCertificates(t *testing.T) {
 			assert.Equal(t, time.Time(*inst.UpdateTime), sdkTime(t, item.UpdateTime))
 			require.NotNil(t, item.IsHasTrustedRootCa)
 			assert.True(t, *item.IsHasTrustedRootCa)
-			// pending: APIG algorithm_type — assert.NotNil(t, item.AlgorithmType)
+			require.NotNil(t, item.AlgorithmType)
+			assert.Equal(t, "ECC", item.AlgorithmType.Value())
 			require.NotNil(t, (*list.Certs)[1].Id)
 			assert.Equal(t, globalID, *(*list.Certs)[1].Id)
 
@@ -263,14 +255,13 @@ func TestHuaweiSDKAPIGCertificates(t *testing.T) {
 				{"type", apigmodel.ListCertificatesV2Request{Type: ptr(apigmodel.GetListCertificatesV2RequestTypeEnum().GLOBAL)}, []string{globalID}},
 				{"instance_id", apigmodel.ListCertificatesV2Request{InstanceId: seedInst}, []string{instID}},
 				{"signature_algorithm", apigmodel.ListCertificatesV2Request{SignatureAlgorithm: ptr(seedLeaf.SignatureAlgorithm.String())}, []string{globalID}},
-				// pending: APIG algorithm_type filter (AlgorithmType: ECC).
 			} {
 				r, err := c.ListCertificatesV2(&tc.req)
 				require.NoError(t, err, tc.name)
 				assert.Equal(t, tc.want, ids(r), tc.name)
 				assert.EqualValues(t, len(tc.want), r.Size, tc.name)
 			}
-			// pending: APIG limit<=0 means 20 and a negative offset means 0.
+			// limit <= 0 meaning 20 and a negative offset meaning 0: TestAPIGListPaging.
 
 			// Update: a full replace with another certificate and key.
 			other := o.selfSigned("ec", "renewed.example.com")
@@ -285,8 +276,7 @@ func TestHuaweiSDKAPIGCertificates(t *testing.T) {
 			shown, err = c.ShowDetailsOfCertificateV2(&apigmodel.ShowDetailsOfCertificateV2Request{CertificateId: globalID})
 			require.NoError(t, err)
 			checkAPIGFull(t, fromShow(shown), "sdk_global_renewed", "acme", "global", "common", otherLeaf, false)
-			// pending: APIG non-Latin names (an update to a name with
-			// letters outside A-Z).
+			// Names with Chinese characters: TestAPIGChineseNames.
 
 			// Delete: 204, then 404 APIG.3021.
 			del, err := c.DeleteCertificateV2(&apigmodel.DeleteCertificateV2Request{CertificateId: globalID})
