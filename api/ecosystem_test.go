@@ -102,18 +102,19 @@ func counter(t *testing.T, env *apitest.Env, event, stage string) int {
 	return n
 }
 
-// envelope checks a native error answer and returns its details' params.
+// envelope checks an ecosystem error answer (details always a list) and
+// returns its details.
 func envelope(t *testing.T, r *apitest.Response, status int, code string) []map[string]any {
 	t.Helper()
 	require.Equal(t, status, r.Status, string(r.Body))
 	m := r.Map(t)
 	assert.Equal(t, code, m["code"], string(r.Body))
 	assert.NotEmpty(t, m["message"])
+	d, ok := m["details"].([]any)
+	require.True(t, ok, "details is always a list: %s", r.Body)
 	var out []map[string]any
-	if d, ok := m["details"].([]any); ok {
-		for _, x := range d {
-			out = append(out, x.(map[string]any))
-		}
+	for _, x := range d {
+		out = append(out, x.(map[string]any))
 	}
 	return out
 }
