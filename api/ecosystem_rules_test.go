@@ -18,8 +18,9 @@ import (
 	"github.com/hsmca/hsmca/signer/dts"
 )
 
-// Rules of the MATTR VII ecosystem family against the running daemon:
-// every error of the family carries details.
+// Rules of the MATTR VII ecosystem family against the running daemon: a
+// managed root always carries an IssuerAlternativeName, and every error
+// of the family carries details.
 
 // mattrError checks an ecosystem error answer: status, code, a message
 // and details as a list (empty when no field is at fault), and returns
@@ -35,6 +36,44 @@ func mattrError(t *testing.T, r *apitest.Response, status int, code string) []an
 	d, ok := m["details"].([]any)
 	require.True(t, ok, "details is a list, not null: %s", r.Body)
 	return d
+}
+
+// Without an IssuerAlternativeName the daemon refuses managed roots
+// (503, its own code), before any key or quota is used; unmanaged roots,
+// which carry their own, are still registered. A configured one is in
+// the root and in the signers it issues.
+func TestDTSManagedRootNeedsAnIssuerAltName(t *testing.T) {
+	t.Run("unset", func(t *testing.T) {
+		f := newDTS(t, "bolt", apitest.Options{DTS: []dts.Option{dts.IssuerAltName("")}})
+		r := f.do("POST", caPath, map[string]any{"organisationName": "Example Inc."})
+		d := mattrError(t, r, http.StatusServiceUnavailable, api.EcosystemCodeNoIssuerAltName)
+		assert.Empty(t, d)
+		msg := r.Map(t)["message"].(string)
+		assert.Contains(t, msg, "issuer_alt_name")
+		assert.Contains(t, msg, "HSMCA_PUBLIC_BASE_URL")
+		assert.Equal(t, 0, f.hsmKeys(), "no HSM object is made")
+		assert.Equal(t, int64(0), f.quota(dts.QuotaRoots), "no quota is used")
+		assert.Equal(t, 1, counter(t, f.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "FAIL"))
+
+		// Field errors still come first: the request is checked before
+		// the daemon says it cannot serve it.
+		envelope(t, f.do("POST", caPath, map[string]any{}), 400, "BadRequest")
+
+		ca := testpki.NewCA(t, "External IACA")
+		r = f.do("POST", caPath, map[string]any{"certificatePem": string(ca.PEM())})
+		require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	})
+	t.Run("set", func(t *testing.T) {
+		f := newDTS(t, "bolt")
+		root := f.root(map[string]any{"organisationName": "Example Inc."})
+		s := f.do("POST", signerPath, map[string]any{"caId": root["id"]})
+		require.Equal(t, http.StatusCreated, s.Status, "%s", s.Body)
+		for _, pemText := range []string{root["certificatePem"].(string), s.Map(t)["certificatePem"].(string)} {
+			text := openssl(t, "x509", "-in", writeTemp(t, "c.pem", []byte(pemText)), "-noout", "-text")
+			assert.Contains(t, text, "X509v3 Issuer Alternative Name")
+			assert.Contains(t, text, "URI:"+testIAN)
+		}
+	})
 }
 
 // Every error of the ecosystem family carries details, a list: those of

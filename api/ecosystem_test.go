@@ -303,10 +303,10 @@ func TestDTSRootCAIssuerAltNameEmailAndUnset(t *testing.T) {
 		assert.Contains(t, openssl(t, "x509", "-in", path, "-noout", "-text"), "email:pki@example.com")
 	})
 	t.Run("unset", func(t *testing.T) {
+		// Refused rather than made without it (ecosystem_rules_test.go).
 		f := newDTS(t, "bolt", withIAN(""))
-		m := f.root(map[string]any{"organisationName": "Example Inc."})
-		path := writeTemp(t, "root.pem", []byte(m["certificatePem"].(string)))
-		assert.NotContains(t, openssl(t, "x509", "-in", path, "-noout", "-text"), "Issuer Alternative Name")
+		envelope(t, f.do("POST", caPath, map[string]any{"organisationName": "Example Inc."}), 503, api.EcosystemCodeNoIssuerAltName)
+		assert.Equal(t, 0, f.hsmKeys())
 	})
 	t.Run("invalid", func(t *testing.T) {
 		f := newDTS(t, "bolt", withIAN("not a name"))

@@ -344,3 +344,17 @@ func TestDTSFamily(t *testing.T) {
 	assert.InDelta(t, (20 * 365 * 24 * time.Hour).Seconds(), gauge("hsmca_ca_certificate_expiry_seconds", "kind", "dts_root"), 10*24*3600)
 	assert.InDelta(t, 2.0/3, gauge("hsmca_quota_usage_ratio", "resource", QuotaRoots), 1e-9)
 }
+
+// Without an IssuerAlternativeName a managed root is refused before any
+// key is made.
+func TestDTSManagedRootWithoutIssuerAltNameIsRefused(t *testing.T) {
+	e, h, _, ctx := newDTSEngine(t)
+	bare := New(e.core)
+	_, err := bare.CreateRoot(ctx, RootInput{OrganisationName: str("X")})
+	require.Error(t, err)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.Equal(t, ReasonNoIssuerAltName, signer.ReasonOf(err))
+	keys, err := h.List(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+}

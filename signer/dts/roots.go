@@ -43,6 +43,9 @@ const (
 	evCADelete   = "ECOSYSTEM_DTS_CA_CERTIFICATE_DELETE"
 
 	rootQuotaMsg = "a maximum of three DTS root CA certificates can be created per tenant"
+	noIANMsg     = "this daemon cannot create managed DTS root CA certificates: ISO/IEC 18013-5 requires an " +
+		"IssuerAlternativeName in them and none is configured; the operator sets issuer_alt_name " +
+		"(HSMCA_ISSUER_ALT_NAME) or public_base_url (HSMCA_PUBLIC_BASE_URL). Unmanaged roots (certificatePem) are not affected"
 )
 
 // RootInput is a create request. Nil means absent. BadFields are fields
@@ -174,6 +177,9 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	plan, err := s.checkManagedRoot(tenant, in)
 	if err != nil {
 		return nil, err
+	}
+	if s.issuerAltName == "" {
+		return nil, &signer.Error{Kind: signer.KindUnavailable, Reason: ReasonNoIssuerAltName, Msg: noIANMsg}
 	}
 	ian, err := issuance.IssuerAltNameExtension(s.issuerAltName)
 	if err != nil {
