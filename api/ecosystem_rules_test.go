@@ -1,8 +1,15 @@
 package api_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,9 +25,11 @@ import (
 	"github.com/hsmca/hsmca/signer/dts"
 )
 
-// Rules of the MATTR VII ecosystem family against the running daemon: a
-// managed root always carries an IssuerAlternativeName, and every error
-// of the family carries details.
+// The rules MATTR VII states for DTS root CA certificates, against the
+// running daemon: notAfter at most 20 years from creation whatever
+// notBefore is; an uploaded root must be valid now (not yet valid is
+// refused like expired); a managed root always carries an
+// IssuerAlternativeName; and every error of the family carries details.
 
 // mattrError checks an ecosystem error answer: status, code, a message
 // and details as a list (empty when no field is at fault), and returns
@@ -36,6 +45,91 @@ func mattrError(t *testing.T, r *apitest.Response, status int, code string) []an
 	d, ok := m["details"].([]any)
 	require.True(t, ok, "details is a list, not null: %s", r.Body)
 	return d
+}
+
+func TestDTSRootCANotAfterAtMostTwentyYearsFromCreation(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			f := newDTS(t, backend)
+			before := time.Now().UTC().Truncate(time.Second)
+			in18Months := before.AddDate(1, 6, 0)
+
+			// The case a future notBefore used to open: notBefore in 18
+			// months plus 20 years is 21.5 years from creation.
+			r := f.do("POST", caPath, map[string]any{"organisationName": "X",
+				"notBefore": in18Months.Format(time.RFC3339), "notAfter": in18Months.AddDate(20, 0, 0).Format(time.RFC3339)})
+			d := mattrError(t, r, 400, "BadRequest")
+			require.Len(t, d, 1, "%s", r.Body)
+			assert.Equal(t, "notAfter", d[0].(map[string]any)["param"])
+			assert.Contains(t, d[0].(map[string]any)["msg"], "at most 20 years from creation")
+
+			// One day past 20 years from now, without notBefore.
+			r = f.do("POST", caPath, map[string]any{"organisationName": "X",
+				"notAfter": before.AddDate(20, 0, 1).Format(time.RFC3339)})
+			assert.Equal(t, []string{"notAfter"}, params(envelope(t, r, 400, "BadRequest")))
+
+			// notBefore must leave room for a notAfter within 20 years.
+			r = f.do("POST", caPath, map[string]any{"organisationName": "X",
+				"notBefore": before.AddDate(20, 0, 1).Format(time.RFC3339)})
+			assert.Equal(t, []string{"notBefore"}, params(envelope(t, r, 400, "BadRequest")))
+			assert.Equal(t, 0, f.hsmKeys(), "a refused create leaves no HSM object")
+			assert.Equal(t, int64(0), f.quota(dts.QuotaRoots))
+
+			// Without notAfter, notBefore + 20 years is cut to 20 years
+			// from creation.
+			m := f.root(map[string]any{"organisationName": "X", "notBefore": in18Months.Format(time.RFC3339)})
+			after := time.Now().UTC()
+			data := m["certificateData"].(map[string]any)
+			assert.Equal(t, in18Months.Format(time.RFC3339), data["notBefore"])
+			na, err := time.Parse(time.RFC3339, data["notAfter"].(string))
+			require.NoError(t, err)
+			assert.False(t, na.Before(before.AddDate(20, 0, 0)), "notAfter %s", na)
+			assert.False(t, na.After(after.AddDate(20, 0, 0)), "notAfter %s is beyond 20 years from creation", na)
+			cert := parsePEMCert(t, m["certificatePem"].(string))
+			assert.Equal(t, na, cert.NotAfter.UTC())
+
+			// A notAfter inside the bound with a future notBefore is kept.
+			want := before.AddDate(20, 0, 0).Add(-time.Hour)
+			m = f.root(map[string]any{"organisationName": "X", "notBefore": in18Months.Format(time.RFC3339),
+				"notAfter": want.Format(time.RFC3339)})
+			assert.Equal(t, want.Format(time.RFC3339), m["certificateData"].(map[string]any)["notAfter"])
+		})
+	}
+}
+
+// notYetValidCA is a self-signed CA certificate valid from 2040.
+func notYetValidCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2040), Subject: pkix.Name{CommonName: "Future IACA",
+		Country: []string{"NZ"}, Organization: []string{"Later Inc."}},
+		NotBefore: time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestDTSUnmanagedRootNotYetValidIsRefused(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			f := newDTS(t, backend)
+			r := f.do("POST", caPath, map[string]any{"certificatePem": string(notYetValidCA(t))})
+			d := envelope(t, r, 400, "BadRequest")
+			assert.Equal(t, []string{"certificatePem"}, params(d))
+			assert.Contains(t, d[0]["msg"], "not valid yet")
+			assert.Contains(t, d[0]["msg"], "2040-01-01T00:00:00Z")
+			assert.Empty(t, f.do("GET", caPath, nil).Map(t)["data"], "nothing is stored")
+			assert.Equal(t, int64(0), f.quota(dts.QuotaRoots))
+			assert.Equal(t, 1, counter(t, f.env, "ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE", "FAIL"))
+
+			// A root valid now is still registered.
+			ca := testpki.NewCA(t, "Current IACA")
+			r = f.do("POST", caPath, map[string]any{"certificatePem": string(ca.PEM())})
+			require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+		})
+	}
 }
 
 // Without an IssuerAlternativeName the daemon refuses managed roots

@@ -241,10 +241,11 @@ func TestDTSRootCACustomFields(t *testing.T) {
 	assert.Equal(t, []string{"Example Inc."}, cert.Subject.Organization)
 	assert.Equal(t, "example.com", cert.Subject.CommonName)
 
-	// notAfter alone defaults notBefore to now; 20 years exactly is allowed.
-	m = f.root(map[string]any{"organisationName": "Example Inc.", "notBefore": nb.Format(time.RFC3339),
-		"notAfter": nb.AddDate(20, 0, 0).Format(time.RFC3339)})
-	assert.Equal(t, nb.AddDate(20, 0, 0).Format(time.RFC3339), m["certificateData"].(map[string]any)["notAfter"])
+	// notAfter alone defaults notBefore to now; the bound is 20 years
+	// from creation, not from notBefore (ecosystem_rules_test.go).
+	na = time.Now().UTC().AddDate(20, 0, 0).Add(-time.Minute).Truncate(time.Second)
+	m = f.root(map[string]any{"organisationName": "Example Inc.", "notAfter": na.Format(time.RFC3339)})
+	assert.Equal(t, na.Format(time.RFC3339), m["certificateData"].(map[string]any)["notAfter"])
 }
 
 func TestDTSRootCAProfile(t *testing.T) {
