@@ -78,6 +78,11 @@ type czAdmin struct {
 	Surname      string        `json:"surname"`
 }
 
+// czCertificateTypeX509 is the certificateType of every administrator
+// certificate: CZERTAINLY's CertificateType enum of the seed's era is
+// [X509, SSH], without a dot.
+const czCertificateTypeX509 = "X509"
+
 type czCertificate struct {
 	UUID                    string              `json:"uuid"`
 	CommonName              string              `json:"commonName"`
@@ -112,7 +117,7 @@ func toCzAdmin(a *admins.Admin) czAdmin {
 			PublicKeyAlgorithm: c.PublicKeyAlgorithm, SignatureAlgorithm: c.SignatureAlgorithm,
 			KeySize: c.KeySize, ExtendedKeyUsage: nonNil(c.ExtendedKeyUsage), KeyUsage: nonNil(c.KeyUsage),
 			BasicConstraints: c.BasicConstraints, Status: c.Status, Fingerprint: c.Fingerprint,
-			SubjectAlternativeNames: c.SubjectAlternativeNames, CertificateType: "X.509",
+			SubjectAlternativeNames: c.SubjectAlternativeNames, CertificateType: czCertificateTypeX509,
 		},
 	}
 }

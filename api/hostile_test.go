@@ -61,6 +61,7 @@ func checkFamilyEnvelope(t testing.TB, family string, status int, body []byte) {
 		}
 		assert.Equal(t, want, m["code"], "native code for %d: %s", status, body)
 		assert.NotEmpty(t, m["message"])
+		assert.IsType(t, []any{}, m["details"], "details is always a list: %s", body)
 	case "czertainly":
 		assert.NotEmpty(t, m["message"], "%s", body)
 		assert.Len(t, m, 1, "CZERTAINLY errors are {\"message\"} only: %s", body)

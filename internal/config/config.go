@@ -90,6 +90,11 @@ type Config struct {
 	// certificates: a URI (https://...) or an email address.
 	IssuerAltName string `yaml:"issuer_alt_name"`
 
+	// PublicBaseURL is the daemon's URL as clients and relying parties
+	// reach it (https://ca.example.com). Unless IssuerAltName is set, it
+	// is the IssuerAlternativeName of DTS root CA certificates.
+	PublicBaseURL string `yaml:"public_base_url"`
+
 	// InventoryInterval is how often the quota-use and CA-expiry gauges
 	// are recomputed from the store.
 	InventoryInterval time.Duration `yaml:"inventory_interval"`
@@ -117,7 +122,8 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
-	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates"},
+	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
+	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, e.g. https://ca.example.com"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
@@ -187,6 +193,7 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_CLIENT_CA", &c.TLS.ClientCA)
 	str("HSMCA_ADMIN_SOCKET", &c.AdminSocket)
 	str("HSMCA_ISSUER_ALT_NAME", &c.IssuerAltName)
+	str("HSMCA_PUBLIC_BASE_URL", &c.PublicBaseURL)
 	if v, ok := get("HSMCA_SLOT"); ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
