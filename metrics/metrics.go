@@ -52,6 +52,7 @@ type Metrics struct {
 	HeavyWaiting   *prometheus.GaugeVec     // operation: heavy operations waiting for their turn
 	HeavyWait      *prometheus.HistogramVec // operation: time a heavy operation waited for its turn
 	HeavyRefused   *prometheus.CounterVec   // operation, reason: heavy operations refused
+	OCSPAnswers    *prometheus.CounterVec   // status, cache: OCSP answers
 
 	sessions atomic.Pointer[func() (int, int64)]
 	routes   sync.Map // route templates the router registered: string -> struct{}
@@ -144,6 +145,10 @@ func New(version string) *Metrics {
 			Name: "hsmca_heavy_operations_refused_total",
 			Help: "Costly operations refused with 503 by the heavy-work pool, by operation and reason (queue_full, timeout, canceled).",
 		}, []string{"operation", "reason"}),
+		OCSPAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_ocsp_answers_total",
+			Help: "OCSP answers by status (good, revoked, unknown, malformed, unauthorized, try_later, internal_error) and cache (hit: a stored answer; miss: signed and stored; fresh: signed for this request alone, for a nonce or an unknown certificate; none: an unsigned error).",
+		}, []string{"status", "cache"}),
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
@@ -161,6 +166,7 @@ func New(version string) *Metrics {
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
+		m.OCSPAnswers,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
 	return m
