@@ -32,7 +32,7 @@ type DTSAPI interface {
 	CreateRoot(ctx context.Context, in dts.RootInput) (*dts.Root, error)
 	ListRoots(ctx context.Context, p dts.ListParams) ([]dts.Root, string, error)
 	GetRoot(ctx context.Context, id string) (*dts.Root, error)
-	UpdateRoot(ctx context.Context, id string, active *bool, bad []signer.FieldError) (*dts.Root, error)
+	UpdateRoot(ctx context.Context, id string, active, ocspEnabled *bool, bad []signer.FieldError) (*dts.Root, error)
 	DeleteRoot(ctx context.Context, id string) error
 	RootCRL(ctx context.Context, id string) ([]byte, error)
 	CreateSigner(ctx context.Context, caID *string, bad []signer.FieldError) (*dts.VICALSigner, error)
@@ -76,13 +76,15 @@ type dtsRootView struct {
 	CertificateFingerprint string             `json:"certificateFingerprint"`
 	CertificateData        dtsCertificateData `json:"certificateData"`
 	IsManaged              bool               `json:"isManaged"`
+	// OCSPEnabled is hsmca's own: the root answers OCSP requests.
+	OCSPEnabled bool `json:"ocspEnabled"`
 }
 
 func viewDTSRoot(r *dts.Root) dtsRootView {
 	org := r.Organisation
 	nb, na := r.NotBefore.UTC(), r.NotAfter.UTC()
 	return dtsRootView{ID: r.ID, Active: r.Active, CertificatePEM: r.CertificatePEM,
-		CertificateFingerprint: r.Fingerprint, IsManaged: r.Managed,
+		CertificateFingerprint: r.Fingerprint, IsManaged: r.Managed, OCSPEnabled: r.OCSPEnabled,
 		CertificateData: dtsCertificateData{CommonName: r.CommonName, Country: r.Country,
 			OrganisationName: &org, NotBefore: &nb, NotAfter: &na}}
 }
@@ -201,6 +203,7 @@ func (s *server) createDTSRoot(c *gin.Context) {
 	bad, ok := decodeDTSBody(c, map[string]any{
 		"organisationName": &in.OrganisationName, "commonName": &in.CommonName, "country": &in.Country,
 		"notBefore": &in.NotBefore, "notAfter": &in.NotAfter, "certificatePem": &in.CertificatePEM,
+		"ocspEnabled": &in.OCSPEnabled,
 	}, false)
 	if !ok {
 		return
@@ -242,12 +245,12 @@ func (s *server) getDTSRoot(c *gin.Context) {
 }
 
 func (s *server) updateDTSRoot(c *gin.Context) {
-	var active *bool
-	bad, ok := decodeDTSBody(c, map[string]any{"active": &active}, true)
+	var active, ocspEnabled *bool
+	bad, ok := decodeDTSBody(c, map[string]any{"active": &active, "ocspEnabled": &ocspEnabled}, true)
 	if !ok {
 		return
 	}
-	r, err := s.dts.UpdateRoot(c.Request.Context(), c.Param("id"), active, bad)
+	r, err := s.dts.UpdateRoot(c.Request.Context(), c.Param("id"), active, ocspEnabled, bad)
 	if err != nil {
 		s.dtsError(c, err)
 		return

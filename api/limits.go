@@ -62,7 +62,7 @@ func (s *server) admitBody(c *gin.Context, f Family) bool {
 	}
 	hasBody := r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 	ct := r.Header.Get("Content-Type")
-	if !hasBody || ct == "" || isJSONMediaType(ct) || (f.Name == oauth.Name && isFormMediaType(ct)) {
+	if !hasBody || ct == "" || isJSONMediaType(ct) || (f.Name == oauth.Name && isFormMediaType(ct)) || f.RawBody {
 		return true
 	}
 	writeStatus(c, f, http.StatusUnsupportedMediaType, "UnsupportedMediaType",

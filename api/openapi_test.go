@@ -35,7 +35,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	require.True(t, strings.HasPrefix(doc.OpenAPI, "3."))
 
 	env := apitest.New(t, "bolt")
-	param := regexp.MustCompile(`:(\w+)`)
+	param := regexp.MustCompile(`[:*](\w+)`)
 	served := map[string]bool{}
 	ids := map[string]bool{}
 	for _, r := range api.Routes(api.Options{Engine: env.Engine}) {

@@ -19,6 +19,7 @@ import (
 type PCAAPI interface {
 	pcaCAs
 	pcaCerts
+	pcaOCSP
 	DisableCA(ctx context.Context, tenant, id string) error
 	EnableCA(ctx context.Context, tenant, id string) error
 	RestoreCA(ctx context.Context, tenant, id string) error
@@ -45,6 +46,7 @@ func (s *server) mountPCA() {
 	s.handle(pca, "POST", cas+"/:ca_id/crl/enable", ops, s.pcaCRLEnable)
 	s.handle(pca, "POST", cas+"/:ca_id/crl/disable", ops, s.pcaCRLDisable)
 	s.handle(pca, "GET", cas+"/:ca_id/crl", Access{Public: true}, s.pcaCRL)
+	s.handle(pca, "POST", cas+"/:ca_id/ocsp/switch", ops, s.pcaOCSPSwitch)
 
 	const certs = "/v1/private-certificates"
 	s.handle(pca, "POST", certs, ops, s.pcaIssue)

@@ -79,6 +79,9 @@ type pcaCAView struct {
 	NotAfter           *int64     `json:"not_after"`
 	DN                 pcaDN      `json:"distinguished_name"`
 	CRL                pcaCRLView `json:"crl_configuration"`
+	// OCSPSwitch is hsmca's own (the public service's CA object has no
+	// such field): the CA answers OCSP requests, as UpdateOcspSwitch set.
+	OCSPSwitch bool `json:"ocsp_switch"`
 	// DomainID is the account that owns the CA: in hsmca the tenant
 	// (Huawei's domain and project at once).
 	DomainID string `json:"domain_id"`
@@ -103,7 +106,7 @@ func viewCA(ca *pcasvc.CA) pcaCAView {
 		IssuerID: strOrNil(ca.IssuerID), IssuerName: strOrNil(ca.IssuerName), KeyAlgorithm: ca.KeyAlgorithm,
 		SignatureAlgorithm: ca.SignatureAlgorithm, GenMode: ca.GenMode, SerialNumber: strOrNil(ca.SerialNumber),
 		CreateTime: ca.CreateTime, DeleteTime: msOrNil(ca.DeleteTime), NotBefore: msOrNil(ca.NotBefore),
-		NotAfter: msOrNil(ca.NotAfter), DN: viewDN(ca.DN),
+		NotAfter: msOrNil(ca.NotAfter), DN: viewDN(ca.DN), OCSPSwitch: ca.OCSP,
 		CRL: pcaCRLView{Enabled: ca.CRL.Enabled, ValidDays: ca.CRL.ValidDays}}
 	if ca.CRL.Enabled {
 		v.CRL.CRLName = ca.ID + ".crl"

@@ -17,6 +17,7 @@ import (
 	apigsvc "github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
+	ocspsvc "github.com/hsmca/hsmca/signer/ocsp"
 	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
@@ -72,6 +73,9 @@ type Options struct {
 	// AccessTokenTTL is the lifetime of an access token from
 	// POST /oauth/token (0: signer.DefaultAccessTokenTTL, one hour).
 	AccessTokenTTL time.Duration
+	// OCSP answers the OCSP routes; nil: signer/ocsp's responder over the
+	// PCA and DTS services (with the default per-client rates).
+	OCSP OCSPAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -97,6 +101,9 @@ type Access struct {
 type Family struct {
 	Name     string
 	WriteErr func(c *gin.Context, err error)
+	// RawBody: the routes take a body that is not JSON and check its
+	// media type themselves (OCSP requests are DER).
+	RawBody bool
 }
 
 // RouteInfo is one entry of the access table.
@@ -116,6 +123,8 @@ type server struct {
 	engine *gin.Engine
 	public *addrLimiter // nil: public routes are not limited
 	dts    DTSAPI
+	// ocspAPI answers the OCSP routes (ocsp.go).
+	ocspAPI OCSPAPI
 }
 
 // Handler is the HTTP handler of every family: the Gin engine behind the
@@ -161,7 +170,7 @@ func build(o Options) (*gin.Engine, *server) {
 	r.ContextWithFallback = true
 	o = withServices(o)
 	s := &server{eng: o.Engine, admins: o.Admins, pcaAPI: o.PCA, dts: o.DTS, log: o.Logger, opts: o,
-		routes: map[string]RouteInfo{}, engine: r}
+		routes: map[string]RouteInfo{}, engine: r, ocspAPI: o.OCSP}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
 	}
@@ -185,6 +194,7 @@ func build(o Options) (*gin.Engine, *server) {
 	s.mountEcosystem()
 	s.mountPCA()
 	s.mountAPIG()
+	s.mountOCSP()
 	return r, s
 }
 
@@ -205,6 +215,15 @@ func withServices(o Options) Options {
 	}
 	if o.DTS == nil {
 		o.DTS = dts.New(o.Engine)
+	}
+	if o.OCSP == nil {
+		var pubs []*ocspsvc.Publisher
+		for _, svc := range []any{o.PCA, o.DTS} {
+			if p, ok := svc.(interface{ OCSPPublisher() *ocspsvc.Publisher }); ok {
+				pubs = append(pubs, p.OCSPPublisher())
+			}
+		}
+		o.OCSP = ocspsvc.NewResponder(o.Engine, ocspsvc.ResponderConfig{}, pubs...)
 	}
 	return o
 }

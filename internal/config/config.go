@@ -82,6 +82,21 @@ type Config struct {
 		AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
 	} `yaml:"oauth"`
 
+	// OCSP configures the OCSP responder (GET /ocsp/..., POST /ocsp).
+	OCSP struct {
+		// Signer is which key signs the answers of a CA whose OCSP is
+		// switched on from now on: delegated (default; a responder key
+		// and certificate of the CA's, rotated before they expire) or ca
+		// (the CA's own key).
+		Signer string `yaml:"signer"`
+		// FreshRequestsPerSecond is how many answers signed for one
+		// request alone (a nonce, an unknown serial number) each client
+		// address may get per second, in bursts of FreshBurst (default 1
+		// and 10); shared by replicas on Redis.
+		FreshRequestsPerSecond float64 `yaml:"fresh_requests_per_second"`
+		FreshBurst             int     `yaml:"fresh_burst"`
+	} `yaml:"ocsp"`
+
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
 	// a resource not listed keeps its default.
 	Quotas map[string]int64 `yaml:"quotas"`
@@ -132,6 +147,9 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_MAX_HEADER_BYTES", "http.max_header_bytes", "bytes of request line and headers a request may send (default 16384; 431 beyond)"},
 	{"HSMCA_OAUTH_ACCESS_TOKEN_TTL", "oauth.access_token_ttl", "lifetime of access tokens from POST /oauth/token (default 1h; 1m to 24h)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
+	{"HSMCA_OCSP_SIGNER", "ocsp.signer", "key signing OCSP answers of CAs switched on from now on: delegated (default) or ca"},
+	{"HSMCA_OCSP_FRESH_RPS", "ocsp.fresh_requests_per_second", "OCSP answers signed for one request alone (nonce, unknown serial) per client address per second (default 1)"},
+	{"HSMCA_OCSP_FRESH_BURST", "ocsp.fresh_burst", "such answers a client address may get at once (default 10)"},
 }
 
 // DefaultRateLimit is the requests per second each credential may make:
@@ -194,6 +212,21 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_ADMIN_SOCKET", &c.AdminSocket)
 	str("HSMCA_ISSUER_ALT_NAME", &c.IssuerAltName)
 	str("HSMCA_PUBLIC_BASE_URL", &c.PublicBaseURL)
+	str("HSMCA_OCSP_SIGNER", &c.OCSP.Signer)
+	if v, ok := get("HSMCA_OCSP_FRESH_RPS"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("config: HSMCA_OCSP_FRESH_RPS: want a number > 0, got %q", v)
+		}
+		c.OCSP.FreshRequestsPerSecond = f
+	}
+	if v, ok := get("HSMCA_OCSP_FRESH_BURST"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("config: HSMCA_OCSP_FRESH_BURST: want a number >= 1, got %q", v)
+		}
+		c.OCSP.FreshBurst = n
+	}
 	if v, ok := get("HSMCA_SLOT"); ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
@@ -392,6 +425,17 @@ func (c *Config) validate() error {
 		if n < 0 {
 			errs = append(errs, fmt.Sprintf("quotas.%s: %d is negative", res, n))
 		}
+	}
+	switch c.OCSP.Signer {
+	case "", "delegated", "ca":
+	default:
+		errs = append(errs, fmt.Sprintf("ocsp.signer %q: want delegated or ca", c.OCSP.Signer))
+	}
+	if r := c.OCSP.FreshRequestsPerSecond; r < 0 || r > 1e6 || math.IsNaN(r) {
+		errs = append(errs, fmt.Sprintf("ocsp.fresh_requests_per_second %v: want 0 (the default) to 1000000", r))
+	}
+	if c.OCSP.FreshBurst < 0 || c.OCSP.FreshBurst > 1e6 {
+		errs = append(errs, fmt.Sprintf("ocsp.fresh_burst %d: want 0 (the default) to 1000000", c.OCSP.FreshBurst))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

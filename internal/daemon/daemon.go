@@ -30,6 +30,7 @@ import (
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/signer/keys"
+	"github.com/hsmca/hsmca/signer/ocsp"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -162,13 +163,20 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if p := cfg.RateLimit.PublicRequestsPerSecond; p != nil {
 		publicRPS = *p
 	}
-	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, PCA: pca.New(d.engine), Logger: log,
+	ocspMode, _ := ocsp.ParseMode(cfg.OCSP.Signer) // config.Load checked it
+	ocspCfg := ocsp.Config{Mode: ocspMode}
+	pcaSvc := pca.New(d.engine, pca.OCSP(ocspCfg))
+	dtsSvc := dts.New(d.engine, dts.IssuerAltName(ian), dts.OCSP(ocspCfg))
+	responder := ocsp.NewResponder(d.engine, ocsp.ResponderConfig{FreshRate: cfg.OCSP.FreshRequestsPerSecond,
+		FreshBurst: int64(cfg.OCSP.FreshBurst)}, pcaSvc.OCSPPublisher(), dtsSvc.OCSPPublisher())
+	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, PCA: pcaSvc, Logger: log,
 		APIG:         apig.New(d.engine),
 		Keys:         keys.New(d.engine),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
-		DTS:             dts.New(d.engine, dts.IssuerAltName(ian)),
+		DTS:             dtsSvc,
+		OCSP:            responder,
 		HSTS:            tlsConf != nil,
 		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL})
 	var h http.Handler = handler

@@ -10,9 +10,10 @@ import (
 )
 
 // All returns the families in registration order. keys comes before apig:
-// the keys API resolves an id through the key owners in this order.
+// the keys API resolves an id through the key owners in this order. ocsp
+// comes last: the responder shared by dts and pca.
 func All() []signer.Family {
-	return []signer.Family{keysFamily(), apigFamily(), dtsFamily(), pcaFamily(), adminsFamily()}
+	return []signer.Family{keysFamily(), apigFamily(), dtsFamily(), pcaFamily(), adminsFamily(), ocspFamily()}
 }
 
 // Indexes are the store indexes of every family and of the core.

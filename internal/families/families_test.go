@@ -16,7 +16,7 @@ func TestIndexes(t *testing.T) {
 	for _, f := range All() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins"}, names)
+	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins", "ocsp"}, names)
 	assert.ElementsMatch(t, []store.Index{
 		{Kind: "pca_certificate", Field: "status"},
 		{Kind: "pca_certificate", Field: "common_name"},
@@ -31,5 +31,8 @@ func TestIndexes(t *testing.T) {
 		{Kind: "pca_ca_index", Field: "purge_at"},
 		{Kind: "pca_ca_index", Field: "crl_due"},
 		{Kind: "dts_root_index", Field: "crl_due"},
+		{Kind: "ocsp_response", Field: "issuer"},
+		{Kind: "ocsp_response", Field: "due"},
+		{Kind: "ocsp_issuer", Field: "rotate_at"},
 	}, Indexes())
 }

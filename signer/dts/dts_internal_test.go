@@ -162,7 +162,7 @@ func TestDTSCRLRefreshesWithIncreasingNumbers(t *testing.T) {
 
 	// A deactivated root still publishes its CRL.
 	off := false
-	_, err = e.UpdateRoot(ctx, root.ID, &off, nil)
+	_, err = e.UpdateRoot(ctx, root.ID, &off, nil, nil)
 	require.NoError(t, err)
 	c.t = c.t.Add(crlRefresh + time.Second)
 	assert.Equal(t, 1, refresh())
@@ -314,7 +314,7 @@ func TestDTSFamily(t *testing.T) {
 	off := false
 	r, err := e.CreateRoot(ctx, RootInput{OrganisationName: str("Y")})
 	require.NoError(t, err)
-	_, err = e.UpdateRoot(ctx, r.ID, &off, nil)
+	_, err = e.UpdateRoot(ctx, r.ID, &off, nil, nil)
 	require.NoError(t, err)
 
 	core := signer.New(signer.Options{Store: e.core.Store(), Families: []signer.Family{Family()}, Now: c.now,

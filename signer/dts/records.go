@@ -34,6 +34,8 @@ type dtsRoot struct {
 	NotAfter     time.Time `json:"notAfter"`
 	KeyAlgorithm string    `json:"keyAlgorithm,omitempty"`
 	CreatedBy    string    `json:"createdBy,omitempty"`
+	// OCSP: the root answers OCSP requests about what it issued.
+	OCSP bool `json:"ocspEnabled,omitempty"`
 }
 
 // Root is a root as the API shows it.
@@ -48,13 +50,14 @@ type Root struct {
 	Organisation   string
 	NotBefore      time.Time
 	NotAfter       time.Time
+	OCSPEnabled    bool
 }
 
 func (r *dtsRoot) view() *Root {
 	return &Root{ID: r.ID, Active: r.Active, Managed: r.Managed,
 		CertificatePEM: encoding.EncodePEM("CERTIFICATE", r.CertDER), Fingerprint: r.Fingerprint,
 		CommonName: r.CommonName, Country: r.Country, Organisation: r.Organisation,
-		NotBefore: r.NotBefore, NotAfter: r.NotAfter}
+		NotBefore: r.NotBefore, NotAfter: r.NotAfter, OCSPEnabled: r.OCSP}
 }
 
 // activeRootExpiry is the notAfter of an active root, for the CA-expiry

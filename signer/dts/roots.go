@@ -59,7 +59,10 @@ type RootInput struct {
 	NotBefore        *string // RFC 3339
 	NotAfter         *string // RFC 3339
 	CertificatePEM   *string
-	BadFields        []signer.FieldError
+	// OCSPEnabled switches the OCSP of a managed root on from its
+	// creation (hsmca's own field).
+	OCSPEnabled *bool
+	BadFields   []signer.FieldError
 }
 
 // CreateRoot creates a managed root (key in the HSM, self-signed) or
@@ -202,7 +205,7 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.commitManagedRoot(ctx, tenant, id, nk, plan, ian)
+	r, err := s.commitManagedRoot(ctx, tenant, id, nk, plan, ian, in.OCSPEnabled != nil && *in.OCSPEnabled)
 	if err != nil {
 		s.core.AbandonKey(nk)
 		return nil, err
@@ -215,7 +218,7 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	return r, nil
 }
 
-func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *signer.NewKey, plan *rootPlan, ian *pkix.Extension) (*dtsRoot, error) {
+func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *signer.NewKey, plan *rootPlan, ian *pkix.Extension, withOCSP bool) (*dtsRoot, error) {
 	tmpl := issuance.IACARootTemplate(plan.subject, plan.notBefore, plan.notAfter, ian)
 	der, err := issuance.SignCertificate(tmpl, nil, nk.Signer.Public(),
 		s.core.Timed(nk.Signer, "dts_root_certificate", string(keyAlgorithm)), issuance.KeyIDSHA256)
@@ -231,6 +234,14 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 	if err := s.putRootIndex(ctx, tenant, id, signer.CRLDueAt(time.UnixMilli(0))); err != nil {
 		return nil, err
 	}
+	if withOCSP {
+		// The responder is readied before the root exists: should the
+		// root not be stored, it goes again.
+		if err := s.enableNewRoot(ctx, tenant, nk.ID, r); err != nil {
+			s.dropRootIndex(id)
+			return nil, err
+		}
+	}
 	rec, err := rootRecord(tenant, r)
 	if err != nil {
 		return nil, err
@@ -240,6 +251,9 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 	err = s.core.Store().Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
 		Quota: &store.Quota{Resource: QuotaRoots, Limit: s.core.QuotaLimit(QuotaRoots)}})
 	if err != nil {
+		if withOCSP {
+			s.purgeOCSP(id)
+		}
 		s.dropRootIndex(id)
 		if qe := quotaErr(err, rootQuotaMsg); qe != nil {
 			return nil, qe
@@ -279,6 +293,9 @@ func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in Roo
 		if v != nil {
 			f.Add(name, *v, "must not be given with certificatePem: an uploaded certificate carries its own")
 		}
+	}
+	if in.OCSPEnabled != nil && *in.OCSPEnabled {
+		f.Add("ocspEnabled", true, noOCSPUnmanaged)
 	}
 	var cert *x509.Certificate
 	if in.CertificatePEM != nil {
@@ -369,31 +386,38 @@ func (s *Service) GetRoot(ctx context.Context, id string) (*Root, error) {
 	return r.view(), op.Done(id, nil)
 }
 
-// UpdateRoot sets a root's active flag. Only an active root signs signer
-// certificates, and only signers under an active root sign.
-func (s *Service) UpdateRoot(ctx context.Context, id string, active *bool, bad []signer.FieldError) (*Root, error) {
+// UpdateRoot sets a root's active flag and (hsmca's own field) whether
+// it answers OCSP requests; at least one of them. Only an active root
+// signs signer certificates, and only signers under an active root sign.
+func (s *Service) UpdateRoot(ctx context.Context, id string, active, ocspEnabled *bool, bad []signer.FieldError) (*Root, error) {
 	tenant, err := tenantOf(ctx)
 	op := s.core.Start(ctx, tenant, evCAUpdate)
 	if err != nil {
 		return nil, op.Done("", err)
 	}
-	r, err := s.updateRoot(ctx, tenant, id, active, bad)
+	r, err := s.updateRoot(ctx, tenant, id, active, ocspEnabled, bad)
 	if err != nil {
 		return nil, op.Done("", err)
 	}
 	return r.view(), op.Done(id, nil)
 }
 
-func (s *Service) updateRoot(ctx context.Context, tenant, id string, active *bool, bad []signer.FieldError) (*dtsRoot, error) {
+func (s *Service) updateRoot(ctx context.Context, tenant, id string, active, ocspEnabled *bool, bad []signer.FieldError) (*dtsRoot, error) {
 	if err := checkID("id", id, "path"); err != nil {
 		return nil, err
 	}
 	f := signer.FieldErrors(bad)
-	if active == nil && !hasField(bad, "active") {
+	if active == nil && ocspEnabled == nil && !hasField(bad, "active") && !hasField(bad, "ocspEnabled") {
 		f.Add("active", nil, "is required")
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
+	}
+	if ocspEnabled != nil {
+		r, err := s.switchRootOCSP(ctx, tenant, id, *ocspEnabled)
+		if err != nil || active == nil {
+			return r, err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		rec, r, err := s.getRoot(ctx, tenant, id)
@@ -440,6 +464,11 @@ func (s *Service) deleteRoot(ctx context.Context, tenant, id string) error {
 	}
 	rec, _, err := s.getRoot(ctx, tenant, id)
 	if err != nil {
+		return err
+	}
+	// The responder's records and key go first: a deletion that fails
+	// here leaves the root as it was.
+	if err := s.ocsp.Purge(ctx, id); err != nil {
 		return err
 	}
 	opts := store.WriteOpts{Quota: &store.Quota{Resource: QuotaRoots, Limit: s.core.QuotaLimit(QuotaRoots)}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/ocsp"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -22,6 +23,9 @@ type Service struct {
 	// issuerAltName goes into the certificates of managed roots (URI or
 	// email), and from there into their signers'.
 	issuerAltName string
+	// ocsp keeps the OCSP responder's records of the family's roots.
+	ocsp    *ocsp.Publisher
+	ocspCfg ocsp.Config
 }
 
 // Option configures a Service.
@@ -41,6 +45,7 @@ func New(core *signer.Core, opts ...Option) *Service {
 	for _, o := range opts {
 		o(s)
 	}
+	s.ocsp = ocsp.NewPublisher(core, "dts", s, s.ocspCfg)
 	return s
 }
 

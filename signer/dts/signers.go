@@ -393,6 +393,11 @@ func (s *Service) deleteSigner(ctx context.Context, tenant, id string) error {
 			s.core.Log().Warn("CRL of a DTS root not re-signed after a signer deletion; the refresher retries",
 				"id", v.CAID, "err", err)
 		}
+		if c, err := x509.ParseCertificate(v.CertDER); err == nil {
+			if err := s.ocsp.Revoked(ctx, tenant, v.CAID, c.SerialNumber); err != nil {
+				s.core.Log().Warn("OCSP answers of a DTS root not updated after a signer deletion", "id", v.CAID, "err", err)
+			}
+		}
 	}
 	return nil
 }

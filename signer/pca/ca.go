@@ -33,6 +33,7 @@ type CA struct {
 	NotAfter           int64
 	DN                 DistinguishedName
 	CRL                CRLConfiguration
+	OCSP               bool // answers OCSP requests
 }
 
 func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
@@ -47,7 +48,7 @@ func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
 		IssuerID: c.IssuerID, IssuerName: issuerName, KeyAlgorithm: c.KeyAlgorithm,
 		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
 		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
-		DN: c.DN, CRL: c.CRL}
+		DN: c.DN, CRL: c.CRL, OCSP: c.OCSP}
 }
 
 // transit reads a CA for op: its record, the CA, and the status op leads
@@ -332,7 +333,11 @@ func (s *Service) revokeCA(ctx context.Context, tenant, id, reason string) error
 		}
 	}
 	if onCRL {
-		return s.crlChanged(ctx, tenant, c.IssuerID)
+		err := s.crlChanged(ctx, tenant, c.IssuerID)
+		if oerr := s.ocspRevoked(ctx, tenant, c.IssuerID, c.Serial); err == nil {
+			err = oerr
+		}
+		return err
 	}
 	return nil
 }

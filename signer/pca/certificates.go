@@ -335,7 +335,11 @@ func (s *Service) revokeCertificate(ctx context.Context, tenant, id, reason stri
 		}
 		signer.Backoff(attempt)
 	}
-	return s.crlChanged(ctx, tenant, c.IssuerID)
+	err = s.crlChanged(ctx, tenant, c.IssuerID)
+	if oerr := s.ocspRevoked(ctx, tenant, c.IssuerID, c.Serial); err == nil {
+		err = oerr
+	}
+	return err
 }
 
 // reasonDeleted is the revocation reason of a certificate deleted while
@@ -384,6 +388,10 @@ func (s *Service) deleteCertificate(ctx context.Context, tenant, id string) erro
 		// stays marked and the background refresher signs it.
 		if err := s.crlChanged(ctx, tenant, c.IssuerID); err != nil {
 			s.core.Log().Warn("CRL not re-signed after a certificate deletion; the refresher retries",
+				"issuer", c.IssuerID, "err", err)
+		}
+		if err := s.ocspRevoked(ctx, tenant, c.IssuerID, c.Serial); err != nil {
+			s.core.Log().Warn("OCSP answers not updated after a certificate deletion",
 				"issuer", c.IssuerID, "err", err)
 		}
 	}

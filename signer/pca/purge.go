@@ -88,6 +88,11 @@ func (s *Service) purgeCA(ctx context.Context, rec *store.Record) error {
 	if _, err := CATransition(CAOpPurge, c.Status); err != nil || c.DeleteTime > s.now().UnixMilli() {
 		return err
 	}
+	// The responder's records and key go first: a purge that fails here
+	// is retried whole by the next sweep.
+	if err := s.ocsp.Purge(ctx, rec.ID); err != nil {
+		return err
+	}
 	lim := s.core.QuotaLimit(QuotaCAs)
 	if err := s.core.DeleteWithKey(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaCAs, Limit: lim}}); err != nil {
 		if errors.Is(err, store.ErrNotFound) {

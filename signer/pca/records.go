@@ -45,6 +45,8 @@ type caRecord struct {
 	CRLNumber          int64             `json:"crl_number"`
 	RevokeReason       string            `json:"revoke_reason,omitempty"`
 	RevokeTime         int64             `json:"revoke_time,omitempty"`
+	// OCSP: the CA answers OCSP requests (UpdateOcspSwitch).
+	OCSP bool `json:"ocsp,omitempty"`
 }
 
 // effective is the status a client sees: an ACTIVED CA past its notAfter

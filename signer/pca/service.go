@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/ocsp"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -46,12 +47,20 @@ type Service struct {
 	// issuerCerts keeps parsed CA certificates by their DER bytes, for
 	// the same reason.
 	issuerCerts *signer.BytesCache[*x509.Certificate]
+	// ocsp keeps the OCSP responder's records of the family's CAs.
+	ocsp    *ocsp.Publisher
+	ocspCfg ocsp.Config
 }
 
 // New returns the family's service over core.
-func New(core *signer.Core) *Service {
-	return &Service{core: core, store: core.Store(),
+func New(core *signer.Core, opts ...Option) *Service {
+	s := &Service{core: core, store: core.Store(),
 		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert)}
+	for _, o := range opts {
+		o(s)
+	}
+	s.ocsp = ocsp.NewPublisher(core, "pca", s, s.ocspCfg)
+	return s
 }
 
 func parseCACert(der []byte) (*x509.Certificate, error) {

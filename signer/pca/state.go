@@ -44,6 +44,8 @@ const (
 	CAOpCRL      CAOp = "configure the CRL of"
 	CAOpSignCRL  CAOp = "sign a CRL with"
 	CAOpPurge    CAOp = "purge" // the janitor's end of a scheduled deletion
+	CAOpOCSPOn   CAOp = "switch on the OCSP of"
+	CAOpOCSPOff  CAOp = "switch off the OCSP of"
 )
 
 // caGone is the target of transitions that remove the CA and its key.
@@ -74,6 +76,10 @@ var caTransitions = map[CAOp]map[string]string{
 	CAOpSignCRL: {CAActived: CAActived, CADisabled: CADisabled, CAExpired: CAExpired,
 		CARevoked: CARevoked},
 	CAOpPurge: {CADeleted: caGone},
+	// As the public service asks: an ACTIVED or DISABLED CA. Off is also
+	// allowed once the CA has expired or was revoked.
+	CAOpOCSPOn:  {CAActived: CAActived, CADisabled: CADisabled},
+	CAOpOCSPOff: {CAActived: CAActived, CADisabled: CADisabled, CAExpired: CAExpired, CARevoked: CARevoked},
 }
 
 // CATransition returns the status a CA in status from reaches through op,
