@@ -282,10 +282,12 @@ func (p *Publisher) sign(ctx context.Context, is *Issuer, ir *store.Record, d *i
 		r.ResponderCert = d.ResponderCert
 		key, err := p.core.TimedSigner(ctx, ir.Fields[signer.KeyField], d.ResponderKeyAlg, "ocsp_response")
 		if err == nil {
-			der, err := issuance.SignOCSPResponse(r, key, issuance.SignatureAlgorithm(d.ResponderKeyAlg, is.Hash))
+			var der []byte
+			der, err = issuance.SignOCSPResponse(r, key, issuance.SignatureAlgorithm(d.ResponderKeyAlg, is.Hash))
 			if err == nil {
 				return &signed{der: der, thisUpdate: now, nextUpdate: r.NextUpdate, made: now}, nil
 			}
+			err = signer.HSMError(err, "OCSP responder key")
 		}
 		if signer.KindOf(err) == signer.KindUnavailable {
 			return nil, err

@@ -12,9 +12,14 @@ import (
 	"github.com/hsmca/hsmca/store"
 )
 
-// refreshBatch bounds the answers one janitor round re-signs; the rest
-// wait for the next round (they have half their validity left).
-const refreshBatch = 1000
+// refreshBatch is how many due answers a round reads at once; a round
+// goes on batch after batch until none is due (or refreshMax were
+// handled: the rest, with half their validity left, wait for the next
+// round, an hour later).
+const (
+	refreshBatch = 1000
+	refreshMax   = 200000
+)
 
 // Refresh is one round of the responder's janitor, run on every replica:
 // it rotates the delegated responders due (two thirds of their
@@ -96,10 +101,24 @@ func (p *Publisher) rotateDue(ctx context.Context, rec *store.Record) error {
 }
 
 func refreshDue(ctx context.Context, c *signer.Core, byFamily map[string]*Publisher) (int, error) {
+	n := 0
+	for seen := 0; seen < refreshMax; seen += refreshBatch {
+		k, more, err := refreshBatchDue(ctx, c, byFamily)
+		n += k
+		if err != nil || !more {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// refreshBatchDue handles one batch of due answers; more says the batch
+// was full and moved on (another may be due).
+func refreshBatchDue(ctx context.Context, c *signer.Core, byFamily map[string]*Publisher) (int, bool, error) {
 	page, err := c.Store().List(ctx, store.Query{Kind: RecordResponse, Tenant: store.PlatformTenant,
-		SortBy: fieldDue, Limit: refreshBatch, Filters: dueFilters(fieldDue, c.Now())})
+		SortBy: fieldDue, Limit: refreshBatch, NoTotal: true, Filters: dueFilters(fieldDue, c.Now())})
 	if err != nil {
-		return 0, signer.StoreErr(err, "OCSP answers")
+		return 0, false, signer.StoreErr(err, "OCSP answers")
 	}
 	// One CA at a time, in the order its first answer fell due.
 	var order []string
@@ -112,15 +131,16 @@ func refreshDue(ctx context.Context, c *signer.Core, byFamily map[string]*Publis
 		}
 		groups[ref] = append(groups[ref], r)
 	}
-	n := 0
+	n, skipped := 0, false
 	var errs []error
 	for _, ref := range order {
 		if ctx.Err() != nil {
-			return n, ctx.Err()
+			return n, false, ctx.Err()
 		}
 		recs := groups[ref]
 		p := byFamily[recs[0].Fields[fieldFamily]]
 		if p == nil {
+			skipped = true // a family this process does not serve
 			continue
 		}
 		k, err := p.refreshCA(ctx, recs[0].Fields[fieldTenant], recs[0].Fields[fieldCA], recs)
@@ -130,7 +150,9 @@ func refreshDue(ctx context.Context, c *signer.Core, byFamily map[string]*Publis
 			errs = append(errs, err)
 		}
 	}
-	return n, errors.Join(errs...)
+	// A batch that left answers due (a failure, a family not served
+	// here) would come back the same: the round ends there.
+	return n, len(page.Records) == refreshBatch && len(errs) == 0 && !skipped, errors.Join(errs...)
 }
 
 // refreshCA re-signs due answers of one CA.
