@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,9 +29,11 @@ import (
 	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
+	xocsp "golang.org/x/crypto/ocsp"
 )
 
 // Config says what to measure and how long.
@@ -178,6 +183,16 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	for _, c := range cfg.Concurrency {
 		run(OpShow, c, showRequest(fx, ids), profName("show", c))
 	}
+	// OCSP answers by GET about issued certificates: the warm-up signs and
+	// stores one answer each, the measured window is served from the
+	// store.
+	oq, err := ocspRequest(ctx, d.base, fx, ids)
+	if err != nil {
+		return rows, fmt.Errorf("OCSP setup: %w", err)
+	}
+	for _, c := range cfg.Concurrency {
+		run(OpOCSP, c, oq, profName("ocsp", c))
+	}
 	// The list is measured for its latency as the store grows (it is no
 	// throughput operation): at 1 and 8 connections.
 	for _, c := range []int{1, 8} {
@@ -259,6 +274,7 @@ const (
 	OpIssue = "POST /v1/private-certificates/csr"
 	OpSign  = "POST /v1/keys/{id}/sign"
 	OpShow  = "GET /v1/private-certificates/{id}"
+	OpOCSP  = "GET /ocsp/{request} (cached)"
 	OpList  = "GET /v1/private-certificates?limit=10"
 
 	OpListRevoked    = "GET /v1/private-certificates?status=REVOKED&limit=10"
@@ -393,6 +409,76 @@ func signRequest(fx *fixture) request {
 func showRequest(fx *fixture, ids []string) request {
 	return request{method: "GET", path: func(r *mrand.Rand) string { return "/v1/private-certificates/" + ids[r.IntN(len(ids))] },
 		token: fx.token, want: http.StatusOK}
+}
+
+// ocspCerts is how many certificates the OCSP rows ask about.
+const ocspCerts = 64
+
+// ocspRequest switches the fixture CA's OCSP on and returns GET requests
+// (RFC 5019: base64, URL-encoded) about up to ocspCerts of ids.
+func ocspRequest(ctx context.Context, base string, fx *fixture, ids []string) (request, error) {
+	c := client(1)
+	if err := call(ctx, c, base, fx.token, "POST", "/v1/private-certificate-authorities/"+fx.caID+"/ocsp/switch",
+		map[string]bool{"ocsp_switch": true}, http.StatusNoContent, nil); err != nil {
+		return request{}, err
+	}
+	var ca struct {
+		Certificate string `json:"certificate"`
+	}
+	if err := call(ctx, c, base, fx.token, "POST", "/v1/private-certificate-authorities/"+fx.caID+"/export",
+		map[string]string{}, http.StatusOK, &ca); err != nil {
+		return request{}, err
+	}
+	b, _ := pem.Decode([]byte(ca.Certificate))
+	if b == nil {
+		return request{}, errors.New("CA export without a certificate")
+	}
+	issuer, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return request{}, err
+	}
+	var paths []string
+	for _, id := range ids[:min(len(ids), ocspCerts)] {
+		var cert struct {
+			Serial string `json:"serial_number"`
+		}
+		if err := call(ctx, c, base, fx.token, "GET", "/v1/private-certificates/"+id, nil, http.StatusOK, &cert); err != nil {
+			return request{}, err
+		}
+		serial, ok := new(big.Int).SetString(cert.Serial, 16)
+		if !ok {
+			return request{}, fmt.Errorf("certificate %s: serial %q", id, cert.Serial)
+		}
+		kh, err := issuance.OCSPKeyHash(issuer, crypto.SHA1)
+		if err != nil {
+			return request{}, err
+		}
+		der, err := (&xocsp.Request{HashAlgorithm: crypto.SHA1, IssuerNameHash: issuance.OCSPNameHash(issuer, crypto.SHA1),
+			IssuerKeyHash: kh, SerialNumber: serial}).Marshal()
+		if err != nil {
+			return request{}, err
+		}
+		paths = append(paths, "/ocsp/"+url.PathEscape(base64.StdEncoding.EncodeToString(der)))
+	}
+	if len(paths) == 0 {
+		return request{}, errors.New("no certificate to ask about")
+	}
+	// The rows count HTTP 200s, which OCSP errors are too: check once that
+	// the answers are real.
+	resp, err := c.Get(base + paths[0])
+	if err != nil {
+		return request{}, err
+	}
+	der, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	if err != nil {
+		return request{}, err
+	}
+	if r, err := xocsp.ParseResponse(der, issuer); err != nil || r.Status != xocsp.Good {
+		return request{}, fmt.Errorf("OCSP answer: %v", err)
+	}
+	return request{method: "GET", path: func(r *mrand.Rand) string { return paths[r.IntN(len(paths))] },
+		token: fx.token, want: http.StatusOK}, nil
 }
 
 func getRequest(fx *fixture, path string) request {
