@@ -139,6 +139,7 @@ func FuzzPCABody(f *testing.F) {
 		{"pca", "POST", certs + "/csr/parse", false},
 		{"pca", "POST", certs + "/" + fuzzID + "/export", false},
 		{"pca", "POST", certs + "/" + fuzzID + "/revoke", false},
+		{"pca", "POST", cas + "/" + fuzzID + "/ocsp/switch", false},
 	}, []string{
 		`{"type":"ROOT","key_algorithm":"EC256","signature_algorithm":"SHA256","distinguished_name":{"common_name":"r","country":"CN","state":"s","locality":"l","organization":"o","organizational_unit":"u"},"validity":{"type":"YEAR","value":10}}`,
 		`{"issuer_id":"` + fuzzID + `","signature_algorithm":"SHA256","validity":{"type":"DAY","value":9223372036854775807},"path_length":0}`,
@@ -150,6 +151,7 @@ func FuzzPCABody(f *testing.F) {
 		`{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"}`,
 		`{"type":"NGINX","is_compressed":"false","password":"p"}`,
 		`{"reason":"NOPE"}`,
+		`{"ocsp_switch":true}`,
 	})
 }
 

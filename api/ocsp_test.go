@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -342,4 +343,43 @@ func TestHuaweiSDKOCSPSwitch(t *testing.T) {
 			assert.Equal(t, 1, counter(t, env, "PCA_CA_OCSP_ENABLE", "FAIL"))
 		})
 	}
+}
+
+// Whatever an OCSP request holds, by POST or by GET, the answer is HTTP
+// 200 with an OCSP answer (here, with no CA answering, an unsigned
+// error): never a 500, never something an OCSP client cannot read.
+func FuzzOCSPRequest(f *testing.F) {
+	fr := newFuzzRouter(f)
+	ca := testpki.NewCA(f, "fuzz OCSP CA")
+	leaf := ca.Issue(f, testpki.Options{CommonName: "leaf"})
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		req, err := ocsp.CreateRequest(leaf.Cert, ca.Cert, &ocsp.RequestOptions{Hash: h})
+		require.NoError(f, err)
+		f.Add(req)
+	}
+	f.Add([]byte("not DER"))
+	f.Add([]byte{0x30, 0x80, 0x30, 0x80})
+	f.Add(bytes.Repeat([]byte{0x30, 0x82, 0xff, 0xff}, 100))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, get := range []bool{false, true} {
+			var req *http.Request
+			if get {
+				req = httptest.NewRequest("GET", "/ocsp/"+url.PathEscape(base64.StdEncoding.EncodeToString(body)), nil)
+			} else {
+				req = httptest.NewRequest("POST", "/ocsp", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/ocsp-request")
+			}
+			w := httptest.NewRecorder()
+			fr.h.ServeHTTP(w, req)
+			if !get && len(body) > 16<<10 {
+				require.Equal(t, http.StatusRequestEntityTooLarge, w.Code)
+				continue
+			}
+			require.Equal(t, http.StatusOK, w.Code, "body: %x", w.Body.Bytes())
+			require.Equal(t, "application/ocsp-response", w.Header().Get("Content-Type"))
+			_, err := ocsp.ParseResponse(w.Body.Bytes(), nil)
+			var re ocsp.ResponseError
+			require.ErrorAs(t, err, &re, "an OCSP error answer")
+		}
+	})
 }
