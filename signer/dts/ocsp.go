@@ -32,10 +32,10 @@ func (s *Service) OCSPPublisher() *ocsp.Publisher { return s.ocsp }
 const noOCSPUnmanaged = "an uploaded DTS root CA certificate has no key here to sign OCSP answers"
 
 // rootIssuer is what the responder needs of a root.
-func rootIssuer(tenant, keyID string, r *dtsRoot) (*ocsp.Issuer, error) {
+func (s *Service) rootIssuer(tenant, keyID string, r *dtsRoot) (*ocsp.Issuer, error) {
 	is := &ocsp.Issuer{Tenant: tenant, ID: r.ID, Enabled: r.OCSP, Answering: r.Managed, KeyID: keyID,
 		KeyAlgorithm: r.KeyAlgorithm, Hash: issuance.SHA256}
-	cert, err := x509.ParseCertificate(r.CertDER)
+	cert, err := s.rootCerts.Get(r.CertDER)
 	if err != nil {
 		return nil, signer.StoreErr(err, "DTS root CA certificate")
 	}
@@ -51,7 +51,7 @@ func (s *Service) OCSPIssuer(ctx context.Context, tenant, id string) (*ocsp.Issu
 	if err != nil {
 		return nil, err
 	}
-	return rootIssuer(tenant, rec.Fields[signer.KeyField], r)
+	return s.rootIssuer(tenant, rec.Fields[signer.KeyField], r)
 }
 
 // OCSPStatus says what a root says of serial (ocsp.Source): revoked when
@@ -111,7 +111,7 @@ func (s *Service) switchRootOCSP(ctx context.Context, tenant, id string, on bool
 func (s *Service) enableNewRoot(ctx context.Context, tenant, keyID string, r *dtsRoot) error {
 	op := s.core.Start(ctx, tenant, evOCSPEnable)
 	r.OCSP = true
-	is, err := rootIssuer(tenant, keyID, r)
+	is, err := s.rootIssuer(tenant, keyID, r)
 	if err == nil {
 		err = s.ocsp.Enable(ctx, is)
 	}
@@ -145,7 +145,7 @@ func (s *Service) setRootOCSP(ctx context.Context, tenant, id string, on bool) (
 			if !r.Managed {
 				return nil, signer.Invalid("ocspEnabled", on, noOCSPUnmanaged)
 			}
-			is, err := rootIssuer(tenant, rec.Fields[signer.KeyField], r)
+			is, err := s.rootIssuer(tenant, rec.Fields[signer.KeyField], r)
 			if err != nil {
 				return nil, err
 			}

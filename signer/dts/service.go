@@ -6,6 +6,7 @@ package dts
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"strings"
 	"unicode"
@@ -26,6 +27,9 @@ type Service struct {
 	// ocsp keeps the OCSP responder's records of the family's roots.
 	ocsp    *ocsp.Publisher
 	ocspCfg ocsp.Config
+	// rootCerts keeps parsed root certificates by their DER (every OCSP
+	// request reads its root).
+	rootCerts *signer.BytesCache[*x509.Certificate]
 }
 
 // Option configures a Service.
@@ -41,7 +45,7 @@ func IssuerAltName(v string) Option { return func(s *Service) { s.issuerAltName 
 
 // New returns the DTS family's service over core.
 func New(core *signer.Core, opts ...Option) *Service {
-	s := &Service{core: core}
+	s := &Service{core: core, rootCerts: signer.NewBytesCache(x509.ParseCertificate)}
 	for _, o := range opts {
 		o(s)
 	}
