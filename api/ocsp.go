@@ -81,7 +81,8 @@ func (s *server) ocspPost(c *gin.Context) {
 }
 
 func (s *server) ocspGet(c *gin.Context) {
-	enc := strings.TrimPrefix(c.Param("request"), "/")
+	// A '+' some client or proxy decoded as a space is put back.
+	enc := strings.ReplaceAll(strings.TrimPrefix(c.Param("request"), "/"), " ", "+")
 	var der []byte
 	if len(enc) <= maxOCSPRequest*4/3+4 {
 		der = decodeOCSPBase64(enc)

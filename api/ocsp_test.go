@@ -201,6 +201,21 @@ func TestOCSPRefusals(t *testing.T) {
 	assert.Equal(t, malformed, readAll(t, resp.Body))
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 
+	// Base64 sent as it is (its '/' and '+' not escaped), padded or not,
+	// or base64url: all read.
+	good, err := ocsp.CreateRequest(e.leaf, e.caCert, nil)
+	require.NoError(t, err)
+	for _, enc := range []string{base64.StdEncoding.EncodeToString(good), base64.RawStdEncoding.EncodeToString(good),
+		base64.URLEncoding.EncodeToString(good), strings.ReplaceAll(base64.StdEncoding.EncodeToString(good), "+", "%20")} {
+		r, err := http.Get(e.Server.URL + "/ocsp/" + enc)
+		require.NoError(t, err)
+		der := readAll(t, r.Body)
+		r.Body.Close()
+		resp, err := ocsp.ParseResponseForCert(der, e.leaf, e.caCert)
+		require.NoError(t, err, enc)
+		assert.Equal(t, ocsp.Good, resp.Status)
+	}
+
 	r2, err := http.Get(e.Server.URL + "/ocsp/***")
 	require.NoError(t, err)
 	defer r2.Body.Close()
