@@ -446,3 +446,23 @@ func TestSwitchOffAndPurge(t *testing.T) {
 		})
 	}
 }
+
+// A revocation by a CA whose OCSP was never on costs the responder
+// nothing: no record, no event, no signature.
+func TestRevocationWithoutOCSP(t *testing.T) {
+	e := newEnv(t, "bolt", ocsp.ModeDelegated, ocsp.ResponderConfig{})
+	ctx := ctxT1()
+	id, err := e.pca.CreateCA(ctx, "t1", pca.CACreate{Type: "ROOT", DN: dn("No OCSP"), KeyAlgorithm: "EC256",
+		SignatureAlgorithm: "SHA256", Validity: &pca.Validity{Type: "YEAR", Value: 10}})
+	require.NoError(t, err)
+	leaf, err := e.pca.IssueCertificate(ctx, "t1", pca.CertIssue{IssuerID: id, DN: &pca.DistinguishedName{CommonName: "x.test"},
+		Validity: &pca.Validity{Type: "DAY", Value: 1}, SANs: []pca.SAN{{Type: "DNS", Value: "x.test"}}})
+	require.NoError(t, err)
+	require.NoError(t, e.pca.RevokeCertificate(ctx, "t1", leaf, ""))
+	for _, kind := range []string{ocsp.RecordIssuer, ocsp.RecordResponse} {
+		n, err := e.raw.CountRecords(ctx, kind, store.PlatformTenant)
+		require.NoError(t, err)
+		assert.Zero(t, n, kind)
+	}
+	assert.Zero(t, eventCount(t, e.raw, "t1", "OCSP_RESPONSE_SIGN", "SUCCESS"))
+}

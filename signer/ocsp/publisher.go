@@ -359,6 +359,10 @@ func (p *Publisher) Revoked(ctx context.Context, tenant, id string, serial *big.
 		return p.withdraw(ctx, &Issuer{Tenant: tenant, ID: id}, serial)
 	}
 	if !is.Enabled || !is.Answering {
+		// A CA whose OCSP was never on has no answers to withdraw.
+		if rec, _, err := p.loadIssuer(ctx, id); err == nil && rec == nil {
+			return nil
+		}
 		return p.withdraw(ctx, is, serial)
 	}
 	op := p.core.Start(ctx, tenant, "OCSP_RESPONSE_SIGN")
