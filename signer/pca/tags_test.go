@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,9 +14,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/redisstore"
 )
 
 func tagLeaf(t *testing.T, e *pca.Service, issuer, cn string) string {
@@ -425,4 +430,62 @@ func filters(n int) []pca.TagFilter {
 		out[i] = pca.TagFilter{Key: fmt.Sprintf("k%d", i)}
 	}
 	return out
+}
+
+// hookStore runs beforeTagWrite just before a certificate's tags are
+// written: what a deletion racing the write looks like.
+type hookStore struct {
+	store.Store
+	beforeTagWrite func()
+}
+
+func (h *hookStore) Create(ctx context.Context, rec *store.Record, o store.WriteOpts) error {
+	if rec.Kind == pca.RecordCertTags && h.beforeTagWrite != nil {
+		f := h.beforeTagWrite
+		h.beforeTagWrite = nil
+		f()
+	}
+	return h.Store.Create(ctx, rec, o)
+}
+
+// A certificate deleted between a tag request's check and its write
+// leaves no tags: the request answers not-found and removes what it wrote.
+func TestPCATagWriteRacingADeletion(t *testing.T) {
+	for _, backend := range pcaBackends {
+		t.Run(backend, func(t *testing.T) {
+			var hs *hookStore
+			e := pca.New(newPCACoreOver(t, backend, func(st store.Store) store.Store {
+				hs = &hookStore{Store: st}
+				return hs
+			}))
+			st := hs.Store
+			ctx := pcaCtx()
+			root := mkRoot(t, e, "Race Delete Root")
+			leaf := tagLeaf(t, e, root, "raced.example.com")
+			hs.beforeTagWrite = func() { require.NoError(t, e.DeleteCertificate(ctx, "t1", leaf)) }
+			err := e.CreateTag(ctx, "t1", pca.TagCertificates, leaf, pca.Tag{Key: "k", Value: "v"})
+			assert.Equal(t, pca.ReasonNotFound, signer.ReasonOf(err), "%v", err)
+			_, err = st.Get(ctx, pca.RecordCertTags, "t1", leaf)
+			assert.ErrorIs(t, err, store.ErrNotFound, "no tags outlive their certificate")
+		})
+	}
+}
+
+// newPCACoreOver is a core whose store is wrap(the backend's store).
+func newPCACoreOver(t *testing.T, backend string, wrap func(store.Store) store.Store) *signer.Core {
+	t.Helper()
+	tok := testenv.NewToken(t)
+	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
+	require.NoError(t, err)
+	var st store.Store
+	switch backend {
+	case "bolt":
+		st, err = boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
+	case "redis":
+		st, err = redisstore.Open(context.Background(), testenv.StartRedis(t).URL(), redisstore.Options{})
+	}
+	require.NoError(t, err)
+	core := signer.New(signer.Options{Families: []signer.Family{pca.Family()}, Store: wrap(st), HSM: h})
+	t.Cleanup(func() { core.Close(); st.Close() })
+	return core
 }
