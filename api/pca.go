@@ -19,6 +19,7 @@ import (
 type PCAAPI interface {
 	pcaCAs
 	pcaCerts
+	pcaTags
 	DisableCA(ctx context.Context, tenant, id string) error
 	EnableCA(ctx context.Context, tenant, id string) error
 	RestoreCA(ctx context.Context, tenant, id string) error
@@ -56,6 +57,22 @@ func (s *server) mountPCA() {
 	s.handle(pca, "DELETE", certs+"/:certificate_id", ops, s.pcaDeleteCert)
 	s.handle(pca, "POST", certs+"/:certificate_id/export", ops, s.pcaExportCert)
 	s.handle(pca, "POST", certs+"/:certificate_id/revoke", ops, s.pcaRevokeCert)
+
+	// Tags (pca_tags.go). The static segments (tags, resource-instances)
+	// sit beside the id parameter as quotas does: gin matches them first.
+	for _, t := range []struct {
+		base, param string
+		target      pcasvc.TagTarget
+	}{{cas, "ca_id", pcasvc.TagCAs}, {certs, "certificate_id", pcasvc.TagCertificates}} {
+		id := t.base + "/:" + t.param
+		s.handle(pca, "GET", t.base+"/tags", ops, s.pcaTagKeys(t.target))
+		s.handle(pca, "POST", t.base+"/resource-instances/filter", ops, s.pcaTagFilter(t.target))
+		s.handle(pca, "POST", t.base+"/resource-instances/count", ops, s.pcaTagCount(t.target))
+		s.handle(pca, "GET", id+"/tags", ops, s.pcaTagsList(t.target, t.param))
+		s.handle(pca, "POST", id+"/tags", ops, s.pcaTagCreate(t.target, t.param))
+		s.handle(pca, "POST", id+"/tags/create", ops, s.pcaTagsBatch(t.target, t.param, false))
+		s.handle(pca, "DELETE", id+"/tags/delete", ops, s.pcaTagsBatch(t.target, t.param, true))
+	}
 }
 
 func tenantOf(c *gin.Context) string { return signer.CallerFrom(c.Request.Context()).Tenant }
