@@ -440,10 +440,11 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			assert.Nil(t, raw["issuer_name"])
 			assert.Nil(t, raw["issuer_id"])
 			assert.Equal(t, "acme", raw["domain_id"])
-			// pending: CCM crl_name/obs_bucket_name — stored and echoed:
-			// assert.Equal(t, "sdk-root", r.CrlConfiguration.CrlName) and
-			// "sdk-bucket" in ObsBucketName.
-			// pending: CCM crl_dis_point absolute — an absolute URL.
+			// crl_name and obs_bucket_name as given; crl_dis_point the
+			// absolute URL the CRL is served at.
+			assert.Equal(t, "sdk-root", r.CrlConfiguration.CrlName)
+			assert.Equal(t, "sdk-bucket", r.CrlConfiguration.ObsBucketName)
+			assert.Equal(t, env.Server.URL+pcaCAs+"/"+root+"/crl", r.CrlConfiguration.CrlDisPoint)
 
 			// A SUBORDINATE signed at once by the root.
 			subDN := sdkDN("SDK Issuing CA")

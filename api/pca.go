@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -159,8 +161,44 @@ func (v *pcaValidity) engine() *pcasvc.Validity {
 }
 
 type pcaCRLConfig struct {
-	Enabled   bool `json:"enabled"`
-	ValidDays int  `json:"valid_days"`
+	Enabled       bool   `json:"enabled"`
+	ValidDays     int    `json:"valid_days"`
+	CRLName       string `json:"crl_name"`
+	OBSBucketName string `json:"obs_bucket_name"`
+}
+
+// publicBase is the daemon's public base URL, without a trailing slash:
+// the configured one (Options.PublicBaseURL), or else the request's own
+// scheme and Host, so that URLs in answers are absolute either way. The
+// scheme is https when the request came over TLS; in trusted-proxy mode
+// the proxy's X-Forwarded-Proto decides (its last entry, the one the
+// proxy wrote), as the proxy terminates TLS.
+func (s *server) publicBase(c *gin.Context) string {
+	if s.opts.PublicBaseURL != "" {
+		return s.opts.PublicBaseURL
+	}
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
+	}
+	if s.opts.TrustedProxy {
+		if v := c.Request.Header.Values("X-Forwarded-Proto"); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if p := strings.ToLower(strings.TrimSpace(last)); p == "http" || p == "https" {
+				scheme = p
+			}
+		}
+	}
+	host := c.Request.Host
+	if host == "" {
+		if a, ok := c.Request.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			host = a.String()
+		}
+	}
+	return scheme + "://" + host
 }
 
 // pcaQuotas serves both quota routes: the CA and certificate quotas of
