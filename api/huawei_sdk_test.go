@@ -361,7 +361,6 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	assert.Equal(t, typ, *r.Type)
 	require.NotNil(t, r.Status)
 	assert.Equal(t, status, *r.Status)
-	require.NotNil(t, r.PathLength)
 	require.NotNil(t, r.KeyAlgorithm)
 	assert.Equal(t, keyAlg, *r.KeyAlgorithm)
 	require.NotNil(t, r.FreezeFlag)
@@ -379,6 +378,7 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	// projects), free_quota and charging_mode (no billing), cluster_id
 	// (no dedicated HSM clusters).
 	if cert == nil { // PENDING: no certificate yet
+		require.NotNil(t, r.PathLength, "the requested path length")
 		assert.Nil(t, r.SerialNumber)
 		assert.Nil(t, r.NotBefore)
 		assert.Nil(t, r.NotAfter)
@@ -392,11 +392,14 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	assert.Equal(t, cert.NotBefore.UnixMilli(), *r.NotBefore)
 	require.NotNil(t, r.NotAfter)
 	assert.Equal(t, cert.NotAfter.UnixMilli(), *r.NotAfter)
-	if typ == "SUBORDINATE" {
-		assert.EqualValues(t, cert.MaxPathLen, *r.PathLength, "path_length agrees with the certificate")
+	// path_length agrees with the certificate: null when it sets no
+	// pathLenConstraint, as a root's does.
+	if cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		assert.Nil(t, r.PathLength, "path_length agrees with the certificate: none")
+		return
 	}
-	// pending: CCM ROOT path_length vs certificate — a ROOT's path_length
-	// agreeing with its certificate's basic constraints.
+	require.NotNil(t, r.PathLength)
+	assert.EqualValues(t, cert.MaxPathLen, *r.PathLength, "path_length agrees with the certificate")
 }
 
 // TestHuaweiSDKCCMPrivateCA drives the CCM PCA routes through the

@@ -67,7 +67,7 @@ type pcaCAView struct {
 	ID                 string     `json:"ca_id"`
 	Type               string     `json:"type"`
 	Status             string     `json:"status"`
-	PathLength         int        `json:"path_length"`
+	PathLength         *int       `json:"path_length"` // null: the certificate sets no pathLenConstraint
 	IssuerID           *string    `json:"issuer_id"`
 	IssuerName         *string    `json:"issuer_name"`
 	KeyAlgorithm       string     `json:"key_algorithm"`

@@ -57,7 +57,7 @@ func TestPCAChainActivationRevocationCRL(t *testing.T) {
 			nb, na := int64(s["not_before"].(float64)), int64(s["not_after"].(float64))
 			assert.Equal(t, int64(372*24*3600*1000), na-nb, "YEAR = 12 months of 31 days")
 			r := p.showCA(root)
-			assert.Equal(t, float64(7), r["path_length"], "a root is stored with path length 7 (unlimited)")
+			assert.Nil(t, r["path_length"], "a root's certificate sets no pathLenConstraint, and it reports none")
 			assert.Equal(t, "ACTIVED", r["status"])
 			assert.Equal(t, pcaFullDN("Test Root"), r["distinguished_name"])
 

@@ -2,8 +2,13 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -208,4 +213,97 @@ func TestPCACRLDistributionPointBase(t *testing.T) {
 		assert.Equal(t, "http://ca.example.org"+path, dpOf(pcaRawGet(t, p, show, "ca.example.org", "X-Forwarded-Proto", "gopher")))
 		assert.Equal(t, "http://ca.example.org"+path, dpOf(pcaRawGet(t, p, show, "ca.example.org")))
 	})
+}
+
+// signAsCA signs a CA certificate for csrPEM's key under issuer, with
+// pathLen as its pathLenConstraint (-1: none).
+func (s *softCA) signAsCA(t *testing.T, csrPEM string, pathLen int) string {
+	t.Helper()
+	b, _ := pem.Decode([]byte(csrPEM))
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: csr.Subject,
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLen: pathLen, MaxPathLenZero: pathLen == 0,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, csr.PublicKey, s.key)
+	require.NoError(t, err)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// pcaAssertPathLength checks that a CA reports the path length its
+// certificate carries: null for no pathLenConstraint.
+func pcaAssertPathLength(t *testing.T, p *pcaEnv, id string, shown any) {
+	t.Helper()
+	certPEM, _ := p.exportCA(id)
+	cert := pcaParseCert(t, certPEM)
+	require.True(t, cert.BasicConstraintsValid && cert.IsCA)
+	if cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		assert.Nil(t, shown, "%s: the certificate sets no pathLenConstraint", id)
+		return
+	}
+	assert.Equal(t, float64(cert.MaxPathLen), shown, id)
+}
+
+// A ROOT's certificate sets no pathLenConstraint (the public service
+// ignores path_length for roots), and the CA reports exactly that: a null
+// path_length. Every CA reports what its certificate says, imported ones
+// too, in show and list; subordinates' path length rules are unchanged.
+func TestPCAPathLengthAgreesWithCertificate(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			p := newPCA(t, backend)
+			root := p.createRoot("PL Root", map[string]any{"path_length": 2})
+			rootPEM, _ := p.exportCA(root)
+			assert.Equal(t, -1, pcaParseCert(t, rootPEM).MaxPathLen, "a root's certificate sets no pathLenConstraint")
+			s := p.showSDK(root)
+			assert.Nil(t, s.PathLength, "path_length 2 of a ROOT is ignored, and none is reported")
+			r := p.showCA(root)
+			require.Contains(t, r, "path_length")
+			assert.Nil(t, r["path_length"])
+
+			// The root still allows subordinates up to path length 6.
+			six := p.createSub("PL Six", root, 6)
+			pcaFail(t, p.do("POST", pcaCAs, map[string]any{"type": "SUBORDINATE", "distinguished_name": pcaFullDN("PL Seven"),
+				"key_algorithm": "EC256", "signature_algorithm": "SHA256", "validity": pcaYears(1), "issuer_id": root, "path_length": 7}),
+				http.StatusBadRequest, "PCA.00020001")
+			five := p.createSub("PL Five", six, 5, map[string]any{"validity": pcaYears(4)})
+			pcaFail(t, p.do("POST", pcaCAs, map[string]any{"type": "SUBORDINATE", "distinguished_name": pcaFullDN("PL Five Again"),
+				"key_algorithm": "EC256", "signature_algorithm": "SHA256", "validity": pcaYears(1), "issuer_id": six, "path_length": 6}),
+				http.StatusBadRequest, "PCA.00020305")
+
+			// Imported CAs: with no constraint, and with one beyond 7.
+			ext := newSoftCA(t)
+			var imported []string
+			for i, pl := range []int{-1, 9, 1} {
+				id := p.createPending(fmt.Sprintf("PL Imported %d", i))
+				csr := p.ok(p.do("GET", pcaCAs+"/"+id+"/csr", nil), http.StatusOK)["csr"].(string)
+				p.ok(p.do("POST", pcaCAs+"/"+id+"/import", map[string]any{"certificate": ext.signAsCA(t, csr, pl),
+					"certificate_chain": ext.pem()}), http.StatusNoContent)
+				imported = append(imported, id)
+			}
+			assert.Nil(t, p.showCA(imported[0])["path_length"])
+			assert.Equal(t, float64(9), p.showCA(imported[1])["path_length"])
+			assert.Equal(t, float64(1), p.showCA(imported[2])["path_length"])
+			// An unconstrained imported CA allows subordinates up to 6, like a root.
+			p.createSub("PL Under Imported", imported[0], 6, map[string]any{"validity": map[string]any{"type": "MONTH", "value": 6}})
+			p.createSub("PL Under Nine", imported[1], 6, map[string]any{"validity": map[string]any{"type": "MONTH", "value": 6}})
+
+			pending := p.createPending("PL Pending", map[string]any{"path_length": 4})
+			assert.Equal(t, float64(4), p.showCA(pending)["path_length"], "a PENDING CA has no certificate: the requested value, as before")
+
+			// show and list agree, and every CA with a certificate reports it.
+			m := p.ok(p.do("GET", pcaCAs+"?limit=100", nil), http.StatusOK)
+			for _, raw := range m["certificate_authorities"].([]any) {
+				ca := raw.(map[string]any)
+				id := ca["ca_id"].(string)
+				require.Contains(t, ca, "path_length")
+				assert.Equal(t, p.showCA(id)["path_length"], ca["path_length"], id)
+				if id != pending {
+					pcaAssertPathLength(t, p, id, ca["path_length"])
+				}
+			}
+			assert.Equal(t, float64(5), p.showCA(five)["path_length"])
+		})
+	}
 }

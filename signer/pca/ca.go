@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -17,10 +18,13 @@ import (
 
 // CA is a certificate authority as the family shows it.
 type CA struct {
-	ID                 string
-	Type               string
-	Status             string
-	PathLength         int
+	ID     string
+	Type   string
+	Status string
+	// PathLength is what the CA's certificate allows below it: nil when
+	// the certificate sets no pathLenConstraint (every root, and some
+	// imported CAs); a PENDING CA's is the requested one.
+	PathLength         *int
 	IssuerID           string
 	IssuerName         string
 	KeyAlgorithm       string
@@ -43,11 +47,34 @@ func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
 		// themselves.)
 		issuerName = ""
 	}
-	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: c.PathLength,
+	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: s.reportedPathLength(c),
 		IssuerID: c.IssuerID, IssuerName: issuerName, KeyAlgorithm: c.KeyAlgorithm,
 		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
 		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		DN: c.DN, CRL: c.CRL}
+}
+
+// reportedPathLength is the path length a CA reports: its certificate's.
+// The stored one is the rules' (issuance.CheckPathLength), where
+// issuance.UnlimitedPathLength (7, what the public service stores for
+// roots) stands for "no constraint" and an imported certificate's larger
+// constraint counts as such; below it the stored value is the
+// certificate's by construction, so only those CAs read their
+// certificate (through the parsed-certificate cache).
+func (s *Service) reportedPathLength(c *caRecord) *int {
+	n := c.PathLength
+	if n < issuance.UnlimitedPathLength || len(c.Cert) == 0 {
+		return &n
+	}
+	cert, err := s.issuerCerts.Get(c.Cert)
+	if err != nil {
+		return &n // unreadable certificate: the stored value, as before
+	}
+	if !cert.BasicConstraintsValid || cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		return nil
+	}
+	n = cert.MaxPathLen
+	return &n
 }
 
 // transit reads a CA for op: its record, the CA, and the status op leads
