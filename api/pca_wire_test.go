@@ -307,3 +307,40 @@ func TestPCAPathLengthAgreesWithCertificate(t *testing.T) {
 		})
 	}
 }
+
+func (p *pcaEnv) exportSDK(id string) (cert, chain string) {
+	p.t.Helper()
+	r := p.do("POST", pcaCAs+"/"+id+"/export", nil)
+	require.Equal(p.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	var v model.ExportCertificateAuthorityCertificateResponse
+	pcaDecodeSDK(p.t, r, &v)
+	require.NotNil(p.t, v.Certificate)
+	require.NotNil(p.t, v.CertificateChain)
+	return *v.Certificate, *v.CertificateChain
+}
+
+// A CA's export carries its chain as the public service orders it,
+// intermediates first and the root last; a root's chain is the root.
+func TestPCAExportChainIncludesRoot(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			p := newPCA(t, backend)
+			root := p.createRoot("Chain Root")
+			sub := p.createSub("Chain Sub", root, 1)
+			leafCA := p.createSub("Chain Issuing", sub, 0, map[string]any{"validity": pcaYears(4)})
+			rootPEM, rootChain := p.exportSDK(root)
+			assert.Equal(t, rootPEM, rootChain)
+			rc := pcaParseCert(t, rootChain)
+			require.NoError(t, rc.CheckSignatureFrom(rc), "the chain ends in the self-signed root")
+			subPEM, subChain := p.exportSDK(sub)
+			assert.Equal(t, rootPEM, subChain)
+			_, issuingChain := p.exportSDK(leafCA)
+			assert.Equal(t, subPEM+rootPEM, issuingChain)
+
+			// A disabled root still exports, with the same chain.
+			p.ok(p.do("POST", pcaCAs+"/"+root+"/disable", nil), http.StatusNoContent)
+			_, again := p.exportSDK(root)
+			assert.Equal(t, rootPEM, again)
+		})
+	}
+}

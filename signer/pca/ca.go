@@ -233,7 +233,10 @@ func (s *Service) CACSR(ctx context.Context, tenant, id string) (string, error) 
 	return out, op.Done(id, nil)
 }
 
-// ExportCA returns the CA's certificate and the chain above it (PEM).
+// ExportCA returns the CA's certificate and its chain (PEM): the
+// certificates above it up to the root, as the public service orders them
+// (intermediates, then the root). A root's chain is the root itself, as
+// the public service answers it (its chain is never empty).
 func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, string, error) {
 	op := s.core.Start(ctx, tenant, "PCA_CA_EXPORT")
 	_, c, _, err := s.transit(ctx, tenant, id, CAOpExport)
@@ -241,6 +244,9 @@ func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, stri
 		return "", "", op.Done(id, err)
 	}
 	cert := encoding.EncodePEM("CERTIFICATE", c.Cert)
+	if c.Type == CATypeRoot {
+		return cert, cert, op.Done(id, nil)
+	}
 	chain, err := s.chainAbove(ctx, tenant, c)
 	return cert, chain, op.Done(id, err)
 }
