@@ -344,3 +344,95 @@ func TestPCAExportChainIncludesRoot(t *testing.T) {
 		})
 	}
 }
+
+// issueForPending has one of the tenant's CAs sign a PENDING CA's CSR
+// (POST /v1/private-certificates/csr, INTERMEDIATE_CA) and returns the
+// certificate's PEM (valid six months).
+func (p *pcaEnv) issueForPending(issuer, pending string) string {
+	p.t.Helper()
+	csr := p.ok(p.do("GET", pcaCAs+"/"+pending+"/csr", nil), http.StatusOK)["csr"].(string)
+	id := p.ok(p.do("POST", pcaCerts+"/csr", map[string]any{"issuer_id": issuer, "csr": csr, "type": "INTERMEDIATE_CA",
+		"validity": map[string]any{"type": "MONTH", "value": 6}}), http.StatusOK)["certificate_id"].(string)
+	return p.ok(p.do("POST", pcaCerts+"/"+id+"/export", nil), http.StatusOK)["certificate"].(string)
+}
+
+// A PENDING CA imported with a certificate that one of the tenant's CAs
+// issued names that CA as its issuer (issuer_id, issuer_name): its chain
+// is then the tenant's, and revoking it puts it on that CA's CRL.
+func TestPCAImportedFromTenantCANamesIssuer(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			p := newPCA(t, backend)
+			// A decoy of the same name and a different key comes first.
+			decoy := p.createRoot("Import Root")
+			root := p.createRoot("Import Root", map[string]any{"crl_configuration": map[string]any{"enabled": true, "valid_days": 7}})
+			sub := p.createSub("Import Sub", root, 2)
+			rootPEM, _ := p.exportCA(root)
+			subPEM, _ := p.exportCA(sub)
+
+			// Without a chain: the tenant's chain.
+			pending := p.createPending("Imported Under Root")
+			p.ok(p.do("POST", pcaCAs+"/"+pending+"/import", map[string]any{"certificate": p.issueForPending(root, pending)}),
+				http.StatusNoContent)
+			s := p.showSDK(pending)
+			require.NotNil(t, s.IssuerId)
+			assert.Equal(t, root, *s.IssuerId)
+			assert.NotEqual(t, decoy, *s.IssuerId)
+			require.NotNil(t, s.IssuerName)
+			assert.Equal(t, "Import Root", *s.IssuerName)
+			assert.Equal(t, "IMPORT", *s.GenMode)
+			l := p.listSDK("")[pending]
+			assert.Equal(t, root, l.IssuerId)
+			assert.Equal(t, "Import Root", l.IssuerName)
+			cert, chain := p.exportSDK(pending)
+			assert.Equal(t, rootPEM, chain, "the tenant's chain above it")
+			leaf := p.issueLeaf(pending, "under-imported.example.com")
+			ex := p.ok(p.do("POST", pcaCerts+"/"+leaf+"/export", nil), http.StatusOK)
+			assert.Equal(t, cert+rootPEM, ex["certificate_chain"])
+
+			// With the chain supplied: that chain, and the issuer named.
+			other := p.createPending("Imported Under Sub")
+			p.ok(p.do("POST", pcaCAs+"/"+other+"/import", map[string]any{"certificate": p.issueForPending(sub, other),
+				"certificate_chain": subPEM + rootPEM}), http.StatusNoContent)
+			o := p.showCA(other)
+			assert.Equal(t, sub, o["issuer_id"])
+			assert.Equal(t, "Import Sub", o["issuer_name"])
+			_, chain = p.exportSDK(other)
+			assert.Equal(t, subPEM+rootPEM, chain)
+
+			// Revoking the imported CA lists it on its issuer's CRL.
+			before := pcaFetchCRL(t, p, root)
+			p.ok(p.do("POST", pcaCAs+"/"+pending+"/revoke", map[string]any{"reason": "KEY_COMPROMISE"}), http.StatusNoContent)
+			after := pcaFetchCRL(t, p, root)
+			assert.Equal(t, 1, after.Number.Cmp(before.Number))
+			serial := pcaParseCert(t, cert).SerialNumber
+			found := false
+			for _, e := range after.RevokedCertificateEntries {
+				if e.SerialNumber.Cmp(serial) == 0 {
+					found = true
+					assert.Equal(t, 1, e.ReasonCode)
+				}
+			}
+			assert.True(t, found, "the revoked imported CA is on its issuer's CRL")
+		})
+	}
+}
+
+// The name constraints above a tenant CA bind a CA it issued that was
+// imported without a chain: the walk goes on through the tenant's CAs.
+func TestPCAImportedFromTenantCAKeepsConstraints(t *testing.T) {
+	p := newPCA(t, "bolt")
+	ext := newSoftCA(t)
+	a := p.importConstrained("Constrained A", ext, func(c *x509.Certificate) {
+		c.PermittedDNSDomainsCritical = true
+		c.PermittedDNSDomains = []string{"example.com"}
+	}, true)
+	b := p.createPending("Imported Under A")
+	p.ok(p.do("POST", pcaCAs+"/"+b+"/import", map[string]any{"certificate": p.issueForPending(a, b)}), http.StatusNoContent)
+	assert.Equal(t, a, p.showCA(b)["issuer_id"])
+	p.issueLeaf(b, "www.example.com")
+	pcaFail(t, p.do("POST", pcaCerts, map[string]any{"issuer_id": b, "distinguished_name": map[string]any{"common_name": "evil.org"},
+		"validity":                  map[string]any{"type": "DAY", "value": 30},
+		"subject_alternative_names": []map[string]any{{"type": "DNS", "value": "evil.org"}}}),
+		http.StatusBadRequest, "PCA.00020313")
+}

@@ -256,7 +256,7 @@ func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, stri
 func (s *Service) chainAbove(ctx context.Context, tenant string, c *caRecord) (string, error) {
 	var b strings.Builder
 	for depth := 0; depth < 16; depth++ {
-		if c.GenMode == GenModeImport {
+		if chainSupplied(c) {
 			for _, der := range c.ExtChain {
 				b.WriteString(encoding.EncodePEM("CERTIFICATE", der))
 			}
@@ -276,6 +276,13 @@ func (s *Service) chainAbove(ctx context.Context, tenant string, c *caRecord) (s
 		c = parent
 	}
 	return b.String(), nil
+}
+
+// chainSupplied reports a CA whose chain is the one supplied with its
+// imported certificate: an imported CA, unless it came without a chain
+// and one of the tenant's CAs issued it (its chain is then the tenant's).
+func chainSupplied(c *caRecord) bool {
+	return c.GenMode == GenModeImport && (len(c.ExtChain) > 0 || c.IssuerID == "")
 }
 
 // DisableCA stops a CA from issuing.
@@ -344,7 +351,9 @@ func (s *Service) revokeCA(ctx context.Context, tenant, id, reason string) error
 	now := s.now()
 	// The revocation entry goes first: once it exists, every later CRL of
 	// the issuer lists the CA, whatever happens next.
-	onCRL := c.IssuerID != "" && c.GenMode != GenModeImport
+	// An imported CA has an issuer id only when one of the tenant's CAs
+	// issued its certificate, which that CA's CRL then lists.
+	onCRL := c.IssuerID != ""
 	if onCRL {
 		if err := s.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
 			return err
