@@ -25,7 +25,7 @@ type PCAAPI interface {
 	DisableCA(ctx context.Context, tenant, id string) error
 	EnableCA(ctx context.Context, tenant, id string) error
 	RestoreCA(ctx context.Context, tenant, id string) error
-	Quotas(ctx context.Context, tenant string) ([]pcasvc.QuotaUse, error)
+	Quota(ctx context.Context, tenant, typ string) (pcasvc.QuotaUse, error)
 }
 
 // mountPCA mounts Huawei CCM private CA (family 2).
@@ -34,7 +34,7 @@ func (s *server) mountPCA() {
 	const cas = "/v1/private-certificate-authorities"
 	s.handle(pca, "POST", cas, ops, s.pcaCreateCA)
 	s.handle(pca, "GET", cas, ops, s.pcaListCAs)
-	s.handle(pca, "GET", cas+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "GET", cas+"/quotas", ops, s.pcaQuota(pcasvc.QuotaTypeCA))
 	s.handle(pca, "GET", cas+"/:ca_id", ops, s.pcaShowCA)
 	s.handle(pca, "DELETE", cas+"/:ca_id", ops, s.pcaDeleteCA)
 	s.handle(pca, "POST", cas+"/:ca_id/activate", ops, s.pcaActivateCA)
@@ -52,7 +52,7 @@ func (s *server) mountPCA() {
 	const certs = "/v1/private-certificates"
 	s.handle(pca, "POST", certs, ops, s.pcaIssue)
 	s.handle(pca, "GET", certs, ops, s.pcaListCerts)
-	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuota(pcasvc.QuotaTypeCertificate))
 	s.handle(pca, "POST", certs+"/csr", ops, s.pcaIssueCSR)
 	s.handle(pca, "POST", certs+"/csr/parse", ops, s.pcaParseCSR)
 	s.handle(pca, "GET", certs+"/:certificate_id", ops, s.pcaShowCert)
@@ -201,22 +201,21 @@ func (s *server) publicBase(c *gin.Context) string {
 	return scheme + "://" + host
 }
 
-// pcaQuotas serves both quota routes: the CA and certificate quotas of
-// the tenant.
-func (s *server) pcaQuotas(c *gin.Context) {
-	qs, err := s.pcaAPI.Quotas(c.Request.Context(), tenantOf(c))
-	if err != nil {
-		pcaError(c, err)
-		return
+// pcaQuota serves a quota route: each reports its own resource only,
+// {"quotas": {"resources": [{type, used, quota}]}} as the public service's
+// ShowCertificateAuthorityQuota and ShowCertificateQuota answer.
+func (s *server) pcaQuota(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		q, err := s.pcaAPI.Quota(c.Request.Context(), tenantOf(c), typ)
+		if err != nil {
+			pcaError(c, err)
+			return
+		}
+		type res struct {
+			Type  string `json:"type"`
+			Used  int64  `json:"used"`
+			Quota int64  `json:"quota"`
+		}
+		c.JSON(http.StatusOK, gin.H{"quotas": gin.H{"resources": []res{{Type: q.Type, Used: q.Used, Quota: q.Quota}}}})
 	}
-	type res struct {
-		Type  string `json:"type"`
-		Used  int64  `json:"used"`
-		Quota int64  `json:"quota"`
-	}
-	out := make([]res, 0, len(qs))
-	for _, q := range qs {
-		out = append(out, res{Type: q.Type, Used: q.Used, Quota: q.Quota})
-	}
-	c.JSON(http.StatusOK, gin.H{"quotas": gin.H{"resources": out}})
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/pca"
 )
 
 // The answers of the CCM routes decode into the official Go SDK's models
@@ -435,4 +437,49 @@ func TestPCAImportedFromTenantCAKeepsConstraints(t *testing.T) {
 		"validity":                  map[string]any{"type": "DAY", "value": 30},
 		"subject_alternative_names": []map[string]any{{"type": "DNS", "value": "evil.org"}}}),
 		http.StatusBadRequest, "PCA.00020313")
+}
+
+// Each quota route reports its own resource, decoded by the SDK's model of
+// that call, with the tenant's use and the configured limit.
+func TestPCAQuotaRoutes(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			p := newPCA(t, backend, apitest.Options{Engine: func(o *signer.Options) {
+				o.Quotas = map[string]int64{pca.QuotaCAs: 7, pca.QuotaCertificates: 50}
+			}})
+			caQuota := func() model.Resources {
+				r := p.do("GET", pcaCAs+"/quotas", nil)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+				var v model.ShowCertificateAuthorityQuotaResponse
+				pcaDecodeSDK(t, r, &v)
+				require.NotNil(t, v.Quotas)
+				require.Len(t, v.Quotas.Resources, 1, "only the CA quota: %s", r.Body)
+				return v.Quotas.Resources[0]
+			}
+			certQuota := func() model.Resources {
+				r := p.do("GET", pcaCerts+"/quotas", nil)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+				var v model.ShowCertificateQuotaResponse
+				pcaDecodeSDK(t, r, &v)
+				require.NotNil(t, v.Quotas)
+				require.Len(t, v.Quotas.Resources, 1, "only the certificate quota: %s", r.Body)
+				return v.Quotas.Resources[0]
+			}
+			assert.Equal(t, model.Resources{Type: "CERTIFICATE_AUTHORITY", Used: 0, Quota: 7}, caQuota())
+			assert.Equal(t, model.Resources{Type: "CERTIFICATE", Used: 0, Quota: 50}, certQuota())
+			root := p.createRoot("Quota Root")
+			p.createPending("Quota Pending")
+			p.issueLeaf(root, "q.example.com")
+			assert.Equal(t, model.Resources{Type: "CERTIFICATE_AUTHORITY", Used: 2, Quota: 7}, caQuota())
+			assert.Equal(t, model.Resources{Type: "CERTIFICATE", Used: 1, Quota: 50}, certQuota())
+
+			// Another tenant's use is its own.
+			other := &pcaEnv{Env: p.Env, t: t, tok: p.NewToken("t2", "admin")}
+			r := other.do("GET", pcaCAs+"/quotas", nil)
+			require.Equal(t, http.StatusOK, r.Status)
+			var v model.ShowCertificateAuthorityQuotaResponse
+			pcaDecodeSDK(t, r, &v)
+			assert.Equal(t, []model.Resources{{Type: "CERTIFICATE_AUTHORITY", Used: 0, Quota: 7}}, v.Quotas.Resources)
+		})
+	}
 }

@@ -386,18 +386,29 @@ type QuotaUse struct {
 	Quota int64
 }
 
-// Quotas reports the tenant's CA and certificate quotas.
-func (s *Service) Quotas(ctx context.Context, tenant string) ([]QuotaUse, error) {
+// Quota types, as the public service names them.
+const (
+	QuotaTypeCA          = "CERTIFICATE_AUTHORITY"
+	QuotaTypeCertificate = "CERTIFICATE"
+)
+
+// Quota reports the tenant's use and limit of one resource: its CAs
+// (QuotaTypeCA) or its private certificates (QuotaTypeCertificate).
+func (s *Service) Quota(ctx context.Context, tenant, typ string) (QuotaUse, error) {
 	op := s.core.Start(ctx, tenant, "PCA_QUOTA_RETRIEVE")
-	var out []QuotaUse
-	for _, q := range []struct{ typ, res string }{
-		{"CERTIFICATE_AUTHORITY", QuotaCAs}, {"CERTIFICATE", QuotaCertificates},
-	} {
-		used, err := s.store.QuotaUsage(ctx, tenant, q.res)
-		if err != nil {
-			return out, op.Done("", signer.StoreErr(err, "quota"))
-		}
-		out = append(out, QuotaUse{Type: q.typ, Used: used, Quota: s.core.QuotaLimit(q.res)})
+	var res string
+	switch typ {
+	case QuotaTypeCA:
+		res = QuotaCAs
+	case QuotaTypeCertificate:
+		res = QuotaCertificates
+	default:
+		return QuotaUse{}, op.Done("", refused(ReasonBadParameter, "type", typ,
+			"must be "+QuotaTypeCA+" or "+QuotaTypeCertificate))
 	}
-	return out, op.Done("", nil)
+	used, err := s.store.QuotaUsage(ctx, tenant, res)
+	if err != nil {
+		return QuotaUse{}, op.Done("", signer.StoreErr(err, "quota"))
+	}
+	return QuotaUse{Type: typ, Used: used, Quota: s.core.QuotaLimit(res)}, op.Done("", nil)
 }
