@@ -199,11 +199,12 @@ func (s *server) pcaTagFilter(target pcasvc.TagTarget) gin.HandlerFunc {
 			return
 		}
 		out := make([]pcaTagResource, 0, len(list))
+		base := s.publicBase(c)
 		for _, r := range list {
 			v := pcaTagResource{ID: r.ID, Name: r.Name, Tags: tagsOut(r.Tags)}
 			switch {
 			case r.CA != nil:
-				v.Detail = viewCA(r.CA)
+				v.Detail = viewCA(r.CA, base)
 			case r.Certificate != nil:
 				v.Detail = viewCert(r.Certificate)
 			}

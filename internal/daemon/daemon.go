@@ -170,7 +170,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
 		DTS:             dts.New(d.engine, dts.IssuerAltName(ian)),
 		HSTS:            tlsConf != nil,
-		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL})
+		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
+		PublicBaseURL:   cfg.PublicBaseURL})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)
