@@ -271,10 +271,10 @@ func checkUsages(f *signer.FieldErrors, in *[]string, bad []signer.FieldError) [
 	for _, u := range *in {
 		switch {
 		case u != UsageVICAL:
-			f.Add("usages", *in, "must contain only VICAL (the usage of hsmca's VICAL signers)")
+			f.Add("usages", u, "must contain only VICAL (the usage of hsmca's VICAL signers)")
 			return nil
 		case seen[u]:
-			f.Add("usages", *in, "must not repeat a usage")
+			f.Add("usages", u, "must not repeat a usage")
 			return nil
 		}
 		seen[u] = true
