@@ -189,9 +189,9 @@ func (s *Service) revokeSerial(ctx context.Context, tenant, rootID, hexSerial st
 
 // revokeSerialOn is revokeSerial for the CA caID whose platform index
 // entries are of kind indexKind (a root or an intermediate CA).
-func (s *Service) revokeSerialOn(ctx context.Context, tenant, indexKind, rootID, hexSerial string) error {
+func (s *Service) revokeSerialOn(ctx context.Context, tenant, indexKind, caID, hexSerial string) error {
 	for attempt := 0; attempt < crlAttempts; attempt++ {
-		rec, st, err := s.loadCRL(ctx, tenant, rootID)
+		rec, st, err := s.loadCRL(ctx, tenant, caID)
 		if err != nil {
 			return err
 		}
@@ -202,7 +202,7 @@ func (s *Service) revokeSerialOn(ctx context.Context, tenant, indexKind, rootID,
 		}
 		st.Revoked = append(st.Revoked, dtsRevoked{Serial: hexSerial, Time: s.core.Now().UTC().Truncate(time.Second)})
 		st.Stale = true
-		err = s.saveCRL(ctx, rec, tenant, rootID, st)
+		err = s.saveCRL(ctx, rec, tenant, caID, st)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			continue
 		}
@@ -211,7 +211,7 @@ func (s *Service) revokeSerialOn(ctx context.Context, tenant, indexKind, rootID,
 		}
 		// Marked after the entry is stored: a CRL whose content was read
 		// before the mark does not clear it (see signer.CRLStored).
-		s.core.MarkCRLStale(ctx, indexKind, rootID)
+		s.core.MarkCRLStale(ctx, indexKind, caID)
 		return nil
 	}
 	return signer.E(signer.KindUnavailable, "the certificate revocation list is being updated; retry")

@@ -231,8 +231,8 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 	r := &dtsRoot{ID: id, Active: true, Managed: true, CertDER: der, Fingerprint: encoding.Fingerprint(der),
 		CommonName: plan.subject.CommonName, Country: plan.subject.Country[0],
 		Organisation: plan.subject.Organization[0], NotBefore: plan.notBefore, NotAfter: plan.notAfter,
-		UseIntermediateCA: plan.useIntermediate,
-		KeyAlgorithm:      string(keyAlgorithm), CreatedBy: signer.CallerFrom(ctx).Principal}
+		KeyAlgorithm: string(keyAlgorithm), CreatedBy: signer.CallerFrom(ctx).Principal,
+		UseIntermediateCA: plan.useIntermediate}
 	// Due at once: if the first CRL below is not signed, the refresher
 	// signs it.
 	if err := s.putRootIndex(ctx, tenant, id, signer.CRLDueAt(time.UnixMilli(0))); err != nil {
