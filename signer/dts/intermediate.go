@@ -456,8 +456,8 @@ func (s *Service) createManagedIntermediate(ctx context.Context, tenant string, 
 }
 
 // checkUploadedIntermediate accepts a CA certificate issued and signed by
-// the root that may sign certificates and has not expired; otherwise it
-// says why not.
+// the root that may sign certificates and is valid now (the rule of the
+// uploaded roots); otherwise it says why not.
 func (s *Service) checkUploadedIntermediate(root *dtsRoot, pemText string) (*x509.Certificate, string) {
 	c, err := encoding.ParseCertificate([]byte(pemText))
 	if err != nil {
@@ -474,6 +474,8 @@ func (s *Service) checkUploadedIntermediate(root *dtsRoot, pemText string) (*x50
 		return nil, "must allow certificate signing (keyUsage keyCertSign)"
 	case !s.core.Now().Before(c.NotAfter):
 		return nil, "the certificate has expired"
+	case s.core.Now().Before(c.NotBefore):
+		return nil, "the certificate is not valid yet (notBefore " + c.NotBefore.UTC().Format(time.RFC3339) + "): it must be valid now"
 	case c.CheckSignatureFrom(c) == nil && string(c.RawIssuer) == string(c.RawSubject):
 		return nil, "must be an intermediate CA certificate, not a self-signed root"
 	case string(c.RawIssuer) != string(rc.RawSubject) || c.CheckSignatureFrom(rc) != nil:

@@ -506,7 +506,7 @@ func (ca *extCA) issueLeaf(t *testing.T, pub any) string {
 // intermediate its root issued, and the certificates of the signers under
 // it, which must chain to that intermediate.
 func TestIntermediateUploaded(t *testing.T) {
-	e, h, _, ctx := newIntermediateEngine(t, "bolt", nil)
+	e, h, c, ctx := newIntermediateEngine(t, "bolt", nil)
 	// A root whose path length forbids intermediates cannot use them.
 	strict := newExtCA(t, nil, "Strict IACA", 0)
 	_, err := e.CreateRoot(ctx, RootInput{CertificatePEM: str(strict.pem()), UseIntermediateCA: yes()})
@@ -518,6 +518,11 @@ func TestIntermediateUploaded(t *testing.T) {
 	assert.True(t, root.UseIntermediateCA)
 	inter := newExtCA(t, ext, "External Intermediate", 0)
 
+	notYet := newExtCA(t, ext, "Future Intermediate", 0)
+	c.t = notYet.cert.NotBefore.Add(-time.Minute)
+	_, err = e.CreateIntermediate(ctx, root.ID, IntermediateInput{CertificatePEM: str(notYet.pem())})
+	assert.Contains(t, signer.AsError(err).Fields[0].Msg, "not valid yet")
+	c.t = time.Now().UTC()
 	for name, pemText := range map[string]string{
 		"not issued by the root":  newExtCA(t, newExtCA(t, nil, "Other", 1), "Other Intermediate", 0).pem(),
 		"the root itself":         ext.pem(),
