@@ -148,6 +148,7 @@ func (s *Service) commitSigner(ctx context.Context, tenant string, v *dtsSigner,
 			return err
 		}
 		tmpl := issuance.VICALSignerTemplate(csr.Subject, rootCert, nb, na)
+		issuance.AddIssuerURLs(tmpl, s.rootURLs(root.ID))
 		der, err := issuance.SignCertificate(tmpl, rootCert, csr.PublicKey, rs, issuance.KeyIDSHA256)
 		if err != nil {
 			return signer.HSMError(err, "DTS root CA key")
