@@ -84,6 +84,8 @@ func TestPCAIssuerURLsReachedByRelyingParties(t *testing.T) {
 			assert.Equal(t, []string{base + "/v1/private-certificate-authorities/" + root + "/crl"}, subCert.CRLDistributionPoints)
 			assert.Equal(t, []string{base + "/v1/private-certificate-authorities/" + root + "/certificate"}, subCert.IssuingCertificateURL)
 			assert.Empty(t, subCert.OCSPServer, "OCSP is off")
+			crlView := p.showCA(root)["crl_configuration"].(map[string]any)
+			assert.Equal(t, subCert.CRLDistributionPoints[0], crlView["crl_dis_point"], "the root's crl_dis_point is its certificates' DP")
 
 			// Leaves by key generation and by CSR name the subordinate.
 			leafGen := p.issueLeaf(sub, "www.example.com")

@@ -65,9 +65,9 @@ type Options struct {
 	Engine func(*signer.Options)
 	// DTS configures the DTS family's service (issuer alt name).
 	DTS []dts.Option
-	// PublicBaseURL is the core's public base URL (none by default);
-	// SelfURL makes it the test server's own URL, so that the URLs in
-	// the certificates it signs reach it.
+	// PublicBaseURL is the public base URL of the core and the router
+	// (none by default); SelfURL makes it the test server's own URL, so
+	// that the URLs in the certificates it signs reach it.
 	PublicBaseURL string
 }
 
@@ -123,7 +123,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	e.Engine = signer.New(so)
 	e.Admins = admins.New(e.Engine)
-	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro := api.Options{Engine: e.Engine, Logger: log, PublicBaseURL: base}
 	ro.Admins = e.Admins
 	ro.APIG = apig.New(e.Engine)
 	ro.Keys = keys.New(e.Engine)

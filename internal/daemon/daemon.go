@@ -193,7 +193,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		DTS:             dts.New(d.engine, dts.IssuerAltName(ian)),
 		HSTS:            tlsConf != nil,
 		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
-		PublicBaseURL:   cfg.PublicBaseURL})
+		PublicBaseURL:   publicBase})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)
