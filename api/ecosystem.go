@@ -35,6 +35,7 @@ type DTSAPI interface {
 	UpdateRoot(ctx context.Context, id string, active *bool, bad []signer.FieldError) (*dts.Root, error)
 	DeleteRoot(ctx context.Context, id string) error
 	RootCRL(ctx context.Context, id string) ([]byte, error)
+	RootCertificate(ctx context.Context, id string) ([]byte, error)
 	CreateSignerIn(ctx context.Context, in dts.SignerInput) (*dts.VICALSigner, error)
 	ListSigners(ctx context.Context, p dts.ListParams) ([]dts.VICALSigner, string, error)
 	GetSigner(ctx context.Context, id string) (*dts.VICALSigner, error)
@@ -53,6 +54,7 @@ func (s *server) mountEcosystem() {
 	s.handle(native, "PUT", dtsCAPath+"/:id", provider, s.updateDTSRoot)
 	s.handle(native, "DELETE", dtsCAPath+"/:id", provider, s.deleteDTSRoot)
 	s.handle(native, "GET", dtsCAPath+"/:id/revocation-list", Access{Public: true}, s.dtsRootCRL)
+	s.handle(native, "GET", dtsCAPath+"/:id/certificate", Access{Public: true}, s.dtsRootCertificate)
 	s.mountEcosystemIntermediates(provider)
 
 	s.handle(native, "POST", dtsSignerPath, provider, s.createVICALSigner)

@@ -24,6 +24,7 @@ type DTSIntermediateAPI interface {
 	UpdateIntermediate(ctx context.Context, rootID, id string, in dts.IntermediateUpdate) (*dts.Intermediate, error)
 	DeleteIntermediate(ctx context.Context, rootID, id string) error
 	IntermediateCRL(ctx context.Context, rootID, id string) ([]byte, error)
+	IntermediateCertificate(ctx context.Context, rootID, id string) ([]byte, error)
 }
 
 func (s *server) mountEcosystemIntermediates(provider Access) {
@@ -34,6 +35,7 @@ func (s *server) mountEcosystemIntermediates(provider Access) {
 	s.handle(native, "PUT", p+"/:intermediateId", provider, s.updateDTSIntermediate)
 	s.handle(native, "DELETE", p+"/:intermediateId", provider, s.deleteDTSIntermediate)
 	s.handle(native, "GET", p+"/:intermediateId/revocation-list", Access{Public: true}, s.dtsIntermediateCRL)
+	s.handle(native, "GET", p+"/:intermediateId/certificate", Access{Public: true}, s.dtsIntermediateCertificate)
 }
 
 type dtsIntermediateView struct {
@@ -142,6 +144,18 @@ func (s *server) deleteDTSIntermediate(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// dtsIntermediateCertificate serves a managed intermediate's certificate
+// (DER) to anyone: the caIssuers URL of the signers under it.
+func (s *server) dtsIntermediateCertificate(c *gin.Context) {
+	der, err := s.dts.IntermediateCertificate(c.Request.Context(), c.Param("id"), c.Param("intermediateId"))
+	if err != nil {
+		s.dtsError(c, err)
+		return
+	}
+	c.Header("Cache-Control", caIssuersMaxAge)
+	c.Data(http.StatusOK, "application/pkix-cert", der)
 }
 
 // dtsIntermediateCRL serves a managed intermediate's CRL to anyone, like

@@ -94,8 +94,10 @@ type Config struct {
 	// PublicBaseURL is the daemon's URL as clients and relying parties
 	// reach it (https://ca.example.com): an absolute http(s) URL (scheme,
 	// host, optional port and path prefix; no query or fragment), kept
-	// without a trailing slash. Unless IssuerAltName is set, it is the
-	// IssuerAlternativeName of DTS root CA certificates. Empty: URLs the
+	// without a trailing slash. Set, the certificates the daemon signs
+	// under a CA name that CA's CRL and certificate under it. Unless
+	// IssuerAltName is set, it is the IssuerAlternativeName of DTS root CA
+	// certificates. Empty: certificates name no such URL, and URLs the
 	// daemon reports are derived from each request instead.
 	PublicBaseURL string `yaml:"public_base_url"`
 
@@ -444,8 +446,9 @@ func CheckPublicBaseURL(raw string) (string, error) {
 		}
 	}
 	for _, r := range raw {
-		if r <= ' ' || r == 0x7f {
-			return bad("spaces and control characters are not allowed")
+		if r <= ' ' || r >= 0x7f {
+			// Certificates carry URLs as IA5String: ASCII only.
+			return bad("spaces, control characters and non-ASCII characters are not allowed")
 		}
 	}
 	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil

@@ -417,6 +417,7 @@ func (s *Service) createManagedIntermediate(ctx context.Context, tenant string, 
 		return nil, err
 	}
 	tmpl := issuance.DTSIntermediateTemplate(plan.subject, rootCert, plan.notBefore, plan.notAfter)
+	issuance.AddIssuerURLs(tmpl, s.rootURLs(root.ID))
 	der, err := issuance.SignCertificate(tmpl, rootCert, nk.Signer.Public(), rs, issuance.KeyIDSHA256)
 	if err != nil {
 		return nil, signer.HSMError(err, "DTS root CA key")

@@ -136,6 +136,7 @@ func (s *Service) commitSigner(ctx context.Context, tenant string, v *dtsSigner,
 			return err
 		}
 		tmpl := issuance.VICALSignerTemplate(csr.Subject, iss.cert, nb, na)
+		issuance.AddIssuerURLs(tmpl, s.issuerURLs(iss))
 		der, err := issuance.SignCertificate(tmpl, iss.cert, csr.PublicKey, rs, issuance.KeyIDSHA256)
 		if err != nil {
 			return signer.HSMError(err, "DTS CA key")
