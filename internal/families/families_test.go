@@ -31,5 +31,7 @@ func TestIndexes(t *testing.T) {
 		{Kind: "pca_ca_index", Field: "purge_at"},
 		{Kind: "pca_ca_index", Field: "crl_due"},
 		{Kind: "dts_root_index", Field: "crl_due"},
+		{Kind: "dts_intermediate_index", Field: "crl_due"},
+		{Kind: "dts_intermediate_ca", Field: "ca_id"},
 	}, Indexes())
 }
