@@ -119,7 +119,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	if ro.DTS == nil {
 		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
-	e.Server = httptest.NewServer(api.Router(ro))
+	e.Server = httptest.NewServer(Contract(t, api.Router(ro)))
 	t.Cleanup(func() {
 		e.Server.Close()
 		e.Engine.Close()
