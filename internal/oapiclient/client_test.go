@@ -19,10 +19,11 @@ import (
 	"github.com/hsmca/hsmca/signer/admins"
 )
 
-// daemon is the whole stack (trusted-proxy mode, so administrators
-// present their certificate in X-APP-CERTIFICATE), a tenant token with
-// every tenant role and a bootstrapped superAdministrator.
-type daemon struct {
+// stack is the whole HTTP stack in-process, every exchange checked
+// against the document (internal/apitest), in trusted-proxy mode so that
+// administrators present their certificate in X-APP-CERTIFICATE; with a
+// tenant token of every tenant role and a bootstrapped superAdministrator.
+type stack struct {
 	env    *apitest.Env
 	c      *oapiclient.ClientWithResponses
 	tenant string
@@ -31,12 +32,12 @@ type daemon struct {
 	ca     *testpki.CA
 }
 
-func newDaemon(t *testing.T) *daemon {
+func newStack(t *testing.T) *stack {
 	t.Helper()
 	env := apitest.New(t, "bolt", apitest.Options{Configure: func(o *api.Options) { o.TrustedProxy = true }})
 	c, err := oapiclient.NewClientWithResponses(env.Server.URL)
 	require.NoError(t, err)
-	d := &daemon{env: env, c: c, tenant: "acme", ca: testpki.NewCA(t, "hsmca admin CA")}
+	d := &stack{env: env, c: c, tenant: "acme", ca: testpki.NewCA(t, "hsmca admin CA")}
 	secret := env.NewToken(d.tenant, signer.TenantRoles...)
 	d.token = header("Authorization", "Bearer "+secret)
 	super := d.ca.Issue(t, testpki.Options{CommonName: "root"})
@@ -62,7 +63,7 @@ func ptr[T any](v T) *T { return &v }
 // answers only through the generated types (each status's body decoded
 // into its schema, error envelopes included).
 func TestGeneratedClientDrivesEveryFamily(t *testing.T) {
-	d := newDaemon(t)
+	d := newStack(t)
 	ctx := context.Background()
 
 	t.Run("operations", func(t *testing.T) {
