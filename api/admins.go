@@ -52,6 +52,13 @@ func (s *server) mountIdentity() {
 	s.handle(native, "POST", "/v1/tokens", write, s.createToken)
 	s.handle(native, "GET", "/v1/tokens", read, s.listTokens)
 	s.handle(native, "DELETE", "/v1/tokens/:id", write, s.revokeToken)
+	s.handle(native, "POST", "/v1/oauth-clients", write, s.createOAuthClient)
+	s.handle(native, "GET", "/v1/oauth-clients", read, s.listOAuthClients)
+	s.handle(native, "DELETE", "/v1/oauth-clients/:client_id", write, s.revokeOAuthClient)
+	s.handle(oauth, "POST", "/oauth/token", Access{Public: true}, s.oauthToken)
+	s.handle(native, "POST", "/v1/access-keys", write, s.createAccessKey)
+	s.handle(native, "GET", "/v1/access-keys", read, s.listAccessKeys)
+	s.handle(native, "DELETE", "/v1/access-keys/:access_key", write, s.revokeAccessKey)
 }
 
 // maxBulkIDs bounds the ids of one bulk call.
@@ -70,6 +77,11 @@ type czAdmin struct {
 	Enabled      bool          `json:"enabled"`
 	Surname      string        `json:"surname"`
 }
+
+// czCertificateTypeX509 is the certificateType of every administrator
+// certificate: CZERTAINLY's CertificateType enum of the seed's era is
+// [X509, SSH], without a dot.
+const czCertificateTypeX509 = "X509"
 
 type czCertificate struct {
 	UUID                    string              `json:"uuid"`
@@ -105,7 +117,7 @@ func toCzAdmin(a *admins.Admin) czAdmin {
 			PublicKeyAlgorithm: c.PublicKeyAlgorithm, SignatureAlgorithm: c.SignatureAlgorithm,
 			KeySize: c.KeySize, ExtendedKeyUsage: nonNil(c.ExtendedKeyUsage), KeyUsage: nonNil(c.KeyUsage),
 			BasicConstraints: c.BasicConstraints, Status: c.Status, Fingerprint: c.Fingerprint,
-			SubjectAlternativeNames: c.SubjectAlternativeNames, CertificateType: "X.509",
+			SubjectAlternativeNames: c.SubjectAlternativeNames, CertificateType: czCertificateTypeX509,
 		},
 	}
 }

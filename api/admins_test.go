@@ -63,7 +63,7 @@ func TestAdminsAPI(t *testing.T) {
 				"certificateContent": opCert.B64(), "subjectDn": "CN=Operator One,O=hsmca tests",
 				"issuerDn": "CN=hsmca admin CA,O=hsmca tests", "publicKeyAlgorithm": "ECDSA",
 				"signatureAlgorithm": "ECDSA-SHA256", "keySize": float64(256), "status": "valid",
-				"fingerprint": encoding.Fingerprint(opCert.Cert.Raw), "certificateType": "X.509",
+				"fingerprint": encoding.Fingerprint(opCert.Cert.Raw), "certificateType": "X509",
 				"basicConstraints": "Subject Type=End Entity",
 				"notBefore":        opCert.Cert.NotBefore.UTC().Format(time.RFC3339),
 				"notAfter":         opCert.Cert.NotAfter.UTC().Format(time.RFC3339),

@@ -33,6 +33,42 @@ func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger) http.Handl
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt})
 	})
+	mux.HandleFunc("POST /ops/access-keys", func(w http.ResponseWriter, r *http.Request) {
+		var req OpsTokenRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
+			return
+		}
+		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		secret, k, err := eng.CreateAccessKey(ctx, req.Tenant, req.Roles, req.ExpiresAt)
+		if err != nil {
+			writeOpsError(w, err)
+			return
+		}
+		log.Info("access key created over the admin socket", "access_key", k.ID, "tenant", k.Tenant, "roles", k.Roles)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(OpsAccessKeyResponse{AccessKey: k.ID, SecretKey: secret, Tenant: k.Tenant, Roles: k.Roles, ExpiresAt: k.ExpiresAt})
+	})
+	mux.HandleFunc("POST /ops/oauth-clients", func(w http.ResponseWriter, r *http.Request) {
+		var req OpsClientRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
+			return
+		}
+		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		secret, cl, err := eng.CreateOAuthClient(ctx, req.Tenant, req.Roles, req.Name)
+		if err != nil {
+			writeOpsError(w, err)
+			return
+		}
+		log.Info("OAuth client created over the admin socket", "client_id", cl.ID, "tenant", cl.Tenant, "roles", cl.Roles)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(OpsClientResponse{ClientID: cl.ID, ClientSecret: secret, Tenant: cl.Tenant, Roles: cl.Roles})
+	})
 	mux.HandleFunc("POST /ops/admins", func(w http.ResponseWriter, r *http.Request) {
 		var req OpsAdminRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
@@ -73,6 +109,30 @@ type OpsTokenResponse struct {
 	Tenant    string     `json:"tenant"`
 	Roles     []string   `json:"roles"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// OpsAccessKeyResponse carries a new access key and its secret key, once.
+type OpsAccessKeyResponse struct {
+	AccessKey string     `json:"access_key"`
+	SecretKey string     `json:"secret_key"`
+	Tenant    string     `json:"tenant"`
+	Roles     []string   `json:"roles"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// OpsClientRequest creates OAuth client credentials over the admin socket.
+type OpsClientRequest struct {
+	Tenant string   `json:"tenant"`
+	Roles  []string `json:"roles"`
+	Name   string   `json:"name,omitempty"`
+}
+
+// OpsClientResponse carries the new client's secret, once.
+type OpsClientResponse struct {
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	Tenant       string   `json:"tenant"`
+	Roles        []string `json:"roles"`
 }
 
 // OpsAdminRequest bootstraps a superAdministrator over the admin socket.

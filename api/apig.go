@@ -64,6 +64,7 @@ type apigCertView struct {
 	CreateTime         string   `json:"create_time"`
 	UpdateTime         string   `json:"update_time"`
 	IsHasTrustedRootCA bool     `json:"is_has_trusted_root_ca"`
+	AlgorithmType      string   `json:"algorithm_type"`
 	Version            int      `json:"version"`
 	Organization       []string `json:"organization"`
 	OrganizationalUnit []string `json:"organizational_unit"`
@@ -89,6 +90,7 @@ type apigCertItem struct {
 	CreateTime         string   `json:"create_time"`
 	UpdateTime         string   `json:"update_time"`
 	IsHasTrustedRootCA bool     `json:"is_has_trusted_root_ca"`
+	AlgorithmType      string   `json:"algorithm_type"`
 }
 
 func apigTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -96,7 +98,8 @@ func apigTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func toAPIGItem(v *apigsvc.Certificate) apigCertItem {
 	return apigCertItem{ID: v.ID, Name: v.Name, Type: v.Type, InstanceID: v.InstanceID, ProjectID: v.ProjectID,
 		CommonName: v.CommonName, SAN: v.SAN, NotAfter: apigTime(v.NotAfter), SignatureAlgorithm: v.SignatureAlgorithm,
-		CreateTime: apigTime(v.Created), UpdateTime: apigTime(v.Updated), IsHasTrustedRootCA: v.HasTrustedRootCA}
+		CreateTime: apigTime(v.Created), UpdateTime: apigTime(v.Updated), IsHasTrustedRootCA: v.HasTrustedRootCA,
+		AlgorithmType: v.AlgorithmType}
 }
 
 func toAPIGView(v *apigsvc.Certificate) apigCertView {
@@ -104,7 +107,7 @@ func toAPIGView(v *apigsvc.Certificate) apigCertView {
 	return apigCertView{ID: i.ID, Name: i.Name, Type: i.Type, InstanceID: i.InstanceID, ProjectID: i.ProjectID,
 		CommonName: i.CommonName, SAN: i.SAN, NotAfter: i.NotAfter, SignatureAlgorithm: i.SignatureAlgorithm,
 		CreateTime: i.CreateTime, UpdateTime: i.UpdateTime, IsHasTrustedRootCA: i.IsHasTrustedRootCA,
-		Version: v.Version, Organization: v.Organization, OrganizationalUnit: v.OrganizationalUnit,
+		AlgorithmType: i.AlgorithmType, Version: v.Version, Organization: v.Organization, OrganizationalUnit: v.OrganizationalUnit,
 		Locality: v.Locality, State: v.State, Country: v.Country, NotBefore: apigTime(v.NotBefore),
 		SerialNumber: v.SerialNumber, Issuer: v.Issuer}
 }
@@ -113,10 +116,11 @@ func apigBadValue(field, msg string) error {
 	return &signer.Error{Kind: signer.KindInvalid, Reason: apigsvc.ReasonBadValue, Msg: field + ": " + msg}
 }
 
-// apigBody reads a create or replace body. The body holds a private key,
-// so it is read into buffers this function owns and clears, and the key
-// is unquoted into a byte slice (never a string) that the service clears.
-// Unknown fields are refused.
+// apigBody reads a create or replace body. The body holds private keys,
+// so it is read into buffers this function owns and clears, and the keys
+// (private_key, private_key_sign) are unquoted into byte slices (never
+// strings) that the service clears. Unknown fields are refused; null is
+// an absent field.
 func apigBody(c *gin.Context) (apigsvc.Input, error) {
 	var in apigsvc.Input
 	body, err := readOwned(c.Request.Body, c.Request.ContentLength)
@@ -153,7 +157,8 @@ func apigBody(c *gin.Context) (apigsvc.Input, error) {
 	}
 	for name := range fields {
 		switch name {
-		case "name", "cert_content", "private_key", "type", "instance_id", "trusted_root_ca":
+		case "name", "cert_content", "private_key", "type", "instance_id", "trusted_root_ca",
+			"algorithm_type", "cert_content_sign", "private_key_sign":
 		default:
 			return in, apigBadValue(name, "unknown parameter")
 		}
@@ -162,17 +167,25 @@ func apigBody(c *gin.Context) (apigsvc.Input, error) {
 		name string
 		dst  *string
 	}{{"name", &in.Name}, {"cert_content", &in.CertContent}, {"type", &in.Type},
-		{"instance_id", &in.InstanceID}, {"trusted_root_ca", &in.TrustedRootCA}} {
+		{"instance_id", &in.InstanceID}, {"trusted_root_ca", &in.TrustedRootCA},
+		{"algorithm_type", &in.AlgorithmType}, {"cert_content_sign", &in.CertContentSign}} {
 		if err := str(f.name, f.dst); err != nil {
 			return in, err
 		}
 	}
-	if raw, ok := fields["private_key"]; ok {
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{"private_key", &in.PrivateKey}, {"private_key_sign", &in.PrivateKeySign}} {
+		raw, ok := fields[f.name]
+		if !ok {
+			continue
+		}
 		key, err := unquoteJSONBytes(raw)
 		if err != nil {
-			return in, apigBadValue("private_key", "must be a string")
+			return in, apigBadValue(f.name, "must be a string")
 		}
-		in.PrivateKey = key
+		*f.dst = key
 	}
 	return in, nil
 }
@@ -300,10 +313,16 @@ func apigBodyError(c *gin.Context, err error) {
 	apigError(c, err)
 }
 
+// clearInput clears the keys of an input the service was not given.
+func clearInput(in *apigsvc.Input) {
+	clear(in.PrivateKey)
+	clear(in.PrivateKeySign)
+}
+
 func (s *server) createAPIGCert(c *gin.Context) {
 	in, err := apigBody(c)
 	if err != nil {
-		clear(in.PrivateKey)
+		clearInput(&in)
 		apigBodyError(c, err)
 		return
 	}
@@ -318,7 +337,7 @@ func (s *server) createAPIGCert(c *gin.Context) {
 func (s *server) updateAPIGCert(c *gin.Context) {
 	in, err := apigBody(c)
 	if err != nil {
-		clear(in.PrivateKey)
+		clearInput(&in)
 		apigBodyError(c, err)
 		return
 	}
@@ -347,26 +366,26 @@ func (s *server) deleteAPIGCert(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// listAPIGCerts serves the list. A limit outside 1..500 is clamped, as the
-// public service does; one that is not a number is refused. The filters
-// are bounded: name and common_name 64 characters of text, the others 64
-// (instance_id) or 32 letters, digits, '_' and '-'.
+// listAPIGCerts serves the list. As Huawei documents, a negative offset
+// means 0, a limit of 0 or less means 20 and one over 500 means 500; a
+// value that is not an integer is refused. The filters are bounded: name
+// and common_name 64 characters of text, the others 64 (instance_id), 32
+// or 8 (algorithm_type) letters, digits, '_' and '-'.
 func (s *server) listAPIGCerts(c *gin.Context) {
 	v, ok := queryParams(c, apig, param{"name", 64, textChars}, param{"common_name", 64, textChars},
-		param{"signature_algorithm", 32, wordChars}, param{"type", 32, wordChars}, param{"instance_id", 64, wordChars})
+		param{"signature_algorithm", 32, wordChars}, param{"type", 32, wordChars}, param{"instance_id", 64, wordChars},
+		param{"algorithm_type", 8, wordChars})
 	if !ok {
 		return
 	}
 	q := apigsvc.Query{Name: v["name"], CommonName: v["common_name"],
-		SignatureAlgorithm: v["signature_algorithm"], Type: v["type"], InstanceID: v["instance_id"]}
-	if q.Offset, ok = queryInt(c, apig, "offset", 0, 0, math.MaxInt, "must be a non-negative integer"); !ok {
+		SignatureAlgorithm: v["signature_algorithm"], Type: v["type"], InstanceID: v["instance_id"],
+		AlgorithmType: v["algorithm_type"]}
+	if q.Offset, ok = queryInt(c, apig, "offset", 0, math.MinInt, math.MaxInt, "must be an integer"); !ok {
 		return
 	}
 	if q.Limit, ok = queryInt(c, apig, "limit", 0, math.MinInt, math.MaxInt, "must be an integer"); !ok {
 		return
-	}
-	if v, _ := c.GetQuery("limit"); v != "" && q.Limit < 1 {
-		q.Limit = 1
 	}
 	certs, total, err := s.opts.APIG.List(c.Request.Context(), c.Param("project_id"), q)
 	if err != nil {

@@ -256,10 +256,10 @@ func TestAPIGCreateSeedExample(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			f := newAPIGFixture(t, backend)
 			for _, tc := range []struct {
-				keyKind, keyAlg, sigAlg string
+				keyKind, keyAlg, sigAlg, algType string
 			}{
-				{"rsa", "RSA2048", "SHA256-RSA"},
-				{"ec", "EC256", "SHA256-RSA"},
+				{"rsa", "RSA2048", "SHA256-RSA", "RSA"},
+				{"ec", "EC256", "SHA256-RSA", "ECC"},
 			} {
 				t.Run(tc.keyKind, func(t *testing.T) {
 					p := f.o.seedPair(tc.keyKind)
@@ -302,7 +302,8 @@ func TestAPIGCreateSeedExample(t *testing.T) {
 					assert.Regexp(t, seedTime, m["create_time"])
 					assert.Regexp(t, seedTime, m["update_time"])
 					assert.Equal(t, false, m["is_has_trusted_root_ca"])
-					assert.Len(t, m, 21)
+					assert.Equal(t, tc.algType, m["algorithm_type"], "the certificate's key type when not given")
+					assert.Len(t, m, 22)
 
 					id := m["id"].(string)
 					rec := f.record(id)
@@ -573,6 +574,14 @@ func TestAPIGPrivateKeyNeverStored(t *testing.T) {
 			r := f.do("POST", f.base(), certBody("refused", pair{cert: p.cert, key: other.key}))
 			requireAPIGError(t, r, 400, "APIG.2101")
 			bodies = append(bodies, string(r.Body))
+			// Nor does a refused SM2 signing key (private_key_sign).
+			signKey := f.o.selfSigned("ec", "sign.example.com").key
+			needles = append(needles, privateKeyNeedles(t, signKey)...)
+			b := certBody("refused_sign", p)
+			b["private_key_sign"] = signKey
+			r = f.do("POST", f.base(), b)
+			requireAPIGError(t, r, 400, "APIG.2012")
+			bodies = append(bodies, string(r.Body))
 			l := f.do("GET", f.base(), nil)
 			bodies = append(bodies, string(l.Body))
 
@@ -669,8 +678,9 @@ func storeValues(t *testing.T, env *apitest.Env) map[string][]byte {
 	return out
 }
 
-// The list pages with offset and limit (clamped to 1..500), filters on
-// every field the contract names and shows the short form.
+// The list pages with offset and limit (Huawei's rules: a negative offset
+// is 0, a limit of 0 or less is 20, over 500 is 500), filters on every
+// field the contract names and shows the short form.
 func TestAPIGList(t *testing.T) {
 	for _, backend := range apitest.Backends {
 		t.Run(backend, func(t *testing.T) {
@@ -723,9 +733,10 @@ func TestAPIGList(t *testing.T) {
 			item := all.Certs[2]
 			assert.Equal(t, ids["alpha_one"], item["id"])
 			for _, k := range []string{"id", "name", "type", "instance_id", "project_id", "common_name", "san",
-				"not_after", "signature_algorithm", "create_time", "update_time", "is_has_trusted_root_ca"} {
+				"not_after", "signature_algorithm", "create_time", "update_time", "is_has_trusted_root_ca", "algorithm_type"} {
 				assert.Contains(t, item, k)
 			}
+			assert.Len(t, item, 13)
 			for _, k := range []string{"issuer", "organization", "organizational_unit", "locality", "state", "country",
 				"serial_number", "not_before", "version"} {
 				assert.NotContains(t, item, k, "the short form has no %s", k)
@@ -736,7 +747,16 @@ func TestAPIGList(t *testing.T) {
 			p1 := list("?limit=1&offset=1")
 			assert.Equal(t, 3, p1.Total)
 			assert.Equal(t, []string{"alpha_two"}, names(p1))
-			assert.Equal(t, []string{"beta_three"}, names(list("?limit=0")), "limit below 1 is clamped to 1")
+			newestFirst := []string{"beta_three", "alpha_two", "alpha_one"}
+			for _, q := range []string{"?limit=0", "?limit=-1", "?limit=-9223372036854775808", "?limit="} {
+				assert.Equal(t, newestFirst, names(list(q)), "%s: a limit of 0 or less is the default 20", q)
+			}
+			for _, q := range []string{"?offset=-1", "?offset=-9223372036854775808", "?offset=-5&limit=0"} {
+				a := list(q)
+				assert.Equal(t, newestFirst, names(a), "%s: a negative offset is 0", q)
+				assert.Equal(t, 3, a.Total, q)
+			}
+			assert.Equal(t, []string{"beta_three"}, names(list("?offset=-3&limit=1")))
 			assert.Len(t, list("?limit=100000").Certs, 3, "limit above 500 is clamped")
 			assert.Empty(t, list("?offset=10").Certs)
 			assert.Equal(t, 3, list("?offset=10").Total)
@@ -754,6 +774,10 @@ func TestAPIGList(t *testing.T) {
 				"?type=instance&name=alpha":         {"alpha_two"},
 				"?name=nothing":                     nil,
 				"?type=instance&limit=1":            {"beta_three"},
+				"?algorithm_type=RSA":               {"alpha_two"},
+				"?algorithm_type=ECC":               {"beta_three", "alpha_one"},
+				"?algorithm_type=SM2":               nil,
+				"?algorithm_type=ECC&type=instance": {"beta_three"},
 			} {
 				a := list(q)
 				assert.Equal(t, want, names(a), q)
@@ -763,9 +787,11 @@ func TestAPIGList(t *testing.T) {
 					assert.Equal(t, len(want), a.Total, q)
 				}
 			}
-			requireAPIGError(t, f.do("GET", f.base()+"?offset=-1", nil), 400, "APIG.2012")
 			requireAPIGError(t, f.do("GET", f.base()+"?offset=x", nil), 400, "APIG.2012")
 			requireAPIGError(t, f.do("GET", f.base()+"?limit=x", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?limit=1.5", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?algorithm_type=DSA", nil), 400, "APIG.2012")
+			requireAPIGError(t, f.do("GET", f.base()+"?algorithm_type=rsa", nil), 400, "APIG.2012")
 		})
 	}
 }
@@ -796,7 +822,9 @@ func TestAPIGReplaceAndDelete(t *testing.T) {
 			assert.Equal(t, "next.example.com", m["common_name"])
 			assert.Equal(t, "ECDSA-SHA256", m["signature_algorithm"])
 			assert.Equal(t, first["create_time"], m["create_time"])
-			assert.Len(t, m, 21)
+			assert.Equal(t, "RSA", first["algorithm_type"])
+			assert.Equal(t, "ECC", m["algorithm_type"], "the replacement's key type")
+			assert.Len(t, m, 22)
 
 			rec := f.record(id)
 			newKey := rec.Fields[signer.KeyField]

@@ -2,11 +2,13 @@ package api
 
 import (
 	"crypto/x509"
+	"errors"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -54,7 +56,13 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		caller, limited, err := s.authenticate(c, a)
+		defer clearSignedBody(c)
+		caller, limited, err := s.authenticate(c, f, a)
+		if errors.Is(err, errBodyTooLarge) {
+			writeStatus(c, f, http.StatusRequestEntityTooLarge, "PayloadTooLarge",
+				"request body exceeds "+strconv.FormatInt(s.opts.MaxBodyBytes, 10)+" bytes")
+			return
+		}
 		if err != nil {
 			f.WriteErr(c, err)
 			return
@@ -78,9 +86,9 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 	}
 }
 
-// authenticate resolves the caller's credential: an API token (tenant
-// principals) or an administrator's client certificate (platform
-// principals). When a request carries both, a route that only platform
+// authenticate resolves the caller's credential: an API token or an
+// access key's request signature (tenant principals, aksk.go) or an
+// administrator's client certificate (platform principals). When a request carries both, a route that only platform
 // roles may call uses the certificate and every other route the token;
 // the credential not chosen is ignored, valid or not. With only one
 // credential that one is used, and the role check then answers 403 if it
@@ -89,17 +97,22 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 // With a rate limit configured, a token is looked up and counted against
 // its limit in one store round trip; the limiter's answer is returned for
 // throttle (nil when the credential was not counted yet).
-func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, *signer.RateLimitAnswer, error) {
+func (s *server) authenticate(c *gin.Context, f Family, a Access) (signer.Caller, *signer.RateLimitAnswer, error) {
 	secret := bearer(c)
+	authz := c.GetHeader("Authorization")
+	signed := isSignedRequest(authz)
 	cert, certErr := s.clientCertificate(c)
 	hasCert := cert != nil || certErr != nil
 	platformOnly := len(a.PlatformRoles) > 0 && len(a.TenantRoles) == 0
 	switch {
-	case hasCert && (platformOnly || secret == ""):
+	case hasCert && (platformOnly || (secret == "" && !signed)):
 		if certErr != nil {
 			return signer.Caller{}, nil, certErr
 		}
 		caller, err := s.admins.Authenticate(c.Request.Context(), cert)
+		return caller, nil, err
+	case signed:
+		caller, err := s.authenticateSigned(c, f, authz)
 		return caller, nil, err
 	case secret != "":
 		var (
@@ -120,7 +133,7 @@ func (s *server) authenticate(c *gin.Context, a Access) (signer.Caller, *signer.
 		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, limited, nil
 	}
 	return signer.Caller{}, nil, signer.E(signer.KindUnauthenticated,
-		"missing credential: send Authorization: Bearer <token> or X-Auth-Token, or an administrator's client certificate")
+		"missing credential: send Authorization: Bearer <token> or X-Auth-Token, an access-key signature (Huawei families), or an administrator's client certificate")
 }
 
 // clientCertificate returns the administrator certificate the request

@@ -17,13 +17,19 @@ import (
 // has no CRL (an unmanaged root, or none signed yet).
 const EcosystemCodeNoCRL = "NoCertificateRevocationList"
 
+// EcosystemCodeNoIssuerAltName answers a managed root's creation while
+// the daemon has no IssuerAlternativeName configured (503: the request
+// is fine, the daemon cannot serve it until its operator sets one).
+const EcosystemCodeNoIssuerAltName = "IssuerAlternativeNameNotConfigured"
+
 type ecosystemWire struct {
 	status int
 	code   string
 }
 
 var ecosystemCodes = map[signer.Kind]map[signer.Reason]ecosystemWire{
-	signer.KindNotFound: {dts.ReasonNoCRL: {http.StatusNotFound, EcosystemCodeNoCRL}},
+	signer.KindNotFound:    {dts.ReasonNoCRL: {http.StatusNotFound, EcosystemCodeNoCRL}},
+	signer.KindUnavailable: {dts.ReasonNoIssuerAltName: {http.StatusServiceUnavailable, EcosystemCodeNoIssuerAltName}},
 }
 
 // ecosystemError writes err in the ecosystem family's envelope.

@@ -102,18 +102,19 @@ func counter(t *testing.T, env *apitest.Env, event, stage string) int {
 	return n
 }
 
-// envelope checks a native error answer and returns its details' params.
+// envelope checks an ecosystem error answer (details always a list) and
+// returns its details.
 func envelope(t *testing.T, r *apitest.Response, status int, code string) []map[string]any {
 	t.Helper()
 	require.Equal(t, status, r.Status, string(r.Body))
 	m := r.Map(t)
 	assert.Equal(t, code, m["code"], string(r.Body))
 	assert.NotEmpty(t, m["message"])
+	d, ok := m["details"].([]any)
+	require.True(t, ok, "details is always a list: %s", r.Body)
 	var out []map[string]any
-	if d, ok := m["details"].([]any); ok {
-		for _, x := range d {
-			out = append(out, x.(map[string]any))
-		}
+	for _, x := range d {
+		out = append(out, x.(map[string]any))
 	}
 	return out
 }
@@ -240,10 +241,11 @@ func TestDTSRootCACustomFields(t *testing.T) {
 	assert.Equal(t, []string{"Example Inc."}, cert.Subject.Organization)
 	assert.Equal(t, "example.com", cert.Subject.CommonName)
 
-	// notAfter alone defaults notBefore to now; 20 years exactly is allowed.
-	m = f.root(map[string]any{"organisationName": "Example Inc.", "notBefore": nb.Format(time.RFC3339),
-		"notAfter": nb.AddDate(20, 0, 0).Format(time.RFC3339)})
-	assert.Equal(t, nb.AddDate(20, 0, 0).Format(time.RFC3339), m["certificateData"].(map[string]any)["notAfter"])
+	// notAfter alone defaults notBefore to now; the bound is 20 years
+	// from creation, not from notBefore (ecosystem_rules_test.go).
+	na = time.Now().UTC().AddDate(20, 0, 0).Add(-time.Minute).Truncate(time.Second)
+	m = f.root(map[string]any{"organisationName": "Example Inc.", "notAfter": na.Format(time.RFC3339)})
+	assert.Equal(t, na.Format(time.RFC3339), m["certificateData"].(map[string]any)["notAfter"])
 }
 
 func TestDTSRootCAProfile(t *testing.T) {
@@ -302,10 +304,10 @@ func TestDTSRootCAIssuerAltNameEmailAndUnset(t *testing.T) {
 		assert.Contains(t, openssl(t, "x509", "-in", path, "-noout", "-text"), "email:pki@example.com")
 	})
 	t.Run("unset", func(t *testing.T) {
+		// Refused rather than made without it (ecosystem_rules_test.go).
 		f := newDTS(t, "bolt", withIAN(""))
-		m := f.root(map[string]any{"organisationName": "Example Inc."})
-		path := writeTemp(t, "root.pem", []byte(m["certificatePem"].(string)))
-		assert.NotContains(t, openssl(t, "x509", "-in", path, "-noout", "-text"), "Issuer Alternative Name")
+		envelope(t, f.do("POST", caPath, map[string]any{"organisationName": "Example Inc."}), 503, api.EcosystemCodeNoIssuerAltName)
+		assert.Equal(t, 0, f.hsmKeys())
 	})
 	t.Run("invalid", func(t *testing.T) {
 		f := newDTS(t, "bolt", withIAN("not a name"))

@@ -61,6 +61,7 @@ func checkFamilyEnvelope(t testing.TB, family string, status int, body []byte) {
 		}
 		assert.Equal(t, want, m["code"], "native code for %d: %s", status, body)
 		assert.NotEmpty(t, m["message"])
+		assert.IsType(t, []any{}, m["details"], "details is always a list: %s", body)
 	case "czertainly":
 		assert.NotEmpty(t, m["message"], "%s", body)
 		assert.Len(t, m, 1, "CZERTAINLY errors are {\"message\"} only: %s", body)
@@ -73,6 +74,9 @@ func checkFamilyEnvelope(t testing.TB, family string, status int, body []byte) {
 		assert.True(t, strings.HasPrefix(code, prefix), "%s error_code %q: %s", family, code, body)
 		assert.NotEmpty(t, m["error_msg"])
 		assert.Len(t, m, 2, "%s errors are {error_code, error_msg}: %s", family, body)
+	case "oauth":
+		code, _ := m["error"].(string)
+		assert.Contains(t, []string{"invalid_request", "invalid_client", "unsupported_grant_type", "temporarily_unavailable", "server_error"}, code, "%s", body)
 	default:
 		t.Errorf("unknown family %q", family)
 	}

@@ -96,6 +96,8 @@ func checkEnvelope(t *testing.T, family string, r *apitest.Response) {
 	case "pca", "apig":
 		assert.NotEmpty(t, m["error_code"])
 		assert.NotEmpty(t, m["error_msg"])
+	case "oauth":
+		assert.NotEmpty(t, m["error"])
 	default:
 		t.Errorf("unknown family %q", family)
 	}
@@ -133,7 +135,7 @@ func TestAccessTableCoversEveryRoute(t *testing.T) {
 		for _, r := range a.PlatformRoles {
 			assert.Contains(t, signer.PlatformRoles, r, "%s: unknown platform role", key)
 		}
-		assert.Contains(t, []string{"native", "pca", "apig", "czertainly"}, ri.Family, key)
+		assert.Contains(t, []string{"native", "pca", "apig", "czertainly", "oauth"}, ri.Family, key)
 	}
 	for _, r := range api.Router(o).Routes() {
 		registered = append(registered, r.Method+" "+r.Path)

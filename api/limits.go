@@ -38,6 +38,8 @@ func statusBody(f Family, status int, code, msg string) any {
 		return huaweiEnvelope{Code: hc, Msg: msg}
 	case czertainly.Name:
 		return gin.H{"message": msg}
+	case oauth.Name:
+		return oauthEnvelope{Error: oauthStatusCode(status), Description: msg}
 	default:
 		return nativeEnvelope{Code: code, Message: msg}
 	}
@@ -60,7 +62,7 @@ func (s *server) admitBody(c *gin.Context, f Family) bool {
 	}
 	hasBody := r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 	ct := r.Header.Get("Content-Type")
-	if !hasBody || ct == "" || isJSONMediaType(ct) {
+	if !hasBody || ct == "" || isJSONMediaType(ct) || (f.Name == oauth.Name && isFormMediaType(ct)) {
 		return true
 	}
 	writeStatus(c, f, http.StatusUnsupportedMediaType, "UnsupportedMediaType",
@@ -84,6 +86,8 @@ func familyOfPath(path string) Family {
 		return pca
 	case strings.HasPrefix(path, "/v2/"):
 		return apig
+	case path == "/oauth/token" || strings.HasPrefix(path, "/oauth/"):
+		return oauth
 	case strings.HasPrefix(path, "/v1/admins"), strings.HasPrefix(path, "/v1/local/admins"):
 		return czertainly
 	}

@@ -1,17 +1,31 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
 )
 
-// nativeEnvelope is the error body of families 1 (MATTR) and 5 (hsmca's own).
+// nativeEnvelope is the error body of families 1 (MATTR) and 5 (hsmca's
+// own, "as family 1"). details is always there, an empty list when no
+// field is at fault, as MATTR's error schema has it: every writer of the
+// envelope (handlers, guards, the edge, the recovery) goes through
+// MarshalJSON, so none can leave it out.
 type nativeEnvelope struct {
 	Code    string         `json:"code"`
 	Message string         `json:"message"`
-	Details []nativeDetail `json:"details,omitempty"`
+	Details []nativeDetail `json:"details"`
+}
+
+// MarshalJSON writes the envelope with details as a list, never null.
+func (e nativeEnvelope) MarshalJSON() ([]byte, error) {
+	type wire nativeEnvelope
+	if e.Details == nil {
+		e.Details = []nativeDetail{}
+	}
+	return json.Marshal(wire(e))
 }
 
 type nativeDetail struct {

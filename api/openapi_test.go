@@ -97,6 +97,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		"pca":        {"PcaError", "HuaweiThrottled"},
 		"apig":       {"ApigError", "HuaweiThrottled"},
 		"czertainly": {"CzError", "CzValidationErrors"},
+		"oauth":      {"OAuthError"},
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

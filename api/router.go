@@ -30,6 +30,14 @@ type CoreAPI interface {
 	CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.Token, error)
 	ListTokens(ctx context.Context, tenant string) ([]signer.Token, error)
 	RevokeToken(ctx context.Context, id string) error
+	CreateAccessKey(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.AccessKey, error)
+	ListAccessKeys(ctx context.Context, tenant string) ([]signer.AccessKey, error)
+	RevokeAccessKey(ctx context.Context, id string) error
+	AuthenticateAccessKey(ctx context.Context, chk signer.AccessKeyCheck) (*signer.AccessKey, error)
+	CreateOAuthClient(ctx context.Context, tenant string, roles []string, name string) (string, *signer.OAuthClient, error)
+	ListOAuthClients(ctx context.Context, tenant string) ([]signer.OAuthClient, error)
+	RevokeOAuthClient(ctx context.Context, id string) error
+	IssueAccessToken(ctx context.Context, clientID, secret string, ttl time.Duration) (string, *signer.Token, error)
 	QueryEvents(ctx context.Context, tenant string, q signer.EventQuery) (*signer.EventPage, error)
 	Readiness(ctx context.Context) map[string]error
 	Metrics() *metrics.Metrics
@@ -61,6 +69,13 @@ type Options struct {
 	DTS DTSAPI
 	// PCA serves the CCM private CA routes; nil: signer/pca over Engine.
 	PCA PCAAPI
+	// AccessTokenTTL is the lifetime of an access token from
+	// POST /oauth/token (0: signer.DefaultAccessTokenTTL, one hour).
+	AccessTokenTTL time.Duration
+	// PublicBaseURL is the daemon's public base URL (config
+	// public_base_url, already checked, without a trailing slash). Empty:
+	// URLs in answers are derived from each request (publicBase).
+	PublicBaseURL string
 }
 
 // Access says who may call a route. It is declared with the route, so the

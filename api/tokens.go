@@ -27,6 +27,8 @@ type tokenView struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	LastUsed  *time.Time `json:"last_used"`
 	CreatedBy string     `json:"created_by,omitempty"`
+	// Client names the OAuth client an access token was minted for.
+	Client string `json:"client,omitempty"`
 }
 
 // tokenCreated adds the secret, shown this once.
@@ -37,7 +39,7 @@ type tokenCreated struct {
 
 func viewToken(t *signer.Token) tokenView {
 	v := tokenView{ID: t.ID, Tenant: t.Tenant, Roles: t.Roles, Created: t.Created.UTC(),
-		ExpiresAt: t.ExpiresAt, LastUsed: t.LastUsed, CreatedBy: t.CreatedBy}
+		ExpiresAt: t.ExpiresAt, LastUsed: t.LastUsed, CreatedBy: t.CreatedBy, Client: t.Client}
 	if v.Roles == nil {
 		v.Roles = []string{}
 	}

@@ -81,6 +81,7 @@ type Core struct {
 	inventoryDone chan struct{}
 	inventoryOnce sync.Once
 
+	secrets   secretCache        // opened access-key secrets (accesskeys.go)
 	tokenSeen sync.Map           // token id -> time of the last last-used write
 	tokens    *BytesCache[Token] // API tokens, read on every request
 	now       func() time.Time

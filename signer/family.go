@@ -38,10 +38,14 @@ type Janitor struct {
 	Run  func(ctx context.Context, c *Core) (int, error)
 }
 
-// coreFamily is what the core itself declares: API tokens are listed by
-// tenant.
+// coreFamily is what the core itself declares: credentials are listed by
+// tenant, OAuth access tokens by client, and expired access tokens are
+// purged.
 func coreFamily() Family {
-	return Family{Name: "core", Indexes: []store.Index{{Kind: kindToken, Field: "tenant"}}}
+	return Family{Name: "core",
+		Indexes: []store.Index{{Kind: kindToken, Field: "tenant"}, {Kind: kindToken, Field: "client"},
+			{Kind: kindAccessKey, Field: "tenant"}, {Kind: kindOAuthClient, Field: "tenant"}},
+		Janitors: []Janitor{{Name: "expired-access-tokens", Run: purgeExpiredAccessTokens}}}
 }
 
 // withCore returns the core's own family followed by fams.

@@ -14,14 +14,15 @@ import (
 	"github.com/hsmca/hsmca/store/boltstore"
 )
 
-// The core declares its own index (API tokens by tenant); every other
-// index comes from a registered family. internal/families checks the full
-// list the daemon opens the store with.
+// The core declares its own indexes (credentials by tenant, access tokens
+// by client); every other index comes from a registered family.
+// internal/families checks the full list the daemon opens the store with.
 func TestStoreIndexes(t *testing.T) {
-	token := store.Index{Kind: "apitoken", Field: "tenant"}
-	assert.Equal(t, []store.Index{token}, StoreIndexes(), "no family: the core's own index only")
+	own := []store.Index{{Kind: "apitoken", Field: "tenant"}, {Kind: "apitoken", Field: "client"},
+		{Kind: "accesskey", Field: "tenant"}, {Kind: "oauthclient", Field: "tenant"}}
+	assert.Equal(t, own, StoreIndexes(), "no family: the core's own indexes only")
 	fam := Family{Name: "things", Indexes: []store.Index{{Kind: "thing", Field: "colour"}}}
-	assert.Equal(t, []store.Index{token, {Kind: "thing", Field: "colour"}}, StoreIndexes(fam))
+	assert.Equal(t, append(own, store.Index{Kind: "thing", Field: "colour"}), StoreIndexes(fam))
 }
 
 // What a family declares is what the core reads: key owners in order,

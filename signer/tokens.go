@@ -2,17 +2,13 @@ package signer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -52,7 +48,10 @@ type Token struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	LastUsed  *time.Time `json:"lastUsed,omitempty"`
 	CreatedBy string     `json:"createdBy,omitempty"`
-	Hash      string     `json:"hash"`
+	// Client is the OAuth client that minted this access token
+	// (oauthclients.go); empty for tokens an operator created.
+	Client string `json:"client,omitempty"`
+	Hash   string `json:"hash"`
 }
 
 func hashToken(secret string) string {
@@ -98,38 +97,15 @@ func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, e
 // createToken checks the request and stores the token; tok is set when
 // storing it fails too, so that the event names it.
 func (e *Core) createToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	if !ValidTenant(tenant) {
-		return "", nil, Invalid("tenant", tenant, "must be 1-64 letters, digits, '-' or '_', not starting with '_'")
-	}
-	if len(roles) == 0 {
-		return "", nil, Invalid("roles", roles, "at least one role is required")
-	}
-	roles = slices.Clone(roles)
-	slices.Sort(roles)
-	roles = slices.Compact(roles)
-	for _, r := range roles {
-		if !slices.Contains(TenantRoles, r) {
-			return "", nil, Invalid("roles", r, "unknown role; want one of "+strings.Join(TenantRoles, ", "))
-		}
+	roles, err := checkCredential(tenant, roles)
+	if err != nil {
+		return "", nil, err
 	}
 	now := e.now().UTC().Truncate(time.Second)
 	if expiresAt != nil && !expiresAt.After(now) {
 		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", nil, err
-	}
-	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	tok := &Token{ID: uuid.NewString(), Tenant: tenant, Roles: roles, Created: now,
-		ExpiresAt: expiresAt, CreatedBy: CallerFrom(ctx).Principal, Hash: hashToken(secret)}
-	data, err := json.Marshal(tok)
-	if err != nil {
-		return "", nil, err
-	}
-	rec := &store.Record{Kind: kindToken, Tenant: store.PlatformTenant, ID: tok.ID,
-		Unique: []string{"hash:" + tok.Hash}, Fields: map[string]string{"tenant": tenant}, Data: data}
-	return secret, tok, StoreErr(e.store.Create(ctx, rec, store.WriteOpts{}), "token")
+	return e.mintToken(ctx, tenant, roles, expiresAt, "")
 }
 
 // AuthenticateToken resolves a presented secret to its token. Every failure

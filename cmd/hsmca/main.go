@@ -20,6 +20,8 @@ var commands = []command{
 	{"slot list", "list PKCS#11 slots and their tokens", slotList},
 	{"slot init", "initialise a token in a free slot and set its user PIN", slotInit},
 	{"token create", "create an API token; prints only the token on stdout", tokenCreate},
+	{"accesskey create", "create an access key for AK/SK-signed requests (Huawei SDKs); prints the key id and secret key on stdout", accessKeyCreate},
+	{"client create", "create OAuth client credentials for POST /oauth/token; prints the client id and secret on stdout", clientCreate},
 	{"admin bootstrap", "create the first superAdministrator from a client certificate", adminBootstrap},
 	{"events verify", "walk each tenant's event hash chain and name the first broken link", eventsVerify},
 	{"doctor", "check module, token, login, a test signature and the store", doctor},

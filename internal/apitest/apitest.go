@@ -137,6 +137,16 @@ func (e *Env) NewToken(tenant string, roles ...string) string {
 	return secret
 }
 
+// NewAccessKey makes an access key for tenant with roles and returns its
+// id and secret key.
+func (e *Env) NewAccessKey(tenant string, roles ...string) (string, string) {
+	e.T.Helper()
+	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
+	secret, k, err := e.Engine.CreateAccessKey(ctx, tenant, roles, nil)
+	require.NoError(e.T, err)
+	return k.ID, secret
+}
+
 // Response is a decoded HTTP answer.
 type Response struct {
 	Status int

@@ -60,7 +60,7 @@ func TestContractCatchesDrift(t *testing.T) {
 			answerHeaders: map[string]string{"Location": "/v1/keys/k1"}, want: "calls invalid"},
 		{name: "request field renamed and refused", method: "POST", path: "/v1/keys", body: `{"algo":"EC256"}`,
 			headers: map[string]string{"Authorization": "Bearer t"}, status: 400,
-			answer: `{"code":"BadRequest","message":"algorithm: is required"}`},
+			answer: `{"code":"BadRequest","message":"algorithm: is required","details":[{"msg":"is required","param":"algorithm","location":"body"}]}`},
 		{name: "no credential and accepted", method: "GET", path: "/v1/keys/k1", status: 200, answer: keyBody,
 			want: "calls invalid"},
 		{name: "wrong family envelope", method: "GET", path: "/v1/private-certificate-authorities/quotas",

@@ -91,6 +91,8 @@ func runChaos(t *testing.T, backend string) {
 		"HSMCA_LOG_LEVEL=warn",
 		// The checks read every resource at once; rate limits have their own tests.
 		"HSMCA_RATE_LIMIT_RPS=0",
+		// Managed DTS roots need an IssuerAlternativeName.
+		"HSMCA_ISSUER_ALT_NAME=https://chaos.example.com",
 		"HSMCA_CONFIG=",
 		"SOFTHSM2_CONF=" + tok.ConfPath,
 	}

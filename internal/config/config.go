@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -75,6 +76,13 @@ type Config struct {
 		PublicBurst             int      `yaml:"public_burst"`
 	} `yaml:"rate_limit"`
 
+	// OAuth configures the client-credentials token endpoint.
+	OAuth struct {
+		// AccessTokenTTL is how long an access token lives (default 1h,
+		// 1 minute to 24 hours).
+		AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
+	} `yaml:"oauth"`
+
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
 	// a resource not listed keeps its default.
 	Quotas map[string]int64 `yaml:"quotas"`
@@ -82,6 +90,14 @@ type Config struct {
 	// IssuerAltName is the IssuerAlternativeName of DTS root CA
 	// certificates: a URI (https://...) or an email address.
 	IssuerAltName string `yaml:"issuer_alt_name"`
+
+	// PublicBaseURL is the daemon's URL as clients and relying parties
+	// reach it (https://ca.example.com): an absolute http(s) URL (scheme,
+	// host, optional port and path prefix; no query or fragment), kept
+	// without a trailing slash. Unless IssuerAltName is set, it is the
+	// IssuerAlternativeName of DTS root CA certificates. Empty: URLs the
+	// daemon reports are derived from each request instead.
+	PublicBaseURL string `yaml:"public_base_url"`
 
 	// InventoryInterval is how often the quota-use and CA-expiry gauges
 	// are recomputed from the store.
@@ -110,13 +126,15 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
-	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates"},
+	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
+	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com (default: derived from each request)"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
 	{"HSMCA_RATE_LIMIT_PUBLIC_RPS", "rate_limit.public_requests_per_second", "requests per second per client address to public routes such as CRLs (default 20; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_PUBLIC_BURST", "rate_limit.public_burst", "requests a client address may make at once to public routes (default twice the rate)"},
 	{"HSMCA_MAX_HEADER_BYTES", "http.max_header_bytes", "bytes of request line and headers a request may send (default 16384; 431 beyond)"},
+	{"HSMCA_OAUTH_ACCESS_TOKEN_TTL", "oauth.access_token_ttl", "lifetime of access tokens from POST /oauth/token (default 1h; 1m to 24h)"},
 	{"HSMCA_ADMIN_SOCKET", "admin_socket", "unix socket for the ops CLI (default $HSMCA_DATA_DIR/admin.sock; \"off\" disables)"},
 }
 
@@ -179,6 +197,7 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_CLIENT_CA", &c.TLS.ClientCA)
 	str("HSMCA_ADMIN_SOCKET", &c.AdminSocket)
 	str("HSMCA_ISSUER_ALT_NAME", &c.IssuerAltName)
+	str("HSMCA_PUBLIC_BASE_URL", &c.PublicBaseURL)
 	if v, ok := get("HSMCA_SLOT"); ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
@@ -193,6 +212,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_INVENTORY_INTERVAL: want a positive duration such as 30s, got %q", v)
 		}
 		c.InventoryInterval = d
+	}
+	if v, ok := get("HSMCA_OAUTH_ACCESS_TOKEN_TTL"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_OAUTH_ACCESS_TOKEN_TTL: want a duration such as 1h, got %q", v)
+		}
+		c.OAuth.AccessTokenTTL = d
 	}
 	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -319,6 +345,7 @@ func (c *Config) defaults() {
 	if c.InventoryInterval <= 0 {
 		c.InventoryInterval = 30 * time.Second
 	}
+	setDur(&c.OAuth.AccessTokenTTL, time.Hour)
 	if h.MaxBodyBytes == 0 {
 		h.MaxBodyBytes = 1 << 20
 	}
@@ -326,6 +353,9 @@ func (c *Config) defaults() {
 
 func (c *Config) validate() error {
 	var errs []string
+	if t := c.OAuth.AccessTokenTTL; t < time.Minute || t > 24*time.Hour {
+		errs = append(errs, fmt.Sprintf("oauth.access_token_ttl %s: must be between 1m and 24h", t))
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("listen_addr %q: %v", c.ListenAddr, err))
 	}
@@ -367,6 +397,13 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Sprintf("quotas.%s: %d is negative", res, n))
 		}
 	}
+	if c.PublicBaseURL != "" {
+		if u, err := CheckPublicBaseURL(c.PublicBaseURL); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			c.PublicBaseURL = u
+		}
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -376,6 +413,42 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// CheckPublicBaseURL validates a public base URL (public_base_url,
+// HSMCA_PUBLIC_BASE_URL) and returns it without a trailing slash: an
+// absolute http or https URL with a host, no user information, query or
+// fragment. A path is a prefix under which a proxy serves the daemon.
+func CheckPublicBaseURL(raw string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("public_base_url %q: %s; want an absolute http or https URL such as https://ca.example.com", raw, why)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return bad("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("the scheme must be http or https")
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return bad("no host")
+	case u.User != nil:
+		return bad("user information is not allowed")
+	case u.RawQuery != "" || u.ForceQuery:
+		return bad("a query is not allowed")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return bad("a fragment is not allowed")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad("bad port")
+		}
+	}
+	for _, r := range raw {
+		if r <= ' ' || r == 0x7f {
+			return bad("spaces and control characters are not allowed")
+		}
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
 }
 
 // TLSEnabled reports whether the listener serves HTTPS.

@@ -99,6 +99,20 @@ func HSMConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (hsm.Co
 	return hc, nil
 }
 
+// DTSIssuerAltName is the IssuerAlternativeName of managed DTS root CA
+// certificates, and the setting it comes from: issuer_alt_name, else the
+// daemon's public_base_url, else none ("" : the DTS family then refuses
+// managed roots rather than make 20-year roots without it).
+func DTSIssuerAltName(cfg *config.Config) (value, setting string) {
+	switch {
+	case cfg.IssuerAltName != "":
+		return cfg.IssuerAltName, "issuer_alt_name"
+	case cfg.PublicBaseURL != "":
+		return cfg.PublicBaseURL, "public_base_url (the default issuer_alt_name)"
+	}
+	return "", ""
+}
+
 // Start opens everything and begins serving. It returns once the listener
 // is bound; the HSM may still be opening (see /readyz).
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
@@ -111,10 +125,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if err != nil {
 		return nil, err
 	}
-	if cfg.IssuerAltName != "" {
-		if err := issuance.ValidIssuerAltName(cfg.IssuerAltName); err != nil {
-			return nil, fmt.Errorf("config: issuer_alt_name: %w", err)
+	ian, ianSetting := DTSIssuerAltName(cfg)
+	if ian != "" {
+		if err := issuance.ValidIssuerAltName(ian); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", ianSetting, err)
 		}
+	} else {
+		log.Warn("neither issuer_alt_name nor public_base_url is set: creating managed DTS root CA certificates " +
+			"is refused (503) until one is, since ISO/IEC 18013-5 requires their IssuerAlternativeName")
 	}
 	d.store, err = OpenStore(ctx, cfg)
 	if err != nil {
@@ -150,8 +168,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
 		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
-		DTS:             dts.New(d.engine, dts.IssuerAltName(cfg.IssuerAltName)),
-		HSTS:            tlsConf != nil})
+		DTS:             dts.New(d.engine, dts.IssuerAltName(ian)),
+		HSTS:            tlsConf != nil,
+		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
+		PublicBaseURL:   cfg.PublicBaseURL})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)

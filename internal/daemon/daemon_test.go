@@ -50,6 +50,7 @@ func testConfig(t *testing.T, tok *testenv.Token) *config.Config {
 	t.Setenv("HSMCA_PKCS11_MODULE", tok.Module)
 	t.Setenv("HSMCA_TOKEN_LABEL", tok.Label)
 	t.Setenv("HSMCA_PIN_FILE", tok.PINFile)
+	t.Setenv("HSMCA_ISSUER_ALT_NAME", "https://dts.example.com")
 	cfg, err := config.Load("")
 	require.NoError(t, err)
 	return cfg

@@ -20,6 +20,24 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for ApigCertificateAlgorithmType.
+const (
+	ApigCertificateAlgorithmTypeECC ApigCertificateAlgorithmType = "ECC"
+	ApigCertificateAlgorithmTypeRSA ApigCertificateAlgorithmType = "RSA"
+)
+
+// Valid indicates whether the value is a known member of the ApigCertificateAlgorithmType enum.
+func (e ApigCertificateAlgorithmType) Valid() bool {
+	switch e {
+	case ApigCertificateAlgorithmTypeECC:
+		return true
+	case ApigCertificateAlgorithmTypeRSA:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ApigCertificateType.
 const (
 	ApigCertificateTypeGlobal   ApigCertificateType = "global"
@@ -32,6 +50,30 @@ func (e ApigCertificateType) Valid() bool {
 	case ApigCertificateTypeGlobal:
 		return true
 	case ApigCertificateTypeInstance:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ApigCertificateInputAlgorithmType.
+const (
+	ApigCertificateInputAlgorithmTypeECC   ApigCertificateInputAlgorithmType = "ECC"
+	ApigCertificateInputAlgorithmTypeEmpty ApigCertificateInputAlgorithmType = ""
+	ApigCertificateInputAlgorithmTypeRSA   ApigCertificateInputAlgorithmType = "RSA"
+	ApigCertificateInputAlgorithmTypeSM2   ApigCertificateInputAlgorithmType = "SM2"
+)
+
+// Valid indicates whether the value is a known member of the ApigCertificateInputAlgorithmType enum.
+func (e ApigCertificateInputAlgorithmType) Valid() bool {
+	switch e {
+	case ApigCertificateInputAlgorithmTypeECC:
+		return true
+	case ApigCertificateInputAlgorithmTypeEmpty:
+		return true
+	case ApigCertificateInputAlgorithmTypeRSA:
+		return true
+	case ApigCertificateInputAlgorithmTypeSM2:
 		return true
 	default:
 		return false
@@ -56,6 +98,24 @@ func (e ApigCertificateInputType) Valid() bool {
 	}
 }
 
+// Defines values for ApigCertificateItemAlgorithmType.
+const (
+	ApigCertificateItemAlgorithmTypeECC ApigCertificateItemAlgorithmType = "ECC"
+	ApigCertificateItemAlgorithmTypeRSA ApigCertificateItemAlgorithmType = "RSA"
+)
+
+// Valid indicates whether the value is a known member of the ApigCertificateItemAlgorithmType enum.
+func (e ApigCertificateItemAlgorithmType) Valid() bool {
+	switch e {
+	case ApigCertificateItemAlgorithmTypeECC:
+		return true
+	case ApigCertificateItemAlgorithmTypeRSA:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ApigCertificateItemType.
 const (
 	ApigCertificateItemTypeGlobal   ApigCertificateItemType = "global"
@@ -68,6 +128,24 @@ func (e ApigCertificateItemType) Valid() bool {
 	case ApigCertificateItemTypeGlobal:
 		return true
 	case ApigCertificateItemTypeInstance:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CzCertificateCertificateType.
+const (
+	CzCertificateCertificateTypeSSH  CzCertificateCertificateType = "SSH"
+	CzCertificateCertificateTypeX509 CzCertificateCertificateType = "X509"
+)
+
+// Valid indicates whether the value is a known member of the CzCertificateCertificateType enum.
+func (e CzCertificateCertificateType) Valid() bool {
+	switch e {
+	case CzCertificateCertificateTypeSSH:
+		return true
+	case CzCertificateCertificateTypeX509:
 		return true
 	default:
 		return false
@@ -214,19 +292,20 @@ func (e KeyCreateAlgorithm) Valid() bool {
 
 // Defines values for MattrErrorCode.
 const (
-	MattrErrorCodeBadRequest                  MattrErrorCode = "BadRequest"
-	MattrErrorCodeConflict                    MattrErrorCode = "Conflict"
-	MattrErrorCodeForbidden                   MattrErrorCode = "Forbidden"
-	MattrErrorCodeInternalServerError         MattrErrorCode = "InternalServerError"
-	MattrErrorCodeMethodNotAllowed            MattrErrorCode = "MethodNotAllowed"
-	MattrErrorCodeNoCertificateRevocationList MattrErrorCode = "NoCertificateRevocationList"
-	MattrErrorCodeNotFound                    MattrErrorCode = "NotFound"
-	MattrErrorCodeNotImplemented              MattrErrorCode = "NotImplemented"
-	MattrErrorCodePayloadTooLarge             MattrErrorCode = "PayloadTooLarge"
-	MattrErrorCodeServiceUnavailable          MattrErrorCode = "ServiceUnavailable"
-	MattrErrorCodeTooManyRequests             MattrErrorCode = "TooManyRequests"
-	MattrErrorCodeUnauthorized                MattrErrorCode = "Unauthorized"
-	MattrErrorCodeUnsupportedMediaType        MattrErrorCode = "UnsupportedMediaType"
+	MattrErrorCodeBadRequest                         MattrErrorCode = "BadRequest"
+	MattrErrorCodeConflict                           MattrErrorCode = "Conflict"
+	MattrErrorCodeForbidden                          MattrErrorCode = "Forbidden"
+	MattrErrorCodeInternalServerError                MattrErrorCode = "InternalServerError"
+	MattrErrorCodeIssuerAlternativeNameNotConfigured MattrErrorCode = "IssuerAlternativeNameNotConfigured"
+	MattrErrorCodeMethodNotAllowed                   MattrErrorCode = "MethodNotAllowed"
+	MattrErrorCodeNoCertificateRevocationList        MattrErrorCode = "NoCertificateRevocationList"
+	MattrErrorCodeNotFound                           MattrErrorCode = "NotFound"
+	MattrErrorCodeNotImplemented                     MattrErrorCode = "NotImplemented"
+	MattrErrorCodePayloadTooLarge                    MattrErrorCode = "PayloadTooLarge"
+	MattrErrorCodeServiceUnavailable                 MattrErrorCode = "ServiceUnavailable"
+	MattrErrorCodeTooManyRequests                    MattrErrorCode = "TooManyRequests"
+	MattrErrorCodeUnauthorized                       MattrErrorCode = "Unauthorized"
+	MattrErrorCodeUnsupportedMediaType               MattrErrorCode = "UnsupportedMediaType"
 )
 
 // Valid indicates whether the value is a known member of the MattrErrorCode enum.
@@ -239,6 +318,8 @@ func (e MattrErrorCode) Valid() bool {
 	case MattrErrorCodeForbidden:
 		return true
 	case MattrErrorCodeInternalServerError:
+		return true
+	case MattrErrorCodeIssuerAlternativeNameNotConfigured:
 		return true
 	case MattrErrorCodeMethodNotAllowed:
 		return true
@@ -326,6 +407,63 @@ func (e NativeErrorDetailLocation) Valid() bool {
 	case NativeErrorDetailLocationPath:
 		return true
 	case NativeErrorDetailLocationQuery:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OAuthAccessTokenTokenType.
+const (
+	OAuthAccessTokenTokenTypeBearer OAuthAccessTokenTokenType = "Bearer"
+)
+
+// Valid indicates whether the value is a known member of the OAuthAccessTokenTokenType enum.
+func (e OAuthAccessTokenTokenType) Valid() bool {
+	switch e {
+	case OAuthAccessTokenTokenTypeBearer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OAuthErrorError.
+const (
+	OAuthErrorErrorInvalidClient          OAuthErrorError = "invalid_client"
+	OAuthErrorErrorInvalidRequest         OAuthErrorError = "invalid_request"
+	OAuthErrorErrorServerError            OAuthErrorError = "server_error"
+	OAuthErrorErrorTemporarilyUnavailable OAuthErrorError = "temporarily_unavailable"
+	OAuthErrorErrorUnsupportedGrantType   OAuthErrorError = "unsupported_grant_type"
+)
+
+// Valid indicates whether the value is a known member of the OAuthErrorError enum.
+func (e OAuthErrorError) Valid() bool {
+	switch e {
+	case OAuthErrorErrorInvalidClient:
+		return true
+	case OAuthErrorErrorInvalidRequest:
+		return true
+	case OAuthErrorErrorServerError:
+		return true
+	case OAuthErrorErrorTemporarilyUnavailable:
+		return true
+	case OAuthErrorErrorUnsupportedGrantType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OAuthTokenRequestGrantType.
+const (
+	OAuthTokenRequestGrantTypeClientCredentials OAuthTokenRequestGrantType = "client_credentials"
+)
+
+// Valid indicates whether the value is a known member of the OAuthTokenRequestGrantType enum.
+func (e OAuthTokenRequestGrantType) Valid() bool {
+	switch e {
+	case OAuthTokenRequestGrantTypeClientCredentials:
 		return true
 	default:
 		return false
@@ -860,6 +998,27 @@ func (e TenantRole) Valid() bool {
 	}
 }
 
+// Defines values for ApigAlgorithmType.
+const (
+	ApigAlgorithmTypeECC ApigAlgorithmType = "ECC"
+	ApigAlgorithmTypeRSA ApigAlgorithmType = "RSA"
+	ApigAlgorithmTypeSM2 ApigAlgorithmType = "SM2"
+)
+
+// Valid indicates whether the value is a known member of the ApigAlgorithmType enum.
+func (e ApigAlgorithmType) Valid() bool {
+	switch e {
+	case ApigAlgorithmTypeECC:
+		return true
+	case ApigAlgorithmTypeRSA:
+		return true
+	case ApigAlgorithmTypeSM2:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PcaCASortKey.
 const (
 	PcaCASortKeyCommonName PcaCASortKey = "common_name"
@@ -1004,12 +1163,73 @@ func (e ListPcaCertificatesParamsSortDir) Valid() bool {
 	}
 }
 
+// Defines values for ListApigCertificatesParamsAlgorithmType.
+const (
+	ListApigCertificatesParamsAlgorithmTypeECC ListApigCertificatesParamsAlgorithmType = "ECC"
+	ListApigCertificatesParamsAlgorithmTypeRSA ListApigCertificatesParamsAlgorithmType = "RSA"
+	ListApigCertificatesParamsAlgorithmTypeSM2 ListApigCertificatesParamsAlgorithmType = "SM2"
+)
+
+// Valid indicates whether the value is a known member of the ListApigCertificatesParamsAlgorithmType enum.
+func (e ListApigCertificatesParamsAlgorithmType) Valid() bool {
+	switch e {
+	case ListApigCertificatesParamsAlgorithmTypeECC:
+		return true
+	case ListApigCertificatesParamsAlgorithmTypeRSA:
+		return true
+	case ListApigCertificatesParamsAlgorithmTypeSM2:
+		return true
+	default:
+		return false
+	}
+}
+
+// AccessKey defines model for AccessKey.
+type AccessKey struct {
+	AccessKey string       `json:"access_key"`
+	Created   time.Time    `json:"created"`
+	CreatedBy *string      `json:"created_by,omitempty"`
+	ExpiresAt *time.Time   `json:"expires_at"`
+	LastUsed  *time.Time   `json:"last_used"`
+	Roles     []TenantRole `json:"roles"`
+
+	// Tenant a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+	//
+	// Example: acme
+	Tenant Tenant `json:"tenant"`
+}
+
+// AccessKeyCreated the access key and its secret key, shown this once
+type AccessKeyCreated struct {
+	AccessKey string       `json:"access_key"`
+	Created   time.Time    `json:"created"`
+	CreatedBy *string      `json:"created_by,omitempty"`
+	ExpiresAt *time.Time   `json:"expires_at"`
+	LastUsed  *time.Time   `json:"last_used"`
+	Roles     []TenantRole `json:"roles"`
+
+	// SecretKey the secret
+	SecretKey string `json:"secret_key"`
+
+	// Tenant a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+	//
+	// Example: acme
+	Tenant Tenant `json:"tenant"`
+}
+
+// AccessKeyList defines model for AccessKeyList.
+type AccessKeyList struct {
+	Data []AccessKey `json:"data"`
+}
+
 // ApigCertificate defines model for ApigCertificate.
 type ApigCertificate struct {
-	CommonName string    `json:"common_name"`
-	Country    []string  `json:"country"`
-	CreateTime time.Time `json:"create_time"`
-	Id         string    `json:"id"`
+	// AlgorithmType the key type of the certificate
+	AlgorithmType ApigCertificateAlgorithmType `json:"algorithm_type"`
+	CommonName    string                       `json:"common_name"`
+	Country       []string                     `json:"country"`
+	CreateTime    time.Time                    `json:"create_time"`
+	Id            string                       `json:"id"`
 
 	// InstanceId common when global
 	InstanceId         string    `json:"instance_id"`
@@ -1035,36 +1255,53 @@ type ApigCertificate struct {
 	Version            int                 `json:"version"`
 }
 
+// ApigCertificateAlgorithmType the key type of the certificate
+type ApigCertificateAlgorithmType string
+
 // ApigCertificateType defines model for ApigCertificate.Type.
 type ApigCertificateType string
 
 // ApigCertificateInput defines model for ApigCertificateInput.
 type ApigCertificateInput struct {
+	// AlgorithmType taken from and checked against the certificate's key; SM2 is 400 APIG.2012; absent, empty or null: the certificate's
+	AlgorithmType *ApigCertificateInputAlgorithmType `json:"algorithm_type,omitempty"`
+
 	// CertContent PEM, may carry the chain
 	CertContent string `json:"cert_content"`
+
+	// CertContentSign the SM2 signing certificate: empty or null only, else 400 APIG.2012
+	CertContentSign *string `json:"cert_content_sign,omitempty"`
 
 	// InstanceId required when type is instance
 	InstanceId *string `json:"instance_id,omitempty"`
 
-	// Name unique in the tenant (else 400 APIG.3325)
+	// Name Chinese characters (U+4E00..U+9FA5), English letters, digits and _, starting with an English letter or a Chinese character; unique in the tenant (else 400 APIG.3325)
 	Name string `json:"name"`
 
 	// PrivateKey unencrypted PEM: PKCS#1, PKCS#8 or SEC1; never stored, logged or returned
 	PrivateKey string `json:"private_key"`
+
+	// PrivateKeySign the SM2 signing key: empty or null only, else 400 APIG.2012
+	PrivateKeySign *string `json:"private_key_sign,omitempty"`
 
 	// TrustedRootCa PEM
 	TrustedRootCa *string                   `json:"trusted_root_ca,omitempty"`
 	Type          *ApigCertificateInputType `json:"type,omitempty"`
 }
 
+// ApigCertificateInputAlgorithmType taken from and checked against the certificate's key; SM2 is 400 APIG.2012; absent, empty or null: the certificate's
+type ApigCertificateInputAlgorithmType string
+
 // ApigCertificateInputType defines model for ApigCertificateInput.Type.
 type ApigCertificateInputType string
 
 // ApigCertificateItem defines model for ApigCertificateItem.
 type ApigCertificateItem struct {
-	CommonName string    `json:"common_name"`
-	CreateTime time.Time `json:"create_time"`
-	Id         string    `json:"id"`
+	// AlgorithmType the key type of the certificate
+	AlgorithmType ApigCertificateItemAlgorithmType `json:"algorithm_type"`
+	CommonName    string                           `json:"common_name"`
+	CreateTime    time.Time                        `json:"create_time"`
+	Id            string                           `json:"id"`
 
 	// InstanceId common when global
 	InstanceId         string    `json:"instance_id"`
@@ -1079,6 +1316,9 @@ type ApigCertificateItem struct {
 	Type               ApigCertificateItemType `json:"type"`
 	UpdateTime         time.Time               `json:"update_time"`
 }
+
+// ApigCertificateItemAlgorithmType the key type of the certificate
+type ApigCertificateItemAlgorithmType string
 
 // ApigCertificateItemType defines model for ApigCertificateItem.Type.
 type ApigCertificateItemType string
@@ -1165,25 +1405,28 @@ type CzCertificate struct {
 	BasicConstraints string `json:"basicConstraints"`
 
 	// CertificateContent base64 DER
-	CertificateContent      string               `json:"certificateContent"`
-	CertificateType         string               `json:"certificateType"`
-	CommonName              string               `json:"commonName"`
-	ExtendedKeyUsage        []string             `json:"extendedKeyUsage"`
-	Fingerprint             string               `json:"fingerprint"`
-	IssuerCommonName        string               `json:"issuerCommonName"`
-	IssuerDn                string               `json:"issuerDn"`
-	KeySize                 int                  `json:"keySize"`
-	KeyUsage                []string             `json:"keyUsage"`
-	NotAfter                time.Time            `json:"notAfter"`
-	NotBefore               time.Time            `json:"notBefore"`
-	PublicKeyAlgorithm      string               `json:"publicKeyAlgorithm"`
-	SerialNumber            string               `json:"serialNumber"`
-	SignatureAlgorithm      string               `json:"signatureAlgorithm"`
-	Status                  CzCertificateStatus  `json:"status"`
-	SubjectAlternativeNames *map[string][]string `json:"subjectAlternativeNames"`
-	SubjectDn               string               `json:"subjectDn"`
-	Uuid                    string               `json:"uuid"`
+	CertificateContent      string                       `json:"certificateContent"`
+	CertificateType         CzCertificateCertificateType `json:"certificateType"`
+	CommonName              string                       `json:"commonName"`
+	ExtendedKeyUsage        []string                     `json:"extendedKeyUsage"`
+	Fingerprint             string                       `json:"fingerprint"`
+	IssuerCommonName        string                       `json:"issuerCommonName"`
+	IssuerDn                string                       `json:"issuerDn"`
+	KeySize                 int                          `json:"keySize"`
+	KeyUsage                []string                     `json:"keyUsage"`
+	NotAfter                time.Time                    `json:"notAfter"`
+	NotBefore               time.Time                    `json:"notBefore"`
+	PublicKeyAlgorithm      string                       `json:"publicKeyAlgorithm"`
+	SerialNumber            string                       `json:"serialNumber"`
+	SignatureAlgorithm      string                       `json:"signatureAlgorithm"`
+	Status                  CzCertificateStatus          `json:"status"`
+	SubjectAlternativeNames *map[string][]string         `json:"subjectAlternativeNames"`
+	SubjectDn               string                       `json:"subjectDn"`
+	Uuid                    string                       `json:"uuid"`
 }
+
+// CzCertificateCertificateType defines model for CzCertificate.CertificateType.
+type CzCertificateCertificateType string
 
 // CzCertificateStatus defines model for CzCertificate.Status.
 type CzCertificateStatus string
@@ -1238,7 +1481,7 @@ type DtsManagedRootCreate struct {
 	// Country ISO 3166-1 alpha-2
 	Country *string `json:"country,omitempty"`
 
-	// NotAfter after notBefore, at most 20 years after it (the default)
+	// NotAfter after notBefore, at most 20 years from creation (default notBefore + 20 years, cut to that bound)
 	NotAfter *time.Time `json:"notAfter,omitempty"`
 
 	// NotBefore not in the past; default now
@@ -1382,23 +1625,23 @@ type KeyList struct {
 	NextCursor *string `json:"nextCursor,omitempty"`
 }
 
-// MattrError the MATTR VII error envelope (ecosystem certificates)
+// MattrError the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrError struct {
-	Code    MattrErrorCode       `json:"code"`
-	Details *[]NativeErrorDetail `json:"details,omitempty"`
-	Message string               `json:"message"`
+	Code    MattrErrorCode      `json:"code"`
+	Details []NativeErrorDetail `json:"details"`
+	Message string              `json:"message"`
 }
 
 // MattrErrorCode defines model for MattrError.Code.
 type MattrErrorCode string
 
-// NativeError the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeError the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeError struct {
-	Code    NativeErrorCode      `json:"code"`
-	Details *[]NativeErrorDetail `json:"details,omitempty"`
-	Message string               `json:"message"`
+	Code    NativeErrorCode     `json:"code"`
+	Details []NativeErrorDetail `json:"details"`
+	Message string              `json:"message"`
 }
 
 // NativeErrorCode defines model for NativeError.Code.
@@ -1417,6 +1660,91 @@ type NativeErrorDetail struct {
 // NativeErrorDetailLocation defines model for NativeErrorDetail.Location.
 type NativeErrorDetailLocation string
 
+// OAuthAccessToken defines model for OAuthAccessToken.
+type OAuthAccessToken struct {
+	AccessToken string `json:"access_token"`
+
+	// ExpiresIn seconds
+	ExpiresIn int                       `json:"expires_in"`
+	TokenType OAuthAccessTokenTokenType `json:"token_type"`
+}
+
+// OAuthAccessTokenTokenType defines model for OAuthAccessToken.TokenType.
+type OAuthAccessTokenTokenType string
+
+// OAuthClient defines model for OAuthClient.
+type OAuthClient struct {
+	ClientId  string       `json:"client_id"`
+	Created   time.Time    `json:"created"`
+	CreatedBy *string      `json:"created_by,omitempty"`
+	Name      string       `json:"name"`
+	Roles     []TenantRole `json:"roles"`
+
+	// Tenant a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+	//
+	// Example: acme
+	Tenant Tenant `json:"tenant"`
+}
+
+// OAuthClientCreate Example: {"name":"issuer service","roles":["dts-provider"],"tenant":"acme"}
+type OAuthClientCreate struct {
+	Name  *string      `json:"name,omitempty"`
+	Roles []TenantRole `json:"roles"`
+
+	// Tenant a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+	//
+	// Example: acme
+	Tenant Tenant `json:"tenant"`
+}
+
+// OAuthClientCreated the client and its secret, shown this once
+type OAuthClientCreated struct {
+	ClientId string `json:"client_id"`
+
+	// ClientSecret the secret
+	ClientSecret string       `json:"client_secret"`
+	Created      time.Time    `json:"created"`
+	CreatedBy    *string      `json:"created_by,omitempty"`
+	Name         string       `json:"name"`
+	Roles        []TenantRole `json:"roles"`
+
+	// Tenant a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+	//
+	// Example: acme
+	Tenant Tenant `json:"tenant"`
+}
+
+// OAuthClientList defines model for OAuthClientList.
+type OAuthClientList struct {
+	Data []OAuthClient `json:"data"`
+}
+
+// OAuthError the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OAuthError struct {
+	Error            OAuthErrorError `json:"error"`
+	ErrorDescription *string         `json:"error_description,omitempty"`
+}
+
+// OAuthErrorError defines model for OAuthError.Error.
+type OAuthErrorError string
+
+// OAuthTokenRequest as JSON or a form; client_id and client_secret may come by HTTP Basic instead
+type OAuthTokenRequest struct {
+	// Audience accepted and ignored
+	Audience     *string                    `json:"audience,omitempty"`
+	ClientId     *string                    `json:"client_id,omitempty"`
+	ClientSecret *string                    `json:"client_secret,omitempty"`
+	GrantType    OAuthTokenRequestGrantType `json:"grant_type"`
+
+	// Scope accepted and ignored
+	Scope *string `json:"scope,omitempty"`
+}
+
+// OAuthTokenRequestGrantType defines model for OAuthTokenRequest.GrantType.
+type OAuthTokenRequestGrantType string
+
 // PcaCA defines model for PcaCA.
 type PcaCA struct {
 	CaId string `json:"ca_id"`
@@ -1426,16 +1754,23 @@ type PcaCA struct {
 	CrlConfiguration  PcaCrlConfigurationView  `json:"crl_configuration"`
 	DeleteTime        *int64                   `json:"delete_time"`
 	DistinguishedName PcaDistinguishedNameView `json:"distinguished_name"`
-	FreezeFlag        int                      `json:"freeze_flag"`
-	GenMode           PcaCAGenMode             `json:"gen_mode"`
-	IssuerId          *string                  `json:"issuer_id"`
-	IssuerName        *string                  `json:"issuer_name"`
-	KeyAlgorithm      PcaKeyAlgorithm          `json:"key_algorithm"`
-	NotAfter          *int64                   `json:"not_after"`
-	NotBefore         *int64                   `json:"not_before"`
 
-	// PathLength 7 means unlimited (a root)
-	PathLength         int                   `json:"path_length"`
+	// DomainId the account that owns the CA: in hsmca the tenant (empty in a tag filter's resource_detail)
+	DomainId   string       `json:"domain_id"`
+	FreezeFlag int          `json:"freeze_flag"`
+	GenMode    PcaCAGenMode `json:"gen_mode"`
+
+	// IssuerId null for a root
+	IssuerId *string `json:"issuer_id"`
+
+	// IssuerName null for a root
+	IssuerName   *string         `json:"issuer_name"`
+	KeyAlgorithm PcaKeyAlgorithm `json:"key_algorithm"`
+	NotAfter     *int64          `json:"not_after"`
+	NotBefore    *int64          `json:"not_before"`
+
+	// PathLength the certificate's pathLenConstraint; null when it sets none (every root)
+	PathLength         *int                  `json:"path_length"`
 	SerialNumber       *string               `json:"serial_number"`
 	SignatureAlgorithm PcaSignatureAlgorithm `json:"signature_algorithm"`
 	Status             PcaCAStatus           `json:"status"`
@@ -1625,7 +1960,12 @@ type PcaCertificateStatus string
 
 // PcaCrlConfiguration defines model for PcaCrlConfiguration.
 type PcaCrlConfiguration struct {
-	Enabled *bool `json:"enabled,omitempty"`
+	// CrlName the CRL file name: letters, digits, hyphens, underscores or periods, not starting with a period; stored and shown as given (default: the CA's id)
+	CrlName *string `json:"crl_name,omitempty"`
+	Enabled *bool   `json:"enabled,omitempty"`
+
+	// ObsBucketName a Huawei OBS bucket name (OBS naming rules), stored and shown as given; may be empty: hsmca serves the CRL itself
+	ObsBucketName *string `json:"obs_bucket_name,omitempty"`
 
 	// ValidDays 7 to 30 when enabled (default 7)
 	ValidDays *int `json:"valid_days,omitempty"`
@@ -1633,18 +1973,26 @@ type PcaCrlConfiguration struct {
 
 // PcaCrlConfigurationView defines model for PcaCrlConfigurationView.
 type PcaCrlConfigurationView struct {
-	// CrlDisPoint the path of the CA's CRL; empty while disabled
+	// CrlDisPoint the absolute URL of the CA's CRL, under public_base_url when configured, otherwise the request's scheme and Host; empty while disabled
 	CrlDisPoint string `json:"crl_dis_point"`
 
-	// CrlName empty while disabled
-	CrlName   string `json:"crl_name"`
-	Enabled   bool   `json:"enabled"`
-	ValidDays int    `json:"valid_days"`
+	// CrlName as given, default the CA's id; empty while never enabled
+	CrlName string `json:"crl_name"`
+	Enabled bool   `json:"enabled"`
+
+	// ObsBucketName as given (may be empty)
+	ObsBucketName string `json:"obs_bucket_name"`
+	ValidDays     int    `json:"valid_days"`
 }
 
-// PcaCrlEnable defines model for PcaCrlEnable.
+// PcaCrlEnable Example: {"crl_name":"example-root","obs_bucket_name":"example-crls","valid_days":7}
 type PcaCrlEnable struct {
-	ValidDays int `json:"valid_days"`
+	// CrlName default: the CA's id; stored and shown in crl_configuration, replacing an earlier one
+	CrlName *string `json:"crl_name,omitempty"`
+
+	// ObsBucketName Huawei OBS bucket rules; may be empty (hsmca serves the CRL itself)
+	ObsBucketName *string `json:"obs_bucket_name,omitempty"`
+	ValidDays     int     `json:"valid_days"`
 }
 
 // PcaCsrInfo defines model for PcaCsrInfo.
@@ -1728,7 +2076,7 @@ type PcaKeyAlgorithm string
 // Example: digitalSignature
 type PcaKeyUsage = string
 
-// PcaQuotas Example: {"quotas":{"resources":[{"quota":100,"type":"CERTIFICATE_AUTHORITY","used":1},{"quota":100000,"type":"CERTIFICATE","used":12}]}}
+// PcaQuotas Example: {"quotas":{"resources":[{"quota":100,"type":"CERTIFICATE_AUTHORITY","used":1}]}}
 type PcaQuotas struct {
 	Quotas struct {
 		Resources []struct {
@@ -1770,6 +2118,94 @@ type PcaSubjectAlternativeNameView struct {
 
 // PcaSubjectAlternativeNameViewType defines model for PcaSubjectAlternativeNameView.Type.
 type PcaSubjectAlternativeNameViewType string
+
+// PcaTag a tag (ResourceTag). key: 1-128 characters, letters of any script, digits, spaces and _ . : = + - @, not starting with _sys_ nor starting or ending with a space; value: at most 255 characters, the same and /
+//
+// Example: {"key":"env","value":"prod"}
+type PcaTag struct {
+	Key string `json:"key"`
+
+	// Value absent: empty
+	Value *string `json:"value,omitempty"`
+}
+
+// PcaTagBatch Example: {"tags":[{"key":"env","value":"prod"},{"key":"team","value":"pki"}]}
+type PcaTagBatch struct {
+	// Tags no key twice
+	Tags []PcaTag `json:"tags"`
+}
+
+// PcaTagCount defines model for PcaTagCount.
+type PcaTagCount struct {
+	TotalCount int `json:"total_count"`
+}
+
+// PcaTagKeys defines model for PcaTagKeys.
+type PcaTagKeys struct {
+	Tags []struct {
+		Key    string   `json:"key"`
+		Values []string `json:"values"`
+	} `json:"tags"`
+}
+
+// PcaTagList defines model for PcaTagList.
+type PcaTagList struct {
+	Tags []PcaTagView `json:"tags"`
+}
+
+// PcaTagOne defines model for PcaTagOne.
+type PcaTagOne struct {
+	// Tag a tag (ResourceTag). key: 1-128 characters, letters of any script, digits, spaces and _ . : = + - @, not starting with _sys_ nor starting or ending with a space; value: at most 255 characters, the same and /
+	//
+	// Example: {"key":"env","value":"prod"}
+	Tag PcaTag `json:"tag"`
+}
+
+// PcaTagQuery keys combine with AND, a key's values with OR (empty or null values, any value); no condition selects every resource
+//
+// Example: {"limit":10,"offset":0,"tags":[{"key":"env","values":["prod"]}]}
+type PcaTagQuery struct {
+	// Limit the filter only
+	Limit *int `json:"limit,omitempty"`
+
+	// Matches only key resource_name: a case-insensitive part of the common name
+	Matches *[]PcaTag `json:"matches,omitempty"`
+
+	// Offset the filter only
+	Offset *int `json:"offset,omitempty"`
+	Tags   *[]struct {
+		Key    string    `json:"key"`
+		Values *[]string `json:"values,omitempty"`
+	} `json:"tags,omitempty"`
+
+	// WithoutAnyTag only resources without tags; tags is then ignored
+	WithoutAnyTag *bool `json:"without_any_tag,omitempty"`
+}
+
+// PcaTagResources defines model for PcaTagResources.
+type PcaTagResources struct {
+	Resources []struct {
+		// ResourceDetail the CA or certificate as its show route answers it
+		ResourceDetail PcaTagResources_Resources_ResourceDetail `json:"resource_detail"`
+		ResourceId     string                                   `json:"resource_id"`
+
+		// ResourceName the common name
+		ResourceName string       `json:"resource_name"`
+		Tags         []PcaTagView `json:"tags"`
+	} `json:"resources"`
+	TotalCount int `json:"total_count"`
+}
+
+// PcaTagResources_Resources_ResourceDetail the CA or certificate as its show route answers it
+type PcaTagResources_Resources_ResourceDetail struct {
+	union json.RawMessage
+}
+
+// PcaTagView defines model for PcaTagView.
+type PcaTagView struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
 
 // PcaValidity defines model for PcaValidity.
 type PcaValidity struct {
@@ -1974,8 +2410,19 @@ type VicalSignerUpdate struct {
 	CertificatePem *CertificatePem `json:"certificatePem,omitempty"`
 }
 
+// AccessKeyId defines model for AccessKeyId.
+type AccessKeyId = string
+
+// AccessKeyTenantFilter a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+//
+// Example: acme
+type AccessKeyTenantFilter = Tenant
+
 // AdminUuid defines model for AdminUuid.
 type AdminUuid = string
+
+// ApigAlgorithmType defines model for ApigAlgorithmType.
+type ApigAlgorithmType string
 
 // ApigCertId defines model for ApigCertId.
 type ApigCertId = string
@@ -2032,6 +2479,14 @@ type KeyId = string
 
 // NativeLimit defines model for NativeLimit.
 type NativeLimit = int
+
+// OAuthClientId defines model for OAuthClientId.
+type OAuthClientId = string
+
+// OAuthClientTenantFilter a tenant (MATTR's tenant, Huawei's project); 1-64 letters, digits, '-' or '_', not starting with '_'
+//
+// Example: acme
+type OAuthClientTenantFilter = Tenant
 
 // PcaCAIdPath defines model for PcaCAIdPath.
 type PcaCAIdPath = string
@@ -2134,85 +2589,123 @@ type CzUnprocessable = CzValidationErrors
 // CzUnsupportedMediaType the CZERTAINLY error envelope
 type CzUnsupportedMediaType = CzError
 
-// MattrBadRequest the MATTR VII error envelope (ecosystem certificates)
+// MattrBadRequest the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrBadRequest = MattrError
 
-// MattrConflict the MATTR VII error envelope (ecosystem certificates)
+// MattrConflict the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrConflict = MattrError
 
-// MattrForbidden the MATTR VII error envelope (ecosystem certificates)
+// MattrForbidden the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrForbidden = MattrError
 
-// MattrInternal the MATTR VII error envelope (ecosystem certificates)
+// MattrInternal the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrInternal = MattrError
 
-// MattrNotFound the MATTR VII error envelope (ecosystem certificates)
+// MattrNotFound the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrNotFound = MattrError
 
-// MattrTooLarge the MATTR VII error envelope (ecosystem certificates)
+// MattrRootUnavailable the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
+type MattrRootUnavailable = MattrError
+
+// MattrTooLarge the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrTooLarge = MattrError
 
-// MattrTooManyRequests the MATTR VII error envelope (ecosystem certificates)
+// MattrTooManyRequests the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrTooManyRequests = MattrError
 
-// MattrUnauthorized the MATTR VII error envelope (ecosystem certificates)
+// MattrUnauthorized the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrUnauthorized = MattrError
 
-// MattrUnavailable the MATTR VII error envelope (ecosystem certificates)
+// MattrUnavailable the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrUnavailable = MattrError
 
-// MattrUnsupportedMediaType the MATTR VII error envelope (ecosystem certificates)
+// MattrUnsupportedMediaType the MATTR VII error envelope (ecosystem certificates); details is always present, an empty list when no field is at fault
 type MattrUnsupportedMediaType = MattrError
 
-// NativeBadRequest the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeBadRequest the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeBadRequest = NativeError
 
-// NativeConflict the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeConflict the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeConflict = NativeError
 
-// NativeForbidden the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeForbidden the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeForbidden = NativeError
 
-// NativeInternal the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeInternal the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeInternal = NativeError
 
-// NativeNotFound the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeNotFound the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeNotFound = NativeError
 
-// NativeTooLarge the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeTooLarge the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeTooLarge = NativeError
 
-// NativeTooManyRequests the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeTooManyRequests the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeTooManyRequests = NativeError
 
-// NativeUnauthorized the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeUnauthorized the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeUnauthorized = NativeError
 
-// NativeUnavailable the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeUnavailable the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeUnavailable = NativeError
 
-// NativeUnsupportedMediaType the error envelope of hsmca's own routes (keys, tokens, events, probes)
+// NativeUnsupportedMediaType the error envelope of hsmca's own routes (keys, tokens, events, probes); details is always present, an empty list when no field is at fault
 //
 // Example: {"code":"BadRequest","details":[{"location":"body","msg":"is required","param":"algorithm"}],"message":"algorithm: is required"}
 type NativeUnsupportedMediaType = NativeError
+
+// OauthBadRequest the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthBadRequest = OAuthError
+
+// OauthInternal the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthInternal = OAuthError
+
+// OauthTooLarge the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthTooLarge = OAuthError
+
+// OauthTooManyRequests the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthTooManyRequests = OAuthError
+
+// OauthUnauthorized the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthUnauthorized = OAuthError
+
+// OauthUnavailable the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthUnavailable = OAuthError
+
+// OauthUnsupportedMediaType the OAuth 2.0 error envelope (RFC 6749 section 5.2) of POST /oauth/token
+//
+// Example: {"error":"invalid_client","error_description":"unknown client or wrong secret"}
+type OauthUnsupportedMediaType = OAuthError
 
 // PcaBadRequest the Huawei CCM PCA error envelope
 type PcaBadRequest = PcaError
@@ -2237,6 +2730,12 @@ type PcaUnavailable = PcaError
 
 // PcaUnsupportedMediaType the Huawei CCM PCA error envelope
 type PcaUnsupportedMediaType = PcaError
+
+// ListAccessKeysParams defines parameters for ListAccessKeys.
+type ListAccessKeysParams struct {
+	// Tenant only this tenant's access keys
+	Tenant *AccessKeyTenantFilter `form:"tenant,omitempty" json:"tenant,omitempty"`
+}
 
 // ListDtsRootsParams defines parameters for ListDtsRoots.
 type ListDtsRootsParams struct {
@@ -2287,6 +2786,12 @@ type ListKeysParams struct {
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// ListOAuthClientsParams defines parameters for ListOAuthClients.
+type ListOAuthClientsParams struct {
+	// Tenant only this tenant's OAuth clients
+	Tenant *OAuthClientTenantFilter `form:"tenant,omitempty" json:"tenant,omitempty"`
+}
+
 // ListPcaCAsParams defines parameters for ListPcaCAs.
 type ListPcaCAsParams struct {
 	Limit  *PcaLimit  `form:"limit,omitempty" json:"limit,omitempty"`
@@ -2308,7 +2813,7 @@ type ListPcaCAsParamsSortDir string
 
 // DeletePcaCAParams defines parameters for DeletePcaCA.
 type DeletePcaCAParams struct {
-	// PendingDays days until a DISABLED or EXPIRED CA is deleted (its key destroyed); restore cancels it. Absent for a PENDING or REVOKED CA, which is deleted at once.
+	// PendingDays days until a DISABLED or EXPIRED CA is deleted (its key destroyed); restore cancels it. Absent (or empty, as the Huawei SDK sends it unset) for a PENDING or REVOKED CA, which is deleted at once.
 	PendingDays *PcaPendingDays `form:"pending_days,omitempty" json:"pending_days,omitempty"`
 }
 
@@ -2338,16 +2843,32 @@ type ListTokensParams struct {
 
 // ListApigCertificatesParams defines parameters for ListApigCertificates.
 type ListApigCertificatesParams struct {
+	// Offset records to skip; a negative value is 0, as the public service does
 	Offset *ApigOffset `form:"offset,omitempty" json:"offset,omitempty"`
 
-	// Limit page size; a value outside 1..500 is clamped, as the public service does
+	// Limit page size; 0 or less is 20 and over 500 is 500, as the public service does (empty, as the Huawei SDK sends it unset, is 20)
 	Limit              *ApigLimit              `form:"limit,omitempty" json:"limit,omitempty"`
 	Name               *ApigName               `form:"name,omitempty" json:"name,omitempty"`
 	CommonName         *ApigCommonName         `form:"common_name,omitempty" json:"common_name,omitempty"`
 	SignatureAlgorithm *ApigSignatureAlgorithm `form:"signature_algorithm,omitempty" json:"signature_algorithm,omitempty"`
 	Type               *ApigType               `form:"type,omitempty" json:"type,omitempty"`
 	InstanceId         *ApigInstanceId         `form:"instance_id,omitempty" json:"instance_id,omitempty"`
+
+	// AlgorithmType the key type of the certificate; no certificate is SM2 (SM2 is not supported)
+	AlgorithmType *ListApigCertificatesParamsAlgorithmType `form:"algorithm_type,omitempty" json:"algorithm_type,omitempty"`
 }
+
+// ListApigCertificatesParamsAlgorithmType defines parameters for ListApigCertificates.
+type ListApigCertificatesParamsAlgorithmType string
+
+// CreateOAuthAccessTokenJSONRequestBody defines body for CreateOAuthAccessToken for application/json ContentType.
+type CreateOAuthAccessTokenJSONRequestBody = OAuthTokenRequest
+
+// CreateOAuthAccessTokenFormdataRequestBody defines body for CreateOAuthAccessToken for application/x-www-form-urlencoded ContentType.
+type CreateOAuthAccessTokenFormdataRequestBody = OAuthTokenRequest
+
+// CreateAccessKeyJSONRequestBody defines body for CreateAccessKey for application/json ContentType.
+type CreateAccessKeyJSONRequestBody = TokenCreate
 
 // DeleteAdminsJSONRequestBody defines body for DeleteAdmins for application/json ContentType.
 type DeleteAdminsJSONRequestBody = CzUuidList
@@ -2391,8 +2912,17 @@ type VerifyWithKeyJSONRequestBody = VerifyRequest
 // BootstrapAdminJSONRequestBody defines body for BootstrapAdmin for application/json ContentType.
 type BootstrapAdminJSONRequestBody = CzLocalAdminCreate
 
+// CreateOAuthClientJSONRequestBody defines body for CreateOAuthClient for application/json ContentType.
+type CreateOAuthClientJSONRequestBody = OAuthClientCreate
+
 // CreatePcaCAJSONRequestBody defines body for CreatePcaCA for application/json ContentType.
 type CreatePcaCAJSONRequestBody = PcaCACreate
+
+// CountPcaCAsByTagsJSONRequestBody defines body for CountPcaCAsByTags for application/json ContentType.
+type CountPcaCAsByTagsJSONRequestBody = PcaTagQuery
+
+// FilterPcaCAsByTagsJSONRequestBody defines body for FilterPcaCAsByTags for application/json ContentType.
+type FilterPcaCAsByTagsJSONRequestBody = PcaTagQuery
 
 // ActivatePcaCAJSONRequestBody defines body for ActivatePcaCA for application/json ContentType.
 type ActivatePcaCAJSONRequestBody = PcaCAActivate
@@ -2406,6 +2936,15 @@ type ImportPcaCACertificateJSONRequestBody = PcaCAImport
 // RevokePcaCAJSONRequestBody defines body for RevokePcaCA for application/json ContentType.
 type RevokePcaCAJSONRequestBody = PcaRevoke
 
+// CreatePcaCATagJSONRequestBody defines body for CreatePcaCATag for application/json ContentType.
+type CreatePcaCATagJSONRequestBody = PcaTagOne
+
+// CreatePcaCATagsJSONRequestBody defines body for CreatePcaCATags for application/json ContentType.
+type CreatePcaCATagsJSONRequestBody = PcaTagBatch
+
+// DeletePcaCATagsJSONRequestBody defines body for DeletePcaCATags for application/json ContentType.
+type DeletePcaCATagsJSONRequestBody = PcaTagBatch
+
 // IssuePcaCertificateJSONRequestBody defines body for IssuePcaCertificate for application/json ContentType.
 type IssuePcaCertificateJSONRequestBody = PcaCertificateIssue
 
@@ -2415,11 +2954,26 @@ type IssuePcaCertificateFromCsrJSONRequestBody = PcaCertificateFromCsr
 // ParsePcaCsrJSONRequestBody defines body for ParsePcaCsr for application/json ContentType.
 type ParsePcaCsrJSONRequestBody = PcaCsrParse
 
+// CountPcaCertificatesByTagsJSONRequestBody defines body for CountPcaCertificatesByTags for application/json ContentType.
+type CountPcaCertificatesByTagsJSONRequestBody = PcaTagQuery
+
+// FilterPcaCertificatesByTagsJSONRequestBody defines body for FilterPcaCertificatesByTags for application/json ContentType.
+type FilterPcaCertificatesByTagsJSONRequestBody = PcaTagQuery
+
 // ExportPcaCertificateJSONRequestBody defines body for ExportPcaCertificate for application/json ContentType.
 type ExportPcaCertificateJSONRequestBody = PcaCertificateExportRequest
 
 // RevokePcaCertificateJSONRequestBody defines body for RevokePcaCertificate for application/json ContentType.
 type RevokePcaCertificateJSONRequestBody = PcaRevoke
+
+// CreatePcaCertificateTagJSONRequestBody defines body for CreatePcaCertificateTag for application/json ContentType.
+type CreatePcaCertificateTagJSONRequestBody = PcaTagOne
+
+// CreatePcaCertificateTagsJSONRequestBody defines body for CreatePcaCertificateTags for application/json ContentType.
+type CreatePcaCertificateTagsJSONRequestBody = PcaTagBatch
+
+// DeletePcaCertificateTagsJSONRequestBody defines body for DeletePcaCertificateTags for application/json ContentType.
+type DeletePcaCertificateTagsJSONRequestBody = PcaTagBatch
 
 // CreateTokenJSONRequestBody defines body for CreateToken for application/json ContentType.
 type CreateTokenJSONRequestBody = TokenCreate
@@ -2488,6 +3042,68 @@ func (t DtsRootCreate) MarshalJSON() ([]byte, error) {
 }
 
 func (t *DtsRootCreate) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsPcaCA returns the union data inside the PcaTagResources_Resources_ResourceDetail as a PcaCA
+func (t PcaTagResources_Resources_ResourceDetail) AsPcaCA() (PcaCA, error) {
+	var body PcaCA
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPcaCA overwrites any union data inside the PcaTagResources_Resources_ResourceDetail as the provided PcaCA
+func (t *PcaTagResources_Resources_ResourceDetail) FromPcaCA(v PcaCA) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePcaCA performs a merge with any union data inside the PcaTagResources_Resources_ResourceDetail, using the provided PcaCA
+func (t *PcaTagResources_Resources_ResourceDetail) MergePcaCA(v PcaCA) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPcaCertificate returns the union data inside the PcaTagResources_Resources_ResourceDetail as a PcaCertificate
+func (t PcaTagResources_Resources_ResourceDetail) AsPcaCertificate() (PcaCertificate, error) {
+	var body PcaCertificate
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPcaCertificate overwrites any union data inside the PcaTagResources_Resources_ResourceDetail as the provided PcaCertificate
+func (t *PcaTagResources_Resources_ResourceDetail) FromPcaCertificate(v PcaCertificate) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePcaCertificate performs a merge with any union data inside the PcaTagResources_Resources_ResourceDetail, using the provided PcaCertificate
+func (t *PcaTagResources_Resources_ResourceDetail) MergePcaCertificate(v PcaCertificate) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PcaTagResources_Resources_ResourceDetail) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PcaTagResources_Resources_ResourceDetail) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -2576,6 +3192,33 @@ type ClientInterface interface {
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// CreateOAuthAccessTokenWithBody OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOAuthAccessToken OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessToken(ctx context.Context, body CreateOAuthAccessTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOAuthAccessTokenWithFormdataBody OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type.
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessTokenWithFormdataBody(ctx context.Context, body CreateOAuthAccessTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetOpenAPI This contract
 	//
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPI` operationId).
@@ -2587,6 +3230,36 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReadyz` operationId).
 	GetReadyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListAccessKeys List access keys (never their secret keys)
+	//
+	// Corresponds with GET /v1/access-keys (the `ListAccessKeys` operationId).
+	ListAccessKeys(ctx context.Context, params *ListAccessKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+	//
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+	CreateAccessKeyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+	//
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+	CreateAccessKey(ctx context.Context, body CreateAccessKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAccessKey Revoke an access key
+	//
+	// Signatures made with it fail at once on every replica.
+	//
+	// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
+	RevokeAccessKey(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteAdminsWithBody Delete administrators in bulk (unknown ids skipped)
 	//
@@ -2702,7 +3375,7 @@ type ClientInterface interface {
 
 	// CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2711,7 +3384,7 @@ type ClientInterface interface {
 
 	// CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2908,14 +3581,42 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/local/admins (the `BootstrapAdmin` operationId).
 	BootstrapAdmin(ctx context.Context, body BootstrapAdminJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListOAuthClients List OAuth clients (never their secrets)
+	//
+	// Corresponds with GET /v1/oauth-clients (the `ListOAuthClients` operationId).
+	ListOAuthClients(ctx context.Context, params *ListOAuthClientsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOAuthClientWithBody Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+	CreateOAuthClientWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOAuthClient Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+	CreateOAuthClient(ctx context.Context, body CreateOAuthClientJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeOAuthClient Revoke an OAuth client
+	//
+	// It gets no new access token, and its live access tokens end at once.
+	//
+	// Corresponds with DELETE /v1/oauth-clients/{client_id} (the `RevokeOAuthClient` operationId).
+	RevokeOAuthClient(ctx context.Context, clientId OAuthClientId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListPcaCAs List CAs
+	//
+	// Each CA as GET /v1/private-certificate-authorities/{ca_id} shows it.
 	//
 	// Corresponds with GET /v1/private-certificate-authorities (the `ListPcaCAs` operationId).
 	ListPcaCAs(ctx context.Context, params *ListPcaCAsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreatePcaCAWithBody Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2924,17 +3625,56 @@ type ClientInterface interface {
 
 	// CreatePcaCA Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/private-certificate-authorities (the `CreatePcaCA` operationId).
 	CreatePcaCA(ctx context.Context, body CreatePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetPcaCAQuotas CA and certificate quotas
+	// GetPcaCAQuotas The tenant's CA quota
+	//
+	// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE_AUTHORITY", "used", "quota"}]}}.
 	//
 	// Corresponds with GET /v1/private-certificate-authorities/quotas (the `GetPcaCAQuotas` operationId).
 	GetPcaCAQuotas(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CountPcaCAsByTagsWithBody Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+	CountPcaCAsByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CountPcaCAsByTags Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+	CountPcaCAsByTags(ctx context.Context, body CountPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// FilterPcaCAsByTagsWithBody List the tenant's CAs that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+	FilterPcaCAsByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// FilterPcaCAsByTags List the tenant's CAs that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+	FilterPcaCAsByTags(ctx context.Context, body FilterPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPcaCAsTagKeys The keys of the tags on the tenant's CAs, each with its values
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/tags (the `ListPcaCAsTagKeys` operationId).
+	ListPcaCAsTagKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeletePcaCA Delete a CA (scheduled with pending_days, or at once when PENDING or REVOKED)
 	//
@@ -2942,6 +3682,8 @@ type ClientInterface interface {
 	DeletePcaCA(ctx context.Context, caId PcaCAIdPath, params *DeletePcaCAParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPcaCA Show a CA
+	//
+	// crl_configuration.crl_dis_point is the absolute URL of the CA's CRL (set while the CRL is enabled), under public_base_url when configured, otherwise the request's scheme and Host. path_length is the certificate's pathLenConstraint, null when it sets none (every root). A root's issuer_id and issuer_name are null.
 	//
 	// Corresponds with GET /v1/private-certificate-authorities/{ca_id} (the `GetPcaCA` operationId).
 	GetPcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2974,12 +3716,16 @@ type ClientInterface interface {
 
 	// EnablePcaCACrlWithBody Publish CRLs valid for valid_days
 	//
+	// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/crl/enable (the `EnablePcaCACrl` operationId).
 	EnablePcaCACrlWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EnablePcaCACrl Publish CRLs valid for valid_days
+	//
+	// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3003,10 +3749,14 @@ type ClientInterface interface {
 
 	// ExportPcaCA Export the CA certificate with its chain
 	//
+	// certificate_chain lists the CAs above it, intermediates first and the root last; a root's chain is the root itself. An imported CA's chain is the certificate_chain given at import.
+	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/export (the `ExportPcaCA` operationId).
 	ExportPcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportPcaCACertificateWithBody Import the externally signed certificate of a PENDING CA
+	//
+	// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3014,6 +3764,8 @@ type ClientInterface interface {
 	ImportPcaCACertificateWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportPcaCACertificate Import the externally signed certificate of a PENDING CA
+	//
+	// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3038,6 +3790,61 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/revoke (the `RevokePcaCA` operationId).
 	RevokePcaCA(ctx context.Context, caId PcaCAIdPath, body RevokePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPcaCATags The tags of a CA
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/tags (the `ListPcaCATags` operationId).
+	ListPcaCATags(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCATagWithBody Set one tag on a CA (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+	CreatePcaCATagWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCATag Set one tag on a CA (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+	CreatePcaCATag(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCATagsWithBody Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+	CreatePcaCATagsWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCATags Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+	CreatePcaCATags(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePcaCATagsWithBody Delete tags of a CA by key (and value, when given); absent tags are no error
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+	DeletePcaCATagsWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePcaCATags Delete tags of a CA by key (and value, when given); absent tags are no error
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+	DeletePcaCATags(ctx context.Context, caId PcaCAIdPath, body DeletePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPcaCertificates List private certificates
 	//
@@ -3090,10 +3897,49 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/private-certificates/csr/parse (the `ParsePcaCsr` operationId).
 	ParsePcaCsr(ctx context.Context, body ParsePcaCsrJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetPcaCertificateQuotas Certificate quotas
+	// GetPcaCertificateQuotas The tenant's private certificate quota
+	//
+	// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE", "used", "quota"}]}}.
 	//
 	// Corresponds with GET /v1/private-certificates/quotas (the `GetPcaCertificateQuotas` operationId).
 	GetPcaCertificateQuotas(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CountPcaCertificatesByTagsWithBody Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+	CountPcaCertificatesByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CountPcaCertificatesByTags Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+	CountPcaCertificatesByTags(ctx context.Context, body CountPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// FilterPcaCertificatesByTagsWithBody List the tenant's certificates that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+	FilterPcaCertificatesByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// FilterPcaCertificatesByTags List the tenant's certificates that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+	FilterPcaCertificatesByTags(ctx context.Context, body FilterPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPcaCertificatesTagKeys The keys of the tags on the tenant's certificates, each with its values
+	//
+	// Corresponds with GET /v1/private-certificates/tags (the `ListPcaCertificatesTagKeys` operationId).
+	ListPcaCertificatesTagKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeletePcaCertificate Delete a certificate
 	//
@@ -3135,6 +3981,61 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/private-certificates/{certificate_id}/revoke (the `RevokePcaCertificate` operationId).
 	RevokePcaCertificate(ctx context.Context, certificateId PcaCertIdPath, body RevokePcaCertificateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListPcaCertificateTags The tags of a certificate
+	//
+	// Corresponds with GET /v1/private-certificates/{certificate_id}/tags (the `ListPcaCertificateTags` operationId).
+	ListPcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCertificateTagWithBody Set one tag on a certificate (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+	CreatePcaCertificateTagWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCertificateTag Set one tag on a certificate (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+	CreatePcaCertificateTag(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCertificateTagsWithBody Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+	CreatePcaCertificateTagsWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePcaCertificateTags Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+	CreatePcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePcaCertificateTagsWithBody Delete tags of a certificate by key (and value, when given); absent tags are no error
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+	DeletePcaCertificateTagsWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePcaCertificateTags Delete tags of a certificate by key (and value, when given); absent tags are no error
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+	DeletePcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, body DeletePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTokens List API tokens (never their secrets)
 	//
 	// Corresponds with GET /v1/tokens (the `ListTokens` operationId).
@@ -3163,12 +4064,14 @@ type ClientInterface interface {
 
 	// ListApigCertificates List SSL certificates
 	//
+	// Newest first. As Huawei documents, a negative offset is 0, a limit of 0 or less is 20 and one over 500 is 500; a value that is not an integer is 400 APIG.2012. Each item carries algorithm_type.
+	//
 	// Corresponds with GET /v2/{project_id}/apigw/certificates (the `ListApigCertificates` operationId).
 	ListApigCertificates(ctx context.Context, projectId ApigProjectId, params *ListApigCertificatesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateApigCertificateWithBody Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3177,7 +4080,7 @@ type ClientInterface interface {
 
 	// CreateApigCertificate Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3196,12 +4099,16 @@ type ClientInterface interface {
 
 	// UpdateApigCertificateWithBody Replace a certificate and its key
 	//
+	// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PUT /v2/{project_id}/apigw/certificates/{certificate_id} (the `UpdateApigCertificate` operationId).
 	UpdateApigCertificateWithBody(ctx context.Context, projectId ApigProjectId, certificateId ApigCertId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateApigCertificate Replace a certificate and its key
+	//
+	// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3239,6 +4146,63 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 	return c.Client.Do(req)
 }
 
+// CreateOAuthAccessTokenWithBody OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *Client) CreateOAuthAccessTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOAuthAccessTokenRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOAuthAccessToken OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *Client) CreateOAuthAccessToken(ctx context.Context, body CreateOAuthAccessTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOAuthAccessTokenRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOAuthAccessTokenWithFormdataBody OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type.
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *Client) CreateOAuthAccessTokenWithFormdataBody(ctx context.Context, body CreateOAuthAccessTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOAuthAccessTokenRequestWithFormdataBody(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetOpenAPI This contract
 //
 // Corresponds with GET /openapi.yaml (the `GetOpenAPI` operationId).
@@ -3261,6 +4225,76 @@ func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with GET /readyz (the `GetReadyz` operationId).
 func (c *Client) GetReadyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadyzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListAccessKeys List access keys (never their secret keys)
+//
+// Corresponds with GET /v1/access-keys (the `ListAccessKeys` operationId).
+func (c *Client) ListAccessKeys(ctx context.Context, params *ListAccessKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAccessKeysRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+//
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+func (c *Client) CreateAccessKeyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAccessKeyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+//
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+func (c *Client) CreateAccessKey(ctx context.Context, body CreateAccessKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAccessKeyRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeAccessKey Revoke an access key
+//
+// Signatures made with it fail at once on every replica.
+//
+// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
+func (c *Client) RevokeAccessKey(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeAccessKeyRequest(c.Server, accessKey)
 	if err != nil {
 		return nil, err
 	}
@@ -3545,7 +4579,7 @@ func (c *Client) ListDtsRoots(ctx context.Context, params *ListDtsRootsParams, r
 
 // CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3564,7 +4598,7 @@ func (c *Client) CreateDtsRootWithBody(ctx context.Context, contentType string, 
 
 // CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4051,7 +5085,75 @@ func (c *Client) BootstrapAdmin(ctx context.Context, body BootstrapAdminJSONRequ
 	return c.Client.Do(req)
 }
 
+// ListOAuthClients List OAuth clients (never their secrets)
+//
+// Corresponds with GET /v1/oauth-clients (the `ListOAuthClients` operationId).
+func (c *Client) ListOAuthClients(ctx context.Context, params *ListOAuthClientsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListOAuthClientsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOAuthClientWithBody Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+func (c *Client) CreateOAuthClientWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOAuthClientRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOAuthClient Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+func (c *Client) CreateOAuthClient(ctx context.Context, body CreateOAuthClientJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOAuthClientRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeOAuthClient Revoke an OAuth client
+//
+// It gets no new access token, and its live access tokens end at once.
+//
+// Corresponds with DELETE /v1/oauth-clients/{client_id} (the `RevokeOAuthClient` operationId).
+func (c *Client) RevokeOAuthClient(ctx context.Context, clientId OAuthClientId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeOAuthClientRequest(c.Server, clientId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListPcaCAs List CAs
+//
+// Each CA as GET /v1/private-certificate-authorities/{ca_id} shows it.
 //
 // Corresponds with GET /v1/private-certificate-authorities (the `ListPcaCAs` operationId).
 func (c *Client) ListPcaCAs(ctx context.Context, params *ListPcaCAsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4068,7 +5170,7 @@ func (c *Client) ListPcaCAs(ctx context.Context, params *ListPcaCAsParams, reqEd
 
 // CreatePcaCAWithBody Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4087,7 +5189,7 @@ func (c *Client) CreatePcaCAWithBody(ctx context.Context, contentType string, bo
 
 // CreatePcaCA Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4104,11 +5206,100 @@ func (c *Client) CreatePcaCA(ctx context.Context, body CreatePcaCAJSONRequestBod
 	return c.Client.Do(req)
 }
 
-// GetPcaCAQuotas CA and certificate quotas
+// GetPcaCAQuotas The tenant's CA quota
+//
+// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE_AUTHORITY", "used", "quota"}]}}.
 //
 // Corresponds with GET /v1/private-certificate-authorities/quotas (the `GetPcaCAQuotas` operationId).
 func (c *Client) GetPcaCAQuotas(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPcaCAQuotasRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CountPcaCAsByTagsWithBody Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+func (c *Client) CountPcaCAsByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCountPcaCAsByTagsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CountPcaCAsByTags Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+func (c *Client) CountPcaCAsByTags(ctx context.Context, body CountPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCountPcaCAsByTagsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// FilterPcaCAsByTagsWithBody List the tenant's CAs that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+func (c *Client) FilterPcaCAsByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFilterPcaCAsByTagsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// FilterPcaCAsByTags List the tenant's CAs that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+func (c *Client) FilterPcaCAsByTags(ctx context.Context, body FilterPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFilterPcaCAsByTagsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPcaCAsTagKeys The keys of the tags on the tenant's CAs, each with its values
+//
+// Corresponds with GET /v1/private-certificate-authorities/tags (the `ListPcaCAsTagKeys` operationId).
+func (c *Client) ListPcaCAsTagKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPcaCAsTagKeysRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4135,6 +5326,8 @@ func (c *Client) DeletePcaCA(ctx context.Context, caId PcaCAIdPath, params *Dele
 }
 
 // GetPcaCA Show a CA
+//
+// crl_configuration.crl_dis_point is the absolute URL of the CA's CRL (set while the CRL is enabled), under public_base_url when configured, otherwise the request's scheme and Host. path_length is the certificate's pathLenConstraint, null when it sets none (every root). A root's issuer_id and issuer_name are null.
 //
 // Corresponds with GET /v1/private-certificate-authorities/{ca_id} (the `GetPcaCA` operationId).
 func (c *Client) GetPcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4217,6 +5410,8 @@ func (c *Client) DisablePcaCACrl(ctx context.Context, caId PcaCAIdPath, reqEdito
 
 // EnablePcaCACrlWithBody Publish CRLs valid for valid_days
 //
+// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/crl/enable (the `EnablePcaCACrl` operationId).
@@ -4233,6 +5428,8 @@ func (c *Client) EnablePcaCACrlWithBody(ctx context.Context, caId PcaCAIdPath, c
 }
 
 // EnablePcaCACrl Publish CRLs valid for valid_days
+//
+// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4296,6 +5493,8 @@ func (c *Client) EnablePcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors .
 
 // ExportPcaCA Export the CA certificate with its chain
 //
+// certificate_chain lists the CAs above it, intermediates first and the root last; a root's chain is the root itself. An imported CA's chain is the certificate_chain given at import.
+//
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/export (the `ExportPcaCA` operationId).
 func (c *Client) ExportPcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewExportPcaCARequest(c.Server, caId)
@@ -4310,6 +5509,8 @@ func (c *Client) ExportPcaCA(ctx context.Context, caId PcaCAIdPath, reqEditors .
 }
 
 // ImportPcaCACertificateWithBody Import the externally signed certificate of a PENDING CA
+//
+// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4327,6 +5528,8 @@ func (c *Client) ImportPcaCACertificateWithBody(ctx context.Context, caId PcaCAI
 }
 
 // ImportPcaCACertificate Import the externally signed certificate of a PENDING CA
+//
+// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4382,6 +5585,131 @@ func (c *Client) RevokePcaCAWithBody(ctx context.Context, caId PcaCAIdPath, cont
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/revoke (the `RevokePcaCA` operationId).
 func (c *Client) RevokePcaCA(ctx context.Context, caId PcaCAIdPath, body RevokePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRevokePcaCARequest(c.Server, caId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPcaCATags The tags of a CA
+//
+// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/tags (the `ListPcaCATags` operationId).
+func (c *Client) ListPcaCATags(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPcaCATagsRequest(c.Server, caId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCATagWithBody Set one tag on a CA (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+func (c *Client) CreatePcaCATagWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCATagRequestWithBody(c.Server, caId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCATag Set one tag on a CA (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+func (c *Client) CreatePcaCATag(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCATagRequest(c.Server, caId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCATagsWithBody Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+func (c *Client) CreatePcaCATagsWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCATagsRequestWithBody(c.Server, caId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCATags Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+func (c *Client) CreatePcaCATags(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCATagsRequest(c.Server, caId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePcaCATagsWithBody Delete tags of a CA by key (and value, when given); absent tags are no error
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+func (c *Client) DeletePcaCATagsWithBody(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePcaCATagsRequestWithBody(c.Server, caId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePcaCATags Delete tags of a CA by key (and value, when given); absent tags are no error
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+func (c *Client) DeletePcaCATags(ctx context.Context, caId PcaCAIdPath, body DeletePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePcaCATagsRequest(c.Server, caId, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4513,11 +5841,100 @@ func (c *Client) ParsePcaCsr(ctx context.Context, body ParsePcaCsrJSONRequestBod
 	return c.Client.Do(req)
 }
 
-// GetPcaCertificateQuotas Certificate quotas
+// GetPcaCertificateQuotas The tenant's private certificate quota
+//
+// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE", "used", "quota"}]}}.
 //
 // Corresponds with GET /v1/private-certificates/quotas (the `GetPcaCertificateQuotas` operationId).
 func (c *Client) GetPcaCertificateQuotas(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPcaCertificateQuotasRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CountPcaCertificatesByTagsWithBody Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+func (c *Client) CountPcaCertificatesByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCountPcaCertificatesByTagsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CountPcaCertificatesByTags Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+func (c *Client) CountPcaCertificatesByTags(ctx context.Context, body CountPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCountPcaCertificatesByTagsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// FilterPcaCertificatesByTagsWithBody List the tenant's certificates that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+func (c *Client) FilterPcaCertificatesByTagsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFilterPcaCertificatesByTagsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// FilterPcaCertificatesByTags List the tenant's certificates that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+func (c *Client) FilterPcaCertificatesByTags(ctx context.Context, body FilterPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFilterPcaCertificatesByTagsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPcaCertificatesTagKeys The keys of the tags on the tenant's certificates, each with its values
+//
+// Corresponds with GET /v1/private-certificates/tags (the `ListPcaCertificatesTagKeys` operationId).
+func (c *Client) ListPcaCertificatesTagKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPcaCertificatesTagKeysRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4628,6 +6045,131 @@ func (c *Client) RevokePcaCertificate(ctx context.Context, certificateId PcaCert
 	return c.Client.Do(req)
 }
 
+// ListPcaCertificateTags The tags of a certificate
+//
+// Corresponds with GET /v1/private-certificates/{certificate_id}/tags (the `ListPcaCertificateTags` operationId).
+func (c *Client) ListPcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPcaCertificateTagsRequest(c.Server, certificateId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCertificateTagWithBody Set one tag on a certificate (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+func (c *Client) CreatePcaCertificateTagWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCertificateTagRequestWithBody(c.Server, certificateId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCertificateTag Set one tag on a certificate (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+func (c *Client) CreatePcaCertificateTag(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCertificateTagRequest(c.Server, certificateId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCertificateTagsWithBody Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+func (c *Client) CreatePcaCertificateTagsWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCertificateTagsRequestWithBody(c.Server, certificateId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePcaCertificateTags Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+func (c *Client) CreatePcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePcaCertificateTagsRequest(c.Server, certificateId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePcaCertificateTagsWithBody Delete tags of a certificate by key (and value, when given); absent tags are no error
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+func (c *Client) DeletePcaCertificateTagsWithBody(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePcaCertificateTagsRequestWithBody(c.Server, certificateId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePcaCertificateTags Delete tags of a certificate by key (and value, when given); absent tags are no error
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+func (c *Client) DeletePcaCertificateTags(ctx context.Context, certificateId PcaCertIdPath, body DeletePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePcaCertificateTagsRequest(c.Server, certificateId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListTokens List API tokens (never their secrets)
 //
 // Corresponds with GET /v1/tokens (the `ListTokens` operationId).
@@ -4696,6 +6238,8 @@ func (c *Client) RevokeToken(ctx context.Context, id TokenId, reqEditors ...Requ
 
 // ListApigCertificates List SSL certificates
 //
+// Newest first. As Huawei documents, a negative offset is 0, a limit of 0 or less is 20 and one over 500 is 500; a value that is not an integer is 400 APIG.2012. Each item carries algorithm_type.
+//
 // Corresponds with GET /v2/{project_id}/apigw/certificates (the `ListApigCertificates` operationId).
 func (c *Client) ListApigCertificates(ctx context.Context, projectId ApigProjectId, params *ListApigCertificatesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListApigCertificatesRequest(c.Server, projectId, params)
@@ -4711,7 +6255,7 @@ func (c *Client) ListApigCertificates(ctx context.Context, projectId ApigProject
 
 // CreateApigCertificateWithBody Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4730,7 +6274,7 @@ func (c *Client) CreateApigCertificateWithBody(ctx context.Context, projectId Ap
 
 // CreateApigCertificate Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4779,6 +6323,8 @@ func (c *Client) GetApigCertificate(ctx context.Context, projectId ApigProjectId
 
 // UpdateApigCertificateWithBody Replace a certificate and its key
 //
+// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PUT /v2/{project_id}/apigw/certificates/{certificate_id} (the `UpdateApigCertificate` operationId).
@@ -4795,6 +6341,8 @@ func (c *Client) UpdateApigCertificateWithBody(ctx context.Context, projectId Ap
 }
 
 // UpdateApigCertificate Replace a certificate and its key
+//
+// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4865,6 +6413,57 @@ func NewGetMetricsRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewCreateOAuthAccessTokenRequest calls the generic CreateOAuthAccessToken builder with application/json body
+func NewCreateOAuthAccessTokenRequest(server string, body CreateOAuthAccessTokenJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateOAuthAccessTokenRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateOAuthAccessTokenRequestWithFormdataBody calls the generic CreateOAuthAccessToken builder with application/x-www-form-urlencoded body
+func NewCreateOAuthAccessTokenRequestWithFormdataBody(server string, body CreateOAuthAccessTokenFormdataRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	bodyStr, err := runtime.MarshalForm(body, nil)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = strings.NewReader(bodyStr.Encode())
+	return NewCreateOAuthAccessTokenRequestWithBody(server, "application/x-www-form-urlencoded", bodyReader)
+}
+
+// NewCreateOAuthAccessTokenRequestWithBody constructs an http.Request for the CreateOAuthAccessToken method, with any body, and a specified content type
+func NewCreateOAuthAccessTokenRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/oauth/token")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetOpenAPIRequest constructs an http.Request for the GetOpenAPI method
 func NewGetOpenAPIRequest(server string) (*http.Request, error) {
 	var err error
@@ -4912,6 +6511,134 @@ func NewGetReadyzRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListAccessKeysRequest constructs an http.Request for the ListAccessKeys method
+func NewListAccessKeysRequest(server string, params *ListAccessKeysParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/access-keys")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Tenant != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tenant", *params.Tenant, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateAccessKeyRequest calls the generic CreateAccessKey builder with application/json body
+func NewCreateAccessKeyRequest(server string, body CreateAccessKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateAccessKeyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateAccessKeyRequestWithBody constructs an http.Request for the CreateAccessKey method, with any body, and a specified content type
+func NewCreateAccessKeyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/access-keys")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRevokeAccessKeyRequest constructs an http.Request for the RevokeAccessKey method
+func NewRevokeAccessKeyRequest(server string, accessKey AccessKeyId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "access_key", accessKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/access-keys/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -6302,6 +8029,134 @@ func NewBootstrapAdminRequestWithBody(server string, contentType string, body io
 	return req, nil
 }
 
+// NewListOAuthClientsRequest constructs an http.Request for the ListOAuthClients method
+func NewListOAuthClientsRequest(server string, params *ListOAuthClientsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/oauth-clients")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Tenant != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tenant", *params.Tenant, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateOAuthClientRequest calls the generic CreateOAuthClient builder with application/json body
+func NewCreateOAuthClientRequest(server string, body CreateOAuthClientJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateOAuthClientRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateOAuthClientRequestWithBody constructs an http.Request for the CreateOAuthClient method, with any body, and a specified content type
+func NewCreateOAuthClientRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/oauth-clients")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRevokeOAuthClientRequest constructs an http.Request for the RevokeOAuthClient method
+func NewRevokeOAuthClientRequest(server string, clientId OAuthClientId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "client_id", clientId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/oauth-clients/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListPcaCAsRequest constructs an http.Request for the ListPcaCAs method
 func NewListPcaCAsRequest(server string, params *ListPcaCAsParams) (*http.Request, error) {
 	var err error
@@ -6478,6 +8333,113 @@ func NewGetPcaCAQuotasRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/quotas")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCountPcaCAsByTagsRequest calls the generic CountPcaCAsByTags builder with application/json body
+func NewCountPcaCAsByTagsRequest(server string, body CountPcaCAsByTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCountPcaCAsByTagsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCountPcaCAsByTagsRequestWithBody constructs an http.Request for the CountPcaCAsByTags method, with any body, and a specified content type
+func NewCountPcaCAsByTagsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/resource-instances/count")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewFilterPcaCAsByTagsRequest calls the generic FilterPcaCAsByTags builder with application/json body
+func NewFilterPcaCAsByTagsRequest(server string, body FilterPcaCAsByTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewFilterPcaCAsByTagsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewFilterPcaCAsByTagsRequestWithBody constructs an http.Request for the FilterPcaCAsByTags method, with any body, and a specified content type
+func NewFilterPcaCAsByTagsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/resource-instances/filter")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListPcaCAsTagKeysRequest constructs an http.Request for the ListPcaCAsTagKeys method
+func NewListPcaCAsTagKeysRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/tags")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -7016,6 +8978,181 @@ func NewRevokePcaCARequestWithBody(server string, caId PcaCAIdPath, contentType 
 	return req, nil
 }
 
+// NewListPcaCATagsRequest constructs an http.Request for the ListPcaCATags method
+func NewListPcaCATagsRequest(server string, caId PcaCAIdPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ca_id", caId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/%s/tags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreatePcaCATagRequest calls the generic CreatePcaCATag builder with application/json body
+func NewCreatePcaCATagRequest(server string, caId PcaCAIdPath, body CreatePcaCATagJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePcaCATagRequestWithBody(server, caId, "application/json", bodyReader)
+}
+
+// NewCreatePcaCATagRequestWithBody constructs an http.Request for the CreatePcaCATag method, with any body, and a specified content type
+func NewCreatePcaCATagRequestWithBody(server string, caId PcaCAIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ca_id", caId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/%s/tags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewCreatePcaCATagsRequest calls the generic CreatePcaCATags builder with application/json body
+func NewCreatePcaCATagsRequest(server string, caId PcaCAIdPath, body CreatePcaCATagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePcaCATagsRequestWithBody(server, caId, "application/json", bodyReader)
+}
+
+// NewCreatePcaCATagsRequestWithBody constructs an http.Request for the CreatePcaCATags method, with any body, and a specified content type
+func NewCreatePcaCATagsRequestWithBody(server string, caId PcaCAIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ca_id", caId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/%s/tags/create", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeletePcaCATagsRequest calls the generic DeletePcaCATags builder with application/json body
+func NewDeletePcaCATagsRequest(server string, caId PcaCAIdPath, body DeletePcaCATagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeletePcaCATagsRequestWithBody(server, caId, "application/json", bodyReader)
+}
+
+// NewDeletePcaCATagsRequestWithBody constructs an http.Request for the DeletePcaCATags method, with any body, and a specified content type
+func NewDeletePcaCATagsRequestWithBody(server string, caId PcaCAIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ca_id", caId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/%s/tags/delete", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListPcaCertificatesRequest constructs an http.Request for the ListPcaCertificates method
 func NewListPcaCertificatesRequest(server string, params *ListPcaCertificatesParams) (*http.Request, error) {
 	var err error
@@ -7277,6 +9414,113 @@ func NewGetPcaCertificateQuotasRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewCountPcaCertificatesByTagsRequest calls the generic CountPcaCertificatesByTags builder with application/json body
+func NewCountPcaCertificatesByTagsRequest(server string, body CountPcaCertificatesByTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCountPcaCertificatesByTagsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCountPcaCertificatesByTagsRequestWithBody constructs an http.Request for the CountPcaCertificatesByTags method, with any body, and a specified content type
+func NewCountPcaCertificatesByTagsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/resource-instances/count")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewFilterPcaCertificatesByTagsRequest calls the generic FilterPcaCertificatesByTags builder with application/json body
+func NewFilterPcaCertificatesByTagsRequest(server string, body FilterPcaCertificatesByTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewFilterPcaCertificatesByTagsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewFilterPcaCertificatesByTagsRequestWithBody constructs an http.Request for the FilterPcaCertificatesByTags method, with any body, and a specified content type
+func NewFilterPcaCertificatesByTagsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/resource-instances/filter")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListPcaCertificatesTagKeysRequest constructs an http.Request for the ListPcaCertificatesTagKeys method
+func NewListPcaCertificatesTagKeysRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/tags")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewDeletePcaCertificateRequest constructs an http.Request for the DeletePcaCertificate method
 func NewDeletePcaCertificateRequest(server string, certificateId PcaCertIdPath) (*http.Request, error) {
 	var err error
@@ -7430,6 +9674,181 @@ func NewRevokePcaCertificateRequestWithBody(server string, certificateId PcaCert
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListPcaCertificateTagsRequest constructs an http.Request for the ListPcaCertificateTags method
+func NewListPcaCertificateTagsRequest(server string, certificateId PcaCertIdPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "certificate_id", certificateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/%s/tags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreatePcaCertificateTagRequest calls the generic CreatePcaCertificateTag builder with application/json body
+func NewCreatePcaCertificateTagRequest(server string, certificateId PcaCertIdPath, body CreatePcaCertificateTagJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePcaCertificateTagRequestWithBody(server, certificateId, "application/json", bodyReader)
+}
+
+// NewCreatePcaCertificateTagRequestWithBody constructs an http.Request for the CreatePcaCertificateTag method, with any body, and a specified content type
+func NewCreatePcaCertificateTagRequestWithBody(server string, certificateId PcaCertIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "certificate_id", certificateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/%s/tags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewCreatePcaCertificateTagsRequest calls the generic CreatePcaCertificateTags builder with application/json body
+func NewCreatePcaCertificateTagsRequest(server string, certificateId PcaCertIdPath, body CreatePcaCertificateTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePcaCertificateTagsRequestWithBody(server, certificateId, "application/json", bodyReader)
+}
+
+// NewCreatePcaCertificateTagsRequestWithBody constructs an http.Request for the CreatePcaCertificateTags method, with any body, and a specified content type
+func NewCreatePcaCertificateTagsRequestWithBody(server string, certificateId PcaCertIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "certificate_id", certificateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/%s/tags/create", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeletePcaCertificateTagsRequest calls the generic DeletePcaCertificateTags builder with application/json body
+func NewDeletePcaCertificateTagsRequest(server string, certificateId PcaCertIdPath, body DeletePcaCertificateTagsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeletePcaCertificateTagsRequestWithBody(server, certificateId, "application/json", bodyReader)
+}
+
+// NewDeletePcaCertificateTagsRequestWithBody constructs an http.Request for the DeletePcaCertificateTags method, with any body, and a specified content type
+func NewDeletePcaCertificateTagsRequestWithBody(server string, certificateId PcaCertIdPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "certificate_id", certificateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificates/%s/tags/delete", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -7677,6 +10096,18 @@ func NewListApigCertificatesRequest(server string, projectId ApigProjectId, para
 		if params.InstanceId != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "instance_id", *params.InstanceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.AlgorithmType != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "algorithm_type", *params.AlgorithmType, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -7941,6 +10372,33 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMetricsResponse, error)
 
+	// CreateOAuthAccessTokenWithBodyWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error)
+
+	// CreateOAuthAccessTokenWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessTokenWithResponse(ctx context.Context, body CreateOAuthAccessTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error)
+
+	// CreateOAuthAccessTokenWithFormdataBodyWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+	//
+	// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+	CreateOAuthAccessTokenWithFormdataBodyWithResponse(ctx context.Context, body CreateOAuthAccessTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error)
+
 	// GetOpenAPIWithResponse This contract
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7956,6 +10414,40 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReadyz` operationId).
 	GetReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyzResponse, error)
+
+	// ListAccessKeysWithResponse List access keys (never their secret keys)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/access-keys (the `ListAccessKeys` operationId).
+	ListAccessKeysWithResponse(ctx context.Context, params *ListAccessKeysParams, reqEditors ...RequestEditorFn) (*ListAccessKeysResponse, error)
+
+	// CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+	//
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+	CreateAccessKeyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAccessKeyResponse, error)
+
+	// CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+	//
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+	CreateAccessKeyWithResponse(ctx context.Context, body CreateAccessKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAccessKeyResponse, error)
+
+	// RevokeAccessKeyWithResponse Revoke an access key
+	//
+	// Signatures made with it fail at once on every replica.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
+	RevokeAccessKeyWithResponse(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*RevokeAccessKeyResponse, error)
 
 	// DeleteAdminsWithBodyWithResponse Delete administrators in bulk (unknown ids skipped)
 	//
@@ -8083,7 +10575,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8092,7 +10584,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8313,7 +10805,39 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/local/admins (the `BootstrapAdmin` operationId).
 	BootstrapAdminWithResponse(ctx context.Context, body BootstrapAdminJSONRequestBody, reqEditors ...RequestEditorFn) (*BootstrapAdminResponse, error)
 
+	// ListOAuthClientsWithResponse List OAuth clients (never their secrets)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/oauth-clients (the `ListOAuthClients` operationId).
+	ListOAuthClientsWithResponse(ctx context.Context, params *ListOAuthClientsParams, reqEditors ...RequestEditorFn) (*ListOAuthClientsResponse, error)
+
+	// CreateOAuthClientWithBodyWithResponse Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+	CreateOAuthClientWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOAuthClientResponse, error)
+
+	// CreateOAuthClientWithResponse Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+	CreateOAuthClientWithResponse(ctx context.Context, body CreateOAuthClientJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthClientResponse, error)
+
+	// RevokeOAuthClientWithResponse Revoke an OAuth client
+	//
+	// It gets no new access token, and its live access tokens end at once.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/oauth-clients/{client_id} (the `RevokeOAuthClient` operationId).
+	RevokeOAuthClientWithResponse(ctx context.Context, clientId OAuthClientId, reqEditors ...RequestEditorFn) (*RevokeOAuthClientResponse, error)
+
 	// ListPcaCAsWithResponse List CAs
+	//
+	// Each CA as GET /v1/private-certificate-authorities/{ca_id} shows it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8322,7 +10846,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePcaCAWithBodyWithResponse Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8331,19 +10855,60 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePcaCAWithResponse Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/private-certificate-authorities (the `CreatePcaCA` operationId).
 	CreatePcaCAWithResponse(ctx context.Context, body CreatePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCAResponse, error)
 
-	// GetPcaCAQuotasWithResponse CA and certificate quotas
+	// GetPcaCAQuotasWithResponse The tenant's CA quota
+	//
+	// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE_AUTHORITY", "used", "quota"}]}}.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/private-certificate-authorities/quotas (the `GetPcaCAQuotas` operationId).
 	GetPcaCAQuotasWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPcaCAQuotasResponse, error)
+
+	// CountPcaCAsByTagsWithBodyWithResponse Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+	CountPcaCAsByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CountPcaCAsByTagsResponse, error)
+
+	// CountPcaCAsByTagsWithResponse Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+	CountPcaCAsByTagsWithResponse(ctx context.Context, body CountPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CountPcaCAsByTagsResponse, error)
+
+	// FilterPcaCAsByTagsWithBodyWithResponse List the tenant's CAs that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+	FilterPcaCAsByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FilterPcaCAsByTagsResponse, error)
+
+	// FilterPcaCAsByTagsWithResponse List the tenant's CAs that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+	FilterPcaCAsByTagsWithResponse(ctx context.Context, body FilterPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*FilterPcaCAsByTagsResponse, error)
+
+	// ListPcaCAsTagKeysWithResponse The keys of the tags on the tenant's CAs, each with its values
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/tags (the `ListPcaCAsTagKeys` operationId).
+	ListPcaCAsTagKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPcaCAsTagKeysResponse, error)
 
 	// DeletePcaCAWithResponse Delete a CA (scheduled with pending_days, or at once when PENDING or REVOKED)
 	//
@@ -8353,6 +10918,8 @@ type ClientWithResponsesInterface interface {
 	DeletePcaCAWithResponse(ctx context.Context, caId PcaCAIdPath, params *DeletePcaCAParams, reqEditors ...RequestEditorFn) (*DeletePcaCAResponse, error)
 
 	// GetPcaCAWithResponse Show a CA
+	//
+	// crl_configuration.crl_dis_point is the absolute URL of the CA's CRL (set while the CRL is enabled), under public_base_url when configured, otherwise the request's scheme and Host. path_length is the certificate's pathLenConstraint, null when it sets none (every root). A root's issuer_id and issuer_name are null.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8391,12 +10958,16 @@ type ClientWithResponsesInterface interface {
 
 	// EnablePcaCACrlWithBodyWithResponse Publish CRLs valid for valid_days
 	//
+	// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/crl/enable (the `EnablePcaCACrl` operationId).
 	EnablePcaCACrlWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EnablePcaCACrlResponse, error)
 
 	// EnablePcaCACrlWithResponse Publish CRLs valid for valid_days
+	//
+	// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8426,6 +10997,8 @@ type ClientWithResponsesInterface interface {
 
 	// ExportPcaCAWithResponse Export the CA certificate with its chain
 	//
+	// certificate_chain lists the CAs above it, intermediates first and the root last; a root's chain is the root itself. An imported CA's chain is the certificate_chain given at import.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/export (the `ExportPcaCA` operationId).
@@ -8433,12 +11006,16 @@ type ClientWithResponsesInterface interface {
 
 	// ImportPcaCACertificateWithBodyWithResponse Import the externally signed certificate of a PENDING CA
 	//
+	// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/import (the `ImportPcaCACertificate` operationId).
 	ImportPcaCACertificateWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportPcaCACertificateResponse, error)
 
 	// ImportPcaCACertificateWithResponse Import the externally signed certificate of a PENDING CA
+	//
+	// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8465,6 +11042,63 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/revoke (the `RevokePcaCA` operationId).
 	RevokePcaCAWithResponse(ctx context.Context, caId PcaCAIdPath, body RevokePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokePcaCAResponse, error)
+
+	// ListPcaCATagsWithResponse The tags of a CA
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/tags (the `ListPcaCATags` operationId).
+	ListPcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*ListPcaCATagsResponse, error)
+
+	// CreatePcaCATagWithBodyWithResponse Set one tag on a CA (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+	CreatePcaCATagWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCATagResponse, error)
+
+	// CreatePcaCATagWithResponse Set one tag on a CA (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+	CreatePcaCATagWithResponse(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCATagResponse, error)
+
+	// CreatePcaCATagsWithBodyWithResponse Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+	CreatePcaCATagsWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCATagsResponse, error)
+
+	// CreatePcaCATagsWithResponse Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+	CreatePcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCATagsResponse, error)
+
+	// DeletePcaCATagsWithBodyWithResponse Delete tags of a CA by key (and value, when given); absent tags are no error
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+	DeletePcaCATagsWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeletePcaCATagsResponse, error)
+
+	// DeletePcaCATagsWithResponse Delete tags of a CA by key (and value, when given); absent tags are no error
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+	DeletePcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, body DeletePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*DeletePcaCATagsResponse, error)
 
 	// ListPcaCertificatesWithResponse List private certificates
 	//
@@ -8519,12 +11153,53 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/private-certificates/csr/parse (the `ParsePcaCsr` operationId).
 	ParsePcaCsrWithResponse(ctx context.Context, body ParsePcaCsrJSONRequestBody, reqEditors ...RequestEditorFn) (*ParsePcaCsrResponse, error)
 
-	// GetPcaCertificateQuotasWithResponse Certificate quotas
+	// GetPcaCertificateQuotasWithResponse The tenant's private certificate quota
+	//
+	// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE", "used", "quota"}]}}.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/private-certificates/quotas (the `GetPcaCertificateQuotas` operationId).
 	GetPcaCertificateQuotasWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPcaCertificateQuotasResponse, error)
+
+	// CountPcaCertificatesByTagsWithBodyWithResponse Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+	CountPcaCertificatesByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CountPcaCertificatesByTagsResponse, error)
+
+	// CountPcaCertificatesByTagsWithResponse Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+	CountPcaCertificatesByTagsWithResponse(ctx context.Context, body CountPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CountPcaCertificatesByTagsResponse, error)
+
+	// FilterPcaCertificatesByTagsWithBodyWithResponse List the tenant's certificates that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+	FilterPcaCertificatesByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FilterPcaCertificatesByTagsResponse, error)
+
+	// FilterPcaCertificatesByTagsWithResponse List the tenant's certificates that meet a tag filter, newest first, with their tags
+	//
+	// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+	FilterPcaCertificatesByTagsWithResponse(ctx context.Context, body FilterPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*FilterPcaCertificatesByTagsResponse, error)
+
+	// ListPcaCertificatesTagKeysWithResponse The keys of the tags on the tenant's certificates, each with its values
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/private-certificates/tags (the `ListPcaCertificatesTagKeys` operationId).
+	ListPcaCertificatesTagKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPcaCertificatesTagKeysResponse, error)
 
 	// DeletePcaCertificateWithResponse Delete a certificate
 	//
@@ -8570,6 +11245,63 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/private-certificates/{certificate_id}/revoke (the `RevokePcaCertificate` operationId).
 	RevokePcaCertificateWithResponse(ctx context.Context, certificateId PcaCertIdPath, body RevokePcaCertificateJSONRequestBody, reqEditors ...RequestEditorFn) (*RevokePcaCertificateResponse, error)
 
+	// ListPcaCertificateTagsWithResponse The tags of a certificate
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/private-certificates/{certificate_id}/tags (the `ListPcaCertificateTags` operationId).
+	ListPcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, reqEditors ...RequestEditorFn) (*ListPcaCertificateTagsResponse, error)
+
+	// CreatePcaCertificateTagWithBodyWithResponse Set one tag on a certificate (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+	CreatePcaCertificateTagWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagResponse, error)
+
+	// CreatePcaCertificateTagWithResponse Set one tag on a certificate (a known key takes the new value)
+	//
+	// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+	CreatePcaCertificateTagWithResponse(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagResponse, error)
+
+	// CreatePcaCertificateTagsWithBodyWithResponse Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+	CreatePcaCertificateTagsWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagsResponse, error)
+
+	// CreatePcaCertificateTagsWithResponse Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+	//
+	// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+	CreatePcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagsResponse, error)
+
+	// DeletePcaCertificateTagsWithBodyWithResponse Delete tags of a certificate by key (and value, when given); absent tags are no error
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+	DeletePcaCertificateTagsWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeletePcaCertificateTagsResponse, error)
+
+	// DeletePcaCertificateTagsWithResponse Delete tags of a certificate by key (and value, when given); absent tags are no error
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+	DeletePcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, body DeletePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*DeletePcaCertificateTagsResponse, error)
+
 	// ListTokensWithResponse List API tokens (never their secrets)
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -8602,6 +11334,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListApigCertificatesWithResponse List SSL certificates
 	//
+	// Newest first. As Huawei documents, a negative offset is 0, a limit of 0 or less is 20 and one over 500 is 500; a value that is not an integer is 400 APIG.2012. Each item carries algorithm_type.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v2/{project_id}/apigw/certificates (the `ListApigCertificates` operationId).
@@ -8609,7 +11343,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApigCertificateWithBodyWithResponse Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8618,7 +11352,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApigCertificateWithResponse Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8641,12 +11375,16 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateApigCertificateWithBodyWithResponse Replace a certificate and its key
 	//
+	// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PUT /v2/{project_id}/apigw/certificates/{certificate_id} (the `UpdateApigCertificate` operationId).
 	UpdateApigCertificateWithBodyWithResponse(ctx context.Context, projectId ApigProjectId, certificateId ApigCertId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateApigCertificateResponse, error)
 
 	// UpdateApigCertificateWithResponse Replace a certificate and its key
+	//
+	// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8779,6 +11517,117 @@ func (r GetMetricsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateOAuthAccessTokenResponse200Headers the declared response headers of an HTTP 200 response for CreateOAuthAccessToken
+type CreateOAuthAccessTokenResponse200Headers struct {
+	CacheControl *string
+}
+
+// CreateOAuthAccessTokenResponse429Headers the declared response headers of an HTTP 429 response for CreateOAuthAccessToken
+type CreateOAuthAccessTokenResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateOAuthAccessTokenResponse503Headers the declared response headers of an HTTP 503 response for CreateOAuthAccessToken
+type CreateOAuthAccessTokenResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateOAuthAccessTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *OAuthAccessToken
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *OauthBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *OauthUnauthorized
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *OauthTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *OauthUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OauthTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *OauthInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *OauthUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CreateOAuthAccessTokenResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateOAuthAccessTokenResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateOAuthAccessTokenResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON200() *OAuthAccessToken {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON400() *OauthBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON401() *OauthUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON413() *OauthTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON415() *OauthUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON429() *OauthTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON500() *OauthInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateOAuthAccessTokenResponse) GetJSON503() *OauthUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateOAuthAccessTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateOAuthAccessTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateOAuthAccessTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateOAuthAccessTokenResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8938,6 +11787,346 @@ func (r GetReadyzResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetReadyzResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListAccessKeysResponse429Headers the declared response headers of an HTTP 429 response for ListAccessKeys
+type ListAccessKeysResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListAccessKeysResponse503Headers the declared response headers of an HTTP 503 response for ListAccessKeys
+type ListAccessKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListAccessKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AccessKeyList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListAccessKeysResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAccessKeysResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAccessKeysResponse) GetJSON200() *AccessKeyList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListAccessKeysResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAccessKeysResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAccessKeysResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListAccessKeysResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListAccessKeysResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListAccessKeysResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListAccessKeysResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAccessKeysResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAccessKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAccessKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAccessKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAccessKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateAccessKeyResponse201Headers the declared response headers of an HTTP 201 response for CreateAccessKey
+type CreateAccessKeyResponse201Headers struct {
+	Location string
+}
+
+// CreateAccessKeyResponse429Headers the declared response headers of an HTTP 429 response for CreateAccessKey
+type CreateAccessKeyResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateAccessKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateAccessKey
+type CreateAccessKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateAccessKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AccessKeyCreated
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateAccessKeyResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateAccessKeyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAccessKeyResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON201() *AccessKeyCreated {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateAccessKeyResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateAccessKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateAccessKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateAccessKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateAccessKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevokeAccessKeyResponse429Headers the declared response headers of an HTTP 429 response for RevokeAccessKey
+type RevokeAccessKeyResponse429Headers struct {
+	RetryAfter int
+}
+
+// RevokeAccessKeyResponse503Headers the declared response headers of an HTTP 503 response for RevokeAccessKey
+type RevokeAccessKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RevokeAccessKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RevokeAccessKeyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RevokeAccessKeyResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RevokeAccessKeyResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeAccessKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeAccessKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeAccessKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeAccessKeyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10314,7 +13503,7 @@ type CreateDtsRootResponse struct {
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *MattrInternal
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *MattrUnavailable
+	JSON503 *MattrRootUnavailable
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateDtsRootResponse201Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -10369,7 +13558,7 @@ func (r CreateDtsRootResponse) GetJSON500() *MattrInternal {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDtsRootResponse) GetJSON503() *MattrUnavailable {
+func (r CreateDtsRootResponse) GetJSON503() *MattrRootUnavailable {
 	return r.JSON503
 }
 
@@ -12776,6 +15965,346 @@ func (r BootstrapAdminResponse) ContentType() string {
 	return ""
 }
 
+// ListOAuthClientsResponse429Headers the declared response headers of an HTTP 429 response for ListOAuthClients
+type ListOAuthClientsResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListOAuthClientsResponse503Headers the declared response headers of an HTTP 503 response for ListOAuthClients
+type ListOAuthClientsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListOAuthClientsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *OAuthClientList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListOAuthClientsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListOAuthClientsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON200() *OAuthClientList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListOAuthClientsResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListOAuthClientsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListOAuthClientsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListOAuthClientsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListOAuthClientsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateOAuthClientResponse201Headers the declared response headers of an HTTP 201 response for CreateOAuthClient
+type CreateOAuthClientResponse201Headers struct {
+	Location string
+}
+
+// CreateOAuthClientResponse429Headers the declared response headers of an HTTP 429 response for CreateOAuthClient
+type CreateOAuthClientResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateOAuthClientResponse503Headers the declared response headers of an HTTP 503 response for CreateOAuthClient
+type CreateOAuthClientResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateOAuthClientResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *OAuthClientCreated
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateOAuthClientResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateOAuthClientResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateOAuthClientResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON201() *OAuthClientCreated {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateOAuthClientResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateOAuthClientResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateOAuthClientResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateOAuthClientResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateOAuthClientResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevokeOAuthClientResponse429Headers the declared response headers of an HTTP 429 response for RevokeOAuthClient
+type RevokeOAuthClientResponse429Headers struct {
+	RetryAfter int
+}
+
+// RevokeOAuthClientResponse503Headers the declared response headers of an HTTP 503 response for RevokeOAuthClient
+type RevokeOAuthClientResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RevokeOAuthClientResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RevokeOAuthClientResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RevokeOAuthClientResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RevokeOAuthClientResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeOAuthClientResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeOAuthClientResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeOAuthClientResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeOAuthClientResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListPcaCAsResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCAs
 type ListPcaCAsResponse429Headers struct {
 	RetryAfter int
@@ -13103,6 +16632,339 @@ func (r GetPcaCAQuotasResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetPcaCAQuotasResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CountPcaCAsByTagsResponse429Headers the declared response headers of an HTTP 429 response for CountPcaCAsByTags
+type CountPcaCAsByTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// CountPcaCAsByTagsResponse503Headers the declared response headers of an HTTP 503 response for CountPcaCAsByTags
+type CountPcaCAsByTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CountPcaCAsByTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagCount
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CountPcaCAsByTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CountPcaCAsByTagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON200() *PcaTagCount {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CountPcaCAsByTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CountPcaCAsByTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CountPcaCAsByTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CountPcaCAsByTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CountPcaCAsByTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// FilterPcaCAsByTagsResponse429Headers the declared response headers of an HTTP 429 response for FilterPcaCAsByTags
+type FilterPcaCAsByTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// FilterPcaCAsByTagsResponse503Headers the declared response headers of an HTTP 503 response for FilterPcaCAsByTags
+type FilterPcaCAsByTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type FilterPcaCAsByTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagResources
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *FilterPcaCAsByTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *FilterPcaCAsByTagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON200() *PcaTagResources {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r FilterPcaCAsByTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r FilterPcaCAsByTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r FilterPcaCAsByTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r FilterPcaCAsByTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r FilterPcaCAsByTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListPcaCAsTagKeysResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCAsTagKeys
+type ListPcaCAsTagKeysResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPcaCAsTagKeysResponse503Headers the declared response headers of an HTTP 503 response for ListPcaCAsTagKeys
+type ListPcaCAsTagKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListPcaCAsTagKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagKeys
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListPcaCAsTagKeysResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPcaCAsTagKeysResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON200() *PcaTagKeys {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListPcaCAsTagKeysResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPcaCAsTagKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPcaCAsTagKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPcaCAsTagKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPcaCAsTagKeysResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -14468,6 +18330,429 @@ func (r RevokePcaCAResponse) ContentType() string {
 	return ""
 }
 
+// ListPcaCATagsResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCATags
+type ListPcaCATagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPcaCATagsResponse503Headers the declared response headers of an HTTP 503 response for ListPcaCATags
+type ListPcaCATagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListPcaCATagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListPcaCATagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPcaCATagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON200() *PcaTagList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListPcaCATagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPcaCATagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPcaCATagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPcaCATagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPcaCATagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreatePcaCATagResponse429Headers the declared response headers of an HTTP 429 response for CreatePcaCATag
+type CreatePcaCATagResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreatePcaCATagResponse503Headers the declared response headers of an HTTP 503 response for CreatePcaCATag
+type CreatePcaCATagResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreatePcaCATagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePcaCATagResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreatePcaCATagResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreatePcaCATagResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePcaCATagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePcaCATagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePcaCATagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePcaCATagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreatePcaCATagsResponse429Headers the declared response headers of an HTTP 429 response for CreatePcaCATags
+type CreatePcaCATagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreatePcaCATagsResponse503Headers the declared response headers of an HTTP 503 response for CreatePcaCATags
+type CreatePcaCATagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreatePcaCATagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePcaCATagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreatePcaCATagsResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreatePcaCATagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePcaCATagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePcaCATagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePcaCATagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePcaCATagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeletePcaCATagsResponse429Headers the declared response headers of an HTTP 429 response for DeletePcaCATags
+type DeletePcaCATagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// DeletePcaCATagsResponse503Headers the declared response headers of an HTTP 503 response for DeletePcaCATags
+type DeletePcaCATagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeletePcaCATagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeletePcaCATagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeletePcaCATagsResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeletePcaCATagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeletePcaCATagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeletePcaCATagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeletePcaCATagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeletePcaCATagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListPcaCertificatesResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCertificates
 type ListPcaCertificatesResponse429Headers struct {
 	RetryAfter int
@@ -15023,6 +19308,339 @@ func (r GetPcaCertificateQuotasResponse) ContentType() string {
 	return ""
 }
 
+// CountPcaCertificatesByTagsResponse429Headers the declared response headers of an HTTP 429 response for CountPcaCertificatesByTags
+type CountPcaCertificatesByTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// CountPcaCertificatesByTagsResponse503Headers the declared response headers of an HTTP 503 response for CountPcaCertificatesByTags
+type CountPcaCertificatesByTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CountPcaCertificatesByTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagCount
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CountPcaCertificatesByTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CountPcaCertificatesByTagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON200() *PcaTagCount {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CountPcaCertificatesByTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CountPcaCertificatesByTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CountPcaCertificatesByTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CountPcaCertificatesByTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CountPcaCertificatesByTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// FilterPcaCertificatesByTagsResponse429Headers the declared response headers of an HTTP 429 response for FilterPcaCertificatesByTags
+type FilterPcaCertificatesByTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// FilterPcaCertificatesByTagsResponse503Headers the declared response headers of an HTTP 503 response for FilterPcaCertificatesByTags
+type FilterPcaCertificatesByTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type FilterPcaCertificatesByTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagResources
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *FilterPcaCertificatesByTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *FilterPcaCertificatesByTagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON200() *PcaTagResources {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r FilterPcaCertificatesByTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r FilterPcaCertificatesByTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r FilterPcaCertificatesByTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r FilterPcaCertificatesByTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r FilterPcaCertificatesByTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListPcaCertificatesTagKeysResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCertificatesTagKeys
+type ListPcaCertificatesTagKeysResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPcaCertificatesTagKeysResponse503Headers the declared response headers of an HTTP 503 response for ListPcaCertificatesTagKeys
+type ListPcaCertificatesTagKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListPcaCertificatesTagKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagKeys
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListPcaCertificatesTagKeysResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPcaCertificatesTagKeysResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON200() *PcaTagKeys {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListPcaCertificatesTagKeysResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPcaCertificatesTagKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPcaCertificatesTagKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPcaCertificatesTagKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPcaCertificatesTagKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // DeletePcaCertificateResponse429Headers the declared response headers of an HTTP 429 response for DeletePcaCertificate
 type DeletePcaCertificateResponse429Headers struct {
 	RetryAfter int
@@ -15447,6 +20065,429 @@ func (r RevokePcaCertificateResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RevokePcaCertificateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListPcaCertificateTagsResponse429Headers the declared response headers of an HTTP 429 response for ListPcaCertificateTags
+type ListPcaCertificateTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListPcaCertificateTagsResponse503Headers the declared response headers of an HTTP 503 response for ListPcaCertificateTags
+type ListPcaCertificateTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListPcaCertificateTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PcaTagList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListPcaCertificateTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPcaCertificateTagsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON200() *PcaTagList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListPcaCertificateTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPcaCertificateTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPcaCertificateTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPcaCertificateTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPcaCertificateTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreatePcaCertificateTagResponse429Headers the declared response headers of an HTTP 429 response for CreatePcaCertificateTag
+type CreatePcaCertificateTagResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreatePcaCertificateTagResponse503Headers the declared response headers of an HTTP 503 response for CreatePcaCertificateTag
+type CreatePcaCertificateTagResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreatePcaCertificateTagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePcaCertificateTagResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreatePcaCertificateTagResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreatePcaCertificateTagResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePcaCertificateTagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePcaCertificateTagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePcaCertificateTagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePcaCertificateTagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreatePcaCertificateTagsResponse429Headers the declared response headers of an HTTP 429 response for CreatePcaCertificateTags
+type CreatePcaCertificateTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreatePcaCertificateTagsResponse503Headers the declared response headers of an HTTP 503 response for CreatePcaCertificateTags
+type CreatePcaCertificateTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreatePcaCertificateTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePcaCertificateTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreatePcaCertificateTagsResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreatePcaCertificateTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePcaCertificateTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePcaCertificateTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePcaCertificateTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePcaCertificateTagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeletePcaCertificateTagsResponse429Headers the declared response headers of an HTTP 429 response for DeletePcaCertificateTags
+type DeletePcaCertificateTagsResponse429Headers struct {
+	RetryAfter int
+}
+
+// DeletePcaCertificateTagsResponse503Headers the declared response headers of an HTTP 503 response for DeletePcaCertificateTags
+type DeletePcaCertificateTagsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeletePcaCertificateTagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *PcaUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *PcaForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeletePcaCertificateTagsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeletePcaCertificateTagsResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON401() *PcaUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON403() *PcaForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeletePcaCertificateTagsResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeletePcaCertificateTagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeletePcaCertificateTagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeletePcaCertificateTagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeletePcaCertificateTagsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -16395,6 +21436,51 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 	return ParseGetMetricsResponse(rsp)
 }
 
+// CreateOAuthAccessTokenWithBodyWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *ClientWithResponses) CreateOAuthAccessTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error) {
+	rsp, err := c.CreateOAuthAccessTokenWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOAuthAccessTokenResponse(rsp)
+}
+
+// CreateOAuthAccessTokenWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *ClientWithResponses) CreateOAuthAccessTokenWithResponse(ctx context.Context, body CreateOAuthAccessTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error) {
+	rsp, err := c.CreateOAuthAccessToken(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOAuthAccessTokenResponse(rsp)
+}
+
+// CreateOAuthAccessTokenWithFormdataBodyWithResponse OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as MATTR VII clients obtain bearer tokens
+//
+// The client authenticates with client_id and client_secret in the body or with HTTP Basic (form-encoded id and secret), not both. audience and scope are accepted and ignored. The access token is good for every family the client's roles reach, for oauth.access_token_ttl (default one hour), and ends when the client is revoked. Errors are RFC 6749's envelope.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /oauth/token (the `CreateOAuthAccessToken` operationId).
+func (c *ClientWithResponses) CreateOAuthAccessTokenWithFormdataBodyWithResponse(ctx context.Context, body CreateOAuthAccessTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthAccessTokenResponse, error) {
+	rsp, err := c.CreateOAuthAccessTokenWithFormdataBody(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOAuthAccessTokenResponse(rsp)
+}
+
 // GetOpenAPIWithResponse This contract
 //
 // Returns a wrapper object for the known response body format(s).
@@ -16421,6 +21507,64 @@ func (c *ClientWithResponses) GetReadyzWithResponse(ctx context.Context, reqEdit
 		return nil, err
 	}
 	return ParseGetReadyzResponse(rsp)
+}
+
+// ListAccessKeysWithResponse List access keys (never their secret keys)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/access-keys (the `ListAccessKeys` operationId).
+func (c *ClientWithResponses) ListAccessKeysWithResponse(ctx context.Context, params *ListAccessKeysParams, reqEditors ...RequestEditorFn) (*ListAccessKeysResponse, error) {
+	rsp, err := c.ListAccessKeys(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAccessKeysResponse(rsp)
+}
+
+// CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+//
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+func (c *ClientWithResponses) CreateAccessKeyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAccessKeyResponse, error) {
+	rsp, err := c.CreateAccessKeyWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAccessKeyResponse(rsp)
+}
+
+// CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
+//
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/access-keys (the `CreateAccessKey` operationId).
+func (c *ClientWithResponses) CreateAccessKeyWithResponse(ctx context.Context, body CreateAccessKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAccessKeyResponse, error) {
+	rsp, err := c.CreateAccessKey(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAccessKeyResponse(rsp)
+}
+
+// RevokeAccessKeyWithResponse Revoke an access key
+//
+// Signatures made with it fail at once on every replica.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
+func (c *ClientWithResponses) RevokeAccessKeyWithResponse(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*RevokeAccessKeyResponse, error) {
+	rsp, err := c.RevokeAccessKey(ctx, accessKey, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeAccessKeyResponse(rsp)
 }
 
 // DeleteAdminsWithBodyWithResponse Delete administrators in bulk (unknown ids skipped)
@@ -16645,7 +21789,7 @@ func (c *ClientWithResponses) ListDtsRootsWithResponse(ctx context.Context, para
 
 // CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16660,7 +21804,7 @@ func (c *ClientWithResponses) CreateDtsRootWithBodyWithResponse(ctx context.Cont
 
 // CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17055,7 +22199,63 @@ func (c *ClientWithResponses) BootstrapAdminWithResponse(ctx context.Context, bo
 	return ParseBootstrapAdminResponse(rsp)
 }
 
+// ListOAuthClientsWithResponse List OAuth clients (never their secrets)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/oauth-clients (the `ListOAuthClients` operationId).
+func (c *ClientWithResponses) ListOAuthClientsWithResponse(ctx context.Context, params *ListOAuthClientsParams, reqEditors ...RequestEditorFn) (*ListOAuthClientsResponse, error) {
+	rsp, err := c.ListOAuthClients(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListOAuthClientsResponse(rsp)
+}
+
+// CreateOAuthClientWithBodyWithResponse Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+func (c *ClientWithResponses) CreateOAuthClientWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOAuthClientResponse, error) {
+	rsp, err := c.CreateOAuthClientWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOAuthClientResponse(rsp)
+}
+
+// CreateOAuthClientWithResponse Create OAuth client credentials for POST /oauth/token (client secret shown once, stored only hashed)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/oauth-clients (the `CreateOAuthClient` operationId).
+func (c *ClientWithResponses) CreateOAuthClientWithResponse(ctx context.Context, body CreateOAuthClientJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOAuthClientResponse, error) {
+	rsp, err := c.CreateOAuthClient(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOAuthClientResponse(rsp)
+}
+
+// RevokeOAuthClientWithResponse Revoke an OAuth client
+//
+// It gets no new access token, and its live access tokens end at once.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/oauth-clients/{client_id} (the `RevokeOAuthClient` operationId).
+func (c *ClientWithResponses) RevokeOAuthClientWithResponse(ctx context.Context, clientId OAuthClientId, reqEditors ...RequestEditorFn) (*RevokeOAuthClientResponse, error) {
+	rsp, err := c.RevokeOAuthClient(ctx, clientId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeOAuthClientResponse(rsp)
+}
+
 // ListPcaCAsWithResponse List CAs
+//
+// Each CA as GET /v1/private-certificate-authorities/{ca_id} shows it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -17070,7 +22270,7 @@ func (c *ClientWithResponses) ListPcaCAsWithResponse(ctx context.Context, params
 
 // CreatePcaCAWithBodyWithResponse Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17085,7 +22285,7 @@ func (c *ClientWithResponses) CreatePcaCAWithBodyWithResponse(ctx context.Contex
 
 // CreatePcaCAWithResponse Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED, stored path_length 7 (unlimited). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17098,7 +22298,9 @@ func (c *ClientWithResponses) CreatePcaCAWithResponse(ctx context.Context, body 
 	return ParseCreatePcaCAResponse(rsp)
 }
 
-// GetPcaCAQuotasWithResponse CA and certificate quotas
+// GetPcaCAQuotasWithResponse The tenant's CA quota
+//
+// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE_AUTHORITY", "used", "quota"}]}}.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -17109,6 +22311,75 @@ func (c *ClientWithResponses) GetPcaCAQuotasWithResponse(ctx context.Context, re
 		return nil, err
 	}
 	return ParseGetPcaCAQuotasResponse(rsp)
+}
+
+// CountPcaCAsByTagsWithBodyWithResponse Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+func (c *ClientWithResponses) CountPcaCAsByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CountPcaCAsByTagsResponse, error) {
+	rsp, err := c.CountPcaCAsByTagsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCountPcaCAsByTagsResponse(rsp)
+}
+
+// CountPcaCAsByTagsWithResponse Count the tenant's CAs that meet a tag filter (limit and offset play no part)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/count (the `CountPcaCAsByTags` operationId).
+func (c *ClientWithResponses) CountPcaCAsByTagsWithResponse(ctx context.Context, body CountPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CountPcaCAsByTagsResponse, error) {
+	rsp, err := c.CountPcaCAsByTags(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCountPcaCAsByTagsResponse(rsp)
+}
+
+// FilterPcaCAsByTagsWithBodyWithResponse List the tenant's CAs that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+func (c *ClientWithResponses) FilterPcaCAsByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FilterPcaCAsByTagsResponse, error) {
+	rsp, err := c.FilterPcaCAsByTagsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFilterPcaCAsByTagsResponse(rsp)
+}
+
+// FilterPcaCAsByTagsWithResponse List the tenant's CAs that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the CA as its show route answers it.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/resource-instances/filter (the `FilterPcaCAsByTags` operationId).
+func (c *ClientWithResponses) FilterPcaCAsByTagsWithResponse(ctx context.Context, body FilterPcaCAsByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*FilterPcaCAsByTagsResponse, error) {
+	rsp, err := c.FilterPcaCAsByTags(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFilterPcaCAsByTagsResponse(rsp)
+}
+
+// ListPcaCAsTagKeysWithResponse The keys of the tags on the tenant's CAs, each with its values
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/private-certificate-authorities/tags (the `ListPcaCAsTagKeys` operationId).
+func (c *ClientWithResponses) ListPcaCAsTagKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPcaCAsTagKeysResponse, error) {
+	rsp, err := c.ListPcaCAsTagKeys(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPcaCAsTagKeysResponse(rsp)
 }
 
 // DeletePcaCAWithResponse Delete a CA (scheduled with pending_days, or at once when PENDING or REVOKED)
@@ -17125,6 +22396,8 @@ func (c *ClientWithResponses) DeletePcaCAWithResponse(ctx context.Context, caId 
 }
 
 // GetPcaCAWithResponse Show a CA
+//
+// crl_configuration.crl_dis_point is the absolute URL of the CA's CRL (set while the CRL is enabled), under public_base_url when configured, otherwise the request's scheme and Host. path_length is the certificate's pathLenConstraint, null when it sets none (every root). A root's issuer_id and issuer_name are null.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -17193,6 +22466,8 @@ func (c *ClientWithResponses) DisablePcaCACrlWithResponse(ctx context.Context, c
 
 // EnablePcaCACrlWithBodyWithResponse Publish CRLs valid for valid_days
 //
+// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/crl/enable (the `EnablePcaCACrl` operationId).
@@ -17205,6 +22480,8 @@ func (c *ClientWithResponses) EnablePcaCACrlWithBodyWithResponse(ctx context.Con
 }
 
 // EnablePcaCACrlWithResponse Publish CRLs valid for valid_days
+//
+// crl_name (default: the CA's id) and obs_bucket_name (Huawei OBS bucket rules; may be empty, hsmca serves the CRL itself) are stored and shown in crl_configuration, replacing earlier ones.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17258,6 +22535,8 @@ func (c *ClientWithResponses) EnablePcaCAWithResponse(ctx context.Context, caId 
 
 // ExportPcaCAWithResponse Export the CA certificate with its chain
 //
+// certificate_chain lists the CAs above it, intermediates first and the root last; a root's chain is the root itself. An imported CA's chain is the certificate_chain given at import.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/export (the `ExportPcaCA` operationId).
@@ -17271,6 +22550,8 @@ func (c *ClientWithResponses) ExportPcaCAWithResponse(ctx context.Context, caId 
 
 // ImportPcaCACertificateWithBodyWithResponse Import the externally signed certificate of a PENDING CA
 //
+// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/import (the `ImportPcaCACertificate` operationId).
@@ -17283,6 +22564,8 @@ func (c *ClientWithResponses) ImportPcaCACertificateWithBodyWithResponse(ctx con
 }
 
 // ImportPcaCACertificateWithResponse Import the externally signed certificate of a PENDING CA
+//
+// When one of the tenant's CAs issued the certificate (its subject is the certificate's issuer and its key verifies the signature), the CA then shows that CA as issuer_id and issuer_name; without a certificate_chain its chain is the tenant's, and revoking it lists it on that CA's CRL.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17332,6 +22615,105 @@ func (c *ClientWithResponses) RevokePcaCAWithResponse(ctx context.Context, caId 
 		return nil, err
 	}
 	return ParseRevokePcaCAResponse(rsp)
+}
+
+// ListPcaCATagsWithResponse The tags of a CA
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/tags (the `ListPcaCATags` operationId).
+func (c *ClientWithResponses) ListPcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*ListPcaCATagsResponse, error) {
+	rsp, err := c.ListPcaCATags(ctx, caId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPcaCATagsResponse(rsp)
+}
+
+// CreatePcaCATagWithBodyWithResponse Set one tag on a CA (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+func (c *ClientWithResponses) CreatePcaCATagWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCATagResponse, error) {
+	rsp, err := c.CreatePcaCATagWithBody(ctx, caId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCATagResponse(rsp)
+}
+
+// CreatePcaCATagWithResponse Set one tag on a CA (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags (the `CreatePcaCATag` operationId).
+func (c *ClientWithResponses) CreatePcaCATagWithResponse(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCATagResponse, error) {
+	rsp, err := c.CreatePcaCATag(ctx, caId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCATagResponse(rsp)
+}
+
+// CreatePcaCATagsWithBodyWithResponse Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+func (c *ClientWithResponses) CreatePcaCATagsWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCATagsResponse, error) {
+	rsp, err := c.CreatePcaCATagsWithBody(ctx, caId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCATagsResponse(rsp)
+}
+
+// CreatePcaCATagsWithResponse Set up to 20 tags on a CA at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the CA would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/tags/create (the `CreatePcaCATags` operationId).
+func (c *ClientWithResponses) CreatePcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, body CreatePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCATagsResponse, error) {
+	rsp, err := c.CreatePcaCATags(ctx, caId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCATagsResponse(rsp)
+}
+
+// DeletePcaCATagsWithBodyWithResponse Delete tags of a CA by key (and value, when given); absent tags are no error
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+func (c *ClientWithResponses) DeletePcaCATagsWithBodyWithResponse(ctx context.Context, caId PcaCAIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeletePcaCATagsResponse, error) {
+	rsp, err := c.DeletePcaCATagsWithBody(ctx, caId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePcaCATagsResponse(rsp)
+}
+
+// DeletePcaCATagsWithResponse Delete tags of a CA by key (and value, when given); absent tags are no error
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/private-certificate-authorities/{ca_id}/tags/delete (the `DeletePcaCATags` operationId).
+func (c *ClientWithResponses) DeletePcaCATagsWithResponse(ctx context.Context, caId PcaCAIdPath, body DeletePcaCATagsJSONRequestBody, reqEditors ...RequestEditorFn) (*DeletePcaCATagsResponse, error) {
+	rsp, err := c.DeletePcaCATags(ctx, caId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePcaCATagsResponse(rsp)
 }
 
 // ListPcaCertificatesWithResponse List private certificates
@@ -17429,7 +22811,9 @@ func (c *ClientWithResponses) ParsePcaCsrWithResponse(ctx context.Context, body 
 	return ParseParsePcaCsrResponse(rsp)
 }
 
-// GetPcaCertificateQuotasWithResponse Certificate quotas
+// GetPcaCertificateQuotasWithResponse The tenant's private certificate quota
+//
+// This resource only: {"quotas": {"resources": [{"type": "CERTIFICATE", "used", "quota"}]}}.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -17440,6 +22824,75 @@ func (c *ClientWithResponses) GetPcaCertificateQuotasWithResponse(ctx context.Co
 		return nil, err
 	}
 	return ParseGetPcaCertificateQuotasResponse(rsp)
+}
+
+// CountPcaCertificatesByTagsWithBodyWithResponse Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+func (c *ClientWithResponses) CountPcaCertificatesByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CountPcaCertificatesByTagsResponse, error) {
+	rsp, err := c.CountPcaCertificatesByTagsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCountPcaCertificatesByTagsResponse(rsp)
+}
+
+// CountPcaCertificatesByTagsWithResponse Count the tenant's certificates that meet a tag filter (limit and offset play no part)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/count (the `CountPcaCertificatesByTags` operationId).
+func (c *ClientWithResponses) CountPcaCertificatesByTagsWithResponse(ctx context.Context, body CountPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CountPcaCertificatesByTagsResponse, error) {
+	rsp, err := c.CountPcaCertificatesByTags(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCountPcaCertificatesByTagsResponse(rsp)
+}
+
+// FilterPcaCertificatesByTagsWithBodyWithResponse List the tenant's certificates that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+func (c *ClientWithResponses) FilterPcaCertificatesByTagsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FilterPcaCertificatesByTagsResponse, error) {
+	rsp, err := c.FilterPcaCertificatesByTagsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFilterPcaCertificatesByTagsResponse(rsp)
+}
+
+// FilterPcaCertificatesByTagsWithResponse List the tenant's certificates that meet a tag filter, newest first, with their tags
+//
+// limit 10 to 50 (default 10), offset from 0; a value out of range answers 400 PCA.00020001. resource_detail is the certificate as its show route answers it.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/resource-instances/filter (the `FilterPcaCertificatesByTags` operationId).
+func (c *ClientWithResponses) FilterPcaCertificatesByTagsWithResponse(ctx context.Context, body FilterPcaCertificatesByTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*FilterPcaCertificatesByTagsResponse, error) {
+	rsp, err := c.FilterPcaCertificatesByTags(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFilterPcaCertificatesByTagsResponse(rsp)
+}
+
+// ListPcaCertificatesTagKeysWithResponse The keys of the tags on the tenant's certificates, each with its values
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/private-certificates/tags (the `ListPcaCertificatesTagKeys` operationId).
+func (c *ClientWithResponses) ListPcaCertificatesTagKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListPcaCertificatesTagKeysResponse, error) {
+	rsp, err := c.ListPcaCertificatesTagKeys(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPcaCertificatesTagKeysResponse(rsp)
 }
 
 // DeletePcaCertificateWithResponse Delete a certificate
@@ -17522,6 +22975,105 @@ func (c *ClientWithResponses) RevokePcaCertificateWithResponse(ctx context.Conte
 	return ParseRevokePcaCertificateResponse(rsp)
 }
 
+// ListPcaCertificateTagsWithResponse The tags of a certificate
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/private-certificates/{certificate_id}/tags (the `ListPcaCertificateTags` operationId).
+func (c *ClientWithResponses) ListPcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, reqEditors ...RequestEditorFn) (*ListPcaCertificateTagsResponse, error) {
+	rsp, err := c.ListPcaCertificateTags(ctx, certificateId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPcaCertificateTagsResponse(rsp)
+}
+
+// CreatePcaCertificateTagWithBodyWithResponse Set one tag on a certificate (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+func (c *ClientWithResponses) CreatePcaCertificateTagWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagResponse, error) {
+	rsp, err := c.CreatePcaCertificateTagWithBody(ctx, certificateId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCertificateTagResponse(rsp)
+}
+
+// CreatePcaCertificateTagWithResponse Set one tag on a certificate (a known key takes the new value)
+//
+// 400 PCA.00020401 when the key or value breaks the rules, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags (the `CreatePcaCertificateTag` operationId).
+func (c *ClientWithResponses) CreatePcaCertificateTagWithResponse(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagResponse, error) {
+	rsp, err := c.CreatePcaCertificateTag(ctx, certificateId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCertificateTagResponse(rsp)
+}
+
+// CreatePcaCertificateTagsWithBodyWithResponse Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+func (c *ClientWithResponses) CreatePcaCertificateTagsWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagsResponse, error) {
+	rsp, err := c.CreatePcaCertificateTagsWithBody(ctx, certificateId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCertificateTagsResponse(rsp)
+}
+
+// CreatePcaCertificateTagsWithResponse Set up to 20 tags on a certificate at once (all or none; at most 20 a resource)
+//
+// 400 PCA.00020401 when a key or value breaks the rules or a key is given twice, PCA.00020402 when the certificate would hold more than 20 tags.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/private-certificates/{certificate_id}/tags/create (the `CreatePcaCertificateTags` operationId).
+func (c *ClientWithResponses) CreatePcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, body CreatePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePcaCertificateTagsResponse, error) {
+	rsp, err := c.CreatePcaCertificateTags(ctx, certificateId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePcaCertificateTagsResponse(rsp)
+}
+
+// DeletePcaCertificateTagsWithBodyWithResponse Delete tags of a certificate by key (and value, when given); absent tags are no error
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+func (c *ClientWithResponses) DeletePcaCertificateTagsWithBodyWithResponse(ctx context.Context, certificateId PcaCertIdPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeletePcaCertificateTagsResponse, error) {
+	rsp, err := c.DeletePcaCertificateTagsWithBody(ctx, certificateId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePcaCertificateTagsResponse(rsp)
+}
+
+// DeletePcaCertificateTagsWithResponse Delete tags of a certificate by key (and value, when given); absent tags are no error
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/private-certificates/{certificate_id}/tags/delete (the `DeletePcaCertificateTags` operationId).
+func (c *ClientWithResponses) DeletePcaCertificateTagsWithResponse(ctx context.Context, certificateId PcaCertIdPath, body DeletePcaCertificateTagsJSONRequestBody, reqEditors ...RequestEditorFn) (*DeletePcaCertificateTagsResponse, error) {
+	rsp, err := c.DeletePcaCertificateTags(ctx, certificateId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePcaCertificateTagsResponse(rsp)
+}
+
 // ListTokensWithResponse List API tokens (never their secrets)
 //
 // Returns a wrapper object for the known response body format(s).
@@ -17578,6 +23130,8 @@ func (c *ClientWithResponses) RevokeTokenWithResponse(ctx context.Context, id To
 
 // ListApigCertificatesWithResponse List SSL certificates
 //
+// Newest first. As Huawei documents, a negative offset is 0, a limit of 0 or less is 20 and one over 500 is 500; a value that is not an integer is 400 APIG.2012. Each item carries algorithm_type.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v2/{project_id}/apigw/certificates (the `ListApigCertificates` operationId).
@@ -17591,7 +23145,7 @@ func (c *ClientWithResponses) ListApigCertificatesWithResponse(ctx context.Conte
 
 // CreateApigCertificateWithBodyWithResponse Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17606,7 +23160,7 @@ func (c *ClientWithResponses) CreateApigCertificateWithBodyWithResponse(ctx cont
 
 // CreateApigCertificateWithResponse Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17647,6 +23201,8 @@ func (c *ClientWithResponses) GetApigCertificateWithResponse(ctx context.Context
 
 // UpdateApigCertificateWithBodyWithResponse Replace a certificate and its key
 //
+// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PUT /v2/{project_id}/apigw/certificates/{certificate_id} (the `UpdateApigCertificate` operationId).
@@ -17659,6 +23215,8 @@ func (c *ClientWithResponses) UpdateApigCertificateWithBodyWithResponse(ctx cont
 }
 
 // UpdateApigCertificateWithResponse Replace a certificate and its key
+//
+// The create's body and rules (name, algorithm_type, the SM2 signing pair); an absent algorithm_type is the new certificate's.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17767,6 +23325,114 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 		}
 		response.JSON500 = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseCreateOAuthAccessTokenResponse parses an HTTP response from a CreateOAuthAccessTokenWithResponse call
+func ParseCreateOAuthAccessTokenResponse(rsp *http.Response) (*CreateOAuthAccessTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateOAuthAccessTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest OAuthAccessToken
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest OauthBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest OauthUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest OauthTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest OauthUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest OauthTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest OauthInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest OauthUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CreateOAuthAccessTokenResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateOAuthAccessTokenResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateOAuthAccessTokenResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -17902,6 +23568,334 @@ func ParseGetReadyzResponse(rsp *http.Response) (*GetReadyzResponse, error) {
 		}
 		response.JSON503 = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseListAccessKeysResponse parses an HTTP response from a ListAccessKeysWithResponse call
+func ParseListAccessKeysResponse(rsp *http.Response) (*ListAccessKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAccessKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AccessKeyList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListAccessKeysResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAccessKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateAccessKeyResponse parses an HTTP response from a CreateAccessKeyWithResponse call
+func ParseCreateAccessKeyResponse(rsp *http.Response) (*CreateAccessKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateAccessKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AccessKeyCreated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateAccessKeyResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateAccessKeyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateAccessKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevokeAccessKeyResponse parses an HTTP response from a RevokeAccessKeyWithResponse call
+func ParseRevokeAccessKeyResponse(rsp *http.Response) (*RevokeAccessKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeAccessKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RevokeAccessKeyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers RevokeAccessKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -19273,7 +25267,7 @@ func ParseCreateDtsRootResponse(rsp *http.Response) (*CreateDtsRootResponse, err
 		response.JSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest MattrUnavailable
+		var dest MattrRootUnavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -21586,6 +27580,334 @@ func ParseBootstrapAdminResponse(rsp *http.Response) (*BootstrapAdminResponse, e
 	return response, nil
 }
 
+// ParseListOAuthClientsResponse parses an HTTP response from a ListOAuthClientsWithResponse call
+func ParseListOAuthClientsResponse(rsp *http.Response) (*ListOAuthClientsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListOAuthClientsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest OAuthClientList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListOAuthClientsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListOAuthClientsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateOAuthClientResponse parses an HTTP response from a CreateOAuthClientWithResponse call
+func ParseCreateOAuthClientResponse(rsp *http.Response) (*CreateOAuthClientResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateOAuthClientResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest OAuthClientCreated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateOAuthClientResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateOAuthClientResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateOAuthClientResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevokeOAuthClientResponse parses an HTTP response from a RevokeOAuthClientWithResponse call
+func ParseRevokeOAuthClientResponse(rsp *http.Response) (*RevokeOAuthClientResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeOAuthClientResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RevokeOAuthClientResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers RevokeOAuthClientResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListPcaCAsResponse parses an HTTP response from a ListPcaCAsWithResponse call
 func ParseListPcaCAsResponse(rsp *http.Response) (*ListPcaCAsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -21888,6 +28210,321 @@ func ParseGetPcaCAQuotasResponse(rsp *http.Response) (*GetPcaCAQuotasResponse, e
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetPcaCAQuotasResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCountPcaCAsByTagsResponse parses an HTTP response from a CountPcaCAsByTagsWithResponse call
+func ParseCountPcaCAsByTagsResponse(rsp *http.Response) (*CountPcaCAsByTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CountPcaCAsByTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagCount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CountPcaCAsByTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CountPcaCAsByTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseFilterPcaCAsByTagsResponse parses an HTTP response from a FilterPcaCAsByTagsWithResponse call
+func ParseFilterPcaCAsByTagsResponse(rsp *http.Response) (*FilterPcaCAsByTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &FilterPcaCAsByTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagResources
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers FilterPcaCAsByTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers FilterPcaCAsByTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListPcaCAsTagKeysResponse parses an HTTP response from a ListPcaCAsTagKeysWithResponse call
+func ParseListPcaCAsTagKeysResponse(rsp *http.Response) (*ListPcaCAsTagKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPcaCAsTagKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagKeys
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListPcaCAsTagKeysResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPcaCAsTagKeysResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -23209,6 +29846,414 @@ func ParseRevokePcaCAResponse(rsp *http.Response) (*RevokePcaCAResponse, error) 
 	return response, nil
 }
 
+// ParseListPcaCATagsResponse parses an HTTP response from a ListPcaCATagsWithResponse call
+func ParseListPcaCATagsResponse(rsp *http.Response) (*ListPcaCATagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPcaCATagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListPcaCATagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPcaCATagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreatePcaCATagResponse parses an HTTP response from a CreatePcaCATagWithResponse call
+func ParseCreatePcaCATagResponse(rsp *http.Response) (*CreatePcaCATagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePcaCATagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreatePcaCATagResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreatePcaCATagResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreatePcaCATagsResponse parses an HTTP response from a CreatePcaCATagsWithResponse call
+func ParseCreatePcaCATagsResponse(rsp *http.Response) (*CreatePcaCATagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePcaCATagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreatePcaCATagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreatePcaCATagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeletePcaCATagsResponse parses an HTTP response from a DeletePcaCATagsWithResponse call
+func ParseDeletePcaCATagsResponse(rsp *http.Response) (*DeletePcaCATagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeletePcaCATagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeletePcaCATagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeletePcaCATagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListPcaCertificatesResponse parses an HTTP response from a ListPcaCertificatesWithResponse call
 func ParseListPcaCertificatesResponse(rsp *http.Response) (*ListPcaCertificatesResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -23734,6 +30779,321 @@ func ParseGetPcaCertificateQuotasResponse(rsp *http.Response) (*GetPcaCertificat
 	return response, nil
 }
 
+// ParseCountPcaCertificatesByTagsResponse parses an HTTP response from a CountPcaCertificatesByTagsWithResponse call
+func ParseCountPcaCertificatesByTagsResponse(rsp *http.Response) (*CountPcaCertificatesByTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CountPcaCertificatesByTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagCount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CountPcaCertificatesByTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CountPcaCertificatesByTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseFilterPcaCertificatesByTagsResponse parses an HTTP response from a FilterPcaCertificatesByTagsWithResponse call
+func ParseFilterPcaCertificatesByTagsResponse(rsp *http.Response) (*FilterPcaCertificatesByTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &FilterPcaCertificatesByTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagResources
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers FilterPcaCertificatesByTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers FilterPcaCertificatesByTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListPcaCertificatesTagKeysResponse parses an HTTP response from a ListPcaCertificatesTagKeysWithResponse call
+func ParseListPcaCertificatesTagKeysResponse(rsp *http.Response) (*ListPcaCertificatesTagKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPcaCertificatesTagKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagKeys
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListPcaCertificatesTagKeysResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPcaCertificatesTagKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseDeletePcaCertificateResponse parses an HTTP response from a DeletePcaCertificateWithResponse call
 func ParseDeletePcaCertificateResponse(rsp *http.Response) (*DeletePcaCertificateResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -24133,6 +31493,414 @@ func ParseRevokePcaCertificateResponse(rsp *http.Response) (*RevokePcaCertificat
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RevokePcaCertificateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListPcaCertificateTagsResponse parses an HTTP response from a ListPcaCertificateTagsWithResponse call
+func ParseListPcaCertificateTagsResponse(rsp *http.Response) (*ListPcaCertificateTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPcaCertificateTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PcaTagList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListPcaCertificateTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPcaCertificateTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreatePcaCertificateTagResponse parses an HTTP response from a CreatePcaCertificateTagWithResponse call
+func ParseCreatePcaCertificateTagResponse(rsp *http.Response) (*CreatePcaCertificateTagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePcaCertificateTagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreatePcaCertificateTagResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreatePcaCertificateTagResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreatePcaCertificateTagsResponse parses an HTTP response from a CreatePcaCertificateTagsWithResponse call
+func ParseCreatePcaCertificateTagsResponse(rsp *http.Response) (*CreatePcaCertificateTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePcaCertificateTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreatePcaCertificateTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreatePcaCertificateTagsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeletePcaCertificateTagsResponse parses an HTTP response from a DeletePcaCertificateTagsWithResponse call
+func ParseDeletePcaCertificateTagsResponse(rsp *http.Response) (*DeletePcaCertificateTagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeletePcaCertificateTagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest PcaUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest PcaForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeletePcaCertificateTagsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeletePcaCertificateTagsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

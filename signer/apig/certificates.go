@@ -15,15 +15,38 @@ const (
 	MaxLimit     = 500
 )
 
-// Query selects a page of certificates.
+// Query selects a page of certificates. As Huawei documents: a negative
+// Offset means 0, a Limit of 0 or less means DefaultLimit and one over
+// MaxLimit means MaxLimit.
 type Query struct {
 	Offset             int
-	Limit              int // clamped to 1..MaxLimit; 0 means the default
+	Limit              int
 	Name               string
 	CommonName         string
 	SignatureAlgorithm string
 	Type               string
 	InstanceID         string
+	AlgorithmType      string // RSA, ECC or SM2 (no certificate is SM2)
+}
+
+// algorithmFilters are the store filters of an algorithm type, on the key
+// algorithm every record keeps by the key-owner conventions
+// (hsm.AlgorithmOf names: RSA<bits>, EC256/EC384/EC521, ED25519), so that
+// records written before algorithm_type existed are found too: RSA is
+// the names from "RSA" up to "RSB", ECC those from "EC" up to "EE" (EC…
+// and ED25519). ok is false for a type no record can have.
+func algorithmFilters(t string) (fs []store.Filter, ok bool) {
+	rng := func(lo, hi string) []store.Filter {
+		return []store.Filter{{Field: signer.KeyAlgorithmField, Value: lo, Match: store.AtLeast},
+			{Field: signer.KeyAlgorithmField, Value: hi, Match: store.Less}}
+	}
+	switch t {
+	case AlgorithmRSA:
+		return rng("RSA", "RSB"), true
+	case AlgorithmECC:
+		return rng("EC", "EE"), true
+	}
+	return nil, false
 }
 
 // Service is the family's use cases on a core.
@@ -38,6 +61,7 @@ func New(core *signer.Core) *Service { return &Service{core: core} }
 // Create imports a certificate and its private key.
 func (s *Service) Create(ctx context.Context, tenant string, in Input) (*Certificate, error) {
 	defer clear(in.PrivateKey)
+	defer clear(in.PrivateKeySign)
 	op := s.core.Start(ctx, tenant, "APIG_CERTIFICATE_CREATE")
 	out, id, err := s.create(ctx, tenant, &in)
 	return out, op.Done(id, err)
@@ -133,14 +157,10 @@ func (s *Service) List(ctx context.Context, tenant string, q Query) ([]Certifica
 }
 
 func (s *Service) list(ctx context.Context, tenant string, q Query) ([]Certificate, int, error) {
-	if q.Offset < 0 {
-		return nil, 0, invalid(ReasonBadValue, "offset", q.Offset, "must not be negative")
-	}
+	q.Offset = max(q.Offset, 0)
 	switch {
-	case q.Limit == 0:
+	case q.Limit <= 0:
 		q.Limit = DefaultLimit
-	case q.Limit < 1:
-		q.Limit = 1
 	case q.Limit > MaxLimit:
 		q.Limit = MaxLimit
 	}
@@ -156,6 +176,17 @@ func (s *Service) list(ctx context.Context, tenant string, q Query) ([]Certifica
 		if f.Value != "" {
 			sq.Filters = append(sq.Filters, f)
 		}
+	}
+	switch q.AlgorithmType {
+	case "":
+	case AlgorithmSM2:
+		return []Certificate{}, 0, nil // hsmca holds no SM2 certificate
+	default:
+		fs, ok := algorithmFilters(q.AlgorithmType)
+		if !ok {
+			return nil, 0, signer.QueryInvalid("algorithm_type", nil, "must be RSA, ECC or SM2").With(ReasonBadValue)
+		}
+		sq.Filters = append(sq.Filters, fs...)
 	}
 	page, err := s.core.Store().List(ctx, sq)
 	if err != nil {
@@ -176,6 +207,7 @@ func (s *Service) list(ctx context.Context, tenant string, q Query) ([]Certifica
 // before the old one is destroyed (signer.Core.ReplaceKey).
 func (s *Service) Update(ctx context.Context, tenant, id string, in Input) (*Certificate, error) {
 	defer clear(in.PrivateKey)
+	defer clear(in.PrivateKeySign)
 	op := s.core.Start(ctx, tenant, "APIG_CERTIFICATE_UPDATE")
 	out, err := s.update(ctx, tenant, id, &in)
 	return out, op.Done(resource(id), err)

@@ -1,9 +1,13 @@
 package apig_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -232,4 +236,88 @@ func TestFamily(t *testing.T) {
 		Quotas: map[string]int64{apig.QuotaCertificates: 3}})
 	t.Cleanup(func() { configured.Close() })
 	assert.Equal(t, int64(3), configured.QuotaLimit(apig.QuotaCertificates))
+}
+
+// The list reads offset and limit as Huawei documents them: a negative
+// offset is 0, a limit of 0 or less is 20 and one over 500 is 500.
+func TestAPIGListPaging(t *testing.T) {
+	a := newAPIGEnv(t, nil)
+	const n = apig.DefaultLimit + 1
+	for i := range n {
+		_, err := a.s.Create(ctxT1, "t1", a.input(t, fmt.Sprintf("cert_%02d", i), fmt.Sprintf("h%d.example.com", i)))
+		require.NoError(t, err)
+	}
+	for _, tc := range []struct {
+		q         apig.Query
+		want      int
+		firstName string
+	}{
+		{apig.Query{}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: 0}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: -1}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: math.MinInt}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Limit: apig.MaxLimit + 1}, n, "cert_20"},
+		{apig.Query{Limit: math.MaxInt}, n, "cert_20"},
+		{apig.Query{Offset: -1, Limit: 1}, 1, "cert_20"},
+		{apig.Query{Offset: math.MinInt}, apig.DefaultLimit, "cert_20"},
+		{apig.Query{Offset: 1, Limit: -7}, apig.DefaultLimit, "cert_19"},
+		{apig.Query{Offset: n - 1}, 1, "cert_00"},
+	} {
+		got, total, err := a.s.List(ctxT1, "t1", tc.q)
+		require.NoError(t, err, "%+v", tc.q)
+		assert.Equal(t, n, total, "%+v", tc.q)
+		require.Len(t, got, tc.want, "%+v", tc.q)
+		assert.Equal(t, tc.firstName, got[0].Name, "%+v", tc.q)
+	}
+	got, total, err := a.s.List(ctxT1, "t1", apig.Query{AlgorithmType: apig.AlgorithmSM2})
+	require.NoError(t, err)
+	assert.Equal(t, 0, total)
+	assert.NotNil(t, got)
+	assert.Empty(t, got)
+	_, _, err = a.s.List(ctxT1, "t1", apig.Query{AlgorithmType: "ecc"})
+	assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
+	got, total, err = a.s.List(ctxT1, "t1", apig.Query{AlgorithmType: apig.AlgorithmECC, Limit: -1})
+	require.NoError(t, err)
+	assert.Equal(t, n, total, "testpki keys are EC")
+	assert.Len(t, got, apig.DefaultLimit)
+	assert.Equal(t, apig.AlgorithmECC, got[0].AlgorithmType)
+	_, total, err = a.s.List(ctxT1, "t1", apig.Query{AlgorithmType: apig.AlgorithmRSA})
+	require.NoError(t, err)
+	assert.Equal(t, 0, total)
+}
+
+// The service clears the caller's copy of private_key_sign too, whatever
+// the outcome, also when the certificate to update does not exist.
+func TestAPIGClearsTheSigningKey(t *testing.T) {
+	a := newAPIGEnv(t, nil)
+	signKey := func() []byte {
+		return []byte("-----BEGIN PRIVATE KEY-----\nc2lnbmluZyBrZXk=\n-----END PRIVATE KEY-----\n")
+	}
+	cleared := func(b []byte) bool { return bytes.Count(b, []byte{0}) == len(b) }
+
+	in := a.input(t, "cert_one", "one.example.com")
+	in.PrivateKeySign = []byte{}
+	c, err := a.s.Create(ctxT1, "t1", in)
+	require.NoError(t, err)
+
+	in = a.input(t, "cert_two", "two.example.com")
+	in.PrivateKeySign = signKey()
+	sk := in.PrivateKeySign
+	_, err = a.s.Create(ctxT1, "t1", in)
+	assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
+	assert.True(t, cleared(sk))
+
+	in = a.input(t, "cert_one", "one.example.com")
+	in.PrivateKeySign = signKey()
+	sk = in.PrivateKeySign
+	_, err = a.s.Update(ctxT1, "t1", strings.Repeat("ab", 16), in)
+	assert.Equal(t, signer.KindNotFound, signer.KindOf(err))
+	assert.True(t, cleared(sk))
+
+	in = a.input(t, "cert_one", "one.example.com")
+	in.PrivateKeySign = signKey()
+	sk = in.PrivateKeySign
+	_, err = a.s.Update(ctxT1, "t1", c.ID, in)
+	assert.Equal(t, signer.KindInvalid, signer.KindOf(err))
+	assert.True(t, cleared(sk))
 }

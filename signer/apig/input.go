@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hsmca/hsmca/signer/encoding"
 )
@@ -16,6 +17,27 @@ const (
 	// CommonInstance is the instance_id of a global certificate.
 	CommonInstance = "common"
 )
+
+// Algorithm types (algorithm_type): the family of a certificate's key.
+// Huawei also names SM2 (the Chinese national algorithm); hsmca takes no
+// SM2 key, so a request for it is refused.
+const (
+	AlgorithmRSA = "RSA"
+	AlgorithmECC = "ECC" // ECDSA on P-256, P-384 or P-521, and Ed25519
+	AlgorithmSM2 = "SM2"
+)
+
+// algorithmTypeOf is the algorithm type of a certificate's public key:
+// "" for a key of no type the family names.
+func algorithmTypeOf(a x509.PublicKeyAlgorithm) string {
+	switch a {
+	case x509.RSA:
+		return AlgorithmRSA
+	case x509.ECDSA, x509.Ed25519:
+		return AlgorithmECC
+	}
+	return ""
+}
 
 // maxSANs bounds the names of an imported certificate: every list page
 // and every object carries them, and no public CA issues more than this.
@@ -31,6 +53,15 @@ type Input struct {
 	Type          string
 	InstanceID    string
 	TrustedRootCA string
+	// AlgorithmType is RSA or ECC and must be the certificate key's; ""
+	// means the certificate's.
+	AlgorithmType string
+	// CertContentSign and PrivateKeySign are the signing certificate and
+	// key of Huawei's SM2 dual-certificate case (algorithm_type SM2 only).
+	// hsmca takes no SM2, so they must be empty. The service owns
+	// PrivateKeySign once called and clears it before returning.
+	CertContentSign string
+	PrivateKeySign  []byte
 }
 
 // checked is an input that passed every check.
@@ -55,12 +86,28 @@ func ValidID(id string) bool {
 	return true
 }
 
+// Certificate names follow Huawei's rule (CertificateForm): 4 to 50
+// characters (not bytes) of Chinese characters, English letters, digits
+// and underscores, starting with an English letter or a Chinese
+// character. Chinese characters are the CJK Unified Ideographs
+// U+4E00..U+9FA5, the range Huawei's own tooling checks APIG names of this
+// wording against; other scripts' letters are not in Huawei's rule.
+const (
+	minNameChars = 4
+	maxNameChars = 50
+)
+
+func chineseChar(c rune) bool { return c >= 0x4E00 && c <= 0x9FA5 }
+
 func validName(s string) bool {
-	if len(s) < 4 || len(s) > 50 {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	if n := utf8.RuneCountInString(s); n < minNameChars || n > maxNameChars {
 		return false
 	}
 	for i, c := range s {
-		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || chineseChar(c)
 		if i == 0 && !letter {
 			return false
 		}
@@ -86,11 +133,14 @@ func validInstanceID(s string) bool {
 }
 
 // checkInput validates an input at now in a fixed order, so that each
-// failure has one reason: missing parameters, bad values, unparseable
-// input, encrypted key, key mismatch, expiry, SAN, chain. It clears
-// in.PrivateKey. On success the caller must encoding.WipeKey(c.key).
+// failure has one reason: missing parameters, bad values (name, type,
+// instance_id, algorithm_type, the SM2 signing pair), unparseable input,
+// encrypted key, key mismatch, an algorithm_type other than the
+// certificate's, expiry, SAN, chain. It clears in.PrivateKey and
+// in.PrivateKeySign. On success the caller must encoding.WipeKey(c.key).
 func checkInput(in *Input, now time.Time) (*checked, error) {
 	defer clear(in.PrivateKey)
+	defer clear(in.PrivateKeySign)
 	for _, f := range []struct {
 		name    string
 		missing bool
@@ -101,7 +151,7 @@ func checkInput(in *Input, now time.Time) (*checked, error) {
 	}
 	if !validName(in.Name) {
 		return nil, invalid(ReasonBadValue, "name", in.Name,
-			"must be 4 to 50 characters, start with a letter and hold only letters, digits and underscores")
+			"must be 4 to 50 characters: Chinese characters, English letters, digits and underscores, starting with an English letter or a Chinese character")
 	}
 	d := certData{Name: in.Name, Type: in.Type}
 	switch in.Type {
@@ -121,6 +171,9 @@ func checkInput(in *Input, now time.Time) (*checked, error) {
 		d.InstanceID = in.InstanceID
 	default:
 		return nil, invalid(ReasonBadValue, "type", in.Type, "must be global or instance")
+	}
+	if err := checkAlgorithmType(in); err != nil {
+		return nil, err
 	}
 
 	chain, err := encoding.ParseCertificates([]byte(in.CertContent), encoding.RefuseOthers)
@@ -152,6 +205,11 @@ func checkInput(in *Input, now time.Time) (*checked, error) {
 	if err != nil {
 		return nil, refusal("private_key", err)
 	}
+	if at := algorithmTypeOf(leaf.PublicKeyAlgorithm); in.AlgorithmType != "" && in.AlgorithmType != at {
+		// RSA or ECC (checkAlgorithmType), shown as given.
+		return nil, invalid(ReasonBadValue, "algorithm_type", in.AlgorithmType,
+			fmt.Sprintf("is %s but the certificate's key is %s", in.AlgorithmType, at))
+	}
 	if !now.Before(leaf.NotAfter) {
 		return nil, invalid(ReasonExpired, "cert_content", leaf.NotAfter.UTC().Format(time.RFC3339), "the certificate has expired")
 	}
@@ -172,6 +230,29 @@ func checkInput(in *Input, now time.Time) (*checked, error) {
 	}
 	ok = true
 	return &checked{data: d, leaf: leaf, key: key, alg: string(alg)}, nil
+}
+
+// checkAlgorithmType refuses an algorithm_type hsmca does not take, and
+// the SM2 signing pair, which only algorithm_type SM2 uses. Empty values
+// of the pair are accepted (clients send them empty).
+func checkAlgorithmType(in *Input) error {
+	switch in.AlgorithmType {
+	case "", AlgorithmRSA, AlgorithmECC:
+	case AlgorithmSM2:
+		return invalid(ReasonBadValue, "algorithm_type", in.AlgorithmType,
+			"SM2 certificates are not supported; use RSA or ECC")
+	default:
+		return invalid(ReasonBadValue, "algorithm_type", nil, "must be RSA or ECC")
+	}
+	if in.CertContentSign != "" {
+		return invalid(ReasonBadValue, "cert_content_sign", nil,
+			"is the SM2 signing certificate (algorithm_type SM2), which is not supported; leave it empty")
+	}
+	if len(in.PrivateKeySign) > 0 {
+		return invalid(ReasonBadValue, "private_key_sign", nil,
+			"is the SM2 signing key (algorithm_type SM2), which is not supported; leave it empty")
+	}
+	return nil
 }
 
 // verifyChain checks the chain: against the trusted root CAs when given,

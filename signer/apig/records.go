@@ -56,6 +56,7 @@ type Certificate struct {
 	SerialNumber       string // decimal
 	Issuer             []string
 	KeyAlgorithm       string
+	AlgorithmType      string // RSA or ECC, of the leaf's key
 }
 
 func nameKey(name string) string { return "name:" + name }
@@ -127,5 +128,6 @@ func view(rec *store.Record) (*Certificate, error) {
 		SerialNumber:       leaf.SerialNumber.String(),
 		Issuer:             nonNil(issuer),
 		KeyAlgorithm:       rec.Fields[signer.KeyAlgorithmField],
+		AlgorithmType:      algorithmTypeOf(leaf.PublicKeyAlgorithm),
 	}, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
@@ -322,7 +323,7 @@ func TestDTSFamily(t *testing.T) {
 	assert.Equal(t, int64(3), core.QuotaLimit(QuotaRoots))
 	assert.Equal(t, int64(5), core.QuotaLimit(QuotaSigners))
 	assert.Equal(t, []string{QuotaRoots, QuotaSigners}, core.QuotaResources())
-	assert.Equal(t, []store.Index{{Kind: "dts_root_index", Field: "crl_due"}}, signer.StoreIndexes(Family())[1:])
+	assert.Equal(t, []store.Index{{Kind: "dts_root_index", Field: "crl_due"}}, signer.StoreIndexes(Family())[len(signer.StoreIndexes()):], "after the core's own")
 
 	require.NoError(t, core.RefreshInventory(ctx))
 	gauge := func(name, label, value string) float64 {
@@ -343,4 +344,73 @@ func TestDTSFamily(t *testing.T) {
 	assert.Equal(t, 1.0, gauge("hsmca_ca_certificates", "kind", "dts_root"), "the inactive root is not counted")
 	assert.InDelta(t, (20 * 365 * 24 * time.Hour).Seconds(), gauge("hsmca_ca_certificate_expiry_seconds", "kind", "dts_root"), 10*24*3600)
 	assert.InDelta(t, 2.0/3, gauge("hsmca_quota_usage_ratio", "resource", QuotaRoots), 1e-9)
+}
+
+// MATTR's bounds, on a fixed clock: notAfter at most 20 years from
+// creation whatever notBefore is (the default cut to it), notBefore
+// before that bound.
+func TestDTSRootValidityBoundIsTwentyYearsFromCreation(t *testing.T) {
+	e, _, c, ctx := newDTSEngine(t)
+	c.t = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	bound := time.Date(2050, 1, 2, 3, 4, 5, 0, time.UTC)
+	nb := time.Date(2031, 7, 2, 3, 4, 5, 0, time.UTC) // 18 months on
+
+	refused := func(in RootInput, field, msg string) {
+		t.Helper()
+		_, err := e.CreateRoot(ctx, in)
+		require.Error(t, err)
+		fe := signer.AsError(err).Fields
+		require.Len(t, fe, 1, "%v", err)
+		assert.Equal(t, field, fe[0].Field)
+		assert.Contains(t, fe[0].Msg, msg)
+	}
+	refused(RootInput{OrganisationName: str("X"), NotBefore: str(nb.Format(time.RFC3339)),
+		NotAfter: str(nb.AddDate(20, 0, 0).Format(time.RFC3339))}, "notAfter", "at most 20 years from creation (2050-01-02T03:04:05Z)")
+	refused(RootInput{OrganisationName: str("X"), NotAfter: str(bound.Add(time.Second).Format(time.RFC3339))},
+		"notAfter", "at most 20 years from creation")
+	refused(RootInput{OrganisationName: str("X"), NotBefore: str(bound.Format(time.RFC3339))},
+		"notBefore", "less than 20 years from now")
+
+	r, err := e.CreateRoot(ctx, RootInput{OrganisationName: str("X"), NotBefore: str(nb.Format(time.RFC3339))})
+	require.NoError(t, err)
+	assert.Equal(t, nb, r.NotBefore)
+	assert.Equal(t, bound, r.NotAfter, "notBefore + 20 years is cut to 20 years from creation")
+
+	r, err = e.CreateRoot(ctx, RootInput{OrganisationName: str("X"), NotBefore: str(nb.Format(time.RFC3339)),
+		NotAfter: str(bound.Format(time.RFC3339))})
+	require.NoError(t, err)
+	assert.Equal(t, bound, r.NotAfter, "exactly 20 years from creation is allowed")
+}
+
+// An uploaded root must be valid now: one whose notBefore is still ahead
+// is refused like an expired one, and accepted once the clock reaches it.
+func TestDTSUnmanagedRootMustBeValidNow(t *testing.T) {
+	e, _, c, ctx := newDTSEngine(t)
+	ca := testpki.NewCA(t, "External IACA")
+	c.t = ca.Cert.NotBefore.Add(-time.Hour)
+	_, err := e.CreateRoot(ctx, RootInput{CertificatePEM: str(string(ca.PEM()))})
+	require.Error(t, err)
+	fe := signer.AsError(err).Fields
+	require.Len(t, fe, 1)
+	assert.Equal(t, "certificatePem", fe[0].Field)
+	assert.Contains(t, fe[0].Msg, "not valid yet")
+
+	c.t = ca.Cert.NotBefore.Add(time.Minute)
+	r, err := e.CreateRoot(ctx, RootInput{CertificatePEM: str(string(ca.PEM()))})
+	require.NoError(t, err)
+	assert.True(t, r.Active)
+}
+
+// Without an IssuerAlternativeName a managed root is refused before any
+// key is made.
+func TestDTSManagedRootWithoutIssuerAltNameIsRefused(t *testing.T) {
+	e, h, _, ctx := newDTSEngine(t)
+	bare := New(e.core)
+	_, err := bare.CreateRoot(ctx, RootInput{OrganisationName: str("X")})
+	require.Error(t, err)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.Equal(t, ReasonNoIssuerAltName, signer.ReasonOf(err))
+	keys, err := h.List(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, keys)
 }

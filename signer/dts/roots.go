@@ -43,6 +43,9 @@ const (
 	evCADelete   = "ECOSYSTEM_DTS_CA_CERTIFICATE_DELETE"
 
 	rootQuotaMsg = "a maximum of three DTS root CA certificates can be created per tenant"
+	noIANMsg     = "this daemon cannot create managed DTS root CA certificates: ISO/IEC 18013-5 requires an " +
+		"IssuerAlternativeName in them and none is configured; the operator sets issuer_alt_name " +
+		"(HSMCA_ISSUER_ALT_NAME) or public_base_url (HSMCA_PUBLIC_BASE_URL). Unmanaged roots (certificatePem) are not affected"
 )
 
 // RootInput is a create request. Nil means absent. BadFields are fields
@@ -128,6 +131,10 @@ func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, erro
 			f.Add("country", country, "must be an ISO 3166-1 alpha-2 country code, e.g. NZ")
 		}
 	}
+	// MATTR: notAfter is at most 20 years from creation, whatever
+	// notBefore is; notBefore must come before notAfter, so before that
+	// bound too.
+	latest := now.AddDate(maxValidityYears, 0, 0)
 	p.notBefore = now
 	nbOK := true
 	if in.NotBefore != nil && !bad["notBefore"] {
@@ -139,14 +146,19 @@ func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, erro
 		case t.Before(now.Add(-notBeforeSkew)):
 			nbOK = false
 			f.Add("notBefore", *in.NotBefore, "must not be in the past")
-		case t.After(now.AddDate(maxValidityYears, 0, 0)):
+		case !t.Before(latest):
 			nbOK = false
-			f.Add("notBefore", *in.NotBefore, "must be within 20 years from now")
+			f.Add("notBefore", *in.NotBefore, "must be less than 20 years from now: notAfter is at most 20 years from creation")
 		default:
 			p.notBefore = t.UTC().Truncate(time.Second)
 		}
 	}
+	// The default, notBefore + 20 years, is cut to the 20 years from
+	// creation that bound every notAfter.
 	p.notAfter = p.notBefore.AddDate(maxValidityYears, 0, 0)
+	if p.notAfter.After(latest) {
+		p.notAfter = latest
+	}
 	if in.NotAfter != nil && !bad["notAfter"] {
 		t, err := time.Parse(time.RFC3339, *in.NotAfter)
 		t = t.UTC().Truncate(time.Second)
@@ -157,8 +169,8 @@ func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, erro
 			f.Add("notAfter", *in.NotAfter, "must be in the future")
 		case nbOK && !t.After(p.notBefore):
 			f.Add("notAfter", *in.NotAfter, "must be after notBefore")
-		case nbOK && t.After(p.notBefore.AddDate(maxValidityYears, 0, 0)):
-			f.Add("notAfter", *in.NotAfter, "must be at most 20 years after notBefore")
+		case t.After(latest):
+			f.Add("notAfter", *in.NotAfter, "must be at most 20 years from creation ("+latest.Format(time.RFC3339)+")")
 		default:
 			p.notAfter = t
 		}
@@ -174,6 +186,9 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	plan, err := s.checkManagedRoot(tenant, in)
 	if err != nil {
 		return nil, err
+	}
+	if s.issuerAltName == "" {
+		return nil, &signer.Error{Kind: signer.KindUnavailable, Reason: ReasonNoIssuerAltName, Msg: noIANMsg}
 	}
 	ian, err := issuance.IssuerAltNameExtension(s.issuerAltName)
 	if err != nil {
@@ -235,7 +250,9 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 }
 
 // checkUploadedRoot accepts a self-signed CA certificate that may sign
-// certificates and has not expired; otherwise it says why not.
+// certificates and is valid now (MATTR: "must be valid and not
+// expired": one not valid yet is refused like an expired one); otherwise
+// it says why not.
 func (s *Service) checkUploadedRoot(pemText string) (*x509.Certificate, string) {
 	c, err := encoding.ParseCertificate([]byte(pemText))
 	switch {
@@ -247,6 +264,8 @@ func (s *Service) checkUploadedRoot(pemText string) (*x509.Certificate, string) 
 		return nil, "must allow certificate signing (keyUsage keyCertSign)"
 	case !s.core.Now().Before(c.NotAfter):
 		return nil, "the certificate has expired"
+	case s.core.Now().Before(c.NotBefore):
+		return nil, "the certificate is not valid yet (notBefore " + c.NotBefore.UTC().Format(time.RFC3339) + "): it must be valid now"
 	case c.CheckSignatureFrom(c) != nil:
 		return nil, "must be a self-signed root CA certificate"
 	}

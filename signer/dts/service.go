@@ -29,7 +29,10 @@ type Option func(*Service)
 
 // IssuerAltName sets the IssuerAlternativeName of managed root
 // certificates: an absolute URI or an email address (the daemon checks
-// it with issuance.ValidIssuerAltName at start); empty means none.
+// it with issuance.ValidIssuerAltName at start). Empty means none, and
+// then managed roots are refused (ReasonNoIssuerAltName): ISO/IEC
+// 18013-5 and MATTR's certificate requirements make the extension
+// mandatory on roots and signers, and a root lives 20 years.
 func IssuerAltName(v string) Option { return func(s *Service) { s.issuerAltName = v } }
 
 // New returns the DTS family's service over core.
@@ -64,6 +67,10 @@ const (
 	// ReasonNoCRL refuses a revocation-list request for a root that has
 	// none (an unmanaged root, or a first CRL not signed yet).
 	ReasonNoCRL signer.Reason = "dts.no_crl"
+	// ReasonNoIssuerAltName refuses a managed root while the daemon has
+	// no IssuerAlternativeName to write into it (neither issuer_alt_name
+	// nor public_base_url is set).
+	ReasonNoIssuerAltName signer.Reason = "dts.no_issuer_alt_name"
 )
 
 // Family is what the core needs of the DTS family: the root index by

@@ -258,21 +258,34 @@ func (s *Service) saveCRL(ctx context.Context, rec *store.Record, tenant, caID s
 	return s.store.Update(ctx, rec, store.WriteOpts{})
 }
 
-// SetCRL enables (with validDays) or disables a CA's CRL. Enabling signs a
-// first CRL at once when the CA has a certificate, which must be able to
-// sign CRLs.
+// SetCRL enables (with validDays) or disables a CA's CRL: ConfigureCRL
+// with no names.
 func (s *Service) SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
+	return s.ConfigureCRL(ctx, tenant, id, CRLConfiguration{Enabled: enabled, ValidDays: validDays})
+}
+
+// ConfigureCRL enables or disables a CA's CRL. Enabling sets valid_days,
+// crl_name and obs_bucket_name as given (an empty name: the default), and
+// signs a first CRL at once when the CA has a certificate, which must be
+// able to sign CRLs. Disabling keeps the rest of the configuration.
+func (s *Service) ConfigureCRL(ctx context.Context, tenant, id string, cfg CRLConfiguration) error {
 	name := "PCA_CA_CRL_DISABLE"
-	if enabled {
+	if cfg.Enabled {
 		name = "PCA_CA_CRL_ENABLE"
 	}
 	op := s.core.Start(ctx, tenant, name)
-	return op.Done(id, s.setCRL(ctx, tenant, id, enabled, validDays))
+	return op.Done(id, s.setCRL(ctx, tenant, id, cfg))
 }
 
-func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
-	if enabled && (validDays < minCRLDays || validDays > maxCRLDays) {
-		return refused(ReasonBadParameter, "valid_days", validDays, "must be from 7 to 30")
+func (s *Service) setCRL(ctx context.Context, tenant, id string, cfg CRLConfiguration) error {
+	enabled := cfg.Enabled
+	if enabled && (cfg.ValidDays < minCRLDays || cfg.ValidDays > maxCRLDays) {
+		return refused(ReasonBadParameter, "valid_days", cfg.ValidDays, "must be from 7 to 30")
+	}
+	if enabled {
+		if err := checkCRLNames("", cfg.CRLName, cfg.OBSBucketName); err != nil {
+			return err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		rec, c, _, err := s.transit(ctx, tenant, id, CAOpCRL)
@@ -291,7 +304,7 @@ func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, v
 		}
 		c.CRL.Enabled = enabled
 		if enabled {
-			c.CRL.ValidDays = validDays
+			c.CRL.ValidDays, c.CRL.CRLName, c.CRL.OBSBucketName = cfg.ValidDays, cfg.CRLName, cfg.OBSBucketName
 		}
 		retry, err := s.saveTransit(ctx, rec, c, id, attempt)
 		if err != nil {
