@@ -26,6 +26,7 @@ type PCAAPI interface {
 	EnableCA(ctx context.Context, tenant, id string) error
 	RestoreCA(ctx context.Context, tenant, id string) error
 	Quota(ctx context.Context, tenant, typ string) (pcasvc.QuotaUse, error)
+	PublicCACertificate(ctx context.Context, caID string) ([]byte, error)
 }
 
 // mountPCA mounts Huawei CCM private CA (family 2).
@@ -48,6 +49,7 @@ func (s *server) mountPCA() {
 	s.handle(pca, "POST", cas+"/:ca_id/crl/enable", ops, s.pcaCRLEnable)
 	s.handle(pca, "POST", cas+"/:ca_id/crl/disable", ops, s.pcaCRLDisable)
 	s.handle(pca, "GET", cas+"/:ca_id/crl", Access{Public: true}, s.pcaCRL)
+	s.handle(pca, "GET", cas+"/:ca_id/certificate", Access{Public: true}, s.pcaCACertificate)
 
 	const certs = "/v1/private-certificates"
 	s.handle(pca, "POST", certs, ops, s.pcaIssue)

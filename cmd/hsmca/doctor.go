@@ -41,7 +41,8 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	}
 	publicURL := cfg.PublicBaseURL
 	if publicURL == "" {
-		publicURL = "not set: URLs in answers (such as Huawei's crl_dis_point) follow each request's Host"
+		publicURL = "not set: certificates name no CRL distribution point or issuer certificate URL, " +
+			"and URLs in answers (such as Huawei's crl_dis_point) follow each request's Host"
 		if cfg.IssuerAltName == "" {
 			publicURL += ", and managed DTS root CAs are refused without issuer_alt_name"
 		}

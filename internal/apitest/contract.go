@@ -43,10 +43,11 @@ import (
 // (only hostile tests send them, and they are refused) is not checked.
 const maxCapturedBody = 4 << 20
 
-// The document describes the CRLs and itself as strings (the raw
-// body), so they are read as such rather than parsed.
+// The document describes the CRLs, the CA certificates and itself as
+// strings (the raw body), so they are read as such rather than parsed.
 func init() {
 	openapi3filter.RegisterBodyDecoder("application/pkix-crl", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/pkix-cert", openapi3filter.FileBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.FileBodyDecoder)
 }
 

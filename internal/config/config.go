@@ -94,8 +94,10 @@ type Config struct {
 	// PublicBaseURL is the daemon's URL as clients and relying parties
 	// reach it (https://ca.example.com): an absolute http(s) URL (scheme,
 	// host, optional port and path prefix; no query or fragment), kept
-	// without a trailing slash. Unless IssuerAltName is set, it is the
-	// IssuerAlternativeName of DTS root CA certificates. Empty: URLs the
+	// without a trailing slash. Set, the certificates the daemon signs
+	// under a CA name that CA's CRL and certificate under it. Unless
+	// IssuerAltName is set, it is the IssuerAlternativeName of DTS root CA
+	// certificates. Empty: certificates name no such URL, and URLs the
 	// daemon reports are derived from each request instead.
 	PublicBaseURL string `yaml:"public_base_url"`
 
@@ -127,7 +129,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
-	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com (default: derived from each request)"},
+	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com ; unset, certificates name no CRL or issuer URL and CCM crl_dis_point is derived from each request"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
@@ -444,8 +446,9 @@ func CheckPublicBaseURL(raw string) (string, error) {
 		}
 	}
 	for _, r := range raw {
-		if r <= ' ' || r == 0x7f {
-			return bad("spaces and control characters are not allowed")
+		if r <= ' ' || r >= 0x7f {
+			// Certificates carry URLs as IA5String: ASCII only.
+			return bad("spaces, control characters and non-ASCII characters are not allowed")
 		}
 	}
 	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil

@@ -182,6 +182,7 @@ func TestPublicBaseURL(t *testing.T) {
 		"mailto:ops@example.com":       "scheme",
 		"https:ca.example.com":         "no host",
 		"https://ca.example.com\x7f/x": "",
+		"https://bücher.example/":      "non-ASCII",
 	} {
 		_, err := CheckPublicBaseURL(raw)
 		require.Error(t, err, raw)

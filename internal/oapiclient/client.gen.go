@@ -191,6 +191,21 @@ func (e CzLocalAdminCreateRole) Valid() bool {
 	}
 }
 
+// Defines values for DtsIntermediateUsages.
+const (
+	DtsIntermediateUsagesVICAL DtsIntermediateUsages = "VICAL"
+)
+
+// Valid indicates whether the value is a known member of the DtsIntermediateUsages enum.
+func (e DtsIntermediateUsages) Valid() bool {
+	switch e {
+	case DtsIntermediateUsagesVICAL:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for EventOutcome.
 const (
 	EventOutcomeFAIL    EventOutcome = "FAIL"
@@ -1473,6 +1488,73 @@ type DtsCertificateData struct {
 	OrganisationName *string    `json:"organisationName,omitempty"`
 }
 
+// DtsIntermediate a DTS intermediate CA certificate (MATTR VII's object; isManaged is hsmca's addition)
+//
+// Example: {"active":true,"caCertificateId":"3c667fc8-c92c-4eee-a159-5221f574052e","certificateData":{"commonName":"Example DTS Intermediate CA","country":"US","notAfter":"2034-10-22T00:00:00Z","notBefore":"2024-10-22T00:00:00Z","organisationName":"Example Inc."},"certificateFingerprint":"f6cad6e579d70b3973efa60624af731a580d1a11a7579e70f2f10f059dc86172","certificatePem":"-----BEGIN CERTIFICATE-----\nMIIDXTCCAkWgAwIBAgIJAL5...\n-----END CERTIFICATE-----","id":"782f1885-c7c2-4459-8426-b6d7c111b0b1","isManaged":true,"usages":["VICAL"]}
+type DtsIntermediate struct {
+	Active bool `json:"active"`
+
+	// CaCertificateId the DTS root CA certificate's id
+	CaCertificateId openapi_types.UUID `json:"caCertificateId"`
+	CertificateData DtsCertificateData `json:"certificateData"`
+
+	// CertificateFingerprint lowercase hex SHA-256 of the DER
+	CertificateFingerprint string `json:"certificateFingerprint"`
+
+	// CertificatePem PEM certificate(s)
+	CertificatePem CertificatePem     `json:"certificatePem"`
+	Id             openapi_types.UUID `json:"id"`
+
+	// IsManaged the key is in the HSM and the daemon issues signers' certificates under it
+	IsManaged bool                    `json:"isManaged"`
+	Usages    []DtsIntermediateUsages `json:"usages"`
+}
+
+// DtsIntermediateUsages defines model for DtsIntermediate.Usages.
+type DtsIntermediateUsages string
+
+// DtsIntermediateCreate Under a managed root every field is optional and certificatePem must be absent; under an unmanaged root certificatePem is required and only usages may go with it
+type DtsIntermediateCreate struct {
+	// CertificatePem PEM certificate(s)
+	CertificatePem *CertificatePem `json:"certificatePem,omitempty"`
+
+	// CommonName managed root only, a PrintableString; default "<tenant> DTS Intermediate CA"
+	CommonName *string `json:"commonName,omitempty"`
+
+	// Country managed root only, ISO 3166-1 alpha-2; default the root's
+	Country *string `json:"country,omitempty"`
+
+	// NotAfter managed root only; after notBefore, not after the root's notAfter; default notBefore + 10 years, cut to the root's notAfter
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+
+	// NotBefore managed root only; not in the past, not before the root's notBefore; default now (or the root's notBefore)
+	NotBefore *time.Time `json:"notBefore,omitempty"`
+
+	// OrganisationName managed root only; default the root's
+	OrganisationName *string `json:"organisationName,omitempty"`
+
+	// Usages what the intermediate issues; default [VICAL]
+	Usages *DtsUsages `json:"usages,omitempty"`
+}
+
+// DtsIntermediateList defines model for DtsIntermediateList.
+type DtsIntermediateList struct {
+	Data []DtsIntermediate `json:"data"`
+
+	// NextCursor absent on the last page
+	NextCursor *string `json:"nextCursor,omitempty"`
+}
+
+// DtsIntermediateUpdate at least one field
+//
+// Example: {"active":false}
+type DtsIntermediateUpdate struct {
+	Active *bool `json:"active,omitempty"`
+
+	// Usages what the intermediate issues; default [VICAL]
+	Usages *DtsUsages `json:"usages,omitempty"`
+}
+
 // DtsManagedRootCreate defines model for DtsManagedRootCreate.
 type DtsManagedRootCreate struct {
 	// CommonName a PrintableString
@@ -1487,6 +1569,9 @@ type DtsManagedRootCreate struct {
 	// NotBefore not in the past; default now
 	NotBefore        *time.Time `json:"notBefore,omitempty"`
 	OrganisationName string     `json:"organisationName"`
+
+	// UseIntermediateCa the root issues DTS intermediate CA certificates (basicConstraints pathLen 1), and VICAL signers only under them
+	UseIntermediateCa *bool `json:"useIntermediateCa,omitempty"`
 }
 
 // DtsRoot defines model for DtsRoot.
@@ -1501,6 +1586,9 @@ type DtsRoot struct {
 	CertificatePem CertificatePem     `json:"certificatePem"`
 	Id             openapi_types.UUID `json:"id"`
 	IsManaged      bool               `json:"isManaged"`
+
+	// UseIntermediateCa the root issues DTS intermediate CA certificates, and VICAL signers only under them
+	UseIntermediateCa bool `json:"useIntermediateCa"`
 }
 
 // DtsRootCreate a managed root (the key made in the HSM) or an unmanaged one (an uploaded certificate)
@@ -1525,7 +1613,13 @@ type DtsRootUpdate struct {
 type DtsUnmanagedRootCreate struct {
 	// CertificatePem PEM certificate(s)
 	CertificatePem CertificatePem `json:"certificatePem"`
+
+	// UseIntermediateCa the root issues DTS intermediate CA certificates elsewhere (its basicConstraints must allow a path length of at least 1), and VICAL signers only under them
+	UseIntermediateCa *bool `json:"useIntermediateCa,omitempty"`
 }
+
+// DtsUsages what the intermediate issues; default [VICAL]
+type DtsUsages = []string
 
 // Event defines model for Event.
 type Event struct {
@@ -2376,8 +2470,11 @@ type VicalSignature struct {
 
 // VicalSigner defines model for VicalSigner.
 type VicalSigner struct {
-	Active                 bool                `json:"active"`
-	CaId                   openapi_types.UUID  `json:"caId"`
+	Active bool               `json:"active"`
+	CaId   openapi_types.UUID `json:"caId"`
+
+	// CertificateChainPem under an intermediate, once the signer has a certificate: the intermediate's certificate, then the root's (PEM)
+	CertificateChainPem    *string             `json:"certificateChainPem,omitempty"`
 	CertificateData        *DtsCertificateData `json:"certificateData,omitempty"`
 	CertificateFingerprint *string             `json:"certificateFingerprint,omitempty"`
 
@@ -2387,11 +2484,17 @@ type VicalSigner struct {
 	// CsrPem a PEM certificate signing request
 	CsrPem CsrPem             `json:"csrPem"`
 	Id     openapi_types.UUID `json:"id"`
+
+	// IntermediateCaId the DTS intermediate CA certificate the signer is under; absent under a root
+	IntermediateCaId *openapi_types.UUID `json:"intermediateCaId,omitempty"`
 }
 
-// VicalSignerCreate defines model for VicalSignerCreate.
+// VicalSignerCreate caId (a root), or intermediateCaId (a DTS intermediate CA certificate; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId
+//
+// Example: {"caId":"3c667fc8-c92c-4eee-a159-5221f574052e"}
 type VicalSignerCreate struct {
-	CaId openapi_types.UUID `json:"caId"`
+	CaId             *openapi_types.UUID `json:"caId,omitempty"`
+	IntermediateCaId *openapi_types.UUID `json:"intermediateCaId,omitempty"`
 }
 
 // VicalSignerList defines model for VicalSignerList.
@@ -2458,6 +2561,9 @@ type Cursor = string
 
 // DtsId defines model for DtsId.
 type DtsId = openapi_types.UUID
+
+// DtsIntermediateId defines model for DtsIntermediateId.
+type DtsIntermediateId = openapi_types.UUID
 
 // EventsAfter defines model for EventsAfter.
 type EventsAfter = string
@@ -2746,6 +2852,15 @@ type ListDtsRootsParams struct {
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// ListDtsIntermediatesParams defines parameters for ListDtsIntermediates.
+type ListDtsIntermediatesParams struct {
+	// Limit page size
+	Limit *NativeLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor nextCursor of the previous page
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // ListVicalSignersParams defines parameters for ListVicalSigners.
 type ListVicalSignersParams struct {
 	// Limit page size
@@ -2890,6 +3005,12 @@ type CreateDtsRootJSONRequestBody = DtsRootCreate
 
 // UpdateDtsRootJSONRequestBody defines body for UpdateDtsRoot for application/json ContentType.
 type UpdateDtsRootJSONRequestBody = DtsRootUpdate
+
+// CreateDtsIntermediateJSONRequestBody defines body for CreateDtsIntermediate for application/json ContentType.
+type CreateDtsIntermediateJSONRequestBody = DtsIntermediateCreate
+
+// UpdateDtsIntermediateJSONRequestBody defines body for UpdateDtsIntermediate for application/json ContentType.
+type UpdateDtsIntermediateJSONRequestBody = DtsIntermediateUpdate
 
 // CreateVicalSignerJSONRequestBody defines body for CreateVicalSigner for application/json ContentType.
 type CreateVicalSignerJSONRequestBody = VicalSignerCreate
@@ -3375,7 +3496,7 @@ type ClientInterface interface {
 
 	// CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3384,7 +3505,7 @@ type ClientInterface interface {
 
 	// CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3415,6 +3536,84 @@ type ClientInterface interface {
 	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id} (the `UpdateDtsRoot` operationId).
 	UpdateDtsRoot(ctx context.Context, id DtsId, body UpdateDtsRootJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDtsRootCertificate The managed root's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the root signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id and for a root uploaded without its key.
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/certificate (the `GetDtsRootCertificate` operationId).
+	GetDtsRootCertificate(ctx context.Context, id DtsId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListDtsIntermediates List the DTS intermediate CA certificates of a root
+	//
+	// The intermediates of a deleted root stay listed under its id until deleted; a root that neither exists nor has any is 404. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_LIST_{START,SUCCESS,FAIL}.
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate (the `ListDtsIntermediates` operationId).
+	ListDtsIntermediates(ctx context.Context, id DtsId, params *ListDtsIntermediatesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateDtsIntermediateWithBody Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+	//
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+	CreateDtsIntermediateWithBody(ctx context.Context, id DtsId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateDtsIntermediate Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+	//
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+	CreateDtsIntermediate(ctx context.Context, id DtsId, body CreateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteDtsIntermediate Delete a DTS intermediate CA certificate
+	//
+	// A managed intermediate's HSM key is destroyed and its certificate revoked on the root's CRL, which is re-signed at once. Its VICAL signers stay but can no longer sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_DELETE_{START,SUCCESS,FAIL}.
+	//
+	// Corresponds with DELETE /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `DeleteDtsIntermediate` operationId).
+	DeleteDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDtsIntermediate Show a DTS intermediate CA certificate
+	//
+	// Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_{START,SUCCESS,FAIL}.
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `GetDtsIntermediate` operationId).
+	GetDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateDtsIntermediateWithBody Activate or deactivate a DTS intermediate CA certificate, or set its usages
+	//
+	// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+	UpdateDtsIntermediateWithBody(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateDtsIntermediate Activate or deactivate a DTS intermediate CA certificate, or set its usages
+	//
+	// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+	UpdateDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, body UpdateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDtsIntermediateCertificate A managed intermediate CA's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the intermediate signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id, another root's intermediate, or one uploaded without its key.
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/certificate (the `GetDtsIntermediateCertificate` operationId).
+	GetDtsIntermediateCertificate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDtsIntermediateCrl The managed intermediate's CRL (DER)
+	//
+	// Lists the VICAL signers the intermediate issued that were deleted. Serves the stored CRL and never signs one (signing happens on the intermediate's creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NotFound for no such intermediate under this root, NoCertificateRevocationList for an uploaded intermediate or one whose first CRL is not signed yet.
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/revocation-list (the `GetDtsIntermediateCrl` operationId).
+	GetDtsIntermediateCrl(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetDtsRootCrl The root's CRL (DER)
 	//
 	// Serves the stored CRL and never signs one (signing happens on root creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NoCertificateRevocationList for an unmanaged root.
@@ -3429,7 +3628,7 @@ type ClientInterface interface {
 
 	// CreateVicalSignerWithBody Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3438,7 +3637,7 @@ type ClientInterface interface {
 
 	// CreateVicalSigner Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3457,7 +3656,7 @@ type ClientInterface interface {
 
 	// UpdateVicalSignerWithBody Upload the signer certificate or change active
 	//
-	// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+	// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3466,7 +3665,7 @@ type ClientInterface interface {
 
 	// UpdateVicalSigner Upload the signer certificate or change active
 	//
-	// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+	// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3701,6 +3900,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/activate (the `ActivatePcaCA` operationId).
 	ActivatePcaCA(ctx context.Context, caId PcaCAIdPath, body ActivatePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPcaCACertificate The CA's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the certificates the CA signs when public_base_url is set. No credential; limited per client address like the CRL. Only reads. An unknown id, or a CA PENDING (no certificate yet) or DELETED, answers 400 PCA.10010002.
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/certificate (the `GetPcaCACertificate` operationId).
+	GetPcaCACertificate(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPcaCACrl The CA's CRL (DER)
 	//
@@ -4579,7 +4785,7 @@ func (c *Client) ListDtsRoots(ctx context.Context, params *ListDtsRootsParams, r
 
 // CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4598,7 +4804,7 @@ func (c *Client) CreateDtsRootWithBody(ctx context.Context, contentType string, 
 
 // CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4679,6 +4885,184 @@ func (c *Client) UpdateDtsRoot(ctx context.Context, id DtsId, body UpdateDtsRoot
 	return c.Client.Do(req)
 }
 
+// GetDtsRootCertificate The managed root's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the root signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id and for a root uploaded without its key.
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/certificate (the `GetDtsRootCertificate` operationId).
+func (c *Client) GetDtsRootCertificate(ctx context.Context, id DtsId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDtsRootCertificateRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListDtsIntermediates List the DTS intermediate CA certificates of a root
+//
+// The intermediates of a deleted root stay listed under its id until deleted; a root that neither exists nor has any is 404. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_LIST_{START,SUCCESS,FAIL}.
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate (the `ListDtsIntermediates` operationId).
+func (c *Client) ListDtsIntermediates(ctx context.Context, id DtsId, params *ListDtsIntermediatesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDtsIntermediatesRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateDtsIntermediateWithBody Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+//
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+func (c *Client) CreateDtsIntermediateWithBody(ctx context.Context, id DtsId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateDtsIntermediateRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateDtsIntermediate Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+//
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+func (c *Client) CreateDtsIntermediate(ctx context.Context, id DtsId, body CreateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateDtsIntermediateRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteDtsIntermediate Delete a DTS intermediate CA certificate
+//
+// A managed intermediate's HSM key is destroyed and its certificate revoked on the root's CRL, which is re-signed at once. Its VICAL signers stay but can no longer sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_DELETE_{START,SUCCESS,FAIL}.
+//
+// Corresponds with DELETE /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `DeleteDtsIntermediate` operationId).
+func (c *Client) DeleteDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteDtsIntermediateRequest(c.Server, id, intermediateId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDtsIntermediate Show a DTS intermediate CA certificate
+//
+// Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_{START,SUCCESS,FAIL}.
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `GetDtsIntermediate` operationId).
+func (c *Client) GetDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDtsIntermediateRequest(c.Server, id, intermediateId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateDtsIntermediateWithBody Activate or deactivate a DTS intermediate CA certificate, or set its usages
+//
+// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+func (c *Client) UpdateDtsIntermediateWithBody(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateDtsIntermediateRequestWithBody(c.Server, id, intermediateId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateDtsIntermediate Activate or deactivate a DTS intermediate CA certificate, or set its usages
+//
+// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+func (c *Client) UpdateDtsIntermediate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, body UpdateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateDtsIntermediateRequest(c.Server, id, intermediateId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDtsIntermediateCertificate A managed intermediate CA's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the intermediate signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id, another root's intermediate, or one uploaded without its key.
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/certificate (the `GetDtsIntermediateCertificate` operationId).
+func (c *Client) GetDtsIntermediateCertificate(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDtsIntermediateCertificateRequest(c.Server, id, intermediateId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDtsIntermediateCrl The managed intermediate's CRL (DER)
+//
+// Lists the VICAL signers the intermediate issued that were deleted. Serves the stored CRL and never signs one (signing happens on the intermediate's creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NotFound for no such intermediate under this root, NoCertificateRevocationList for an uploaded intermediate or one whose first CRL is not signed yet.
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/revocation-list (the `GetDtsIntermediateCrl` operationId).
+func (c *Client) GetDtsIntermediateCrl(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDtsIntermediateCrlRequest(c.Server, id, intermediateId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetDtsRootCrl The root's CRL (DER)
 //
 // Serves the stored CRL and never signs one (signing happens on root creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NoCertificateRevocationList for an unmanaged root.
@@ -4713,7 +5097,7 @@ func (c *Client) ListVicalSigners(ctx context.Context, params *ListVicalSignersP
 
 // CreateVicalSignerWithBody Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 //
 // Takes any type of body and a specified content type.
 //
@@ -4732,7 +5116,7 @@ func (c *Client) CreateVicalSignerWithBody(ctx context.Context, contentType stri
 
 // CreateVicalSigner Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4781,7 +5165,7 @@ func (c *Client) GetVicalSigner(ctx context.Context, id DtsId, reqEditors ...Req
 
 // UpdateVicalSignerWithBody Upload the signer certificate or change active
 //
-// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4800,7 +5184,7 @@ func (c *Client) UpdateVicalSignerWithBody(ctx context.Context, id DtsId, conten
 
 // UpdateVicalSigner Upload the signer certificate or change active
 //
-// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5366,6 +5750,23 @@ func (c *Client) ActivatePcaCAWithBody(ctx context.Context, caId PcaCAIdPath, co
 // Corresponds with POST /v1/private-certificate-authorities/{ca_id}/activate (the `ActivatePcaCA` operationId).
 func (c *Client) ActivatePcaCA(ctx context.Context, caId PcaCAIdPath, body ActivatePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewActivatePcaCARequest(c.Server, caId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPcaCACertificate The CA's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the certificates the CA signs when public_base_url is set. No credential; limited per client address like the CRL. Only reads. An unknown id, or a CA PENDING (no certificate yet) or DELETED, answers 400 PCA.10010002.
+//
+// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/certificate (the `GetPcaCACertificate` operationId).
+func (c *Client) GetPcaCACertificate(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPcaCACertificateRequest(c.Server, caId)
 	if err != nil {
 		return nil, err
 	}
@@ -7237,6 +7638,378 @@ func NewUpdateDtsRootRequestWithBody(server string, id DtsId, contentType string
 	return req, nil
 }
 
+// NewGetDtsRootCertificateRequest constructs an http.Request for the GetDtsRootCertificate method
+func NewGetDtsRootCertificateRequest(server string, id DtsId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/certificate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListDtsIntermediatesRequest constructs an http.Request for the ListDtsIntermediates method
+func NewListDtsIntermediatesRequest(server string, id DtsId, params *ListDtsIntermediatesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateDtsIntermediateRequest calls the generic CreateDtsIntermediate builder with application/json body
+func NewCreateDtsIntermediateRequest(server string, id DtsId, body CreateDtsIntermediateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateDtsIntermediateRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewCreateDtsIntermediateRequestWithBody constructs an http.Request for the CreateDtsIntermediate method, with any body, and a specified content type
+func NewCreateDtsIntermediateRequestWithBody(server string, id DtsId, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteDtsIntermediateRequest constructs an http.Request for the DeleteDtsIntermediate method
+func NewDeleteDtsIntermediateRequest(server string, id DtsId, intermediateId DtsIntermediateId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "intermediateId", intermediateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetDtsIntermediateRequest constructs an http.Request for the GetDtsIntermediate method
+func NewGetDtsIntermediateRequest(server string, id DtsId, intermediateId DtsIntermediateId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "intermediateId", intermediateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateDtsIntermediateRequest calls the generic UpdateDtsIntermediate builder with application/json body
+func NewUpdateDtsIntermediateRequest(server string, id DtsId, intermediateId DtsIntermediateId, body UpdateDtsIntermediateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateDtsIntermediateRequestWithBody(server, id, intermediateId, "application/json", bodyReader)
+}
+
+// NewUpdateDtsIntermediateRequestWithBody constructs an http.Request for the UpdateDtsIntermediate method, with any body, and a specified content type
+func NewUpdateDtsIntermediateRequestWithBody(server string, id DtsId, intermediateId DtsIntermediateId, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "intermediateId", intermediateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetDtsIntermediateCertificateRequest constructs an http.Request for the GetDtsIntermediateCertificate method
+func NewGetDtsIntermediateCertificateRequest(server string, id DtsId, intermediateId DtsIntermediateId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "intermediateId", intermediateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate/%s/certificate", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetDtsIntermediateCrlRequest constructs an http.Request for the GetDtsIntermediateCrl method
+func NewGetDtsIntermediateCrlRequest(server string, id DtsId, intermediateId DtsIntermediateId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "intermediateId", intermediateId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/ecosystems/certificates/ca/%s/intermediate/%s/revocation-list", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetDtsRootCrlRequest constructs an http.Request for the GetDtsRootCrl method
 func NewGetDtsRootCrlRequest(server string, id DtsId) (*http.Request, error) {
 	var err error
@@ -8595,6 +9368,40 @@ func NewActivatePcaCARequestWithBody(server string, caId PcaCAIdPath, contentTyp
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetPcaCACertificateRequest constructs an http.Request for the GetPcaCACertificate method
+func NewGetPcaCACertificateRequest(server string, caId PcaCAIdPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ca_id", caId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/private-certificate-authorities/%s/certificate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -10575,7 +11382,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10584,7 +11391,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10619,6 +11426,96 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id} (the `UpdateDtsRoot` operationId).
 	UpdateDtsRootWithResponse(ctx context.Context, id DtsId, body UpdateDtsRootJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDtsRootResponse, error)
 
+	// GetDtsRootCertificateWithResponse The managed root's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the root signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id and for a root uploaded without its key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/certificate (the `GetDtsRootCertificate` operationId).
+	GetDtsRootCertificateWithResponse(ctx context.Context, id DtsId, reqEditors ...RequestEditorFn) (*GetDtsRootCertificateResponse, error)
+
+	// ListDtsIntermediatesWithResponse List the DTS intermediate CA certificates of a root
+	//
+	// The intermediates of a deleted root stay listed under its id until deleted; a root that neither exists nor has any is 404. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_LIST_{START,SUCCESS,FAIL}.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate (the `ListDtsIntermediates` operationId).
+	ListDtsIntermediatesWithResponse(ctx context.Context, id DtsId, params *ListDtsIntermediatesParams, reqEditors ...RequestEditorFn) (*ListDtsIntermediatesResponse, error)
+
+	// CreateDtsIntermediateWithBodyWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+	//
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+	CreateDtsIntermediateWithBodyWithResponse(ctx context.Context, id DtsId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDtsIntermediateResponse, error)
+
+	// CreateDtsIntermediateWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+	//
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+	CreateDtsIntermediateWithResponse(ctx context.Context, id DtsId, body CreateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDtsIntermediateResponse, error)
+
+	// DeleteDtsIntermediateWithResponse Delete a DTS intermediate CA certificate
+	//
+	// A managed intermediate's HSM key is destroyed and its certificate revoked on the root's CRL, which is re-signed at once. Its VICAL signers stay but can no longer sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_DELETE_{START,SUCCESS,FAIL}.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `DeleteDtsIntermediate` operationId).
+	DeleteDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*DeleteDtsIntermediateResponse, error)
+
+	// GetDtsIntermediateWithResponse Show a DTS intermediate CA certificate
+	//
+	// Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_{START,SUCCESS,FAIL}.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `GetDtsIntermediate` operationId).
+	GetDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateResponse, error)
+
+	// UpdateDtsIntermediateWithBodyWithResponse Activate or deactivate a DTS intermediate CA certificate, or set its usages
+	//
+	// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+	UpdateDtsIntermediateWithBodyWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateDtsIntermediateResponse, error)
+
+	// UpdateDtsIntermediateWithResponse Activate or deactivate a DTS intermediate CA certificate, or set its usages
+	//
+	// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+	UpdateDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, body UpdateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDtsIntermediateResponse, error)
+
+	// GetDtsIntermediateCertificateWithResponse A managed intermediate CA's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the intermediate signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id, another root's intermediate, or one uploaded without its key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/certificate (the `GetDtsIntermediateCertificate` operationId).
+	GetDtsIntermediateCertificateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateCertificateResponse, error)
+
+	// GetDtsIntermediateCrlWithResponse The managed intermediate's CRL (DER)
+	//
+	// Lists the VICAL signers the intermediate issued that were deleted. Serves the stored CRL and never signs one (signing happens on the intermediate's creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NotFound for no such intermediate under this root, NoCertificateRevocationList for an uploaded intermediate or one whose first CRL is not signed yet.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/revocation-list (the `GetDtsIntermediateCrl` operationId).
+	GetDtsIntermediateCrlWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateCrlResponse, error)
+
 	// GetDtsRootCrlWithResponse The root's CRL (DER)
 	//
 	// Serves the stored CRL and never signs one (signing happens on root creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NoCertificateRevocationList for an unmanaged root.
@@ -10637,7 +11534,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVicalSignerWithBodyWithResponse Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10646,7 +11543,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVicalSignerWithResponse Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10669,7 +11566,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateVicalSignerWithBodyWithResponse Upload the signer certificate or change active
 	//
-	// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+	// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10678,7 +11575,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateVicalSignerWithResponse Upload the signer certificate or change active
 	//
-	// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+	// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10939,6 +11836,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/private-certificate-authorities/{ca_id}/activate (the `ActivatePcaCA` operationId).
 	ActivatePcaCAWithResponse(ctx context.Context, caId PcaCAIdPath, body ActivatePcaCAJSONRequestBody, reqEditors ...RequestEditorFn) (*ActivatePcaCAResponse, error)
+
+	// GetPcaCACertificateWithResponse The CA's certificate (DER), for relying parties
+	//
+	// The authorityInfoAccess caIssuers URL of the certificates the CA signs when public_base_url is set. No credential; limited per client address like the CRL. Only reads. An unknown id, or a CA PENDING (no certificate yet) or DELETED, answers 400 PCA.10010002.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/certificate (the `GetPcaCACertificate` operationId).
+	GetPcaCACertificateWithResponse(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*GetPcaCACertificateResponse, error)
 
 	// GetPcaCACrlWithResponse The CA's CRL (DER)
 	//
@@ -13946,6 +14852,922 @@ func (r UpdateDtsRootResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateDtsRootResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetDtsRootCertificateResponse200Headers the declared response headers of an HTTP 200 response for GetDtsRootCertificate
+type GetDtsRootCertificateResponse200Headers struct {
+	CacheControl *string
+}
+
+// GetDtsRootCertificateResponse429Headers the declared response headers of an HTTP 429 response for GetDtsRootCertificate
+type GetDtsRootCertificateResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetDtsRootCertificateResponse503Headers the declared response headers of an HTTP 503 response for GetDtsRootCertificate
+type GetDtsRootCertificateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetDtsRootCertificateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetDtsRootCertificateResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetDtsRootCertificateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDtsRootCertificateResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDtsRootCertificateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDtsRootCertificateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDtsRootCertificateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDtsRootCertificateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDtsRootCertificateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListDtsIntermediatesResponse429Headers the declared response headers of an HTTP 429 response for ListDtsIntermediates
+type ListDtsIntermediatesResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListDtsIntermediatesResponse503Headers the declared response headers of an HTTP 503 response for ListDtsIntermediates
+type ListDtsIntermediatesResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListDtsIntermediatesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DtsIntermediateList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *MattrUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *MattrForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListDtsIntermediatesResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListDtsIntermediatesResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON200() *DtsIntermediateList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON401() *MattrUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON403() *MattrForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListDtsIntermediatesResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDtsIntermediatesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDtsIntermediatesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDtsIntermediatesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDtsIntermediatesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateDtsIntermediateResponse201Headers the declared response headers of an HTTP 201 response for CreateDtsIntermediate
+type CreateDtsIntermediateResponse201Headers struct {
+	Location string
+}
+
+// CreateDtsIntermediateResponse429Headers the declared response headers of an HTTP 429 response for CreateDtsIntermediate
+type CreateDtsIntermediateResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateDtsIntermediateResponse503Headers the declared response headers of an HTTP 503 response for CreateDtsIntermediate
+type CreateDtsIntermediateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateDtsIntermediateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *DtsIntermediate
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *MattrUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *MattrForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *MattrConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateDtsIntermediateResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateDtsIntermediateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateDtsIntermediateResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON201() *DtsIntermediate {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON401() *MattrUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON403() *MattrForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON409() *MattrConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateDtsIntermediateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateDtsIntermediateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateDtsIntermediateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateDtsIntermediateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateDtsIntermediateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteDtsIntermediateResponse429Headers the declared response headers of an HTTP 429 response for DeleteDtsIntermediate
+type DeleteDtsIntermediateResponse429Headers struct {
+	RetryAfter int
+}
+
+// DeleteDtsIntermediateResponse503Headers the declared response headers of an HTTP 503 response for DeleteDtsIntermediate
+type DeleteDtsIntermediateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeleteDtsIntermediateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *MattrUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *MattrForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *MattrConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteDtsIntermediateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteDtsIntermediateResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON401() *MattrUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON403() *MattrForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON409() *MattrConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteDtsIntermediateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteDtsIntermediateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteDtsIntermediateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteDtsIntermediateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteDtsIntermediateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetDtsIntermediateResponse429Headers the declared response headers of an HTTP 429 response for GetDtsIntermediate
+type GetDtsIntermediateResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetDtsIntermediateResponse503Headers the declared response headers of an HTTP 503 response for GetDtsIntermediate
+type GetDtsIntermediateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetDtsIntermediateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DtsIntermediate
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *MattrUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *MattrForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetDtsIntermediateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDtsIntermediateResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON200() *DtsIntermediate {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON401() *MattrUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON403() *MattrForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDtsIntermediateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDtsIntermediateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDtsIntermediateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDtsIntermediateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDtsIntermediateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateDtsIntermediateResponse429Headers the declared response headers of an HTTP 429 response for UpdateDtsIntermediate
+type UpdateDtsIntermediateResponse429Headers struct {
+	RetryAfter int
+}
+
+// UpdateDtsIntermediateResponse503Headers the declared response headers of an HTTP 503 response for UpdateDtsIntermediate
+type UpdateDtsIntermediateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type UpdateDtsIntermediateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DtsIntermediate
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *MattrUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *MattrForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *MattrConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateDtsIntermediateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateDtsIntermediateResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON200() *DtsIntermediate {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON401() *MattrUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON403() *MattrForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON409() *MattrConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateDtsIntermediateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateDtsIntermediateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateDtsIntermediateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateDtsIntermediateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateDtsIntermediateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetDtsIntermediateCertificateResponse200Headers the declared response headers of an HTTP 200 response for GetDtsIntermediateCertificate
+type GetDtsIntermediateCertificateResponse200Headers struct {
+	CacheControl *string
+}
+
+// GetDtsIntermediateCertificateResponse429Headers the declared response headers of an HTTP 429 response for GetDtsIntermediateCertificate
+type GetDtsIntermediateCertificateResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetDtsIntermediateCertificateResponse503Headers the declared response headers of an HTTP 503 response for GetDtsIntermediateCertificate
+type GetDtsIntermediateCertificateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetDtsIntermediateCertificateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetDtsIntermediateCertificateResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetDtsIntermediateCertificateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDtsIntermediateCertificateResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDtsIntermediateCertificateResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDtsIntermediateCertificateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDtsIntermediateCertificateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDtsIntermediateCertificateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDtsIntermediateCertificateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetDtsIntermediateCrlResponse429Headers the declared response headers of an HTTP 429 response for GetDtsIntermediateCrl
+type GetDtsIntermediateCrlResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetDtsIntermediateCrlResponse503Headers the declared response headers of an HTTP 503 response for GetDtsIntermediateCrl
+type GetDtsIntermediateCrlResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetDtsIntermediateCrlResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *MattrBadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *MattrNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *MattrTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *MattrUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MattrTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *MattrInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *MattrUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetDtsIntermediateCrlResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDtsIntermediateCrlResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON400() *MattrBadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON404() *MattrNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON413() *MattrTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON415() *MattrUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON429() *MattrTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON500() *MattrInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDtsIntermediateCrlResponse) GetJSON503() *MattrUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDtsIntermediateCrlResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDtsIntermediateCrlResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDtsIntermediateCrlResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDtsIntermediateCrlResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -17284,6 +19106,103 @@ func (r ActivatePcaCAResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ActivatePcaCAResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetPcaCACertificateResponse200Headers the declared response headers of an HTTP 200 response for GetPcaCACertificate
+type GetPcaCACertificateResponse200Headers struct {
+	CacheControl *string
+}
+
+// GetPcaCACertificateResponse429Headers the declared response headers of an HTTP 429 response for GetPcaCACertificate
+type GetPcaCACertificateResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetPcaCACertificateResponse503Headers the declared response headers of an HTTP 503 response for GetPcaCACertificate
+type GetPcaCACertificateResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetPcaCACertificateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *PcaBadRequest
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PcaTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *PcaUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *PcaTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *PcaInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *PcaUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetPcaCACertificateResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetPcaCACertificateResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetPcaCACertificateResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON400() *PcaBadRequest {
+	return r.JSON400
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON413() *PcaTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON415() *PcaUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON429() *PcaTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON500() *PcaInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetPcaCACertificateResponse) GetJSON503() *PcaUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPcaCACertificateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPcaCACertificateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPcaCACertificateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPcaCACertificateResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -21789,7 +23708,7 @@ func (c *ClientWithResponses) ListDtsRootsWithResponse(ctx context.Context, para
 
 // CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -21804,7 +23723,7 @@ func (c *ClientWithResponses) CreateDtsRootWithBodyWithResponse(ctx context.Cont
 
 // CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -21869,6 +23788,156 @@ func (c *ClientWithResponses) UpdateDtsRootWithResponse(ctx context.Context, id 
 	return ParseUpdateDtsRootResponse(rsp)
 }
 
+// GetDtsRootCertificateWithResponse The managed root's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the root signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id and for a root uploaded without its key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/certificate (the `GetDtsRootCertificate` operationId).
+func (c *ClientWithResponses) GetDtsRootCertificateWithResponse(ctx context.Context, id DtsId, reqEditors ...RequestEditorFn) (*GetDtsRootCertificateResponse, error) {
+	rsp, err := c.GetDtsRootCertificate(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDtsRootCertificateResponse(rsp)
+}
+
+// ListDtsIntermediatesWithResponse List the DTS intermediate CA certificates of a root
+//
+// The intermediates of a deleted root stay listed under its id until deleted; a root that neither exists nor has any is 404. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_LIST_{START,SUCCESS,FAIL}.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate (the `ListDtsIntermediates` operationId).
+func (c *ClientWithResponses) ListDtsIntermediatesWithResponse(ctx context.Context, id DtsId, params *ListDtsIntermediatesParams, reqEditors ...RequestEditorFn) (*ListDtsIntermediatesResponse, error) {
+	rsp, err := c.ListDtsIntermediates(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDtsIntermediatesResponse(rsp)
+}
+
+// CreateDtsIntermediateWithBodyWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+//
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+func (c *ClientWithResponses) CreateDtsIntermediateWithBodyWithResponse(ctx context.Context, id DtsId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDtsIntermediateResponse, error) {
+	rsp, err := c.CreateDtsIntermediateWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateDtsIntermediateResponse(rsp)
+}
+
+// CreateDtsIntermediateWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
+//
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/ecosystems/certificates/ca/{id}/intermediate (the `CreateDtsIntermediate` operationId).
+func (c *ClientWithResponses) CreateDtsIntermediateWithResponse(ctx context.Context, id DtsId, body CreateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDtsIntermediateResponse, error) {
+	rsp, err := c.CreateDtsIntermediate(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateDtsIntermediateResponse(rsp)
+}
+
+// DeleteDtsIntermediateWithResponse Delete a DTS intermediate CA certificate
+//
+// A managed intermediate's HSM key is destroyed and its certificate revoked on the root's CRL, which is re-signed at once. Its VICAL signers stay but can no longer sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_DELETE_{START,SUCCESS,FAIL}.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `DeleteDtsIntermediate` operationId).
+func (c *ClientWithResponses) DeleteDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*DeleteDtsIntermediateResponse, error) {
+	rsp, err := c.DeleteDtsIntermediate(ctx, id, intermediateId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteDtsIntermediateResponse(rsp)
+}
+
+// GetDtsIntermediateWithResponse Show a DTS intermediate CA certificate
+//
+// Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_RETRIEVE_{START,SUCCESS,FAIL}.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `GetDtsIntermediate` operationId).
+func (c *ClientWithResponses) GetDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateResponse, error) {
+	rsp, err := c.GetDtsIntermediate(ctx, id, intermediateId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDtsIntermediateResponse(rsp)
+}
+
+// UpdateDtsIntermediateWithBodyWithResponse Activate or deactivate a DTS intermediate CA certificate, or set its usages
+//
+// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+func (c *ClientWithResponses) UpdateDtsIntermediateWithBodyWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateDtsIntermediateResponse, error) {
+	rsp, err := c.UpdateDtsIntermediateWithBody(ctx, id, intermediateId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateDtsIntermediateResponse(rsp)
+}
+
+// UpdateDtsIntermediateWithResponse Activate or deactivate a DTS intermediate CA certificate, or set its usages
+//
+// At least one field. Only an active intermediate (under an active root) issues, and only the signers of an active intermediate sign. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_UPDATE_{START,SUCCESS,FAIL}.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId} (the `UpdateDtsIntermediate` operationId).
+func (c *ClientWithResponses) UpdateDtsIntermediateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, body UpdateDtsIntermediateJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDtsIntermediateResponse, error) {
+	rsp, err := c.UpdateDtsIntermediate(ctx, id, intermediateId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateDtsIntermediateResponse(rsp)
+}
+
+// GetDtsIntermediateCertificateWithResponse A managed intermediate CA's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the VICAL signer certificates the intermediate signs when public_base_url is set. No credential; limited per client address like the revocation list. Only reads. 404 NotFound for an unknown id, another root's intermediate, or one uploaded without its key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/certificate (the `GetDtsIntermediateCertificate` operationId).
+func (c *ClientWithResponses) GetDtsIntermediateCertificateWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateCertificateResponse, error) {
+	rsp, err := c.GetDtsIntermediateCertificate(ctx, id, intermediateId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDtsIntermediateCertificateResponse(rsp)
+}
+
+// GetDtsIntermediateCrlWithResponse The managed intermediate's CRL (DER)
+//
+// Lists the VICAL signers the intermediate issued that were deleted. Serves the stored CRL and never signs one (signing happens on the intermediate's creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NotFound for no such intermediate under this root, NoCertificateRevocationList for an uploaded intermediate or one whose first CRL is not signed yet.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/ecosystems/certificates/ca/{id}/intermediate/{intermediateId}/revocation-list (the `GetDtsIntermediateCrl` operationId).
+func (c *ClientWithResponses) GetDtsIntermediateCrlWithResponse(ctx context.Context, id DtsId, intermediateId DtsIntermediateId, reqEditors ...RequestEditorFn) (*GetDtsIntermediateCrlResponse, error) {
+	rsp, err := c.GetDtsIntermediateCrl(ctx, id, intermediateId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDtsIntermediateCrlResponse(rsp)
+}
+
 // GetDtsRootCrlWithResponse The root's CRL (DER)
 //
 // Serves the stored CRL and never signs one (signing happens on root creation and signer deletion, and in the background before nextUpdate); a CRL past its nextUpdate is still served. 404 NoCertificateRevocationList for an unmanaged root.
@@ -21899,7 +23968,7 @@ func (c *ClientWithResponses) ListVicalSignersWithResponse(ctx context.Context, 
 
 // CreateVicalSignerWithBodyWithResponse Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -21914,7 +23983,7 @@ func (c *ClientWithResponses) CreateVicalSignerWithBodyWithResponse(ctx context.
 
 // CreateVicalSignerWithResponse Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a managed, active root the daemon signs the CSR itself and the answer carries the certificate. At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -21955,7 +24024,7 @@ func (c *ClientWithResponses) GetVicalSignerWithResponse(ctx context.Context, id
 
 // UpdateVicalSignerWithBodyWithResponse Upload the signer certificate or change active
 //
-// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -21970,7 +24039,7 @@ func (c *ClientWithResponses) UpdateVicalSignerWithBodyWithResponse(ctx context.
 
 // UpdateVicalSignerWithResponse Upload the signer certificate or change active
 //
-// The certificate must carry the CSR's public key and chain to the root; once set it is immutable. Only a signer with a certificate can be activated.
+// The certificate must carry the CSR's public key and chain to the signer's issuing CA (its root, or its DTS intermediate CA certificate); once set it is immutable. Only a signer with a certificate can be activated.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -22434,6 +24503,21 @@ func (c *ClientWithResponses) ActivatePcaCAWithResponse(ctx context.Context, caI
 		return nil, err
 	}
 	return ParseActivatePcaCAResponse(rsp)
+}
+
+// GetPcaCACertificateWithResponse The CA's certificate (DER), for relying parties
+//
+// The authorityInfoAccess caIssuers URL of the certificates the CA signs when public_base_url is set. No credential; limited per client address like the CRL. Only reads. An unknown id, or a CA PENDING (no certificate yet) or DELETED, answers 400 PCA.10010002.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/private-certificate-authorities/{ca_id}/certificate (the `GetPcaCACertificate` operationId).
+func (c *ClientWithResponses) GetPcaCACertificateWithResponse(ctx context.Context, caId PcaCAIdPath, reqEditors ...RequestEditorFn) (*GetPcaCACertificateResponse, error) {
+	rsp, err := c.GetPcaCACertificate(ctx, caId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPcaCACertificateResponse(rsp)
 }
 
 // GetPcaCACrlWithResponse The CA's CRL (DER)
@@ -25657,6 +27741,886 @@ func ParseUpdateDtsRootResponse(rsp *http.Response) (*UpdateDtsRootResponse, err
 	return response, nil
 }
 
+// ParseGetDtsRootCertificateResponse parses an HTTP response from a GetDtsRootCertificateWithResponse call
+func ParseGetDtsRootCertificateResponse(rsp *http.Response) (*GetDtsRootCertificateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDtsRootCertificateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetDtsRootCertificateResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetDtsRootCertificateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetDtsRootCertificateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListDtsIntermediatesResponse parses an HTTP response from a ListDtsIntermediatesWithResponse call
+func ParseListDtsIntermediatesResponse(rsp *http.Response) (*ListDtsIntermediatesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDtsIntermediatesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DtsIntermediateList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest MattrUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest MattrForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListDtsIntermediatesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListDtsIntermediatesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateDtsIntermediateResponse parses an HTTP response from a CreateDtsIntermediateWithResponse call
+func ParseCreateDtsIntermediateResponse(rsp *http.Response) (*CreateDtsIntermediateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateDtsIntermediateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest DtsIntermediate
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest MattrUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest MattrForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest MattrConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateDtsIntermediateResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateDtsIntermediateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateDtsIntermediateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteDtsIntermediateResponse parses an HTTP response from a DeleteDtsIntermediateWithResponse call
+func ParseDeleteDtsIntermediateResponse(rsp *http.Response) (*DeleteDtsIntermediateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteDtsIntermediateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest MattrUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest MattrForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest MattrConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteDtsIntermediateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteDtsIntermediateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetDtsIntermediateResponse parses an HTTP response from a GetDtsIntermediateWithResponse call
+func ParseGetDtsIntermediateResponse(rsp *http.Response) (*GetDtsIntermediateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDtsIntermediateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DtsIntermediate
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest MattrUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest MattrForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetDtsIntermediateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetDtsIntermediateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateDtsIntermediateResponse parses an HTTP response from a UpdateDtsIntermediateWithResponse call
+func ParseUpdateDtsIntermediateResponse(rsp *http.Response) (*UpdateDtsIntermediateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateDtsIntermediateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DtsIntermediate
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest MattrUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest MattrForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest MattrConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers UpdateDtsIntermediateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateDtsIntermediateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetDtsIntermediateCertificateResponse parses an HTTP response from a GetDtsIntermediateCertificateWithResponse call
+func ParseGetDtsIntermediateCertificateResponse(rsp *http.Response) (*GetDtsIntermediateCertificateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDtsIntermediateCertificateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetDtsIntermediateCertificateResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetDtsIntermediateCertificateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetDtsIntermediateCertificateResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetDtsIntermediateCrlResponse parses an HTTP response from a GetDtsIntermediateCrlWithResponse call
+func ParseGetDtsIntermediateCrlResponse(rsp *http.Response) (*GetDtsIntermediateCrlResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDtsIntermediateCrlResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest MattrBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest MattrNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest MattrTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest MattrUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest MattrTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest MattrInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest MattrUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetDtsIntermediateCrlResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetDtsIntermediateCrlResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetDtsRootCrlResponse parses an HTTP response from a GetDtsRootCrlWithResponse call
 func ParseGetDtsRootCrlResponse(rsp *http.Response) (*GetDtsRootCrlResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -28832,6 +31796,100 @@ func ParseActivatePcaCAResponse(rsp *http.Response) (*ActivatePcaCAResponse, err
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ActivatePcaCAResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetPcaCACertificateResponse parses an HTTP response from a GetPcaCACertificateWithResponse call
+func ParseGetPcaCACertificateResponse(rsp *http.Response) (*GetPcaCACertificateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPcaCACertificateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest PcaBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PcaTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest PcaUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest PcaTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest PcaInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest PcaUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetPcaCACertificateResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetPcaCACertificateResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetPcaCACertificateResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -155,7 +155,7 @@ func TestGeneratedClientDrivesEveryFamily(t *testing.T) {
 		assert.True(t, root.JSON201.IsManaged)
 		assert.Equal(t, "NZ", root.JSON201.CertificateData.Country)
 
-		sg, err := d.c.CreateVicalSignerWithResponse(ctx, oapiclient.VicalSignerCreate{CaId: root.JSON201.Id}, d.token)
+		sg, err := d.c.CreateVicalSignerWithResponse(ctx, oapiclient.VicalSignerCreate{CaId: &root.JSON201.Id}, d.token)
 		require.NoError(t, err)
 		require.NotNil(t, sg.JSON201, string(sg.Body))
 		require.NotNil(t, sg.JSON201.CertificatePem, "a managed, active root signs its signer at once")
@@ -174,6 +174,12 @@ func TestGeneratedClientDrivesEveryFamily(t *testing.T) {
 		require.Equal(t, http.StatusOK, crl.StatusCode(), string(crl.Body))
 		_, err = x509.ParseRevocationList(crl.Body)
 		require.NoError(t, err)
+		rc, err := d.c.GetDtsRootCertificateWithResponse(ctx, root.JSON201.Id) // public
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, rc.StatusCode(), string(rc.Body))
+		rootCert, err := x509.ParseCertificate(rc.Body)
+		require.NoError(t, err)
+		assert.True(t, rootCert.IsCA)
 
 		bad, err := d.c.CreateDtsRootWithBodyWithResponse(ctx, "application/json",
 			strings.NewReader(`{"organisationName":"x","certificatePem":"y"}`), d.token)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
@@ -328,23 +327,9 @@ func (s *Service) setCRL(ctx context.Context, tenant, id string, cfg CRLConfigur
 // is still served, for relying parties to judge, and reported once to the
 // operator.
 func (s *Service) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
-	if _, err := uuid.Parse(caID); err != nil || len(caID) != 36 {
-		return nil, notFound("CA", caID)
-	}
-	idx, err := s.store.Get(ctx, RecordIndex, store.PlatformTenant, caID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return nil, notFound("CA", caID)
-		}
-		return nil, signer.StoreErr(err, "CA")
-	}
-	tenant := idx.Fields["tenant"]
-	_, c, err := s.getCA(ctx, tenant, caID)
+	tenant, c, err := s.publicCA(ctx, caID)
 	if err != nil {
 		return nil, err
-	}
-	if c.Status == CAPending || c.Status == CADeleted {
-		return nil, notFound("CA", caID)
 	}
 	if !c.CRL.Enabled {
 		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}
