@@ -134,7 +134,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	if ro.DTS == nil {
 		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
-	srv.Config.Handler = api.Router(ro)
+	srv.Config.Handler = Contract(t, api.Router(ro))
 	srv.Start()
 	e.Server = srv
 	t.Cleanup(func() {
