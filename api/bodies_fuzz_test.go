@@ -115,6 +115,8 @@ func FuzzDTSBody(f *testing.F) {
 		{"native", "POST", base + "/vical-signers", false},
 		{"native", "PUT", base + "/vical-signers/" + fuzzID, false},
 		{"native", "POST", base + "/vical-signers/" + fuzzID + "/sign", false},
+		{"native", "POST", base + "/ca/" + fuzzID + "/intermediate", false},
+		{"native", "PUT", base + "/ca/" + fuzzID + "/intermediate/" + fuzzID, false},
 	}, []string{
 		`{"organisationName":"Org","commonName":"CN","country":"AU","notBefore":"2030-01-01T00:00:00Z","notAfter":"2040-01-01T00:00:00Z"}`,
 		`{"active":true}`,
@@ -123,6 +125,10 @@ func FuzzDTSBody(f *testing.F) {
 		`{"payload":"aGVsbG8="}`,
 		`{"certificatePem":"x","organisationName":1}`,
 		`{"notAfter":"99999-12-31T00:00:00Z","organisationName":"O"}`,
+		`{"organisationName":"Org","useIntermediateCa":true}`,
+		`{"usages":["VICAL"],"certificatePem":"x","notAfter":"2040-01-01T00:00:00Z"}`,
+		`{"intermediateCaId":"` + fuzzID + `","caId":"` + fuzzID + `"}`,
+		`{"usages":[1,"VICAL"],"active":"no"}`,
 	})
 }
 

@@ -35,12 +35,14 @@ type DTSAPI interface {
 	UpdateRoot(ctx context.Context, id string, active, ocspEnabled *bool, bad []signer.FieldError) (*dts.Root, error)
 	DeleteRoot(ctx context.Context, id string) error
 	RootCRL(ctx context.Context, id string) ([]byte, error)
-	CreateSigner(ctx context.Context, caID *string, bad []signer.FieldError) (*dts.VICALSigner, error)
+	RootCertificate(ctx context.Context, id string) ([]byte, error)
+	CreateSignerIn(ctx context.Context, in dts.SignerInput) (*dts.VICALSigner, error)
 	ListSigners(ctx context.Context, p dts.ListParams) ([]dts.VICALSigner, string, error)
 	GetSigner(ctx context.Context, id string) (*dts.VICALSigner, error)
 	UpdateSigner(ctx context.Context, id string, in dts.SignerUpdate) (*dts.VICALSigner, error)
 	DeleteSigner(ctx context.Context, id string) error
 	Sign(ctx context.Context, id string, payload []byte, bad []signer.FieldError) ([]byte, error)
+	DTSIntermediateAPI
 }
 
 // mountEcosystem mounts MATTR VII DTS ecosystem certificates (family 1).
@@ -52,6 +54,8 @@ func (s *server) mountEcosystem() {
 	s.handle(native, "PUT", dtsCAPath+"/:id", provider, s.updateDTSRoot)
 	s.handle(native, "DELETE", dtsCAPath+"/:id", provider, s.deleteDTSRoot)
 	s.handle(native, "GET", dtsCAPath+"/:id/revocation-list", Access{Public: true}, s.dtsRootCRL)
+	s.handle(native, "GET", dtsCAPath+"/:id/certificate", Access{Public: true}, s.dtsRootCertificate)
+	s.mountEcosystemIntermediates(provider)
 
 	s.handle(native, "POST", dtsSignerPath, provider, s.createVICALSigner)
 	s.handle(native, "GET", dtsSignerPath, provider, s.listVICALSigners)
@@ -76,6 +80,7 @@ type dtsRootView struct {
 	CertificateFingerprint string             `json:"certificateFingerprint"`
 	CertificateData        dtsCertificateData `json:"certificateData"`
 	IsManaged              bool               `json:"isManaged"`
+	UseIntermediateCA      bool               `json:"useIntermediateCa"`
 	// OCSPEnabled is hsmca's own: the root answers OCSP requests.
 	OCSPEnabled bool `json:"ocspEnabled"`
 }
@@ -84,7 +89,8 @@ func viewDTSRoot(r *dts.Root) dtsRootView {
 	org := r.Organisation
 	nb, na := r.NotBefore.UTC(), r.NotAfter.UTC()
 	return dtsRootView{ID: r.ID, Active: r.Active, CertificatePEM: r.CertificatePEM,
-		CertificateFingerprint: r.Fingerprint, IsManaged: r.Managed, OCSPEnabled: r.OCSPEnabled,
+		CertificateFingerprint: r.Fingerprint, IsManaged: r.Managed, UseIntermediateCA: r.UseIntermediateCA,
+		OCSPEnabled: r.OCSPEnabled,
 		CertificateData: dtsCertificateData{CommonName: r.CommonName, Country: r.Country,
 			OrganisationName: &org, NotBefore: &nb, NotAfter: &na}}
 }
@@ -97,11 +103,15 @@ type vicalSignerView struct {
 	CertificatePEM         string              `json:"certificatePem,omitempty"`
 	CertificateFingerprint string              `json:"certificateFingerprint,omitempty"`
 	CertificateData        *dtsCertificateData `json:"certificateData,omitempty"`
+	// Under an intermediate CA certificate (ecosystem_intermediate.go).
+	IntermediateCAID    string `json:"intermediateCaId,omitempty"`
+	CertificateChainPEM string `json:"certificateChainPem,omitempty"`
 }
 
 func viewVICALSigner(v *dts.VICALSigner) vicalSignerView {
 	out := vicalSignerView{ID: v.ID, CAID: v.CAID, Active: v.Active, CSRPEM: v.CSRPEM,
-		CertificatePEM: v.CertificatePEM, CertificateFingerprint: v.Fingerprint}
+		CertificatePEM: v.CertificatePEM, CertificateFingerprint: v.Fingerprint,
+		IntermediateCAID: v.IntermediateID, CertificateChainPEM: v.ChainPEM}
 	if v.CertificatePEM != "" {
 		d := &dtsCertificateData{CommonName: v.CommonName, Country: v.Country}
 		if v.NotBefore != nil {
@@ -203,7 +213,8 @@ func (s *server) createDTSRoot(c *gin.Context) {
 	bad, ok := decodeDTSBody(c, map[string]any{
 		"organisationName": &in.OrganisationName, "commonName": &in.CommonName, "country": &in.Country,
 		"notBefore": &in.NotBefore, "notAfter": &in.NotAfter, "certificatePem": &in.CertificatePEM,
-		"ocspEnabled": &in.OCSPEnabled,
+		"useIntermediateCa": &in.UseIntermediateCA,
+		"ocspEnabled":       &in.OCSPEnabled,
 	}, false)
 	if !ok {
 		return
@@ -278,12 +289,13 @@ func (s *server) dtsRootCRL(c *gin.Context) {
 }
 
 func (s *server) createVICALSigner(c *gin.Context) {
-	var caID *string
-	bad, ok := decodeDTSBody(c, map[string]any{"caId": &caID}, false)
+	var in dts.SignerInput
+	bad, ok := decodeDTSBody(c, map[string]any{"caId": &in.CAID, "intermediateCaId": &in.IntermediateCAID}, false)
 	if !ok {
 		return
 	}
-	v, err := s.dts.CreateSigner(c.Request.Context(), caID, bad)
+	in.BadFields = bad
+	v, err := s.dts.CreateSignerIn(c.Request.Context(), in)
 	if err != nil {
 		s.dtsError(c, err)
 		return

@@ -361,7 +361,6 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	assert.Equal(t, typ, *r.Type)
 	require.NotNil(t, r.Status)
 	assert.Equal(t, status, *r.Status)
-	require.NotNil(t, r.PathLength)
 	require.NotNil(t, r.KeyAlgorithm)
 	assert.Equal(t, keyAlg, *r.KeyAlgorithm)
 	require.NotNil(t, r.FreezeFlag)
@@ -379,6 +378,7 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	// projects), free_quota and charging_mode (no billing), cluster_id
 	// (no dedicated HSM clusters).
 	if cert == nil { // PENDING: no certificate yet
+		require.NotNil(t, r.PathLength, "the requested path length")
 		assert.Nil(t, r.SerialNumber)
 		assert.Nil(t, r.NotBefore)
 		assert.Nil(t, r.NotAfter)
@@ -392,11 +392,14 @@ func checkCA(t *testing.T, r *ccmmodel.ShowCertificateAuthorityResponse, id, typ
 	assert.Equal(t, cert.NotBefore.UnixMilli(), *r.NotBefore)
 	require.NotNil(t, r.NotAfter)
 	assert.Equal(t, cert.NotAfter.UnixMilli(), *r.NotAfter)
-	if typ == "SUBORDINATE" {
-		assert.EqualValues(t, cert.MaxPathLen, *r.PathLength, "path_length agrees with the certificate")
+	// path_length agrees with the certificate: null when it sets no
+	// pathLenConstraint, as a root's does.
+	if cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		assert.Nil(t, r.PathLength, "path_length agrees with the certificate: none")
+		return
 	}
-	// pending: CCM ROOT path_length vs certificate — a ROOT's path_length
-	// agreeing with its certificate's basic constraints.
+	require.NotNil(t, r.PathLength)
+	assert.EqualValues(t, cert.MaxPathLen, *r.PathLength, "path_length agrees with the certificate")
 }
 
 // TestHuaweiSDKCCMPrivateCA drives the CCM PCA routes through the
@@ -422,9 +425,8 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			require.NotNil(t, created.CaId)
 			root := *created.CaId
 			rootCert, rootChain := s.exportCA(root)
-			// pending: CCM root export chain — the chain field of a root's
-			// export as the service sets it (rootChain).
-			_ = rootChain
+			// A root's chain is the root itself, as the service answers it.
+			assert.Equal(t, rootCert.Raw, firstCert(t, rootChain).Raw)
 			r := s.showCA(root)
 			checkCA(t, r, root, "ROOT", "ACTIVED", "EC256", "SHA256", "GENERATE", rootDN, rootCert)
 			assert.Nil(t, r.IssuerId, "a root has no issuer")
@@ -440,10 +442,11 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			assert.Nil(t, raw["issuer_name"])
 			assert.Nil(t, raw["issuer_id"])
 			assert.Equal(t, "acme", raw["domain_id"])
-			// pending: CCM crl_name/obs_bucket_name — stored and echoed:
-			// assert.Equal(t, "sdk-root", r.CrlConfiguration.CrlName) and
-			// "sdk-bucket" in ObsBucketName.
-			// pending: CCM crl_dis_point absolute — an absolute URL.
+			// crl_name and obs_bucket_name as given; crl_dis_point the
+			// absolute URL the CRL is served at.
+			assert.Equal(t, "sdk-root", r.CrlConfiguration.CrlName)
+			assert.Equal(t, "sdk-bucket", r.CrlConfiguration.ObsBucketName)
+			assert.Equal(t, env.Server.URL+pcaCAs+"/"+root+"/crl", r.CrlConfiguration.CrlDisPoint)
 
 			// A SUBORDINATE signed at once by the root.
 			subDN := sdkDN("SDK Issuing CA")
@@ -514,8 +517,7 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			checkCA(t, r, imported, "SUBORDINATE", "ACTIVED", "EC256", "SHA256", "IMPORT", impDN, impCert)
 			// An issuer outside the tenant: no issuer_id.
 			assert.Nil(t, r.IssuerId)
-			// pending: CCM imported CA issuer_id — one signed by a tenant's
-			// CA reports that CA as issuer_id.
+			// (One the tenant's root issued names it: at the end.)
 
 			// List CAs: all four, filtered by type and status, paged.
 			all, err := c.ListCertificateAuthority(&ccmmodel.ListCertificateAuthorityRequest{})
@@ -741,9 +743,9 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			assert.EqualValues(t, 100, quota(caQ.Quotas, "CERTIFICATE_AUTHORITY").Quota)
 			assert.EqualValues(t, 2, quota(certQ.Quotas, "CERTIFICATE").Used)
 			assert.EqualValues(t, 100000, quota(certQ.Quotas, "CERTIFICATE").Quota)
-			// pending: CCM quota routes each reporting only their own
-			// resource — assert.Len(t, caQ.Quotas.Resources, 1) and
-			// assert.Len(t, certQ.Quotas.Resources, 1).
+			// Each route reports its own resource only.
+			assert.Len(t, caQ.Quotas.Resources, 1)
+			assert.Len(t, certQ.Quotas.Resources, 1)
 
 			// Revoke a certificate: REVOKED, on the issuer's CRL.
 			rev, err := c.RevokeCertificate(&ccmmodel.RevokeCertificateRequest{CertificateId: leafID,
@@ -779,10 +781,9 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			r = s.showCA(sub)
 			assert.True(t, r.CrlConfiguration.Enabled)
 			assert.EqualValues(t, 10, r.CrlConfiguration.ValidDays)
-			assert.NotEmpty(t, r.CrlConfiguration.CrlName)
-			assert.NotEmpty(t, r.CrlConfiguration.CrlDisPoint)
-			// pending: CCM crl_name/obs_bucket_name — "sdk-sub" and
-			// "sdk-bucket" echoed.
+			assert.Equal(t, "sdk-sub", r.CrlConfiguration.CrlName)
+			assert.Equal(t, "sdk-bucket", r.CrlConfiguration.ObsBucketName)
+			assert.Equal(t, env.Server.URL+pcaCAs+"/"+sub+"/crl", r.CrlConfiguration.CrlDisPoint)
 			crl := env.Do("GET", "/v1/private-certificate-authorities/"+sub+"/crl", "", nil)
 			require.Equal(t, http.StatusOK, crl.Status)
 			parsedCRL, err := x509.ParseRevocationList(crl.Body)
@@ -851,6 +852,35 @@ func TestHuaweiSDKCCMPrivateCA(t *testing.T) {
 			}())
 			assert.Equal(t, http.StatusBadRequest, status)
 			assert.Equal(t, "PCA.00020301", code)
+
+			// A PENDING CA whose CSR the tenant's root signed (by CSR, as
+			// an INTERMEDIATE_CA) and which is imported without a chain:
+			// the root is its issuer, and its chain.
+			tenDN := sdkDN("SDK Tenant-Issued CA")
+			created, err = c.CreateCertificateAuthority(&ccmmodel.CreateCertificateAuthorityRequest{
+				Body: &ccmmodel.CreateCertificateAuthorityRequestBody{Type: "SUBORDINATE", DistinguishedName: tenDN,
+					KeyAlgorithm: "EC256"}})
+			require.NoError(t, err)
+			tenantIssued := *created.CaId
+			csr, err = c.ExportCertificateAuthorityCsr(&ccmmodel.ExportCertificateAuthorityCsrRequest{CaId: tenantIssued})
+			require.NoError(t, err)
+			byRoot, err := c.CreateCertificateByCsr(&ccmmodel.CreateCertificateByCsrRequest{Body: &ccmmodel.CreateCertificateByCsrRequestBody{
+				IssuerId: root, Csr: *csr.Csr, Type: ptr("INTERMEDIATE_CA"), Validity: &ccmmodel.Validity{Type: "MONTH", Value: 6}}})
+			require.NoError(t, err)
+			exp, err = c.ExportCertificate(&ccmmodel.ExportCertificateRequest{CertificateId: *byRoot.CertificateId,
+				Body: &ccmmodel.ExportCertificateRequestBody{IsCompressed: "false", Type: "OTHER"}})
+			require.NoError(t, err)
+			_, err = c.ImportCertificateAuthorityCertificate(&ccmmodel.ImportCertificateAuthorityCertificateRequest{
+				CaId: tenantIssued, Body: &ccmmodel.ImportCertificateAuthorityCertificateRequestBody{Certificate: *exp.Certificate}})
+			require.NoError(t, err)
+			tenCert, tenChain := s.exportCA(tenantIssued)
+			r = s.showCA(tenantIssued)
+			checkCA(t, r, tenantIssued, "SUBORDINATE", "ACTIVED", "EC256", "SHA256", "IMPORT", tenDN, tenCert)
+			require.NotNil(t, r.IssuerId)
+			assert.Equal(t, root, *r.IssuerId)
+			require.NotNil(t, r.IssuerName)
+			assert.Equal(t, "SDK Root CA", *r.IssuerName)
+			assert.Equal(t, rootCert.Raw, firstCert(t, tenChain).Raw)
 			assert.NotContains(t, env.Logs.String(), sk)
 		})
 	}

@@ -103,7 +103,7 @@ func TestOCSPOpenSSL(t *testing.T) {
 	for _, backend := range apitest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			e := newOCSPEnv(t, backend)
-			assert.Equal(t, false, e.showCA(e.root)["ocsp_switch"])
+			assert.NotContains(t, e.showCA(e.root), "ocsp_switch", "absent while off")
 			out := e.openssl("-cert", e.leafFile, "-no_nonce")
 			assert.Contains(t, out, "unauthorized", "OCSP is off")
 
@@ -182,7 +182,7 @@ func TestOCSPOpenSSL(t *testing.T) {
 			assert.Equal(t, "no-store", post.Header.Get("Cache-Control"))
 
 			e.setSwitch(false)
-			assert.Equal(t, false, e.showCA(e.root)["ocsp_switch"])
+			assert.NotContains(t, e.showCA(e.root), "ocsp_switch")
 			out = e.openssl("-cert", e.leafFile, "-no_nonce")
 			assert.Contains(t, out, "unauthorized", out)
 		})
@@ -333,7 +333,7 @@ func TestHuaweiSDKOCSPSwitch(t *testing.T) {
 			show := func() map[string]any {
 				return env.Do("GET", pcaCAs+"/"+root, "", nil, "X-Auth-Token", tok).Map(t)
 			}
-			assert.Equal(t, false, show()["ocsp_switch"])
+			assert.NotContains(t, show(), "ocsp_switch")
 
 			_, err = c.UpdateOcspSwitch(&ccmmodel.UpdateOcspSwitchRequest{CaId: root,
 				Body: &ccmmodel.UpdateOcspSwitchRequestBody{OcspSwitch: true}})
@@ -342,7 +342,7 @@ func TestHuaweiSDKOCSPSwitch(t *testing.T) {
 			_, err = c.UpdateOcspSwitch(&ccmmodel.UpdateOcspSwitchRequest{CaId: root,
 				Body: &ccmmodel.UpdateOcspSwitchRequestBody{OcspSwitch: false}})
 			require.NoError(t, err)
-			assert.Equal(t, false, show()["ocsp_switch"])
+			assert.NotContains(t, show(), "ocsp_switch")
 
 			pending, err := c.CreateCertificateAuthority(&ccmmodel.CreateCertificateAuthorityRequest{
 				Body: &ccmmodel.CreateCertificateAuthorityRequestBody{Type: "SUBORDINATE", DistinguishedName: sdkDN("SDK Pending"),
@@ -397,4 +397,52 @@ func FuzzOCSPRequest(f *testing.F) {
 			require.ErrorAs(t, err, &re, "an OCSP error answer")
 		}
 	})
+}
+
+// With a public base URL, what a CA signs while its OCSP is on names the
+// responder in its authorityInfoAccess, and openssl asks it there; what
+// it signed before, or signs once OCSP is off, names none. Likewise for a
+// managed DTS root's signers.
+func TestOCSPURLInCertificates(t *testing.T) {
+	for _, backend := range apitest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			p := newPCA(t, backend, apitest.Options{PublicBaseURL: apitest.SelfURL})
+			root := p.createRoot("AIA OCSP Root")
+			leafOf := func(id string) (*x509.Certificate, string) {
+				pemText := p.ok(p.do("POST", pcaCerts+"/"+id+"/export", nil), http.StatusOK)["certificate"].(string)
+				return pcaParseCert(t, pemText), pemText
+			}
+			before, _ := leafOf(p.issueLeaf(root, "before.hsmca.test"))
+			assert.Empty(t, before.OCSPServer)
+			assert.NotEmpty(t, before.IssuingCertificateURL, "caIssuers is there regardless")
+
+			p.ok(p.do("POST", pcaCAs+"/"+root+"/ocsp/switch", map[string]any{"ocsp_switch": true}), http.StatusNoContent)
+			sub := p.createSub("AIA OCSP Sub", root, 0)
+			subPEM, _ := p.exportCA(sub)
+			assert.Equal(t, []string{p.Server.URL + "/ocsp"}, pcaParseCert(t, subPEM).OCSPServer, "a subordinate the root signs")
+			leaf, leafPEM := leafOf(p.issueLeaf(root, "after.hsmca.test"))
+			require.Equal(t, []string{p.Server.URL + "/ocsp"}, leaf.OCSPServer)
+
+			dir := t.TempDir()
+			caPEM, _ := p.exportCA(root)
+			caFile := pcaWriteFile(t, dir, "ca.pem", []byte(caPEM))
+			leafFile := pcaWriteFile(t, dir, "leaf.pem", []byte(leafPEM))
+			uri, err := pcaOpenSSL(t, "x509", "-in", leafFile, "-noout", "-ocsp_uri")
+			require.NoError(t, err)
+			out, _ := pcaOpenSSL(t, "ocsp", "-issuer", caFile, "-cert", leafFile, "-CAfile", caFile, "-url", uri)
+			assert.Contains(t, out, "Response verify OK", out)
+			assert.Contains(t, out, leafFile+": good", out)
+
+			p.ok(p.do("POST", pcaCAs+"/"+root+"/ocsp/switch", map[string]any{"ocsp_switch": false}), http.StatusNoContent)
+			off, _ := leafOf(p.issueLeaf(root, "off.hsmca.test"))
+			assert.Empty(t, off.OCSPServer)
+
+			f := newDTS(t, backend, apitest.Options{PublicBaseURL: apitest.SelfURL, Token: p.Token, Redis: p.Redis})
+			r := f.root(map[string]any{"organisationName": "AIA OCSP Org", "ocspEnabled": true})
+			s := f.do("POST", signerPath, map[string]any{"caId": r["id"]})
+			require.Equal(t, http.StatusCreated, s.Status, string(s.Body))
+			sc := parsePEMCert(t, s.Map(t)["certificatePem"].(string))
+			assert.Equal(t, []string{f.env.Server.URL + "/ocsp"}, sc.OCSPServer)
+		})
+	}
 }

@@ -1,11 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -74,4 +77,73 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	r := env.Do("GET", "/openapi.yaml", "", nil)
 	assert.Equal(t, 200, r.Status)
 	assert.Equal(t, api.OpenAPI(), r.Body)
+}
+
+// TestOpenAPIDocumentIsValid holds api/openapi.yaml to a standard OpenAPI
+// 3 validator (kin-openapi: the structure, every schema, and every example
+// against its schema) and to the house rules that make it usable by a
+// client generator: every JSON body has a schema of its own (no bare
+// object), every error answer is the operation's family envelope, and
+// every operation documents the answers the route's guard can give.
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(api.OpenAPI())
+	require.NoError(t, err)
+	assert.Equal(t, "3.0.3", doc.OpenAPI)
+	require.NoError(t, doc.Validate(context.Background(), openapi3.EnableExamplesValidation()))
+
+	envelopes := map[string][]string{
+		"native":     {"NativeError", "MattrError"},
+		"pca":        {"PcaError", "HuaweiThrottled"},
+		"apig":       {"ApigError", "HuaweiThrottled"},
+		"czertainly": {"CzError", "CzValidationErrors"},
+		"oauth":      {"OAuthError"},
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			key := method + " " + path
+			family, _ := op.Extensions["x-hsmca-family"].(string)
+			require.Contains(t, envelopes, family, key)
+			if rb := op.RequestBody; rb != nil {
+				for ct, mt := range rb.Value.Content {
+					assertTyped(t, key+" request "+ct, mt.Schema)
+				}
+			}
+			must := []int{400, 413, 415, 500}
+			if op.Security == nil || len(*op.Security) > 0 {
+				must = append(must, 401, 403, 429, 503)
+			}
+			for _, st := range must {
+				assert.NotNil(t, op.Responses.Status(st), "%s documents no %d", key, st)
+			}
+			for code, rr := range op.Responses.Map() {
+				st, err := strconv.Atoi(code)
+				require.NoError(t, err, "%s: response %q: statuses are explicit", key, code)
+				for ct, mt := range rr.Value.Content {
+					if !strings.HasPrefix(ct, "application/json") {
+						continue
+					}
+					assertTyped(t, key+" "+code, mt.Schema)
+					if st >= 400 && (path != "/readyz" || st != 503) {
+						name := strings.TrimPrefix(mt.Schema.Ref, "#/components/schemas/")
+						assert.Contains(t, envelopes[family], name, "%s %d: not the %s envelope", key, st, family)
+					}
+				}
+			}
+		}
+	}
+}
+
+// assertTyped checks that a body schema says what the body holds: a
+// reference to a named schema, or an inline schema that is not a bare
+// object.
+func assertTyped(t *testing.T, what string, s *openapi3.SchemaRef) {
+	t.Helper()
+	if !assert.NotNil(t, s, "%s has no schema", what) || s.Ref != "" {
+		return
+	}
+	v := s.Value
+	bare := v.Type.Is("object") && len(v.Properties) == 0 && v.AdditionalProperties.Schema == nil &&
+		len(v.OneOf) == 0 && len(v.AnyOf) == 0 && len(v.AllOf) == 0
+	assert.False(t, bare, "%s: a bare object; name its fields", what)
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/signer"
@@ -19,11 +21,13 @@ import (
 type PCAAPI interface {
 	pcaCAs
 	pcaCerts
+	pcaTags
 	pcaOCSP
 	DisableCA(ctx context.Context, tenant, id string) error
 	EnableCA(ctx context.Context, tenant, id string) error
 	RestoreCA(ctx context.Context, tenant, id string) error
-	Quotas(ctx context.Context, tenant string) ([]pcasvc.QuotaUse, error)
+	Quota(ctx context.Context, tenant, typ string) (pcasvc.QuotaUse, error)
+	PublicCACertificate(ctx context.Context, caID string) ([]byte, error)
 }
 
 // mountPCA mounts Huawei CCM private CA (family 2).
@@ -32,7 +36,7 @@ func (s *server) mountPCA() {
 	const cas = "/v1/private-certificate-authorities"
 	s.handle(pca, "POST", cas, ops, s.pcaCreateCA)
 	s.handle(pca, "GET", cas, ops, s.pcaListCAs)
-	s.handle(pca, "GET", cas+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "GET", cas+"/quotas", ops, s.pcaQuota(pcasvc.QuotaTypeCA))
 	s.handle(pca, "GET", cas+"/:ca_id", ops, s.pcaShowCA)
 	s.handle(pca, "DELETE", cas+"/:ca_id", ops, s.pcaDeleteCA)
 	s.handle(pca, "POST", cas+"/:ca_id/activate", ops, s.pcaActivateCA)
@@ -46,18 +50,35 @@ func (s *server) mountPCA() {
 	s.handle(pca, "POST", cas+"/:ca_id/crl/enable", ops, s.pcaCRLEnable)
 	s.handle(pca, "POST", cas+"/:ca_id/crl/disable", ops, s.pcaCRLDisable)
 	s.handle(pca, "GET", cas+"/:ca_id/crl", Access{Public: true}, s.pcaCRL)
+	s.handle(pca, "GET", cas+"/:ca_id/certificate", Access{Public: true}, s.pcaCACertificate)
 	s.handle(pca, "POST", cas+"/:ca_id/ocsp/switch", ops, s.pcaOCSPSwitch)
 
 	const certs = "/v1/private-certificates"
 	s.handle(pca, "POST", certs, ops, s.pcaIssue)
 	s.handle(pca, "GET", certs, ops, s.pcaListCerts)
-	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuotas)
+	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuota(pcasvc.QuotaTypeCertificate))
 	s.handle(pca, "POST", certs+"/csr", ops, s.pcaIssueCSR)
 	s.handle(pca, "POST", certs+"/csr/parse", ops, s.pcaParseCSR)
 	s.handle(pca, "GET", certs+"/:certificate_id", ops, s.pcaShowCert)
 	s.handle(pca, "DELETE", certs+"/:certificate_id", ops, s.pcaDeleteCert)
 	s.handle(pca, "POST", certs+"/:certificate_id/export", ops, s.pcaExportCert)
 	s.handle(pca, "POST", certs+"/:certificate_id/revoke", ops, s.pcaRevokeCert)
+
+	// Tags (pca_tags.go). The static segments (tags, resource-instances)
+	// sit beside the id parameter as quotas does: gin matches them first.
+	for _, t := range []struct {
+		base, param string
+		target      pcasvc.TagTarget
+	}{{cas, "ca_id", pcasvc.TagCAs}, {certs, "certificate_id", pcasvc.TagCertificates}} {
+		id := t.base + "/:" + t.param
+		s.handle(pca, "GET", t.base+"/tags", ops, s.pcaTagKeys(t.target))
+		s.handle(pca, "POST", t.base+"/resource-instances/filter", ops, s.pcaTagFilter(t.target))
+		s.handle(pca, "POST", t.base+"/resource-instances/count", ops, s.pcaTagCount(t.target))
+		s.handle(pca, "GET", id+"/tags", ops, s.pcaTagsList(t.target, t.param))
+		s.handle(pca, "POST", id+"/tags", ops, s.pcaTagCreate(t.target, t.param))
+		s.handle(pca, "POST", id+"/tags/create", ops, s.pcaTagsBatch(t.target, t.param, false))
+		s.handle(pca, "DELETE", id+"/tags/delete", ops, s.pcaTagsBatch(t.target, t.param, true))
+	}
 }
 
 func tenantOf(c *gin.Context) string { return signer.CallerFrom(c.Request.Context()).Tenant }
@@ -144,26 +165,61 @@ func (v *pcaValidity) engine() *pcasvc.Validity {
 }
 
 type pcaCRLConfig struct {
-	Enabled   bool `json:"enabled"`
-	ValidDays int  `json:"valid_days"`
+	Enabled       bool   `json:"enabled"`
+	ValidDays     int    `json:"valid_days"`
+	CRLName       string `json:"crl_name"`
+	OBSBucketName string `json:"obs_bucket_name"`
 }
 
-// pcaQuotas serves both quota routes: the CA and certificate quotas of
-// the tenant.
-func (s *server) pcaQuotas(c *gin.Context) {
-	qs, err := s.pcaAPI.Quotas(c.Request.Context(), tenantOf(c))
-	if err != nil {
-		pcaError(c, err)
-		return
+// publicBase is the daemon's public base URL, without a trailing slash:
+// the configured one (Options.PublicBaseURL), or else the request's own
+// scheme and Host, so that URLs in answers are absolute either way. The
+// scheme is https when the request came over TLS; in trusted-proxy mode
+// the proxy's X-Forwarded-Proto decides (its last entry, the one the
+// proxy wrote), as the proxy terminates TLS.
+func (s *server) publicBase(c *gin.Context) string {
+	if s.opts.PublicBaseURL != "" {
+		return s.opts.PublicBaseURL
 	}
-	type res struct {
-		Type  string `json:"type"`
-		Used  int64  `json:"used"`
-		Quota int64  `json:"quota"`
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
 	}
-	out := make([]res, 0, len(qs))
-	for _, q := range qs {
-		out = append(out, res{Type: q.Type, Used: q.Used, Quota: q.Quota})
+	if s.opts.TrustedProxy {
+		if v := c.Request.Header.Values("X-Forwarded-Proto"); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if p := strings.ToLower(strings.TrimSpace(last)); p == "http" || p == "https" {
+				scheme = p
+			}
+		}
 	}
-	c.JSON(http.StatusOK, gin.H{"quotas": gin.H{"resources": out}})
+	host := c.Request.Host
+	if host == "" {
+		if a, ok := c.Request.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			host = a.String()
+		}
+	}
+	return scheme + "://" + host
+}
+
+// pcaQuota serves a quota route: each reports its own resource only,
+// {"quotas": {"resources": [{type, used, quota}]}} as the public service's
+// ShowCertificateAuthorityQuota and ShowCertificateQuota answer.
+func (s *server) pcaQuota(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		q, err := s.pcaAPI.Quota(c.Request.Context(), tenantOf(c), typ)
+		if err != nil {
+			pcaError(c, err)
+			return
+		}
+		type res struct {
+			Type  string `json:"type"`
+			Used  int64  `json:"used"`
+			Quota int64  `json:"quota"`
+		}
+		c.JSON(http.StatusOK, gin.H{"quotas": gin.H{"resources": []res{{Type: q.Type, Used: q.Used, Quota: q.Quota}}}})
+	}
 }

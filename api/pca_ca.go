@@ -19,7 +19,7 @@ type pcaCAs interface {
 	ExportCA(ctx context.Context, tenant, id string) (cert, chain string, err error)
 	DeleteCA(ctx context.Context, tenant, id string, pendingDays int) error
 	RevokeCA(ctx context.Context, tenant, id, reason string) error
-	SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error
+	ConfigureCRL(ctx context.Context, tenant, id string, cfg pcasvc.CRLConfiguration) error
 	PublicCRL(ctx context.Context, caID string) ([]byte, error)
 }
 
@@ -44,7 +44,8 @@ func (s *server) pcaCreateCA(c *gin.Context) {
 		SignatureAlgorithm: req.SignatureAlgorithm, Validity: req.Validity.engine(), IssuerID: req.IssuerID,
 		PathLength: req.PathLength, KeyUsages: req.KeyUsages}
 	if req.CRL != nil {
-		in.CRL = &pcasvc.CRLConfiguration{Enabled: req.CRL.Enabled, ValidDays: req.CRL.ValidDays}
+		in.CRL = &pcasvc.CRLConfiguration{Enabled: req.CRL.Enabled, ValidDays: req.CRL.ValidDays,
+			CRLName: req.CRL.CRLName, OBSBucketName: req.CRL.OBSBucketName}
 	}
 	id, err := s.pcaAPI.CreateCA(c.Request.Context(), tenantOf(c), in)
 	if err != nil {
@@ -55,17 +56,18 @@ func (s *server) pcaCreateCA(c *gin.Context) {
 }
 
 type pcaCRLView struct {
-	Enabled     bool   `json:"enabled"`
-	CRLName     string `json:"crl_name"`
-	ValidDays   int    `json:"valid_days"`
-	CRLDisPoint string `json:"crl_dis_point"`
+	Enabled       bool   `json:"enabled"`
+	CRLName       string `json:"crl_name"`
+	OBSBucketName string `json:"obs_bucket_name"`
+	ValidDays     int    `json:"valid_days"`
+	CRLDisPoint   string `json:"crl_dis_point"`
 }
 
 type pcaCAView struct {
 	ID                 string     `json:"ca_id"`
 	Type               string     `json:"type"`
 	Status             string     `json:"status"`
-	PathLength         int        `json:"path_length"`
+	PathLength         *int       `json:"path_length"` // null: the certificate sets no pathLenConstraint
 	IssuerID           *string    `json:"issuer_id"`
 	IssuerName         *string    `json:"issuer_name"`
 	KeyAlgorithm       string     `json:"key_algorithm"`
@@ -79,9 +81,11 @@ type pcaCAView struct {
 	NotAfter           *int64     `json:"not_after"`
 	DN                 pcaDN      `json:"distinguished_name"`
 	CRL                pcaCRLView `json:"crl_configuration"`
-	// OCSPSwitch is hsmca's own (the public service's CA object has no
-	// such field): the CA answers OCSP requests, as UpdateOcspSwitch set.
-	OCSPSwitch bool `json:"ocsp_switch"`
+	// OCSPSwitch is hsmca's own (the public service's CA object and the
+	// SDK's model have no such field): true while the CA answers OCSP
+	// requests, as UpdateOcspSwitch set it; absent otherwise, so that the
+	// object is exactly the model's unless the caller switched OCSP on.
+	OCSPSwitch bool `json:"ocsp_switch,omitempty"`
 	// DomainID is the account that owns the CA: in hsmca the tenant
 	// (Huawei's domain and project at once).
 	DomainID string `json:"domain_id"`
@@ -101,16 +105,21 @@ func msOrNil(v int64) *int64 {
 	return &v
 }
 
-func viewCA(ca *pcasvc.CA) pcaCAView {
+// viewCA shapes a CA; base is the daemon's public base URL (publicBase),
+// which the CRL distribution point of a CA publishing a CRL is under.
+func viewCA(ca *pcasvc.CA, base string) pcaCAView {
 	v := pcaCAView{ID: ca.ID, Type: ca.Type, Status: ca.Status, PathLength: ca.PathLength,
 		IssuerID: strOrNil(ca.IssuerID), IssuerName: strOrNil(ca.IssuerName), KeyAlgorithm: ca.KeyAlgorithm,
 		SignatureAlgorithm: ca.SignatureAlgorithm, GenMode: ca.GenMode, SerialNumber: strOrNil(ca.SerialNumber),
 		CreateTime: ca.CreateTime, DeleteTime: msOrNil(ca.DeleteTime), NotBefore: msOrNil(ca.NotBefore),
 		NotAfter: msOrNil(ca.NotAfter), DN: viewDN(ca.DN), OCSPSwitch: ca.OCSP,
-		CRL: pcaCRLView{Enabled: ca.CRL.Enabled, ValidDays: ca.CRL.ValidDays}}
+		CRL: pcaCRLView{Enabled: ca.CRL.Enabled, ValidDays: ca.CRL.ValidDays, CRLName: ca.CRL.CRLName,
+			OBSBucketName: ca.CRL.OBSBucketName}}
 	if ca.CRL.Enabled {
-		v.CRL.CRLName = ca.ID + ".crl"
-		v.CRL.CRLDisPoint = "/v1/private-certificate-authorities/" + ca.ID + "/crl"
+		if v.CRL.CRLName == "" {
+			v.CRL.CRLName = ca.ID // the public service's default
+		}
+		v.CRL.CRLDisPoint = base + "/v1/private-certificate-authorities/" + ca.ID + "/crl"
 	}
 	return v
 }
@@ -132,8 +141,9 @@ func (s *server) pcaListCAs(c *gin.Context) {
 		return
 	}
 	out := make([]pcaCAView, 0, len(list))
+	base := s.publicBase(c)
 	for _, ca := range list {
-		v := viewCA(ca)
+		v := viewCA(ca, base)
 		v.DomainID = tenantOf(c)
 		out = append(out, v)
 	}
@@ -146,7 +156,7 @@ func (s *server) pcaShowCA(c *gin.Context) {
 		pcaError(c, err)
 		return
 	}
-	v := viewCA(ca)
+	v := viewCA(ca, s.publicBase(c))
 	v.DomainID = tenantOf(c)
 	c.JSON(http.StatusOK, v)
 }
@@ -248,7 +258,9 @@ func (s *server) pcaRevokeCA(c *gin.Context) {
 }
 
 type pcaCRLEnableRequest struct {
-	ValidDays *int `json:"valid_days"`
+	ValidDays     *int   `json:"valid_days"`
+	CRLName       string `json:"crl_name"`
+	OBSBucketName string `json:"obs_bucket_name"`
 }
 
 func (s *server) pcaCRLEnable(c *gin.Context) {
@@ -260,7 +272,8 @@ func (s *server) pcaCRLEnable(c *gin.Context) {
 		pcaError(c, pcaInvalid("valid_days", nil, "is required"))
 		return
 	}
-	if err := s.pcaAPI.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), true, *req.ValidDays); err != nil {
+	cfg := pcasvc.CRLConfiguration{Enabled: true, ValidDays: *req.ValidDays, CRLName: req.CRLName, OBSBucketName: req.OBSBucketName}
+	if err := s.pcaAPI.ConfigureCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), cfg); err != nil {
 		pcaError(c, err)
 		return
 	}
@@ -268,7 +281,7 @@ func (s *server) pcaCRLEnable(c *gin.Context) {
 }
 
 func (s *server) pcaCRLDisable(c *gin.Context) {
-	if err := s.pcaAPI.SetCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), false, 0); err != nil {
+	if err := s.pcaAPI.ConfigureCRL(c.Request.Context(), tenantOf(c), c.Param("ca_id"), pcasvc.CRLConfiguration{}); err != nil {
 		pcaError(c, err)
 		return
 	}

@@ -44,6 +44,10 @@ const (
 	PCACodeExportRefused  = "PCA.00020311" // the requested export format is not offered
 	PCACodeNoCRLSign      = "PCA.00020312" // the CA certificate cannot sign CRLs (keyUsage without cRLSign)
 	PCACodeNameConstraint = "PCA.00020313" // a name lies outside the name constraints of a CA above
+
+	// Tags: hsmca's own codes in the same shape (PCA.000204xx).
+	PCACodeBadTag   = "PCA.00020401" // a tag key or value breaks the rules, or a key is given twice
+	PCACodeTagLimit = "PCA.00020402" // the resource would hold more than 20 tags
 )
 
 // pcaWire is how the family answers an error: the HTTP status and the
@@ -91,6 +95,8 @@ var pcaReasons = map[signer.Reason]string{
 	pcasvc.ReasonExportRefused:  PCACodeExportRefused,
 	pcasvc.ReasonNoCRLSign:      PCACodeNoCRLSign,
 	pcasvc.ReasonNameConstraint: PCACodeNameConstraint,
+	pcasvc.ReasonBadTag:         PCACodeBadTag,
+	pcasvc.ReasonTagLimit:       PCACodeTagLimit,
 }
 
 // pcaWireOf is the answer to an error of kind k with reason r.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/ccm/v1/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -364,24 +365,17 @@ func TestPCAListAndQuotas(t *testing.T) {
 	m = p.ok(p.do("GET", pcaCerts+"?name=two&sort_key=common_name", nil), http.StatusOK)
 	assert.Equal(t, float64(1), m["total"])
 
-	for _, path := range []string{pcaCAs + "/quotas", pcaCerts + "/quotas"} {
-		var q struct {
-			Quotas struct {
-				Resources []struct {
-					Type        string
-					Used, Quota int64
-				}
-			}
-		}
-		p.ok(p.do("GET", path, nil), http.StatusOK)
-		p.do("GET", path, nil).JSON(t, &q)
-		require.Len(t, q.Quotas.Resources, 2)
-		assert.Equal(t, "CERTIFICATE_AUTHORITY", q.Quotas.Resources[0].Type)
-		assert.Equal(t, int64(3), q.Quotas.Resources[0].Used)
-		assert.Equal(t, int64(100), q.Quotas.Resources[0].Quota)
-		assert.Equal(t, "CERTIFICATE", q.Quotas.Resources[1].Type)
-		assert.Equal(t, int64(2), q.Quotas.Resources[1].Used)
-		assert.Equal(t, int64(100000), q.Quotas.Resources[1].Quota)
+	// Each quota route reports its own resource (more in TestPCAQuotaRoutes).
+	for path, want := range map[string]model.Resources{
+		pcaCAs + "/quotas":   {Type: "CERTIFICATE_AUTHORITY", Used: 3, Quota: 100},
+		pcaCerts + "/quotas": {Type: "CERTIFICATE", Used: 2, Quota: 100000},
+	} {
+		r := p.do("GET", path, nil)
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+		var q model.ShowCertificateQuotaResponse
+		pcaDecodeSDK(t, r, &q)
+		require.NotNil(t, q.Quotas)
+		assert.Equal(t, []model.Resources{want}, q.Quotas.Resources, path)
 	}
 }
 

@@ -73,6 +73,10 @@ type Options struct {
 	// AccessTokenTTL is the lifetime of an access token from
 	// POST /oauth/token (0: signer.DefaultAccessTokenTTL, one hour).
 	AccessTokenTTL time.Duration
+	// PublicBaseURL is the daemon's public base URL (config
+	// public_base_url, already checked, without a trailing slash). Empty:
+	// URLs in answers are derived from each request (publicBase).
+	PublicBaseURL string
 	// OCSP answers the OCSP routes; nil: signer/ocsp's responder over the
 	// PCA and DTS services (with the default per-client rates).
 	OCSP OCSPAPI

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,11 @@ type Options struct {
 	Families []Family
 	// Now is the clock, time.Now when nil; tests set it to move time.
 	Now func() time.Time
+	// PublicBaseURL is the daemon's URL as relying parties reach it
+	// (config public_base_url, checked at start), under which the
+	// families' public routes serve CRLs and CA certificates; empty: the
+	// certificates the families sign name no such URL.
+	PublicBaseURL string
 }
 
 // Core is the shared machinery behind every API family: the run envelope
@@ -90,6 +96,8 @@ type Core struct {
 	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
 
 	heavyWork *heavyPool
+
+	publicBase string
 }
 
 type hsmBox struct{ h HSM }
@@ -110,6 +118,7 @@ func New(o Options) *Core {
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
+	e.publicBase = strings.TrimRight(o.PublicBaseURL, "/")
 	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)
 	if o.HSM != nil {
@@ -129,6 +138,16 @@ func (e *Core) Metrics() *metrics.Metrics { return e.metrics }
 
 // Log returns the engine's logger.
 func (e *Core) Log() *slog.Logger { return e.log }
+
+// PublicURL is the absolute URL at which relying parties reach path (a
+// public route, "/...") of this daemon, or "" when no public base URL is
+// configured: the families then write no URL into certificates.
+func (e *Core) PublicURL(path string) string {
+	if e.publicBase == "" {
+		return ""
+	}
+	return e.publicBase + path
+}
 
 // Now is the engine's clock (Options.Now): every validity window, expiry
 // and schedule reads it, so that tests can move time.

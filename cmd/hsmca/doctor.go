@@ -39,6 +39,16 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	if !report("config", err, "loaded") {
 		return 1
 	}
+	publicURL := cfg.PublicBaseURL
+	if publicURL == "" {
+		publicURL = "not set: certificates name no CRL distribution point or issuer certificate URL, " +
+			"and URLs in answers (such as Huawei's crl_dis_point) follow each request's Host"
+		if cfg.IssuerAltName == "" {
+			publicURL += ", and managed DTS root CAs are refused without issuer_alt_name"
+		}
+		publicURL += "; set public_base_url (HSMCA_PUBLIC_BASE_URL)"
+	}
+	report("public URL", nil, publicURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -152,10 +152,22 @@ func TestDoctor(t *testing.T) {
 	isolate(t, tok)
 	code, stdout, stderr := cli("doctor")
 	require.Equal(t, 0, code, stdout+stderr)
-	for _, step := range []string{"config", "module", "token", "login", "test signature", "store"} {
+	for _, step := range []string{"config", "public URL", "module", "token", "login", "test signature", "store"} {
 		assert.Regexp(t, `(?m)^ok\s+`+step, stdout)
 	}
+	assert.Regexp(t, `(?m)^ok\s+public URL\s+not set: .*public_base_url \(HSMCA_PUBLIC_BASE_URL\)`, stdout)
 	assert.NotContains(t, stdout+stderr, tok.PIN)
+
+	// The public base URL, when set, is named; a bad one fails the config.
+	t.Setenv("HSMCA_PUBLIC_BASE_URL", "https://ca.example.com/pki/")
+	code, stdout, stderr = cli("doctor")
+	require.Equal(t, 0, code, stdout+stderr)
+	assert.Regexp(t, `(?m)^ok\s+public URL\s+https://ca\.example\.com/pki$`, stdout)
+	t.Setenv("HSMCA_PUBLIC_BASE_URL", "ca.example.com")
+	code, stdout, _ = cli("doctor")
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `(?m)^FAIL\s+config\s+.*public_base_url "ca.example.com"`, stdout)
+	t.Setenv("HSMCA_PUBLIC_BASE_URL", "")
 
 	// A wrong PIN fails the login line, without showing either PIN.
 	bad := filepath.Join(t.TempDir(), "bad.pin")

@@ -65,7 +65,14 @@ type Options struct {
 	Engine func(*signer.Options)
 	// DTS configures the DTS family's service (issuer alt name).
 	DTS []dts.Option
+	// PublicBaseURL is the public base URL of the core and the router
+	// (none by default); SelfURL makes it the test server's own URL, so
+	// that the URLs in the certificates it signs reach it.
+	PublicBaseURL string
 }
+
+// SelfURL as Options.PublicBaseURL is the test server's own URL.
+const SelfURL = "self"
 
 // New starts the stack on backend ("bolt" or "redis").
 func New(t testing.TB, backend string, opts ...Options) *Env {
@@ -102,13 +109,21 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	e.HSM, err = hsm.Open(hsm.Config{Module: e.Token.Module, TokenLabel: e.Token.Label, PIN: e.Token.PIN, Logger: log})
 	require.NoError(t, err)
 	e.Metrics = metrics.New("test")
-	so := signer.Options{Families: families.All(), Store: e.Store, Metrics: e.Metrics, Logger: log, HSM: e.HSM}
+	// The listener is bound first, so that the public base URL can be the
+	// server's own address.
+	srv := httptest.NewUnstartedServer(nil)
+	base := o.PublicBaseURL
+	if base == SelfURL {
+		base = "http://" + srv.Listener.Addr().String()
+	}
+	so := signer.Options{Families: families.All(), Store: e.Store, Metrics: e.Metrics, Logger: log, HSM: e.HSM,
+		PublicBaseURL: base}
 	if o.Engine != nil {
 		o.Engine(&so)
 	}
 	e.Engine = signer.New(so)
 	e.Admins = admins.New(e.Engine)
-	ro := api.Options{Engine: e.Engine, Logger: log}
+	ro := api.Options{Engine: e.Engine, Logger: log, PublicBaseURL: base}
 	ro.Admins = e.Admins
 	ro.APIG = apig.New(e.Engine)
 	ro.Keys = keys.New(e.Engine)
@@ -119,7 +134,9 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	if ro.DTS == nil {
 		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
-	e.Server = httptest.NewServer(api.Router(ro))
+	srv.Config.Handler = Contract(t, api.Router(ro))
+	srv.Start()
+	e.Server = srv
 	t.Cleanup(func() {
 		e.Server.Close()
 		e.Engine.Close()

@@ -131,13 +131,15 @@ var quotaKinds = map[string]string{
 	keys.QuotaKeys:         keys.RecordKey,
 	dts.QuotaRoots:         dts.RecordRoot,
 	dts.QuotaSigners:       dts.RecordSigner,
+	dts.QuotaIntermediates: dts.RecordIntermediate,
 	pca.QuotaCAs:           pca.RecordCA,
 	pca.QuotaCertificates:  pca.RecordCertificate,
 	apig.QuotaCertificates: apig.RecordCertificate,
 }
 
 // keyOwnerKinds are the record kinds that own HSM keys (Fields[key_id]).
-var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, dts.RecordRoot, dts.RecordSigner, pca.RecordCA}
+var keyOwnerKinds = []string{keys.RecordKey, apig.RecordCertificate, dts.RecordRoot, dts.RecordSigner,
+	dts.RecordIntermediate, pca.RecordCA}
 
 // StoreState is what the store says while no operation runs.
 type StoreState struct {

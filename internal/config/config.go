@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,8 +107,13 @@ type Config struct {
 	IssuerAltName string `yaml:"issuer_alt_name"`
 
 	// PublicBaseURL is the daemon's URL as clients and relying parties
-	// reach it (https://ca.example.com). Unless IssuerAltName is set, it
-	// is the IssuerAlternativeName of DTS root CA certificates.
+	// reach it (https://ca.example.com): an absolute http(s) URL (scheme,
+	// host, optional port and path prefix; no query or fragment), kept
+	// without a trailing slash. Set, the certificates the daemon signs
+	// under a CA name that CA's CRL and certificate under it. Unless
+	// IssuerAltName is set, it is the IssuerAlternativeName of DTS root CA
+	// certificates. Empty: certificates name no such URL, and URLs the
+	// daemon reports are derived from each request instead.
 	PublicBaseURL string `yaml:"public_base_url"`
 
 	// InventoryInterval is how often the quota-use and CA-expiry gauges
@@ -138,7 +144,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
-	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, e.g. https://ca.example.com"},
+	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com ; unset, certificates name no CRL or issuer URL and CCM crl_dis_point is derived from each request"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
@@ -437,6 +443,13 @@ func (c *Config) validate() error {
 	if c.OCSP.FreshBurst < 0 || c.OCSP.FreshBurst > 1e6 {
 		errs = append(errs, fmt.Sprintf("ocsp.fresh_burst %d: want 0 (the default) to 1000000", c.OCSP.FreshBurst))
 	}
+	if c.PublicBaseURL != "" {
+		if u, err := CheckPublicBaseURL(c.PublicBaseURL); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			c.PublicBaseURL = u
+		}
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -446,6 +459,43 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// CheckPublicBaseURL validates a public base URL (public_base_url,
+// HSMCA_PUBLIC_BASE_URL) and returns it without a trailing slash: an
+// absolute http or https URL with a host, no user information, query or
+// fragment. A path is a prefix under which a proxy serves the daemon.
+func CheckPublicBaseURL(raw string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("public_base_url %q: %s; want an absolute http or https URL such as https://ca.example.com", raw, why)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return bad("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("the scheme must be http or https")
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return bad("no host")
+	case u.User != nil:
+		return bad("user information is not allowed")
+	case u.RawQuery != "" || u.ForceQuery:
+		return bad("a query is not allowed")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return bad("a fragment is not allowed")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad("bad port")
+		}
+	}
+	for _, r := range raw {
+		if r <= ' ' || r >= 0x7f {
+			// Certificates carry URLs as IA5String: ASCII only.
+			return bad("spaces, control characters and non-ASCII characters are not allowed")
+		}
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
 }
 
 // TLSEnabled reports whether the listener serves HTTPS.

@@ -119,6 +119,8 @@ func TestInvalid(t *testing.T) {
 		"bad header limit":   {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "0"}, want: "HSMCA_MAX_HEADER_BYTES"},
 		"tiny header limit":  {env: map[string]string{"HSMCA_MAX_HEADER_BYTES": "100"}, want: "http.max_header_bytes"},
 		"huge header limit":  {file: "http:\n  max_header_bytes: 10000000\n", want: "http.max_header_bytes"},
+		"relative base url":  {env: map[string]string{"HSMCA_PUBLIC_BASE_URL": "/pki"}, want: "public_base_url"},
+		"base url, no host":  {file: "public_base_url: https:///x\n", want: "no host"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			clearEnv(t)
@@ -135,6 +137,57 @@ func TestInvalid(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+// The public base URL: absolute http(s) only, kept without a trailing
+// slash; the variable wins over the file; unset stays empty.
+func TestPublicBaseURL(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	c, err := Load("")
+	require.NoError(t, err)
+	assert.Empty(t, c.PublicBaseURL)
+
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("public_base_url: https://ca.example.com/\n"), 0o600))
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, "https://ca.example.com", c.PublicBaseURL)
+	t.Setenv("HSMCA_PUBLIC_BASE_URL", "http://10.0.0.5:8443/pki/")
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, "http://10.0.0.5:8443/pki", c.PublicBaseURL)
+
+	for raw, want := range map[string]string{
+		"https://ca.example.com":           "https://ca.example.com",
+		"HTTPS://CA.example.com:443/a/b//": "https://CA.example.com:443/a/b",
+		"http://[2001:db8::1]:8080":        "http://[2001:db8::1]:8080",
+	} {
+		got, err := CheckPublicBaseURL(raw)
+		require.NoError(t, err, raw)
+		assert.Equal(t, want, got)
+	}
+	for raw, why := range map[string]string{
+		"ca.example.com":               "scheme",
+		"ftp://ca.example.com":         "scheme",
+		"https://":                     "no host",
+		"https://:8443":                "no host",
+		"https://u:p@ca.example.com":   "user information",
+		"https://ca.example.com/?x=1":  "query",
+		"https://ca.example.com/?":     "query",
+		"https://ca.example.com/#frag": "fragment",
+		"https://ca.example.com:99999": "port",
+		"https://ca.example.com/a b":   "spaces",
+		"mailto:ops@example.com":       "scheme",
+		"https:ca.example.com":         "no host",
+		"https://ca.example.com\x7f/x": "",
+		"https://bücher.example/":      "non-ASCII",
+	} {
+		_, err := CheckPublicBaseURL(raw)
+		require.Error(t, err, raw)
+		assert.Contains(t, err.Error(), why, raw)
+		assert.Contains(t, err.Error(), "want an absolute http or https URL", raw)
 	}
 }
 

@@ -114,6 +114,20 @@ func DTSIssuerAltName(cfg *config.Config) (value, setting string) {
 	return "", ""
 }
 
+// publicBaseURL is the configured public base URL, checked (Load checks
+// it too; a config built in code may not have been) and without a
+// trailing slash; "" when unset.
+func publicBaseURL(cfg *config.Config) (string, error) {
+	if cfg.PublicBaseURL == "" {
+		return "", nil
+	}
+	u, err := config.CheckPublicBaseURL(cfg.PublicBaseURL)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	return u, nil
+}
+
 // Start opens everything and begins serving. It returns once the listener
 // is bound; the HSM may still be opening (see /readyz).
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
@@ -125,6 +139,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	hc, err := HSMConfig(cfg, d.metrics, log)
 	if err != nil {
 		return nil, err
+	}
+	publicBase, err := publicBaseURL(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if publicBase == "" {
+		log.Info("public_base_url is not set: the certificates the daemon signs name no CRL distribution point " +
+			"and no issuer certificate URL")
 	}
 	ian, ianSetting := DTSIssuerAltName(cfg)
 	if ian != "" {
@@ -150,7 +172,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
 	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
-		Quotas: cfg.Quotas, Instance: instanceName(d.ln.Addr())})
+		Quotas: cfg.Quotas, Instance: instanceName(d.ln.Addr()), PublicBaseURL: publicBase})
 	d.admins = admins.New(d.engine)
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
@@ -178,7 +200,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		DTS:             dtsSvc,
 		OCSP:            responder,
 		HSTS:            tlsConf != nil,
-		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL})
+		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
+		PublicBaseURL:   publicBase})
 	var h http.Handler = handler
 	if d.wrap != nil {
 		h = d.wrap(h)

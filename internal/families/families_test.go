@@ -31,6 +31,8 @@ func TestIndexes(t *testing.T) {
 		{Kind: "pca_ca_index", Field: "purge_at"},
 		{Kind: "pca_ca_index", Field: "crl_due"},
 		{Kind: "dts_root_index", Field: "crl_due"},
+		{Kind: "dts_intermediate_index", Field: "crl_due"},
+		{Kind: "dts_intermediate_ca", Field: "ca_id"},
 		{Kind: "ocsp_response", Field: "issuer"},
 		{Kind: "ocsp_response", Field: "due"},
 		{Kind: "ocsp_issuer", Field: "rotate_at"},

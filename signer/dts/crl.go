@@ -125,11 +125,17 @@ func (s *Service) signRootCRL(ctx context.Context, tenant, id string, background
 }
 
 func (s *Service) signCRL(ctx context.Context, rootRec *store.Record, root *dtsRoot, st *dtsCRLState, now time.Time) ([]byte, error) {
-	cert, err := x509.ParseCertificate(root.CertDER)
+	return s.signCRLOf(ctx, rootRec.Fields[signer.KeyField], root.CertDER, root.KeyAlgorithm, "DTS root CA", st, now)
+}
+
+// signCRLOf signs the next CRL of state st with the CA whose certificate
+// is certDER and whose HSM key is keyID; what names the CA in errors.
+func (s *Service) signCRLOf(ctx context.Context, keyID string, certDER []byte, keyAlg, what string, st *dtsCRLState, now time.Time) ([]byte, error) {
+	cert, err := x509.ParseCertificate(certDER)
 	if err != nil {
-		return nil, signer.StoreErr(err, "DTS root CA certificate")
+		return nil, signer.StoreErr(err, what+" certificate")
 	}
-	k, err := s.core.TimedSigner(ctx, rootRec.Fields[signer.KeyField], root.KeyAlgorithm, "dts_crl")
+	k, err := s.core.TimedSigner(ctx, keyID, keyAlg, "dts_crl")
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +147,7 @@ func (s *Service) signCRL(ctx context.Context, rootRec *store.Record, root *dtsR
 	der, err := issuance.SignCRL(cert, k, issuance.CRL{Number: st.Number + 1, ThisUpdate: now,
 		NextUpdate: now.Add(crlValidity), Revoked: revoked})
 	if err != nil {
-		return nil, signer.HSMError(err, "DTS root CA key")
+		return nil, signer.HSMError(err, what+" key")
 	}
 	return der, nil
 }
@@ -178,8 +184,14 @@ func (s *Service) saveCRL(ctx context.Context, rec *store.Record, tenant, id str
 // the root's CRL and marks the CRL for re-signing (the caller signs it,
 // or the refresher does on its next round).
 func (s *Service) revokeSerial(ctx context.Context, tenant, rootID, hexSerial string) error {
+	return s.revokeSerialOn(ctx, tenant, kindRootIndex, rootID, hexSerial)
+}
+
+// revokeSerialOn is revokeSerial for the CA caID whose platform index
+// entries are of kind indexKind (a root or an intermediate CA).
+func (s *Service) revokeSerialOn(ctx context.Context, tenant, indexKind, caID, hexSerial string) error {
 	for attempt := 0; attempt < crlAttempts; attempt++ {
-		rec, st, err := s.loadCRL(ctx, tenant, rootID)
+		rec, st, err := s.loadCRL(ctx, tenant, caID)
 		if err != nil {
 			return err
 		}
@@ -190,7 +202,7 @@ func (s *Service) revokeSerial(ctx context.Context, tenant, rootID, hexSerial st
 		}
 		st.Revoked = append(st.Revoked, dtsRevoked{Serial: hexSerial, Time: s.core.Now().UTC().Truncate(time.Second)})
 		st.Stale = true
-		err = s.saveCRL(ctx, rec, tenant, rootID, st)
+		err = s.saveCRL(ctx, rec, tenant, caID, st)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			continue
 		}
@@ -199,7 +211,7 @@ func (s *Service) revokeSerial(ctx context.Context, tenant, rootID, hexSerial st
 		}
 		// Marked after the entry is stored: a CRL whose content was read
 		// before the mark does not clear it (see signer.CRLStored).
-		s.core.MarkCRLStale(ctx, kindRootIndex, rootID)
+		s.core.MarkCRLStale(ctx, indexKind, caID)
 		return nil
 	}
 	return signer.E(signer.KindUnavailable, "the certificate revocation list is being updated; retry")

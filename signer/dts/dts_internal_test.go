@@ -318,12 +318,14 @@ func TestDTSFamily(t *testing.T) {
 	require.NoError(t, err)
 
 	core := signer.New(signer.Options{Store: e.core.Store(), Families: []signer.Family{Family()}, Now: c.now,
-		Quotas: map[string]int64{QuotaRoots: 50, QuotaSigners: 50}})
+		Quotas: map[string]int64{QuotaRoots: 50, QuotaSigners: 50, QuotaIntermediates: 50}})
 	t.Cleanup(func() { core.Close() })
 	assert.Equal(t, int64(3), core.QuotaLimit(QuotaRoots))
 	assert.Equal(t, int64(5), core.QuotaLimit(QuotaSigners))
-	assert.Equal(t, []string{QuotaRoots, QuotaSigners}, core.QuotaResources())
-	assert.Equal(t, []store.Index{{Kind: "dts_root_index", Field: "crl_due"}}, signer.StoreIndexes(Family())[1:])
+	assert.Equal(t, int64(50), core.QuotaLimit(QuotaIntermediates), "configurable")
+	assert.Equal(t, []string{QuotaRoots, QuotaSigners, QuotaIntermediates}, core.QuotaResources())
+	assert.Equal(t, []store.Index{{Kind: "dts_root_index", Field: "crl_due"}, {Kind: "dts_intermediate_index", Field: "crl_due"},
+		{Kind: "dts_intermediate_ca", Field: "ca_id"}}, signer.StoreIndexes(Family())[len(signer.StoreIndexes()):], "after the core's own")
 
 	require.NoError(t, core.RefreshInventory(ctx))
 	gauge := func(name, label, value string) float64 {

@@ -55,8 +55,10 @@ func (s *Service) OCSPIssuer(ctx context.Context, tenant, id string) (*ocsp.Issu
 }
 
 // OCSPStatus says what a root says of serial (ocsp.Source): revoked when
-// its CRL lists it (a deleted signer), good for the certificate of one of
-// the tenant's signers under the root, unknown otherwise.
+// its CRL lists it (a deleted signer or intermediate), good for the
+// certificate of a signer the root issued (not one under an
+// intermediate, which the intermediate issued) or of one of its
+// intermediate CAs, unknown otherwise.
 func (s *Service) OCSPStatus(ctx context.Context, tenant, id string, serial *big.Int) (ocsp.Status, error) {
 	hexSerial := encoding.SerialHex(serial)
 	_, st, err := s.loadCRL(ctx, tenant, id)
@@ -76,10 +78,25 @@ func (s *Service) OCSPStatus(ctx context.Context, tenant, id string, serial *big
 	}
 	for _, rec := range page.Records {
 		var v dtsSigner
-		if json.Unmarshal(rec.Data, &v) != nil || v.CertDER == nil {
+		if json.Unmarshal(rec.Data, &v) != nil || v.CertDER == nil || v.IntermediateID != "" {
 			continue
 		}
 		if c, err := x509.ParseCertificate(v.CertDER); err == nil && c.SerialNumber.Cmp(serial) == 0 {
+			return ocsp.Status{State: issuance.OCSPGood}, nil
+		}
+	}
+	// The root's intermediates (a handful; the quota bounds them).
+	page, err = s.core.Store().List(ctx, store.Query{Kind: RecordIntermediate, Tenant: tenant,
+		Filters: []store.Filter{{Field: "ca_id", Value: id}}})
+	if err != nil {
+		return ocsp.Status{}, signer.StoreErr(err, "DTS intermediate CA certificate")
+	}
+	for _, rec := range page.Records {
+		var m dtsIntermediate
+		if json.Unmarshal(rec.Data, &m) != nil || m.CertDER == nil {
+			continue
+		}
+		if c, err := x509.ParseCertificate(m.CertDER); err == nil && c.SerialNumber.Cmp(serial) == 0 {
 			return ocsp.Status{State: issuance.OCSPGood}, nil
 		}
 	}
@@ -175,14 +192,4 @@ func (s *Service) setRootOCSP(ctx context.Context, tenant, id string, on bool) (
 		}
 		return r, nil
 	}
-}
-
-// ocspURL is the OCSP URL the certificates r issues carry in their
-// AuthorityInfoAccess, and whether they carry one: the root's OCSP is on
-// and the daemon has a public base URL.
-func ocspURL(r *dtsRoot, publicBaseURL string) (string, bool) {
-	if !r.OCSP || publicBaseURL == "" {
-		return "", false
-	}
-	return ocsp.ResponderURL(publicBaseURL), true
 }

@@ -34,6 +34,9 @@ type dtsRoot struct {
 	NotAfter     time.Time `json:"notAfter"`
 	KeyAlgorithm string    `json:"keyAlgorithm,omitempty"`
 	CreatedBy    string    `json:"createdBy,omitempty"`
+	// UseIntermediateCA: the root issues intermediate CA certificates,
+	// and VICAL signers only under them (intermediate.go).
+	UseIntermediateCA bool `json:"useIntermediateCa,omitempty"`
 	// OCSP: the root answers OCSP requests about what it issued.
 	OCSP bool `json:"ocspEnabled,omitempty"`
 }
@@ -50,11 +53,13 @@ type Root struct {
 	Organisation   string
 	NotBefore      time.Time
 	NotAfter       time.Time
-	OCSPEnabled    bool
+	// UseIntermediateCA is MATTR's useIntermediateCa.
+	UseIntermediateCA bool
+	OCSPEnabled       bool
 }
 
 func (r *dtsRoot) view() *Root {
-	return &Root{ID: r.ID, Active: r.Active, Managed: r.Managed,
+	return &Root{ID: r.ID, Active: r.Active, Managed: r.Managed, UseIntermediateCA: r.UseIntermediateCA,
 		CertificatePEM: encoding.EncodePEM("CERTIFICATE", r.CertDER), Fingerprint: r.Fingerprint,
 		CommonName: r.CommonName, Country: r.Country, Organisation: r.Organisation,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, OCSPEnabled: r.OCSP}
@@ -148,6 +153,12 @@ type dtsSigner struct {
 	IssuedHere   bool   `json:"issuedHere,omitempty"`
 	KeyAlgorithm string `json:"keyAlgorithm"`
 	CreatedBy    string `json:"createdBy,omitempty"`
+	// IntermediateID is the intermediate CA certificate the signer is
+	// under (3-tier model), empty when it is directly under CAID;
+	// ChainDER is the chain above its certificate once it has one (the
+	// intermediate's certificate, then the root's).
+	IntermediateID string   `json:"intermediateCaId,omitempty"`
+	ChainDER       [][]byte `json:"chainDer,omitempty"`
 }
 
 // VICALSigner is a signer as the API shows it; the certificate fields are
@@ -163,12 +174,17 @@ type VICALSigner struct {
 	Country        string
 	NotBefore      *time.Time
 	NotAfter       *time.Time
+	// IntermediateID and ChainPEM: see dtsSigner.
+	IntermediateID string
+	ChainPEM       string
 }
 
 func (s *dtsSigner) view() *VICALSigner {
-	v := &VICALSigner{ID: s.ID, CAID: s.CAID, Active: s.Active, CSRPEM: encoding.EncodePEM("CERTIFICATE REQUEST", s.CSRDER)}
+	v := &VICALSigner{ID: s.ID, CAID: s.CAID, Active: s.Active, CSRPEM: encoding.EncodePEM("CERTIFICATE REQUEST", s.CSRDER),
+		IntermediateID: s.IntermediateID}
 	if s.CertDER != nil {
 		v.CertificatePEM = encoding.EncodePEM("CERTIFICATE", s.CertDER)
+		v.ChainPEM = chainPEM(s.ChainDER)
 		v.Fingerprint, v.CommonName, v.Country = s.Fingerprint, s.CommonName, s.Country
 		v.NotBefore, v.NotAfter = s.NotBefore, s.NotAfter
 	}

@@ -59,6 +59,10 @@ type RootInput struct {
 	NotBefore        *string // RFC 3339
 	NotAfter         *string // RFC 3339
 	CertificatePEM   *string
+	// UseIntermediateCA makes a root of the 3-tier model, which issues
+	// intermediate CA certificates rather than VICAL signers
+	// (intermediate.go).
+	UseIntermediateCA *bool
 	// OCSPEnabled switches the OCSP of a managed root on from its
 	// creation (hsmca's own field).
 	OCSPEnabled *bool
@@ -88,6 +92,7 @@ func (s *Service) CreateRoot(ctx context.Context, in RootInput) (*Root, error) {
 type rootPlan struct {
 	subject             pkix.Name
 	notBefore, notAfter time.Time
+	useIntermediate     bool
 }
 
 func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, error) {
@@ -193,6 +198,7 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	if s.issuerAltName == "" {
 		return nil, &signer.Error{Kind: signer.KindUnavailable, Reason: ReasonNoIssuerAltName, Msg: noIANMsg}
 	}
+	plan.useIntermediate = usesIntermediates(in)
 	ian, err := issuance.IssuerAltNameExtension(s.issuerAltName)
 	if err != nil {
 		return nil, &signer.Error{Kind: signer.KindInternal, Msg: "the daemon's issuer_alt_name setting is invalid", Err: err}
@@ -219,7 +225,7 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 }
 
 func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *signer.NewKey, plan *rootPlan, ian *pkix.Extension, withOCSP bool) (*dtsRoot, error) {
-	tmpl := issuance.IACARootTemplate(plan.subject, plan.notBefore, plan.notAfter, ian)
+	tmpl := rootTemplate(plan, ian)
 	der, err := issuance.SignCertificate(tmpl, nil, nk.Signer.Public(),
 		s.core.Timed(nk.Signer, "dts_root_certificate", string(keyAlgorithm)), issuance.KeyIDSHA256)
 	if err != nil {
@@ -228,7 +234,8 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 	r := &dtsRoot{ID: id, Active: true, Managed: true, CertDER: der, Fingerprint: encoding.Fingerprint(der),
 		CommonName: plan.subject.CommonName, Country: plan.subject.Country[0],
 		Organisation: plan.subject.Organization[0], NotBefore: plan.notBefore, NotAfter: plan.notAfter,
-		KeyAlgorithm: string(keyAlgorithm), CreatedBy: signer.CallerFrom(ctx).Principal}
+		KeyAlgorithm: string(keyAlgorithm), CreatedBy: signer.CallerFrom(ctx).Principal,
+		UseIntermediateCA: plan.useIntermediate}
 	// Due at once: if the first CRL below is not signed, the refresher
 	// signs it.
 	if err := s.putRootIndex(ctx, tenant, id, signer.CRLDueAt(time.UnixMilli(0))); err != nil {
@@ -302,6 +309,8 @@ func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in Roo
 		var reason string
 		if cert, reason = s.checkUploadedRoot(*in.CertificatePEM); reason != "" {
 			f.Add("certificatePem", nil, reason)
+		} else if reason = uploadedRootForIntermediates(cert, in); reason != "" {
+			f.Add("useIntermediateCa", true, reason)
 		}
 	}
 	if err := f.Err(); err != nil {
@@ -314,7 +323,8 @@ func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in Roo
 	r := &dtsRoot{ID: uuid.NewString(), Active: true, Managed: false, CertDER: cert.Raw,
 		Fingerprint: encoding.Fingerprint(cert.Raw), CommonName: cert.Subject.CommonName,
 		Country: subject.Country, Organisation: subject.Organization,
-		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), CreatedBy: signer.CallerFrom(ctx).Principal}
+		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(), UseIntermediateCA: usesIntermediates(in),
+		CreatedBy: signer.CallerFrom(ctx).Principal}
 	if err := s.putRootIndex(ctx, tenant, r.ID, signer.CRLDueNever); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,8 @@
 // Package dts is the MATTR VII DTS family (API.md family 1, the
 // "ecosystem" certificates): root CA certificates, managed (key in the
-// HSM, self-signed, publishing a CRL) or uploaded, and the VICAL signers
-// under them, whose keys sign payloads.
+// HSM, self-signed, publishing a CRL) or uploaded, the intermediate CA
+// certificates of roots of the 3-tier model (intermediate.go), and the
+// VICAL signers under them, whose keys sign payloads.
 package dts
 
 import (
@@ -86,18 +87,23 @@ const (
 // crl_due (the CRL refresher reads the due ones), the fixed quotas, the
 // active roots for the CA-expiry gauges (signers under an expired root
 // stop being trusted either way, managed or not), and the refresher that
-// re-signs the CRLs of managed roots, also in tenants nobody reads.
+// re-signs the CRLs of managed roots, also in tenants nobody reads; and
+// the same for intermediate CAs, whose quota is configurable.
 func Family() signer.Family {
 	return signer.Family{
 		Name:    "dts",
-		Indexes: []store.Index{{Kind: kindRootIndex, Field: signer.CRLDueField}},
+		Indexes: append([]store.Index{{Kind: kindRootIndex, Field: signer.CRLDueField}}, intermediateIndexes...),
 		Quotas: []signer.QuotaDefault{
 			{Resource: QuotaRoots, Default: 3, Fixed: true},
 			{Resource: QuotaSigners, Default: 5, Fixed: true},
+			{Resource: QuotaIntermediates, Default: defaultIntermediatesQuota},
 		},
-		CAExpiry: []signer.CAExpirySource{{Label: "dts_root", RecordKind: RecordRoot, Active: activeRootExpiry}},
+		CAExpiry: []signer.CAExpirySource{{Label: "dts_root", RecordKind: RecordRoot, Active: activeRootExpiry},
+			{Label: "dts_intermediate", RecordKind: RecordIntermediate, Active: activeIntermediateExpiry}},
 		Janitors: []signer.Janitor{{Name: "refresh-crls", Run: func(ctx context.Context, c *signer.Core) (int, error) {
 			return New(c).refreshDueCRLs(ctx)
+		}}, {Name: "refresh-intermediate-crls", Run: func(ctx context.Context, c *signer.Core) (int, error) {
+			return New(c).refreshDueIntermediateCRLs(ctx)
 		}}},
 	}
 }

@@ -47,54 +47,40 @@ const (
 // CreateSigner makes a signer key and CSR under root caID; under a
 // managed root the root issues its certificate at once.
 func (s *Service) CreateSigner(ctx context.Context, caID *string, bad []signer.FieldError) (*VICALSigner, error) {
+	return s.CreateSignerIn(ctx, SignerInput{CAID: caID, BadFields: bad})
+}
+
+// CreateSignerIn makes a signer key and CSR under a root or under an
+// intermediate CA (intermediate_signers.go); a managed issuing CA issues
+// its certificate at once.
+func (s *Service) CreateSignerIn(ctx context.Context, in SignerInput) (*VICALSigner, error) {
 	tenant, err := tenantOf(ctx)
 	op := s.core.Start(ctx, tenant, evSignerCreate)
 	if err != nil {
 		return nil, op.Done("", err)
 	}
-	v, err := s.createSigner(ctx, tenant, caID, bad)
+	v, err := s.createSigner(ctx, tenant, in)
 	if err != nil {
 		return nil, op.Done("", err)
 	}
 	return v.view(), op.Done(v.ID, nil)
 }
 
-func (s *Service) createSigner(ctx context.Context, tenant string, caID *string, bad []signer.FieldError) (*dtsSigner, error) {
-	f := signer.FieldErrors(bad)
-	switch {
-	case hasField(bad, "caId"):
-	case caID == nil:
-		f.Add("caId", nil, "is required")
-	case checkID("caId", *caID, "body") != nil:
-		f.Add("caId", *caID, "must be a UUID")
-	}
-	if err := f.Err(); err != nil {
-		return nil, err
-	}
-	rootRec, root, err := s.getRoot(ctx, tenant, *caID)
+func (s *Service) createSigner(ctx context.Context, tenant string, in SignerInput) (*dtsSigner, error) {
+	iss, err := s.signerIssuerFor(ctx, tenant, in)
 	if err != nil {
-		if signer.KindOf(err) == signer.KindNotFound {
-			return nil, &signer.Error{Kind: signer.KindNotFound, Msg: "DTS root CA certificate " + *caID + " not found",
-				Fields: []signer.FieldError{{Field: "caId", Value: *caID, Msg: "no such DTS root CA certificate", Location: "body"}}}
-		}
 		return nil, err
-	}
-	var rootCert *x509.Certificate
-	if root.Managed {
-		if rootCert, err = s.usableRoot(root); err != nil {
-			return nil, err
-		}
 	}
 	if err := s.quotaFree(ctx, tenant, QuotaSigners, signerQuotaMsg); err != nil {
 		return nil, err
 	}
-	v := &dtsSigner{ID: uuid.NewString(), CAID: root.ID, KeyAlgorithm: string(keyAlgorithm),
-		CreatedBy: signer.CallerFrom(ctx).Principal}
+	v := &dtsSigner{ID: uuid.NewString(), CAID: iss.root.ID, IntermediateID: iss.intermediateID(),
+		KeyAlgorithm: string(keyAlgorithm), CreatedBy: signer.CallerFrom(ctx).Principal}
 	nk, err := s.core.GenerateKey(ctx, tenant, RecordSigner, v.ID, keyAlgorithm)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.commitSigner(ctx, tenant, v, nk, root, rootRec, rootCert); err != nil {
+	if err := s.commitSigner(ctx, tenant, v, nk, iss); err != nil {
 		s.core.AbandonKey(nk)
 		return nil, err
 	}
@@ -116,47 +102,51 @@ func (s *Service) usableRoot(root *dtsRoot) (*x509.Certificate, error) {
 	return c, nil
 }
 
-func (s *Service) commitSigner(ctx context.Context, tenant string, v *dtsSigner, nk *signer.NewKey, root *dtsRoot, rootRec *store.Record, rootCert *x509.Certificate) error {
+func (s *Service) commitSigner(ctx context.Context, tenant string, v *dtsSigner, nk *signer.NewKey, iss *signerIssuer) error {
 	subj := pkix.Name{CommonName: "VICAL Signer " + v.ID}
-	if root.Country != "" {
-		subj.Country = []string{root.Country}
+	country, org := iss.subjectDefaults()
+	if country != "" {
+		subj.Country = []string{country}
 	}
-	if root.Organisation != "" {
-		subj.Organization = []string{root.Organisation}
+	if org != "" {
+		subj.Organization = []string{org}
 	}
 	csrDER, err := issuance.SignCSR(subj, 0, s.core.Timed(nk.Signer, "vical_signer_csr", v.KeyAlgorithm))
 	if err != nil {
 		return signer.HSMError(err, "VICAL signer key")
 	}
 	v.CSRDER = csrDER
-	if root.Managed {
+	if iss.managed() {
 		csr, err := x509.ParseCertificateRequest(csrDER)
 		if err != nil {
 			return err
 		}
+		caNotBefore, caNotAfter := iss.validity()
 		now := s.core.Now().UTC().Truncate(time.Second)
 		nb := now
-		if root.NotBefore.After(nb) {
-			nb = root.NotBefore
+		if caNotBefore.After(nb) {
+			nb = caNotBefore
 		}
 		na := nb.Add(signerValidity)
-		if na.After(root.NotAfter) {
-			na = root.NotAfter
+		if na.After(caNotAfter) {
+			na = caNotAfter
 		}
-		rs, err := s.core.TimedSigner(ctx, rootRec.Fields[signer.KeyField], root.KeyAlgorithm, "vical_signer_certificate")
+		rs, err := s.core.TimedSigner(ctx, iss.keyID(), iss.keyAlgorithm(), "vical_signer_certificate")
 		if err != nil {
 			return err
 		}
-		tmpl := issuance.VICALSignerTemplate(csr.Subject, rootCert, nb, na)
-		der, err := issuance.SignCertificate(tmpl, rootCert, csr.PublicKey, rs, issuance.KeyIDSHA256)
+		tmpl := issuance.VICALSignerTemplate(csr.Subject, iss.cert, nb, na)
+		issuance.AddIssuerURLs(tmpl, s.issuerURLs(iss))
+		der, err := issuance.SignCertificate(tmpl, iss.cert, csr.PublicKey, rs, issuance.KeyIDSHA256)
 		if err != nil {
-			return signer.HSMError(err, "DTS root CA key")
+			return signer.HSMError(err, "DTS CA key")
 		}
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
 			return err
 		}
 		v.setCert(c)
+		v.ChainDER = iss.chain()
 		v.IssuedHere = true
 	}
 	rec, err := signerRecord(tenant, v, nk.ID)
@@ -304,8 +294,9 @@ func (s *Service) applySignerUpdate(ctx context.Context, tenant string, v *dtsSi
 }
 
 // checkSignerCert accepts an uploaded certificate that carries the CSR's
-// public key, is issued and signed by the signer's root, is an end-entity
-// certificate and has not expired.
+// public key, is issued and signed by the signer's issuing CA (its
+// intermediate CA, or its root), is an end-entity certificate and has not
+// expired; it records the chain above the certificate on v.
 func (s *Service) checkSignerCert(ctx context.Context, tenant string, v *dtsSigner, pemText string) (*x509.Certificate, error) {
 	bad := func(msg string) error { return signer.Invalid("certificatePem", nil, msg) }
 	c, err := encoding.ParseCertificate([]byte(pemText))
@@ -325,25 +316,20 @@ func (s *Service) checkSignerCert(ctx context.Context, tenant string, v *dtsSign
 	if !s.core.Now().Before(c.NotAfter) {
 		return nil, bad("the certificate has expired")
 	}
-	_, root, err := s.getRoot(ctx, tenant, v.CAID)
+	rc, chain, what, err := s.issuingCAOf(ctx, tenant, v)
 	if err != nil {
-		if signer.KindOf(err) == signer.KindNotFound {
-			return nil, signer.E(signer.KindWrongState, "the VICAL signer's DTS root CA certificate %s no longer exists", v.CAID)
-		}
 		return nil, err
 	}
-	rc, err := x509.ParseCertificate(root.CertDER)
-	if err != nil {
-		return nil, signer.StoreErr(err, "DTS root CA certificate")
-	}
 	if !bytes.Equal(c.RawIssuer, rc.RawSubject) || c.CheckSignatureFrom(rc) != nil {
-		return nil, bad("the certificate does not chain to the VICAL signer's DTS root CA certificate")
+		return nil, bad("the certificate does not chain to the VICAL signer's " + what)
 	}
+	v.ChainDER = chain
 	return c, nil
 }
 
 // DeleteSigner deletes a signer and destroys its key. A certificate this
-// daemon issued is revoked on the root's CRL first.
+// daemon issued is revoked on its issuing CA's CRL (the root's, or the
+// intermediate's) first.
 func (s *Service) DeleteSigner(ctx context.Context, id string) error {
 	tenant, err := tenantOf(ctx)
 	op := s.core.Start(ctx, tenant, evSignerDelete)
@@ -364,19 +350,21 @@ func (s *Service) deleteSigner(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return err
 	}
-	revoked := false
+	crlKind, crlCA := "", ""
 	if v.IssuedHere && v.CertDER != nil {
-		if _, _, rerr := s.getRoot(ctx, tenant, v.CAID); rerr == nil {
+		kind, caID, err := s.revocationCAOf(ctx, tenant, v)
+		if err != nil {
+			return err
+		}
+		if caID != "" {
 			c, err := x509.ParseCertificate(v.CertDER)
 			if err != nil {
 				return signer.StoreErr(err, "VICAL signer")
 			}
-			if err := s.revokeSerial(ctx, tenant, v.CAID, encoding.SerialHex(c.SerialNumber)); err != nil {
+			if err := s.revokeSerialOn(ctx, tenant, kind, caID, encoding.SerialHex(c.SerialNumber)); err != nil {
 				return err
 			}
-			revoked = true
-		} else if signer.KindOf(rerr) != signer.KindNotFound {
-			return rerr
+			crlKind, crlCA = kind, caID
 		}
 	}
 	opts := store.WriteOpts{Quota: &store.Quota{Resource: QuotaSigners, Limit: s.core.QuotaLimit(QuotaSigners)}}
@@ -386,16 +374,17 @@ func (s *Service) deleteSigner(ctx context.Context, tenant, id string) error {
 		}
 		return err
 	}
-	if revoked {
-		// The root's CRL lists it from now on. Should signing fail, the
+	if crlCA != "" {
+		// The CA's CRL lists it from now on. Should signing fail, the
 		// CRL stays marked stale and the refresher signs it.
-		if _, err := s.signRootCRL(ctx, tenant, v.CAID, false); err != nil {
-			s.core.Log().Warn("CRL of a DTS root not re-signed after a signer deletion; the refresher retries",
-				"id", v.CAID, "err", err)
+		if _, err := s.signCACRL(ctx, tenant, crlKind, crlCA); err != nil {
+			s.core.Log().Warn("CRL of a DTS CA not re-signed after a signer deletion; the refresher retries",
+				"id", crlCA, "err", err)
 		}
-		if c, err := x509.ParseCertificate(v.CertDER); err == nil {
-			if err := s.ocsp.Revoked(ctx, tenant, v.CAID, c.SerialNumber); err != nil {
-				s.core.Log().Warn("OCSP answers of a DTS root not updated after a signer deletion", "id", v.CAID, "err", err)
+		if c, err := x509.ParseCertificate(v.CertDER); err == nil && crlKind == kindRootIndex {
+			// Intermediates answer no OCSP requests: only a root's signers.
+			if err := s.ocsp.Revoked(ctx, tenant, crlCA, c.SerialNumber); err != nil {
+				s.core.Log().Warn("OCSP answers of a DTS root not updated after a signer deletion", "id", crlCA, "err", err)
 			}
 		}
 	}
@@ -449,6 +438,9 @@ func (s *Service) sign(ctx context.Context, tenant, id string, payload []byte, b
 	}
 	if !root.Active {
 		return nil, signer.E(signer.KindWrongState, "the DTS root CA certificate %s of VICAL signer %s is not active", v.CAID, id)
+	}
+	if err := s.signerIntermediateUsable(ctx, tenant, v); err != nil {
+		return nil, err
 	}
 	k, err := s.core.TimedSigner(ctx, rec.Fields[signer.KeyField], v.KeyAlgorithm, "vical_signer_sign")
 	if err != nil {

@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
@@ -146,12 +145,10 @@ type Source interface {
 	OCSPStatus(ctx context.Context, tenant, id string, serial *big.Int) (Status, error)
 }
 
-// ResponderURL is the OCSP URL of a daemon reached at publicBaseURL: the
-// URL certificates carry in their AuthorityInfoAccess when their issuer's
-// OCSP is on.
-func ResponderURL(publicBaseURL string) string {
-	return strings.TrimRight(publicBaseURL, "/") + "/ocsp"
-}
+// Path is where the responder answers under the daemon's public base URL:
+// the OCSP URL certificates carry in their AuthorityInfoAccess while
+// their issuer's OCSP is on (signer.Core.PublicURL(Path)).
+const Path = "/ocsp"
 
 // Family registers the responder's records with the core: its indexes
 // and its janitor, which re-signs due answers and rotates responders of

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -17,10 +18,13 @@ import (
 
 // CA is a certificate authority as the family shows it.
 type CA struct {
-	ID                 string
-	Type               string
-	Status             string
-	PathLength         int
+	ID     string
+	Type   string
+	Status string
+	// PathLength is what the CA's certificate allows below it: nil when
+	// the certificate sets no pathLenConstraint (every root, and some
+	// imported CAs); a PENDING CA's is the requested one.
+	PathLength         *int
 	IssuerID           string
 	IssuerName         string
 	KeyAlgorithm       string
@@ -44,11 +48,34 @@ func (s *Service) toCA(rec *store.Record, c *caRecord) *CA {
 		// themselves.)
 		issuerName = ""
 	}
-	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: c.PathLength,
+	return &CA{ID: rec.ID, Type: c.Type, Status: c.effective(s.now()), PathLength: s.reportedPathLength(c),
 		IssuerID: c.IssuerID, IssuerName: issuerName, KeyAlgorithm: c.KeyAlgorithm,
 		SignatureAlgorithm: c.SignatureAlgorithm, GenMode: c.GenMode, SerialNumber: c.Serial,
 		CreateTime: c.CreateTime, DeleteTime: c.DeleteTime, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		DN: c.DN, CRL: c.CRL, OCSP: c.OCSP}
+}
+
+// reportedPathLength is the path length a CA reports: its certificate's.
+// The stored one is the rules' (issuance.CheckPathLength), where
+// issuance.UnlimitedPathLength (7, what the public service stores for
+// roots) stands for "no constraint" and an imported certificate's larger
+// constraint counts as such; below it the stored value is the
+// certificate's by construction, so only those CAs read their
+// certificate (through the parsed-certificate cache).
+func (s *Service) reportedPathLength(c *caRecord) *int {
+	n := c.PathLength
+	if n < issuance.UnlimitedPathLength || len(c.Cert) == 0 {
+		return &n
+	}
+	cert, err := s.issuerCerts.Get(c.Cert)
+	if err != nil {
+		return &n // unreadable certificate: the stored value, as before
+	}
+	if !cert.BasicConstraintsValid || cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		return nil
+	}
+	n = cert.MaxPathLen
+	return &n
 }
 
 // transit reads a CA for op: its record, the CA, and the status op leads
@@ -207,7 +234,10 @@ func (s *Service) CACSR(ctx context.Context, tenant, id string) (string, error) 
 	return out, op.Done(id, nil)
 }
 
-// ExportCA returns the CA's certificate and the chain above it (PEM).
+// ExportCA returns the CA's certificate and its chain (PEM): the
+// certificates above it up to the root, as the public service orders them
+// (intermediates, then the root). A root's chain is the root itself, as
+// the public service answers it (its chain is never empty).
 func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, string, error) {
 	op := s.core.Start(ctx, tenant, "PCA_CA_EXPORT")
 	_, c, _, err := s.transit(ctx, tenant, id, CAOpExport)
@@ -215,6 +245,9 @@ func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, stri
 		return "", "", op.Done(id, err)
 	}
 	cert := encoding.EncodePEM("CERTIFICATE", c.Cert)
+	if c.Type == CATypeRoot {
+		return cert, cert, op.Done(id, nil)
+	}
 	chain, err := s.chainAbove(ctx, tenant, c)
 	return cert, chain, op.Done(id, err)
 }
@@ -224,7 +257,7 @@ func (s *Service) ExportCA(ctx context.Context, tenant, id string) (string, stri
 func (s *Service) chainAbove(ctx context.Context, tenant string, c *caRecord) (string, error) {
 	var b strings.Builder
 	for depth := 0; depth < 16; depth++ {
-		if c.GenMode == GenModeImport {
+		if chainSupplied(c) {
 			for _, der := range c.ExtChain {
 				b.WriteString(encoding.EncodePEM("CERTIFICATE", der))
 			}
@@ -244,6 +277,13 @@ func (s *Service) chainAbove(ctx context.Context, tenant string, c *caRecord) (s
 		c = parent
 	}
 	return b.String(), nil
+}
+
+// chainSupplied reports a CA whose chain is the one supplied with its
+// imported certificate: an imported CA, unless it came without a chain
+// and one of the tenant's CAs issued it (its chain is then the tenant's).
+func chainSupplied(c *caRecord) bool {
+	return c.GenMode == GenModeImport && (len(c.ExtChain) > 0 || c.IssuerID == "")
 }
 
 // DisableCA stops a CA from issuing.
@@ -312,7 +352,9 @@ func (s *Service) revokeCA(ctx context.Context, tenant, id, reason string) error
 	now := s.now()
 	// The revocation entry goes first: once it exists, every later CRL of
 	// the issuer lists the CA, whatever happens next.
-	onCRL := c.IssuerID != "" && c.GenMode != GenModeImport
+	// An imported CA has an issuer id only when one of the tenant's CAs
+	// issued its certificate, which that CA's CRL then lists.
+	onCRL := c.IssuerID != ""
 	if onCRL {
 		if err := s.addRevocation(ctx, tenant, c.IssuerID, c.Serial, id, now, code, c.NotAfter); err != nil {
 			return err
@@ -349,18 +391,29 @@ type QuotaUse struct {
 	Quota int64
 }
 
-// Quotas reports the tenant's CA and certificate quotas.
-func (s *Service) Quotas(ctx context.Context, tenant string) ([]QuotaUse, error) {
+// Quota types, as the public service names them.
+const (
+	QuotaTypeCA          = "CERTIFICATE_AUTHORITY"
+	QuotaTypeCertificate = "CERTIFICATE"
+)
+
+// Quota reports the tenant's use and limit of one resource: its CAs
+// (QuotaTypeCA) or its private certificates (QuotaTypeCertificate).
+func (s *Service) Quota(ctx context.Context, tenant, typ string) (QuotaUse, error) {
 	op := s.core.Start(ctx, tenant, "PCA_QUOTA_RETRIEVE")
-	var out []QuotaUse
-	for _, q := range []struct{ typ, res string }{
-		{"CERTIFICATE_AUTHORITY", QuotaCAs}, {"CERTIFICATE", QuotaCertificates},
-	} {
-		used, err := s.store.QuotaUsage(ctx, tenant, q.res)
-		if err != nil {
-			return out, op.Done("", signer.StoreErr(err, "quota"))
-		}
-		out = append(out, QuotaUse{Type: q.typ, Used: used, Quota: s.core.QuotaLimit(q.res)})
+	var res string
+	switch typ {
+	case QuotaTypeCA:
+		res = QuotaCAs
+	case QuotaTypeCertificate:
+		res = QuotaCertificates
+	default:
+		return QuotaUse{}, op.Done("", refused(ReasonBadParameter, "type", typ,
+			"must be "+QuotaTypeCA+" or "+QuotaTypeCertificate))
 	}
-	return out, op.Done("", nil)
+	used, err := s.store.QuotaUsage(ctx, tenant, res)
+	if err != nil {
+		return QuotaUse{}, op.Done("", signer.StoreErr(err, "quota"))
+	}
+	return QuotaUse{Type: typ, Used: used, Quota: s.core.QuotaLimit(res)}, op.Done("", nil)
 }

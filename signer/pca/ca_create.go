@@ -350,6 +350,10 @@ func (s *Service) importCA(ctx context.Context, tenant, id, certPEM, chainPEM st
 			return err
 		}
 	}
+	parentID, parent, err := s.tenantIssuer(ctx, tenant, id, cert)
+	if err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		rec, c, to, err := s.transit(ctx, tenant, id, CAOpImport)
 		if err != nil {
@@ -375,6 +379,9 @@ func (s *Service) importCA(ctx context.Context, tenant, id, certPEM, chainPEM st
 		}
 		c.GenMode = GenModeImport
 		c.IssuerID, c.IssuerName = "", cert.Issuer.CommonName
+		if parent != nil {
+			c.IssuerID, c.IssuerName = parentID, parent.DN.CommonName
+		}
 		c.DN = issuance.NameOf(cert.Subject)
 		c.SignatureAlgorithm = issuance.HashName(cert.SignatureAlgorithm)
 		c.PathLength = issuance.UnlimitedPathLength
@@ -387,6 +394,42 @@ func (s *Service) importCA(ctx context.Context, tenant, id, certPEM, chainPEM st
 			return err
 		}
 	}
+}
+
+// tenantIssuer finds the tenant's CA that signed cert, if any: one (other
+// than the importing CA self) whose certificate's subject is cert's
+// issuer and whose key verifies cert's signature. That is how a
+// certificate issued by one of the tenant's CAs from the pending CA's CSR
+// (POST /v1/private-certificates/csr, type INTERMEDIATE_CA) comes back:
+// the imported CA then names that CA as its issuer. Candidates are the
+// tenant's CAs of the issuer's common name, which the CA quota bounds.
+func (s *Service) tenantIssuer(ctx context.Context, tenant, self string, cert *x509.Certificate) (string, *caRecord, error) {
+	page, err := s.store.List(ctx, store.Query{Kind: RecordCA, Tenant: tenant,
+		Filters: []store.Filter{{Field: "common_name", Value: cert.Issuer.CommonName}}})
+	if err != nil {
+		return "", nil, signer.StoreErr(err, "CA")
+	}
+	for i := range page.Records {
+		r := &page.Records[i]
+		if r.ID == self {
+			continue
+		}
+		var c caRecord
+		if err := json.Unmarshal(r.Data, &c); err != nil {
+			return "", nil, signer.StoreErr(err, "CA")
+		}
+		if len(c.Cert) == 0 {
+			continue
+		}
+		pc, err := s.issuerCerts.Get(c.Cert)
+		if err != nil {
+			return "", nil, signer.StoreErr(err, "CA certificate")
+		}
+		if bytes.Equal(pc.RawSubject, cert.RawIssuer) && cert.CheckSignatureFrom(pc) == nil {
+			return r.ID, &c, nil
+		}
+	}
+	return "", nil, nil
 }
 
 // readCertificates reads the PEM certificates of a request field; blocks

@@ -383,6 +383,7 @@ func (s *Service) deleteCertificate(ctx context.Context, tenant, id string) erro
 	if err != nil {
 		return signer.StoreErr(err, "certificate")
 	}
+	s.forgetTags(ctx, RecordCertTags, tenant, id)
 	if revoke {
 		// The deletion has happened; a CRL that could not be signed now
 		// stays marked and the background refresher signs it.

@@ -14,12 +14,13 @@ import (
 
 // constrainingChain is the issuer's certificate and those above it as far
 // as the tenant stores them: an imported CA's supplied chain, or the
-// tenant's CAs up to the root. A CA purged from the store ends the walk.
+// tenant's CAs up to the root (also above an imported CA one of them
+// issued, when it came without a chain). A CA purged from the store ends the walk.
 func (s *Service) constrainingChain(ctx context.Context, tenant string, is *issuer) ([]*x509.Certificate, error) {
 	chain := []*x509.Certificate{is.cert}
 	c := is.ca
 	for depth := 0; depth < 16; depth++ {
-		if c.GenMode == GenModeImport {
+		if chainSupplied(c) {
 			for _, der := range c.ExtChain {
 				cert, err := s.issuerCerts.Get(der)
 				if err != nil {

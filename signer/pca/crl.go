@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"github.com/hsmca/hsmca/store"
@@ -258,21 +257,34 @@ func (s *Service) saveCRL(ctx context.Context, rec *store.Record, tenant, caID s
 	return s.store.Update(ctx, rec, store.WriteOpts{})
 }
 
-// SetCRL enables (with validDays) or disables a CA's CRL. Enabling signs a
-// first CRL at once when the CA has a certificate, which must be able to
-// sign CRLs.
+// SetCRL enables (with validDays) or disables a CA's CRL: ConfigureCRL
+// with no names.
 func (s *Service) SetCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
+	return s.ConfigureCRL(ctx, tenant, id, CRLConfiguration{Enabled: enabled, ValidDays: validDays})
+}
+
+// ConfigureCRL enables or disables a CA's CRL. Enabling sets valid_days,
+// crl_name and obs_bucket_name as given (an empty name: the default), and
+// signs a first CRL at once when the CA has a certificate, which must be
+// able to sign CRLs. Disabling keeps the rest of the configuration.
+func (s *Service) ConfigureCRL(ctx context.Context, tenant, id string, cfg CRLConfiguration) error {
 	name := "PCA_CA_CRL_DISABLE"
-	if enabled {
+	if cfg.Enabled {
 		name = "PCA_CA_CRL_ENABLE"
 	}
 	op := s.core.Start(ctx, tenant, name)
-	return op.Done(id, s.setCRL(ctx, tenant, id, enabled, validDays))
+	return op.Done(id, s.setCRL(ctx, tenant, id, cfg))
 }
 
-func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, validDays int) error {
-	if enabled && (validDays < minCRLDays || validDays > maxCRLDays) {
-		return refused(ReasonBadParameter, "valid_days", validDays, "must be from 7 to 30")
+func (s *Service) setCRL(ctx context.Context, tenant, id string, cfg CRLConfiguration) error {
+	enabled := cfg.Enabled
+	if enabled && (cfg.ValidDays < minCRLDays || cfg.ValidDays > maxCRLDays) {
+		return refused(ReasonBadParameter, "valid_days", cfg.ValidDays, "must be from 7 to 30")
+	}
+	if enabled {
+		if err := checkCRLNames("", cfg.CRLName, cfg.OBSBucketName); err != nil {
+			return err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		rec, c, _, err := s.transit(ctx, tenant, id, CAOpCRL)
@@ -291,7 +303,7 @@ func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, v
 		}
 		c.CRL.Enabled = enabled
 		if enabled {
-			c.CRL.ValidDays = validDays
+			c.CRL.ValidDays, c.CRL.CRLName, c.CRL.OBSBucketName = cfg.ValidDays, cfg.CRLName, cfg.OBSBucketName
 		}
 		retry, err := s.saveTransit(ctx, rec, c, id, attempt)
 		if err != nil {
@@ -315,23 +327,9 @@ func (s *Service) setCRL(ctx context.Context, tenant, id string, enabled bool, v
 // is still served, for relying parties to judge, and reported once to the
 // operator.
 func (s *Service) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
-	if _, err := uuid.Parse(caID); err != nil || len(caID) != 36 {
-		return nil, notFound("CA", caID)
-	}
-	idx, err := s.store.Get(ctx, RecordIndex, store.PlatformTenant, caID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return nil, notFound("CA", caID)
-		}
-		return nil, signer.StoreErr(err, "CA")
-	}
-	tenant := idx.Fields["tenant"]
-	_, c, err := s.getCA(ctx, tenant, caID)
+	tenant, c, err := s.publicCA(ctx, caID)
 	if err != nil {
 		return nil, err
-	}
-	if c.Status == CAPending || c.Status == CADeleted {
-		return nil, notFound("CA", caID)
 	}
 	if !c.CRL.Enabled {
 		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " publishes no CRL"}

@@ -147,13 +147,3 @@ func (s *Service) ocspRevoked(ctx context.Context, tenant, issuerID, serialHex s
 	}
 	return s.ocsp.Revoked(ctx, tenant, issuerID, serial)
 }
-
-// ocspURL is the OCSP URL the certificates is issues carry in their
-// AuthorityInfoAccess, and whether they carry one: the issuer's OCSP is
-// on and the daemon has a public base URL.
-func ocspURL(is *issuer, publicBaseURL string) (string, bool) {
-	if !is.ca.OCSP || publicBaseURL == "" {
-		return "", false
-	}
-	return ocsp.ResponderURL(publicBaseURL), true
-}

@@ -78,7 +78,7 @@ func (s *Service) markIndex(ctx context.Context, id, purgeAt string) {
 	}
 }
 
-// purgeCA removes a DELETED CA whose time has come: record, index, CRL and
+// purgeCA removes a DELETED CA whose time has come: record, index, CRL, tags and
 // (crash-safely) its HSM key, and gives back its quota unit.
 func (s *Service) purgeCA(ctx context.Context, rec *store.Record) error {
 	var c caRecord
@@ -104,6 +104,7 @@ func (s *Service) purgeCA(ctx context.Context, rec *store.Record) error {
 	bg := context.WithoutCancel(ctx)
 	_ = s.store.Delete(bg, RecordCRL, rec.Tenant, rec.ID, store.WriteOpts{})
 	_ = s.store.Delete(bg, RecordIndex, store.PlatformTenant, rec.ID, store.WriteOpts{})
+	s.forgetTags(bg, RecordCATags, rec.Tenant, rec.ID)
 	return nil
 }
 

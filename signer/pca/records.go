@@ -276,13 +276,16 @@ func (s *Service) loadIssuer(ctx context.Context, tenant, id string) (*issuer, e
 	return &issuer{rec: rec, ca: c, cert: cert}, nil
 }
 
-// sign signs tmpl (serial number and key identifier added) with the
-// issuer's HSM key, timed under op.
+// sign signs tmpl (serial number, key identifier and the issuer's URLs
+// added) with the issuer's HSM key, timed under op. Every certificate a
+// CA of the family signs goes through here; roots sign themselves
+// elsewhere and name no issuer URLs.
 func (s *Service) sign(ctx context.Context, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash, op string) ([]byte, error) {
 	key, err := s.core.TimedSigner(ctx, is.rec.Fields[signer.KeyField], is.ca.KeyAlgorithm, op)
 	if err != nil {
 		return nil, err
 	}
+	issuance.AddIssuerURLs(tmpl, s.issuerURLs(is))
 	tmpl.SignatureAlgorithm = issuance.SignatureAlgorithm(is.ca.KeyAlgorithm, hash)
 	der, err := issuance.SignCertificate(tmpl, is.cert, pub, key, issuance.KeyIDSHA1)
 	if err != nil {

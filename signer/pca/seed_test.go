@@ -68,13 +68,9 @@ func TestPCASeedCertificatesReadLikeIssuedOnes(t *testing.T) {
 			last, err := e.IssueFromCSR(pcaCtx(), "t1", in)
 			require.NoError(t, err)
 
-			quotas, err := e.Quotas(pcaCtx(), "t1")
+			q, err := e.Quota(pcaCtx(), "t1", pca.QuotaTypeCertificate)
 			require.NoError(t, err)
-			for _, q := range quotas {
-				if q.Type == "CERTIFICATE" {
-					assert.EqualValues(t, 27, q.Used)
-				}
-			}
+			assert.EqualValues(t, 27, q.Used)
 			ids, total := listIDs(t, e, pca.CertQuery{Limit: 100})
 			require.Len(t, ids, 27)
 			assert.Equal(t, 27, total)

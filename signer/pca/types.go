@@ -4,7 +4,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math"
+	"net"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/signer/issuance"
@@ -144,10 +148,18 @@ func (u ExtendedKeyUsage) list() []x509.ExtKeyUsage {
 }
 
 // CRLConfiguration says whether a CA publishes a CRL and for how long each
-// one is valid.
+// one is valid, with the CRL's file name and the OBS bucket the public
+// service would publish it to. hsmca serves the CRL itself (its
+// crl_dis_point); both names are kept and echoed as given.
 type CRLConfiguration struct {
 	Enabled   bool `json:"enabled"`
 	ValidDays int  `json:"valid_days"`
+	// CRLName is the CRL's file name; empty: the CA's id, as the
+	// public service defaults it.
+	CRLName string `json:"crl_name,omitempty"`
+	// OBSBucketName is the OBS bucket the public service publishes to;
+	// empty when none was given.
+	OBSBucketName string `json:"obs_bucket_name,omitempty"`
 }
 
 const (
@@ -155,6 +167,7 @@ const (
 	defaultCRLDays         = 7
 	minPendingDays         = 7
 	maxPendingDays         = 30
+	maxCRLNameLen          = 64
 )
 
 func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
@@ -170,5 +183,57 @@ func checkCRLConfig(in *CRLConfiguration) (CRLConfiguration, error) {
 		}
 		out.ValidDays = in.ValidDays
 	}
+	if err := checkCRLNames("crl_configuration.", in.CRLName, in.OBSBucketName); err != nil {
+		return out, err
+	}
+	out.CRLName, out.OBSBucketName = in.CRLName, in.OBSBucketName
 	return out, nil
+}
+
+// checkCRLNames checks a CRL's file name and OBS bucket name (either may
+// be empty: not given); prefix is the fields' path in the body.
+func checkCRLNames(prefix, crlName, bucket string) error {
+	if crlName != "" && !validCRLName(crlName) {
+		return refused(ReasonBadParameter, prefix+"crl_name", crlName, fmt.Sprintf(
+			"must be 1 to %d letters, digits, hyphens, underscores or periods, not starting with a period", maxCRLNameLen))
+	}
+	if bucket != "" && !validOBSBucket(bucket) {
+		return refused(ReasonBadParameter, prefix+"obs_bucket_name", bucket,
+			"must be an OBS bucket name: 3 to 63 lowercase letters, digits, hyphens and periods, starting with a letter or digit "+
+				"and ending with one, no \"..\", \".-\" or \"-.\", and not an IP address")
+	}
+	return nil
+}
+
+// validCRLName reports a CRL file name hsmca accepts: the public service
+// documents none, and the name becomes a file name there, so it is held
+// to letters (of any script), digits, '-', '_' and '.' (not leading).
+func validCRLName(s string) bool {
+	if s == "" || utf8.RuneCountInString(s) > maxCRLNameLen || s[0] == '.' || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '_' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validOBSBucket applies Huawei OBS's bucket naming rules.
+func validOBSBucket(s string) bool {
+	if len(s) < 3 || len(s) > 63 || net.ParseIP(s) != nil {
+		return false
+	}
+	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+	if !alnum(s[0]) || !alnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !alnum(b) && b != '-' && b != '.' {
+			return false
+		}
+	}
+	return !strings.Contains(s, "..") && !strings.Contains(s, ".-") && !strings.Contains(s, "-.")
 }
