@@ -100,17 +100,10 @@ func ValidAccessKeyID(s string) bool {
 // CreateAccessKey makes an access key for tenant and returns its secret
 // key, shown once.
 func (e *Core) CreateAccessKey(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *AccessKey, error) {
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "ACCESS_KEY_CREATE")
-	secret, k, err := e.createAccessKey(ctx, tenant, roles, expiresAt)
-	resource := ""
-	if k != nil {
-		resource = k.ID
-	}
-	if err := op.Done(resource, err); err != nil {
+	secret, k, err := createCredential(e, ctx, tenant, "ACCESS_KEY_CREATE",
+		func() (string, *AccessKey, error) { return e.createAccessKey(ctx, tenant, roles, expiresAt) },
+		func(k *AccessKey) string { return k.ID })
+	if err != nil {
 		return "", nil, err
 	}
 	pub := k.Public()
@@ -200,14 +193,7 @@ func (e *Core) listAccessKeys(ctx context.Context, tenant string) ([]AccessKey, 
 // RevokeAccessKey deletes an access key; the next request signed with it
 // fails on every replica, because every check reads the store.
 func (e *Core) RevokeAccessKey(ctx context.Context, id string) error {
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindAccessKey, store.PlatformTenant, id); err == nil {
-		var k AccessKey
-		if json.Unmarshal(rec.Data, &k) == nil {
-			evTenant = k.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "ACCESS_KEY_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindAccessKey, id), "ACCESS_KEY_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindAccessKey, store.PlatformTenant, id, store.WriteOpts{}), "access key")
 	if err == nil {
 		e.secrets.drop(id)

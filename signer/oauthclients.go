@@ -53,17 +53,10 @@ func (c *OAuthClient) Public() OAuthClient {
 // CreateOAuthClient makes client credentials for tenant and returns the
 // client secret, shown once.
 func (e *Core) CreateOAuthClient(ctx context.Context, tenant string, roles []string, name string) (string, *OAuthClient, error) {
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "OAUTH_CLIENT_CREATE")
-	secret, cl, err := e.createOAuthClient(ctx, tenant, roles, name)
-	resource := ""
-	if cl != nil {
-		resource = cl.ID
-	}
-	if err := op.Done(resource, err); err != nil {
+	secret, cl, err := createCredential(e, ctx, tenant, "OAUTH_CLIENT_CREATE",
+		func() (string, *OAuthClient, error) { return e.createOAuthClient(ctx, tenant, roles, name) },
+		func(c *OAuthClient) string { return c.ID })
+	if err != nil {
 		return "", nil, err
 	}
 	pub := cl.Public()
@@ -129,14 +122,7 @@ func (e *Core) listOAuthClients(ctx context.Context, tenant string) ([]OAuthClie
 // the next request on, on every replica, and the access tokens it holds
 // are deleted too.
 func (e *Core) RevokeOAuthClient(ctx context.Context, id string) error {
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindOAuthClient, store.PlatformTenant, id); err == nil {
-		var c OAuthClient
-		if json.Unmarshal(rec.Data, &c) == nil {
-			evTenant = c.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "OAUTH_CLIENT_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindOAuthClient, id), "OAUTH_CLIENT_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindOAuthClient, store.PlatformTenant, id, store.WriteOpts{}), "OAuth client")
 	if err == nil {
 		_, err = e.deleteClientTokens(ctx, id, false)

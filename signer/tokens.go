@@ -75,23 +75,9 @@ func ValidTenant(s string) bool {
 
 // CreateToken makes a new API token and returns its secret, shown once.
 func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	// The event goes to the chain of the tenant the token is for, so the
-	// tenant's auditors see every credential issued to it; a name that
-	// cannot be a tenant (and so cannot hold a chain) logs to the platform.
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "API_TOKEN_CREATE")
-	secret, tok, err := e.createToken(ctx, tenant, roles, expiresAt)
-	resource := ""
-	if tok != nil {
-		resource = tok.ID
-	}
-	if err := op.Done(resource, err); err != nil {
-		return "", nil, err
-	}
-	return secret, tok, nil
+	return createCredential(e, ctx, tenant, "API_TOKEN_CREATE",
+		func() (string, *Token, error) { return e.createToken(ctx, tenant, roles, expiresAt) },
+		func(t *Token) string { return t.ID })
 }
 
 // createToken checks the request and stores the token; tok is set when
@@ -227,15 +213,7 @@ func (e *Core) listTokens(ctx context.Context, tenant string) ([]Token, error) {
 // RevokeToken deletes a token; the next request with it fails on every
 // replica because authentication reads the store.
 func (e *Core) RevokeToken(ctx context.Context, id string) error {
-	// Like creation, revocation is an event of the token's tenant.
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindToken, store.PlatformTenant, id); err == nil {
-		var t Token
-		if json.Unmarshal(rec.Data, &t) == nil {
-			evTenant = t.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "API_TOKEN_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindToken, id), "API_TOKEN_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}), "token")
 	if err == nil {
 		e.tokenSeen.Delete(id)
