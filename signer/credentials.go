@@ -2,6 +2,8 @@ package signer
 
 import (
 	"context"
+	"encoding/json"
+	"time"
 
 	"github.com/hsmca/hsmca/store"
 )
@@ -42,4 +44,53 @@ func (e *Core) credentialTenant(ctx context.Context, kind, id string) string {
 		return ""
 	}
 	return credentialEventTenant(rec.Fields["tenant"])
+}
+
+// listCredentials lists the stored credentials of kind, of one tenant or
+// (tenant empty) of all, each passed through shown (which drops what must
+// not leave the core).
+func listCredentials[T any](e *Core, ctx context.Context, kind, what, tenant string, shown func(*T) T) ([]T, error) {
+	q := store.Query{Kind: kind, Tenant: store.PlatformTenant}
+	if tenant != "" {
+		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
+	}
+	page, err := e.store.List(ctx, q)
+	if err != nil {
+		return nil, StoreErr(err, what)
+	}
+	out := make([]T, 0, len(page.Records))
+	for _, r := range page.Records {
+		var v T
+		if err := json.Unmarshal(r.Data, &v); err != nil {
+			return out, StoreErr(err, what)
+		}
+		out = append(out, shown(&v))
+	}
+	return out, nil
+}
+
+// touchCredential records a credential's last use at most once per period
+// (seen keys the in-memory mark), off the request path: a lost update only
+// makes "last used" slightly older, and an update of a credential revoked
+// meanwhile fails. used returns the record's data with the new time.
+func (e *Core) touchCredential(rec *store.Record, seen string, last *time.Time, now time.Time, used func(time.Time) ([]byte, error)) {
+	if v, ok := e.tokenSeen.Load(seen); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
+		return
+	}
+	if last != nil && now.Sub(*last) < tokenLastUsedEvery {
+		e.tokenSeen.Store(seen, *last)
+		return
+	}
+	e.tokenSeen.Store(seen, now)
+	data, err := used(now.UTC().Truncate(time.Second))
+	if err != nil {
+		return
+	}
+	r := *rec
+	r.Data = data
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = e.store.Update(ctx, &r, store.WriteOpts{})
+	}()
 }

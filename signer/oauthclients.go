@@ -94,28 +94,8 @@ func (e *Core) createOAuthClient(ctx context.Context, tenant string, roles []str
 // ListOAuthClients lists clients, of one tenant or of all, without secrets.
 func (e *Core) ListOAuthClients(ctx context.Context, tenant string) ([]OAuthClient, error) {
 	op := e.Start(ctx, "", "OAUTH_CLIENT_RETRIEVE_LIST")
-	out, err := e.listOAuthClients(ctx, tenant)
+	out, err := listCredentials(e, ctx, kindOAuthClient, "OAuth client", tenant, (*OAuthClient).Public)
 	return out, op.Done("", err)
-}
-
-func (e *Core) listOAuthClients(ctx context.Context, tenant string) ([]OAuthClient, error) {
-	q := store.Query{Kind: kindOAuthClient, Tenant: store.PlatformTenant}
-	if tenant != "" {
-		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
-	}
-	page, err := e.store.List(ctx, q)
-	if err != nil {
-		return nil, StoreErr(err, "OAuth client")
-	}
-	out := make([]OAuthClient, 0, len(page.Records))
-	for _, r := range page.Records {
-		var c OAuthClient
-		if err := json.Unmarshal(r.Data, &c); err != nil {
-			return out, StoreErr(err, "OAuth client")
-		}
-		out = append(out, c.Public())
-	}
-	return out, nil
 }
 
 // RevokeOAuthClient deletes a client: it gets no new access token from
