@@ -36,14 +36,9 @@ func viewAccessKey(k *signer.AccessKey) accessKeyView {
 // createAccessKey serves POST /v1/access-keys (same body as a token's).
 // The answer is the only place the secret key ever appears.
 func (s *server) createAccessKey(c *gin.Context) {
-	var req tokenCreateRequest
-	if err := decodeBody(c, &req, true); err != nil {
-		nativeBodyError(c, err)
+	req, ok := credentialRequest(c)
+	if !ok {
 		return
-	}
-	if req.ExpiresAt != nil {
-		t := req.ExpiresAt.UTC().Truncate(time.Second)
-		req.ExpiresAt = &t
 	}
 	secret, k, err := s.eng.CreateAccessKey(c.Request.Context(), req.Tenant, req.Roles, req.ExpiresAt)
 	if err != nil {

@@ -69,17 +69,27 @@ func nativeBodyError(c *gin.Context, err error) {
 	}
 }
 
-// createToken serves POST /v1/tokens. The answer is the only place the
-// secret ever appears, so it must not be cached.
-func (s *server) createToken(c *gin.Context) {
+// credentialRequest reads the body of a token's or an access key's
+// creation, the expiry cut to the second; on failure it has answered.
+func credentialRequest(c *gin.Context) (tokenCreateRequest, bool) {
 	var req tokenCreateRequest
 	if err := decodeBody(c, &req, true); err != nil {
 		nativeBodyError(c, err)
-		return
+		return req, false
 	}
 	if req.ExpiresAt != nil {
 		t := req.ExpiresAt.UTC().Truncate(time.Second)
 		req.ExpiresAt = &t
+	}
+	return req, true
+}
+
+// createToken serves POST /v1/tokens. The answer is the only place the
+// secret ever appears, so it must not be cached.
+func (s *server) createToken(c *gin.Context) {
+	req, ok := credentialRequest(c)
+	if !ok {
+		return
 	}
 	secret, tok, err := s.eng.CreateToken(c.Request.Context(), req.Tenant, req.Roles, req.ExpiresAt)
 	if err != nil {
