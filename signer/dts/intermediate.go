@@ -481,14 +481,7 @@ func (s *Service) createUploadedIntermediate(ctx context.Context, tenant string,
 		Quota: &store.Quota{Resource: QuotaIntermediates, Limit: s.core.QuotaLimit(QuotaIntermediates)}})
 	if err != nil {
 		s.dropIntermediateIndex(m.ID)
-		if qe := quotaErr(err, intermediateQuotaMsg); qe != nil {
-			return nil, qe
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil, &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a DTS intermediate CA certificate",
-				Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
-		}
-		return nil, signer.StoreErr(err, "DTS intermediate CA certificate")
+		return nil, uploadedCreateErr(err, intermediateQuotaMsg, "DTS intermediate CA certificate")
 	}
 	return m, nil
 }

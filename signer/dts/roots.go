@@ -355,16 +355,22 @@ func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in Roo
 		Quota: &store.Quota{Resource: QuotaRoots, Limit: s.core.QuotaLimit(QuotaRoots)}})
 	if err != nil {
 		s.dropRootIndex(r.ID)
-		if qe := quotaErr(err, rootQuotaMsg); qe != nil {
-			return nil, qe
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil, &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a DTS root CA certificate",
-				Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
-		}
-		return nil, signer.StoreErr(err, "DTS root CA certificate")
+		return nil, uploadedCreateErr(err, rootQuotaMsg, "DTS root CA certificate")
 	}
 	return r, nil
+}
+
+// uploadedCreateErr is the error of a failed write of an uploaded CA
+// certificate (root or intermediate, which what names).
+func uploadedCreateErr(err error, quotaMsg, what string) error {
+	if qe := quotaErr(err, quotaMsg); qe != nil {
+		return qe
+	}
+	if errors.Is(err, store.ErrExists) {
+		return &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a " + what,
+			Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
+	}
+	return signer.StoreErr(err, what)
 }
 
 // ListRoots lists the caller's roots in creation order.
