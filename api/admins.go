@@ -50,15 +50,15 @@ func (s *server) mountIdentity() {
 	s.handle(czertainly, "POST", "/v1/local/admins", Access{Loopback: true}, s.localCreateAdmin)
 
 	s.handle(native, "POST", "/v1/tokens", write, s.createToken)
-	s.handle(native, "GET", "/v1/tokens", read, s.listTokens)
-	s.handle(native, "DELETE", "/v1/tokens/:id", write, s.revokeToken)
+	s.handle(native, "GET", "/v1/tokens", read, func(c *gin.Context) { listCredentials(c, s.eng.ListTokens, viewToken) })
+	s.handle(native, "DELETE", "/v1/tokens/:id", write, func(c *gin.Context) { revokeCredential(c, "id", s.eng.RevokeToken) })
 	s.handle(native, "POST", "/v1/oauth-clients", write, s.createOAuthClient)
-	s.handle(native, "GET", "/v1/oauth-clients", read, s.listOAuthClients)
-	s.handle(native, "DELETE", "/v1/oauth-clients/:client_id", write, s.revokeOAuthClient)
+	s.handle(native, "GET", "/v1/oauth-clients", read, func(c *gin.Context) { listCredentials(c, s.eng.ListOAuthClients, viewOAuthClient) })
+	s.handle(native, "DELETE", "/v1/oauth-clients/:client_id", write, func(c *gin.Context) { revokeCredential(c, "client_id", s.eng.RevokeOAuthClient) })
 	s.handle(oauth, "POST", "/oauth/token", Access{Public: true}, s.oauthToken)
 	s.handle(native, "POST", "/v1/access-keys", write, s.createAccessKey)
-	s.handle(native, "GET", "/v1/access-keys", read, s.listAccessKeys)
-	s.handle(native, "DELETE", "/v1/access-keys/:access_key", write, s.revokeAccessKey)
+	s.handle(native, "GET", "/v1/access-keys", read, func(c *gin.Context) { listCredentials(c, s.eng.ListAccessKeys, viewAccessKey) })
+	s.handle(native, "DELETE", "/v1/access-keys/:access_key", write, func(c *gin.Context) { revokeCredential(c, "access_key", s.eng.RevokeAccessKey) })
 }
 
 // maxBulkIDs bounds the ids of one bulk call.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -15,84 +16,67 @@ import (
 // the same person who could open the store file directly.
 func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /ops/tokens", func(w http.ResponseWriter, r *http.Request) {
-		var req OpsTokenRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
-			return
-		}
-		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+	mux.HandleFunc("POST /ops/tokens", opsCreate(64<<10, http.StatusOK, func(ctx context.Context, req OpsTokenRequest) (any, error) {
 		secret, tok, err := eng.CreateToken(ctx, req.Tenant, req.Roles, req.ExpiresAt)
 		if err != nil {
-			writeOpsError(w, err)
-			return
+			return nil, err
 		}
 		log.Info("API token created over the admin socket", "token_id", tok.ID, "tenant", tok.Tenant, "roles", tok.Roles)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt})
-	})
-	mux.HandleFunc("POST /ops/access-keys", func(w http.ResponseWriter, r *http.Request) {
-		var req OpsTokenRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
-			return
-		}
-		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		return OpsTokenResponse{ID: tok.ID, Token: secret, Tenant: tok.Tenant, Roles: tok.Roles, ExpiresAt: tok.ExpiresAt}, nil
+	}))
+	mux.HandleFunc("POST /ops/access-keys", opsCreate(64<<10, http.StatusOK, func(ctx context.Context, req OpsTokenRequest) (any, error) {
 		secret, k, err := eng.CreateAccessKey(ctx, req.Tenant, req.Roles, req.ExpiresAt)
 		if err != nil {
-			writeOpsError(w, err)
-			return
+			return nil, err
 		}
 		log.Info("access key created over the admin socket", "access_key", k.ID, "tenant", k.Tenant, "roles", k.Roles)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(OpsAccessKeyResponse{AccessKey: k.ID, SecretKey: secret, Tenant: k.Tenant, Roles: k.Roles, ExpiresAt: k.ExpiresAt})
-	})
-	mux.HandleFunc("POST /ops/oauth-clients", func(w http.ResponseWriter, r *http.Request) {
-		var req OpsClientRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
-			return
-		}
-		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		return OpsAccessKeyResponse{AccessKey: k.ID, SecretKey: secret, Tenant: k.Tenant, Roles: k.Roles, ExpiresAt: k.ExpiresAt}, nil
+	}))
+	mux.HandleFunc("POST /ops/oauth-clients", opsCreate(64<<10, http.StatusOK, func(ctx context.Context, req OpsClientRequest) (any, error) {
 		secret, cl, err := eng.CreateOAuthClient(ctx, req.Tenant, req.Roles, req.Name)
 		if err != nil {
-			writeOpsError(w, err)
-			return
+			return nil, err
 		}
 		log.Info("OAuth client created over the admin socket", "client_id", cl.ID, "tenant", cl.Tenant, "roles", cl.Roles)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(OpsClientResponse{ClientID: cl.ID, ClientSecret: secret, Tenant: cl.Tenant, Roles: cl.Roles})
-	})
-	mux.HandleFunc("POST /ops/admins", func(w http.ResponseWriter, r *http.Request) {
-		var req OpsAdminRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
-			return
-		}
-		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		return OpsClientResponse{ClientID: cl.ID, ClientSecret: secret, Tenant: cl.Tenant, Roles: cl.Roles}, nil
+	}))
+	mux.HandleFunc("POST /ops/admins", opsCreate(256<<10, http.StatusCreated, func(ctx context.Context, req OpsAdminRequest) (any, error) {
 		a, err := adm.Bootstrap(ctx, req.input(), admins.BootstrapOptions{Recover: req.Recover, ProfileOptional: true})
 		if err != nil {
-			writeOpsError(w, err)
-			return
+			return nil, err
 		}
 		log.Info("superAdministrator created over the admin socket", "admin", a.UUID, "username", a.Username, "serial", a.SerialNumber, "recover", req.Recover)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(OpsAdminResponseFrom(a))
-	})
+		return OpsAdminResponseFrom(a), nil
+	}))
 	mux.HandleFunc("GET /ops/ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	return mux
+}
+
+// opsCreate serves one creation over the admin socket: the body (at most
+// limit bytes, no unknown field) decoded into Req, do run as the socket's
+// principal, its answer sent with status.
+func opsCreate[Req any](limit int64, status int, do func(ctx context.Context, req Req) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeOpsError(w, signer.E(signer.KindInvalid, "bad request body: %v", err))
+			return
+		}
+		ctx := signer.WithCaller(r.Context(), signer.Caller{Principal: "ops:admin-socket"})
+		out, err := do(ctx, req)
+		if err != nil {
+			writeOpsError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(out)
+	}
 }
 
 // OpsTokenRequest is the admin socket's token creation body.

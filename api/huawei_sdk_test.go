@@ -57,31 +57,25 @@ type apigFull struct {
 	AlgorithmTypeSet                                                              bool
 }
 
-func fromCreate(r *apigmodel.CreateCertificateV2Response) apigFull {
-	f := apigFull{Id: r.Id, Name: r.Name, InstanceId: r.InstanceId, ProjectId: r.ProjectId, CommonName: r.CommonName,
-		SignatureAlgorithm: r.SignatureAlgorithm, SerialNumber: r.SerialNumber, San: r.San, Organization: r.Organization,
-		OrganizationalUnit: r.OrganizationalUnit, Locality: r.Locality, State: r.State, Country: r.Country,
-		Issuer: r.Issuer, NotAfter: r.NotAfter, NotBefore: r.NotBefore, CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
-		IsHasTrustedRootCa: r.IsHasTrustedRootCa, Version: r.Version, AlgorithmTypeSet: r.AlgorithmType != nil}
-	if r.Type != nil {
-		f.Type = r.Type.Value()
+// fromCreate and fromUpdate read their models through the show model:
+// the three describe the same object with the same JSON fields.
+func fromCreate(r *apigmodel.CreateCertificateV2Response) apigFull { return fromShow(asShow(r)) }
+
+func fromUpdate(r *apigmodel.UpdateCertificateV2Response) apigFull { return fromShow(asShow(r)) }
+
+func asShow(v any) *apigmodel.ShowDetailsOfCertificateV2Response {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
 	}
-	return f
+	var out apigmodel.ShowDetailsOfCertificateV2Response
+	if err := json.Unmarshal(raw, &out); err != nil {
+		panic(err)
+	}
+	return &out
 }
 
 func fromShow(r *apigmodel.ShowDetailsOfCertificateV2Response) apigFull {
-	f := apigFull{Id: r.Id, Name: r.Name, InstanceId: r.InstanceId, ProjectId: r.ProjectId, CommonName: r.CommonName,
-		SignatureAlgorithm: r.SignatureAlgorithm, SerialNumber: r.SerialNumber, San: r.San, Organization: r.Organization,
-		OrganizationalUnit: r.OrganizationalUnit, Locality: r.Locality, State: r.State, Country: r.Country,
-		Issuer: r.Issuer, NotAfter: r.NotAfter, NotBefore: r.NotBefore, CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
-		IsHasTrustedRootCa: r.IsHasTrustedRootCa, Version: r.Version, AlgorithmTypeSet: r.AlgorithmType != nil}
-	if r.Type != nil {
-		f.Type = r.Type.Value()
-	}
-	return f
-}
-
-func fromUpdate(r *apigmodel.UpdateCertificateV2Response) apigFull {
 	f := apigFull{Id: r.Id, Name: r.Name, InstanceId: r.InstanceId, ProjectId: r.ProjectId, CommonName: r.CommonName,
 		SignatureAlgorithm: r.SignatureAlgorithm, SerialNumber: r.SerialNumber, San: r.San, Organization: r.Organization,
 		OrganizationalUnit: r.OrganizationalUnit, Locality: r.Locality, State: r.State, Country: r.Country,

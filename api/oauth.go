@@ -183,41 +183,7 @@ func (s *server) createOAuthClient(c *gin.Context) {
 		nativeError(c, err)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Location", "/v1/oauth-clients/"+cl.ID)
-	c.JSON(http.StatusCreated, oauthClientCreated{oauthClientView: viewOAuthClient(cl), ClientSecret: secret})
-}
-
-// listOAuthClients serves GET /v1/oauth-clients[?tenant=T].
-func (s *server) listOAuthClients(c *gin.Context) {
-	tenant, ok := queryParam(c, native, param{"tenant", 64, wordChars})
-	if !ok {
-		return
-	}
-	if tenant != "" && !signer.ValidTenant(tenant) {
-		nativeError(c, queryInvalid("tenant", tenant, "not a tenant name"))
-		return
-	}
-	list, err := s.eng.ListOAuthClients(c.Request.Context(), tenant)
-	if err != nil {
-		nativeError(c, err)
-		return
-	}
-	out := make([]oauthClientView, 0, len(list))
-	for i := range list {
-		out = append(out, viewOAuthClient(&list[i]))
-	}
-	c.JSON(http.StatusOK, gin.H{"data": out})
-}
-
-// revokeOAuthClient serves DELETE /v1/oauth-clients/{client_id}: no new
-// access token from now on, and the live ones are deleted.
-func (s *server) revokeOAuthClient(c *gin.Context) {
-	if err := s.eng.RevokeOAuthClient(c.Request.Context(), c.Param("client_id")); err != nil {
-		nativeError(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
+	credentialCreated(c, "/v1/oauth-clients/"+cl.ID, oauthClientCreated{oauthClientView: viewOAuthClient(cl), ClientSecret: secret})
 }
 
 // isFormMediaType reports a form body, which only the token endpoint takes.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -68,30 +69,40 @@ func nativeBodyError(c *gin.Context, err error) {
 	}
 }
 
-// createToken serves POST /v1/tokens. The answer is the only place the
-// secret ever appears, so it must not be cached.
-func (s *server) createToken(c *gin.Context) {
+// credentialRequest reads the body of a token's or an access key's
+// creation, the expiry cut to the second; on failure it has answered.
+func credentialRequest(c *gin.Context) (tokenCreateRequest, bool) {
 	var req tokenCreateRequest
 	if err := decodeBody(c, &req, true); err != nil {
 		nativeBodyError(c, err)
-		return
+		return req, false
 	}
 	if req.ExpiresAt != nil {
 		t := req.ExpiresAt.UTC().Truncate(time.Second)
 		req.ExpiresAt = &t
+	}
+	return req, true
+}
+
+// createToken serves POST /v1/tokens. The answer is the only place the
+// secret ever appears, so it must not be cached.
+func (s *server) createToken(c *gin.Context) {
+	req, ok := credentialRequest(c)
+	if !ok {
+		return
 	}
 	secret, tok, err := s.eng.CreateToken(c.Request.Context(), req.Tenant, req.Roles, req.ExpiresAt)
 	if err != nil {
 		nativeError(c, err)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Location", "/v1/tokens/"+tok.ID)
-	c.JSON(http.StatusCreated, tokenCreated{tokenView: viewToken(tok), Token: secret})
+	credentialCreated(c, "/v1/tokens/"+tok.ID, tokenCreated{tokenView: viewToken(tok), Token: secret})
 }
 
-// listTokens serves GET /v1/tokens[?tenant=T].
-func (s *server) listTokens(c *gin.Context) {
+// listCredentials serves a credential list (tokens, access keys, OAuth
+// clients) for administrators: ?tenant=T narrows it, each item is shown by
+// view, never with a secret.
+func listCredentials[T, V any](c *gin.Context, list func(ctx context.Context, tenant string) ([]T, error), view func(*T) V) {
 	tenant, ok := queryParam(c, native, param{"tenant", 64, wordChars})
 	if !ok {
 		return
@@ -100,24 +111,32 @@ func (s *server) listTokens(c *gin.Context) {
 		nativeError(c, queryInvalid("tenant", tenant, "not a tenant name"))
 		return
 	}
-	toks, err := s.eng.ListTokens(c.Request.Context(), tenant)
+	items, err := list(c.Request.Context(), tenant)
 	if err != nil {
 		nativeError(c, err)
 		return
 	}
-	out := make([]tokenView, 0, len(toks))
-	for i := range toks {
-		out = append(out, viewToken(&toks[i]))
+	out := make([]V, 0, len(items))
+	for i := range items {
+		out = append(out, view(&items[i]))
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out})
 }
 
-// revokeToken serves DELETE /v1/tokens/{id}: the token stops working at
-// once on every replica.
-func (s *server) revokeToken(c *gin.Context) {
-	if err := s.eng.RevokeToken(c.Request.Context(), c.Param("id")); err != nil {
+// revokeCredential serves a credential's DELETE by the path parameter
+// name: it stops working at once on every replica.
+func revokeCredential(c *gin.Context, name string, revoke func(ctx context.Context, id string) error) {
+	if err := revoke(c.Request.Context(), c.Param(name)); err != nil {
 		nativeError(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// credentialCreated answers a credential's creation: the only answer that
+// carries its secret, so it must not be cached.
+func credentialCreated(c *gin.Context, location string, body any) {
+	c.Header("Cache-Control", "no-store")
+	c.Header("Location", location)
+	c.JSON(http.StatusCreated, body)
 }

@@ -100,17 +100,10 @@ func ValidAccessKeyID(s string) bool {
 // CreateAccessKey makes an access key for tenant and returns its secret
 // key, shown once.
 func (e *Core) CreateAccessKey(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *AccessKey, error) {
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "ACCESS_KEY_CREATE")
-	secret, k, err := e.createAccessKey(ctx, tenant, roles, expiresAt)
-	resource := ""
-	if k != nil {
-		resource = k.ID
-	}
-	if err := op.Done(resource, err); err != nil {
+	secret, k, err := createCredential(e, ctx, tenant, "ACCESS_KEY_CREATE",
+		func() (string, *AccessKey, error) { return e.createAccessKey(ctx, tenant, roles, expiresAt) },
+		func(k *AccessKey) string { return k.ID })
+	if err != nil {
 		return "", nil, err
 	}
 	pub := k.Public()
@@ -173,41 +166,14 @@ func checkCredential(tenant string, roles []string) ([]string, error) {
 // all, without their secrets.
 func (e *Core) ListAccessKeys(ctx context.Context, tenant string) ([]AccessKey, error) {
 	op := e.Start(ctx, "", "ACCESS_KEY_RETRIEVE_LIST")
-	out, err := e.listAccessKeys(ctx, tenant)
+	out, err := listCredentials(e, ctx, kindAccessKey, "access key", tenant, (*AccessKey).Public)
 	return out, op.Done("", err)
-}
-
-func (e *Core) listAccessKeys(ctx context.Context, tenant string) ([]AccessKey, error) {
-	q := store.Query{Kind: kindAccessKey, Tenant: store.PlatformTenant}
-	if tenant != "" {
-		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
-	}
-	page, err := e.store.List(ctx, q)
-	if err != nil {
-		return nil, StoreErr(err, "access key")
-	}
-	out := make([]AccessKey, 0, len(page.Records))
-	for _, r := range page.Records {
-		var k AccessKey
-		if err := json.Unmarshal(r.Data, &k); err != nil {
-			return out, StoreErr(err, "access key")
-		}
-		out = append(out, k.Public())
-	}
-	return out, nil
 }
 
 // RevokeAccessKey deletes an access key; the next request signed with it
 // fails on every replica, because every check reads the store.
 func (e *Core) RevokeAccessKey(ctx context.Context, id string) error {
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindAccessKey, store.PlatformTenant, id); err == nil {
-		var k AccessKey
-		if json.Unmarshal(rec.Data, &k) == nil {
-			evTenant = k.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "ACCESS_KEY_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindAccessKey, id), "ACCESS_KEY_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindAccessKey, store.PlatformTenant, id, store.WriteOpts{}), "access key")
 	if err == nil {
 		e.secrets.drop(id)
@@ -254,7 +220,11 @@ func (e *Core) AuthenticateAccessKey(ctx context.Context, chk AccessKeyCheck) (*
 	if !ok {
 		return nil, denied
 	}
-	e.touchAccessKey(rec, &k, now)
+	e.touchCredential(rec, "ak:"+k.ID, k.LastUsed, now, func(used time.Time) ([]byte, error) {
+		c := k
+		c.LastUsed = &used
+		return json.Marshal(&c)
+	})
 	pub := k.Public()
 	return &pub, nil
 }
@@ -278,36 +248,6 @@ func (e *Core) accessKeySecret(ctx context.Context, k *AccessKey, now time.Time)
 	}
 	e.secrets.put(k.ID, sum, secret, now)
 	return secret, nil
-}
-
-// touchAccessKey records last use at most once a minute per key, off the
-// request path.
-func (e *Core) touchAccessKey(rec *store.Record, k *AccessKey, now time.Time) {
-	seen := "ak:" + k.ID
-	if v, ok := e.tokenSeen.Load(seen); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
-		return
-	}
-	if k.LastUsed != nil && now.Sub(*k.LastUsed) < tokenLastUsedEvery {
-		e.tokenSeen.Store(seen, *k.LastUsed)
-		return
-	}
-	e.tokenSeen.Store(seen, now)
-	c := *k
-	used := now.UTC().Truncate(time.Second)
-	c.LastUsed = &used
-	data, err := json.Marshal(&c)
-	if err != nil {
-		return
-	}
-	r := *rec
-	r.Data = data
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		// Update fails if the key was revoked meanwhile: a revoked key
-		// is never written back.
-		_ = e.store.Update(ctx, &r, store.WriteOpts{})
-	}()
 }
 
 // secretCache holds opened secret keys for a short time, keyed by key id

@@ -53,17 +53,10 @@ func (c *OAuthClient) Public() OAuthClient {
 // CreateOAuthClient makes client credentials for tenant and returns the
 // client secret, shown once.
 func (e *Core) CreateOAuthClient(ctx context.Context, tenant string, roles []string, name string) (string, *OAuthClient, error) {
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "OAUTH_CLIENT_CREATE")
-	secret, cl, err := e.createOAuthClient(ctx, tenant, roles, name)
-	resource := ""
-	if cl != nil {
-		resource = cl.ID
-	}
-	if err := op.Done(resource, err); err != nil {
+	secret, cl, err := createCredential(e, ctx, tenant, "OAUTH_CLIENT_CREATE",
+		func() (string, *OAuthClient, error) { return e.createOAuthClient(ctx, tenant, roles, name) },
+		func(c *OAuthClient) string { return c.ID })
+	if err != nil {
 		return "", nil, err
 	}
 	pub := cl.Public()
@@ -101,42 +94,15 @@ func (e *Core) createOAuthClient(ctx context.Context, tenant string, roles []str
 // ListOAuthClients lists clients, of one tenant or of all, without secrets.
 func (e *Core) ListOAuthClients(ctx context.Context, tenant string) ([]OAuthClient, error) {
 	op := e.Start(ctx, "", "OAUTH_CLIENT_RETRIEVE_LIST")
-	out, err := e.listOAuthClients(ctx, tenant)
+	out, err := listCredentials(e, ctx, kindOAuthClient, "OAuth client", tenant, (*OAuthClient).Public)
 	return out, op.Done("", err)
-}
-
-func (e *Core) listOAuthClients(ctx context.Context, tenant string) ([]OAuthClient, error) {
-	q := store.Query{Kind: kindOAuthClient, Tenant: store.PlatformTenant}
-	if tenant != "" {
-		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
-	}
-	page, err := e.store.List(ctx, q)
-	if err != nil {
-		return nil, StoreErr(err, "OAuth client")
-	}
-	out := make([]OAuthClient, 0, len(page.Records))
-	for _, r := range page.Records {
-		var c OAuthClient
-		if err := json.Unmarshal(r.Data, &c); err != nil {
-			return out, StoreErr(err, "OAuth client")
-		}
-		out = append(out, c.Public())
-	}
-	return out, nil
 }
 
 // RevokeOAuthClient deletes a client: it gets no new access token from
 // the next request on, on every replica, and the access tokens it holds
 // are deleted too.
 func (e *Core) RevokeOAuthClient(ctx context.Context, id string) error {
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindOAuthClient, store.PlatformTenant, id); err == nil {
-		var c OAuthClient
-		if json.Unmarshal(rec.Data, &c) == nil {
-			evTenant = c.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "OAUTH_CLIENT_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindOAuthClient, id), "OAUTH_CLIENT_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindOAuthClient, store.PlatformTenant, id, store.WriteOpts{}), "OAuth client")
 	if err == nil {
 		_, err = e.deleteClientTokens(ctx, id, false)

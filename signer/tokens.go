@@ -75,23 +75,9 @@ func ValidTenant(s string) bool {
 
 // CreateToken makes a new API token and returns its secret, shown once.
 func (e *Core) CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *Token, error) {
-	// The event goes to the chain of the tenant the token is for, so the
-	// tenant's auditors see every credential issued to it; a name that
-	// cannot be a tenant (and so cannot hold a chain) logs to the platform.
-	evTenant := ""
-	if ValidTenant(tenant) {
-		evTenant = tenant
-	}
-	op := e.Start(ctx, evTenant, "API_TOKEN_CREATE")
-	secret, tok, err := e.createToken(ctx, tenant, roles, expiresAt)
-	resource := ""
-	if tok != nil {
-		resource = tok.ID
-	}
-	if err := op.Done(resource, err); err != nil {
-		return "", nil, err
-	}
-	return secret, tok, nil
+	return createCredential(e, ctx, tenant, "API_TOKEN_CREATE",
+		func() (string, *Token, error) { return e.createToken(ctx, tenant, roles, expiresAt) },
+		func(t *Token) string { return t.ID })
 }
 
 // createToken checks the request and stores the token; tok is set when
@@ -166,76 +152,25 @@ func (e *Core) authenticateToken(ctx context.Context, secret string, limit *stor
 	if tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt) {
 		return nil, tr, denied
 	}
-	e.touchToken(rec, &tok, now)
+	e.touchCredential(rec, tok.ID, tok.LastUsed, now, func(used time.Time) ([]byte, error) {
+		t := tok
+		t.LastUsed = &used
+		return json.Marshal(&t)
+	})
 	return &tok, tr, nil
-}
-
-// touchToken records last use at most once per period and token, off the
-// request path: a lost update only makes "last used" slightly older.
-func (e *Core) touchToken(rec *store.Record, tok *Token, now time.Time) {
-	if v, ok := e.tokenSeen.Load(tok.ID); ok && now.Sub(v.(time.Time)) < tokenLastUsedEvery {
-		return
-	}
-	if tok.LastUsed != nil && now.Sub(*tok.LastUsed) < tokenLastUsedEvery {
-		e.tokenSeen.Store(tok.ID, *tok.LastUsed)
-		return
-	}
-	e.tokenSeen.Store(tok.ID, now)
-	t := *tok
-	used := now.UTC().Truncate(time.Second)
-	t.LastUsed = &used
-	data, err := json.Marshal(&t)
-	if err != nil {
-		return
-	}
-	r := *rec
-	r.Data = data
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = e.store.Update(ctx, &r, store.WriteOpts{})
-	}()
 }
 
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
 func (e *Core) ListTokens(ctx context.Context, tenant string) ([]Token, error) {
 	op := e.Start(ctx, "", "API_TOKEN_RETRIEVE_LIST")
-	out, err := e.listTokens(ctx, tenant)
+	out, err := listCredentials(e, ctx, kindToken, "token", tenant, func(t *Token) Token { return *t })
 	return out, op.Done("", err)
-}
-
-func (e *Core) listTokens(ctx context.Context, tenant string) ([]Token, error) {
-	q := store.Query{Kind: kindToken, Tenant: store.PlatformTenant}
-	if tenant != "" {
-		q.Filters = []store.Filter{{Field: "tenant", Value: tenant}}
-	}
-	page, err := e.store.List(ctx, q)
-	if err != nil {
-		return nil, StoreErr(err, "token")
-	}
-	out := make([]Token, 0, len(page.Records))
-	for _, r := range page.Records {
-		var t Token
-		if err := json.Unmarshal(r.Data, &t); err != nil {
-			return out, StoreErr(err, "token")
-		}
-		out = append(out, t)
-	}
-	return out, nil
 }
 
 // RevokeToken deletes a token; the next request with it fails on every
 // replica because authentication reads the store.
 func (e *Core) RevokeToken(ctx context.Context, id string) error {
-	// Like creation, revocation is an event of the token's tenant.
-	evTenant := ""
-	if rec, err := e.store.Get(ctx, kindToken, store.PlatformTenant, id); err == nil {
-		var t Token
-		if json.Unmarshal(rec.Data, &t) == nil {
-			evTenant = t.Tenant
-		}
-	}
-	op := e.Start(ctx, evTenant, "API_TOKEN_DELETE")
+	op := e.Start(ctx, e.credentialTenant(ctx, kindToken, id), "API_TOKEN_DELETE")
 	err := StoreErr(e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}), "token")
 	if err == nil {
 		e.tokenSeen.Delete(id)

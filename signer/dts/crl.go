@@ -51,7 +51,7 @@ type dtsCRLState struct {
 // CRL is not signed yet has none.
 func (s *Service) RootCRL(ctx context.Context, id string) ([]byte, error) {
 	if checkID("id", id, "path") != nil {
-		return nil, signer.E(signer.KindNotFound, "DTS root CA certificate %s not found", id)
+		return nil, rootNotFound(id)
 	}
 	tenant, err := s.rootTenant(ctx, id)
 	if err != nil {
@@ -64,12 +64,19 @@ func (s *Service) RootCRL(ctx context.Context, id string) ([]byte, error) {
 	if !root.Managed {
 		return nil, signer.E(signer.KindNotFound, "an unmanaged DTS root CA certificate has no certificate revocation list here").With(ReasonNoCRL)
 	}
+	return s.storedCRL(ctx, tenant, id, "DTS root CA certificate")
+}
+
+// storedCRL returns the stored DER CRL of the managed CA id (a root or an
+// intermediate, which what names): it only reads, and reports a CRL past
+// its nextUpdate to the operator.
+func (s *Service) storedCRL(ctx context.Context, tenant, id, what string) ([]byte, error) {
 	_, st, err := s.loadCRL(ctx, tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	if st.DER == nil {
-		return nil, signer.E(signer.KindNotFound, "the DTS root CA certificate has no certificate revocation list yet").With(ReasonNoCRL)
+		return nil, signer.E(signer.KindNotFound, "the %s has no certificate revocation list yet", what).With(ReasonNoCRL)
 	}
 	if !s.core.Now().Before(st.NextUpdate) {
 		s.core.CRLOverdue("dts", id, st.NextUpdate.UnixMilli())
@@ -84,16 +91,40 @@ func (s *Service) RootCRL(ctx context.Context, id string) ([]byte, error) {
 // background (the refresher's rounds) gives up on such a conflict. It
 // says whether a CRL was stored.
 func (s *Service) signRootCRL(ctx context.Context, tenant, id string, background bool) (bool, error) {
+	return s.signStoredCRL(ctx, tenant, id, background, kindRootIndex, func() (*crlSigner, error) {
+		rec, root, err := s.getRoot(ctx, tenant, id)
+		if err != nil || !root.Managed {
+			return nil, err
+		}
+		return &crlSigner{keyID: rec.Fields[signer.KeyField], certDER: root.CertDER, keyAlg: root.KeyAlgorithm, what: "DTS root CA"}, nil
+	})
+}
+
+// crlSigner is the managed CA whose CRL signStoredCRL signs: its HSM key,
+// certificate and key algorithm; what names it in errors.
+type crlSigner struct {
+	keyID   string
+	certDER []byte
+	keyAlg  string
+	what    string
+}
+
+// signStoredCRL is signRootCRL for the CA id, a root or an intermediate
+// whose platform index entries are of kind indexKind; ca reads it afresh
+// on every attempt, and says nil when it is not managed (it has no CRL).
+// A CA not found has no CRL to sign either.
+func (s *Service) signStoredCRL(ctx context.Context, tenant, id string, background bool, indexKind string,
+	ca func() (*crlSigner, error)) (bool, error) {
 	for attempt := 0; attempt < crlAttempts; attempt++ {
 		listedAt := s.core.Now()
-		rootRec, root, err := s.getRoot(ctx, tenant, id)
+		c, err := ca()
 		if signer.KindOf(err) == signer.KindNotFound {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		if !root.Managed {
+		if c == nil {
 			return false, nil
 		}
 		rec, st, err := s.loadCRL(ctx, tenant, id)
@@ -101,7 +132,7 @@ func (s *Service) signRootCRL(ctx context.Context, tenant, id string, background
 			return false, err
 		}
 		now := s.core.Now().UTC().Truncate(time.Second)
-		der, err := s.signCRL(ctx, rootRec, root, st, now)
+		der, err := s.signCRLOf(ctx, c.keyID, c.certDER, c.keyAlg, c.what, st, now)
 		if err != nil {
 			return false, err
 		}
@@ -118,14 +149,10 @@ func (s *Service) signRootCRL(ctx context.Context, tenant, id string, background
 		if err != nil {
 			return false, signer.StoreErr(err, "certificate revocation list")
 		}
-		s.core.CRLStored(ctx, kindRootIndex, id, listedAt, now.Add(crlRefresh))
+		s.core.CRLStored(ctx, indexKind, id, listedAt, now.Add(crlRefresh))
 		return true, nil
 	}
 	return false, signer.E(signer.KindUnavailable, "the certificate revocation list is being updated; retry")
-}
-
-func (s *Service) signCRL(ctx context.Context, rootRec *store.Record, root *dtsRoot, st *dtsCRLState, now time.Time) ([]byte, error) {
-	return s.signCRLOf(ctx, rootRec.Fields[signer.KeyField], root.CertDER, root.KeyAlgorithm, "DTS root CA", st, now)
 }
 
 // signCRLOf signs the next CRL of state st with the CA whose certificate

@@ -144,21 +144,14 @@ func intermediateNotFound(id string) error {
 // empty, must be its root (the path it is addressed by), else it is not
 // found there.
 func (s *Service) getIntermediate(ctx context.Context, tenant, rootID, id string) (*store.Record, *dtsIntermediate, error) {
-	rec, err := s.core.Store().Get(ctx, RecordIntermediate, tenant, id)
+	rec, m, err := getStored[dtsIntermediate](ctx, s, RecordIntermediate, tenant, id, "DTS intermediate CA certificate", intermediateNotFound)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, intermediateNotFound(id)
-		}
-		return nil, nil, signer.StoreErr(err, "DTS intermediate CA certificate")
-	}
-	var m dtsIntermediate
-	if err := json.Unmarshal(rec.Data, &m); err != nil {
-		return nil, nil, signer.StoreErr(err, "DTS intermediate CA certificate")
+		return nil, nil, err
 	}
 	if rootID != "" && m.CAID != rootID {
 		return nil, nil, intermediateNotFound(id)
 	}
-	return rec, &m, nil
+	return rec, m, nil
 }
 
 // putIntermediateIndex is written before the intermediate, like the
@@ -171,11 +164,7 @@ func (s *Service) putIntermediateIndex(ctx context.Context, tenant, rootID, id, 
 }
 
 func (s *Service) dropIntermediateIndex(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.core.Store().Delete(ctx, kindIntermediateIndex, store.PlatformTenant, id, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.core.Log().Warn("DTS intermediate index entry left behind", "id", id, "err", err)
-	}
+	s.dropIndex(kindIntermediateIndex, id, "DTS intermediate index entry left behind")
 }
 
 // usesIntermediates is the root create request's useIntermediateCa.
@@ -303,33 +292,17 @@ func (s *Service) checkManagedIntermediate(tenant string, root *dtsRoot, in Inte
 	org := root.Organisation
 	if in.OrganisationName != nil && !bad["organisationName"] {
 		org = *in.OrganisationName
-		switch {
-		case strings.TrimSpace(org) == "":
-			f.Add("organisationName", org, "must not be empty")
-		case len(org) > nameMax:
-			f.Add("organisationName", org, "must be at most 64 characters")
-		case unsafeText(org):
-			f.Add("organisationName", nil, "must not contain control, format or bidirectional characters")
-		}
+		checkOrganisation(&f, org)
 	}
 	cn := tenant + " DTS Intermediate CA"
 	if in.CommonName != nil && !bad["commonName"] {
 		cn = *in.CommonName
-		switch {
-		case cn == "":
-			f.Add("commonName", cn, "must not be empty")
-		case len(cn) > nameMax:
-			f.Add("commonName", cn, "must be at most 64 characters")
-		case !issuance.PrintableString(cn):
-			f.Add("commonName", cn, "must be a valid PrintableString (letters, digits, space and '()+,-./:=?)")
-		}
+		checkCommonName(&f, cn)
 	}
 	country := root.Country
 	if in.Country != nil && !bad["country"] {
 		country = *in.Country
-		if !issuance.IsCountryCode(country) {
-			f.Add("country", country, "must be an ISO 3166-1 alpha-2 country code, e.g. NZ")
-		}
+		checkCountry(&f, country)
 	}
 	if country == "" {
 		country = defaultCountry
@@ -365,20 +338,8 @@ func (s *Service) checkManagedIntermediate(tenant string, root *dtsRoot, in Inte
 		p.notAfter = root.NotAfter
 	}
 	if in.NotAfter != nil && !bad["notAfter"] {
-		t, err := time.Parse(time.RFC3339, *in.NotAfter)
-		t = t.UTC().Truncate(time.Second)
-		switch {
-		case err != nil:
-			f.Add("notAfter", *in.NotAfter, "must be an RFC 3339 date-time")
-		case !t.After(now):
-			f.Add("notAfter", *in.NotAfter, "must be in the future")
-		case nbOK && !t.After(p.notBefore):
-			f.Add("notAfter", *in.NotAfter, "must be after notBefore")
-		case t.After(root.NotAfter):
-			f.Add("notAfter", *in.NotAfter, "must not be after the DTS root CA certificate's notAfter")
-		default:
-			p.notAfter = t
-		}
+		p.notAfter = checkNotAfter(&f, *in.NotAfter, p.notAfter, now, p.notBefore, nbOK, root.NotAfter,
+			"must not be after the DTS root CA certificate's notAfter")
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -468,15 +429,10 @@ func (s *Service) checkUploadedIntermediate(root *dtsRoot, pemText string) (*x50
 	if err != nil {
 		return nil, "the DTS root CA certificate cannot be read"
 	}
+	if reason := s.uploadedCAReason(c); reason != "" {
+		return nil, reason
+	}
 	switch {
-	case !c.BasicConstraintsValid || !c.IsCA:
-		return nil, "must be a CA certificate (basicConstraints cA true)"
-	case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
-		return nil, "must allow certificate signing (keyUsage keyCertSign)"
-	case !s.core.Now().Before(c.NotAfter):
-		return nil, "the certificate has expired"
-	case s.core.Now().Before(c.NotBefore):
-		return nil, "the certificate is not valid yet (notBefore " + c.NotBefore.UTC().Format(time.RFC3339) + "): it must be valid now"
 	case c.CheckSignatureFrom(c) == nil && string(c.RawIssuer) == string(c.RawSubject):
 		return nil, "must be an intermediate CA certificate, not a self-signed root"
 	case string(c.RawIssuer) != string(rc.RawSubject) || c.CheckSignatureFrom(rc) != nil:
@@ -525,14 +481,7 @@ func (s *Service) createUploadedIntermediate(ctx context.Context, tenant string,
 		Quota: &store.Quota{Resource: QuotaIntermediates, Limit: s.core.QuotaLimit(QuotaIntermediates)}})
 	if err != nil {
 		s.dropIntermediateIndex(m.ID)
-		if qe := quotaErr(err, intermediateQuotaMsg); qe != nil {
-			return nil, qe
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil, &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a DTS intermediate CA certificate",
-				Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
-		}
-		return nil, signer.StoreErr(err, "DTS intermediate CA certificate")
+		return nil, uploadedCreateErr(err, intermediateQuotaMsg, "DTS intermediate CA certificate")
 	}
 	return m, nil
 }

@@ -2,9 +2,6 @@ package dts
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"time"
 
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
@@ -34,79 +31,25 @@ func (s *Service) IntermediateCRL(ctx context.Context, rootID, id string) ([]byt
 	if !m.Managed {
 		return nil, signer.E(signer.KindNotFound, "an uploaded DTS intermediate CA certificate has no certificate revocation list here").With(ReasonNoCRL)
 	}
-	_, st, err := s.loadCRL(ctx, tenant, id)
-	if err != nil {
-		return nil, err
-	}
-	if st.DER == nil {
-		return nil, signer.E(signer.KindNotFound, "the DTS intermediate CA certificate has no certificate revocation list yet").With(ReasonNoCRL)
-	}
-	if !s.core.Now().Before(st.NextUpdate) {
-		s.core.CRLOverdue("dts", id, st.NextUpdate.UnixMilli())
-	}
-	return st.DER, nil
+	return s.storedCRL(ctx, tenant, id, "DTS intermediate CA certificate")
 }
 
 // intermediateTenant resolves an intermediate id to its tenant through
 // the platform index; the index must name rootID as its root.
 func (s *Service) intermediateTenant(ctx context.Context, rootID, id string) (string, error) {
-	rec, err := s.core.Store().Get(ctx, kindIntermediateIndex, store.PlatformTenant, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return "", intermediateNotFound(id)
-		}
-		return "", signer.StoreErr(err, "DTS intermediate CA certificate")
-	}
-	if rec.Fields["ca_id"] != rootID {
-		return "", intermediateNotFound(id)
-	}
-	t := rec.Fields["tenant"]
-	if t == "" {
-		return "", fmt.Errorf("dts intermediate index %s without tenant", id)
-	}
-	return t, nil
+	return s.indexTenant(ctx, kindIntermediateIndex, id, "DTS intermediate CA certificate", intermediateNotFound,
+		func(rec *store.Record) bool { return rec.Fields["ca_id"] == rootID })
 }
 
 // signIntermediateCRL is signRootCRL for a managed intermediate.
 func (s *Service) signIntermediateCRL(ctx context.Context, tenant, id string, background bool) (bool, error) {
-	for attempt := 0; attempt < crlAttempts; attempt++ {
-		listedAt := s.core.Now()
+	return s.signStoredCRL(ctx, tenant, id, background, kindIntermediateIndex, func() (*crlSigner, error) {
 		rec, m, err := s.getIntermediate(ctx, tenant, "", id)
-		if signer.KindOf(err) == signer.KindNotFound {
-			return false, nil
+		if err != nil || !m.Managed {
+			return nil, err
 		}
-		if err != nil {
-			return false, err
-		}
-		if !m.Managed {
-			return false, nil
-		}
-		crlRec, st, err := s.loadCRL(ctx, tenant, id)
-		if err != nil {
-			return false, err
-		}
-		now := s.core.Now().UTC().Truncate(time.Second)
-		der, err := s.signCRLOf(ctx, rec.Fields[signer.KeyField], m.CertDER, m.KeyAlgorithm, "DTS intermediate CA", st, now)
-		if err != nil {
-			return false, err
-		}
-		st.Number++
-		st.ThisUpdate, st.NextUpdate, st.DER, st.Stale = now, now.Add(crlValidity), der, false
-		err = s.saveCRL(ctx, crlRec, tenant, id, st)
-		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
-			if background {
-				return false, nil
-			}
-			signer.Backoff(attempt)
-			continue
-		}
-		if err != nil {
-			return false, signer.StoreErr(err, "certificate revocation list")
-		}
-		s.core.CRLStored(ctx, kindIntermediateIndex, id, listedAt, now.Add(crlRefresh))
-		return true, nil
-	}
-	return false, signer.E(signer.KindUnavailable, "the certificate revocation list is being updated; retry")
+		return &crlSigner{keyID: rec.Fields[signer.KeyField], certDER: m.CertDER, keyAlg: m.KeyAlgorithm, what: "DTS intermediate CA"}, nil
+	})
 }
 
 // refreshDueIntermediateCRLs signs every managed intermediate's CRL, in

@@ -85,19 +85,30 @@ func rootRecord(tenant string, r *dtsRoot) (*store.Record, error) {
 		Fields: map[string]string{"active": strconv.FormatBool(r.Active)}, Data: data}, nil
 }
 
+func rootNotFound(id string) error {
+	return signer.E(signer.KindNotFound, "DTS root CA certificate %s not found", id)
+}
+
 func (s *Service) getRoot(ctx context.Context, tenant, id string) (*store.Record, *dtsRoot, error) {
-	rec, err := s.core.Store().Get(ctx, RecordRoot, tenant, id)
+	return getStored[dtsRoot](ctx, s, RecordRoot, tenant, id, "DTS root CA certificate", rootNotFound)
+}
+
+// getStored reads the record kind/tenant/id and decodes its stored form;
+// what names the record in errors, notFound makes the error of a missing
+// one.
+func getStored[T any](ctx context.Context, s *Service, kind, tenant, id, what string, notFound func(string) error) (*store.Record, *T, error) {
+	rec, err := s.core.Store().Get(ctx, kind, tenant, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, signer.E(signer.KindNotFound, "DTS root CA certificate %s not found", id)
+			return nil, nil, notFound(id)
 		}
-		return nil, nil, signer.StoreErr(err, "DTS root CA certificate")
+		return nil, nil, signer.StoreErr(err, what)
 	}
-	var r dtsRoot
-	if err := json.Unmarshal(rec.Data, &r); err != nil {
-		return nil, nil, signer.StoreErr(err, "DTS root CA certificate")
+	var v T
+	if err := json.Unmarshal(rec.Data, &v); err != nil {
+		return nil, nil, signer.StoreErr(err, what)
 	}
-	return rec, &r, nil
+	return rec, &v, nil
 }
 
 // putRootIndex is written before the root: a crash in between leaves an
@@ -112,26 +123,42 @@ func (s *Service) putRootIndex(ctx context.Context, tenant, id, crlDue string) e
 }
 
 func (s *Service) dropRootIndex(id string) {
+	s.dropIndex(kindRootIndex, id, "DTS root index entry left behind")
+}
+
+// dropIndex deletes the platform index entry kind/id, logging msg when
+// it cannot.
+func (s *Service) dropIndex(kind, id, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.core.Store().Delete(ctx, kindRootIndex, store.PlatformTenant, id, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.core.Log().Warn("DTS root index entry left behind", "id", id, "err", err)
+	if err := s.core.Store().Delete(ctx, kind, store.PlatformTenant, id, store.WriteOpts{}); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.core.Log().Warn(msg, "id", id, "err", err)
 	}
 }
 
 // rootTenant resolves a root id to its tenant through the platform index
 // (for the unauthenticated CRL route).
 func (s *Service) rootTenant(ctx context.Context, id string) (string, error) {
-	rec, err := s.core.Store().Get(ctx, kindRootIndex, store.PlatformTenant, id)
+	return s.indexTenant(ctx, kindRootIndex, id, "DTS root CA certificate", rootNotFound, nil)
+}
+
+// indexTenant resolves id to its tenant through its platform index entry
+// of kind; match, when not nil, must accept the entry, else id is not
+// found. what names the record in errors.
+func (s *Service) indexTenant(ctx context.Context, kind, id, what string, notFound func(string) error, match func(*store.Record) bool) (string, error) {
+	rec, err := s.core.Store().Get(ctx, kind, store.PlatformTenant, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", signer.E(signer.KindNotFound, "DTS root CA certificate %s not found", id)
+			return "", notFound(id)
 		}
-		return "", signer.StoreErr(err, "DTS root CA certificate")
+		return "", signer.StoreErr(err, what)
+	}
+	if match != nil && !match(rec) {
+		return "", notFound(id)
 	}
 	t := rec.Fields["tenant"]
 	if t == "" {
-		return "", fmt.Errorf("dts root index %s without tenant", id)
+		return "", fmt.Errorf("%s %s without tenant", kind, id)
 	}
 	return t, nil
 }
@@ -209,16 +236,7 @@ func signerRecord(tenant string, s *dtsSigner, keyID string) (*store.Record, err
 }
 
 func (s *Service) getSigner(ctx context.Context, tenant, id string) (*store.Record, *dtsSigner, error) {
-	rec, err := s.core.Store().Get(ctx, RecordSigner, tenant, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, signer.E(signer.KindNotFound, "VICAL signer %s not found", id)
-		}
-		return nil, nil, signer.StoreErr(err, "VICAL signer")
-	}
-	var v dtsSigner
-	if err := json.Unmarshal(rec.Data, &v); err != nil {
-		return nil, nil, signer.StoreErr(err, "VICAL signer")
-	}
-	return rec, &v, nil
+	return getStored[dtsSigner](ctx, s, RecordSigner, tenant, id, "VICAL signer", func(id string) error {
+		return signer.E(signer.KindNotFound, "VICAL signer %s not found", id)
+	})
 }

@@ -111,33 +111,17 @@ func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, erro
 		f.Add("organisationName", nil, "is required")
 	default:
 		org = *in.OrganisationName
-		switch {
-		case strings.TrimSpace(org) == "":
-			f.Add("organisationName", org, "must not be empty")
-		case len(org) > nameMax:
-			f.Add("organisationName", org, "must be at most 64 characters")
-		case unsafeText(org):
-			f.Add("organisationName", nil, "must not contain control, format or bidirectional characters")
-		}
+		checkOrganisation(&f, org)
 	}
 	cn := tenant + " DTS CA"
 	if in.CommonName != nil && !bad["commonName"] {
 		cn = *in.CommonName
-		switch {
-		case cn == "":
-			f.Add("commonName", cn, "must not be empty")
-		case len(cn) > nameMax:
-			f.Add("commonName", cn, "must be at most 64 characters")
-		case !issuance.PrintableString(cn):
-			f.Add("commonName", cn, "must be a valid PrintableString (letters, digits, space and '()+,-./:=?)")
-		}
+		checkCommonName(&f, cn)
 	}
 	country := defaultCountry
 	if in.Country != nil && !bad["country"] {
 		country = *in.Country
-		if !issuance.IsCountryCode(country) {
-			f.Add("country", country, "must be an ISO 3166-1 alpha-2 country code, e.g. NZ")
-		}
+		checkCountry(&f, country)
 	}
 	// MATTR: notAfter is at most 20 years from creation, whatever
 	// notBefore is; notBefore must come before notAfter, so before that
@@ -168,26 +152,66 @@ func (s *Service) checkManagedRoot(tenant string, in RootInput) (*rootPlan, erro
 		p.notAfter = latest
 	}
 	if in.NotAfter != nil && !bad["notAfter"] {
-		t, err := time.Parse(time.RFC3339, *in.NotAfter)
-		t = t.UTC().Truncate(time.Second)
-		switch {
-		case err != nil:
-			f.Add("notAfter", *in.NotAfter, "must be an RFC 3339 date-time")
-		case !t.After(now):
-			f.Add("notAfter", *in.NotAfter, "must be in the future")
-		case nbOK && !t.After(p.notBefore):
-			f.Add("notAfter", *in.NotAfter, "must be after notBefore")
-		case t.After(latest):
-			f.Add("notAfter", *in.NotAfter, "must be at most 20 years from creation ("+latest.Format(time.RFC3339)+")")
-		default:
-			p.notAfter = t
-		}
+		p.notAfter = checkNotAfter(&f, *in.NotAfter, p.notAfter, now, p.notBefore, nbOK, latest,
+			"must be at most 20 years from creation ("+latest.Format(time.RFC3339)+")")
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
 	p.subject = pkix.Name{Country: []string{country}, Organization: []string{org}, CommonName: cn}
 	return p, nil
+}
+
+// checkOrganisation, checkCommonName and checkCountry check the subject
+// fields of a certificate the daemon issues (a root or an intermediate).
+func checkOrganisation(f *signer.FieldErrors, org string) {
+	switch {
+	case strings.TrimSpace(org) == "":
+		f.Add("organisationName", org, "must not be empty")
+	case len(org) > nameMax:
+		f.Add("organisationName", org, "must be at most 64 characters")
+	case unsafeText(org):
+		f.Add("organisationName", nil, "must not contain control, format or bidirectional characters")
+	}
+}
+
+func checkCommonName(f *signer.FieldErrors, cn string) {
+	switch {
+	case cn == "":
+		f.Add("commonName", cn, "must not be empty")
+	case len(cn) > nameMax:
+		f.Add("commonName", cn, "must be at most 64 characters")
+	case !issuance.PrintableString(cn):
+		f.Add("commonName", cn, "must be a valid PrintableString (letters, digits, space and '()+,-./:=?)")
+	}
+}
+
+func checkCountry(f *signer.FieldErrors, country string) {
+	if !issuance.IsCountryCode(country) {
+		f.Add("country", country, "must be an ISO 3166-1 alpha-2 country code, e.g. NZ")
+	}
+}
+
+// checkNotAfter checks a requested notAfter of a certificate the daemon
+// issues: in the future, after notBefore (when that one was valid,
+// nbOK) and not after latest (tooLate says why). It returns the
+// requested time, or def when it is refused.
+func checkNotAfter(f *signer.FieldErrors, in string, def, now, notBefore time.Time, nbOK bool, latest time.Time, tooLate string) time.Time {
+	t, err := time.Parse(time.RFC3339, in)
+	t = t.UTC().Truncate(time.Second)
+	switch {
+	case err != nil:
+		f.Add("notAfter", in, "must be an RFC 3339 date-time")
+	case !t.After(now):
+		f.Add("notAfter", in, "must be in the future")
+	case nbOK && !t.After(notBefore):
+		f.Add("notAfter", in, "must be after notBefore")
+	case t.After(latest):
+		f.Add("notAfter", in, tooLate)
+	default:
+		return t
+	}
+	return def
 }
 
 func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootInput) (*dtsRoot, error) {
@@ -276,21 +300,33 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 // it says why not.
 func (s *Service) checkUploadedRoot(pemText string) (*x509.Certificate, string) {
 	c, err := encoding.ParseCertificate([]byte(pemText))
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err.Error()
-	case !c.BasicConstraintsValid || !c.IsCA:
-		return nil, "must be a CA certificate (basicConstraints cA true)"
-	case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
-		return nil, "must allow certificate signing (keyUsage keyCertSign)"
-	case !s.core.Now().Before(c.NotAfter):
-		return nil, "the certificate has expired"
-	case s.core.Now().Before(c.NotBefore):
-		return nil, "the certificate is not valid yet (notBefore " + c.NotBefore.UTC().Format(time.RFC3339) + "): it must be valid now"
-	case c.CheckSignatureFrom(c) != nil:
+	}
+	if reason := s.uploadedCAReason(c); reason != "" {
+		return nil, reason
+	}
+	if c.CheckSignatureFrom(c) != nil {
 		return nil, "must be a self-signed root CA certificate"
 	}
 	return c, ""
+}
+
+// uploadedCAReason says why an uploaded certificate (root or
+// intermediate) cannot serve as a CA, or "": it must be a CA certificate
+// that may sign certificates and is valid now.
+func (s *Service) uploadedCAReason(c *x509.Certificate) string {
+	switch {
+	case !c.BasicConstraintsValid || !c.IsCA:
+		return "must be a CA certificate (basicConstraints cA true)"
+	case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
+		return "must allow certificate signing (keyUsage keyCertSign)"
+	case !s.core.Now().Before(c.NotAfter):
+		return "the certificate has expired"
+	case s.core.Now().Before(c.NotBefore):
+		return "the certificate is not valid yet (notBefore " + c.NotBefore.UTC().Format(time.RFC3339) + "): it must be valid now"
+	}
+	return ""
 }
 
 func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in RootInput) (*dtsRoot, error) {
@@ -336,16 +372,22 @@ func (s *Service) createUnmanagedRoot(ctx context.Context, tenant string, in Roo
 		Quota: &store.Quota{Resource: QuotaRoots, Limit: s.core.QuotaLimit(QuotaRoots)}})
 	if err != nil {
 		s.dropRootIndex(r.ID)
-		if qe := quotaErr(err, rootQuotaMsg); qe != nil {
-			return nil, qe
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil, &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a DTS root CA certificate",
-				Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
-		}
-		return nil, signer.StoreErr(err, "DTS root CA certificate")
+		return nil, uploadedCreateErr(err, rootQuotaMsg, "DTS root CA certificate")
 	}
 	return r, nil
+}
+
+// uploadedCreateErr is the error of a failed write of an uploaded CA
+// certificate (root or intermediate, which what names).
+func uploadedCreateErr(err error, quotaMsg, what string) error {
+	if qe := quotaErr(err, quotaMsg); qe != nil {
+		return qe
+	}
+	if errors.Is(err, store.ErrExists) {
+		return &signer.Error{Kind: signer.KindConflict, Msg: "this certificate is already registered as a " + what,
+			Fields: []signer.FieldError{{Field: "certificatePem", Msg: "already registered", Location: "body"}}}
+	}
+	return signer.StoreErr(err, what)
 }
 
 // ListRoots lists the caller's roots in creation order.
