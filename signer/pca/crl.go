@@ -187,7 +187,7 @@ func (s *Service) signCRL(ctx context.Context, tenant, caID string, background b
 		now := s.now().UTC().Truncate(time.Second)
 		next := now.Add(time.Duration(c.CRL.ValidDays) * pcaDay)
 		der, err := issuance.SignCRL(issuer, key, issuance.CRL{Number: n, ThisUpdate: now, NextUpdate: next,
-			Revoked: revoked, SignatureAlgorithm: issuance.SignatureAlgorithm(c.KeyAlgorithm, c.SignatureAlgorithm)})
+			Revoked: revoked, SignatureAlgorithm: issuance.CRLSignatureAlgorithm(c.KeyAlgorithm, c.SignatureAlgorithm)})
 		if err != nil {
 			return false, signer.HSMError(err, "CA key")
 		}
