@@ -23,6 +23,9 @@ const (
 	RecordCertificate = "pca_certificate"
 	RecordRevocation  = "pca_revocation"
 	RecordCRL         = "pca_crl"
+	// RecordCRLData holds a CA's CRL when it is too large to keep in its
+	// RecordCRL record (see crlRecord).
+	RecordCRLData = "pca_crl_data"
 	// RecordIndex maps a CA id to its tenant (in the platform namespace)
 	// for the one route that names a CA without a credential: its CRL.
 	RecordIndex = "pca_ca_index"
@@ -46,12 +49,14 @@ type Service struct {
 	// issuerCerts keeps parsed CA certificates by their DER bytes, for
 	// the same reason.
 	issuerCerts *signer.BytesCache[*x509.Certificate]
+	// crlCopies keeps the large CRLs last served (PublicCRL).
+	crlCopies *crlCopies
 }
 
 // New returns the family's service over core.
 func New(core *signer.Core) *Service {
 	return &Service{core: core, store: core.Store(),
-		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert)}
+		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert), crlCopies: &crlCopies{}}
 }
 
 func parseCACert(der []byte) (*x509.Certificate, error) {
