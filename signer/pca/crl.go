@@ -332,6 +332,13 @@ func (s *Service) loadCRL(ctx context.Context, tenant, caID string) (*store.Reco
 	return rec, &cr, nil
 }
 
+// crlDataVersion is what a service remembers of the CRL data record it
+// last stored for a CA.
+type crlDataVersion struct {
+	version uint64
+	number  int64
+}
+
 func crlDigest(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
@@ -343,11 +350,26 @@ func crlDigest(der []byte) string {
 func (s *Service) publishCRL(ctx context.Context, tenant, caID string, n int64, digest string, der []byte) error {
 	data := marshalCRLData(der)
 	fields := map[string]string{crlDataNumberField: fmt.Sprintf("%019d", n), crlDataDigestField: digest}
+	if v, ok := s.crlDataVersions.Load(caID); ok {
+		last := v.(crlDataVersion)
+		if last.number >= n {
+			return nil // this service stored that one or a later one: the record is at least as new
+		}
+		// The record as this service last stored it: the update fails if
+		// anyone wrote it since, and then it is read.
+		rec := &store.Record{Kind: RecordCRLData, Tenant: tenant, ID: caID, Fields: fields, Data: data, Version: last.version}
+		if err := s.store.Update(ctx, rec, store.WriteOpts{}); err == nil {
+			s.crlDataVersions.Store(caID, crlDataVersion{version: rec.Version, number: n})
+			return nil
+		}
+		s.crlDataVersions.Delete(caID)
+	}
 	for attempt := 0; attempt < crlAttempts; attempt++ {
 		rec, err := s.store.Get(ctx, RecordCRLData, tenant, caID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			err = s.store.Create(ctx, &store.Record{Kind: RecordCRLData, Tenant: tenant, ID: caID, Fields: fields, Data: data}, store.WriteOpts{})
+			rec = &store.Record{Kind: RecordCRLData, Tenant: tenant, ID: caID, Fields: fields, Data: data}
+			err = s.store.Create(ctx, rec, store.WriteOpts{})
 		case err != nil:
 			return signer.StoreErr(err, "CRL")
 		case rec.Fields[crlDataNumberField] >= fields[crlDataNumberField]:
@@ -363,6 +385,7 @@ func (s *Service) publishCRL(ctx context.Context, tenant, caID string, n int64, 
 		if err != nil {
 			return signer.StoreErr(err, "CRL")
 		}
+		s.crlDataVersions.Store(caID, crlDataVersion{version: rec.Version, number: n})
 		return nil
 	}
 	return &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "the CRL is being replaced concurrently; retry"}

@@ -110,7 +110,9 @@ func TestPCACRLAtScale(t *testing.T) {
 
 			bs := raw.(bulkStore)
 			require.NoError(t, e.SeedRevocations(ctx, "t1", root, scaleEntries, 3000,
-				func(ctx context.Context, recs []store.Record, q store.Quota) error { return bs.BulkCreate(ctx, recs, q) }))
+				func(ctx context.Context, recs []store.Record, q store.Quota) error {
+					return bs.BulkCreate(ctx, recs, q)
+				}))
 			first := crlOf(t, e, root)
 			require.Len(t, first.RevokedCertificateEntries, scaleEntries)
 			rootCert := caCert(t, e, root)
@@ -253,7 +255,9 @@ func TestPCACRLAtScaleSurvivesRestartsAndReplicas(t *testing.T) {
 			leaf := mkLeaf(t, a, root, "lasting.example.com", pca.Validity{Type: "DAY", Value: 30})
 			bs := rawA.(bulkStore)
 			require.NoError(t, a.SeedRevocations(ctx, "t1", root, scaleEntries, 5000,
-				func(ctx context.Context, recs []store.Record, q store.Quota) error { return bs.BulkCreate(ctx, recs, q) }))
+				func(ctx context.Context, recs []store.Record, q store.Quota) error {
+					return bs.BulkCreate(ctx, recs, q)
+				}))
 			first := crlOf(t, a, root)
 			require.Equal(t, int64(2), first.Number.Int64())
 

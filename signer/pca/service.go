@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
@@ -51,6 +52,9 @@ type Service struct {
 	issuerCerts *signer.BytesCache[*x509.Certificate]
 	// crlCopies keeps the large CRLs last served (PublicCRL).
 	crlCopies *crlCopies
+	// crlDataVersions: CA id -> crlDataVersion, the CRL data record this
+	// service last stored (publishCRL updates it without reading it).
+	crlDataVersions sync.Map
 }
 
 // New returns the family's service over core.
