@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hsmca/hsmca/store"
@@ -91,6 +92,74 @@ func (e *Core) CRLStored(ctx context.Context, kind, id string, listedAt, refresh
 		}
 		return CRLDueAt(refreshAt), true
 	})
+}
+
+// crlBuild is the state of one CRL's builds in this process: the one
+// running, and the one that starts when it ends, which every caller
+// arriving meanwhile joins.
+type crlBuild struct {
+	mu   sync.Mutex
+	cur  *crlFlight
+	next *crlFlight
+}
+
+type crlFlight struct {
+	done    chan struct{}
+	err     error
+	callers int // the callers it serves, under crlBuild.mu
+}
+
+// BuildCRL runs build, which signs and stores the CRL of (family, id)
+// from a fresh read of its entries, for a caller that has just written an
+// entry and must not return before a CRL lists it. One build of a CRL
+// runs at a time in the process, and every caller that arrives while one
+// runs shares the next, which begins after they all wrote their entries:
+// a burst of revocations on one CA costs two builds, not one each (a CRL
+// of 100,000 entries takes about a second of one core). Builds of
+// different CRLs, and every other request, run beside them: nothing is
+// held but the caller. build runs without its leader's cancellation
+// (others wait on it); a caller whose context ends stops waiting, its
+// entry stays written and its CRL marked for the refresher.
+func (e *Core) BuildCRL(ctx context.Context, family, id string, build func(ctx context.Context) error) error {
+	v, _ := e.crlBuilds.LoadOrStore(family+"/"+id, &crlBuild{})
+	b := v.(*crlBuild)
+	b.mu.Lock()
+	if f := b.next; f != nil {
+		f.callers++
+		b.mu.Unlock()
+		return waitCRLFlight(ctx, f)
+	}
+	f := &crlFlight{done: make(chan struct{}), callers: 1}
+	prev := b.cur
+	if prev == nil {
+		b.cur = f
+	} else {
+		b.next = f
+	}
+	b.mu.Unlock()
+	if prev != nil {
+		<-prev.done // the joiners wait on this caller: it stays
+		b.mu.Lock()
+		b.cur, b.next = f, nil
+		b.mu.Unlock()
+	}
+	f.err = build(context.WithoutCancel(ctx))
+	b.mu.Lock()
+	if b.cur == f {
+		b.cur = nil
+	}
+	b.mu.Unlock()
+	close(f.done)
+	return f.err
+}
+
+func waitCRLFlight(ctx context.Context, f *crlFlight) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // CRLOverdue reports once per CRL (family, id and nextUpdate) that a CRL

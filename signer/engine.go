@@ -94,6 +94,7 @@ type Core struct {
 
 	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
 	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
+	crlBuilds     sync.Map // "family/id" -> *crlBuild: the CRL builds of this process (BuildCRL)
 
 	heavyWork *heavyPool
 

@@ -50,6 +50,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	seedN := fs.Int("seed-count", seedDef, "certificates stored before the growth rows; 0 skips them (BENCH_SEED_COUNT)")
 	seedW := fs.Int("seed-workers", 4, "signing goroutines of the seeding")
+	crlDef := 100000
+	if v := getenv("BENCH_CRL_ENTRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fmt.Fprintf(stderr, "hsmca bench: BENCH_CRL_ENTRIES=%q: want a count\n", v)
+			return 2
+		}
+		crlDef = n
+	}
+	crlN := fs.Int("crl-entries", crlDef, "revocation entries of the CRL rows' CA; 0 skips them (BENCH_CRL_ENTRIES)")
 	seedSign := fs.String("seed-sign", envStr("BENCH_SEED_SIGN", "standin"), "who signs seeded certificates: standin (a software key, fast) or hsm (the CA's key) (BENCH_SEED_SIGN)")
 	profile := fs.String("profile-dir", envStr("BENCH_PROFILE_DIR", ""), "write CPU profiles of the daemon at the highest concurrency here (BENCH_PROFILE_DIR)")
 	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
@@ -81,7 +91,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		*hsmcad = filepath.Join(filepath.Dir(self), "hsmcad")
 	}
 	cfg := bench.Config{Hsmcad: *hsmcad, Module: *module, Phase: bench.Phase{Warmup: *warmup, Duration: *duration},
-		Concurrency: cs, InProc: ns, SeedCount: seed, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
+		Concurrency: cs, InProc: ns, SeedCount: seed, CRLEntries: *crlN, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
 	for _, s := range strings.Split(*stores, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			if s != "bolt" && s != "redis" {
@@ -96,8 +106,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	started := time.Now()
 	rows, runErr := bench.Run(ctx, cfg)
 	var report strings.Builder
-	fmt.Fprintf(&report, "hsmca bench: %d CPUs (GOMAXPROCS %d), %s/%s; warm-up %s, %s per row; %d certificates seeded for the growth rows; run took %s\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, *warmup, *duration, seed,
+	fmt.Fprintf(&report, "hsmca bench: %d CPUs (GOMAXPROCS %d), %s/%s; warm-up %s, %s per row; %d certificates seeded for the growth rows; %d revocation entries for the CRL rows; run took %s\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, *warmup, *duration, seed, *crlN,
 		time.Since(started).Round(time.Second))
 	bench.Table(&report, rows)
 	fmt.Fprintln(&report)

@@ -171,6 +171,8 @@ func (c *rawConn) exchange(head, path string, tail []byte) (status int, keepAliv
 	}
 	c.body = c.body[:0]
 	switch {
+	case status == 204 || status == 304 || status < 200:
+		// No body, whatever the headers say (RFC 9112 6.3).
 	case chunked:
 		err = c.readChunked()
 	case length >= 0:

@@ -40,6 +40,8 @@ func TestConnWorkSpeaksHTTP(t *testing.T) {
 		case "/close":
 			w.Header().Set("Connection", "close")
 			io.WriteString(w, "bye")
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
 		case "/status":
 			w.WriteHeader(http.StatusTeapot)
 			io.WriteString(w, "teapot")
@@ -82,6 +84,15 @@ func TestConnWorkSpeaksHTTP(t *testing.T) {
 	require.NoError(t, op(ctx, 0))
 	assert.Equal(t, "bye", string(*got))
 	assert.EqualValues(t, 2, conns.Load()-before, "a closed connection is replaced")
+	done()
+
+	// 204 has no body and no Content-Length: nothing to wait for.
+	before = conns.Load()
+	op, done, got = run("POST", "/nocontent", []byte(`{}`), 204)
+	require.NoError(t, op(ctx, 0))
+	require.NoError(t, op(ctx, 0))
+	assert.Empty(t, *got)
+	assert.EqualValues(t, 1, conns.Load()-before, "the connection is kept")
 	done()
 
 	op, done, _ = run("GET", "/status", nil, 200)

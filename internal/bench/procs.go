@@ -183,8 +183,8 @@ func newDaemonSetup(cfg Config, sh *softHSM, tok *token, backend, dir, redisURL 
 	// The per-credential limit stays on (its check is part of every
 	// request's cost) but far above what one bench token sends.
 	fmt.Fprintf(&y, "rate_limit:\n  requests_per_second: 1000000\n  burst: 1000000\n")
-	// The public routes (OCSP) are measured, not limited per address: the
-	// load comes from one.
+	// The public routes (OCSP, CRLs) are measured, not limited per
+	// address: the load comes from one.
 	fmt.Fprintf(&y, "  public_requests_per_second: 0\n")
 	path := filepath.Join(dir, "hsmcad.yaml")
 	if err := os.WriteFile(path, []byte(y.String()), 0o600); err != nil {

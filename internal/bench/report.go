@@ -80,10 +80,12 @@ func Targets(w io.Writer, rows []Result, stores []string, maxC int) {
 					mark(g.P99 < 5*time.Millisecond && g.Errors == 0 && g.OpsPerSec() > 0))
 			}
 		}
+		crlTargets(w, rows, s, find)
 		for _, grownRows := range []bool{false, true} {
 			var peak, anon int64
 			for _, r := range rows {
-				if r.Store == s && r.Concurrency == maxC && strings.Contains(r.Op, " stored") == grownRows {
+				if r.Store == s && r.Concurrency == maxC && strings.Contains(r.Op, " stored") == grownRows &&
+					!strings.Contains(r.Op, crlLabel) {
 					peak, anon = max(peak, r.RSS), max(anon, r.RSSAnon)
 				}
 			}
@@ -100,4 +102,41 @@ func Targets(w io.Writer, rows []Result, stores []string, maxC int) {
 				s, maxC, when, float64(peak)/(1<<20), mark(peak < 200<<20), float64(anon)/(1<<20), mark(anon < 200<<20))
 		}
 	}
+}
+
+// crlTargets writes the figures of the CRL rows of one store: what a
+// revocation that rebuilds the CRL costs, alone and eight at once, what
+// shows do meanwhile against the same load without builds, and a fetch.
+func crlTargets(w io.Writer, rows []Result, s string, find func(store, op string, c int) *Result) {
+	var revoke1, revoke8, during, fetch *Result
+	for i := range rows {
+		r := &rows[i]
+		if r.Store != s || !strings.Contains(r.Op, crlLabel) {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(r.Op, OpRevoke) && r.Concurrency == 1:
+			revoke1 = r
+		case strings.HasPrefix(r.Op, OpRevoke):
+			revoke8 = r
+		case strings.HasPrefix(r.Op, OpShow):
+			during = r
+		case strings.HasPrefix(r.Op, OpCRL) && r.Concurrency == 8:
+			fetch = r
+		}
+	}
+	if revoke1 == nil || revoke8 == nil || during == nil || fetch == nil {
+		return
+	}
+	label := strings.TrimSuffix(revoke1.Op[strings.Index(revoke1.Op, crlLabel):], ")")
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+	fmt.Fprintf(w, "- %s: %s: a revocation rebuilds, signs and stores it in %s (p50; daemon CPU %s each); 8 at once: p50 %s, daemon CPU %s per revocation (they share builds)\n",
+		s, label, sec(revoke1.P50), sec(revoke1.CPUPerOp), sec(revoke8.P50), sec(revoke8.CPUPerOp))
+	base := find(s, OpShow, 8)
+	if base != nil {
+		fmt.Fprintf(w, "- %s: shows at 8 while revocations keep rebuilding it: %.0f/s, p99 %s ms (without: %.0f/s, p99 %s ms); no errors: %s\n",
+			s, during.OpsPerSec(), ms(during.P99), base.OpsPerSec(), ms(base.P99),
+			map[bool]string{true: "met", false: "NOT met"}[during.Errors == 0 && during.Ops > 0])
+	}
+	fmt.Fprintf(w, "- %s: the CRL fetched at 8 connections: %.0f/s, p99 %s ms\n", s, fetch.OpsPerSec(), ms(fetch.P99))
 }

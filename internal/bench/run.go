@@ -45,6 +45,7 @@ type Config struct {
 	Concurrency []int // HTTP concurrencies (1, 8, 64)
 	InProc      []int // in-process goroutines (1, 8)
 	SeedCount   int   // certificates stored before the growth phases; 0 skips them
+	CRLEntries  int   // revocation entries of the CRL rows' CA; 0 skips them
 	SeedWorkers int
 	// SeedHSM signs seeded certificates with the CA's HSM key; otherwise a
 	// software stand-in key signs them (same records, far faster).
@@ -263,6 +264,11 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		}
 		if err := d.stop(); err != nil {
 			return rows, err
+		}
+	}
+	if cfg.CRLEntries > 0 {
+		if err := crlPhase(ctx, cfg, d, fx, backend, run, func(r Result) { rows = append(rows, r) }); err != nil {
+			return rows, fmt.Errorf("CRL rows: %w", err)
 		}
 	}
 	ratios(rows, limits, cfg.InProc)

@@ -3,6 +3,7 @@ package issuance
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"time"
 )
 
@@ -50,11 +51,13 @@ func IACARootTemplate(subject pkix.Name, nb, na time.Time, ian *pkix.Extension) 
 }
 
 // VICALSignerTemplate is the VICAL signer profile: an end-entity
-// certificate for digital signatures only, carrying the root's issuer
-// alternative name as ISO/IEC 18013-5 asks of certificates under an IACA.
+// certificate for digital signatures only, with the VICAL signer's
+// extended key usage (critical, ISO/IEC 18013-5 Annex C), carrying the
+// root's issuer alternative name as ISO/IEC 18013-5 asks of certificates
+// under an IACA.
 func VICALSignerTemplate(subject pkix.Name, root *x509.Certificate, nb, na time.Time) *x509.Certificate {
 	t := &x509.Certificate{Subject: subject, NotBefore: nb, NotAfter: na,
-		KeyUsage: x509.KeyUsageDigitalSignature}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtraExtensions: []pkix.Extension{vicalSignerEKU}}
 	for _, ext := range root.Extensions {
 		if ext.Id.Equal(oidIssuerAltName) {
 			t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: ext.Id, Value: ext.Value})
@@ -62,3 +65,18 @@ func VICALSignerTemplate(subject pkix.Name, root *x509.Certificate, nb, na time.
 	}
 	return t
 }
+
+// OIDVICALSigner is id-mdl-kp-mdlVICAL (ISO/IEC 18013-5 Annex C), the
+// extended key usage of a VICAL signer certificate.
+var OIDVICALSigner = asn1.ObjectIdentifier{1, 0, 18013, 5, 1, 8}
+
+// vicalSignerEKU is the extendedKeyUsage extension of a VICAL signer
+// certificate: critical, that purpose alone. Go marshals the field form
+// non-critical, hence the extension by hand.
+var vicalSignerEKU = func() pkix.Extension {
+	der, err := asn1.Marshal([]asn1.ObjectIdentifier{OIDVICALSigner})
+	if err != nil {
+		panic(err) // a constant
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: der}
+}()

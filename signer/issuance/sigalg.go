@@ -60,3 +60,29 @@ func HashName(a x509.SignatureAlgorithm) string {
 	}
 	return SHA256
 }
+
+// DefaultHash is the hash of a signature by a key of keyAlg (an
+// hsm.Algorithm name) when a request names none: for an EC key the one
+// its curve is paired with (P-256 SHA256, P-384 SHA384, P-521 SHA512, as
+// the CA/Browser Forum requirements and Mozilla's root store policy ask
+// and zlint checks), SHA256 for any other key.
+func DefaultHash(keyAlg string) string {
+	switch keyAlg {
+	case "EC384":
+		return SHA384
+	case "EC521":
+		return SHA512
+	}
+	return SHA256
+}
+
+// CRLSignatureAlgorithm is the algorithm of a CRL signed by a CA key of
+// keyAlg whose certificates are signed with hash: an EC key always signs
+// with its curve's hash (a CRL's algorithm is no request's choice), an
+// RSA key with hash.
+func CRLSignatureAlgorithm(keyAlg, hash string) x509.SignatureAlgorithm {
+	if strings.HasPrefix(keyAlg, "EC") {
+		hash = DefaultHash(keyAlg)
+	}
+	return SignatureAlgorithm(keyAlg, hash)
+}

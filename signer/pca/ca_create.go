@@ -209,6 +209,9 @@ func (s *Service) buildCA(ctx context.Context, c *caRecord, nk *signer.NewKey, i
 		return nil
 	}
 	tmpl := issuance.CATemplate(c.DN.PKIXName(), nb, na, c.PathLength, ku)
+	if is != nil {
+		tmpl = issuance.SubordinateCATemplate(c.DN.PKIXName(), nb, na, c.PathLength, ku)
+	}
 	var (
 		der []byte
 		err error
@@ -296,7 +299,7 @@ func (s *Service) activateCA(ctx context.Context, tenant, id string, in CAActiva
 		}
 		ku, _ := issuance.ParseKeyUsages("key_usages", c.KeyUsages)
 		c.PathLength = pathLen
-		der, err := s.sign(ctx, is, issuance.CATemplate(c.DN.PKIXName(), nb, na, pathLen, ku), csr.PublicKey, hash, "pca_ca_certificate")
+		der, err := s.sign(ctx, is, issuance.SubordinateCATemplate(c.DN.PKIXName(), nb, na, pathLen, ku), csr.PublicKey, hash, "pca_ca_certificate")
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,16 @@
 package pca
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
@@ -93,12 +99,61 @@ func (s *Service) addRevocation(ctx context.Context, tenant, issuerID, serial, s
 // crlRecord is the last CRL a CA signed. Its Number is the CA's CRL
 // number: a CRL takes stored+1 and commits it together with the CRL, by a
 // version-checked write of this record, so only signed CRLs use numbers.
+// A CRL of up to inlineCRLMax bytes is kept here (DER); a larger one is
+// named by its SHA-256 (Digest) and kept in a record of its own
+// (RecordCRLData, see publishCRL), so that the schedule, the number and
+// the check of a cached copy read a few hundred bytes, not megabytes.
 type crlRecord struct {
 	Number     int64  `json:"number"`
-	DER        []byte `json:"der"`
+	DER        []byte `json:"der,omitempty"`
+	Digest     string `json:"sha256,omitempty"`
 	ThisUpdate int64  `json:"this_update"`
 	NextUpdate int64  `json:"next_update"`
 }
+
+// inlineCRLMax is the largest CRL kept in its crlRecord: about 1,000
+// entries. Larger ones are kept apart.
+const inlineCRLMax = 64 << 10
+
+// crlData is a large CRL, the record of kind RecordCRLData with the CA's
+// id; its fields say its number (fixed width) and digest without
+// decoding it. Its data is {"der":"<base64>"}, written and read without
+// encoding/json's buffers (megabytes each way).
+type crlData struct {
+	DER []byte `json:"der"`
+}
+
+const crlDataPrefix, crlDataSuffix = `{"der":"`, `"}`
+
+func marshalCRLData(der []byte) []byte {
+	out := make([]byte, 0, len(crlDataPrefix)+base64.StdEncoding.EncodedLen(len(der))+len(crlDataSuffix))
+	out = append(out, crlDataPrefix...)
+	out = base64.StdEncoding.AppendEncode(out, der)
+	return append(out, crlDataSuffix...)
+}
+
+func unmarshalCRLData(data []byte) ([]byte, error) {
+	if b, ok := bytes.CutPrefix(data, []byte(crlDataPrefix)); ok {
+		if b, ok = bytes.CutSuffix(b, []byte(crlDataSuffix)); ok && bytes.IndexByte(b, '\\') < 0 {
+			out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
+			n, err := base64.StdEncoding.Decode(out, b)
+			return out[:n], err
+		}
+	}
+	var d crlData // another encoding of the same JSON
+	err := json.Unmarshal(data, &d)
+	return d.DER, err
+}
+
+const (
+	crlDataNumberField = "number"
+	crlDataDigestField = "sha256"
+)
+
+// revocationPage is how many revocation entries one read of a CRL's
+// listing takes: each page is a short read (one bolt transaction, one
+// Redis pipeline), so a listing of 100,000 entries never holds the store.
+const revocationPage = 2000
 
 // crlAttempts bounds the sign-and-commit rounds of one CRL refresh: each
 // lost race costs a signature, and the winner's CRL is as new.
@@ -128,9 +183,14 @@ func (s *Service) generateCRL(ctx context.Context, tenant, caID string, backgrou
 // revocation) or of how it is published. The CRL is first marked due in
 // the index, so that if signing fails or the process dies before the CRL
 // is stored, the background refresher signs it on its next round.
+//
+// The signature itself goes through the core's BuildCRL: revocations of
+// one CA that arrive while its CRL is being built share the next build.
 func (s *Service) crlChanged(ctx context.Context, tenant, caID string) error {
 	s.core.MarkCRLStale(ctx, RecordIndex, caID)
-	return s.refreshCRL(ctx, tenant, caID)
+	return s.core.BuildCRL(ctx, "pca", caID, func(ctx context.Context) error {
+		return s.refreshCRL(ctx, tenant, caID)
+	})
 }
 
 // signCRL signs the CA's next CRL and stores it. The CRL takes the stored
@@ -186,11 +246,16 @@ func (s *Service) signCRL(ctx context.Context, tenant, caID string, background b
 		now := s.now().UTC().Truncate(time.Second)
 		next := now.Add(time.Duration(c.CRL.ValidDays) * pcaDay)
 		der, err := issuance.SignCRL(issuer, key, issuance.CRL{Number: n, ThisUpdate: now, NextUpdate: next,
-			Revoked: revoked, SignatureAlgorithm: issuance.SignatureAlgorithm(c.KeyAlgorithm, c.SignatureAlgorithm)})
+			Revoked: revoked, SignatureAlgorithm: issuance.CRLSignatureAlgorithm(c.KeyAlgorithm, c.SignatureAlgorithm)})
 		if err != nil {
 			return false, signer.HSMError(err, "CA key")
 		}
-		cr := &crlRecord{Number: n, DER: der, ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()}
+		cr := &crlRecord{Number: n, ThisUpdate: now.UnixMilli(), NextUpdate: next.UnixMilli()}
+		if len(der) <= inlineCRLMax {
+			cr.DER = der
+		} else {
+			cr.Digest = crlDigest(der)
+		}
 		err = s.saveCRL(ctx, crlRec, tenant, caID, cr)
 		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
 			if background {
@@ -202,6 +267,14 @@ func (s *Service) signCRL(ctx context.Context, tenant, caID string, background b
 		if err != nil {
 			return false, signer.StoreErr(err, "CRL")
 		}
+		if cr.DER == nil {
+			// Committed: the number is taken. Until the CRL itself is
+			// stored, readers serve the one before; if storing fails the
+			// CRL stays due and the refresher signs the next.
+			if err := s.publishCRL(ctx, tenant, caID, n, cr.Digest, der); err != nil {
+				return false, err
+			}
+		}
 		// Re-signed when half its validity has passed.
 		s.core.CRLStored(ctx, RecordIndex, caID, listedAt, now.Add(next.Sub(now)/2))
 		return true, nil
@@ -209,22 +282,36 @@ func (s *Service) signCRL(ctx context.Context, tenant, caID string, background b
 	return false, &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "the CRL is being replaced concurrently; retry"}
 }
 
-// revocations lists the CA's revocation entries.
+// revocations lists the CA's revocation entries in the order they were
+// written, revocationPage at a time from the issuer_id index.
 func (s *Service) revocations(ctx context.Context, tenant, caID string) ([]issuance.Revoked, error) {
-	page, err := s.store.List(ctx, store.Query{Kind: RecordRevocation, Tenant: tenant,
-		Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
-	if err != nil {
-		return nil, signer.StoreErr(err, "revocation")
-	}
-	out := make([]issuance.Revoked, 0, len(page.Records))
-	for _, r := range page.Records {
-		var rv revocation
-		if err := json.Unmarshal(r.Data, &rv); err != nil {
+	var out []issuance.Revoked
+	cursor := ""
+	for {
+		page, err := s.store.List(ctx, store.Query{Kind: RecordRevocation, Tenant: tenant, Limit: revocationPage,
+			Cursor: cursor, Filters: []store.Filter{{Field: "issuer_id", Value: caID}}})
+		if err != nil {
 			return nil, signer.StoreErr(err, "revocation")
 		}
-		out = append(out, issuance.Revoked{SerialHex: rv.Serial, Time: time.UnixMilli(rv.Time), Reason: rv.Reason})
+		if out == nil {
+			out = make([]issuance.Revoked, 0, len(page.Records))
+		}
+		for _, r := range page.Records {
+			var rv struct { // what a CRL entry needs of a revocation
+				Serial string `json:"serial"`
+				Time   int64  `json:"time"`
+				Reason int    `json:"reason"`
+			}
+			if err := json.Unmarshal(r.Data, &rv); err != nil {
+				return nil, signer.StoreErr(err, "revocation")
+			}
+			out = append(out, issuance.Revoked{SerialHex: rv.Serial, Time: time.UnixMilli(rv.Time), Reason: rv.Reason})
+		}
+		if page.NextCursor == "" {
+			return out, nil
+		}
+		cursor = page.NextCursor
 	}
-	return out, nil
 }
 
 // loadCRL returns the CA's CRL record (nil when none yet) and its content
@@ -242,6 +329,134 @@ func (s *Service) loadCRL(ctx context.Context, tenant, caID string) (*store.Reco
 		return nil, nil, signer.StoreErr(err, "CRL")
 	}
 	return rec, &cr, nil
+}
+
+// crlDataVersion is what a service remembers of the CRL data record it
+// last stored for a CA.
+type crlDataVersion struct {
+	version uint64
+	number  int64
+}
+
+func crlDigest(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// publishCRL stores a large CRL whose number n was just committed, unless
+// a CRL with a higher number is stored already (another writer committed
+// and stored a later one meanwhile): the stored CRL only moves forward.
+func (s *Service) publishCRL(ctx context.Context, tenant, caID string, n int64, digest string, der []byte) error {
+	data := marshalCRLData(der)
+	fields := map[string]string{crlDataNumberField: fmt.Sprintf("%019d", n), crlDataDigestField: digest}
+	if v, ok := s.crlDataVersions.Load(caID); ok {
+		last := v.(crlDataVersion)
+		if last.number >= n {
+			return nil // this service stored that one or a later one: the record is at least as new
+		}
+		// The record as this service last stored it: the update fails if
+		// anyone wrote it since, and then it is read.
+		rec := &store.Record{Kind: RecordCRLData, Tenant: tenant, ID: caID, Fields: fields, Data: data, Version: last.version}
+		if err := s.store.Update(ctx, rec, store.WriteOpts{}); err == nil {
+			s.crlDataVersions.Store(caID, crlDataVersion{version: rec.Version, number: n})
+			return nil
+		}
+		s.crlDataVersions.Delete(caID)
+	}
+	for attempt := 0; attempt < crlAttempts; attempt++ {
+		rec, err := s.store.Get(ctx, RecordCRLData, tenant, caID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			rec = &store.Record{Kind: RecordCRLData, Tenant: tenant, ID: caID, Fields: fields, Data: data}
+			err = s.store.Create(ctx, rec, store.WriteOpts{})
+		case err != nil:
+			return signer.StoreErr(err, "CRL")
+		case rec.Fields[crlDataNumberField] >= fields[crlDataNumberField]:
+			return nil
+		default:
+			rec.Fields, rec.Data = fields, data
+			err = s.store.Update(ctx, rec, store.WriteOpts{})
+		}
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrExists) {
+			signer.Backoff(attempt)
+			continue
+		}
+		if err != nil {
+			return signer.StoreErr(err, "CRL")
+		}
+		s.crlDataVersions.Store(caID, crlDataVersion{version: rec.Version, number: n})
+		return nil
+	}
+	return &signer.Error{Kind: signer.KindConflict, Reason: ReasonBusy, Msg: "the CRL is being replaced concurrently; retry"}
+}
+
+// storedCRL is the DER of the CRL cr describes: kept in cr, or in the
+// CA's CRL data record, through the service's copy of the last one read
+// when its digest is the one cr names. The data record may hold the
+// CRL before cr's (cr's is being stored, or storing it failed): that
+// complete, signed CRL is served until then.
+func (s *Service) storedCRL(ctx context.Context, tenant, caID string, cr *crlRecord) ([]byte, error) {
+	if cr.DER != nil {
+		return cr.DER, nil
+	}
+	if der, ok := s.crlCopies.get(caID, cr.Digest); ok {
+		return der, nil
+	}
+	rec, err := s.store.Get(ctx, RecordCRLData, tenant, caID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, signer.StoreErr(err, "CRL")
+	}
+	der, err := unmarshalCRLData(rec.Data)
+	if err != nil {
+		return nil, signer.StoreErr(err, "CRL")
+	}
+	s.crlCopies.put(caID, rec.Fields[crlDataDigestField], der)
+	return der, nil
+}
+
+// crlCopies keeps the last large CRL read of each CA, by digest, so that
+// serving one reads its small crlRecord and not megabytes each time; at
+// most crlCopiesMax bytes in all (past it the copies start over).
+type crlCopies struct {
+	mu    sync.Mutex
+	m     map[string]crlCopy
+	bytes int
+}
+
+type crlCopy struct {
+	digest string
+	der    []byte
+}
+
+const crlCopiesMax = 64 << 20
+
+func (c *crlCopies) get(caID, digest string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp, ok := c.m[caID]
+	if !ok || digest == "" || cp.digest != digest {
+		return nil, false
+	}
+	return cp.der, true
+}
+
+func (c *crlCopies) put(caID, digest string, der []byte) {
+	if digest == "" || len(der) > crlCopiesMax {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[caID]; ok {
+		c.bytes -= len(old.der)
+	}
+	if c.m == nil || c.bytes+len(der) > crlCopiesMax {
+		c.m, c.bytes = map[string]crlCopy{}, 0
+	}
+	c.m[caID] = crlCopy{digest: digest, der: der}
+	c.bytes += len(der)
 }
 
 // saveCRL creates the CRL record or replaces rec, version-checked.
@@ -338,11 +553,17 @@ func (s *Service) PublicCRL(ctx context.Context, caID string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec == nil || len(cr.DER) == 0 {
+	var der []byte
+	if rec != nil {
+		if der, err = s.storedCRL(ctx, tenant, caID, cr); err != nil {
+			return nil, err
+		}
+	}
+	if len(der) == 0 {
 		return nil, &signer.Error{Kind: signer.KindNotFound, Reason: ReasonCRLDisabled, Msg: "CA " + caID + " has no CRL yet"}
 	}
 	if s.now().UnixMilli() >= cr.NextUpdate {
 		s.core.CRLOverdue("pca", caID, cr.NextUpdate)
 	}
-	return cr.DER, nil
+	return der, nil
 }

@@ -96,6 +96,9 @@ func (s *Service) issueCertificate(ctx context.Context, tenant, id string, in Ce
 	if err != nil {
 		return "", err
 	}
+	if in.SignatureAlgorithm == "" {
+		hash = issuance.DefaultHash(is.ca.KeyAlgorithm)
+	}
 	names := issuance.NamesOf("subject_alternative_names", in.SANs, "distinguished_name", in.DN.CommonName, nil)
 	if err := s.checkNameConstraints(ctx, tenant, is, names, issuance.SubjectOf(tmpl), "distinguished_name"); err != nil {
 		return "", err
@@ -220,6 +223,9 @@ func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFrom
 	if err != nil {
 		return nil, err
 	}
+	if in.SignatureAlgorithm == "" {
+		hash = issuance.DefaultHash(is.ca.KeyAlgorithm)
+	}
 	nb, na, err := in.Validity.window(s.now(), maxChildValidity)
 	if err != nil {
 		return nil, err
@@ -248,7 +254,7 @@ func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFrom
 		if subj.Empty {
 			return nil, refused(ReasonBadDN, csrDNField, nil, "is empty; a CA certificate needs a subject")
 		}
-		tmpl = issuance.CATemplate(cr.DN.PKIXName(), nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
+		tmpl = issuance.SubordinateCATemplate(cr.DN.PKIXName(), nb, na, pathLen, ku|x509.KeyUsageDigitalSignature)
 		cr.PathLength = &pathLen
 	} else {
 		if ku, err = issuance.EntityKeyUsage("key_usages", ku, string(alg)); err != nil {

@@ -103,6 +103,7 @@ func (s *Service) purgeCA(ctx context.Context, rec *store.Record) error {
 	}
 	bg := context.WithoutCancel(ctx)
 	_ = s.store.Delete(bg, RecordCRL, rec.Tenant, rec.ID, store.WriteOpts{})
+	_ = s.store.Delete(bg, RecordCRLData, rec.Tenant, rec.ID, store.WriteOpts{})
 	_ = s.store.Delete(bg, RecordIndex, store.PlatformTenant, rec.ID, store.WriteOpts{})
 	s.forgetTags(bg, RecordCATags, rec.Tenant, rec.ID)
 	return nil

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/signer/issuance"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/store"
@@ -199,4 +201,42 @@ func (s *Service) IssuerKey(ctx context.Context, tenant, caID string) (*x509.Cer
 		return nil, nil, err
 	}
 	return is.cert, key, nil
+}
+
+// SeedRevocations writes n revocation entries of the CA caID by sink, in
+// batches of batch (default 5000), each as a revocation writes it (a
+// fresh random serial, revoked now, reasons in turn from
+// KEY_COMPROMISE, SUPERSEDED, CESSATION_OF_OPERATION and UNSPECIFIED),
+// then re-signs the CA's CRL once, as a revocation does. The certificates
+// themselves are not stored: it makes CRLs of realistic size (the
+// benchmark, the scale tests) without issuing n certificates first.
+func (s *Service) SeedRevocations(ctx context.Context, tenant, caID string, n, batch int, sink SeedSink) error {
+	if batch <= 0 {
+		batch = 5000
+	}
+	if _, _, err := s.getCA(ctx, tenant, caID); err != nil {
+		return err
+	}
+	reasons := []int{1, 4, reasonDeleted, 0}
+	now := s.now()
+	recs := make([]store.Record, 0, min(n, batch))
+	for i := 0; i < n; i++ {
+		serial, err := issuance.RandomSerial()
+		if err != nil {
+			return err
+		}
+		rec, err := revocationRecord(tenant, caID, revocation{Serial: encoding.SerialHex(serial), Time: now.UnixMilli(),
+			Reason: reasons[i%len(reasons)], Subject: uuid.NewString(), NotAfter: now.Add(365 * 24 * time.Hour).UnixMilli()})
+		if err != nil {
+			return err
+		}
+		recs = append(recs, *rec)
+		if len(recs) == batch || i == n-1 {
+			if err := sink(ctx, recs, store.Quota{}); err != nil {
+				return fmt.Errorf("write seeded revocations: %w", err)
+			}
+			recs = recs[:0]
+		}
+	}
+	return s.crlChanged(ctx, tenant, caID)
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hsmca/hsmca/signer"
@@ -24,6 +25,9 @@ const (
 	RecordCertificate = "pca_certificate"
 	RecordRevocation  = "pca_revocation"
 	RecordCRL         = "pca_crl"
+	// RecordCRLData holds a CA's CRL when it is too large to keep in its
+	// RecordCRL record (see crlRecord).
+	RecordCRLData = "pca_crl_data"
 	// RecordIndex maps a CA id to its tenant (in the platform namespace)
 	// for the one route that names a CA without a credential: its CRL.
 	RecordIndex = "pca_ca_index"
@@ -50,12 +54,17 @@ type Service struct {
 	// ocsp keeps the OCSP responder's records of the family's CAs.
 	ocsp    *ocsp.Publisher
 	ocspCfg ocsp.Config
+	// crlCopies keeps the large CRLs last served (PublicCRL).
+	crlCopies *crlCopies
+	// crlDataVersions: CA id -> crlDataVersion, the CRL data record this
+	// service last stored (publishCRL updates it without reading it).
+	crlDataVersions sync.Map
 }
 
 // New returns the family's service over core.
 func New(core *signer.Core, opts ...Option) *Service {
 	s := &Service{core: core, store: core.Store(),
-		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert)}
+		issuers: signer.JSONCache[caRecord](), issuerCerts: signer.NewBytesCache(parseCACert), crlCopies: &crlCopies{}}
 	for _, o := range opts {
 		o(s)
 	}

@@ -31,6 +31,11 @@ type decoded struct {
 // many distinct records (certificates shown at random) only churn it.
 const decodeCacheMax = 1024
 
+// decodeCacheMaxRecord is the largest record kept: the cache is for the
+// small records read on every request; a large one (a CRL of thousands
+// of entries, megabytes) would be held twice over for nothing.
+const decodeCacheMaxRecord = 64 << 10
+
 // NewDecodeCache returns an empty cache.
 func NewDecodeCache() *DecodeCache { return &DecodeCache{m: map[string]decoded{}} }
 
@@ -38,6 +43,9 @@ func NewDecodeCache() *DecodeCache { return &DecodeCache{m: map[string]decoded{}
 // raw is what it was decoded from, else through decode. raw may be
 // memory the caller reuses: the cache keeps a copy.
 func (c *DecodeCache) Decode(key string, raw []byte, decode func([]byte) (*store.Record, error)) (*store.Record, error) {
+	if len(raw) > decodeCacheMaxRecord {
+		return decode(raw)
+	}
 	c.mu.RLock()
 	d, ok := c.m[key]
 	c.mu.RUnlock()

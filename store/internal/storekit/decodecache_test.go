@@ -3,6 +3,7 @@ package storekit
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -55,4 +56,20 @@ func TestDecodeCacheAnswersOnlyIdenticalBytes(t *testing.T) {
 	assert.Error(t, err)
 	_, err = c.Decode("k/t/b", []byte(`{`), func([]byte) (*store.Record, error) { return nil, errors.New("corrupt") })
 	assert.EqualError(t, err, "corrupt", "a failed decode is not cached")
+}
+
+// A large record is decoded every time and never kept.
+func TestDecodeCacheKeepsNoLargeRecord(t *testing.T) {
+	c := NewDecodeCache()
+	decodes := 0
+	big := []byte(`{"kind":"k","tenant":"t","id":"c","data":"` + strings.Repeat("A", decodeCacheMaxRecord) + `","version":1}`)
+	for range 2 {
+		_, err := c.Decode("k/t/c", big, func(b []byte) (*store.Record, error) {
+			decodes++
+			return &store.Record{ID: "c"}, nil
+		})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, decodes)
+	assert.Empty(t, c.m)
 }
