@@ -755,39 +755,42 @@ func (e PcaQuotasQuotasResourcesType) Valid() bool {
 	}
 }
 
-// Defines values for PcaRevocationReason.
+// Defines values for PcaRevokeReason.
 const (
-	PcaRevocationReasonAFFILIATIONCHANGED             PcaRevocationReason = "AFFILIATION_CHANGED"
-	PcaRevocationReasonATTRIBUTEAUTHORITYCOMPROMISE   PcaRevocationReason = "ATTRIBUTE_AUTHORITY_COMPROMISE"
-	PcaRevocationReasonCERTIFICATEAUTHORITYCOMPROMISE PcaRevocationReason = "CERTIFICATE_AUTHORITY_COMPROMISE"
-	PcaRevocationReasonCERTIFICATEHOLD                PcaRevocationReason = "CERTIFICATE_HOLD"
-	PcaRevocationReasonCESSATIONOFOPERATION           PcaRevocationReason = "CESSATION_OF_OPERATION"
-	PcaRevocationReasonKEYCOMPROMISE                  PcaRevocationReason = "KEY_COMPROMISE"
-	PcaRevocationReasonPRIVILEGEWITHDRAWN             PcaRevocationReason = "PRIVILEGE_WITHDRAWN"
-	PcaRevocationReasonSUPERSEDED                     PcaRevocationReason = "SUPERSEDED"
-	PcaRevocationReasonUNSPECIFIED                    PcaRevocationReason = "UNSPECIFIED"
+	PcaRevokeReasonAFFILIATIONCHANGED             PcaRevokeReason = "AFFILIATION_CHANGED"
+	PcaRevokeReasonATTRIBUTEAUTHORITYCOMPROMISE   PcaRevokeReason = "ATTRIBUTE_AUTHORITY_COMPROMISE"
+	PcaRevokeReasonCERTIFICATEAUTHORITYCOMPROMISE PcaRevokeReason = "CERTIFICATE_AUTHORITY_COMPROMISE"
+	PcaRevokeReasonCERTIFICATEHOLD                PcaRevokeReason = "CERTIFICATE_HOLD"
+	PcaRevokeReasonCESSATIONOFOPERATION           PcaRevokeReason = "CESSATION_OF_OPERATION"
+	PcaRevokeReasonEmpty                          PcaRevokeReason = ""
+	PcaRevokeReasonKEYCOMPROMISE                  PcaRevokeReason = "KEY_COMPROMISE"
+	PcaRevokeReasonPRIVILEGEWITHDRAWN             PcaRevokeReason = "PRIVILEGE_WITHDRAWN"
+	PcaRevokeReasonSUPERSEDED                     PcaRevokeReason = "SUPERSEDED"
+	PcaRevokeReasonUNSPECIFIED                    PcaRevokeReason = "UNSPECIFIED"
 )
 
-// Valid indicates whether the value is a known member of the PcaRevocationReason enum.
-func (e PcaRevocationReason) Valid() bool {
+// Valid indicates whether the value is a known member of the PcaRevokeReason enum.
+func (e PcaRevokeReason) Valid() bool {
 	switch e {
-	case PcaRevocationReasonAFFILIATIONCHANGED:
+	case PcaRevokeReasonAFFILIATIONCHANGED:
 		return true
-	case PcaRevocationReasonATTRIBUTEAUTHORITYCOMPROMISE:
+	case PcaRevokeReasonATTRIBUTEAUTHORITYCOMPROMISE:
 		return true
-	case PcaRevocationReasonCERTIFICATEAUTHORITYCOMPROMISE:
+	case PcaRevokeReasonCERTIFICATEAUTHORITYCOMPROMISE:
 		return true
-	case PcaRevocationReasonCERTIFICATEHOLD:
+	case PcaRevokeReasonCERTIFICATEHOLD:
 		return true
-	case PcaRevocationReasonCESSATIONOFOPERATION:
+	case PcaRevokeReasonCESSATIONOFOPERATION:
 		return true
-	case PcaRevocationReasonKEYCOMPROMISE:
+	case PcaRevokeReasonEmpty:
 		return true
-	case PcaRevocationReasonPRIVILEGEWITHDRAWN:
+	case PcaRevokeReasonKEYCOMPROMISE:
 		return true
-	case PcaRevocationReasonSUPERSEDED:
+	case PcaRevokeReasonPRIVILEGEWITHDRAWN:
 		return true
-	case PcaRevocationReasonUNSPECIFIED:
+	case PcaRevokeReasonSUPERSEDED:
+		return true
+	case PcaRevokeReasonUNSPECIFIED:
 		return true
 	default:
 		return false
@@ -2222,13 +2225,14 @@ type PcaQuotas struct {
 // PcaQuotasQuotasResourcesType defines model for PcaQuotas.Quotas.Resources.Type.
 type PcaQuotasQuotasResourcesType string
 
-// PcaRevocationReason defines model for PcaRevocationReason.
-type PcaRevocationReason string
-
 // PcaRevoke Example: {"reason":"KEY_COMPROMISE"}
 type PcaRevoke struct {
-	Reason *PcaRevocationReason `json:"reason,omitempty"`
+	// Reason empty or absent means UNSPECIFIED
+	Reason *PcaRevokeReason `json:"reason,omitempty"`
 }
+
+// PcaRevokeReason empty or absent means UNSPECIFIED
+type PcaRevokeReason string
 
 // PcaSignatureAlgorithm defines model for PcaSignatureAlgorithm.
 type PcaSignatureAlgorithm string

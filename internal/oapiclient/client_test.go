@@ -220,7 +220,7 @@ func TestGeneratedClientDrivesEveryFamily(t *testing.T) {
 		require.NotNil(t, exp.JSON200.PrivateKey)
 		assert.Contains(t, *exp.JSON200.PrivateKey, "ENCRYPTED PRIVATE KEY")
 		rv, err := d.c.RevokePcaCertificateWithResponse(ctx, cert.JSON200.CertificateId,
-			oapiclient.PcaRevoke{Reason: ptr(oapiclient.PcaRevocationReasonKEYCOMPROMISE)}, d.token)
+			oapiclient.PcaRevoke{Reason: ptr(oapiclient.PcaRevokeReasonKEYCOMPROMISE)}, d.token)
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusNoContent, rv.StatusCode(), string(rv.Body))
 		list, err := d.c.ListPcaCertificatesWithResponse(ctx, &oapiclient.ListPcaCertificatesParams{
