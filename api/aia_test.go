@@ -250,7 +250,8 @@ func TestDTSIssuerURLsReachedByRelyingParties(t *testing.T) {
 			assert.Equal(t, rootCert.Raw, fetchIssuer(t, sc).Raw)
 			roots := x509.NewCertPool()
 			roots.AddCert(rootCert)
-			_, err := sc.Verify(x509.VerifyOptions{Roots: roots})
+			// A VICAL signer's extended key usage is ISO 18013-5's, not TLS's.
+			_, err := sc.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 			require.NoError(t, err)
 
 			dir := t.TempDir()
@@ -320,7 +321,7 @@ func TestDTSIntermediateIssuerURLsReachedByRelyingParties(t *testing.T) {
 	roots, inters := x509.NewCertPool(), x509.NewCertPool()
 	roots.AddCert(rootCert)
 	inters.AddCert(fetched)
-	_, err := sc.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters})
+	_, err := sc.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	require.NoError(t, err)
 
 	dir := t.TempDir()
