@@ -131,7 +131,8 @@ var lintAllowed = []lintAllowance{
 	{lint: "e_sub_cert_aia_missing", pendingAIA: true, reason: "no AuthorityInfoAccess: public_base_url is not set",
 		applies: func(a *lintArtifact) bool { return !hasExt(a.cert, oidAIA) }},
 	{lint: "w_sub_cert_aia_does_not_contain_issuing_ca_url", pendingAIA: true, reason: "no AuthorityInfoAccess caIssuers: public_base_url is not set",
-		applies: func(a *lintArtifact) bool { return len(a.cert.IssuingCertificateURL) == 0 }},	// What the operator set as public_base_url: here the test daemon's
+		applies: func(a *lintArtifact) bool { return len(a.cert.IssuingCertificateURL) == 0 }},
+	// What the operator set as public_base_url: here the test daemon's
 	// loopback address, an internal name to the CA/B Forum's lint.
 	{lint: "w_sub_cert_aia_contains_internal_names", withURLs: true, reason: "public_base_url names an internal host (the test's 127.0.0.1); a deployment's own URL decides this",
 		applies: func(a *lintArtifact) bool {
