@@ -126,6 +126,8 @@ type HSM struct {
 
 	// busy counts PKCS#11 operations in progress, each holding a session.
 	busy atomic.Int64
+	// caps is the token's mechanism list, read at each (re)open.
+	caps atomic.Pointer[Capabilities]
 
 	cacheMu sync.Mutex
 	signers map[string]*keySigner
@@ -237,6 +239,13 @@ func (h *HSM) openBackend() (*backend, error) {
 		_ = ctx.Close()
 		return nil, err
 	}
+	caps, err := readCapabilities(raw, slot)
+	if err != nil {
+		raw.Destroy()
+		_ = ctx.Close()
+		return nil, err
+	}
+	h.caps.Store(caps)
 	return &backend{c11: ctx, raw: raw, slot: slot, idle: make(chan pkcs11.SessionHandle, idleRawSessions), busy: &h.busy}, nil
 }
 
@@ -624,3 +633,14 @@ func (h *HSM) TokenInfo(ctx context.Context) (TokenInfo, error) {
 	}
 	return out, nil
 }
+
+// Capabilities is what the token can do, as read when it was last opened.
+func (h *HSM) Capabilities() *Capabilities { return h.caps.Load() }
+
+// Supports says whether keys of alg can be generated, imported and used
+// on this token: nil, or an error wrapping ErrUnsupported naming what is
+// missing.
+func (h *HSM) Supports(alg Algorithm) error { return h.caps.Load().Algorithm(alg) }
+
+// SupportsFeature is Supports for the Feature* operations.
+func (h *HSM) SupportsFeature(feature string) error { return h.caps.Load().Feature(feature) }

@@ -28,6 +28,11 @@ func (h *HSM) Import(ctx context.Context, id, label string, key crypto.PrivateKe
 	if label == "" {
 		return nil, errors.New("hsm: import: empty label")
 	}
+	if pub, ok := key.(crypto.Signer); ok {
+		if err := h.caps.Load().Key(pub.Public()); err != nil {
+			return nil, fmt.Errorf("hsm: import: %w", err)
+		}
+	}
 	pubT, privT, err := importTemplates(id, label, key)
 	if err != nil {
 		return nil, err

@@ -80,6 +80,9 @@ func (h *HSM) Generate(ctx context.Context, id, label string, alg Algorithm) (cr
 	if alg.canonical() == "" {
 		return nil, fmt.Errorf("hsm: generate: unknown algorithm %q", alg)
 	}
+	if err := h.Supports(alg); err != nil {
+		return nil, fmt.Errorf("hsm: generate: %w", err)
+	}
 	keyMu.Lock()
 	defer keyMu.Unlock()
 	b, err := h.acquire(ctx)
@@ -383,6 +386,11 @@ func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	opts, err := k.checkOpts(digest, opts)
 	if err != nil {
 		return nil, err
+	}
+	if _, pss := opts.(*rsa.PSSOptions); pss {
+		if err := k.h.SupportsFeature(FeaturePSS); err != nil {
+			return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, err)
+		}
 	}
 	b, err := k.h.acquire(nil)
 	if err != nil {

@@ -33,6 +33,9 @@ func (h *HSM) EnsureWrappingKey(ctx context.Context, id, label string) error {
 	if label == "" {
 		return errors.New("hsm: wrapping key: empty label")
 	}
+	if err := h.SupportsFeature(FeatureWrap); err != nil {
+		return fmt.Errorf("hsm: wrapping key %q: %w", id, err)
+	}
 	keyMu.Lock()
 	defer keyMu.Unlock()
 	b, err := h.acquire(ctx)
@@ -115,6 +118,9 @@ func (h *HSM) gcm(b *backend, id string) (cipher.AEAD, error) {
 // withGCM runs f with the AEAD of wrapping key id. A stale key handle is
 // looked up once more, after checking the login is still there.
 func (h *HSM) withGCM(ctx context.Context, id, fn string, f func(cipher.AEAD) ([]byte, error)) ([]byte, *backend, error) {
+	if err := h.SupportsFeature(FeatureWrap); err != nil {
+		return nil, nil, fmt.Errorf("hsm: wrapping key %q: %w", id, err)
+	}
 	b, err := h.acquire(ctx)
 	if err != nil {
 		return nil, nil, err

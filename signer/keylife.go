@@ -312,6 +312,14 @@ func HSMError(err error, what string) error {
 		return nil
 	case errors.Is(err, hsm.ErrUnavailable):
 		return &Error{Kind: KindUnavailable, Msg: "the HSM is unavailable", Err: err}
+	case errors.Is(err, hsm.ErrUnsupported):
+		// The token's limit is the caller's to work around: another
+		// algorithm or feature. The message names only the mechanism.
+		var u *hsm.UnsupportedError
+		if errors.As(err, &u) {
+			return &Error{Kind: KindInvalid, Msg: u.Error(), Err: err}
+		}
+		return &Error{Kind: KindInvalid, Msg: "the HSM token does not support this", Err: err}
 	case errors.Is(err, hsm.ErrKeyNotFound):
 		return &Error{Kind: KindNotFound, Msg: what + " not found in the HSM", Err: err}
 	}
