@@ -505,12 +505,12 @@ func TestErrorClassification(t *testing.T) {
 		{"removed", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED), "CKR_DEVICE_REMOVED", true, false},
 		{"token absent", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT), "CKR_TOKEN_NOT_PRESENT", true, false},
 		{"closed", pkcs11.Error(pkcs11.CKR_SESSION_CLOSED), "CKR_SESSION_CLOSED", true, false},
-		{"operation active", fmt.Errorf("C_EncryptInit: %v", pkcs11.Error(pkcs11.CKR_OPERATION_ACTIVE)), "CKR_OPERATION_ACTIVE", true, false},
+		{"operation active", fmt.Errorf("C_EncryptInit: %v", pkcs11.Error(pkcs11.CKR_OPERATION_ACTIVE)), "CKR_OPERATION_ACTIVE", false, false},
 		{"pin", fmt.Errorf("login: %w", pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), "CKR_PIN_INCORRECT", false, true},
 		{"locked", pkcs11.Error(pkcs11.CKR_PIN_LOCKED), "CKR_PIN_LOCKED", false, true},
 		{"key handle", pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID), "CKR_KEY_HANDLE_INVALID", false, false},
 		{"unavailable", fmt.Errorf("x: %w", ErrUnavailable), "unavailable", false, false},
-		{"timeout", errors.New("resource pool timed out"), "timeout", false, false},
+		{"timeout", fmt.Errorf("sign: %w", &deadlineError{what: "no answer", after: time.Second}), "timeout", false, false},
 		{"other", errors.New("boom"), "other", false, false},
 	} {
 		assert.Equal(t, tc.code, ErrorCode(tc.err), tc.name)

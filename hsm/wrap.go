@@ -2,13 +2,10 @@ package hsm
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 )
 
@@ -18,10 +15,10 @@ const (
 	gcmTagSize  = 16
 )
 
-// gcmKey is the AEAD of a wrapping key in one backend generation.
-type gcmKey struct {
-	gen  uint64
-	aead cipher.AEAD
+// aesKey is where a wrapping key lives in one backend generation.
+type aesKey struct {
+	gen uint64
+	obj pkcs11.ObjectHandle
 }
 
 // EnsureWrappingKey creates the AES-256 key with CKA_ID id (sensitive,
@@ -42,13 +39,12 @@ func (h *HSM) EnsureWrappingKey(ctx context.Context, id, label string) error {
 	if err != nil {
 		return err
 	}
-	defer b.done()
-	secrets, err := h.findByID(b, id, classPtr(pkcs11.CKO_SECRET_KEY))
+	secrets, err := h.findByID(ctx, b, id, classPtr(pkcs11.CKO_SECRET_KEY))
 	if err != nil {
 		return h.check(b, fmt.Sprintf("find wrapping key %q", id), err)
 	}
 	if len(secrets) > 0 {
-		a, err := h.attrs(b, secrets[0], pkcs11.CKA_KEY_TYPE)
+		a, err := h.attrs(ctx, b, secrets[0], pkcs11.CKA_KEY_TYPE)
 		if err != nil {
 			return h.check(b, fmt.Sprintf("read wrapping key %q", id), err)
 		}
@@ -57,67 +53,57 @@ func (h *HSM) EnsureWrappingKey(ctx context.Context, id, label string) error {
 		}
 		return nil
 	}
-	if err := h.refuseExisting(b, id); err != nil {
+	if err := h.refuseExisting(ctx, b, id); err != nil {
 		return err
 	}
-	t := crypto11.NewAttributeSet()
-	for _, a := range []struct {
-		t crypto11.AttributeType
-		v any
-	}{
-		{crypto11.CkaId, []byte(id)},
-		{crypto11.CkaLabel, []byte(label)},
-		{crypto11.CkaToken, true},
-		{crypto11.CkaPrivate, true},
-		{crypto11.CkaSensitive, true},
-		{crypto11.CkaExtractable, false},
-		{crypto11.CkaEncrypt, true},
-		{crypto11.CkaDecrypt, true},
-		{crypto11.CkaSign, false},
-		{crypto11.CkaVerify, false},
-	} {
-		if err := t.Set(a.t, a.v); err != nil {
-			return fmt.Errorf("hsm: wrapping key: %w", err)
-		}
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id)),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 	}
-	start := time.Now()
-	_, err = b.c11.GenerateSecretKeyWithAttributes(t, 256, crypto11.CipherAES)
-	h.observe("C_GenerateKey", start, err)
+	err = b.run(ctx, h.cfg.KeygenTimeout, "C_GenerateKey", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+		_, err := p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
+		return err
+	})
 	return h.check(b, fmt.Sprintf("generate wrapping key %q", id), err)
 }
 
-// gcm returns the AEAD of wrapping key id in backend b.
-func (h *HSM) gcm(b *backend, id string) (cipher.AEAD, error) {
+// aesHandle returns the object of wrapping key id in backend b.
+func (h *HSM) aesHandle(ctx context.Context, b *backend, id string) (pkcs11.ObjectHandle, error) {
 	h.cacheMu.Lock()
 	k := h.aeads[id]
 	h.cacheMu.Unlock()
 	if k != nil && k.gen == b.gen {
-		return k.aead, nil
+		return k.obj, nil
 	}
-	var keys []*crypto11.SecretKey
-	err := h.findWithCrypto11(b, fmt.Sprintf("find wrapping key %q", id), id, func() (err error) {
-		keys, err = b.c11.FindKeys([]byte(id), nil)
-		return err
-	})
+	op := fmt.Sprintf("find wrapping key %q", id)
+	keys, err := h.findByID(ctx, b, id, classPtr(pkcs11.CKO_SECRET_KEY))
 	if err != nil {
-		return nil, err
+		return 0, h.check(b, op, err)
 	}
 	if len(keys) == 0 {
-		return nil, h.confirmAbsent(b, fmt.Sprintf("find wrapping key %q", id), fmt.Errorf("%w: wrapping key %q", ErrKeyNotFound, id))
-	}
-	aead, err := keys[0].NewGCM()
-	if err != nil {
-		return nil, fmt.Errorf("hsm: wrapping key %q: %w", id, err)
+		return 0, h.confirmAbsent(ctx, b, op, fmt.Errorf("%w: wrapping key %q", ErrKeyNotFound, id))
 	}
 	h.cacheMu.Lock()
-	h.aeads[id] = &gcmKey{gen: b.gen, aead: aead}
+	h.aeads[id] = &aesKey{gen: b.gen, obj: keys[0]}
 	h.cacheMu.Unlock()
-	return aead, nil
+	return keys[0], nil
 }
 
-// withGCM runs f with the AEAD of wrapping key id. A stale key handle is
-// looked up once more, after checking the login is still there.
-func (h *HSM) withGCM(ctx context.Context, id, fn string, f func(cipher.AEAD) ([]byte, error)) ([]byte, *backend, error) {
+// gcm runs one AES-GCM encryption or decryption with wrapping key id. A
+// stale key handle is looked up once more, after checking the login is
+// still there.
+func (h *HSM) gcm(ctx context.Context, id, fn string, encrypt bool, nonce, in, aad []byte) ([]byte, *backend, error) {
 	if err := h.SupportsFeature(FeatureWrap); err != nil {
 		return nil, nil, fmt.Errorf("hsm: wrapping key %q: %w", id, err)
 	}
@@ -126,17 +112,36 @@ func (h *HSM) withGCM(ctx context.Context, id, fn string, f func(cipher.AEAD) ([
 		return nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		aead, err := h.gcm(b, id)
+		key, err := h.aesHandle(ctx, b, id)
 		if err != nil {
 			return nil, b, err
 		}
-		start := time.Now()
-		out, err := f(aead)
-		h.observe(fn, start, err)
+		var out []byte
+		err = b.run(ctx, h.cfg.CallTimeout, fn, func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+			params := pkcs11.NewGCMParams(nonce, aad, 8*gcmTagSize)
+			defer params.Free()
+			mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}
+			var err error
+			if encrypt {
+				if err = p.EncryptInit(s, mech, key); err != nil {
+					return err
+				}
+				out, err = p.Encrypt(s, in)
+			} else {
+				if err = p.DecryptInit(s, mech, key); err != nil {
+					return err
+				}
+				out, err = p.Decrypt(s, in)
+			}
+			if err != nil {
+				return operationLeft{err}
+			}
+			return nil
+		})
 		if err == nil || !isHandleInvalid(err) || attempt > 0 {
 			return out, b, err
 		}
-		if perr := h.loggedIn(b); perr != nil {
+		if perr := h.loggedIn(ctx, b); perr != nil {
 			return nil, b, perr
 		}
 		h.cacheMu.Lock()
@@ -155,36 +160,19 @@ func (h *HSM) Wrap(ctx context.Context, wrapID string, plaintext, aad []byte) ([
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("hsm: wrap: nonce: %w", err)
 	}
-	blob, b, err := h.withGCM(ctx, wrapID, "C_Encrypt", func(aead cipher.AEAD) ([]byte, error) {
-		out := make([]byte, 1+gcmNonceSize, 1+gcmNonceSize+len(plaintext)+gcmTagSize)
-		out[0] = wrapVersion
-		copy(out[1:], nonce)
-		return seal(aead, out, nonce, plaintext, aad)
-	})
-	if b != nil {
-		defer b.done()
-	}
+	ct, b, err := h.gcm(ctx, wrapID, "C_Encrypt", true, nonce, plaintext, aad)
 	if err != nil {
-		if errors.Is(err, ErrKeyNotFound) || errors.Is(err, ErrUnavailable) || b == nil {
+		if errors.Is(err, ErrKeyNotFound) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnsupported) || b == nil {
 			return nil, err
 		}
 		return nil, h.check(b, fmt.Sprintf("wrap with key %q", wrapID), err)
 	}
+	if len(ct) != len(plaintext)+gcmTagSize {
+		return nil, fmt.Errorf("hsm: wrap with key %q: the token returned %d bytes for %d", wrapID, len(ct), len(plaintext))
+	}
+	blob := make([]byte, 0, 1+gcmNonceSize+len(ct))
+	blob = append(append(append(blob, wrapVersion), nonce...), ct...)
 	return blob, nil
-}
-
-// seal calls Seal, which in crypto11 panics when the token fails.
-func seal(aead cipher.AEAD, dst, nonce, plaintext, aad []byte) (out []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if e, ok := r.(error); ok {
-				err = e
-			} else {
-				err = fmt.Errorf("%v", r)
-			}
-		}
-	}()
-	return aead.Seal(dst, nonce, plaintext, aad), nil
 }
 
 // Unwrap decrypts a blob made by Wrap. A blob that was altered, or aad
@@ -199,18 +187,13 @@ func (h *HSM) Unwrap(ctx context.Context, wrapID string, blob, aad []byte) ([]by
 	if blob[0] != wrapVersion {
 		return nil, fmt.Errorf("hsm: unwrap: unknown blob version %d", blob[0])
 	}
-	pt, b, err := h.withGCM(ctx, wrapID, "C_Decrypt", func(aead cipher.AEAD) ([]byte, error) {
-		return aead.Open(nil, blob[1:1+gcmNonceSize], blob[1+gcmNonceSize:], aad)
-	})
-	if b != nil {
-		defer b.done()
-	}
+	pt, b, err := h.gcm(ctx, wrapID, "C_Decrypt", false, blob[1:1+gcmNonceSize], blob[1+gcmNonceSize:], aad)
 	switch {
 	case err == nil:
 		return pt, nil
-	case errors.Is(err, ErrKeyNotFound), errors.Is(err, ErrUnavailable), b == nil:
+	case errors.Is(err, ErrKeyNotFound), errors.Is(err, ErrUnavailable), errors.Is(err, ErrUnsupported), b == nil:
 		return nil, err
-	case isSessionFault(err), isPoolTimeout(err):
+	case isSessionFault(err):
 		return nil, h.check(b, fmt.Sprintf("unwrap with key %q", wrapID), err)
 	}
 	return nil, fmt.Errorf("hsm: unwrap with key %q: the blob does not authenticate (altered, other key or other AAD): %w", wrapID, err)
