@@ -63,7 +63,8 @@ type Metrics struct {
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // New creates and registers every collector on a fresh registry, together
-// with the Go runtime and process collectors.
+// with the Go runtime and process collectors, and creates at 0 the series
+// the dashboard and the alerts read (baseline.go).
 func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
@@ -169,6 +170,7 @@ func New(version string) *Metrics {
 		m.OCSPAnswers,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
+	m.baseline()
 	return m
 }
 
