@@ -230,7 +230,7 @@ type breaker struct {
 	probing sync.WaitGroup
 }
 
-// Open reports whether the circuit is open (for the breaker gauge).
+// BreakerOpen reports whether the circuit is open (for the breaker gauge).
 func (h *HSM) BreakerOpen() bool {
 	h.brk.mu.Lock()
 	defer h.brk.mu.Unlock()

@@ -30,6 +30,7 @@ package metrics
 // starts calling is added here (it must be a C_ name of the standard:
 // HSMFunction).
 var KnownHSMFunctions = []string{
+	"C_OpenSession",
 	"C_Login",
 	"C_GetTokenInfo",
 	"C_GetSessionInfo",
