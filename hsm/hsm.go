@@ -98,7 +98,7 @@ const (
 	defaultBreakerAfter  = 3
 	gcmNonceSize         = 12
 	firstRetry           = 100 * time.Millisecond
-	maxRetry             = 30 * time.Second
+	maxRetry             = 5 * time.Second
 	// A context that stayed up this long starts its next rebuild with a
 	// short delay again; one that fails sooner keeps doubling, so a token
 	// that breaks right after each login is not logged into in a loop.
@@ -550,9 +550,15 @@ type TokenInfo struct {
 // trimLabel drops the padding of a 32-byte PKCS#11 label.
 func trimLabel(l string) string { return strings.TrimRight(l, " \x00") }
 
+// sessionCount reads a session count of CK_TOKEN_INFO: -1 when the token
+// does not say. opencryptoki reports ^0-1 for "no limit" (a 32-bit value
+// widened); any count past 2^31 is taken as no limit (0).
 func sessionCount(v uint) int {
-	if v == pkcs11.CK_UNAVAILABLE_INFORMATION {
+	switch {
+	case v == pkcs11.CK_UNAVAILABLE_INFORMATION:
 		return -1
+	case uint64(v) >= 1<<31:
+		return 0
 	}
 	return int(v)
 }

@@ -416,6 +416,14 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 			return h.check(b, fmt.Sprintf("find key %q", id), err)
 		}
 		objs = append(objs, found...)
+		if class == pkcs11.CKO_SECRET_KEY && len(found) > 0 {
+			// A wrapping key may have its HMAC key beside it.
+			mac, err := h.findByID(ctx, b, id+macSuffix, classPtr(class))
+			if err != nil {
+				return h.check(b, fmt.Sprintf("find key %q", id+macSuffix), err)
+			}
+			objs = append(objs, mac...)
+		}
 	}
 	if len(objs) == 0 {
 		if err := h.confirmAbsent(ctx, b, fmt.Sprintf("find key %q", id), nil); err != nil {
@@ -428,6 +436,7 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 		delete(h.signers, id)
 	}
 	delete(h.aeads, id)
+	delete(h.aeads, id+macSuffix)
 	h.cacheMu.Unlock()
 	if len(objs) == 0 {
 		return fmt.Errorf("%w: %q", ErrKeyNotFound, id)

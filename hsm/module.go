@@ -33,6 +33,13 @@ type module struct {
 
 var modules = map[string]*module{}
 
+// loaded keeps every library this process has loaded, initialised or not:
+// a library is never unloaded. Unloading and loading again is not safe for
+// every module (opencryptoki's, in a process that also holds libstdc++,
+// crashes in C_Initialize the second time), and a loaded library costs
+// little.
+var loaded = map[string]*pkcs11.Ctx{}
+
 // openModule returns the shared module for path, loading and initialising
 // it on first use. Call release when done. libMu must be held.
 func openModule(path string) (*module, error) {
@@ -43,9 +50,12 @@ func openModule(path string) (*module, error) {
 		m.users++
 		return m, nil
 	}
-	p := pkcs11.New(path)
+	p := loaded[path]
 	if p == nil {
-		return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s", path)
+		if p = pkcs11.New(path); p == nil {
+			return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s", path)
+		}
+		loaded[path] = p
 	}
 	m := &module{path: path, p: p, users: 1, owned: true}
 	switch err := p.Initialize(); {
@@ -53,15 +63,14 @@ func openModule(path string) (*module, error) {
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
 		m.owned = false
 	default:
-		p.Destroy()
 		return nil, fmt.Errorf("hsm: PKCS#11 module %s did not initialise (for SoftHSM2: does SOFTHSM2_CONF name a readable config whose token directory exists?): %w", path, err)
 	}
 	modules[path] = m
 	return m, nil
 }
 
-// release drops one user; the last one finalises and unloads the library.
-// libMu must be held.
+// release drops one user; the last one finalises the library (which stays
+// loaded). libMu must be held.
 func (m *module) release() {
 	m.users--
 	if m.users > 0 {
@@ -71,7 +80,6 @@ func (m *module) release() {
 	if m.owned {
 		_ = m.p.Finalize()
 	}
-	m.p.Destroy()
 }
 
 // reinit finalises and initialises the library again, which drops every
