@@ -33,6 +33,12 @@ func newPool(h *HSM, b *backend, size int) *pool {
 // permit; the caller waits for another.
 var errShrunk = errors.New("session refused: pool shrunk")
 
+// openSession opens a work session. Tests replace it to play a token with
+// a session limit, which SoftHSM2 does not have.
+var openSession = func(p *pkcs11.Ctx, slot uint) (pkcs11.SessionHandle, error) {
+	return p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+}
+
 // take returns an idle session or opens one. The caller holds a permit.
 func (p *pool) take() (pkcs11.SessionHandle, error) {
 	select {
@@ -40,7 +46,7 @@ func (p *pool) take() (pkcs11.SessionHandle, error) {
 		return s, nil
 	default:
 	}
-	s, err := p.b.p.OpenSession(p.b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	s, err := openSession(p.b.p, p.b.slot)
 	if err == nil {
 		return s, nil
 	}
