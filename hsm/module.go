@@ -3,6 +3,7 @@ package hsm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -24,6 +25,7 @@ var keyMu sync.Mutex
 // contexts on one module would each need their own login there.
 type module struct {
 	path  string
+	key   string // loadKey
 	p     *pkcs11.Ctx
 	users int
 	// owned: this process initialised the library (it was not already
@@ -37,8 +39,12 @@ var modules = map[string]*module{}
 // a library is never unloaded. Unloading and loading again is not safe for
 // every module (opencryptoki's, in a process that also holds libstdc++,
 // crashes in C_Initialize the second time), and a loaded library costs
-// little.
+// little. p11-kit's client module binds each load to the server address
+// in P11_KIT_SERVER_ADDRESS at that moment, so the address is part of the
+// key: a process may reach several servers one after the other.
 var loaded = map[string]*pkcs11.Ctx{}
+
+func loadKey(path string) string { return path + "\x00" + os.Getenv("P11_KIT_SERVER_ADDRESS") }
 
 // openModule returns the shared module for path, loading and initialising
 // it on first use. Call release when done. libMu must be held.
@@ -46,18 +52,19 @@ func openModule(path string) (*module, error) {
 	if path == "" {
 		return nil, errors.New("hsm: no PKCS#11 module given")
 	}
-	if m := modules[path]; m != nil {
+	if m := modules[loadKey(path)]; m != nil {
 		m.users++
 		return m, nil
 	}
-	p := loaded[path]
+	key := loadKey(path)
+	p := loaded[key]
 	if p == nil {
 		if p = pkcs11.New(path); p == nil {
 			return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s", path)
 		}
-		loaded[path] = p
+		loaded[key] = p
 	}
-	m := &module{path: path, p: p, users: 1, owned: true}
+	m := &module{path: path, key: key, p: p, users: 1, owned: true}
 	switch err := p.Initialize(); {
 	case err == nil:
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
@@ -65,7 +72,7 @@ func openModule(path string) (*module, error) {
 	default:
 		return nil, fmt.Errorf("hsm: PKCS#11 module %s did not initialise (for SoftHSM2: does SOFTHSM2_CONF name a readable config whose token directory exists?): %w", path, err)
 	}
-	modules[path] = m
+	modules[m.key] = m
 	return m, nil
 }
 
@@ -76,7 +83,7 @@ func (m *module) release() {
 	if m.users > 0 {
 		return
 	}
-	delete(modules, m.path)
+	delete(modules, m.key)
 	if m.owned {
 		_ = m.p.Finalize()
 	}
