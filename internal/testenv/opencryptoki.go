@@ -239,8 +239,9 @@ func pkcsslotdRunning() bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil || strings.TrimSpace(string(comm)) != "pkcsslotd" {
+	// pid (comm) state ...: a live pkcsslotd, not a zombie.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || !strings.Contains(string(stat), "(pkcsslotd) ") || strings.Contains(string(stat), "(pkcsslotd) Z") {
 		return false
 	}
 	_, err = os.Stat(ockSocket)
