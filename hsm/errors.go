@@ -17,6 +17,11 @@ var (
 	// answer 503 and try again later.
 	ErrUnavailable = errors.New("hsm unavailable")
 
+	// errNotSent marks an ErrUnavailable failure that happened before any
+	// call reached the token (no backend, circuit open, no free session):
+	// nothing was created or changed. See NotSent.
+	errNotSent = errors.New("no call reached the token")
+
 	// ErrKeyNotFound means no key object carries the requested CKA_ID.
 	ErrKeyNotFound = errors.New("hsm: key not found")
 
@@ -123,3 +128,8 @@ func ErrorCode(err error) string {
 	}
 	return "other"
 }
+
+// NotSent reports an error after which the token certainly did nothing:
+// the call never reached it. A caller may forget an operation it failed
+// without asking the token what it did.
+func NotSent(err error) bool { return errors.Is(err, errNotSent) }

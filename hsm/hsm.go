@@ -139,7 +139,15 @@ type HSM struct {
 	aeads   map[string]*aesKey
 }
 
-var errClosed = fmt.Errorf("%w: the HSM handle is closed", ErrUnavailable)
+var errClosed = fmt.Errorf("%w: the HSM handle is closed%w", ErrUnavailable, notSentMark)
+
+// notSentMark adds errNotSent to an error without changing its text.
+var notSentMark = silent{errNotSent}
+
+type silent struct{ error }
+
+func (silent) Error() string   { return "" }
+func (s silent) Unwrap() error { return s.error }
 
 // Open logs into the token and returns a handle on it.
 func Open(cfg Config) (*HSM, error) {
@@ -362,9 +370,18 @@ func (h *HSM) acquire(ctx context.Context) (*backend, error) {
 		return nil, errClosed
 	}
 	if h.b == nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, h.down)
+		return nil, fmt.Errorf("%w: %w%w", ErrUnavailable, h.down, notSentMark)
 	}
 	return h.b, nil
+}
+
+// Ready says, without a call to the token, whether calls can be sent to
+// it now: nil, or an error wrapping ErrUnavailable while it reconnects or
+// the circuit is open. Callers use it to refuse work early, before they
+// write anything.
+func (h *HSM) Ready() error {
+	_, err := h.acquire(nil)
+	return err
 }
 
 // current is the backend in service, nil while down.

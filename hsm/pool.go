@@ -113,13 +113,17 @@ func (e operationLeft) Unwrap() error { return e.err }
 type deadlineError struct {
 	what  string
 	after time.Duration
+	// notSent: the call never started (no free session in time).
+	notSent bool
 }
 
 func (e *deadlineError) Error() string {
 	return fmt.Sprintf("%s: %s within %s", ErrUnavailable, e.what, e.after)
 }
 
-func (e *deadlineError) Is(target error) bool { return target == ErrUnavailable }
+func (e *deadlineError) Is(target error) bool {
+	return target == ErrUnavailable || (e.notSent && target == errNotSent)
+}
 
 // run runs f on a session of b under a deadline: timeout for the calls,
 // PoolWaitTimeout for a free session, both cut short by ctx. f runs in a
@@ -154,7 +158,7 @@ func (b *backend) runOnce(ctx context.Context, timeout time.Duration, f func(p *
 			select {
 			case <-b.pool.permits:
 			case <-wait.C:
-				return &deadlineError{what: "no free session", after: h.cfg.PoolWaitTimeout}
+				return &deadlineError{what: "no free session", after: h.cfg.PoolWaitTimeout, notSent: true}
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -252,8 +256,8 @@ func (k *breaker) allow() error {
 	if !k.open {
 		return nil
 	}
-	return fmt.Errorf("%w: %s stopped answering (%d calls in a row passed their %s deadline); circuit open since %s, probing",
-		ErrUnavailable, k.h.token(), k.h.cfg.BreakerThreshold, k.h.cfg.CallTimeout, k.since.UTC().Format(time.RFC3339))
+	return fmt.Errorf("%w: %s stopped answering (%d calls in a row passed their %s deadline); circuit open since %s, probing%w",
+		ErrUnavailable, k.h.token(), k.h.cfg.BreakerThreshold, k.h.cfg.CallTimeout, k.since.UTC().Format(time.RFC3339), notSentMark)
 }
 
 func (k *breaker) answered() {

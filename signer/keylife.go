@@ -135,12 +135,28 @@ func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, 
 	if err != nil {
 		return nil, err
 	}
+	// A token known to be away is refused before anything is written:
+	// during an outage every request would otherwise leave an intent.
+	if r, ok := h.(interface{ Ready() error }); ok {
+		if err := r.Ready(); err != nil {
+			return nil, HSMError(err, "key")
+		}
+	}
 	id := NewKeyID()
 	intent, err := e.putIntent(ctx, tenant, kind, resourceID, "create", id)
 	if err != nil {
 		return nil, err
 	}
 	s, err := create(h, id, KeyLabel(tenant, resourceID))
+	if err != nil && hsm.NotSent(err) {
+		// The token never saw the creation: only the intent goes.
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if derr := e.store.DeleteIntent(dctx, intent); derr != nil {
+			e.log.Warn("intent of a key never created left for the reconciler", "intent", intent, "err", derr)
+		}
+		cancel()
+		return nil, HSMError(err, "key")
+	}
 	if err != nil {
 		// The key may exist if the HSM failed after creating it; the
 		// destroy below or the reconciler settles it.

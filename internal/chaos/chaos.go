@@ -40,8 +40,16 @@ type Options struct {
 	// before the kill.
 	MinRun, MaxRun time.Duration
 	PCA            bool // drive the private CA family too
-	Seed           uint64
-	Logf           func(format string, args ...any)
+	// HSMFault, when set, takes the HSM away in each round while the
+	// workload runs and the daemon stays up (kills or stops the p11-kit
+	// server in front of the token) and returns what brings it back. The
+	// HSM stays away for Outage; then the daemon must serve again without
+	// a restart (/readyz 200, and no 5xx for the rest of the round) before
+	// the round ends with the usual kill and checks.
+	HSMFault func() (restore func())
+	Outage   time.Duration
+	Seed     uint64
+	Logf     func(format string, args ...any)
 }
 
 // Report is what a run did and found.
@@ -57,6 +65,12 @@ type Report struct {
 	// Remnants counts the empty object shells SoftHSM2's file store was
 	// left with (no id, no label, no key material) at the last check.
 	Remnants int
+	// Recoveries is, for each HSM fault, the time from the HSM's return
+	// to the daemon's /readyz answering 200.
+	Recoveries []time.Duration
+	// OutageAnswers counts, by status, the answers given while the HSM was
+	// away (503 is expected; none may be a 500).
+	OutageAnswers map[int]int
 }
 
 func storeQuery(kind, tenant string) store.Query { return store.Query{Kind: kind, Tenant: tenant} }
@@ -139,6 +153,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			run += time.Duration(rng.Int64N(int64(o.MaxRun - o.MinRun)))
 		}
 		time.Sleep(run)
+		if o.HSMFault != nil {
+			w.hsmDown.Store(true)
+			restore := o.HSMFault()
+			time.Sleep(o.Outage)
+			restore()
+			back := time.Now()
+			if err := waitReady(ctx, client, 2*time.Minute); err != nil {
+				rep.Violations = append(rep.Violations, fmt.Sprintf("round %d: the daemon did not serve again after the HSM came back: %v", round+1, err))
+			}
+			rep.Recoveries = append(rep.Recoveries, time.Since(back))
+			o.Logf("HSM fault %d: away %s, /readyz 200 %s after its return", round+1, o.Outage, time.Since(back).Round(time.Millisecond))
+			// Requests begun while the HSM was away may still answer 503.
+			time.Sleep(time.Second)
+			w.hsmDown.Store(false)
+			time.Sleep(run)
+		}
 		// Kill while the daemon is busy: wait (briefly) for several
 		// requests to be in flight at once.
 		for deadline := time.Now().Add(2 * time.Second); ct.inFlight.Load() < int64(o.Workers/2) && time.Now().Before(deadline); {
@@ -173,6 +203,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Duration = time.Since(began)
 	w.mu.Lock()
 	rep.Stats = w.stats
+	rep.OutageAnswers = w.outage
 	rep.Unexpected = append([]string(nil), w.unexpected...)
 	w.mu.Unlock()
 	rep.Resources = len(w.model.all(""))
@@ -191,4 +222,22 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "  %-28s %d\n", k, r.Stats[k])
 	}
 	return b.String()
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(ctx context.Context, c *Client, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		r := c.Do(ctx, "GET", "/readyz", nil)
+		if r.Err == nil && r.Status == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if r.Err != nil {
+				return r.Err
+			}
+			return fmt.Errorf("/readyz still answers %d after %s: %s", r.Status, limit, r.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

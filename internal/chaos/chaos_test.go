@@ -74,8 +74,26 @@ func TestChaos(t *testing.T) {
 }
 
 func runChaos(t *testing.T, backend string) {
-	daemonBin, cliBin := binaries(t)
 	tok := testenv.NewToken(t)
+	runChaosOn(t, backend, chaosToken{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile,
+		Env: []string{"SOFTHSM2_CONF=" + tok.ConfPath}}, envInt("HSMCA_CHAOS_KILLS", 20), nil)
+}
+
+// chaosToken is the token the daemon under test uses.
+type chaosToken struct {
+	Module, Label, PINFile string
+	Env                    []string // what a process loading Module needs
+}
+
+// hsmFault configures the HSM faults of a run (see Options.HSMFault).
+type hsmFault struct {
+	inject func() (restore func())
+	outage time.Duration
+	extra  []string // daemon settings for the run
+}
+
+func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *hsmFault) *Report {
+	daemonBin, cliBin := binaries(t)
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	storeCfg := &config.Config{}
@@ -94,25 +112,29 @@ func runChaos(t *testing.T, backend string) {
 		// Managed DTS roots need an IssuerAlternativeName.
 		"HSMCA_ISSUER_ALT_NAME=https://chaos.example.com",
 		"HSMCA_CONFIG=",
-		"SOFTHSM2_CONF=" + tok.ConfPath,
 	}
+	env = append(env, tok.Env...)
 	if backend == "redis" {
 		r := testenv.StartRedis(t)
 		storeCfg.Store.RedisURL = r.URL()
 		env = append(env, "HSMCA_REDIS_URL="+r.URL())
 	}
-	kills := envInt("HSMCA_CHAOS_KILLS", 20)
-	rep, err := Run(context.Background(), Options{
+	opts := Options{
 		Target: &Target{Daemon: daemonBin, CLI: cliBin, Env: env, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir},
 		Store:  storeCfg,
-		Token:  Token{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile},
+		Token:  Token{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile, Env: tok.Env},
 		Tenant: "chaos",
 		Kills:  kills, Workers: envInt("HSMCA_CHAOS_WORKERS", 8),
 		MinRun: 200 * time.Millisecond, MaxRun: envDur("HSMCA_CHAOS_MAX_RUN", 1200*time.Millisecond),
 		PCA:  true,
 		Seed: uint64(time.Now().UnixNano()),
 		Logf: t.Logf,
-	})
+	}
+	if fault != nil {
+		opts.HSMFault, opts.Outage = fault.inject, fault.outage
+		opts.Target.Env = append(opts.Target.Env, fault.extra...)
+	}
+	rep, err := Run(context.Background(), opts)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("daemon errors:\n%s", errorLines(dir))
@@ -124,10 +146,17 @@ func runChaos(t *testing.T, backend string) {
 	assert.Empty(t, rep.Violations, "invariants broken")
 	assert.Empty(t, rep.Unexpected, "5xx answers while the daemon was up")
 	assert.Equal(t, kills, rep.Kills)
-	for _, k := range []string{"key.create 201", "dts.root.create 201", "dts.signer.create 201", "apig.create 200",
-		"pca.ca.create 200", "pca.cert.issue 200"} {
+	required := []string{"key.create 201", "dts.root.create 201", "dts.signer.create 201", "apig.create 200",
+		"pca.ca.create 200", "pca.cert.issue 200"}
+	if fault != nil {
+		// Rounds spent mostly without an HSM: the checks above carry the
+		// weight; a few operations must have been served all the same.
+		required = []string{"key.create 201", "key.sign 200"}
+	}
+	for _, k := range required {
 		assert.Positive(t, rep.Stats[k], "the workload never succeeded at %q", k)
 	}
+	return rep
 }
 
 // errorLines collects the error lines of every daemon log in dir.
@@ -143,4 +172,42 @@ func errorLines(dir string) string {
 		}
 	}
 	return b.String()
+}
+
+// p11kitToken serves a fresh SoftHSM2 token through `p11-kit server`: the
+// daemon reaches it over a socket, as a container reaches a network HSM.
+func p11kitToken(t *testing.T) (chaosToken, *testenv.P11KitServer) {
+	s := testenv.NewP11KitToken(t)
+	return chaosToken{Module: s.Module, Label: s.Label, PINFile: s.PINFile, Env: s.Env()}, s
+}
+
+// TestChaosHSMDrops kills the p11-kit server in front of the daemon's
+// token under the mixed workload and starts it again: the daemon serves
+// again without a restart, answering 503 (never 500) meanwhile, and the
+// chaos checks hold: no acknowledged operation lost, no orphan key once
+// the reconciler ran, quotas equal records, event chains intact.
+func TestChaosHSMDrops(t *testing.T) {
+	tok, srv := p11kitToken(t)
+	rep := runChaosOn(t, "bolt", tok, envInt("HSMCA_CHAOS_HSM_DROPS", 3), &hsmFault{
+		inject: func() func() { srv.Kill(); return srv.Start },
+		outage: envDur("HSMCA_CHAOS_HSM_OUTAGE", 2*time.Second),
+		extra:  []string{"HSMCA_PKCS11_CALL_TIMEOUT=2s"},
+	})
+	t.Logf("HSM back to /readyz 200: %v; answers while away: %v", rep.Recoveries, rep.OutageAnswers)
+	assert.Zero(t, rep.OutageAnswers[500], "a 500 while the HSM was away")
+	assert.Positive(t, rep.OutageAnswers[503], "no request met the outage")
+}
+
+// TestChaosHSMGoneAMinute keeps the p11-kit server away for a minute:
+// the daemon's reconnect attempts back off meanwhile and it serves again
+// within seconds of the server's return.
+func TestChaosHSMGoneAMinute(t *testing.T) {
+	tok, srv := p11kitToken(t)
+	rep := runChaosOn(t, "redis", tok, 1, &hsmFault{
+		inject: func() func() { srv.Kill(); return srv.Start },
+		outage: envDur("HSMCA_CHAOS_HSM_LONG_OUTAGE", time.Minute),
+		extra:  []string{"HSMCA_PKCS11_CALL_TIMEOUT=2s"},
+	})
+	t.Logf("HSM back to /readyz 200: %v; answers while away: %v", rep.Recoveries, rep.OutageAnswers)
+	assert.Zero(t, rep.OutageAnswers[500], "a 500 while the HSM was away")
 }

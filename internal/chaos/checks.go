@@ -239,7 +239,9 @@ func CheckHSM(objs []Object, owned map[string]string) (bad []string, remnants in
 				present[o.ID] = true
 			}
 		case "secret":
-			if o.ID != leafWrapKeyID {
+			// A token without AES-GCM keeps the wrapping key's HMAC key
+			// beside it.
+			if o.ID != leafWrapKeyID && o.ID != leafWrapKeyID+"#mac" {
 				bad = append(bad, fmt.Sprintf("HSM secret key %s (%s) is not the leaf wrapping key", o.ID, o.Label))
 			}
 		default:
@@ -298,6 +300,9 @@ func material(p *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (st
 // Token names the token to list and how to log in.
 type Token struct {
 	Module, Label, PINFile string
+	// Env is what a process loading Module needs (SOFTHSM2_CONF, the
+	// p11-kit server address).
+	Env []string
 }
 
 const helperEnv = "HSMCA_CHAOS_LIST_OBJECTS"
@@ -334,7 +339,7 @@ func ListObjects(tok Token) ([]Object, error) {
 	}
 	spec, _ := json.Marshal(tok)
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
+	cmd.Env = append(append(os.Environ(), tok.Env...), helperEnv+"="+string(spec))
 	var errb strings.Builder
 	cmd.Stderr = &errb
 	out, err := cmd.Output()

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -71,14 +72,17 @@ type workload struct {
 	// afterwards never reached it.
 	dead  atomic.Bool
 	round atomic.Int64 // the daemon's life the workload is in
+	// hsmDown is set while the HSM is away: 503 answers are expected then.
+	hsmDown atomic.Bool
 
 	mu         sync.Mutex
 	stats      map[string]int // "op status" -> count
 	unexpected []string       // 5xx answers and other anomalies
+	outage     map[int]int    // status -> answers while the HSM was away
 }
 
 func newWorkload(tenant string, c *Client, pca bool) *workload {
-	return &workload{tenant: tenant, client: c, model: newModel(), pca: pca, stats: map[string]int{}}
+	return &workload{tenant: tenant, client: c, model: newModel(), pca: pca, stats: map[string]int{}, outage: map[int]int{}}
 }
 
 func (w *workload) count(op string, r *Response) {
@@ -92,7 +96,11 @@ func (w *workload) count(op string, r *Response) {
 	}
 	w.mu.Lock()
 	w.stats[k]++
-	if r.Err == nil && r.Status >= 500 {
+	down := w.hsmDown.Load()
+	if down && r.Err == nil {
+		w.outage[r.Status]++
+	}
+	if r.Err == nil && r.Status >= 500 && !(down && r.Status == http.StatusServiceUnavailable) {
 		w.unexpected = append(w.unexpected, fmt.Sprintf("round %d: %s answered %d: %s", w.round.Load(), op, r.Status, clip(string(r.Body))))
 	}
 	w.mu.Unlock()
