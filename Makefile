@@ -39,8 +39,8 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The daemon, a real Prometheus and the files under deploy/: promtool
-# checks, alert unit tests, and data behind every dashboard panel. Also
-# part of `make test`.
+# checks, alert unit tests, and data behind every dashboard panel and
+# alert, on a fresh daemon and after a workload. Also part of `make test`.
 e2e-monitoring:
 	@softhsm/ensure-packages.sh softhsm prometheus
 	$(GO) test -count=1 -v -run TestMonitoringEndToEnd ./internal/monitoring/

@@ -35,7 +35,7 @@ func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupport
 // Features the token may lack besides key algorithms.
 const (
 	FeaturePSS  = "RSA-PSS"
-	FeatureWrap = "AES-GCM wrapping"
+	FeatureWrap = "secret wrapping"
 )
 
 // Mechanism is one mechanism the token offers, as C_GetMechanismInfo
@@ -98,6 +98,7 @@ var mechanismNames = map[uint]string{
 	ckmEdDSA:                          "CKM_EDDSA",
 	pkcs11.CKM_AES_KEY_GEN:            "CKM_AES_KEY_GEN",
 	pkcs11.CKM_AES_GCM:                "CKM_AES_GCM",
+	pkcs11.CKM_AES_ECB:                "CKM_AES_ECB",
 	pkcs11.CKM_AES_CBC_PAD:            "CKM_AES_CBC_PAD",
 	pkcs11.CKM_AES_KEY_WRAP:           "CKM_AES_KEY_WRAP",
 	pkcs11.CKM_AES_KEY_WRAP_PAD:       "CKM_AES_KEY_WRAP_PAD",
@@ -221,12 +222,34 @@ func (c *Capabilities) Feature(feature string) error {
 	case FeaturePSS:
 		return c.need(feature, pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN)
 	case FeatureWrap:
-		if err := c.need(feature, pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE); err != nil {
-			return err
-		}
-		return c.need(feature, pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT)
+		_, err := c.wrapScheme()
+		return err
 	}
 	return &UnsupportedError{Feature: feature, Reason: "unknown feature"}
+}
+
+// wrapScheme picks how secrets are wrapped: AES-GCM in the token when it
+// has it, else AES-CTR (its keystream from CKM_AES_ECB in the token) with
+// an HMAC-SHA256 computed by the token (tokens behind p11-kit and
+// opencryptoki's soft token lack CKM_AES_GCM).
+func (c *Capabilities) wrapScheme() (byte, error) {
+	gcm := c.need(FeatureWrap, pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT)
+	if err := c.need(FeatureWrap, pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE); err != nil {
+		return 0, err
+	}
+	if gcm == nil {
+		return wrapVersion, nil
+	}
+	for _, m := range []struct{ code, flags uint }{
+		{pkcs11.CKM_AES_ECB, pkcs11.CKF_ENCRYPT},
+		{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN},
+		{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE},
+	} {
+		if err := c.need(FeatureWrap, m.code, m.flags); err != nil {
+			return 0, &UnsupportedError{Feature: FeatureWrap, Reason: "no CKM_AES_GCM, and " + err.(*UnsupportedError).Reason + " for AES-CTR with HMAC-SHA256"}
+		}
+	}
+	return wrapVersionCTR, nil
 }
 
 // Algorithms lists the algorithms the token supports, in the order of

@@ -38,7 +38,7 @@ func TestCapabilitiesNameWhatIsMissing(t *testing.T) {
 	assert.Equal(t, "the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)", err.Error())
 	assert.ErrorContains(t, c.Algorithm(ED25519), "no CKM_EC_EDWARDS_KEY_PAIR_GEN")
 	assert.ErrorContains(t, c.Feature(FeaturePSS), "RSA-PSS (no CKM_RSA_PKCS_PSS)")
-	assert.ErrorContains(t, c.Feature(FeatureWrap), "AES-GCM wrapping (no CKM_AES_GCM)")
+	assert.ErrorContains(t, c.Feature(FeatureWrap), "secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256)")
 
 	small := capsOf(
 		Mechanism{Code: pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, MinKeySize: 1024, MaxKeySize: 2048, Flags: pkcs11.CKF_GENERATE_KEY_PAIR},

@@ -27,8 +27,8 @@ var (
 )
 
 // sessionFaults are the return codes after which the sessions (or the
-// login) crypto11 holds cannot be trusted any more; crypto11 v1 would keep
-// handing the dead sessions out, so the whole context is rebuilt.
+// login) cannot be trusted any more: all of them are closed and opened
+// again, with a new login.
 var sessionFaults = map[pkcs11.Error]bool{
 	pkcs11.CKR_SESSION_HANDLE_INVALID:   true,
 	pkcs11.CKR_SESSION_CLOSED:           true,
@@ -38,10 +38,6 @@ var sessionFaults = map[pkcs11.Error]bool{
 	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:     true,
 	pkcs11.CKR_USER_NOT_LOGGED_IN:       true,
 	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: true,
-	// One of crypto11's sessions was left with an operation active (see
-	// findWithCrypto11): crypto11 would hand it out again and again, and
-	// only closing its sessions ends the operation.
-	pkcs11.CKR_OPERATION_ACTIVE: true,
 }
 
 // pinErrors are the login failures that must never be retried on their
@@ -54,9 +50,8 @@ var pinErrors = map[pkcs11.Error]bool{
 	pkcs11.CKR_PIN_LOCKED:    true,
 }
 
-// miekg/pkcs11 formats its errors as "pkcs11: 0xB3: CKR_...". crypto11
-// sometimes flattens them with %v (GCM Seal/Open), so the code is also
-// recovered from the text.
+// miekg/pkcs11 formats its errors as "pkcs11: 0xB3: CKR_..."; an error
+// flattened with %v keeps that text, so the code is also recovered from it.
 var codeInText = regexp.MustCompile(`pkcs11: 0x([0-9A-Fa-f]+)`)
 
 // returnCode finds the PKCS#11 return value inside err, if there is one.
@@ -116,7 +111,8 @@ func ErrorCode(err error) string {
 	if c, ok := returnCode(err); ok {
 		return codeName(c)
 	}
-	if isPoolTimeout(err) {
+	var de *deadlineError
+	if errors.As(err, &de) {
 		return "timeout"
 	}
 	if errors.Is(err, ErrUnavailable) {
@@ -126,10 +122,4 @@ func ErrorCode(err error) string {
 		return "not_found"
 	}
 	return "other"
-}
-
-// isPoolTimeout recognises the session pool's wait timeout; the pool
-// package is not imported for its sentinel because crypto11 owns it.
-func isPoolTimeout(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "resource pool timed out")
 }

@@ -2,18 +2,21 @@
 // signing, AES-GCM wrapping and deletion, plus the slot and token chores the
 // ops CLI needs. Keys are found by CKA_ID and never leave the token.
 //
-// Signing, generation of EC and RSA keys and AES-GCM go through crypto11;
-// Ed25519, key import, attribute reads and the ops functions use
-// miekg/pkcs11 directly, on the same loaded module.
+// Everything goes through one initialised context per module (module.go)
+// and, per open token, one login and one pool of sessions (pool.go). Each
+// PKCS#11 call runs under a deadline: a call past it answers at once with
+// an error wrapping ErrUnavailable, its session is retired when the call
+// finally returns, and a circuit breaker stops sending work to a token
+// whose calls keep stalling until a probe gets an answer (breaker.go).
 //
-// crypto11 v1 keeps handing out sessions that the token has dropped, so
-// every error is classified: a session-level return code (session closed,
+// Errors are classified: a session-level return code (session closed,
 // device error, user not logged in ...) takes the HSM out of service and a
-// background rebuild closes and re-opens the crypto11 context, logging in
-// once per attempt with exponential backoff. Meanwhile every call fails
-// fast with an error wrapping ErrUnavailable and Health says why. Signers
-// handed out before the fault keep working afterwards: they find their key
-// again by CKA_ID.
+// background rebuild opens new sessions and logs in again (re-initialising
+// the library when this handle is its only user, which reconnects a module
+// behind a socket), once per attempt with exponential backoff. Meanwhile
+// every call fails fast with an error wrapping ErrUnavailable and Health
+// says why. Signers handed out before the fault keep working afterwards:
+// they find their key again by CKA_ID.
 package hsm
 
 import (
@@ -26,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 )
 
@@ -41,11 +43,21 @@ type Config struct {
 	Slot *uint
 	// PIN is the user PIN. It is never logged nor put in an error.
 	PIN string
-	// PoolSize is crypto11's MaxSessions; 0 means 16.
+	// PoolSize bounds the sessions used for work (the login holds one
+	// more); 0 means 16. A token that allows fewer gets fewer.
 	PoolSize int
 	// PoolWaitTimeout bounds the wait for a free session; 0 means 5s (it
 	// never means "forever").
 	PoolWaitTimeout time.Duration
+	// CallTimeout bounds each PKCS#11 call (or the few calls of one
+	// operation, such as a search and its reads); 0 means 5s.
+	CallTimeout time.Duration
+	// KeygenTimeout bounds key generation, which takes seconds for large
+	// RSA keys on slow tokens; 0 means 60s.
+	KeygenTimeout time.Duration
+	// BreakerThreshold is how many calls in a row may pass their deadline
+	// before the circuit opens; 0 means 3.
+	BreakerThreshold int
 	// Observer, if set, is called after each PKCS#11-level operation with
 	// the function name ("C_Sign", "C_GenerateKeyPair" ...), its duration
 	// and its error.
@@ -60,8 +72,8 @@ func (c Config) String() string {
 	if c.Slot != nil {
 		slot = fmt.Sprint(*c.Slot)
 	}
-	return fmt.Sprintf("hsm.Config{Module: %q, TokenLabel: %q, Slot: %s, PIN: [redacted], PoolSize: %d, PoolWaitTimeout: %s}",
-		c.Module, c.TokenLabel, slot, c.PoolSize, c.PoolWaitTimeout)
+	return fmt.Sprintf("hsm.Config{Module: %q, TokenLabel: %q, Slot: %s, PIN: [redacted], PoolSize: %d, PoolWaitTimeout: %s, CallTimeout: %s, KeygenTimeout: %s}",
+		c.Module, c.TokenLabel, slot, c.PoolSize, c.PoolWaitTimeout, c.CallTimeout, c.KeygenTimeout)
 }
 
 // GoString keeps %#v from printing the PIN.
@@ -70,7 +82,8 @@ func (c Config) GoString() string { return c.String() }
 // LogValue keeps slog from printing the PIN.
 func (c Config) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("module", c.Module), slog.String("token_label", c.TokenLabel),
-		slog.Int("pool_size", c.PoolSize), slog.Duration("pool_wait_timeout", c.PoolWaitTimeout)}
+		slog.Int("pool_size", c.PoolSize), slog.Duration("pool_wait_timeout", c.PoolWaitTimeout),
+		slog.Duration("call_timeout", c.CallTimeout), slog.Duration("keygen_timeout", c.KeygenTimeout)}
 	if c.Slot != nil {
 		attrs = append(attrs, slog.Uint64("slot", uint64(*c.Slot)))
 	}
@@ -78,36 +91,24 @@ func (c Config) LogValue() slog.Value {
 }
 
 const (
-	defaultPoolSize = 16
-	defaultPoolWait = 5 * time.Second
-	gcmNonceSize    = 12
-	// idleRawSessions is how many of our own (non-crypto11) sessions are
-	// kept open between calls; more are opened on demand.
-	idleRawSessions = 4
-	firstRetry      = 100 * time.Millisecond
-	maxRetry        = 30 * time.Second
+	defaultPoolSize      = 16
+	defaultPoolWait      = 5 * time.Second
+	defaultCallTimeout   = 5 * time.Second
+	defaultKeygenTimeout = 60 * time.Second
+	defaultBreakerAfter  = 3
+	gcmNonceSize         = 12
+	firstRetry           = 100 * time.Millisecond
+	maxRetry             = 5 * time.Second
 	// A context that stayed up this long starts its next rebuild with a
 	// short delay again; one that fails sooner keeps doubling, so a token
 	// that breaks right after each login is not logged into in a loop.
 	stableAfter = time.Minute
 )
 
-// libMu serialises every change of the process-wide PKCS#11 library
-// state: crypto11.Configure (which calls C_Initialize for the first
-// context of a module), crypto11's Close (C_Finalize for the last one) and
-// the ops functions that initialise the module on their own. Without it
-// an ops call could finalise the library under a live context, or make
-// crypto11's C_Initialize fail with CKR_CRYPTOKI_ALREADY_INITIALIZED.
-var libMu sync.Mutex
-
-// keyMu serialises object creation and destruction: SoftHSM2 mishandles
-// concurrent key generation and import. It is process-wide because the
-// library state is.
-var keyMu sync.Mutex
-
-// configure is crypto11.Configure; tests replace it to make a reconnect
-// attempt fail, which a real token cannot be made to do on demand.
-var configure = crypto11.Configure
+// beforeOpen, when set by a test, runs at the start of every open of the
+// token and can make it fail: a real token cannot be made to refuse a
+// reconnect on demand.
+var beforeOpen func() error
 
 // HSM is an open token. All methods are safe for concurrent use.
 type HSM struct {
@@ -124,26 +125,18 @@ type HSM struct {
 	upSince    time.Time
 	lastGen    uint64
 
-	// busy counts PKCS#11 operations in progress, each holding a session.
+	// busy counts sessions held by operations right now.
 	busy atomic.Int64
+	// poolSize is the effective pool size: the configured one, less what
+	// the token refused.
+	poolSize atomic.Int64
 	// caps is the token's mechanism list, read at each (re)open.
 	caps atomic.Pointer[Capabilities]
+	brk  breaker
 
 	cacheMu sync.Mutex
 	signers map[string]*keySigner
-	aeads   map[string]*gcmKey
-}
-
-// backend is one generation of open contexts: a crypto11 context and our
-// own handle on the same module, with a few idle sessions of our own.
-type backend struct {
-	gen      uint64
-	c11      *crypto11.Context
-	raw      *pkcs11.Ctx
-	slot     uint
-	idle     chan pkcs11.SessionHandle
-	inflight sync.WaitGroup
-	busy     *atomic.Int64 // the HSM's count of operations in progress
+	aeads   map[string]*aesKey
 }
 
 var errClosed = fmt.Errorf("%w: the HSM handle is closed", ErrUnavailable)
@@ -162,23 +155,30 @@ func Open(cfg Config) (*HSM, error) {
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = defaultPoolSize
 	}
-	if cfg.PoolSize < 2 {
-		// crypto11 keeps one session for the login and needs another to work.
-		cfg.PoolSize = 2
-	}
 	if cfg.PoolWaitTimeout <= 0 {
 		cfg.PoolWaitTimeout = defaultPoolWait
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = defaultCallTimeout
+	}
+	if cfg.KeygenTimeout <= 0 {
+		cfg.KeygenTimeout = defaultKeygenTimeout
+	}
+	if cfg.BreakerThreshold <= 0 {
+		cfg.BreakerThreshold = defaultBreakerAfter
 	}
 	h := &HSM{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		stop:    make(chan struct{}),
 		signers: map[string]*keySigner{},
-		aeads:   map[string]*gcmKey{},
+		aeads:   map[string]*aesKey{},
 	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.poolSize.Store(int64(cfg.PoolSize))
+	h.brk.h = h
 	b, err := h.openBackend()
 	if err != nil {
 		return nil, err
@@ -198,111 +198,129 @@ func (h *HSM) token() string {
 	return fmt.Sprintf("the token in slot %d", *h.cfg.Slot)
 }
 
-// openBackend configures crypto11 (one login) and opens our own handle.
+// backend is one generation of the token's sessions: a login session
+// (which keeps the application logged in: closing an application's last
+// session logs it out) and a pool of work sessions, on the shared module.
+type backend struct {
+	gen   uint64
+	m     *module
+	p     *pkcs11.Ctx
+	slot  uint
+	login pkcs11.SessionHandle
+	pool  *pool
+	// inflight counts goroutines inside PKCS#11 calls on this backend,
+	// including calls past their deadline that have not returned yet.
+	inflight sync.WaitGroup
+}
+
+// openBackend opens the module (re-initialising it when asked and this
+// handle is its sole user), finds the token, logs in once and reads the
+// token's mechanisms and session limit.
 func (h *HSM) openBackend() (*backend, error) {
+	return h.openBackendReinit(false)
+}
+
+func (h *HSM) openBackendReinit(reinit bool) (*backend, error) {
+	if beforeOpen != nil {
+		if err := beforeOpen(); err != nil {
+			return nil, err
+		}
+	}
 	libMu.Lock()
 	defer libMu.Unlock()
-	c := &crypto11.Config{
-		Path:            h.cfg.Module,
-		Pin:             h.cfg.PIN,
-		MaxSessions:     h.cfg.PoolSize,
-		PoolWaitTimeout: h.cfg.PoolWaitTimeout,
-		GCMIVLength:     gcmNonceSize,
-	}
-	if h.cfg.TokenLabel != "" {
-		c.TokenLabel = h.cfg.TokenLabel
-	} else {
-		n := int(*h.cfg.Slot)
-		c.SlotNumber = &n
-	}
-	start := time.Now()
-	ctx, err := configure(c)
-	h.observe("C_Login", start, err)
+	m, err := openModule(h.cfg.Module)
 	if err != nil {
 		return nil, h.openError(err)
 	}
-	raw := pkcs11.New(h.cfg.Module)
-	if raw == nil {
-		_ = ctx.Close()
-		return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s a second time", h.cfg.Module)
+	if reinit {
+		if _, err := m.reinit(); err != nil {
+			m.release()
+			return nil, err
+		}
 	}
-	// crypto11 has initialised the library; this handle shares that state
-	// and must never finalise it.
-	if err := raw.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		raw.Destroy()
-		_ = ctx.Close()
-		return nil, fmt.Errorf("hsm: initialise PKCS#11 module %s: %w", h.cfg.Module, err)
-	}
-	slot, err := h.findSlot(raw)
+	b, err := h.login(m)
 	if err != nil {
-		raw.Destroy()
-		_ = ctx.Close()
+		m.release()
 		return nil, err
 	}
-	caps, err := readCapabilities(raw, slot)
+	return b, nil
+}
+
+// login finds the slot, opens the login session and logs in.
+func (h *HSM) login(m *module) (*backend, error) {
+	slot, err := h.findSlot(m.p)
 	if err != nil {
-		raw.Destroy()
-		_ = ctx.Close()
+		return nil, err
+	}
+	start := time.Now()
+	ls, err := m.p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	h.observe("C_OpenSession", start, err)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: open a session on %s: %w", h.token(), err)
+	}
+	start = time.Now()
+	err = m.p.Login(ls, pkcs11.CKU_USER, h.cfg.PIN)
+	h.observe("C_Login", start, err)
+	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = m.p.CloseSession(ls)
+		if IsPINError(err) {
+			return nil, fmt.Errorf("hsm: login to %s refused: %w", h.token(), err)
+		}
+		return nil, fmt.Errorf("hsm: login to %s: %w", h.token(), err)
+	}
+	caps, err := readCapabilities(m.p, slot)
+	if err != nil {
+		_ = m.p.CloseSession(ls)
 		return nil, err
 	}
 	h.caps.Store(caps)
-	return &backend{c11: ctx, raw: raw, slot: slot, idle: make(chan pkcs11.SessionHandle, idleRawSessions), busy: &h.busy}, nil
+	size := h.cfg.PoolSize
+	if ti, err := m.p.GetTokenInfo(slot); err == nil {
+		if lim := sessionCount(ti.MaxSessionCount); lim > 0 && lim-1 < size {
+			// The login session counts against the token's limit.
+			size = max(lim-1, 1)
+			h.log.Warn("the token allows fewer sessions than the pool size; using fewer",
+				"token", h.token(), "max_sessions", lim, "pool_size", h.cfg.PoolSize, "using", size)
+		}
+	}
+	h.poolSize.Store(int64(size))
+	b := &backend{m: m, p: m.p, slot: slot, login: ls}
+	b.pool = newPool(h, b, size)
+	return b, nil
 }
 
-// findSlot finds the slot crypto11 chose: the first one whose token has
-// the label, as crypto11 walks them.
-func (h *HSM) findSlot(raw *pkcs11.Ctx) (uint, error) {
+// findSlot finds the slot of the token: the first one whose token has the
+// label, or the configured slot.
+func (h *HSM) findSlot(p *pkcs11.Ctx) (uint, error) {
 	if h.cfg.TokenLabel == "" {
 		return *h.cfg.Slot, nil
 	}
-	slots, err := raw.GetSlotList(true)
+	slots, err := p.GetSlotList(true)
 	if err != nil {
-		return 0, fmt.Errorf("hsm: list slots: %w", err)
+		return 0, fmt.Errorf("hsm: list slots of %s: %w", h.cfg.Module, err)
 	}
 	for _, s := range slots {
-		ti, err := raw.GetTokenInfo(s)
-		if err == nil && ti.Label == h.cfg.TokenLabel {
+		ti, err := p.GetTokenInfo(s)
+		if err == nil && trimLabel(ti.Label) == h.cfg.TokenLabel {
 			return s, nil
 		}
 	}
-	return 0, fmt.Errorf("hsm: %s vanished while opening it", h.token())
+	return 0, fmt.Errorf("hsm: no initialised %s is visible through %s (check the label with `hsmca slot list`; for SoftHSM2, the daemon and the tools must share SOFTHSM2_CONF)",
+		h.token(), h.cfg.Module)
 }
 
-// openError turns crypto11's Configure errors into messages that say what
-// to check. None of them carries the PIN.
-func (h *HSM) openError(err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "could not find PKCS#11 token"):
-		return fmt.Errorf("hsm: no initialised %s is visible through %s (check the label with `hsmca slot list`; for SoftHSM2, the daemon and the tools must share SOFTHSM2_CONF)",
-			h.token(), h.cfg.Module)
-	case strings.Contains(msg, "failed to open module"):
-		return fmt.Errorf("hsm: cannot load PKCS#11 module %s", h.cfg.Module)
-	case strings.Contains(msg, "failed to initialize module"):
-		return fmt.Errorf("hsm: PKCS#11 module %s did not initialise (for SoftHSM2: does SOFTHSM2_CONF name a readable config whose token directory exists?): %w",
-			h.cfg.Module, err)
-	case IsPINError(err):
-		return fmt.Errorf("hsm: login to %s refused: %w", h.token(), err)
-	}
-	return fmt.Errorf("hsm: open %s: %w", h.token(), err)
-}
+// openError words a module that cannot be loaded or initialised.
+func (h *HSM) openError(err error) error { return err }
 
-// closeBackend waits for the calls using b, then closes everything it holds.
+// closeBackend waits for the calls using b, then closes its sessions and
+// drops its use of the module.
 func (h *HSM) closeBackend(b *backend) {
 	b.inflight.Wait()
-drain:
-	for {
-		select {
-		case s := <-b.idle:
-			_ = b.raw.CloseSession(s)
-		default:
-			break drain
-		}
-	}
+	b.pool.closeIdle()
+	_ = b.p.CloseSession(b.login)
 	libMu.Lock()
 	defer libMu.Unlock()
-	_ = b.c11.Close()
-	b.raw.Destroy()
+	b.m.release()
 }
 
 // Close closes the token handle. Signers obtained from it stop working.
@@ -320,19 +338,23 @@ func (h *HSM) Close() error {
 	if done != nil {
 		<-done
 	}
+	h.brk.wait()
 	if b != nil {
 		h.closeBackend(b)
 	}
 	return nil
 }
 
-// acquire returns the current backend, counted as in use until done is
-// called, or an error wrapping ErrUnavailable while there is none.
+// acquire returns the current backend, or an error wrapping ErrUnavailable
+// while there is none or the circuit is open.
 func (h *HSM) acquire(ctx context.Context) (*backend, error) {
 	if ctx != nil {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+	}
+	if err := h.brk.allow(); err != nil {
+		return nil, err
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -342,22 +364,23 @@ func (h *HSM) acquire(ctx context.Context) (*backend, error) {
 	if h.b == nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, h.down)
 	}
-	h.b.inflight.Add(1)
-	h.busy.Add(1)
 	return h.b, nil
 }
 
-func (b *backend) done() {
-	if b.busy != nil {
-		b.busy.Add(-1)
-	}
-	b.inflight.Done()
+// current is the backend in service, nil while down.
+func (h *HSM) current() *backend {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.b
 }
 
-// Sessions reports the size of the session pool and how many sessions
-// operations hold right now, for the session-pool gauges.
+// done is kept for symmetry with acquire; sessions are counted by the pool.
+func (b *backend) done() {}
+
+// Sessions reports the effective size of the session pool and how many
+// sessions operations hold right now, for the session-pool gauges.
 func (h *HSM) Sessions() (poolSize int, inUse int64) {
-	return h.cfg.PoolSize, h.busy.Load()
+	return int(h.poolSize.Load()), h.busy.Load()
 }
 
 // check wraps an error from an operation on b. A session-level fault takes
@@ -367,12 +390,13 @@ func (h *HSM) check(b *backend, op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var de *deadlineError
+	if errors.As(err, &de) || errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("hsm: %s: %w", op, err)
+	}
 	if isSessionFault(err) {
 		h.takeDown(b, err)
 		return fmt.Errorf("hsm: %s: %w: %w", op, ErrUnavailable, err)
-	}
-	if isPoolTimeout(err) {
-		return fmt.Errorf("hsm: %s: %w: no free session within %s: %w", op, ErrUnavailable, h.cfg.PoolWaitTimeout, err)
 	}
 	return fmt.Errorf("hsm: %s: %w", op, err)
 }
@@ -393,7 +417,7 @@ func (h *HSM) takeDown(b *backend, cause error) {
 	h.retry = delay
 	done := make(chan struct{})
 	h.rebuilding = done
-	h.log.Warn("HSM session fault; rebuilding the PKCS#11 context", "token", h.token(), "code", ErrorCode(cause), "retry_in", delay.String())
+	h.log.Warn("HSM session fault; opening new sessions and logging in again", "token", h.token(), "code", ErrorCode(cause), "retry_in", delay.String())
 	go h.rebuild(b, delay, done)
 }
 
@@ -410,7 +434,7 @@ func (h *HSM) rebuild(old *backend, delay time.Duration, done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		b, err := h.openBackend()
+		b, err := h.openBackendReinit(true)
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()
@@ -425,7 +449,8 @@ func (h *HSM) rebuild(old *backend, delay time.Duration, done chan struct{}) {
 			b.gen = h.lastGen
 			h.b, h.down, h.upSince = b, nil, time.Now()
 			h.mu.Unlock()
-			h.log.Info("HSM context rebuilt", "token", h.token(), "attempts", attempt)
+			h.brk.reset()
+			h.log.Info("HSM sessions reopened", "token", h.token(), "attempts", attempt)
 			// A key creation the fault cut short may have left an empty
 			// shell (see SweepRemnants); creations of this process wait
 			// for keyMu, so none is half-way now.
@@ -458,104 +483,25 @@ func (h *HSM) observe(fn string, start time.Time, err error) {
 	}
 }
 
-// session takes one of our own sessions (logged in: login state is per
-// token and application, and crypto11 holds it).
-func (b *backend) session() (pkcs11.SessionHandle, error) {
-	select {
-	case s := <-b.idle:
-		return s, nil
-	default:
-	}
-	return b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-}
-
-// release keeps s for a later call, or closes it if the idle set is full
-// or the call may have left the session unusable: a session-level fault,
-// or an operation that may still be active (see operationLeft). One
-// operation left active makes every later call on the session fail with
-// CKR_OPERATION_ACTIVE. Other failures leave a session as it was, and it
-// is kept: closing it would also invalidate the handles of objects found
-// on it that the module treats as session objects (SoftHSM2 does so with a
-// shell a crash left without CKA_TOKEN).
-func (b *backend) release(s pkcs11.SessionHandle, err error) {
-	var left operationLeft
-	if isSessionFault(err) || isOperationActive(err) || errors.As(err, &left) {
-		_ = b.raw.CloseSession(s)
-		return
-	}
-	select {
-	case b.idle <- s:
-	default:
-		_ = b.raw.CloseSession(s)
-	}
-}
-
-// operationLeft wraps the error of a call after which an operation may
-// still be active on its session. PKCS#11 says a failed C_Sign ends its
-// operation, but modules do not all do so (SoftHSM2 keeps it after some
-// argument errors), and there is no portable way to cancel one. withSession
-// closes the session and returns the error inside.
-type operationLeft struct{ err error }
-
-func (e operationLeft) Error() string { return e.err.Error() }
-func (e operationLeft) Unwrap() error { return e.err }
-
-// withSession runs f on one of our sessions. A session that answers
-// CKR_OPERATION_ACTIVE was left with an operation by something else in the
-// process (the module's sessions are shared by every user of the loaded
-// library): it is closed and f runs once more on a new session. The call
-// that answered CKR_OPERATION_ACTIVE did nothing, so f may run again.
-func (b *backend) withSession(f func(s pkcs11.SessionHandle) error) error {
-	s, err := b.session()
-	if err != nil {
-		return err
-	}
-	err = f(s)
-	b.release(s, err)
-	if isOperationActive(err) {
-		if s, err = b.raw.OpenSession(b.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
-			return err
-		}
-		err = f(s)
-		b.release(s, err)
-	}
-	var left operationLeft
-	if errors.As(err, &left) {
-		return left.err
-	}
-	return err
-}
-
 // Health probes the token with one cheap call on a session and checks the
-// session is logged in. While a rebuild runs it returns an error wrapping
-// ErrUnavailable that says why.
+// session is logged in. While a rebuild runs, or the circuit is open, it
+// returns an error wrapping ErrUnavailable that says why.
 func (h *HSM) Health(ctx context.Context) error {
 	b, err := h.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	res := make(chan error, 1)
-	go func() {
-		defer b.done()
-		res <- h.check(b, "health probe of "+h.token(), h.loggedIn(b))
-	}()
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("hsm: health probe of %s: %w", h.token(), ctx.Err())
-	}
+	return h.check(b, "health probe of "+h.token(), h.loggedIn(ctx, b))
 }
 
-// loggedIn checks with one of our sessions that the token still has this
+// loggedIn checks on a work session that the token still has this
 // application logged in. A token that dropped our sessions and login does
-// not always say so: crypto11 opens fresh sessions lazily, and on those
-// private objects are simply invisible (CKR_OBJECT_HANDLE_INVALID, empty
-// searches). So "not found" answers are confirmed with this probe.
-func (h *HSM) loggedIn(b *backend) error {
-	start := time.Now()
-	err := b.withSession(func(s pkcs11.SessionHandle) error {
-		info, err := b.raw.GetSessionInfo(s)
+// not always say so: on fresh sessions private objects are simply
+// invisible (CKR_OBJECT_HANDLE_INVALID, empty searches). So "not found"
+// answers are confirmed with this probe.
+func (h *HSM) loggedIn(ctx context.Context, b *backend) error {
+	return b.run(ctx, h.cfg.CallTimeout, "C_GetSessionInfo", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+		info, err := p.GetSessionInfo(s)
 		if err != nil {
 			return err
 		}
@@ -564,14 +510,12 @@ func (h *HSM) loggedIn(b *backend) error {
 		}
 		return nil
 	})
-	h.observe("C_GetSessionInfo", start, err)
-	return err
 }
 
 // confirmAbsent returns notFound if the token still has us logged in, and
 // an ErrUnavailable error (starting a rebuild) if it does not.
-func (h *HSM) confirmAbsent(b *backend, op string, notFound error) error {
-	if err := h.loggedIn(b); err != nil {
+func (h *HSM) confirmAbsent(ctx context.Context, b *backend, op string, notFound error) error {
+	if err := h.loggedIn(ctx, b); err != nil {
 		return h.check(b, op, err)
 	}
 	return notFound
@@ -599,13 +543,22 @@ type TokenInfo struct {
 	// FreeSessions is MaxSessions-Sessions when both are known and there
 	// is a limit, else -1.
 	FreeSessions int
-	// PoolSize is the size of our crypto11 session pool.
+	// PoolSize is the effective size of our session pool.
 	PoolSize int
 }
 
+// trimLabel drops the padding of a 32-byte PKCS#11 label.
+func trimLabel(l string) string { return strings.TrimRight(l, " \x00") }
+
+// sessionCount reads a session count of CK_TOKEN_INFO: -1 when the token
+// does not say. opencryptoki reports ^0-1 for "no limit" (a 32-bit value
+// widened); any count past 2^31 is taken as no limit (0).
 func sessionCount(v uint) int {
-	if v == pkcs11.CK_UNAVAILABLE_INFORMATION {
+	switch {
+	case v == pkcs11.CK_UNAVAILABLE_INFORMATION:
 		return -1
+	case uint64(v) >= 1<<31:
+		return 0
 	}
 	return int(v)
 }
@@ -616,17 +569,18 @@ func (h *HSM) TokenInfo(ctx context.Context) (TokenInfo, error) {
 	if err != nil {
 		return TokenInfo{}, err
 	}
-	defer b.done()
-	start := time.Now()
-	ti, err := b.raw.GetTokenInfo(b.slot)
-	h.observe("C_GetTokenInfo", start, err)
+	var ti pkcs11.TokenInfo
+	err = b.run(ctx, h.cfg.CallTimeout, "C_GetTokenInfo", func(p *pkcs11.Ctx, _ pkcs11.SessionHandle) (err error) {
+		ti, err = p.GetTokenInfo(b.slot)
+		return err
+	})
 	if err != nil {
 		return TokenInfo{}, h.check(b, "token info", err)
 	}
 	out := TokenInfo{
 		SlotID: b.slot, Label: ti.Label, Manufacturer: ti.ManufacturerID, Model: ti.Model, Serial: ti.SerialNumber,
 		Sessions: sessionCount(ti.SessionCount), MaxSessions: sessionCount(ti.MaxSessionCount),
-		FreeSessions: -1, PoolSize: h.cfg.PoolSize,
+		FreeSessions: -1, PoolSize: int(h.poolSize.Load()),
 	}
 	if out.Sessions >= 0 && out.MaxSessions > 0 {
 		out.FreeSessions = max(out.MaxSessions-out.Sessions, 0)

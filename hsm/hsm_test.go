@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -260,9 +261,36 @@ func TestImport(t *testing.T) {
 	assert.False(t, ok)
 }
 
+// hideMechanisms makes h see its token without some mechanisms, as a
+// token behind p11-kit (no CKM_AES_GCM, no CKM_EDDSA) would show it.
+func hideMechanisms(h *HSM, codes ...uint) {
+	old := h.caps.Load()
+	c := &Capabilities{byCode: map[uint]Mechanism{}}
+	for _, m := range old.Mechanisms {
+		if !slices.Contains(codes, m.Code) {
+			c.byCode[m.Code] = m
+			c.Mechanisms = append(c.Mechanisms, m)
+		}
+	}
+	h.caps.Store(c)
+}
+
 func TestWrapUnwrap(t *testing.T) {
+	t.Run("AES-GCM", func(t *testing.T) { testWrapUnwrap(t, false) })
+	t.Run("AES-CTR+HMAC", func(t *testing.T) { testWrapUnwrap(t, true) })
+}
+
+func testWrapUnwrap(t *testing.T, noGCM bool) {
 	_, h := openToken(t)
 	ctx := context.Background()
+	var gcmBlob []byte
+	if noGCM {
+		require.NoError(t, h.EnsureWrappingKey(ctx, "wrap", "hsmca/test/wrap"))
+		var err error
+		gcmBlob, err = h.Wrap(ctx, "wrap", []byte("old"), nil)
+		require.NoError(t, err)
+		hideMechanisms(h, pkcs11.CKM_AES_GCM)
+	}
 	require.NoError(t, h.EnsureWrappingKey(ctx, "wrap", "hsmca/test/wrap"))
 	require.NoError(t, h.EnsureWrappingKey(ctx, "wrap", "hsmca/test/wrap"), "second call finds the key")
 	sensitive, extractable, err := h.KeyAttributes(ctx, "wrap")
@@ -311,6 +339,26 @@ func TestWrapUnwrap(t *testing.T) {
 	_, err = h.Generate(ctx, "pair", "hsmca/test/pair", EC256)
 	require.NoError(t, err)
 	assert.ErrorIs(t, h.EnsureWrappingKey(ctx, "pair", "hsmca/test/pair"), ErrKeyExists)
+
+	if noGCM {
+		assert.Equal(t, byte(wrapVersionCTR), blob[0])
+		assert.Len(t, blob, 1+ctrIVSize+len(secret)+macSize)
+		_, err = h.Unwrap(ctx, "wrap", gcmBlob, nil)
+		assert.ErrorIs(t, err, ErrUnsupported, "an AES-GCM blob on a token without AES-GCM")
+		mac, err := h.Exists(ctx, "wrap"+macSuffix)
+		require.NoError(t, err)
+		assert.True(t, mac, "the HMAC key sits beside the AES key")
+		sensitive, extractable, err := h.KeyAttributes(ctx, "wrap"+macSuffix)
+		require.NoError(t, err)
+		assert.True(t, sensitive)
+		assert.False(t, extractable)
+		require.NoError(t, h.Delete(ctx, "wrap"))
+		mac, err = h.Exists(ctx, "wrap"+macSuffix)
+		require.NoError(t, err)
+		assert.False(t, mac, "deleting a wrapping key deletes its HMAC key")
+	} else {
+		assert.Equal(t, byte(wrapVersion), blob[0])
+	}
 }
 
 func TestDeleteAndExists(t *testing.T) {
@@ -505,12 +553,12 @@ func TestErrorClassification(t *testing.T) {
 		{"removed", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED), "CKR_DEVICE_REMOVED", true, false},
 		{"token absent", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT), "CKR_TOKEN_NOT_PRESENT", true, false},
 		{"closed", pkcs11.Error(pkcs11.CKR_SESSION_CLOSED), "CKR_SESSION_CLOSED", true, false},
-		{"operation active", fmt.Errorf("C_EncryptInit: %v", pkcs11.Error(pkcs11.CKR_OPERATION_ACTIVE)), "CKR_OPERATION_ACTIVE", true, false},
+		{"operation active", fmt.Errorf("C_EncryptInit: %v", pkcs11.Error(pkcs11.CKR_OPERATION_ACTIVE)), "CKR_OPERATION_ACTIVE", false, false},
 		{"pin", fmt.Errorf("login: %w", pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), "CKR_PIN_INCORRECT", false, true},
 		{"locked", pkcs11.Error(pkcs11.CKR_PIN_LOCKED), "CKR_PIN_LOCKED", false, true},
 		{"key handle", pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID), "CKR_KEY_HANDLE_INVALID", false, false},
 		{"unavailable", fmt.Errorf("x: %w", ErrUnavailable), "unavailable", false, false},
-		{"timeout", errors.New("resource pool timed out"), "timeout", false, false},
+		{"timeout", fmt.Errorf("sign: %w", &deadlineError{what: "no answer", after: time.Second}), "timeout", false, false},
 		{"other", errors.New("boom"), "other", false, false},
 	} {
 		assert.Equal(t, tc.code, ErrorCode(tc.err), tc.name)

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -51,28 +50,25 @@ func (h *HSM) Import(ctx context.Context, id, label string, key crypto.PrivateKe
 	if err != nil {
 		return nil, err
 	}
-	defer b.done()
-	if err := h.refuseExisting(b, id); err != nil {
+	if err := h.refuseExisting(ctx, b, id); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	err = b.withSession(func(s pkcs11.SessionHandle) error {
-		priv, err := b.raw.CreateObject(s, privT)
+	err = b.run(ctx, h.cfg.CallTimeout, "C_CreateObject", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+		priv, err := p.CreateObject(s, privT)
 		if err != nil {
 			return err
 		}
-		if _, err := b.raw.CreateObject(s, pubT); err != nil {
-			_ = b.raw.DestroyObject(s, priv)
+		if _, err := p.CreateObject(s, pubT); err != nil {
+			_ = p.DestroyObject(s, priv)
 			return err
 		}
 		return nil
 	})
-	h.observe("C_CreateObject", start, err)
 	if err != nil {
 		// Only the return code: the template's values must not reach a log.
 		return nil, h.check(b, fmt.Sprintf("import key %q", id), err)
 	}
-	k, err := h.load(b, id)
+	k, err := h.load(ctx, b, id)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/binary"
 	"errors"
@@ -16,9 +15,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 )
 
@@ -36,36 +33,6 @@ func checkID(id string) error {
 		return errors.New("hsm: empty key id")
 	}
 	return nil
-}
-
-// keyPairTemplates are the attributes of a generated key pair: token
-// objects found by CKA_ID, the private half sensitive and not extractable,
-// usable for signing only.
-func keyPairTemplates(id, label string, rsaKey bool) (pub, priv crypto11.AttributeSet, err error) {
-	pub, priv = crypto11.NewAttributeSet(), crypto11.NewAttributeSet()
-	set := func(a crypto11.AttributeSet, t crypto11.AttributeType, v any) {
-		if err == nil {
-			err = a.Set(t, v)
-		}
-	}
-	for _, a := range []crypto11.AttributeSet{pub, priv} {
-		set(a, crypto11.CkaId, []byte(id))
-		set(a, crypto11.CkaLabel, []byte(label))
-		set(a, crypto11.CkaToken, true)
-	}
-	set(pub, crypto11.CkaPrivate, false)
-	set(pub, crypto11.CkaVerify, true)
-	set(priv, crypto11.CkaPrivate, true)
-	set(priv, crypto11.CkaSign, true)
-	set(priv, crypto11.CkaSensitive, true)
-	set(priv, crypto11.CkaExtractable, false)
-	if rsaKey {
-		set(pub, crypto11.CkaEncrypt, false)
-		set(priv, crypto11.CkaDecrypt, false)
-	} else {
-		set(priv, crypto11.CkaDerive, false)
-	}
-	return pub, priv, err
 }
 
 // Generate creates a key pair in the token. id becomes CKA_ID (its bytes)
@@ -89,37 +56,16 @@ func (h *HSM) Generate(ctx context.Context, id, label string, alg Algorithm) (cr
 	if err != nil {
 		return nil, err
 	}
-	defer b.done()
-	if err := h.refuseExisting(b, id); err != nil {
+	if err := h.refuseExisting(ctx, b, id); err != nil {
 		return nil, err
 	}
 	k := &keySigner{h: h, id: id, alg: alg}
-	r := &resolved{gen: b.gen}
-	start := time.Now()
-	switch {
-	case alg.curve() != nil, alg.rsaBits() > 0:
-		var pub, priv crypto11.AttributeSet
-		pub, priv, err = keyPairTemplates(id, label, alg.rsaBits() > 0)
-		if err != nil {
-			return nil, fmt.Errorf("hsm: generate: %w", err)
-		}
-		var s crypto11.Signer
-		if c := alg.curve(); c != nil {
-			s, err = b.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, c)
-		} else {
-			s, err = b.c11.GenerateRSAKeyPairWithAttributes(pub, priv, alg.rsaBits())
-		}
-		if err == nil {
-			r.c11, k.pub = s, s.Public()
-		}
-	case alg == ED25519:
-		r.ed, k.pub, err = b.generateEd25519(id, label)
-	}
-	h.observe("C_GenerateKeyPair", start, err)
+	priv, pub, err := b.generatePair(ctx, id, label, alg)
 	if err != nil {
 		return nil, h.check(b, fmt.Sprintf("generate %s key %q", alg, id), err)
 	}
-	k.res.Store(r)
+	k.pub = pub
+	k.res.Store(&resolved{gen: b.gen, priv: priv})
 	h.cacheMu.Lock()
 	h.signers[id] = k
 	h.cacheMu.Unlock()
@@ -137,8 +83,8 @@ func (a Algorithm) canonical() Algorithm {
 }
 
 // refuseExisting keeps CKA_ID unique.
-func (h *HSM) refuseExisting(b *backend, id string) error {
-	found, err := h.findByID(b, id, nil)
+func (h *HSM) refuseExisting(ctx context.Context, b *backend, id string) error {
+	found, err := h.findByID(ctx, b, id, nil)
 	if err != nil {
 		return h.check(b, fmt.Sprintf("look up key %q", id), err)
 	}
@@ -149,18 +95,16 @@ func (h *HSM) refuseExisting(b *backend, id string) error {
 }
 
 // findByID finds the objects with CKA_ID id, of one class if class is set.
-func (h *HSM) findByID(b *backend, id string, class *uint) ([]pkcs11.ObjectHandle, error) {
+func (h *HSM) findByID(ctx context.Context, b *backend, id string, class *uint) ([]pkcs11.ObjectHandle, error) {
 	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id))}
 	if class != nil {
 		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, *class))
 	}
 	var out []pkcs11.ObjectHandle
-	start := time.Now()
-	err := b.withSession(func(s pkcs11.SessionHandle) (err error) {
-		out, err = b.find(s, tmpl)
+	err := b.run(ctx, h.cfg.CallTimeout, "C_FindObjects", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) (err error) {
+		out, err = find(p, s, tmpl)
 		return err
 	})
-	h.observe("C_FindObjects", start, err)
 	return out, err
 }
 
@@ -174,10 +118,10 @@ func classPtr(c uint) *uint { return &c }
 // every other call. A module that started no search answers that
 // C_FindObjectsFinal with CKR_OPERATION_NOT_INITIALIZED, which is fine;
 // any other failure of it may leave the search active.
-func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []pkcs11.ObjectHandle, err error) {
-	err = b.raw.FindObjectsInit(s, tmpl)
+func find(p *pkcs11.Ctx, s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []pkcs11.ObjectHandle, err error) {
+	err = p.FindObjectsInit(s, tmpl)
 	defer func() {
-		ferr := b.raw.FindObjectsFinal(s)
+		ferr := p.FindObjectsFinal(s)
 		switch {
 		case ferr == nil, errors.Is(ferr, pkcs11.Error(pkcs11.CKR_OPERATION_NOT_INITIALIZED)):
 		case err == nil:
@@ -190,7 +134,7 @@ func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []
 		return nil, err
 	}
 	for {
-		hs, _, err := b.raw.FindObjects(s, 64)
+		hs, _, err := p.FindObjects(s, 64)
 		if err != nil {
 			return nil, err
 		}
@@ -202,18 +146,16 @@ func (b *backend) find(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (out []
 }
 
 // attrs reads attributes of one object.
-func (h *HSM) attrs(b *backend, o pkcs11.ObjectHandle, types ...uint) ([]*pkcs11.Attribute, error) {
+func (h *HSM) attrs(ctx context.Context, b *backend, o pkcs11.ObjectHandle, types ...uint) ([]*pkcs11.Attribute, error) {
 	tmpl := make([]*pkcs11.Attribute, len(types))
 	for i, t := range types {
 		tmpl[i] = pkcs11.NewAttribute(t, nil)
 	}
 	var out []*pkcs11.Attribute
-	start := time.Now()
-	err := b.withSession(func(s pkcs11.SessionHandle) (err error) {
-		out, err = b.raw.GetAttributeValue(s, o, tmpl)
+	err := b.run(ctx, h.cfg.CallTimeout, "C_GetAttributeValue", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) (err error) {
+		out, err = p.GetAttributeValue(s, o, tmpl)
 		return err
 	})
-	h.observe("C_GetAttributeValue", start, err)
 	return out, err
 }
 
@@ -233,10 +175,9 @@ func (h *HSM) Signer(ctx context.Context, id string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.done()
-	k, err = h.load(b, id)
+	k, err = h.load(ctx, b, id)
 	if errors.Is(err, ErrKeyNotFound) {
-		err = h.confirmAbsent(b, fmt.Sprintf("find key %q", id), err)
+		err = h.confirmAbsent(ctx, b, fmt.Sprintf("find key %q", id), err)
 	}
 	if err != nil {
 		return nil, err
@@ -251,89 +192,28 @@ func (h *HSM) Signer(ctx context.Context, id string) (crypto.Signer, error) {
 }
 
 // load resolves the key pair with CKA_ID id in backend b.
-func (h *HSM) load(b *backend, id string) (*keySigner, error) {
-	privs, err := h.findByID(b, id, classPtr(pkcs11.CKO_PRIVATE_KEY))
+func (h *HSM) load(ctx context.Context, b *backend, id string) (*keySigner, error) {
+	privs, err := h.findByID(ctx, b, id, classPtr(pkcs11.CKO_PRIVATE_KEY))
 	if err != nil {
 		return nil, h.check(b, fmt.Sprintf("find key %q", id), err)
 	}
 	if len(privs) == 0 {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, id)
 	}
-	a, err := h.attrs(b, privs[0], pkcs11.CKA_KEY_TYPE)
+	a, err := h.attrs(ctx, b, privs[0], pkcs11.CKA_KEY_TYPE)
 	if err != nil {
 		return nil, h.check(b, fmt.Sprintf("read key %q", id), err)
 	}
-	k := &keySigner{h: h, id: id}
-	if bytesToUint(a[0].Value) == ckkECEdwards {
-		pub, err := h.edwardsPublic(b, id)
-		if err != nil {
-			return nil, h.check(b, fmt.Sprintf("read public key %q", id), err)
-		}
-		k.alg, k.pub = ED25519, pub
-		k.res.Store(&resolved{gen: b.gen, ed: privs[0]})
-		return k, nil
-	}
-	s, err := h.findPair(b, id)
+	pub, alg, err := h.publicOf(ctx, b, privs[0], id, bytesToUint(a[0].Value))
 	if err != nil {
-		return nil, err
+		return nil, h.check(b, fmt.Sprintf("read public key %q", id), err)
 	}
-	k.pub, k.alg = s.Public(), AlgorithmOf(s.Public())
-	k.res.Store(&resolved{gen: b.gen, c11: s})
-	return k, nil
-}
-
-// findPair asks crypto11 for its signer of the key pair id.
-func (h *HSM) findPair(b *backend, id string) (crypto.Signer, error) {
-	var found []crypto11.Signer
-	op := fmt.Sprintf("find key %q", id)
-	err := h.findWithCrypto11(b, op, id, func() (err error) {
-		found, err = b.c11.FindKeyPairs([]byte(id), nil)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(found) == 0 {
+	if pub == nil {
 		return nil, fmt.Errorf("%w: %q (no key pair with both halves)", ErrKeyNotFound, id)
 	}
-	return found[0], nil
-}
-
-// findWithCrypto11 runs search, a crypto11 search for objects with CKA_ID
-// id.
-//
-// crypto11 v1 does not end a search whose C_FindObjectsInit failed (and
-// FindKeyPairs ignores the failure of its certificate search), then puts
-// the session back in its pool; SoftHSM2 keeps such a search active (see
-// find), and the session answers CKR_OPERATION_ACTIVE to whatever crypto11
-// hands it next: a signature, a wrap. We cannot reach crypto11's sessions,
-// so the search first runs on a session of ours, where it always ends.
-// With CKA_ID alone in the template SoftHSM2 reads (and decrypts) CKA_ID
-// of every private object, which crypto11's templates do at most; so when
-// ours succeeds crypto11's do not fail that way. crypto11 is not asked
-// when ours found nothing. Should crypto11's search fail all the same, its pool may hold
-// the unfinished search: the context is rebuilt.
-func (h *HSM) findWithCrypto11(b *backend, op, id string, search func() error) error {
-	objs, err := h.findByID(b, id, nil)
-	if err != nil {
-		return h.check(b, op, err)
-	}
-	if len(objs) == 0 {
-		return nil
-	}
-	start := time.Now()
-	err = search()
-	h.observe("C_FindObjects", start, err)
-	if err == nil {
-		return nil
-	}
-	if _, ok := returnCode(err); ok && !isHandleInvalid(err) {
-		// A handle that went stale comes from reading an object deleted
-		// meanwhile, after the searches have ended.
-		h.takeDown(b, err)
-		return fmt.Errorf("hsm: %s: %w: %w", op, ErrUnavailable, err)
-	}
-	return h.check(b, op, err)
+	k := &keySigner{h: h, id: id, alg: alg, pub: pub}
+	k.res.Store(&resolved{gen: b.gen, priv: privs[0]})
+	return k, nil
 }
 
 // bytesToUint decodes a CK_ULONG attribute, which the module returns in
@@ -349,8 +229,8 @@ func bytesToUint(v []byte) uint {
 }
 
 // keySigner is the crypto.Signer handed out for a key. It outlives
-// rebuilds of the PKCS#11 context: when the backend generation changed it
-// finds its key again by CKA_ID.
+// rebuilds of the sessions: when the backend generation changed it finds
+// its key again by CKA_ID.
 type keySigner struct {
 	h       *HSM
 	id      string
@@ -364,9 +244,8 @@ type keySigner struct {
 
 // resolved is where a key lives in one backend generation.
 type resolved struct {
-	gen uint64
-	c11 crypto.Signer       // EC and RSA: crypto11's signer
-	ed  pkcs11.ObjectHandle // Ed25519: the private key object
+	gen  uint64
+	priv pkcs11.ObjectHandle
 }
 
 func (k *keySigner) Public() crypto.PublicKey { return k.pub }
@@ -374,8 +253,8 @@ func (k *keySigner) Public() crypto.PublicKey { return k.pub }
 // Sign signs digest (for Ed25519: the message itself, with
 // crypto.Hash(0)). For RSA-PSS, PSSSaltLengthAuto is signed as
 // PSSSaltLengthEqualsHash, which any verifier using Auto accepts. Errors
-// wrap ErrUnavailable while the HSM is being reconnected and ErrKeyNotFound
-// once the key has been deleted.
+// wrap ErrUnavailable while the HSM is being reconnected or does not
+// answer in time, and ErrKeyNotFound once the key has been deleted.
 func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if k.deleted.Load() {
 		return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, ErrKeyNotFound)
@@ -392,23 +271,23 @@ func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 			return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, err)
 		}
 	}
-	b, err := k.h.acquire(nil)
+	ctx := context.Background()
+	b, err := k.h.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer b.done()
 	op := fmt.Sprintf("sign with key %q", k.id)
-	sig, err := k.sign(b, digest, opts)
+	sig, err := k.sign(ctx, b, digest, opts)
 	if isHandleInvalid(err) || errors.Is(err, ErrKeyNotFound) {
 		// Either the token dropped our login (the key is invisible, not
 		// gone), or the handle went stale: the object was re-created or
 		// renumbered. Tell them apart, and in the second case look again.
-		if perr := k.h.loggedIn(b); perr != nil {
+		if perr := k.h.loggedIn(ctx, b); perr != nil {
 			return nil, k.h.check(b, op, perr)
 		}
 		if isHandleInvalid(err) {
 			k.forget()
-			sig, err = k.sign(b, digest, opts)
+			sig, err = k.sign(ctx, b, digest, opts)
 		}
 	}
 	if err != nil {
@@ -438,31 +317,43 @@ func (k *keySigner) checkOpts(digest []byte, opts crypto.SignerOpts) (crypto.Sig
 		return nil, fmt.Errorf("hsm: sign with key %q: digest is %d bytes, %s needs %d", k.id, len(digest), hash, hash.Size())
 	}
 	if o, ok := opts.(*rsa.PSSOptions); ok && o.SaltLength == rsa.PSSSaltLengthAuto {
-		// crypto11 refuses Auto; EqualsHash is what crypto/x509 uses.
+		// EqualsHash is what crypto/x509 uses.
 		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: o.Hash}, nil
 	}
 	return opts, nil
 }
 
-func (k *keySigner) sign(b *backend, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	r, err := k.resolve(b)
+func (k *keySigner) sign(ctx context.Context, b *backend, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	r, err := k.resolve(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	var sig []byte
-	if k.alg == ED25519 {
-		sig, err = b.signEd25519(r.ed, digest)
-	} else {
-		sig, err = r.c11.Sign(rand.Reader, digest, opts)
+	mech, input, err := signMechanism(k.pub, digest, opts)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, err)
 	}
-	k.h.observe("C_Sign", start, err)
-	return sig, err
+	var sig []byte
+	err = b.run(ctx, k.h.cfg.CallTimeout, "C_Sign", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) (err error) {
+		if err = p.SignInit(s, []*pkcs11.Mechanism{mech}, r.priv); err != nil {
+			return err
+		}
+		if sig, err = p.Sign(s, input); err != nil {
+			return operationLeft{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := k.pub.(*ecdsa.PublicKey); ok {
+		return ecdsaDER(sig)
+	}
+	return sig, nil
 }
 
 // resolve returns where the key lives in backend b, finding it again
 // after a rebuild.
-func (k *keySigner) resolve(b *backend) (*resolved, error) {
+func (k *keySigner) resolve(ctx context.Context, b *backend) (*resolved, error) {
 	if r := k.res.Load(); r != nil && r.gen == b.gen {
 		return r, nil
 	}
@@ -471,23 +362,14 @@ func (k *keySigner) resolve(b *backend) (*resolved, error) {
 	if r := k.res.Load(); r != nil && r.gen == b.gen {
 		return r, nil
 	}
-	r := &resolved{gen: b.gen}
-	if k.alg == ED25519 {
-		privs, err := k.h.findByID(b, k.id, classPtr(pkcs11.CKO_PRIVATE_KEY))
-		if err != nil {
-			return nil, err
-		}
-		if len(privs) == 0 {
-			return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, k.id)
-		}
-		r.ed = privs[0]
-	} else {
-		s, err := k.h.findPair(b, k.id)
-		if err != nil {
-			return nil, err
-		}
-		r.c11 = s
+	privs, err := k.h.findByID(ctx, b, k.id, classPtr(pkcs11.CKO_PRIVATE_KEY))
+	if err != nil {
+		return nil, err
 	}
+	if len(privs) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, k.id)
+	}
+	r := &resolved{gen: b.gen, priv: privs[0]}
 	k.res.Store(r)
 	return r, nil
 }
@@ -503,14 +385,13 @@ func (h *HSM) Exists(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer b.done()
 	op := fmt.Sprintf("look up key %q", id)
-	found, err := h.findByID(b, id, nil)
+	found, err := h.findByID(ctx, b, id, nil)
 	if err != nil {
 		return false, h.check(b, op, err)
 	}
 	if len(found) == 0 {
-		return false, h.confirmAbsent(b, op, nil)
+		return false, h.confirmAbsent(ctx, b, op, nil)
 	}
 	return true, nil
 }
@@ -528,17 +409,24 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer b.done()
 	var objs []pkcs11.ObjectHandle
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_SECRET_KEY} {
-		found, err := h.findByID(b, id, classPtr(class))
+		found, err := h.findByID(ctx, b, id, classPtr(class))
 		if err != nil {
 			return h.check(b, fmt.Sprintf("find key %q", id), err)
 		}
 		objs = append(objs, found...)
+		if class == pkcs11.CKO_SECRET_KEY && len(found) > 0 {
+			// A wrapping key may have its HMAC key beside it.
+			mac, err := h.findByID(ctx, b, id+macSuffix, classPtr(class))
+			if err != nil {
+				return h.check(b, fmt.Sprintf("find key %q", id+macSuffix), err)
+			}
+			objs = append(objs, mac...)
+		}
 	}
 	if len(objs) == 0 {
-		if err := h.confirmAbsent(b, fmt.Sprintf("find key %q", id), nil); err != nil {
+		if err := h.confirmAbsent(ctx, b, fmt.Sprintf("find key %q", id), nil); err != nil {
 			return err
 		}
 	}
@@ -548,14 +436,15 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 		delete(h.signers, id)
 	}
 	delete(h.aeads, id)
+	delete(h.aeads, id+macSuffix)
 	h.cacheMu.Unlock()
 	if len(objs) == 0 {
 		return fmt.Errorf("%w: %q", ErrKeyNotFound, id)
 	}
 	for _, o := range objs {
-		start := time.Now()
-		err := b.withSession(func(s pkcs11.SessionHandle) error { return b.raw.DestroyObject(s, o) })
-		h.observe("C_DestroyObject", start, err)
+		err := b.run(ctx, h.cfg.CallTimeout, "C_DestroyObject", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+			return p.DestroyObject(s, o)
+		})
 		if err != nil {
 			return h.check(b, fmt.Sprintf("destroy key %q", id), err)
 		}
@@ -570,35 +459,32 @@ func (h *HSM) List(ctx context.Context) ([]KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.done()
 	var privs []pkcs11.ObjectHandle
-	start := time.Now()
-	err = b.withSession(func(s pkcs11.SessionHandle) (err error) {
-		privs, err = b.find(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)})
+	err = b.run(ctx, h.cfg.CallTimeout, "C_FindObjects", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) (err error) {
+		privs, err = find(p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)})
 		return err
 	})
-	h.observe("C_FindObjects", start, err)
 	if err != nil {
 		return nil, h.check(b, "list keys", err)
 	}
 	out := make([]KeyInfo, 0, len(privs))
 	for _, o := range privs {
-		a, err := h.attrs(b, o, pkcs11.CKA_ID, pkcs11.CKA_LABEL, pkcs11.CKA_KEY_TYPE)
+		a, err := h.attrs(ctx, b, o, pkcs11.CKA_ID, pkcs11.CKA_LABEL, pkcs11.CKA_KEY_TYPE)
 		if err != nil {
-			if isSessionFault(err) {
+			if isSessionFault(err) || errors.Is(err, ErrUnavailable) {
 				return nil, h.check(b, "list keys", err)
 			}
 			continue // destroyed while listing
 		}
 		ki := KeyInfo{ID: string(a[0].Value), Label: string(a[1].Value)}
-		ki.Public, ki.Algorithm, err = h.publicOf(b, o, ki.ID, bytesToUint(a[2].Value))
-		if err != nil && isSessionFault(err) {
+		ki.Public, ki.Algorithm, err = h.publicOf(ctx, b, o, ki.ID, bytesToUint(a[2].Value))
+		if err != nil && (isSessionFault(err) || errors.Is(err, ErrUnavailable)) {
 			return nil, h.check(b, "list keys", err)
 		}
 		out = append(out, ki)
 	}
 	// An empty or short list may only mean the login is gone.
-	if err := h.loggedIn(b); err != nil {
+	if err := h.loggedIn(ctx, b); err != nil {
 		return nil, h.check(b, "list keys", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -606,47 +492,56 @@ func (h *HSM) List(ctx context.Context) ([]KeyInfo, error) {
 }
 
 // publicOf reads the public key of a private key object: RSA from the
-// private object itself, EC and Ed25519 from the public object.
-func (h *HSM) publicOf(b *backend, priv pkcs11.ObjectHandle, id string, keyType uint) (crypto.PublicKey, Algorithm, error) {
+// private object itself, EC and Ed25519 from the public object. A key
+// without a readable public half gives a nil key.
+func (h *HSM) publicOf(ctx context.Context, b *backend, priv pkcs11.ObjectHandle, id string, keyType uint) (crypto.PublicKey, Algorithm, error) {
 	switch keyType {
 	case pkcs11.CKK_RSA:
-		a, err := h.attrs(b, priv, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
+		a, err := h.attrs(ctx, b, priv, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
 		if err != nil {
 			return nil, "", err
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(a[0].Value), E: int(new(big.Int).SetBytes(a[1].Value).Int64())}
 		return pub, AlgorithmOf(pub), nil
 	case pkcs11.CKK_EC:
-		pubs, err := h.findByID(b, id, classPtr(pkcs11.CKO_PUBLIC_KEY))
+		pubs, err := h.findByID(ctx, b, id, classPtr(pkcs11.CKO_PUBLIC_KEY))
 		if err != nil || len(pubs) == 0 {
 			return nil, "", err
 		}
-		a, err := h.attrs(b, pubs[0], pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
+		a, err := h.attrs(ctx, b, pubs[0], pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
 		if err != nil {
 			return nil, "", err
 		}
-		curve, err := curveOf(a[0].Value)
-		if err != nil {
-			return nil, "", err
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		pt, err := ecPoint(a[1].Value, 1+2*size)
-		if err != nil {
-			return nil, "", err
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(curve, pt)
+		pub, err := ecPublic(a[0].Value, a[1].Value)
 		if err != nil {
 			return nil, "", err
 		}
 		return pub, AlgorithmOf(pub), nil
 	case ckkECEdwards:
-		pub, err := h.edwardsPublic(b, id)
+		pub, err := h.edwardsPublic(ctx, b, id)
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil, ED25519, nil
+		}
 		if err != nil {
 			return nil, ED25519, err
 		}
 		return pub, ED25519, nil
 	}
 	return nil, Algorithm(fmt.Sprintf("CKK_0x%X", keyType)), nil
+}
+
+// ecPublic decodes an EC public key from CKA_EC_PARAMS and CKA_EC_POINT.
+func ecPublic(params, point []byte) (*ecdsa.PublicKey, error) {
+	curve, err := curveOf(params)
+	if err != nil {
+		return nil, err
+	}
+	size := (curve.Params().BitSize + 7) / 8
+	pt, err := ecPoint(point, 1+2*size)
+	if err != nil {
+		return nil, err
+	}
+	return ecdsa.ParseUncompressedPublicKey(curve, pt)
 }
 
 // KeyAttributes reads CKA_SENSITIVE and CKA_EXTRACTABLE of the private
@@ -659,10 +554,9 @@ func (h *HSM) KeyAttributes(ctx context.Context, id string) (sensitive, extracta
 	if err != nil {
 		return false, false, err
 	}
-	defer b.done()
 	var objs []pkcs11.ObjectHandle
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_SECRET_KEY} {
-		objs, err = h.findByID(b, id, classPtr(class))
+		objs, err = h.findByID(ctx, b, id, classPtr(class))
 		if err != nil {
 			return false, false, h.check(b, fmt.Sprintf("find key %q", id), err)
 		}
@@ -671,9 +565,9 @@ func (h *HSM) KeyAttributes(ctx context.Context, id string) (sensitive, extracta
 		}
 	}
 	if len(objs) == 0 {
-		return false, false, h.confirmAbsent(b, fmt.Sprintf("find key %q", id), fmt.Errorf("%w: %q", ErrKeyNotFound, id))
+		return false, false, h.confirmAbsent(ctx, b, fmt.Sprintf("find key %q", id), fmt.Errorf("%w: %q", ErrKeyNotFound, id))
 	}
-	a, err := h.attrs(b, objs[0], pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE)
+	a, err := h.attrs(ctx, b, objs[0], pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE)
 	if err != nil {
 		return false, false, h.check(b, fmt.Sprintf("read attributes of key %q", id), err)
 	}

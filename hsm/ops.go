@@ -65,49 +65,6 @@ type SlotInfo struct {
 	Serial       string
 }
 
-// withModule loads module and runs f with the library initialised. If
-// this call initialised it, it finalises it afterwards; if something in
-// the process already had (an open HSM), the library is left alone. f may
-// re-initialise through reinit, which is a no-op when we do not own the
-// library. libMu keeps crypto11 from opening or closing meanwhile.
-func withModule(module string, f func(p *pkcs11.Ctx, reinit func() error) error) error {
-	if module == "" {
-		return errors.New("hsm: no PKCS#11 module given")
-	}
-	libMu.Lock()
-	defer libMu.Unlock()
-	p := pkcs11.New(module)
-	if p == nil {
-		return fmt.Errorf("hsm: cannot load PKCS#11 module %s", module)
-	}
-	defer p.Destroy()
-	owned := false
-	switch err := p.Initialize(); {
-	case err == nil:
-		owned = true
-	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
-	default:
-		return fmt.Errorf("hsm: PKCS#11 module %s did not initialise (for SoftHSM2: does SOFTHSM2_CONF name a readable config whose token directory exists?): %w", module, err)
-	}
-	defer func() {
-		if owned {
-			_ = p.Finalize()
-		}
-	}()
-	reinit := func() error {
-		if !owned {
-			return nil
-		}
-		_ = p.Finalize()
-		if err := p.Initialize(); err != nil {
-			owned = false
-			return fmt.Errorf("hsm: re-initialise PKCS#11 module %s: %w", module, err)
-		}
-		return nil
-	}
-	return f(p, reinit)
-}
-
 func readSlots(p *pkcs11.Ctx) ([]SlotInfo, error) {
 	ids, err := p.GetSlotList(false)
 	if err != nil {

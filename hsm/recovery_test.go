@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -178,8 +177,8 @@ func TestRebuildStopsOnRefusedPIN(t *testing.T) {
 }
 
 // TestRebuildBacksOff makes the first reconnect attempts fail (a token
-// cannot be made to refuse C_Initialize on demand, so Configure is
-// wrapped): attempts are spaced ever further apart, each logs in once,
+// cannot be made to refuse C_Initialize on demand, so a hook fails the
+// opens): attempts are spaced ever further apart, each logs in once,
 // Health says why the HSM is down, and the signer recovers.
 func TestRebuildBacksOff(t *testing.T) {
 	tok := testenv.NewToken(t)
@@ -192,18 +191,17 @@ func TestRebuildBacksOff(t *testing.T) {
 		mu       sync.Mutex
 		attempts []time.Time
 	)
-	real := configure
-	configure = func(c *crypto11.Config) (*crypto11.Context, error) {
+	beforeOpen = func() error {
 		mu.Lock()
 		attempts = append(attempts, time.Now())
 		n := len(attempts)
 		mu.Unlock()
 		if n <= 3 {
-			return nil, fmt.Errorf("failed to initialize module: %w", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT))
+			return fmt.Errorf("failed to initialize module: %w", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT))
 		}
-		return real(c)
+		return nil
 	}
-	t.Cleanup(func() { configure = real })
+	t.Cleanup(func() { beforeOpen = nil })
 
 	p, slot := secondHandle(t, tok)
 	require.NoError(t, p.CloseAllSessions(slot))
@@ -217,7 +215,7 @@ func TestRebuildBacksOff(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	require.Len(t, attempts, 4, "one Configure (one login) per attempt")
+	require.Len(t, attempts, 4, "one open (one login) per attempt")
 	for i := 2; i < len(attempts); i++ {
 		prev, gap := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1])
 		assert.GreaterOrEqual(t, gap, firstRetry<<(i-1), "attempt %d came after %s (previous gap %s)", i+1, gap, prev)

@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -26,27 +25,21 @@ func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer b.done()
 	// One session for the search, the reads and the destructions: a shell
 	// without CKA_TOKEN is a session object to SoftHSM2, and its handle
 	// lives only as long as the session that found it.
 	n := 0
-	err = b.withSession(func(s pkcs11.SessionHandle) error {
+	err = b.run(ctx, h.cfg.KeygenTimeout, "C_FindObjects", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
 		n = 0
-		start := time.Now()
-		objs, err := b.find(s, nil)
-		h.observe("C_FindObjects", start, err)
+		objs, err := find(p, s, nil)
 		if err != nil {
 			return err
 		}
 		for _, o := range objs {
-			if !h.isRemnant(b, s, o) {
+			if !isRemnant(p, s, o) {
 				continue
 			}
-			start := time.Now()
-			err := b.raw.DestroyObject(s, o)
-			h.observe("C_DestroyObject", start, err)
-			if err != nil {
+			if err := p.DestroyObject(s, o); err != nil {
 				if isSessionFault(err) {
 					return err
 				}
@@ -64,13 +57,11 @@ func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 
 // isRemnant says whether o is an empty shell: a key object (or an object
 // whose class cannot be read) without id, label or key material.
-func (h *HSM) isRemnant(b *backend, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) bool {
+func isRemnant(p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) bool {
 	// One attribute per call: a shell may lack any of them, and one
 	// missing attribute fails a whole call.
 	read := func(t uint) ([]byte, bool) {
-		start := time.Now()
-		a, err := b.raw.GetAttributeValue(s, o, []*pkcs11.Attribute{pkcs11.NewAttribute(t, nil)})
-		h.observe("C_GetAttributeValue", start, err)
+		a, err := p.GetAttributeValue(s, o, []*pkcs11.Attribute{pkcs11.NewAttribute(t, nil)})
 		if err != nil || len(a) != 1 {
 			return nil, false
 		}

@@ -55,6 +55,7 @@ type Metrics struct {
 	OCSPAnswers    *prometheus.CounterVec   // status, cache: OCSP answers
 
 	sessions atomic.Pointer[func() (int, int64)]
+	circuit  atomic.Pointer[func() bool]
 	routes   sync.Map // route templates the router registered: string -> struct{}
 }
 
@@ -63,7 +64,8 @@ type Metrics struct {
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // New creates and registers every collector on a fresh registry, together
-// with the Go runtime and process collectors.
+// with the Go runtime and process collectors, and creates at 0 the series
+// the dashboard and the alerts read (baseline.go).
 func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
@@ -152,8 +154,17 @@ func New(version string) *Metrics {
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
-		Help: "Size of the PKCS#11 session pool (0 while the HSM is not open).",
+		Help: "Size of the PKCS#11 session pool (0 while the HSM is not open): the configured pool_size, less what the token refused.",
 	}, func() float64 { n, _ := m.sessionStats(); return float64(n) })
+	circuit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hsmca_hsm_circuit_open",
+		Help: "1 while no work is sent to the token because its calls kept passing their deadline (until a probe is answered), else 0.",
+	}, func() float64 {
+		if f := m.circuit.Load(); f != nil && (*f)() {
+			return 1
+		}
+		return 0
+	})
 	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_sessions_in_use",
 		Help: "PKCS#11 sessions held by operations in progress.",
@@ -164,11 +175,12 @@ func New(version string) *Metrics {
 		m.signingDuration, m.Events, m.hsmCallDuration, m.hsmCallErrors,
 		m.httpRequests, m.httpDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
-		poolSize, inUse,
+		poolSize, inUse, circuit,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 		m.OCSPAnswers,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
+	m.baseline()
 	return m
 }
 
@@ -180,6 +192,15 @@ func (m *Metrics) SetSessionSource(f func() (poolSize int, inUse int64)) {
 		return
 	}
 	m.sessions.Store(&f)
+}
+
+// SetCircuitSource installs the function the circuit-breaker gauge reads.
+func (m *Metrics) SetCircuitSource(f func() bool) {
+	if f == nil {
+		m.circuit.Store(nil)
+		return
+	}
+	m.circuit.Store(&f)
 }
 
 func (m *Metrics) sessionStats() (int, int64) {

@@ -168,6 +168,9 @@ func (e *Core) SetHSM(h HSM) {
 	if sp, ok := h.(interface{ Sessions() (int, int64) }); ok {
 		e.metrics.SetSessionSource(sp.Sessions)
 	}
+	if cb, ok := h.(interface{ BreakerOpen() bool }); ok {
+		e.metrics.SetCircuitSource(cb.BreakerOpen)
+	}
 }
 
 // SetHSMDown records why the HSM is not available yet.

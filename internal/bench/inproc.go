@@ -28,7 +28,7 @@ func withOwnCPU(p Phase, m func() Result) Result {
 	return r
 }
 
-// signLimit measures the HSM alone: the key's crypto11 signer signing a
+// signLimit measures the HSM alone: the key's HSM signer signing a
 // 32-byte SHA-256 digest, in n goroutines.
 func signLimit(ctx context.Context, s crypto.Signer, n int, p Phase) Result {
 	digest := sha256.Sum256([]byte("hsmca bench"))
@@ -38,7 +38,7 @@ func signLimit(ctx context.Context, s crypto.Signer, n int, p Phase) Result {
 			return err
 		}, nil)
 	})
-	r.Op = "in-process sign (crypto11, digest)"
+	r.Op = "in-process sign (HSM signer, digest)"
 	return r
 }
 

@@ -41,6 +41,15 @@ type Config struct {
 		// file is used (default HSMCA_PIN).
 		PINEnv   string `yaml:"pin_env"`
 		PoolSize int    `yaml:"pool_size"`
+		// CallTimeout bounds each PKCS#11 call (default 5s); past it the
+		// request answers 503 at once.
+		CallTimeout time.Duration `yaml:"call_timeout"`
+		// KeygenTimeout bounds key generation (default 60s).
+		KeygenTimeout time.Duration `yaml:"keygen_timeout"`
+		// BreakerThreshold is how many calls in a row may pass their
+		// deadline before no more work is sent to the token until a probe
+		// answers (default 3).
+		BreakerThreshold int `yaml:"breaker_threshold"`
 	} `yaml:"pkcs11"`
 
 	TLS struct {
@@ -138,7 +147,10 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_SLOT", "pkcs11.slot", "slot id, when the token is chosen by slot instead of label"},
 	{"HSMCA_PIN_FILE", "pkcs11.pin_file", "file holding the user PIN (first line)"},
 	{"HSMCA_PIN_ENV", "pkcs11.pin_env", "name of the variable holding the PIN when no file is set (default HSMCA_PIN)"},
-	{"HSMCA_POOL_SIZE", "pkcs11.pool_size", "PKCS#11 sessions kept open (default 16)"},
+	{"HSMCA_POOL_SIZE", "pkcs11.pool_size", "PKCS#11 sessions kept open (default 16; fewer if the token allows fewer)"},
+	{"HSMCA_PKCS11_CALL_TIMEOUT", "pkcs11.call_timeout", "deadline of each PKCS#11 call; past it the request answers 503 (default 5s)"},
+	{"HSMCA_PKCS11_KEYGEN_TIMEOUT", "pkcs11.keygen_timeout", "deadline of a key generation (default 60s)"},
+	{"HSMCA_PKCS11_BREAKER_THRESHOLD", "pkcs11.breaker_threshold", "calls in a row past their deadline before the circuit opens (default 3)"},
 	{"HSMCA_TLS_CERT", "tls.cert", "server certificate PEM; with HSMCA_TLS_KEY, serve HTTPS (TLS 1.2+)"},
 	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
@@ -255,6 +267,25 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		c.OAuth.AccessTokenTTL = d
 	}
+	for _, d := range []struct {
+		env string
+		dst *time.Duration
+	}{{"HSMCA_PKCS11_CALL_TIMEOUT", &c.PKCS11.CallTimeout}, {"HSMCA_PKCS11_KEYGEN_TIMEOUT", &c.PKCS11.KeygenTimeout}} {
+		if v, ok := get(d.env); ok && v != "" {
+			t, err := time.ParseDuration(v)
+			if err != nil || t <= 0 {
+				return fmt.Errorf("config: %s: want a positive duration such as 5s, got %q", d.env, v)
+			}
+			*d.dst = t
+		}
+	}
+	if v, ok := get("HSMCA_PKCS11_BREAKER_THRESHOLD"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("config: HSMCA_PKCS11_BREAKER_THRESHOLD: want a positive number, got %q", v)
+		}
+		c.PKCS11.BreakerThreshold = n
+	}
 	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -349,6 +380,15 @@ func (c *Config) defaults() {
 	}
 	if c.PKCS11.PoolSize == 0 {
 		c.PKCS11.PoolSize = 16
+	}
+	if c.PKCS11.CallTimeout <= 0 {
+		c.PKCS11.CallTimeout = 5 * time.Second
+	}
+	if c.PKCS11.KeygenTimeout <= 0 {
+		c.PKCS11.KeygenTimeout = 60 * time.Second
+	}
+	if c.PKCS11.BreakerThreshold <= 0 {
+		c.PKCS11.BreakerThreshold = 3
 	}
 	if c.AdminSocket == "" {
 		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")

@@ -91,6 +91,10 @@ func HSMConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (hsm.Co
 		PIN:        pin,
 		PoolSize:   cfg.PKCS11.PoolSize,
 		Logger:     log,
+
+		CallTimeout:      cfg.PKCS11.CallTimeout,
+		KeygenTimeout:    cfg.PKCS11.KeygenTimeout,
+		BreakerThreshold: cfg.PKCS11.BreakerThreshold,
 	}
 	if m != nil {
 		hc.Observer = func(function string, d time.Duration, err error) {

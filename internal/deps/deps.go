@@ -4,7 +4,6 @@
 package deps
 
 import (
-	_ "github.com/ThalesGroup/crypto11"
 	_ "github.com/gin-gonic/gin"
 	_ "github.com/google/uuid"
 	_ "github.com/miekg/pkcs11"

@@ -1,6 +1,8 @@
 // Package monitoring checks the Grafana dashboard and the Prometheus rules
 // under deploy/ against a running daemon and a real Prometheus: every panel
-// query must name only metrics the daemon exports and must return data.
+// query must name only metrics the daemon exports and must return data,
+// on a fresh daemon as after traffic, and every series an alert rule reads
+// must exist.
 package monitoring
 
 import (
@@ -8,10 +10,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,11 +26,19 @@ type Query struct {
 	Panel string
 	RefID string
 	Expr  string
+	// NoValue is what the panel shows when its queries return nothing
+	// (Grafana's fieldConfig.defaults.noValue), "" when it shows "No data".
+	NoValue string
 }
 
 type dashboard struct {
 	Panels []struct {
-		Title   string `json:"title"`
+		Title       string `json:"title"`
+		FieldConfig struct {
+			Defaults struct {
+				NoValue string `json:"noValue"`
+			} `json:"defaults"`
+		} `json:"fieldConfig"`
 		Targets []struct {
 			RefID string `json:"refId"`
 			Expr  string `json:"expr"`
@@ -51,7 +64,7 @@ func Queries(raw []byte) ([]Query, error) {
 		}
 		for _, t := range p.Targets {
 			if strings.TrimSpace(t.Expr) != "" {
-				out = append(out, Query{Panel: p.Title, RefID: t.RefID, Expr: t.Expr})
+				out = append(out, Query{Panel: p.Title, RefID: t.RefID, Expr: t.Expr, NoValue: p.FieldConfig.Defaults.NoValue})
 			}
 		}
 	}
@@ -95,47 +108,85 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	return fmt.Sprintf("panel %q query %s (%s): %s", p.Query.Panel, p.Query.RefID, p.Query.Expr, p.Why)
+	return fmt.Sprintf("%q %s (%s): %s", p.Query.Panel, p.Query.RefID, p.Query.Expr, p.Why)
 }
 
 // Check runs every query against Prometheus at promURL and reports the
-// queries that name a metric missing from exported, fail to evaluate, or
-// return no series.
+// queries that name a metric missing from exported, fail to evaluate,
+// return no series, or return only NaN (a ratio of two zeros: the panel
+// draws nothing). A histogram_quantile may be NaN: no observation has no
+// quantile, and 0 would be a false latency.
 func Check(ctx context.Context, promURL string, queries []Query, exported map[string]bool) []Problem {
+	return check(ctx, promURL, queries, exported, false)
+}
+
+// CheckFresh is Check for a daemon that has served nothing but the scrape:
+// a panel may return nothing (and its metric be unexported) only if it
+// says what that means (NoValue, such as CA expiry before any CA exists);
+// every other panel must show a value, 0 where nothing has happened yet.
+func CheckFresh(ctx context.Context, promURL string, queries []Query, exported map[string]bool) []Problem {
+	return check(ctx, promURL, queries, exported, true)
+}
+
+func check(ctx context.Context, promURL string, queries []Query, exported map[string]bool, fresh bool) []Problem {
 	var out []Problem
 	for _, q := range queries {
+		// A panel that says what empty means may be empty on a fresh
+		// daemon; its metric may then not be exported yet either (a
+		// labelled gauge with no series is left out of the exposition).
+		mayBeEmpty := fresh && q.NoValue != ""
 		var missing []string
 		for _, name := range metricName.FindAllString(q.Expr, -1) {
-			if !exported[name] {
+			if !exported[name] && !slices.Contains(missing, name) {
 				missing = append(missing, name)
 			}
 		}
-		if len(missing) > 0 {
+		if len(missing) > 0 && !mayBeEmpty {
 			sort.Strings(missing)
 			out = append(out, Problem{q, "the daemon does not export " + strings.Join(missing, ", ")})
 			continue
 		}
-		n, err := InstantSeries(ctx, promURL, Expand(q.Expr))
+		values, err := Instant(ctx, promURL, Expand(q.Expr))
 		switch {
 		case err != nil:
 			out = append(out, Problem{q, err.Error()})
-		case n == 0:
+		case len(values) == 0 && mayBeEmpty:
+			// The panel shows its NoValue text, not "No data".
+		case len(values) == 0:
 			out = append(out, Problem{q, "no series"})
+		case allNaN(values) && !strings.Contains(q.Expr, "histogram_quantile"):
+			out = append(out, Problem{q, "only NaN (a ratio of nothing?): the panel draws nothing"})
 		}
 	}
 	return out
 }
 
+func allNaN(values []float64) bool {
+	for _, v := range values {
+		if !math.IsNaN(v) {
+			return false
+		}
+	}
+	return true
+}
+
 // InstantSeries evaluates expr now and returns the number of series.
 func InstantSeries(ctx context.Context, promURL, expr string) (int, error) {
+	values, err := Instant(ctx, promURL, expr)
+	return len(values), err
+}
+
+// Instant evaluates expr now and returns the value of each series (one
+// for a scalar).
+func Instant(ctx context.Context, promURL, expr string) ([]float64, error) {
 	u := promURL + "/api/v1/query?" + url.Values{"query": {expr}, "time": {fmt.Sprint(time.Now().Unix())}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
@@ -143,18 +194,46 @@ func InstantSeries(ctx context.Context, promURL, expr string) (int, error) {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 		Data   struct {
-			ResultType string            `json:"resultType"`
-			Result     []json.RawMessage `json:"result"`
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
-		return 0, fmt.Errorf("prometheus answered %d: %.200s", resp.StatusCode, raw)
+		return nil, fmt.Errorf("prometheus answered %d: %.200s", resp.StatusCode, raw)
 	}
 	if body.Status != "success" {
-		return 0, fmt.Errorf("prometheus: %s", body.Error)
+		return nil, fmt.Errorf("prometheus: %s", body.Error)
 	}
-	if body.Data.ResultType == "scalar" {
-		return 1, nil
+	// A sample is [time, "value"]; the value may be "NaN" or "+Inf".
+	var samples [][2]any
+	switch body.Data.ResultType {
+	case "scalar":
+		var s [2]any
+		if err := json.Unmarshal(body.Data.Result, &s); err != nil {
+			return nil, fmt.Errorf("prometheus scalar: %w", err)
+		}
+		samples = append(samples, s)
+	case "vector":
+		var series []struct {
+			Value [2]any `json:"value"`
+		}
+		if err := json.Unmarshal(body.Data.Result, &series); err != nil {
+			return nil, fmt.Errorf("prometheus vector: %w", err)
+		}
+		for _, s := range series {
+			samples = append(samples, s.Value)
+		}
+	default:
+		return nil, fmt.Errorf("prometheus: unexpected result type %q", body.Data.ResultType)
 	}
-	return len(body.Data.Result), nil
+	out := make([]float64, 0, len(samples))
+	for _, s := range samples {
+		str, _ := s[1].(string)
+		v, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			return nil, fmt.Errorf("prometheus value %q: %w", str, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/hsmca/hsmca/internal/daemon"
 	"github.com/hsmca/hsmca/internal/monitoring"
 	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 )
 
@@ -90,18 +92,118 @@ func startDaemon(t *testing.T, tok *testenv.Token) *daemon.Daemon {
 	d, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Shutdown(context.Background()) })
+	// Readiness is probed in-process: until the workload, the daemon
+	// serves nothing but Prometheus's scrapes.
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + d.Addr() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
-		}
+	for len(d.Engine().Readiness(context.Background())) > 0 {
 		require.True(t, time.Now().Before(deadline), "daemon not ready")
 		time.Sleep(100 * time.Millisecond)
 	}
+	return d
+}
+
+// scrape reads the daemon's exposition as Prometheus does.
+func scrape(t *testing.T, d *daemon.Daemon) string {
+	t.Helper()
+	resp, err := http.Get("http://" + d.Addr() + metrics.ScrapeRoute)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	exposition, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(exposition)
+}
+
+// freshDaemon checks the dashboard and the alert rules against a daemon
+// that has served nothing but the scrape: every panel shows a value (0
+// where nothing has happened), every series an alert reads exists, and
+// no alert is pending or firing.
+func freshDaemon(t *testing.T, d *daemon.Daemon, promURL string, queries []monitoring.Query, rules []monitoring.Rule) {
+	ctx := context.Background()
+	// Three scrapes: rate() over the dashboard's 15s needs two samples,
+	// and the rules are evaluated every second meanwhile.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := monitoring.InstantSeries(ctx, promURL, `count_over_time(hsmca_build_info[1m]) >= 3`)
+		if err == nil && n > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "prometheus never scraped the daemon")
+		time.Sleep(200 * time.Millisecond)
+	}
+	exported := monitoring.Exported(scrape(t, d))
+
+	t.Run("every panel shows a value", func(t *testing.T) {
+		for _, p := range monitoring.CheckFresh(ctx, promURL, queries, exported) {
+			t.Error(p)
+		}
+	})
+
+	t.Run("every series an alert reads exists", func(t *testing.T) {
+		absent := map[string]string{
+			"hsmca_ca_certificate_expiry_seconds": "no CA exists yet: nothing expires (a 0 would fire the alert)",
+		}
+		for _, p := range monitoring.CheckRules(ctx, promURL, rules, absent) {
+			t.Error(p)
+		}
+	})
+
+	t.Run("no alert pending or firing", func(t *testing.T) {
+		n, err := monitoring.InstantSeries(ctx, promURL, `ALERTS`)
+		require.NoError(t, err)
+		assert.Zero(t, n, "a series at 0 from the start must not look like a fault")
+	})
+
+	t.Run("the 5xx series from the start is on the scrape route", func(t *testing.T) {
+		n, err := monitoring.InstantSeries(ctx, promURL,
+			fmt.Sprintf(`hsmca_http_requests_total{route=%q,method="GET",code="2xx"} > 0`, metrics.ScrapeRoute))
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+	})
+}
+
+// baselineNamesAreReal checks, after the workload, that the series
+// created at 0 from the start are the ones real traffic counts under: a
+// renamed operation, event or PKCS#11 function would leave a baseline
+// series nobody increments, and the real one would appear with its
+// first increment again.
+func baselineNamesAreReal(t *testing.T, d *daemon.Daemon) {
+	mfs, err := d.Engine().Metrics().Registry.Gather()
+	require.NoError(t, err)
+	labels := func(m *dto.Metric) map[string]string {
+		out := map[string]string{}
+		for _, l := range m.GetLabel() {
+			out[l.GetName()] = l.GetValue()
+		}
+		return out
+	}
+	known := map[string]bool{}
+	for _, f := range metrics.KnownHSMFunctions {
+		known[f] = true
+	}
+	var signed, signEvents float64
+	functions := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := labels(m)
+			switch mf.GetName() {
+			case "hsmca_signing_duration_seconds":
+				if l["operation"] == metrics.BaselineSignOperation && l["key_algorithm"] == metrics.BaselineSignAlgorithm {
+					signed = float64(m.GetHistogram().GetSampleCount())
+				}
+			case "hsmca_events_total":
+				if l["event"] == metrics.BaselineSignEvent && l["stage"] == metrics.StageSuccess {
+					signEvents = m.GetCounter().GetValue()
+				}
+			case "hsmca_hsm_call_duration_seconds":
+				functions++
+				assert.True(t, known[l["function"]], "the HSM layer calls %s: add it to metrics.KnownHSMFunctions", l["function"])
+			}
+		}
+	}
+	assert.Positive(t, signed, "no signature counted under the baseline signing series")
+	assert.Positive(t, signEvents, "no event counted under the baseline event series")
+	assert.Positive(t, functions)
 }
 
 func startPrometheus(t *testing.T, bin, target string) string {
@@ -225,10 +327,24 @@ func TestMonitoringEndToEnd(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 	})
 
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/grafana/hsmca.json"))
+	require.NoError(t, err)
+	queries, err := monitoring.Queries(raw)
+	require.NoError(t, err)
+	require.NotEmpty(t, queries)
+	raw, err = os.ReadFile(filepath.Join(root, "deploy/prometheus/alerts.yml"))
+	require.NoError(t, err)
+	rules, err := monitoring.Rules(raw)
+	require.NoError(t, err)
+	require.Len(t, rules, 8)
+
 	tok := testenv.NewToken(t)
 	d := startDaemon(t, tok)
 	promURL := startPrometheus(t, prometheus, d.Addr())
+	t.Run("fresh daemon", func(t *testing.T) { freshDaemon(t, d, promURL, queries, rules) })
+
 	workload(t, d, tok)
+	t.Run("the series from the start count real traffic", func(t *testing.T) { baselineNamesAreReal(t, d) })
 
 	// Wait until Prometheus has scraped the state after the workload a few
 	// times, so rates and the inventory gauges have samples.
@@ -245,30 +361,22 @@ func TestMonitoringEndToEnd(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	resp, err := http.Get("http://" + d.Addr() + "/metrics")
-	require.NoError(t, err)
-	exposition, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	exposition := scrape(t, d)
 
 	t.Run("metrics lint", func(t *testing.T) {
 		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = bytes.NewReader(exposition)
+		cmd.Stdin = strings.NewReader(exposition)
 		out, err := cmd.CombinedOutput()
 		assert.NoError(t, err, "%s", out)
 		assert.Empty(t, strings.TrimSpace(string(out)), "promtool check metrics findings")
-		for _, line := range strings.Split(string(exposition), "\n") {
+		for _, line := range strings.Split(exposition, "\n") {
 			if strings.HasPrefix(line, "hsmca_") {
 				assert.NotContains(t, line, "acme", "a tenant in a label")
 			}
 		}
 	})
 
-	raw, err := os.ReadFile(filepath.Join(root, "deploy/grafana/hsmca.json"))
-	require.NoError(t, err)
-	queries, err := monitoring.Queries(raw)
-	require.NoError(t, err)
-	require.NotEmpty(t, queries)
-	exported := monitoring.Exported(string(exposition))
+	exported := monitoring.Exported(exposition)
 
 	t.Run("every panel has data", func(t *testing.T) {
 		for _, p := range monitoring.Check(context.Background(), promURL, queries, exported) {

@@ -209,8 +209,8 @@ func defaultSigAlg(pub crypto.PublicKey) (sigAlg, bool) {
 
 func (a sigAlg) opts() crypto.SignerOpts {
 	if a.family == famPSS {
-		// crypto11 refuses PSSSaltLengthAuto; salt = hash length is what
-		// RFC 7518 §3.5 asks for PS256/384/512.
+		// Salt length = hash length is what RFC 7518 §3.5 asks for
+		// PS256/384/512.
 		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: a.hash}
 	}
 	return a.hash // 0 for EdDSA: sign the message itself
