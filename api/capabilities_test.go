@@ -25,10 +25,11 @@ import (
 	"github.com/hsmca/hsmca/store"
 )
 
-// limitedHSM is a SoftHSM2 token that says it lacks what opencryptoki's
-// soft token lacks: every EC and Edwards mechanism and AES-GCM (and,
-// with noPSS, RSA-PSS). Its Generate, Import and Wrap would still work:
-// a refusal proves the family asked the token first.
+// limitedHSM is a SoftHSM2 token that says it lacks every EC and Edwards
+// mechanism, as opencryptoki's soft token does, and any way to wrap
+// secrets (neither AES-GCM nor AES-ECB for the fallback), and with noPSS
+// RSA-PSS. Its Generate, Import and Wrap would still work: a refusal
+// proves the family asked the token first.
 type limitedHSM struct {
 	signer.HSM
 	noPSS bool
@@ -54,7 +55,7 @@ func (l *limitedHSM) SupportsKey(pub crypto.PublicKey) error {
 func (l *limitedHSM) SupportsFeature(f string) error {
 	switch {
 	case f == hsm.FeatureWrap:
-		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM"}
+		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256"}
 	case f == hsm.FeaturePSS && l.noPSS:
 		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_RSA_PKCS_PSS"}
 	}
@@ -66,7 +67,7 @@ func limitedToken(noPSS bool) apitest.Options {
 	return apitest.Options{Engine: func(o *signer.Options) { o.HSM = &limitedHSM{HSM: o.HSM, noPSS: noPSS} }}
 }
 
-// A token without EC and AES-GCM: in every family, what needs them is a
+// A token without EC and secret wrapping: in every family, what needs them is a
 // 400 in the family's envelope naming the mechanism, answered before
 // anything is written (no record, intent, HSM object or quota unit; a
 // FAIL event), and what the token has still works.
@@ -74,7 +75,7 @@ func TestTokenLimitsInEachFamily(t *testing.T) {
 	checkTokenLimits(t, limitedToken(false))
 }
 
-// tokenLimits is one daemon on a token without EC and AES-GCM, with a
+// tokenLimits is one daemon on a token without EC and secret wrapping, with a
 // token of every tenant role and an administrator's certificate.
 type tokenLimits struct {
 	*fixture
@@ -173,12 +174,12 @@ func (f *tokenLimits) pca(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	ca := r.Map(t)["ca_id"].(string)
 
-	// A key made here is kept sealed by AES-GCM: refused; a CSR's key
+	// A key made here is kept sealed by the token: refused; a CSR's key
 	// needs no sealing and is certified by the RSA CA.
 	leaf := map[string]any{"issuer_id": ca, "key_algorithm": "EC256", "distinguished_name": map[string]any{"common_name": "a.example"},
 		"validity": map[string]any{"type": "DAY", "value": 30}, "subject_alternative_names": []map[string]any{{"type": "DNS", "value": "a.example"}}}
 	msg = pcaFail(t, do("POST", pcaCerts, leaf), http.StatusBadRequest, api.PCACodeBadParameter)
-	assert.Contains(t, msg, "the HSM token does not support AES-GCM wrapping (no CKM_AES_GCM)")
+	assert.Contains(t, msg, "the HSM token does not support secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256)")
 	assert.Contains(t, msg, "/v1/private-certificates/csr")
 	f.nothingWritten(t, n+1, "t1", pcasvc.QuotaCertificates, "PCA_CERTIFICATE_ISSUE")
 	r = do("POST", pcaCerts+"/csr", map[string]any{"issuer_id": ca, "validity": map[string]any{"type": "DAY", "value": 1},
@@ -228,7 +229,7 @@ func (f *tokenLimits) apig(t *testing.T) {
 func (f *tokenLimits) accessKeys(t *testing.T) {
 	body := map[string]any{"tenant": "acme", "roles": []string{"ca-operator"}}
 	msg, ps := nativeRefusal(t, f.doAs(f.super, "POST", "/v1/access-keys", body))
-	assert.Equal(t, "the HSM token does not support AES-GCM wrapping (no CKM_AES_GCM); it cannot keep an access key's secret; "+
+	assert.Equal(t, "the HSM token does not support secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256); it cannot keep an access key's secret; "+
 		"use an API token or an OAuth client instead", msg)
 	assert.Empty(t, ps)
 	r := f.doAs(f.admin, "GET", "/v1/access-keys", nil)

@@ -120,8 +120,8 @@ func (e *Core) createAccessKey(ctx context.Context, tenant string, roles []strin
 	if expiresAt != nil && !expiresAt.After(now) {
 		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
 	}
-	// The secret key is kept sealed by the token's AES-GCM: a token
-	// without it can keep none.
+	// The secret key is kept sealed by the token: one that cannot wrap
+	// secrets can keep none.
 	if err := e.SupportsFeature(hsm.FeatureWrap); err != nil {
 		return "", nil, Unsupported(err, "", "", nil, "it cannot keep an access key's secret; use an API token or an OAuth client instead")
 	}

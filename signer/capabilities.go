@@ -21,7 +21,7 @@ func (e *Core) Supports(alg hsm.Algorithm) error {
 }
 
 // SupportsFeature says whether the token can do one of the hsm.Feature*
-// operations (RSA-PSS, the AES-GCM sealing of secrets).
+// operations (RSA-PSS, the sealing of secrets).
 func (e *Core) SupportsFeature(feature string) error {
 	return e.ask(func(h HSM) error { return h.SupportsFeature(feature) })
 }

@@ -18,9 +18,10 @@ import (
 	"github.com/hsmca/hsmca/store"
 )
 
-// noECHSM is a SoftHSM2 token that says it lacks EC, RSA-PSS and AES-GCM,
-// as opencryptoki's soft token does: its Generate, Import and Wrap would
-// still work, so a refusal proves the core asked first.
+// noECHSM is a SoftHSM2 token that says it lacks EC (as opencryptoki's
+// soft token does), RSA-PSS and any way to wrap secrets: its Generate,
+// Import and Wrap would still work, so a refusal proves the core asked
+// first.
 type noECHSM struct {
 	*countingHSM
 }
@@ -35,7 +36,7 @@ func (noECHSM) Supports(alg hsm.Algorithm) error {
 func (h noECHSM) SupportsKey(pub crypto.PublicKey) error { return h.Supports(hsm.AlgorithmOf(pub)) }
 
 func (noECHSM) SupportsFeature(f string) error {
-	return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM"}
+	return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256"}
 }
 
 func TestTokenLimitsRefusedBeforeAnyWrite(t *testing.T) {
@@ -78,10 +79,10 @@ func TestTokenLimitsRefusedBeforeAnyWrite(t *testing.T) {
 	assert.Equal(t, nk.ID, got.Fields[signer.KeyField], "the record keeps its key")
 
 	_, err = c.Seal(ctx, "w", "hsmca/test/w", []byte("secret"), nil)
-	refused(err, "AES-GCM wrapping (no CKM_AES_GCM)")
+	refused(err, "secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256)")
 	assert.Zero(t, h.ensured.Load(), "no wrapping key asked for")
 	_, _, err = c.CreateAccessKey(signer.WithCaller(ctx, signer.Caller{Principal: "ops:test"}), "acme", []string{"admin"}, nil)
-	refused(err, "AES-GCM wrapping")
+	refused(err, "secret wrapping")
 	assert.Contains(t, signer.AsError(err).Msg, "use an API token or an OAuth client instead")
 	keys, err := c.ListAccessKeys(ctx, "")
 	require.NoError(t, err)

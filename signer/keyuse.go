@@ -51,7 +51,7 @@ func (c *Core) Seal(ctx context.Context, wrapKeyID, label string, plaintext, aad
 	if err != nil {
 		return nil, err
 	}
-	// A token without AES-GCM is refused before any call.
+	// A token that cannot wrap secrets is refused before any call.
 	if err := h.SupportsFeature(hsm.FeatureWrap); err != nil {
 		return nil, HSMError(err, "wrapping key")
 	}

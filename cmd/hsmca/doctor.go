@@ -261,17 +261,17 @@ func keySizes(m hsm.Mechanism) string {
 	return fmt.Sprintf("%d-%d%s", m.MinKeySize, m.MaxKeySize, unit)
 }
 
-// sessionLimit words the token's session limit: 0 (or a value no token
-// could mean, such as CK_EFFECTIVELY_INFINITE read wrongly) is none.
+// sessionLimit words the token's session limit: 0 is none.
 func sessionLimit(n int) string {
-	if n == 0 || n > 1<<31 {
+	if n == 0 {
 		return "none"
 	}
 	return sessionNumber(n)
 }
 
+// sessionNumber words a session count: -1 is unknown.
 func sessionNumber(n int) string {
-	if n < 0 || n > 1<<31 {
+	if n < 0 {
 		return "unknown"
 	}
 	return strconv.Itoa(n)

@@ -13,8 +13,9 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 )
 
-// noECToken reads like opencryptoki's soft token: RSA (with PSS) and AES
-// without GCM, no EC, a session limit.
+// noECToken reads like opencryptoki's soft token (RSA with PSS, AES
+// without GCM, no EC), and wraps no secret (no AES-ECB either), with a
+// session limit.
 type noECToken struct{ max, open int }
 
 func (noECToken) Capabilities() *hsm.Capabilities {
@@ -39,7 +40,7 @@ func (noECToken) Supports(alg hsm.Algorithm) error {
 
 func (noECToken) SupportsFeature(f string) error {
 	if f == hsm.FeatureWrap {
-		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM"}
+		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256"}
 	}
 	return nil
 }
@@ -48,7 +49,7 @@ func (n noECToken) TokenInfo(context.Context) (hsm.TokenInfo, error) {
 	return hsm.TokenInfo{MaxSessions: n.max, Sessions: n.open, FreeSessions: n.max - n.open, PoolSize: 16}, nil
 }
 
-// The table of a token without EC or AES-GCM: its mechanisms hsmca uses
+// The table of a token without EC or secret wrapping: its mechanisms hsmca uses
 // (not the others), ✗ lines naming what is missing and what it costs, and
 // a pool larger than the free sessions called out.
 func TestDoctorTokenTable(t *testing.T) {
@@ -74,7 +75,8 @@ func TestDoctorTokenTable(t *testing.T) {
 	assert.Regexp(t, `(?m)^\s+EC256\s+✗ no CKM_EC_KEY_PAIR_GEN$`, s)
 	assert.Regexp(t, `(?m)^\s+RSA2048\s+✓$`, s)
 	assert.Regexp(t, `(?m)^\s+RSA-PSS\s+✓$`, s)
-	assert.Regexp(t, `(?m)^\s+AES-GCM wrapping\s+✗ no CKM_AES_GCM: PCA certificates with a key made by hsmca and access keys refused$`, s)
+	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✗ no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256: `+
+		`PCA certificates with a key made by hsmca and access keys refused$`, s)
 	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit 10, open 4, free 6; hsmca's pool 16 \(more than the 6 the token has free: lower pool_size\)$`, s)
 }
 

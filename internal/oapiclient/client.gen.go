@@ -3423,7 +3423,7 @@ type ClientInterface interface {
 
 	// CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3432,7 +3432,7 @@ type ClientInterface interface {
 
 	// CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4149,7 +4149,7 @@ type ClientInterface interface {
 
 	// IssuePcaCertificateWithBody Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4158,7 +4158,7 @@ type ClientInterface interface {
 
 	// IssuePcaCertificate Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4584,7 +4584,7 @@ func (c *Client) ListAccessKeys(ctx context.Context, params *ListAccessKeysParam
 
 // CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4603,7 +4603,7 @@ func (c *Client) CreateAccessKeyWithBody(ctx context.Context, contentType string
 
 // CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6310,7 +6310,7 @@ func (c *Client) ListPcaCertificates(ctx context.Context, params *ListPcaCertifi
 
 // IssuePcaCertificateWithBody Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes any type of body and a specified content type.
 //
@@ -6329,7 +6329,7 @@ func (c *Client) IssuePcaCertificateWithBody(ctx context.Context, contentType st
 
 // IssuePcaCertificate Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -11531,7 +11531,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11540,7 +11540,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12341,7 +12341,7 @@ type ClientWithResponsesInterface interface {
 
 	// IssuePcaCertificateWithBodyWithResponse Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12350,7 +12350,7 @@ type ClientWithResponsesInterface interface {
 
 	// IssuePcaCertificateWithResponse Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -24074,7 +24074,7 @@ func (c *ClientWithResponses) ListAccessKeysWithResponse(ctx context.Context, pa
 
 // CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24089,7 +24089,7 @@ func (c *ClientWithResponses) CreateAccessKeyWithBodyWithResponse(ctx context.Co
 
 // CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM (AES-GCM): on an HSM token without CKM_AES_GCM the create is 400 naming the mechanism and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25484,7 +25484,7 @@ func (c *ClientWithResponses) ListPcaCertificatesWithResponse(ctx context.Contex
 
 // IssuePcaCertificateWithBodyWithResponse Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25499,7 +25499,7 @@ func (c *ClientWithResponses) IssuePcaCertificateWithBodyWithResponse(ctx contex
 
 // IssuePcaCertificateWithResponse Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM (AES-GCM) and is returned only by export. On an HSM token without CKM_AES_GCM the key cannot be kept: 400 PCA.00020001 naming the mechanism, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

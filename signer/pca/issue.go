@@ -70,7 +70,8 @@ func (s *Service) issueCertificate(ctx context.Context, tenant, id string, in Ce
 		return "", err
 	}
 	// The key is made in software, of any algorithm, but kept sealed by
-	// the token's AES-GCM: a token without it cannot keep one.
+	// the token (AES-GCM, or AES-CTR with an HMAC): a token that can do
+	// neither cannot keep one.
 	if err := s.core.SupportsFeature(hsm.FeatureWrap); err != nil {
 		return "", signer.Unsupported(err, ReasonBadParameter, "", nil,
 			"it cannot keep a generated private key: issue from a CSR (POST /v1/private-certificates/csr) instead")
