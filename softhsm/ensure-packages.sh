@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
 # Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl] [prometheus]
+#        [opencryptoki] [p11kit]
 set -euo pipefail
 
 need=()
@@ -10,6 +11,12 @@ for what in "$@"; do
     redis)   command -v redis-server  >/dev/null 2>&1 || need+=(redis-server) ;;
     openssl) command -v openssl       >/dev/null 2>&1 || need+=(openssl) ;;
     prometheus) { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus) ;;
+    # opencryptoki's software token and its daemon (tests start pkcsslotd).
+    opencryptoki) { [ -x /usr/sbin/pkcsslotd ] && ls /usr/lib/*/pkcs11/libopencryptoki.so >/dev/null 2>&1; } || need+=(opencryptoki) ;;
+    # p11-kit server (p11-kit) and its client module (p11-kit-modules).
+    p11kit)
+      command -v p11-kit >/dev/null 2>&1 || need+=(p11-kit)
+      ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || need+=(p11-kit-modules) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done
