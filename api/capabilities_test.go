@@ -10,12 +10,14 @@ import (
 	"strings"
 	"testing"
 
+	apigmodel "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/apig/v2/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/internal/testpki"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
@@ -67,24 +69,36 @@ func limitedToken(noPSS bool) apitest.Options {
 	return apitest.Options{Engine: func(o *signer.Options) { o.HSM = &limitedHSM{HSM: o.HSM, noPSS: noPSS} }}
 }
 
-// A token without EC and secret wrapping: in every family, what needs them is a
-// 400 in the family's envelope naming the mechanism, answered before
-// anything is written (no record, intent, HSM object or quota unit; a
-// FAIL event), and what the token has still works.
+// A token without EC and secret wrapping: in every family, what needs
+// them is a 400 in the family's envelope naming the mechanism, answered
+// before anything is written (no record, intent, HSM object or quota
+// unit; a FAIL event), and what the token has still works.
 func TestTokenLimitsInEachFamily(t *testing.T) {
-	checkTokenLimits(t, limitedToken(false))
+	checkTokenLimits(t, limitedToken(false), false, false)
 }
 
-// tokenLimits is one daemon on a token without EC and secret wrapping, with a
-// token of every tenant role and an administrator's certificate.
+// The same on opencryptoki's soft token itself, which has no EC and no
+// Ed25519 but wraps secrets (AES-CTR with an HMAC, having no AES-GCM)
+// and signs RSA-PSS: EC256 is a 400 in every family, RSA2048 works, and
+// so do generated PCA leaf keys and access keys.
+func TestTokenLimitsOnOpenCryptoki(t *testing.T) {
+	spec := testenv.NewTokenSpec(t, testenv.TokenOpenCryptoki)
+	checkTokenLimits(t, apitest.Options{Spec: &spec}, true, spec.Shared)
+}
+
+// tokenLimits is one daemon on a token without EC, with a token of every
+// tenant role and an administrator's certificate. wrap says whether the
+// token can wrap secrets; shared, that other tests use the token too (its
+// objects are not counted then).
 type tokenLimits struct {
 	*fixture
-	tok string
+	tok          string
+	wrap, shared bool
 }
 
-func checkTokenLimits(t *testing.T, opts apitest.Options) {
+func checkTokenLimits(t *testing.T, opts apitest.Options, wrap, shared bool) {
 	opts.DTS = []dts.Option{dts.IssuerAltName(testIAN)}
-	f := &tokenLimits{fixture: newFixture(t, "bolt", opts)}
+	f := &tokenLimits{fixture: newFixture(t, "bolt", opts), wrap: wrap, shared: shared}
 	f.tok = f.env.NewToken("t1", signer.RoleAdmin, signer.RoleSigner, signer.RoleCAOperator, signer.RoleDTSProvider)
 	t.Run("keys", f.keys)
 	t.Run("pca", f.pca)
@@ -102,9 +116,9 @@ func (f *tokenLimits) nothingWritten(t *testing.T, objects int, tenant, resource
 	left, err := f.env.Store.ListIntents(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, left, "no intent")
-	ks, err := f.env.HSM.List(ctx)
-	require.NoError(t, err)
-	assert.Len(t, ks, objects, "no HSM object")
+	if !f.shared {
+		assert.Equal(t, objects, f.objects(t), "no HSM object")
+	}
 	if resource != "" {
 		n, err := f.env.Store.QuotaUsage(ctx, tenant, resource)
 		require.NoError(t, err)
@@ -114,8 +128,12 @@ func (f *tokenLimits) nothingWritten(t *testing.T, objects int, tenant, resource
 	assert.Zero(t, counter(t, f.env, event, "SUCCESS"))
 }
 
+// objects counts the token's key objects; -1 on a token other tests use.
 func (f *tokenLimits) objects(t *testing.T) int {
 	t.Helper()
+	if f.shared {
+		return -1
+	}
 	ks, err := f.env.HSM.List(context.Background())
 	require.NoError(t, err)
 	return len(ks)
@@ -174,17 +192,30 @@ func (f *tokenLimits) pca(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	ca := r.Map(t)["ca_id"].(string)
 
-	// A key made here is kept sealed by the token: refused; a CSR's key
-	// needs no sealing and is certified by the RSA CA.
+	// A key made here (in software: EC256 whatever the token) is kept
+	// sealed by the token: refused by a token that cannot wrap secrets; a
+	// CSR's key needs no sealing and is certified by the RSA CA.
 	leaf := map[string]any{"issuer_id": ca, "key_algorithm": "EC256", "distinguished_name": map[string]any{"common_name": "a.example"},
 		"validity": map[string]any{"type": "DAY", "value": 30}, "subject_alternative_names": []map[string]any{{"type": "DNS", "value": "a.example"}}}
-	msg = pcaFail(t, do("POST", pcaCerts, leaf), http.StatusBadRequest, api.PCACodeBadParameter)
-	assert.Contains(t, msg, "the HSM token does not support secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256)")
-	assert.Contains(t, msg, "/v1/private-certificates/csr")
-	f.nothingWritten(t, n+1, "t1", pcasvc.QuotaCertificates, "PCA_CERTIFICATE_ISSUE")
+	if f.wrap {
+		r = do("POST", pcaCerts, leaf)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		id := r.Map(t)["certificate_id"].(string)
+		r = do("POST", pcaCerts+"/"+id+"/export", map[string]any{"type": "OTHER", "is_compressed": "false"})
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		assert.Contains(t, r.Map(t)["private_key"], "PRIVATE KEY", "the sealed key opens")
+	} else {
+		msg = pcaFail(t, do("POST", pcaCerts, leaf), http.StatusBadRequest, api.PCACodeBadParameter)
+		assert.Contains(t, msg, "the HSM token does not support secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256)")
+		assert.Contains(t, msg, "/v1/private-certificates/csr")
+		f.nothingWritten(t, n+1, "t1", pcasvc.QuotaCertificates, "PCA_CERTIFICATE_ISSUE")
+	}
 	r = do("POST", pcaCerts+"/csr", map[string]any{"issuer_id": ca, "validity": map[string]any{"type": "DAY", "value": 1},
 		"csr": csrPEM(t, ecKey(t, elliptic.P256()), "b.example", "b.example")})
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	// The OCSP responder's key is the CA key's algorithm: RSA2048.
+	r = do("POST", pcaCAs+"/"+ca+"/ocsp/switch", map[string]any{"ocsp_switch": true})
+	require.Equal(t, http.StatusNoContent, r.Status, string(r.Body))
 }
 
 func (f *tokenLimits) dts(t *testing.T) {
@@ -223,11 +254,23 @@ func (f *tokenLimits) apig(t *testing.T) {
 	// stays.
 	r = do("PUT", base+"/"+id, certBody("rsa_cert", o.selfSigned("ec", "rsa.example")))
 	requireAPIGError(t, r, http.StatusBadRequest, api.APIGCodeBadValue)
-	assert.Equal(t, n+1, f.objects(t))
+	if !f.shared {
+		assert.Equal(t, n+1, f.objects(t))
+	}
 }
 
 func (f *tokenLimits) accessKeys(t *testing.T) {
 	body := map[string]any{"tenant": "acme", "roles": []string{"ca-operator"}}
+	if f.wrap {
+		// The secret key is sealed, and opened to check a signed request.
+		r := f.doAs(f.super, "POST", "/v1/access-keys", body)
+		require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+		created := r.Map(t)
+		c := apigClient(t, f.env.Server.URL, created["access_key"].(string), created["secret_key"].(string), "acme")
+		_, err := c.ListCertificatesV2(&apigmodel.ListCertificatesV2Request{})
+		require.NoError(t, err)
+		return
+	}
 	msg, ps := nativeRefusal(t, f.doAs(f.super, "POST", "/v1/access-keys", body))
 	assert.Equal(t, "the HSM token does not support secret wrapping (no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256); it cannot keep an access key's secret; "+
 		"use an API token or an OAuth client instead", msg)

@@ -248,15 +248,18 @@ func unsupportedReason(err error) string {
 }
 
 // keySizes is a mechanism's key size range as the token reports it: bits
-// for RSA and EC, bytes for AES and secret keys (PKCS#11 leaves the unit
-// to the mechanism).
+// for RSA and EC, bytes for AES, no unit for the others (PKCS#11 leaves
+// the unit to the mechanism).
 func keySizes(m hsm.Mechanism) string {
 	if m.MinKeySize == 0 && m.MaxKeySize == 0 {
 		return "-"
 	}
-	unit := " bits"
-	if strings.Contains(m.Name, "AES") || strings.Contains(m.Name, "SECRET") || strings.Contains(m.Name, "HMAC") {
+	unit := ""
+	switch n := strings.TrimPrefix(m.Name, "CKM_"); {
+	case strings.Contains(n, "AES"):
 		unit = " bytes"
+	case strings.Contains(n, "RSA"), strings.HasPrefix(n, "EC"), strings.HasPrefix(n, "EDDSA"):
+		unit = " bits"
 	}
 	return fmt.Sprintf("%d-%d%s", m.MinKeySize, m.MaxKeySize, unit)
 }

@@ -9,8 +9,10 @@ import (
 
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/testenv"
 )
 
 // noECToken reads like opencryptoki's soft token (RSA with PSS, AES
@@ -97,4 +99,26 @@ func TestDoctorTokenWithoutKeysFails(t *testing.T) {
 		return err == nil
 	})
 	assert.Equal(t, []string{"algorithms: the token offers none of the key algorithms hsmca uses"}, failed)
+}
+
+// On opencryptoki's soft token: no EC or Ed25519, RSA-PSS and secret
+// wrapping (AES-CTR with an HMAC) there, an RSA2048 test signature, no
+// session limit.
+func TestDoctorOnOpenCryptoki(t *testing.T) {
+	spec := testenv.NewTokenSpec(t, testenv.TokenOpenCryptoki)
+	isolateModule(t, spec.Module, spec.Label, spec.PINFile)
+	code, stdout, stderr := cli("doctor")
+	require.Equal(t, 0, code, stdout+stderr)
+	t.Log("\n" + stdout)
+	assert.Regexp(t, `(?m)^ok\s+token\s+"`+spec.Label+`" in slot 3 \(IBM`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+test signature\s+RSA2048 key made, its signature verifies, key destroyed$`, stdout)
+	assert.Regexp(t, `(?m)^\s+CKM_RSA_PKCS_PSS\s+1024-4096 bits\s+sign verify`, stdout)
+	assert.NotRegexp(t, `(?m)^\s+CKM_EC`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+algorithms\s+RSA2048, RSA3072, RSA4096$`, stdout)
+	assert.Regexp(t, `(?m)^\s+EC256\s+✗ no CKM_EC_KEY_PAIR_GEN$`, stdout)
+	assert.Regexp(t, `(?m)^\s+ED25519\s+✗ no CKM_EC_EDWARDS_KEY_PAIR_GEN$`, stdout)
+	assert.Regexp(t, `(?m)^\s+RSA-PSS\s+✓$`, stdout)
+	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✓$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit none, `, stdout)
+	assert.NotContains(t, stdout+stderr, spec.PIN)
 }

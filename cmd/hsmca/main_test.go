@@ -31,6 +31,12 @@ func cli(args ...string) (code int, stdout, stderr string) {
 // isolate points every HSMCA_* variable at a fresh data dir and token.
 func isolate(t *testing.T, tok *testenv.Token) string {
 	t.Helper()
+	return isolateModule(t, tok.Module, tok.Label, tok.PINFile)
+}
+
+// isolateModule is isolate for a token of any module.
+func isolateModule(t *testing.T, module, label, pinFile string) string {
+	t.Helper()
 	for _, e := range config.Env {
 		if _, ok := os.LookupEnv(e.Name); ok {
 			t.Setenv(e.Name, "")
@@ -39,9 +45,9 @@ func isolate(t *testing.T, tok *testenv.Token) string {
 	}
 	dir := t.TempDir()
 	t.Setenv("HSMCA_DATA_DIR", dir)
-	t.Setenv("HSMCA_PKCS11_MODULE", tok.Module)
-	t.Setenv("HSMCA_TOKEN_LABEL", tok.Label)
-	t.Setenv("HSMCA_PIN_FILE", tok.PINFile)
+	t.Setenv("HSMCA_PKCS11_MODULE", module)
+	t.Setenv("HSMCA_TOKEN_LABEL", label)
+	t.Setenv("HSMCA_PIN_FILE", pinFile)
 	t.Setenv("HSMCA_LISTEN_ADDR", "127.0.0.1:0")
 	return dir
 }

@@ -57,6 +57,10 @@ type Env struct {
 type Options struct {
 	// Token reuses an existing SoftHSM2 token (default: a fresh one).
 	Token *testenv.Token
+	// Spec, when set, is the token instead: a row of the token matrix
+	// (opencryptoki's soft token, SoftHSM2 behind p11-kit). Env.Token is
+	// then nil.
+	Spec *testenv.TokenSpec
 	// RedisURL reuses an existing redis-server (default: a fresh one).
 	Redis *testenv.Redis
 	// Configure adjusts router options before the server starts.
@@ -83,7 +87,7 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	e := &Env{T: t, Backend: backend, Logs: &LogBuffer{}}
 	e.Token = o.Token
-	if e.Token == nil {
+	if e.Token == nil && o.Spec == nil {
 		e.Token = testenv.NewToken(t)
 	}
 	var err error
@@ -106,7 +110,13 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	}
 	require.NoError(t, err)
 	log := slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.HSM, err = hsm.Open(hsm.Config{Module: e.Token.Module, TokenLabel: e.Token.Label, PIN: e.Token.PIN, Logger: log})
+	hc := hsm.Config{Logger: log}
+	if o.Spec != nil {
+		hc.Module, hc.TokenLabel, hc.PIN = o.Spec.Module, o.Spec.Label, o.Spec.PIN
+	} else {
+		hc.Module, hc.TokenLabel, hc.PIN = e.Token.Module, e.Token.Label, e.Token.PIN
+	}
+	e.HSM, err = hsm.Open(hc)
 	require.NoError(t, err)
 	e.Metrics = metrics.New("test")
 	// The listener is bound first, so that the public base URL can be the
