@@ -263,3 +263,11 @@ func (c *Capabilities) Algorithms() []Algorithm {
 	}
 	return out
 }
+
+// AllAlgorithms lists every algorithm hsmca knows, whatever the token
+// supports.
+func AllAlgorithms() []Algorithm { return append([]Algorithm(nil), algorithms...) }
+
+// SupportsKey is Supports for a key like pub about to be imported; RSA
+// keys of any size are checked against the token's range.
+func (h *HSM) SupportsKey(pub crypto.PublicKey) error { return h.caps.Load().Key(pub) }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -118,6 +119,11 @@ func (e *Core) createAccessKey(ctx context.Context, tenant string, roles []strin
 	now := e.now().UTC().Truncate(time.Second)
 	if expiresAt != nil && !expiresAt.After(now) {
 		return "", nil, Invalid("expires_at", expiresAt.Format(time.RFC3339), "must be in the future")
+	}
+	// The secret key is kept sealed by the token: one that cannot wrap
+	// secrets can keep none.
+	if err := e.SupportsFeature(hsm.FeatureWrap); err != nil {
+		return "", nil, Unsupported(err, "", "", nil, "it cannot keep an access key's secret; use an API token or an OAuth client instead")
 	}
 	id, err := randomAlnum(accessKeyIDLen, upperDigits)
 	if err != nil {

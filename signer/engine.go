@@ -29,6 +29,13 @@ type HSM interface {
 	EnsureWrappingKey(ctx context.Context, id, label string) error
 	Wrap(ctx context.Context, wrapID string, plaintext, aad []byte) ([]byte, error)
 	Unwrap(ctx context.Context, wrapID string, blob, aad []byte) ([]byte, error)
+	// Supports, SupportsFeature and SupportsKey say whether the token has
+	// the mechanisms an algorithm, a feature (hsm.FeaturePSS,
+	// hsm.FeatureWrap) or an imported key needs: nil, or an error
+	// wrapping hsm.ErrUnsupported naming what is missing.
+	Supports(alg hsm.Algorithm) error
+	SupportsFeature(feature string) error
+	SupportsKey(pub crypto.PublicKey) error
 }
 
 // Options configure a Core.

@@ -73,6 +73,12 @@ func (e *Core) putIntent(ctx context.Context, tenant, kind, resource, op string,
 //
 // An RSA key pair takes its turn in the heavy-work pool (heavy.go) first.
 func (e *Core) GenerateKey(ctx context.Context, tenant, kind, resourceID string, alg hsm.Algorithm) (*NewKey, error) {
+	// A token without the algorithm's mechanisms is refused before the
+	// turn in the pool and the intent (again in newKeyOnce, against the
+	// HSM it then uses).
+	if err := e.Supports(alg); err != nil {
+		return nil, err
+	}
 	if isRSAAlgorithm(alg) {
 		release, err := e.heavyWork.acquire(ctx, heavyTenant(tenant), HeavyHSMRSAKey)
 		if err != nil {
@@ -80,20 +86,29 @@ func (e *Core) GenerateKey(ctx context.Context, tenant, kind, resourceID string,
 		}
 		defer release()
 	}
-	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
-		return h.Generate(ctx, id, label, alg)
-	})
+	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM) error { return h.Supports(alg) },
+		func(h HSM, id, label string) (crypto.Signer, error) { return h.Generate(ctx, id, label, alg) })
 }
 
 // ImportKey is GenerateKey for a private key supplied by the caller, which
 // becomes a sensitive, non-extractable HSM object.
 func (e *Core) ImportKey(ctx context.Context, tenant, kind, resourceID string, key crypto.PrivateKey) (*NewKey, error) {
-	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM, id, label string) (crypto.Signer, error) {
-		return h.Import(ctx, id, label, key)
-	})
+	return e.newKey(ctx, tenant, kind, resourceID, func(h HSM) error { return supportsPrivate(h, key) },
+		func(h HSM, id, label string) (crypto.Signer, error) { return h.Import(ctx, id, label, key) })
 }
 
-func (e *Core) newKey(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+// supportsPrivate checks the token takes key; a key that is no signer is
+// left to the import, which refuses it.
+func supportsPrivate(h HSM, key crypto.PrivateKey) error {
+	if s, ok := key.(crypto.Signer); ok {
+		return h.SupportsKey(s.Public())
+	}
+	return nil
+}
+
+// newKey creates a key with create under an intent; check, run first,
+// refuses what the token cannot do before the intent is written.
+func (e *Core) newKey(ctx context.Context, tenant, kind, resourceID string, check func(HSM) error, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	// SoftHSM2 fails an object creation now and then after a crash of an
 	// earlier process on the token (CKR_GENERAL_ERROR, even
 	// CKR_TEMPLATE_INCONSISTENT for a template that works otherwise;
@@ -102,7 +117,7 @@ func (e *Core) newKey(ctx context.Context, tenant, kind, resourceID string, crea
 	// another, under a fresh CKA_ID and intent, is safe.
 	delay := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		nk, err := e.newKeyOnce(ctx, tenant, kind, resourceID, create)
+		nk, err := e.newKeyOnce(ctx, tenant, kind, resourceID, check, create)
 		if err == nil || !transientCreateError(err) || attempt == maxCreateAttempts {
 			return nk, err
 		}
@@ -130,10 +145,13 @@ func transientCreateError(err error) bool {
 	return false
 }
 
-func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
+func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, check func(HSM) error, create func(HSM, string, string) (crypto.Signer, error)) (*NewKey, error) {
 	h, err := e.HSM()
 	if err != nil {
 		return nil, err
+	}
+	if err := check(h); err != nil {
+		return nil, HSMError(err, "key")
 	}
 	// A token known to be away is refused before anything is written:
 	// during an outage every request would otherwise leave an intent.
@@ -239,6 +257,9 @@ func (e *Core) ReplaceKey(ctx context.Context, rec *store.Record, key crypto.Pri
 	h, err := e.HSM()
 	if err != nil {
 		return err
+	}
+	if err := supportsPrivate(h, key); err != nil {
+		return HSMError(err, "key")
 	}
 	oldID := rec.Fields[KeyField]
 	nk := &NewKey{ID: NewKeyID(), Tenant: rec.Tenant}

@@ -25,6 +25,9 @@ import (
 // An RSA key pair takes its turn in the heavy-work pool first.
 func (e *Core) RotateKey(ctx context.Context, rec *store.Record, alg hsm.Algorithm,
 	apply func(next *store.Record, s crypto.Signer) error) error {
+	if err := e.Supports(alg); err != nil {
+		return err
+	}
 	if isRSAAlgorithm(alg) {
 		release, err := e.heavyWork.acquire(ctx, heavyTenant(rec.Tenant), HeavyHSMRSAKey)
 		if err != nil {
@@ -35,6 +38,9 @@ func (e *Core) RotateKey(ctx context.Context, rec *store.Record, alg hsm.Algorit
 	h, err := e.HSM()
 	if err != nil {
 		return err
+	}
+	if err := h.Supports(alg); err != nil {
+		return HSMError(err, "key")
 	}
 	oldID := rec.Fields[KeyField]
 	nk := &NewKey{ID: NewKeyID(), Tenant: rec.Tenant}

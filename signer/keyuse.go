@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"time"
 
+	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/signer/issuance"
 )
 
@@ -49,6 +50,10 @@ func (c *Core) Seal(ctx context.Context, wrapKeyID, label string, plaintext, aad
 	h, err := c.HSM()
 	if err != nil {
 		return nil, err
+	}
+	// A token that cannot wrap secrets is refused before any call.
+	if err := h.SupportsFeature(hsm.FeatureWrap); err != nil {
+		return nil, HSMError(err, "wrapping key")
 	}
 	k := wrapKeyOf{h: h, id: wrapKeyID}
 	if _, ok := c.wrapKnown.Load(k); !ok {

@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hsmca/hsmca/hsm"
@@ -91,8 +95,9 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 		h, err = hsm.Open(hc)
 	}
 	if report("login", err, "user PIN accepted") {
-		err := testSignature(ctx, h)
-		report("test signature", err, "ECDSA P-256 signature made in the HSM verifies")
+		alg, err := testSignature(ctx, h)
+		report("test signature", err, string(alg)+" key made, its signature verifies, key destroyed")
+		tokenTable(ctx, h, stdout, report)
 		h.Close()
 	}
 	storeCheck()
@@ -102,24 +107,175 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// testSignature makes a throw-away key, signs, verifies and destroys it.
-func testSignature(ctx context.Context, h *hsm.HSM) error {
+// testSignature makes a throw-away key of the first algorithm the
+// token offers (EC256 if it can), signs, verifies and destroys it.
+func testSignature(ctx context.Context, h *hsm.HSM) (hsm.Algorithm, error) {
+	algs := h.Capabilities().Algorithms()
+	if len(algs) == 0 {
+		return "", errors.New("the token offers none of the key algorithms hsmca uses (see algorithms below)")
+	}
+	alg := algs[0]
+	for _, a := range []hsm.Algorithm{hsm.EC256, hsm.RSA2048} {
+		if h.Supports(a) == nil {
+			alg = a
+			break
+		}
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := "hsmca-doctor-" + hex.EncodeToString(b[:])
-	s, err := h.Generate(ctx, id, "hsmca/doctor", hsm.EC256)
+	s, err := h.Generate(ctx, id, "hsmca/doctor", alg)
 	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+		return alg, fmt.Errorf("generate %s: %w", alg, err)
 	}
 	defer h.Delete(ctx, id)
-	digest := sha256.Sum256([]byte("hsmca doctor"))
-	sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+	msg := []byte("hsmca doctor")
+	digest := sha256.Sum256(msg)
+	var (
+		sig []byte
+		ok  bool
+	)
+	switch pub := s.Public().(type) {
+	case ed25519.PublicKey:
+		if sig, err = s.Sign(rand.Reader, msg, crypto.Hash(0)); err == nil {
+			ok = ed25519.Verify(pub, msg, sig)
+		}
+	case *ecdsa.PublicKey:
+		if sig, err = s.Sign(rand.Reader, digest[:], crypto.SHA256); err == nil {
+			ok = ecdsa.VerifyASN1(pub, digest[:], sig)
+		}
+	case *rsa.PublicKey:
+		if sig, err = s.Sign(rand.Reader, digest[:], crypto.SHA256); err == nil {
+			ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("sign: %w", err)
+		return alg, fmt.Errorf("sign with %s: %w", alg, err)
 	}
-	pub, ok := s.Public().(*ecdsa.PublicKey)
-	if !ok || !ecdsa.VerifyASN1(pub, digest[:], sig) {
-		return errors.New("the signature does not verify with the key's public key")
+	if !ok {
+		return alg, errors.New("the signature does not verify with the key's public key")
 	}
-	return nil
+	return alg, nil
+}
+
+// token is what the doctor reads of an open token; *hsm.HSM is one.
+type token interface {
+	Capabilities() *hsm.Capabilities
+	Supports(alg hsm.Algorithm) error
+	SupportsFeature(feature string) error
+	TokenInfo(ctx context.Context) (hsm.TokenInfo, error)
+}
+
+// what needs each feature, for the table's ✗ lines.
+var featureUsers = map[string]string{
+	hsm.FeaturePSS:  "keys API PS256/PS384/PS512 refused",
+	hsm.FeatureWrap: "PCA certificates with a key made by hsmca and access keys refused",
+}
+
+// tokenTable prints what the token can do for hsmca: the mechanisms hsmca
+// uses that it has (key sizes, operations), each algorithm and feature
+// (✓, or ✗ and the missing mechanism), and its session limits. A token
+// that lacks some is fine; one offering no key algorithm fails.
+func tokenTable(ctx context.Context, h token, w io.Writer, report func(string, error, string) bool) {
+	caps := h.Capabilities()
+	var used []hsm.Mechanism
+	total := 0
+	if caps != nil {
+		total = len(caps.Mechanisms)
+		for _, m := range caps.Mechanisms {
+			// hsm names the mechanisms hsmca uses; others keep a code.
+			if !strings.HasPrefix(m.Name, "CKM_0x") {
+				used = append(used, m)
+			}
+		}
+	}
+	report("mechanisms", nil, fmt.Sprintf("the token lists %d; the %d hsmca uses:", total, len(used)))
+	fmt.Fprintf(w, "      %-28s %-20s %s\n", "MECHANISM", "KEY SIZES", "USES")
+	for _, m := range used {
+		fmt.Fprintf(w, "      %-28s %-20s %s\n", m.Name, keySizes(m), strings.Join(m.Uses(), " "))
+	}
+
+	var offered []string
+	type row struct{ name, mark string }
+	var rows []row
+	for _, a := range hsm.AllAlgorithms() {
+		if err := h.Supports(a); err != nil {
+			rows = append(rows, row{string(a), "✗ " + unsupportedReason(err)})
+			continue
+		}
+		offered = append(offered, string(a))
+		rows = append(rows, row{string(a), "✓"})
+	}
+	for _, f := range []string{hsm.FeaturePSS, hsm.FeatureWrap} {
+		if err := h.SupportsFeature(f); err != nil {
+			rows = append(rows, row{f, "✗ " + unsupportedReason(err) + ": " + featureUsers[f]})
+			continue
+		}
+		rows = append(rows, row{f, "✓"})
+	}
+	var err error
+	if len(offered) == 0 {
+		err = errors.New("the token offers none of the key algorithms hsmca uses")
+	}
+	report("algorithms", err, strings.Join(offered, ", "))
+	for _, r := range rows {
+		fmt.Fprintf(w, "      %-18s %s\n", r.name, r.mark)
+	}
+
+	ti, err := h.TokenInfo(ctx)
+	detail := ""
+	if err == nil {
+		free := sessionNumber(ti.FreeSessions)
+		if sessionLimit(ti.MaxSessions) == "none" {
+			free = "-"
+		}
+		detail = fmt.Sprintf("token limit %s, open %s, free %s; hsmca's pool %d",
+			sessionLimit(ti.MaxSessions), sessionNumber(ti.Sessions), free, ti.PoolSize)
+		if ti.FreeSessions >= 0 && ti.FreeSessions < ti.PoolSize {
+			detail += fmt.Sprintf(" (more than the %d the token has free: lower pool_size)", ti.FreeSessions)
+		}
+	}
+	report("sessions", err, detail)
+}
+
+// unsupportedReason is the missing mechanism an error of Supports names.
+func unsupportedReason(err error) string {
+	var u *hsm.UnsupportedError
+	if errors.As(err, &u) {
+		return u.Reason
+	}
+	return err.Error()
+}
+
+// keySizes is a mechanism's key size range as the token reports it: bits
+// for RSA and EC, bytes for AES, no unit for the others (PKCS#11 leaves
+// the unit to the mechanism).
+func keySizes(m hsm.Mechanism) string {
+	if m.MinKeySize == 0 && m.MaxKeySize == 0 {
+		return "-"
+	}
+	unit := ""
+	switch n := strings.TrimPrefix(m.Name, "CKM_"); {
+	case strings.Contains(n, "AES"):
+		unit = " bytes"
+	case strings.Contains(n, "RSA"), strings.HasPrefix(n, "EC"), strings.HasPrefix(n, "EDDSA"):
+		unit = " bits"
+	}
+	return fmt.Sprintf("%d-%d%s", m.MinKeySize, m.MaxKeySize, unit)
+}
+
+// sessionLimit words the token's session limit: 0 is none.
+func sessionLimit(n int) string {
+	if n == 0 {
+		return "none"
+	}
+	return sessionNumber(n)
+}
+
+// sessionNumber words a session count: -1 is unknown.
+func sessionNumber(n int) string {
+	if n < 0 {
+		return "unknown"
+	}
+	return strconv.Itoa(n)
 }

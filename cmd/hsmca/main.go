@@ -24,7 +24,7 @@ var commands = []command{
 	{"client create", "create OAuth client credentials for POST /oauth/token; prints the client id and secret on stdout", clientCreate},
 	{"admin bootstrap", "create the first superAdministrator from a client certificate", adminBootstrap},
 	{"events verify", "walk each tenant's event hash chain and name the first broken link", eventsVerify},
-	{"doctor", "check module, token, login, a test signature and the store", doctor},
+	{"doctor", "check module, token, login, a test signature, the token's mechanisms and sessions, and the store", doctor},
 	{"ready", "ask a running daemon whether it is ready (for health checks)", ready},
 	{"bench", "measure a daemon on fresh tokens, bolt and redis, against the HSM's in-process limits", benchCmd},
 }

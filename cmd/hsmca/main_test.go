@@ -31,6 +31,12 @@ func cli(args ...string) (code int, stdout, stderr string) {
 // isolate points every HSMCA_* variable at a fresh data dir and token.
 func isolate(t *testing.T, tok *testenv.Token) string {
 	t.Helper()
+	return isolateModule(t, tok.Module, tok.Label, tok.PINFile)
+}
+
+// isolateModule is isolate for a token of any module.
+func isolateModule(t *testing.T, module, label, pinFile string) string {
+	t.Helper()
 	for _, e := range config.Env {
 		if _, ok := os.LookupEnv(e.Name); ok {
 			t.Setenv(e.Name, "")
@@ -39,9 +45,9 @@ func isolate(t *testing.T, tok *testenv.Token) string {
 	}
 	dir := t.TempDir()
 	t.Setenv("HSMCA_DATA_DIR", dir)
-	t.Setenv("HSMCA_PKCS11_MODULE", tok.Module)
-	t.Setenv("HSMCA_TOKEN_LABEL", tok.Label)
-	t.Setenv("HSMCA_PIN_FILE", tok.PINFile)
+	t.Setenv("HSMCA_PKCS11_MODULE", module)
+	t.Setenv("HSMCA_TOKEN_LABEL", label)
+	t.Setenv("HSMCA_PIN_FILE", pinFile)
 	t.Setenv("HSMCA_LISTEN_ADDR", "127.0.0.1:0")
 	return dir
 }
@@ -152,9 +158,17 @@ func TestDoctor(t *testing.T) {
 	isolate(t, tok)
 	code, stdout, stderr := cli("doctor")
 	require.Equal(t, 0, code, stdout+stderr)
-	for _, step := range []string{"config", "public URL", "module", "token", "login", "test signature", "store"} {
+	for _, step := range []string{"config", "public URL", "module", "token", "login", "test signature", "mechanisms",
+		"algorithms", "sessions", "store"} {
 		assert.Regexp(t, `(?m)^ok\s+`+step, stdout)
 	}
+	// SoftHSM2 offers every algorithm and feature; the table names the
+	// mechanisms with their key sizes and uses.
+	assert.Regexp(t, `(?m)^ok\s+test signature\s+EC256 key made`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+algorithms\s+EC256, EC384, EC521, RSA2048, RSA3072, RSA4096, ED25519$`, stdout)
+	assert.Regexp(t, `(?m)^\s+CKM_ECDSA\s+112-521 bits\s+sign verify$`, stdout)
+	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✓$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit .*hsmca's pool 16`, stdout)
 	assert.Regexp(t, `(?m)^ok\s+public URL\s+not set: .*public_base_url \(HSMCA_PUBLIC_BASE_URL\)`, stdout)
 	assert.NotContains(t, stdout+stderr, tok.PIN)
 

@@ -57,8 +57,9 @@ type Env struct {
 type Options struct {
 	// Token reuses an existing SoftHSM2 token (default: a fresh one).
 	Token *testenv.Token
-	// Spec opens a token of the matrix instead (a token behind p11-kit,
-	// opencryptoki's): Token is then nil.
+	// Spec, when set, is the token instead: a row of the token matrix
+	// (opencryptoki's soft token, SoftHSM2 behind p11-kit). Env.Token is
+	// then nil.
 	Spec *testenv.TokenSpec
 	// RedisURL reuses an existing redis-server (default: a fresh one).
 	Redis *testenv.Redis

@@ -1716,7 +1716,9 @@ type Key struct {
 		Kid *string `json:"kid,omitempty"`
 		Kty string  `json:"kty"`
 	} `json:"publicKeyJwk"`
-	PublicKeyPem      string             `json:"publicKeyPem"`
+	PublicKeyPem string `json:"publicKeyPem"`
+
+	// SigningAlgorithms what the key signs with on this HSM token: PS256/384/512 only when it has RSA-PSS
 	SigningAlgorithms []SigningAlgorithm `json:"signingAlgorithms"`
 	State             KeyState           `json:"state"`
 }
@@ -1731,13 +1733,14 @@ type KeyAlgorithm = string
 
 // KeyCreate Example: {"algorithm":"EC256","label":"release signing"}
 type KeyCreate struct {
+	// Algorithm one the HSM token offers (hsmca doctor lists them)
 	Algorithm KeyCreateAlgorithm `json:"algorithm"`
 
 	// Label printable text
 	Label *string `json:"label,omitempty"`
 }
 
-// KeyCreateAlgorithm defines model for KeyCreate.Algorithm.
+// KeyCreateAlgorithm one the HSM token offers (hsmca doctor lists them)
 type KeyCreateAlgorithm string
 
 // KeyList defines model for KeyList.
@@ -3420,7 +3423,7 @@ type ClientInterface interface {
 
 	// CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3429,7 +3432,7 @@ type ClientInterface interface {
 
 	// CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3557,7 +3560,7 @@ type ClientInterface interface {
 
 	// CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3566,7 +3569,7 @@ type ClientInterface interface {
 
 	// CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3613,7 +3616,7 @@ type ClientInterface interface {
 
 	// CreateDtsIntermediateWithBody Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 	//
-	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3622,7 +3625,7 @@ type ClientInterface interface {
 
 	// CreateDtsIntermediate Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 	//
-	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3689,7 +3692,7 @@ type ClientInterface interface {
 
 	// CreateVicalSignerWithBody Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3698,7 +3701,7 @@ type ClientInterface interface {
 
 	// CreateVicalSigner Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3761,12 +3764,16 @@ type ClientInterface interface {
 
 	// CreateKeyWithBody Generate a key in the HSM
 	//
+	// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/keys (the `CreateKey` operationId).
 	CreateKeyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateKey Generate a key in the HSM
+	//
+	// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3797,12 +3804,16 @@ type ClientInterface interface {
 
 	// SignWithKeyWithBody Sign a digest or a message
 	//
+	// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/keys/{id}/sign (the `SignWithKey` operationId).
 	SignWithKeyWithBody(ctx context.Context, id KeyId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SignWithKey Sign a digest or a message
+	//
+	// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3876,7 +3887,7 @@ type ClientInterface interface {
 
 	// CreatePcaCAWithBody Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3885,7 +3896,7 @@ type ClientInterface interface {
 
 	// CreatePcaCA Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4138,7 +4149,7 @@ type ClientInterface interface {
 
 	// IssuePcaCertificateWithBody Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4147,7 +4158,7 @@ type ClientInterface interface {
 
 	// IssuePcaCertificate Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4356,7 +4367,7 @@ type ClientInterface interface {
 
 	// CreateApigCertificateWithBody Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4365,7 +4376,7 @@ type ClientInterface interface {
 
 	// CreateApigCertificate Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4573,7 +4584,7 @@ func (c *Client) ListAccessKeys(ctx context.Context, params *ListAccessKeysParam
 
 // CreateAccessKeyWithBody Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4592,7 +4603,7 @@ func (c *Client) CreateAccessKeyWithBody(ctx context.Context, contentType string
 
 // CreateAccessKey Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4900,7 +4911,7 @@ func (c *Client) ListDtsRoots(ctx context.Context, params *ListDtsRootsParams, r
 
 // CreateDtsRootWithBody Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4919,7 +4930,7 @@ func (c *Client) CreateDtsRootWithBody(ctx context.Context, contentType string, 
 
 // CreateDtsRoot Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5036,7 +5047,7 @@ func (c *Client) ListDtsIntermediates(ctx context.Context, id DtsId, params *Lis
 
 // CreateDtsIntermediateWithBody Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 //
-// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5055,7 +5066,7 @@ func (c *Client) CreateDtsIntermediateWithBody(ctx context.Context, id DtsId, co
 
 // CreateDtsIntermediate Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 //
-// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5212,7 +5223,7 @@ func (c *Client) ListVicalSigners(ctx context.Context, params *ListVicalSignersP
 
 // CreateVicalSignerWithBody Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5231,7 +5242,7 @@ func (c *Client) CreateVicalSignerWithBody(ctx context.Context, contentType stri
 
 // CreateVicalSigner Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5384,6 +5395,8 @@ func (c *Client) ListKeys(ctx context.Context, params *ListKeysParams, reqEditor
 
 // CreateKeyWithBody Generate a key in the HSM
 //
+// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/keys (the `CreateKey` operationId).
@@ -5400,6 +5413,8 @@ func (c *Client) CreateKeyWithBody(ctx context.Context, contentType string, body
 }
 
 // CreateKey Generate a key in the HSM
+//
+// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5480,6 +5495,8 @@ func (c *Client) EnableKey(ctx context.Context, id KeyId, reqEditors ...RequestE
 
 // SignWithKeyWithBody Sign a digest or a message
 //
+// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/keys/{id}/sign (the `SignWithKey` operationId).
@@ -5496,6 +5513,8 @@ func (c *Client) SignWithKeyWithBody(ctx context.Context, id KeyId, contentType 
 }
 
 // SignWithKey Sign a digest or a message
+//
+// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5669,7 +5688,7 @@ func (c *Client) ListPcaCAs(ctx context.Context, params *ListPcaCAsParams, reqEd
 
 // CreatePcaCAWithBody Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5688,7 +5707,7 @@ func (c *Client) CreatePcaCAWithBody(ctx context.Context, contentType string, bo
 
 // CreatePcaCA Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6291,7 +6310,7 @@ func (c *Client) ListPcaCertificates(ctx context.Context, params *ListPcaCertifi
 
 // IssuePcaCertificateWithBody Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes any type of body and a specified content type.
 //
@@ -6310,7 +6329,7 @@ func (c *Client) IssuePcaCertificateWithBody(ctx context.Context, contentType st
 
 // IssuePcaCertificate Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6809,7 +6828,7 @@ func (c *Client) ListApigCertificates(ctx context.Context, projectId ApigProject
 
 // CreateApigCertificateWithBody Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 //
 // Takes any type of body and a specified content type.
 //
@@ -6828,7 +6847,7 @@ func (c *Client) CreateApigCertificateWithBody(ctx context.Context, projectId Ap
 
 // CreateApigCertificate Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -11512,7 +11531,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11521,7 +11540,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 	//
-	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+	// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11663,7 +11682,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11672,7 +11691,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 	//
-	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11727,7 +11746,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsIntermediateWithBodyWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 	//
-	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11736,7 +11755,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDtsIntermediateWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 	//
-	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+	// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11815,7 +11834,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVicalSignerWithBodyWithResponse Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11824,7 +11843,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVicalSignerWithResponse Create a VICAL signer (key in the HSM, CSR)
 	//
-	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+	// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11895,12 +11914,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateKeyWithBodyWithResponse Generate a key in the HSM
 	//
+	// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/keys (the `CreateKey` operationId).
 	CreateKeyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateKeyResponse, error)
 
 	// CreateKeyWithResponse Generate a key in the HSM
+	//
+	// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11939,12 +11962,16 @@ type ClientWithResponsesInterface interface {
 
 	// SignWithKeyWithBodyWithResponse Sign a digest or a message
 	//
+	// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/keys/{id}/sign (the `SignWithKey` operationId).
 	SignWithKeyWithBodyWithResponse(ctx context.Context, id KeyId, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SignWithKeyResponse, error)
 
 	// SignWithKeyWithResponse Sign a digest or a message
+	//
+	// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12024,7 +12051,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePcaCAWithBodyWithResponse Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12033,7 +12060,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePcaCAWithResponse Create a ROOT or SUBORDINATE CA
 	//
-	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+	// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12314,7 +12341,7 @@ type ClientWithResponsesInterface interface {
 
 	// IssuePcaCertificateWithBodyWithResponse Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12323,7 +12350,7 @@ type ClientWithResponsesInterface interface {
 
 	// IssuePcaCertificateWithResponse Issue a certificate with a daemon-generated key
 	//
-	// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+	// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12548,7 +12575,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApigCertificateWithBodyWithResponse Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12557,7 +12584,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApigCertificateWithResponse Import a certificate and its private key
 	//
-	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+	// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -24047,7 +24074,7 @@ func (c *ClientWithResponses) ListAccessKeysWithResponse(ctx context.Context, pa
 
 // CreateAccessKeyWithBodyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24062,7 +24089,7 @@ func (c *ClientWithResponses) CreateAccessKeyWithBodyWithResponse(ctx context.Co
 
 // CreateAccessKeyWithResponse Create an access key and secret key for AK/SK-signed requests to the Huawei families (secret key shown once)
 //
-// The body is a token's. The secret key is stored only sealed by an AES key of the HSM. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
+// The body is a token's. The secret key is stored only sealed by an AES key of the HSM: on an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the create is 400 naming the missing mechanisms and nothing is stored. Clients sign each request as the Huawei Cloud SDKs do (Authorization SDK-HMAC-SHA256 with X-Sdk-Date); see the akSk security scheme.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24312,7 +24339,7 @@ func (c *ClientWithResponses) ListDtsRootsWithResponse(ctx context.Context, para
 
 // CreateDtsRootWithBodyWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24327,7 +24354,7 @@ func (c *ClientWithResponses) CreateDtsRootWithBodyWithResponse(ctx context.Cont
 
 // CreateDtsRootWithResponse Create a managed or unmanaged DTS root CA certificate
 //
-// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Managed (organisationName, the key generated in the HSM and the certificate self-signed by it) or unmanaged (certificatePem, an existing valid CA certificate; no key is held). A managed root's key is EC P-256: on an HSM token without EC it is refused with 400 BadRequest naming EC256 and the missing mechanism (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)), details [], before anything is written. At most 3 roots per tenant (409 beyond). notAfter is at most 20 years from creation, whatever notBefore is (default notBefore + 20 years, cut to that bound); notBefore is not in the past and before that bound. An unmanaged root must be valid now: not expired and not before its notBefore. A managed root is refused with 503 IssuerAlternativeNameNotConfigured while the daemon has neither issuer_alt_name nor public_base_url set. useIntermediateCa (default false, shown on every root) makes a root of the 3-tier model: it issues DTS intermediate CA certificates (/ca/{id}/intermediate) and VICAL signers only under them; a managed one gets basicConstraints pathLen 1 instead of 0, an uploaded one must allow a path length of at least 1. Events ECOSYSTEM_DTS_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24424,7 +24451,7 @@ func (c *ClientWithResponses) ListDtsIntermediatesWithResponse(ctx context.Conte
 
 // CreateDtsIntermediateWithBodyWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 //
-// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24439,7 +24466,7 @@ func (c *ClientWithResponses) CreateDtsIntermediateWithBodyWithResponse(ctx cont
 
 // CreateDtsIntermediateWithResponse Create a DTS intermediate CA certificate under a root created with useIntermediateCa
 //
-// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
+// Under a managed root the daemon generates the key in the HSM and the root signs the certificate (CA, pathLen 0, keyCertSign + cRLSign, the root's IssuerAlternativeName, within the root's validity); the body is then optional and certificatePem must be absent. Under an unmanaged root (MATTR VII's case) certificatePem is required: a CA certificate issued by the root and valid now, no key held; the subject and validity fields must then be absent. A root without useIntermediateCa answers 400 (param id, location path); an inactive or expired managed root 409; the tenant's quota (quotas.dts_intermediate_cas, default 10) 409. A managed intermediate's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written. Events ECOSYSTEM_DTS_INTERMEDIATE_CA_CERTIFICATE_CREATE_{START,SUCCESS,FAIL}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24572,7 +24599,7 @@ func (c *ClientWithResponses) ListVicalSignersWithResponse(ctx context.Context, 
 
 // CreateVicalSignerWithBodyWithResponse Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24587,7 +24614,7 @@ func (c *ClientWithResponses) CreateVicalSignerWithBodyWithResponse(ctx context.
 
 // CreateVicalSignerWithResponse Create a VICAL signer (key in the HSM, CSR)
 //
-// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond).
+// Under a root (caId) or a DTS intermediate CA certificate (intermediateCaId; caId then optional, and if given the intermediate's root); a root with useIntermediateCa requires intermediateCaId. Under a managed, active issuing CA the daemon signs the CSR itself and the answer carries the certificate. A signer under an intermediate carries intermediateCaId and, once it has a certificate, certificateChainPem (the intermediate's certificate, then the root's). At most 5 signers per tenant (409 beyond). A signer's key is EC P-256: on an HSM token without EC, 400 BadRequest naming EC256 and the missing mechanism (details []), before anything is written.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24712,6 +24739,8 @@ func (c *ClientWithResponses) ListKeysWithResponse(ctx context.Context, params *
 
 // CreateKeyWithBodyWithResponse Generate a key in the HSM
 //
+// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/keys (the `CreateKey` operationId).
@@ -24724,6 +24753,8 @@ func (c *ClientWithResponses) CreateKeyWithBodyWithResponse(ctx context.Context,
 }
 
 // CreateKeyWithResponse Generate a key in the HSM
+//
+// algorithm must be one the HSM token offers: one it lacks is 400 with a detail on algorithm naming the missing mechanism and the algorithms the token offers (the HSM token does not support EC256 (no CKM_EC_KEY_PAIR_GEN)); an unknown name is 400 listing the token's. Nothing is written then.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24792,6 +24823,8 @@ func (c *ClientWithResponses) EnableKeyWithResponse(ctx context.Context, id KeyI
 
 // SignWithKeyWithBodyWithResponse Sign a digest or a message
 //
+// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/keys/{id}/sign (the `SignWithKey` operationId).
@@ -24804,6 +24837,8 @@ func (c *ClientWithResponses) SignWithKeyWithBodyWithResponse(ctx context.Contex
 }
 
 // SignWithKeyWithResponse Sign a digest or a message
+//
+// PS256, PS384 and PS512 need RSA-PSS in the HSM token: without CKM_RSA_PKCS_PSS they are 400 with a detail on algorithm naming the mechanism.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24943,7 +24978,7 @@ func (c *ClientWithResponses) ListPcaCAsWithResponse(ctx context.Context, params
 
 // CreatePcaCAWithBodyWithResponse Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -24958,7 +24993,7 @@ func (c *ClientWithResponses) CreatePcaCAWithBodyWithResponse(ctx context.Contex
 
 // CreatePcaCAWithResponse Create a ROOT or SUBORDINATE CA
 //
-// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable.
+// ROOT: key and self-signed certificate now, status ACTIVED; a ROOT ignores path_length, as the public service does, and its certificate has no pathLenConstraint. crl_configuration takes enabled, valid_days, crl_name and obs_bucket_name (stored and shown as given). SUBORDINATE with issuer_id, signature_algorithm and validity: signed now, ACTIVED; without any of them: key generated, status PENDING, CSR exportable. The key is generated in the HSM: a key_algorithm the HSM token lacks is 400 PCA.00020102 naming the missing mechanism and the algorithms it offers, before anything is written.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25449,7 +25484,7 @@ func (c *ClientWithResponses) ListPcaCertificatesWithResponse(ctx context.Contex
 
 // IssuePcaCertificateWithBodyWithResponse Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25464,7 +25499,7 @@ func (c *ClientWithResponses) IssuePcaCertificateWithBodyWithResponse(ctx contex
 
 // IssuePcaCertificateWithResponse Issue a certificate with a daemon-generated key
 //
-// The daemon generates the key pair; the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export.
+// The daemon generates the key pair (in software, any key_algorithm); the private key is stored only wrapped by an AES key that never leaves the HSM and is returned only by export. On an HSM token that cannot wrap secrets (neither CKM_AES_GCM nor AES-CTR from CKM_AES_ECB with CKM_SHA256_HMAC) the key cannot be kept: 400 PCA.00020001 naming the missing mechanisms, before anything is written; issue from a CSR (/v1/private-certificates/csr) instead.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25863,7 +25898,7 @@ func (c *ClientWithResponses) ListApigCertificatesWithResponse(ctx context.Conte
 
 // CreateApigCertificateWithBodyWithResponse Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -25878,7 +25913,7 @@ func (c *ClientWithResponses) CreateApigCertificateWithBodyWithResponse(ctx cont
 
 // CreateApigCertificateWithResponse Import a certificate and its private key
 //
-// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type.
+// The private key is imported into the HSM as a non-extractable, sensitive object and never stored, logged or returned. name: 4 to 50 characters of Chinese characters U+4E00..U+9FA5, English letters, digits and _, starting with an English letter or a Chinese character. algorithm_type (RSA or ECC) is taken from and checked against the certificate's key (SM2 is 400 APIG.2012); cert_content_sign and private_key_sign (the SM2 signing pair) may only be empty or null. The answer carries algorithm_type. A key the HSM token cannot take (EC on a token without EC mechanisms, an RSA size outside its range) is 400 APIG.2012 naming the missing mechanism, before anything is written.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -2,6 +2,7 @@ package apig
 
 import (
 	"context"
+	"crypto"
 	"errors"
 
 	"github.com/hsmca/hsmca/signer"
@@ -73,6 +74,9 @@ func (s *Service) create(ctx context.Context, tenant string, in *Input) (*Certif
 		return nil, "", err
 	}
 	defer encoding.WipeKey(c.key)
+	if err := s.supportsKey(c); err != nil {
+		return nil, "", err
+	}
 	if err := s.checkNameFree(ctx, tenant, c.data.Name, ""); err != nil {
 		return nil, "", err
 	}
@@ -101,6 +105,20 @@ func (s *Service) create(ctx context.Context, tenant string, in *Input) (*Certif
 	}
 	out, err := view(rec)
 	return out, id, err
+}
+
+// supportsKey refuses, before anything is written, a key the token
+// cannot take (an EC key on a token without EC, an RSA size out of its
+// range), naming the missing mechanism.
+func (s *Service) supportsKey(c *checked) error {
+	pub, ok := c.key.(crypto.Signer)
+	if !ok {
+		return nil // checkInput took only signers
+	}
+	if err := s.core.SupportsKey(pub.Public()); err != nil {
+		return signer.Unsupported(err, ReasonBadValue, "private_key", nil, "")
+	}
+	return nil
 }
 
 // checkNameFree fails when another certificate of the tenant has name. It
@@ -223,6 +241,9 @@ func (s *Service) update(ctx context.Context, tenant, id string, in *Input) (*Ce
 		return nil, err
 	}
 	defer encoding.WipeKey(c.key)
+	if err := s.supportsKey(c); err != nil {
+		return nil, err
+	}
 	if err := s.checkNameFree(ctx, tenant, c.data.Name, id); err != nil {
 		return nil, err
 	}

@@ -358,6 +358,9 @@ func (s *Service) createManagedIntermediate(ctx context.Context, tenant string, 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.supportsKeys("a managed intermediate CA has a P-256 key in the HSM"); err != nil {
+		return nil, err
+	}
 	if err := s.quotaFree(ctx, tenant, QuotaIntermediates, intermediateQuotaMsg); err != nil {
 		return nil, err
 	}

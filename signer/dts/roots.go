@@ -227,6 +227,9 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	if err != nil {
 		return nil, &signer.Error{Kind: signer.KindInternal, Msg: "the daemon's issuer_alt_name setting is invalid", Err: err}
 	}
+	if err := s.supportsKeys("a managed DTS root CA has a P-256 key in the HSM; register a root made elsewhere (certificatePem) instead"); err != nil {
+		return nil, err
+	}
 	if err := s.quotaFree(ctx, tenant, QuotaRoots, rootQuotaMsg); err != nil {
 		return nil, err
 	}

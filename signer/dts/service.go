@@ -188,6 +188,17 @@ func (s *Service) quotaFree(ctx context.Context, tenant, resource, msg string) e
 
 // quotaErr is the refusal of a commit the store's quota reservation
 // refused, nil for any other error.
+// supportsKeys refuses, before anything is written, a key the token
+// cannot make: every DTS key is P-256 (keyAlgorithm). The answer names
+// the missing mechanism; no field is at fault. what says which key and
+// what the caller may do instead.
+func (s *Service) supportsKeys(what string) error {
+	if err := s.core.Supports(keyAlgorithm); err != nil {
+		return signer.Unsupported(err, "", "", nil, what)
+	}
+	return nil
+}
+
 func quotaErr(err error, msg string) error {
 	if errors.Is(err, store.ErrQuotaExceeded) {
 		return &signer.Error{Kind: signer.KindQuotaExceeded, Msg: msg, Err: err}

@@ -71,6 +71,9 @@ func (s *Service) createSigner(ctx context.Context, tenant string, in SignerInpu
 	if err != nil {
 		return nil, err
 	}
+	if err := s.supportsKeys("a VICAL signer has a P-256 key in the HSM"); err != nil {
+		return nil, err
+	}
 	if err := s.quotaFree(ctx, tenant, QuotaSigners, signerQuotaMsg); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode"
 
@@ -112,10 +113,19 @@ func (s *Service) Create(ctx context.Context, tenant, algorithm, label string) (
 func (s *Service) create(ctx context.Context, tenant, algorithm, label string) (*Key, string, error) {
 	alg, err := hsm.ParseAlgorithm(algorithm)
 	if err != nil {
-		return nil, "", signer.Invalid("algorithm", algorithm, "must be one of EC256, EC384, EC521, RSA2048, RSA3072, RSA4096, ED25519")
+		msg := "must be one of " + s.algorithmNames()
+		if s.algorithmNames() == "none" {
+			msg = "the HSM token offers no key algorithm"
+		}
+		return nil, "", signer.Invalid("algorithm", algorithm, msg)
 	}
 	if err := checkLabel(label); err != nil {
 		return nil, "", err
+	}
+	// A token without the algorithm is refused before the quota is read
+	// and anything is written.
+	if err := s.core.Supports(alg); err != nil {
+		return nil, "", signer.Unsupported(err, "", "algorithm", algorithm, "it offers "+s.algorithmNames())
 	}
 	// Generating a key is slow and serialised in SoftHSM2: refuse early
 	// when the quota is plainly used up. The reservation in CommitKey
@@ -155,6 +165,19 @@ func (s *Service) create(ctx context.Context, tenant, algorithm, label string) (
 	}
 	k, err := s.view(ctx, rec)
 	return k, id, err
+}
+
+// algorithmNames lists the key algorithms the token offers, for
+// messages: "EC256, EC384, ...", or "none" for a token that has none.
+func (s *Service) algorithmNames() string {
+	names := make([]string, 0, 7)
+	for _, a := range s.core.Algorithms(hsm.AllAlgorithms()) {
+		names = append(names, string(a))
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func quotaErr(limit int64, cause error) error {
@@ -307,7 +330,7 @@ func (s *Service) view(ctx context.Context, rec *store.Record) (*Key, error) {
 		return nil, internal(err)
 	}
 	k.PublicKeyJWK, k.pub = jwk, pub
-	k.SigningAlgorithms = algorithmsFor(pub)
+	k.SigningAlgorithms = s.algorithmsFor(pub)
 	return k, nil
 }
 

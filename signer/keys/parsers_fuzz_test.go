@@ -54,7 +54,7 @@ func FuzzParseSignInput(f *testing.F) {
 			assert.NotEmpty(t, signer.AsError(err).Fields)
 			return
 		}
-		_, tbs, err := r.prepare(&ec.PublicKey)
+		_, tbs, err := r.prepare(&ec.PublicKey, nil)
 		if err != nil {
 			checkRefusal(t, err)
 			return

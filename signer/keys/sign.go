@@ -68,7 +68,7 @@ func (s *Service) sign(ctx context.Context, tenant, id string, in SignInput) (*S
 		return nil, err
 	}
 	pub := hs.Public()
-	alg, input, err := req.prepare(pub)
+	alg, input, err := req.prepare(pub, s.pss())
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,8 @@ func (s *Service) verify(ctx context.Context, tenant, id string, in SignInput) (
 	if err != nil {
 		return false, "", err
 	}
-	alg, input, err := req.prepare(k.pub)
+	// Verification is software: every algorithm that fits the key.
+	alg, input, err := req.prepare(k.pub, nil)
 	if err != nil {
 		return false, "", err
 	}
@@ -296,10 +297,14 @@ func parseSignInput(in SignInput, verify bool) (*signRequest, error) {
 	return r, nil
 }
 
+// pss is nil when the token signs RSA-PSS, else why it does not.
+func (s *Service) pss() error { return s.core.SupportsFeature(hsm.FeaturePSS) }
+
 // prepare picks the algorithm for the key and returns what goes to the
 // signer: the digest (hashing the message when one was sent) or, for
-// EdDSA, the message.
-func (r *signRequest) prepare(pub crypto.PublicKey) (sigAlg, []byte, error) {
+// EdDSA, the message. noPSS, when set, is why the token cannot sign
+// RSA-PSS: a PS* algorithm is then refused with it.
+func (r *signRequest) prepare(pub crypto.PublicKey, noPSS error) (sigAlg, []byte, error) {
 	var alg sigAlg
 	if r.algorithm == "" {
 		a, ok := defaultSigAlg(pub)
@@ -310,12 +315,16 @@ func (r *signRequest) prepare(pub crypto.PublicKey) (sigAlg, []byte, error) {
 	} else {
 		alg, _ = findSigAlg(r.algorithm)
 		if !alg.fits(pub) {
-			names := algorithmsFor(pub)
+			names := algorithmsFor(pub, noPSS)
 			if len(names) == 0 {
 				names = []string{"nothing"}
 			}
 			return alg, nil, signer.Invalid("algorithm", r.algorithm, "does not fit the key; it signs with "+
 				strings.Join(names, ", "))
+		}
+		if alg.family == famPSS && noPSS != nil {
+			return alg, nil, signer.Unsupported(noPSS, "", "algorithm", r.algorithm,
+				"this key signs with "+strings.Join(algorithmsFor(pub, noPSS), ", "))
 		}
 	}
 	if alg.family == famEdDSA {
@@ -340,13 +349,22 @@ func (r *signRequest) prepare(pub crypto.PublicKey) (sigAlg, []byte, error) {
 }
 
 // algorithmsFor lists the names of the algorithms that sign with pub, in
-// table order; none is an empty list.
-func algorithmsFor(pub crypto.PublicKey) []string {
+// table order, leaving out RSA-PSS when noPSS says the token lacks it;
+// none is an empty list.
+func algorithmsFor(pub crypto.PublicKey, noPSS error) []string {
 	out := []string{}
 	for _, a := range signingAlgorithms {
-		if a.fits(pub) {
+		if a.fits(pub) && (a.family != famPSS || noPSS == nil) {
 			out = append(out, a.name)
 		}
 	}
 	return out
+}
+
+// algorithmsFor lists the algorithms the token signs with pub.
+func (s *Service) algorithmsFor(pub crypto.PublicKey) []string {
+	if _, ok := pub.(*rsa.PublicKey); !ok {
+		return algorithmsFor(pub, nil)
+	}
+	return algorithmsFor(pub, s.pss())
 }

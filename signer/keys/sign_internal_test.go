@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
 )
@@ -75,7 +76,7 @@ func TestSigningAlgorithmsRoundTrip(t *testing.T) {
 		for _, alg := range signingAlgorithms {
 			t.Run(name+"/"+alg.name, func(t *testing.T) {
 				req := &signRequest{algorithm: alg.name, message: msg, format: SignatureDER}
-				_, input, err := req.prepare(key.Public())
+				_, input, err := req.prepare(key.Public(), nil)
 				if !alg.fits(key.Public()) {
 					assert.Equal(t, "algorithm", signer.AsError(err).Fields[0].Field)
 					return
@@ -128,7 +129,7 @@ func TestDigestLengthChecked(t *testing.T) {
 		{rk, "", d256[:], true},
 	} {
 		req := &signRequest{algorithm: c.alg, digest: c.digest, isDigest: true}
-		_, input, err := req.prepare(c.key.Public())
+		_, input, err := req.prepare(c.key.Public(), nil)
 		if c.ok {
 			require.NoError(t, err, c.alg)
 			assert.Equal(t, c.digest, input)
@@ -137,4 +138,29 @@ func TestDigestLengthChecked(t *testing.T) {
 			assert.Equal(t, "digest", signer.AsError(err).Fields[0].Field)
 		}
 	}
+}
+
+// A token without RSA-PSS: PS* is refused on the algorithm field naming
+// the mechanism, and left out of what the key is said to sign with.
+func TestPSSRefusedWithoutTheMechanism(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	noPSS := &hsm.UnsupportedError{Feature: hsm.FeaturePSS, Reason: "no CKM_RSA_PKCS_PSS"}
+	req := &signRequest{algorithm: "PS256", message: []byte("m"), format: SignatureDER}
+	_, _, err := req.prepare(rk.Public(), noPSS)
+	e := signer.AsError(err)
+	assert.Equal(t, signer.KindInvalid, e.Kind)
+	require.Len(t, e.Fields, 1)
+	assert.Equal(t, "algorithm", e.Fields[0].Field)
+	assert.Equal(t, "algorithm: the HSM token does not support RSA-PSS (no CKM_RSA_PKCS_PSS); this key signs with RS256, RS384, RS512", e.Msg)
+	assert.ErrorIs(t, err, hsm.ErrUnsupported)
+
+	req = &signRequest{algorithm: "RS256", message: []byte("m"), format: SignatureDER}
+	_, _, err = req.prepare(rk.Public(), noPSS)
+	assert.NoError(t, err, "PKCS#1 v1.5 needs no PSS")
+	assert.Equal(t, []string{"RS256", "RS384", "RS512"}, algorithmsFor(rk.Public(), noPSS))
+	assert.Equal(t, []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, algorithmsFor(rk.Public(), nil))
+
+	req = &signRequest{algorithm: "ES256", message: []byte("m"), format: SignatureDER}
+	_, _, err = req.prepare(rk.Public(), noPSS)
+	assert.ErrorContains(t, err, "does not fit the key; it signs with RS256, RS384, RS512")
 }

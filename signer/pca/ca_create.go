@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/signer/issuance"
@@ -62,7 +63,9 @@ func (s *Service) createCA(ctx context.Context, tenant string, in CACreate) (str
 	if err := in.DN.Check("distinguished_name", true); err != nil {
 		return "", checked(err)
 	}
-	alg, err := parseKeyAlgorithm("key_algorithm", in.KeyAlgorithm)
+	// The key is the HSM's: an algorithm the token lacks is refused here,
+	// before anything is read or written.
+	alg, err := s.parseCAKeyAlgorithm("key_algorithm", in.KeyAlgorithm)
 	if err != nil {
 		return "", err
 	}
@@ -193,6 +196,27 @@ func (s *Service) createCA(ctx context.Context, tenant string, in CACreate) (str
 		}
 	}
 	return id, nil
+}
+
+// parseCAKeyAlgorithm accepts the algorithm of a CA key, which the HSM
+// generates: one of the token's. A known algorithm the token lacks is
+// refused naming the missing mechanism, an unknown one listing the
+// token's.
+func (s *Service) parseCAKeyAlgorithm(field, v string) (hsm.Algorithm, error) {
+	offered := s.core.Algorithms(caKeyAlgorithms)
+	alg, err := parseKeyAlgorithm(field, v)
+	if err != nil {
+		_, err = parseAlgorithmOf(offered, field, v)
+		return "", err
+	}
+	if err := s.core.Supports(alg); err != nil {
+		hint := "the HSM token offers none of " + orList(caKeyAlgorithms)
+		if len(offered) > 0 {
+			hint = "it offers " + orList(offered)
+		}
+		return "", signer.Unsupported(err, ReasonBadKeyAlg, field, v, hint)
+	}
+	return alg, nil
 }
 
 // buildCA makes the certificate (root, or subordinate signed now) or the

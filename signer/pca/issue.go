@@ -69,6 +69,13 @@ func (s *Service) issueCertificate(ctx context.Context, tenant, id string, in Ce
 	if err != nil {
 		return "", err
 	}
+	// The key is made in software, of any algorithm, but kept sealed by
+	// the token (AES-GCM, or AES-CTR with an HMAC): a token that can do
+	// neither cannot keep one.
+	if err := s.core.SupportsFeature(hsm.FeatureWrap); err != nil {
+		return "", signer.Unsupported(err, ReasonBadParameter, "", nil,
+			"it cannot keep a generated private key: issue from a CSR (POST /v1/private-certificates/csr) instead")
+	}
 	hash, err := issuance.CheckHash("signature_algorithm", in.SignatureAlgorithm, false)
 	if err != nil {
 		return "", checked(err)

@@ -101,12 +101,36 @@ func (v *Validity) window(now time.Time, max time.Duration) (time.Time, time.Tim
 var caKeyAlgorithms = []hsm.Algorithm{hsm.RSA2048, hsm.RSA3072, hsm.RSA4096, hsm.EC256, hsm.EC384}
 
 func parseKeyAlgorithm(field, s string) (hsm.Algorithm, error) {
-	for _, a := range caKeyAlgorithms {
+	return parseAlgorithmOf(caKeyAlgorithms, field, s)
+}
+
+// parseAlgorithmOf accepts one of the algorithms of list.
+func parseAlgorithmOf(list []hsm.Algorithm, field, s string) (hsm.Algorithm, error) {
+	for _, a := range list {
 		if string(a) == s {
 			return a, nil
 		}
 	}
-	return "", refused(ReasonBadKeyAlg, field, s, "must be RSA2048, RSA3072, RSA4096, EC256 or EC384")
+	if len(list) == 0 {
+		return "", refused(ReasonBadKeyAlg, field, s, "the HSM token offers none of RSA2048, RSA3072, RSA4096, EC256 and EC384")
+	}
+	return "", refused(ReasonBadKeyAlg, field, s, "must be "+orList(list))
+}
+
+// orList is "A, B or C".
+func orList(list []hsm.Algorithm) string {
+	out := ""
+	for i, a := range list {
+		switch {
+		case i == 0:
+		case i == len(list)-1:
+			out += " or "
+		default:
+			out += ", "
+		}
+		out += string(a)
+	}
+	return out
 }
 
 // checkPathLengthRange validates a requested path length alone; the

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/hsm"
+	"github.com/hsmca/hsmca/internal/testenv"
+)
+
+// noECToken reads like opencryptoki's soft token (RSA with PSS, AES
+// without GCM, no EC), and wraps no secret (no AES-ECB either), with a
+// session limit.
+type noECToken struct{ max, open int }
+
+func (noECToken) Capabilities() *hsm.Capabilities {
+	m := func(code, lo, hi, flags uint) hsm.Mechanism {
+		return hsm.Mechanism{Code: code, Name: hsm.MechanismName(code), MinKeySize: lo, MaxKeySize: hi, Flags: flags}
+	}
+	return &hsm.Capabilities{Mechanisms: []hsm.Mechanism{
+		m(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, 512, 4096, pkcs11.CKF_GENERATE_KEY_PAIR),
+		m(pkcs11.CKM_RSA_PKCS, 512, 4096, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
+		m(pkcs11.CKM_RSA_PKCS_PSS, 1024, 4096, pkcs11.CKF_SIGN),
+		m(pkcs11.CKM_DES3_CBC, 24, 24, pkcs11.CKF_ENCRYPT),
+		m(pkcs11.CKM_AES_KEY_GEN, 16, 32, pkcs11.CKF_GENERATE),
+	}}
+}
+
+func (noECToken) Supports(alg hsm.Algorithm) error {
+	if strings.HasPrefix(string(alg), "RSA") {
+		return nil
+	}
+	return &hsm.UnsupportedError{Feature: string(alg), Reason: "no CKM_EC_KEY_PAIR_GEN"}
+}
+
+func (noECToken) SupportsFeature(f string) error {
+	if f == hsm.FeatureWrap {
+		return &hsm.UnsupportedError{Feature: f, Reason: "no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256"}
+	}
+	return nil
+}
+
+func (n noECToken) TokenInfo(context.Context) (hsm.TokenInfo, error) {
+	return hsm.TokenInfo{MaxSessions: n.max, Sessions: n.open, FreeSessions: n.max - n.open, PoolSize: 16}, nil
+}
+
+// The table of a token without EC or secret wrapping: its mechanisms hsmca uses
+// (not the others), ✗ lines naming what is missing and what it costs, and
+// a pool larger than the free sessions called out.
+func TestDoctorTokenTable(t *testing.T) {
+	var out bytes.Buffer
+	failed := false
+	report := func(name string, err error, detail string) bool {
+		if err != nil {
+			failed = true
+			fmt.Fprintf(&out, "FAIL  %-16s %v\n", name, err)
+			return false
+		}
+		fmt.Fprintf(&out, "ok    %-16s %s\n", name, detail)
+		return true
+	}
+	tokenTable(context.Background(), noECToken{max: 10, open: 4}, &out, report)
+	s := out.String()
+	assert.False(t, failed, s)
+	assert.Regexp(t, `(?m)^ok\s+mechanisms\s+the token lists 5; the 4 hsmca uses:$`, s)
+	assert.Regexp(t, `(?m)^\s+CKM_RSA_PKCS\s+512-4096 bits\s+sign verify$`, s)
+	assert.Regexp(t, `(?m)^\s+CKM_AES_KEY_GEN\s+16-32 bytes\s+generate$`, s)
+	assert.NotContains(t, s, "CKM_0x", "mechanisms hsmca does not use are left out")
+	assert.Regexp(t, `(?m)^ok\s+algorithms\s+RSA2048, RSA3072, RSA4096$`, s)
+	assert.Regexp(t, `(?m)^\s+EC256\s+✗ no CKM_EC_KEY_PAIR_GEN$`, s)
+	assert.Regexp(t, `(?m)^\s+RSA2048\s+✓$`, s)
+	assert.Regexp(t, `(?m)^\s+RSA-PSS\s+✓$`, s)
+	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✗ no CKM_AES_GCM, and no CKM_AES_ECB for AES-CTR with HMAC-SHA256: `+
+		`PCA certificates with a key made by hsmca and access keys refused$`, s)
+	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit 10, open 4, free 6; hsmca's pool 16 \(more than the 6 the token has free: lower pool_size\)$`, s)
+}
+
+// noKeysToken offers no key algorithm at all.
+type noKeysToken struct{ noECToken }
+
+func (noKeysToken) Supports(alg hsm.Algorithm) error {
+	return &hsm.UnsupportedError{Feature: string(alg), Reason: "no CKM_RSA_PKCS_KEY_PAIR_GEN"}
+}
+
+func TestDoctorTokenWithoutKeysFails(t *testing.T) {
+	var out bytes.Buffer
+	var failed []string
+	tokenTable(context.Background(), noKeysToken{}, &out, func(name string, err error, _ string) bool {
+		if err != nil {
+			failed = append(failed, name+": "+err.Error())
+		}
+		return err == nil
+	})
+	assert.Equal(t, []string{"algorithms: the token offers none of the key algorithms hsmca uses"}, failed)
+}
+
+// On opencryptoki's soft token: no EC or Ed25519, RSA-PSS and secret
+// wrapping (AES-CTR with an HMAC) there, an RSA2048 test signature, no
+// session limit.
+func TestDoctorOnOpenCryptoki(t *testing.T) {
+	spec := testenv.NewTokenSpec(t, testenv.TokenOpenCryptoki)
+	isolateModule(t, spec.Module, spec.Label, spec.PINFile)
+	code, stdout, stderr := cli("doctor")
+	require.Equal(t, 0, code, stdout+stderr)
+	t.Log("\n" + stdout)
+	assert.Regexp(t, `(?m)^ok\s+token\s+"`+spec.Label+`" in slot 3 \(IBM`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+test signature\s+RSA2048 key made, its signature verifies, key destroyed$`, stdout)
+	assert.Regexp(t, `(?m)^\s+CKM_RSA_PKCS_PSS\s+1024-4096 bits\s+sign verify`, stdout)
+	assert.NotRegexp(t, `(?m)^\s+CKM_EC`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+algorithms\s+RSA2048, RSA3072, RSA4096$`, stdout)
+	assert.Regexp(t, `(?m)^\s+EC256\s+✗ no CKM_EC_KEY_PAIR_GEN$`, stdout)
+	assert.Regexp(t, `(?m)^\s+ED25519\s+✗ no CKM_EC_EDWARDS_KEY_PAIR_GEN$`, stdout)
+	assert.Regexp(t, `(?m)^\s+RSA-PSS\s+✓$`, stdout)
+	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✓$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit none, `, stdout)
+	assert.NotContains(t, stdout+stderr, spec.PIN)
+}
