@@ -94,8 +94,10 @@ bench: build
 # Crash consistency: hsmcad is killed with SIGKILL at random moments under a
 # mixed workload of every family, restarted on the same store and token and
 # checked after each restart, CHAOS_KILLS times on bolt and on Redis. The
-# same test runs in `make test` with 20 kills per backend.
+# same test runs in `make test` with 20 kills per backend. The HSM runs kill
+# the p11-kit server in front of the token instead (CHAOS_HSM_DROPS times).
 CHAOS_KILLS ?= 100
+CHAOS_HSM_DROPS ?= 20
 chaos:
-	@softhsm/ensure-packages.sh softhsm redis
-	HSMCA_CHAOS_KILLS=$(CHAOS_KILLS) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos/
+	@softhsm/ensure-packages.sh softhsm redis p11kit
+	HSMCA_CHAOS_KILLS=$(CHAOS_KILLS) HSMCA_CHAOS_HSM_DROPS=$(CHAOS_HSM_DROPS) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos' ./internal/chaos/

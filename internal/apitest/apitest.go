@@ -61,6 +61,8 @@ type Options struct {
 	// (opencryptoki's soft token, SoftHSM2 behind p11-kit). Env.Token is
 	// then nil.
 	Spec *testenv.TokenSpec
+	// HSM adjusts the HSM layer's configuration (deadlines, pool size).
+	HSM func(*hsm.Config)
 	// RedisURL reuses an existing redis-server (default: a fresh one).
 	Redis *testenv.Redis
 	// Configure adjusts router options before the server starts.
@@ -115,6 +117,9 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		hc.Module, hc.TokenLabel, hc.PIN = o.Spec.Module, o.Spec.Label, o.Spec.PIN
 	} else {
 		hc.Module, hc.TokenLabel, hc.PIN = e.Token.Module, e.Token.Label, e.Token.PIN
+	}
+	if o.HSM != nil {
+		o.HSM(&hc)
 	}
 	e.HSM, err = hsm.Open(hc)
 	require.NoError(t, err)

@@ -39,6 +39,25 @@ func TestDefaults(t *testing.T) {
 	require.NotNil(t, c.RateLimit.PublicRequestsPerSecond)
 	assert.Equal(t, 20.0, *c.RateLimit.PublicRequestsPerSecond)
 	assert.Zero(t, c.RateLimit.PublicBurst, "twice the rate")
+	assert.Equal(t, 5*time.Second, c.PKCS11.CallTimeout)
+	assert.Equal(t, 60*time.Second, c.PKCS11.KeygenTimeout)
+	assert.Equal(t, 3, c.PKCS11.BreakerThreshold)
+}
+
+func TestPKCS11Deadlines(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("pkcs11:\n  call_timeout: 2s\n  keygen_timeout: 2m\n  breaker_threshold: 5\n"), 0o600))
+	c, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, c.PKCS11.CallTimeout)
+	assert.Equal(t, 2*time.Minute, c.PKCS11.KeygenTimeout)
+	assert.Equal(t, 5, c.PKCS11.BreakerThreshold)
+	t.Setenv("HSMCA_PKCS11_CALL_TIMEOUT", "750ms")
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 750*time.Millisecond, c.PKCS11.CallTimeout, "the variable wins")
 }
 
 func TestEdgeSettings(t *testing.T) {
@@ -107,6 +126,9 @@ func TestInvalid(t *testing.T) {
 		"redis without url":  {env: map[string]string{"HSMCA_STORE": "redis"}, want: "no redis_url"},
 		"bad slot":           {env: map[string]string{"HSMCA_SLOT": "one"}, want: "HSMCA_SLOT"},
 		"bad pool":           {env: map[string]string{"HSMCA_POOL_SIZE": "0"}, want: "HSMCA_POOL_SIZE"},
+		"bad call timeout":   {env: map[string]string{"HSMCA_PKCS11_CALL_TIMEOUT": "soon"}, want: "HSMCA_PKCS11_CALL_TIMEOUT"},
+		"zero keygen":        {env: map[string]string{"HSMCA_PKCS11_KEYGEN_TIMEOUT": "0s"}, want: "HSMCA_PKCS11_KEYGEN_TIMEOUT"},
+		"bad breaker":        {env: map[string]string{"HSMCA_PKCS11_BREAKER_THRESHOLD": "-1"}, want: "HSMCA_PKCS11_BREAKER_THRESHOLD"},
 		"cert without key":   {env: map[string]string{"HSMCA_TLS_CERT": "/c.pem"}, want: "go together"},
 		"client ca, no tls":  {env: map[string]string{"HSMCA_CLIENT_CA": "/ca.pem"}, want: "client certificates need TLS"},
 		"bad listen address": {env: map[string]string{"HSMCA_LISTEN_ADDR": "nonsense"}, want: "listen_addr"},
