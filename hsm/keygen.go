@@ -87,7 +87,10 @@ func (b *backend) generatePair(ctx context.Context, id, label string, alg Algori
 		_ = p.DestroyObject(s, pubH)
 		return err
 	})
-	return priv, pub, err
+	if err != nil {
+		return 0, nil, err
+	}
+	return priv, pub, nil
 }
 
 // readPublic reads the public key of a freshly generated public object.

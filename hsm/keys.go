@@ -105,7 +105,11 @@ func (h *HSM) findByID(ctx context.Context, b *backend, id string, class *uint) 
 		out, err = find(p, s, tmpl)
 		return err
 	})
-	return out, err
+	if err != nil {
+		// A call past its deadline may still write out: never read it then.
+		return nil, err
+	}
+	return out, nil
 }
 
 func classPtr(c uint) *uint { return &c }
@@ -156,7 +160,10 @@ func (h *HSM) attrs(ctx context.Context, b *backend, o pkcs11.ObjectHandle, type
 		out, err = p.GetAttributeValue(s, o, tmpl)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Signer returns the signer of the key pair with CKA_ID id, from the cache

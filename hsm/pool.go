@@ -149,12 +149,19 @@ func (b *backend) run(ctx context.Context, timeout time.Duration, fn string, f f
 
 func (b *backend) runOnce(ctx context.Context, timeout time.Duration, f func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error) error {
 	h := b.pool.h
-	wait := time.NewTimer(h.cfg.PoolWaitTimeout)
-	defer wait.Stop()
+	var wait *time.Timer // made only when no session is free at once
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-b.pool.permits:
 		default:
+			if wait == nil {
+				wait = time.NewTimer(h.cfg.PoolWaitTimeout)
+			}
 			select {
 			case <-b.pool.permits:
 			case <-wait.C:

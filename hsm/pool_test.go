@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
@@ -34,8 +36,11 @@ func (s *syncBuffer) String() string {
 
 // TestSessionLimitShrinksThePool plays a token that refuses a fourth work
 // session with CKR_SESSION_COUNT (SoftHSM2 has no limit, so the opening is
-// wrapped): the pool settles at what the token allows, says so once per
-// session given up, and no call fails.
+// wrapped). Eight calls at once, each holding its session until all that
+// could start have: three get sessions, the five others are refused one,
+// and each refusal shrinks the pool by one; they wait for a session
+// instead of failing, and all eight succeed. Signing goes on with the
+// three sessions left.
 func TestSessionLimitShrinksThePool(t *testing.T) {
 	tok := testenv.NewToken(t)
 	var opened atomic.Int64
@@ -60,22 +65,35 @@ func TestSessionLimitShrinksThePool(t *testing.T) {
 	ctx := context.Background()
 	s, err := h.Generate(ctx, "limited", "hsmca/test/limited", EC256)
 	require.NoError(t, err)
+	b, err := h.acquire(ctx)
+	require.NoError(t, err)
 
+	release := make(chan struct{})
+	var holding atomic.Int64
 	var wg sync.WaitGroup
-	for range 32 {
+	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 5 {
-				assert.NoError(t, trySign(s))
-			}
+			assert.NoError(t, b.run(ctx, time.Minute, "", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+				holding.Add(1)
+				<-release
+				_, err := p.GetSessionInfo(s)
+				return err
+			}))
 		}()
 	}
+	require.Eventually(t, func() bool { n, _ := h.Sessions(); return n == 3 && holding.Load() == 3 },
+		10*time.Second, 5*time.Millisecond, "three sessions held, the pool shrunk to them")
+	close(release)
 	wg.Wait()
+	for range 20 {
+		require.NoError(t, trySign(s))
+	}
 	size, inUse := h.Sessions()
-	assert.Equal(t, 3, size, "the pool shrinks to the sessions the token gave")
+	assert.Equal(t, 3, size, "the pool stays at the sessions the token gave")
 	assert.Zero(t, inUse)
-	assert.Contains(t, logs.String(), "CKR_SESSION_COUNT")
+	assert.Equal(t, 5, strings.Count(logs.String(), "CKR_SESSION_COUNT"), "one line per session given up")
 	ti, err := h.TokenInfo(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3, ti.PoolSize)

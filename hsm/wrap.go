@@ -176,7 +176,10 @@ func (h *HSM) gcm(ctx context.Context, b *backend, id, fn string, encrypt bool, 
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ctrXOR encrypts or decrypts in place with AES-CTR from iv: the counter
@@ -229,10 +232,13 @@ func (h *HSM) mac(ctx context.Context, b *backend, id string, aad, iv, ct []byte
 		}
 		return nil
 	})
-	if err == nil && len(out) != macSize {
-		err = fmt.Errorf("the token returned a %d-byte HMAC", len(out))
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	if len(out) != macSize {
+		return nil, fmt.Errorf("the token returned a %d-byte HMAC", len(out))
+	}
+	return out, nil
 }
 
 // Wrap encrypts plaintext under the wrapping key wrapID, authenticating

@@ -336,7 +336,7 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	rules, err := monitoring.Rules(raw)
 	require.NoError(t, err)
-	require.Len(t, rules, 8)
+	require.Len(t, rules, 9)
 
 	tok := testenv.NewToken(t)
 	d := startDaemon(t, tok)
