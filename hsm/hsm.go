@@ -103,6 +103,8 @@ const (
 	// short delay again; one that fails sooner keeps doubling, so a token
 	// that breaks right after each login is not logged into in a loop.
 	stableAfter = time.Minute
+	// drainWait bounds how long closing a backend waits for its calls.
+	drainWait = 30 * time.Second
 )
 
 // beforeOpen, when set by a test, runs at the start of every open of the
@@ -321,9 +323,19 @@ func (h *HSM) findSlot(p *pkcs11.Ctx) (uint, error) {
 func (h *HSM) openError(err error) error { return err }
 
 // closeBackend waits for the calls using b, then closes its sessions and
-// drops its use of the module.
+// drops its use of the module. A call still stuck in the module after
+// drainWait (a token that stopped answering) keeps b as it is: its
+// sessions stay open and the module is not finalised under it.
 func (h *HSM) closeBackend(b *backend) {
-	b.inflight.Wait()
+	drained := make(chan struct{})
+	go func() { b.inflight.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainWait):
+		h.log.Warn("PKCS#11 calls still unanswered; leaving their sessions and the module as they are",
+			"token", h.token(), "waited", drainWait.String())
+		return
+	}
 	b.pool.closeIdle()
 	_ = b.p.CloseSession(b.login)
 	libMu.Lock()
