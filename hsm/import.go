@@ -84,15 +84,7 @@ var secretAttribute = map[uint]bool{
 }
 
 func importTemplates(id, label string, key crypto.PrivateKey) (pub, priv []*pkcs11.Attribute, err error) {
-	common := func(class, keyType uint) []*pkcs11.Attribute {
-		return []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id)),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		}
-	}
+	common := func(class, keyType uint) []*pkcs11.Attribute { return keyObject(class, keyType, id, label) }
 	pubFlags := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),

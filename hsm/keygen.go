@@ -11,19 +11,23 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
+// keyObject is what every key object hsmca makes carries: its class and
+// type, a token object, found by CKA_ID, labelled.
+func keyObject(class, keyType uint, id, label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id)),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+}
+
 // pairTemplates are the attributes of a generated key pair: token objects
 // found by CKA_ID, the private half sensitive and not extractable, usable
 // for signing only.
 func pairTemplates(id, label string, alg Algorithm) (mech uint, pub, priv []*pkcs11.Attribute, err error) {
-	common := func(class, keyType uint) []*pkcs11.Attribute {
-		return []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(id)),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		}
-	}
+	common := func(class, keyType uint) []*pkcs11.Attribute { return keyObject(class, keyType, id, label) }
 	var keyType uint
 	switch {
 	case alg.curve() != nil:
