@@ -103,9 +103,11 @@ const (
 	// short delay again; one that fails sooner keeps doubling, so a token
 	// that breaks right after each login is not logged into in a loop.
 	stableAfter = time.Minute
-	// drainWait bounds how long closing a backend waits for its calls.
-	drainWait = 30 * time.Second
 )
+
+// drainWait bounds how long closing a backend waits for its calls (a
+// variable for tests).
+var drainWait = 30 * time.Second
 
 // beforeOpen, when set by a test, runs at the start of every open of the
 // token and can make it fail: a real token cannot be made to refuse a

@@ -287,3 +287,29 @@ func TestP11KitServerDrops(t *testing.T) {
 	assert.Same(t, s, again)
 	assert.Equal(t, 1, c.count("C_Login"), "one new login after the drop (the first was before the observer)")
 }
+
+// TestCloseDoesNotHangOnAStalledToken closes the handle while a call is
+// stuck on a stopped p11-kit server: Close returns after drainWait,
+// leaving that call's session and the module alone, and the call ends
+// when the server continues.
+func TestCloseDoesNotHangOnAStalledToken(t *testing.T) {
+	srv, h := p11kitHSM(t, 2)
+	s, err := h.Generate(context.Background(), "close", "hsmca/test/close", EC256)
+	require.NoError(t, err)
+	old := drainWait
+	drainWait = 200 * time.Millisecond
+	t.Cleanup(func() { drainWait = old })
+
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	require.ErrorIs(t, trySign(s), ErrUnavailable)
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waits for a call the stopped token never answers")
+	}
+	assert.ErrorIs(t, trySign(s), ErrUnavailable, "a closed handle refuses work")
+}
