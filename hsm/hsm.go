@@ -288,9 +288,8 @@ func (h *HSM) login(m *module) (*backend, error) {
 	h.caps.Store(caps)
 	size := h.cfg.PoolSize
 	if ti, err := m.p.GetTokenInfo(slot); err == nil {
-		if lim := sessionCount(ti.MaxSessionCount); lim > 0 && lim-1 < size {
-			// The login session counts against the token's limit.
-			size = max(lim-1, 1)
+		lim := sessionCount(ti.MaxSessionCount)
+		if size = poolSizeFor(lim, h.cfg.PoolSize); size < h.cfg.PoolSize {
 			h.log.Warn("the token allows fewer sessions than the pool size; using fewer",
 				"token", h.token(), "max_sessions", lim, "pool_size", h.cfg.PoolSize, "using", size)
 		}
@@ -576,6 +575,16 @@ type TokenInfo struct {
 	FreeSessions int
 	// PoolSize is the effective size of our session pool.
 	PoolSize int
+}
+
+// poolSizeFor is the pool size for a token allowing limit sessions (0: no
+// limit, -1: unknown): the login session counts against the limit, and
+// the pool keeps at least one session.
+func poolSizeFor(limit, configured int) int {
+	if limit > 0 && limit-1 < configured {
+		return max(limit-1, 1)
+	}
+	return configured
 }
 
 // trimLabel drops the padding of a 32-byte PKCS#11 label.

@@ -99,6 +99,14 @@ func TestSessionLimitShrinksThePool(t *testing.T) {
 	assert.Equal(t, 3, ti.PoolSize)
 }
 
+func TestPoolSizeForTokenLimit(t *testing.T) {
+	assert.Equal(t, 16, poolSizeFor(0, 16), "no limit")
+	assert.Equal(t, 16, poolSizeFor(-1, 16), "limit unknown")
+	assert.Equal(t, 16, poolSizeFor(64, 16))
+	assert.Equal(t, 7, poolSizeFor(8, 16), "the login session takes one")
+	assert.Equal(t, 1, poolSizeFor(1, 16), "never below one")
+}
+
 func TestSessionCount(t *testing.T) {
 	assert.Equal(t, -1, sessionCount(pkcs11.CK_UNAVAILABLE_INFORMATION))
 	assert.Equal(t, 0, sessionCount(0), "CK_EFFECTIVELY_INFINITE")
