@@ -109,6 +109,18 @@ func TestTPM2Facts(t *testing.T) {
 		tpm2Attr(pkcs11.CKA_TOKEN, false))
 	assert.Equal(t, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_VALUE_INVALID), rv(err), "CKA_TOKEN false")
 
+	// An RSA key is a TPM key that signs and decrypts: a template saying
+	// CKA_ENCRYPT false (public) or CKA_DECRYPT false (private) does not
+	// match it and fails (CKR_GENERAL_ERROR, "attr mismatch" on stderr).
+	rsaBits := []*pkcs11.Attribute{tpm2Attr(pkcs11.CKA_MODULUS_BITS, 2048), tpm2Attr(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1})}
+	_, _, _, err = tpm2KeyPair(ctx, sh, pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, "noenc", append(rsaBits, tpm2Attr(pkcs11.CKA_ENCRYPT, false))...)
+	assert.Equal(t, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR), rv(err), "RSA with CKA_ENCRYPT false")
+	_, _, err = ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
+		append([]*pkcs11.Attribute{tpm2Attr(pkcs11.CKA_TOKEN, true), tpm2Attr(pkcs11.CKA_VERIFY, true)}, rsaBits...),
+		[]*pkcs11.Attribute{tpm2Attr(pkcs11.CKA_TOKEN, true), tpm2Attr(pkcs11.CKA_PRIVATE, true), tpm2Attr(pkcs11.CKA_SIGN, true),
+			tpm2Attr(pkcs11.CKA_DECRYPT, false)})
+	assert.Equal(t, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR), rv(err), "RSA with CKA_DECRYPT false")
+
 	digest := sha256.Sum256([]byte("hsmca tpm2"))
 	// RSA: 2048 and 3072; 4096 is refused.
 	for _, bits := range []int{2048, 3072, 4096} {
