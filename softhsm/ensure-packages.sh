@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
 # Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl] [prometheus]
-#        [opencryptoki] [p11kit]
+#        [opencryptoki] [p11kit] [tpm2]
 set -euo pipefail
 
 need=()
@@ -17,6 +17,15 @@ for what in "$@"; do
     p11kit)
       command -v p11-kit >/dev/null 2>&1 || need+=(p11-kit)
       ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || need+=(p11-kit-modules) ;;
+    # tpm2-pkcs11 on a software TPM: swtpm, the tpm2-abrmd resource manager
+    # on a private D-Bus session bus, and the TCTIs that reach them.
+    tpm2)
+      ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so >/dev/null 2>&1 || need+=(libtpm2-pkcs11-1)
+      command -v swtpm >/dev/null 2>&1 || need+=(swtpm)
+      { command -v tpm2-abrmd >/dev/null 2>&1 || [ -x /usr/sbin/tpm2-abrmd ]; } || need+=(tpm2-abrmd)
+      ls /usr/lib/*/libtss2-tcti-tabrmd.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-tabrmd0)
+      ls /usr/lib/*/libtss2-tcti-swtpm.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
+      command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done

@@ -51,6 +51,7 @@ var mechNames = map[uint]string{
 	pkcs11.CKM_AES_CBC:                 "CKM_AES_CBC",
 	pkcs11.CKM_AES_CBC_PAD:             "CKM_AES_CBC_PAD",
 	pkcs11.CKM_AES_CTR:                 "CKM_AES_CTR",
+	pkcs11.CKM_AES_CFB128:              "CKM_AES_CFB128",
 	pkcs11.CKM_AES_GCM:                 "CKM_AES_GCM",
 	pkcs11.CKM_AES_CCM:                 "CKM_AES_CCM",
 	pkcs11.CKM_AES_CMAC:                "CKM_AES_CMAC",

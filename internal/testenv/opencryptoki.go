@@ -367,7 +367,7 @@ func initOpenCryptoki(label string) (o *OpenCryptoki, err error) {
 // ockSoftSlot finds the slot of the software token. It leaves ctx
 // finalised.
 func ockSoftSlot(ctx *pkcs11.Ctx) (uint, pkcs11.TokenInfo, error) {
-	if err := ctx.Initialize(); err != nil {
+	if err := ockInitialize(ctx); err != nil {
 		return 0, pkcs11.TokenInfo{}, fmt.Errorf("C_Initialize: %w", err)
 	}
 	defer ctx.Finalize()
@@ -385,4 +385,58 @@ func ockSoftSlot(ctx *pkcs11.Ctx) (uint, pkcs11.TokenInfo, error) {
 		}
 	}
 	return 0, pkcs11.TokenInfo{}, fmt.Errorf("no opencryptoki soft token (model %q) among slots %v", ockSoftModel, slots)
+}
+
+// ockInitialized is set once libopencryptoki was initialised in this
+// process (with ockMu held).
+var ockInitialized bool
+
+// ockLockFD is below the descriptor libopencryptoki's process lock gets.
+const ockLockFD = 1000
+
+// ockInitialize is C_Initialize of the pinned library. opencryptoki 3.8.1
+// opens its process lock (/var/lock/opencryptoki/LCK..APIlock) at the first
+// C_Initialize of the process and closes that descriptor at every
+// C_Finalize without forgetting it, so from the second C_Finalize on it
+// closes whichever file of this process holds the number by then (seen:
+// token.lock, dropping the flock, once tpm2-pkcs11 had shifted the
+// numbers). The first C_Initialize runs with the low descriptors taken, so
+// the lock gets a number this process does not otherwise reach.
+func ockInitialize(ctx *pkcs11.Ctx) error {
+	if ockInitialized {
+		return ctx.Initialize()
+	}
+	release := holdLowFDs(ockLockFD)
+	err := ctx.Initialize()
+	release()
+	if err == nil {
+		ockInitialized = true
+	}
+	return err
+}
+
+// holdLowFDs fills the free descriptors below n with /dev/null and returns
+// the function that frees them.
+func holdLowFDs(n int) func() {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		return func() {}
+	}
+	var held []int
+	for {
+		fd, err := syscall.Dup(int(f.Fd()))
+		if err != nil {
+			break
+		}
+		held = append(held, fd)
+		if fd >= n-1 {
+			break
+		}
+	}
+	return func() {
+		for _, fd := range held {
+			_ = syscall.Close(fd)
+		}
+		f.Close()
+	}
 }

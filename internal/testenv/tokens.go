@@ -4,7 +4,7 @@ package testenv
 // served by `p11-kit server` over a unix socket (a network HSM that can be
 // stopped, killed and paused), opencryptoki's software token (another
 // implementation, with its own mechanism list and PIN rules), and the
-// matrix of all of them. See /work/notes/tokens.md for the facts found on
+// matrix of all of them, with tpm2-pkcs11 on a software TPM (tpm2.go). See /work/notes/tokens.md for the facts found on
 // each token.
 
 import (
@@ -27,11 +27,12 @@ const (
 	TokenSoftHSM2     = "softhsm2"
 	TokenP11Kit       = "p11kit"
 	TokenOpenCryptoki = "opencryptoki"
+	TokenTPM2         = "tpm2"
 )
 
 // TokenSpec is one token of the matrix, as a PKCS#11 application sees it.
 type TokenSpec struct {
-	// Name is TokenSoftHSM2, TokenP11Kit or TokenOpenCryptoki.
+	// Name is TokenSoftHSM2, TokenP11Kit, TokenOpenCryptoki or TokenTPM2.
 	Name string
 	// Module is the PKCS#11 library to load.
 	Module string
@@ -45,7 +46,8 @@ type TokenSpec struct {
 	PIN, SOPIN, PINFile string
 	// Env holds KEY=VALUE pairs a process loading Module needs: append them
 	// to the environment of a child daemon. In this process they are set
-	// already (SOFTHSM2_CONF) or by ForEachToken / Setenv (the p11-kit address).
+	// already (SOFTHSM2_CONF) or by ForEachToken / Setenv (the p11-kit
+	// address, tpm2-pkcs11's TCTI and store, read at C_Initialize).
 	Env []string
 	// Shared reports a token another test of this process uses at the same
 	// time (opencryptoki only: it has one token per machine, held by one
@@ -56,6 +58,9 @@ type TokenSpec struct {
 	// P11Kit controls the server of the p11kit row (nil on other rows): its
 	// own server, so stopping it disturbs no other test.
 	P11Kit *P11KitServer
+	// TPM2 is the token of the tpm2 row (nil on other rows): its own swtpm,
+	// tpm2-abrmd and store.
+	TPM2 *TPM2Token
 }
 
 // Setenv makes Env visible to this process for the rest of the test (the
@@ -73,7 +78,7 @@ func (s TokenSpec) Setenv(t testing.TB) {
 
 // TokenNames lists the rows of the matrix in order.
 func TokenNames() []string {
-	return []string{TokenSoftHSM2, TokenP11Kit, TokenOpenCryptoki}
+	return []string{TokenSoftHSM2, TokenP11Kit, TokenOpenCryptoki, TokenTPM2}
 }
 
 // wantedTokens applies HSMCA_TEST_TOKENS (a comma-separated subset of
@@ -95,8 +100,9 @@ func wantedTokens() []string {
 }
 
 // NewTokenSpec makes a fresh token of the named row (a new SoftHSM2 token, a
-// new p11-kit server with its own token, or opencryptoki's soft token,
-// initialised afresh and held until the test ends: see NewOpenCryptoki). A
+// new p11-kit server with its own token, opencryptoki's soft token,
+// initialised afresh and held until the test ends: see NewOpenCryptoki, or
+// a tpm2-pkcs11 token on a swtpm of its own: see NewTPM2Token). A
 // missing component fails the test under CI and skips it elsewhere
 // (Missing).
 func NewTokenSpec(t testing.TB, name string) TokenSpec {
@@ -114,6 +120,10 @@ func NewTokenSpec(t testing.TB, name string) TokenSpec {
 		o := NewOpenCryptoki(t)
 		return TokenSpec{Name: name, Module: o.Module, Label: o.Label, Slot: o.Slot, HasSlot: true,
 			PIN: o.PIN, SOPIN: o.SOPIN, PINFile: o.PINFile, Shared: o.Shared}
+	case TokenTPM2:
+		k := NewTPM2Token(t)
+		return TokenSpec{Name: name, Module: k.Module, Label: k.Label, PIN: k.PIN, SOPIN: k.SOPIN,
+			PINFile: k.PINFile, Env: k.Env(), TPM2: k}
 	}
 	t.Fatalf("testenv: unknown token %q", name)
 	return TokenSpec{}
@@ -123,9 +133,10 @@ func NewTokenSpec(t testing.TB, name string) TokenSpec {
 // row), each with a fresh token, the row's Env set in this process. A row
 // whose component is missing fails under CI and is skipped elsewhere, alone.
 //
-// The p11kit row sets P11_KIT_SERVER_ADDRESS with t.Setenv, so the test
+// The p11kit and tpm2 rows set their variables with t.Setenv, so the test
 // calling ForEachToken must not be parallel (its subtests may be: the
-// address is read when the module is loaded, at pkcs11.New).
+// variables stay set until the row's subtest ends; p11-kit reads them at
+// pkcs11.New, tpm2-pkcs11 at C_Initialize).
 func ForEachToken(t *testing.T, fn func(t *testing.T, tok TokenSpec)) {
 	t.Helper()
 	for _, name := range wantedTokens() {
@@ -180,6 +191,8 @@ func TokenAvailable(name string) error {
 		return nil
 	case TokenOpenCryptoki:
 		return openCryptokiAvailable()
+	case TokenTPM2:
+		return tpm2Available()
 	}
 	return fmt.Errorf("unknown token %q", name)
 }

@@ -102,7 +102,7 @@ func mechFlags(f uint) string {
 
 // TestTokenMatrix talks to every row through PKCS#11 directly: token facts,
 // mechanisms, a login, and an RSA (and, where offered, EC) key that signs.
-// All three modules load into this one process.
+// All the modules load into this one process.
 func TestTokenMatrix(t *testing.T) {
 	ForEachToken(t, func(t *testing.T, tok TokenSpec) {
 		require.NotEmpty(t, tok.Module)
@@ -139,13 +139,21 @@ func TestTokenMatrix(t *testing.T) {
 		require.Len(t, rnd, 16)
 
 		require.True(t, have[pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN] && have[pkcs11.CKM_RSA_PKCS], "%s: RSA", tok.Name)
-		signRSA(t, ctx, sh)
+		// tpm2-pkcs11 makes token objects only (CKA_TOKEN false is
+		// CKR_ATTRIBUTE_VALUE_INVALID).
+		onToken := tok.Name == TokenTPM2
+		signRSA(t, ctx, sh, onToken)
 		if have[pkcs11.CKM_EC_KEY_PAIR_GEN] && have[pkcs11.CKM_ECDSA] {
-			signECDSA(t, ctx, sh)
+			signECDSA(t, ctx, sh, onToken)
 		} else {
 			t.Logf("%s: no EC key generation or ECDSA", tok.Name)
 		}
-		tokenObject(t, ctx, sh)
+		if tok.Name == TokenTPM2 {
+			// It lists CKM_AES_KEY_GEN but has no C_GenerateKey.
+			tokenDataObject(t, ctx, sh)
+		} else {
+			tokenObject(t, ctx, sh)
+		}
 		require.NoError(t, ctx.Logout(sh))
 		require.NoError(t, ctx.CloseSession(sh))
 	})
@@ -174,21 +182,42 @@ func tokenObject(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) {
 	require.NoError(t, ctx.DestroyObject(sh, found[0]))
 }
 
-// signRSA makes a session RSA key, signs a SHA-256 DigestInfo with
-// CKM_RSA_PKCS (every row has it; CKM_SHA256_RSA_PKCS is not everywhere) and
-// checks the signature with crypto/rsa.
-func signRSA(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+// tokenDataObject stores a private data object on the token, finds it by
+// label and destroys it (for a token without C_GenerateKey).
+func tokenDataObject(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+	t.Helper()
+	label := fmt.Sprintf("matrix-%d-%d", os.Getpid(), time.Now().UnixNano())
+	_, err := ctx.CreateObject(sh, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("hsmca token matrix")),
+	})
+	require.NoError(t, err, "token data object")
+	require.NoError(t, ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}))
+	found, _, err := ctx.FindObjects(sh, 10)
+	require.NoError(t, err)
+	require.NoError(t, ctx.FindObjectsFinal(sh))
+	require.Len(t, found, 1)
+	require.NoError(t, ctx.DestroyObject(sh, found[0]))
+}
+
+// signRSA makes an RSA key (a session key unless onToken), signs a SHA-256
+// DigestInfo with CKM_RSA_PKCS (every row has it; CKM_SHA256_RSA_PKCS is not
+// everywhere) and checks the signature with crypto/rsa.
+func signRSA(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle, onToken bool) {
 	t.Helper()
 	pub, priv, err := ctx.GenerateKeyPair(sh,
 		[]*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
 		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, onToken),
 			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
 			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, 2048),
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
 		},
 		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, onToken),
 			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
@@ -210,19 +239,19 @@ func signRSA(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) {
 	require.NoError(t, ctx.DestroyObject(sh, pub))
 }
 
-func signECDSA(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+func signECDSA(t *testing.T, ctx *pkcs11.Ctx, sh pkcs11.SessionHandle, onToken bool) {
 	t.Helper()
 	params, err := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7})
 	require.NoError(t, err)
 	pub, priv, err := ctx.GenerateKeyPair(sh,
 		[]*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
 		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, onToken),
 			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
 			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params),
 		},
 		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, onToken),
 			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
