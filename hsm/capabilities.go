@@ -34,8 +34,9 @@ func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupport
 
 // Features the token may lack besides key algorithms.
 const (
-	FeaturePSS  = "RSA-PSS"
-	FeatureWrap = "secret wrapping"
+	FeaturePSS    = "RSA-PSS"
+	FeatureWrap   = "secret wrapping"
+	FeatureImport = "key import"
 )
 
 // Mechanism is one mechanism the token offers, as C_GetMechanismInfo
@@ -75,10 +76,41 @@ func (m Mechanism) Uses() []string {
 }
 
 // Capabilities is what the open token can do, read from its mechanism
-// list when the context opens.
+// list when the context opens, less what its library is known to get
+// wrong (quirks).
 type Capabilities struct {
 	Mechanisms []Mechanism
 	byCode     map[uint]Mechanism
+	// Library is the module's C_GetInfo manufacturer and description.
+	Library string
+	quirks  quirks
+}
+
+// quirks are what a module's mechanism list does not tell.
+type quirks struct {
+	// broken algorithms, with the reason.
+	broken map[Algorithm]string
+	// noImport: the module makes no private key object from outside.
+	noImport string
+	// rsaUsageFixed: the module refuses CKA_ENCRYPT/CKA_DECRYPT false on
+	// RSA key pairs (its keys both sign and decrypt).
+	rsaUsageFixed bool
+}
+
+// libraryQuirks knows the modules whose mechanism lists promise more than
+// they do, by C_GetInfo's manufacturer.
+func libraryQuirks(manufacturer string) quirks {
+	if strings.HasPrefix(manufacturer, "tpm2-software") {
+		// tpm2-pkcs11 1.9: the P-521 point it returns is malformed and
+		// its signatures fail; C_CreateObject takes no private key; RSA
+		// keys are TPM keys that sign and decrypt.
+		return quirks{
+			broken:        map[Algorithm]string{EC521: "tpm2-pkcs11 returns a malformed P-521 public key"},
+			noImport:      "tpm2-pkcs11 takes no private key from outside the TPM",
+			rsaUsageFixed: true,
+		}
+	}
+	return quirks{}
 }
 
 // the mechanisms hsmca uses, by name for messages and the doctor table.
@@ -122,6 +154,11 @@ func readCapabilities(p *pkcs11.Ctx, slot uint) (*Capabilities, error) {
 		return nil, fmt.Errorf("hsm: read the mechanism list: %w", err)
 	}
 	c := &Capabilities{byCode: make(map[uint]Mechanism, len(list))}
+	if info, err := p.GetInfo(); err == nil {
+		manufacturer := strings.TrimRight(info.ManufacturerID, " \x00")
+		c.Library = strings.TrimSpace(manufacturer + " " + strings.TrimRight(info.LibraryDescription, " \x00"))
+		c.quirks = libraryQuirks(manufacturer)
+	}
 	for _, m := range list {
 		info, err := p.GetMechanismInfo(slot, []*pkcs11.Mechanism{m})
 		if err != nil {
@@ -173,6 +210,11 @@ func sizeIn(feature string, m Mechanism, bits uint) error {
 // used to sign: nil, or an error wrapping ErrUnsupported.
 func (c *Capabilities) Algorithm(alg Algorithm) error {
 	f := string(alg)
+	if c != nil {
+		if why, ok := c.quirks.broken[alg]; ok {
+			return &UnsupportedError{Feature: f, Reason: why}
+		}
+	}
 	switch {
 	case alg.curve() != nil:
 		if err := c.need(f, pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR); err != nil {
@@ -204,6 +246,9 @@ func (c *Capabilities) Algorithm(alg Algorithm) error {
 // Key says whether a key like pub can be imported and used to sign; RSA
 // keys of any size are checked against the token's range.
 func (c *Capabilities) Key(pub crypto.PublicKey) error {
+	if err := c.Feature(FeatureImport); err != nil {
+		return err
+	}
 	k, ok := pub.(*rsa.PublicKey)
 	if !ok {
 		return c.Algorithm(AlgorithmOf(pub))
@@ -224,6 +269,14 @@ func (c *Capabilities) Feature(feature string) error {
 	case FeatureWrap:
 		_, err := c.wrapScheme()
 		return err
+	case FeatureImport:
+		if c == nil {
+			return &UnsupportedError{Feature: feature, Reason: "no token"}
+		}
+		if c.quirks.noImport != "" {
+			return &UnsupportedError{Feature: feature, Reason: c.quirks.noImport}
+		}
+		return nil
 	}
 	return &UnsupportedError{Feature: feature, Reason: "unknown feature"}
 }

@@ -26,7 +26,9 @@ func keyObject(class, keyType uint, id, label string) []*pkcs11.Attribute {
 // pairTemplates are the attributes of a generated key pair: token objects
 // found by CKA_ID, the private half sensitive and not extractable, usable
 // for signing only.
-func pairTemplates(id, label string, alg Algorithm) (mech uint, pub, priv []*pkcs11.Attribute, err error) {
+// rsaUsageFixed leaves out the RSA usage restriction a module refuses
+// (see quirks): the key can then also decrypt, which hsmca never asks of it.
+func pairTemplates(id, label string, alg Algorithm, rsaUsageFixed bool) (mech uint, pub, priv []*pkcs11.Attribute, err error) {
 	common := func(class, keyType uint) []*pkcs11.Attribute { return keyObject(class, keyType, id, label) }
 	var keyType uint
 	switch {
@@ -41,8 +43,10 @@ func pairTemplates(id, label string, alg Algorithm) (mech uint, pub, priv []*pkc
 		mech, keyType = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKK_RSA
 		pub = append(common(pkcs11.CKO_PUBLIC_KEY, keyType),
 			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, alg.rsaBits()),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false))
+			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}))
+		if !rsaUsageFixed {
+			pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false))
+		}
 	case alg == ED25519:
 		mech, keyType = ckmECEdwardsKeyPairGen, ckkECEdwards
 		pub = append(common(pkcs11.CKO_PUBLIC_KEY, keyType), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ed25519Params))
@@ -58,7 +62,9 @@ func pairTemplates(id, label string, alg Algorithm) (mech uint, pub, priv []*pkc
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false))
 	if keyType == pkcs11.CKK_RSA {
-		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false))
+		if !rsaUsageFixed {
+			priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false))
+		}
 	} else {
 		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false))
 	}
@@ -70,7 +76,7 @@ func pairTemplates(id, label string, alg Algorithm) (mech uint, pub, priv []*pkc
 // destroyed: it would be of no use.
 func (b *backend) generatePair(ctx context.Context, id, label string, alg Algorithm) (pkcs11.ObjectHandle, crypto.PublicKey, error) {
 	h := b.pool.h
-	mech, pubT, privT, err := pairTemplates(id, label, alg)
+	mech, pubT, privT, err := pairTemplates(id, label, alg, h.caps.Load().quirks.rsaUsageFixed)
 	if err != nil {
 		return 0, nil, err
 	}

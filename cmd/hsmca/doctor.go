@@ -168,8 +168,9 @@ type token interface {
 
 // what needs each feature, for the table's ✗ lines.
 var featureUsers = map[string]string{
-	hsm.FeaturePSS:  "keys API PS256/PS384/PS512 refused",
-	hsm.FeatureWrap: "PCA certificates with a key made by hsmca and access keys refused",
+	hsm.FeaturePSS:    "keys API PS256/PS384/PS512 refused",
+	hsm.FeatureWrap:   "PCA certificates with a key made by hsmca and access keys refused",
+	hsm.FeatureImport: "APIG certificate imports and updates refused",
 }
 
 // tokenTable prints what the token can do for hsmca: the mechanisms hsmca
@@ -206,7 +207,7 @@ func tokenTable(ctx context.Context, h token, w io.Writer, report func(string, e
 		offered = append(offered, string(a))
 		rows = append(rows, row{string(a), "✓"})
 	}
-	for _, f := range []string{hsm.FeaturePSS, hsm.FeatureWrap} {
+	for _, f := range []string{hsm.FeaturePSS, hsm.FeatureWrap, hsm.FeatureImport} {
 		if err := h.SupportsFeature(f); err != nil {
 			rows = append(rows, row{f, "✗ " + unsupportedReason(err) + ": " + featureUsers[f]})
 			continue
