@@ -879,3 +879,79 @@ func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
 		return true, ""
 	})
 }
+
+// MigrateSlot moves one hash slot to the master at to, as a resharding
+// does: the target imports it, the owner marks it migrating, its keys move
+// a few at a time (MIGRATE; between runs after each batch), then every
+// master assigns the slot to the target. Clients meanwhile meet ASK and
+// TRYAGAIN, and MOVED afterwards.
+func (c *Cluster) MigrateSlot(t testing.TB, slot int, to string, between func()) {
+	t.Helper()
+	ctx := context.Background()
+	from := ""
+	nodes, err := c.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, n := range nodes {
+		ids[n.Addr] = n.ID
+		for _, r := range n.Slots {
+			lo, hi, _ := strings.Cut(r, "-")
+			if hi == "" {
+				hi = lo
+			}
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if err1 == nil && err2 == nil && a <= slot && slot <= b && n.Master && !n.Failed {
+				from = n.Addr
+			}
+		}
+	}
+	if from == "" || ids[to] == "" {
+		t.Fatalf("slot %d: no owner, or %s unknown", slot, to)
+	}
+	if from == to {
+		t.Fatalf("slot %d is on %s already", slot, to)
+	}
+	src, dst := c.Node(from).Client(), c.Node(to).Client()
+	defer src.Close()
+	defer dst.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("migrate slot %d from %s to %s: %v", slot, from, to, err)
+		}
+	}
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]).Err())
+	host, port, _ := net.SplitHostPort(to)
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 2).Result()
+		must(err)
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000}
+		if c.setup.opts.ACL {
+			args = append(args, "AUTH2", c.Auth.Username, c.Auth.Password)
+		}
+		args = append(args, "KEYS")
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src.Do(ctx, args...).Err())
+		if between != nil {
+			between()
+		}
+	}
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]).Err())
+	for _, n := range nodes {
+		if n.Master && !n.Failed && n.Addr != from && n.Addr != to {
+			cl := c.Node(n.Addr).Client()
+			must(cl.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]).Err())
+			cl.Close()
+		}
+	}
+}

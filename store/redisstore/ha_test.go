@@ -214,3 +214,141 @@ end`, nil).Err()
 	require.NoError(t, err)
 	assert.Regexp(t, `cmdstat_evalsha:calls=1,`, stats, "sent once")
 }
+
+// A tenant's slot moves to another master while its records, unique
+// keys, index, quota, intents and events are written and read: the client
+// follows ASK and MOVED, writes refused while the slot is split wait for
+// it, and no operation fails; afterwards everything is on the new master
+// and consistent.
+func TestClusterReshardingFollowed(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartCluster(t)
+	ctx := context.Background()
+	ixs := []store.Index{{Kind: "k", Field: "f"}}
+	s := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs})
+	q := &store.Quota{Resource: "things", Limit: -1}
+	newRec := func(i int) *store.Record {
+		return &store.Record{Kind: "k", Tenant: "t1", ID: fmt.Sprint("r", i), Unique: []string{fmt.Sprint("name:", i)},
+			Fields: map[string]string{"f": fmt.Sprint(i % 3)}, Data: json.RawMessage(`{}`)}
+	}
+	created := 0
+	for ; created < 60; created++ {
+		require.NoError(t, s.Create(ctx, newRec(created), store.WriteOpts{Quota: q}))
+	}
+	_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":0}`)})
+	require.NoError(t, err)
+
+	from, err := c.MasterOf("rs:{t1}:x")
+	require.NoError(t, err)
+	masters, err := c.Masters()
+	require.NoError(t, err)
+	to := masters[0]
+	if to == from {
+		to = masters[1]
+	}
+	cl := c.Node(from).Client()
+	slot, err := cl.ClusterKeySlot(ctx, "rs:{t1}:x").Result()
+	cl.Close()
+	require.NoError(t, err)
+
+	done := make(chan struct{})
+	work := make(chan error, 1)
+	var ops atomic.Int64
+	go func() {
+		step := func(i int) error {
+			in := fmt.Sprint("in", i)
+			if err := s.PutIntent(ctx, &store.Intent{ID: in, Tenant: "t1", Kind: "k"}); err != nil {
+				return fmt.Errorf("put intent: %w", err)
+			}
+			if err := s.Create(ctx, newRec(i), store.WriteOpts{Quota: q, Intent: in}); err != nil {
+				return fmt.Errorf("create: %w", err)
+			}
+			got, err := s.GetByUnique(ctx, "k", "t1", fmt.Sprint("name:", i%60))
+			if err != nil {
+				return fmt.Errorf("get by unique: %w", err)
+			}
+			got.Fields = map[string]string{"f": fmt.Sprint(i % 5)}
+			if err := s.Update(ctx, got, store.WriteOpts{}); err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+			if _, err := s.List(ctx, store.Query{Kind: "k", Tenant: "t1", Filters: []store.Filter{{Field: "f", Value: "1"}}}); err != nil {
+				return fmt.Errorf("list: %w", err)
+			}
+			evs, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
+			if err != nil {
+				return fmt.Errorf("append: %w", err)
+			}
+			if len(evs) != 1 {
+				return fmt.Errorf("append: %d events back", len(evs))
+			}
+			if _, err := s.ListIntents(ctx); err != nil {
+				return fmt.Errorf("list intents: %w", err)
+			}
+			return nil
+		}
+		for i := created; ; i++ {
+			select {
+			case <-done:
+				work <- nil
+				return
+			default:
+			}
+			if err := step(i); err != nil {
+				work <- fmt.Errorf("step %d: %w", i, err)
+				return
+			}
+			ops.Add(1)
+		}
+	}()
+	c.MigrateSlot(t, int(slot), to, func() { time.Sleep(5 * time.Millisecond) })
+	// Some work after the move too (MOVED, then the new topology).
+	seen := ops.Load()
+	require.Eventually(t, func() bool { return ops.Load() > seen+10 }, 30*time.Second, 10*time.Millisecond)
+	close(done)
+	require.NoError(t, <-work)
+	t.Logf("%d rounds of work during and after the move", ops.Load())
+
+	now, err := c.MasterOf("rs:{t1}:x")
+	require.NoError(t, err)
+	assert.Equal(t, to, now)
+	redirects := ""
+	for _, addr := range []string{from, to} {
+		cl := c.Node(addr).Client()
+		stats, err := cl.Info(ctx, "errorstats").Result()
+		cl.Close()
+		require.NoError(t, err)
+		for _, line := range strings.Split(stats, "\n") {
+			if strings.HasPrefix(line, "errorstat_") {
+				redirects += addr + " " + strings.TrimSpace(line) + "; "
+			}
+		}
+	}
+	t.Logf("replies met: %s", redirects)
+	assert.Regexp(t, `errorstat_(ASK|TRYAGAIN)`, redirects, "the work met the slot while it moved")
+	n, err := s.CountRecords(ctx, "k", "t1")
+	require.NoError(t, err)
+	usage, err := s.QuotaUsage(ctx, "t1", "things")
+	require.NoError(t, err)
+	assert.Equal(t, n, usage, "quota equals records")
+	assert.EqualValues(t, 60+ops.Load(), n)
+	ins, err := s.ListIntents(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ins, "every intent committed with its record")
+	evs, err := s.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1+ops.Load(), len(evs))
+	broken, err := store.VerifyChain(evs, "", 0)
+	require.NoError(t, err)
+	assert.Zero(t, broken)
+	for f := range 5 {
+		page, err := s.List(ctx, store.Query{Kind: "k", Tenant: "t1", Filters: []store.Filter{{Field: "f", Value: fmt.Sprint(f)}}, OffsetPaging: true})
+		require.NoError(t, err)
+		for _, r := range page.Records {
+			assert.Equal(t, fmt.Sprint(f), r.Fields["f"])
+		}
+	}
+	fresh := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs})
+	got, err := fresh.GetByUnique(ctx, "k", "t1", "name:1")
+	require.NoError(t, err)
+	assert.Equal(t, "r1", got.ID)
+}

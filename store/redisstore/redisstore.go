@@ -286,29 +286,44 @@ func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	return nil
 }
 
-// tryAgainAttempts bounds how often a write refused with TRYAGAIN (its
-// keys split between two nodes while their slot migrates; nothing was
-// written) is sent again.
-const tryAgainAttempts = 20
+// slotMoveWait bounds how long a write refused because its slot is
+// migrating (TRYAGAIN: its keys split between two nodes, or new keys in a
+// slot being imported; nothing was written) is sent again before it fails
+// as unavailable.
+const slotMoveWait = time.Second
+
+// slotPause is a short random wait before trying a write again.
+func slotPause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(rand.IntN(20)+5) * time.Millisecond):
+		return nil
+	}
+}
 
 // runScript runs a write script by its hash (by its source when the
 // server lacks it) through write, and turns its reply code into an error.
 func (s *Store) runScript(ctx context.Context, sc *script, keys []string, args ...any) ([]any, error) {
 	var cmd *redis.Cmd
-	for attempt := 1; ; attempt++ {
+	var until time.Time
+	for {
 		cmd = sc.cmd(ctx, true, keys, args)
 		err := s.write(ctx, cmd)
 		if isNoScript(err) {
 			cmd = sc.cmd(ctx, false, keys, args)
 			err = s.write(ctx, cmd)
 		}
-		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") || attempt == tryAgainAttempts {
+		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
 			break
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(20)+5) * time.Millisecond):
+		if until.IsZero() {
+			until = time.Now().Add(slotMoveWait)
+		} else if time.Now().After(until) {
+			break
+		}
+		if err := slotPause(ctx); err != nil {
+			return nil, err
 		}
 	}
 	v, err := cmd.Result()
@@ -451,7 +466,7 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 	if nonLocal(cmd.Err()) {
 		return s.getByUniqueInTwo(ctx, kind, tenant, key)
 	}
-	return s.uniqueAnswer(kind, tenant, key, cmd)
+	return s.uniqueAnswer(ctx, kind, tenant, key, cmd)
 }
 
 // nonLocal is the refusal of a script that read a key of a slot being
@@ -476,17 +491,31 @@ func (s *Store) getByUniqueInTwo(ctx context.Context, kind, tenant, key string) 
 }
 
 // uniqueAnswer turns getByUniqueScript's reply into the record.
-func (s *Store) uniqueAnswer(kind, tenant, key string, cmd *redis.Cmd) (*store.Record, error) {
-	doc, err := cmd.Text()
+func (s *Store) uniqueAnswer(ctx context.Context, kind, tenant, key string, cmd *redis.Cmd) (*store.Record, error) {
+	v, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
 	}
 	if err != nil {
 		return nil, wrap(err)
 	}
-	// The same record may be cached under its id by Get: the key is the
-	// unique key's, so the two never mix.
-	return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
+	switch v := v.(type) {
+	case string:
+		// The same record may be cached under its id by Get: the key is
+		// the unique key's, so the two never mix.
+		return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(v), decodeDoc)
+	case []any:
+		// The key names a record the node does not have: gone, or (a
+		// slot migrating) moved on already; Get finds it if it is.
+		if id, ok := v[0].(string); ok && len(v) == 1 {
+			rec, err := s.Get(ctx, kind, tenant, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+			}
+			return rec, err
+		}
+	}
+	return nil, fmt.Errorf("redis store: unexpected unique-key reply %v", v)
 }
 
 // GetByUniqueThrottled sends the unique-key lookup and the rate-limit
@@ -529,7 +558,7 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 		rec, err := s.getByUniqueInTwo(ctx, kind, tenant, key)
 		return rec, tr, err
 	}
-	rec, err := s.uniqueAnswer(kind, tenant, key, get)
+	rec, err := s.uniqueAnswer(ctx, kind, tenant, key, get)
 	return rec, tr, err
 }
 
@@ -958,6 +987,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	defer mu.Unlock()
 
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
+	var movingUntil time.Time
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		var out []store.Event
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -1009,10 +1039,28 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			}
 			return err
 		}, headKey)
-		if err == nil {
+		if err == nil && out != nil {
 			return out, nil
 		}
-		if !errors.Is(err, redis.TxFailedErr) && !s.slotMoving(err) {
+		if err == nil {
+			// go-redis' cluster Watch answers nil without running fn when
+			// its last redirect (the slot moving) used up its budget.
+			err = errNotRun
+		}
+		if s.slotMoving(err) {
+			// Not an attempt lost to another replica: wait for the slot.
+			if movingUntil.IsZero() {
+				movingUntil = time.Now().Add(slotMoveWait)
+			} else if time.Now().After(movingUntil) {
+				return nil, wrap(err)
+			}
+			attempt--
+			if err := slotPause(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !errors.Is(err, redis.TxFailedErr) {
 			return nil, wrap(err)
 		}
 		select {
@@ -1024,6 +1072,8 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	return nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
 }
 
+var errNotRun = errors.New("redis store: transaction not run")
+
 // slotMoving tells, on a cluster, an error of a transaction whose slot is
 // moving or has moved (MOVED, ASK, TRYAGAIN, or EXECABORT after one of
 // them): nothing was written, go-redis does not follow a redirect met
@@ -1032,6 +1082,10 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 func (s *Store) slotMoving(err error) bool {
 	if s.cluster == nil {
 		return false
+	}
+	if errors.Is(err, errNotRun) {
+		s.cluster.ReloadState(context.Background())
+		return true
 	}
 	msg := err.Error()
 	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "EXECABORT"} {

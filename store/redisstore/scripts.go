@@ -258,15 +258,19 @@ return 0
 `)
 
 // getByUniqueScript reads the doc of the record holding a unique key in
-// one round trip; nil when there is none. A read: it writes nothing.
+// one round trip; nil when there is none, {id} when the key names a record
+// this node does not have. A read: it writes nothing.
 // KEYS: uniq index; ARGV: unique key, rec key prefix (P:{T}:rec:K:)
 // The record key is built here from the id, so it cannot be in KEYS; it
 // carries the tenant's hash tag and lives in the slot of KEYS[1]. While
-// that slot migrates, the record may have left the node already: the
-// server then refuses the script ("non local key") and GetByUnique reads
-// in two steps instead.
+// that slot migrates the record may be on the other node: on the target
+// it reads as absent (hence {id}, and GetByUnique asks for the record by
+// its key), on the source the server refuses the script ("non local key")
+// and GetByUnique reads in two steps.
 var getByUniqueScript = newScript(`
 local id = redis.call('HGET', KEYS[1], ARGV[1])
 if not id then return false end
-return redis.call('HGET', ARGV[2] .. id, 'doc')
+local doc = redis.call('HGET', ARGV[2] .. id, 'doc')
+if not doc then return {id} end
+return doc
 `)
