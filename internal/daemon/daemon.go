@@ -69,7 +69,11 @@ type Daemon struct {
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "redis":
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: families.Indexes()})
+		conn, err := RedisConn(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return redisstore.OpenConn(ctx, conn, redisstore.Options{Indexes: families.Indexes()})
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
