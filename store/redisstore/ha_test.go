@@ -143,6 +143,7 @@ func TestConformanceCluster(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, len(masters), 2, "the tenants of ManyTenants hash to several masters")
 	t.Run("Topology", func(t *testing.T) { clusterTopology(t, c) })
+	t.Run("BackfillEveryMaster", func(t *testing.T) { backfillEveryMaster(t, c) })
 
 	runSuites(t, "clu", clusterConn(c))
 
@@ -409,4 +410,36 @@ func TestClusterReshardingFollowed(t *testing.T) {
 	got, err := fresh.GetByUnique(ctx, "k", "t1", "name:1")
 	require.NoError(t, err)
 	assert.Equal(t, "r1", got.ID)
+}
+
+// An index declared on a store that holds records of tenants on every
+// master is built for all of them at open (the scan visits each master).
+func backfillEveryMaster(t *testing.T, c *testenv.Cluster) {
+	ctx := context.Background()
+	conn := clusterConn(c)
+	plain := openConn(t, conn, redisstore.Options{KeyPrefix: "bf"})
+	for _, tn := range storetest.ManyTenants {
+		for i := range 30 {
+			require.NoError(t, plain.Create(ctx, &store.Record{Kind: "k", Tenant: tn, ID: fmt.Sprint("r", i),
+				Fields: map[string]string{"f": fmt.Sprint(i % 3)}, Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
+		}
+	}
+	indexed := openConn(t, conn, redisstore.Options{KeyPrefix: "bf", Indexes: []store.Index{{Kind: "k", Field: "f"}}})
+	for _, tn := range storetest.ManyTenants {
+		cl := c.Node(mustMasterOf(t, c, "bf:{"+tn+"}:x")).Client()
+		n, err := cl.ZCard(ctx, "bf:{"+tn+"}:ix:k:f").Result()
+		cl.Close()
+		require.NoError(t, err)
+		assert.EqualValues(t, 30, n, "index of %s built", tn)
+		page, err := indexed.List(ctx, store.Query{Kind: "k", Tenant: tn, Filters: []store.Filter{{Field: "f", Value: "1"}}, OffsetPaging: true})
+		require.NoError(t, err)
+		assert.Equal(t, 10, page.Total, tn)
+	}
+}
+
+func mustMasterOf(t *testing.T, c *testenv.Cluster, key string) string {
+	t.Helper()
+	m, err := c.MasterOf(key)
+	require.NoError(t, err)
+	return m
 }
