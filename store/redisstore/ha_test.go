@@ -443,3 +443,46 @@ func mustMasterOf(t *testing.T, c *testenv.Cluster, key string) string {
 	require.NoError(t, err)
 	return m
 }
+
+// The store follows a failover by itself, without being opened again:
+// Sentinel names the promoted replica, a cluster serves the dead master's
+// slots from its replica. (No load here; what survives a failover under
+// load is another test's.)
+func TestStoreFollowsFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rec := func(tn, id string) *store.Record {
+		return &store.Record{Kind: "k", Tenant: tn, ID: id, Data: json.RawMessage(`{}`)}
+	}
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		sen := testenv.StartSentinel(t)
+		s := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fo"})
+		require.NoError(t, s.Create(ctx, rec("t1", "before"), store.WriteOpts{}))
+		old := sen.KillMaster(t).Addr
+		start := time.Now()
+		now := sen.WaitFailover(t, old, 30*time.Second)
+		require.Eventually(t, func() bool { return s.Create(ctx, rec("t1", "after"), store.WriteOpts{}) == nil },
+			30*time.Second, 20*time.Millisecond)
+		t.Logf("writes go to %s %s after the master was killed", now, time.Since(start).Round(time.Millisecond))
+		top, err := s.Topology(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, now, top.Masters[0].Addr)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		clu := testenv.StartCluster(t)
+		s := openConn(t, clusterConn(clu), redisstore.Options{KeyPrefix: "fo"})
+		require.NoError(t, s.Create(ctx, rec("t1", "before"), store.WriteOpts{}))
+		victim := mustMasterOf(t, clu, "fo:{t1}:x")
+		slots, err := clu.SlotsOf(victim)
+		require.NoError(t, err)
+		clu.KillMaster(t, victim)
+		start := time.Now()
+		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
+		require.Eventually(t, func() bool { return s.Create(ctx, rec("t1", "after"), store.WriteOpts{}) == nil },
+			30*time.Second, 20*time.Millisecond)
+		t.Logf("writes go to %s %s after the master was killed", now, time.Since(start).Round(time.Millisecond))
+		require.NoError(t, s.Ping(ctx))
+	})
+}
