@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,6 +245,34 @@ func TestExampleConfigLoads(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "hsmca", c.PKCS11.TokenLabel)
 	assert.Equal(t, "/etc/hsmca/user.pin", c.PKCS11.PINFile)
+
+	// Its Redis Sentinel block, switched on, is a valid configuration.
+	raw, err := os.ReadFile("../../deploy/hsmcad.example.yaml")
+	require.NoError(t, err)
+	lines := strings.Split(string(raw), "\n")
+	in := false
+	for i, l := range lines {
+		switch {
+		case l == "  # redis:":
+			in = true
+		case in && !strings.HasPrefix(l, "  # "):
+			in = false
+		}
+		if in {
+			lines[i] = "  " + strings.TrimPrefix(l, "  # ")
+		}
+		if l == "  backend: bolt              # bolt | redis" {
+			lines[i] = "  backend: redis"
+		}
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600))
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, "sentinel", c.RedisMode())
+	assert.Equal(t, "hsmca", c.Store.Redis.MasterName)
+	assert.Len(t, c.Store.Redis.Addrs, 3)
+	assert.True(t, c.RedisTLS())
 }
 
 // The Redis modes from the file, and the variables over them; the
