@@ -419,6 +419,17 @@ func StartSentinel(t testing.TB, opts ...HAOptions) *Sentinel {
 				return false, n.name + " link " + st
 			}
 		}
+		// The master's view too: each replica online (it has
+		// acknowledged the sync).
+		c := master.Client()
+		defer c.Close()
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return false, err.Error()
+		}
+		if infoField(info, "connected_slaves") != "2" || strings.Count(info, "state=online") != 2 {
+			return false, "master: " + strings.Join(strings.Fields(info), " ")
+		}
 		return true, ""
 	})
 
@@ -841,6 +852,9 @@ func (c *Cluster) allOK() (bool, string) {
 		}
 		if infoField(repl, "role") == "slave" && infoField(repl, "master_link_status") != "up" {
 			return false, n.name + " replica link " + infoField(repl, "master_link_status")
+		}
+		if infoField(repl, "role") == "master" && strings.Count(repl, "state=online") != strings.Count(repl, "state=") {
+			return false, n.name + " has a replica not yet online"
 		}
 	}
 	return true, ""

@@ -150,7 +150,14 @@ func (s *Store) sentinelTopology(ctx context.Context, t *Topology) {
 				st.Err = wrap(err).Error()
 				return
 			}
-			st.Master = net.JoinHostPort(m["ip"], m["port"])
+			// The address clients are given (during a failover, the
+			// promoted replica's, before SENTINEL MASTER's switches).
+			addr, err := c.GetMasterAddrByName(ctx, s.conn.MasterName).Result()
+			if err != nil || len(addr) != 2 {
+				st.Err = fmt.Sprintf("no master address: %v", wrap(err))
+				return
+			}
+			st.Master = net.JoinHostPort(addr[0], addr[1])
 			st.Flags = m["flags"]
 			st.Replicas, _ = strconv.Atoi(m["num-slaves"])
 			st.Sentinels, _ = strconv.Atoi(m["num-other-sentinels"])
