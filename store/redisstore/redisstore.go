@@ -261,10 +261,10 @@ func (noRetry) NoRetry() bool { return true }
 
 // write sends the commands of one acknowledged write in one round trip
 // (one per master when they span a cluster's slots: go-redis splits the
-// pipeline), each sent once (noRetry). It
-// is the one way, besides AppendEvents' transaction, by which a write the
-// store acknowledges reaches Redis, so that waiting for replicas to have
-// it (WAIT on the same connection) belongs here.
+// pipeline), each sent once (noRetry). It is the one way, besides
+// AppendEvents' transaction, by which a write the store acknowledges
+// reaches Redis, so that waiting for replicas to have it (WAIT, on the
+// same connection as the write) belongs here.
 func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	if err := ctx.Err(); err != nil {
 		return err
