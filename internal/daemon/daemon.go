@@ -261,8 +261,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if tlsConf != nil {
 		scheme = "https"
 	}
+	storeName := cfg.Store.Backend
+	if rs, ok := d.store.(*redisstore.Store); ok {
+		storeName += " " + string(rs.Mode())
+	}
 	log.Info("hsmcad listening", "addr", d.ln.Addr().String(), "scheme", scheme,
-		"store", cfg.Store.Backend, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
+		"store", storeName, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
 	return d, nil
 }
 
