@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
-# Usage: softhsm/ensure-packages.sh [softhsm] [redis] [openssl] [prometheus]
-#        [opencryptoki] [p11kit] [tpm2]
+# Usage: softhsm/ensure-packages.sh [softhsm] [redis] [sentinel] [openssl]
+#        [prometheus] [opencryptoki] [p11kit] [tpm2]
 set -euo pipefail
 
 need=()
@@ -9,6 +9,7 @@ for what in "$@"; do
   case "$what" in
     softhsm) command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2) ;;
     redis)   command -v redis-server  >/dev/null 2>&1 || need+=(redis-server) ;;
+    sentinel) command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel) ;;
     openssl) command -v openssl       >/dev/null 2>&1 || need+=(openssl) ;;
     prometheus) { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus) ;;
     # opencryptoki's software token and its daemon (tests start pkcsslotd).

@@ -19,6 +19,7 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/daemon"
+	"github.com/hsmca/hsmca/store/redisstore"
 )
 
 // doctor checks, in order, everything the daemon needs, one line each.
@@ -63,11 +64,17 @@ func doctor(args []string, stdout, stderr io.Writer) int {
 			return
 		}
 		st, err := daemon.OpenStore(ctx, cfg)
-		if err == nil {
-			err = st.Ping(ctx)
-			st.Close()
+		if err != nil {
+			report("store", err, "")
+			return
 		}
-		report("store", err, cfg.Store.Backend+" answers")
+		defer st.Close()
+		err = st.Ping(ctx)
+		if report("store", err, cfg.Store.Backend+" answers") {
+			if rs, ok := st.(*redisstore.Store); ok {
+				redisReport(ctx, rs, stdout, report)
+			}
+		}
 	}
 
 	slots, err := hsm.ListSlots(cfg.PKCS11.Module)
@@ -279,4 +286,89 @@ func sessionNumber(n int) string {
 		return "unknown"
 	}
 	return strconv.Itoa(n)
+}
+
+// redisReport shows the Redis mode, the topology the store sees (master,
+// replicas with their lag; sentinels; cluster masters and slots) and
+// fails when the store cannot write everywhere or a failover could not
+// happen: a standalone URL naming a replica, too few sentinels answering
+// to agree on a failover, a cluster not serving every slot. It shows
+// addresses only, never a URL or a password.
+func redisReport(ctx context.Context, s *redisstore.Store, w io.Writer, report func(string, error, string) bool) {
+	top, err := s.Topology(ctx)
+	if err != nil {
+		report("redis", err, "")
+		return
+	}
+	var problems []string
+	replicas := 0
+	for _, m := range top.Masters {
+		switch {
+		case m.Err != "":
+			problems = append(problems, fmt.Sprintf("master %s: %s", m.Addr, m.Err))
+		case m.Role != "master":
+			problems = append(problems, fmt.Sprintf("%s is a replica (role %s), not a master: writes would fail", m.Addr, m.Role))
+		}
+		replicas += len(m.Replicas)
+	}
+	var detail string
+	switch top.Mode {
+	case redisstore.Sentinel:
+		answer, names := 0, map[string]bool{}
+		for _, st := range top.Sentinels {
+			if st.Err == "" {
+				answer++
+				names[st.Master] = true
+			}
+		}
+		if answer < len(top.Sentinels)/2+1 {
+			problems = append(problems, fmt.Sprintf("%d of %d sentinels answer: too few to authorise a failover", answer, len(top.Sentinels)))
+		}
+		if len(names) > 1 {
+			problems = append(problems, "the sentinels name different masters")
+		}
+		detail = fmt.Sprintf("sentinel, master %q db %d at %s, %d replica(s); %d of %d sentinels answer",
+			top.MasterName, top.DB, top.Masters[0].Addr, replicas, answer, len(top.Sentinels))
+	case redisstore.Cluster:
+		if top.ClusterState != "ok" || top.SlotsOK < 16384 {
+			problems = append(problems, fmt.Sprintf("cluster state %s, %d of 16384 slots served", top.ClusterState, top.SlotsOK))
+		}
+		detail = fmt.Sprintf("cluster, state %s, %d of 16384 slots served, %d master(s), %d replica(s)",
+			top.ClusterState, top.SlotsOK, len(top.Masters), replicas)
+	default:
+		detail = fmt.Sprintf("standalone, db %d at %s, %d replica(s)", top.DB, top.Masters[0].Addr, replicas)
+	}
+	if top.Mode != redisstore.Standalone {
+		for _, m := range top.Masters {
+			if m.Err == "" && len(m.Replicas) == 0 {
+				detail += fmt.Sprintf("; master %s has no replica: a failover would have nothing to promote", m.Addr)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		report("redis", errors.New(strings.Join(problems, "; ")), "")
+	} else {
+		report("redis", nil, detail)
+	}
+	for _, m := range top.Masters {
+		line := fmt.Sprintf("      %-9s %-21s", "master", m.Addr)
+		if len(m.Slots) > 0 {
+			line += " slots " + strings.Join(m.Slots, ",")
+		}
+		if m.Err != "" {
+			line += " " + m.Err
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		for _, r := range m.Replicas {
+			fmt.Fprintf(w, "      %-9s %-21s %s, %d bytes behind, acknowledged %ds ago\n", "replica", r.Addr, r.State, r.LagBytes, r.LagSeconds)
+		}
+	}
+	for _, st := range top.Sentinels {
+		if st.Err != "" {
+			fmt.Fprintf(w, "      %-9s %-21s %s\n", "sentinel", st.Addr, st.Err)
+			continue
+		}
+		fmt.Fprintf(w, "      %-9s %-21s names %s (%s), knows %d replica(s) and %d other sentinel(s), quorum %d\n",
+			"sentinel", st.Addr, st.Master, st.Flags, st.Replicas, st.Sentinels, st.Quorum)
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -121,4 +124,75 @@ func TestDoctorOnOpenCryptoki(t *testing.T) {
 	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✓$`, stdout)
 	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit none, `, stdout)
 	assert.NotContains(t, stdout+stderr, spec.PIN)
+}
+
+// The doctor names the Redis mode and shows the topology it sees, without
+// a password; it fails when writes or a failover could not happen.
+func TestDoctorRedisTopology(t *testing.T) {
+	tok := testenv.NewToken(t)
+	sen := testenv.StartSentinel(t, testenv.HAOptions{ACL: true})
+	clu := testenv.StartCluster(t)
+	pw := filepath.Join(t.TempDir(), "redis.pass")
+	require.NoError(t, os.WriteFile(pw, []byte(sen.Auth.Password+"\n"), 0o600))
+	spw := filepath.Join(t.TempDir(), "sentinel.pass")
+	require.NoError(t, os.WriteFile(spw, []byte(sen.Auth.SentinelPassword+"\n"), 0o600))
+
+	isolate(t, tok)
+	t.Setenv("HSMCA_STORE", "redis")
+	t.Setenv("HSMCA_REDIS_MODE", "sentinel")
+	t.Setenv("HSMCA_REDIS_MASTER_NAME", sen.MasterName)
+	t.Setenv("HSMCA_REDIS_ADDRS", strings.Join(sen.SentinelAddrs(), ","))
+	t.Setenv("HSMCA_REDIS_USERNAME", sen.Auth.Username)
+	t.Setenv("HSMCA_REDIS_PASSWORD_FILE", pw)
+	t.Setenv("HSMCA_REDIS_SENTINEL_USERNAME", sen.Auth.SentinelUsername)
+	t.Setenv("HSMCA_REDIS_SENTINEL_PASSWORD_FILE", spw)
+	code, stdout, stderr := cli("doctor")
+	require.Equal(t, 0, code, stdout+stderr)
+	assert.Regexp(t, `(?m)^ok\s+store\s+redis answers$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+redis\s+sentinel, master "hsmca-test" db 0 at `+regexp.QuoteMeta(sen.Data[0].Addr)+
+		`, 2 replica\(s\); 3 of 3 sentinels answer$`, stdout)
+	assert.Regexp(t, `(?m)^\s+master\s+`+regexp.QuoteMeta(sen.Data[0].Addr)+`$`, stdout)
+	for _, r := range sen.Data[1:] {
+		assert.Regexp(t, `(?m)^\s+replica\s+`+regexp.QuoteMeta(r.Addr)+`\s+online, \d+ bytes behind, acknowledged \d+s ago$`, stdout)
+	}
+	for _, n := range sen.Sentinels {
+		assert.Regexp(t, `(?m)^\s+sentinel\s+`+regexp.QuoteMeta(n.Addr)+`\s+names `+regexp.QuoteMeta(sen.Data[0].Addr)+
+			` \(master\), knows 2 replica\(s\) and 2 other sentinel\(s\), quorum 2$`, stdout)
+	}
+	assert.NotContains(t, stdout+stderr, sen.Auth.Password)
+	assert.NotContains(t, stdout+stderr, sen.Auth.SentinelPassword)
+
+	// Two sentinels of three gone: too few to fail over.
+	sen.Sentinels[0].Kill()
+	sen.Sentinels[1].Kill()
+	code, stdout, _ = cli("doctor")
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `(?m)^FAIL\s+redis\s+1 of 3 sentinels answer: too few to authorise a failover$`, stdout)
+
+	// A standalone URL naming a replica.
+	t.Setenv("HSMCA_REDIS_MODE", "standalone")
+	t.Setenv("HSMCA_REDIS_MASTER_NAME", "")
+	t.Setenv("HSMCA_REDIS_ADDRS", "")
+	t.Setenv("HSMCA_REDIS_URL", "redis://"+sen.Data[1].Addr+"/0")
+	code, stdout, _ = cli("doctor")
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `(?m)^FAIL\s+redis\s+`+regexp.QuoteMeta(sen.Data[1].Addr)+` is a replica \(role slave\), not a master`, stdout)
+
+	// The cluster: its masters with their slots and replicas.
+	t.Setenv("HSMCA_REDIS_URL", "")
+	t.Setenv("HSMCA_REDIS_MODE", "cluster")
+	t.Setenv("HSMCA_REDIS_ADDRS", clu.Addrs()[0])
+	t.Setenv("HSMCA_REDIS_USERNAME", "")
+	t.Setenv("HSMCA_REDIS_PASSWORD_FILE", "")
+	t.Setenv("HSMCA_REDIS_SENTINEL_USERNAME", "")
+	t.Setenv("HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "")
+	code, stdout, stderr = cli("doctor")
+	require.Equal(t, 0, code, stdout+stderr)
+	assert.Regexp(t, `(?m)^ok\s+redis\s+cluster, state ok, 16384 of 16384 slots served, 3 master\(s\), 3 replica\(s\)$`, stdout)
+	masters, err := clu.Masters()
+	require.NoError(t, err)
+	for _, m := range masters {
+		assert.Regexp(t, `(?m)^\s+master\s+`+regexp.QuoteMeta(m)+`\s+slots \d+-\d+$`, stdout)
+	}
+	assert.Equal(t, 3, strings.Count(stdout, " online, "), stdout)
 }

@@ -164,7 +164,7 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreS
 // imported by the daemon's own tests, so it cannot import the daemon).
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	if cfg.Store.Backend == "redis" {
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: families.Indexes()})
+		return redisstore.Open(ctx, cfg.RedisURL(), redisstore.Options{Indexes: families.Indexes()})
 	}
 	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: families.Indexes()})
 }

@@ -29,7 +29,10 @@ type Config struct {
 	Store struct {
 		Backend  string `yaml:"backend"` // bolt | redis
 		BoltPath string `yaml:"bolt_path"`
+		// RedisURL is the standalone Redis (the short form of
+		// redis.url).
 		RedisURL string `yaml:"redis_url"`
+		Redis    Redis  `yaml:"redis"`
 	} `yaml:"store"`
 
 	PKCS11 struct {
@@ -134,6 +137,70 @@ type Config struct {
 	AdminSocket string `yaml:"admin_socket"`
 }
 
+// Redis is how the daemon reaches Redis (store.redis). Passwords are not
+// values here: they are read from the files named (or from
+// HSMCA_REDIS_PASSWORD and HSMCA_REDIS_SENTINEL_PASSWORD) when the store
+// is opened.
+type Redis struct {
+	// Mode is standalone (default), sentinel or cluster.
+	Mode string `yaml:"mode"`
+	// URL is the standalone server, redis://[user@]host:port/db or
+	// rediss://... (TLS); store.redis_url is the same setting.
+	URL string `yaml:"url"`
+	// Addrs are the sentinels (sentinel) or some of the cluster's nodes
+	// (cluster), host:port each.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the name the sentinels know the master by.
+	MasterName string `yaml:"master_name"`
+	// DB is the database number in sentinel mode.
+	DB int `yaml:"db"`
+	// Username and PasswordFile log in to the Redis servers (an ACL
+	// user; no username: the default user, as with requirepass).
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// SentinelUsername and SentinelPasswordFile log in to the sentinels.
+	SentinelUsername     string `yaml:"sentinel_username"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file"`
+	TLS                  struct {
+		// Enabled speaks TLS to every server (sentinel and cluster; a
+		// standalone server is reached with TLS by a rediss:// URL).
+		Enabled bool `yaml:"enabled"`
+		// CAFile is the PEM bundle the servers' certificates are checked
+		// against (default: the system's roots).
+		CAFile string `yaml:"ca_file"`
+		// CertFile and KeyFile are a client certificate and its key, for
+		// servers that ask for one (tls-auth-clients).
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+		// ServerName is the name the servers' certificates must carry
+		// (default: the host each is dialled at).
+		ServerName string `yaml:"server_name"`
+	} `yaml:"tls"`
+}
+
+// RedisMode is the Redis mode in effect (standalone when unset).
+func (c *Config) RedisMode() string {
+	if c.Store.Redis.Mode == "" {
+		return "standalone"
+	}
+	return c.Store.Redis.Mode
+}
+
+// RedisURL is the standalone URL in effect: store.redis.url or
+// store.redis_url.
+func (c *Config) RedisURL() string {
+	if c.Store.Redis.URL != "" {
+		return c.Store.Redis.URL
+	}
+	return c.Store.RedisURL
+}
+
+// RedisTLS says whether the daemon speaks TLS to Redis: a rediss:// URL
+// or store.redis.tls.enabled.
+func (c *Config) RedisTLS() bool {
+	return c.Store.Redis.TLS.Enabled || strings.HasPrefix(strings.ToLower(c.RedisURL()), "rediss://")
+}
+
 // Env lists every environment override, for the README and `--help`.
 var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_LISTEN_ADDR", "listen_addr", "address of the HTTP(S) listener (default 127.0.0.1:8080)"},
@@ -141,7 +208,22 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_LOG_LEVEL", "log_level", "debug, info, warn or error (default info)"},
 	{"HSMCA_STORE", "store.backend", "bolt (default) or redis"},
 	{"HSMCA_BOLT_PATH", "store.bolt_path", "bolt file (default $HSMCA_DATA_DIR/hsmca.db)"},
-	{"HSMCA_REDIS_URL", "store.redis_url", "redis://[user:password@]host:port/db, required with HSMCA_STORE=redis"},
+	{"HSMCA_REDIS_MODE", "store.redis.mode", "standalone (default), sentinel or cluster"},
+	{"HSMCA_REDIS_URL", "store.redis_url", "standalone: redis://[user@]host:port/db or rediss://... (TLS)"},
+	{"HSMCA_REDIS_ADDRS", "store.redis.addrs", "sentinel: the sentinels; cluster: some of its nodes (host:port, comma-separated)"},
+	{"HSMCA_REDIS_MASTER_NAME", "store.redis.master_name", "sentinel: the name the sentinels monitor the master under"},
+	{"HSMCA_REDIS_DB", "store.redis.db", "sentinel: the database number (default 0)"},
+	{"HSMCA_REDIS_USERNAME", "store.redis.username", "ACL user on the Redis servers (default: the default user)"},
+	{"HSMCA_REDIS_PASSWORD_FILE", "store.redis.password_file", "file holding the Redis password (first line)"},
+	{"HSMCA_REDIS_PASSWORD", "", "the Redis password, when no password file is set"},
+	{"HSMCA_REDIS_SENTINEL_USERNAME", "store.redis.sentinel_username", "ACL user on the sentinels"},
+	{"HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "store.redis.sentinel_password_file", "file holding the sentinels' password (first line)"},
+	{"HSMCA_REDIS_SENTINEL_PASSWORD", "", "the sentinels' password, when no file is set"},
+	{"HSMCA_REDIS_TLS", "store.redis.tls.enabled", "true: TLS to the sentinels and the cluster (standalone: use rediss://)"},
+	{"HSMCA_REDIS_TLS_CA", "store.redis.tls.ca_file", "CA bundle the Redis servers' certificates are checked against (default: the system's)"},
+	{"HSMCA_REDIS_TLS_CERT", "store.redis.tls.cert_file", "client certificate for Redis servers that ask for one"},
+	{"HSMCA_REDIS_TLS_KEY", "store.redis.tls.key_file", "its private key"},
+	{"HSMCA_REDIS_TLS_SERVER_NAME", "store.redis.tls.server_name", "name the Redis servers' certificates must carry (default: the host dialled)"},
 	{"HSMCA_PKCS11_MODULE", "pkcs11.module", "PKCS#11 library (default: SoftHSM2's, found in the usual places)"},
 	{"HSMCA_TOKEN_LABEL", "pkcs11.token_label", "label of the token holding the keys (default hsmca)"},
 	{"HSMCA_SLOT", "pkcs11.slot", "slot id, when the token is chosen by slot instead of label"},
@@ -220,6 +302,43 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_STORE", &c.Store.Backend)
 	str("HSMCA_BOLT_PATH", &c.Store.BoltPath)
 	str("HSMCA_REDIS_URL", &c.Store.RedisURL)
+	r := &c.Store.Redis
+	str("HSMCA_REDIS_MODE", &r.Mode)
+	str("HSMCA_REDIS_MASTER_NAME", &r.MasterName)
+	str("HSMCA_REDIS_USERNAME", &r.Username)
+	str("HSMCA_REDIS_PASSWORD_FILE", &r.PasswordFile)
+	str("HSMCA_REDIS_SENTINEL_USERNAME", &r.SentinelUsername)
+	str("HSMCA_REDIS_SENTINEL_PASSWORD_FILE", &r.SentinelPasswordFile)
+	str("HSMCA_REDIS_TLS_CA", &r.TLS.CAFile)
+	str("HSMCA_REDIS_TLS_CERT", &r.TLS.CertFile)
+	str("HSMCA_REDIS_TLS_KEY", &r.TLS.KeyFile)
+	str("HSMCA_REDIS_TLS_SERVER_NAME", &r.TLS.ServerName)
+	if v, ok := get("HSMCA_REDIS_URL"); ok && v != "" {
+		// The variable wins over either spelling in the file.
+		r.URL = ""
+	}
+	if v, ok := get("HSMCA_REDIS_ADDRS"); ok {
+		r.Addrs = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				r.Addrs = append(r.Addrs, a)
+			}
+		}
+	}
+	if v, ok := get("HSMCA_REDIS_DB"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("config: HSMCA_REDIS_DB: want a database number, got %q", v)
+		}
+		r.DB = n
+	}
+	if v, ok := get("HSMCA_REDIS_TLS"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_REDIS_TLS: want true or false, got %q", v)
+		}
+		r.TLS.Enabled = b
+	}
 	str("HSMCA_PKCS11_MODULE", &c.PKCS11.Module)
 	str("HSMCA_TOKEN_LABEL", &c.PKCS11.TokenLabel)
 	str("HSMCA_PIN_FILE", &c.PKCS11.PINFile)
@@ -437,9 +556,7 @@ func (c *Config) validate() error {
 	switch c.Store.Backend {
 	case "bolt":
 	case "redis":
-		if c.Store.RedisURL == "" {
-			errs = append(errs, "store.backend is redis but no redis_url (HSMCA_REDIS_URL) is set")
-		}
+		errs = append(errs, c.validateRedis()...)
 	default:
 		errs = append(errs, fmt.Sprintf("store.backend %q: want bolt or redis", c.Store.Backend))
 	}
@@ -499,6 +616,68 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// validateRedis checks store.redis for the mode it names. It reads no
+// file and shows no URL (a URL may hold a password).
+func (c *Config) validateRedis() []string {
+	var errs []string
+	r := &c.Store.Redis
+	if r.URL != "" && c.Store.RedisURL != "" && r.URL != c.Store.RedisURL {
+		errs = append(errs, "store.redis_url and store.redis.url differ: set one")
+	}
+	raw := c.RedisURL()
+	switch c.RedisMode() {
+	case "standalone":
+		switch {
+		case raw == "":
+			errs = append(errs, "store.backend is redis but no redis_url (HSMCA_REDIS_URL) is set; "+
+				"for sentinel or cluster set store.redis.mode (HSMCA_REDIS_MODE)")
+		case !strings.HasPrefix(strings.ToLower(raw), "redis://") && !strings.HasPrefix(strings.ToLower(raw), "rediss://"):
+			errs = append(errs, "store.redis_url: want a redis:// or rediss:// URL")
+		case r.TLS.Enabled && !strings.HasPrefix(strings.ToLower(raw), "rediss://"):
+			errs = append(errs, "store.redis.tls.enabled with a redis:// URL: use rediss:// for TLS")
+		}
+		if len(r.Addrs) > 0 || r.MasterName != "" || r.DB != 0 {
+			errs = append(errs, "store.redis: addrs, master_name and db are for sentinel and cluster modes; standalone takes redis_url (the database is in the URL)")
+		}
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has && (r.PasswordFile != "") {
+				errs = append(errs, "a password in store.redis_url and store.redis.password_file: keep one (the file)")
+			}
+		}
+	case "sentinel":
+		if r.MasterName == "" || len(r.Addrs) == 0 {
+			errs = append(errs, "store.redis.mode sentinel needs master_name (HSMCA_REDIS_MASTER_NAME) and the sentinels' addrs (HSMCA_REDIS_ADDRS)")
+		}
+	case "cluster":
+		if len(r.Addrs) == 0 {
+			errs = append(errs, "store.redis.mode cluster needs addrs (HSMCA_REDIS_ADDRS): some of the cluster's nodes")
+		}
+		if r.MasterName != "" || r.DB != 0 {
+			errs = append(errs, "store.redis.mode cluster takes neither master_name nor db")
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("store.redis.mode %q: want standalone, sentinel or cluster", r.Mode))
+	}
+	if c.RedisMode() != "standalone" && raw != "" {
+		errs = append(errs, fmt.Sprintf("store.redis.mode %s takes addrs, not redis_url", c.RedisMode()))
+	}
+	for _, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Sprintf("store.redis.addrs %q: want host:port", a))
+		}
+	}
+	if r.DB < 0 {
+		errs = append(errs, "store.redis.db is negative")
+	}
+	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+		errs = append(errs, "store.redis.tls.cert_file and key_file (HSMCA_REDIS_TLS_CERT, HSMCA_REDIS_TLS_KEY) go together")
+	}
+	if !c.RedisTLS() && (r.TLS.CAFile != "" || r.TLS.CertFile != "" || r.TLS.ServerName != "") {
+		errs = append(errs, "store.redis.tls files are set but TLS is off: use a rediss:// URL, or store.redis.tls.enabled (HSMCA_REDIS_TLS=true)")
+	}
+	return errs
 }
 
 // CheckPublicBaseURL validates a public base URL (public_base_url,

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +144,30 @@ func TestInvalid(t *testing.T) {
 		"huge header limit":  {file: "http:\n  max_header_bytes: 10000000\n", want: "http.max_header_bytes"},
 		"relative base url":  {env: map[string]string{"HSMCA_PUBLIC_BASE_URL": "/pki"}, want: "public_base_url"},
 		"base url, no host":  {file: "public_base_url: https:///x\n", want: "no host"},
+		"redis bad mode":     {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "ring"}, want: `store.redis.mode "ring"`},
+		"sentinel no name": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "sentinel",
+			"HSMCA_REDIS_ADDRS": "a:1"}, want: "needs master_name"},
+		"cluster no addrs": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "cluster"}, want: "cluster needs addrs"},
+		"cluster with url": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "cluster",
+			"HSMCA_REDIS_ADDRS": "a:1", "HSMCA_REDIS_URL": "redis://x:1"}, want: "takes addrs, not redis_url"},
+		"cluster with db": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "cluster",
+			"HSMCA_REDIS_ADDRS": "a:1", "HSMCA_REDIS_DB": "2"}, want: "neither master_name nor db"},
+		"addr without port": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_MODE": "cluster",
+			"HSMCA_REDIS_ADDRS": "a:1,b"}, want: `addrs "b"`},
+		"standalone addrs": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "redis://x:1",
+			"HSMCA_REDIS_ADDRS": "a:1"}, want: "standalone takes redis_url"},
+		"not a redis url": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "http://x:1"}, want: "want a redis:// or rediss:// URL"},
+		"tls files, no tls": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "redis://x:1",
+			"HSMCA_REDIS_TLS_CA": "/ca.pem"}, want: "TLS is off"},
+		"tls with redis://": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "redis://x:1",
+			"HSMCA_REDIS_TLS": "true"}, want: "use rediss://"},
+		"redis cert, no key": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "rediss://x:1",
+			"HSMCA_REDIS_TLS_CERT": "/c.pem"}, want: "cert_file and key_file"},
+		"bad redis tls": {env: map[string]string{"HSMCA_REDIS_TLS": "yes please"}, want: "HSMCA_REDIS_TLS"},
+		"bad redis db":  {env: map[string]string{"HSMCA_REDIS_DB": "-1"}, want: "HSMCA_REDIS_DB"},
+		"two passwords": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "redis://u:secret-pw@x:1",
+			"HSMCA_REDIS_PASSWORD_FILE": "/pw"}, want: "keep one"},
+		"two urls": {file: "store:\n  backend: redis\n  redis_url: redis://a:1\n  redis:\n    url: redis://b:1\n", want: "differ"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			clearEnv(t)
@@ -158,6 +183,7 @@ func TestInvalid(t *testing.T) {
 			_, err := Load(path)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "secret-pw", "no URL is shown")
 		})
 	}
 }
@@ -219,4 +245,122 @@ func TestExampleConfigLoads(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "hsmca", c.PKCS11.TokenLabel)
 	assert.Equal(t, "/etc/hsmca/user.pin", c.PKCS11.PINFile)
+
+	// Its Redis Sentinel block, switched on, is a valid configuration.
+	raw, err := os.ReadFile("../../deploy/hsmcad.example.yaml")
+	require.NoError(t, err)
+	lines := strings.Split(string(raw), "\n")
+	in := false
+	for i, l := range lines {
+		switch {
+		case l == "  # redis:":
+			in = true
+		case in && !strings.HasPrefix(l, "  # "):
+			in = false
+		}
+		if in {
+			lines[i] = "  " + strings.TrimPrefix(l, "  # ")
+		}
+		if l == "  backend: bolt              # bolt | redis" {
+			lines[i] = "  backend: redis"
+		}
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600))
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, "sentinel", c.RedisMode())
+	assert.Equal(t, "hsmca", c.Store.Redis.MasterName)
+	assert.Len(t, c.Store.Redis.Addrs, 3)
+	assert.True(t, c.RedisTLS())
+}
+
+// The Redis modes from the file, and the variables over them; the
+// standalone URL under either name.
+func TestRedisModes(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	dir := t.TempDir()
+	write := func(body string) string {
+		path := filepath.Join(dir, "c.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+		return path
+	}
+
+	c, err := Load(write("store:\n  backend: redis\n  redis_url: redis://127.0.0.1:6379/2\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "standalone", c.RedisMode())
+	assert.Equal(t, "redis://127.0.0.1:6379/2", c.RedisURL())
+	assert.False(t, c.RedisTLS())
+	c, err = Load(write("store:\n  backend: redis\n  redis:\n    url: rediss://r.example:6380/0\n    tls:\n      ca_file: /etc/ca.pem\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "rediss://r.example:6380/0", c.RedisURL())
+	assert.True(t, c.RedisTLS(), "rediss:// is TLS")
+
+	path := write(`
+store:
+  backend: redis
+  redis:
+    mode: sentinel
+    master_name: main
+    addrs: [10.0.0.1:26379, 10.0.0.2:26379]
+    db: 3
+    username: hsmca
+    password_file: /etc/hsmca/redis.pass
+    sentinel_username: watcher
+    sentinel_password_file: /etc/hsmca/sentinel.pass
+    tls:
+      enabled: true
+      ca_file: /etc/hsmca/redis-ca.pem
+      cert_file: /etc/hsmca/redis-client.pem
+      key_file: /etc/hsmca/redis-client.key
+      server_name: redis.internal
+`)
+	c, err = Load(path)
+	require.NoError(t, err)
+	r := c.Store.Redis
+	assert.Equal(t, "sentinel", c.RedisMode())
+	assert.Equal(t, "main", r.MasterName)
+	assert.Equal(t, []string{"10.0.0.1:26379", "10.0.0.2:26379"}, r.Addrs)
+	assert.Equal(t, 3, r.DB)
+	assert.Equal(t, "hsmca", r.Username)
+	assert.Equal(t, "/etc/hsmca/redis.pass", r.PasswordFile)
+	assert.Equal(t, "watcher", r.SentinelUsername)
+	assert.Equal(t, "/etc/hsmca/sentinel.pass", r.SentinelPasswordFile)
+	assert.True(t, c.RedisTLS())
+	assert.Equal(t, "/etc/hsmca/redis-ca.pem", r.TLS.CAFile)
+	assert.Equal(t, "redis.internal", r.TLS.ServerName)
+
+	t.Setenv("HSMCA_REDIS_MODE", "cluster")
+	t.Setenv("HSMCA_REDIS_ADDRS", " 10.0.1.1:7000, 10.0.1.2:7000 ,")
+	t.Setenv("HSMCA_REDIS_MASTER_NAME", "")
+	t.Setenv("HSMCA_REDIS_DB", "0")
+	t.Setenv("HSMCA_REDIS_USERNAME", "other")
+	t.Setenv("HSMCA_REDIS_PASSWORD_FILE", "/run/secrets/redis")
+	t.Setenv("HSMCA_REDIS_TLS_CA", "/run/ca.pem")
+	t.Setenv("HSMCA_REDIS_TLS_CERT", "/run/c.pem")
+	t.Setenv("HSMCA_REDIS_TLS_KEY", "/run/c.key")
+	t.Setenv("HSMCA_REDIS_TLS_SERVER_NAME", "")
+	c, err = Load(path)
+	require.NoError(t, err)
+	r = c.Store.Redis
+	assert.Equal(t, "cluster", c.RedisMode())
+	assert.Equal(t, []string{"10.0.1.1:7000", "10.0.1.2:7000"}, r.Addrs)
+	assert.Equal(t, "other", r.Username)
+	assert.Equal(t, "/run/secrets/redis", r.PasswordFile)
+	assert.Equal(t, "/run/ca.pem", r.TLS.CAFile)
+	assert.Equal(t, "/run/c.pem", r.TLS.CertFile)
+	assert.Equal(t, "/run/c.key", r.TLS.KeyFile)
+	assert.Empty(t, r.TLS.ServerName)
+	t.Setenv("HSMCA_REDIS_TLS", "false")
+	_, err = Load(path)
+	assert.ErrorContains(t, err, "TLS is off")
+
+	// HSMCA_REDIS_URL wins over the file's URL.
+	clearEnv(t)
+	t.Setenv("HSMCA_PKCS11_MODULE", "/x/lib.so")
+	t.Setenv("HSMCA_REDIS_URL", "redis://10.9.9.9:6379/0")
+	c, err = Load(write("store:\n  backend: redis\n  redis:\n    url: redis://b:1\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "redis://10.9.9.9:6379/0", c.RedisURL())
 }

@@ -69,7 +69,11 @@ type Daemon struct {
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "redis":
-		return redisstore.Open(ctx, cfg.Store.RedisURL, redisstore.Options{Indexes: families.Indexes()})
+		conn, err := RedisConn(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return redisstore.OpenConn(ctx, conn, redisstore.Options{Indexes: families.Indexes()})
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
@@ -257,8 +261,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if tlsConf != nil {
 		scheme = "https"
 	}
+	storeName := cfg.Store.Backend
+	if rs, ok := d.store.(*redisstore.Store); ok {
+		storeName += " " + string(rs.Mode())
+	}
 	log.Info("hsmcad listening", "addr", d.ln.Addr().String(), "scheme", scheme,
-		"store", cfg.Store.Backend, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
+		"store", storeName, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
 	return d, nil
 }
 

@@ -1,5 +1,6 @@
 // Package testenv starts the real components tests run against: a SoftHSM2
-// token directory and a redis-server on a loopback port, each in a temp dir.
+// token directory and a redis-server on a loopback port, each in a temp dir,
+// and Redis Sentinel and Cluster topologies (redis_ha.go).
 //
 // When a component is missing, tests skip on a developer machine and fail
 // when CI is set, so a green CI run always means the real thing was used.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/internal/storekit"
 )
@@ -20,27 +18,29 @@ const bulkChunk = 500
 // bulkScript inserts a chunk of records of one (tenant, kind) as that many
 // runs of createScript would, refusing the whole chunk when an id or a
 // unique key is taken or the quota cannot take them all.
-// KEYS: uniq index, seq index, seq counter, quota, rec keys...
-// ARGV: quota resource or "", quota limit, n, index key base, then per
+// KEYS: uniq index, seq index, seq counter, quota, the n rec keys, the
+// index keys of the m fields
+// ARGV: quota resource or "", quota limit, n, m, the m fields, then per
 // record: id, doc without seq, uniq JSON, number of unique keys, unique
-// keys..., number of index pairs, pairs (field, value prefix)...
-var bulkScript = redis.NewScript(`
-local n = tonumber(ARGV[3])
-local a = 5
+// keys..., the m value prefixes
+var bulkScript = newScript(`
+local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
+local a0 = 5 + m
+local a = a0
 for i = 1, n do
   if redis.call('EXISTS', KEYS[4 + i]) == 1 then return {'EXISTS', 'id'} end
   local nu = tonumber(ARGV[a + 3])
   for j = 1, nu do
     if redis.call('HEXISTS', KEYS[1], ARGV[a + 3 + j]) == 1 then return {'EXISTS', ARGV[a + 3 + j]} end
   end
-  a = a + 5 + nu + 2 * tonumber(ARGV[a + 4 + nu])
+  a = a + 4 + nu + m
 end
 if ARGV[1] ~= '' then
   local usage = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
   local limit = tonumber(ARGV[2])
   if limit >= 0 and usage + n > limit then return {'QUOTA', tostring(usage)} end
 end
-a = 5
+a = a0
 for i = 1, n do
   local id, nu = ARGV[a], tonumber(ARGV[a + 3])
   local seq = redis.call('INCR', KEYS[3])
@@ -49,12 +49,12 @@ for i = 1, n do
   for j = 1, nu do redis.call('HSET', KEYS[1], ARGV[a + 3 + j], id) end
   redis.call('ZADD', KEYS[2], seq, id)
   local hs = string.format('%016x', seq)
-  local x = a + 4 + nu
-  for j = x + 1, x + 2 * tonumber(ARGV[x]), 2 do
-    redis.call('ZADD', ARGV[4] .. ARGV[j], 0, ARGV[j + 1] .. hs .. id)
-    redis.call('HSET', KEYS[4 + i], 'ix:' .. ARGV[j], ARGV[j + 1])
+  local x = a + 3 + nu
+  for j = 1, m do
+    redis.call('ZADD', KEYS[4 + n + j], 0, ARGV[x + j] .. hs .. id)
+    redis.call('HSET', KEYS[4 + i], 'ix:' .. ARGV[4 + j], ARGV[x + j])
   end
-  a = x + 1 + 2 * tonumber(ARGV[x])
+  a = x + m + 1
 end
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[1], n) end
 return {'OK'}
@@ -105,40 +105,39 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 		}
 		prep[i] = prepared{doc: string(doc), uniq: uniq, data: data}
 	}
-	if err := bulkScript.Load(ctx, s.rdb).Err(); err != nil {
-		return wrap(err)
-	}
-	var cmds []*redis.Cmd
+	fields := s.ix.Fields(k)
+	var errs []error
 	for lo := 0; lo < len(recs); lo += bulkChunk {
 		hi := min(lo+bulkChunk, len(recs))
 		keys := []string{s.uniqKey(t, k), s.seqKey(t, k), s.ctrKey(t, k), s.quotaKey(t)}
-		args := []any{quota.Resource, quota.Limit, hi - lo, s.ixBase(t, k)}
+		args := []any{quota.Resource, quota.Limit, hi - lo, len(fields)}
+		for _, f := range fields {
+			args = append(args, f)
+		}
 		for i := lo; i < hi; i++ {
 			keys = append(keys, s.recKey(t, k, recs[i].ID))
 			args = append(args, recs[i].ID, prep[i].doc, uniqJSON(prep[i].uniq), len(prep[i].uniq))
 			for _, u := range prep[i].uniq {
 				args = append(args, u)
 			}
-			args = s.indexPairs(args, &recs[i])
+			for _, f := range fields {
+				args = append(args, storekit.ValuePrefix(recs[i].Fields[f]))
+			}
 		}
-		cmd := bulkScript.EvalSha(ctx, s.rdb, keys, args...)
-		if err := cmd.Err(); err != nil && !isReplyErr(err) {
-			return wrap(err)
-		}
-		cmds = append(cmds, cmd)
-	}
-	var errs []error
-	for c, cmd := range cmds {
-		v, err := cmd.Result()
+		keys = s.ixKeys(keys, t, k, fields)
+		reply, err := s.runScript(ctx, bulkScript, keys, args...)
 		if err != nil {
-			errs = append(errs, wrap(err))
-			continue
+			if !errors.Is(err, store.ErrUnavailable) && ctx.Err() == nil {
+				errs = append(errs, err)
+				continue
+			}
+			// The server is gone: the chunks before are written, the
+			// rest are not tried.
+			return errors.Join(append(errs, err)...)
 		}
-		reply, _ := v.([]any)
 		switch replyCode(reply) {
 		case "OK":
-			lo := c * bulkChunk
-			for i := lo; i < min(lo+bulkChunk, len(recs)); i++ {
+			for i := lo; i < hi; i++ {
 				recs[i].Unique, recs[i].Data = prep[i].uniq, prep[i].data
 				recs[i].Version, recs[i].Created, recs[i].Updated = 1, now, now
 			}
@@ -151,11 +150,4 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 		}
 	}
 	return errors.Join(slices.Clip(errs)...)
-}
-
-// isReplyErr tells a pipeline whose commands answered (some with an error
-// reply, reported per command) from one that failed as a whole.
-func isReplyErr(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr)
 }

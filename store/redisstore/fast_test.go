@@ -71,3 +71,68 @@ func TestGetByUniqueFollowsChanges(t *testing.T) {
 	_, err = s.GetByUnique(ctx, "k", "t", "name:y")
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
+
+// A replica that declares fewer indexes than the record has entries in
+// still updates and deletes them: the scripts name every index key they
+// touch, learning the record's extra ones from a first refusal.
+func TestWritesKeepIndexesOtherReplicasDeclare(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	ixs := []store.Index{{Kind: "k", Field: "a"}}
+	full := open(t, r.URL(), redisstore.Options{KeyPrefix: "few", Indexes: ixs})
+	bare := open(t, r.URL(), redisstore.Options{KeyPrefix: "few"})
+	rec := &store.Record{Kind: "k", Tenant: "t", ID: "r1", Fields: map[string]string{"a": "x"}, Data: json.RawMessage(`{}`)}
+	require.NoError(t, full.Create(ctx, rec, store.WriteOpts{}))
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	entries := func() []string {
+		v, err := rdb.ZRange(ctx, "few:{t}:ix:k:a", 0, -1).Result()
+		require.NoError(t, err)
+		return v
+	}
+	require.Len(t, entries(), 1)
+
+	got, err := bare.Get(ctx, "k", "t", "r1")
+	require.NoError(t, err)
+	got.Fields = map[string]string{"a": "y"}
+	require.NoError(t, bare.Update(ctx, got, store.WriteOpts{}))
+	assert.Empty(t, entries(), "the entry of the old value is gone")
+	page, err := full.List(ctx, store.Query{Kind: "k", Tenant: "t", Filters: []store.Filter{{Field: "a", Value: "x"}}})
+	require.NoError(t, err)
+	assert.Empty(t, page.Records)
+
+	require.NoError(t, full.Delete(ctx, "k", "t", "r1", store.WriteOpts{}))
+	require.NoError(t, full.Create(ctx, rec, store.WriteOpts{}))
+	require.Len(t, entries(), 1)
+	require.NoError(t, bare.Delete(ctx, "k", "t", "r1", store.WriteOpts{}))
+	assert.Empty(t, entries())
+}
+
+// Tenants listed under the set names of earlier versions (without the
+// platform hash tag) keep their intents and event chains visible.
+func TestTenantsListedByEarlierVersions(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := open(t, r.URL(), redisstore.Options{KeyPrefix: "old"})
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	in := `{"id":"i1","tenant":"t1","kind":"ca","keyIds":["aa"],"created":"2026-01-02T03:04:05Z"}`
+	require.NoError(t, rdb.SAdd(ctx, "old:intent-tenants", "t1").Err())
+	require.NoError(t, rdb.HSet(ctx, "old:{t1}:intents", "i1", in).Err())
+	_, err := s.AppendEvents(ctx, "t2", []json.RawMessage{json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	require.NoError(t, rdb.Del(ctx, "old:{:platform}:event-tenants").Err())
+	require.NoError(t, rdb.SAdd(ctx, "old:event-tenants", "t2").Err())
+
+	ins, err := s.ListIntents(ctx)
+	require.NoError(t, err)
+	require.Len(t, ins, 1)
+	assert.Equal(t, "i1", ins[0].ID)
+	tenants, err := s.EventTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"t2"}, tenants)
+	require.NoError(t, s.DeleteIntent(ctx, "i1"))
+	ins, err = s.ListIntents(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ins)
+}

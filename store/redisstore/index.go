@@ -2,10 +2,11 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,15 +19,16 @@ import (
 // ZRANGE BYLEX walks them in (value, seq) order and ZLEXCOUNT counts a
 // range in O(log N). The record hash keeps ix:<field> -> value prefix, the
 // write scripts remove exactly the members the hash names, so the set and
-// the hashes agree whatever declarations the writers had. A marker
-// P:ixready:K:<field> says every record of every tenant has its entry;
-// Open builds the index before setting it. All replicas are meant to run
-// one declaration: an index built by one replica is kept by the writes of
-// a replica that declares it too.
+// the hashes agree whatever declarations the writers had. The platform
+// hash P:{:platform}:ixready has a field K:<field> for each index that
+// every record of every tenant has its entry in; Open builds the index
+// before setting it. All replicas are meant to run one declaration: an
+// index built by one replica is kept by the writes of a replica that
+// declares it too.
 
 func (s *Store) ixBase(tenant, kind string) string { return s.tkey(tenant, "ix:"+kind+":") }
-func (s *Store) markerKey(kind, field string) string {
-	return s.prefix + ":ixready:" + kind + ":" + field
+func (s *Store) ixKey(tenant, kind, field string) string {
+	return s.ixBase(tenant, kind) + field
 }
 
 // indexPairs appends the count and (field, value prefix) pairs of rec's
@@ -40,37 +42,65 @@ func (s *Store) indexPairs(args []any, rec *store.Record) []any {
 	return args
 }
 
-// indexArgs appends the index key base and indexPairs.
-func (s *Store) indexArgs(args []any, rec *store.Record) []any {
-	return s.indexPairs(append(args, s.ixBase(rec.Tenant, rec.Kind)), rec)
+// indexEntries appends rec's declared index entries: their index keys to
+// keys, indexPairs to args.
+func (s *Store) indexEntries(keys []string, args []any, rec *store.Record) ([]string, []any) {
+	return s.ixKeys(keys, rec.Tenant, rec.Kind, s.ix.Fields(rec.Kind)), s.indexPairs(args, rec)
 }
 
-// syncIndexes drops the markers of undeclared indexes and builds each
+// ixKeys appends the index keys of fields.
+func (s *Store) ixKeys(keys []string, tenant, kind string, fields []string) []string {
+	for _, f := range fields {
+		keys = append(keys, s.ixKey(tenant, kind, f))
+	}
+	return keys
+}
+
+// runIndexed runs a script that rewrites or removes a record's index
+// entries (see fieldsCheck): build makes its KEYS and ARGV for a list of
+// fields, first the kind's declared ones, then with the fields the script
+// found on the record besides.
+func (s *Store) runIndexed(ctx context.Context, sc *script, tenant, kind string, build func(fields []string) ([]string, []any)) ([]any, error) {
+	fields := slices.Clone(s.ix.Fields(kind))
+	for attempt := 0; ; attempt++ {
+		keys, args := build(fields)
+		reply, err := s.runScript(ctx, sc, keys, args...)
+		if err != nil || replyCode(reply) != "FIELDS" {
+			return reply, err
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("%w: %s %s: the record's indexes keep changing", store.ErrUnavailable, kind, tenant)
+		}
+		for _, f := range reply[1:] {
+			if f, ok := f.(string); ok && storekit.CheckName("index field", f) == nil && !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+	}
+}
+
+// syncIndexes drops the marks of undeclared indexes and builds each
 // declared index that has none.
 func (s *Store) syncIndexes(ctx context.Context) error {
-	var markers []string
-	iter := s.rdb.Scan(ctx, 0, globEscape(s.prefix+":ixready:")+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		markers = append(markers, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	marks, err := s.rdb.HKeys(ctx, s.readyKey()).Result()
+	if err != nil {
 		return wrap(err)
 	}
 	have := map[string]bool{}
-	for _, m := range markers {
-		kf := strings.SplitN(strings.TrimPrefix(m, s.prefix+":ixready:"), ":", 2)
+	for _, m := range marks {
+		kf := strings.SplitN(m, ":", 2)
 		if len(kf) == 2 && s.ix.Has(kf[0], kf[1]) {
 			have[m] = true
 			continue
 		}
-		if err := s.rdb.Del(ctx, m).Err(); err != nil {
+		if err := s.rdb.HDel(ctx, s.readyKey(), m).Err(); err != nil {
 			return wrap(err)
 		}
 	}
 	for kind := range s.ix {
 		var missing []string
 		for _, f := range s.ix.Fields(kind) {
-			if !have[s.markerKey(kind, f)] {
+			if !have[kind+":"+f] {
 				missing = append(missing, f)
 			}
 		}
@@ -81,7 +111,7 @@ func (s *Store) syncIndexes(ctx context.Context) error {
 			return err
 		}
 		for _, f := range missing {
-			if err := s.rdb.Set(ctx, s.markerKey(kind, f), "1", 0).Err(); err != nil {
+			if err := s.rdb.HSet(ctx, s.readyKey(), kind+":"+f, "1").Err(); err != nil {
 				return wrap(err)
 			}
 		}
@@ -100,21 +130,46 @@ func globEscape(s string) string {
 	return b.String()
 }
 
+// scan calls fn with every key matching pattern: on a cluster, of every
+// master (each holds its slots' keys), concurrently. A key may come twice
+// (SCAN's guarantee, and a slot migrating meanwhile).
+func (s *Store) scan(ctx context.Context, pattern string, fn func(key string)) error {
+	one := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			fn(iter.Val())
+		}
+		return iter.Err()
+	}
+	if s.cluster == nil {
+		return wrap(one(ctx, s.rdb))
+	}
+	return wrap(s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		return one(ctx, c)
+	}))
+}
+
 // backfill gives every record of kind, in every tenant, its entries of
 // fields, in chunks of one script each.
 func (s *Store) backfill(ctx context.Context, kind string, fields []string) error {
 	pattern := globEscape(s.prefix+":{") + "*" + globEscape("}:seq:"+kind)
-	iter := s.rdb.Scan(ctx, 0, pattern, 100).Iterator()
+	var mu sync.Mutex
+	seen := map[string]bool{}
 	var tenants []string
-	for iter.Next(ctx) {
-		k := iter.Val()
+	err := s.scan(ctx, pattern, func(k string) {
 		t := strings.TrimSuffix(strings.TrimPrefix(k, s.prefix+":{"), "}:seq:"+kind)
-		if storekit.CheckName("tenant", t) == nil && s.seqKey(t, kind) == k {
+		if storekit.CheckName("tenant", t) != nil || s.seqKey(t, kind) != k {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[t] {
+			seen[t] = true
 			tenants = append(tenants, t)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		return wrap(err)
+	})
+	if err != nil {
+		return err
 	}
 	for _, t := range tenants {
 		// By score, not rank: deletions meanwhile do not shift the walk.
@@ -153,23 +208,27 @@ func (s *Store) backfillChunk(ctx context.Context, tenant, kind string, fields, 
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(recs))
-	args := []any{s.ixBase(tenant, kind)}
+	keys := make([]string, len(recs), len(recs)+len(fields))
+	args := []any{len(recs), len(fields)}
+	for _, f := range fields {
+		args = append(args, f)
+	}
 	for i := range recs {
 		r := &recs[i]
 		keys[i] = s.recKey(tenant, kind, r.ID)
-		args = append(args, r.ID, strconv.FormatUint(r.Version, 10), len(fields))
+		args = append(args, r.ID, strconv.FormatUint(r.Version, 10))
 		for _, f := range fields {
-			args = append(args, f, storekit.ValuePrefix(r.Fields[f]))
+			args = append(args, storekit.ValuePrefix(r.Fields[f]))
 		}
 	}
-	changed, err := backfillScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrap(err)
+	keys = s.ixKeys(keys, tenant, kind, fields)
+	reply, err := s.runScript(ctx, backfillScript, keys, args...)
+	if err != nil {
+		return nil, err
 	}
-	again := make([]string, 0, len(changed))
-	for _, i := range changed {
-		if i >= 1 && int(i) <= len(recs) {
+	again := make([]string, 0, len(reply))
+	for _, v := range reply[1:] {
+		if i, ok := v.(int64); ok && i >= 1 && int(i) <= len(recs) {
 			again = append(again, recs[i-1].ID)
 		}
 	}

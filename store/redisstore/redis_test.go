@@ -111,7 +111,7 @@ func TestKeysCarryTenantTag(t *testing.T) {
 	require.NoError(t, err)
 
 	keys := rawKeys(t, r.Addr, "tag:*")
-	global := map[string]bool{"tag:intent-tenants": true, "tag:event-tenants": true}
+	global := map[string]bool{"tag:{:platform}:intent-tenants": true, "tag:{:platform}:event-tenants": true}
 	var tenantKeys int
 	for _, k := range keys {
 		if global[k] {
@@ -224,7 +224,7 @@ func TestIndexBackfillConcurrentWithWritesAndReplicas(t *testing.T) {
 	require.NoError(t, err)
 	for _, k := range keys {
 		switch {
-		case strings.Contains(k, ":ix:") || strings.Contains(k, ":ixready:"):
+		case strings.Contains(k, ":ix:") || strings.HasSuffix(k, ":ixready"):
 			require.NoError(t, rdb.Del(ctx, k).Err())
 		case strings.Contains(k, ":rec:"):
 			require.NoError(t, rdb.HDel(ctx, k, "ix:a", "ix:b").Err())

@@ -1,33 +1,41 @@
 // Package redisstore is the store daemon replicas share: Redis through
-// go-redis, one Lua script per write.
+// go-redis, one Lua script per write, on one server, a master watched by
+// Sentinel, or Redis Cluster (see Conn).
 //
 // Keys (P is Options.KeyPrefix, T the tenant, K the kind):
 //
-//	P:{T}:rec:K:<id>   hash: doc (Record JSON), ver, seq, uniq (JSON array)
+//	P:{T}:rec:K:<id>   hash: doc (Record JSON), ver, seq, uniq (JSON array),
+//	                   ix:<field> (index.go)
 //	P:{T}:uniq:K       hash: unique key -> id
 //	P:{T}:seq:K        sorted set: id scored by seq (creation order)
 //	P:{T}:ctr:K        last seq handed out
 //	P:{T}:ix:K:<field> sorted set, all scores 0: one member per record,
-//	                   storekit.EntryKey(value, seq) + id (index.go); the
-//	                   record hash holds ix:<field> -> its value prefix
+//	                   storekit.EntryKey(value, seq) + id (index.go)
 //	P:{T}:quota        hash: resource -> usage
 //	P:{T}:intents      hash: intent id -> Intent JSON
 //	P:{T}:events       sorted set: Event JSON scored by seq
 //	P:{T}:evhead       JSON {seq, hash} of the last event
-//	P:intent-tenants   set of tenants that have had intents
-//	P:event-tenants    set of tenants that have had events
-//	P:ixready:K:<field> marker: index complete for every tenant
+//	P:{:platform}:intent-tenants  set of tenants that have had intents
+//	P:{:platform}:event-tenants   set of tenants that have had events
+//	P:{:platform}:ixready         hash: K:<field> -> 1 for each complete index
+//	P:throttle:<key>   a rate limiter's state
 //
 // Every key of a tenant carries the hash tag {T}, so a tenant lives in one
-// cluster slot and a script can check and write all of it atomically.
+// cluster slot and a script can check and write all of it atomically. The
+// keys of no tenant carry {:platform} (no tenant name has a ':'), so no
+// script or transaction mixes them with a tenant's: where an operation
+// needs both it takes two steps, ordered so that dying between them leaves
+// nothing the reconciler cannot settle (PutIntent, AppendEvents). On a
+// cluster the tenants spread over the masters by their slots; what must
+// see all of them (index building) scans every master.
 //
 // Intents are global in the store contract but kept per tenant here: the
 // script that commits a record must delete the record's intent in the same
 // atomic step, which on a cluster it can only do for a key in the tenant's
-// slot. P:intent-tenants lets ListIntents and DeleteIntent (which get no
-// tenant) find them; PutIntent adds the tenant before it writes the intent
-// so an intent is never invisible, and tenants are never removed from the
-// set (a removal could race a concurrent PutIntent).
+// slot. P:{:platform}:intent-tenants lets ListIntents and DeleteIntent
+// (which get no tenant) find them; PutIntent adds the tenant before it
+// writes the intent so an intent is never invisible, and tenants are never
+// removed from the set (a removal could race a concurrent PutIntent).
 package redisstore
 
 import (
@@ -44,7 +52,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/internal/storekit"
@@ -59,7 +66,8 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// PoolSize defaults to go-redis' default (10 per GOMAXPROCS).
+	// PoolSize defaults to go-redis' default (10 per GOMAXPROCS; per node
+	// on a cluster).
 	PoolSize int
 	// KeyPrefix namespaces every key (default "hsmca"); it must not
 	// contain '{' or '}'.
@@ -73,8 +81,12 @@ const defaultTimeout = 500 * time.Millisecond
 
 // Store is a store.Store on Redis.
 type Store struct {
-	rdb    *redis.Client
-	prefix string
+	rdb redis.UniversalClient
+	// cluster is rdb in Cluster mode (nil otherwise): what needs every
+	// master (SCAN, PING, the topology) goes through it.
+	cluster *redis.ClusterClient
+	conn    Conn
+	prefix  string
 	// appendMu serialises the appends of one replica per tenant stripe, so
 	// that the optimistic transaction of AppendEvents only ever races other
 	// replicas.
@@ -85,42 +97,18 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db
-// or rediss://...) and checks that it answers.
+// Open connects to the standalone Redis at url (redis://[user:password@]
+// host:port/db or rediss://...) and checks that it answers.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	ro, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis store: %w", err)
-	}
-	pick := func(opt, fromURL time.Duration) time.Duration {
-		switch {
-		case opt > 0:
-			return opt
-		case fromURL > 0:
-			return fromURL
-		}
-		return defaultTimeout
-	}
-	ro.DialTimeout = pick(opts.DialTimeout, ro.DialTimeout)
-	ro.ReadTimeout = pick(opts.ReadTimeout, ro.ReadTimeout)
-	ro.WriteTimeout = pick(opts.WriteTimeout, ro.WriteTimeout)
-	if opts.PoolSize > 0 {
-		ro.PoolSize = opts.PoolSize
-	}
-	// No command retries (-1 means none to go-redis): go-redis retries a
-	// command whose reply timed out, and a write script that did run would
-	// then report a spurious ErrExists or conflict; it would also double the
-	// time a hung server holds a request. A timeout is ErrUnavailable and the
-	// caller learns the outcome is unknown. Connections a restarted server
-	// closed are dropped by the pool's health check before use. One dial
-	// attempt, for the same reason: go-redis' default dial retries and
-	// backoff hold a request for seconds against a dead server.
-	ro.MaxRetries = -1
-	ro.DialerRetries = 1
-	ro.PoolTimeout = ro.ReadTimeout + time.Second
-	ro.DisableIdentity = true
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return OpenConn(ctx, Conn{Mode: Standalone, URL: url}, opts)
+}
 
+// OpenConn connects to Redis in any mode (see Conn), checks that every
+// master answers and builds missing indexes.
+func OpenConn(ctx context.Context, c Conn, opts Options) (*Store, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	prefix := opts.KeyPrefix
 	if prefix == "" {
 		prefix = "hsmca"
@@ -132,14 +120,22 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{rdb: redis.NewClient(ro), prefix: prefix, dec: storekit.NewDecodeCache(), ix: ix}
+	rdb, err := newClient(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{rdb: rdb, conn: c, prefix: prefix, dec: storekit.NewDecodeCache(), ix: ix}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		s.cluster = cc
+		cc.AddHook(reloadHook{cc})
+	}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
-		return nil, fmt.Errorf("redis store %s: %w", ro.Addr, err)
+		return nil, fmt.Errorf("redis store %s: %w", c, err)
 	}
 	if err := s.syncIndexes(ctx); err != nil {
 		s.rdb.Close()
-		return nil, fmt.Errorf("redis store %s: indexes: %w", ro.Addr, err)
+		return nil, fmt.Errorf("redis store %s: indexes: %w", c, err)
 	}
 	return s, nil
 }
@@ -147,12 +143,52 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // Backend names the implementation.
 func (s *Store) Backend() string { return "redis" }
 
+// Mode is how the store reaches Redis.
+func (s *Store) Mode() Mode { return s.conn.mode() }
+
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping sends PING.
+// Ping sends PING; on a cluster, to every master (each serves a share of
+// the tenants).
 func (s *Store) Ping(ctx context.Context) error {
+	if s.cluster != nil {
+		return wrap(s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		}))
+	}
 	return wrap(s.rdb.Ping(ctx).Err())
+}
+
+// reloadHook has the cluster client learn the topology again after a
+// command failed for want of a node: go-redis otherwise keeps sending a
+// dead master's slots to it until its periodic reload, while the cluster
+// has promoted a replica within seconds.
+type reloadHook struct{ c *redis.ClusterClient }
+
+func (h reloadHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(err)
+		return err
+	}
+}
+
+func (h reloadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(err)
+		return err
+	}
+}
+
+func (h reloadHook) after(err error) {
+	if err != nil && errors.Is(wrap(err), store.ErrUnavailable) {
+		// Asynchronous, and coalesced by go-redis.
+		h.c.ReloadState(context.Background())
+	}
 }
 
 // wrap classifies an error of go-redis: an error reply from the server is
@@ -164,6 +200,9 @@ func wrap(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) && !transientReply(rerr.Error()) {
 		return fmt.Errorf("redis store: %w", err)
@@ -171,13 +210,17 @@ func wrap(err error) error {
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
+// transientReply tells the error replies of a server that cannot serve
+// now (loading, a replica, a failover or a slot migration in progress)
+// from those of a bad request.
 func transientReply(msg string) bool {
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"} {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "MOVED ", "ASK "} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
-	return false
+	// A script touching a key of a slot being migrated away.
+	return strings.Contains(msg, "non local key")
 }
 
 // Key names. Tenants and kinds are validated to contain no ':', '{' or
@@ -193,15 +236,97 @@ func (s *Store) quotaKey(tenant string) string         { return s.tkey(tenant, "
 func (s *Store) intentsKey(tenant string) string       { return s.tkey(tenant, "intents") }
 func (s *Store) eventsKey(tenant string) string        { return s.tkey(tenant, "events") }
 func (s *Store) headKey(tenant string) string          { return s.tkey(tenant, "evhead") }
-func (s *Store) intentTenantsKey() string              { return s.prefix + ":intent-tenants" }
-func (s *Store) eventTenantsKey() string               { return s.prefix + ":event-tenants" }
 
-// runScript runs a write script and turns its reply code into an error.
-func runScript(ctx context.Context, rdb *redis.Client, sc *redis.Script, keys []string, args ...any) ([]any, error) {
+// platformTag is the hash tag of the keys that belong to no tenant: a
+// tenant name cannot contain ':', so no tenant's keys share it, and the
+// platform keys share one slot with each other only.
+const platformTag = "{:platform}"
+
+func (s *Store) pkey(rest string) string     { return s.prefix + ":" + platformTag + ":" + rest }
+func (s *Store) intentTenantsKey() string    { return s.pkey("intent-tenants") }
+func (s *Store) eventTenantsKey() string     { return s.pkey("event-tenants") }
+func (s *Store) readyKey() string            { return s.pkey("ixready") }
+func (s *Store) oldIntentTenantsKey() string { return s.prefix + ":intent-tenants" }
+func (s *Store) oldEventTenantsKey() string  { return s.prefix + ":event-tenants" }
+
+// noRetry is a command go-redis must not send again after a failure: a
+// write whose reply was lost may have been applied, and running it twice
+// would answer a spurious ErrExists or conflict, or count a request
+// twice. (The cluster client retries timeouts and dropped connections
+// within its redirect budget whatever MaxRetries says; it still follows
+// MOVED and ASK, and a READONLY reply, which means nothing was written.)
+type noRetry struct{ *redis.Cmd }
+
+func (noRetry) NoRetry() bool { return true }
+
+// write sends the commands of one acknowledged write in one round trip
+// (one per master when they span a cluster's slots: go-redis splits the
+// pipeline), each sent once (noRetry). It is the one way, besides
+// AppendEvents' transaction, by which a write the store acknowledges
+// reaches Redis, so that waiting for replicas to have it (WAIT, on the
+// same connection as the write) belongs here.
+func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	v, err := sc.Run(ctx, rdb, keys, args...).Result()
+	if len(cmds) == 1 {
+		_ = s.rdb.Process(ctx, noRetry{cmds[0]})
+		return cmds[0].Err()
+	}
+	pipe := s.rdb.Pipeline()
+	for _, c := range cmds {
+		_ = pipe.Process(ctx, noRetry{c})
+	}
+	_, _ = pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// slotMoveWait bounds how long a write refused because its slot is
+// migrating (TRYAGAIN: its keys split between two nodes, or new keys in a
+// slot being imported; nothing was written) is sent again before it fails
+// as unavailable.
+const slotMoveWait = time.Second
+
+// slotPause is a short random wait before trying a write again.
+func slotPause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(rand.IntN(20)+5) * time.Millisecond):
+		return nil
+	}
+}
+
+// runScript runs a write script by its hash (by its source when the
+// server lacks it) through write, and turns its reply code into an error.
+func (s *Store) runScript(ctx context.Context, sc *script, keys []string, args ...any) ([]any, error) {
+	var cmd *redis.Cmd
+	var until time.Time
+	for {
+		cmd = sc.cmd(ctx, true, keys, args)
+		err := s.write(ctx, cmd)
+		if isNoScript(err) {
+			cmd = sc.cmd(ctx, false, keys, args)
+			err = s.write(ctx, cmd)
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+			break
+		}
+		if until.IsZero() {
+			until = time.Now().Add(slotMoveWait)
+		} else if time.Now().After(until) {
+			break
+		}
+		if err := slotPause(ctx); err != nil {
+			return nil, err
+		}
+	}
+	v, err := cmd.Result()
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -284,11 +409,11 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	t, k := rec.Tenant, rec.Kind
 	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.seqKey(t, k), s.ctrKey(t, k), s.quotaKey(t), s.intentsKey(t)}
 	args := []any{rec.ID, string(doc), uniqJSON(uniq), res, limit, opts.Intent}
-	args = s.indexArgs(args, rec)
+	keys, args = s.indexEntries(keys, args, rec)
 	for _, u := range uniq {
 		args = append(args, u)
 	}
-	reply, err := runScript(ctx, s.rdb, createScript, keys, args...)
+	reply, err := s.runScript(ctx, createScript, keys, args...)
 	if err != nil {
 		return err
 	}
@@ -337,22 +462,60 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 		return nil, err
 	}
 	// One round trip: every API request looks its token up this way.
-	return s.uniqueAnswer(kind, tenant, key, getByUniqueScript.Run(ctx, s.rdb,
-		[]string{s.uniqKey(tenant, kind)}, key, s.recKey(tenant, kind, "")))
+	cmd := getByUniqueScript.Run(ctx, s.rdb, []string{s.uniqKey(tenant, kind)}, key, s.recKey(tenant, kind, ""))
+	if nonLocal(cmd.Err()) {
+		return s.getByUniqueInTwo(ctx, kind, tenant, key)
+	}
+	return s.uniqueAnswer(ctx, kind, tenant, key, cmd)
 }
 
-// uniqueAnswer turns getByUniqueScript's reply into the record.
-func (s *Store) uniqueAnswer(kind, tenant, key string, cmd *redis.Cmd) (*store.Record, error) {
-	doc, err := cmd.Text()
+// nonLocal is the refusal of a script that read a key of a slot being
+// migrated, gone from the node already (see getByUniqueScript).
+func nonLocal(err error) bool { return err != nil && strings.Contains(err.Error(), "non local key") }
+
+// getByUniqueInTwo is GetByUnique in two commands, each redirected on its
+// own while the tenant's slot migrates.
+func (s *Store) getByUniqueInTwo(ctx context.Context, kind, tenant, key string) (*store.Record, error) {
+	id, err := s.rdb.HGet(ctx, s.uniqKey(tenant, kind), key).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
 	}
 	if err != nil {
 		return nil, wrap(err)
 	}
-	// The same record may be cached under its id by Get: the key is the
-	// unique key's, so the two never mix.
-	return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(doc), decodeDoc)
+	rec, err := s.Get(ctx, kind, tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+	}
+	return rec, err
+}
+
+// uniqueAnswer turns getByUniqueScript's reply into the record.
+func (s *Store) uniqueAnswer(ctx context.Context, kind, tenant, key string, cmd *redis.Cmd) (*store.Record, error) {
+	v, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	switch v := v.(type) {
+	case string:
+		// The same record may be cached under its id by Get: the key is
+		// the unique key's, so the two never mix.
+		return s.dec.Decode(kind+"\x00"+tenant+"\x01"+key, []byte(v), decodeDoc)
+	case []any:
+		// The key names a record the node does not have: gone, or (a
+		// slot migrating) moved on already; Get finds it if it is.
+		if id, ok := v[0].(string); ok && len(v) == 1 {
+			rec, err := s.Get(ctx, kind, tenant, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %s %s unique key %q", store.ErrNotFound, kind, tenant, key)
+			}
+			return rec, err
+		}
+	}
+	return nil, fmt.Errorf("redis store: unexpected unique-key reply %v", v)
 }
 
 // GetByUniqueThrottled sends the unique-key lookup and the rate-limit
@@ -369,9 +532,13 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 	if err := ctx.Err(); err != nil {
 		return nil, store.ThrottleResult{}, err
 	}
+	// A plain pipeline: on a cluster the two commands may go to two
+	// masters, and go-redis splits it.
 	pipe := s.rdb.Pipeline()
-	get := getByUniqueScript.EvalSha(ctx, pipe, []string{s.uniqKey(tenant, kind)}, key, s.recKey(tenant, kind, ""))
-	thr := throttleScript.EvalSha(ctx, pipe, []string{s.throttleKey(t.Key)}, throttleInterval(t.Rate), t.Burst)
+	get := getByUniqueScript.cmd(ctx, true, []string{s.uniqKey(tenant, kind)}, []any{key, s.recKey(tenant, kind, "")})
+	thr := throttleScript.cmd(ctx, true, []string{s.throttleKey(t.Key)}, []any{throttleInterval(t.Rate), t.Burst})
+	_ = pipe.Process(ctx, get)
+	_ = pipe.Process(ctx, noRetry{thr})
 	_, _ = pipe.Exec(ctx)
 	var tr store.ThrottleResult
 	if isNoScript(thr.Err()) {
@@ -387,7 +554,11 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 		rec, err := s.GetByUnique(ctx, kind, tenant, key)
 		return rec, tr, err
 	}
-	rec, err := s.uniqueAnswer(kind, tenant, key, get)
+	if nonLocal(get.Err()) {
+		rec, err := s.getByUniqueInTwo(ctx, kind, tenant, key)
+		return rec, tr, err
+	}
+	rec, err := s.uniqueAnswer(ctx, kind, tenant, key, get)
 	return rec, tr, err
 }
 
@@ -423,14 +594,19 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err != nil {
 		return err
 	}
-	keys := []string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.intentsKey(t)}
-	args := []any{rec.ID, strconv.FormatUint(cur.Version, 10), strconv.FormatUint(cur.Seq, 10),
-		string(doc), uniqJSON(uniq), opts.Intent}
-	args = s.indexArgs(args, rec)
-	for _, u := range uniq {
-		args = append(args, u)
-	}
-	reply, err := runScript(ctx, s.rdb, updateScript, keys, args...)
+	reply, err := s.runIndexed(ctx, updateScript, t, k, func(fields []string) ([]string, []any) {
+		keys := s.ixKeys([]string{s.recKey(t, k, rec.ID), s.uniqKey(t, k), s.intentsKey(t)}, t, k, fields)
+		args := []any{rec.ID, strconv.FormatUint(cur.Version, 10), strconv.FormatUint(cur.Seq, 10),
+			string(doc), uniqJSON(uniq), opts.Intent, len(fields)}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		args = s.indexPairs(args, rec)
+		for _, u := range uniq {
+			args = append(args, u)
+		}
+		return keys, args
+	})
 	if err != nil {
 		return err
 	}
@@ -460,8 +636,15 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 	if opts.Quota != nil {
 		res = opts.Quota.Resource
 	}
-	keys := []string{s.recKey(tenant, kind, id), s.uniqKey(tenant, kind), s.seqKey(tenant, kind), s.quotaKey(tenant), s.intentsKey(tenant)}
-	reply, err := runScript(ctx, s.rdb, deleteScript, keys, id, res, opts.Intent, s.ixBase(tenant, kind))
+	reply, err := s.runIndexed(ctx, deleteScript, tenant, kind, func(fields []string) ([]string, []any) {
+		keys := s.ixKeys([]string{s.recKey(tenant, kind, id), s.uniqKey(tenant, kind), s.seqKey(tenant, kind),
+			s.quotaKey(tenant), s.intentsKey(tenant)}, tenant, kind, fields)
+		args := []any{id, res, opts.Intent, len(fields)}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		return keys, args
+	})
 	if err != nil {
 		return err
 	}
@@ -639,7 +822,7 @@ func (s *Store) ReserveQuota(ctx context.Context, tenant, resource string, n, li
 	if n < 0 {
 		return storekit.Invalid("negative quota reservation")
 	}
-	reply, err := runScript(ctx, s.rdb, reserveScript, []string{s.quotaKey(tenant)}, resource, n, limit)
+	reply, err := s.runScript(ctx, reserveScript, []string{s.quotaKey(tenant)}, resource, n, limit)
 	if err != nil {
 		return err
 	}
@@ -657,7 +840,7 @@ func (s *Store) ReleaseQuota(ctx context.Context, tenant, resource string, n int
 	if n < 0 {
 		return storekit.Invalid("negative quota release")
 	}
-	_, err := runScript(ctx, s.rdb, releaseScript, []string{s.quotaKey(tenant)}, resource, n)
+	_, err := s.runScript(ctx, releaseScript, []string{s.quotaKey(tenant)}, resource, n)
 	return err
 }
 
@@ -681,7 +864,7 @@ func (s *Store) SetQuotaUsage(ctx context.Context, tenant, resource string, n in
 	if n < 0 {
 		return storekit.Invalid("negative quota usage")
 	}
-	return wrap(s.rdb.HSet(ctx, s.quotaKey(tenant), resource, n).Err())
+	return wrap(s.write(ctx, redis.NewCmd(ctx, "hset", s.quotaKey(tenant), resource, n)))
 }
 
 // PutIntent stores (or replaces) an intent.
@@ -694,12 +877,35 @@ func (s *Store) PutIntent(ctx context.Context, in *store.Intent) error {
 	if err != nil {
 		return err
 	}
-	// Tenant first: a listed tenant without intents is harmless, an
+	// Two writes: the set of tenants is a platform key and the intent a
+	// key of the tenant's slot, and on a cluster no one step can write
+	// both. Tenant first: a listed tenant without intents is harmless, an
 	// intent of an unlisted tenant would be invisible to the reconciler.
-	if err := s.rdb.SAdd(ctx, s.intentTenantsKey(), cp.Tenant).Err(); err != nil {
+	// Dying between the two leaves the tenant listed and no intent, and
+	// the caller, without an answer, has made no HSM object to settle.
+	if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.intentTenantsKey(), cp.Tenant)); err != nil {
 		return wrap(err)
 	}
-	return wrap(s.rdb.HSet(ctx, s.intentsKey(cp.Tenant), cp.ID, b).Err())
+	return wrap(s.write(ctx, redis.NewCmd(ctx, "hset", s.intentsKey(cp.Tenant), cp.ID, b)))
+}
+
+// tenantSet reads a set of tenants, together with the same set under the
+// untagged name of earlier versions (P:intent-tenants, P:event-tenants),
+// which a store they wrote, or their replicas during a rolling upgrade,
+// may still fill; the tenants listed there stay visible.
+func (s *Store) tenantSet(ctx context.Context, key, old string) ([]string, error) {
+	pipe := s.rdb.Pipeline()
+	cur, prev := pipe.SMembers(ctx, key), pipe.SMembers(ctx, old)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap(err)
+	}
+	out := cur.Val()
+	for _, t := range prev.Val() {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // DeleteIntent removes an intent from whichever tenant holds it.
@@ -707,26 +913,25 @@ func (s *Store) DeleteIntent(ctx context.Context, id string) error {
 	if err := storekit.CheckKey("intent id", id); err != nil {
 		return err
 	}
-	tenants, err := s.rdb.SMembers(ctx, s.intentTenantsKey()).Result()
+	tenants, err := s.tenantSet(ctx, s.intentTenantsKey(), s.oldIntentTenantsKey())
 	if err != nil {
-		return wrap(err)
+		return err
 	}
 	if len(tenants) == 0 {
 		return nil
 	}
-	pipe := s.rdb.Pipeline()
-	for _, t := range tenants {
-		pipe.HDel(ctx, s.intentsKey(t), id)
+	cmds := make([]*redis.Cmd, len(tenants))
+	for i, t := range tenants {
+		cmds[i] = redis.NewCmd(ctx, "hdel", s.intentsKey(t), id)
 	}
-	_, err = pipe.Exec(ctx)
-	return wrap(err)
+	return wrap(s.write(ctx, cmds...))
 }
 
 // ListIntents returns every intent, oldest first.
 func (s *Store) ListIntents(ctx context.Context) ([]store.Intent, error) {
-	tenants, err := s.rdb.SMembers(ctx, s.intentTenantsKey()).Result()
+	tenants, err := s.tenantSet(ctx, s.intentTenantsKey(), s.oldIntentTenantsKey())
 	if err != nil {
-		return nil, wrap(err)
+		return nil, err
 	}
 	out := []store.Intent{}
 	if len(tenants) == 0 {
@@ -782,6 +987,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	defer mu.Unlock()
 
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
+	var movingUntil time.Time
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		var out []store.Event
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -793,8 +999,10 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 				// list the tenant before its first event exists, so that
 				// a tenant with events is always listed; EventTenants
 				// skips one whose append never completed. A tenant with
-				// a head was listed by the append that made it.
-				if err := s.rdb.SAdd(ctx, s.eventTenantsKey(), tenant).Err(); err != nil {
+				// a head was listed by the append that made it. (A write
+				// of its own: the set is a platform key, outside the
+				// tenant's slot and this transaction.)
+				if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
 					return err
 				}
 			case err != nil:
@@ -818,6 +1026,9 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			if err != nil {
 				return err
 			}
+			// The other acknowledged write besides Store.write: waiting
+			// for replicas would go after EXEC, on this transaction's
+			// connection.
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.ZAdd(ctx, eventsKey, members...)
 				p.Set(ctx, headKey, hb, 0)
@@ -828,8 +1039,26 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			}
 			return err
 		}, headKey)
-		if err == nil {
+		if err == nil && out != nil {
 			return out, nil
+		}
+		if err == nil {
+			// go-redis' cluster Watch answers nil without running fn when
+			// its last redirect (the slot moving) used up its budget.
+			err = errNotRun
+		}
+		if s.slotMoving(err) {
+			// Not an attempt lost to another replica: wait for the slot.
+			if movingUntil.IsZero() {
+				movingUntil = time.Now().Add(slotMoveWait)
+			} else if time.Now().After(movingUntil) {
+				return nil, wrap(err)
+			}
+			attempt--
+			if err := slotPause(ctx); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if !errors.Is(err, redis.TxFailedErr) {
 			return nil, wrap(err)
@@ -841,6 +1070,31 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 		}
 	}
 	return nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
+}
+
+var errNotRun = errors.New("redis store: transaction not run")
+
+// slotMoving tells, on a cluster, an error of a transaction whose slot is
+// moving or has moved (MOVED, ASK, TRYAGAIN, or EXECABORT after one of
+// them): nothing was written, go-redis does not follow a redirect met
+// inside a WATCH transaction, so the topology is loaded again and the
+// transaction starts over.
+func (s *Store) slotMoving(err error) bool {
+	if s.cluster == nil {
+		return false
+	}
+	if errors.Is(err, errNotRun) {
+		s.cluster.ReloadState(context.Background())
+		return true
+	}
+	msg := err.Error()
+	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "EXECABORT"} {
+		if strings.HasPrefix(msg, p) {
+			s.cluster.ReloadState(context.Background())
+			return true
+		}
+	}
+	return false
 }
 
 func stripe(tenant string) int {
@@ -895,9 +1149,9 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 
 // EventTenants lists the tenants that have at least one event.
 func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
-	tenants, err := s.rdb.SMembers(ctx, s.eventTenantsKey()).Result()
+	tenants, err := s.tenantSet(ctx, s.eventTenantsKey(), s.oldEventTenantsKey())
 	if err != nil {
-		return nil, wrap(err)
+		return nil, err
 	}
 	out := []string{}
 	if len(tenants) == 0 {
@@ -929,13 +1183,22 @@ func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst in
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	v, err := throttleScript.Run(ctx, s.rdb, []string{s.throttleKey(key)}, throttleInterval(rate), burst).Int64()
+	keys, args := []string{s.throttleKey(key)}, []any{throttleInterval(rate), burst}
+	cmd := throttleScript.cmd(ctx, true, keys, args)
+	if err := s.rdb.Process(ctx, noRetry{cmd}); isNoScript(err) {
+		cmd = throttleScript.cmd(ctx, false, keys, args)
+		_ = s.rdb.Process(ctx, noRetry{cmd})
+	}
+	v, err := cmd.Int64()
 	if err != nil {
 		return 0, wrap(err)
 	}
 	return time.Duration(v) * time.Microsecond, nil
 }
 
+// throttleKey is a limiter's key. A limiter is one key used alone (one
+// script), so its slot does not matter; without a shared tag the limiters
+// spread over a cluster's masters.
 func (s *Store) throttleKey(key string) string { return s.prefix + ":throttle:" + key }
 
 // throttleInterval is the script's cell interval in microseconds.

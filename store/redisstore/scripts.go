@@ -1,23 +1,60 @@
 package redisstore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Each write is one script, so the checks and the writes they guard are a
 // single atomic step on the server. Every key a script touches is passed in
-// KEYS and carries the tenant's hash tag, so the scripts also run on a
-// cluster. Replies are {code, detail...}; code "OK" means written.
+// KEYS and carries the tenant's hash tag: on a cluster a script runs on the
+// tenant's master, and while a slot migrates the server decides from KEYS
+// whether to run it, redirect it (ASK) or refuse it (TRYAGAIN) before it
+// writes anything. Replies are {code, detail...}; code "OK" means written.
 //
 // A record is a hash: doc (the Record JSON Get returns), ver and seq (for
-// the compare-and-set without decoding doc) and uniq (a JSON array of the
-// record's unique keys, so that update and delete can release them).
+// the compare-and-set without decoding doc), uniq (a JSON array of the
+// record's unique keys, so that update and delete can release them) and
+// ix:<field> -> the value prefix of its entry in each index it is in.
+
+// script is a Lua script sent by its hash, or by its source when the
+// server lacks it.
+type script struct {
+	*redis.Script
+	src string
+}
+
+func newScript(src string) *script { return &script{Script: redis.NewScript(src), src: src} }
+
+// cmd is the EVALSHA (byHash) or EVAL command of one call.
+func (sc *script) cmd(ctx context.Context, byHash bool, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	if byHash {
+		a = append(a, "evalsha", sc.Hash())
+	} else {
+		a = append(a, "eval", sc.src)
+	}
+	a = append(a, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	c := redis.NewCmd(ctx, append(a, args...)...)
+	if len(keys) > 0 {
+		c.SetFirstKeyPos(3)
+	}
+	return c
+}
 
 // createScript
-// KEYS: rec, uniq index, seq index, seq counter, quota, intents
+// KEYS: rec, uniq index, seq index, seq counter, quota, intents, then the
+// index key of each of the n index entries
 // ARGV: id, doc without seq (JSON object), uniq JSON, quota resource or "",
-// quota limit, intent id or "", index key base (P:{T}:ix:K:), number of
-// index entries n, n pairs (field, value prefix), unique keys...
-var createScript = redis.NewScript(`
-local u0 = 9 + 2 * tonumber(ARGV[8])
+// quota limit, intent id or "", n, n pairs (field, value prefix), unique
+// keys...
+var createScript = newScript(`
+local n = tonumber(ARGV[7])
+local u0 = 8 + 2 * n
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'EXISTS', 'id'} end
 for i = u0, #ARGV do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return {'EXISTS', ARGV[i]} end
@@ -34,55 +71,82 @@ redis.call('HSET', KEYS[1], 'doc', doc, 'ver', '1', 'seq', seq, 'uniq', ARGV[3])
 for i = u0, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 local hs = string.format('%016x', seq)
-for i = 9, u0 - 1, 2 do
-  redis.call('ZADD', ARGV[7] .. ARGV[i], 0, ARGV[i + 1] .. hs .. ARGV[1])
-  redis.call('HSET', KEYS[1], 'ix:' .. ARGV[i], ARGV[i + 1])
+for j = 1, n do
+  local f, p = ARGV[6 + 2 * j], ARGV[7 + 2 * j]
+  redis.call('ZADD', KEYS[6 + j], 0, p .. hs .. ARGV[1])
+  redis.call('HSET', KEYS[1], 'ix:' .. f, p)
 end
 if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[4], 1) end
 if ARGV[6] ~= '' then redis.call('HDEL', KEYS[6], ARGV[6]) end
 return {'OK', seq}
 `)
 
+// fieldsCheck is the prologue of the scripts that rewrite or remove a
+// record's index entries: the record names its entries (ix:<field>), and
+// each entry's index key must be among KEYS. ixkey maps the fields of the
+// call (ARGV[m0 + 1 .. m0 + m]) to their keys (KEYS[k0 + 1 ..]); a field
+// the record has and the call did not declare (written by a replica that
+// declares more indexes, or since the caller read) is answered with
+// {'FIELDS', field...} before anything is written, and the caller sends
+// the call again with them.
+const fieldsCheck = `
+local function ixkeys(k0, m0)
+  local m, ixkey = tonumber(ARGV[m0]), {}
+  for j = 1, m do ixkey[ARGV[m0 + j]] = KEYS[k0 + j] end
+  local missing = {}
+  for _, hk in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(hk, 1, 3) == 'ix:' and not ixkey[string.sub(hk, 4)] then
+      table.insert(missing, string.sub(hk, 4))
+    end
+  end
+  return ixkey, m, missing
+end
+`
+
 // updateScript
-// KEYS: rec, uniq index, intents
+// KEYS: rec, uniq index, intents, then the index key of each of the m
+// fields
 // ARGV: id, expected version, expected seq, new doc, new uniq JSON,
-// intent id or "", index key base, number of index entries n, n pairs
-// (field, value prefix), new unique keys...
+// intent id or "", m, m fields, n, n pairs (field, value prefix) of the
+// new entries (their fields among the m), new unique keys...
 //
 // The seq check catches a record deleted and created again under the same
 // id between the caller's read and this script: the new incarnation has
 // another seq, and the doc built from the old one must not replace it.
-var updateScript = redis.NewScript(`
-local u0 = 9 + 2 * tonumber(ARGV[8])
+var updateScript = newScript(fieldsCheck + `
 local cur = redis.call('HMGET', KEYS[1], 'ver', 'seq', 'uniq')
 if not cur[1] then return {'NOTFOUND'} end
 if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return {'CONFLICT', cur[1]} end
+local ixkey, m, missing = ixkeys(3, 7)
+local n = tonumber(ARGV[8 + m])
+local p0 = 9 + m
+local u0 = p0 + 2 * n
 for i = u0, #ARGV do
   local owner = redis.call('HGET', KEYS[2], ARGV[i])
   if owner and owner ~= ARGV[1] then return {'EXISTS', ARGV[i]} end
 end
+if #missing > 0 then return {'FIELDS', unpack(missing)} end
 for _, k in ipairs(cjson.decode(cur[3])) do
   if redis.call('HGET', KEYS[2], k) == ARGV[1] then redis.call('HDEL', KEYS[2], k) end
 end
 for i = u0, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
 local hs = string.format('%016x', tonumber(cur[2]))
 local want = {}
-for i = 9, u0 - 1, 2 do want[ARGV[i]] = ARGV[i + 1] end
-local keys = redis.call('HKEYS', KEYS[1])
-for _, hk in ipairs(keys) do
+for i = p0, u0 - 1, 2 do want[ARGV[i]] = ARGV[i + 1] end
+for _, hk in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(hk, 1, 3) == 'ix:' then
     local f = string.sub(hk, 4)
     local p = redis.call('HGET', KEYS[1], hk)
     if want[f] == p then
       want[f] = nil
     else
-      redis.call('ZREM', ARGV[7] .. f, p .. hs .. ARGV[1])
+      redis.call('ZREM', ixkey[f], p .. hs .. ARGV[1])
       redis.call('HDEL', KEYS[1], hk)
     end
   end
 end
 for f, p in pairs(want) do
-  redis.call('ZADD', ARGV[7] .. f, 0, p .. hs .. ARGV[1])
+  redis.call('ZADD', ixkey[f], 0, p .. hs .. ARGV[1])
   redis.call('HSET', KEYS[1], 'ix:' .. f, p)
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'ver', tostring(tonumber(ARGV[2]) + 1), 'uniq', ARGV[5])
@@ -91,18 +155,21 @@ return {'OK'}
 `)
 
 // deleteScript
-// KEYS: rec, uniq index, seq index, quota, intents
-// ARGV: id, quota resource or "", intent id or "", index key base
-var deleteScript = redis.NewScript(`
+// KEYS: rec, uniq index, seq index, quota, intents, then the index key of
+// each of the m fields
+// ARGV: id, quota resource or "", intent id or "", m, m fields
+var deleteScript = newScript(fieldsCheck + `
 local cur = redis.call('HMGET', KEYS[1], 'uniq', 'seq')
 if not cur[1] then return {'NOTFOUND'} end
+local ixkey, m, missing = ixkeys(5, 4)
+if #missing > 0 then return {'FIELDS', unpack(missing)} end
 for _, k in ipairs(cjson.decode(cur[1])) do
   if redis.call('HGET', KEYS[2], k) == ARGV[1] then redis.call('HDEL', KEYS[2], k) end
 end
 local hs = string.format('%016x', tonumber(cur[2]))
 for _, hk in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(hk, 1, 3) == 'ix:' then
-    redis.call('ZREM', ARGV[4] .. string.sub(hk, 4), redis.call('HGET', KEYS[1], hk) .. hs .. ARGV[1])
+    redis.call('ZREM', ixkey[string.sub(hk, 4)], redis.call('HGET', KEYS[1], hk) .. hs .. ARGV[1])
   end
 end
 redis.call('DEL', KEYS[1])
@@ -120,34 +187,35 @@ return {'OK'}
 // from and has no entry of that field yet (a write since has made its
 // own), so it is idempotent and safe beside writers and other replicas
 // doing the same.
-// KEYS: rec keys
-// ARGV: index key base, then per record: id, version, number of pairs n,
-// n pairs (field, value prefix)
-// Reply: the 1-based positions of records that changed version.
-var backfillScript = redis.NewScript(`
-local a, changed = 2, {}
-for i = 1, #KEYS do
-  local id, n = ARGV[a], tonumber(ARGV[a + 2])
+// KEYS: the r rec keys, then the index key of each of the m fields
+// ARGV: r, m, m fields, then per record: id, version, m value prefixes
+// Reply: OK, then the 1-based positions of records that changed version.
+var backfillScript = newScript(`
+local r, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local a, changed = 3 + m, {}
+for i = 1, r do
+  local id = ARGV[a]
   local cur = redis.call('HMGET', KEYS[i], 'ver', 'seq')
   if cur[1] and cur[1] ~= ARGV[a + 1] then
     table.insert(changed, i)
   elseif cur[1] then
     local hs = string.format('%016x', tonumber(cur[2]))
-    for j = a + 3, a + 1 + 2 * n, 2 do
-      if redis.call('HEXISTS', KEYS[i], 'ix:' .. ARGV[j]) == 0 then
-        redis.call('ZADD', ARGV[1] .. ARGV[j], 0, ARGV[j + 1] .. hs .. id)
-        redis.call('HSET', KEYS[i], 'ix:' .. ARGV[j], ARGV[j + 1])
+    for j = 1, m do
+      local f, p = ARGV[2 + j], ARGV[a + 1 + j]
+      if redis.call('HEXISTS', KEYS[i], 'ix:' .. f) == 0 then
+        redis.call('ZADD', KEYS[r + j], 0, p .. hs .. id)
+        redis.call('HSET', KEYS[i], 'ix:' .. f, p)
       end
     end
   end
-  a = a + 3 + 2 * n
+  a = a + 2 + m
 end
-return changed
+return {'OK', unpack(changed)}
 `)
 
 // reserveScript
 // KEYS: quota; ARGV: resource, n, limit (negative: none)
-var reserveScript = redis.NewScript(`
+var reserveScript = newScript(`
 local usage = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local n, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 if limit >= 0 and usage + n > limit then return {'QUOTA', tostring(usage)} end
@@ -157,7 +225,7 @@ return {'OK'}
 
 // releaseScript
 // KEYS: quota; ARGV: resource, n
-var releaseScript = redis.NewScript(`
+var releaseScript = newScript(`
 local usage = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local left = usage - tonumber(ARGV[2])
 if left < 0 then left = 0 end
@@ -174,7 +242,7 @@ return {'OK'}
 // KEYS: the limiter key
 // ARGV: interval (microseconds), burst
 // Reply: 0 when admitted, else microseconds until a request would be.
-var throttleScript = redis.NewScript(`
+var throttleScript = newScript(`
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -190,12 +258,19 @@ return 0
 `)
 
 // getByUniqueScript reads the doc of the record holding a unique key in
-// one round trip; nil when there is none.
+// one round trip; nil when there is none, {id} when the key names a record
+// this node does not have. A read: it writes nothing.
 // KEYS: uniq index; ARGV: unique key, rec key prefix (P:{T}:rec:K:)
-// The record key is built here from the id; it carries the tenant's hash
-// tag, so it lives in the slot of KEYS[1].
-var getByUniqueScript = redis.NewScript(`
+// The record key is built here from the id, so it cannot be in KEYS; it
+// carries the tenant's hash tag and lives in the slot of KEYS[1]. While
+// that slot migrates the record may be on the other node: on the target
+// it reads as absent (hence {id}, and GetByUnique asks for the record by
+// its key), on the source the server refuses the script ("non local key")
+// and GetByUnique reads in two steps.
+var getByUniqueScript = newScript(`
 local id = redis.call('HGET', KEYS[1], ARGV[1])
 if not id then return false end
-return redis.call('HGET', ARGV[2] .. id, 'doc')
+local doc = redis.call('HGET', ARGV[2] .. id, 'doc')
+if not doc then return {id} end
+return doc
 `)

@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"Throttle", testThrottle},
 		{"ThrottleConcurrent", testThrottleConcurrent},
 		{"GetByUniqueThrottled", testGetByUniqueThrottled},
+		{"ManyTenants", testManyTenants},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1112,4 +1113,91 @@ func testGetByUniqueThrottled(t *testing.T, s store.Store) {
 	assert.ErrorIs(t, err, store.ErrInvalid)
 	_, _, err = s.GetByUniqueThrottled(ctx, "tok", "", "hash:aa", lim)
 	assert.ErrorIs(t, err, store.ErrInvalid)
+}
+
+// ManyTenants are the tenants of the ManyTenants test: on Redis Cluster
+// their keys hash to slots of several masters.
+var ManyTenants = []string{"t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"}
+
+// testManyTenants runs the same work in several tenants at once: records
+// with unique keys, a quota and an intent, an update and a delete, an
+// event chain and a rate limit each; then the listings that span tenants.
+func testManyTenants(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	for _, tn := range ManyTenants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := &store.Quota{Resource: "things", Limit: 3}
+			if !assert.NoError(t, s.PutIntent(ctx, &store.Intent{ID: "in-" + tn, Tenant: tn, Kind: kind})) {
+				return
+			}
+			if !assert.NoError(t, s.PutIntent(ctx, &store.Intent{ID: "left-" + tn, Tenant: tn, Kind: kind})) {
+				return
+			}
+			for i := range 3 {
+				opts := store.WriteOpts{Quota: q}
+				if i == 0 {
+					opts.Intent = "in-" + tn
+					assert.NoError(t, s.Create(ctx, rec(tn, "r0", "name:"+tn), opts))
+					continue
+				}
+				err := s.Create(ctx, rec(tn, fmt.Sprint("r", i), "name:"+tn), opts)
+				assert.ErrorIs(t, err, store.ErrExists, "the name is taken in %s", tn)
+				assert.NoError(t, s.Create(ctx, rec(tn, fmt.Sprint("r", i), fmt.Sprint("name:", i)), opts), "%s r%d", tn, i)
+			}
+			err := s.Create(ctx, rec(tn, "over"), store.WriteOpts{Quota: q})
+			assert.ErrorIs(t, err, store.ErrQuotaExceeded, tn)
+			got, err := s.GetByUnique(ctx, kind, tn, "name:"+tn)
+			if !assert.NoError(t, err) {
+				return
+			}
+			got.Fields = map[string]string{"name": "renamed"}
+			assert.NoError(t, s.Update(ctx, got, store.WriteOpts{}))
+			assert.NoError(t, s.Delete(ctx, kind, tn, "r1", store.WriteOpts{Quota: q}))
+			_, err = s.AppendEvents(ctx, tn, []json.RawMessage{json.RawMessage(`{"n":1}`), json.RawMessage(`{"n":2}`)})
+			assert.NoError(t, err)
+			wait, err := s.Throttle(ctx, "many:"+tn, 0.001, 1)
+			assert.NoError(t, err)
+			assert.Zero(t, wait)
+		}()
+	}
+	wg.Wait()
+	for _, tn := range ManyTenants {
+		usage, err := s.QuotaUsage(ctx, tn, "things")
+		require.NoError(t, err)
+		assert.EqualValues(t, 2, usage, tn)
+		page, err := s.List(ctx, store.Query{Kind: kind, Tenant: tn})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"r0", "r2"}, ids(page.Records), tn)
+		n, err := s.CountRecords(ctx, kind, tn)
+		require.NoError(t, err)
+		assert.EqualValues(t, 2, n, tn)
+		evs, err := s.ListEvents(ctx, tn, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 2, tn)
+		broken, err := store.VerifyChain(evs, "", 0)
+		require.NoError(t, err, tn)
+		assert.Zero(t, broken, tn)
+		wait, err := s.Throttle(ctx, "many:"+tn, 0.001, 1)
+		require.NoError(t, err)
+		assert.Positive(t, wait, "%s: the limit is shared", tn)
+	}
+	ins, err := s.ListIntents(ctx)
+	require.NoError(t, err)
+	var left []string
+	for _, tn := range ManyTenants {
+		left = append(left, "left-"+tn)
+	}
+	assert.ElementsMatch(t, left, intentIDs(ins), "committed intents are gone, the others listed")
+	for _, tn := range ManyTenants {
+		require.NoError(t, s.DeleteIntent(ctx, "left-"+tn))
+	}
+	ins, err = s.ListIntents(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ins)
+	tenants, err := s.EventTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, ManyTenants, tenants)
 }
