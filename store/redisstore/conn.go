@@ -148,9 +148,16 @@ func pickTimeouts(opts Options, dial, read, write time.Duration) timeouts {
 // the writes also mark their commands not retriable (see noRetry); MOVED
 // and ASK are still followed.
 func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
+	// A write and its WAIT are read as one pipeline, within the read
+	// timeout.
+	var extra time.Duration
+	if mayWait(c, opts) {
+		extra = waitTimeoutOf(opts)
+	}
 	switch c.mode() {
 	case Sentinel:
 		t := pickTimeouts(opts, 0, 0, 0)
+		t.read += extra
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName:       c.MasterName,
 			SentinelAddrs:    c.Addrs,
@@ -171,6 +178,7 @@ func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
 		}), nil
 	case Cluster:
 		t := pickTimeouts(opts, 0, 0, 0)
+		t.read += extra
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:                    c.Addrs,
 			Username:                 c.Username,
@@ -193,6 +201,7 @@ func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("%w: redis: the URL is not a redis:// or rediss:// URL", store.ErrInvalid)
 	}
 	t := pickTimeouts(opts, ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout)
+	t.read += extra
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = t.dial, t.read, t.write
 	if opts.PoolSize > 0 {
 		ro.PoolSize = opts.PoolSize

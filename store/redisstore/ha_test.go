@@ -478,12 +478,19 @@ func TestStoreFollowsFailover(t *testing.T) {
 		victim := mustMasterOf(t, clu, "fo:{t1}:x")
 		slots, err := clu.SlotsOf(victim)
 		require.NoError(t, err)
-		clu.KillMaster(t, victim)
+		n, _ := s.WaitReplicas()
+		require.Equal(t, 1, n, "writes wait for a replica by default")
+		dead := clu.KillMaster(t, victim)
 		start := time.Now()
 		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
+		// The promoted replica has no replica of its own: a write is
+		// refused (it may be kept) until the old master is back as one.
+		err = s.Create(ctx, rec("t1", "alone"), store.WriteOpts{})
+		require.ErrorIs(t, err, store.ErrUnavailable)
+		dead.Start()
 		require.Eventually(t, func() bool { return s.Create(ctx, rec("t1", "after"), store.WriteOpts{}) == nil },
 			30*time.Second, 20*time.Millisecond)
-		t.Logf("writes go to %s %s after the master was killed", now, time.Since(start).Round(time.Millisecond))
+		t.Logf("writes go to %s %s after the master was killed (its replica back)", now, time.Since(start).Round(time.Millisecond))
 		require.NoError(t, s.Ping(ctx))
 	})
 }

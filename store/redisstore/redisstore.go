@@ -75,7 +75,20 @@ type Options struct {
 	// Indexes are the secondary indexes to keep (see store.Query); Open
 	// builds missing ones before it returns.
 	Indexes []store.Index
+	// WaitReplicas is how many replicas must have a write before the
+	// store acknowledges it (WAIT, sent on the write's connection right
+	// after it). Zero: 1 in Sentinel and Cluster modes when a master has
+	// replicas at open, none otherwise; NoWait: never wait.
+	WaitReplicas int
+	// WaitTimeout bounds the wait (default 500ms); a write that fewer
+	// replicas than WaitReplicas confirm within it fails with
+	// store.ErrUnavailable, and may or may not survive a failover. The
+	// client's read timeout grows by it while waiting is possible.
+	WaitTimeout time.Duration
 }
+
+// NoWait as Options.WaitReplicas turns waiting for replicas off.
+const NoWait = -1
 
 const defaultTimeout = 500 * time.Millisecond
 
@@ -93,6 +106,10 @@ type Store struct {
 	appendMu [64]sync.Mutex
 	dec      *storekit.DecodeCache
 	ix       storekit.Declared
+	// wait is how many replicas must confirm a write (0: none), within
+	// waitTimeout.
+	wait        int
+	waitTimeout time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
@@ -130,6 +147,10 @@ func OpenConn(ctx context.Context, c Conn, opts Options) (*Store, error) {
 		cc.AddHook(reloadHook{cc})
 	}
 	if err := s.Ping(ctx); err != nil {
+		s.rdb.Close()
+		return nil, fmt.Errorf("redis store %s: %w", c, err)
+	}
+	if err := s.pickWait(ctx, opts); err != nil {
 		s.rdb.Close()
 		return nil, fmt.Errorf("redis store %s: %w", c, err)
 	}
@@ -269,6 +290,9 @@ func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.wait > 0 {
+		return s.writeWait(ctx, cmds)
+	}
 	if len(cmds) == 1 {
 		_ = s.rdb.Process(ctx, noRetry{cmds[0]})
 		return cmds[0].Err()
@@ -307,9 +331,10 @@ func slotPause(ctx context.Context) error {
 func (s *Store) runScript(ctx context.Context, sc *script, keys []string, args ...any) ([]any, error) {
 	var cmd *redis.Cmd
 	var until time.Time
+	var err error
 	for {
 		cmd = sc.cmd(ctx, true, keys, args)
-		err := s.write(ctx, cmd)
+		err = s.write(ctx, cmd)
 		if isNoScript(err) {
 			cmd = sc.cmd(ctx, false, keys, args)
 			err = s.write(ctx, cmd)
@@ -326,8 +351,12 @@ func (s *Store) runScript(ctx context.Context, sc *script, keys []string, args .
 			return nil, err
 		}
 	}
-	v, err := cmd.Result()
+	v, cerr := cmd.Result()
+	if cerr != nil {
+		return nil, wrap(cerr)
+	}
 	if err != nil {
+		// Run, but not confirmed by enough replicas.
 		return nil, wrap(err)
 	}
 	reply, ok := v.([]any)
@@ -1026,8 +1055,8 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			if err != nil {
 				return err
 			}
-			// The other acknowledged write besides Store.write: waiting
-			// for replicas would go after EXEC, on this transaction's
+			// The other acknowledged write besides Store.write: the wait
+			// for replicas goes after EXEC, on this transaction's
 			// connection.
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.ZAdd(ctx, eventsKey, members...)
@@ -1036,11 +1065,26 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			})
 			if err == nil {
 				out = evs
+				if s.wait > 0 {
+					w := redis.NewCmd(ctx, "wait", s.wait, s.waitTimeout.Milliseconds())
+					_ = tx.Process(ctx, noRetry{w})
+					n, werr := w.Int64()
+					if werr != nil {
+						return &waitErr{fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, werr)}
+					}
+					if n < int64(s.wait) {
+						return &waitErr{s.errFewReplicas(n)}
+					}
+				}
 			}
 			return err
 		}, headKey)
 		if err == nil && out != nil {
 			return out, nil
+		}
+		if we, ok := err.(*waitErr); ok {
+			// Appended, not confirmed: never appended again.
+			return nil, we.err
 		}
 		if err == nil {
 			// go-redis' cluster Watch answers nil without running fn when
@@ -1073,6 +1117,12 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 }
 
 var errNotRun = errors.New("redis store: transaction not run")
+
+// waitErr is the error of an append written but not confirmed by enough
+// replicas (not to be mistaken for a transaction that did not run).
+type waitErr struct{ err error }
+
+func (e *waitErr) Error() string { return e.err.Error() }
 
 // slotMoving tells, on a cluster, an error of a transaction whose slot is
 // moving or has moved (MOVED, ASK, TRYAGAIN, or EXECABORT after one of

@@ -1,0 +1,254 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hsmca/hsmca/store"
+)
+
+// defaultWaitTimeout bounds the wait for replicas when Options leave it.
+const defaultWaitTimeout = 500 * time.Millisecond
+
+func waitTimeoutOf(opts Options) time.Duration {
+	if opts.WaitTimeout > 0 {
+		return opts.WaitTimeout
+	}
+	return defaultWaitTimeout
+}
+
+// mayWait tells whether the store may wait for replicas: the client's
+// read timeout must then leave room for WAIT's own timeout, since a
+// pipeline is read within the client's read timeout.
+func mayWait(c Conn, opts Options) bool {
+	switch {
+	case opts.WaitReplicas > 0:
+		return true
+	case opts.WaitReplicas < 0:
+		return false
+	}
+	return c.mode() != Standalone
+}
+
+// pickWait settles how many replicas a write waits for: the option when
+// given; else, in Sentinel and Cluster modes, 1 when the master (every
+// master on a cluster) has a replica connected now, none otherwise.
+func (s *Store) pickWait(ctx context.Context, opts Options) error {
+	s.waitTimeout = waitTimeoutOf(opts)
+	if opts.WaitReplicas != 0 || !mayWait(s.conn, opts) {
+		s.wait = max(opts.WaitReplicas, 0)
+		return nil
+	}
+	var mu sync.Mutex
+	all := true
+	check := func(ctx context.Context, c redis.Cmdable) error {
+		m := masterState(ctx, c, "")
+		if m.Err != "" {
+			return errors.New(m.Err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(m.Replicas) == 0 {
+			all = false
+		}
+		return nil
+	}
+	var err error
+	if s.cluster != nil {
+		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return check(ctx, c) })
+	} else {
+		err = check(ctx, s.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("replication state: %w", err)
+	}
+	if all {
+		s.wait = 1
+	}
+	return nil
+}
+
+// WaitReplicas is how many replicas must confirm a write before the store
+// acknowledges it (0: none), and within how long.
+func (s *Store) WaitReplicas() (int, time.Duration) { return s.wait, s.waitTimeout }
+
+// errFewReplicas is the error of a write that too few replicas confirmed.
+func (s *Store) errFewReplicas(got int64) error {
+	return fmt.Errorf("%w: redis store: the write reached %d of %d replicas within %s; it may or may not survive a failover",
+		store.ErrUnavailable, got, s.wait, s.waitTimeout)
+}
+
+// pipeWait sends cmds on one connection of c followed by WAIT, so that the
+// WAIT covers them (WAIT waits for the connection's own last write); with
+// asking, each is preceded by ASKING (a slot being imported by c). The
+// commands keep their own errors; the error returned is the wait's.
+func (s *Store) pipeWait(ctx context.Context, c redis.Cmdable, cmds []*redis.Cmd, asking bool) error {
+	pipe := c.Pipeline()
+	for _, cmd := range cmds {
+		if asking {
+			_ = pipe.Process(ctx, noRetry{redis.NewCmd(ctx, "asking")})
+		}
+		_ = pipe.Process(ctx, noRetry{cmd})
+	}
+	w := redis.NewCmd(ctx, "wait", s.wait, s.waitTimeout.Milliseconds())
+	_ = pipe.Process(ctx, noRetry{w})
+	_, _ = pipe.Exec(ctx)
+	n, err := w.Int64()
+	if err != nil {
+		return fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, err)
+	}
+	if n < int64(s.wait) {
+		return s.errFewReplicas(n)
+	}
+	return nil
+}
+
+// writeWait is Store.write when writes wait for replicas. The error is
+// the first command's error, else the wait's.
+func (s *Store) writeWait(ctx context.Context, cmds []*redis.Cmd) error {
+	if s.cluster != nil {
+		return s.clusterWriteWait(ctx, cmds)
+	}
+	werr := s.pipeWait(ctx, s.rdb, cmds, false)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return werr
+}
+
+// clusterWriteWait sends each command to its key's master with a WAIT
+// behind it on the same connection (the cluster client would send a
+// keyless WAIT to any node). A node's client does not follow redirects:
+// a MOVED command (nothing written) is sent again once the slot map is
+// loaded again, an ASK one to the importing master with ASKING; for up
+// to slotMoveWait.
+func (s *Store) clusterWriteWait(ctx context.Context, cmds []*redis.Cmd) error {
+	pending := cmds
+	var until time.Time
+	var werr error
+	for {
+		var order []*redis.Client
+		groups := map[*redis.Client][]*redis.Cmd{}
+		for _, c := range pending {
+			node, err := s.cluster.MasterForKey(ctx, firstKey(c))
+			if err != nil {
+				c.SetErr(err)
+				return err
+			}
+			if _, ok := groups[node]; !ok {
+				order = append(order, node)
+			}
+			groups[node] = append(groups[node], c)
+		}
+		var moved []*redis.Cmd
+		for _, node := range order {
+			m, err := s.sendWait(ctx, node, groups[node], false)
+			if err != nil {
+				return err
+			}
+			if m.werr != nil && werr == nil {
+				werr = m.werr
+			}
+			moved = append(moved, m.moved...)
+		}
+		if len(moved) == 0 {
+			return werr
+		}
+		s.cluster.ReloadState(ctx)
+		if until.IsZero() {
+			until = time.Now().Add(slotMoveWait)
+		} else if time.Now().After(until) {
+			return moved[0].Err()
+		}
+		if err := slotPause(ctx); err != nil {
+			return err
+		}
+		for _, c := range moved {
+			c.SetErr(nil)
+		}
+		pending = moved
+	}
+}
+
+type sent struct {
+	moved []*redis.Cmd // to send again (MOVED: not written)
+	werr  error        // the wait's error, when a command was written
+}
+
+// sendWait sends cmds to node (see clusterWriteWait); err is a command's
+// own error.
+func (s *Store) sendWait(ctx context.Context, node *redis.Client, cmds []*redis.Cmd, asking bool) (sent, error) {
+	var out sent
+	werr := s.pipeWait(ctx, node, cmds, asking)
+	written := false
+	for _, c := range cmds {
+		err := c.Err()
+		switch {
+		case err == nil:
+			written = true
+		case strings.HasPrefix(err.Error(), "MOVED "):
+			out.moved = append(out.moved, c)
+		case strings.HasPrefix(err.Error(), "ASK ") && !asking:
+			f := strings.Fields(err.Error())
+			target := s.masterAt(ctx, f[len(f)-1])
+			if target == nil {
+				out.moved = append(out.moved, c)
+				continue
+			}
+			c.SetErr(nil)
+			m, err := s.sendWait(ctx, target, []*redis.Cmd{c}, true)
+			if err != nil {
+				return out, err
+			}
+			if m.werr != nil && out.werr == nil {
+				out.werr = m.werr
+			}
+			out.moved = append(out.moved, m.moved...)
+		case strings.HasPrefix(err.Error(), "ASK "):
+			out.moved = append(out.moved, c)
+		default:
+			return out, err
+		}
+	}
+	if written && out.werr == nil {
+		out.werr = werr
+	}
+	return out, nil
+}
+
+// masterAt finds the cluster master at addr (nil: none known).
+func (s *Store) masterAt(ctx context.Context, addr string) *redis.Client {
+	var mu sync.Mutex
+	var found *redis.Client
+	_ = s.cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		if c.Options().Addr == addr {
+			mu.Lock()
+			found = c
+			mu.Unlock()
+		}
+		return nil
+	})
+	return found
+}
+
+// firstKey is the first key of a write command: EVAL/EVALSHA's after the
+// key count, otherwise the first argument.
+func firstKey(c *redis.Cmd) string {
+	args := c.Args()
+	name := strings.ToLower(fmt.Sprint(args[0]))
+	if (name == "evalsha" || name == "eval") && len(args) > 3 {
+		return fmt.Sprint(args[3])
+	}
+	if len(args) > 1 {
+		return fmt.Sprint(args[1])
+	}
+	return ""
+}

@@ -1,0 +1,216 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/redisstore"
+)
+
+// Writes wait for replicas: by default one on Sentinel (the master has
+// replicas), none on a standalone server; a write fewer replicas confirm
+// than asked answers ErrUnavailable (it may or may not be kept).
+func TestWaitForReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sen := testenv.StartSentinel(t)
+	rec := func(id string) *store.Record {
+		return &store.Record{Kind: "k", Tenant: "t1", ID: id, Unique: []string{"name:" + id}, Data: json.RawMessage(`{}`)}
+	}
+	q := &store.Quota{Resource: "things", Limit: -1}
+
+	def := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w"})
+	n, timeout := def.WaitReplicas()
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 500*time.Millisecond, timeout)
+	require.NoError(t, def.Create(ctx, rec("a"), store.WriteOpts{Quota: q}))
+	_, err := def.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
+	require.NoError(t, err)
+
+	off := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitReplicas: redisstore.NoWait})
+	n, _ = off.WaitReplicas()
+	assert.Zero(t, n)
+	require.NoError(t, off.Create(ctx, rec("b"), store.WriteOpts{Quota: q}))
+
+	// Two replicas exist: three are never confirmed.
+	three := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitReplicas: 3, WaitTimeout: 50 * time.Millisecond})
+	err = three.Create(ctx, rec("c"), store.WriteOpts{Quota: q})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	assert.Contains(t, err.Error(), "of 3 replicas")
+	_, err = three.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":2}`)})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorIs(t, three.PutIntent(ctx, &store.Intent{ID: "i1", Tenant: "t1", Kind: "k"}), store.ErrUnavailable)
+	// Written on the master all the same (what a failover would keep is
+	// not known); the record and its quota stay in step.
+	_, err = def.Get(ctx, "k", "t1", "c")
+	require.NoError(t, err)
+	usage, err := def.QuotaUsage(ctx, "t1", "things")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, usage)
+	evs, err := def.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 2, "the unconfirmed append is not made twice")
+
+	r := testenv.StartRedis(t)
+	plain := open(t, r.URL(), redisstore.Options{})
+	n, _ = plain.WaitReplicas()
+	assert.Zero(t, n, "a standalone server has no replicas to wait for")
+}
+
+// Two stores (two daemon replicas) write records with unique names and a
+// quota, and append events, while the Sentinel master is SIGKILLed; a
+// replica is promoted and the stores follow it without being opened
+// again. Every acknowledged write is there afterwards.
+func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sen := testenv.StartSentinel(t)
+	stores := []*redisstore.Store{
+		openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"}),
+		openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"}),
+	}
+	q := &store.Quota{Resource: "things", Limit: -1}
+	tenants := []string{"t1", "t2"}
+
+	type acked struct {
+		tenant, id string
+	}
+	var (
+		mu       sync.Mutex
+		records  []acked
+		events   = map[string][]store.Event{}
+		failed   atomic.Int64
+		killedAt atomic.Int64 // unix nanos, 0 before the kill
+		after    atomic.Int64 // writes acknowledged after the kill
+		firstOK  = make([]atomic.Int64, 4)
+		next     atomic.Int64
+	)
+	done := make(chan struct{})
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[w%2]
+			tn := tenants[w/2]
+			ok := func() {
+				if k := killedAt.Load(); k != 0 {
+					after.Add(1)
+					firstOK[w].CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+			for {
+				select {
+				case <-done:
+					errc <- nil
+					return
+				default:
+				}
+				i := next.Add(1)
+				id := fmt.Sprint("r", i)
+				err := s.Create(ctx, &store.Record{Kind: "k", Tenant: tn, ID: id, Unique: []string{fmt.Sprint("name:", i)},
+					Data: json.RawMessage(`{}`)}, store.WriteOpts{Quota: q})
+				switch {
+				case err == nil:
+					mu.Lock()
+					records = append(records, acked{tn, id})
+					mu.Unlock()
+					ok()
+				case errors.Is(err, store.ErrUnavailable):
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				default:
+					errc <- fmt.Errorf("create %s: %w", id, err)
+					return
+				}
+				evs, err := s.AppendEvents(ctx, tn, []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"r":%d}`, i))})
+				switch {
+				case err == nil:
+					mu.Lock()
+					events[tn] = append(events[tn], evs...)
+					mu.Unlock()
+					ok()
+				case errors.Is(err, store.ErrUnavailable):
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+				default:
+					errc <- fmt.Errorf("append %s: %w", tn, err)
+					return
+				}
+			}
+		}()
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(records)
+	}
+	require.Eventually(t, func() bool { return count() >= 200 }, 30*time.Second, 10*time.Millisecond)
+	old := sen.KillMaster(t).Addr
+	kill := time.Now()
+	killedAt.Store(kill.UnixNano())
+	now := sen.WaitFailover(t, old, 30*time.Second)
+	require.Eventually(t, func() bool { return after.Load() >= 200 }, 30*time.Second, 10*time.Millisecond)
+	close(done)
+	wg.Wait()
+	for range 4 {
+		require.NoError(t, <-errc)
+	}
+	var recover time.Duration
+	for w := range firstOK {
+		recover = max(recover, time.Duration(firstOK[w].Load()-kill.UnixNano()))
+	}
+	t.Logf("master %s killed, %s promoted; every writer acknowledged again within %s; %d writes failed (503); %d records and %d events acknowledged",
+		old, now, recover.Round(time.Millisecond), failed.Load(), len(records), len(events["t1"])+len(events["t2"]))
+
+	// A store opened now sees what the running ones acknowledged.
+	s := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"})
+	lost := 0
+	for _, r := range records {
+		got, err := s.Get(ctx, "k", r.tenant, r.id)
+		if errors.Is(err, store.ErrNotFound) {
+			lost++
+			continue
+		}
+		require.NoError(t, err)
+		byName, err := s.GetByUnique(ctx, "k", r.tenant, "name:"+r.id[1:])
+		require.NoError(t, err)
+		assert.Equal(t, got.ID, byName.ID)
+		err = s.Create(ctx, &store.Record{Kind: "k", Tenant: r.tenant, ID: "dup" + r.id, Unique: []string{"name:" + r.id[1:]},
+			Data: json.RawMessage(`{}`)}, store.WriteOpts{Quota: q})
+		require.ErrorIs(t, err, store.ErrExists, "the unique name %s holds", r.id[1:])
+	}
+	assert.Zero(t, lost, "acknowledged records lost")
+	for _, tn := range tenants {
+		n, err := s.CountRecords(ctx, "k", tn)
+		require.NoError(t, err)
+		usage, err := s.QuotaUsage(ctx, tn, "things")
+		require.NoError(t, err)
+		assert.Equal(t, n, usage, "quota of %s equals its records", tn)
+		chain, err := s.ListEvents(ctx, tn, 0, 0)
+		require.NoError(t, err)
+		broken, err := store.VerifyChain(chain, "", 0)
+		require.NoError(t, err)
+		assert.Zero(t, broken)
+		bySeq := map[uint64]string{}
+		for _, e := range chain {
+			bySeq[e.Seq] = e.Hash
+		}
+		for _, e := range events[tn] {
+			assert.Equal(t, e.Hash, bySeq[e.Seq], "acknowledged event %d of %s", e.Seq, tn)
+		}
+	}
+}
