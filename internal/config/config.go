@@ -161,7 +161,14 @@ type Redis struct {
 	// SentinelUsername and SentinelPasswordFile log in to the sentinels.
 	SentinelUsername     string `yaml:"sentinel_username"`
 	SentinelPasswordFile string `yaml:"sentinel_password_file"`
-	TLS                  struct {
+	// WaitReplicas is how many replicas must have a write before it is
+	// acknowledged (Redis WAIT); unset: 1 in sentinel and cluster modes
+	// when the masters have replicas at start, none otherwise; 0: off.
+	WaitReplicas *int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait (default 500ms); a write too few
+	// replicas confirm in time answers 503.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	TLS         struct {
 		// Enabled speaks TLS to every server (sentinel and cluster; a
 		// standalone server is reached with TLS by a rediss:// URL).
 		Enabled bool `yaml:"enabled"`
@@ -219,6 +226,8 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_REDIS_SENTINEL_USERNAME", "store.redis.sentinel_username", "ACL user on the sentinels"},
 	{"HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "store.redis.sentinel_password_file", "file holding the sentinels' password (first line)"},
 	{"HSMCA_REDIS_SENTINEL_PASSWORD", "", "the sentinels' password, when no file is set"},
+	{"HSMCA_REDIS_WAIT_REPLICAS", "store.redis.wait_replicas", "replicas that must have a write before it is acknowledged (default: 1 in sentinel and cluster modes when the masters have replicas; 0: off)"},
+	{"HSMCA_REDIS_WAIT_TIMEOUT", "store.redis.wait_timeout", "how long a write waits for them before it answers 503 (default 500ms)"},
 	{"HSMCA_REDIS_TLS", "store.redis.tls.enabled", "true: TLS to the sentinels and the cluster (standalone: use rediss://)"},
 	{"HSMCA_REDIS_TLS_CA", "store.redis.tls.ca_file", "CA bundle the Redis servers' certificates are checked against (default: the system's)"},
 	{"HSMCA_REDIS_TLS_CERT", "store.redis.tls.cert_file", "client certificate for Redis servers that ask for one"},
@@ -331,6 +340,20 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_REDIS_DB: want a database number, got %q", v)
 		}
 		r.DB = n
+	}
+	if v, ok := get("HSMCA_REDIS_WAIT_REPLICAS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("config: HSMCA_REDIS_WAIT_REPLICAS: want a number of replicas (0: off), got %q", v)
+		}
+		r.WaitReplicas = &n
+	}
+	if v, ok := get("HSMCA_REDIS_WAIT_TIMEOUT"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: HSMCA_REDIS_WAIT_TIMEOUT: want a positive duration such as 500ms, got %q", v)
+		}
+		r.WaitTimeout = d
 	}
 	if v, ok := get("HSMCA_REDIS_TLS"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
@@ -670,6 +693,12 @@ func (c *Config) validateRedis() []string {
 	}
 	if r.DB < 0 {
 		errs = append(errs, "store.redis.db is negative")
+	}
+	if r.WaitReplicas != nil && *r.WaitReplicas < 0 {
+		errs = append(errs, "store.redis.wait_replicas is negative (0 turns waiting off)")
+	}
+	if r.WaitTimeout < 0 {
+		errs = append(errs, "store.redis.wait_timeout is negative")
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
 		errs = append(errs, "store.redis.tls.cert_file and key_file (HSMCA_REDIS_TLS_CERT, HSMCA_REDIS_TLS_KEY) go together")

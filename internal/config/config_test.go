@@ -165,6 +165,9 @@ func TestInvalid(t *testing.T) {
 			"HSMCA_REDIS_TLS_CERT": "/c.pem"}, want: "cert_file and key_file"},
 		"bad redis tls": {env: map[string]string{"HSMCA_REDIS_TLS": "yes please"}, want: "HSMCA_REDIS_TLS"},
 		"bad redis db":  {env: map[string]string{"HSMCA_REDIS_DB": "-1"}, want: "HSMCA_REDIS_DB"},
+		"bad wait":      {env: map[string]string{"HSMCA_REDIS_WAIT_REPLICAS": "-1"}, want: "HSMCA_REDIS_WAIT_REPLICAS"},
+		"bad wait time": {env: map[string]string{"HSMCA_REDIS_WAIT_TIMEOUT": "soon"}, want: "HSMCA_REDIS_WAIT_TIMEOUT"},
+		"negative wait": {file: "store:\n  backend: redis\n  redis_url: redis://x:1\n  redis:\n    wait_replicas: -2\n", want: "wait_replicas is negative"},
 		"two passwords": {env: map[string]string{"HSMCA_STORE": "redis", "HSMCA_REDIS_URL": "redis://u:secret-pw@x:1",
 			"HSMCA_REDIS_PASSWORD_FILE": "/pw"}, want: "keep one"},
 		"two urls": {file: "store:\n  backend: redis\n  redis_url: redis://a:1\n  redis:\n    url: redis://b:1\n", want: "differ"},
@@ -309,6 +312,8 @@ store:
     password_file: /etc/hsmca/redis.pass
     sentinel_username: watcher
     sentinel_password_file: /etc/hsmca/sentinel.pass
+    wait_replicas: 2
+    wait_timeout: 250ms
     tls:
       enabled: true
       ca_file: /etc/hsmca/redis-ca.pem
@@ -330,6 +335,9 @@ store:
 	assert.True(t, c.RedisTLS())
 	assert.Equal(t, "/etc/hsmca/redis-ca.pem", r.TLS.CAFile)
 	assert.Equal(t, "redis.internal", r.TLS.ServerName)
+	require.NotNil(t, r.WaitReplicas)
+	assert.Equal(t, 2, *r.WaitReplicas)
+	assert.Equal(t, 250*time.Millisecond, r.WaitTimeout)
 
 	t.Setenv("HSMCA_REDIS_MODE", "cluster")
 	t.Setenv("HSMCA_REDIS_ADDRS", " 10.0.1.1:7000, 10.0.1.2:7000 ,")
@@ -341,6 +349,8 @@ store:
 	t.Setenv("HSMCA_REDIS_TLS_CERT", "/run/c.pem")
 	t.Setenv("HSMCA_REDIS_TLS_KEY", "/run/c.key")
 	t.Setenv("HSMCA_REDIS_TLS_SERVER_NAME", "")
+	t.Setenv("HSMCA_REDIS_WAIT_REPLICAS", "0")
+	t.Setenv("HSMCA_REDIS_WAIT_TIMEOUT", "1s")
 	c, err = Load(path)
 	require.NoError(t, err)
 	r = c.Store.Redis
@@ -352,6 +362,9 @@ store:
 	assert.Equal(t, "/run/c.pem", r.TLS.CertFile)
 	assert.Equal(t, "/run/c.key", r.TLS.KeyFile)
 	assert.Empty(t, r.TLS.ServerName)
+	require.NotNil(t, r.WaitReplicas)
+	assert.Zero(t, *r.WaitReplicas, "0 turns waiting off")
+	assert.Equal(t, time.Second, r.WaitTimeout)
 	t.Setenv("HSMCA_REDIS_TLS", "false")
 	_, err = Load(path)
 	assert.ErrorContains(t, err, "TLS is off")

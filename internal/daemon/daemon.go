@@ -65,6 +65,19 @@ type Daemon struct {
 	wrap func(http.Handler) http.Handler
 }
 
+// RedisOptions are the redisstore options of cfg.
+func RedisOptions(cfg *config.Config) redisstore.Options {
+	r := cfg.Store.Redis
+	opts := redisstore.Options{Indexes: families.Indexes(), WaitTimeout: r.WaitTimeout}
+	if r.WaitReplicas != nil {
+		opts.WaitReplicas = *r.WaitReplicas
+		if *r.WaitReplicas == 0 {
+			opts.WaitReplicas = redisstore.NoWait
+		}
+	}
+	return opts
+}
+
 // OpenStore opens the configured store backend.
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Backend {
@@ -73,7 +86,7 @@ func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return redisstore.OpenConn(ctx, conn, redisstore.Options{Indexes: families.Indexes()})
+		return redisstore.OpenConn(ctx, conn, RedisOptions(cfg))
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
@@ -264,6 +277,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	storeName := cfg.Store.Backend
 	if rs, ok := d.store.(*redisstore.Store); ok {
 		storeName += " " + string(rs.Mode())
+		if n, _ := rs.WaitReplicas(); n > 0 {
+			storeName += fmt.Sprintf(" (writes wait for %d replica(s))", n)
+		}
 	}
 	log.Info("hsmcad listening", "addr", d.ln.Addr().String(), "scheme", scheme,
 		"store", storeName, "token_label", cfg.PKCS11.TokenLabel, "version", Version)
