@@ -215,6 +215,9 @@ func (s *Store) sendWait(ctx context.Context, node *redis.Client, cmds []*redis.
 		case strings.HasPrefix(err.Error(), "ASK "):
 			out.moved = append(out.moved, c)
 		default:
+			// A node's client is outside the cluster client's hooks:
+			// learn the topology again after an outage here too.
+			reloadHook{s.cluster}.after(err)
 			return out, err
 		}
 	}

@@ -74,14 +74,57 @@ func TestWaitForReplicas(t *testing.T) {
 // again. Every acknowledged write is there afterwards.
 func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	sen := testenv.StartSentinel(t)
+	conn := sentinelConn(sen)
+	failoverUnderLoad(t, conn, []string{"t1", "t2"}, func() string {
+		old := sen.KillMaster(t).Addr
+		return fmt.Sprintf("master %s killed, %s promoted", old, sen.WaitFailover(t, old, 30*time.Second))
+	})
+}
+
+// The same on a cluster: tenants on every master, the master of one
+// SIGKILLed, its replica promoted. The promoted replica has no replica of
+// its own, so that master's writes answer 503 until the old master is
+// back as its replica.
+func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
+	clu := testenv.StartCluster(t)
+	masters, err := clu.Masters()
+	require.NoError(t, err)
+	// One tenant per master.
+	var tenants []string
+	seen := map[string]bool{}
+	for i := 0; len(tenants) < len(masters) && i < 1000; i++ {
+		tn := fmt.Sprint("c", i)
+		m := mustMasterOf(t, clu, "cf:{"+tn+"}:x")
+		if !seen[m] {
+			seen[m] = true
+			tenants = append(tenants, tn)
+		}
+	}
+	require.Len(t, tenants, len(masters))
+	failoverUnderLoad(t, clusterConn(clu), tenants, func() string {
+		victim := mustMasterOf(t, clu, "cf:{"+tenants[0]+"}:x")
+		slots, err := clu.SlotsOf(victim)
+		require.NoError(t, err)
+		dead := clu.KillMaster(t, victim)
+		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
+		dead.Start()
+		return fmt.Sprintf("master %s killed, %s promoted, %s back as its replica", victim, now, victim)
+	})
+}
+
+// failoverUnderLoad runs two stores on conn, each with a writer per
+// tenant, calls fail once some work is acknowledged, waits for every
+// writer to be acknowledged again, and checks what was acknowledged.
+func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fail func() string) {
+	ctx := context.Background()
 	stores := []*redisstore.Store{
-		openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"}),
-		openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"}),
+		openConn(t, conn, redisstore.Options{KeyPrefix: "cf"}),
+		openConn(t, conn, redisstore.Options{KeyPrefix: "cf"}),
 	}
 	q := &store.Quota{Resource: "things", Limit: -1}
-	tenants := []string{"t1", "t2"}
+	workers := 2 * len(tenants)
 
 	type acked struct {
 		tenant, id string
@@ -93,13 +136,13 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		failed   atomic.Int64
 		killedAt atomic.Int64 // unix nanos, 0 before the kill
 		after    atomic.Int64 // writes acknowledged after the kill
-		firstOK  = make([]atomic.Int64, 4)
+		firstOK  = make([]atomic.Int64, workers)
 		next     atomic.Int64
 	)
 	done := make(chan struct{})
-	errc := make(chan error, 4)
+	errc := make(chan error, workers)
 	var wg sync.WaitGroup
-	for w := range 4 {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -159,25 +202,35 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		return len(records)
 	}
 	require.Eventually(t, func() bool { return count() >= 200 }, 30*time.Second, 10*time.Millisecond)
-	old := sen.KillMaster(t).Addr
 	kill := time.Now()
 	killedAt.Store(kill.UnixNano())
-	now := sen.WaitFailover(t, old, 30*time.Second)
-	require.Eventually(t, func() bool { return after.Load() >= 200 }, 30*time.Second, 10*time.Millisecond)
+	what := fail()
+	require.Eventually(t, func() bool {
+		for w := range firstOK {
+			if firstOK[w].Load() == 0 {
+				return false
+			}
+		}
+		return after.Load() >= 200
+	}, 30*time.Second, 10*time.Millisecond)
 	close(done)
 	wg.Wait()
-	for range 4 {
+	for range workers {
 		require.NoError(t, <-errc)
 	}
 	var recover time.Duration
 	for w := range firstOK {
 		recover = max(recover, time.Duration(firstOK[w].Load()-kill.UnixNano()))
 	}
-	t.Logf("master %s killed, %s promoted; every writer acknowledged again within %s; %d writes failed (503); %d records and %d events acknowledged",
-		old, now, recover.Round(time.Millisecond), failed.Load(), len(records), len(events["t1"])+len(events["t2"]))
+	nev := 0
+	for _, e := range events {
+		nev += len(e)
+	}
+	t.Logf("%s; every writer acknowledged again within %s of the kill; %d write attempts failed (503, each tried again 10ms later); %d records and %d events acknowledged",
+		what, recover.Round(time.Millisecond), failed.Load(), len(records), nev)
 
 	// A store opened now sees what the running ones acknowledged.
-	s := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fl"})
+	s := openConn(t, conn, redisstore.Options{KeyPrefix: "cf"})
 	lost := 0
 	for _, r := range records {
 		got, err := s.Get(ctx, "k", r.tenant, r.id)
