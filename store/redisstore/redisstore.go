@@ -355,13 +355,14 @@ func (s *Store) runScript(ctx context.Context, sc *script, keys []string, args .
 	if cerr != nil {
 		return nil, wrap(cerr)
 	}
-	if err != nil {
-		// Run, but not confirmed by enough replicas.
-		return nil, wrap(err)
-	}
 	reply, ok := v.([]any)
 	if !ok || len(reply) == 0 {
 		return nil, fmt.Errorf("redis store: unexpected script reply %v", v)
+	}
+	if err != nil && replyCode(reply) == "OK" {
+		// Written, but not confirmed by enough replicas. (A refusal
+		// wrote nothing: the scripts check before they write.)
+		return nil, wrap(err)
 	}
 	return reply, nil
 }

@@ -148,8 +148,10 @@ func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fai
 			defer wg.Done()
 			s := stores[w%2]
 			tn := tenants[w/2]
+			var started bool
 			ok := func() {
-				if k := killedAt.Load(); k != 0 {
+				// A write sent after the kill.
+				if started {
 					after.Add(1)
 					firstOK[w].CompareAndSwap(0, time.Now().UnixNano())
 				}
@@ -161,6 +163,7 @@ func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fai
 					return
 				default:
 				}
+				started = killedAt.Load() != 0
 				i := next.Add(1)
 				id := fmt.Sprint("r", i)
 				err := s.Create(ctx, &store.Record{Kind: "k", Tenant: tn, ID: id, Unique: []string{fmt.Sprint("name:", i)},
