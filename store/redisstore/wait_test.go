@@ -76,8 +76,9 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
 	sen := testenv.StartSentinel(t)
 	conn := sentinelConn(sen)
-	failoverUnderLoad(t, conn, []string{"t1", "t2"}, func() string {
+	failoverUnderLoad(t, conn, []string{"t1", "t2"}, func(killed func()) string {
 		old := sen.KillMaster(t).Addr
+		killed()
 		return fmt.Sprintf("master %s killed, %s promoted", old, sen.WaitFailover(t, old, 30*time.Second))
 	})
 }
@@ -103,11 +104,12 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	require.Len(t, tenants, len(masters))
-	failoverUnderLoad(t, clusterConn(clu), tenants, func() string {
+	failoverUnderLoad(t, clusterConn(clu), tenants, func(killed func()) string {
 		victim := mustMasterOf(t, clu, "cf:{"+tenants[0]+"}:x")
 		slots, err := clu.SlotsOf(victim)
 		require.NoError(t, err)
 		dead := clu.KillMaster(t, victim)
+		killed()
 		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
 		dead.Start()
 		return fmt.Sprintf("master %s killed, %s promoted, %s back as its replica", victim, now, victim)
@@ -115,9 +117,10 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 }
 
 // failoverUnderLoad runs two stores on conn, each with a writer per
-// tenant, calls fail once some work is acknowledged, waits for every
+// tenant, calls fail once some work is acknowledged (fail calls killed the
+// moment the master is dead), waits for every
 // writer to be acknowledged again, and checks what was acknowledged.
-func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fail func() string) {
+func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fail func(killed func()) string) {
 	ctx := context.Background()
 	stores := []*redisstore.Store{
 		openConn(t, conn, redisstore.Options{KeyPrefix: "cf"}),
@@ -205,9 +208,11 @@ func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fai
 		return len(records)
 	}
 	require.Eventually(t, func() bool { return count() >= 200 }, 30*time.Second, 10*time.Millisecond)
-	kill := time.Now()
-	killedAt.Store(kill.UnixNano())
-	what := fail()
+	var kill time.Time
+	what := fail(func() {
+		kill = time.Now()
+		killedAt.Store(kill.UnixNano())
+	})
 	require.Eventually(t, func() bool {
 		for w := range firstOK {
 			if firstOK[w].Load() == 0 {
