@@ -30,6 +30,9 @@ func TestReplicasRideOutSentinelFailover(t *testing.T) {
 	cfg.Store.Backend = "redis"
 	cfg.Store.Redis.Mode, cfg.Store.Redis.MasterName, cfg.Store.Redis.Addrs = "sentinel", sen.MasterName, sen.SentinelAddrs()
 	cfg.Quotas = map[string]int64{keys.QuotaKeys: 100000}
+	// A shared machine under -race can hold a replica's acknowledgement
+	// past the default 500ms.
+	cfg.Store.Redis.WaitTimeout = 5 * time.Second
 	a, _ := startDaemon(t, cfg, nil)
 	cfg2 := *cfg
 	cfg2.DataDir = t.TempDir()

@@ -47,12 +47,12 @@ func runSuites(t *testing.T, name string, conn redisstore.Conn) {
 	prefix := func() string { return fmt.Sprintf("%s%d", name, n.Add(1)) }
 	t.Run("Plain", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) store.Store {
-			return openConn(t, conn, redisstore.Options{KeyPrefix: prefix()})
+			return openConn(t, conn, redisstore.Options{KeyPrefix: prefix(), WaitTimeout: slowWait})
 		})
 	})
 	t.Run("Indexed", func(t *testing.T) {
 		opener := func(t *testing.T) store.Store {
-			return openConn(t, conn, redisstore.Options{KeyPrefix: prefix(), Indexes: storetest.SuiteIndexes})
+			return openConn(t, conn, redisstore.Options{KeyPrefix: prefix(), Indexes: storetest.SuiteIndexes, WaitTimeout: slowWait})
 		}
 		storetest.Run(t, opener)
 		storetest.RunBulk(t, opener)
@@ -65,7 +65,7 @@ func runSuites(t *testing.T, name string, conn redisstore.Conn) {
 				if last != nil {
 					last.Close()
 				}
-				last = openConn(t, conn, redisstore.Options{KeyPrefix: p, Indexes: ixs})
+				last = openConn(t, conn, redisstore.Options{KeyPrefix: p, Indexes: ixs, WaitTimeout: slowWait})
 				return last
 			}
 		})
@@ -181,7 +181,7 @@ func TestTLSAndACL(t *testing.T) {
 	ctx := context.Background()
 	for name, conn := range modes {
 		t.Run(name, func(t *testing.T) {
-			s := openConn(t, conn, redisstore.Options{KeyPrefix: "sec"})
+			s := openConn(t, conn, redisstore.Options{KeyPrefix: "sec", WaitTimeout: slowWait})
 			for _, tn := range storetest.ManyTenants {
 				require.NoError(t, s.Create(ctx, &store.Record{Kind: "k", Tenant: tn, ID: name, Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
 				got, err := s.Get(ctx, "k", tn, name)
@@ -198,7 +198,7 @@ func TestTLSAndACL(t *testing.T) {
 			} else {
 				bad.Password = wrong
 			}
-			_, err := redisstore.OpenConn(ctx, bad, redisstore.Options{KeyPrefix: "sec"})
+			_, err := redisstore.OpenConn(ctx, bad, redisstore.Options{KeyPrefix: "sec", WaitTimeout: slowWait})
 			require.Error(t, err)
 			assert.NotContains(t, err.Error(), wrong)
 			assert.NotContains(t, err.Error(), sen.Auth.Password)
@@ -206,14 +206,14 @@ func TestTLSAndACL(t *testing.T) {
 			noTLS := conn
 			noTLS.TLS = nil
 			noTLS.URL = strings.Replace(noTLS.URL, "rediss://", "redis://", 1)
-			_, err = redisstore.OpenConn(ctx, noTLS, redisstore.Options{KeyPrefix: "sec"})
+			_, err = redisstore.OpenConn(ctx, noTLS, redisstore.Options{KeyPrefix: "sec", WaitTimeout: slowWait})
 			require.Error(t, err, "the servers speak TLS only")
 		})
 	}
 	// The sentinels have their own user.
 	bad := sentinelConn(sen)
 	bad.SentinelPassword = "wrong"
-	_, err := redisstore.OpenConn(ctx, bad, redisstore.Options{KeyPrefix: "sec"})
+	_, err := redisstore.OpenConn(ctx, bad, redisstore.Options{KeyPrefix: "sec", WaitTimeout: slowWait})
 	require.Error(t, err)
 }
 
@@ -285,7 +285,7 @@ func TestClusterReshardingFollowed(t *testing.T) {
 	c := testenv.StartCluster(t)
 	ctx := context.Background()
 	ixs := []store.Index{{Kind: "k", Field: "f"}}
-	s := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs})
+	s := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs, WaitTimeout: slowWait})
 	q := &store.Quota{Resource: "things", Limit: -1}
 	newRec := func(i int) *store.Record {
 		return &store.Record{Kind: "k", Tenant: "t1", ID: fmt.Sprint("r", i), Unique: []string{fmt.Sprint("name:", i)},
@@ -407,7 +407,7 @@ func TestClusterReshardingFollowed(t *testing.T) {
 			assert.Equal(t, fmt.Sprint(f), r.Fields["f"])
 		}
 	}
-	fresh := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs})
+	fresh := openConn(t, clusterConn(c), redisstore.Options{KeyPrefix: "rs", Indexes: ixs, WaitTimeout: slowWait})
 	got, err := fresh.GetByUnique(ctx, "k", "t1", "name:1")
 	require.NoError(t, err)
 	assert.Equal(t, "r1", got.ID)
@@ -418,14 +418,14 @@ func TestClusterReshardingFollowed(t *testing.T) {
 func backfillEveryMaster(t *testing.T, c *testenv.Cluster) {
 	ctx := context.Background()
 	conn := clusterConn(c)
-	plain := openConn(t, conn, redisstore.Options{KeyPrefix: "bf"})
+	plain := openConn(t, conn, redisstore.Options{KeyPrefix: "bf", WaitTimeout: slowWait})
 	for _, tn := range storetest.ManyTenants {
 		for i := range 30 {
 			require.NoError(t, plain.Create(ctx, &store.Record{Kind: "k", Tenant: tn, ID: fmt.Sprint("r", i),
 				Fields: map[string]string{"f": fmt.Sprint(i % 3)}, Data: json.RawMessage(`{}`)}, store.WriteOpts{}))
 		}
 	}
-	indexed := openConn(t, conn, redisstore.Options{KeyPrefix: "bf", Indexes: []store.Index{{Kind: "k", Field: "f"}}})
+	indexed := openConn(t, conn, redisstore.Options{KeyPrefix: "bf", Indexes: []store.Index{{Kind: "k", Field: "f"}}, WaitTimeout: slowWait})
 	for _, tn := range storetest.ManyTenants {
 		cl := c.Node(mustMasterOf(t, c, "bf:{"+tn+"}:x")).Client()
 		n, err := cl.ZCard(ctx, "bf:{"+tn+"}:ix:k:f").Result()
@@ -449,6 +449,11 @@ func mustMasterOf(t *testing.T, c *testenv.Cluster, key string) string {
 // Sentinel names the promoted replica, a cluster serves the dead master's
 // slots from its replica. (No load here; what survives a failover under
 // load is another test's.)
+// slowWait is the wait for replicas of the tests whose writes must
+// succeed (all but the timing ones): a shared machine under -race can hold
+// a replica's acknowledgement past the default 500ms.
+const slowWait = 5 * time.Second
+
 func TestStoreFollowsFailover(t *testing.T) {
 	// A write that answered 503 (replicas not confirming it yet) may have
 	// been kept: trying it again then finds it.
@@ -461,7 +466,7 @@ func TestStoreFollowsFailover(t *testing.T) {
 	t.Run("sentinel", func(t *testing.T) {
 		t.Parallel()
 		sen := testenv.StartSentinel(t)
-		s := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fo"})
+		s := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "fo", WaitTimeout: slowWait})
 		require.NoError(t, s.Create(ctx, rec("t1", "before"), store.WriteOpts{}))
 		old := sen.KillMaster(t).Addr
 		start := time.Now()
@@ -477,7 +482,7 @@ func TestStoreFollowsFailover(t *testing.T) {
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
 		clu := testenv.StartCluster(t)
-		s := openConn(t, clusterConn(clu), redisstore.Options{KeyPrefix: "fo"})
+		s := openConn(t, clusterConn(clu), redisstore.Options{KeyPrefix: "fo", WaitTimeout: slowWait})
 		require.NoError(t, s.Create(ctx, rec("t1", "before"), store.WriteOpts{}))
 		victim := mustMasterOf(t, clu, "fo:{t1}:x")
 		slots, err := clu.SlotsOf(victim)

@@ -30,10 +30,10 @@ func TestWaitForReplicas(t *testing.T) {
 	}
 	q := &store.Quota{Resource: "things", Limit: -1}
 
-	def := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w"})
-	n, timeout := def.WaitReplicas()
+	n, timeout := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w"}).WaitReplicas()
 	assert.Equal(t, 1, n)
 	assert.Equal(t, 500*time.Millisecond, timeout)
+	def := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitTimeout: slowWait})
 	require.NoError(t, def.Create(ctx, rec("a"), store.WriteOpts{Quota: q}))
 	_, err := def.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
 	require.NoError(t, err)
@@ -123,8 +123,8 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 func failoverUnderLoad(t *testing.T, conn redisstore.Conn, tenants []string, fail func(killed func()) string) {
 	ctx := context.Background()
 	stores := []*redisstore.Store{
-		openConn(t, conn, redisstore.Options{KeyPrefix: "cf"}),
-		openConn(t, conn, redisstore.Options{KeyPrefix: "cf"}),
+		openConn(t, conn, redisstore.Options{KeyPrefix: "cf", WaitTimeout: slowWait}),
+		openConn(t, conn, redisstore.Options{KeyPrefix: "cf", WaitTimeout: slowWait}),
 	}
 	q := &store.Quota{Resource: "things", Limit: -1}
 	workers := 2 * len(tenants)
