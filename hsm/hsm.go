@@ -222,7 +222,23 @@ type backend struct {
 	pool  *pool
 	// inflight counts goroutines inside PKCS#11 calls on this backend,
 	// including calls past their deadline that have not returned yet.
+	// Calls enter under mu, and none enters once closing is set, so that
+	// closeBackend's wait covers every call that can still touch the
+	// module before it is finalised.
 	inflight sync.WaitGroup
+	mu       sync.Mutex
+	closing  bool
+}
+
+// enter counts a call in, unless the backend is closing.
+func (b *backend) enter() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	b.inflight.Add(1)
+	return true
 }
 
 // openBackend opens the module (re-initialising it when asked and this
@@ -328,6 +344,9 @@ func (h *HSM) openError(err error) error { return err }
 // drainWait (a token that stopped answering) keeps b as it is: its
 // sessions stay open and the module is not finalised under it.
 func (h *HSM) closeBackend(b *backend) {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
 	drained := make(chan struct{})
 	go func() { b.inflight.Wait(); close(drained) }()
 	select {

@@ -170,10 +170,15 @@ func (b *backend) runOnce(ctx context.Context, timeout time.Duration, f func(p *
 				return ctx.Err()
 			}
 		}
+		if !b.enter() {
+			// The backend is being closed (a reconnect, Close): the module
+			// may be finalised under any call that starts now.
+			b.pool.permits <- struct{}{}
+			return fmt.Errorf("%w: the sessions of %s are being closed%w", ErrUnavailable, h.token(), notSentMark)
+		}
 		h.busy.Add(1)
 		res := make(chan error, 1)
 		w := &work{b: b, f: f, res: res}
-		b.inflight.Add(1)
 		go w.do()
 		call := time.NewTimer(timeout)
 		select {

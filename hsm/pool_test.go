@@ -113,3 +113,40 @@ func TestSessionCount(t *testing.T) {
 	assert.Equal(t, 0, sessionCount(^uint(0)-1), "opencryptoki's widened 'no limit'")
 	assert.Equal(t, 64, sessionCount(64))
 }
+
+// TestCloseUnderLoad closes the handle while signers are busy: no call
+// reaches the module once it is being finalised (it would crash the
+// process), and every signature either succeeds or says the HSM is
+// unavailable.
+func TestCloseUnderLoad(t *testing.T) {
+	for range 3 {
+		tok := testenv.NewToken(t)
+		h, err := Open(config(t, tok))
+		require.NoError(t, err)
+		s, err := h.Generate(context.Background(), "busy", "hsmca/test/busy", EC256)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := trySign(s); err != nil {
+						assert.ErrorIs(t, err, ErrUnavailable)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		require.NoError(t, h.Close())
+		close(stop)
+		wg.Wait()
+	}
+}
