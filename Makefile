@@ -96,8 +96,12 @@ bench: build
 # checked after each restart, CHAOS_KILLS times on bolt and on Redis. The
 # same test runs in `make test` with 20 kills per backend. The HSM runs kill
 # the p11-kit server in front of the token instead (CHAOS_HSM_DROPS times).
+# The Sentinel row runs on a master with two replicas and three sentinels,
+# kills the daemon CHAOS_SENTINEL_KILLS times and the Redis master under
+# load in every other round (4 daemon kills in `make test`).
 CHAOS_KILLS ?= 100
 CHAOS_HSM_DROPS ?= 20
+CHAOS_SENTINEL_KILLS ?= 30
 chaos:
-	@softhsm/ensure-packages.sh softhsm redis p11kit
-	HSMCA_CHAOS_KILLS=$(CHAOS_KILLS) HSMCA_CHAOS_HSM_DROPS=$(CHAOS_HSM_DROPS) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos' ./internal/chaos/
+	@softhsm/ensure-packages.sh softhsm redis sentinel p11kit
+	HSMCA_CHAOS_KILLS=$(CHAOS_KILLS) HSMCA_CHAOS_HSM_DROPS=$(CHAOS_HSM_DROPS) HSMCA_CHAOS_SENTINEL_KILLS=$(CHAOS_SENTINEL_KILLS) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos' ./internal/chaos/

@@ -40,16 +40,18 @@ type Options struct {
 	// before the kill.
 	MinRun, MaxRun time.Duration
 	PCA            bool // drive the private CA family too
-	// HSMFault, when set, takes the HSM away in each round while the
-	// workload runs and the daemon stays up (kills or stops the p11-kit
-	// server in front of the token) and returns what brings it back. The
-	// HSM stays away for Outage; then the daemon must serve again without
-	// a restart (/readyz 200, and no 5xx for the rest of the round) before
-	// the round ends with the usual kill and checks.
-	HSMFault func() (restore func())
-	Outage   time.Duration
-	Seed     uint64
-	Logf     func(format string, args ...any)
+	// Fault, when set, breaks a component in each round while the
+	// workload runs and the daemon stays up (kills the p11-kit server in
+	// front of the token, or the Redis master under Sentinel) and returns
+	// what brings it back. The fault lasts Outage; then the daemon must
+	// serve again without a restart (/readyz 200, and no 5xx for the rest
+	// of the round) before the round ends with the usual kill and checks.
+	// FaultEvery > 1 injects it in every FaultEvery-th round only.
+	Fault      func() (restore func())
+	Outage     time.Duration
+	FaultEvery int
+	Seed       uint64
+	Logf       func(format string, args ...any)
 }
 
 // Report is what a run did and found.
@@ -65,10 +67,13 @@ type Report struct {
 	// Remnants counts the empty object shells SoftHSM2's file store was
 	// left with (no id, no label, no key material) at the last check.
 	Remnants int
-	// Recoveries is, for each HSM fault, the time from the HSM's return
+	// Recoveries is, for each fault, the time from the component's return
 	// to the daemon's /readyz answering 200.
 	Recoveries []time.Duration
-	// OutageAnswers counts, by status, the answers given while the HSM was
+	// FaultSpans is, for each fault, the time from its start to /readyz
+	// answering 200 again.
+	FaultSpans []time.Duration
+	// OutageAnswers counts, by status, the answers given while the component was
 	// away (503 is expected; none may be a 500).
 	OutageAnswers map[int]int
 }
@@ -153,20 +158,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			run += time.Duration(rng.Int64N(int64(o.MaxRun - o.MinRun)))
 		}
 		time.Sleep(run)
-		if o.HSMFault != nil {
-			w.hsmDown.Store(true)
-			restore := o.HSMFault()
+		if o.Fault != nil && (o.FaultEvery <= 1 || round%o.FaultEvery == o.FaultEvery-1) {
+			w.faulted.Store(true)
+			faultBegan := time.Now()
+			restore := o.Fault()
 			time.Sleep(o.Outage)
 			restore()
 			back := time.Now()
 			if err := waitReady(ctx, client, 2*time.Minute); err != nil {
-				rep.Violations = append(rep.Violations, fmt.Sprintf("round %d: the daemon did not serve again after the HSM came back: %v", round+1, err))
+				rep.Violations = append(rep.Violations, fmt.Sprintf("round %d: the daemon did not serve again after the fault ended: %v", round+1, err))
 			}
 			rep.Recoveries = append(rep.Recoveries, time.Since(back))
-			o.Logf("HSM fault %d: away %s, /readyz 200 %s after its return", round+1, o.Outage, time.Since(back).Round(time.Millisecond))
-			// Requests begun while the HSM was away may still answer 503.
+			rep.FaultSpans = append(rep.FaultSpans, time.Since(faultBegan))
+			o.Logf("fault %d: away %s, /readyz 200 %s after its return, %s after it began", round+1, o.Outage,
+				time.Since(back).Round(time.Millisecond), time.Since(faultBegan).Round(time.Millisecond))
+			// Requests begun while the component was away may still answer 503.
 			time.Sleep(time.Second)
-			w.hsmDown.Store(false)
+			w.faulted.Store(false)
 			time.Sleep(run)
 		}
 		// Kill while the daemon is busy: wait (briefly) for several

@@ -85,14 +85,43 @@ type chaosToken struct {
 	Env                    []string // what a process loading Module needs
 }
 
-// hsmFault configures the HSM faults of a run (see Options.HSMFault).
-type hsmFault struct {
+// chaosFault configures the faults of a run (see Options.Fault).
+type chaosFault struct {
 	inject func() (restore func())
 	outage time.Duration
+	every  int      // inject in every n-th round (0, 1: each round)
 	extra  []string // daemon settings for the run
+	// sentinel, when set, builds the fault on the run's Sentinel topology
+	// (backend "sentinel") instead of inject.
+	sentinel func(s *testenv.Sentinel) func() (restore func())
 }
 
-func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *hsmFault) *Report {
+// chaosStore starts the store of a backend: bolt (nothing to start),
+// redis (one server) or sentinel (a master, two replicas, three
+// sentinels). It fills the daemon's and the checks' settings.
+func chaosStore(t *testing.T, backend string, cfg *config.Config) (env []string, sen *testenv.Sentinel) {
+	switch backend {
+	case "redis":
+		r := testenv.StartRedis(t)
+		cfg.Store.RedisURL = r.URL()
+		return []string{"HSMCA_STORE=redis", "HSMCA_REDIS_URL=" + r.URL()}, nil
+	case "sentinel":
+		sen = testenv.StartSentinel(t)
+		cfg.Store.Backend = "redis"
+		cfg.Store.Redis.Mode = "sentinel"
+		cfg.Store.Redis.Addrs = sen.SentinelAddrs()
+		cfg.Store.Redis.MasterName = sen.MasterName
+		return []string{"HSMCA_STORE=redis", "HSMCA_REDIS_MODE=sentinel", "HSMCA_REDIS_MASTER_NAME=" + sen.MasterName,
+			"HSMCA_REDIS_ADDRS=" + strings.Join(sen.SentinelAddrs(), ","),
+			// A replica's acknowledgement can lag past the default 500ms on a
+			// loaded test machine; the workload takes a 503 outside a fault
+			// for a failure.
+			"HSMCA_REDIS_WAIT_TIMEOUT=5s"}, sen
+	}
+	return []string{"HSMCA_STORE=" + backend}, nil
+}
+
+func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *chaosFault) *Report {
 	daemonBin, cliBin := binaries(t)
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
@@ -102,7 +131,6 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 	env := []string{
 		"HSMCA_DATA_DIR=" + dir,
 		"HSMCA_LISTEN_ADDR=" + fmt.Sprintf("127.0.0.1:%d", port),
-		"HSMCA_STORE=" + backend,
 		"HSMCA_PKCS11_MODULE=" + tok.Module,
 		"HSMCA_TOKEN_LABEL=" + tok.Label,
 		"HSMCA_PIN_FILE=" + tok.PINFile,
@@ -114,11 +142,8 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 		"HSMCA_CONFIG=",
 	}
 	env = append(env, tok.Env...)
-	if backend == "redis" {
-		r := testenv.StartRedis(t)
-		storeCfg.Store.RedisURL = r.URL()
-		env = append(env, "HSMCA_REDIS_URL="+r.URL())
-	}
+	storeEnv, sen := chaosStore(t, backend, storeCfg)
+	env = append(env, storeEnv...)
 	opts := Options{
 		Target: &Target{Daemon: daemonBin, CLI: cliBin, Env: env, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir},
 		Store:  storeCfg,
@@ -131,7 +156,10 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 		Logf: t.Logf,
 	}
 	if fault != nil {
-		opts.HSMFault, opts.Outage = fault.inject, fault.outage
+		opts.Fault, opts.Outage, opts.FaultEvery = fault.inject, fault.outage, fault.every
+		if fault.sentinel != nil {
+			opts.Fault = fault.sentinel(sen)
+		}
 		opts.Target.Env = append(opts.Target.Env, fault.extra...)
 	}
 	rep, err := Run(context.Background(), opts)
@@ -148,7 +176,7 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 	assert.Equal(t, kills, rep.Kills)
 	required := []string{"key.create 201", "dts.root.create 201", "dts.signer.create 201", "apig.create 200",
 		"pca.ca.create 200", "pca.cert.issue 200"}
-	if fault != nil {
+	if fault != nil && fault.sentinel == nil {
 		// Rounds spent mostly without an HSM: the checks above carry the
 		// weight; a few operations must have been served all the same.
 		required = []string{"key.create 201", "key.sign 200"}
@@ -188,7 +216,7 @@ func p11kitToken(t *testing.T) (chaosToken, *testenv.P11KitServer) {
 // the reconciler ran, quotas equal records, event chains intact.
 func TestChaosHSMDrops(t *testing.T) {
 	tok, srv := p11kitToken(t)
-	rep := runChaosOn(t, "bolt", tok, envInt("HSMCA_CHAOS_HSM_DROPS", 3), &hsmFault{
+	rep := runChaosOn(t, "bolt", tok, envInt("HSMCA_CHAOS_HSM_DROPS", 3), &chaosFault{
 		inject: func() func() { srv.Kill(); return srv.Start },
 		outage: envDur("HSMCA_CHAOS_HSM_OUTAGE", 2*time.Second),
 		extra:  []string{"HSMCA_PKCS11_CALL_TIMEOUT=2s"},
@@ -203,11 +231,44 @@ func TestChaosHSMDrops(t *testing.T) {
 // within seconds of the server's return.
 func TestChaosHSMGoneAMinute(t *testing.T) {
 	tok, srv := p11kitToken(t)
-	rep := runChaosOn(t, "redis", tok, 1, &hsmFault{
+	rep := runChaosOn(t, "redis", tok, 1, &chaosFault{
 		inject: func() func() { srv.Kill(); return srv.Start },
 		outage: envDur("HSMCA_CHAOS_HSM_LONG_OUTAGE", time.Minute),
 		extra:  []string{"HSMCA_PKCS11_CALL_TIMEOUT=2s"},
 	})
 	t.Logf("HSM back to /readyz 200: %v; answers while away: %v", rep.Recoveries, rep.OutageAnswers)
 	assert.Zero(t, rep.OutageAnswers[500], "a 500 while the HSM was away")
+}
+
+// TestChaosSentinel runs the mixed workload on a Sentinel topology (one
+// master, two replicas, three sentinels) with the daemon killed in every
+// round, as TestChaos does, and the Redis master SIGKILLed under load in
+// every other round: the daemon follows the promoted replica without a
+// restart (503 while no master answers, never 500), the old master comes
+// back as a replica, and the checks hold after each daemon kill: every
+// acknowledged operation is there (writes waited for a replica), quotas
+// equal records, event chains verify, no orphan key.
+// HSMCA_CHAOS_SENTINEL_KILLS (default 4) sets the daemon kills.
+func TestChaosSentinel(t *testing.T) {
+	tok := testenv.NewToken(t)
+	failovers := 0
+	rep := runChaosOn(t, "sentinel", chaosToken{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile,
+		Env: []string{"SOFTHSM2_CONF=" + tok.ConfPath}}, envInt("HSMCA_CHAOS_SENTINEL_KILLS", 4), &chaosFault{
+		every: 2,
+		sentinel: func(s *testenv.Sentinel) func() func() {
+			return func() func() {
+				old := s.KillMaster(t)
+				now := s.WaitFailover(t, old.Addr, 30*time.Second)
+				failovers++
+				t.Logf("failover %d: master %s killed, %s promoted", failovers, old.Addr, now)
+				return old.Start
+			}
+		},
+	})
+	t.Logf("failovers %d; /readyz 200 again after each master kill: %v; answers meanwhile: %v", failovers, rep.FaultSpans, rep.OutageAnswers)
+	assert.Positive(t, failovers)
+	assert.Zero(t, rep.OutageAnswers[500], "a 500 during a failover")
+	for _, k := range []string{"key.create 201", "pca.cert.issue 200", "dts.signer.create 201"} {
+		assert.Positive(t, rep.Stats[k], "the workload never succeeded at %q", k)
+	}
 }

@@ -14,15 +14,13 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmca/hsmca/internal/config"
-	"github.com/hsmca/hsmca/internal/families"
+	"github.com/hsmca/hsmca/internal/storeopen"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
 	"github.com/hsmca/hsmca/signer/keys"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
-	"github.com/hsmca/hsmca/store/boltstore"
-	"github.com/hsmca/hsmca/store/redisstore"
 )
 
 // checkAPI reads every resource the model knows and compares it with what
@@ -163,10 +161,7 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreS
 // openStore opens the daemon's store as the daemon does (this package is
 // imported by the daemon's own tests, so it cannot import the daemon).
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
-	if cfg.Store.Backend == "redis" {
-		return redisstore.Open(ctx, cfg.RedisURL(), redisstore.Options{Indexes: families.Indexes()})
-	}
-	return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: families.Indexes()})
+	return storeopen.Open(ctx, cfg)
 }
 
 // CheckStore checks a tenant's quota counters against its records and

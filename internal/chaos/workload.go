@@ -72,13 +72,13 @@ type workload struct {
 	// afterwards never reached it.
 	dead  atomic.Bool
 	round atomic.Int64 // the daemon's life the workload is in
-	// hsmDown is set while the HSM is away: 503 answers are expected then.
-	hsmDown atomic.Bool
+	// faulted is set while a fault (HSM or store away) lasts: 503 answers are expected then.
+	faulted atomic.Bool
 
 	mu         sync.Mutex
 	stats      map[string]int // "op status" -> count
 	unexpected []string       // 5xx answers and other anomalies
-	outage     map[int]int    // status -> answers while the HSM was away
+	outage     map[int]int    // status -> answers while a fault lasted
 }
 
 func newWorkload(tenant string, c *Client, pca bool) *workload {
@@ -96,7 +96,7 @@ func (w *workload) count(op string, r *Response) {
 	}
 	w.mu.Lock()
 	w.stats[k]++
-	down := w.hsmDown.Load()
+	down := w.faulted.Load()
 	if down && r.Err == nil {
 		w.outage[r.Status]++
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/families"
+	"github.com/hsmca/hsmca/internal/storeopen"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/admins"
@@ -33,7 +34,6 @@ import (
 	"github.com/hsmca/hsmca/signer/ocsp"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
-	"github.com/hsmca/hsmca/store/boltstore"
 	"github.com/hsmca/hsmca/store/redisstore"
 )
 
@@ -65,34 +65,9 @@ type Daemon struct {
 	wrap func(http.Handler) http.Handler
 }
 
-// RedisOptions are the redisstore options of cfg.
-func RedisOptions(cfg *config.Config) redisstore.Options {
-	r := cfg.Store.Redis
-	opts := redisstore.Options{Indexes: families.Indexes(), WaitTimeout: r.WaitTimeout}
-	if r.WaitReplicas != nil {
-		opts.WaitReplicas = *r.WaitReplicas
-		if *r.WaitReplicas == 0 {
-			opts.WaitReplicas = redisstore.NoWait
-		}
-	}
-	return opts
-}
-
-// OpenStore opens the configured store backend.
+// OpenStore opens the configured store backend (see storeopen.Open).
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
-	switch cfg.Store.Backend {
-	case "redis":
-		conn, err := RedisConn(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return redisstore.OpenConn(ctx, conn, RedisOptions(cfg))
-	default:
-		if err := os.MkdirAll(filepath.Dir(cfg.Store.BoltPath), 0o700); err != nil {
-			return nil, fmt.Errorf("store directory: %w", err)
-		}
-		return boltstore.Open(cfg.Store.BoltPath, boltstore.Options{Indexes: families.Indexes()})
-	}
+	return storeopen.Open(ctx, cfg)
 }
 
 // HSMConfig turns the daemon config into the HSM layer's, reading the PIN.

@@ -1,4 +1,4 @@
-package daemon
+package storeopen
 
 import (
 	"crypto/tls"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/store/redisstore"
 )
 
@@ -94,4 +95,17 @@ func redisTLS(cfg *config.Config) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{pair}
 	}
 	return tc, nil
+}
+
+// RedisOptions are the redisstore options of cfg.
+func RedisOptions(cfg *config.Config) redisstore.Options {
+	r := cfg.Store.Redis
+	opts := redisstore.Options{Indexes: families.Indexes(), WaitTimeout: r.WaitTimeout}
+	if r.WaitReplicas != nil {
+		opts.WaitReplicas = *r.WaitReplicas
+		if *r.WaitReplicas == 0 {
+			opts.WaitReplicas = redisstore.NoWait
+		}
+	}
+	return opts
 }
