@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +35,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return def
 	}
 	hsmcad := fs.String("hsmcad", "", "daemon binary (default: hsmcad beside this program)")
-	stores := fs.String("stores", envStr("BENCH_STORES", "bolt,redis"), "store backends, comma-separated (BENCH_STORES)")
+	stores := fs.String("stores", envStr("BENCH_STORES", "bolt,redis,sentinel,sentinel-nowait,cluster"), "store backends, comma-separated (BENCH_STORES)")
 	duration := fs.Duration("duration", envDur("BENCH_DURATION", 8*time.Second), "measured time of each row (BENCH_DURATION)")
 	warmup := fs.Duration("warmup", envDur("BENCH_WARMUP", 2*time.Second), "discarded warm-up before each row (BENCH_WARMUP)")
 	conc := fs.String("concurrency", envStr("BENCH_CONCURRENCY", "1,8,64"), "HTTP connections, comma-separated (BENCH_CONCURRENCY)")
@@ -94,8 +95,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		Concurrency: cs, InProc: ns, SeedCount: seed, CRLEntries: *crlN, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
 	for _, s := range strings.Split(*stores, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			if s != "bolt" && s != "redis" {
-				fmt.Fprintf(stderr, "hsmca bench: unknown store %q (bolt, redis)\n", s)
+			if !slices.Contains(bench.KnownStores, s) {
+				fmt.Fprintf(stderr, "hsmca bench: unknown store %q (%s)\n", s, strings.Join(bench.KnownStores, ", "))
 				return 2
 			}
 			cfg.Stores = append(cfg.Stores, s)
@@ -115,7 +116,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	for _, c := range cs {
 		maxC = max(maxC, c)
 	}
-	bench.Targets(&report, rows, cfg.Stores, maxC)
+	bench.Targets(&report, rows, bench.SingleStores(cfg.Stores), maxC)
+	bench.ReplicationCost(&report, rows, cs)
 	fmt.Fprint(stdout, report.String())
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil {

@@ -345,6 +345,17 @@ func redisReport(ctx context.Context, s *redisstore.Store, w io.Writer, report f
 			}
 		}
 	}
+	if n, timeout := s.WaitReplicas(); n > 0 {
+		detail += fmt.Sprintf("; writes wait for %d replica(s), up to %s", n, timeout)
+		for _, m := range top.Masters {
+			if m.Err == "" && len(m.Replicas) < n {
+				problems = append(problems, fmt.Sprintf("master %s has %d replica(s) connected and writes wait for %d: every write answers 503 until one is back (store.redis.wait_replicas)",
+					m.Addr, len(m.Replicas), n))
+			}
+		}
+	} else if top.Mode != redisstore.Standalone {
+		detail += "; writes do not wait for replicas: a failover may lose acknowledged writes"
+	}
 	if len(problems) > 0 {
 		report("redis", errors.New(strings.Join(problems, "; ")), "")
 	} else {

@@ -150,7 +150,7 @@ func TestDoctorRedisTopology(t *testing.T) {
 	require.Equal(t, 0, code, stdout+stderr)
 	assert.Regexp(t, `(?m)^ok\s+store\s+redis answers$`, stdout)
 	assert.Regexp(t, `(?m)^ok\s+redis\s+sentinel, master "hsmca-test" db 0 at `+regexp.QuoteMeta(sen.Data[0].Addr)+
-		`, 2 replica\(s\); 3 of 3 sentinels answer$`, stdout)
+		`, 2 replica\(s\); 3 of 3 sentinels answer; writes wait for 1 replica\(s\), up to 500ms$`, stdout)
 	assert.Regexp(t, `(?m)^\s+master\s+`+regexp.QuoteMeta(sen.Data[0].Addr)+`$`, stdout)
 	for _, r := range sen.Data[1:] {
 		assert.Regexp(t, `(?m)^\s+replica\s+`+regexp.QuoteMeta(r.Addr)+`\s+online, \d+ bytes behind, acknowledged \d+s ago$`, stdout)
@@ -161,6 +161,19 @@ func TestDoctorRedisTopology(t *testing.T) {
 	}
 	assert.NotContains(t, stdout+stderr, sen.Auth.Password)
 	assert.NotContains(t, stdout+stderr, sen.Auth.SentinelPassword)
+
+	// Waiting for more replicas than the master has: every write would
+	// answer 503. Not waiting at all: said too.
+	t.Setenv("HSMCA_REDIS_WAIT_REPLICAS", "3")
+	code, stdout, _ = cli("doctor")
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `(?m)^FAIL\s+redis\s+master `+regexp.QuoteMeta(sen.Data[0].Addr)+
+		` has 2 replica\(s\) connected and writes wait for 3: every write answers 503 until one is back`, stdout)
+	t.Setenv("HSMCA_REDIS_WAIT_REPLICAS", "0")
+	code, stdout, _ = cli("doctor")
+	assert.Equal(t, 0, code)
+	assert.Regexp(t, `(?m)^ok\s+redis\s+sentinel, .*; writes do not wait for replicas: a failover may lose acknowledged writes$`, stdout)
+	t.Setenv("HSMCA_REDIS_WAIT_REPLICAS", "")
 
 	// Two sentinels of three gone: too few to fail over.
 	sen.Sentinels[0].Kill()
@@ -188,7 +201,7 @@ func TestDoctorRedisTopology(t *testing.T) {
 	t.Setenv("HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "")
 	code, stdout, stderr = cli("doctor")
 	require.Equal(t, 0, code, stdout+stderr)
-	assert.Regexp(t, `(?m)^ok\s+redis\s+cluster, state ok, 16384 of 16384 slots served, 3 master\(s\), 3 replica\(s\)$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+redis\s+cluster, state ok, 16384 of 16384 slots served, 3 master\(s\), 3 replica\(s\); writes wait for 1 replica\(s\), up to 500ms$`, stdout)
 	masters, err := clu.Masters()
 	require.NoError(t, err)
 	for _, m := range masters {

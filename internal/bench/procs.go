@@ -164,19 +164,16 @@ type daemonSetup struct {
 	exited     chan struct{}
 }
 
-func newDaemonSetup(cfg Config, sh *softHSM, tok *token, backend, dir, redisURL string) (*daemonSetup, error) {
+// newDaemonSetup writes the daemon's configuration: storeYAML is the body
+// of its store: section.
+func newDaemonSetup(cfg Config, sh *softHSM, tok *token, dir, storeYAML string) (*daemonSetup, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	var y strings.Builder
 	fmt.Fprintf(&y, "listen_addr: %q\ndata_dir: %q\nadmin_socket: \"off\"\n", addr, dir)
-	fmt.Fprintf(&y, "store:\n  backend: %s\n", backend)
-	if backend == "redis" {
-		fmt.Fprintf(&y, "  redis_url: %q\n", redisURL)
-	} else {
-		fmt.Fprintf(&y, "  bolt_path: %q\n", filepath.Join(dir, "hsmca.db"))
-	}
+	fmt.Fprintf(&y, "store:\n%s", storeYAML)
 	fmt.Fprintf(&y, "pkcs11:\n  module: %q\n  token_label: %q\n  pin_file: %q\n", sh.module, tok.label, tok.pinFile)
 	// Room for the seeded certificates and everything issued after them.
 	fmt.Fprintf(&y, "quotas:\n  %s: %d\n", pca.QuotaCertificates, int64(cfg.SeedCount)+50_000_000)

@@ -126,16 +126,24 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	if err != nil {
 		return nil, err
 	}
-	redisURL := ""
-	if backend == "redis" {
+	storeYAML := fmt.Sprintf("  backend: bolt\n  bolt_path: %q\n", filepath.Join(dir, "hsmca.db"))
+	switch {
+	case backend == "redis":
 		r, err := startRedis(dir)
 		if err != nil {
 			return nil, err
 		}
 		defer r.stop()
-		redisURL = r.url()
+		storeYAML = fmt.Sprintf("  backend: redis\n  redis_url: %q\n", r.url())
+	case haStore(backend):
+		y, stop, err := startHAStore(backend, dir)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		storeYAML = y
 	}
-	d, err := newDaemonSetup(cfg, sh, tok, backend, dir, redisURL)
+	d, err := newDaemonSetup(cfg, sh, tok, dir, storeYAML)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +187,12 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	}
 	for _, c := range cfg.Concurrency {
 		run(OpSign, c, signRequest(fx), profName("sign", c))
+	}
+	if haStore(backend) {
+		// Replicated topologies: what WAIT and the cluster client add to
+		// the writing operations; the read rows and the in-process limits
+		// are those of one Redis.
+		return rows, d.stop()
 	}
 	ids := fx.certIDs.snapshot()
 	for _, c := range cfg.Concurrency {

@@ -256,12 +256,24 @@ func TestChaosSentinel(t *testing.T) {
 		Env: []string{"SOFTHSM2_CONF=" + tok.ConfPath}}, envInt("HSMCA_CHAOS_SENTINEL_KILLS", 4), &chaosFault{
 		every: 2,
 		sentinel: func(s *testenv.Sentinel) func() func() {
+			t.Cleanup(func() {
+				if !t.Failed() {
+					return
+				}
+				for _, n := range append(append([]*testenv.HANode(nil), s.Data...), s.Sentinels...) {
+					t.Logf("log of %s:\n%s", n.Addr, n.Log())
+				}
+			})
 			return func() func() {
+				t.Logf("before failover %d: %s", failovers+1, s.Describe())
 				old := s.KillMaster(t)
 				now := s.WaitFailover(t, old.Addr, 30*time.Second)
 				failovers++
 				t.Logf("failover %d: master %s killed, %s promoted", failovers, old.Addr, now)
-				return old.Start
+				return func() {
+					s.Rejoin(t, old)
+					t.Logf("after failover %d: %s", failovers, s.Describe())
+				}
 			}
 		},
 	})

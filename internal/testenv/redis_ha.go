@@ -165,6 +165,8 @@ type HANode struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
+	// extra are arguments after argv's (a later --replicaof wins).
+	extra []string
 }
 
 func newHANode(t testing.TB, h *haSetup, name string, sentinel bool, argv func(n *HANode) []string) *HANode {
@@ -228,7 +230,7 @@ func (n *HANode) start() error {
 	if n.sentinel {
 		bin = "redis-sentinel"
 	}
-	cmd := exec.Command(bin, n.argv(n)...)
+	cmd := exec.Command(bin, append(n.argv(n), n.extra...)...)
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := startChild(cmd); err != nil {
@@ -968,4 +970,59 @@ func (c *Cluster) MigrateSlot(t testing.TB, slot int, to string, between func())
 			cl.Close()
 		}
 	}
+}
+
+// Describe is each data node's replication state in one line: role, the
+// master it follows, link, offset and connected replicas.
+func (s *Sentinel) Describe() string {
+	var parts []string
+	for _, n := range s.Data {
+		if !n.Running() {
+			parts = append(parts, n.Addr+" down")
+			continue
+		}
+		c := n.Client()
+		info, err := c.Info(context.Background(), "replication").Result()
+		c.Close()
+		if err != nil {
+			parts = append(parts, n.Addr+" "+err.Error())
+			continue
+		}
+		d := n.Addr + " " + infoField(info, "role")
+		if infoField(info, "role") == "slave" {
+			d += " of :" + infoField(info, "master_port") + " link " + infoField(info, "master_link_status") +
+				" offset " + infoField(info, "slave_repl_offset")
+		} else {
+			d += " offset " + infoField(info, "master_repl_offset") + " replicas " + infoField(info, "connected_slaves")
+		}
+		parts = append(parts, d)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Rejoin starts a killed data node again as a replica of the current
+// master, empty, as a node whose configuration the sentinels rewrote
+// comes back. (Started with its first arguments instead, a replica would
+// follow the first master, by now perhaps a replica itself: a chained
+// replica the sentinels may promote although it lags the replica that
+// acknowledged the last writes.)
+func (s *Sentinel) Rejoin(t testing.TB, n *HANode) {
+	t.Helper()
+	addr, err := s.MasterAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	n.mu.Lock()
+	n.extra = []string{"--replicaof", host, port}
+	n.mu.Unlock()
+	if err := n.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Log is the node's log so far.
+func (n *HANode) Log() string {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "log"))
+	return string(b)
 }

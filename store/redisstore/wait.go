@@ -37,8 +37,10 @@ func mayWait(c Conn, opts Options) bool {
 }
 
 // pickWait settles how many replicas a write waits for: the option when
-// given; else, in Sentinel and Cluster modes, 1 when the master (every
-// master on a cluster) has a replica connected now, none otherwise.
+// given; else 1 in Sentinel mode when the master has a replica or the
+// sentinels know one (one rejoining after a failover counts: a daemon
+// started in that moment must not give up waiting for its whole life),
+// and in Cluster mode when some master has one; none otherwise.
 func (s *Store) pickWait(ctx context.Context, opts Options) error {
 	s.waitTimeout = waitTimeoutOf(opts)
 	if opts.WaitReplicas != 0 || !mayWait(s.conn, opts) {
@@ -46,7 +48,7 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 		return nil
 	}
 	var mu sync.Mutex
-	all := true
+	has := false
 	check := func(ctx context.Context, c redis.Cmdable) error {
 		m := masterState(ctx, c, "")
 		if m.Err != "" {
@@ -54,8 +56,8 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(m.Replicas) == 0 {
-			all = false
+		if len(m.Replicas) > 0 {
+			has = true
 		}
 		return nil
 	}
@@ -68,7 +70,16 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("replication state: %w", err)
 	}
-	if all {
+	if !has && s.conn.mode() == Sentinel {
+		t := &Topology{}
+		s.sentinelTopology(ctx, t)
+		for _, st := range t.Sentinels {
+			if st.Replicas > 0 {
+				has = true
+			}
+		}
+	}
+	if has {
 		s.wait = 1
 	}
 	return nil

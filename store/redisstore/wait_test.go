@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,23 @@ func TestWaitForReplicas(t *testing.T) {
 	plain := open(t, r.URL(), redisstore.Options{})
 	n, _ = plain.WaitReplicas()
 	assert.Zero(t, n, "a standalone server has no replicas to wait for")
+
+	// Both replicas down (say, rejoining after a failover) when a store
+	// opens: the sentinels still know them, so its writes wait all the
+	// same, and answer 503 until a replica is back.
+	for _, n := range sen.Data[1:] {
+		n.Kill()
+	}
+	require.Eventually(t, func() bool {
+		c := sen.Data[0].Client()
+		defer c.Close()
+		info, err := c.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "connected_slaves:0")
+	}, 10*time.Second, 20*time.Millisecond)
+	lone := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitTimeout: 50 * time.Millisecond})
+	n, _ = lone.WaitReplicas()
+	assert.Equal(t, 1, n, "the sentinels know replicas: writes wait for one")
+	require.ErrorIs(t, lone.Create(ctx, rec("d"), store.WriteOpts{Quota: q}), store.ErrUnavailable)
 }
 
 // Two stores (two daemon replicas) write records with unique names and a

@@ -1,0 +1,54 @@
+package bench_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/bench"
+	"github.com/hsmca/hsmca/internal/chaos"
+	"github.com/hsmca/hsmca/internal/testenv"
+)
+
+// The short version of `make bench`: every store backend, a fraction of a
+// second per row, the report rendered. It proves the bench runs (figures
+// come from `make bench`, never from here).
+func TestBenchShort(t *testing.T) {
+	module := testenv.SoftHSMModule()
+	if module == "" {
+		testenv.Missing(t, "SoftHSM2 (apt-get install softhsm2)")
+	}
+	testenv.StartRedis(t) // fails under CI when redis-server is missing
+	daemonBin, _, err := chaos.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("SOFTHSM2_CONF", "")
+	stores := []string{"bolt", bench.StoreSentinel, bench.StoreSentinelNoWait, bench.StoreCluster}
+	cfg := bench.Config{Hsmcad: daemonBin, Module: module, Stores: stores,
+		Phase:       bench.Phase{Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond},
+		Concurrency: []int{1, 4}, InProc: []int{1}, WorkDir: t.TempDir()}
+	rows, err := bench.Run(context.Background(), cfg)
+	require.NoError(t, err)
+	for _, s := range stores {
+		for _, op := range []string{bench.OpIssue, bench.OpSign} {
+			n := 0
+			for _, r := range rows {
+				if r.Store == s && r.Op == op {
+					n++
+					assert.Positive(t, r.Ops, "%s %s at %d", s, op, r.Concurrency)
+					assert.Zero(t, r.Errors, "%s %s at %d: %s", s, op, r.Concurrency, r.FirstError)
+				}
+			}
+			assert.Equal(t, 2, n, "%s %s: a row per concurrency", s, op)
+		}
+	}
+	var b strings.Builder
+	bench.Table(&b, rows)
+	bench.Targets(&b, rows, bench.SingleStores(stores), 4)
+	bench.ReplicationCost(&b, rows, cfg.Concurrency)
+	assert.Contains(t, b.String(), "- sentinel vs sentinel-nowait: "+bench.OpIssue+" at 1: p50 ")
+	assert.NotContains(t, b.String(), "- sentinel: ", "no targets for the replicated stores")
+}
