@@ -346,7 +346,11 @@ func redisReport(ctx context.Context, s *redisstore.Store, w io.Writer, report f
 		}
 	}
 	if n, timeout := s.WaitReplicas(); n > 0 {
-		detail += fmt.Sprintf("; writes wait for %d replica(s), up to %s", n, timeout)
+		if s.WaitsForAllOnline() {
+			detail += fmt.Sprintf("; writes wait for every online replica of their master (at least %d), up to %s", n, timeout)
+		} else {
+			detail += fmt.Sprintf("; writes wait for %d replica(s), up to %s", n, timeout)
+		}
 		for _, m := range top.Masters {
 			if m.Err == "" && len(m.Replicas) < n {
 				problems = append(problems, fmt.Sprintf("master %s has %d replica(s) connected and writes wait for %d: every write answers 503 until one is back (store.redis.wait_replicas)",

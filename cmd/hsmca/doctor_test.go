@@ -150,7 +150,7 @@ func TestDoctorRedisTopology(t *testing.T) {
 	require.Equal(t, 0, code, stdout+stderr)
 	assert.Regexp(t, `(?m)^ok\s+store\s+redis answers$`, stdout)
 	assert.Regexp(t, `(?m)^ok\s+redis\s+sentinel, master "hsmca-test" db 0 at `+regexp.QuoteMeta(sen.Data[0].Addr)+
-		`, 2 replica\(s\); 3 of 3 sentinels answer; writes wait for 1 replica\(s\), up to 500ms$`, stdout)
+		`, 2 replica\(s\); 3 of 3 sentinels answer; writes wait for every online replica of their master \(at least 1\), up to 500ms$`, stdout)
 	assert.Regexp(t, `(?m)^\s+master\s+`+regexp.QuoteMeta(sen.Data[0].Addr)+`$`, stdout)
 	for _, r := range sen.Data[1:] {
 		assert.Regexp(t, `(?m)^\s+replica\s+`+regexp.QuoteMeta(r.Addr)+`\s+online, \d+ bytes behind, acknowledged \d+s ago$`, stdout)
@@ -201,7 +201,7 @@ func TestDoctorRedisTopology(t *testing.T) {
 	t.Setenv("HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "")
 	code, stdout, stderr = cli("doctor")
 	require.Equal(t, 0, code, stdout+stderr)
-	assert.Regexp(t, `(?m)^ok\s+redis\s+cluster, state ok, 16384 of 16384 slots served, 3 master\(s\), 3 replica\(s\); writes wait for 1 replica\(s\), up to 500ms$`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+redis\s+cluster, state ok, 16384 of 16384 slots served, 3 master\(s\), 3 replica\(s\); writes wait for every online replica of their master \(at least 1\), up to 500ms$`, stdout)
 	masters, err := clu.Masters()
 	require.NoError(t, err)
 	for _, m := range masters {

@@ -162,8 +162,9 @@ type Redis struct {
 	SentinelUsername     string `yaml:"sentinel_username"`
 	SentinelPasswordFile string `yaml:"sentinel_password_file"`
 	// WaitReplicas is how many replicas must have a write before it is
-	// acknowledged (Redis WAIT); unset: 1 in sentinel and cluster modes
-	// when there are replicas (see redisstore's pickWait); 0: off.
+	// acknowledged (Redis WAIT); unset: in sentinel and cluster modes
+	// every online replica of the write's master, at least one, when
+	// there are replicas (see redisstore's pickWait); 0: off.
 	WaitReplicas *int `yaml:"wait_replicas"`
 	// WaitTimeout bounds that wait (default 500ms); a write too few
 	// replicas confirm in time answers 503.
@@ -226,7 +227,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_REDIS_SENTINEL_USERNAME", "store.redis.sentinel_username", "ACL user on the sentinels"},
 	{"HSMCA_REDIS_SENTINEL_PASSWORD_FILE", "store.redis.sentinel_password_file", "file holding the sentinels' password (first line)"},
 	{"HSMCA_REDIS_SENTINEL_PASSWORD", "", "the sentinels' password, when no file is set"},
-	{"HSMCA_REDIS_WAIT_REPLICAS", "store.redis.wait_replicas", "replicas that must have a write before it is acknowledged (default: 1 in sentinel and cluster modes when the master has, or the sentinels know, a replica; 0: off)"},
+	{"HSMCA_REDIS_WAIT_REPLICAS", "store.redis.wait_replicas", "replicas that must have a write before it is acknowledged (default in sentinel and cluster modes: every online replica of the master, at least one; 0: off)"},
 	{"HSMCA_REDIS_WAIT_TIMEOUT", "store.redis.wait_timeout", "how long a write waits for them before it answers 503 (default 500ms)"},
 	{"HSMCA_REDIS_TLS", "store.redis.tls.enabled", "true: TLS to the sentinels and the cluster (standalone: use rediss://)"},
 	{"HSMCA_REDIS_TLS_CA", "store.redis.tls.ca_file", "CA bundle the Redis servers' certificates are checked against (default: the system's)"},

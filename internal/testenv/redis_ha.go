@@ -1026,3 +1026,16 @@ func (n *HANode) Log() string {
 	b, _ := os.ReadFile(filepath.Join(n.dir, "log"))
 	return string(b)
 }
+
+// Pause stops the node with SIGSTOP (a hung machine: connections stay
+// open, nothing answers) and returns what resumes it.
+func (n *HANode) Pause() (resume func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return func() {}
+	}
+	pid := n.cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+	return func() { _ = syscall.Kill(-pid, syscall.SIGCONT) }
+}

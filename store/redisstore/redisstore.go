@@ -77,8 +77,9 @@ type Options struct {
 	Indexes []store.Index
 	// WaitReplicas is how many replicas must have a write before the
 	// store acknowledges it (WAIT, sent on the write's connection right
-	// after it). Zero: 1 in Sentinel and Cluster modes when a master has
-	// replicas at open, none otherwise; NoWait: never wait.
+	// after it). Zero: in Sentinel and Cluster modes when there are
+	// replicas, every online replica of the write's master (at least
+	// one; see pickWait), none otherwise; NoWait: never wait.
 	WaitReplicas int
 	// WaitTimeout bounds the wait (default 500ms); a write that fewer
 	// replicas than WaitReplicas confirm within it fails with
@@ -110,6 +111,9 @@ type Store struct {
 	// waitTimeout.
 	wait        int
 	waitTimeout time.Duration
+	// online, when writes wait for every online replica (the default in
+	// Sentinel and Cluster modes), counts each master's.
+	online *onlineReplicas
 }
 
 var _ store.Store = (*Store)(nil)
@@ -168,7 +172,10 @@ func (s *Store) Backend() string { return "redis" }
 func (s *Store) Mode() Mode { return s.conn.mode() }
 
 // Close closes the connection pool.
-func (s *Store) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error {
+	s.online.stop()
+	return s.rdb.Close()
+}
 
 // Ping sends PING; on a cluster, to every master (each serves a share of
 // the tenants).
@@ -1067,14 +1074,15 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			if err == nil {
 				out = evs
 				if s.wait > 0 {
-					w := redis.NewCmd(ctx, "wait", s.wait, s.waitTimeout.Milliseconds())
+					need := s.needForKey(ctx, headKey)
+					w := redis.NewCmd(ctx, "wait", need, s.waitTimeout.Milliseconds())
 					_ = tx.Process(ctx, noRetry{w})
 					n, werr := w.Int64()
 					if werr != nil {
 						return &waitErr{fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, werr)}
 					}
-					if n < int64(s.wait) {
-						return &waitErr{s.errFewReplicas(n)}
+					if n < int64(need) {
+						return &waitErr{s.errFewReplicas(n, need)}
 					}
 				}
 			}

@@ -37,36 +37,25 @@ func mayWait(c Conn, opts Options) bool {
 }
 
 // pickWait settles how many replicas a write waits for: the option when
-// given; else 1 in Sentinel mode when the master has a replica or the
-// sentinels know one (one rejoining after a failover counts: a daemon
-// started in that moment must not give up waiting for its whole life),
-// and in Cluster mode when some master has one; none otherwise.
+// given; else, in Sentinel and Cluster modes when there are replicas (the
+// master has one or the sentinels know one, a replica rejoining after a
+// failover counts; on a cluster some master has one), every replica of
+// the write's master that is online, and at least one; none otherwise.
+//
+// Every online replica, not one: the sentinels (and a cluster's replicas)
+// promote the replica whose last reported offset is highest, and under
+// load that report can predate the last writes, so a replica that lacks a
+// write acknowledged by its sibling can be promoted. Waiting for all of
+// them leaves no such replica. A replica that is not online (syncing,
+// disconnected) is not waited for; it has the lowest offset.
 func (s *Store) pickWait(ctx context.Context, opts Options) error {
 	s.waitTimeout = waitTimeoutOf(opts)
 	if opts.WaitReplicas != 0 || !mayWait(s.conn, opts) {
 		s.wait = max(opts.WaitReplicas, 0)
 		return nil
 	}
-	var mu sync.Mutex
-	has := false
-	check := func(ctx context.Context, c redis.Cmdable) error {
-		m := masterState(ctx, c, "")
-		if m.Err != "" {
-			return errors.New(m.Err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if len(m.Replicas) > 0 {
-			has = true
-		}
-		return nil
-	}
-	var err error
-	if s.cluster != nil {
-		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return check(ctx, c) })
-	} else {
-		err = check(ctx, s.rdb)
-	}
+	o := &onlineReplicas{s: s, counts: map[string]int{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	has, err := o.refresh(ctx)
 	if err != nil {
 		return fmt.Errorf("replication state: %w", err)
 	}
@@ -81,18 +70,143 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 	}
 	if has {
 		s.wait = 1
+		s.online = o
+		go o.run()
 	}
 	return nil
 }
+
+// onlineReplicas keeps, per master, how many replicas are online: read at
+// open, every second, and at once after a write fell short.
+type onlineReplicas struct {
+	s      *Store
+	mu     sync.Mutex
+	counts map[string]int // master address ("" in Sentinel mode) -> online replicas
+	kick   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+// refreshEvery is how often the online replicas are counted again.
+const refreshEvery = time.Second
+
+// refresh counts the online replicas of every master; has reports whether
+// some master has a replica (online or not).
+func (o *onlineReplicas) refresh(ctx context.Context) (has bool, err error) {
+	counts := map[string]int{}
+	var mu sync.Mutex
+	check := func(ctx context.Context, addr string, c redis.Cmdable) error {
+		m := masterState(ctx, c, "")
+		if m.Err != "" {
+			return errors.New(m.Err)
+		}
+		n := 0
+		for _, r := range m.Replicas {
+			if r.State == "online" {
+				n++
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		counts[addr] = n
+		if len(m.Replicas) > 0 {
+			has = true
+		}
+		return nil
+	}
+	if o.s.cluster != nil {
+		err = o.s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return check(ctx, c.Options().Addr, c)
+		})
+	} else {
+		err = check(ctx, "", o.s.rdb)
+	}
+	o.mu.Lock()
+	for addr, n := range counts {
+		o.counts[addr] = n
+	}
+	o.mu.Unlock()
+	return has, err
+}
+
+func (o *onlineReplicas) run() {
+	t := time.NewTicker(refreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.done:
+			return
+		case <-t.C:
+		case <-o.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), refreshEvery)
+		_, _ = o.refresh(ctx)
+		cancel()
+	}
+}
+
+// stop ends the refreshing (nil: nothing to stop).
+func (o *onlineReplicas) stop() {
+	if o != nil {
+		o.once.Do(func() { close(o.done) })
+	}
+}
+
+// need is how many replicas a write to the master at addr waits for.
+func (o *onlineReplicas) need(addr string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return max(o.counts[addr], 1)
+}
+
+// shortfall asks for a count at once: a write fell short, the replicas
+// may have changed (a failover, a replica lost).
+func (o *onlineReplicas) shortfall() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// needFor is how many replicas a write sent through c waits for.
+func (s *Store) needFor(c redis.Cmdable) int {
+	if s.online == nil {
+		return s.wait
+	}
+	addr := ""
+	if node, ok := c.(*redis.Client); ok && s.cluster != nil {
+		addr = node.Options().Addr
+	}
+	return s.online.need(addr)
+}
+
+// needForKey is how many replicas a write of key waits for.
+func (s *Store) needForKey(ctx context.Context, key string) int {
+	if s.online == nil || s.cluster == nil {
+		return s.needFor(s.rdb)
+	}
+	node, err := s.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return s.wait
+	}
+	return s.online.need(node.Options().Addr)
+}
+
+// WaitsForAllOnline reports whether writes wait for every online replica
+// of their master (at least one) rather than a fixed number.
+func (s *Store) WaitsForAllOnline() bool { return s.online != nil }
 
 // WaitReplicas is how many replicas must confirm a write before the store
 // acknowledges it (0: none), and within how long.
 func (s *Store) WaitReplicas() (int, time.Duration) { return s.wait, s.waitTimeout }
 
 // errFewReplicas is the error of a write that too few replicas confirmed.
-func (s *Store) errFewReplicas(got int64) error {
+func (s *Store) errFewReplicas(got int64, need int) error {
+	if s.online != nil {
+		s.online.shortfall()
+	}
 	return fmt.Errorf("%w: redis store: the write reached %d of %d replicas within %s; it may or may not survive a failover",
-		store.ErrUnavailable, got, s.wait, s.waitTimeout)
+		store.ErrUnavailable, got, need, s.waitTimeout)
 }
 
 // pipeWait sends cmds on one connection of c followed by WAIT, so that the
@@ -107,15 +221,16 @@ func (s *Store) pipeWait(ctx context.Context, c redis.Cmdable, cmds []*redis.Cmd
 		}
 		_ = pipe.Process(ctx, noRetry{cmd})
 	}
-	w := redis.NewCmd(ctx, "wait", s.wait, s.waitTimeout.Milliseconds())
+	need := s.needFor(c)
+	w := redis.NewCmd(ctx, "wait", need, s.waitTimeout.Milliseconds())
 	_ = pipe.Process(ctx, noRetry{w})
 	_, _ = pipe.Exec(ctx)
 	n, err := w.Int64()
 	if err != nil {
 		return fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, err)
 	}
-	if n < int64(s.wait) {
-		return s.errFewReplicas(n)
+	if n < int64(need) {
+		return s.errFewReplicas(n, need)
 	}
 	return nil
 }

@@ -31,12 +31,26 @@ func TestWaitForReplicas(t *testing.T) {
 	}
 	q := &store.Quota{Resource: "things", Limit: -1}
 
-	n, timeout := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w"}).WaitReplicas()
+	dflt := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w"})
+	n, timeout := dflt.WaitReplicas()
 	assert.Equal(t, 1, n)
 	assert.Equal(t, 500*time.Millisecond, timeout)
+	assert.True(t, dflt.WaitsForAllOnline(), "by default a write waits for every online replica")
+	// One replica hangs (online for its master, answering nothing): a
+	// write waiting for every online replica is not confirmed, where one
+	// waiting for one replica would be.
+	resume := sen.Data[2].Pause()
+	err := dflt.Create(ctx, rec("hung"), store.WriteOpts{Quota: q})
+	one := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitReplicas: 1, WaitTimeout: slowWait})
+	assert.False(t, one.WaitsForAllOnline())
+	oneErr := one.Create(ctx, rec("one"), store.WriteOpts{Quota: q})
+	resume()
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	assert.Contains(t, err.Error(), "reached 1 of 2 replicas")
+	require.NoError(t, oneErr)
 	def := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitTimeout: slowWait})
 	require.NoError(t, def.Create(ctx, rec("a"), store.WriteOpts{Quota: q}))
-	_, err := def.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
+	_, err = def.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":1}`)})
 	require.NoError(t, err)
 
 	off := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitReplicas: redisstore.NoWait})
@@ -58,7 +72,7 @@ func TestWaitForReplicas(t *testing.T) {
 	require.NoError(t, err)
 	usage, err := def.QuotaUsage(ctx, "t1", "things")
 	require.NoError(t, err)
-	assert.EqualValues(t, 3, usage)
+	assert.EqualValues(t, 5, usage)
 	evs, err := def.ListEvents(ctx, "t1", 0, 0)
 	require.NoError(t, err)
 	assert.Len(t, evs, 2, "the unconfirmed append is not made twice")
