@@ -230,6 +230,9 @@ func verifyExport(path string, cps []signer.Checkpoint, stdout, stderr io.Writer
 	if rep.Duplicates > 0 {
 		fmt.Fprintf(stdout, "%d records came more than once (at-least-once delivery), each identical\n", rep.Duplicates)
 	}
+	if rep.Unreadable > 0 {
+		fmt.Fprintf(stdout, "%d lines are no record and were skipped (a line cut short by a crash of the writer)\n", rep.Unreadable)
+	}
 	if broken > 0 {
 		fmt.Fprintf(stdout, "%d of %d tenant chains BROKEN\n", broken, len(rep.Tenants))
 		return 1
