@@ -283,6 +283,9 @@ func VerifyCheckpoints(ctx context.Context, st store.Store, cps []Checkpoint) ([
 		sort.Slice(list, func(i, j int) bool { return list[i].Seq < list[j].Seq })
 		v := CheckpointVerdict{Tenant: n, Checkpoints: len(list)}
 		for _, cp := range list {
+			if cp.Seq == 0 {
+				continue // the head of an empty chain: nothing to hold
+			}
 			evs, err := st.ListEvents(ctx, n, cp.Seq-1, 1)
 			if err != nil {
 				return out, fmt.Errorf("read the event chain of %s: %w", n, err)
