@@ -40,6 +40,11 @@ type CoreAPI interface {
 	RevokeOAuthClient(ctx context.Context, id string) error
 	IssueAccessToken(ctx context.Context, clientID, secret string, ttl time.Duration) (string, *signer.Token, error)
 	QueryEvents(ctx context.Context, tenant string, q signer.EventQuery) (*signer.EventPage, error)
+	CheckpointEvents(ctx context.Context, tenant string) (*signer.Checkpoint, error)
+	LatestCheckpoint(ctx context.Context, tenant string) (*signer.Checkpoint, error)
+	GetCheckpoint(ctx context.Context, tenant string, seq uint64) (*signer.Checkpoint, error)
+	ListCheckpoints(ctx context.Context, tenant string, limit int, cursor string) ([]signer.Checkpoint, string, error)
+	CheckpointKeyInfo(ctx context.Context) (*signer.CheckpointKey, error)
 	Readiness(ctx context.Context) map[string]error
 	Metrics() *metrics.Metrics
 }

@@ -20,7 +20,8 @@ package metrics
 // first readiness probe (at start, then every inventory_interval) the
 // PKCS#11 latency, store latency and hsmca_component_up series, the first
 // inventory the quota-use and CA-count gauges, and the signer the store
-// error and heavy-work series (for every operation). The CA expiry gauge
+// error and heavy-work series (for every operation), and each configured
+// event export sink its series (ExportSink). The CA expiry gauge
 // stays absent until a CA exists: 0 would read "expires now" and fire the
 // expiry alert.
 

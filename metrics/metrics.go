@@ -54,6 +54,14 @@ type Metrics struct {
 	HeavyRefused   *prometheus.CounterVec   // operation, reason: heavy operations refused
 	OCSPAnswers    *prometheus.CounterVec   // status, cache: OCSP answers
 
+	// Event-log export, by sink (a configured name: bounded by the
+	// configuration).
+	ExportLagRecords *prometheus.GaugeVec   // records in the store the sink has not delivered
+	ExportLagSeconds *prometheus.GaugeVec   // age of the oldest of them
+	ExportSpooled    *prometheus.GaugeVec   // 1 while the backlog is read back from the store
+	ExportRecords    *prometheus.CounterVec // records delivered
+	ExportErrors     *prometheus.CounterVec // failed deliveries (the records are sent again)
+
 	sessions atomic.Pointer[func() (int, int64)]
 	circuit  atomic.Pointer[func() bool]
 	routes   sync.Map // route templates the router registered: string -> struct{}
@@ -151,6 +159,26 @@ func New(version string) *Metrics {
 			Name: "hsmca_ocsp_answers_total",
 			Help: "OCSP answers by status (good, revoked, unknown, malformed, unauthorized, try_later, internal_error) and cache (hit: a stored answer; miss: signed and stored; fresh: signed for this request alone, for a nonce or an unknown certificate; none: an unsigned error).",
 		}, []string{"status", "cache"}),
+		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_event_export_lag_records",
+			Help: "Event records in the store that the export sink has not delivered yet, over every tenant.",
+		}, []string{"sink"}),
+		ExportLagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_event_export_lag_seconds",
+			Help: "Age of the oldest event record the export sink has not delivered yet (0 when it has them all).",
+		}, []string{"sink"}),
+		ExportSpooled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hsmca_event_export_spooled",
+			Help: "1 while the export sink's backlog is more than one batch, so that it is read back from the store (on disk) rather than streamed, else 0.",
+		}, []string{"sink"}),
+		ExportRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_event_export_records_total",
+			Help: "Event records the export sink delivered (a record sent again after a failure counts again).",
+		}, []string{"sink"}),
+		ExportErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_event_export_errors_total",
+			Help: "Failed deliveries of the export sink (connection refused or lost, write failed); the records are sent again.",
+		}, []string{"sink"}),
 	}
 	poolSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hsmca_hsm_session_pool_size",
@@ -178,10 +206,21 @@ func New(version string) *Metrics {
 		poolSize, inUse, circuit,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 		m.OCSPAnswers,
+		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)
 	m.baseline()
 	return m
+}
+
+// ExportSink creates the series of an export sink at 0: the dashboard
+// and the export alert read them before its first record.
+func (m *Metrics) ExportSink(name string) {
+	m.ExportLagRecords.WithLabelValues(name)
+	m.ExportLagSeconds.WithLabelValues(name)
+	m.ExportSpooled.WithLabelValues(name)
+	m.ExportRecords.WithLabelValues(name)
+	m.ExportErrors.WithLabelValues(name)
 }
 
 // SetSessionSource installs the function the session-pool gauges read

@@ -37,7 +37,7 @@ func observeStore(s store.Store, m *metrics.Metrics) store.Store {
 
 var storeOps = []string{"ping", "create", "get", "get_by_unique", "update", "delete", "list",
 	"reserve_quota", "release_quota", "quota_usage", "set_quota_usage", "count",
-	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_tenants", "throttle"}
+	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_head", "event_tenants", "throttle"}
 
 func (o *observedStore) done(op string, start time.Time, err error) {
 	o.m.StoreDuration.WithLabelValues(o.backend, op).Observe(time.Since(start).Seconds())
@@ -173,6 +173,19 @@ func (o *observedStore) ListEvents(ctx context.Context, tenant string, after uin
 	ev, err := o.Store.ListEvents(ctx, tenant, after, limit)
 	o.done("list_events", t, err)
 	return ev, err
+}
+
+// EventHead passes the head of a tenant's chain through from a store
+// that reports it (EventHeader).
+func (o *observedStore) EventHead(ctx context.Context, tenant string) (uint64, string, error) {
+	h, ok := o.Store.(EventHeader)
+	if !ok {
+		return 0, "", store.ErrUnavailable
+	}
+	t := time.Now()
+	seq, hash, err := h.EventHead(ctx, tenant)
+	o.done("event_head", t, err)
+	return seq, hash, err
 }
 
 func (o *observedStore) EventTenants(ctx context.Context) ([]string, error) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
 # Usage: softhsm/ensure-packages.sh [softhsm] [redis] [sentinel] [openssl]
-#        [prometheus] [opencryptoki] [p11kit] [tpm2]
+#        [prometheus] [opencryptoki] [p11kit] [tpm2] [rsyslog]
 set -euo pipefail
 
 need=()
@@ -27,6 +27,10 @@ for what in "$@"; do
       ls /usr/lib/*/libtss2-tcti-tabrmd.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-tabrmd0)
       ls /usr/lib/*/libtss2-tcti-swtpm.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
       command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon) ;;
+    # rsyslogd (imtcp, omfile) and its GnuTLS netstream driver (TLS).
+    rsyslog)
+      { command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; } || need+=(rsyslog)
+      ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +136,57 @@ type Config struct {
 	// AdminSocket is the unix socket the ops CLI uses to write the store
 	// while the daemon holds it. Empty disables it.
 	AdminSocket string `yaml:"admin_socket"`
+
+	// Events configures the event log's checkpoints and its export.
+	Events Events `yaml:"events"`
+}
+
+// Events configures the event log beyond the store (events:).
+type Events struct {
+	// CheckpointInterval is how often every chain that moved is
+	// checkpointed (signed in the HSM); default 5m, at least 10s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// ExportPollInterval is how often a sink that has every record looks
+	// for new ones (default 500ms).
+	ExportPollInterval time.Duration `yaml:"export_poll_interval"`
+	// Export lists the sinks the records are streamed to.
+	Export []ExportSink `yaml:"export"`
+}
+
+// ExportSink is one receiver of the event records.
+type ExportSink struct {
+	// Name identifies the sink: its cursor in the store (shared by the
+	// replicas of one store) and the sink label of its metrics.
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // syslog | file
+	// Address is the syslog receiver's host:port (TCP).
+	Address string `yaml:"address"`
+	TLS     struct {
+		Enabled    bool   `yaml:"enabled"`
+		CAFile     string `yaml:"ca_file"`
+		CertFile   string `yaml:"cert_file"`
+		KeyFile    string `yaml:"key_file"`
+		ServerName string `yaml:"server_name"`
+	} `yaml:"tls"`
+	// Hostname is the HOSTNAME of the syslog messages (default the
+	// machine's host name).
+	Hostname string `yaml:"hostname"`
+	// Settle is how long a syslog message must have been sent on a
+	// connection still open before it counts as delivered (default 2s).
+	Settle time.Duration `yaml:"settle"`
+	// Path is the file sink's JSON-lines file.
+	Path string `yaml:"path"`
+}
+
+// exportSink returns the sink named name, adding one of typ if none.
+func (c *Config) exportSink(name, typ string) *ExportSink {
+	for i := range c.Events.Export {
+		if c.Events.Export[i].Name == name {
+			return &c.Events.Export[i]
+		}
+	}
+	c.Events.Export = append(c.Events.Export, ExportSink{Name: name, Type: typ})
+	return &c.Events.Export[len(c.Events.Export)-1]
 }
 
 // Redis is how the daemon reaches Redis (store.redis). Passwords are not
@@ -260,6 +312,14 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_OCSP_SIGNER", "ocsp.signer", "key signing OCSP answers of CAs switched on from now on: delegated (default) or ca"},
 	{"HSMCA_OCSP_FRESH_RPS", "ocsp.fresh_requests_per_second", "OCSP answers signed for one request alone (nonce, unknown serial) per client address per second (default 1)"},
 	{"HSMCA_OCSP_FRESH_BURST", "ocsp.fresh_burst", "such answers a client address may get at once (default 10)"},
+	{"HSMCA_EVENTS_CHECKPOINT_INTERVAL", "events.checkpoint_interval", "how often every event chain that moved is checkpointed, signed in the HSM (default 5m, at least 10s)"},
+	{"HSMCA_EVENTS_EXPORT_POLL_INTERVAL", "events.export_poll_interval", "how often an export sink that has every record looks for new ones (default 500ms)"},
+	{"HSMCA_EVENTS_EXPORT_FILE", "events.export[name=file].path", "append the event records to this JSON-lines file (the sink named file)"},
+	{"HSMCA_EVENTS_EXPORT_SYSLOG", "events.export[name=syslog].address", "send the event records to this syslog receiver, host:port over TCP (the sink named syslog)"},
+	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS", "events.export[name=syslog].tls.enabled", "true: TLS to the syslog receiver"},
+	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CA", "events.export[name=syslog].tls.ca_file", "CA bundle the receiver's certificate is checked against (default: the system's)"},
+	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CERT", "events.export[name=syslog].tls.cert_file", "client certificate for a receiver that asks for one"},
+	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_KEY", "events.export[name=syslog].tls.key_file", "its private key"},
 }
 
 // DefaultRateLimit is the requests per second each credential may make:
@@ -478,7 +538,107 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		c.TLS.TrustedProxy = b
 	}
+	return c.applyEventsEnv(get)
+}
+
+func (c *Config) applyEventsEnv(get func(string) (string, bool)) error {
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"HSMCA_EVENTS_CHECKPOINT_INTERVAL", &c.Events.CheckpointInterval}, {"HSMCA_EVENTS_EXPORT_POLL_INTERVAL", &c.Events.ExportPollInterval}} {
+		if v, ok := get(d.name); ok && v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return fmt.Errorf("config: %s: want a positive duration such as 5m, got %q", d.name, v)
+			}
+			*d.dst = dur
+		}
+	}
+	if v, ok := get("HSMCA_EVENTS_EXPORT_FILE"); ok && v != "" {
+		c.exportSink("file", "file").Path = v
+	}
+	if v, ok := get("HSMCA_EVENTS_EXPORT_SYSLOG"); ok && v != "" {
+		c.exportSink("syslog", "syslog").Address = v
+	}
+	for _, name := range []string{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS", "HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CA",
+		"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CERT", "HSMCA_EVENTS_EXPORT_SYSLOG_TLS_KEY"} {
+		v, ok := get(name)
+		if !ok || v == "" {
+			continue
+		}
+		sk := c.exportSink("syslog", "syslog")
+		switch name {
+		case "HSMCA_EVENTS_EXPORT_SYSLOG_TLS":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("config: %s: want true or false, got %q", name, v)
+			}
+			sk.TLS.Enabled = b
+		case "HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CA":
+			sk.TLS.CAFile = v
+		case "HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CERT":
+			sk.TLS.CertFile = v
+		case "HSMCA_EVENTS_EXPORT_SYSLOG_TLS_KEY":
+			sk.TLS.KeyFile = v
+		}
+	}
 	return nil
+}
+
+// exportSinkName is what a sink name may be: it becomes a store id and a
+// metric label value.
+var exportSinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// maxExportSinks bounds the sinks (and so the export metrics' series).
+const maxExportSinks = 8
+
+func (c *Config) validateEvents() []string {
+	var errs []string
+	e := &c.Events
+	if e.CheckpointInterval < 10*time.Second {
+		errs = append(errs, fmt.Sprintf("events.checkpoint_interval %s: want at least 10s", e.CheckpointInterval))
+	}
+	if len(e.Export) > maxExportSinks {
+		errs = append(errs, fmt.Sprintf("events.export: %d sinks, at most %d", len(e.Export), maxExportSinks))
+	}
+	seen := map[string]bool{}
+	for i, sk := range e.Export {
+		at := fmt.Sprintf("events.export[%d]", i)
+		if !exportSinkName.MatchString(sk.Name) {
+			errs = append(errs, fmt.Sprintf("%s.name %q: want 1 to 32 of a-z, 0-9, _ and -", at, sk.Name))
+		} else if seen[sk.Name] {
+			errs = append(errs, fmt.Sprintf("%s.name %q: used twice", at, sk.Name))
+		}
+		seen[sk.Name] = true
+		switch sk.Type {
+		case "syslog":
+			if _, _, err := net.SplitHostPort(sk.Address); err != nil {
+				errs = append(errs, fmt.Sprintf("%s.address %q: want host:port", at, sk.Address))
+			}
+			if (sk.TLS.CertFile == "") != (sk.TLS.KeyFile == "") {
+				errs = append(errs, at+".tls.cert_file and key_file go together")
+			}
+			if !sk.TLS.Enabled && (sk.TLS.CAFile != "" || sk.TLS.CertFile != "" || sk.TLS.ServerName != "") {
+				errs = append(errs, at+".tls: files given but tls.enabled is false")
+			}
+			if sk.Path != "" {
+				errs = append(errs, at+": a syslog sink takes no path")
+			}
+		case "file":
+			if sk.Path == "" {
+				errs = append(errs, at+".path: the file sink needs a file")
+			}
+			if sk.Address != "" || sk.TLS.Enabled {
+				errs = append(errs, at+": a file sink takes no address or tls")
+			}
+		default:
+			errs = append(errs, fmt.Sprintf("%s.type %q: want syslog or file", at, sk.Type))
+		}
+		if sk.Settle < 0 {
+			errs = append(errs, at+".settle is negative")
+		}
+	}
+	return errs
 }
 
 // DefaultModule finds SoftHSM2's PKCS#11 library in the usual places.
@@ -564,6 +724,8 @@ func (c *Config) defaults() {
 		c.InventoryInterval = 30 * time.Second
 	}
 	setDur(&c.OAuth.AccessTokenTTL, time.Hour)
+	setDur(&c.Events.CheckpointInterval, 5*time.Minute)
+	setDur(&c.Events.ExportPollInterval, 500*time.Millisecond)
 	if h.MaxBodyBytes == 0 {
 		h.MaxBodyBytes = 1 << 20
 	}
@@ -631,6 +793,7 @@ func (c *Config) validate() error {
 			c.PublicBaseURL = u
 		}
 	}
+	errs = append(errs, c.validateEvents()...)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -377,3 +377,64 @@ store:
 	require.NoError(t, err)
 	assert.Equal(t, "redis://10.9.9.9:6379/0", c.RedisURL())
 }
+
+// The example's events block, switched on, is a valid configuration, and
+// the HSMCA_EVENTS_* variables make or change the sinks named file and
+// syslog.
+func TestEventsConfig(t *testing.T) {
+	clearEnv(t)
+	raw, err := os.ReadFile("../../deploy/hsmcad.example.yaml")
+	require.NoError(t, err)
+	lines := strings.Split(string(raw), "\n")
+	in := false
+	for i, l := range lines {
+		if l == "# events:" {
+			in = true
+		}
+		if in && strings.HasPrefix(l, "# ") {
+			lines[i] = strings.TrimPrefix(l, "# ")
+		}
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600))
+	c, err := Load(path)
+	require.NoError(t, err)
+	require.Len(t, c.Events.Export, 2)
+	assert.Equal(t, "siem.example.com:6514", c.Events.Export[0].Address)
+	assert.True(t, c.Events.Export[0].TLS.Enabled)
+	assert.Equal(t, 5*time.Minute, c.Events.CheckpointInterval)
+
+	clearEnv(t)
+	t.Setenv("HSMCA_EVENTS_EXPORT_SYSLOG", "127.0.0.1:514")
+	t.Setenv("HSMCA_EVENTS_EXPORT_SYSLOG_TLS", "true")
+	t.Setenv("HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CA", "/ca.pem")
+	t.Setenv("HSMCA_EVENTS_EXPORT_FILE", "/var/log/e.jsonl")
+	t.Setenv("HSMCA_EVENTS_CHECKPOINT_INTERVAL", "1m")
+	c, err = Load("")
+	require.NoError(t, err)
+	require.Len(t, c.Events.Export, 2)
+	byName := map[string]ExportSink{}
+	for _, s := range c.Events.Export {
+		byName[s.Name] = s
+	}
+	assert.Equal(t, "syslog", byName["syslog"].Type)
+	assert.Equal(t, "/ca.pem", byName["syslog"].TLS.CAFile)
+	assert.Equal(t, "file", byName["file"].Type)
+	assert.Equal(t, "/var/log/e.jsonl", byName["file"].Path)
+	assert.Equal(t, time.Minute, c.Events.CheckpointInterval)
+	assert.Equal(t, 500*time.Millisecond, c.Events.ExportPollInterval)
+
+	for yaml, want := range map[string]string{
+		"events: {export: [{name: A, type: file, path: /x}]}":                                  `name "A"`,
+		"events: {export: [{name: a, type: file, path: /x}, {name: a, type: file, path: /y}]}": "used twice",
+		"events: {export: [{name: a, type: kafka}]}":                                           `type "kafka": want syslog or file`,
+		"events: {export: [{name: a, type: file}]}":                                            "needs a file",
+		"events: {export: [{name: a, type: syslog, address: 'h:1', tls: {ca_file: /c}}]}":      "tls.enabled is false",
+	} {
+		clearEnv(t)
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(yaml+"\n"), 0o600))
+		_, err := Load(p)
+		assert.ErrorContains(t, err, want, yaml)
+	}
+}

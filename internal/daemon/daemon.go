@@ -22,6 +22,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/config"
+	"github.com/hsmca/hsmca/internal/eventexport"
 	"github.com/hsmca/hsmca/internal/families"
 	"github.com/hsmca/hsmca/internal/storeopen"
 	"github.com/hsmca/hsmca/metrics"
@@ -58,6 +59,8 @@ type Daemon struct {
 
 	stopJanitor context.CancelFunc
 	janitorDone chan struct{}
+	exporter    *eventexport.Exporter
+	janitorWG   sync.WaitGroup
 	serveWG     sync.WaitGroup
 	errc        chan error
 
@@ -170,6 +173,13 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	d.engine = signer.New(signer.Options{Families: families.All(), Store: d.store, Metrics: d.metrics, Logger: log,
 		Quotas: cfg.Quotas, Instance: instanceName(d.ln.Addr()), PublicBaseURL: publicBase})
 	d.admins = admins.New(d.engine)
+	sinks, err := ExportSinks(cfg)
+	if err != nil {
+		d.ln.Close()
+		d.engine.Close()
+		d.store.Close()
+		return nil, err
+	}
 	if tlsConf != nil {
 		d.ln = tls.NewListener(d.ln, tlsConf)
 	}
@@ -213,6 +223,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	}
 	if err := d.startAdminSocket(); err != nil {
 		d.ln.Close()
+		for _, s := range sinks {
+			_ = s.Sink.Close()
+		}
 		d.store.Close()
 		return nil, err
 	}
@@ -237,6 +250,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		}
 		d.engine.RunJanitors(janitorCtx, time.Hour)
 	}()
+	d.janitorWG.Add(1)
+	go func() {
+		defer d.janitorWG.Done()
+		d.checkpointLoop(janitorCtx)
+	}()
+	if len(sinks) > 0 {
+		d.exporter = eventexport.Start(eventexport.Options{Store: d.store, Metrics: d.metrics, Logger: log,
+			Instance: instanceName(d.ln.Addr()), Poll: cfg.Events.ExportPollInterval}, sinks)
+	}
 
 	d.serveWG.Add(1)
 	go func() {
@@ -474,6 +496,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.serveWG.Wait()
 	d.stopJanitor()
 	<-d.janitorDone
+	d.janitorWG.Wait()
+	if d.exporter != nil {
+		d.exporter.Stop()
+	}
 	d.stopHSM()
 	<-d.hsmDone
 	if err := d.engine.Close(); err != nil {

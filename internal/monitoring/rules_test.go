@@ -26,8 +26,8 @@ func TestSelectors(t *testing.T) {
 }
 
 // TestDeployFilesParse: every alert rule of deploy/prometheus has an
-// expression with a selector, and the dashboard's CA expiry panel says
-// what it shows before any CA exists.
+// expression with a selector, and the dashboard's CA expiry and event
+// export panels say what they show before any CA or sink exists.
 func TestDeployFilesParse(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/prometheus/alerts.yml"))
 	require.NoError(t, err)
@@ -48,5 +48,6 @@ func TestDeployFilesParse(t *testing.T) {
 			noValue[q.Panel] = q.NoValue
 		}
 	}
-	assert.Equal(t, map[string]string{"CA certificate expiry": "no active CA"}, noValue)
+	assert.Equal(t, map[string]string{"CA certificate expiry": "no active CA",
+		"Event export lag": "no export sink configured", "Event export backlog": "no export sink configured"}, noValue)
 }
