@@ -46,8 +46,11 @@ const CheckpointAlgorithm = "ES256"
 const (
 	kindCheckpoint    = "event_checkpoint"     // per tenant, id checkpointID(seq)
 	kindCheckpointKey = "event_checkpoint_key" // platform tenant, id checkpointKeyID
-	checkpointKeyID   = "current"
-	checkpointVersion = 1
+	// RecordCheckpointKey is the record kind that owns the checkpoint key
+	// (platform tenant), for checks that account for every HSM key.
+	RecordCheckpointKey = kindCheckpointKey
+	checkpointKeyID     = "current"
+	checkpointVersion   = 1
 )
 
 // Checkpoint is one signed chain head.

@@ -201,6 +201,16 @@ func CheckStore(octx context.Context, st store.Store, tenant string) (*StoreStat
 			}
 		}
 	}
+	// The event checkpoint key belongs to the platform, not the tenant.
+	cpk, err := st.List(octx, storeQuery(signer.RecordCheckpointKey, store.PlatformTenant))
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", signer.RecordCheckpointKey, err)
+	}
+	for _, rec := range cpk.Records {
+		if k := rec.Fields[signer.KeyField]; k != "" {
+			ss.Owned[k] = signer.RecordCheckpointKey + "/" + rec.ID
+		}
+	}
 	intents, err := st.ListIntents(octx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list intents: %w", err)
