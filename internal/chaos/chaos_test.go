@@ -178,8 +178,10 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 		"pca.ca.create 200", "pca.cert.issue 200"}
 	if fault != nil && fault.sentinel == nil {
 		// Rounds spent mostly without an HSM: the checks above carry the
-		// weight; a few operations must have been served all the same.
-		required = []string{"key.create 201", "key.sign 200"}
+		// weight; some HSM operations must have been served all the same
+		// (on a loaded machine a short round may see only one kind).
+		assert.Positive(t, rep.Stats["key.create 201"]+rep.Stats["key.sign 200"], "the workload never created or signed with a key")
+		required = nil
 	}
 	for _, k := range required {
 		assert.Positive(t, rep.Stats[k], "the workload never succeeded at %q", k)
