@@ -134,6 +134,51 @@ func (e ApigCertificateItemType) Valid() bool {
 	}
 }
 
+// Defines values for CheckpointAlgorithm.
+const (
+	CheckpointAlgorithmES256 CheckpointAlgorithm = "ES256"
+)
+
+// Valid indicates whether the value is a known member of the CheckpointAlgorithm enum.
+func (e CheckpointAlgorithm) Valid() bool {
+	switch e {
+	case CheckpointAlgorithmES256:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckpointVersion.
+const (
+	CheckpointVersionN1 CheckpointVersion = 1
+)
+
+// Valid indicates whether the value is a known member of the CheckpointVersion enum.
+func (e CheckpointVersion) Valid() bool {
+	switch e {
+	case CheckpointVersionN1:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckpointKeyAlgorithm.
+const (
+	CheckpointKeyAlgorithmES256 CheckpointKeyAlgorithm = "ES256"
+)
+
+// Valid indicates whether the value is a known member of the CheckpointKeyAlgorithm enum.
+func (e CheckpointKeyAlgorithm) Valid() bool {
+	switch e {
+	case CheckpointKeyAlgorithmES256:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CzCertificateCertificateType.
 const (
 	CzCertificateCertificateTypeSSH  CzCertificateCertificateType = "SSH"
@@ -1376,6 +1421,55 @@ type Base64 = string
 // CertificatePem PEM certificate(s)
 type CertificatePem = string
 
+// Checkpoint The signature (ES256: ECDSA P-256 over SHA-256, ASN.1 DER, base64) is over five lines, each ending in a line feed: hsmca-event-checkpoint-v1, tenant=<tenant>, seq=<seq>, hash=<hash>, time=<time, RFC 3339 UTC with nanoseconds, trailing zeros dropped>.
+type Checkpoint struct {
+	Algorithm CheckpointAlgorithm `json:"algorithm"`
+
+	// Certificate the checkpoint key's certificate (PEM)
+	Certificate string `json:"certificate"`
+
+	// Hash its chain hash (hex SHA-256)
+	Hash string `json:"hash"`
+
+	// KeyId hex SHA-256 of the checkpoint key's SubjectPublicKeyInfo
+	KeyId string `json:"keyId"`
+
+	// Seq sequence number of the chain head signed
+	Seq       int               `json:"seq"`
+	Signature []byte            `json:"signature"`
+	Tenant    string            `json:"tenant"`
+	Time      time.Time         `json:"time"`
+	Version   CheckpointVersion `json:"version"`
+}
+
+// CheckpointAlgorithm defines model for Checkpoint.Algorithm.
+type CheckpointAlgorithm string
+
+// CheckpointVersion defines model for Checkpoint.Version.
+type CheckpointVersion int
+
+// CheckpointKey defines model for CheckpointKey.
+type CheckpointKey struct {
+	Algorithm CheckpointKeyAlgorithm `json:"algorithm"`
+
+	// Certificate PEM, self-signed
+	Certificate string    `json:"certificate"`
+	Created     time.Time `json:"created"`
+	KeyId       string    `json:"keyId"`
+
+	// PublicKey PEM SubjectPublicKeyInfo
+	PublicKey string `json:"publicKey"`
+}
+
+// CheckpointKeyAlgorithm defines model for CheckpointKey.Algorithm.
+type CheckpointKeyAlgorithm string
+
+// CheckpointList defines model for CheckpointList.
+type CheckpointList struct {
+	Data       []Checkpoint `json:"data"`
+	NextCursor *string      `json:"nextCursor,omitempty"`
+}
+
 // CsrInput a certificate signing request, PEM or base64 DER
 type CsrInput = string
 
@@ -2601,6 +2695,9 @@ type ApigSignatureAlgorithm = string
 // ApigType defines model for ApigType.
 type ApigType = string
 
+// CheckpointSeq defines model for CheckpointSeq.
+type CheckpointSeq = int
+
 // Cursor defines model for Cursor.
 type Cursor = string
 
@@ -2935,6 +3032,15 @@ type ListEventsParams struct {
 	// After a sequence number; predates cursor and means the same (ignored when cursor is given)
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	After *EventsAfter `form:"after,omitempty" json:"after,omitempty"`
+}
+
+// ListCheckpointsParams defines parameters for ListCheckpoints.
+type ListCheckpointsParams struct {
+	// Limit page size
+	Limit *NativeLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor nextCursor of the previous page
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListKeysParams defines parameters for ListKeys.
@@ -3756,6 +3862,39 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListCheckpoints The tenant's event-log checkpoints, newest first
+	//
+	// Each is the head of the tenant's event chain (sequence number and hash) at a time, signed in the HSM with the checkpoint key (GET /v1/events/checkpoints/key). Kept outside hsmca, a checkpoint proves that the chain up to its sequence number was not rewritten since (hsmca events verify --checkpoint).
+	//
+	// Corresponds with GET /v1/events/checkpoints (the `ListCheckpoints` operationId).
+	ListCheckpoints(ctx context.Context, params *ListCheckpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateCheckpoint Sign the head of the tenant's event chain now
+	//
+	// Writes the EVENT_CHECKPOINT record first, so that the checkpoint covers it; the daemon also checkpoints every chain that moved each events.checkpoint_interval. The checkpoint key is created in the HSM the first time.
+	//
+	// Corresponds with POST /v1/events/checkpoints (the `CreateCheckpoint` operationId).
+	CreateCheckpoint(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCheckpointKey The checkpoint key: public key and self-signed certificate
+	//
+	// One ECDSA P-256 key of the daemon in the HSM, created the first time it is needed. keyId is the hex SHA-256 of the public key's SubjectPublicKeyInfo: pin it where the checkpoints are kept.
+	//
+	// Corresponds with GET /v1/events/checkpoints/key (the `GetCheckpointKey` operationId).
+	GetCheckpointKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLatestCheckpoint The tenant's newest checkpoint
+	//
+	// 404 before the first.
+	//
+	// Corresponds with GET /v1/events/checkpoints/latest (the `GetLatestCheckpoint` operationId).
+	GetLatestCheckpoint(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCheckpoint The checkpoint of the tenant's chain at a sequence number
+	//
+	// Corresponds with GET /v1/events/checkpoints/{seq} (the `GetCheckpoint` operationId).
+	GetCheckpoint(ctx context.Context, seq CheckpointSeq, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListKeys List keys
 	//
@@ -5368,6 +5507,89 @@ func (c *Client) SignWithVicalSigner(ctx context.Context, id DtsId, body SignWit
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
 func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListCheckpoints The tenant's event-log checkpoints, newest first
+//
+// Each is the head of the tenant's event chain (sequence number and hash) at a time, signed in the HSM with the checkpoint key (GET /v1/events/checkpoints/key). Kept outside hsmca, a checkpoint proves that the chain up to its sequence number was not rewritten since (hsmca events verify --checkpoint).
+//
+// Corresponds with GET /v1/events/checkpoints (the `ListCheckpoints` operationId).
+func (c *Client) ListCheckpoints(ctx context.Context, params *ListCheckpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListCheckpointsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateCheckpoint Sign the head of the tenant's event chain now
+//
+// Writes the EVENT_CHECKPOINT record first, so that the checkpoint covers it; the daemon also checkpoints every chain that moved each events.checkpoint_interval. The checkpoint key is created in the HSM the first time.
+//
+// Corresponds with POST /v1/events/checkpoints (the `CreateCheckpoint` operationId).
+func (c *Client) CreateCheckpoint(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateCheckpointRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCheckpointKey The checkpoint key: public key and self-signed certificate
+//
+// One ECDSA P-256 key of the daemon in the HSM, created the first time it is needed. keyId is the hex SHA-256 of the public key's SubjectPublicKeyInfo: pin it where the checkpoints are kept.
+//
+// Corresponds with GET /v1/events/checkpoints/key (the `GetCheckpointKey` operationId).
+func (c *Client) GetCheckpointKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCheckpointKeyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLatestCheckpoint The tenant's newest checkpoint
+//
+// 404 before the first.
+//
+// Corresponds with GET /v1/events/checkpoints/latest (the `GetLatestCheckpoint` operationId).
+func (c *Client) GetLatestCheckpoint(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLatestCheckpointRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCheckpoint The checkpoint of the tenant's chain at a sequence number
+//
+// Corresponds with GET /v1/events/checkpoints/{seq} (the `GetCheckpoint` operationId).
+func (c *Client) GetCheckpoint(ctx context.Context, seq CheckpointSeq, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCheckpointRequest(c.Server, seq)
 	if err != nil {
 		return nil, err
 	}
@@ -8661,6 +8883,187 @@ func NewListEventsRequest(server string, params *ListEventsParams) (*http.Reques
 	return req, nil
 }
 
+// NewListCheckpointsRequest constructs an http.Request for the ListCheckpoints method
+func NewListCheckpointsRequest(server string, params *ListCheckpointsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/checkpoints")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateCheckpointRequest constructs an http.Request for the CreateCheckpoint method
+func NewCreateCheckpointRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/checkpoints")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCheckpointKeyRequest constructs an http.Request for the GetCheckpointKey method
+func NewGetCheckpointKeyRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/checkpoints/key")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLatestCheckpointRequest constructs an http.Request for the GetLatestCheckpoint method
+func NewGetLatestCheckpointRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/checkpoints/latest")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCheckpointRequest constructs an http.Request for the GetCheckpoint method
+func NewGetCheckpointRequest(server string, seq CheckpointSeq) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "seq", seq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/checkpoints/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListKeysRequest constructs an http.Request for the ListKeys method
 func NewListKeysRequest(server string, params *ListKeysParams) (*http.Request, error) {
 	var err error
@@ -11904,6 +12307,49 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEventsWithResponse(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*ListEventsResponse, error)
+
+	// ListCheckpointsWithResponse The tenant's event-log checkpoints, newest first
+	//
+	// Each is the head of the tenant's event chain (sequence number and hash) at a time, signed in the HSM with the checkpoint key (GET /v1/events/checkpoints/key). Kept outside hsmca, a checkpoint proves that the chain up to its sequence number was not rewritten since (hsmca events verify --checkpoint).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/events/checkpoints (the `ListCheckpoints` operationId).
+	ListCheckpointsWithResponse(ctx context.Context, params *ListCheckpointsParams, reqEditors ...RequestEditorFn) (*ListCheckpointsResponse, error)
+
+	// CreateCheckpointWithResponse Sign the head of the tenant's event chain now
+	//
+	// Writes the EVENT_CHECKPOINT record first, so that the checkpoint covers it; the daemon also checkpoints every chain that moved each events.checkpoint_interval. The checkpoint key is created in the HSM the first time.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/events/checkpoints (the `CreateCheckpoint` operationId).
+	CreateCheckpointWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateCheckpointResponse, error)
+
+	// GetCheckpointKeyWithResponse The checkpoint key: public key and self-signed certificate
+	//
+	// One ECDSA P-256 key of the daemon in the HSM, created the first time it is needed. keyId is the hex SHA-256 of the public key's SubjectPublicKeyInfo: pin it where the checkpoints are kept.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/events/checkpoints/key (the `GetCheckpointKey` operationId).
+	GetCheckpointKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetCheckpointKeyResponse, error)
+
+	// GetLatestCheckpointWithResponse The tenant's newest checkpoint
+	//
+	// 404 before the first.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/events/checkpoints/latest (the `GetLatestCheckpoint` operationId).
+	GetLatestCheckpointWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLatestCheckpointResponse, error)
+
+	// GetCheckpointWithResponse The checkpoint of the tenant's chain at a sequence number
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/events/checkpoints/{seq} (the `GetCheckpoint` operationId).
+	GetCheckpointWithResponse(ctx context.Context, seq CheckpointSeq, reqEditors ...RequestEditorFn) (*GetCheckpointResponse, error)
 
 	// ListKeysWithResponse List keys
 	//
@@ -17202,6 +17648,575 @@ func (r ListEventsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListCheckpointsResponse429Headers the declared response headers of an HTTP 429 response for ListCheckpoints
+type ListCheckpointsResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListCheckpointsResponse503Headers the declared response headers of an HTTP 503 response for ListCheckpoints
+type ListCheckpointsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListCheckpointsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckpointList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListCheckpointsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListCheckpointsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListCheckpointsResponse) GetJSON200() *CheckpointList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListCheckpointsResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListCheckpointsResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListCheckpointsResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListCheckpointsResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListCheckpointsResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListCheckpointsResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListCheckpointsResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListCheckpointsResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListCheckpointsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListCheckpointsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListCheckpointsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListCheckpointsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateCheckpointResponse429Headers the declared response headers of an HTTP 429 response for CreateCheckpoint
+type CreateCheckpointResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateCheckpointResponse503Headers the declared response headers of an HTTP 503 response for CreateCheckpoint
+type CreateCheckpointResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Checkpoint
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateCheckpointResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateCheckpointResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateCheckpointResponse) GetJSON201() *Checkpoint {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateCheckpointResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateCheckpointResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateCheckpointResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateCheckpointResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateCheckpointResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateCheckpointResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateCheckpointResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateCheckpointResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCheckpointKeyResponse429Headers the declared response headers of an HTTP 429 response for GetCheckpointKey
+type GetCheckpointKeyResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetCheckpointKeyResponse503Headers the declared response headers of an HTTP 503 response for GetCheckpointKey
+type GetCheckpointKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetCheckpointKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckpointKey
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetCheckpointKeyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetCheckpointKeyResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON200() *CheckpointKey {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetCheckpointKeyResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCheckpointKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCheckpointKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCheckpointKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCheckpointKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetLatestCheckpointResponse429Headers the declared response headers of an HTTP 429 response for GetLatestCheckpoint
+type GetLatestCheckpointResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetLatestCheckpointResponse503Headers the declared response headers of an HTTP 503 response for GetLatestCheckpoint
+type GetLatestCheckpointResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetLatestCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Checkpoint
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLatestCheckpointResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetLatestCheckpointResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON200() *Checkpoint {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetLatestCheckpointResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLatestCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLatestCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLatestCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLatestCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetCheckpointResponse429Headers the declared response headers of an HTTP 429 response for GetCheckpoint
+type GetCheckpointResponse429Headers struct {
+	RetryAfter int
+}
+
+// GetCheckpointResponse503Headers the declared response headers of an HTTP 503 response for GetCheckpoint
+type GetCheckpointResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Checkpoint
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetCheckpointResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetCheckpointResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCheckpointResponse) GetJSON200() *Checkpoint {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetCheckpointResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetCheckpointResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetCheckpointResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetCheckpointResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetCheckpointResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetCheckpointResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetCheckpointResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetCheckpointResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetCheckpointResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCheckpointResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -24724,6 +25739,79 @@ func (c *ClientWithResponses) ListEventsWithResponse(ctx context.Context, params
 	return ParseListEventsResponse(rsp)
 }
 
+// ListCheckpointsWithResponse The tenant's event-log checkpoints, newest first
+//
+// Each is the head of the tenant's event chain (sequence number and hash) at a time, signed in the HSM with the checkpoint key (GET /v1/events/checkpoints/key). Kept outside hsmca, a checkpoint proves that the chain up to its sequence number was not rewritten since (hsmca events verify --checkpoint).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/events/checkpoints (the `ListCheckpoints` operationId).
+func (c *ClientWithResponses) ListCheckpointsWithResponse(ctx context.Context, params *ListCheckpointsParams, reqEditors ...RequestEditorFn) (*ListCheckpointsResponse, error) {
+	rsp, err := c.ListCheckpoints(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListCheckpointsResponse(rsp)
+}
+
+// CreateCheckpointWithResponse Sign the head of the tenant's event chain now
+//
+// Writes the EVENT_CHECKPOINT record first, so that the checkpoint covers it; the daemon also checkpoints every chain that moved each events.checkpoint_interval. The checkpoint key is created in the HSM the first time.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/events/checkpoints (the `CreateCheckpoint` operationId).
+func (c *ClientWithResponses) CreateCheckpointWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateCheckpointResponse, error) {
+	rsp, err := c.CreateCheckpoint(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateCheckpointResponse(rsp)
+}
+
+// GetCheckpointKeyWithResponse The checkpoint key: public key and self-signed certificate
+//
+// One ECDSA P-256 key of the daemon in the HSM, created the first time it is needed. keyId is the hex SHA-256 of the public key's SubjectPublicKeyInfo: pin it where the checkpoints are kept.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/events/checkpoints/key (the `GetCheckpointKey` operationId).
+func (c *ClientWithResponses) GetCheckpointKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetCheckpointKeyResponse, error) {
+	rsp, err := c.GetCheckpointKey(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCheckpointKeyResponse(rsp)
+}
+
+// GetLatestCheckpointWithResponse The tenant's newest checkpoint
+//
+// 404 before the first.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/events/checkpoints/latest (the `GetLatestCheckpoint` operationId).
+func (c *ClientWithResponses) GetLatestCheckpointWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLatestCheckpointResponse, error) {
+	rsp, err := c.GetLatestCheckpoint(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLatestCheckpointResponse(rsp)
+}
+
+// GetCheckpointWithResponse The checkpoint of the tenant's chain at a sequence number
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/events/checkpoints/{seq} (the `GetCheckpoint` operationId).
+func (c *ClientWithResponses) GetCheckpointWithResponse(ctx context.Context, seq CheckpointSeq, reqEditors ...RequestEditorFn) (*GetCheckpointResponse, error) {
+	rsp, err := c.GetCheckpoint(ctx, seq, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCheckpointResponse(rsp)
+}
+
 // ListKeysWithResponse List keys
 //
 // Returns a wrapper object for the known response body format(s).
@@ -30364,6 +31452,545 @@ func ParseListEventsResponse(rsp *http.Response) (*ListEventsResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListCheckpointsResponse parses an HTTP response from a ListCheckpointsWithResponse call
+func ParseListCheckpointsResponse(rsp *http.Response) (*ListCheckpointsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListCheckpointsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckpointList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListCheckpointsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListCheckpointsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateCheckpointResponse parses an HTTP response from a CreateCheckpointWithResponse call
+func ParseCreateCheckpointResponse(rsp *http.Response) (*CreateCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Checkpoint
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreateCheckpointResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateCheckpointResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCheckpointKeyResponse parses an HTTP response from a GetCheckpointKeyWithResponse call
+func ParseGetCheckpointKeyResponse(rsp *http.Response) (*GetCheckpointKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCheckpointKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckpointKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetCheckpointKeyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetCheckpointKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetLatestCheckpointResponse parses an HTTP response from a GetLatestCheckpointWithResponse call
+func ParseGetLatestCheckpointResponse(rsp *http.Response) (*GetLatestCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLatestCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Checkpoint
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetLatestCheckpointResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetLatestCheckpointResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetCheckpointResponse parses an HTTP response from a GetCheckpointWithResponse call
+func ParseGetCheckpointResponse(rsp *http.Response) (*GetCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Checkpoint
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetCheckpointResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetCheckpointResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
