@@ -78,17 +78,38 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 
 // onlineReplicas keeps, per master, how many replicas are online: read at
 // open, every second, and at once after a write fell short.
+//
+// A count that falls takes effect only after holdFall: in a failover the
+// old master's replicas leave it one by one (the promoted one first), and
+// a master the sentinels wrongly think dead keeps taking writes until it
+// is told to follow the new one; were writes then to wait for the one
+// replica it has left, that replica's acknowledgement would answer
+// success for writes the failover throws away. Held, they answer 503.
+// In Sentinel mode a fall the sentinels vouch for (they name this master,
+// see it up and no failover) takes effect at once (sentinelsTrustMaster).
 type onlineReplicas struct {
 	s      *Store
 	mu     sync.Mutex
 	counts map[string]int // master address ("" in Sentinel mode) -> online replicas
+	peaks  map[string]peak
 	kick   chan struct{}
 	done   chan struct{}
 	once   sync.Once
 }
 
+// peak is the highest count of a master within holdFall, and when it was
+// last seen.
+type peak struct {
+	n  int
+	at time.Time
+}
+
 // refreshEvery is how often the online replicas are counted again.
 const refreshEvery = time.Second
+
+// holdFall is how long writes keep waiting for as many replicas as were
+// online, after fewer are.
+var holdFall = 10 * time.Second
 
 // refresh counts the online replicas of every master; has reports whether
 // some master has a replica (online or not).
@@ -121,12 +142,65 @@ func (o *onlineReplicas) refresh(ctx context.Context) (has bool, err error) {
 	} else {
 		err = check(ctx, "", o.s.rdb)
 	}
+	now := time.Now()
 	o.mu.Lock()
+	if o.peaks == nil {
+		o.peaks = map[string]peak{}
+	}
+	var fell []string
 	for addr, n := range counts {
 		o.counts[addr] = n
+		switch p := o.peaks[addr]; {
+		case n >= p.n || now.Sub(p.at) > holdFall:
+			o.peaks[addr] = peak{n: n, at: now}
+		default:
+			fell = append(fell, addr)
+		}
 	}
 	o.mu.Unlock()
+	// In Sentinel mode a replica lost while the sentinels agree the
+	// master is sound (the one they name, not down, no failover) lowers
+	// the count at once: after a real failover the writes need not wait
+	// for the old master to come back.
+	if len(fell) > 0 && o.s.conn.mode() == Sentinel && o.s.sentinelsTrustMaster(ctx) {
+		o.mu.Lock()
+		for _, addr := range fell {
+			o.peaks[addr] = peak{n: o.counts[addr], at: now}
+		}
+		o.mu.Unlock()
+	}
 	return has, err
+}
+
+// sentinelsTrustMaster reports whether a majority of the sentinels answer,
+// every one that answers names the master this store writes to (same run
+// id), and none sees it down or failing over.
+func (s *Store) sentinelsTrustMaster(ctx context.Context) bool {
+	info, err := s.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return false
+	}
+	runID := infoFields(info)["run_id"]
+	if runID == "" {
+		return false
+	}
+	answered := 0
+	for _, addr := range s.conn.Addrs {
+		c := redis.NewSentinelClient(&redis.Options{Addr: addr, Username: s.conn.SentinelUsername,
+			Password: s.conn.SentinelPassword, TLSConfig: s.conn.TLS, DialTimeout: defaultTimeout,
+			ReadTimeout: defaultTimeout, WriteTimeout: defaultTimeout, MaxRetries: -1, DialerRetries: 1, DisableIdentity: true})
+		m, err := c.Master(ctx, s.conn.MasterName).Result()
+		c.Close()
+		if err != nil {
+			continue
+		}
+		answered++
+		flags := m["flags"]
+		if m["runid"] != runID || strings.Contains(flags, "down") || strings.Contains(flags, "failover") {
+			return false
+		}
+	}
+	return answered >= len(s.conn.Addrs)/2+1
 }
 
 func (o *onlineReplicas) run() {
@@ -156,7 +230,11 @@ func (o *onlineReplicas) stop() {
 func (o *onlineReplicas) need(addr string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return max(o.counts[addr], 1)
+	n := o.counts[addr]
+	if p, ok := o.peaks[addr]; ok && time.Since(p.at) <= holdFall {
+		n = max(n, p.n)
+	}
+	return max(n, 1)
 }
 
 // shortfall asks for a count at once: a write fell short, the replicas

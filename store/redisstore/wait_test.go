@@ -40,7 +40,8 @@ func TestWaitForReplicas(t *testing.T) {
 	// write waiting for every online replica is not confirmed, where one
 	// waiting for one replica would be.
 	resume := sen.Data[2].Pause()
-	err := dflt.Create(ctx, rec("hung"), store.WriteOpts{Quota: q})
+	slow := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitTimeout: slowWait})
+	err := slow.Create(ctx, rec("hung"), store.WriteOpts{Quota: q})
 	one := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "w", WaitReplicas: 1, WaitTimeout: slowWait})
 	assert.False(t, one.WaitsForAllOnline())
 	oneErr := one.Create(ctx, rec("one"), store.WriteOpts{Quota: q})
@@ -98,6 +99,50 @@ func TestWaitForReplicas(t *testing.T) {
 	n, _ = lone.WaitReplicas()
 	assert.Equal(t, 1, n, "the sentinels know replicas: writes wait for one")
 	require.ErrorIs(t, lone.Create(ctx, rec("d"), store.WriteOpts{Quota: q}), store.ErrUnavailable)
+}
+
+// A replica lost while the sentinels vouch for the master: writes wait for
+// the replicas left within a second or two. With the sentinels silent (no
+// majority answers), the count that fell is held (holdFall) and writes
+// answer 503 meanwhile: a master the sentinels may be failing over must not
+// have its writes acknowledged by the one replica it has left.
+func TestWaitFollowsALostReplica(t *testing.T) {
+	ctx := context.Background()
+	sen := testenv.StartSentinel(t)
+	rec := func(id string) *store.Record {
+		return &store.Record{Kind: "k", Tenant: "t1", ID: id, Data: json.RawMessage(`{}`)}
+	}
+	st := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "lost", WaitTimeout: slowWait})
+	require.NoError(t, st.Create(ctx, rec("before"), store.WriteOpts{}))
+
+	sen.Data[2].Kill()
+	n := 0
+	require.Eventually(t, func() bool {
+		n++
+		return st.Create(ctx, rec(fmt.Sprintf("after-%d", n)), store.WriteOpts{}) == nil
+	}, 10*time.Second, 100*time.Millisecond, "writes never went on with one replica")
+
+	// The sentinels gone: a second replica loss is held.
+	defer redisstore.SetHoldFall(3 * time.Second)()
+	held := openConn(t, sentinelConn(sen), redisstore.Options{KeyPrefix: "held", WaitTimeout: time.Second})
+	sen.Data[2].Start()
+	require.Eventually(t, func() bool {
+		n++
+		return held.Create(ctx, rec(fmt.Sprintf("two-%d", n)), store.WriteOpts{}) == nil
+	}, 15*time.Second, 100*time.Millisecond)
+	time.Sleep(2 * time.Second) // both replicas counted online again
+	for _, s := range sen.Sentinels {
+		s.Kill()
+	}
+	sen.Data[1].Kill()
+	began := time.Now()
+	err := held.Create(ctx, rec("held"), store.WriteOpts{})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.Eventually(t, func() bool {
+		n++
+		return held.Create(ctx, rec(fmt.Sprintf("late-%d", n)), store.WriteOpts{}) == nil
+	}, 15*time.Second, 100*time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(began), 2*time.Second, "the fallen count was not held")
 }
 
 // Two stores (two daemon replicas) write records with unique names and a
