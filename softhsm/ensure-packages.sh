@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
 # Usage: softhsm/ensure-packages.sh [softhsm] [redis] [sentinel] [openssl]
-#        [prometheus] [opencryptoki] [p11kit] [tpm2]
+#        [prometheus] [opencryptoki] [p11kit] [tpm2] [certbot] [lego]
 set -euo pipefail
 
 need=()
@@ -27,6 +27,9 @@ for what in "$@"; do
       ls /usr/lib/*/libtss2-tcti-tabrmd.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-tabrmd0)
       ls /usr/lib/*/libtss2-tcti-swtpm.so.0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
       command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon) ;;
+    # ACME clients the ACME tests run against the daemon.
+    certbot) command -v certbot >/dev/null 2>&1 || need+=(certbot) ;;
+    lego) command -v lego >/dev/null 2>&1 || need+=(lego) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done
