@@ -36,6 +36,7 @@ type acmeEnv struct {
 	tlsPort         int
 	rootPEM, subPEM string
 	dir             string // a temp dir for the clients' files
+	base            string // the public base URL
 }
 
 // freePort is a loopback TCP port free a moment ago.
@@ -48,13 +49,15 @@ func freePort(t *testing.T) int {
 }
 
 func newACME(t *testing.T, backend string, policy map[string]any) *acmeEnv {
+	return newACMEWith(t, backend, policy, apitest.Options{PublicBaseURL: apitest.SelfURL})
+}
+
+// newACMEWith is newACME on a stack started with o.
+func newACMEWith(t *testing.T, backend string, policy map[string]any, o apitest.Options) *acmeEnv {
 	t.Helper()
 	e := &acmeEnv{dns: startTestDNS(t), httpPort: freePort(t), tlsPort: freePort(t), dir: t.TempDir()}
-	cfg := acmesvc.Config{HTTPPort: e.httpPort, HTTPSPort: e.tlsPort, TLSALPNPort: e.tlsPort, Resolver: e.dns.addr,
-		Timeout: 10 * time.Second}
-	e.pcaEnv = newPCA(t, backend, apitest.Options{PublicBaseURL: apitest.SelfURL, Configure: func(o *api.Options) {
-		o.ACME = acmesvc.New(o.Engine, o.PCA.(acmesvc.Issuer), cfg)
-	}})
+	o.Configure = e.configure
+	e.pcaEnv = newPCA(t, backend, o)
 	crlOn := map[string]any{"crl_configuration": map[string]any{"enabled": true, "valid_days": 7}}
 	e.root = e.createRoot("ACME Test Root", crlOn)
 	e.sub = e.createSub("ACME Test Issuing CA", e.root, 0, crlOn)
@@ -66,10 +69,17 @@ func newACME(t *testing.T, backend string, policy map[string]any) *acmeEnv {
 	}
 	m := e.ok(e.do("POST", "/v1/acme/directories", body), http.StatusCreated)
 	e.dirID, e.dirURL = m["id"].(string), m["directory_url"].(string)
-	require.Equal(t, e.Server.URL+"/acme/"+e.dirID+"/directory", e.dirURL)
+	e.base = strings.TrimSuffix(e.dirURL, "/acme/"+e.dirID+"/directory")
 	e.write("root.pem", e.rootPEM)
 	e.write("sub.pem", e.subPEM)
 	return e
+}
+
+// configure serves ACME with the env's validator settings.
+func (e *acmeEnv) configure(o *api.Options) {
+	cfg := acmesvc.Config{HTTPPort: e.httpPort, HTTPSPort: e.tlsPort, TLSALPNPort: e.tlsPort, Resolver: e.dns.addr,
+		Timeout: 10 * time.Second}
+	o.ACME = acmesvc.New(o.Engine, o.PCA.(acmesvc.Issuer), cfg)
 }
 
 func (e *acmeEnv) write(name, content string) string {
@@ -91,8 +101,8 @@ func (e *acmeEnv) verifyCert(certFile string, names ...string) *x509.Certificate
 	require.NoError(e.t, err)
 	cert := pcaParseCert(e.t, string(raw))
 	require.ElementsMatch(e.t, names, cert.DNSNames)
-	require.Equal(e.t, []string{e.Server.URL + pcaCAs + "/" + e.sub + "/crl"}, cert.CRLDistributionPoints)
-	require.Equal(e.t, []string{e.Server.URL + pcaCAs + "/" + e.sub + "/certificate"}, cert.IssuingCertificateURL)
+	require.Equal(e.t, []string{e.base + pcaCAs + "/" + e.sub + "/crl"}, cert.CRLDistributionPoints)
+	require.Equal(e.t, []string{e.base + pcaCAs + "/" + e.sub + "/certificate"}, cert.IssuingCertificateURL)
 	return cert
 }
 

@@ -45,7 +45,7 @@ func (e *acmeEnv) client(key crypto.Signer) *acmeClient {
 	return &acmeClient{e: e, key: key}
 }
 
-func (c *acmeClient) url(path string) string { return c.e.Server.URL + "/acme/" + c.e.dirID + path }
+func (c *acmeClient) url(path string) string { return c.e.base + "/acme/" + c.e.dirID + path }
 
 func (c *acmeClient) Nonce() (string, error) {
 	if c.nonce == "" {
