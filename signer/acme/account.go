@@ -175,8 +175,8 @@ type accountUpdate struct {
 	Contact []string `json:"contact"`
 }
 
-// Account reads, updates or deactivates the account of the request
-// (ACME_ACCOUNT_UPDATE; a POST-as-GET is no event).
+// Account reads (ACME_ACCOUNT_RETRIEVE), updates (ACME_ACCOUNT_UPDATE)
+// or deactivates (ACME_ACCOUNT_DEACTIVATE) the account of the request.
 func (s *Service) Account(ctx context.Context, r Request) (*Answer, error) {
 	d, err := s.directoryOf(ctx, r.Dir)
 	if err != nil {
@@ -189,10 +189,10 @@ func (s *Service) Account(ctx context.Context, r Request) (*Answer, error) {
 	if req.acctRec.ID != r.ID {
 		return nil, problem(ReasonUnauthorized, "the request is not signed by this account")
 	}
-	if req.postAsGet() {
-		return s.accountAnswer(r, r.ID, req.account), nil
-	}
 	ctx = withAccount(ctx, r.ID)
+	if req.postAsGet() {
+		return s.accountAnswer(r, r.ID, req.account), s.start(ctx, d, "ACME_ACCOUNT_RETRIEVE").Done(r.ID, nil)
+	}
 	var p accountUpdate
 	if err := req.decode(&p); err != nil {
 		return nil, err

@@ -349,21 +349,23 @@ func authzStatus(a *authz, now time.Time) string {
 	return a.Status
 }
 
-// Order answers a POST-as-GET of an order.
+// Order answers a POST-as-GET of an order (ACME_ORDER_RETRIEVE).
 func (s *Service) Order(ctx context.Context, r Request) (*Answer, error) {
 	d, req, err := s.accountRequest(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	ctx = withAccount(ctx, req.acctRec.ID)
+	op := s.start(ctx, d, "ACME_ORDER_RETRIEVE")
 	o, err := s.ownedOrder(ctx, d, req.acctRec.ID, r.ID)
 	if err != nil {
-		return nil, err
+		return nil, op.Done(r.ID, err)
 	}
 	ans := &Answer{Body: orderObject(r, r.ID, o)}
 	if o.Status == StatusProcessing {
 		ans.RetryAfter = time.Second
 	}
-	return ans, nil
+	return ans, op.Done(r.ID, nil)
 }
 
 // accountRequest resolves the directory and verifies a request signed by
@@ -380,29 +382,32 @@ func (s *Service) accountRequest(ctx context.Context, r Request) (*directory, *s
 	return d, req, nil
 }
 
-// AccountOrders lists the orders of an account (POST-as-GET).
+// AccountOrders lists the orders of an account (POST-as-GET,
+// ACME_ORDER_LIST).
 func (s *Service) AccountOrders(ctx context.Context, r Request) (*Answer, error) {
 	d, req, err := s.accountRequest(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	ctx = withAccount(ctx, req.acctRec.ID)
+	op := s.start(ctx, d, "ACME_ORDER_LIST")
 	if req.acctRec.ID != r.ID {
-		return nil, problem(ReasonUnauthorized, "the request is not signed by this account")
+		return nil, op.Done(r.ID, problem(ReasonUnauthorized, "the request is not signed by this account"))
 	}
 	page, err := s.store.List(ctx, store.Query{Kind: RecordOrder, Tenant: d.Tenant, Limit: 1000,
 		Filters: []store.Filter{{Field: "account", Value: r.ID, Match: store.Equal}}})
 	if err != nil {
-		return nil, signer.StoreErr(err, "orders")
+		return nil, op.Done(r.ID, signer.StoreErr(err, "orders"))
 	}
 	urls := []string{}
 	for _, rec := range page.Records {
 		urls = append(urls, orderURL(r.Base, r.Dir, rec.ID))
 	}
-	return &Answer{Body: map[string][]string{"orders": urls}}, nil
+	return &Answer{Body: map[string][]string{"orders": urls}}, op.Done(r.ID, nil)
 }
 
-// Authorization answers a POST-as-GET of an authorization, or
-// deactivates it (ACME_AUTHZ_DEACTIVATE).
+// Authorization answers a POST-as-GET of an authorization
+// (ACME_AUTHZ_RETRIEVE), or deactivates it (ACME_AUTHZ_DEACTIVATE).
 func (s *Service) Authorization(ctx context.Context, r Request) (*Answer, error) {
 	d, req, err := s.accountRequest(ctx, r)
 	if err != nil {
@@ -410,20 +415,22 @@ func (s *Service) Authorization(ctx context.Context, r Request) (*Answer, error)
 	}
 	acct := req.acctRec.ID
 	ctx = withAccount(ctx, acct)
-	var op *signer.Op
-	deactivate := false
-	if !req.postAsGet() {
+	deactivate := !req.postAsGet()
+	event := "ACME_AUTHZ_RETRIEVE"
+	if deactivate {
+		event = "ACME_AUTHZ_DEACTIVATE"
+	}
+	op := s.start(ctx, d, event)
+	if deactivate {
 		var p struct {
 			Status string `json:"status"`
 		}
 		if err := req.decode(&p); err != nil {
-			return nil, err
+			return nil, op.Done(r.ID, err)
 		}
 		if p.Status != StatusDeactivated {
-			return nil, problem(ReasonMalformed, "an authorization's status can only become deactivated")
+			return nil, op.Done(r.ID, problem(ReasonMalformed, "an authorization's status can only become deactivated"))
 		}
-		deactivate = true
-		op = s.start(ctx, d, "ACME_AUTHZ_DEACTIVATE")
 	}
 	a, err := update(ctx, s.store, RecordAuthz, d.Tenant, r.ID, "authorization", func(_ *store.Record, a *authz) (bool, error) {
 		if a.Dir != d.ID || a.Account != acct {
@@ -438,10 +445,7 @@ func (s *Service) Authorization(ctx context.Context, r Request) (*Answer, error)
 		a.Status = StatusDeactivated
 		return true, nil
 	})
-	if op != nil {
-		err = op.Done(r.ID, err)
-	}
-	if err != nil {
+	if err = op.Done(r.ID, err); err != nil {
 		return nil, err
 	}
 	a.Status = authzStatus(a, s.now())
@@ -471,7 +475,7 @@ func (s *Service) Challenge(ctx context.Context, r Request) (*Answer, error) {
 	up := []string{"<" + authzURL(r.Base, r.Dir, r.ID) + `>;rel="up"`}
 	c := a.Challenges[i]
 	if req.postAsGet() || c.Status != StatusPending || authzStatus(a, s.now()) != StatusPending {
-		return &Answer{Body: challengeObject(r, r.ID, c), Links: up}, nil
+		return &Answer{Body: challengeObject(r, r.ID, c), Links: up}, s.start(ctx, d, "ACME_CHALLENGE_RETRIEVE").Done(r.ID, nil)
 	}
 	op := s.start(ctx, d, "ACME_CHALLENGE_VALIDATE")
 	thumb, err := thumbprint(req.jwk)
@@ -666,19 +670,22 @@ func (s *Service) issue(ctx context.Context, d *directory, acct, orderID string,
 	return id, nil
 }
 
-// Certificate answers a POST-as-GET of a certificate: the chain as PEM.
+// Certificate answers a POST-as-GET of a certificate: the chain as PEM
+// (ACME_CERTIFICATE_DOWNLOAD).
 func (s *Service) Certificate(ctx context.Context, r Request) (*Answer, error) {
 	d, req, err := s.accountRequest(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	ctx = withAccount(ctx, req.acctRec.ID)
+	op := s.start(ctx, d, "ACME_CERTIFICATE_DOWNLOAD")
 	_, c, err := getJSON[issued](ctx, s.store, RecordCert, d.Tenant, r.ID, "certificate")
 	if err != nil {
-		return nil, err
+		return nil, op.Done(r.ID, err)
 	}
 	if c.Dir != d.ID || c.Account != req.acctRec.ID {
-		return nil, problem(ReasonUnauthorized, "the certificate belongs to another account")
+		return nil, op.Done(r.ID, problem(ReasonUnauthorized, "the certificate belongs to another account"))
 	}
 	leaf := pemCert(c.DER)
-	return &Answer{PEM: append(leaf, c.Chain...)}, nil
+	return &Answer{PEM: append(leaf, c.Chain...)}, op.Done(r.ID, nil)
 }
