@@ -37,6 +37,7 @@ type acmeEnv struct {
 	rootPEM, subPEM string
 	dir             string // a temp dir for the clients' files
 	base            string // the public base URL
+	tune            []func(*acmesvc.Config)
 }
 
 // freePort is a loopback TCP port free a moment ago.
@@ -52,10 +53,11 @@ func newACME(t *testing.T, backend string, policy map[string]any) *acmeEnv {
 	return newACMEWith(t, backend, policy, apitest.Options{PublicBaseURL: apitest.SelfURL})
 }
 
-// newACMEWith is newACME on a stack started with o.
-func newACMEWith(t *testing.T, backend string, policy map[string]any, o apitest.Options) *acmeEnv {
+// newACMEWith is newACME on a stack started with o; tune, if any, adjusts
+// the ACME service's configuration.
+func newACMEWith(t *testing.T, backend string, policy map[string]any, o apitest.Options, tune ...func(*acmesvc.Config)) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{dns: startTestDNS(t), httpPort: freePort(t), tlsPort: freePort(t), dir: t.TempDir()}
+	e := &acmeEnv{dns: startTestDNS(t), httpPort: freePort(t), tlsPort: freePort(t), dir: t.TempDir(), tune: tune}
 	o.Configure = e.configure
 	e.pcaEnv = newPCA(t, backend, o)
 	crlOn := map[string]any{"crl_configuration": map[string]any{"enabled": true, "valid_days": 7}}
@@ -79,6 +81,9 @@ func newACMEWith(t *testing.T, backend string, policy map[string]any, o apitest.
 func (e *acmeEnv) configure(o *api.Options) {
 	cfg := acmesvc.Config{HTTPPort: e.httpPort, HTTPSPort: e.tlsPort, TLSALPNPort: e.tlsPort, Resolver: e.dns.addr,
 		Timeout: 10 * time.Second}
+	for _, f := range e.tune {
+		f(&cfg)
+	}
 	o.ACME = acmesvc.New(o.Engine, o.PCA.(acmesvc.Issuer), cfg)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/internal/apitest"
+	acmesvc "github.com/hsmca/hsmca/signer/acme"
 )
 
 // acmeClient is a minimal ACME client for the protocol's edge cases.
@@ -470,4 +471,21 @@ func (e *acmeEnv) serveALPN(name, keyAuth string) func() {
 		}
 	}()
 	return func() { _ = l.Close() }
+}
+
+// An account holds at most OpenOrdersPerAccount open orders: the next is
+// rateLimited until one is finalized.
+func TestACMEOpenOrdersPerAccount(t *testing.T) {
+	e := newACMEWith(t, "redis", map[string]any{"allowed_domains": []string{"acme.test"}},
+		apitest.Options{PublicBaseURL: apitest.SelfURL}, func(c *acmesvc.Config) { c.OpenOrdersPerAccount = 2 })
+	c := e.client(nil)
+	c.register()
+	o, obj := c.order("one.acme.test")
+	c.order("two.acme.test")
+	acmeProblem(t, c.post("/new-order", map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "three.acme.test"}}}, false),
+		http.StatusTooManyRequests, "rateLimited")
+	require.Equal(t, "valid", c.solveHTTP(obj["authorizations"].([]any)[0].(string))["status"])
+	r := c.post(o+"/finalize", map[string]any{"csr": csrFor(t, newKey(t), "", "one.acme.test")}, false)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	c.order("three.acme.test")
 }

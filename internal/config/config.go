@@ -130,6 +130,9 @@ type Config struct {
 		// (default 300 an hour, bursts of 50).
 		OrdersPerHour float64 `yaml:"orders_per_hour"`
 		OrderBurst    int64   `yaml:"order_burst"`
+		// OpenOrdersPerAccount bounds the orders an account holds open
+		// (pending, ready, processing; default 100).
+		OpenOrdersPerAccount int `yaml:"open_orders_per_account"`
 	} `yaml:"acme"`
 
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
@@ -683,6 +686,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			errs = append(errs, fmt.Sprintf("acme.resolver %q: want host:port", r))
 		}
+	}
+	if n := c.ACME.OpenOrdersPerAccount; n < 0 || n > 100000 {
+		errs = append(errs, fmt.Sprintf("acme.open_orders_per_account %d: want 0 (the default, 100) to 100000", n))
 	}
 	if t := c.ACME.ValidationTimeout; t < 0 || t > 5*time.Minute {
 		errs = append(errs, fmt.Sprintf("acme.validation_timeout %s: want 0 (the default, 10s) to 5m", t))

@@ -383,7 +383,7 @@ store:
 func TestACMESettings(t *testing.T) {
 	clearEnv(t)
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("acme:\n  http01_port: 8080\n  orders_per_hour: 10\n  order_burst: 2\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("acme:\n  http01_port: 8080\n  orders_per_hour: 10\n  order_burst: 2\n  open_orders_per_account: 7\n"), 0o600))
 	t.Setenv("HSMCA_ACME_TLS_ALPN01_PORT", "8443")
 	t.Setenv("HSMCA_ACME_HTTPS_PORT", "9443")
 	t.Setenv("HSMCA_ACME_RESOLVER", "127.0.0.1:5353")
@@ -397,6 +397,7 @@ func TestACMESettings(t *testing.T) {
 	assert.Equal(t, 3*time.Second, c.ACME.ValidationTimeout)
 	assert.Equal(t, 10.0, c.ACME.OrdersPerHour)
 	assert.EqualValues(t, 2, c.ACME.OrderBurst)
+	assert.Equal(t, 7, c.ACME.OpenOrdersPerAccount)
 
 	for env, want := range map[string]string{"HSMCA_ACME_HTTP01_PORT": "HSMCA_ACME_HTTP01_PORT",
 		"HSMCA_ACME_VALIDATION_TIMEOUT": "HSMCA_ACME_VALIDATION_TIMEOUT", "HSMCA_ACME_RESOLVER": "acme.resolver"} {

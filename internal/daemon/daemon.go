@@ -216,7 +216,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		FreshBurst: int64(cfg.OCSP.FreshBurst)}, pcaSvc.OCSPPublisher(), dtsSvc.OCSPPublisher())
 	d.acme = acme.New(d.engine, pcaSvc, acme.Config{HTTPPort: cfg.ACME.HTTP01Port, HTTPSPort: cfg.ACME.HTTPSPort,
 		TLSALPNPort: cfg.ACME.TLSALPN01Port, Resolver: cfg.ACME.Resolver, Timeout: cfg.ACME.ValidationTimeout,
-		OrdersPerHour: cfg.ACME.OrdersPerHour, OrderBurst: cfg.ACME.OrderBurst})
+		OrdersPerHour: cfg.ACME.OrdersPerHour, OrderBurst: cfg.ACME.OrderBurst, OpenOrdersPerAccount: cfg.ACME.OpenOrdersPerAccount})
 	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, PCA: pcaSvc, Logger: log,
 		APIG:         apig.New(d.engine),
 		Keys:         keys.New(d.engine),

@@ -38,6 +38,7 @@ func TestIndexes(t *testing.T) {
 		{Kind: "ocsp_issuer", Field: "rotate_at"},
 		{Kind: "acme_directory", Field: "tenant"},
 		{Kind: "acme_order", Field: "account"},
+		{Kind: "acme_order", Field: "open"},
 		{Kind: "acme_nonce", Field: "expires"},
 		{Kind: "acme_eab", Field: "directory"},
 	}, Indexes())

@@ -3889,7 +3889,7 @@ type ClientInterface interface {
 
 	// AcmeNewOrderWithBody Create an order (RFC 8555 §7.4)
 	//
-	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3898,7 +3898,7 @@ type ClientInterface interface {
 
 	// AcmeNewOrderWithApplicationJosePlusJSONBody Create an order (RFC 8555 §7.4)
 	//
-	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 	//
 	// Takes a body of the `application/jose+json` content type.
 	//
@@ -5388,7 +5388,7 @@ func (c *Client) AcmeNewNonceHead(ctx context.Context, dir string, reqEditors ..
 
 // AcmeNewOrderWithBody Create an order (RFC 8555 §7.4)
 //
-// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 //
 // Takes any type of body and a specified content type.
 //
@@ -5407,7 +5407,7 @@ func (c *Client) AcmeNewOrderWithBody(ctx context.Context, dir string, contentTy
 
 // AcmeNewOrderWithApplicationJosePlusJSONBody Create an order (RFC 8555 §7.4)
 //
-// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 //
 // Takes a body of the `application/jose+json` content type.
 //
@@ -13732,7 +13732,7 @@ type ClientWithResponsesInterface interface {
 
 	// AcmeNewOrderWithBodyWithResponse Create an order (RFC 8555 §7.4)
 	//
-	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13741,7 +13741,7 @@ type ClientWithResponsesInterface interface {
 
 	// AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse Create an order (RFC 8555 §7.4)
 	//
-	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 	//
 	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -28768,7 +28768,7 @@ func (c *ClientWithResponses) AcmeNewNonceHeadWithResponse(ctx context.Context, 
 
 // AcmeNewOrderWithBodyWithResponse Create an order (RFC 8555 §7.4)
 //
-// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -28783,7 +28783,7 @@ func (c *ClientWithResponses) AcmeNewOrderWithBodyWithResponse(ctx context.Conte
 
 // AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse Create an order (RFC 8555 §7.4)
 //
-// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create orders_per_hour orders (rateLimited with Retry-After beyond).
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
 //
 // Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -77,6 +77,9 @@ type Config struct {
 	// (default 300 an hour, bursts of 50); negative: no limit.
 	OrdersPerHour float64
 	OrderBurst    int64
+	// OpenOrdersPerAccount bounds the orders an account holds pending,
+	// ready or processing (default 100); negative: no bound.
+	OpenOrdersPerAccount int
 }
 
 func (c Config) withDefaults() Config {
@@ -104,6 +107,9 @@ func (c Config) withDefaults() Config {
 	if c.OrderBurst <= 0 {
 		c.OrderBurst = 50
 	}
+	if c.OpenOrdersPerAccount == 0 {
+		c.OpenOrdersPerAccount = 100
+	}
 	return c
 }
 
@@ -126,14 +132,15 @@ func New(core *signer.Core, issuer Issuer, cfg Config) *Service {
 }
 
 // Family is what the core needs of the family: directories listed by
-// tenant, orders by account, nonces and pending orders purged when
-// expired.
+// tenant, orders by account and open orders by account, nonces by expiry
+// (purged when expired), EAB keys by directory.
 func Family() signer.Family {
 	return signer.Family{
 		Name: "acme",
 		Indexes: []store.Index{
 			{Kind: RecordDirectory, Field: "tenant"},
 			{Kind: RecordOrder, Field: "account"},
+			{Kind: RecordOrder, Field: "open"},
 			{Kind: RecordNonce, Field: "expires"},
 			{Kind: RecordEAB, Field: "directory"},
 		},

@@ -216,6 +216,9 @@ func (s *Service) newOrder(ctx context.Context, d *directory, r Request, req *si
 	if err := s.throttle(ctx, d, acct); err != nil {
 		return nil, "", err
 	}
+	if err := s.openOrdersFree(ctx, d, acct); err != nil {
+		return nil, "", err
+	}
 	seen := map[Identifier]bool{}
 	var ids []Identifier
 	for _, in := range p.Identifiers {
@@ -269,7 +272,7 @@ func (s *Service) newOrder(ctx context.Context, d *directory, r Request, req *si
 			return nil, "", signer.StoreErr(err, "authorization")
 		}
 	}
-	rec := &store.Record{Kind: RecordOrder, Tenant: d.Tenant, ID: oid, Fields: map[string]string{"account": acct}, Data: data}
+	rec := &store.Record{Kind: RecordOrder, Tenant: d.Tenant, ID: oid, Fields: orderFields(o), Data: data}
 	if err := s.store.Create(ctx, rec, store.WriteOpts{}); err != nil {
 		return nil, "", signer.StoreErr(err, "order")
 	}
@@ -296,12 +299,62 @@ func (s *Service) throttle(ctx context.Context, d *directory, acct string) error
 // ownedOrder reads an order of the account, its status brought up to
 // date from its authorizations and its expiry.
 func (s *Service) ownedOrder(ctx context.Context, d *directory, acct, id string) (*order, error) {
-	return update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(_ *store.Record, o *order) (bool, error) {
+	return update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(rec *store.Record, o *order) (bool, error) {
 		if o.Dir != d.ID || o.Account != acct {
 			return false, problem(ReasonUnauthorized, "the order belongs to another account")
 		}
-		return s.orderStatus(ctx, d, o)
+		changed, err := s.orderStatus(ctx, d, o)
+		rec.Fields = orderFields(o)
+		return changed, err
 	})
+}
+
+// orderFields index an order by account, and by account again while it
+// is open (pending, ready or processing): the open orders an account may
+// hold are counted from that index.
+func orderFields(o *order) map[string]string {
+	f := map[string]string{"account": o.Account}
+	if o.Status == StatusPending || o.Status == StatusReady || o.Status == StatusProcessing {
+		f["open"] = o.Account
+	}
+	return f
+}
+
+// openOrdersFree refuses a new order when the account holds its limit of
+// open orders. Orders that expired unread still count as open in the
+// index: at the limit they are read (which closes the expired ones) and
+// counted again.
+func (s *Service) openOrdersFree(ctx context.Context, d *directory, acct string) error {
+	if s.cfg.OpenOrdersPerAccount < 0 {
+		return nil
+	}
+	q := store.Query{Kind: RecordOrder, Tenant: d.Tenant, OffsetPaging: true, Limit: 1,
+		Filters: []store.Filter{{Field: "open", Value: acct, Match: store.Equal}}}
+	page, err := s.store.List(ctx, q)
+	if err != nil {
+		return signer.StoreErr(err, "orders")
+	}
+	if page.Total < s.cfg.OpenOrdersPerAccount {
+		return nil
+	}
+	q.Limit = 0
+	if page, err = s.store.List(ctx, q); err != nil {
+		return signer.StoreErr(err, "orders")
+	}
+	open := 0
+	for _, rec := range page.Records {
+		o, err := s.ownedOrder(ctx, d, acct, rec.ID)
+		if err != nil {
+			return err
+		}
+		if o.Status == StatusPending || o.Status == StatusReady || o.Status == StatusProcessing {
+			open++
+		}
+	}
+	if open >= s.cfg.OpenOrdersPerAccount {
+		return problem(ReasonRateLimited, fmt.Sprintf("the account holds %d open orders, its limit: finalize or let some expire first", open))
+	}
+	return nil
 }
 
 // orderStatus moves a pending or ready order to what its authorizations
@@ -550,23 +603,25 @@ func (s *Service) finalize(ctx context.Context, d *directory, req *signed, id st
 		return nil, err
 	}
 	// ready -> processing: of two finalizations, one goes on.
-	o, err = update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(_ *store.Record, o *order) (bool, error) {
+	o, err = update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(rec *store.Record, o *order) (bool, error) {
 		if o.Status != StatusReady {
 			return false, problem(ReasonOrderNotReady, "the order is "+o.Status+", not ready")
 		}
 		o.Status = StatusProcessing
+		rec.Fields = orderFields(o)
 		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	certID, ierr := s.issue(ctx, d, acct, id, o, der)
-	o, err = update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(_ *store.Record, o *order) (bool, error) {
+	o, err = update(ctx, s.store, RecordOrder, d.Tenant, id, "order", func(rec *store.Record, o *order) (bool, error) {
 		if ierr != nil {
 			o.Status = StatusReady // the client may try another CSR
-			return true, nil
+		} else {
+			o.Status, o.Cert = StatusValid, certID
 		}
-		o.Status, o.Cert = StatusValid, certID
+		rec.Fields = orderFields(o)
 		return true, nil
 	})
 	if ierr != nil {
