@@ -34,7 +34,7 @@ run: build
 
 # The whole suite against real SoftHSM2, redis-server and bolt.
 test:
-	@softhsm/ensure-packages.sh softhsm redis sentinel openssl prometheus opencryptoki p11kit tpm2 rsyslog
+	@softhsm/ensure-packages.sh softhsm redis sentinel openssl prometheus opencryptoki p11kit tpm2 rsyslog certbot lego
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 

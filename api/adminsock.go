@@ -13,9 +13,20 @@ import (
 
 // AdminSocketHandler serves the ops CLI over the daemon's unix socket. The
 // socket file is mode 0600: whoever can open it is the daemon's operator,
-// the same person who could open the store file directly.
-func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger) http.Handler {
+// the same person who could open the store file directly. With an ACME
+// service it also makes ACME external account binding keys.
+func AdminSocketHandler(eng CoreAPI, adm AdminsAPI, log *slog.Logger, acme ...ACMEAPI) http.Handler {
 	mux := http.NewServeMux()
+	if len(acme) > 0 && acme[0] != nil {
+		mux.HandleFunc("POST /ops/acme/eab-keys", opsCreate(64<<10, http.StatusCreated, func(ctx context.Context, req OpsEABRequest) (any, error) {
+			k, err := acme[0].CreateEABKey(ctx, req.Tenant, req.Directory)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("ACME EAB key created over the admin socket", "key_id", k.KeyID, "tenant", req.Tenant, "directory", k.Directory)
+			return OpsEABResponse{KeyID: k.KeyID, HMACKey: k.HMACKey, Tenant: req.Tenant, Directory: k.Directory}, nil
+		}))
+	}
 	mux.HandleFunc("POST /ops/tokens", opsCreate(64<<10, http.StatusOK, func(ctx context.Context, req OpsTokenRequest) (any, error) {
 		secret, tok, err := eng.CreateToken(ctx, req.Tenant, req.Roles, req.ExpiresAt)
 		if err != nil {
@@ -178,4 +189,18 @@ func writeOpsError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(OpsError{Kind: e.Kind.String(), Message: e.Msg})
+}
+
+// OpsEABRequest asks for an ACME external account binding key.
+type OpsEABRequest struct {
+	Tenant    string `json:"tenant"`
+	Directory string `json:"directory"`
+}
+
+// OpsEABResponse is a new EAB key; HMACKey is shown only this once.
+type OpsEABResponse struct {
+	KeyID     string `json:"key_id"`
+	HMACKey   string `json:"hmac_key"`
+	Tenant    string `json:"tenant"`
+	Directory string `json:"directory"`
 }

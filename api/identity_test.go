@@ -98,6 +98,8 @@ func checkEnvelope(t *testing.T, family string, r *apitest.Response) {
 		assert.NotEmpty(t, m["error_msg"])
 	case "oauth":
 		assert.NotEmpty(t, m["error"])
+	case "acme":
+		assert.NotEmpty(t, m["type"])
 	default:
 		t.Errorf("unknown family %q", family)
 	}
@@ -135,7 +137,7 @@ func TestAccessTableCoversEveryRoute(t *testing.T) {
 		for _, r := range a.PlatformRoles {
 			assert.Contains(t, signer.PlatformRoles, r, "%s: unknown platform role", key)
 		}
-		assert.Contains(t, []string{"native", "pca", "apig", "czertainly", "oauth"}, ri.Family, key)
+		assert.Contains(t, []string{"native", "pca", "apig", "czertainly", "oauth", "acme"}, ri.Family, key)
 	}
 	for _, r := range api.Router(o).Routes() {
 		registered = append(registered, r.Method+" "+r.Path)

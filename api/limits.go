@@ -21,6 +21,11 @@ const throttleCode = "APIG.0308"
 // writeStatus writes status and msg in family f's envelope. code is the
 // native family's code; the Huawei families take codes of their own.
 func writeStatus(c *gin.Context, f Family, status int, code, msg string) {
+	if f.Name == acmeFamily.Name {
+		p := statusBody(f, status, code, msg).(acmeProblem)
+		writeProblem(c, status, p.Type, p.Detail)
+		return
+	}
 	c.AbortWithStatusJSON(status, statusBody(f, status, code, msg))
 }
 
@@ -40,6 +45,12 @@ func statusBody(f Family, status int, code, msg string) any {
 		return gin.H{"message": msg}
 	case oauth.Name:
 		return oauthEnvelope{Error: oauthStatusCode(status), Description: msg}
+	case acmeFamily.Name:
+		typ := "malformed"
+		if status == http.StatusTooManyRequests {
+			typ = "rateLimited"
+		}
+		return acmeProblem{Type: "urn:ietf:params:acme:error:" + typ, Detail: msg, Status: status}
 	default:
 		return nativeEnvelope{Code: code, Message: msg}
 	}
@@ -90,6 +101,8 @@ func familyOfPath(path string) Family {
 		return oauth
 	case strings.HasPrefix(path, "/v1/admins"), strings.HasPrefix(path, "/v1/local/admins"):
 		return czertainly
+	case strings.HasPrefix(path, "/acme/"):
+		return acmeFamily
 	}
 	return native
 }

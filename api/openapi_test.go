@@ -98,6 +98,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		"apig":       {"ApigError", "HuaweiThrottled"},
 		"czertainly": {"CzError", "CzValidationErrors"},
 		"oauth":      {"OAuthError"},
+		"acme":       {"AcmeProblem"},
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	acmesvc "github.com/hsmca/hsmca/signer/acme"
 	"github.com/hsmca/hsmca/signer/admins"
 	apigsvc "github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
@@ -85,6 +86,9 @@ type Options struct {
 	// OCSP answers the OCSP routes; nil: signer/ocsp's responder over the
 	// PCA and DTS services (with the default per-client rates).
 	OCSP OCSPAPI
+	// ACME serves the ACME routes; nil: signer/acme issuing through PCA,
+	// with the validator's defaults.
+	ACME ACMEAPI
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -134,6 +138,8 @@ type server struct {
 	dts    DTSAPI
 	// ocspAPI answers the OCSP routes (ocsp.go).
 	ocspAPI OCSPAPI
+	// acmeAPI answers the ACME routes (acme.go).
+	acmeAPI ACMEAPI
 }
 
 // Handler is the HTTP handler of every family: the Gin engine behind the
@@ -179,7 +185,7 @@ func build(o Options) (*gin.Engine, *server) {
 	r.ContextWithFallback = true
 	o = withServices(o)
 	s := &server{eng: o.Engine, admins: o.Admins, pcaAPI: o.PCA, dts: o.DTS, log: o.Logger, opts: o,
-		routes: map[string]RouteInfo{}, engine: r, ocspAPI: o.OCSP}
+		routes: map[string]RouteInfo{}, engine: r, ocspAPI: o.OCSP, acmeAPI: o.ACME}
 	if o.PublicRateLimit.RequestsPerSecond > 0 {
 		s.public = newAddrLimiter(o.PublicRateLimit, time.Now)
 	}
@@ -204,6 +210,7 @@ func build(o Options) (*gin.Engine, *server) {
 	s.mountPCA()
 	s.mountAPIG()
 	s.mountOCSP()
+	s.mountACME()
 	return r, s
 }
 
@@ -233,6 +240,10 @@ func withServices(o Options) Options {
 			}
 		}
 		o.OCSP = ocspsvc.NewResponder(o.Engine, ocspsvc.ResponderConfig{}, pubs...)
+	}
+	if o.ACME == nil {
+		iss, _ := o.PCA.(acmesvc.Issuer)
+		o.ACME = acmesvc.New(o.Engine, iss, acmesvc.Config{})
 	}
 	return o
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hsmca needs when their commands are missing.
 # Usage: softhsm/ensure-packages.sh [softhsm] [redis] [sentinel] [openssl]
-#        [prometheus] [opencryptoki] [p11kit] [tpm2] [rsyslog]
+#        [prometheus] [opencryptoki] [p11kit] [tpm2] [rsyslog] [certbot]
+#        [lego]
 set -euo pipefail
 
 need=()
@@ -31,6 +32,9 @@ for what in "$@"; do
     rsyslog)
       { command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; } || need+=(rsyslog)
       ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls) ;;
+    # ACME clients the ACME tests run against the daemon.
+    certbot) command -v certbot >/dev/null 2>&1 || need+=(certbot) ;;
+    lego) command -v lego >/dev/null 2>&1 || need+=(lego) ;;
     *) echo "ensure-packages: unknown component $what" >&2; exit 2 ;;
   esac
 done

@@ -22,6 +22,7 @@ var commands = []command{
 	{"token create", "create an API token; prints only the token on stdout", tokenCreate},
 	{"accesskey create", "create an access key for AK/SK-signed requests (Huawei SDKs); prints the key id and secret key on stdout", accessKeyCreate},
 	{"client create", "create OAuth client credentials for POST /oauth/token; prints the client id and secret on stdout", clientCreate},
+	{"acme eab create", "create an ACME external account binding key for a directory (through the running daemon); prints kid and hmac on stdout", acmeEABCreate},
 	{"admin bootstrap", "create the first superAdministrator from a client certificate", adminBootstrap},
 	{"events verify", "walk each tenant's event hash chain and name the first broken link; --checkpoint: against signed checkpoints; --export: an exported copy", eventsVerify},
 	{"events export", "write a tenant's event chain as JSON lines that verify without the daemon", eventsExport},

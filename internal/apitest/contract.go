@@ -52,6 +52,7 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.FileBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("application/ocsp-request", openapi3filter.FileBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("application/ocsp-response", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/pem-certificate-chain", openapi3filter.FileBodyDecoder)
 }
 
 // contractDoc is api/openapi.yaml, loaded and validated once per test

@@ -111,6 +111,31 @@ type Config struct {
 		FreshBurst             int     `yaml:"fresh_burst"`
 	} `yaml:"ocsp"`
 
+	// ACME configures the ACME servers' validator and limits.
+	ACME struct {
+		// HTTP01Port is the port http-01 validation fetches from, and the
+		// only port an http redirect may name (default 80).
+		HTTP01Port int `yaml:"http01_port"`
+		// HTTPSPort is the only port an https redirect of http-01 may
+		// name (default 443).
+		HTTPSPort int `yaml:"https_port"`
+		// TLSALPN01Port is the port tls-alpn-01 validation connects to
+		// (default 443).
+		TLSALPN01Port int `yaml:"tls_alpn01_port"`
+		// Resolver is the DNS server (host:port) the validator asks;
+		// empty: the system's resolver.
+		Resolver string `yaml:"resolver"`
+		// ValidationTimeout bounds one validation (default 10s).
+		ValidationTimeout time.Duration `yaml:"validation_timeout"`
+		// OrdersPerHour and OrderBurst limit each account's new orders
+		// (default 300 an hour, bursts of 50).
+		OrdersPerHour float64 `yaml:"orders_per_hour"`
+		OrderBurst    int64   `yaml:"order_burst"`
+		// OpenOrdersPerAccount bounds the orders an account holds open
+		// (pending, ready, processing; default 100).
+		OpenOrdersPerAccount int `yaml:"open_orders_per_account"`
+	} `yaml:"acme"`
+
 	// Quotas are per-tenant limits by resource (signer.Quota* names);
 	// a resource not listed keeps its default.
 	Quotas map[string]int64 `yaml:"quotas"`
@@ -320,6 +345,11 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CA", "events.export[name=syslog].tls.ca_file", "CA bundle the receiver's certificate is checked against (default: the system's)"},
 	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_CERT", "events.export[name=syslog].tls.cert_file", "client certificate for a receiver that asks for one"},
 	{"HSMCA_EVENTS_EXPORT_SYSLOG_TLS_KEY", "events.export[name=syslog].tls.key_file", "its private key"},
+	{"HSMCA_ACME_HTTP01_PORT", "acme.http01_port", "port ACME http-01 validation connects to (default 80)"},
+	{"HSMCA_ACME_HTTPS_PORT", "acme.https_port", "the only port an https redirect of http-01 may name (default 443)"},
+	{"HSMCA_ACME_TLS_ALPN01_PORT", "acme.tls_alpn01_port", "port ACME tls-alpn-01 validation connects to (default 443)"},
+	{"HSMCA_ACME_RESOLVER", "acme.resolver", "DNS server (host:port) the ACME validator asks (default: the system's)"},
+	{"HSMCA_ACME_VALIDATION_TIMEOUT", "acme.validation_timeout", "bound of one ACME validation (default 10s)"},
 }
 
 // DefaultRateLimit is the requests per second each credential may make:
@@ -434,6 +464,27 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 	str("HSMCA_ISSUER_ALT_NAME", &c.IssuerAltName)
 	str("HSMCA_PUBLIC_BASE_URL", &c.PublicBaseURL)
 	str("HSMCA_OCSP_SIGNER", &c.OCSP.Signer)
+	str("HSMCA_ACME_RESOLVER", &c.ACME.Resolver)
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"HSMCA_ACME_HTTP01_PORT", &c.ACME.HTTP01Port}, {"HSMCA_ACME_HTTPS_PORT", &c.ACME.HTTPSPort},
+		{"HSMCA_ACME_TLS_ALPN01_PORT", &c.ACME.TLSALPN01Port}} {
+		if v, ok := get(p.name); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("config: %s: want a port from 1 to 65535, got %q", p.name, v)
+			}
+			*p.dst = n
+		}
+	}
+	if v, ok := get("HSMCA_ACME_VALIDATION_TIMEOUT"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: HSMCA_ACME_VALIDATION_TIMEOUT: want a duration > 0, got %q", v)
+		}
+		c.ACME.ValidationTimeout = d
+	}
 	if v, ok := get("HSMCA_OCSP_FRESH_RPS"); ok && v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(f > 0) || math.IsInf(f, 0) {
@@ -785,6 +836,25 @@ func (c *Config) validate() error {
 	}
 	if c.OCSP.FreshBurst < 0 || c.OCSP.FreshBurst > 1e6 {
 		errs = append(errs, fmt.Sprintf("ocsp.fresh_burst %d: want 0 (the default) to 1000000", c.OCSP.FreshBurst))
+	}
+	for _, p := range []struct {
+		name string
+		n    int
+	}{{"acme.http01_port", c.ACME.HTTP01Port}, {"acme.https_port", c.ACME.HTTPSPort}, {"acme.tls_alpn01_port", c.ACME.TLSALPN01Port}} {
+		if p.n < 0 || p.n > 65535 {
+			errs = append(errs, fmt.Sprintf("%s %d: want 0 (the default) to 65535", p.name, p.n))
+		}
+	}
+	if r := c.ACME.Resolver; r != "" {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			errs = append(errs, fmt.Sprintf("acme.resolver %q: want host:port", r))
+		}
+	}
+	if n := c.ACME.OpenOrdersPerAccount; n < 0 || n > 100000 {
+		errs = append(errs, fmt.Sprintf("acme.open_orders_per_account %d: want 0 (the default, 100) to 100000", n))
+	}
+	if t := c.ACME.ValidationTimeout; t < 0 || t > 5*time.Minute {
+		errs = append(errs, fmt.Sprintf("acme.validation_timeout %s: want 0 (the default, 10s) to 5m", t))
 	}
 	if c.PublicBaseURL != "" {
 		if u, err := CheckPublicBaseURL(c.PublicBaseURL); err != nil {

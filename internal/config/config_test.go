@@ -391,6 +391,9 @@ func TestEventsConfig(t *testing.T) {
 		if l == "# events:" {
 			in = true
 		}
+		if in && strings.TrimSpace(l) == "" {
+			in = false // the block ends at the first blank line
+		}
 		if in && strings.HasPrefix(l, "# ") {
 			lines[i] = strings.TrimPrefix(l, "# ")
 		}
@@ -436,5 +439,38 @@ func TestEventsConfig(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, []byte(yaml+"\n"), 0o600))
 		_, err := Load(p)
 		assert.ErrorContains(t, err, want, yaml)
+	}
+}
+
+// The ACME validator's ports, resolver and timeout come from the file and
+// the environment, and bad ones stop the daemon with the reason.
+func TestACMESettings(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("acme:\n  http01_port: 8080\n  orders_per_hour: 10\n  order_burst: 2\n  open_orders_per_account: 7\n"), 0o600))
+	t.Setenv("HSMCA_ACME_TLS_ALPN01_PORT", "8443")
+	t.Setenv("HSMCA_ACME_HTTPS_PORT", "9443")
+	t.Setenv("HSMCA_ACME_RESOLVER", "127.0.0.1:5353")
+	t.Setenv("HSMCA_ACME_VALIDATION_TIMEOUT", "3s")
+	c, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, 8080, c.ACME.HTTP01Port)
+	assert.Equal(t, 8443, c.ACME.TLSALPN01Port)
+	assert.Equal(t, 9443, c.ACME.HTTPSPort)
+	assert.Equal(t, "127.0.0.1:5353", c.ACME.Resolver)
+	assert.Equal(t, 3*time.Second, c.ACME.ValidationTimeout)
+	assert.Equal(t, 10.0, c.ACME.OrdersPerHour)
+	assert.EqualValues(t, 2, c.ACME.OrderBurst)
+	assert.Equal(t, 7, c.ACME.OpenOrdersPerAccount)
+
+	for env, want := range map[string]string{"HSMCA_ACME_HTTP01_PORT": "HSMCA_ACME_HTTP01_PORT",
+		"HSMCA_ACME_VALIDATION_TIMEOUT": "HSMCA_ACME_VALIDATION_TIMEOUT", "HSMCA_ACME_RESOLVER": "acme.resolver"} {
+		clearEnv(t)
+		bad := map[string]string{"HSMCA_ACME_HTTP01_PORT": "70000", "HSMCA_ACME_VALIDATION_TIMEOUT": "soon",
+			"HSMCA_ACME_RESOLVER": "no-port"}[env]
+		t.Setenv(env, bad)
+		_, err := Load("")
+		require.Error(t, err, env)
+		assert.Contains(t, err.Error(), want)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/hsmca/hsmca/internal/storeopen"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/signer/acme"
 	"github.com/hsmca/hsmca/signer/admins"
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/signer/dts"
@@ -49,6 +50,7 @@ type Daemon struct {
 	store   store.Store
 	engine  *signer.Core
 	admins  *admins.Service
+	acme    *acme.Service
 	srv     *http.Server
 	ln      net.Listener
 	admin   *http.Server
@@ -197,6 +199,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	dtsSvc := dts.New(d.engine, dts.IssuerAltName(ian), dts.OCSP(ocspCfg))
 	responder := ocsp.NewResponder(d.engine, ocsp.ResponderConfig{FreshRate: cfg.OCSP.FreshRequestsPerSecond,
 		FreshBurst: int64(cfg.OCSP.FreshBurst)}, pcaSvc.OCSPPublisher(), dtsSvc.OCSPPublisher())
+	d.acme = acme.New(d.engine, pcaSvc, acme.Config{HTTPPort: cfg.ACME.HTTP01Port, HTTPSPort: cfg.ACME.HTTPSPort,
+		TLSALPNPort: cfg.ACME.TLSALPN01Port, Resolver: cfg.ACME.Resolver, Timeout: cfg.ACME.ValidationTimeout,
+		OrdersPerHour: cfg.ACME.OrdersPerHour, OrderBurst: cfg.ACME.OrderBurst, OpenOrdersPerAccount: cfg.ACME.OpenOrdersPerAccount})
 	handler := api.Router(api.Options{Engine: d.engine, Admins: d.admins, PCA: pcaSvc, Logger: log,
 		APIG:         apig.New(d.engine),
 		Keys:         keys.New(d.engine),
@@ -205,6 +210,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
 		DTS:             dtsSvc,
 		OCSP:            responder,
+		ACME:            d.acme,
 		HSTS:            tlsConf != nil,
 		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
 		PublicBaseURL:   publicBase})
@@ -460,7 +466,7 @@ func (d *Daemon) startAdminSocket() error {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	d.adminLn = ln
-	d.admin = &http.Server{Handler: api.AdminSocketHandler(d.engine, d.admins, d.log), ReadHeaderTimeout: 5 * time.Second}
+	d.admin = &http.Server{Handler: api.AdminSocketHandler(d.engine, d.admins, d.log, d.acme), ReadHeaderTimeout: 5 * time.Second}
 	d.serveWG.Add(1)
 	go func() {
 		defer d.serveWG.Done()

@@ -11,9 +11,10 @@ import (
 
 // All returns the families in registration order. keys comes before apig:
 // the keys API resolves an id through the key owners in this order. ocsp
-// comes last: the responder shared by dts and pca.
+// comes after them: the responder shared by dts and pca; acme, fronting
+// pca's CAs, last.
 func All() []signer.Family {
-	return []signer.Family{keysFamily(), apigFamily(), dtsFamily(), pcaFamily(), adminsFamily(), ocspFamily()}
+	return []signer.Family{keysFamily(), apigFamily(), dtsFamily(), pcaFamily(), adminsFamily(), ocspFamily(), acmeFamily()}
 }
 
 // Indexes are the store indexes of every family and of the core.

@@ -16,7 +16,7 @@ func TestIndexes(t *testing.T) {
 	for _, f := range All() {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins", "ocsp"}, names)
+	assert.Equal(t, []string{"keys", "apig", "dts", "pca", "admins", "ocsp", "acme"}, names)
 	assert.ElementsMatch(t, []store.Index{
 		{Kind: "pca_certificate", Field: "status"},
 		{Kind: "pca_certificate", Field: "common_name"},
@@ -36,5 +36,10 @@ func TestIndexes(t *testing.T) {
 		{Kind: "ocsp_response", Field: "issuer"},
 		{Kind: "ocsp_response", Field: "due"},
 		{Kind: "ocsp_issuer", Field: "rotate_at"},
+		{Kind: "acme_directory", Field: "tenant"},
+		{Kind: "acme_order", Field: "account"},
+		{Kind: "acme_order", Field: "open"},
+		{Kind: "acme_nonce", Field: "expires"},
+		{Kind: "acme_eab", Field: "directory"},
 	}, Indexes())
 }

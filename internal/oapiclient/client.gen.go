@@ -20,6 +20,198 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AcmeAccountStatus.
+const (
+	AcmeAccountStatusDeactivated AcmeAccountStatus = "deactivated"
+	AcmeAccountStatusValid       AcmeAccountStatus = "valid"
+)
+
+// Valid indicates whether the value is a known member of the AcmeAccountStatus enum.
+func (e AcmeAccountStatus) Valid() bool {
+	switch e {
+	case AcmeAccountStatusDeactivated:
+		return true
+	case AcmeAccountStatusValid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmeAuthorizationStatus.
+const (
+	AcmeAuthorizationStatusDeactivated AcmeAuthorizationStatus = "deactivated"
+	AcmeAuthorizationStatusExpired     AcmeAuthorizationStatus = "expired"
+	AcmeAuthorizationStatusInvalid     AcmeAuthorizationStatus = "invalid"
+	AcmeAuthorizationStatusPending     AcmeAuthorizationStatus = "pending"
+	AcmeAuthorizationStatusRevoked     AcmeAuthorizationStatus = "revoked"
+	AcmeAuthorizationStatusValid       AcmeAuthorizationStatus = "valid"
+)
+
+// Valid indicates whether the value is a known member of the AcmeAuthorizationStatus enum.
+func (e AcmeAuthorizationStatus) Valid() bool {
+	switch e {
+	case AcmeAuthorizationStatusDeactivated:
+		return true
+	case AcmeAuthorizationStatusExpired:
+		return true
+	case AcmeAuthorizationStatusInvalid:
+		return true
+	case AcmeAuthorizationStatusPending:
+		return true
+	case AcmeAuthorizationStatusRevoked:
+		return true
+	case AcmeAuthorizationStatusValid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmeChallengeStatus.
+const (
+	AcmeChallengeStatusInvalid    AcmeChallengeStatus = "invalid"
+	AcmeChallengeStatusPending    AcmeChallengeStatus = "pending"
+	AcmeChallengeStatusProcessing AcmeChallengeStatus = "processing"
+	AcmeChallengeStatusValid      AcmeChallengeStatus = "valid"
+)
+
+// Valid indicates whether the value is a known member of the AcmeChallengeStatus enum.
+func (e AcmeChallengeStatus) Valid() bool {
+	switch e {
+	case AcmeChallengeStatusInvalid:
+		return true
+	case AcmeChallengeStatusPending:
+		return true
+	case AcmeChallengeStatusProcessing:
+		return true
+	case AcmeChallengeStatusValid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmeChallengeType.
+const (
+	AcmeChallengeTypeDns01     AcmeChallengeType = "dns-01"
+	AcmeChallengeTypeHttp01    AcmeChallengeType = "http-01"
+	AcmeChallengeTypeTlsAlpn01 AcmeChallengeType = "tls-alpn-01"
+)
+
+// Valid indicates whether the value is a known member of the AcmeChallengeType enum.
+func (e AcmeChallengeType) Valid() bool {
+	switch e {
+	case AcmeChallengeTypeDns01:
+		return true
+	case AcmeChallengeTypeHttp01:
+		return true
+	case AcmeChallengeTypeTlsAlpn01:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmeIdentifierType.
+const (
+	AcmeIdentifierTypeDns AcmeIdentifierType = "dns"
+	AcmeIdentifierTypeIp  AcmeIdentifierType = "ip"
+)
+
+// Valid indicates whether the value is a known member of the AcmeIdentifierType enum.
+func (e AcmeIdentifierType) Valid() bool {
+	switch e {
+	case AcmeIdentifierTypeDns:
+		return true
+	case AcmeIdentifierTypeIp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmeOrderStatus.
+const (
+	AcmeOrderStatusInvalid    AcmeOrderStatus = "invalid"
+	AcmeOrderStatusPending    AcmeOrderStatus = "pending"
+	AcmeOrderStatusProcessing AcmeOrderStatus = "processing"
+	AcmeOrderStatusReady      AcmeOrderStatus = "ready"
+	AcmeOrderStatusValid      AcmeOrderStatus = "valid"
+)
+
+// Valid indicates whether the value is a known member of the AcmeOrderStatus enum.
+func (e AcmeOrderStatus) Valid() bool {
+	switch e {
+	case AcmeOrderStatusInvalid:
+		return true
+	case AcmeOrderStatusPending:
+		return true
+	case AcmeOrderStatusProcessing:
+		return true
+	case AcmeOrderStatusReady:
+		return true
+	case AcmeOrderStatusValid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmePolicyExternalAccountBinding.
+const (
+	AcmePolicyExternalAccountBindingOff      AcmePolicyExternalAccountBinding = "off"
+	AcmePolicyExternalAccountBindingOptional AcmePolicyExternalAccountBinding = "optional"
+	AcmePolicyExternalAccountBindingRequired AcmePolicyExternalAccountBinding = "required"
+)
+
+// Valid indicates whether the value is a known member of the AcmePolicyExternalAccountBinding enum.
+func (e AcmePolicyExternalAccountBinding) Valid() bool {
+	switch e {
+	case AcmePolicyExternalAccountBindingOff:
+		return true
+	case AcmePolicyExternalAccountBindingOptional:
+		return true
+	case AcmePolicyExternalAccountBindingRequired:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AcmePolicyKeyTypes.
+const (
+	AcmePolicyKeyTypesEC256   AcmePolicyKeyTypes = "EC256"
+	AcmePolicyKeyTypesEC384   AcmePolicyKeyTypes = "EC384"
+	AcmePolicyKeyTypesEC521   AcmePolicyKeyTypes = "EC521"
+	AcmePolicyKeyTypesED25519 AcmePolicyKeyTypes = "ED25519"
+	AcmePolicyKeyTypesRSA2048 AcmePolicyKeyTypes = "RSA2048"
+	AcmePolicyKeyTypesRSA3072 AcmePolicyKeyTypes = "RSA3072"
+	AcmePolicyKeyTypesRSA4096 AcmePolicyKeyTypes = "RSA4096"
+)
+
+// Valid indicates whether the value is a known member of the AcmePolicyKeyTypes enum.
+func (e AcmePolicyKeyTypes) Valid() bool {
+	switch e {
+	case AcmePolicyKeyTypesEC256:
+		return true
+	case AcmePolicyKeyTypesEC384:
+		return true
+	case AcmePolicyKeyTypesEC521:
+		return true
+	case AcmePolicyKeyTypesED25519:
+		return true
+	case AcmePolicyKeyTypesRSA2048:
+		return true
+	case AcmePolicyKeyTypesRSA3072:
+		return true
+	case AcmePolicyKeyTypesRSA4096:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ApigCertificateAlgorithmType.
 const (
 	ApigCertificateAlgorithmTypeECC ApigCertificateAlgorithmType = "ECC"
@@ -1298,6 +1490,167 @@ type AccessKeyCreated struct {
 // AccessKeyList defines model for AccessKeyList.
 type AccessKeyList struct {
 	Data []AccessKey `json:"data"`
+}
+
+// AcmeAccount defines model for AcmeAccount.
+type AcmeAccount struct {
+	Contact   *[]string         `json:"contact,omitempty"`
+	CreatedAt *time.Time        `json:"createdAt,omitempty"`
+	Orders    string            `json:"orders"`
+	Status    AcmeAccountStatus `json:"status"`
+}
+
+// AcmeAccountStatus defines model for AcmeAccount.Status.
+type AcmeAccountStatus string
+
+// AcmeAuthorization defines model for AcmeAuthorization.
+type AcmeAuthorization struct {
+	Challenges []AcmeChallenge         `json:"challenges"`
+	Expires    time.Time               `json:"expires"`
+	Identifier AcmeIdentifier          `json:"identifier"`
+	Status     AcmeAuthorizationStatus `json:"status"`
+	Wildcard   *bool                   `json:"wildcard,omitempty"`
+}
+
+// AcmeAuthorizationStatus defines model for AcmeAuthorization.Status.
+type AcmeAuthorizationStatus string
+
+// AcmeChallenge defines model for AcmeChallenge.
+type AcmeChallenge struct {
+	// Error an ACME problem document (RFC 7807, application/problem+json)
+	//
+	// Example: {"detail":"the nonce is unknown, used or expired","status":400,"type":"urn:ietf:params:acme:error:badNonce"}
+	Error     *AcmeProblem        `json:"error,omitempty"`
+	Status    AcmeChallengeStatus `json:"status"`
+	Token     string              `json:"token"`
+	Type      AcmeChallengeType   `json:"type"`
+	Url       string              `json:"url"`
+	Validated *time.Time          `json:"validated,omitempty"`
+}
+
+// AcmeChallengeStatus defines model for AcmeChallenge.Status.
+type AcmeChallengeStatus string
+
+// AcmeChallengeType defines model for AcmeChallenge.Type.
+type AcmeChallengeType string
+
+// AcmeDirectory defines model for AcmeDirectory.
+type AcmeDirectory struct {
+	KeyChange string `json:"keyChange"`
+	Meta      struct {
+		ExternalAccountRequired *bool `json:"externalAccountRequired,omitempty"`
+	} `json:"meta"`
+	NewAccount  string `json:"newAccount"`
+	NewNonce    string `json:"newNonce"`
+	NewOrder    string `json:"newOrder"`
+	RenewalInfo string `json:"renewalInfo"`
+	RevokeCert  string `json:"revokeCert"`
+}
+
+// AcmeDirectoryCreate defines model for AcmeDirectoryCreate.
+type AcmeDirectoryCreate struct {
+	CaId   string      `json:"ca_id"`
+	Policy *AcmePolicy `json:"policy,omitempty"`
+}
+
+// AcmeDirectoryInfo defines model for AcmeDirectoryInfo.
+type AcmeDirectoryInfo struct {
+	CaId         string     `json:"ca_id"`
+	CreatedAt    time.Time  `json:"created_at"`
+	DirectoryUrl string     `json:"directory_url"`
+	Id           string     `json:"id"`
+	Policy       AcmePolicy `json:"policy"`
+}
+
+// AcmeDirectoryInfoList defines model for AcmeDirectoryInfoList.
+type AcmeDirectoryInfoList struct {
+	Directories []AcmeDirectoryInfo `json:"directories"`
+}
+
+// AcmeEabKey defines model for AcmeEabKey.
+type AcmeEabKey struct {
+	DirectoryId string `json:"directory_id"`
+
+	// HmacKey base64url MAC key, shown once
+	HmacKey string `json:"hmac_key"`
+	KeyId   string `json:"key_id"`
+}
+
+// AcmeIdentifier defines model for AcmeIdentifier.
+type AcmeIdentifier struct {
+	Type  AcmeIdentifierType `json:"type"`
+	Value string             `json:"value"`
+}
+
+// AcmeIdentifierType defines model for AcmeIdentifier.Type.
+type AcmeIdentifierType string
+
+// AcmeJWS a JWS in flattened JSON serialization (RFC 8555 §6.2); the protected header has alg, nonce, url and jwk or kid
+type AcmeJWS struct {
+	Payload   string `json:"payload"`
+	Protected string `json:"protected"`
+	Signature string `json:"signature"`
+}
+
+// AcmeOrder defines model for AcmeOrder.
+type AcmeOrder struct {
+	Authorizations []string `json:"authorizations"`
+	Certificate    *string  `json:"certificate,omitempty"`
+
+	// Error an ACME problem document (RFC 7807, application/problem+json)
+	//
+	// Example: {"detail":"the nonce is unknown, used or expired","status":400,"type":"urn:ietf:params:acme:error:badNonce"}
+	Error       *AcmeProblem     `json:"error,omitempty"`
+	Expires     time.Time        `json:"expires"`
+	Finalize    string           `json:"finalize"`
+	Identifiers []AcmeIdentifier `json:"identifiers"`
+	Replaces    *string          `json:"replaces,omitempty"`
+	Status      AcmeOrderStatus  `json:"status"`
+}
+
+// AcmeOrderStatus defines model for AcmeOrder.Status.
+type AcmeOrderStatus string
+
+// AcmeOrderList defines model for AcmeOrderList.
+type AcmeOrderList struct {
+	Orders []string `json:"orders"`
+}
+
+// AcmePEM PEM certificates, the leaf first
+type AcmePEM = string
+
+// AcmePolicy defines model for AcmePolicy.
+type AcmePolicy struct {
+	AllowedDomains         *[]string                         `json:"allowed_domains,omitempty"`
+	AllowedIpRanges        *[]string                         `json:"allowed_ip_ranges,omitempty"`
+	ExternalAccountBinding *AcmePolicyExternalAccountBinding `json:"external_account_binding,omitempty"`
+	KeyTypes               *[]AcmePolicyKeyTypes             `json:"key_types,omitempty"`
+	MaxValidityDays        *int                              `json:"max_validity_days,omitempty"`
+}
+
+// AcmePolicyExternalAccountBinding defines model for AcmePolicy.ExternalAccountBinding.
+type AcmePolicyExternalAccountBinding string
+
+// AcmePolicyKeyTypes defines model for AcmePolicy.KeyTypes.
+type AcmePolicyKeyTypes string
+
+// AcmeProblem an ACME problem document (RFC 7807, application/problem+json)
+//
+// Example: {"detail":"the nonce is unknown, used or expired","status":400,"type":"urn:ietf:params:acme:error:badNonce"}
+type AcmeProblem struct {
+	Detail string `json:"detail"`
+	Status int    `json:"status"`
+
+	// Type urn:ietf:params:acme:error:<type> (RFC 8555 §6.7)
+	Type string `json:"type"`
+}
+
+// AcmeRenewalInfo defines model for AcmeRenewalInfo.
+type AcmeRenewalInfo struct {
+	SuggestedWindow struct {
+		End   time.Time `json:"end"`
+		Start time.Time `json:"start"`
+	} `json:"suggestedWindow"`
 }
 
 // ApigCertificate defines model for ApigCertificate.
@@ -3127,6 +3480,39 @@ type ListApigCertificatesParams struct {
 // ListApigCertificatesParamsAlgorithmType defines parameters for ListApigCertificates.
 type ListApigCertificatesParamsAlgorithmType string
 
+// AcmeAccountApplicationJosePlusJSONRequestBody defines body for AcmeAccount for application/jose+json ContentType.
+type AcmeAccountApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeAccountOrdersApplicationJosePlusJSONRequestBody defines body for AcmeAccountOrders for application/jose+json ContentType.
+type AcmeAccountOrdersApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeAuthorizationApplicationJosePlusJSONRequestBody defines body for AcmeAuthorization for application/jose+json ContentType.
+type AcmeAuthorizationApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeCertificateApplicationJosePlusJSONRequestBody defines body for AcmeCertificate for application/jose+json ContentType.
+type AcmeCertificateApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeChallengeApplicationJosePlusJSONRequestBody defines body for AcmeChallenge for application/jose+json ContentType.
+type AcmeChallengeApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeKeyChangeApplicationJosePlusJSONRequestBody defines body for AcmeKeyChange for application/jose+json ContentType.
+type AcmeKeyChangeApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeNewAccountApplicationJosePlusJSONRequestBody defines body for AcmeNewAccount for application/jose+json ContentType.
+type AcmeNewAccountApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeNewOrderApplicationJosePlusJSONRequestBody defines body for AcmeNewOrder for application/jose+json ContentType.
+type AcmeNewOrderApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeOrderApplicationJosePlusJSONRequestBody defines body for AcmeOrder for application/jose+json ContentType.
+type AcmeOrderApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeFinalizeApplicationJosePlusJSONRequestBody defines body for AcmeFinalize for application/jose+json ContentType.
+type AcmeFinalizeApplicationJosePlusJSONRequestBody = AcmeJWS
+
+// AcmeRevokeCertApplicationJosePlusJSONRequestBody defines body for AcmeRevokeCert for application/jose+json ContentType.
+type AcmeRevokeCertApplicationJosePlusJSONRequestBody = AcmeJWS
+
 // CreateOAuthAccessTokenJSONRequestBody defines body for CreateOAuthAccessToken for application/json ContentType.
 type CreateOAuthAccessTokenJSONRequestBody = OAuthTokenRequest
 
@@ -3135,6 +3521,9 @@ type CreateOAuthAccessTokenFormdataRequestBody = OAuthTokenRequest
 
 // CreateAccessKeyJSONRequestBody defines body for CreateAccessKey for application/json ContentType.
 type CreateAccessKeyJSONRequestBody = TokenCreate
+
+// CreateAcmeDirectoryJSONRequestBody defines body for CreateAcmeDirectory for application/json ContentType.
+type CreateAcmeDirectoryJSONRequestBody = AcmeDirectoryCreate
 
 // DeleteAdminsJSONRequestBody defines body for DeleteAdmins for application/json ContentType.
 type DeleteAdminsJSONRequestBody = CzUuidList
@@ -3457,6 +3846,232 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// AcmeAccountWithBody Read, update or deactivate an account
+	//
+	// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+	AcmeAccountWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeAccountWithApplicationJosePlusJSONBody Read, update or deactivate an account
+	//
+	// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+	AcmeAccountWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeAccountOrdersWithBody The account's orders (POST-as-GET)
+	//
+	// Up to 1000 order URLs.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+	AcmeAccountOrdersWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeAccountOrdersWithApplicationJosePlusJSONBody The account's orders (POST-as-GET)
+	//
+	// Up to 1000 order URLs.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+	AcmeAccountOrdersWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAccountOrdersApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeAuthorizationWithBody Read or deactivate an authorization
+	//
+	// POST-as-GET reads; {status: deactivated} deactivates.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+	AcmeAuthorizationWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeAuthorizationWithApplicationJosePlusJSONBody Read or deactivate an authorization
+	//
+	// POST-as-GET reads; {status: deactivated} deactivates.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+	AcmeAuthorizationWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAuthorizationApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeCertificateWithBody Download a certificate (POST-as-GET)
+	//
+	// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+	AcmeCertificateWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeCertificateWithApplicationJosePlusJSONBody Download a certificate (POST-as-GET)
+	//
+	// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+	AcmeCertificateWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeCertificateApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeChallengeWithBody Validate a challenge
+	//
+	// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+	AcmeChallengeWithBody(ctx context.Context, dir string, id string, pType string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeChallengeWithApplicationJosePlusJSONBody Validate a challenge
+	//
+	// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+	AcmeChallengeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, pType string, body AcmeChallengeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeDirectory The ACME directory (RFC 8555 §7.1.1)
+	//
+	// The URLs of the directory's resources and meta.externalAccountRequired. No credential: ACME requests authenticate with their JWS.
+	//
+	// Corresponds with GET /acme/{dir}/directory (the `AcmeDirectory` operationId).
+	AcmeDirectory(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeKeyChangeWithBody Roll the account over to a new key (RFC 8555 §7.3.5)
+	//
+	// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+	AcmeKeyChangeWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeKeyChangeWithApplicationJosePlusJSONBody Roll the account over to a new key (RFC 8555 §7.3.5)
+	//
+	// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+	AcmeKeyChangeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeKeyChangeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewAccountWithBody Create or find an account (RFC 8555 §7.3)
+	//
+	// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+	AcmeNewAccountWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewAccountWithApplicationJosePlusJSONBody Create or find an account (RFC 8555 §7.3)
+	//
+	// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+	AcmeNewAccountWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeNewAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewNonce A fresh nonce (Replay-Nonce)
+	//
+	// As HEAD, answered 204.
+	//
+	// Corresponds with GET /acme/{dir}/new-nonce (the `AcmeNewNonce` operationId).
+	AcmeNewNonce(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewNonceHead A fresh nonce (Replay-Nonce)
+	//
+	// Every ACME answer carries a fresh nonce; each nonce is good once, for an hour, on every replica.
+	//
+	// Corresponds with HEAD /acme/{dir}/new-nonce (the `AcmeNewNonceHead` operationId).
+	AcmeNewNonceHead(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewOrderWithBody Create an order (RFC 8555 §7.4)
+	//
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+	AcmeNewOrderWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeNewOrderWithApplicationJosePlusJSONBody Create an order (RFC 8555 §7.4)
+	//
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+	AcmeNewOrderWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeNewOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeOrderWithBody Read an order (POST-as-GET)
+	//
+	// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+	AcmeOrderWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeOrderWithApplicationJosePlusJSONBody Read an order (POST-as-GET)
+	//
+	// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+	AcmeOrderWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeFinalizeWithBody Finalize an order with a CSR
+	//
+	// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+	AcmeFinalizeWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeFinalizeWithApplicationJosePlusJSONBody Finalize an order with a CSR
+	//
+	// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+	AcmeFinalizeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeFinalizeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeRenewalInfo Renewal information (RFC 9773)
+	//
+	// id is base64url(authority key id).base64url(serial). The suggested window runs from two thirds to five sixths of the lifetime; for a revoked certificate it is now. Retry-After: 6 hours.
+	//
+	// Corresponds with GET /acme/{dir}/renewal-info/{id} (the `AcmeRenewalInfo` operationId).
+	AcmeRenewalInfo(ctx context.Context, dir string, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeRevokeCertWithBody Revoke a certificate (RFC 8555 §7.6)
+	//
+	// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+	AcmeRevokeCertWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AcmeRevokeCertWithApplicationJosePlusJSONBody Revoke a certificate (RFC 8555 §7.6)
+	//
+	// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+	//
+	// Takes a body of the `application/jose+json` content type.
+	//
+	// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+	AcmeRevokeCertWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeRevokeCertApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealthz The process is up
 	//
 	// Corresponds with GET /healthz (the `GetHealthz` operationId).
@@ -3551,6 +4166,48 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
 	RevokeAccessKey(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListAcmeDirectories List the tenant's ACME directories
+	//
+	// Corresponds with GET /v1/acme/directories (the `ListAcmeDirectories` operationId).
+	ListAcmeDirectories(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAcmeDirectoryWithBody Enable ACME on a CA
+	//
+	// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+	CreateAcmeDirectoryWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAcmeDirectory Enable ACME on a CA
+	//
+	// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+	CreateAcmeDirectory(ctx context.Context, body CreateAcmeDirectoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteAcmeDirectory Disable ACME on a directory
+	//
+	// Its ACME URLs answer 404 from then on; the certificates it issued stay in the PCA family.
+	//
+	// Corresponds with DELETE /v1/acme/directories/{id} (the `DeleteAcmeDirectory` operationId).
+	DeleteAcmeDirectory(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ShowAcmeDirectory Show an ACME directory
+	//
+	// Corresponds with GET /v1/acme/directories/{id} (the `ShowAcmeDirectory` operationId).
+	ShowAcmeDirectory(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateAcmeEabKey Create an external account binding key
+	//
+	// A key id and a MAC key (base64url, 256 bits, shown once; sealed by the HSM) binding one new account of the directory (HS256 JWS, RFC 8555 §7.3.4). Also: hsmca acme eab create.
+	//
+	// Corresponds with POST /v1/acme/directories/{id}/eab-keys (the `CreateAcmeEabKey` operationId).
+	CreateAcmeEabKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteAdminsWithBody Delete administrators in bulk (unknown ids skipped)
 	//
@@ -4551,6 +5208,492 @@ type ClientInterface interface {
 	UpdateApigCertificate(ctx context.Context, projectId ApigProjectId, certificateId ApigCertId, body UpdateApigCertificateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
+// AcmeAccountWithBody Read, update or deactivate an account
+//
+// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+func (c *Client) AcmeAccountWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAccountRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeAccountWithApplicationJosePlusJSONBody Read, update or deactivate an account
+//
+// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+func (c *Client) AcmeAccountWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAccountRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeAccountOrdersWithBody The account's orders (POST-as-GET)
+//
+// Up to 1000 order URLs.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+func (c *Client) AcmeAccountOrdersWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAccountOrdersRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeAccountOrdersWithApplicationJosePlusJSONBody The account's orders (POST-as-GET)
+//
+// Up to 1000 order URLs.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+func (c *Client) AcmeAccountOrdersWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAccountOrdersApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAccountOrdersRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeAuthorizationWithBody Read or deactivate an authorization
+//
+// POST-as-GET reads; {status: deactivated} deactivates.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+func (c *Client) AcmeAuthorizationWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAuthorizationRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeAuthorizationWithApplicationJosePlusJSONBody Read or deactivate an authorization
+//
+// POST-as-GET reads; {status: deactivated} deactivates.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+func (c *Client) AcmeAuthorizationWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeAuthorizationApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeAuthorizationRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeCertificateWithBody Download a certificate (POST-as-GET)
+//
+// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+func (c *Client) AcmeCertificateWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeCertificateRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeCertificateWithApplicationJosePlusJSONBody Download a certificate (POST-as-GET)
+//
+// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+func (c *Client) AcmeCertificateWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeCertificateApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeCertificateRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeChallengeWithBody Validate a challenge
+//
+// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+func (c *Client) AcmeChallengeWithBody(ctx context.Context, dir string, id string, pType string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeChallengeRequestWithBody(c.Server, dir, id, pType, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeChallengeWithApplicationJosePlusJSONBody Validate a challenge
+//
+// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+func (c *Client) AcmeChallengeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, pType string, body AcmeChallengeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeChallengeRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, pType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeDirectory The ACME directory (RFC 8555 §7.1.1)
+//
+// The URLs of the directory's resources and meta.externalAccountRequired. No credential: ACME requests authenticate with their JWS.
+//
+// Corresponds with GET /acme/{dir}/directory (the `AcmeDirectory` operationId).
+func (c *Client) AcmeDirectory(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeDirectoryRequest(c.Server, dir)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeKeyChangeWithBody Roll the account over to a new key (RFC 8555 §7.3.5)
+//
+// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+func (c *Client) AcmeKeyChangeWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeKeyChangeRequestWithBody(c.Server, dir, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeKeyChangeWithApplicationJosePlusJSONBody Roll the account over to a new key (RFC 8555 §7.3.5)
+//
+// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+func (c *Client) AcmeKeyChangeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeKeyChangeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeKeyChangeRequestWithApplicationJosePlusJSONBody(c.Server, dir, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewAccountWithBody Create or find an account (RFC 8555 §7.3)
+//
+// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+func (c *Client) AcmeNewAccountWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewAccountRequestWithBody(c.Server, dir, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewAccountWithApplicationJosePlusJSONBody Create or find an account (RFC 8555 §7.3)
+//
+// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+func (c *Client) AcmeNewAccountWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeNewAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewAccountRequestWithApplicationJosePlusJSONBody(c.Server, dir, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewNonce A fresh nonce (Replay-Nonce)
+//
+// As HEAD, answered 204.
+//
+// Corresponds with GET /acme/{dir}/new-nonce (the `AcmeNewNonce` operationId).
+func (c *Client) AcmeNewNonce(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewNonceRequest(c.Server, dir)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewNonceHead A fresh nonce (Replay-Nonce)
+//
+// Every ACME answer carries a fresh nonce; each nonce is good once, for an hour, on every replica.
+//
+// Corresponds with HEAD /acme/{dir}/new-nonce (the `AcmeNewNonceHead` operationId).
+func (c *Client) AcmeNewNonceHead(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewNonceHeadRequest(c.Server, dir)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewOrderWithBody Create an order (RFC 8555 §7.4)
+//
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+func (c *Client) AcmeNewOrderWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewOrderRequestWithBody(c.Server, dir, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeNewOrderWithApplicationJosePlusJSONBody Create an order (RFC 8555 §7.4)
+//
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+func (c *Client) AcmeNewOrderWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeNewOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeNewOrderRequestWithApplicationJosePlusJSONBody(c.Server, dir, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeOrderWithBody Read an order (POST-as-GET)
+//
+// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+func (c *Client) AcmeOrderWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeOrderRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeOrderWithApplicationJosePlusJSONBody Read an order (POST-as-GET)
+//
+// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+func (c *Client) AcmeOrderWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeOrderRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeFinalizeWithBody Finalize an order with a CSR
+//
+// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+func (c *Client) AcmeFinalizeWithBody(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeFinalizeRequestWithBody(c.Server, dir, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeFinalizeWithApplicationJosePlusJSONBody Finalize an order with a CSR
+//
+// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+func (c *Client) AcmeFinalizeWithApplicationJosePlusJSONBody(ctx context.Context, dir string, id string, body AcmeFinalizeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeFinalizeRequestWithApplicationJosePlusJSONBody(c.Server, dir, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeRenewalInfo Renewal information (RFC 9773)
+//
+// id is base64url(authority key id).base64url(serial). The suggested window runs from two thirds to five sixths of the lifetime; for a revoked certificate it is now. Retry-After: 6 hours.
+//
+// Corresponds with GET /acme/{dir}/renewal-info/{id} (the `AcmeRenewalInfo` operationId).
+func (c *Client) AcmeRenewalInfo(ctx context.Context, dir string, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeRenewalInfoRequest(c.Server, dir, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeRevokeCertWithBody Revoke a certificate (RFC 8555 §7.6)
+//
+// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+func (c *Client) AcmeRevokeCertWithBody(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeRevokeCertRequestWithBody(c.Server, dir, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AcmeRevokeCertWithApplicationJosePlusJSONBody Revoke a certificate (RFC 8555 §7.6)
+//
+// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+//
+// Takes a body of the `application/jose+json` content type.
+//
+// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+func (c *Client) AcmeRevokeCertWithApplicationJosePlusJSONBody(ctx context.Context, dir string, body AcmeRevokeCertApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcmeRevokeCertRequestWithApplicationJosePlusJSONBody(c.Server, dir, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetHealthz The process is up
 //
 // Corresponds with GET /healthz (the `GetHealthz` operationId).
@@ -4766,6 +5909,108 @@ func (c *Client) CreateAccessKey(ctx context.Context, body CreateAccessKeyJSONRe
 // Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
 func (c *Client) RevokeAccessKey(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRevokeAccessKeyRequest(c.Server, accessKey)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListAcmeDirectories List the tenant's ACME directories
+//
+// Corresponds with GET /v1/acme/directories (the `ListAcmeDirectories` operationId).
+func (c *Client) ListAcmeDirectories(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAcmeDirectoriesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAcmeDirectoryWithBody Enable ACME on a CA
+//
+// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+func (c *Client) CreateAcmeDirectoryWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAcmeDirectoryRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAcmeDirectory Enable ACME on a CA
+//
+// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+func (c *Client) CreateAcmeDirectory(ctx context.Context, body CreateAcmeDirectoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAcmeDirectoryRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteAcmeDirectory Disable ACME on a directory
+//
+// Its ACME URLs answer 404 from then on; the certificates it issued stay in the PCA family.
+//
+// Corresponds with DELETE /v1/acme/directories/{id} (the `DeleteAcmeDirectory` operationId).
+func (c *Client) DeleteAcmeDirectory(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteAcmeDirectoryRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ShowAcmeDirectory Show an ACME directory
+//
+// Corresponds with GET /v1/acme/directories/{id} (the `ShowAcmeDirectory` operationId).
+func (c *Client) ShowAcmeDirectory(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewShowAcmeDirectoryRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateAcmeEabKey Create an external account binding key
+//
+// A key id and a MAC key (base64url, 256 bits, shown once; sealed by the HSM) binding one new account of the directory (HS256 JWS, RFC 8555 §7.3.4). Also: hsmca acme eab create.
+//
+// Corresponds with POST /v1/acme/directories/{id}/eab-keys (the `CreateAcmeEabKey` operationId).
+func (c *Client) CreateAcmeEabKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateAcmeEabKeyRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -7154,6 +8399,722 @@ func (c *Client) UpdateApigCertificate(ctx context.Context, projectId ApigProjec
 	return c.Client.Do(req)
 }
 
+// NewAcmeAccountRequestWithApplicationJosePlusJSONBody calls the generic AcmeAccount builder with application/jose+json body
+func NewAcmeAccountRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeAccountApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeAccountRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeAccountRequestWithBody constructs an http.Request for the AcmeAccount method, with any body, and a specified content type
+func NewAcmeAccountRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/acct/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeAccountOrdersRequestWithApplicationJosePlusJSONBody calls the generic AcmeAccountOrders builder with application/jose+json body
+func NewAcmeAccountOrdersRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeAccountOrdersApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeAccountOrdersRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeAccountOrdersRequestWithBody constructs an http.Request for the AcmeAccountOrders method, with any body, and a specified content type
+func NewAcmeAccountOrdersRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/acct/%s/orders", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeAuthorizationRequestWithApplicationJosePlusJSONBody calls the generic AcmeAuthorization builder with application/jose+json body
+func NewAcmeAuthorizationRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeAuthorizationApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeAuthorizationRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeAuthorizationRequestWithBody constructs an http.Request for the AcmeAuthorization method, with any body, and a specified content type
+func NewAcmeAuthorizationRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/authz/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeCertificateRequestWithApplicationJosePlusJSONBody calls the generic AcmeCertificate builder with application/jose+json body
+func NewAcmeCertificateRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeCertificateApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeCertificateRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeCertificateRequestWithBody constructs an http.Request for the AcmeCertificate method, with any body, and a specified content type
+func NewAcmeCertificateRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/cert/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeChallengeRequestWithApplicationJosePlusJSONBody calls the generic AcmeChallenge builder with application/jose+json body
+func NewAcmeChallengeRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, pType string, body AcmeChallengeApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeChallengeRequestWithBody(server, dir, id, pType, "application/jose+json", bodyReader)
+}
+
+// NewAcmeChallengeRequestWithBody constructs an http.Request for the AcmeChallenge method, with any body, and a specified content type
+func NewAcmeChallengeRequestWithBody(server string, dir string, id string, pType string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "type", pType, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/chall/%s/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeDirectoryRequest constructs an http.Request for the AcmeDirectory method
+func NewAcmeDirectoryRequest(server string, dir string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/directory", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAcmeKeyChangeRequestWithApplicationJosePlusJSONBody calls the generic AcmeKeyChange builder with application/jose+json body
+func NewAcmeKeyChangeRequestWithApplicationJosePlusJSONBody(server string, dir string, body AcmeKeyChangeApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeKeyChangeRequestWithBody(server, dir, "application/jose+json", bodyReader)
+}
+
+// NewAcmeKeyChangeRequestWithBody constructs an http.Request for the AcmeKeyChange method, with any body, and a specified content type
+func NewAcmeKeyChangeRequestWithBody(server string, dir string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/key-change", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeNewAccountRequestWithApplicationJosePlusJSONBody calls the generic AcmeNewAccount builder with application/jose+json body
+func NewAcmeNewAccountRequestWithApplicationJosePlusJSONBody(server string, dir string, body AcmeNewAccountApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeNewAccountRequestWithBody(server, dir, "application/jose+json", bodyReader)
+}
+
+// NewAcmeNewAccountRequestWithBody constructs an http.Request for the AcmeNewAccount method, with any body, and a specified content type
+func NewAcmeNewAccountRequestWithBody(server string, dir string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/new-account", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeNewNonceRequest constructs an http.Request for the AcmeNewNonce method
+func NewAcmeNewNonceRequest(server string, dir string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/new-nonce", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAcmeNewNonceHeadRequest constructs an http.Request for the AcmeNewNonceHead method
+func NewAcmeNewNonceHeadRequest(server string, dir string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/new-nonce", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAcmeNewOrderRequestWithApplicationJosePlusJSONBody calls the generic AcmeNewOrder builder with application/jose+json body
+func NewAcmeNewOrderRequestWithApplicationJosePlusJSONBody(server string, dir string, body AcmeNewOrderApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeNewOrderRequestWithBody(server, dir, "application/jose+json", bodyReader)
+}
+
+// NewAcmeNewOrderRequestWithBody constructs an http.Request for the AcmeNewOrder method, with any body, and a specified content type
+func NewAcmeNewOrderRequestWithBody(server string, dir string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/new-order", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeOrderRequestWithApplicationJosePlusJSONBody calls the generic AcmeOrder builder with application/jose+json body
+func NewAcmeOrderRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeOrderApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeOrderRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeOrderRequestWithBody constructs an http.Request for the AcmeOrder method, with any body, and a specified content type
+func NewAcmeOrderRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/order/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeFinalizeRequestWithApplicationJosePlusJSONBody calls the generic AcmeFinalize builder with application/jose+json body
+func NewAcmeFinalizeRequestWithApplicationJosePlusJSONBody(server string, dir string, id string, body AcmeFinalizeApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeFinalizeRequestWithBody(server, dir, id, "application/jose+json", bodyReader)
+}
+
+// NewAcmeFinalizeRequestWithBody constructs an http.Request for the AcmeFinalize method, with any body, and a specified content type
+func NewAcmeFinalizeRequestWithBody(server string, dir string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/order/%s/finalize", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAcmeRenewalInfoRequest constructs an http.Request for the AcmeRenewalInfo method
+func NewAcmeRenewalInfoRequest(server string, dir string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/renewal-info/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAcmeRevokeCertRequestWithApplicationJosePlusJSONBody calls the generic AcmeRevokeCert builder with application/jose+json body
+func NewAcmeRevokeCertRequestWithApplicationJosePlusJSONBody(server string, dir string, body AcmeRevokeCertApplicationJosePlusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAcmeRevokeCertRequestWithBody(server, dir, "application/jose+json", bodyReader)
+}
+
+// NewAcmeRevokeCertRequestWithBody constructs an http.Request for the AcmeRevokeCert method, with any body, and a specified content type
+func NewAcmeRevokeCertRequestWithBody(server string, dir string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dir", dir, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/acme/%s/revoke-cert", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetHealthzRequest constructs an http.Request for the GetHealthz method
 func NewGetHealthzRequest(server string) (*http.Request, error) {
 	var err error
@@ -7497,6 +9458,175 @@ func NewRevokeAccessKeyRequest(server string, accessKey AccessKeyId) (*http.Requ
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListAcmeDirectoriesRequest constructs an http.Request for the ListAcmeDirectories method
+func NewListAcmeDirectoriesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/acme/directories")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateAcmeDirectoryRequest calls the generic CreateAcmeDirectory builder with application/json body
+func NewCreateAcmeDirectoryRequest(server string, body CreateAcmeDirectoryJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateAcmeDirectoryRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateAcmeDirectoryRequestWithBody constructs an http.Request for the CreateAcmeDirectory method, with any body, and a specified content type
+func NewCreateAcmeDirectoryRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/acme/directories")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteAcmeDirectoryRequest constructs an http.Request for the DeleteAcmeDirectory method
+func NewDeleteAcmeDirectoryRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/acme/directories/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewShowAcmeDirectoryRequest constructs an http.Request for the ShowAcmeDirectory method
+func NewShowAcmeDirectoryRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/acme/directories/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateAcmeEabKeyRequest constructs an http.Request for the CreateAcmeEabKey method
+func NewCreateAcmeEabKeyRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/acme/directories/%s/eab-keys", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -11850,6 +13980,240 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// AcmeAccountWithBodyWithResponse Read, update or deactivate an account
+	//
+	// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+	AcmeAccountWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAccountResponse, error)
+
+	// AcmeAccountWithApplicationJosePlusJSONBodyWithResponse Read, update or deactivate an account
+	//
+	// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+	AcmeAccountWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAccountResponse, error)
+
+	// AcmeAccountOrdersWithBodyWithResponse The account's orders (POST-as-GET)
+	//
+	// Up to 1000 order URLs.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+	AcmeAccountOrdersWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAccountOrdersResponse, error)
+
+	// AcmeAccountOrdersWithApplicationJosePlusJSONBodyWithResponse The account's orders (POST-as-GET)
+	//
+	// Up to 1000 order URLs.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+	AcmeAccountOrdersWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAccountOrdersApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAccountOrdersResponse, error)
+
+	// AcmeAuthorizationWithBodyWithResponse Read or deactivate an authorization
+	//
+	// POST-as-GET reads; {status: deactivated} deactivates.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+	AcmeAuthorizationWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAuthorizationResponse, error)
+
+	// AcmeAuthorizationWithApplicationJosePlusJSONBodyWithResponse Read or deactivate an authorization
+	//
+	// POST-as-GET reads; {status: deactivated} deactivates.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+	AcmeAuthorizationWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAuthorizationApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAuthorizationResponse, error)
+
+	// AcmeCertificateWithBodyWithResponse Download a certificate (POST-as-GET)
+	//
+	// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+	AcmeCertificateWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeCertificateResponse, error)
+
+	// AcmeCertificateWithApplicationJosePlusJSONBodyWithResponse Download a certificate (POST-as-GET)
+	//
+	// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+	AcmeCertificateWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeCertificateApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeCertificateResponse, error)
+
+	// AcmeChallengeWithBodyWithResponse Validate a challenge
+	//
+	// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+	AcmeChallengeWithBodyWithResponse(ctx context.Context, dir string, id string, pType string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeChallengeResponse, error)
+
+	// AcmeChallengeWithApplicationJosePlusJSONBodyWithResponse Validate a challenge
+	//
+	// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+	AcmeChallengeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, pType string, body AcmeChallengeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeChallengeResponse, error)
+
+	// AcmeDirectoryWithResponse The ACME directory (RFC 8555 §7.1.1)
+	//
+	// The URLs of the directory's resources and meta.externalAccountRequired. No credential: ACME requests authenticate with their JWS.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /acme/{dir}/directory (the `AcmeDirectory` operationId).
+	AcmeDirectoryWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeDirectoryResponse, error)
+
+	// AcmeKeyChangeWithBodyWithResponse Roll the account over to a new key (RFC 8555 §7.3.5)
+	//
+	// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+	AcmeKeyChangeWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeKeyChangeResponse, error)
+
+	// AcmeKeyChangeWithApplicationJosePlusJSONBodyWithResponse Roll the account over to a new key (RFC 8555 §7.3.5)
+	//
+	// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+	AcmeKeyChangeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeKeyChangeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeKeyChangeResponse, error)
+
+	// AcmeNewAccountWithBodyWithResponse Create or find an account (RFC 8555 §7.3)
+	//
+	// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+	AcmeNewAccountWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeNewAccountResponse, error)
+
+	// AcmeNewAccountWithApplicationJosePlusJSONBodyWithResponse Create or find an account (RFC 8555 §7.3)
+	//
+	// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+	AcmeNewAccountWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeNewAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeNewAccountResponse, error)
+
+	// AcmeNewNonceWithResponse A fresh nonce (Replay-Nonce)
+	//
+	// As HEAD, answered 204.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /acme/{dir}/new-nonce (the `AcmeNewNonce` operationId).
+	AcmeNewNonceWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeNewNonceResponse, error)
+
+	// AcmeNewNonceHeadWithResponse A fresh nonce (Replay-Nonce)
+	//
+	// Every ACME answer carries a fresh nonce; each nonce is good once, for an hour, on every replica.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /acme/{dir}/new-nonce (the `AcmeNewNonceHead` operationId).
+	AcmeNewNonceHeadWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeNewNonceHeadResponse, error)
+
+	// AcmeNewOrderWithBodyWithResponse Create an order (RFC 8555 §7.4)
+	//
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+	AcmeNewOrderWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeNewOrderResponse, error)
+
+	// AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse Create an order (RFC 8555 §7.4)
+	//
+	// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+	AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeNewOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeNewOrderResponse, error)
+
+	// AcmeOrderWithBodyWithResponse Read an order (POST-as-GET)
+	//
+	// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+	AcmeOrderWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeOrderResponse, error)
+
+	// AcmeOrderWithApplicationJosePlusJSONBodyWithResponse Read an order (POST-as-GET)
+	//
+	// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+	AcmeOrderWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeOrderResponse, error)
+
+	// AcmeFinalizeWithBodyWithResponse Finalize an order with a CSR
+	//
+	// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+	AcmeFinalizeWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeFinalizeResponse, error)
+
+	// AcmeFinalizeWithApplicationJosePlusJSONBodyWithResponse Finalize an order with a CSR
+	//
+	// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+	AcmeFinalizeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeFinalizeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeFinalizeResponse, error)
+
+	// AcmeRenewalInfoWithResponse Renewal information (RFC 9773)
+	//
+	// id is base64url(authority key id).base64url(serial). The suggested window runs from two thirds to five sixths of the lifetime; for a revoked certificate it is now. Retry-After: 6 hours.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /acme/{dir}/renewal-info/{id} (the `AcmeRenewalInfo` operationId).
+	AcmeRenewalInfoWithResponse(ctx context.Context, dir string, id string, reqEditors ...RequestEditorFn) (*AcmeRenewalInfoResponse, error)
+
+	// AcmeRevokeCertWithBodyWithResponse Revoke a certificate (RFC 8555 §7.6)
+	//
+	// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+	AcmeRevokeCertWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeRevokeCertResponse, error)
+
+	// AcmeRevokeCertWithApplicationJosePlusJSONBodyWithResponse Revoke a certificate (RFC 8555 §7.6)
+	//
+	// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+	//
+	// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+	AcmeRevokeCertWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeRevokeCertApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeRevokeCertResponse, error)
+
 	// GetHealthzWithResponse The process is up
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -11958,6 +14322,56 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /v1/access-keys/{access_key} (the `RevokeAccessKey` operationId).
 	RevokeAccessKeyWithResponse(ctx context.Context, accessKey AccessKeyId, reqEditors ...RequestEditorFn) (*RevokeAccessKeyResponse, error)
+
+	// ListAcmeDirectoriesWithResponse List the tenant's ACME directories
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/acme/directories (the `ListAcmeDirectories` operationId).
+	ListAcmeDirectoriesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAcmeDirectoriesResponse, error)
+
+	// CreateAcmeDirectoryWithBodyWithResponse Enable ACME on a CA
+	//
+	// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+	CreateAcmeDirectoryWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAcmeDirectoryResponse, error)
+
+	// CreateAcmeDirectoryWithResponse Enable ACME on a CA
+	//
+	// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+	CreateAcmeDirectoryWithResponse(ctx context.Context, body CreateAcmeDirectoryJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAcmeDirectoryResponse, error)
+
+	// DeleteAcmeDirectoryWithResponse Disable ACME on a directory
+	//
+	// Its ACME URLs answer 404 from then on; the certificates it issued stay in the PCA family.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/acme/directories/{id} (the `DeleteAcmeDirectory` operationId).
+	DeleteAcmeDirectoryWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteAcmeDirectoryResponse, error)
+
+	// ShowAcmeDirectoryWithResponse Show an ACME directory
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/acme/directories/{id} (the `ShowAcmeDirectory` operationId).
+	ShowAcmeDirectoryWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*ShowAcmeDirectoryResponse, error)
+
+	// CreateAcmeEabKeyWithResponse Create an external account binding key
+	//
+	// A key id and a MAC key (base64url, 256 bits, shown once; sealed by the HSM) binding one new account of the directory (HS256 JWS, RFC 8555 §7.3.4). Also: hsmca acme eab create.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/acme/directories/{id}/eab-keys (the `CreateAcmeEabKey` operationId).
+	CreateAcmeEabKeyWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CreateAcmeEabKeyResponse, error)
 
 	// DeleteAdminsWithBodyWithResponse Delete administrators in bulk (unknown ids skipped)
 	//
@@ -13070,6 +15484,1555 @@ type ClientWithResponsesInterface interface {
 	UpdateApigCertificateWithResponse(ctx context.Context, projectId ApigProjectId, certificateId ApigCertId, body UpdateApigCertificateJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateApigCertificateResponse, error)
 }
 
+// AcmeAccountResponse200Headers the declared response headers of an HTTP 200 response for AcmeAccount
+type AcmeAccountResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeAccountResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeAccount
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeAccountResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeAccountResponse) GetJSON200() *AcmeAccount {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeAccountResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeAccountResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeAccountResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeAccountResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeAccountResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeAccountOrdersResponse200Headers the declared response headers of an HTTP 200 response for AcmeAccountOrders
+type AcmeAccountOrdersResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeAccountOrdersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeOrderList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeAccountOrdersResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeAccountOrdersResponse) GetJSON200() *AcmeOrderList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeAccountOrdersResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeAccountOrdersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeAccountOrdersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeAccountOrdersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeAccountOrdersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeAuthorizationResponse200Headers the declared response headers of an HTTP 200 response for AcmeAuthorization
+type AcmeAuthorizationResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeAuthorizationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeAuthorization
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeAuthorizationResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeAuthorizationResponse) GetJSON200() *AcmeAuthorization {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeAuthorizationResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeAuthorizationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeAuthorizationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeAuthorizationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeAuthorizationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeCertificateResponse200Headers the declared response headers of an HTTP 200 response for AcmeCertificate
+type AcmeCertificateResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeCertificateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeCertificateResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeCertificateResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeCertificateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeCertificateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeCertificateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeCertificateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeChallengeResponse200Headers the declared response headers of an HTTP 200 response for AcmeChallenge
+type AcmeChallengeResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeChallengeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeChallenge
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeChallengeResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeChallengeResponse) GetJSON200() *AcmeChallenge {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeChallengeResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeChallengeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeChallengeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeChallengeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeChallengeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeDirectoryResponse200Headers the declared response headers of an HTTP 200 response for AcmeDirectory
+type AcmeDirectoryResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeDirectoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeDirectory
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeDirectoryResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeDirectoryResponse) GetJSON200() *AcmeDirectory {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeDirectoryResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeDirectoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeDirectoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeDirectoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeDirectoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeKeyChangeResponse200Headers the declared response headers of an HTTP 200 response for AcmeKeyChange
+type AcmeKeyChangeResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeKeyChangeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeAccount
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeKeyChangeResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeKeyChangeResponse) GetJSON200() *AcmeAccount {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeKeyChangeResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeKeyChangeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeKeyChangeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeKeyChangeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeKeyChangeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeNewAccountResponse200Headers the declared response headers of an HTTP 200 response for AcmeNewAccount
+type AcmeNewAccountResponse200Headers struct {
+	Location    *string
+	ReplayNonce *string
+}
+
+// AcmeNewAccountResponse201Headers the declared response headers of an HTTP 201 response for AcmeNewAccount
+type AcmeNewAccountResponse201Headers struct {
+	Location    *string
+	ReplayNonce *string
+}
+
+type AcmeNewAccountResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeAccount
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AcmeAccount
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeNewAccountResponse200Headers
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *AcmeNewAccountResponse201Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeNewAccountResponse) GetJSON200() *AcmeAccount {
+	return r.JSON200
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AcmeNewAccountResponse) GetJSON201() *AcmeAccount {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeNewAccountResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeNewAccountResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeNewAccountResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeNewAccountResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeNewAccountResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeNewNonceResponse204Headers the declared response headers of an HTTP 204 response for AcmeNewNonce
+type AcmeNewNonceResponse204Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeNewNonceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *AcmeNewNonceResponse204Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeNewNonceResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeNewNonceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeNewNonceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeNewNonceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeNewNonceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeNewNonceHeadResponse200Headers the declared response headers of an HTTP 200 response for AcmeNewNonceHead
+type AcmeNewNonceHeadResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeNewNonceHeadResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeNewNonceHeadResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeNewNonceHeadResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeNewNonceHeadResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeNewNonceHeadResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeNewNonceHeadResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeNewNonceHeadResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeNewOrderResponse201Headers the declared response headers of an HTTP 201 response for AcmeNewOrder
+type AcmeNewOrderResponse201Headers struct {
+	Location    *string
+	ReplayNonce *string
+}
+
+type AcmeNewOrderResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AcmeOrder
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *AcmeNewOrderResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AcmeNewOrderResponse) GetJSON201() *AcmeOrder {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeNewOrderResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeNewOrderResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeNewOrderResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeNewOrderResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeNewOrderResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeOrderResponse200Headers the declared response headers of an HTTP 200 response for AcmeOrder
+type AcmeOrderResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeOrderResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeOrder
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeOrderResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeOrderResponse) GetJSON200() *AcmeOrder {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeOrderResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeOrderResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeOrderResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeOrderResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeOrderResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeFinalizeResponse200Headers the declared response headers of an HTTP 200 response for AcmeFinalize
+type AcmeFinalizeResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeFinalizeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeOrder
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeFinalizeResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeFinalizeResponse) GetJSON200() *AcmeOrder {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeFinalizeResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeFinalizeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeFinalizeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeFinalizeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeFinalizeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeRenewalInfoResponse200Headers the declared response headers of an HTTP 200 response for AcmeRenewalInfo
+type AcmeRenewalInfoResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeRenewalInfoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeRenewalInfo
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeRenewalInfoResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcmeRenewalInfoResponse) GetJSON200() *AcmeRenewalInfo {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeRenewalInfoResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeRenewalInfoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeRenewalInfoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeRenewalInfoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeRenewalInfoResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AcmeRevokeCertResponse200Headers the declared response headers of an HTTP 200 response for AcmeRevokeCert
+type AcmeRevokeCertResponse200Headers struct {
+	ReplayNonce *string
+}
+
+type AcmeRevokeCertResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *AcmeProblem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *AcmeProblem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *AcmeProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *AcmeProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *AcmeProblem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *AcmeProblem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *AcmeProblem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *AcmeProblem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcmeRevokeCertResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON400() *AcmeProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON403() *AcmeProblem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON404() *AcmeProblem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON413() *AcmeProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON415() *AcmeProblem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON429() *AcmeProblem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON500() *AcmeProblem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcmeRevokeCertResponse) GetApplicationproblemJSON503() *AcmeProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcmeRevokeCertResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcmeRevokeCertResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcmeRevokeCertResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcmeRevokeCertResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetHealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -13976,6 +17939,624 @@ func (r RevokeAccessKeyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RevokeAccessKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListAcmeDirectoriesResponse429Headers the declared response headers of an HTTP 429 response for ListAcmeDirectories
+type ListAcmeDirectoriesResponse429Headers struct {
+	RetryAfter int
+}
+
+// ListAcmeDirectoriesResponse503Headers the declared response headers of an HTTP 503 response for ListAcmeDirectories
+type ListAcmeDirectoriesResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListAcmeDirectoriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeDirectoryInfoList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *NativeConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListAcmeDirectoriesResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAcmeDirectoriesResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON200() *AcmeDirectoryInfoList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON409() *NativeConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAcmeDirectoriesResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAcmeDirectoriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAcmeDirectoriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAcmeDirectoriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAcmeDirectoriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateAcmeDirectoryResponse429Headers the declared response headers of an HTTP 429 response for CreateAcmeDirectory
+type CreateAcmeDirectoryResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateAcmeDirectoryResponse503Headers the declared response headers of an HTTP 503 response for CreateAcmeDirectory
+type CreateAcmeDirectoryResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateAcmeDirectoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AcmeDirectoryInfo
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *NativeConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateAcmeDirectoryResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAcmeDirectoryResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON201() *AcmeDirectoryInfo {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON409() *NativeConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateAcmeDirectoryResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateAcmeDirectoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateAcmeDirectoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateAcmeDirectoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateAcmeDirectoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteAcmeDirectoryResponse429Headers the declared response headers of an HTTP 429 response for DeleteAcmeDirectory
+type DeleteAcmeDirectoryResponse429Headers struct {
+	RetryAfter int
+}
+
+// DeleteAcmeDirectoryResponse503Headers the declared response headers of an HTTP 503 response for DeleteAcmeDirectory
+type DeleteAcmeDirectoryResponse503Headers struct {
+	RetryAfter *int
+}
+
+type DeleteAcmeDirectoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *NativeConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteAcmeDirectoryResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteAcmeDirectoryResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON409() *NativeConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteAcmeDirectoryResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteAcmeDirectoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteAcmeDirectoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteAcmeDirectoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteAcmeDirectoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ShowAcmeDirectoryResponse429Headers the declared response headers of an HTTP 429 response for ShowAcmeDirectory
+type ShowAcmeDirectoryResponse429Headers struct {
+	RetryAfter int
+}
+
+// ShowAcmeDirectoryResponse503Headers the declared response headers of an HTTP 503 response for ShowAcmeDirectory
+type ShowAcmeDirectoryResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ShowAcmeDirectoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AcmeDirectoryInfo
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *NativeConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ShowAcmeDirectoryResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ShowAcmeDirectoryResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON200() *AcmeDirectoryInfo {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON409() *NativeConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ShowAcmeDirectoryResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ShowAcmeDirectoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ShowAcmeDirectoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ShowAcmeDirectoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ShowAcmeDirectoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateAcmeEabKeyResponse429Headers the declared response headers of an HTTP 429 response for CreateAcmeEabKey
+type CreateAcmeEabKeyResponse429Headers struct {
+	RetryAfter int
+}
+
+// CreateAcmeEabKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateAcmeEabKey
+type CreateAcmeEabKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateAcmeEabKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AcmeEabKey
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *NativeBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *NativeUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *NativeForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NativeNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *NativeConflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *NativeTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *NativeUnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *NativeTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *NativeInternal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *NativeUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateAcmeEabKeyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAcmeEabKeyResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON201() *AcmeEabKey {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON400() *NativeBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON401() *NativeUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON403() *NativeForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON404() *NativeNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON409() *NativeConflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON413() *NativeTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON415() *NativeUnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON429() *NativeTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON500() *NativeInternal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateAcmeEabKeyResponse) GetJSON503() *NativeUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateAcmeEabKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateAcmeEabKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateAcmeEabKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateAcmeEabKeyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -24945,6 +29526,396 @@ func (r UpdateApigCertificateResponse) ContentType() string {
 	return ""
 }
 
+// AcmeAccountWithBodyWithResponse Read, update or deactivate an account
+//
+// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+func (c *ClientWithResponses) AcmeAccountWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAccountResponse, error) {
+	rsp, err := c.AcmeAccountWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAccountResponse(rsp)
+}
+
+// AcmeAccountWithApplicationJosePlusJSONBodyWithResponse Read, update or deactivate an account
+//
+// POST-as-GET reads; {contact} updates; {status: deactivated} deactivates (later requests of the account are unauthorized).
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/acct/{id} (the `AcmeAccount` operationId).
+func (c *ClientWithResponses) AcmeAccountWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAccountResponse, error) {
+	rsp, err := c.AcmeAccountWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAccountResponse(rsp)
+}
+
+// AcmeAccountOrdersWithBodyWithResponse The account's orders (POST-as-GET)
+//
+// Up to 1000 order URLs.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+func (c *ClientWithResponses) AcmeAccountOrdersWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAccountOrdersResponse, error) {
+	rsp, err := c.AcmeAccountOrdersWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAccountOrdersResponse(rsp)
+}
+
+// AcmeAccountOrdersWithApplicationJosePlusJSONBodyWithResponse The account's orders (POST-as-GET)
+//
+// Up to 1000 order URLs.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/acct/{id}/orders (the `AcmeAccountOrders` operationId).
+func (c *ClientWithResponses) AcmeAccountOrdersWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAccountOrdersApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAccountOrdersResponse, error) {
+	rsp, err := c.AcmeAccountOrdersWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAccountOrdersResponse(rsp)
+}
+
+// AcmeAuthorizationWithBodyWithResponse Read or deactivate an authorization
+//
+// POST-as-GET reads; {status: deactivated} deactivates.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+func (c *ClientWithResponses) AcmeAuthorizationWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeAuthorizationResponse, error) {
+	rsp, err := c.AcmeAuthorizationWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAuthorizationResponse(rsp)
+}
+
+// AcmeAuthorizationWithApplicationJosePlusJSONBodyWithResponse Read or deactivate an authorization
+//
+// POST-as-GET reads; {status: deactivated} deactivates.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/authz/{id} (the `AcmeAuthorization` operationId).
+func (c *ClientWithResponses) AcmeAuthorizationWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeAuthorizationApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeAuthorizationResponse, error) {
+	rsp, err := c.AcmeAuthorizationWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeAuthorizationResponse(rsp)
+}
+
+// AcmeCertificateWithBodyWithResponse Download a certificate (POST-as-GET)
+//
+// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+func (c *ClientWithResponses) AcmeCertificateWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeCertificateResponse, error) {
+	rsp, err := c.AcmeCertificateWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeCertificateResponse(rsp)
+}
+
+// AcmeCertificateWithApplicationJosePlusJSONBodyWithResponse Download a certificate (POST-as-GET)
+//
+// The certificate then its chain (the issuing CA and the CAs above it), PEM.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/cert/{id} (the `AcmeCertificate` operationId).
+func (c *ClientWithResponses) AcmeCertificateWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeCertificateApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeCertificateResponse, error) {
+	rsp, err := c.AcmeCertificateWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeCertificateResponse(rsp)
+}
+
+// AcmeChallengeWithBodyWithResponse Validate a challenge
+//
+// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+func (c *ClientWithResponses) AcmeChallengeWithBodyWithResponse(ctx context.Context, dir string, id string, pType string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeChallengeResponse, error) {
+	rsp, err := c.AcmeChallengeWithBody(ctx, dir, id, pType, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeChallengeResponse(rsp)
+}
+
+// AcmeChallengeWithApplicationJosePlusJSONBodyWithResponse Validate a challenge
+//
+// The payload {} asks for validation, which runs at once, bounded by acme.validation_timeout, and answers the challenge valid or invalid with its error (RFC 8555 §8.3 http-01, §8.4 dns-01, RFC 8737 tls-alpn-01). POST-as-GET reads it.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/chall/{id}/{type} (the `AcmeChallenge` operationId).
+func (c *ClientWithResponses) AcmeChallengeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, pType string, body AcmeChallengeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeChallengeResponse, error) {
+	rsp, err := c.AcmeChallengeWithApplicationJosePlusJSONBody(ctx, dir, id, pType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeChallengeResponse(rsp)
+}
+
+// AcmeDirectoryWithResponse The ACME directory (RFC 8555 §7.1.1)
+//
+// The URLs of the directory's resources and meta.externalAccountRequired. No credential: ACME requests authenticate with their JWS.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /acme/{dir}/directory (the `AcmeDirectory` operationId).
+func (c *ClientWithResponses) AcmeDirectoryWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeDirectoryResponse, error) {
+	rsp, err := c.AcmeDirectory(ctx, dir, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeDirectoryResponse(rsp)
+}
+
+// AcmeKeyChangeWithBodyWithResponse Roll the account over to a new key (RFC 8555 §7.3.5)
+//
+// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+func (c *ClientWithResponses) AcmeKeyChangeWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeKeyChangeResponse, error) {
+	rsp, err := c.AcmeKeyChangeWithBody(ctx, dir, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeKeyChangeResponse(rsp)
+}
+
+// AcmeKeyChangeWithApplicationJosePlusJSONBodyWithResponse Roll the account over to a new key (RFC 8555 §7.3.5)
+//
+// The payload is a JWS signed by the new key (jwk) naming the account and the old key. A key of another account is 409 with that accounts Location.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/key-change (the `AcmeKeyChange` operationId).
+func (c *ClientWithResponses) AcmeKeyChangeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeKeyChangeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeKeyChangeResponse, error) {
+	rsp, err := c.AcmeKeyChangeWithApplicationJosePlusJSONBody(ctx, dir, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeKeyChangeResponse(rsp)
+}
+
+// AcmeNewAccountWithBodyWithResponse Create or find an account (RFC 8555 §7.3)
+//
+// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+func (c *ClientWithResponses) AcmeNewAccountWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeNewAccountResponse, error) {
+	rsp, err := c.AcmeNewAccountWithBody(ctx, dir, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewAccountResponse(rsp)
+}
+
+// AcmeNewAccountWithApplicationJosePlusJSONBodyWithResponse Create or find an account (RFC 8555 §7.3)
+//
+// Signed with the account key (jwk). An existing account of the key answers 200 with its Location; onlyReturnExisting without one is accountDoesNotExist. externalAccountBinding (RFC 8555 §7.3.4) is required when the directory policy says required (externalAccountRequired otherwise), checked when optional.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/new-account (the `AcmeNewAccount` operationId).
+func (c *ClientWithResponses) AcmeNewAccountWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeNewAccountApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeNewAccountResponse, error) {
+	rsp, err := c.AcmeNewAccountWithApplicationJosePlusJSONBody(ctx, dir, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewAccountResponse(rsp)
+}
+
+// AcmeNewNonceWithResponse A fresh nonce (Replay-Nonce)
+//
+// As HEAD, answered 204.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /acme/{dir}/new-nonce (the `AcmeNewNonce` operationId).
+func (c *ClientWithResponses) AcmeNewNonceWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeNewNonceResponse, error) {
+	rsp, err := c.AcmeNewNonce(ctx, dir, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewNonceResponse(rsp)
+}
+
+// AcmeNewNonceHeadWithResponse A fresh nonce (Replay-Nonce)
+//
+// Every ACME answer carries a fresh nonce; each nonce is good once, for an hour, on every replica.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /acme/{dir}/new-nonce (the `AcmeNewNonceHead` operationId).
+func (c *ClientWithResponses) AcmeNewNonceHeadWithResponse(ctx context.Context, dir string, reqEditors ...RequestEditorFn) (*AcmeNewNonceHeadResponse, error) {
+	rsp, err := c.AcmeNewNonceHead(ctx, dir, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewNonceHeadResponse(rsp)
+}
+
+// AcmeNewOrderWithBodyWithResponse Create an order (RFC 8555 §7.4)
+//
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+func (c *ClientWithResponses) AcmeNewOrderWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeNewOrderResponse, error) {
+	rsp, err := c.AcmeNewOrderWithBody(ctx, dir, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewOrderResponse(rsp)
+}
+
+// AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse Create an order (RFC 8555 §7.4)
+//
+// identifiers (dns, with *. wildcards validated by dns-01 only; ip) must pass the directory policy (rejectedIdentifier otherwise). notBefore/notAfter are refused (the policy sets the validity). replaces (RFC 9773) names a certificate of the account (its ARI id) not yet replaced (alreadyReplaced otherwise). Each account may create acme.orders_per_hour orders (rateLimited with Retry-After beyond) and hold acme.open_orders_per_account orders pending, ready or processing (rateLimited beyond).
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/new-order (the `AcmeNewOrder` operationId).
+func (c *ClientWithResponses) AcmeNewOrderWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeNewOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeNewOrderResponse, error) {
+	rsp, err := c.AcmeNewOrderWithApplicationJosePlusJSONBody(ctx, dir, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeNewOrderResponse(rsp)
+}
+
+// AcmeOrderWithBodyWithResponse Read an order (POST-as-GET)
+//
+// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+func (c *ClientWithResponses) AcmeOrderWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeOrderResponse, error) {
+	rsp, err := c.AcmeOrderWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeOrderResponse(rsp)
+}
+
+// AcmeOrderWithApplicationJosePlusJSONBodyWithResponse Read an order (POST-as-GET)
+//
+// Its status follows its authorizations: pending, ready, processing, valid, invalid.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/order/{id} (the `AcmeOrder` operationId).
+func (c *ClientWithResponses) AcmeOrderWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeOrderApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeOrderResponse, error) {
+	rsp, err := c.AcmeOrderWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeOrderResponse(rsp)
+}
+
+// AcmeFinalizeWithBodyWithResponse Finalize an order with a CSR
+//
+// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+func (c *ClientWithResponses) AcmeFinalizeWithBodyWithResponse(ctx context.Context, dir string, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeFinalizeResponse, error) {
+	rsp, err := c.AcmeFinalizeWithBody(ctx, dir, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeFinalizeResponse(rsp)
+}
+
+// AcmeFinalizeWithApplicationJosePlusJSONBodyWithResponse Finalize an order with a CSR
+//
+// The CSR must name exactly the order's identifiers (SANs, and the common name if any), with a key type the policy allows and not the account key (badCSR otherwise). The certificate is issued by the directorys CA through the PCA family (PCA_CERTIFICATE_ISSUE_CSR, with its CRL and CA-issuer URLs) for the policy's max_validity_days; the order answers valid with its certificate URL.
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/order/{id}/finalize (the `AcmeFinalize` operationId).
+func (c *ClientWithResponses) AcmeFinalizeWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, id string, body AcmeFinalizeApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeFinalizeResponse, error) {
+	rsp, err := c.AcmeFinalizeWithApplicationJosePlusJSONBody(ctx, dir, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeFinalizeResponse(rsp)
+}
+
+// AcmeRenewalInfoWithResponse Renewal information (RFC 9773)
+//
+// id is base64url(authority key id).base64url(serial). The suggested window runs from two thirds to five sixths of the lifetime; for a revoked certificate it is now. Retry-After: 6 hours.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /acme/{dir}/renewal-info/{id} (the `AcmeRenewalInfo` operationId).
+func (c *ClientWithResponses) AcmeRenewalInfoWithResponse(ctx context.Context, dir string, id string, reqEditors ...RequestEditorFn) (*AcmeRenewalInfoResponse, error) {
+	rsp, err := c.AcmeRenewalInfo(ctx, dir, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeRenewalInfoResponse(rsp)
+}
+
+// AcmeRevokeCertWithBodyWithResponse Revoke a certificate (RFC 8555 §7.6)
+//
+// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+func (c *ClientWithResponses) AcmeRevokeCertWithBodyWithResponse(ctx context.Context, dir string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AcmeRevokeCertResponse, error) {
+	rsp, err := c.AcmeRevokeCertWithBody(ctx, dir, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeRevokeCertResponse(rsp)
+}
+
+// AcmeRevokeCertWithApplicationJosePlusJSONBodyWithResponse Revoke a certificate (RFC 8555 §7.6)
+//
+// Signed by the account that ordered it (kid) or by the certificate's key (jwk). reason is 0, 1, 3, 4, 5 or 9 (badRevocationReason otherwise). The PCA family revokes it (its CRL and OCSP).
+//
+// Takes a body of the `application/jose+json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /acme/{dir}/revoke-cert (the `AcmeRevokeCert` operationId).
+func (c *ClientWithResponses) AcmeRevokeCertWithApplicationJosePlusJSONBodyWithResponse(ctx context.Context, dir string, body AcmeRevokeCertApplicationJosePlusJSONRequestBody, reqEditors ...RequestEditorFn) (*AcmeRevokeCertResponse, error) {
+	rsp, err := c.AcmeRevokeCertWithApplicationJosePlusJSONBody(ctx, dir, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcmeRevokeCertResponse(rsp)
+}
+
 // GetHealthzWithResponse The process is up
 //
 // Returns a wrapper object for the known response body format(s).
@@ -25130,6 +30101,92 @@ func (c *ClientWithResponses) RevokeAccessKeyWithResponse(ctx context.Context, a
 		return nil, err
 	}
 	return ParseRevokeAccessKeyResponse(rsp)
+}
+
+// ListAcmeDirectoriesWithResponse List the tenant's ACME directories
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/acme/directories (the `ListAcmeDirectories` operationId).
+func (c *ClientWithResponses) ListAcmeDirectoriesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAcmeDirectoriesResponse, error) {
+	rsp, err := c.ListAcmeDirectories(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAcmeDirectoriesResponse(rsp)
+}
+
+// CreateAcmeDirectoryWithBodyWithResponse Enable ACME on a CA
+//
+// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+func (c *ClientWithResponses) CreateAcmeDirectoryWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAcmeDirectoryResponse, error) {
+	rsp, err := c.CreateAcmeDirectoryWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAcmeDirectoryResponse(rsp)
+}
+
+// CreateAcmeDirectoryWithResponse Enable ACME on a CA
+//
+// ca_id is a CA of the tenant that can issue (ACTIVED); policy: allowed_domains (DNS suffixes; empty: any name), allowed_ip_ranges (CIDR; empty: no IP identifier), max_validity_days (1 to 397, default 90), key_types (RSA2048, RSA3072, RSA4096, EC256, EC384, EC521, ED25519; empty: all), external_account_binding (off, optional, required). Answers the directory URL under public_base_url (ACME_DIRECTORY_CREATE; quota acme_directories).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/acme/directories (the `CreateAcmeDirectory` operationId).
+func (c *ClientWithResponses) CreateAcmeDirectoryWithResponse(ctx context.Context, body CreateAcmeDirectoryJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAcmeDirectoryResponse, error) {
+	rsp, err := c.CreateAcmeDirectory(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAcmeDirectoryResponse(rsp)
+}
+
+// DeleteAcmeDirectoryWithResponse Disable ACME on a directory
+//
+// Its ACME URLs answer 404 from then on; the certificates it issued stay in the PCA family.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/acme/directories/{id} (the `DeleteAcmeDirectory` operationId).
+func (c *ClientWithResponses) DeleteAcmeDirectoryWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteAcmeDirectoryResponse, error) {
+	rsp, err := c.DeleteAcmeDirectory(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteAcmeDirectoryResponse(rsp)
+}
+
+// ShowAcmeDirectoryWithResponse Show an ACME directory
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/acme/directories/{id} (the `ShowAcmeDirectory` operationId).
+func (c *ClientWithResponses) ShowAcmeDirectoryWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*ShowAcmeDirectoryResponse, error) {
+	rsp, err := c.ShowAcmeDirectory(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseShowAcmeDirectoryResponse(rsp)
+}
+
+// CreateAcmeEabKeyWithResponse Create an external account binding key
+//
+// A key id and a MAC key (base64url, 256 bits, shown once; sealed by the HSM) binding one new account of the directory (HS256 JWS, RFC 8555 §7.3.4). Also: hsmca acme eab create.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/acme/directories/{id}/eab-keys (the `CreateAcmeEabKey` operationId).
+func (c *ClientWithResponses) CreateAcmeEabKeyWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CreateAcmeEabKeyResponse, error) {
+	rsp, err := c.CreateAcmeEabKey(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateAcmeEabKeyResponse(rsp)
 }
 
 // DeleteAdminsWithBodyWithResponse Delete administrators in bulk (unknown ids skipped)
@@ -27070,6 +32127,1450 @@ func (c *ClientWithResponses) UpdateApigCertificateWithResponse(ctx context.Cont
 	return ParseUpdateApigCertificateResponse(rsp)
 }
 
+// ParseAcmeAccountResponse parses an HTTP response from a AcmeAccountWithResponse call
+func ParseAcmeAccountResponse(rsp *http.Response) (*AcmeAccountResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeAccountResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeAccount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeAccountResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeAccountOrdersResponse parses an HTTP response from a AcmeAccountOrdersWithResponse call
+func ParseAcmeAccountOrdersResponse(rsp *http.Response) (*AcmeAccountOrdersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeAccountOrdersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeOrderList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeAccountOrdersResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeAuthorizationResponse parses an HTTP response from a AcmeAuthorizationWithResponse call
+func ParseAcmeAuthorizationResponse(rsp *http.Response) (*AcmeAuthorizationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeAuthorizationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeAuthorization
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeAuthorizationResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeCertificateResponse parses an HTTP response from a AcmeCertificateWithResponse call
+func ParseAcmeCertificateResponse(rsp *http.Response) (*AcmeCertificateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeCertificateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeCertificateResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeChallengeResponse parses an HTTP response from a AcmeChallengeWithResponse call
+func ParseAcmeChallengeResponse(rsp *http.Response) (*AcmeChallengeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeChallengeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeChallenge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeChallengeResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeDirectoryResponse parses an HTTP response from a AcmeDirectoryWithResponse call
+func ParseAcmeDirectoryResponse(rsp *http.Response) (*AcmeDirectoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeDirectoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeDirectory
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeDirectoryResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeKeyChangeResponse parses an HTTP response from a AcmeKeyChangeWithResponse call
+func ParseAcmeKeyChangeResponse(rsp *http.Response) (*AcmeKeyChangeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeKeyChangeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeAccount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeKeyChangeResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeNewAccountResponse parses an HTTP response from a AcmeNewAccountWithResponse call
+func ParseAcmeNewAccountResponse(rsp *http.Response) (*AcmeNewAccountResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeNewAccountResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeAccount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AcmeAccount
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeNewAccountResponse200Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 201:
+		var headers AcmeNewAccountResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeNewNonceResponse parses an HTTP response from a AcmeNewNonceWithResponse call
+func ParseAcmeNewNonceResponse(rsp *http.Response) (*AcmeNewNonceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeNewNonceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers AcmeNewNonceResponse204Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers204 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeNewNonceHeadResponse parses an HTTP response from a AcmeNewNonceHeadWithResponse call
+func ParseAcmeNewNonceHeadResponse(rsp *http.Response) (*AcmeNewNonceHeadResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeNewNonceHeadResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeNewNonceHeadResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeNewOrderResponse parses an HTTP response from a AcmeNewOrderWithResponse call
+func ParseAcmeNewOrderResponse(rsp *http.Response) (*AcmeNewOrderResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeNewOrderResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AcmeOrder
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers AcmeNewOrderResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeOrderResponse parses an HTTP response from a AcmeOrderWithResponse call
+func ParseAcmeOrderResponse(rsp *http.Response) (*AcmeOrderResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeOrderResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeOrder
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeOrderResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeFinalizeResponse parses an HTTP response from a AcmeFinalizeWithResponse call
+func ParseAcmeFinalizeResponse(rsp *http.Response) (*AcmeFinalizeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeFinalizeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeOrder
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeFinalizeResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeRenewalInfoResponse parses an HTTP response from a AcmeRenewalInfoWithResponse call
+func ParseAcmeRenewalInfoResponse(rsp *http.Response) (*AcmeRenewalInfoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeRenewalInfoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeRenewalInfo
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeRenewalInfoResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAcmeRevokeCertResponse parses an HTTP response from a AcmeRevokeCertWithResponse call
+func ParseAcmeRevokeCertResponse(rsp *http.Response) (*AcmeRevokeCertResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcmeRevokeCertResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest AcmeProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcmeRevokeCertResponse200Headers
+		if values := rsp.Header.Values("Replay-Nonce"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Replay-Nonce", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ReplayNonce = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetHealthzResponse parses an HTTP response from a GetHealthzWithResponse call
 func ParseGetHealthzResponse(rsp *http.Response) (*GetHealthzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -27921,6 +34422,597 @@ func ParseRevokeAccessKeyResponse(rsp *http.Response) (*RevokeAccessKeyResponse,
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RevokeAccessKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListAcmeDirectoriesResponse parses an HTTP response from a ListAcmeDirectoriesWithResponse call
+func ParseListAcmeDirectoriesResponse(rsp *http.Response) (*ListAcmeDirectoriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAcmeDirectoriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeDirectoryInfoList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest NativeConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListAcmeDirectoriesResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAcmeDirectoriesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateAcmeDirectoryResponse parses an HTTP response from a CreateAcmeDirectoryWithResponse call
+func ParseCreateAcmeDirectoryResponse(rsp *http.Response) (*CreateAcmeDirectoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateAcmeDirectoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AcmeDirectoryInfo
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest NativeConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreateAcmeDirectoryResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateAcmeDirectoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteAcmeDirectoryResponse parses an HTTP response from a DeleteAcmeDirectoryWithResponse call
+func ParseDeleteAcmeDirectoryResponse(rsp *http.Response) (*DeleteAcmeDirectoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteAcmeDirectoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest NativeConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteAcmeDirectoryResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteAcmeDirectoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseShowAcmeDirectoryResponse parses an HTTP response from a ShowAcmeDirectoryWithResponse call
+func ParseShowAcmeDirectoryResponse(rsp *http.Response) (*ShowAcmeDirectoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ShowAcmeDirectoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AcmeDirectoryInfo
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest NativeConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ShowAcmeDirectoryResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ShowAcmeDirectoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateAcmeEabKeyResponse parses an HTTP response from a CreateAcmeEabKeyWithResponse call
+func ParseCreateAcmeEabKeyResponse(rsp *http.Response) (*CreateAcmeEabKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateAcmeEabKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AcmeEabKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest NativeBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest NativeUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest NativeForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NativeNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest NativeConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest NativeTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest NativeUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest NativeTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest NativeInternal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest NativeUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreateAcmeEabKeyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateAcmeEabKeyResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
