@@ -81,6 +81,9 @@ var (
 	kHead    = []byte("h")
 )
 
+// initialMmapSize is the mapping bbolt starts with (see Open).
+const initialMmapSize = 1 << 30
+
 // Open opens or creates the store file at path.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
@@ -91,7 +94,18 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout,
+		// bbolt maps the file and remaps it, doubling, as it grows; a
+		// remap waits for every open read transaction and holds back new
+		// ones and the commit meanwhile: a stall of every request in flight.
+		// Mapped address space costs no memory until pages are touched, so
+		// the first gigabyte is mapped at once (and remaps after it come
+		// a gigabyte at a time).
+		InitialMmapSize: initialMmapSize,
+		// The free-page list as a map of runs by size: a commit finds free
+		// pages without scanning a long sorted array.
+		FreelistType: bolt.FreelistMapType,
+	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
