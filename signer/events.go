@@ -58,10 +58,15 @@ func newEventWriter(st store.Store, log *slog.Logger) *eventWriter {
 	return w
 }
 
-func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {
+// encodeEvent stamps rec with its id and time and encodes it.
+func encodeEvent(rec EventRecord) (json.RawMessage, error) {
 	rec.ID = uuid.NewString()
 	rec.Time = time.Now().UTC()
-	data, err := json.Marshal(rec)
+	return json.Marshal(rec)
+}
+
+func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {
+	data, err := encodeEvent(rec)
 	if err != nil {
 		return err
 	}

@@ -437,6 +437,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, true); err != nil {
 		return err
 	}
+	if err := storekit.NoEvent(opts); err != nil {
+		return err
+	}
 	now := storekit.Now()
 	doc, err := json.Marshal(docNoSeq{Kind: rec.Kind, Tenant: rec.Tenant, ID: rec.ID, Unique: uniq,
 		Fields: rec.Fields, Data: data, Version: 1, Created: now, Updated: now})
@@ -616,6 +619,9 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, false); err != nil {
 		return err
 	}
+	if err := storekit.NoEvent(opts); err != nil {
+		return err
+	}
 	// Seq and Created never change, so they can be read before the script;
 	// the script's version and seq check makes sure they belong to the
 	// record it replaces.
@@ -671,6 +677,9 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		return err
 	}
 	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
 	res := ""
