@@ -146,12 +146,18 @@ func (s *server) signWithKey(c *gin.Context) {
 		nativeError(c, err)
 		return
 	}
-	body := gin.H{"keyId": sig.KeyID, "algorithm": sig.Algorithm,
-		"signature": base64.StdEncoding.EncodeToString(sig.Value)}
-	if sig.Format != "" {
-		body["format"] = sig.Format
-	}
-	c.JSON(http.StatusOK, body)
+	c.JSON(http.StatusOK, signResponse{KeyID: sig.KeyID, Algorithm: sig.Algorithm, Format: sig.Format,
+		Signature: base64.StdEncoding.EncodeToString(sig.Value)})
+}
+
+// signResponse is the answer of a signature, its fields in the order a
+// map of them was written before (sorted): no map to build and sort per
+// request.
+type signResponse struct {
+	Algorithm string `json:"algorithm"`
+	Format    string `json:"format,omitempty"`
+	KeyID     string `json:"keyId"`
+	Signature string `json:"signature"`
 }
 
 func (s *server) verifyWithKey(c *gin.Context) {

@@ -82,6 +82,9 @@ type Core struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	events  *eventWriter
+	// eventsWithCreate: the store writes an operation's event with its
+	// Create (store.EventsWithCreate; see Op.WithEvent).
+	eventsWithCreate bool
 
 	hsm     atomic.Pointer[hsmBox]
 	hsmMu   sync.Mutex
@@ -121,8 +124,9 @@ func New(o Options) *Core {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	_, withCreate := o.Store.(store.EventsWithCreate)
 	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate,
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}

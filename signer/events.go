@@ -25,18 +25,22 @@ type EventRecord struct {
 	ErrorCode string    `json:"errorCode,omitempty"`
 }
 
-// eventWriter appends event records with group commit: concurrent
-// operations hand their records to one goroutine, which writes everything
-// queued for a tenant in one AppendEvents call and then releases every
-// waiter. Callers still wait for their record to be durable.
+// eventWriter appends event records with group commit and no goroutine
+// of its own: an operation whose record finds no append running appends
+// it at once on its own goroutine (it leads); records arriving meanwhile
+// queue, and when the append ends the leader starts one goroutine that
+// writes everything queued for a tenant in one AppendEvents call and
+// releases every waiter. Callers still wait for their record to be
+// durable. A lone request thus pays no hand-off between goroutines.
 type eventWriter struct {
-	st    store.Store
-	log   *slog.Logger
-	queue chan pendingEvent
-	done  chan struct{}
+	st  store.Store
+	log *slog.Logger
 
-	mu     sync.RWMutex // held for reading while sending, so close never races a send
-	closed bool
+	mu      sync.Mutex
+	pending []pendingEvent
+	running bool
+	closed  bool
+	idle    *sync.Cond // signalled when running ends
 }
 
 type pendingEvent struct {
@@ -49,30 +53,35 @@ type pendingEvent struct {
 const eventBatchMax = 256
 
 func newEventWriter(st store.Store, log *slog.Logger) *eventWriter {
-	w := &eventWriter{st: st, log: log, queue: make(chan pendingEvent, 4096), done: make(chan struct{})}
-	go w.loop()
+	w := &eventWriter{st: st, log: log}
+	w.idle = sync.NewCond(&w.mu)
 	return w
 }
 
-func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {
+// encodeEvent stamps rec with its id and time and encodes it.
+func encodeEvent(rec EventRecord) (json.RawMessage, error) {
 	rec.ID = uuid.NewString()
 	rec.Time = time.Now().UTC()
-	data, err := json.Marshal(rec)
+	return json.Marshal(rec)
+}
+
+func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {
+	data, err := encodeEvent(rec)
 	if err != nil {
 		return err
 	}
 	p := pendingEvent{ctx: ctx, tenant: tenant, data: data, errc: make(chan error, 1)}
-	w.mu.RLock()
+	w.mu.Lock()
 	if w.closed {
-		w.mu.RUnlock()
+		w.mu.Unlock()
 		return errEventsClosed
 	}
-	select {
-	case w.queue <- p:
-		w.mu.RUnlock()
-	case <-ctx.Done():
-		w.mu.RUnlock()
-		return ctx.Err()
+	w.pending = append(w.pending, p)
+	lead := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if lead {
+		w.lead()
 	}
 	select {
 	case err := <-p.errc:
@@ -82,27 +91,39 @@ func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord
 	}
 }
 
-func (w *eventWriter) loop() {
-	defer close(w.done)
-	for first := range w.queue {
-		batch := []pendingEvent{first}
-	fill:
-		for len(batch) < eventBatchMax {
-			select {
-			case p, ok := <-w.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
-		w.flush(batch)
+// lead writes up to eventBatchMax queued records, then leaves what queued
+// meanwhile to a goroutine of its own (the leader's caller is answered
+// without waiting for others' records), or marks the writer idle.
+func (w *eventWriter) lead() {
+	w.mu.Lock()
+	n := min(len(w.pending), eventBatchMax)
+	batch := w.pending[:n:n]
+	if w.pending = w.pending[n:]; len(w.pending) == 0 {
+		w.pending = nil
 	}
+	w.mu.Unlock()
+	w.flush(batch)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		w.running = false
+		w.idle.Broadcast()
+		return
+	}
+	// Records queued during the append: a new leader writes them.
+	go w.lead()
 }
 
 func (w *eventWriter) flush(batch []pendingEvent) {
+	if len(batch) == 1 {
+		// The lone record of an idle daemon: no grouping to do.
+		p := batch[0]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := w.st.AppendEvents(ctx, p.tenant, []json.RawMessage{p.data})
+		cancel()
+		p.errc <- err
+		return
+	}
 	byTenant := map[string][]pendingEvent{}
 	var order []string
 	for _, p := range batch {
@@ -129,12 +150,12 @@ func (w *eventWriter) flush(batch []pendingEvent) {
 
 var errEventsClosed = errors.New("event log closed: the daemon is shutting down")
 
+// close refuses new records and waits until every queued one is written.
 func (w *eventWriter) close() {
 	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.queue)
+	w.closed = true
+	for w.running {
+		w.idle.Wait()
 	}
 	w.mu.Unlock()
-	<-w.done
 }

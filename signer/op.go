@@ -15,6 +15,9 @@ type Op struct {
 	ctx    context.Context
 	tenant string
 	event  string
+	// written: the SUCCESS record of this resource went with its Create
+	// (WithEvent).
+	written *string
 }
 
 // Start begins an operation: it counts the event's START. Every Start is
@@ -47,16 +50,47 @@ func (o *Op) Done(resource string, err error) error {
 		code = AsError(err).Kind.String()
 	}
 	o.c.metrics.Event(o.event, outcome)
-	caller := CallerFrom(o.ctx)
-	rec := EventRecord{
-		Tenant: o.tenant, Principal: caller.Principal, Operation: o.event, Outcome: outcome,
-		Resource: resource, RequestID: caller.RequestID, ErrorCode: code,
+	if err == nil && o.written != nil && *o.written == resource {
+		// Committed with the resource (WithEvent).
+		return nil
 	}
-	if werr := o.c.events.append(o.ctx, o.tenant, rec); werr != nil {
+	if werr := o.c.events.append(o.ctx, o.tenant, o.record(resource, outcome, code)); werr != nil {
 		o.c.log.Error("event record not written", "event", o.event, "outcome", outcome, "err", werr)
 		if err == nil {
 			return &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
 		}
 	}
 	return err
+}
+
+func (o *Op) record(resource, outcome, code string) EventRecord {
+	caller := CallerFrom(o.ctx)
+	return EventRecord{
+		Tenant: o.tenant, Principal: caller.Principal, Operation: o.event, Outcome: outcome,
+		Resource: resource, RequestID: caller.RequestID, ErrorCode: code,
+	}
+}
+
+// WithEvent returns opts for rec's Create, the last step of the
+// operation on resource, carrying the operation's SUCCESS record when the
+// store writes event records with a Create (bolt) and rec belongs to the
+// operation's tenant: the resource and the record of its creation are then
+// one commit instead of two, and Done(resource, nil) writes nothing more.
+// If the Create fails nothing of it is written, and Done records the
+// failure as usual. The record is the one Done would write, stamped now.
+// Otherwise opts comes back unchanged and Done writes the record.
+//
+// Only for a Create after which the operation cannot fail: a failure
+// after it would leave a SUCCESS and a FAIL record of one operation.
+func (o *Op) WithEvent(resource string, rec *store.Record, opts store.WriteOpts) store.WriteOpts {
+	if !o.c.eventsWithCreate || rec.Tenant != o.tenant {
+		return opts
+	}
+	data, err := encodeEvent(o.record(resource, metrics.StageSuccess, ""))
+	if err != nil {
+		return opts
+	}
+	opts.Event = data
+	o.written = &resource
+	return opts
 }

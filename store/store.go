@@ -82,6 +82,20 @@ type WriteOpts struct {
 	// a tenant's intents in the tenant's cluster slot); an absent intent is
 	// not an error.
 	Intent string
+	// Event, with Create on a store that implements EventsWithCreate, is
+	// an event record (the engine's JSON, as given to AppendEvents)
+	// appended to the chain of the record's tenant in the same atomic step
+	// as the insert: the record and the event that records it are durable
+	// together or not at all, in one commit. Nothing is appended when the
+	// create is refused. Other writes and other stores refuse it
+	// (ErrInvalid).
+	Event json.RawMessage
+}
+
+// EventsWithCreate is implemented by stores whose Create takes
+// WriteOpts.Event (bolt: one transaction, one commit for both).
+type EventsWithCreate interface {
+	EventsWithCreate()
 }
 
 // Match says how a Filter compares.

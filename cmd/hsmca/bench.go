@@ -117,6 +117,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		maxC = max(maxC, c)
 	}
 	bench.Targets(&report, rows, bench.SingleStores(cfg.Stores), maxC)
+	bench.PerRequestTargets(&report, rows, bench.SingleStores(cfg.Stores), maxC)
 	bench.ReplicationCost(&report, rows, cs)
 	fmt.Fprint(stdout, report.String())
 	if *out != "" {

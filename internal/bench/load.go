@@ -25,6 +25,7 @@ type Result struct {
 	FirstError  string
 	Elapsed     time.Duration
 	P50, P99    time.Duration
+	Max         time.Duration // the slowest operation of the window
 	RSS         int64         // peak server RSS in bytes during the window; 0 when not measured
 	RSSAnon     int64         // peak of its anonymous part (no mapped file pages)
 	CPUPerOp    time.Duration // server CPU time per operation in the window; 0 when not measured
@@ -121,6 +122,9 @@ func measure(ctx context.Context, n int, p Phase, op work, sample func()) Result
 	}
 	r.Ops = len(all)
 	r.P50, r.P99 = percentile(all, 0.50), percentile(all, 0.99)
+	if len(all) > 0 {
+		r.Max = all[len(all)-1] // sorted by percentile
+	}
 	return r
 }
 

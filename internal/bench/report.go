@@ -11,8 +11,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(
 
 // Table writes the rows as one Markdown table.
 func Table(w io.Writer, rows []Result) {
-	fmt.Fprintln(w, "| operation | store | concurrency | ops/s | p50 ms | p99 ms | errors | server RSS MiB (anon) | server CPU µs/op | client CPU µs/op | of in-process limit |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| operation | store | concurrency | ops/s | p50 ms | p99 ms | max ms | errors | server RSS MiB (anon) | server CPU µs/op | client CPU µs/op | of in-process limit |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		rssCol, ratio, cpu, ccpu := "-", "-", "-", "-"
 		if r.CPUPerOp > 0 {
@@ -27,8 +27,8 @@ func Table(w io.Writer, rows []Result) {
 		if r.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2f (%s)", r.Ratio, r.Limit)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s |\n", r.Op, r.Store, r.Concurrency,
-			r.OpsPerSec(), ms(r.P50), ms(r.P99), r.Errors, rssCol, cpu, ccpu, ratio)
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %s | %d | %s | %s | %s | %s |\n", r.Op, r.Store, r.Concurrency,
+			r.OpsPerSec(), ms(r.P50), ms(r.P99), ms(r.Max), r.Errors, rssCol, cpu, ccpu, ratio)
 	}
 }
 

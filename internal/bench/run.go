@@ -247,6 +247,18 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		rows = append(rows, r)
 		limits[fmt.Sprintf("issue/%d", n)] = r.OpsPerSec()
 	}
+	if backend == "bolt" {
+		fmt.Fprintf(cfg.Log, "[%s] fsync and bbolt commit in the store's directory\n", backend)
+		dr, err := durableRows(ctx, dir, cfg.Phase)
+		for i := range dr {
+			dr[i].Store = backend
+		}
+		rows = append(rows, dr...)
+		if err != nil {
+			in.close()
+			return rows, fmt.Errorf("durability rows: %w", err)
+		}
+	}
 	var seeded []string
 	if cfg.SeedCount > 0 {
 		seeded, err = seed(ctx, cfg, in, fx, backend)

@@ -135,7 +135,7 @@ func (s *Service) issueCertificate(ctx context.Context, tenant, id string, in Ce
 	cr := &certRecord{certSummary: certSummary{Type: CertTypeEntity, KeyAlgorithm: string(alg),
 		GenMode: GenModeGenerate, DN: *in.DN, SANs: in.SANs, KeyUsages: issuance.KeyUsageNames(ku), EKU: eku},
 		WrappedKey: wrapped}
-	return id, s.putCert(ctx, tenant, id, is, tmpl, key.Public(), hash, cr)
+	return id, s.putCert(ctx, nil, tenant, id, is, tmpl, key.Public(), hash, cr)
 }
 
 // leafKey generates a leaf key in software; an RSA key takes its turn in
@@ -178,7 +178,8 @@ func (s *Service) IssueFromCSR(ctx context.Context, tenant string, in CertFromCS
 	if err != nil {
 		return id, op.Done("", err)
 	}
-	return id, op.Done(id, s.putCert(ctx, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr))
+	// The certificate's record and the event of its issuance: one commit.
+	return id, op.Done(id, s.putCert(ctx, op, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr))
 }
 
 // csrIssue is an issuance from a CSR checked and ready to sign.

@@ -313,7 +313,7 @@ func certQuotaErr(limit int64, cause error) error {
 // putCert signs tmpl and stores the certificate with its quota unit and
 // its serial number, unique under the issuer. A serial collision (2^-159
 // per pair) is met by signing again with a fresh serial.
-func (s *Service) putCert(ctx context.Context, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
+func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
 	limit := s.core.QuotaLimit(QuotaCertificates)
 	for attempt := 0; ; attempt++ {
 		der, err := s.sign(ctx, is, tmpl, pub, hash, "pca_certificate")
@@ -324,7 +324,12 @@ func (s *Service) putCert(ctx context.Context, tenant, id string, is *issuer, tm
 		if err != nil {
 			return err
 		}
-		err = s.store.Create(ctx, rec, store.WriteOpts{Quota: &store.Quota{Resource: QuotaCertificates, Limit: limit}})
+		opts := store.WriteOpts{Quota: &store.Quota{Resource: QuotaCertificates, Limit: limit}}
+		if op != nil {
+			// The last step of op: its SUCCESS record may go with it.
+			opts = op.WithEvent(id, rec, opts)
+		}
+		err = s.store.Create(ctx, rec, opts)
 		switch {
 		case err == nil:
 			return nil

@@ -81,6 +81,9 @@ var (
 	kHead    = []byte("h")
 )
 
+// initialMmapSize is the mapping bbolt starts with (see Open).
+const initialMmapSize = 1 << 30
+
 // Open opens or creates the store file at path.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
@@ -91,7 +94,18 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout,
+		// bbolt maps the file and remaps it, doubling, as it grows; a
+		// remap waits for every open read transaction and holds back new
+		// ones and the commit meanwhile: a stall of every request in flight.
+		// Mapped address space costs no memory until pages are touched, so
+		// the first gigabyte is mapped at once (and remaps after it come
+		// a gigabyte at a time).
+		InitialMmapSize: initialMmapSize,
+		// The free-page list as a map of runs by size: a commit finds free
+		// pages without scanning a long sorted array.
+		FreelistType: bolt.FreelistMapType,
+	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
@@ -276,6 +290,12 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, true); err != nil {
 		return err
 	}
+	var event []json.RawMessage
+	if opts.Event != nil {
+		if event, err = storekit.NormalizeEvents(rec.Tenant, []json.RawMessage{opts.Event}); err != nil {
+			return err
+		}
+	}
 	now := storekit.Now()
 	var stored store.Record
 	err = s.batch(ctx, func(tx *bolt.Tx) error {
@@ -336,7 +356,14 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 				return err
 			}
 		}
-		return deleteIntent(tx, rec.Tenant, opts.Intent)
+		if err := deleteIntent(tx, rec.Tenant, opts.Intent); err != nil {
+			return err
+		}
+		if event != nil {
+			_, err := appendEventsTx(tx, rec.Tenant, event)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -344,6 +371,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	*rec = stored
 	return nil
 }
+
+// EventsWithCreate: Create takes WriteOpts.Event.
+func (s *Store) EventsWithCreate() {}
 
 // Get returns one record.
 func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {
@@ -402,6 +432,9 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 		return err
 	}
 	if err := storekit.CheckOpts(opts, false); err != nil {
+		return err
+	}
+	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
 	now := storekit.Now()
@@ -473,6 +506,9 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		return err
 	}
 	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
 	return s.batch(ctx, func(tx *bolt.Tx) error {
@@ -829,47 +865,52 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	}
 	var out []store.Event
 	err = s.batch(ctx, func(tx *bolt.Tx) error {
-		out = nil
-		tb, err := tenantBucket(tx, tenant, true)
-		if err != nil {
-			return err
-		}
-		eb, err := tb.CreateBucketIfNotExists(bEvents)
-		if err != nil {
-			return err
-		}
-		eb.FillPercent = appendFill
-		var h head
-		if v := tb.Get(kHead); v != nil {
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("bolt store: corrupt event head: %w", err)
-			}
-		}
-		evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
-		for i := range evs {
-			b, err := json.Marshal(&evs[i])
-			if err != nil {
-				return err
-			}
-			if err := eb.Put(u64(evs[i].Seq), b); err != nil {
-				return err
-			}
-		}
-		last := evs[len(evs)-1]
-		hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
-		if err != nil {
-			return err
-		}
-		if err := tb.Put(kHead, hb); err != nil {
-			return err
-		}
-		out = evs
-		return nil
+		var err error
+		out, err = appendEventsTx(tx, tenant, norm)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// appendEventsTx links norm (normalized) to the tenant's chain in tx.
+func appendEventsTx(tx *bolt.Tx, tenant string, norm []json.RawMessage) ([]store.Event, error) {
+	tb, err := tenantBucket(tx, tenant, true)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := tb.CreateBucketIfNotExists(bEvents)
+	if err != nil {
+		return nil, err
+	}
+	eb.FillPercent = appendFill
+	var h head
+	if v := tb.Get(kHead); v != nil {
+		if err := json.Unmarshal(v, &h); err != nil {
+			return nil, fmt.Errorf("bolt store: corrupt event head: %w", err)
+		}
+	}
+	evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+	for i := range evs {
+		b, err := json.Marshal(&evs[i])
+		if err != nil {
+			return nil, err
+		}
+		if err := eb.Put(u64(evs[i].Seq), b); err != nil {
+			return nil, err
+		}
+	}
+	last := evs[len(evs)-1]
+	hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
+	if err != nil {
+		return nil, err
+	}
+	if err := tb.Put(kHead, hb); err != nil {
+		return nil, err
+	}
+	return evs, nil
 }
 
 // ListEvents returns up to limit events after afterSeq, oldest first.

@@ -1,18 +1,21 @@
 package boltstore
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// committer is group commit without a fixed wait: a write that finds no
-// commit running starts one at once; writes arriving while a commit runs
-// (its fsyncs are most of its time) go together into the next. An idle
-// daemon's write thus costs one commit, not a timer plus a commit
-// (bbolt's Batch waits MaxBatchDelay for company), and a busy one still
-// shares each fsync among every write that queued behind the last.
+// committer is group commit without a fixed wait and without a goroutine
+// of its own: a write that finds no commit running commits at once on its
+// caller's goroutine (it leads); writes arriving while a commit runs (its
+// fsyncs are most of its time) queue, and when the commit ends the leader
+// hands the lead to the first of them, which commits the whole queue in
+// one transaction. An idle daemon's write thus costs one commit and no
+// goroutine hand-off, and a busy one still shares each fsync among every
+// write that queued behind the last.
 type committer struct {
 	db    *bolt.DB
 	delay time.Duration // optional extra wait for company before a commit
@@ -24,8 +27,12 @@ type committer struct {
 
 type commitCall struct {
 	fn   func(*bolt.Tx) error
-	done chan error
+	done chan error // its result, or errLead: commit the queue
 }
+
+// errLead tells a queued write that the lead is its: it commits the queue
+// (itself first) on its own goroutine.
+var errLead = errors.New("boltstore: lead the next commit")
 
 // run executes fn in a shared write transaction and returns its error or
 // the commit's. Like bbolt's Batch, fn may run more than once: when any
@@ -35,31 +42,61 @@ func (c *committer) run(fn func(*bolt.Tx) error) error {
 	call := &commitCall{fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.pending = append(c.pending, call)
-	if !c.running {
-		c.running = true
-		go c.loop()
-	}
+	lead := !c.running
+	c.running = true
 	c.mu.Unlock()
-	return <-call.done
+	for {
+		if lead {
+			c.lead()
+		}
+		err := <-call.done
+		if err != errLead {
+			return err
+		}
+		lead = true
+	}
 }
 
-func (c *committer) loop() {
-	for {
-		if c.delay > 0 {
-			time.Sleep(c.delay)
+// lead commits everything queued, then passes the lead to the first write
+// that queued meanwhile, or marks the committer idle.
+func (c *committer) lead() {
+	if c.delay > 0 {
+		time.Sleep(c.delay)
+	}
+	c.mu.Lock()
+	group := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	defer func() {
+		v := recover()
+		if v != nil {
+			// A write panicked inside the transaction (rolled back): its
+			// group learns of a failure, and the committer does not stay
+			// led by a goroutine that is gone.
+			for _, call := range group {
+				select {
+				case call.done <- errPanicked:
+				default:
+				}
+			}
 		}
 		c.mu.Lock()
-		group := c.pending
-		c.pending = nil
-		if len(group) == 0 {
+		if len(c.pending) == 0 {
 			c.running = false
 			c.mu.Unlock()
-			return
+		} else {
+			next := c.pending[0]
+			c.mu.Unlock()
+			next.done <- errLead
 		}
-		c.mu.Unlock()
-		c.commit(group)
-	}
+		if v != nil {
+			panic(v)
+		}
+	}()
+	c.commit(group)
 }
+
+var errPanicked = errors.New("boltstore: a write of the same commit panicked; nothing of it was written")
 
 func (c *committer) commit(group []*commitCall) {
 	err := c.db.Update(func(tx *bolt.Tx) error {

@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -38,6 +40,41 @@ func TestEventTenantsListedWhenChainStarts(t *testing.T) {
 	tenants, err = s.EventTenants(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"t1"}, tenants)
+}
+
+// Two replicas append to one tenant's chain at once: each links its events
+// to the head it last saw and the script writes them only if that head is
+// still the stored one, so every event is stored once, in one unbroken
+// chain, whichever replica wrote the one before.
+func TestAppendEventsFromTwoReplicasKeepOneChain(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a := open(t, r.URL(), redisstore.Options{KeyPrefix: "two"})
+	b := open(t, r.URL(), redisstore.Options{KeyPrefix: "two"})
+	ctx := context.Background()
+	const each = 200
+	var wg sync.WaitGroup
+	for _, s := range []*redisstore.Store{a, b} {
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each / 4 {
+					_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))})
+					assert.NoError(t, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	evs, err := a.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 2*each)
+	_, err = store.VerifyChain(evs, "", 0)
+	assert.NoError(t, err)
+	seq, hash, err := b.EventHead(ctx, "t1")
+	require.NoError(t, err)
+	assert.EqualValues(t, 2*each, seq)
+	assert.Equal(t, evs[len(evs)-1].Hash, hash)
 }
 
 // GetByUnique reads in one step: a record deleted or re-keyed is not

@@ -102,11 +102,16 @@ type Store struct {
 	conn    Conn
 	prefix  string
 	// appendMu serialises the appends of one replica per tenant stripe, so
-	// that the optimistic transaction of AppendEvents only ever races other
+	// that the compare-and-set of AppendEvents only ever races other
 	// replicas.
 	appendMu [64]sync.Mutex
-	dec      *storekit.DecodeCache
-	ix       storekit.Declared
+	// appendHead holds, per stripe and under its appendMu, each tenant's
+	// chain head as this replica last read or wrote it (the stored JSON,
+	// "" for no head): an append links its events to it and the append
+	// script writes them only if the stored head is still that one.
+	appendHead [64]map[string]string
+	dec        *storekit.DecodeCache
+	ix         storekit.Declared
 	// wait is how many replicas must confirm a write (0: none), within
 	// waitTimeout.
 	wait        int
@@ -289,9 +294,8 @@ func (noRetry) NoRetry() bool { return true }
 
 // write sends the commands of one acknowledged write in one round trip
 // (one per master when they span a cluster's slots: go-redis splits the
-// pipeline), each sent once (noRetry). It is the one way, besides
-// AppendEvents' transaction, by which a write the store acknowledges
-// reaches Redis, so that waiting for replicas to have it (WAIT, on the
+// pipeline), each sent once (noRetry). It is the one way by which a
+// write the store acknowledges reaches Redis, so that waiting for replicas to have it (WAIT, on the
 // same connection as the write) belongs here.
 func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	if err := ctx.Err(); err != nil {
@@ -431,6 +435,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		return err
 	}
 	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
 	now := storekit.Now()
@@ -612,6 +619,9 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, false); err != nil {
 		return err
 	}
+	if err := storekit.NoEvent(opts); err != nil {
+		return err
+	}
 	// Seq and Created never change, so they can be read before the script;
 	// the script's version and seq check makes sure they belong to the
 	// record it replaces.
@@ -667,6 +677,9 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		return err
 	}
 	if err := storekit.CheckOpts(opts, true); err != nil {
+		return err
+	}
+	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
 	res := ""
@@ -1007,10 +1020,11 @@ const maxAppendAttempts = 100
 // AppendEvents appends to a tenant's chain; see store.Store.
 //
 // The hash needs SHA-256, which Redis scripts do not offer, so the chain is
-// linked here: WATCH the head, read it, link the events, and write them
-// with the new head in MULTI/EXEC; EXEC fails when another replica moved
-// the head in between, and the append starts over. Events and head share
-// the tenant's slot, so the transaction is valid on a cluster.
+// linked here, to the head this replica last read or wrote, and the
+// append script writes the events with the new head only if the stored
+// head is still that one (one round trip); otherwise it answers the
+// stored head, and the events are linked again to it. Events and head
+// share the tenant's slot, so the script is valid on a cluster.
 func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
 	norm, err := storekit.NormalizeEvents(tenant, data)
 	if err != nil {
@@ -1019,141 +1033,88 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	if len(norm) == 0 {
 		return []store.Event{}, nil
 	}
-	mu := &s.appendMu[stripe(tenant)]
+	i := stripe(tenant)
+	mu := &s.appendMu[i]
 	mu.Lock()
 	defer mu.Unlock()
+	if s.appendHead[i] == nil {
+		s.appendHead[i] = map[string]string{}
+	}
+	heads := s.appendHead[i]
+	// Unless the append is known to have written or not, the head is read
+	// again by the next one.
+	raw, known := heads[tenant]
+	delete(heads, tenant)
 
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
-	var movingUntil time.Time
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
-		var out []store.Event
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			var h head
-			b, err := tx.Get(ctx, headKey).Bytes()
+		if !known {
+			b, err := s.rdb.Get(ctx, headKey).Result()
 			switch {
 			case errors.Is(err, redis.Nil):
-				// The chain starts here (or the server lost its data):
-				// list the tenant before its first event exists, so that
-				// a tenant with events is always listed; EventTenants
-				// skips one whose append never completed. A tenant with
-				// a head was listed by the append that made it. (A write
-				// of its own: the set is a platform key, outside the
-				// tenant's slot and this transaction.)
-				if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
-					return err
-				}
+				raw = ""
 			case err != nil:
-				return err
+				return nil, wrap(err)
 			default:
-				if err := json.Unmarshal(b, &h); err != nil {
-					return fmt.Errorf("redis store: corrupt event head: %w", err)
-				}
+				raw = b
 			}
-			evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
-			members := make([]redis.Z, len(evs))
-			for i := range evs {
-				eb, err := json.Marshal(&evs[i])
-				if err != nil {
-					return err
-				}
-				members[i] = redis.Z{Score: float64(evs[i].Seq), Member: string(eb)}
-			}
-			last := evs[len(evs)-1]
-			hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
-			if err != nil {
-				return err
-			}
-			// The other acknowledged write besides Store.write: the wait
-			// for replicas goes after EXEC, on this transaction's
-			// connection.
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.ZAdd(ctx, eventsKey, members...)
-				p.Set(ctx, headKey, hb, 0)
-				return nil
-			})
-			if err == nil {
-				out = evs
-				if s.wait > 0 {
-					need := s.needForKey(ctx, headKey)
-					w := redis.NewCmd(ctx, "wait", need, s.waitTimeout.Milliseconds())
-					_ = tx.Process(ctx, noRetry{w})
-					n, werr := w.Int64()
-					if werr != nil {
-						return &waitErr{fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, werr)}
-					}
-					if n < int64(need) {
-						return &waitErr{s.errFewReplicas(n, need)}
-					}
-				}
-			}
-			return err
-		}, headKey)
-		if err == nil && out != nil {
-			return out, nil
+			known = true
 		}
-		if we, ok := err.(*waitErr); ok {
-			// Appended, not confirmed: never appended again.
-			return nil, we.err
-		}
-		if err == nil {
-			// go-redis' cluster Watch answers nil without running fn when
-			// its last redirect (the slot moving) used up its budget.
-			err = errNotRun
-		}
-		if s.slotMoving(err) {
-			// Not an attempt lost to another replica: wait for the slot.
-			if movingUntil.IsZero() {
-				movingUntil = time.Now().Add(slotMoveWait)
-			} else if time.Now().After(movingUntil) {
+		var h head
+		if raw == "" {
+			// The chain starts here (or the server lost its data): list
+			// the tenant before its first event exists, so that a tenant
+			// with events is always listed; EventTenants skips one whose
+			// append never completed. (A write of its own: the set is a
+			// platform key, outside the tenant's slot and the script.)
+			if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
 				return nil, wrap(err)
 			}
-			attempt--
-			if err := slotPause(ctx); err != nil {
+		} else if err := json.Unmarshal([]byte(raw), &h); err != nil {
+			return nil, fmt.Errorf("redis store: corrupt event head: %w", err)
+		}
+		evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+		last := evs[len(evs)-1]
+		hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
+		if err != nil {
+			return nil, err
+		}
+		args := make([]any, 0, 2+2*len(evs))
+		args = append(args, raw, string(hb))
+		for i := range evs {
+			eb, err := json.Marshal(&evs[i])
+			if err != nil {
 				return nil, err
 			}
-			continue
+			args = append(args, evs[i].Seq, string(eb))
 		}
-		if !errors.Is(err, redis.TxFailedErr) {
-			return nil, wrap(err)
+		// runScript waits for replicas after the script, and reports an
+		// append written but not confirmed as an error: it is never
+		// appended again.
+		reply, err := s.runScript(ctx, appendEventsScript, []string{headKey, eventsKey}, args...)
+		if err != nil {
+			return nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
+		switch replyCode(reply) {
+		case "OK":
+			heads[tenant] = string(hb)
+			return evs, nil
+		case "STALE":
+			// Another replica appended (or the head is gone): link to
+			// the stored head.
+			raw = replyDetail(reply)
+		default:
+			return nil, fmt.Errorf("redis store: unexpected append reply %v", reply)
+		}
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
+			}
 		}
 	}
 	return nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
-}
-
-var errNotRun = errors.New("redis store: transaction not run")
-
-// waitErr is the error of an append written but not confirmed by enough
-// replicas (not to be mistaken for a transaction that did not run).
-type waitErr struct{ err error }
-
-func (e *waitErr) Error() string { return e.err.Error() }
-
-// slotMoving tells, on a cluster, an error of a transaction whose slot is
-// moving or has moved (MOVED, ASK, TRYAGAIN, or EXECABORT after one of
-// them): nothing was written, go-redis does not follow a redirect met
-// inside a WATCH transaction, so the topology is loaded again and the
-// transaction starts over.
-func (s *Store) slotMoving(err error) bool {
-	if s.cluster == nil {
-		return false
-	}
-	if errors.Is(err, errNotRun) {
-		s.cluster.ReloadState(context.Background())
-		return true
-	}
-	msg := err.Error()
-	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "EXECABORT"} {
-		if strings.HasPrefix(msg, p) {
-			s.cluster.ReloadState(context.Background())
-			return true
-		}
-	}
-	return false
 }
 
 func stripe(tenant string) int {

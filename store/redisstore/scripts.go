@@ -274,3 +274,16 @@ local doc = redis.call('HGET', ARGV[2] .. id, 'doc')
 if not doc then return {id} end
 return doc
 `)
+
+// appendEventsScript appends linked events to a tenant's chain if its
+// head is still the one they were linked to.
+// KEYS: head, events
+// ARGV: the expected head ("" for none), the new head, then (seq, event
+// JSON) pairs
+var appendEventsScript = newScript(`
+local h = redis.call('GET', KEYS[1]) or ''
+if h ~= ARGV[1] then return {'STALE', h} end
+for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+return {'OK'}
+`)

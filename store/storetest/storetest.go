@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"Events", testEvents},
 		{"EventsConcurrent", testEventsConcurrent},
 		{"EventsDataRoundTrip", testEventsDataRoundTrip},
+		{"EventWithCreate", testEventWithCreate},
 		{"CountRecords", testCountRecords},
 		{"Throttle", testThrottle},
 		{"ThrottleConcurrent", testThrottleConcurrent},

@@ -99,6 +99,14 @@ func CheckOpts(opts store.WriteOpts, allowQuota bool) error {
 	return nil
 }
 
+// NoEvent refuses WriteOpts.Event where a write does not take it.
+func NoEvent(opts store.WriteOpts) error {
+	if opts.Event != nil {
+		return Invalid("this write takes no event record")
+	}
+	return nil
+}
+
 // CheckIntent validates an intent and fills in its creation time.
 func CheckIntent(in *store.Intent, now time.Time) (*store.Intent, error) {
 	if in == nil {

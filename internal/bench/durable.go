@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Operation names of the durability rows (bolt only, the daemon stopped).
+const (
+	OpFsync      = "fsync (4 KiB write + fdatasync, store directory)"
+	OpBoltCommit = "bolt commit (one 300-byte record, bbolt alone)"
+)
+
+// durableRows measure, in the bolt store's directory with the daemon
+// stopped, what durability costs on this disk: one fsync (the floor of any
+// durable write), and one bbolt commit of an event-sized record (bbolt
+// writes the changed pages, syncs, writes its meta page and syncs again).
+// The 1-connection latency target of a durable store is stated against
+// the first.
+func durableRows(ctx context.Context, dir string, p Phase) ([]Result, error) {
+	f, err := os.CreateTemp(dir, "fsync-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	page := make([]byte, 4096)
+	var off int64
+	fs := withOwnCPU(p, func() Result {
+		return measure(ctx, 1, p, func(context.Context, int) error {
+			if _, err := f.WriteAt(page, off); err != nil {
+				return err
+			}
+			off = (off + 4096) % (64 << 12)
+			return f.Sync()
+		}, nil)
+	})
+	fs.Op = OpFsync
+
+	path := filepath.Join(dir, "commit-bench.db")
+	defer os.Remove(path)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return []Result{fs}, err
+	}
+	defer db.Close()
+	rec := []byte(strings.Repeat("x", 300))
+	var seq uint64
+	bc := withOwnCPU(p, func() Result {
+		return measure(ctx, 1, p, func(context.Context, int) error {
+			return db.Update(func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucketIfNotExists([]byte("e"))
+				if err != nil {
+					return err
+				}
+				seq++
+				var k [8]byte
+				binary.BigEndian.PutUint64(k[:], seq)
+				return b.Put(k[:], rec)
+			})
+		}, nil)
+	})
+	bc.Op = OpBoltCommit
+	return []Result{fs, bc}, nil
+}
+
+// PerRequestTargets writes one line per target of the per-request-cost
+// issue and store: the daemon's CPU per request against the in-process
+// cost of the same HSM work, the 1-connection latency (on bolt against
+// what one fsync costs on this disk), the slowest request at 8
+// connections, and the share of the in-process limit at the highest
+// concurrency.
+func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
+	find := func(store, op string, c int) *Result {
+		for i := range rows {
+			if rows[i].Store == store && strings.HasPrefix(rows[i].Op, op) && rows[i].Concurrency == c &&
+				!strings.Contains(rows[i].Op, " stored") && !strings.Contains(rows[i].Op, crlLabel) {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	inproc := func(store, op string) *Result {
+		var best *Result
+		for i := range rows {
+			if rows[i].Store == store && strings.HasPrefix(rows[i].Op, op) && (best == nil || rows[i].Concurrency > best.Concurrency) {
+				best = &rows[i]
+			}
+		}
+		return best
+	}
+	mark := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	fmt.Fprintln(w, "Per-request targets:")
+	for _, s := range stores {
+		for _, t := range []struct {
+			op, in, what string
+			budget       time.Duration
+		}{
+			{OpSign, "in-process sign", "signing", 100 * time.Microsecond},
+			{OpIssue, "in-process issue", "issuance", 250 * time.Microsecond},
+		} {
+			r, l := find(s, t.op, maxC), inproc(s, t.in)
+			if r == nil || l == nil || r.CPUPerOp == 0 || l.CPUPerOp == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f): %s\n", s, t.what, maxC,
+				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
+		}
+		sign1, issue1 := find(s, OpSign, 1), find(s, OpIssue, 1)
+		if s == "bolt" {
+			if fs := find(s, OpFsync, 1); fs != nil {
+				limit := fs.P50 + 300*time.Microsecond
+				for _, r := range []*Result{sign1, issue1} {
+					if r != nil {
+						fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (one fsync %s ms + 0.3 = %s): %s\n", s, r.Op, ms(r.P50), ms(fs.P50), ms(limit),
+							mark(r.P50 <= limit && r.Errors == 0))
+					}
+				}
+			}
+		} else {
+			for _, x := range []struct {
+				r     *Result
+				limit time.Duration
+			}{{sign1, 350 * time.Microsecond}, {issue1, 800 * time.Microsecond}} {
+				if x.r != nil {
+					fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (<= %s): %s\n", s, x.r.Op, ms(x.r.P50), ms(x.limit),
+						mark(x.r.P50 <= x.limit && x.r.Errors == 0))
+				}
+			}
+		}
+		for _, op := range []string{OpIssue, OpSign, OpShow} {
+			if r := find(s, op, 8); r != nil {
+				fmt.Fprintf(w, "- %s: %s at 8: slowest request %s ms (< 50): %s\n", s, op, ms(r.Max), mark(r.Max < 50*time.Millisecond && r.Errors == 0))
+			}
+		}
+		for _, t := range []struct {
+			op    string
+			ratio float64
+		}{{OpSign, 0.5}, {OpIssue, 0.6}} {
+			if r := find(s, t.op, maxC); r != nil && r.Ratio > 0 {
+				ok := r.Ratio >= t.ratio && r.P99 <= 25*time.Millisecond && r.Errors == 0
+				fmt.Fprintf(w, "- %s: %s at %d: %.2f of the in-process limit (>= %.1f), p99 %s ms (<= 25): %s\n", s, t.op, maxC, r.Ratio, t.ratio, ms(r.P99), mark(ok))
+			}
+		}
+	}
+}
