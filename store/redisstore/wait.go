@@ -258,18 +258,6 @@ func (s *Store) needFor(c redis.Cmdable) int {
 	return s.online.need(addr)
 }
 
-// needForKey is how many replicas a write of key waits for.
-func (s *Store) needForKey(ctx context.Context, key string) int {
-	if s.online == nil || s.cluster == nil {
-		return s.needFor(s.rdb)
-	}
-	node, err := s.cluster.MasterForKey(ctx, key)
-	if err != nil {
-		return s.wait
-	}
-	return s.online.need(node.Options().Addr)
-}
-
 // WaitsForAllOnline reports whether writes wait for every online replica
 // of their master (at least one) rather than a fixed number.
 func (s *Store) WaitsForAllOnline() bool { return s.online != nil }
