@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,7 +55,8 @@ func (s *Store) pickWait(ctx context.Context, opts Options) error {
 		s.wait = max(opts.WaitReplicas, 0)
 		return nil
 	}
-	o := &onlineReplicas{s: s, counts: map[string]int{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	o := &onlineReplicas{s: s, counts: map[string]int{}, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		hold: time.Duration(holdFall.Load())}
 	has, err := o.refresh(ctx)
 	if err != nil {
 		return fmt.Errorf("replication state: %w", err)
@@ -95,6 +97,7 @@ type onlineReplicas struct {
 	kick   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+	hold   time.Duration // holdFall at open
 }
 
 // peak is the highest count of a master within holdFall, and when it was
@@ -108,8 +111,10 @@ type peak struct {
 const refreshEvery = time.Second
 
 // holdFall is how long writes keep waiting for as many replicas as were
-// online, after fewer are.
-var holdFall = 10 * time.Second
+// online, after fewer are (read by each store at open; tests shorten it).
+var holdFall atomic.Int64
+
+func init() { holdFall.Store(int64(10 * time.Second)) }
 
 // refresh counts the online replicas of every master; has reports whether
 // some master has a replica (online or not).
@@ -151,7 +156,7 @@ func (o *onlineReplicas) refresh(ctx context.Context) (has bool, err error) {
 	for addr, n := range counts {
 		o.counts[addr] = n
 		switch p := o.peaks[addr]; {
-		case n >= p.n || now.Sub(p.at) > holdFall:
+		case n >= p.n || now.Sub(p.at) > o.hold:
 			o.peaks[addr] = peak{n: n, at: now}
 		default:
 			fell = append(fell, addr)
@@ -231,7 +236,7 @@ func (o *onlineReplicas) need(addr string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := o.counts[addr]
-	if p, ok := o.peaks[addr]; ok && time.Since(p.at) <= holdFall {
+	if p, ok := o.peaks[addr]; ok && time.Since(p.at) <= o.hold {
 		n = max(n, p.n)
 	}
 	return max(n, 1)
