@@ -133,3 +133,11 @@ func ErrorCode(err error) string {
 // the call never reached it. A caller may forget an operation it failed
 // without asking the token what it did.
 func NotSent(err error) bool { return errors.Is(err, errNotSent) }
+
+// StillRunning reports a call that reached the token and had not answered
+// by its deadline: it may still complete after the caller gave up (a key
+// may appear after a look for it found nothing).
+func StillRunning(err error) bool {
+	var d *deadlineError
+	return errors.As(err, &d) && !d.notSent
+}

@@ -417,10 +417,14 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	var objs []pkcs11.ObjectHandle
+	private := false
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_SECRET_KEY} {
 		found, err := h.findByID(ctx, b, id, classPtr(class))
 		if err != nil {
 			return h.check(b, fmt.Sprintf("find key %q", id), err)
+		}
+		if class == pkcs11.CKO_PRIVATE_KEY && len(found) > 0 {
+			private = true
 		}
 		objs = append(objs, found...)
 		if class == pkcs11.CKO_SECRET_KEY && len(found) > 0 {
@@ -432,7 +436,11 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 			objs = append(objs, mac...)
 		}
 	}
-	if len(objs) == 0 {
+	if !private {
+		// Private and secret objects are visible to a logged-in session
+		// only: a token that dropped the login (its sessions closed under
+		// us) shows the public half alone, and destroying that and calling
+		// the key gone would orphan the private half.
 		if err := h.confirmAbsent(ctx, b, fmt.Sprintf("find key %q", id), nil); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -149,4 +150,12 @@ func TestCloseUnderLoad(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	}
+}
+
+// A deadline error is "still running" only for a call that was sent.
+func TestStillRunning(t *testing.T) {
+	assert.True(t, StillRunning(fmt.Errorf("wrapped: %w", &deadlineError{what: "C_Sign", after: time.Second})))
+	assert.False(t, StillRunning(&deadlineError{what: "no free session", after: time.Second, notSent: true}))
+	assert.False(t, StillRunning(ErrUnavailable))
+	assert.False(t, StillRunning(nil))
 }

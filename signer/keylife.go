@@ -175,6 +175,13 @@ func (e *Core) newKeyOnce(ctx context.Context, tenant, kind, resourceID string, 
 		cancel()
 		return nil, HSMError(err, "key")
 	}
+	if hsm.StillRunning(err) {
+		// The creation may still complete in the token after its
+		// deadline: a destroy now could find nothing and drop the intent
+		// before the key appears. The reconciler settles it later.
+		e.log.Warn("key creation unanswered in time; left for the reconciler", "key_id", id, "intent", intent)
+		return nil, HSMError(err, "key")
+	}
 	if err != nil {
 		// The key may exist if the HSM failed after creating it; the
 		// destroy below or the reconciler settles it.
