@@ -74,7 +74,8 @@ func (p *pool) shrink() bool {
 // put keeps s for the next call, or closes it when the call may have left
 // it unusable or was abandoned past its deadline.
 func (p *pool) put(s pkcs11.SessionHandle, err error, retire bool) {
-	if retire || err != nil && (isSessionFault(err) || isOperationActive(err) || isOperationLeft(err)) {
+	var left operationLeft
+	if retire || isSessionFault(err) || isOperationActive(err) || errors.As(err, &left) {
 		_ = p.b.p.CloseSession(s)
 		return
 	}
@@ -105,11 +106,6 @@ func (p *pool) closeIdle() {
 type operationLeft struct{ err error }
 
 func (e operationLeft) Error() string { return e.err.Error() }
-
-func isOperationLeft(err error) bool {
-	var left operationLeft
-	return errors.As(err, &left)
-}
 func (e operationLeft) Unwrap() error { return e.err }
 
 // deadlineError is a call that got no answer, or no session, in time. It
@@ -181,60 +177,28 @@ func (b *backend) runOnce(ctx context.Context, timeout time.Duration, f func(p *
 			return fmt.Errorf("%w: the sessions of %s are being closed%w", ErrUnavailable, h.token(), notSentMark)
 		}
 		h.busy.Add(1)
-		w := newWork(b, f)
+		res := make(chan error, 1)
+		w := &work{b: b, f: f, res: res}
 		go w.do()
-		call := newCallTimer(timeout)
+		call := time.NewTimer(timeout)
 		select {
-		case err := <-w.res:
-			// Answered: the call's goroutine is done with w and the timer
-			// did not fire (or its value is dropped by Stop).
+		case err := <-res:
 			call.Stop()
-			callTimers.Put(call)
-			w.f = nil
-			works.Put(w)
 			if err == errShrunk {
 				continue
 			}
 			h.brk.answered()
 			return err
 		case <-call.C:
-			// The timer fired and is spent; w stays with its goroutine.
-			callTimers.Put(call)
 			w.abandoned.Store(true)
 			h.brk.stalled()
 			return &deadlineError{what: "no answer from " + h.token(), after: timeout}
 		case <-ctx.Done():
 			call.Stop()
-			callTimers.Put(call)
 			w.abandoned.Store(true)
 			return ctx.Err()
 		}
 	}
-}
-
-// works and callTimers keep what a call needs between calls: a call costs
-// a goroutine but no allocation of its own. A work goes back only once its
-// goroutine has answered (an abandoned one is left to it), a timer only
-// once stopped or fired (Go's timers then hold no stale value: Reset
-// starts afresh).
-var (
-	works      = sync.Pool{New: func() any { return &work{res: make(chan error, 1)} }}
-	callTimers sync.Pool
-)
-
-func newWork(b *backend, f func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error) *work {
-	w := works.Get().(*work)
-	w.b, w.f = b, f
-	w.abandoned.Store(false)
-	return w
-}
-
-func newCallTimer(d time.Duration) *time.Timer {
-	if t, ok := callTimers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
 }
 
 // work is one call on a session, run by a goroutine of its own.
@@ -268,11 +232,9 @@ func (w *work) do() {
 	}
 	b.pool.h.busy.Add(-1)
 	b.pool.permits <- struct{}{}
-	if err != nil {
-		var left operationLeft
-		if errors.As(err, &left) {
-			err = left.err
-		}
+	var left operationLeft
+	if errors.As(err, &left) {
+		err = left.err
 	}
 	w.res <- err
 }
