@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
@@ -211,18 +213,31 @@ func TestOperationLeftActive(t *testing.T) {
 	ed, err := h.Generate(ctx, "ed", "hsmca/test/ed", ED25519)
 	require.NoError(t, err)
 	require.NoError(t, h.EnsureWrappingKey(ctx, "wrap", "hsmca/test/wrap"))
-	// Concurrent calls, so that the pool opens all its sessions.
+	// Calls that hold their sessions until all hold one: the pool opens
+	// all its sessions (on a loaded machine, calls left to themselves may
+	// follow one another on two).
+	b, err := h.acquire(ctx)
+	require.NoError(t, err)
+	var holding atomic.Int64
+	release := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 2 * cfg.PoolSize {
+	for range cfg.PoolSize {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			assert.NoError(t, trySign(ec))
-			assert.NoError(t, trySign(ed))
-			assert.NoError(t, wrapRoundTrip(ctx, h, "wrap"))
+			assert.NoError(t, b.run(ctx, time.Minute, "", func(*pkcs11.Ctx, pkcs11.SessionHandle) error {
+				holding.Add(1)
+				<-release
+				return nil
+			}))
 		}()
 	}
+	require.Eventually(t, func() bool { return holding.Load() == int64(cfg.PoolSize) }, 10*time.Second, 5*time.Millisecond)
+	close(release)
 	wg.Wait()
+	assert.NoError(t, trySign(ec))
+	assert.NoError(t, trySign(ed))
+	assert.NoError(t, wrapRoundTrip(ctx, h, "wrap"))
 
 	p, slot := secondHandle(t, tok)
 	require.GreaterOrEqual(t, leaveSearchActive(t, p, slot), 3)
