@@ -124,10 +124,13 @@ func chaosStore(t *testing.T, backend string, cfg *config.Config) (env []string,
 func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *chaosFault) *Report {
 	daemonBin, cliBin := binaries(t)
 	dir := t.TempDir()
-	port := testenv.FreePort(t)
 	storeCfg := &config.Config{}
 	storeCfg.Store.Backend = backend
 	storeCfg.Store.BoltPath = filepath.Join(dir, "hsmca.db")
+	// The store's servers first: their ports are taken before the
+	// daemon's is picked.
+	storeEnv, sen := chaosStore(t, backend, storeCfg)
+	port := testenv.FreePort(t)
 	env := []string{
 		"HSMCA_DATA_DIR=" + dir,
 		"HSMCA_LISTEN_ADDR=" + fmt.Sprintf("127.0.0.1:%d", port),
@@ -142,7 +145,6 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 		"HSMCA_CONFIG=",
 	}
 	env = append(env, tok.Env...)
-	storeEnv, sen := chaosStore(t, backend, storeCfg)
 	env = append(env, storeEnv...)
 	opts := Options{
 		Target: &Target{Daemon: daemonBin, CLI: cliBin, Env: env, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir},
