@@ -439,12 +439,8 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		r.WaitReplicas = &n
 	}
-	if v, ok := get("HSMCA_REDIS_WAIT_TIMEOUT"); ok && v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("config: HSMCA_REDIS_WAIT_TIMEOUT: want a positive duration such as 500ms, got %q", v)
-		}
-		r.WaitTimeout = d
+	if err := envDuration(get, "HSMCA_REDIS_WAIT_TIMEOUT", "500ms", &r.WaitTimeout); err != nil {
+		return err
 	}
 	if v, ok := get("HSMCA_REDIS_TLS"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
@@ -507,12 +503,8 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		s := uint(n)
 		c.PKCS11.Slot = &s
 	}
-	if v, ok := get("HSMCA_INVENTORY_INTERVAL"); ok && v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("config: HSMCA_INVENTORY_INTERVAL: want a positive duration such as 30s, got %q", v)
-		}
-		c.InventoryInterval = d
+	if err := envDuration(get, "HSMCA_INVENTORY_INTERVAL", "30s", &c.InventoryInterval); err != nil {
+		return err
 	}
 	if v, ok := get("HSMCA_OAUTH_ACCESS_TOKEN_TTL"); ok && v != "" {
 		d, err := time.ParseDuration(v)
@@ -521,17 +513,11 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 		}
 		c.OAuth.AccessTokenTTL = d
 	}
-	for _, d := range []struct {
-		env string
-		dst *time.Duration
-	}{{"HSMCA_PKCS11_CALL_TIMEOUT", &c.PKCS11.CallTimeout}, {"HSMCA_PKCS11_KEYGEN_TIMEOUT", &c.PKCS11.KeygenTimeout}} {
-		if v, ok := get(d.env); ok && v != "" {
-			t, err := time.ParseDuration(v)
-			if err != nil || t <= 0 {
-				return fmt.Errorf("config: %s: want a positive duration such as 5s, got %q", d.env, v)
-			}
-			*d.dst = t
-		}
+	if err := envDuration(get, "HSMCA_PKCS11_CALL_TIMEOUT", "5s", &c.PKCS11.CallTimeout); err != nil {
+		return err
+	}
+	if err := envDuration(get, "HSMCA_PKCS11_KEYGEN_TIMEOUT", "5s", &c.PKCS11.KeygenTimeout); err != nil {
+		return err
 	}
 	if v, ok := get("HSMCA_PKCS11_BREAKER_THRESHOLD"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -593,17 +579,11 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 }
 
 func (c *Config) applyEventsEnv(get func(string) (string, bool)) error {
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"HSMCA_EVENTS_CHECKPOINT_INTERVAL", &c.Events.CheckpointInterval}, {"HSMCA_EVENTS_EXPORT_POLL_INTERVAL", &c.Events.ExportPollInterval}} {
-		if v, ok := get(d.name); ok && v != "" {
-			dur, err := time.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return fmt.Errorf("config: %s: want a positive duration such as 5m, got %q", d.name, v)
-			}
-			*d.dst = dur
-		}
+	if err := envDuration(get, "HSMCA_EVENTS_CHECKPOINT_INTERVAL", "5m", &c.Events.CheckpointInterval); err != nil {
+		return err
+	}
+	if err := envDuration(get, "HSMCA_EVENTS_EXPORT_POLL_INTERVAL", "5m", &c.Events.ExportPollInterval); err != nil {
+		return err
 	}
 	if v, ok := get("HSMCA_EVENTS_EXPORT_FILE"); ok && v != "" {
 		c.exportSink("file", "file").Path = v
@@ -982,3 +962,19 @@ func CheckPublicBaseURL(raw string) (string, error) {
 
 // TLSEnabled reports whether the listener serves HTTPS.
 func (c *Config) TLSEnabled() bool { return c.TLS.Cert != "" }
+
+// envDuration sets *dst from the environment variable name when it is set
+// and not empty: a positive duration, else an error naming the variable
+// with an example value.
+func envDuration(get func(string) (string, bool), name, example string, dst *time.Duration) error {
+	v, ok := get(name)
+	if !ok || v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("config: %s: want a positive duration such as %s, got %q", name, example, v)
+	}
+	*dst = d
+	return nil
+}
