@@ -90,8 +90,9 @@ type Core struct {
 	hsmMu   sync.Mutex
 	hsmDown atomic.Pointer[string] // why the HSM is not open yet
 
-	quotas   map[string]int64
-	instance string
+	quotas    map[string]int64
+	quotaFull sync.Map // quotaKey -> time a quota was found full (QuotaFreeIfFull)
+	instance  string
 
 	inventoryStop chan struct{}
 	inventoryDone chan struct{}

@@ -96,6 +96,43 @@ func TestQuotaFree(t *testing.T) {
 	assert.Equal(t, int64(-1), limit)
 }
 
+func TestQuotaFreeIfFullReadsOnlyAfterAFullQuota(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
+	require.NoError(t, err)
+	now := time.Unix(1_800_000_000, 0)
+	e := New(Options{Store: st, Now: func() time.Time { return now },
+		Families: []Family{{Name: "things", Quotas: []QuotaDefault{{Resource: "things", Default: 2}}}}})
+	t.Cleanup(func() { e.Close(); st.Close() })
+	ctx := context.Background()
+	require.NoError(t, st.ReserveQuota(ctx, "acme", "things", 2, -1))
+
+	limit, err := e.QuotaFreeIfFull(ctx, "acme", "things")
+	require.NoError(t, err, "never found full: no read, the commit decides")
+	assert.Equal(t, int64(2), limit)
+
+	e.NoteQuotaFull("acme", "things") // a commit was refused
+	_, err = e.QuotaFreeIfFull(ctx, "acme", "things")
+	assert.Equal(t, KindQuotaExceeded, KindOf(err), "found full: read before the work")
+	_, err = e.QuotaFreeIfFull(ctx, "globex", "things")
+	assert.NoError(t, err, "per tenant")
+
+	now = now.Add(quotaFullMemory - time.Millisecond)
+	_, err = e.QuotaFreeIfFull(ctx, "acme", "things")
+	assert.Equal(t, KindQuotaExceeded, KindOf(err), "each refusal renews the memory")
+	now = now.Add(quotaFullMemory + time.Millisecond)
+	_, err = e.QuotaFreeIfFull(ctx, "acme", "things")
+	assert.NoError(t, err, "forgotten after quiet: the commit decides again")
+
+	_, err = e.QuotaFree(ctx, "acme", "things")
+	assert.Equal(t, KindQuotaExceeded, KindOf(err))
+	require.NoError(t, st.ReleaseQuota(ctx, "acme", "things", 1))
+	_, err = e.QuotaFreeIfFull(ctx, "acme", "things")
+	assert.NoError(t, err, "QuotaFree's refusal is remembered; the read then finds room")
+	require.NoError(t, st.ReserveQuota(ctx, "acme", "things", 1, -1))
+	_, err = e.QuotaFreeIfFull(ctx, "acme", "things")
+	assert.NoError(t, err, "room found: no more reads until the next refusal")
+}
+
 func TestFamiliesAreRegisteredOnce(t *testing.T) {
 	assert.Panics(t, func() { New(Options{Families: []Family{{Name: "a"}, {Name: "a"}}}) })
 	assert.Panics(t, func() { New(Options{Families: []Family{{Name: "core"}}}) }, "the core's own name")

@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // QuotaDefault declares one per-tenant quota resource of a family: its name
@@ -68,8 +69,50 @@ func (e *Core) QuotaFree(ctx context.Context, tenant, resource string) (limit in
 		return limit, StoreErr(err, "quota")
 	}
 	if used >= limit {
+		e.quotaFull.Store(quotaKey{tenant, resource}, e.now())
 		return limit, &Error{Kind: KindQuotaExceeded, Reason: ReasonQuota,
 			Msg: fmt.Sprintf("the tenant's quota of %d %s is used up", limit, resource)}
 	}
 	return limit, nil
 }
+
+// quotaFullMemory is how long a quota found full keeps QuotaFreeIfFull
+// reading the use before each operation.
+const quotaFullMemory = 2 * time.Second
+
+// QuotaFreeIfFull is QuotaFree for operations whose work before the
+// commit is cheap enough to spend in vain now and then (one HSM
+// signature, not a new key): it reads the use, a store round trip, only
+// while the tenant's quota of resource was found full within the last
+// quotaFullMemory (a refusal of QuotaFree, this, or a commit reported by
+// NoteQuotaFull). Otherwise it answers at once and the commit's atomic
+// reservation decides alone, so the common case costs no read. While the
+// quota stays full every request is still refused before its work, save
+// the first one after each quotaFullMemory of quiet.
+func (e *Core) QuotaFreeIfFull(ctx context.Context, tenant, resource string) (int64, error) {
+	limit := e.QuotaLimit(resource)
+	if limit < 0 {
+		return limit, nil
+	}
+	k := quotaKey{tenant, resource}
+	at, seen := e.quotaFull.Load(k)
+	if !seen || e.now().Sub(at.(time.Time)) > quotaFullMemory {
+		return limit, nil
+	}
+	limit, err := e.QuotaFree(ctx, tenant, resource)
+	switch {
+	case KindOf(err) == KindQuotaExceeded:
+		e.quotaFull.Store(k, e.now())
+	case err == nil:
+		e.quotaFull.Delete(k)
+	}
+	return limit, err
+}
+
+// NoteQuotaFull records that a commit found the tenant's quota of
+// resource full (store.ErrQuotaExceeded), for QuotaFreeIfFull.
+func (e *Core) NoteQuotaFull(tenant, resource string) {
+	e.quotaFull.Store(quotaKey{tenant, resource}, e.now())
+}
+
+type quotaKey struct{ tenant, resource string }

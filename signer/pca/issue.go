@@ -173,7 +173,7 @@ func (s *Service) IssueFromCSR(ctx context.Context, tenant string, in CertFromCS
 	op := s.core.Start(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR")
 	p, err := s.prepareFromCSR(ctx, tenant, in)
 	if err == nil {
-		err = s.certQuotaFree(ctx, tenant)
+		err = s.certQuotaFreeIfFull(ctx, tenant)
 	}
 	if err != nil {
 		return id, op.Done("", err)

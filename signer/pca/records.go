@@ -298,7 +298,17 @@ func (s *Service) sign(ctx context.Context, is *issuer, tmpl *x509.Certificate, 
 // up; the store reserves the unit atomically at commit. A failure to read
 // the use is no refusal: the commit decides.
 func (s *Service) certQuotaFree(ctx context.Context, tenant string) error {
-	limit, err := s.core.QuotaFree(ctx, tenant, QuotaCertificates)
+	return certQuotaCheck(s.core.QuotaFree(ctx, tenant, QuotaCertificates))
+}
+
+// certQuotaFreeIfFull is certQuotaFree for an issuance whose only work
+// before the commit is one signature: the use is read only while the
+// quota was recently found full (signer.Core.QuotaFreeIfFull).
+func (s *Service) certQuotaFreeIfFull(ctx context.Context, tenant string) error {
+	return certQuotaCheck(s.core.QuotaFreeIfFull(ctx, tenant, QuotaCertificates))
+}
+
+func certQuotaCheck(limit int64, err error) error {
 	if signer.KindOf(err) == signer.KindQuotaExceeded {
 		return certQuotaErr(limit, nil)
 	}
@@ -334,6 +344,7 @@ func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string,
 		case err == nil:
 			return nil
 		case errors.Is(err, store.ErrQuotaExceeded):
+			s.core.NoteQuotaFull(tenant, QuotaCertificates)
 			return certQuotaErr(limit, err)
 		case errors.Is(err, store.ErrExists) && attempt < 3:
 			continue
