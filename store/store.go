@@ -98,6 +98,29 @@ type EventsWithCreate interface {
 	EventsWithCreate()
 }
 
+// EventGuard makes the append of one event conditional on a record of
+// the event's tenant: the record (Kind, ID) must exist at Version. An
+// operation that acted on what it read of a record earlier (a key's
+// state, which HSM object it names) records its success only if the
+// record has not changed since, in the same atomic step as the append,
+// instead of reading the record again before acting.
+type EventGuard struct {
+	Kind    string
+	ID      string
+	Version uint64
+}
+
+// GuardedEvents is implemented by stores that append events under
+// guards (both backends).
+type GuardedEvents interface {
+	// AppendEventsIf is AppendEvents where guards[i], when not nil, must
+	// hold for data[i] to be appended: the events whose guards fail are
+	// left out and listed in dropped (indexes into data); the others are
+	// appended in order, atomically with the checks. len(guards) must be
+	// len(data).
+	AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*EventGuard) (evs []Event, dropped []int, err error)
+}
+
 // Match says how a Filter compares.
 type Match int
 

@@ -875,6 +875,78 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	return out, nil
 }
 
+// AppendEventsIf is AppendEvents under guards (store.GuardedEvents):
+// each guard is checked in the transaction of the append, so that no
+// write to the guarded record can fall between the check and the append.
+func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+	if len(guards) != len(data) {
+		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
+	}
+	for _, g := range guards {
+		if g != nil {
+			if err := storekit.CheckRef(g.Kind, tenant, g.ID); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	norm, err := storekit.NormalizeEvents(tenant, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		out     []store.Event
+		dropped []int
+	)
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		// A group commit may run this more than once: start afresh.
+		out, dropped = nil, nil
+		keep := make([]json.RawMessage, 0, len(norm))
+		for i := range norm {
+			if g := guards[i]; g != nil {
+				ok, err := s.guardHolds(tx, tenant, g)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					dropped = append(dropped, i)
+					continue
+				}
+			}
+			keep = append(keep, norm[i])
+		}
+		if len(keep) == 0 {
+			return nil
+		}
+		var err error
+		out, err = appendEventsTx(tx, tenant, keep)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if out == nil {
+		out = []store.Event{}
+	}
+	return out, dropped, nil
+}
+
+// guardHolds reports whether a guard's record exists at its version.
+func (s *Store) guardHolds(tx *bolt.Tx, tenant string, g *store.EventGuard) (bool, error) {
+	kb, err := openKind(tx, tenant, g.Kind, false)
+	if err != nil || kb == nil {
+		return false, err
+	}
+	v := kb.recs.Get([]byte(g.ID))
+	if v == nil {
+		return false, nil
+	}
+	rec, err := s.dec.Decode(g.Kind+"\x00"+tenant+"\x00"+g.ID, v, decodeRecord)
+	if err != nil {
+		return false, err
+	}
+	return rec.Version == g.Version, nil
+}
+
 // appendEventsTx links norm (normalized) to the tenant's chain in tx.
 func appendEventsTx(tx *bolt.Tx, tenant string, norm []json.RawMessage) ([]store.Event, error) {
 	tb, err := tenantBucket(tx, tenant, true)

@@ -1026,12 +1026,35 @@ const maxAppendAttempts = 100
 // stored head, and the events are linked again to it. Events and head
 // share the tenant's slot, so the script is valid on a cluster.
 func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
+	evs, _, err := s.appendEvents(ctx, tenant, data, nil)
+	return evs, err
+}
+
+// AppendEventsIf is AppendEvents under guards (store.GuardedEvents): the
+// script that appends checks each guard's record version first, in the
+// tenant's slot, and appends nothing when one fails; the events of the
+// failed guards are then left out and the rest linked again.
+func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+	if len(guards) != len(data) {
+		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
+	}
+	for _, g := range guards {
+		if g != nil {
+			if err := storekit.CheckRef(g.Kind, tenant, g.ID); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return s.appendEvents(ctx, tenant, data, guards)
+}
+
+func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
 	norm, err := storekit.NormalizeEvents(tenant, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(norm) == 0 {
-		return []store.Event{}, nil
+		return []store.Event{}, nil, nil
 	}
 	i := stripe(tenant)
 	mu := &s.appendMu[i]
@@ -1046,6 +1069,12 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	raw, known := heads[tenant]
 	delete(heads, tenant)
 
+	// pos[j] is the index in data of norm[j]: guards fail one by one.
+	pos := make([]int, len(norm))
+	for j := range pos {
+		pos[j] = j
+	}
+	var dropped []int
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		if !known {
@@ -1054,11 +1083,16 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			case errors.Is(err, redis.Nil):
 				raw = ""
 			case err != nil:
-				return nil, wrap(err)
+				return nil, nil, wrap(err)
 			default:
 				raw = b
 			}
 			known = true
+		}
+		if len(norm) == 0 {
+			// Every guard failed: nothing to write, the head stands.
+			heads[tenant] = raw
+			return []store.Event{}, dropped, nil
 		}
 		var h head
 		if raw == "" {
@@ -1068,53 +1102,90 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 			// append never completed. (A write of its own: the set is a
 			// platform key, outside the tenant's slot and the script.)
 			if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
-				return nil, wrap(err)
+				return nil, nil, wrap(err)
 			}
 		} else if err := json.Unmarshal([]byte(raw), &h); err != nil {
-			return nil, fmt.Errorf("redis store: corrupt event head: %w", err)
+			return nil, nil, fmt.Errorf("redis store: corrupt event head: %w", err)
 		}
 		evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
 		last := evs[len(evs)-1]
 		hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		args := make([]any, 0, 2+2*len(evs))
+		keys := []string{headKey, eventsKey}
+		args := make([]any, 0, 3+2*len(evs))
 		args = append(args, raw, string(hb))
+		script := appendEventsScript
+		if guards != nil {
+			script = appendEventsIfScript
+			args = append(args, 0)
+			n := 0
+			for j, at := range pos {
+				if g := guards[at]; g != nil {
+					keys = append(keys, s.recKey(tenant, g.Kind, g.ID))
+					args = append(args, j, strconv.FormatUint(g.Version, 10))
+					n++
+				}
+			}
+			args[2] = n
+		}
 		for i := range evs {
 			eb, err := json.Marshal(&evs[i])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			args = append(args, evs[i].Seq, string(eb))
 		}
 		// runScript waits for replicas after the script, and reports an
 		// append written but not confirmed as an error: it is never
 		// appended again.
-		reply, err := s.runScript(ctx, appendEventsScript, []string{headKey, eventsKey}, args...)
+		reply, err := s.runScript(ctx, script, keys, args...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch replyCode(reply) {
 		case "OK":
 			heads[tenant] = string(hb)
-			return evs, nil
+			return evs, dropped, nil
 		case "STALE":
 			// Another replica appended (or the head is gone): link to
 			// the stored head.
 			raw = replyDetail(reply)
+		case "GUARD":
+			// Nothing written, the head checked: leave out the events
+			// whose guards failed and link the rest again at once.
+			failed := map[int]bool{}
+			for _, v := range reply[1:] {
+				j, err := strconv.Atoi(fmt.Sprint(v))
+				if err != nil || j < 0 || j >= len(norm) {
+					return nil, nil, fmt.Errorf("redis store: unexpected append reply %v", reply)
+				}
+				failed[j] = true
+			}
+			keepN, keepP := norm[:0:0], pos[:0:0]
+			for j := range norm {
+				if failed[j] {
+					dropped = append(dropped, pos[j])
+					continue
+				}
+				keepN, keepP = append(keepN, norm[j]), append(keepP, pos[j])
+			}
+			norm, pos = keepN, keepP
+			slices.Sort(dropped)
+			continue
 		default:
-			return nil, fmt.Errorf("redis store: unexpected append reply %v", reply)
+			return nil, nil, fmt.Errorf("redis store: unexpected append reply %v", reply)
 		}
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
+	return nil, nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
 }
 
 func stripe(tenant string) int {

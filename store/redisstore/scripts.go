@@ -275,6 +275,29 @@ if not doc then return {id} end
 return doc
 `)
 
+// appendEventsIfScript is appendEventsScript with guards: each names a
+// record that must exist at a version for the append to go ahead.
+// KEYS: head, events, then each guard's record
+// ARGV: the expected head, the new head, the number of guards n, then n
+// (event position, version) pairs, then (seq, event JSON) pairs
+// Answers OK, STALE with the stored head, or GUARD with the positions of
+// the events whose guards failed (nothing written).
+var appendEventsIfScript = newScript(`
+local h = redis.call('GET', KEYS[1]) or ''
+if h ~= ARGV[1] then return {'STALE', h} end
+local n = tonumber(ARGV[3])
+local failed = {'GUARD'}
+for g = 1, n do
+  if redis.call('HGET', KEYS[2 + g], 'ver') ~= ARGV[3 + 2 * g] then
+    failed[#failed + 1] = ARGV[2 + 2 * g]
+  end
+end
+if #failed > 1 then return failed end
+for i = 4 + 2 * n, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+return {'OK'}
+`)
+
 // appendEventsScript appends linked events to a tenant's chain if its
 // head is still the one they were linked to.
 // KEYS: head, events

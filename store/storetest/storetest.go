@@ -53,6 +53,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventsConcurrent", testEventsConcurrent},
 		{"EventsDataRoundTrip", testEventsDataRoundTrip},
 		{"EventWithCreate", testEventWithCreate},
+		{"EventsIf", testEventsIf},
 		{"CountRecords", testCountRecords},
 		{"Throttle", testThrottle},
 		{"ThrottleConcurrent", testThrottleConcurrent},
