@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -634,4 +635,23 @@ func TestKeysDisableReachesEveryReplica(t *testing.T) {
 
 	require.Equal(t, 204, a.Do("DELETE", "/v1/keys/"+k.ID, admin, nil).Status)
 	nativeErr(t, b.Do("POST", "/v1/keys/"+k.ID+"/sign", admin, body), 404, "NotFound", "")
+
+	// b signs a key it knows without reading its record first; the event
+	// of each signature goes in only while the record is unchanged, so
+	// the log holds exactly one record per answer: two successes, two
+	// refusals, nothing for the signatures discarded.
+	r := a.Do("GET", "/v1/events?operation=KEY_SIGN", admin, nil)
+	require.Equal(t, 200, r.Status)
+	var page struct {
+		Events []struct {
+			Outcome   string `json:"outcome"`
+			ErrorCode string `json:"errorCode"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &page))
+	var got []string
+	for _, e := range page.Events {
+		got = append(got, e.Outcome+" "+e.ErrorCode)
+	}
+	assert.Equal(t, []string{"SUCCESS ", "FAIL wrong_state", "SUCCESS ", "FAIL not_found"}, got)
 }

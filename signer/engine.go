@@ -85,6 +85,9 @@ type Core struct {
 	// eventsWithCreate: the store writes an operation's event with its
 	// Create (store.EventsWithCreate; see Op.WithEvent).
 	eventsWithCreate bool
+	// guardedEvents: the store appends records under guards
+	// (store.GuardedEvents; see Op.DoneIf).
+	guardedEvents bool
 
 	hsm     atomic.Pointer[hsmBox]
 	hsmMu   sync.Mutex
@@ -126,8 +129,9 @@ func New(o Options) *Core {
 		o.Now = time.Now
 	}
 	_, withCreate := o.Store.(store.EventsWithCreate)
+	_, guarded := o.Store.(store.GuardedEvents)
 	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, guardedEvents: guarded,
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}

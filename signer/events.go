@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,8 +48,13 @@ type pendingEvent struct {
 	ctx    context.Context
 	tenant string
 	data   json.RawMessage
-	errc   chan error
+	guard  *store.EventGuard // nil: unconditional
+	errc   chan error        // errGuardFailed: left out, its guard failed
 }
+
+// errGuardFailed answers a guarded record left out because its record
+// changed (store.GuardedEvents).
+var errGuardFailed = errors.New("event guard failed: the record changed")
 
 const eventBatchMax = 256
 
@@ -66,11 +72,18 @@ func encodeEvent(rec EventRecord) (json.RawMessage, error) {
 }
 
 func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {
+	return w.appendIf(ctx, tenant, rec, nil)
+}
+
+// appendIf is append under a guard (nil: none): errGuardFailed when the
+// guard failed and nothing was written. Only for a store that implements
+// store.GuardedEvents.
+func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventRecord, guard *store.EventGuard) error {
 	data, err := encodeEvent(rec)
 	if err != nil {
 		return err
 	}
-	p := pendingEvent{ctx: ctx, tenant: tenant, data: data, errc: make(chan error, 1)}
+	p := pendingEvent{ctx: ctx, tenant: tenant, data: data, guard: guard, errc: make(chan error, 1)}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -117,11 +130,7 @@ func (w *eventWriter) lead() {
 func (w *eventWriter) flush(batch []pendingEvent) {
 	if len(batch) == 1 {
 		// The lone record of an idle daemon: no grouping to do.
-		p := batch[0]
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := w.st.AppendEvents(ctx, p.tenant, []json.RawMessage{p.data})
-		cancel()
-		p.errc <- err
+		w.write(batch[0].tenant, batch)
 		return
 	}
 	byTenant := map[string][]pendingEvent{}
@@ -133,20 +142,50 @@ func (w *eventWriter) flush(batch []pendingEvent) {
 		byTenant[p.tenant] = append(byTenant[p.tenant], p)
 	}
 	for _, t := range order {
-		ps := byTenant[t]
-		data := make([]json.RawMessage, len(ps))
-		for i, p := range ps {
-			data[i] = p.data
+		w.write(t, byTenant[t])
+	}
+}
+
+// write appends the records of one tenant in one call and answers each.
+func (w *eventWriter) write(tenant string, ps []pendingEvent) {
+	data := make([]json.RawMessage, len(ps))
+	var guards []*store.EventGuard
+	for i, p := range ps {
+		data[i] = p.data
+		if p.guard != nil {
+			if guards == nil {
+				guards = make([]*store.EventGuard, len(ps))
+			}
+			guards[i] = p.guard
 		}
-		// The batch outlives any one request's context; bound it instead.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := w.st.AppendEvents(ctx, t, data)
-		cancel()
+	}
+	// The batch outlives any one request's context; bound it instead.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if guards == nil {
+		_, err := w.st.AppendEvents(ctx, tenant, data)
 		for _, p := range ps {
 			p.errc <- err
 		}
+		return
+	}
+	var (
+		dropped []int
+		err     = errNoGuards
+	)
+	if gs, ok := w.st.(store.GuardedEvents); ok {
+		_, dropped, err = gs.AppendEventsIf(ctx, tenant, data, guards)
+	}
+	for i, p := range ps {
+		if err == nil && slices.Contains(dropped, i) {
+			p.errc <- errGuardFailed
+			continue
+		}
+		p.errc <- err
 	}
 }
+
+var errNoGuards = errors.New("event log: the store takes no guarded records")
 
 var errEventsClosed = errors.New("event log closed: the daemon is shutting down")
 

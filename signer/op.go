@@ -2,6 +2,7 @@ package signer
 
 import (
 	"context"
+	"errors"
 
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/store"
@@ -61,6 +62,32 @@ func (o *Op) Done(resource string, err error) error {
 		}
 	}
 	return err
+}
+
+// Guarded reports whether DoneIf can be used: the store appends event
+// records under guards (store.GuardedEvents).
+func (o *Op) Guarded() bool { return o.c.guardedEvents }
+
+// DoneIf ends a successful operation whose work relied on a record read
+// earlier (a key's state, the HSM object it names) instead of reading it
+// again first: the SUCCESS record is appended only while the record is
+// still at the version read, checked in the same atomic step. held is
+// false when it has changed (or is gone): then nothing was recorded or
+// counted, the work's result must be discarded, and the operation is
+// still open: the caller does the work again on a fresh read and ends it
+// with Done. With held true, err is Done's answer for a success (nil, or
+// unavailable when the record could not be written). Only when Guarded.
+func (o *Op) DoneIf(resource string, guard store.EventGuard) (held bool, err error) {
+	werr := o.c.events.appendIf(o.ctx, o.tenant, o.record(resource, metrics.StageSuccess, ""), &guard)
+	if errors.Is(werr, errGuardFailed) {
+		return false, nil
+	}
+	o.c.metrics.Event(o.event, metrics.StageSuccess)
+	if werr != nil {
+		o.c.log.Error("event record not written", "event", o.event, "outcome", metrics.StageSuccess, "err", werr)
+		return true, &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
+	}
+	return true, nil
 }
 
 func (o *Op) record(resource, outcome, code string) EventRecord {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hsmca/hsmca/metrics"
@@ -166,6 +167,17 @@ func (o *observedStore) AppendEvents(ctx context.Context, tenant string, data []
 	ev, err := o.Store.AppendEvents(ctx, tenant, data)
 	o.done("append_events", t, err)
 	return ev, err
+}
+
+func (o *observedStore) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+	gs, ok := o.Store.(store.GuardedEvents)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s appends no guarded events", store.ErrInvalid, o.backend)
+	}
+	t := time.Now()
+	ev, dropped, err := gs.AppendEventsIf(ctx, tenant, data, guards)
+	o.done("append_events", t, err)
+	return ev, dropped, err
 }
 
 func (o *observedStore) ListEvents(ctx context.Context, tenant string, after uint64, limit int) ([]store.Event, error) {

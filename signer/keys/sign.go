@@ -45,17 +45,42 @@ type Signature struct {
 }
 
 // Sign signs a digest or a message with a key of the tenant.
+//
+// A key signed with before is known (knownKeys): the signature is made
+// without reading its record first, and its SUCCESS record is appended
+// only while the record is still at the version known (Op.DoneIf), in
+// the same atomic step. A key disabled, deleted or replaced meanwhile, by
+// any replica, is thus caught before the answer: the signature is
+// discarded and the request is served again on a fresh read, which
+// refuses it. A signature costs one store write instead of a read and a
+// write.
 func (s *Service) Sign(ctx context.Context, tenant, id string, in SignInput) (*Signature, error) {
 	op := s.core.Start(ctx, tenant, "KEY_SIGN")
-	sig, err := s.sign(ctx, tenant, id, in)
+	req, err := parseSignInput(in, false)
+	if err != nil {
+		return nil, op.Done(id, err)
+	}
+	if k, ok := s.known.get(tenant, id); ok && op.Guarded() {
+		sig, err := s.signWith(ctx, tenant, id, k, req)
+		if err == nil {
+			held, err := op.DoneIf(id, store.EventGuard{Kind: k.kind, ID: id, Version: k.version})
+			if held {
+				return sig, err
+			}
+		} else if rec, rerr := s.resolve(ctx, tenant, id); rerr == nil && rec.Kind == k.kind && rec.Version == k.version {
+			// The key is as known: the failure is the answer (a token
+			// that does not answer is not asked twice).
+			return nil, op.Done(id, err)
+		}
+		s.known.forget(tenant, id)
+	}
+	sig, err := s.sign(ctx, tenant, id, req, op.Guarded())
 	return sig, op.Done(id, err)
 }
 
-func (s *Service) sign(ctx context.Context, tenant, id string, in SignInput) (*Signature, error) {
-	req, err := parseSignInput(in, false)
-	if err != nil {
-		return nil, err
-	}
+// sign reads the key's record and signs; remember keeps what it read
+// for the next signature (Sign).
+func (s *Service) sign(ctx context.Context, tenant, id string, req *signRequest, remember bool) (*Signature, error) {
 	rec, err := s.resolve(ctx, tenant, id)
 	if err != nil {
 		return nil, err
@@ -63,7 +88,18 @@ func (s *Service) sign(ctx context.Context, tenant, id string, in SignInput) (*S
 	if rec.Fields[signer.KeyStateField] == StateDisabled {
 		return nil, signer.Refused(signer.KindWrongState, ReasonDisabled, "", nil, fmt.Sprintf("key %q is disabled", id))
 	}
-	hs, err := s.core.Signer(ctx, rec.Fields[signer.KeyField])
+	k := knownKey{kind: rec.Kind, version: rec.Version, hsmKey: rec.Fields[signer.KeyField],
+		algorithm: rec.Fields[signer.KeyAlgorithmField]}
+	sig, err := s.signWith(ctx, tenant, id, k, req)
+	if err == nil && remember {
+		s.known.put(tenant, id, k)
+	}
+	return sig, err
+}
+
+// signWith signs with the HSM key of a key record.
+func (s *Service) signWith(ctx context.Context, tenant, id string, k knownKey, req *signRequest) (*Signature, error) {
+	hs, err := s.core.Signer(ctx, k.hsmKey)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +113,7 @@ func (s *Service) sign(ctx context.Context, tenant, id string, in SignInput) (*S
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.core.Timed(hs, "key_sign", algorithmLabel(rec, pub)).Sign(rand.Reader, input, alg.opts())
+	sig, err := s.core.Timed(hs, "key_sign", algorithmLabel(k.algorithm, pub)).Sign(rand.Reader, input, alg.opts())
 	release()
 	if err != nil {
 		return nil, signer.HSMError(err, "key")
@@ -125,10 +161,11 @@ func (s *Service) verify(ctx context.Context, tenant, id string, in SignInput) (
 }
 
 // algorithmLabel is the metrics label of a key: its algorithm name, from
-// the record or else from the public key. Bounded: a handful of names.
-func algorithmLabel(rec *store.Record, pub crypto.PublicKey) string {
-	if a := rec.Fields[signer.KeyAlgorithmField]; a != "" {
-		return a
+// the record (recorded) or else from the public key. Bounded: a handful
+// of names.
+func algorithmLabel(recorded string, pub crypto.PublicKey) string {
+	if recorded != "" {
+		return recorded
 	}
 	if a := hsm.AlgorithmOf(pub); a != "" {
 		return string(a)
