@@ -63,6 +63,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	crlN := fs.Int("crl-entries", crlDef, "revocation entries of the CRL rows' CA; 0 skips them (BENCH_CRL_ENTRIES)")
 	seedSign := fs.String("seed-sign", envStr("BENCH_SEED_SIGN", "standin"), "who signs seeded certificates: standin (a software key, fast) or hsm (the CA's key) (BENCH_SEED_SIGN)")
 	profile := fs.String("profile-dir", envStr("BENCH_PROFILE_DIR", ""), "write CPU profiles of the daemon at the highest concurrency here (BENCH_PROFILE_DIR)")
+	ops := fs.String("ops", envStr("BENCH_OPS", ""), "HTTP rows to measure, comma-separated: issue, sign, show, ocsp, list; empty: all (BENCH_OPS)")
 	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
 	keep := fs.Bool("keep", false, "keep the work directory (tokens, stores, daemon logs)")
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +94,15 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := bench.Config{Hsmcad: *hsmcad, Module: *module, Phase: bench.Phase{Warmup: *warmup, Duration: *duration},
 		Concurrency: cs, InProc: ns, SeedCount: seed, CRLEntries: *crlN, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
+	for _, o := range strings.Split(*ops, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			if bench.OpNames[o] == "" {
+				fmt.Fprintf(stderr, "hsmca bench: unknown operation %q (issue, sign, show, ocsp, list)\n", o)
+				return 2
+			}
+			cfg.Ops = append(cfg.Ops, o)
+		}
+	}
 	for _, s := range strings.Split(*stores, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			if !slices.Contains(bench.KnownStores, s) {

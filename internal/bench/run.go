@@ -51,9 +51,12 @@ type Config struct {
 	// software stand-in key signs them (same records, far faster).
 	SeedHSM    bool
 	ProfileDir string // CPU profiles of the daemon at the highest concurrency
-	WorkDir    string // tokens, stores and daemon logs; a temporary one when empty
-	Keep       bool   // keep WorkDir
-	Log        io.Writer
+	// Ops, when not empty, limits the HTTP rows to these operations
+	// (OpNames); the in-process and durability rows always run.
+	Ops     []string
+	WorkDir string // tokens, stores and daemon logs; a temporary one when empty
+	Keep    bool   // keep WorkDir
+	Log     io.Writer
 }
 
 const tenant = "bench"
@@ -167,6 +170,9 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		maxC = max(maxC, c)
 	}
 	run := func(op string, c int, rq request, profile string) {
+		if !cfg.measures(op) {
+			return
+		}
 		fmt.Fprintf(cfg.Log, "[%s] %s, concurrency %d\n", backend, op, c)
 		r := d.measureHTTP(ctx, cfg, c, rq, profile)
 		r.Op, r.Store = op, backend
@@ -201,12 +207,14 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	// OCSP answers by GET about issued certificates: the warm-up signs and
 	// stores one answer each, the measured window is served from the
 	// store.
-	oq, err := ocspRequest(ctx, d.base, fx, ids)
-	if err != nil {
-		return rows, fmt.Errorf("OCSP setup: %w", err)
-	}
-	for _, c := range cfg.Concurrency {
-		run(OpOCSP, c, oq, profName("ocsp", c))
+	if cfg.measures(OpOCSP) {
+		oq, err := ocspRequest(ctx, d.base, fx, ids)
+		if err != nil {
+			return rows, fmt.Errorf("OCSP setup: %w", err)
+		}
+		for _, c := range cfg.Concurrency {
+			run(OpOCSP, c, oq, profName("ocsp", c))
+		}
 	}
 	// The list is measured for its latency as the store grows (it is no
 	// throughput operation): at 1 and 8 connections.
@@ -299,6 +307,26 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	}
 	ratios(rows, limits, cfg.InProc)
 	return rows, nil
+}
+
+// OpNames are the short names of the HTTP rows (Config.Ops).
+var OpNames = map[string]string{"issue": OpIssue, "sign": OpSign, "show": OpShow, "ocsp": OpOCSP, "list": OpList}
+
+// measures reports whether the row of op (a table name, perhaps with a
+// suffix such as " @100k stored") is to be measured.
+func (cfg Config) measures(op string) bool {
+	if len(cfg.Ops) == 0 {
+		return true
+	}
+	for _, short := range cfg.Ops {
+		if name := OpNames[short]; name != "" && (op == name || strings.HasPrefix(op, name+" ")) {
+			return true
+		}
+		if short == "list" && strings.HasPrefix(op, "GET /v1/private-certificates?") {
+			return true // the indexed lists of the growth rows
+		}
+	}
+	return false
 }
 
 // Operation names of the table.
