@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/internal/apitest"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 // TestPCADisableReachesEveryReplica: two daemons share Redis and the HSM
@@ -35,4 +36,26 @@ func TestPCADisableReachesEveryReplica(t *testing.T) {
 	pcaFail(t, b.do("POST", pcaCerts+"/csr", body), http.StatusBadRequest, "PCA.00020301")
 	a.ok(a.do("POST", pcaCAs+"/"+root+"/enable", nil), http.StatusNoContent)
 	b.ok(b.do("POST", pcaCerts+"/csr", body), http.StatusOK)
+
+	// b issues through a CA it knows without reading the CA first; the
+	// certificate is stored only while the CA record is unchanged. The CA
+	// disabled through a: b's next issuance signs, finds the CA changed
+	// at the store, drops that certificate, reads the CA and refuses.
+	a.ok(a.do("POST", pcaCAs+"/"+root+"/disable", nil), http.StatusNoContent)
+	pcaFail(t, b.do("POST", pcaCerts+"/csr", body), http.StatusBadRequest, "PCA.00020301")
+	n, err := a.Store.CountRecords(t.Context(), pcasvc.RecordCertificate, "t1")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n, "only the answered certificates are stored")
+	used, err := a.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, used)
+	evs, err := a.Engine.ListEvents(t.Context(), "t1", 0, 0)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range evs {
+		if e.Operation == "PCA_CERTIFICATE_ISSUE_CSR" {
+			got = append(got, e.Outcome)
+		}
+	}
+	require.Equal(t, []string{"SUCCESS", "FAIL", "SUCCESS", "FAIL"}, got, "one record per answer")
 }

@@ -48,8 +48,8 @@ type pendingEvent struct {
 	ctx    context.Context
 	tenant string
 	data   json.RawMessage
-	guard  *store.EventGuard // nil: unconditional
-	errc   chan error        // errGuardFailed: left out, its guard failed
+	guard  *store.Guard // nil: unconditional
+	errc   chan error   // errGuardFailed: left out, its guard failed
 }
 
 // errGuardFailed answers a guarded record left out because its record
@@ -78,7 +78,7 @@ func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord
 // appendIf is append under a guard (nil: none): errGuardFailed when the
 // guard failed and nothing was written. Only for a store that implements
 // store.GuardedEvents.
-func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventRecord, guard *store.EventGuard) error {
+func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventRecord, guard *store.Guard) error {
 	data, err := encodeEvent(rec)
 	if err != nil {
 		return err
@@ -149,12 +149,12 @@ func (w *eventWriter) flush(batch []pendingEvent) {
 // write appends the records of one tenant in one call and answers each.
 func (w *eventWriter) write(tenant string, ps []pendingEvent) {
 	data := make([]json.RawMessage, len(ps))
-	var guards []*store.EventGuard
+	var guards []*store.Guard
 	for i, p := range ps {
 		data[i] = p.data
 		if p.guard != nil {
 			if guards == nil {
-				guards = make([]*store.EventGuard, len(ps))
+				guards = make([]*store.Guard, len(ps))
 			}
 			guards[i] = p.guard
 		}

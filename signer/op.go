@@ -77,7 +77,7 @@ func (o *Op) Guarded() bool { return o.c.guardedEvents }
 // still open: the caller does the work again on a fresh read and ends it
 // with Done. With held true, err is Done's answer for a success (nil, or
 // unavailable when the record could not be written). Only when Guarded.
-func (o *Op) DoneIf(resource string, guard store.EventGuard) (held bool, err error) {
+func (o *Op) DoneIf(resource string, guard store.Guard) (held bool, err error) {
 	werr := o.c.events.appendIf(o.ctx, o.tenant, o.record(resource, metrics.StageSuccess, ""), &guard)
 	if errors.Is(werr, errGuardFailed) {
 		return false, nil

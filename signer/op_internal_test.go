@@ -77,7 +77,7 @@ func TestOpDoneIfRecordsOnlyWhileTheRecordHolds(t *testing.T) {
 	ctx := WithCaller(context.Background(), Caller{Principal: "p", RequestID: "r1"})
 	rec := &store.Record{Kind: "thing", Tenant: "t1", ID: "k", Data: json.RawMessage(`{}`)}
 	require.NoError(t, c.Store().Create(ctx, rec, store.WriteOpts{}))
-	at := func(v uint64) store.EventGuard { return store.EventGuard{Kind: "thing", ID: "k", Version: v} }
+	at := func(v uint64) store.Guard { return store.Guard{Kind: "thing", ID: "k", Version: v} }
 
 	op := c.Start(ctx, "t1", "THING_USE")
 	require.True(t, op.Guarded())

@@ -169,7 +169,7 @@ func (o *observedStore) AppendEvents(ctx context.Context, tenant string, data []
 	return ev, err
 }
 
-func (o *observedStore) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+func (o *observedStore) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	gs, ok := o.Store.(store.GuardedEvents)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: %s appends no guarded events", store.ErrInvalid, o.backend)

@@ -90,6 +90,10 @@ type WriteOpts struct {
 	// create is refused. Other writes and other stores refuse it
 	// (ErrInvalid).
 	Event json.RawMessage
+	// Guard, with Create, must hold for the create to be written (see
+	// Guard); when it does not, nothing is written and Create fails with
+	// ErrVersionConflict. Other writes refuse it (ErrInvalid).
+	Guard *Guard
 }
 
 // EventsWithCreate is implemented by stores whose Create takes
@@ -98,13 +102,14 @@ type EventsWithCreate interface {
 	EventsWithCreate()
 }
 
-// EventGuard makes the append of one event conditional on a record of
-// the event's tenant: the record (Kind, ID) must exist at Version. An
-// operation that acted on what it read of a record earlier (a key's
-// state, which HSM object it names) records its success only if the
-// record has not changed since, in the same atomic step as the append,
-// instead of reading the record again before acting.
-type EventGuard struct {
+// Guard makes a write conditional on another record of the same tenant:
+// the record (Kind, ID) must exist at Version. An operation that acted on
+// what it read of a record earlier (a key's state and HSM object, an
+// issuing CA's status) writes its result only if that record has not
+// changed since, checked in the same atomic step as the write, instead of
+// reading the record again before acting. See WriteOpts.Guard and
+// GuardedEvents.
+type Guard struct {
 	Kind    string
 	ID      string
 	Version uint64
@@ -118,7 +123,7 @@ type GuardedEvents interface {
 	// left out and listed in dropped (indexes into data); the others are
 	// appended in order, atomically with the checks. len(guards) must be
 	// len(data).
-	AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*EventGuard) (evs []Event, dropped []int, err error)
+	AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*Guard) (evs []Event, dropped []int, err error)
 }
 
 // Match says how a Filter compares.

@@ -71,7 +71,7 @@ func Family() signer.Family {
 // Service is the keys API over a core.
 type Service struct {
 	core  *signer.Core
-	known knownKeys // keys signed with lately (Sign)
+	known signer.Known[knownKey] // keys signed with lately (Sign)
 }
 
 // New returns the keys API of core.

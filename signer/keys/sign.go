@@ -46,7 +46,7 @@ type Signature struct {
 
 // Sign signs a digest or a message with a key of the tenant.
 //
-// A key signed with before is known (knownKeys): the signature is made
+// A key signed with lately is known (signer.Known): the signature is made
 // without reading its record first, and its SUCCESS record is appended
 // only while the record is still at the version known (Op.DoneIf), in
 // the same atomic step. A key disabled, deleted or replaced meanwhile, by
@@ -60,10 +60,10 @@ func (s *Service) Sign(ctx context.Context, tenant, id string, in SignInput) (*S
 	if err != nil {
 		return nil, op.Done(id, err)
 	}
-	if k, ok := s.known.get(tenant, id); ok && op.Guarded() {
+	if k, ok := s.known.Get(tenant, id); ok && op.Guarded() {
 		sig, err := s.signWith(ctx, tenant, id, k, req)
 		if err == nil {
-			held, err := op.DoneIf(id, store.EventGuard{Kind: k.kind, ID: id, Version: k.version})
+			held, err := op.DoneIf(id, store.Guard{Kind: k.kind, ID: id, Version: k.version})
 			if held {
 				return sig, err
 			}
@@ -72,7 +72,7 @@ func (s *Service) Sign(ctx context.Context, tenant, id string, in SignInput) (*S
 			// that does not answer is not asked twice).
 			return nil, op.Done(id, err)
 		}
-		s.known.forget(tenant, id)
+		s.known.Forget(tenant, id)
 	}
 	sig, err := s.sign(ctx, tenant, id, req, op.Guarded())
 	return sig, op.Done(id, err)
@@ -92,7 +92,7 @@ func (s *Service) sign(ctx context.Context, tenant, id string, req *signRequest,
 		algorithm: rec.Fields[signer.KeyAlgorithmField]}
 	sig, err := s.signWith(ctx, tenant, id, k, req)
 	if err == nil && remember {
-		s.known.put(tenant, id, k)
+		s.known.Put(tenant, id, k)
 	}
 	return sig, err
 }

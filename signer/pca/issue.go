@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
 	"github.com/hsmca/hsmca/signer/issuance"
+	"github.com/hsmca/hsmca/store"
 )
 
 // Issuance of private certificates: for a key made here (whose private key
@@ -135,7 +137,7 @@ func (s *Service) issueCertificate(ctx context.Context, tenant, id string, in Ce
 	cr := &certRecord{certSummary: certSummary{Type: CertTypeEntity, KeyAlgorithm: string(alg),
 		GenMode: GenModeGenerate, DN: *in.DN, SANs: in.SANs, KeyUsages: issuance.KeyUsageNames(ku), EKU: eku},
 		WrappedKey: wrapped}
-	return id, s.putCert(ctx, nil, tenant, id, is, tmpl, key.Public(), hash, cr)
+	return id, s.putCert(ctx, nil, tenant, id, is, tmpl, key.Public(), hash, cr, nil)
 }
 
 // leafKey generates a leaf key in software; an RSA key takes its turn in
@@ -168,27 +170,63 @@ type CertFromCSR struct {
 // IssueFromCSR certifies the key of a CSR whose signature verifies: an
 // end entity, or (INTERMEDIATE_CA) a subordinate CA held outside hsmca,
 // within the issuer's path length.
+//
+// A CA that issued lately is known (knownIssuers): the issuance then
+// reads no CA record, and the certificate is stored only while the CA
+// record is still at the version known (store.Guard), checked in the
+// same atomic step. A CA revoked, disabled or otherwise changed
+// meanwhile, through any replica, fails that check: the certificate
+// (signed, never stored or answered) is dropped and the request is served
+// again on a fresh read of the CA.
 func (s *Service) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
 	id := uuid.NewString()
 	op := s.core.Start(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR")
-	p, err := s.prepareFromCSR(ctx, tenant, in)
-	if err == nil {
-		err = s.certQuotaFreeIfFull(ctx, tenant)
+	for fresh := false; ; fresh = true {
+		p, err := s.prepareFromCSR(ctx, tenant, in, fresh)
+		if err == nil {
+			err = s.certQuotaFreeIfFull(ctx, tenant)
+		}
+		if err != nil {
+			return id, op.Done("", err)
+		}
+		// The certificate's record and the event of its issuance: one
+		// commit where the store takes both.
+		err = s.putCert(ctx, op, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr, p.guard)
+		if errors.Is(err, errIssuerChanged) && !fresh {
+			s.knownIssuers.Forget(tenant, in.IssuerID)
+			continue
+		}
+		return id, op.Done(id, err)
 	}
-	if err != nil {
-		return id, op.Done("", err)
-	}
-	// The certificate's record and the event of its issuance: one commit.
-	return id, op.Done(id, s.putCert(ctx, op, tenant, id, p.is, p.tmpl, p.pub, p.hash, p.cr))
 }
 
 // csrIssue is an issuance from a CSR checked and ready to sign.
 type csrIssue struct {
-	is   *issuer
-	tmpl *x509.Certificate
-	pub  crypto.PublicKey
-	hash string
-	cr   *certRecord
+	is    *issuer
+	tmpl  *x509.Certificate
+	pub   crypto.PublicKey
+	hash  string
+	cr    *certRecord
+	guard *store.Guard // the issuer's record was not read afresh: it must be unchanged
+}
+
+// csrIssuer is the issuer of an issuance from a CSR: a known one (with
+// the guard its certificate's create then carries) unless fresh, or the
+// CA read afresh, which is then known for the next issuance.
+func (s *Service) csrIssuer(ctx context.Context, tenant, id string, fresh bool) (*issuer, *store.Guard, error) {
+	if is, ok := s.knownIssuers.Get(tenant, id); ok && !fresh {
+		// The status may have moved with time (expiry) since.
+		if _, err := CATransition(CAOpIssue, is.ca.effective(s.now())); err == nil {
+			return is, &store.Guard{Kind: RecordCA, ID: id, Version: is.rec.Version}, nil
+		}
+	}
+	is, err := s.loadIssuer(ctx, tenant, id)
+	if err != nil {
+		s.knownIssuers.Forget(tenant, id)
+		return nil, nil, err
+	}
+	s.knownIssuers.Put(tenant, id, is)
+	return is, nil, nil
 }
 
 // readCSR reads the CSR of a request and decides whether it can be
@@ -211,7 +249,7 @@ func readCSR(text string) (*x509.CertificateRequest, hsm.Algorithm, int, error) 
 
 // prepareFromCSR checks an issuance from a CSR and builds its template
 // and record, everything short of the quota check and the signature.
-func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFromCSR) (*csrIssue, error) {
+func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFromCSR, fresh bool) (*csrIssue, error) {
 	typ := in.Type
 	if typ == "" {
 		typ = CertTypeEntity
@@ -227,7 +265,7 @@ func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFrom
 	if err != nil {
 		return nil, checked(err)
 	}
-	is, err := s.loadIssuer(ctx, tenant, in.IssuerID)
+	is, guard, err := s.csrIssuer(ctx, tenant, in.IssuerID, fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +336,7 @@ func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFrom
 	}
 	cr.SANs = sans
 	cr.KeyUsages = issuance.KeyUsageNames(tmpl.KeyUsage)
-	return &csrIssue{is: is, tmpl: tmpl, pub: csr.PublicKey, hash: hash, cr: cr}, nil
+	return &csrIssue{is: is, tmpl: tmpl, pub: csr.PublicKey, hash: hash, cr: cr, guard: guard}, nil
 }
 
 // CSRInfo is what parsing a CSR reports.

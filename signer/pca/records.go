@@ -315,6 +315,10 @@ func certQuotaCheck(limit int64, err error) error {
 	return nil
 }
 
+// errIssuerChanged: the issuer's record changed between its read and the
+// certificate's create (putCert's guard); nothing was stored.
+var errIssuerChanged = errors.New("the issuing CA changed during the issuance")
+
 func certQuotaErr(limit int64, cause error) error {
 	return &signer.Error{Kind: signer.KindQuotaExceeded, Reason: ReasonCertQuota,
 		Msg: fmt.Sprintf("the tenant has reached its quota of %d certificates", limit), Err: cause}
@@ -323,7 +327,11 @@ func certQuotaErr(limit int64, cause error) error {
 // putCert signs tmpl and stores the certificate with its quota unit and
 // its serial number, unique under the issuer. A serial collision (2^-159
 // per pair) is met by signing again with a fresh serial.
-func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord) error {
+//
+// guard, when set, must hold for the certificate to be stored: when it
+// does not (the issuer's record changed since it was read), nothing is
+// stored and errIssuerChanged is returned.
+func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string, is *issuer, tmpl *x509.Certificate, pub crypto.PublicKey, hash string, cr *certRecord, guard *store.Guard) error {
 	limit := s.core.QuotaLimit(QuotaCertificates)
 	for attempt := 0; ; attempt++ {
 		der, err := s.sign(ctx, is, tmpl, pub, hash, "pca_certificate")
@@ -334,7 +342,7 @@ func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string,
 		if err != nil {
 			return err
 		}
-		opts := store.WriteOpts{Quota: &store.Quota{Resource: QuotaCertificates, Limit: limit}}
+		opts := store.WriteOpts{Quota: &store.Quota{Resource: QuotaCertificates, Limit: limit}, Guard: guard}
 		if op != nil {
 			// The last step of op: its SUCCESS record may go with it.
 			opts = op.WithEvent(id, rec, opts)
@@ -346,6 +354,8 @@ func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string,
 		case errors.Is(err, store.ErrQuotaExceeded):
 			s.core.NoteQuotaFull(tenant, QuotaCertificates)
 			return certQuotaErr(limit, err)
+		case guard != nil && errors.Is(err, store.ErrVersionConflict):
+			return errIssuerChanged
 		case errors.Is(err, store.ErrExists) && attempt < 3:
 			continue
 		}

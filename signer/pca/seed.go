@@ -55,7 +55,7 @@ func (s *Service) SeedCertificates(ctx context.Context, tenant string, in CertFr
 	if o.Batch <= 0 {
 		o.Batch = 5000
 	}
-	p, err := s.prepareFromCSR(ctx, tenant, in)
+	p, err := s.prepareFromCSR(ctx, tenant, in, true)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ type Service struct {
 	// issuance reads its CA record afresh but need not decode the same
 	// bytes again each time.
 	issuers *signer.BytesCache[caRecord]
+	// knownIssuers keeps the CAs that issued from a CSR lately, so that
+	// the next such issuance need not read its CA first: the
+	// certificate's create is guarded by the CA record's version
+	// (IssueFromCSR).
+	knownIssuers signer.Known[*issuer]
 	// issuerCerts keeps parsed CA certificates by their DER bytes, for
 	// the same reason.
 	issuerCerts *signer.BytesCache[*x509.Certificate]

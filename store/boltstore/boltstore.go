@@ -290,6 +290,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, true); err != nil {
 		return err
 	}
+	if err := storekit.CheckGuard(rec.Tenant, opts.Guard); err != nil {
+		return err
+	}
 	var event []json.RawMessage
 	if opts.Event != nil {
 		if event, err = storekit.NormalizeEvents(rec.Tenant, []json.RawMessage{opts.Event}); err != nil {
@@ -299,6 +302,15 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	now := storekit.Now()
 	var stored store.Record
 	err = s.batch(ctx, func(tx *bolt.Tx) error {
+		if g := opts.Guard; g != nil {
+			ok, err := s.guardHolds(tx, rec.Tenant, g)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return refuse("%w", storekit.GuardFailed(g))
+			}
+		}
 		kb, err := openKind(tx, rec.Tenant, rec.Kind, true)
 		if err != nil {
 			return err
@@ -878,7 +890,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 // AppendEventsIf is AppendEvents under guards (store.GuardedEvents):
 // each guard is checked in the transaction of the append, so that no
 // write to the guarded record can fall between the check and the append.
-func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	if len(guards) != len(data) {
 		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
 	}
@@ -931,7 +943,7 @@ func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.R
 }
 
 // guardHolds reports whether a guard's record exists at its version.
-func (s *Store) guardHolds(tx *bolt.Tx, tenant string, g *store.EventGuard) (bool, error) {
+func (s *Store) guardHolds(tx *bolt.Tx, tenant string, g *store.Guard) (bool, error) {
 	kb, err := openKind(tx, tenant, g.Kind, false)
 	if err != nil || kb == nil {
 		return false, err

@@ -437,6 +437,11 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckOpts(opts, true); err != nil {
 		return err
 	}
+	guard := opts.Guard
+	if err := storekit.CheckGuard(rec.Tenant, guard); err != nil {
+		return err
+	}
+	opts.Guard = nil
 	if err := storekit.NoEvent(opts); err != nil {
 		return err
 	}
@@ -457,12 +462,20 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	for _, u := range uniq {
 		args = append(args, u)
 	}
-	reply, err := s.runScript(ctx, createScript, keys, args...)
+	script := createScript
+	if guard != nil {
+		script = createGuardedScript
+		keys = append([]string{s.recKey(t, guard.Kind, guard.ID)}, keys...)
+		args = append([]any{strconv.FormatUint(guard.Version, 10)}, args...)
+	}
+	reply, err := s.runScript(ctx, script, keys, args...)
 	if err != nil {
 		return err
 	}
 	switch replyCode(reply) {
 	case "OK":
+	case "GUARD":
+		return storekit.GuardFailed(guard)
 	case "EXISTS":
 		if d := replyDetail(reply); d != "id" {
 			return fmt.Errorf("%w: %s %s unique key %q", store.ErrExists, k, t, d)
@@ -1034,7 +1047,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 // script that appends checks each guard's record version first, in the
 // tenant's slot, and appends nothing when one fails; the events of the
 // failed guards are then left out and the rest linked again.
-func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	if len(guards) != len(data) {
 		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
 	}
@@ -1048,7 +1061,7 @@ func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.R
 	return s.appendEvents(ctx, tenant, data, guards)
 }
 
-func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.EventGuard) ([]store.Event, []int, error) {
+func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	norm, err := storekit.NormalizeEvents(tenant, data)
 	if err != nil {
 		return nil, nil, err

@@ -52,33 +52,52 @@ func (sc *script) cmd(ctx context.Context, byHash bool, keys []string, args []an
 // ARGV: id, doc without seq (JSON object), uniq JSON, quota resource or "",
 // quota limit, intent id or "", n, n pairs (field, value prefix), unique
 // keys...
-var createScript = newScript(`
-local n = tonumber(ARGV[7])
+var createScript = newScript(createFn + `return create(KEYS, ARGV)`)
+
+// createFn is the body of createScript as a function of its KEYS (K) and
+// ARGV (A), for the scripts that do more around it.
+const createFn = `
+local function create(K, A)
+local n = tonumber(A[7])
 local u0 = 8 + 2 * n
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'EXISTS', 'id'} end
-for i = u0, #ARGV do
-  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return {'EXISTS', ARGV[i]} end
+if redis.call('EXISTS', K[1]) == 1 then return {'EXISTS', 'id'} end
+for i = u0, #A do
+  if redis.call('HEXISTS', K[2], A[i]) == 1 then return {'EXISTS', A[i]} end
 end
 local usage = 0
-if ARGV[4] ~= '' then
-  usage = tonumber(redis.call('HGET', KEYS[5], ARGV[4]) or '0')
-  local limit = tonumber(ARGV[5])
+if A[4] ~= '' then
+  usage = tonumber(redis.call('HGET', K[5], A[4]) or '0')
+  local limit = tonumber(A[5])
   if limit >= 0 and usage + 1 > limit then return {'QUOTA', tostring(usage)} end
 end
-local seq = redis.call('INCR', KEYS[4])
-local doc = '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2)
-redis.call('HSET', KEYS[1], 'doc', doc, 'ver', '1', 'seq', seq, 'uniq', ARGV[3])
-for i = u0, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
+local seq = redis.call('INCR', K[4])
+local doc = '{"seq":' .. seq .. ',' .. string.sub(A[2], 2)
+redis.call('HSET', K[1], 'doc', doc, 'ver', '1', 'seq', seq, 'uniq', A[3])
+for i = u0, #A do redis.call('HSET', K[2], A[i], A[1]) end
+redis.call('ZADD', K[3], seq, A[1])
 local hs = string.format('%016x', seq)
 for j = 1, n do
-  local f, p = ARGV[6 + 2 * j], ARGV[7 + 2 * j]
-  redis.call('ZADD', KEYS[6 + j], 0, p .. hs .. ARGV[1])
-  redis.call('HSET', KEYS[1], 'ix:' .. f, p)
+  local f, p = A[6 + 2 * j], A[7 + 2 * j]
+  redis.call('ZADD', K[6 + j], 0, p .. hs .. A[1])
+  redis.call('HSET', K[1], 'ix:' .. f, p)
 end
-if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[4], 1) end
-if ARGV[6] ~= '' then redis.call('HDEL', KEYS[6], ARGV[6]) end
+if A[4] ~= '' then redis.call('HINCRBY', K[5], A[4], 1) end
+if A[6] ~= '' then redis.call('HDEL', K[6], A[6]) end
 return {'OK', seq}
+end
+`
+
+// createGuardedScript is createScript under a guard (store.Guard): the
+// guard's record must be at a version, else nothing is written.
+// KEYS: the guard's record, then createScript's KEYS
+// ARGV: the version, then createScript's ARGV
+// Answers GUARD when the guard fails, else as createScript.
+var createGuardedScript = newScript(createFn + `
+if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then return {'GUARD'} end
+local K, A = {}, {}
+for i = 2, #KEYS do K[i - 1] = KEYS[i] end
+for i = 2, #ARGV do A[i - 1] = ARGV[i] end
+return create(K, A)
 `)
 
 // fieldsCheck is the prologue of the scripts that rewrite or remove a

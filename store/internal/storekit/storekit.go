@@ -99,12 +99,29 @@ func CheckOpts(opts store.WriteOpts, allowQuota bool) error {
 	return nil
 }
 
-// NoEvent refuses WriteOpts.Event where a write does not take it.
+// NoEvent refuses WriteOpts.Event and WriteOpts.Guard where a write does
+// not take them.
 func NoEvent(opts store.WriteOpts) error {
 	if opts.Event != nil {
 		return Invalid("this write takes no event record")
 	}
+	if opts.Guard != nil {
+		return Invalid("this write takes no guard")
+	}
 	return nil
+}
+
+// CheckGuard validates a guard (nil: none) of a write in tenant.
+func CheckGuard(tenant string, g *store.Guard) error {
+	if g == nil {
+		return nil
+	}
+	return CheckRef(g.Kind, tenant, g.ID)
+}
+
+// GuardFailed is Create's answer when its guard does not hold.
+func GuardFailed(g *store.Guard) error {
+	return fmt.Errorf("%w: %s %s is no longer at version %d", store.ErrVersionConflict, g.Kind, g.ID, g.Version)
 }
 
 // CheckIntent validates an intent and fills in its creation time.
