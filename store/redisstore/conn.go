@@ -175,6 +175,7 @@ func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
 			MaxRetries:       -1,
 			DialerRetries:    1,
 			DisableIdentity:  true,
+			Protocol:         resp,
 		}), nil
 	case Cluster:
 		t := pickTimeouts(opts, 0, 0, 0)
@@ -193,6 +194,7 @@ func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
 			DialerRetries:            1,
 			DisableIdentity:          true,
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+			Protocol:                 resp,
 		}), nil
 	}
 	ro, err := redis.ParseURL(c.URL)
@@ -228,5 +230,14 @@ func newClient(c Conn, opts Options) (redis.UniversalClient, error) {
 	ro.PoolTimeout = ro.ReadTimeout + time.Second
 	ro.DisableIdentity = true
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if ro.Protocol == 0 { // unless the URL names one (?protocol=3)
+		ro.Protocol = resp
+	}
 	return redis.NewClient(ro), nil
 }
+
+// resp is the protocol version the store speaks: RESP2. The store uses
+// nothing RESP3 adds (push notifications, client-side caching), and with
+// RESP3 the client peeks at the socket for pending push notifications
+// around each command: one more read system call per round trip.
+const resp = 2
