@@ -891,15 +891,8 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 // each guard is checked in the transaction of the append, so that no
 // write to the guarded record can fall between the check and the append.
 func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
-	if len(guards) != len(data) {
-		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
-	}
-	for _, g := range guards {
-		if g != nil {
-			if err := storekit.CheckRef(g.Kind, tenant, g.ID); err != nil {
-				return nil, nil, err
-			}
-		}
+	if err := storekit.CheckEventGuards(tenant, len(data), guards); err != nil {
+		return nil, nil, err
 	}
 	norm, err := storekit.NormalizeEvents(tenant, data)
 	if err != nil {

@@ -1048,15 +1048,8 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 // tenant's slot, and appends nothing when one fails; the events of the
 // failed guards are then left out and the rest linked again.
 func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
-	if len(guards) != len(data) {
-		return nil, nil, fmt.Errorf("%w: %d guards for %d events", store.ErrInvalid, len(guards), len(data))
-	}
-	for _, g := range guards {
-		if g != nil {
-			if err := storekit.CheckRef(g.Kind, tenant, g.ID); err != nil {
-				return nil, nil, err
-			}
-		}
+	if err := storekit.CheckEventGuards(tenant, len(data), guards); err != nil {
+		return nil, nil, err
 	}
 	return s.appendEvents(ctx, tenant, data, guards)
 }

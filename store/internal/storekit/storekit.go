@@ -119,6 +119,20 @@ func CheckGuard(tenant string, g *store.Guard) error {
 	return CheckRef(g.Kind, tenant, g.ID)
 }
 
+// CheckEventGuards validates the guards of n events of tenant
+// (store.GuardedEvents): one per event, nil or naming a record.
+func CheckEventGuards(tenant string, n int, guards []*store.Guard) error {
+	if len(guards) != n {
+		return Invalid("%d guards for %d events", len(guards), n)
+	}
+	for _, g := range guards {
+		if err := CheckGuard(tenant, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // GuardFailed is Create's answer when its guard does not hold.
 func GuardFailed(g *store.Guard) error {
 	return fmt.Errorf("%w: %s %s is no longer at version %d", store.ErrVersionConflict, g.Kind, g.ID, g.Version)
