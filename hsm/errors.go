@@ -135,9 +135,14 @@ func ErrorCode(err error) string {
 func NotSent(err error) bool { return errors.Is(err, errNotSent) }
 
 // StillRunning reports a call that reached the token and had not answered
-// by its deadline: it may still complete after the caller gave up (a key
-// may appear after a look for it found nothing).
+// by its deadline, or when the caller's context ended: it may still
+// complete after the caller gave up (a key may appear after a look for it
+// found nothing).
 func StillRunning(err error) bool {
 	var d *deadlineError
-	return errors.As(err, &d) && !d.notSent
+	if errors.As(err, &d) && !d.notSent {
+		return true
+	}
+	var a *callAbandoned
+	return errors.As(err, &a)
 }

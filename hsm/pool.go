@@ -196,10 +196,18 @@ func (b *backend) runOnce(ctx context.Context, timeout time.Duration, f func(p *
 		case <-ctx.Done():
 			call.Stop()
 			w.abandoned.Store(true)
-			return ctx.Err()
+			return &callAbandoned{err: ctx.Err()}
 		}
 	}
 }
+
+// callAbandoned is a call whose caller's context ended while the call ran:
+// the call goes on in the token (see StillRunning). It reads and unwraps as
+// the context's error.
+type callAbandoned struct{ err error }
+
+func (e *callAbandoned) Error() string { return e.err.Error() }
+func (e *callAbandoned) Unwrap() error { return e.err }
 
 // work is one call on a session, run by a goroutine of its own.
 type work struct {

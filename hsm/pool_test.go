@@ -159,3 +159,30 @@ func TestStillRunning(t *testing.T) {
 	assert.False(t, StillRunning(ErrUnavailable))
 	assert.False(t, StillRunning(nil))
 }
+
+// A call whose caller gives up (its context ends) goes on in the token:
+// the error is the context's, and the call is still running.
+func TestCallOutlivesItsContext(t *testing.T) {
+	tok := testenv.NewToken(t)
+	h := openConfig(t, config(t, tok))
+	b, err := h.acquire(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- b.run(ctx, time.Hour, "", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	cancel()
+	err = <-done
+	close(release)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.True(t, StillRunning(err))
+	assert.False(t, NotSent(err))
+	assert.Equal(t, "context canceled", err.Error())
+}

@@ -54,6 +54,11 @@ type Options struct {
 	// replica restarting after a crash settles its own leftovers at once
 	// instead of waiting out the grace it leaves other replicas.
 	Instance string
+	// LateKeyWindow is how long after its intent a key creation sent
+	// before a crash may still land in the token, for the start-up
+	// reconciliation (ReconcileAtStart): 0 means DefaultLateKeyWindow, a
+	// negative value no wait.
+	LateKeyWindow time.Duration
 	// HeavyWork bounds the costly operations running at once (heavy.go).
 	HeavyWork HeavyWork
 	// Families are the API families served (internal/families lists them).
@@ -96,6 +101,7 @@ type Core struct {
 	quotas    map[string]int64
 	quotaFull sync.Map // quotaKey -> time a quota was found full (QuotaFreeIfFull)
 	instance  string
+	lateKeys  time.Duration // Options.LateKeyWindow
 
 	inventoryStop chan struct{}
 	inventoryDone chan struct{}
@@ -135,6 +141,12 @@ func New(o Options) *Core {
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}
+	switch {
+	case o.LateKeyWindow == 0:
+		e.lateKeys = DefaultLateKeyWindow
+	case o.LateKeyWindow > 0:
+		e.lateKeys = o.LateKeyWindow
+	}
 	e.publicBase = strings.TrimRight(o.PublicBaseURL, "/")
 	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)

@@ -211,6 +211,18 @@ func (e *Core) AbandonKey(nk *NewKey) {
 	}
 }
 
+// abandonCreated disposes of a key whose creation failed with err, as
+// AbandonKey does, except when the call may still complete in the token
+// (hsm.StillRunning): a destroy now could find nothing and drop the intent
+// before the key appears, so the intent is left to the reconciler.
+func (e *Core) abandonCreated(nk *NewKey, err error) {
+	if hsm.StillRunning(err) {
+		e.log.Warn("key creation unanswered in time; left for the reconciler", "key_id", nk.ID, "intent", nk.Intent)
+		return
+	}
+	e.AbandonKey(nk)
+}
+
 // CommitKey creates rec as the owner of nk: it names the key
 // (Fields[KeyField]) and retires the key's intent in the same store write
 // (opts.Intent). When the write fails the key is settled
@@ -279,7 +291,7 @@ func (e *Core) ReplaceKey(ctx context.Context, rec *store.Record, key crypto.Pri
 	}
 	if _, err := h.Import(ctx, nk.ID, KeyLabel(rec.Tenant, rec.ID), key); err != nil {
 		// The old key stays: the record still names it.
-		e.AbandonKey(nk)
+		e.abandonCreated(nk, err)
 		return HSMError(err, "key")
 	}
 	next := *rec
@@ -380,7 +392,20 @@ type ReconcileReport struct {
 	Destroyed int // keys destroyed
 	Kept      int // keys kept (owned by their record)
 	Skipped   int // intents younger than the grace period
+	// Late counts the keys found only when looked for again: creations
+	// the crashed life had sent, which the token completed after the
+	// first look (see ReconcileAtStart).
+	Late int
 }
+
+// DefaultLateKeyWindow is how long after its intent was written a key
+// creation sent before a crash may still land in the token, as far as the
+// start-up reconciliation waits for it (Options.LateKeyWindow).
+const DefaultLateKeyWindow = 3 * time.Second
+
+// lateKeyPoll is how often the start-up reconciliation looks again for
+// the keys of recent creation intents.
+const lateKeyPoll = 100 * time.Millisecond
 
 // Reconcile settles leftover intents older than grace. With one daemon per
 // store (bolt) every intent found at start-up is a crash's leftover: pass
@@ -395,8 +420,18 @@ func (e *Core) Reconcile(ctx context.Context, h HSM, grace time.Duration) (Recon
 // ReconcileAtStart is Reconcile for an engine that has not served a
 // request yet: the intents its own Instance wrote (in the life a crash
 // ended) are settled whatever their age, since no operation of that
-// instance can still be running; other replicas' intents wait out grace.
-// Without an Instance it is Reconcile.
+// instance can still be running in it; other replicas' intents wait out
+// grace. Without an Instance it is Reconcile.
+//
+// A key creation that life sent may still be running in the token,
+// though: a token behind a socket (a network HSM, a p11-kit server)
+// carries out a call it has received to the end after its client is
+// gone, and the key appears after a first look found nothing. Such an
+// intent is not taken for "nothing created" while it is younger than the
+// late-key window (Options.LateKeyWindow): its key is looked for again
+// every little while until it appears (and is destroyed) or the window
+// has passed, and only then is the intent settled. Start-up waits for
+// that, so the daemon serves with no key left over from its crash.
 func (e *Core) ReconcileAtStart(ctx context.Context, h HSM, grace time.Duration) (ReconcileReport, error) {
 	return e.reconcile(ctx, h, grace, e.instance != "")
 }
@@ -409,15 +444,40 @@ func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bo
 			return rep, err
 		}
 	}
+	// The wait is bounded in real time as well: a test clock may stand
+	// still.
+	until := time.Now().Add(e.lateKeys)
+	looked := map[string]bool{} // intents whose new key was not found at a first look
+	for {
+		waitFor := own && e.lateKeys > 0 && time.Now().Before(until)
+		pending, err := e.reconcilePass(ctx, h, grace, own, waitFor, looked, &rep)
+		if err != nil || pending == 0 {
+			return rep, err
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(lateKeyPoll):
+		}
+	}
+}
+
+// reconcilePass settles the intents once. With waitFor, an own creation
+// intent younger than the late-key window whose new key is not there yet
+// is left for the next pass: it returns how many were.
+func (e *Core) reconcilePass(ctx context.Context, h HSM, grace time.Duration, own, waitFor bool, looked map[string]bool, rep *ReconcileReport) (int, error) {
 	intents, err := e.store.ListIntents(ctx)
 	if err != nil {
-		return rep, StoreErr(err, "intent")
+		return 0, StoreErr(err, "intent")
 	}
 	now := e.now()
+	rep.Skipped = 0
+	pending := 0
 	for _, in := range intents {
 		var d intentData
 		_ = json.Unmarshal(in.Data, &d)
-		if now.Sub(in.Created) < grace && !(own && d.Owner == e.instance) {
+		mine := own && d.Owner == e.instance
+		if now.Sub(in.Created) < grace && !mine {
 			rep.Skipped++
 			continue
 		}
@@ -428,23 +488,47 @@ func (e *Core) reconcile(ctx context.Context, h HSM, grace time.Duration, own bo
 			case err == nil:
 				owner = rec.Fields[KeyField]
 			case !errors.Is(err, store.ErrNotFound):
-				return rep, StoreErr(err, in.Kind)
+				return pending, StoreErr(err, in.Kind)
 			}
 		}
-		for _, k := range in.KeyIDs {
+		keys := in.KeyIDs
+		// The first key of an intent other than a deletion's is the one
+		// being created (create, replace, rotate).
+		if mine && d.Op != "delete" && len(keys) > 0 && keys[0] != owner {
+			err := h.Delete(ctx, keys[0])
+			switch {
+			case errors.Is(err, hsm.ErrKeyNotFound):
+				if waitFor && now.Sub(in.Created) < e.lateKeys {
+					looked[in.ID] = true
+					pending++
+					continue
+				}
+			case err != nil:
+				return pending, HSMError(err, "key")
+			default:
+				if looked[in.ID] {
+					rep.Late++
+					e.log.Warn("a key whose creation was sent before the crash appeared in the HSM after a first look; destroyed",
+						"key_id", keys[0], "intent", in.ID)
+				}
+			}
+			rep.Destroyed++
+			keys = keys[1:]
+		}
+		for _, k := range keys {
 			if k == owner {
 				rep.Kept++
 				continue
 			}
 			if err := h.Delete(ctx, k); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-				return rep, HSMError(err, "key")
+				return pending, HSMError(err, "key")
 			}
 			rep.Destroyed++
 		}
 		if err := e.store.DeleteIntent(ctx, in.ID); err != nil {
-			return rep, StoreErr(err, "intent")
+			return pending, StoreErr(err, "intent")
 		}
 		rep.Intents++
 	}
-	return rep, nil
+	return pending, nil
 }

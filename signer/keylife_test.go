@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -118,4 +119,83 @@ func TestAbandonKeyDestroysIt(t *testing.T) {
 	left, err := st.ListIntents(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, left)
+}
+
+// lateHSM plays a token that completes a key creation sent before a crash
+// only after the restarted daemon first looked for the key: the key
+// appears right after that first look found nothing.
+type lateHSM struct {
+	signer.HSM
+	h    *hsm.HSM
+	id   string
+	seen int
+}
+
+func (l *lateHSM) Delete(ctx context.Context, id string) error {
+	err := l.HSM.Delete(ctx, id)
+	if id == l.id {
+		l.seen++
+		if l.seen == 1 {
+			if _, gerr := l.h.Generate(ctx, id, "late", hsm.EC256); gerr != nil {
+				return gerr
+			}
+		}
+	}
+	return err
+}
+
+func createIntent(t *testing.T, st store.Store, instance, keyID string) {
+	t.Helper()
+	data, _ := json.Marshal(map[string]string{"resource": "r1", "op": "create", "owner": instance})
+	require.NoError(t, st.PutIntent(context.Background(), &store.Intent{ID: "i-late", Tenant: "t1", Kind: "thing",
+		KeyIDs: []string{keyID}, Created: time.Now().UTC(), Data: data}))
+}
+
+// A restarted daemon's own creation intent whose key is not there yet is
+// looked at again: the key the token completes after the first look is
+// destroyed before the intent goes.
+func TestReconcileAtStartWaitsForLateKeys(t *testing.T) {
+	tok := testenv.NewToken(t)
+	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
+	require.NoError(t, err)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close(); st.Close() })
+	const instance = "host/10.0.0.1:8080"
+	keyID := signer.NewKeyID()
+	createIntent(t, st, instance, keyID)
+
+	// A window no test machine outlasts: the key appears at once.
+	e := signer.New(signer.Options{Store: st, Instance: instance, LateKeyWindow: time.Hour})
+	rep, err := e.ReconcileAtStart(context.Background(), &lateHSM{HSM: h, h: h, id: keyID}, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Intents)
+	assert.Equal(t, 1, rep.Late, "the key was found at the second look")
+	assert.False(t, exists(t, h, keyID), "the late key is destroyed")
+	left, err := st.ListIntents(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, left)
+}
+
+// A key that never appears is taken for "never created" once the window
+// has passed; a periodic run (Reconcile) does not wait at all.
+func TestReconcileAtStartSettlesAbsentKeysAfterTheWindow(t *testing.T) {
+	e, h, st := newEngine(t)
+	_ = e
+	const instance = "host/10.0.0.1:8080"
+	keyID := signer.NewKeyID()
+	createIntent(t, st, instance, keyID)
+	own := signer.New(signer.Options{Store: st, Instance: instance, LateKeyWindow: 200 * time.Millisecond})
+	rep, err := own.ReconcileAtStart(context.Background(), h, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Intents)
+	assert.Zero(t, rep.Late)
+	left, err := st.ListIntents(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, left)
+
+	createIntent(t, st, instance, keyID)
+	rep, err = signer.New(signer.Options{Store: st, Instance: instance}).Reconcile(context.Background(), h, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Intents, "a periodic run settles it at once")
 }

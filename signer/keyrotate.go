@@ -54,7 +54,7 @@ func (e *Core) RotateKey(ctx context.Context, rec *store.Record, alg hsm.Algorit
 	s, err := h.Generate(ctx, nk.ID, KeyLabel(rec.Tenant, rec.ID), alg)
 	if err != nil {
 		// The old key stays: the record still names it.
-		e.AbandonKey(nk)
+		e.abandonCreated(nk, err)
 		return HSMError(err, "key")
 	}
 	next := *rec

@@ -356,7 +356,7 @@ func (d *Daemon) reconcile(ctx context.Context, h *hsm.HSM) {
 	}
 	if rep.Intents > 0 || rep.Skipped > 0 {
 		d.log.Info("start-up reconciliation", "intents", rep.Intents, "keys_destroyed", rep.Destroyed,
-			"keys_kept", rep.Kept, "intents_too_recent", rep.Skipped)
+			"keys_kept", rep.Kept, "keys_appeared_late", rep.Late, "intents_too_recent", rep.Skipped)
 	}
 }
 
