@@ -119,6 +119,9 @@ type Store struct {
 	// online, when writes wait for every online replica (the default in
 	// Sentinel and Cluster modes), counts each master's.
 	online *onlineReplicas
+	// trips groups the round trips of concurrent calls (nil on a
+	// cluster: see roundTrips).
+	trips *roundTrips
 }
 
 var _ store.Store = (*Store)(nil)
@@ -154,6 +157,8 @@ func OpenConn(ctx context.Context, c Conn, opts Options) (*Store, error) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		s.cluster = cc
 		cc.AddHook(reloadHook{cc})
+	} else {
+		s.trips = &roundTrips{rdb: rdb}
 	}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()
@@ -294,7 +299,9 @@ func (noRetry) NoRetry() bool { return true }
 
 // write sends the commands of one acknowledged write in one round trip
 // (one per master when they span a cluster's slots: go-redis splits the
-// pipeline), each sent once (noRetry). It is the one way by which a
+// pipeline), each sent once (noRetry), in a pipeline with concurrent
+// calls' commands when another round trip is in flight (roundTrips).
+// It is the one way by which a
 // write the store acknowledges reaches Redis, so that waiting for replicas to have it (WAIT, on the
 // same connection as the write) belongs here.
 func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
@@ -303,6 +310,14 @@ func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 	}
 	if s.wait > 0 {
 		return s.writeWait(ctx, cmds)
+	}
+	if s.trips != nil {
+		cs := make([]redis.Cmder, len(cmds))
+		for i, c := range cmds {
+			cs[i] = noRetry{c}
+		}
+		s.trips.do(ctx, cs...)
+		return firstErr(cmds)
 	}
 	if len(cmds) == 1 {
 		_ = s.rdb.Process(ctx, noRetry{cmds[0]})
@@ -313,6 +328,11 @@ func (s *Store) write(ctx context.Context, cmds ...*redis.Cmd) error {
 		_ = pipe.Process(ctx, noRetry{c})
 	}
 	_, _ = pipe.Exec(ctx)
+	return firstErr(cmds)
+}
+
+// firstErr is the first of cmds' errors.
+func firstErr(cmds []*redis.Cmd) error {
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err
@@ -591,12 +611,16 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 	}
 	// A plain pipeline: on a cluster the two commands may go to two
 	// masters, and go-redis splits it.
-	pipe := s.rdb.Pipeline()
 	get := getByUniqueScript.cmd(ctx, true, []string{s.uniqKey(tenant, kind)}, []any{key, s.recKey(tenant, kind, "")})
 	thr := throttleScript.cmd(ctx, true, []string{s.throttleKey(t.Key)}, []any{throttleInterval(t.Rate), t.Burst})
-	_ = pipe.Process(ctx, get)
-	_ = pipe.Process(ctx, noRetry{thr})
-	_, _ = pipe.Exec(ctx)
+	if s.trips != nil {
+		s.trips.do(ctx, get, noRetry{thr})
+	} else {
+		pipe := s.rdb.Pipeline()
+		_ = pipe.Process(ctx, get)
+		_ = pipe.Process(ctx, noRetry{thr})
+		_, _ = pipe.Exec(ctx)
+	}
 	var tr store.ThrottleResult
 	if isNoScript(thr.Err()) {
 		// Only the part the server could not run is sent again (Run
