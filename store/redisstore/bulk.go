@@ -98,8 +98,9 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 			}
 			seen[key] = true
 		}
-		doc, err := json.Marshal(docNoSeq{Kind: k, Tenant: t, ID: r.ID, Unique: uniq,
-			Fields: r.Fields, Data: data, Version: 1, Created: now, Updated: now})
+		d := docNoSeq{Kind: k, Tenant: t, ID: r.ID, Unique: uniq,
+			Fields: r.Fields, Data: data, Version: 1, Created: now, Updated: now}
+		doc, err := d.marshal()
 		if err != nil {
 			return err
 		}

@@ -418,10 +418,30 @@ type docNoSeq struct {
 	ID      string            `json:"id"`
 	Unique  []string          `json:"unique,omitempty"`
 	Fields  map[string]string `json:"fields,omitempty"`
-	Data    json.RawMessage   `json:"data"`
 	Version uint64            `json:"version"`
 	Created time.Time         `json:"created"`
 	Updated time.Time         `json:"updated"`
+	// Data is the record's data in stored form (storekit.NormalizeJSON):
+	// marshal appends it last as it is, without encoding/json scanning it
+	// once more (a certificate's record is a few kilobytes).
+	Data json.RawMessage `json:"-"`
+}
+
+// marshal is the doc's JSON: the same object encoding/json would write,
+// with "data" last.
+func (d *docNoSeq) marshal() ([]byte, error) {
+	head, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.Data) == 0 || head[len(head)-1] != '}' {
+		return nil, fmt.Errorf("redis store: record data missing")
+	}
+	out := make([]byte, 0, len(head)+len(d.Data)+8)
+	out = append(out, head[:len(head)-1]...)
+	out = append(out, `,"data":`...)
+	out = append(out, d.Data...)
+	return append(out, '}'), nil
 }
 
 func uniqJSON(uniq []string) string {
@@ -466,8 +486,9 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		return err
 	}
 	now := storekit.Now()
-	doc, err := json.Marshal(docNoSeq{Kind: rec.Kind, Tenant: rec.Tenant, ID: rec.ID, Unique: uniq,
-		Fields: rec.Fields, Data: data, Version: 1, Created: now, Updated: now})
+	d := docNoSeq{Kind: rec.Kind, Tenant: rec.Tenant, ID: rec.ID, Unique: uniq,
+		Fields: rec.Fields, Data: data, Version: 1, Created: now, Updated: now}
+	doc, err := d.marshal()
 	if err != nil {
 		return err
 	}
