@@ -158,7 +158,9 @@ func OpenConn(ctx context.Context, c Conn, opts Options) (*Store, error) {
 		s.cluster = cc
 		cc.AddHook(reloadHook{cc})
 	} else {
-		s.trips = &roundTrips{rdb: rdb}
+		s.trips = &roundTrips{rdb: rdb, wait: func(ctx context.Context) (*redis.Cmd, func() error) {
+			return s.waitCmd(ctx, rdb)
+		}}
 	}
 	if err := s.Ping(ctx); err != nil {
 		s.rdb.Close()

@@ -19,13 +19,17 @@ import (
 // Under load this turns many small round trips (a credential check, a
 // create, an event append per request) into a few large ones: one write
 // and one read on the socket per batch, and one wake-up of the server.
+// Writes that must reach replicas share one WAIT behind the batch: WAIT
+// waits for everything the connection wrote before it.
 //
-// Writes that wait for replicas do not come here (writeWait sends each
-// with its own WAIT behind it), nor does anything on a cluster, whose
-// client splits a pipeline by node and follows redirects per command
-// differently from one command alone.
+// Nothing on a cluster comes here: its client splits a pipeline by node
+// and follows redirects per command differently from one command alone,
+// and a WAIT must go to each write's own master (clusterWriteWait).
 type roundTrips struct {
 	rdb redis.UniversalClient
+	// wait makes the WAIT that follows a batch with writes that wait for
+	// replicas, and the reading of its answer.
+	wait func(ctx context.Context) (*redis.Cmd, func() error)
 
 	mu      sync.Mutex
 	queue   []*trip
@@ -35,6 +39,9 @@ type roundTrips struct {
 type trip struct {
 	ctx  context.Context
 	cmds []redis.Cmder
+	// wait: a WAIT must follow the commands; werr is its verdict.
+	wait bool
+	werr error
 	done chan struct{}
 }
 
@@ -46,7 +53,20 @@ const tripBatchMax = 128
 // whose context ends before its commands are sent is not sent: each of
 // its commands fails with the context's error.
 func (r *roundTrips) do(ctx context.Context, cmds ...redis.Cmder) {
-	t := &trip{ctx: ctx, cmds: cmds, done: make(chan struct{})}
+	r.run(&trip{ctx: ctx, cmds: cmds})
+}
+
+// doWait is do for writes that must reach replicas: a WAIT follows them
+// on the same connection, and its verdict is returned (the commands keep
+// their own errors).
+func (r *roundTrips) doWait(ctx context.Context, cmds ...redis.Cmder) error {
+	t := &trip{ctx: ctx, cmds: cmds, wait: true}
+	r.run(t)
+	return t.werr
+}
+
+func (r *roundTrips) run(t *trip) {
+	t.done = make(chan struct{})
 	r.mu.Lock()
 	r.queue = append(r.queue, t)
 	lead := !r.running
@@ -88,46 +108,57 @@ func (r *roundTrips) send(batch []*trip) {
 			close(t.done)
 		}
 	}()
+	// The call of an idle store goes out under its own context; a batch
+	// outlives any one call's, and the connection's read and write
+	// timeouts bound it.
+	ctx := context.Background()
 	if len(batch) == 1 {
-		// The call of an idle store: exactly what it would send alone.
-		t := batch[0]
+		ctx = batch[0].ctx
+	}
+	var (
+		live  []*trip
+		n     int
+		waits bool
+	)
+	for _, t := range batch {
 		if err := t.ctx.Err(); err != nil {
-			failAll(t.cmds, err)
-			return
+			for _, c := range t.cmds {
+				c.SetErr(err)
+			}
+			t.werr = err
+			continue
 		}
-		if len(t.cmds) == 1 {
-			_ = r.rdb.Process(t.ctx, t.cmds[0])
-			return
-		}
-		pipe := r.rdb.Pipeline()
-		for _, c := range t.cmds {
-			_ = pipe.Process(t.ctx, c)
-		}
-		_, _ = pipe.Exec(t.ctx)
+		live = append(live, t)
+		n += len(t.cmds)
+		waits = waits || t.wait
+	}
+	switch {
+	case n == 0:
+		return
+	case n == 1 && !waits:
+		// Exactly what one command alone would send.
+		_ = r.rdb.Process(ctx, live[0].cmds[0])
 		return
 	}
 	pipe := r.rdb.Pipeline()
-	sent := 0
-	for _, t := range batch {
-		if err := t.ctx.Err(); err != nil {
-			failAll(t.cmds, err)
-			continue
-		}
+	for _, t := range live {
 		for _, c := range t.cmds {
-			_ = pipe.Process(t.ctx, c)
-			sent++
+			_ = pipe.Process(ctx, c)
 		}
 	}
-	if sent == 0 {
-		return
+	var verdict func() error
+	if waits {
+		var w *redis.Cmd
+		w, verdict = r.wait(ctx)
+		_ = pipe.Process(ctx, noRetry{w})
 	}
-	// The batch outlives any one call's context; the connection's read
-	// and write timeouts bound it.
-	_, _ = pipe.Exec(context.Background())
-}
-
-func failAll(cmds []redis.Cmder, err error) {
-	for _, c := range cmds {
-		c.SetErr(err)
+	_, _ = pipe.Exec(ctx)
+	if waits {
+		werr := verdict()
+		for _, t := range live {
+			if t.wait {
+				t.werr = werr
+			}
+		}
 	}
 }

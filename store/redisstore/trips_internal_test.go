@@ -28,7 +28,7 @@ type holdFirst struct {
 	pipes   []int
 }
 
-var ours = map[string]bool{"incr": true, "incrby": true, "strlen": true, "exists": true, "get": true}
+var ours = map[string]bool{"incr": true, "incrby": true, "strlen": true, "exists": true, "get": true, "set": true}
 
 func (h *holdFirst) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -181,4 +181,81 @@ func hostPort(t *testing.T, url string) string {
 	_, _, err = net.SplitHostPort(opt.Addr)
 	require.NoError(t, err)
 	return opt.Addr
+}
+
+// Writes that wait for replicas share one WAIT per batch, and each call
+// gets its verdict; a server with no replica gives each the shortfall.
+func TestRoundTripsShareOneWaitPerBatch(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: hostPort(t, srv.URL()), MaxRetries: -1, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { rdb.Close() })
+	h := &holdFirst{release: make(chan struct{}), held: make(chan struct{})}
+	rdb.AddHook(h)
+	var waits atomic.Int64
+	shortfall := fmt.Errorf("too few replicas")
+	r := &roundTrips{rdb: rdb, wait: func(ctx context.Context) (*redis.Cmd, func() error) {
+		waits.Add(1)
+		w := redis.NewCmd(ctx, "wait", 1, 50)
+		return w, func() error {
+			n, err := w.Int64()
+			if err != nil {
+				return err
+			}
+			if n < 1 {
+				return shortfall
+			}
+			return nil
+		}
+	}}
+	ctx := context.Background()
+	prefix := fmt.Sprintf("waits%d:", time.Now().UnixNano())
+
+	// The leader, held: a plain command.
+	first := redis.NewIntCmd(ctx, "incr", prefix+"first")
+	leaderDone := make(chan struct{})
+	go func() {
+		r.do(ctx, first)
+		close(leaderDone)
+	}()
+	<-h.held
+	const callers = 5
+	sets := make([]*redis.StatusCmd, callers)
+	werrs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		sets[i] = redis.NewStatusCmd(ctx, "set", fmt.Sprintf("%s%d", prefix, i), i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			werrs[i] = r.doWait(ctx, sets[i])
+		}()
+	}
+	// And one read that waits for nothing, in the same batch.
+	get := redis.NewStringCmd(ctx, "get", prefix+"first")
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.do(ctx, get)
+	}()
+	require.Eventually(t, func() bool { return r.queued() == callers+1 }, 10*time.Second, time.Millisecond)
+	close(h.release)
+	<-leaderDone
+	wg.Wait()
+
+	for i := range callers {
+		require.NoError(t, sets[i].Err(), "the write itself went through")
+		assert.ErrorIs(t, werrs[i], shortfall, "each waiting call gets the WAIT's verdict")
+	}
+	require.NoError(t, get.Err())
+	assert.Equal(t, "1", get.Val())
+	assert.Equal(t, int64(1), waits.Load(), "one WAIT for the whole batch")
+	h.mu.Lock()
+	assert.Equal(t, []int{callers + 1 + 1}, h.pipes, "the writes, the read and the WAIT in one pipeline")
+	h.mu.Unlock()
+
+	// Alone, a waiting write is followed by its own WAIT.
+	one := redis.NewStatusCmd(ctx, "set", prefix+"alone", 1)
+	assert.ErrorIs(t, r.doWait(ctx, one), shortfall)
+	require.NoError(t, one.Err())
+	assert.Equal(t, int64(2), waits.Load())
 }

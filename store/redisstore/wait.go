@@ -292,18 +292,27 @@ func (s *Store) pipeWait(ctx context.Context, c redis.Cmdable, cmds []*redis.Cmd
 		}
 		_ = pipe.Process(ctx, noRetry{cmd})
 	}
-	need := s.needFor(c)
-	w := redis.NewCmd(ctx, "wait", need, s.waitTimeout.Milliseconds())
+	w, verdict := s.waitCmd(ctx, c)
 	_ = pipe.Process(ctx, noRetry{w})
 	_, _ = pipe.Exec(ctx)
-	n, err := w.Int64()
-	if err != nil {
-		return fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, err)
+	return verdict()
+}
+
+// waitCmd is the WAIT that follows writes sent through c, and the reading
+// of its answer: nil when enough replicas confirmed them.
+func (s *Store) waitCmd(ctx context.Context, c redis.Cmdable) (*redis.Cmd, func() error) {
+	need := s.needFor(c)
+	w := redis.NewCmd(ctx, "wait", need, s.waitTimeout.Milliseconds())
+	return w, func() error {
+		n, err := w.Int64()
+		if err != nil {
+			return fmt.Errorf("%w: redis store: waiting for replicas: %w", store.ErrUnavailable, err)
+		}
+		if n < int64(need) {
+			return s.errFewReplicas(n, need)
+		}
+		return nil
 	}
-	if n < int64(need) {
-		return s.errFewReplicas(n, need)
-	}
-	return nil
 }
 
 // writeWait is Store.write when writes wait for replicas. The error is
@@ -312,11 +321,18 @@ func (s *Store) writeWait(ctx context.Context, cmds []*redis.Cmd) error {
 	if s.cluster != nil {
 		return s.clusterWriteWait(ctx, cmds)
 	}
-	werr := s.pipeWait(ctx, s.rdb, cmds, false)
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			return err
+	var werr error
+	if s.trips != nil {
+		cs := make([]redis.Cmder, len(cmds))
+		for i, c := range cmds {
+			cs[i] = noRetry{c}
 		}
+		werr = s.trips.doWait(ctx, cs...)
+	} else {
+		werr = s.pipeWait(ctx, s.rdb, cmds, false)
+	}
+	if err := firstErr(cmds); err != nil {
+		return err
 	}
 	return werr
 }
