@@ -246,22 +246,51 @@ func (e *Core) CommitKey(ctx context.Context, rec *store.Record, nk *NewKey, opt
 // the reconciler, which keeps it if the write did commit after all (a
 // timeout may have committed).
 func (e *Core) SettleUncommitted(nk *NewKey, err error) {
-	if refusedWrite(err) {
+	if RefusedWrite(err) {
 		e.AbandonKey(nk)
 		return
 	}
 	e.log.Warn("key of an unconfirmed write left for the reconciler", "key_id", nk.ID, "intent", nk.Intent, "err", err)
 }
 
-// refusedWrite reports a write the store certainly refused, as opposed to
-// one whose outcome is unknown.
-func refusedWrite(err error) bool {
+// RefusedWrite reports a write the store certainly refused (nothing was
+// written), as opposed to one whose outcome is unknown (a timeout, a lost
+// answer: it may have committed).
+func RefusedWrite(err error) bool {
 	for _, s := range []error{store.ErrExists, store.ErrQuotaExceeded, store.ErrVersionConflict, store.ErrNotFound, store.ErrInvalid} {
 		if errors.Is(err, s) {
 			return true
 		}
 	}
 	return false
+}
+
+// keySettled is the error of a failed CommitKey as the family words it:
+// the key is settled already (SettleUncommitted).
+type keySettled struct{ err error }
+
+func (e *keySettled) Error() string { return e.err.Error() }
+func (e *keySettled) Unwrap() error { return e.err }
+
+// KeySettled marks err, a family's wording of a failed CommitKey, so that
+// AbandonUnlessSettled leaves the key alone: CommitKey destroyed it when
+// the write was refused, and must not when it may have committed.
+func KeySettled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &keySettled{err: err}
+}
+
+// AbandonUnlessSettled is AbandonKey after a failure err between
+// GenerateKey and the end of the commit, except after a failed CommitKey
+// (KeySettled), which settled the key itself.
+func (e *Core) AbandonUnlessSettled(nk *NewKey, err error) {
+	var ks *keySettled
+	if errors.As(err, &ks) {
+		return
+	}
+	e.AbandonKey(nk)
 }
 
 // ReplaceKey gives a record a new key, crash-safely: one intent names the

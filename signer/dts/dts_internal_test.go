@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,6 +296,46 @@ func TestDTSRootCreateFailureAbandonsKey(t *testing.T) {
 type racyQuota struct {
 	store.Store
 	on, fooled atomic.Bool
+
+	// fault makes the next create of a record of one kind fail (see
+	// Create); faultKey and faultID name what that create was writing.
+	mu                sync.Mutex
+	fault             createFault
+	faultKey, faultID string
+}
+
+// createFault is a failure of the next create of a record of kind:
+// "refuse" (nothing written), "lose-before" or "lose-after" (an unknown
+// outcome, before or after the write).
+type createFault struct{ kind, mode string }
+
+func (r *racyQuota) failNextCreate(kind, mode string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fault = createFault{kind, mode}
+}
+
+func (r *racyQuota) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	r.mu.Lock()
+	mode := ""
+	if r.fault.kind == rec.Kind {
+		mode = r.fault.mode
+		r.fault = createFault{}
+		r.faultKey, r.faultID = rec.Fields[signer.KeyField], rec.ID
+	}
+	r.mu.Unlock()
+	switch mode {
+	case "refuse":
+		return store.ErrExists
+	case "lose-before":
+		return store.ErrUnavailable
+	case "lose-after":
+		if err := r.Store.Create(ctx, rec, opts); err != nil {
+			return err
+		}
+		return store.ErrUnavailable
+	}
+	return r.Store.Create(ctx, rec, opts)
 }
 
 func (r *racyQuota) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
@@ -415,4 +457,52 @@ func TestDTSManagedRootWithoutIssuerAltNameIsRefused(t *testing.T) {
 	keys, err := h.List(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, keys)
+}
+
+// A root or signer whose record write failed keeps its key unless the
+// store surely refused the write: one with an unknown outcome may have
+// committed, and its record would then name a destroyed key.
+func TestDTSCommitKeepsTheKeyOfAWriteThatMayHaveCommitted(t *testing.T) {
+	for _, kind := range []string{RecordRoot, RecordSigner} {
+		for _, mode := range []string{"refuse", "lose-before", "lose-after"} {
+			t.Run(kind+"/"+mode, func(t *testing.T) {
+				e, h, _, ctx := newDTSEngine(t)
+				var err error
+				if kind == RecordRoot {
+					e.racy.failNextCreate(kind, mode)
+					_, err = e.CreateRoot(ctx, RootInput{OrganisationName: str("Fault Inc.")})
+				} else {
+					root, rerr := e.CreateRoot(ctx, RootInput{OrganisationName: str("Fault Inc.")})
+					require.NoError(t, rerr)
+					e.racy.failNextCreate(kind, mode)
+					_, err = e.CreateSigner(ctx, &root.ID, nil)
+				}
+				require.Error(t, err)
+				e.racy.mu.Lock()
+				keyID, id := e.racy.faultKey, e.racy.faultID
+				e.racy.mu.Unlock()
+				require.NotEmpty(t, keyID)
+				bg := context.Background()
+				exists, err := h.Exists(bg, keyID)
+				require.NoError(t, err)
+				intents, err := e.racy.ListIntents(bg)
+				require.NoError(t, err)
+				named := slices.ContainsFunc(intents, func(in store.Intent) bool { return slices.Contains(in.KeyIDs, keyID) })
+				_, recErr := e.racy.Get(bg, kind, "t1", id)
+				switch mode {
+				case "refuse":
+					assert.False(t, exists, "a refused write's key is destroyed")
+					assert.False(t, named, "and its intent retired")
+				case "lose-before":
+					assert.True(t, exists, "the key waits for the reconciler")
+					assert.True(t, named, "with its intent")
+					assert.ErrorIs(t, recErr, store.ErrNotFound)
+				case "lose-after":
+					assert.True(t, exists, "the stored record's key is kept")
+					assert.False(t, named, "the write retired the intent")
+					assert.NoError(t, recErr)
+				}
+			})
+		}
+	}
 }

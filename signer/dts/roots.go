@@ -240,7 +240,7 @@ func (s *Service) createManagedRoot(ctx context.Context, tenant string, in RootI
 	}
 	r, err := s.commitManagedRoot(ctx, tenant, id, nk, plan, ian, in.OCSPEnabled != nil && *in.OCSPEnabled)
 	if err != nil {
-		s.core.AbandonKey(nk)
+		s.core.AbandonUnlessSettled(nk, err)
 		return nil, err
 	}
 	// The root publishes a CRL from its creation on; the route that
@@ -280,19 +280,23 @@ func (s *Service) commitManagedRoot(ctx context.Context, tenant, id string, nk *
 	if err != nil {
 		return nil, err
 	}
-	rec.Fields[signer.KeyField] = nk.ID
 	rec.Fields[signer.KeyAlgorithmField] = string(keyAlgorithm)
-	err = s.core.Store().Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+	// CommitKey names the key in the record and settles it when the write
+	// fails (KeySettled); a write that may have committed keeps the root's
+	// index and responder too.
+	err = s.core.CommitKey(ctx, rec, nk, store.WriteOpts{
 		Quota: &store.Quota{Resource: QuotaRoots, Limit: s.core.QuotaLimit(QuotaRoots)}})
 	if err != nil {
-		if withOCSP {
-			s.purgeOCSP(id)
+		if signer.RefusedWrite(err) {
+			if withOCSP {
+				s.purgeOCSP(id)
+			}
+			s.dropRootIndex(id)
 		}
-		s.dropRootIndex(id)
 		if qe := quotaErr(err, rootQuotaMsg); qe != nil {
-			return nil, qe
+			return nil, signer.KeySettled(qe)
 		}
-		return nil, signer.StoreErr(err, "DTS root CA certificate")
+		return nil, signer.KeySettled(signer.StoreErr(err, "DTS root CA certificate"))
 	}
 	return r, nil
 }

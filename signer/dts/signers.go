@@ -84,7 +84,7 @@ func (s *Service) createSigner(ctx context.Context, tenant string, in SignerInpu
 		return nil, err
 	}
 	if err := s.commitSigner(ctx, tenant, v, nk, iss); err != nil {
-		s.core.AbandonKey(nk)
+		s.core.AbandonUnlessSettled(nk, err)
 		return nil, err
 	}
 	return v, nil
@@ -156,13 +156,14 @@ func (s *Service) commitSigner(ctx context.Context, tenant string, v *dtsSigner,
 	if err != nil {
 		return err
 	}
-	err = s.core.Store().Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+	// CommitKey settles the key when the write fails (KeySettled).
+	err = s.core.CommitKey(ctx, rec, nk, store.WriteOpts{
 		Quota: &store.Quota{Resource: QuotaSigners, Limit: s.core.QuotaLimit(QuotaSigners)}})
 	if err != nil {
 		if qe := quotaErr(err, signerQuotaMsg); qe != nil {
-			return qe
+			return signer.KeySettled(qe)
 		}
-		return signer.StoreErr(err, "VICAL signer")
+		return signer.KeySettled(signer.StoreErr(err, "VICAL signer"))
 	}
 	return nil
 }

@@ -180,10 +180,13 @@ func (s *Service) createCA(ctx context.Context, tenant string, in CACreate) (str
 	}
 	rec := &store.Record{Kind: RecordCA, Tenant: tenant, ID: id, Unique: caUnique(id, c),
 		Fields: caFields(nk.ID, c), Data: data}
-	err = s.store.Create(ctx, rec, store.WriteOpts{Intent: nk.Intent,
+	// CommitKey settles the key when the write fails: destroyed if the
+	// store refused it, else left to the reconciler, which keeps it should
+	// the write have committed after all; the CA's index stays then too.
+	err = s.core.CommitKey(ctx, rec, nk, store.WriteOpts{
 		Quota: &store.Quota{Resource: QuotaCAs, Limit: limit}})
 	if err != nil {
-		s.core.AbandonKey(nk)
+		committed = !signer.RefusedWrite(err)
 		if errors.Is(err, store.ErrQuotaExceeded) {
 			return id, caQuotaErr(limit, err)
 		}
