@@ -44,15 +44,22 @@ func (s *syncBuffer) String() string {
 // three sessions left.
 func TestSessionLimitShrinksThePool(t *testing.T) {
 	tok := testenv.NewToken(t)
-	var opened atomic.Int64
+	// The token gives three sessions. The count and the open are one step:
+	// two calls racing past a separate check would open a fourth.
+	var (
+		openMu sync.Mutex
+		opened int
+	)
 	real := openSession
 	openSession = func(p *pkcs11.Ctx, slot uint) (pkcs11.SessionHandle, error) {
-		if opened.Load() >= 3 {
+		openMu.Lock()
+		defer openMu.Unlock()
+		if opened >= 3 {
 			return 0, pkcs11.Error(pkcs11.CKR_SESSION_COUNT)
 		}
 		s, err := real(p, slot)
 		if err == nil {
-			opened.Add(1)
+			opened++
 		}
 		return s, err
 	}
@@ -70,6 +77,11 @@ func TestSessionLimitShrinksThePool(t *testing.T) {
 	require.NoError(t, err)
 
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	// Should a check below fail, the held calls still end and give their
+	// sessions back before the handle closes.
+	t.Cleanup(free)
 	var holding atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
@@ -86,7 +98,7 @@ func TestSessionLimitShrinksThePool(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { n, _ := h.Sessions(); return n == 3 && holding.Load() == 3 },
 		10*time.Second, 5*time.Millisecond, "three sessions held, the pool shrunk to them")
-	close(release)
+	free()
 	wg.Wait()
 	for range 20 {
 		require.NoError(t, trySign(s))
