@@ -21,6 +21,7 @@ import (
 	"github.com/hsmca/hsmca/signer/apig"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/storetest"
 )
 
 // faultHSM fails Delete once when armed: a crash between the commit of a
@@ -47,18 +48,7 @@ type faultStore struct {
 
 func (s *faultStore) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
 	mode, _ := s.mode.Swap("").(string)
-	switch mode {
-	case "refuse":
-		return store.ErrVersionConflict
-	case "lose-before":
-		return store.ErrUnavailable
-	case "lose-after":
-		if err := s.Store.Update(ctx, rec, opts); err != nil {
-			return err
-		}
-		return store.ErrUnavailable
-	}
-	return s.Store.Update(ctx, rec, opts)
+	return storetest.FailWrite(mode, store.ErrVersionConflict, func() error { return s.Store.Update(ctx, rec, opts) })
 }
 
 type apigEnv struct {

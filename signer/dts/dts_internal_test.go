@@ -24,6 +24,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/store"
 	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/storetest"
 )
 
 // clock is a settable time source for the core.
@@ -304,9 +305,8 @@ type racyQuota struct {
 	faultKey, faultID string
 }
 
-// createFault is a failure of the next create of a record of kind:
-// "refuse" (nothing written), "lose-before" or "lose-after" (an unknown
-// outcome, before or after the write).
+// createFault is a failure of the next create of a record of kind (see
+// storetest.FailWrite).
 type createFault struct{ kind, mode string }
 
 func (r *racyQuota) failNextCreate(kind, mode string) {
@@ -324,18 +324,7 @@ func (r *racyQuota) Create(ctx context.Context, rec *store.Record, opts store.Wr
 		r.faultKey, r.faultID = rec.Fields[signer.KeyField], rec.ID
 	}
 	r.mu.Unlock()
-	switch mode {
-	case "refuse":
-		return store.ErrExists
-	case "lose-before":
-		return store.ErrUnavailable
-	case "lose-after":
-		if err := r.Store.Create(ctx, rec, opts); err != nil {
-			return err
-		}
-		return store.ErrUnavailable
-	}
-	return r.Store.Create(ctx, rec, opts)
+	return storetest.FailWrite(mode, store.ErrExists, func() error { return r.Store.Create(ctx, rec, opts) })
 }
 
 func (r *racyQuota) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
@@ -464,7 +453,7 @@ func TestDTSManagedRootWithoutIssuerAltNameIsRefused(t *testing.T) {
 // committed, and its record would then name a destroyed key.
 func TestDTSCommitKeepsTheKeyOfAWriteThatMayHaveCommitted(t *testing.T) {
 	for _, kind := range []string{RecordRoot, RecordSigner} {
-		for _, mode := range []string{"refuse", "lose-before", "lose-after"} {
+		for _, mode := range []string{storetest.Refuse, storetest.LoseBefore, storetest.LoseAfter} {
 			t.Run(kind+"/"+mode, func(t *testing.T) {
 				e, h, _, ctx := newDTSEngine(t)
 				var err error
@@ -490,14 +479,14 @@ func TestDTSCommitKeepsTheKeyOfAWriteThatMayHaveCommitted(t *testing.T) {
 				named := slices.ContainsFunc(intents, func(in store.Intent) bool { return slices.Contains(in.KeyIDs, keyID) })
 				_, recErr := e.racy.Get(bg, kind, "t1", id)
 				switch mode {
-				case "refuse":
+				case storetest.Refuse:
 					assert.False(t, exists, "a refused write's key is destroyed")
 					assert.False(t, named, "and its intent retired")
-				case "lose-before":
+				case storetest.LoseBefore:
 					assert.True(t, exists, "the key waits for the reconciler")
 					assert.True(t, named, "with its intent")
 					assert.ErrorIs(t, recErr, store.ErrNotFound)
-				case "lose-after":
+				case storetest.LoseAfter:
 					assert.True(t, exists, "the stored record's key is kept")
 					assert.False(t, named, "the write retired the intent")
 					assert.NoError(t, recErr)

@@ -11,6 +11,7 @@ import (
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/pca"
 	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/storetest"
 )
 
 // caCreateFault makes the next create of a CA record fail: refused
@@ -33,18 +34,7 @@ func (s *caCreateFault) Create(ctx context.Context, rec *store.Record, opts stor
 		}
 	}
 	s.mu.Unlock()
-	switch mode {
-	case "refuse":
-		return store.ErrExists
-	case "lose-before":
-		return store.ErrUnavailable
-	case "lose-after":
-		if err := s.Store.Create(ctx, rec, opts); err != nil {
-			return err
-		}
-		return store.ErrUnavailable
-	}
-	return s.Store.Create(ctx, rec, opts)
+	return storetest.FailWrite(mode, store.ErrExists, func() error { return s.Store.Create(ctx, rec, opts) })
 }
 
 // A CA whose record write failed keeps its key unless the store surely
@@ -52,7 +42,7 @@ func (s *caCreateFault) Create(ctx context.Context, rec *store.Record, opts stor
 // and then its record names the key (the reconciler settles the key later
 // either way). The CA's index stays with it.
 func TestCACreateKeepsTheKeyOfAWriteThatMayHaveCommitted(t *testing.T) {
-	for _, mode := range []string{"refuse", "lose-before", "lose-after"} {
+	for _, mode := range []string{storetest.Refuse, storetest.LoseBefore, storetest.LoseAfter} {
 		t.Run(mode, func(t *testing.T) {
 			fault := &caCreateFault{}
 			core := newPCACoreOver(t, "bolt", func(st store.Store) store.Store { fault.Store = st; return fault })
@@ -82,16 +72,16 @@ func TestCACreateKeepsTheKeyOfAWriteThatMayHaveCommitted(t *testing.T) {
 			_, idxErr := fault.Get(context.Background(), pca.RecordIndex, store.PlatformTenant, fault.id)
 			_, caErr := fault.Get(context.Background(), pca.RecordCA, "t1", fault.id)
 			switch mode {
-			case "refuse":
+			case storetest.Refuse:
 				assert.False(t, exists, "a refused write's key is destroyed")
 				assert.False(t, intentNames, "and its intent retired")
 				assert.ErrorIs(t, idxErr, store.ErrNotFound, "and its index dropped")
-			case "lose-before":
+			case storetest.LoseBefore:
 				assert.True(t, exists, "the key waits for the reconciler")
 				assert.True(t, intentNames, "its intent stays for the reconciler")
 				assert.NoError(t, idxErr, "the index stays")
 				assert.ErrorIs(t, caErr, store.ErrNotFound)
-			case "lose-after":
+			case storetest.LoseAfter:
 				assert.True(t, exists, "the stored CA's key is kept")
 				assert.False(t, intentNames, "the write retired the intent")
 				assert.NoError(t, idxErr, "the stored CA keeps its index")

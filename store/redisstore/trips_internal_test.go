@@ -65,24 +65,42 @@ func (r *roundTrips) queued() int {
 	return len(r.queue)
 }
 
-func TestRoundTripsShareOnePipelineWhileOneIsInFlight(t *testing.T) {
+// hookedClient is a client of a fresh server that speaks as the store's
+// does, with h's hook; held says whether h holds the first command.
+func hookedClient(t *testing.T, held bool) (*redis.Client, *holdFirst) {
+	t.Helper()
 	srv := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: hostPort(t, srv.URL()), MaxRetries: -1, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { rdb.Close() })
 	h := &holdFirst{release: make(chan struct{}), held: make(chan struct{})}
+	if !held {
+		close(h.release)
+	}
 	rdb.AddHook(h)
+	return rdb, h
+}
+
+// lead sends cmd through r as the leader and returns once the hook holds
+// it; the returned channel closes when the call returns.
+func (h *holdFirst) lead(r *roundTrips, cmd redis.Cmder) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		r.do(context.Background(), cmd)
+		close(done)
+	}()
+	<-h.held
+	return done
+}
+
+func TestRoundTripsShareOnePipelineWhileOneIsInFlight(t *testing.T) {
+	rdb, h := hookedClient(t, true)
 	r := &roundTrips{rdb: rdb}
 	ctx := context.Background()
 	prefix := fmt.Sprintf("trips%d:", time.Now().UnixNano())
 
 	// The leader: alone, so its command goes out at once, as a single.
 	first := redis.NewIntCmd(ctx, "incr", prefix+"first")
-	leaderDone := make(chan struct{})
-	go func() {
-		r.do(ctx, first)
-		close(leaderDone)
-	}()
-	<-h.held
+	leaderDone := h.lead(r, first)
 
 	// While it is held, 20 calls of two commands each queue, and one
 	// more whose context ends before it is sent.
@@ -139,12 +157,7 @@ func TestRoundTripsShareOnePipelineWhileOneIsInFlight(t *testing.T) {
 }
 
 func TestRoundTripsAloneSendAsBefore(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: hostPort(t, srv.URL()), MaxRetries: -1, Protocol: 2, DisableIdentity: true})
-	t.Cleanup(func() { rdb.Close() })
-	h := &holdFirst{release: make(chan struct{}), held: make(chan struct{})}
-	close(h.release)
-	rdb.AddHook(h)
+	rdb, h := hookedClient(t, false)
 	r := &roundTrips{rdb: rdb}
 	ctx := context.Background()
 	key := fmt.Sprintf("alone%d", time.Now().UnixNano())
@@ -186,11 +199,7 @@ func hostPort(t *testing.T, url string) string {
 // Writes that wait for replicas share one WAIT per batch, and each call
 // gets its verdict; a server with no replica gives each the shortfall.
 func TestRoundTripsShareOneWaitPerBatch(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: hostPort(t, srv.URL()), MaxRetries: -1, Protocol: 2, DisableIdentity: true})
-	t.Cleanup(func() { rdb.Close() })
-	h := &holdFirst{release: make(chan struct{}), held: make(chan struct{})}
-	rdb.AddHook(h)
+	rdb, h := hookedClient(t, true)
 	var waits atomic.Int64
 	shortfall := fmt.Errorf("too few replicas")
 	r := &roundTrips{rdb: rdb, wait: func(ctx context.Context) (*redis.Cmd, func() error) {
@@ -212,12 +221,7 @@ func TestRoundTripsShareOneWaitPerBatch(t *testing.T) {
 
 	// The leader, held: a plain command.
 	first := redis.NewIntCmd(ctx, "incr", prefix+"first")
-	leaderDone := make(chan struct{})
-	go func() {
-		r.do(ctx, first)
-		close(leaderDone)
-	}()
-	<-h.held
+	leaderDone := h.lead(r, first)
 	const callers = 5
 	sets := make([]*redis.StatusCmd, callers)
 	werrs := make([]error, callers)
