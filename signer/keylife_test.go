@@ -19,14 +19,24 @@ import (
 
 func newEngine(t *testing.T) (*signer.Core, *hsm.HSM, store.Store) {
 	t.Helper()
+	h, st := openTokenAndStore(t)
+	e := signer.New(signer.Options{Store: st, HSM: h})
+	t.Cleanup(func() { e.Close() })
+	return e, h, st
+}
+
+// openTokenAndStore opens a fresh token and a bolt store, both closed
+// when the test ends, for tests that pass the HSM to the reconciler
+// rather than install it in an engine (closing an engine closes its HSM).
+func openTokenAndStore(t *testing.T) (*hsm.HSM, store.Store) {
+	t.Helper()
 	tok := testenv.NewToken(t)
 	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
 	require.NoError(t, err)
-	e := signer.New(signer.Options{Store: st, HSM: h})
-	t.Cleanup(func() { e.Close(); st.Close() })
-	return e, h, st
+	t.Cleanup(func() { h.Close(); st.Close() })
+	return h, st
 }
 
 func exists(t *testing.T, h *hsm.HSM, id string) bool {
@@ -155,12 +165,7 @@ func createIntent(t *testing.T, st store.Store, instance, keyID string) {
 // looked at again: the key the token completes after the first look is
 // destroyed before the intent goes.
 func TestReconcileAtStartWaitsForLateKeys(t *testing.T) {
-	tok := testenv.NewToken(t)
-	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
-	require.NoError(t, err)
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { h.Close(); st.Close() })
+	h, st := openTokenAndStore(t)
 	const instance = "host/10.0.0.1:8080"
 	keyID := signer.NewKeyID()
 	createIntent(t, st, instance, keyID)

@@ -2,7 +2,6 @@ package signer_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,9 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/hsm"
-	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/signer"
-	"github.com/hsmca/hsmca/store/boltstore"
 )
 
 // A replica that crashed mid-creation and restarts under the same instance
@@ -20,12 +17,7 @@ import (
 // recent leftover waits out the grace (it may be an operation in flight),
 // and so does the instance's own intent once it serves (periodic runs).
 func TestReconcileAtStartSettlesOwnIntentsAtOnce(t *testing.T) {
-	tok := testenv.NewToken(t)
-	h, err := hsm.Open(hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
-	require.NoError(t, err)
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { h.Close(); st.Close() })
+	h, st := openTokenAndStore(t)
 	ctx := context.Background()
 	const grace = time.Hour
 	engine := func(instance string) *signer.Core {
