@@ -342,7 +342,11 @@ func (h *HSM) openError(err error) error { return err }
 // closeBackend waits for the calls using b, then closes its sessions and
 // drops its use of the module. A call still stuck in the module after
 // drainWait (a token that stopped answering) keeps b as it is: its
-// sessions stay open and the module is not finalised under it.
+// sessions stay open and the module is not finalised under it, until the
+// last such call returns; then b is closed as usual. Until then the
+// module has one more user than the handles that use it, so a rebuild
+// cannot re-initialise it (which is what reconnects a module behind a
+// socket); once b lets go, the next attempt can.
 func (h *HSM) closeBackend(b *backend) {
 	b.mu.Lock()
 	b.closing = true
@@ -352,10 +356,21 @@ func (h *HSM) closeBackend(b *backend) {
 	select {
 	case <-drained:
 	case <-time.After(drainWait):
-		h.log.Warn("PKCS#11 calls still unanswered; leaving their sessions and the module as they are",
+		h.log.Warn("PKCS#11 calls still unanswered; leaving their sessions and the module as they are until they return",
 			"token", h.token(), "waited", drainWait.String())
+		go func() {
+			<-drained
+			h.log.Info("the unanswered PKCS#11 calls returned; closing their sessions", "token", h.token())
+			h.releaseBackend(b)
+		}()
 		return
 	}
+	h.releaseBackend(b)
+}
+
+// releaseBackend closes b's sessions and drops its use of the module; no
+// call may be running on b.
+func (h *HSM) releaseBackend(b *backend) {
 	b.pool.closeIdle()
 	_ = b.p.CloseSession(b.login)
 	libMu.Lock()

@@ -253,3 +253,52 @@ func TestStaleHandleIsFoundAgain(t *testing.T) {
 	require.NoError(t, trySign(s), "the old signer must find the re-created key")
 	require.NoError(t, h.Health(ctx), "a stale handle is not a session fault")
 }
+
+// A call still unanswered when its backend is closed for a rebuild keeps
+// its sessions and its use of the module past drainWait; once it returns,
+// the backend lets go of both, so that a later rebuild can re-initialise
+// the module (for a module behind a socket, what reconnects it).
+func TestUnansweredCallReleasesTheModuleWhenItReturns(t *testing.T) {
+	tok := testenv.NewToken(t)
+	old := drainWait
+	drainWait = 50 * time.Millisecond
+	t.Cleanup(func() { drainWait = old })
+	h := openConfig(t, config(t, tok))
+	ctx := context.Background()
+	s, err := h.Generate(ctx, "un-ec", "hsmca/test/un-ec", EC256)
+	require.NoError(t, err)
+	users := func() int {
+		libMu.Lock()
+		defer libMu.Unlock()
+		if m := modules[loadKey(tok.Module)]; m != nil {
+			return m.users
+		}
+		return 0
+	}
+	require.Equal(t, 1, users())
+
+	b, err := h.acquire(ctx)
+	require.NoError(t, err)
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		_ = b.run(ctx, time.Minute, "", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+			<-release
+			return nil
+		})
+	}()
+	require.Eventually(t, func() bool { _, n := h.Sessions(); return n == 1 }, 5*time.Second, time.Millisecond)
+
+	h.takeDown(b, pkcs11.Error(pkcs11.CKR_DEVICE_ERROR))
+	// The rebuild gives up waiting for the call and opens a new backend
+	// beside it: the module has two users.
+	require.Eventually(t, func() bool { return trySign(s) == nil }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 2, users(), "the unanswered call's backend still holds the module")
+
+	close(release)
+	<-returned
+	require.Eventually(t, func() bool { return users() == 1 }, 5*time.Second, time.Millisecond,
+		"once the call returned its backend let go of the module")
+	require.NoError(t, trySign(s))
+}
