@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -683,7 +684,7 @@ func StartCluster(t testing.TB, opts ...HAOptions) *Cluster {
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	c.waitHealthy(t, 20*time.Second)
+	c.waitHealthy(t, 30*time.Second)
 	t.Logf("cluster (3 masters, 3 replicas) up in %s", time.Since(start).Round(time.Millisecond))
 	return c
 }
@@ -692,7 +693,9 @@ func StartCluster(t testing.TB, opts ...HAOptions) *Cluster {
 type ClusterNode struct {
 	ID, Addr, MasterID string
 	Master, Failed     bool
-	Slots              []string
+	// Self marks the line of the node that answered.
+	Self  bool
+	Slots []string
 }
 
 // Topology is CLUSTER NODES as the first running node answers it.
@@ -724,7 +727,8 @@ func parseClusterNodes(v string) []ClusterNode {
 		addr, _, _ := strings.Cut(f[1], "@")
 		flags := strings.Split(f[2], ",")
 		cn := ClusterNode{ID: f[0], Addr: addr, MasterID: f[3], Master: slices.Contains(flags, "master"),
-			Failed: slices.Contains(flags, "fail") || slices.Contains(flags, "fail?"), Slots: f[8:]}
+			Failed: slices.Contains(flags, "fail") || slices.Contains(flags, "fail?"),
+			Self:   slices.Contains(flags, "myself"), Slots: f[8:]}
 		out = append(out, cn)
 	}
 	return out
@@ -864,6 +868,7 @@ func (c *Cluster) allOK() (bool, string) {
 
 func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	start, repaired := time.Now(), time.Time{}
 	waitFor(t, timeout, "cluster_state:ok on every node", func() (bool, string) {
 		ok, why := c.allOK()
 		if !ok {
@@ -889,11 +894,72 @@ func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
 				}
 			}
 			if masters != 3 || replicas != 3 {
-				return false, fmt.Sprintf("%s sees %d masters, %d replicas", n.name, masters, replicas)
+				// redis-cli gives up on a CLUSTER REPLICATE sent before
+				// the node had heard of its master, leaving it an empty
+				// master: after a few seconds, send it again.
+				if time.Since(start) > 3*time.Second && time.Since(repaired) > time.Second {
+					repaired = time.Now()
+					c.replicateEmptyMasters(t)
+				}
+				return false, fmt.Sprintf("%s sees %d masters, %d replicas: %s", n.name, masters, replicas,
+					strings.ReplaceAll(strings.TrimSpace(v), "\n", " | "))
 			}
 		}
 		return true, ""
 	})
+}
+
+// replicateEmptyMasters makes each node that calls itself a master with
+// no slots the replica of a master that has none.
+func (c *Cluster) replicateEmptyMasters(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	var empty []*HANode
+	served := map[string]ClusterNode{} // slot-serving masters by ID
+	replicated := map[string]bool{}
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		cl := n.Client()
+		v, err := cl.ClusterNodes(ctx).Result()
+		cl.Close()
+		if err != nil {
+			continue
+		}
+		for _, cn := range parseClusterNodes(v) {
+			switch {
+			case !cn.Self:
+			case cn.Master && len(cn.Slots) == 0:
+				empty = append(empty, n)
+			case cn.Master:
+				served[cn.ID] = cn
+			default:
+				replicated[cn.MasterID] = true
+			}
+		}
+	}
+	ids := slices.Sorted(maps.Keys(served))
+	for _, n := range empty {
+		for _, id := range ids {
+			if replicated[id] {
+				continue
+			}
+			cl := n.Client()
+			err := cl.Do(ctx, "CLUSTER", "REPLICATE", id).Err()
+			if err != nil {
+				// It has not heard of that master yet: introduce them.
+				if m := c.Node(served[id].Addr); m != nil {
+					host, port, _ := net.SplitHostPort(m.Addr)
+					_ = cl.Do(ctx, "CLUSTER", "MEET", host, port, m.bus).Err()
+				}
+			}
+			cl.Close()
+			t.Logf("cluster: %s had no master; CLUSTER REPLICATE %s: %v", n.name, served[id].Addr, err)
+			replicated[id] = true
+			break
+		}
+	}
 }
 
 // MigrateSlot moves one hash slot to the master at to, as a resharding
