@@ -12,6 +12,11 @@
 //	"tenants"/<tenant>/"e"            [seq, 8 bytes big-endian] -> event JSON
 //	"tenants"/<tenant>  [h]           head of the event chain {seq, hash}
 //	"intents"                         [id] -> intent JSON
+//	"meta"                            index markers (index.go); [journal_lsn]
+//	                                  the last journal record bbolt holds
+//
+// Beside the file, the event journal (journal.go) holds event appends
+// made durable with one sync until a commit copies them into the file.
 //
 // Writes go through a group committer (commit.go) so that concurrent
 // writers share one commit and one fsync. A write function may run more
@@ -30,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -55,6 +61,10 @@ type Options struct {
 	// Indexes are the secondary indexes to keep (see store.Query); Open
 	// builds missing ones and drops those no longer declared.
 	Indexes []store.Index
+	// JournalSize is the size of the event journal beside the file
+	// (journal.go; default DefaultJournalSize). Negative: no journal,
+	// every event append is a bbolt commit.
+	JournalSize int64
 }
 
 // Store is a store.Store on one bbolt file.
@@ -124,7 +134,17 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	s.db, s.w = db, &committer{db: db, delay: max(opts.MaxBatchDelay, 0)}
+	s.db, s.w = db, &committer{db: db, delay: max(opts.MaxBatchDelay, 0), guard: s.guardHolds}
+	if opts.JournalSize >= 0 {
+		size := opts.JournalSize
+		if size == 0 {
+			size = DefaultJournalSize
+		}
+		if s.w.j, err = openJournal(db, path, size); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("bolt store %s: %w", path, err)
+		}
+	}
 	return s, nil
 }
 
@@ -134,8 +154,19 @@ func (s *Store) Backend() string { return "bolt" }
 // Path is the file the store lives in.
 func (s *Store) Path() string { return s.path }
 
-// Close releases the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close copies the event journal into the file and releases both.
+func (s *Store) Close() error {
+	j := s.w.j
+	if j == nil {
+		return s.db.Close()
+	}
+	var errs []error
+	if j.hasPending() {
+		errs = append(errs, s.w.run(func(*bolt.Tx) error { return nil }))
+	}
+	errs = append(errs, s.db.Close(), j.f.Close())
+	return errors.Join(errs...)
+}
 
 // Ping answers nil while the file is open.
 func (s *Store) Ping(ctx context.Context) error {
@@ -174,11 +205,17 @@ func refuse(format string, args ...any) error {
 // caller's answer; any other error aborts the transaction (the committer
 // then re-runs fn alone and reports that run's error).
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return s.batchEvents(ctx, fn, nil)
+}
+
+// batchEvents is batch for an event append, which the journal may take
+// instead of fn.
+func (s *Store) batchEvents(ctx context.Context, fn func(*bolt.Tx) error, ev *eventAppend) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var outcome error
-	err := s.w.run(func(tx *bolt.Tx) error {
+	err := s.w.runCall(&commitCall{ev: ev, done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
 		outcome = nil
 		err := fn(tx)
 		if r, ok := err.(refusal); ok {
@@ -186,7 +223,7 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 			return nil
 		}
 		return err
-	})
+	}})
 	if err != nil {
 		return wrap(err)
 	}
@@ -875,16 +912,8 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	if len(norm) == 0 {
 		return []store.Event{}, nil
 	}
-	var out []store.Event
-	err = s.batch(ctx, func(tx *bolt.Tx) error {
-		var err error
-		out, err = appendEventsTx(tx, tenant, norm)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	out, _, err := s.appendEvents(ctx, tenant, norm, make([]*store.Guard, len(norm)))
+	return out, err
 }
 
 // AppendEventsIf is AppendEvents under guards (store.GuardedEvents):
@@ -898,13 +927,16 @@ func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.R
 	if err != nil {
 		return nil, nil, err
 	}
-	var (
-		out     []store.Event
-		dropped []int
-	)
-	err = s.batch(ctx, func(tx *bolt.Tx) error {
+	return s.appendEvents(ctx, tenant, norm, guards)
+}
+
+// appendEvents appends norm (normalized; guards[i], when set, must hold
+// for norm[i] to go in) through the journal or a bbolt commit.
+func (s *Store) appendEvents(ctx context.Context, tenant string, norm []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
+	a := &eventAppend{tenant: tenant, norm: norm, guards: guards}
+	err := s.batchEvents(ctx, func(tx *bolt.Tx) error {
 		// A group commit may run this more than once: start afresh.
-		out, dropped = nil, nil
+		a.out, a.dropped = nil, nil
 		keep := make([]json.RawMessage, 0, len(norm))
 		for i := range norm {
 			if g := guards[i]; g != nil {
@@ -913,7 +945,7 @@ func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.R
 					return err
 				}
 				if !ok {
-					dropped = append(dropped, i)
+					a.dropped = append(a.dropped, i)
 					continue
 				}
 			}
@@ -923,16 +955,16 @@ func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.R
 			return nil
 		}
 		var err error
-		out, err = appendEventsTx(tx, tenant, keep)
+		a.out, err = appendEventsTx(tx, tenant, keep)
 		return err
-	})
+	}, a)
 	if err != nil {
 		return nil, nil, err
 	}
-	if out == nil {
-		out = []store.Event{}
+	if a.out == nil {
+		a.out = []store.Event{}
 	}
-	return out, dropped, nil
+	return a.out, a.dropped, nil
 }
 
 // guardHolds reports whether a guard's record exists at its version.
@@ -999,6 +1031,12 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 		return nil, storekit.Invalid("negative limit")
 	}
 	out := []store.Event{}
+	if afterSeq == ^uint64(0) {
+		return out, nil
+	}
+	// The journal's events first: any that bbolt takes meanwhile are
+	// then read from bbolt, and the rest follow its last.
+	pending := s.pendingEvents(tenant)
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		tb, err := tenantBucket(tx, tenant, false)
 		if err != nil || tb == nil {
@@ -1009,9 +1047,6 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 			return nil
 		}
 		c := eb.Cursor()
-		if afterSeq == ^uint64(0) {
-			return nil
-		}
 		for k, v := c.Seek(u64(afterSeq + 1)); k != nil && (limit == 0 || len(out) < limit); k, v = c.Next() {
 			var e store.Event
 			if err := json.Unmarshal(v, &e); err != nil {
@@ -1024,7 +1059,28 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 	if err != nil {
 		return nil, err
 	}
+	last := afterSeq
+	if len(out) > 0 {
+		last = out[len(out)-1].Seq
+	}
+	for _, e := range pending {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		if e.Seq > last {
+			out = append(out, e)
+			last = e.Seq
+		}
+	}
 	return out, nil
+}
+
+// pendingEvents are tenant's events in the journal alone (nil if none).
+func (s *Store) pendingEvents(tenant string) []store.Event {
+	if s.w.j == nil {
+		return nil
+	}
+	return s.w.j.pendingOf(tenant)
 }
 
 // EventHead returns the sequence number and hash of the newest event of
@@ -1034,6 +1090,7 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 	if err := storekit.CheckName("tenant", tenant); err != nil {
 		return 0, "", err
 	}
+	pending := s.pendingEvents(tenant)
 	var h head
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		tb, err := tenantBucket(tx, tenant, false)
@@ -1050,11 +1107,18 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 	if err != nil {
 		return 0, "", err
 	}
+	if n := len(pending); n > 0 && pending[n-1].Seq > h.Seq {
+		return pending[n-1].Seq, pending[n-1].Hash, nil
+	}
 	return h.Seq, h.Hash, nil
 }
 
 // EventTenants lists the tenants that have at least one event.
 func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
+	var pending []string
+	if s.w.j != nil {
+		pending = s.w.j.pendingTenants()
+	}
 	out := []string{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		root := tx.Bucket(bTenants)
@@ -1071,6 +1135,12 @@ func (s *Store) EventTenants(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range pending {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hsmca/hsmca/store"
 )
 
 // committer is group commit without a fixed wait and without a goroutine
@@ -19,6 +21,10 @@ import (
 type committer struct {
 	db    *bolt.DB
 	delay time.Duration // optional extra wait for company before a commit
+	// j, when set, takes groups of event appends alone (journal.go);
+	// guard checks an append's guard in a read transaction.
+	j     *journal
+	guard func(*bolt.Tx, string, *store.Guard) (bool, error)
 
 	mu      sync.Mutex
 	pending []*commitCall
@@ -27,7 +33,8 @@ type committer struct {
 
 type commitCall struct {
 	fn   func(*bolt.Tx) error
-	done chan error // its result, or errLead: commit the queue
+	ev   *eventAppend // set on an event append: the journal may take it instead of fn
+	done chan error   // its result, or errLead: commit the queue
 }
 
 // errLead tells a queued write that the lead is its: it commits the queue
@@ -39,7 +46,10 @@ var errLead = errors.New("boltstore: lead the next commit")
 // function of a group fails, the group's transaction is rolled back and
 // each function runs again alone, so one failure touches no other write.
 func (c *committer) run(fn func(*bolt.Tx) error) error {
-	call := &commitCall{fn: fn, done: make(chan error, 1)}
+	return c.runCall(&commitCall{fn: fn, done: make(chan error, 1)})
+}
+
+func (c *committer) runCall(call *commitCall) error {
 	c.mu.Lock()
 	c.pending = append(c.pending, call)
 	lead := !c.running
@@ -99,14 +109,15 @@ func (c *committer) lead() {
 var errPanicked = errors.New("boltstore: a write of the same commit panicked; nothing of it was written")
 
 func (c *committer) commit(group []*commitCall) {
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		for _, call := range group {
-			if err := call.fn(tx); err != nil {
-				return err
-			}
+	if c.j != nil && eventsOnly(group) && c.j.take(c.db, c.guard, group) {
+		if c.j.wantsCheckpoint() && !c.j.checkpointing.Swap(true) {
+			// A write of no records of its own: its transaction copies
+			// the journal into bbolt, off every request's path.
+			go c.run(func(*bolt.Tx) error { return nil })
 		}
-		return nil
-	})
+		return
+	}
+	err := c.update(group)
 	if err == nil || len(group) == 1 {
 		for _, call := range group {
 			call.done <- err
@@ -114,6 +125,40 @@ func (c *committer) commit(group []*commitCall) {
 		return
 	}
 	for _, call := range group {
-		call.done <- c.db.Update(call.fn)
+		call.done <- c.update([]*commitCall{call})
 	}
+}
+
+// update runs the group's functions in one bbolt transaction that first
+// copies the journal's pending events into bbolt.
+func (c *committer) update(group []*commitCall) error {
+	applied := false
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		applied = false
+		if c.j != nil {
+			if err := c.j.apply(tx); err != nil {
+				return err
+			}
+			applied = true
+		}
+		for _, call := range group {
+			if err := call.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && applied {
+		c.j.checkpointed()
+	}
+	return err
+}
+
+func eventsOnly(group []*commitCall) bool {
+	for _, call := range group {
+		if call.ev == nil {
+			return false
+		}
+	}
+	return true
 }

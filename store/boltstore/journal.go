@@ -1,0 +1,463 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/internal/storekit"
+)
+
+// The event journal makes an event append durable with one fdatasync
+// where a bbolt commit needs two (its pages, then its meta page).
+//
+// A group of writes that holds only event appends (a signature's SUCCESS
+// record, a read's access record) is linked to the chains as usual, then
+// written as one record to a preallocated file beside the bbolt file and
+// synced: that sync is the append's durability. The events stay in memory
+// (pending) and readers see them with the chains in bbolt. The next group
+// that writes bbolt (any other write, or a checkpoint the journal asks for
+// when it is a quarter full or its oldest event is a second old) first
+// copies every pending event into its transaction, with the journal's
+// sequence number; once that commit is synced the journal is written from
+// its start again.
+//
+// A record is [length u32][crc32c u32][lsn u64][entries], each entry
+// [tenant length u16][tenant][event length u32][event JSON], the JSON
+// being exactly what the chain's bucket stores. At open, records are read
+// from the start while each checks out and carries the next sequence
+// number after the one bbolt holds; they are copied into bbolt, and the
+// first record that does not follow (a torn write, zeros, an older pass
+// over the file) ends the journal.
+type journal struct {
+	f    *os.File
+	size int64
+
+	// Owned by the committer's leader.
+	off     int64  // where the next record goes
+	lsn     uint64 // sequence number of the last record written
+	applied uint64 // the last record whose events bbolt holds
+
+	mu      sync.Mutex
+	pending map[string][]store.Event // by tenant, in chain order
+	raw     map[string][][]byte      // each pending event's stored JSON
+	since   time.Time                // when the oldest pending event was written
+
+	checkpointing atomic.Bool
+}
+
+const (
+	journalHeader = 16
+	// DefaultJournalSize is the event journal's size (Options.JournalSize).
+	DefaultJournalSize = 4 << 20
+	// checkpointAge is how long events stay in the journal alone at most
+	// while writes go on.
+	checkpointAge = time.Second
+)
+
+var (
+	kJournalLSN = []byte("journal_lsn")
+	crcTable    = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// JournalPath is the event journal of the store file at path.
+func JournalPath(path string) string { return path + "-journal" }
+
+// openJournal opens (creating and preallocating it if needed) the
+// journal of the bbolt file at path and copies the events it holds beyond
+// what db has into db.
+func openJournal(db *bolt.DB, path string, size int64) (*journal, error) {
+	jp := JournalPath(path)
+	f, err := os.OpenFile(jp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open event journal: %w", err)
+	}
+	j := &journal{f: f, size: size, pending: map[string][]store.Event{}, raw: map[string][][]byte{}}
+	if err := j.prepare(filepath.Dir(jp)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := j.recover(db); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// prepare makes the file size bytes of zeros (written, not sparse: a sync
+// of a write into it then carries no metadata).
+func (j *journal) prepare(dir string) error {
+	st, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("event journal: %w", err)
+	}
+	if st.Size() >= j.size {
+		j.size = st.Size()
+		return nil
+	}
+	zeros := make([]byte, 64<<10)
+	for off := st.Size(); off < j.size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), j.size-off)
+		if _, err := j.f.WriteAt(zeros[:n], off); err != nil {
+			return fmt.Errorf("event journal: %w", err)
+		}
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("event journal: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// recover copies the journal's records beyond db's into db.
+func (j *journal) recover(db *bolt.DB) error {
+	err := db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bMeta); b != nil {
+			j.applied = getU64(b.Get(kJournalLSN))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	j.lsn = j.applied
+	buf := make([]byte, j.size)
+	if _, err := j.f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read event journal: %w", err)
+	}
+	var evs []journalEntry
+	for off := 0; off+journalHeader <= len(buf); {
+		n := int(binary.BigEndian.Uint32(buf[off:]))
+		end := off + journalHeader + n
+		if n == 0 || end > len(buf) || end < off {
+			break
+		}
+		if crc32.Checksum(buf[off+8:end], crcTable) != binary.BigEndian.Uint32(buf[off+4:]) {
+			break
+		}
+		if binary.BigEndian.Uint64(buf[off+8:]) != j.lsn+1 {
+			break
+		}
+		got, err := decodeEntries(buf[off+journalHeader : end])
+		if err != nil {
+			return fmt.Errorf("event journal record %d: %w", j.lsn+1, err)
+		}
+		evs = append(evs, got...)
+		j.lsn++
+		off = end
+	}
+	if j.lsn == j.applied {
+		return nil
+	}
+	for _, e := range evs {
+		j.pending[e.tenant] = append(j.pending[e.tenant], e.ev)
+		j.raw[e.tenant] = append(j.raw[e.tenant], e.raw)
+	}
+	err = db.Update(j.apply)
+	if err != nil {
+		return fmt.Errorf("copy the event journal into the store: %w", err)
+	}
+	j.checkpointed()
+	return nil
+}
+
+type journalEntry struct {
+	tenant string
+	ev     store.Event
+	raw    []byte
+}
+
+func decodeEntries(b []byte) ([]journalEntry, error) {
+	var out []journalEntry
+	for len(b) > 0 {
+		if len(b) < 2 {
+			return nil, errors.New("short entry")
+		}
+		tl := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+tl+4 {
+			return nil, errors.New("short entry")
+		}
+		tenant := string(b[2 : 2+tl])
+		b = b[2+tl:]
+		el := int(binary.BigEndian.Uint32(b))
+		if len(b) < 4+el {
+			return nil, errors.New("short event")
+		}
+		raw := slices.Clone(b[4 : 4+el])
+		b = b[4+el:]
+		var ev store.Event
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, err
+		}
+		if ev.Tenant != tenant {
+			return nil, fmt.Errorf("event of %q filed under %q", ev.Tenant, tenant)
+		}
+		out = append(out, journalEntry{tenant, ev, raw})
+	}
+	return out, nil
+}
+
+// apply writes every pending event into tx, chain by chain, with the
+// journal's last sequence number; events bbolt holds already are skipped.
+func (j *journal) apply(tx *bolt.Tx) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.lsn == j.applied {
+		return nil
+	}
+	for tenant, evs := range j.pending {
+		tb, err := tenantBucket(tx, tenant, true)
+		if err != nil {
+			return err
+		}
+		eb, err := tb.CreateBucketIfNotExists(bEvents)
+		if err != nil {
+			return err
+		}
+		eb.FillPercent = appendFill
+		var h head
+		if v := tb.Get(kHead); v != nil {
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("bolt store: corrupt event head: %w", err)
+			}
+		}
+		moved := false
+		for i, e := range evs {
+			if e.Seq <= h.Seq {
+				continue
+			}
+			if e.Seq != h.Seq+1 || e.PrevHash != h.Hash {
+				return fmt.Errorf("bolt store: journaled event %d of %q does not follow the chain's head %d", e.Seq, tenant, h.Seq)
+			}
+			if err := eb.Put(u64(e.Seq), j.raw[tenant][i]); err != nil {
+				return err
+			}
+			h, moved = head{Seq: e.Seq, Hash: e.Hash}, true
+		}
+		if moved {
+			hb, err := json.Marshal(h)
+			if err != nil {
+				return err
+			}
+			if err := tb.Put(kHead, hb); err != nil {
+				return err
+			}
+		}
+	}
+	mb, err := tx.CreateBucketIfNotExists(bMeta)
+	if err != nil {
+		return err
+	}
+	return mb.Put(kJournalLSN, u64(j.lsn))
+}
+
+// checkpointed is called once a transaction that ran apply is committed:
+// bbolt holds every pending event, and the journal starts over.
+func (j *journal) checkpointed() {
+	j.mu.Lock()
+	clear(j.pending)
+	clear(j.raw)
+	j.since = time.Time{}
+	j.mu.Unlock()
+	j.off, j.applied = 0, j.lsn
+	j.checkpointing.Store(false)
+}
+
+// eventAppend is an event append the journal may take: its events are
+// normalized, guards[i] (when set) must hold for the i-th to go in.
+type eventAppend struct {
+	tenant  string
+	norm    []json.RawMessage
+	guards  []*store.Guard
+	out     []store.Event
+	dropped []int
+}
+
+// take links the group's events to their chains (checking guards against
+// db) and makes them durable in the journal, answering every call. It
+// returns false, having changed nothing and answered nobody, when the
+// record would not fit in the rest of the file.
+func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (bool, error), group []*commitCall) bool {
+	type linked struct {
+		tenant string
+		evs    []store.Event
+		raw    [][]byte
+	}
+	var (
+		links []linked
+		rec   = make([]byte, journalHeader, 1024)
+	)
+	heads := map[string]head{}
+	err := db.View(func(tx *bolt.Tx) error {
+		now := storekit.Now()
+		for _, call := range group {
+			a := call.ev
+			a.out, a.dropped = []store.Event{}, nil
+			keep := make([]json.RawMessage, 0, len(a.norm))
+			for i := range a.norm {
+				if g := a.guards[i]; g != nil {
+					ok, err := guard(tx, a.tenant, g)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						a.dropped = append(a.dropped, i)
+						continue
+					}
+				}
+				keep = append(keep, a.norm[i])
+			}
+			if len(keep) == 0 {
+				continue
+			}
+			h, ok := heads[a.tenant]
+			if !ok {
+				var err error
+				if h, err = j.headOf(tx, a.tenant); err != nil {
+					return err
+				}
+			}
+			evs := storekit.ChainEvents(a.tenant, h.Seq, h.Hash, keep, now)
+			l := linked{tenant: a.tenant, evs: evs, raw: make([][]byte, len(evs))}
+			for i := range evs {
+				b, err := json.Marshal(&evs[i])
+				if err != nil {
+					return err
+				}
+				l.raw[i] = b
+				rec = binary.BigEndian.AppendUint16(rec, uint16(len(a.tenant)))
+				rec = append(rec, a.tenant...)
+				rec = binary.BigEndian.AppendUint32(rec, uint32(len(b)))
+				rec = append(rec, b...)
+			}
+			last := evs[len(evs)-1]
+			heads[a.tenant] = head{Seq: last.Seq, Hash: last.Hash}
+			links = append(links, l)
+			a.out = evs
+		}
+		return nil
+	})
+	if err == nil && len(links) > 0 {
+		if j.off+int64(len(rec)) > j.size {
+			return false
+		}
+		binary.BigEndian.PutUint32(rec, uint32(len(rec)-journalHeader))
+		binary.BigEndian.PutUint64(rec[8:], j.lsn+1)
+		binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], crcTable))
+		err = j.write(rec)
+	}
+	if err == nil && len(links) > 0 {
+		j.mu.Lock()
+		for _, l := range links {
+			j.pending[l.tenant] = append(j.pending[l.tenant], l.evs...)
+			j.raw[l.tenant] = append(j.raw[l.tenant], l.raw...)
+		}
+		if j.since.IsZero() {
+			j.since = time.Now()
+		}
+		j.mu.Unlock()
+		j.off += int64(len(rec))
+		j.lsn++
+	}
+	for _, call := range group {
+		if err != nil {
+			call.ev.out, call.ev.dropped = nil, nil
+		}
+		call.done <- wrap(err)
+	}
+	return true
+}
+
+// write puts rec at the journal's end and syncs it. On failure nothing
+// moves: the next record is written at the same place with the same
+// sequence number (as with a failed bbolt commit, a record whose sync
+// failed may or may not be on the disk).
+func (j *journal) write(rec []byte) error {
+	if _, err := j.f.WriteAt(rec, j.off); err != nil {
+		return fmt.Errorf("event journal: %w", err)
+	}
+	if err := fdatasync(j.f); err != nil {
+		return fmt.Errorf("event journal: %w", err)
+	}
+	return nil
+}
+
+// headOf is the head of tenant's chain: its last pending event, else the
+// head bbolt holds.
+func (j *journal) headOf(tx *bolt.Tx, tenant string) (head, error) {
+	j.mu.Lock()
+	p := j.pending[tenant]
+	j.mu.Unlock()
+	if len(p) > 0 {
+		last := p[len(p)-1]
+		return head{Seq: last.Seq, Hash: last.Hash}, nil
+	}
+	var h head
+	tb, err := tenantBucket(tx, tenant, false)
+	if err != nil || tb == nil {
+		return h, err
+	}
+	if v := tb.Get(kHead); v != nil {
+		if err := json.Unmarshal(v, &h); err != nil {
+			return h, fmt.Errorf("bolt store: corrupt event head: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// wantsCheckpoint says whether the journal should be copied into bbolt
+// soon: a quarter of it is used, or its oldest event waited a second.
+func (j *journal) wantsCheckpoint() bool {
+	if j.off > j.size/4 {
+		return true
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return !j.since.IsZero() && time.Since(j.since) > checkpointAge
+}
+
+// pendingOf is a copy of tenant's pending events (nil if none).
+func (j *journal) pendingOf(tenant string) []store.Event {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.pending[tenant])
+}
+
+// pendingTenants are the tenants with pending events.
+func (j *journal) pendingTenants() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]string, 0, len(j.pending))
+	for t, evs := range j.pending {
+		if len(evs) > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (j *journal) hasPending() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, evs := range j.pending {
+		if len(evs) > 0 {
+			return true
+		}
+	}
+	return false
+}

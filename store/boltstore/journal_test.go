@@ -1,0 +1,175 @@
+package boltstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+	"github.com/hsmca/hsmca/store/storetest"
+)
+
+// The conformance suite with a journal so small that most appends find
+// it full (and go through bbolt, copying it first), and without one.
+func TestConformanceSmallJournal(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openWith(t, filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{JournalSize: 2048})
+	})
+}
+
+func TestConformanceWithoutJournal(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openWith(t, filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{JournalSize: -1})
+	})
+}
+
+func openWith(t *testing.T, path string, opts boltstore.Options) *boltstore.Store {
+	t.Helper()
+	s, err := boltstore.Open(path, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// crashCopy copies the store's file and journal as a crash would leave
+// them (a process killed keeps what it wrote) into a new directory.
+func crashCopy(t *testing.T, path string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "hsmca.db")
+	for _, p := range [][2]string{{path, dst}, {boltstore.JournalPath(path), boltstore.JournalPath(dst)}} {
+		b, err := os.ReadFile(p[0])
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p[1], b, 0o600))
+	}
+	return dst
+}
+
+func event(i int) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)) }
+
+// checkChain reads tenant's whole chain and checks it links up to its head.
+func checkChain(t *testing.T, s *boltstore.Store, tenant string, want int) []store.Event {
+	t.Helper()
+	ctx := context.Background()
+	evs, err := s.ListEvents(ctx, tenant, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, want)
+	_, err = store.VerifyChain(evs, "", 0)
+	require.NoError(t, err)
+	seq, hash, err := s.EventHead(ctx, tenant)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(want), seq)
+	if want > 0 {
+		assert.Equal(t, evs[want-1].Hash, hash)
+	}
+	return evs
+}
+
+// Events acknowledged through the journal alone survive a crash: the
+// next open copies them into bbolt, and the chain goes on from them.
+func TestJournaledEventsSurviveACrash(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	s := openWith(t, path, boltstore.Options{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				_, err := s.AppendEvents(ctx, "t", []json.RawMessage{event(g*100 + i)})
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	_, err := s.AppendEvents(ctx, "u", []json.RawMessage{event(1), event(2)})
+	require.NoError(t, err)
+	before := checkChain(t, s, "t", 200)
+	tenants, err := s.EventTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"t", "u"}, tenants)
+
+	c := openWith(t, crashCopy(t, path), boltstore.Options{})
+	assert.Equal(t, before, checkChain(t, c, "t", 200))
+	checkChain(t, c, "u", 2)
+	evs, err := c.AppendEvents(ctx, "t", []json.RawMessage{event(999)})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(201), evs[0].Seq)
+	assert.Equal(t, before[199].Hash, evs[0].PrevHash)
+	checkChain(t, c, "t", 201)
+}
+
+// A journal that fills up is copied into bbolt and written from its
+// start again; events and records written through bbolt meanwhile (a
+// record with its event) keep one chain, across a crash too.
+func TestJournalWrapsAndKeepsOneChain(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	s := openWith(t, path, boltstore.Options{JournalSize: 4096})
+	n := 0
+	for i := range 120 {
+		if i%17 == 0 {
+			rec := &store.Record{Kind: "k", Tenant: "t", ID: fmt.Sprint("r", i), Data: []byte(`{}`)}
+			require.NoError(t, s.Create(ctx, rec, store.WriteOpts{Event: event(i)}))
+		} else {
+			_, err := s.AppendEvents(ctx, "t", []json.RawMessage{event(i)})
+			require.NoError(t, err)
+		}
+		n++
+		if i%10 == 9 {
+			checkChain(t, s, "t", n)
+		}
+	}
+	before := checkChain(t, s, "t", n)
+	c := openWith(t, crashCopy(t, path), boltstore.Options{JournalSize: 4096})
+	assert.Equal(t, before, checkChain(t, c, "t", n))
+}
+
+// A record cut short by a crash (never acknowledged: its sync had not
+// returned) ends the journal; the events before it are kept.
+func TestJournalTornRecordEndsIt(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	s := openWith(t, path, boltstore.Options{})
+	for i := range 3 {
+		_, err := s.AppendEvents(ctx, "t", []json.RawMessage{event(i)})
+		require.NoError(t, err)
+	}
+	before := checkChain(t, s, "t", 3)
+	copyPath := crashCopy(t, path)
+	j, err := os.ReadFile(boltstore.JournalPath(copyPath))
+	require.NoError(t, err)
+	// The third record: find its end (the first zero header after it)
+	// and cut into its last bytes.
+	end := 0
+	for off := 0; off+16 <= len(j); {
+		n := int(j[off])<<24 | int(j[off+1])<<16 | int(j[off+2])<<8 | int(j[off+3])
+		if n == 0 {
+			break
+		}
+		end = off + 16 + n
+		off = end
+	}
+	require.Positive(t, end)
+	j[end-2] ^= 0xff
+	require.NoError(t, os.WriteFile(boltstore.JournalPath(copyPath), j, 0o600))
+
+	c := openWith(t, copyPath, boltstore.Options{})
+	assert.Equal(t, before[:2], checkChain(t, c, "t", 2))
+	evs, err := c.AppendEvents(ctx, "t", []json.RawMessage{event(7)})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), evs[0].Seq)
+	checkChain(t, c, "t", 3)
+	// And again after a clean close: the journal holds nothing new.
+	require.NoError(t, c.Close())
+	again := openWith(t, copyPath, boltstore.Options{})
+	checkChain(t, again, "t", 3)
+}
