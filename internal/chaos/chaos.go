@@ -4,7 +4,8 @@
 // same store and token. After every kill it checks that
 //
 //   - every quota counter equals the records it counts (store, daemon down);
-//   - each tenant's event hash chain verifies (`hsmca events verify`);
+//   - each tenant's event hash chain verifies (`hsmca events verify`), and
+//     every request answered 2xx has its event record in the log;
 //   - once the start-up reconciler has run (/readyz 200), every key object
 //     on the token is owned by a committed record, and every record's key
 //     is there;
@@ -16,6 +17,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -191,7 +193,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Kills++
 		rep.InFlight = append(rep.InFlight, inFlight)
 
-		ss, bad, err := checkStore(ctx, o.Store, o.Tenant)
+		w.mu.Lock()
+		acked := maps.Clone(w.acked)
+		w.mu.Unlock()
+		ss, bad, err := checkStore(ctx, o.Store, o.Tenant, acked)
 		if err != nil {
 			return rep, fmt.Errorf("after kill %d: %w", round+1, err)
 		}

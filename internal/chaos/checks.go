@@ -147,7 +147,10 @@ type StoreState struct {
 
 // checkStore opens the store while the daemon is down: every quota counter
 // equals the records it counts, and it collects the keys records own.
-func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreState, []string, error) {
+//
+// acked maps the request id of each answered operation to its name: the
+// tenant's log must hold an event record of each.
+func checkStore(ctx context.Context, cfg *config.Config, tenant string, acked map[string]string) (*StoreState, []string, error) {
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := openStore(octx, cfg)
@@ -155,7 +158,46 @@ func checkStore(ctx context.Context, cfg *config.Config, tenant string) (*StoreS
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
-	return CheckStore(octx, st, tenant)
+	ss, bad, err := CheckStore(octx, st, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	missing, err := missingEvents(octx, st, tenant, acked)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss, append(bad, missing...), nil
+}
+
+// missingEvents names the answered requests whose event record is not in
+// tenant's log.
+func missingEvents(ctx context.Context, st store.Store, tenant string, acked map[string]string) ([]string, error) {
+	logged := map[string]bool{}
+	for after := uint64(0); ; {
+		evs, err := st.ListEvents(ctx, tenant, after, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		for _, ev := range evs {
+			var rec signer.EventRecord
+			if err := json.Unmarshal(ev.Data, &rec); err != nil {
+				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
+			}
+			logged[rec.RequestID] = true
+			after = ev.Seq
+		}
+		if len(evs) < 1000 {
+			break
+		}
+	}
+	var out []string
+	for id, op := range acked {
+		if !logged[id] {
+			out = append(out, fmt.Sprintf("%s answered 2xx (request %s) has no event record", op, id))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // openStore opens the daemon's store as the daemon does (this package is

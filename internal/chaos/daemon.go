@@ -140,6 +140,8 @@ type Response struct {
 	Status int
 	Body   []byte
 	Err    error
+	// RequestID is the daemon's X-Request-Id for the request.
+	RequestID string
 }
 
 // Map decodes the body as an object.
@@ -175,5 +177,5 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) *Respons
 	if err != nil {
 		return &Response{Err: err}
 	}
-	return &Response{Status: resp.StatusCode, Body: raw}
+	return &Response{Status: resp.StatusCode, Body: raw, RequestID: resp.Header.Get("X-Request-Id")}
 }

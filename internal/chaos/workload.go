@@ -79,10 +79,14 @@ type workload struct {
 	stats      map[string]int // "op status" -> count
 	unexpected []string       // 5xx answers and other anomalies
 	outage     map[int]int    // status -> answers while a fault lasted
+	// acked maps the request id of every 2xx answer to its operation:
+	// each must have its event record in the log.
+	acked map[string]string
 }
 
 func newWorkload(tenant string, c *Client, pca bool) *workload {
-	return &workload{tenant: tenant, client: c, model: newModel(), pca: pca, stats: map[string]int{}, outage: map[int]int{}}
+	return &workload{tenant: tenant, client: c, model: newModel(), pca: pca, stats: map[string]int{}, outage: map[int]int{},
+		acked: map[string]string{}}
 }
 
 func (w *workload) count(op string, r *Response) {
@@ -96,6 +100,9 @@ func (w *workload) count(op string, r *Response) {
 	}
 	w.mu.Lock()
 	w.stats[k]++
+	if r.Err == nil && r.Status/100 == 2 && r.RequestID != "" {
+		w.acked[r.RequestID] = op
+	}
 	down := w.faulted.Load()
 	if down && r.Err == nil {
 		w.outage[r.Status]++
