@@ -1036,7 +1036,10 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 	}
 	// The journal's events first: any that bbolt takes meanwhile are
 	// then read from bbolt, and the rest follow its last.
-	pending := s.pendingEvents(tenant)
+	var pending []store.Event
+	if s.w.j != nil {
+		pending = s.w.j.pendingAfter(tenant, afterSeq, limit)
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		tb, err := tenantBucket(tx, tenant, false)
 		if err != nil || tb == nil {
@@ -1075,14 +1078,6 @@ func (s *Store) ListEvents(ctx context.Context, tenant string, afterSeq uint64, 
 	return out, nil
 }
 
-// pendingEvents are tenant's events in the journal alone (nil if none).
-func (s *Store) pendingEvents(tenant string) []store.Event {
-	if s.w.j == nil {
-		return nil
-	}
-	return s.w.j.pendingOf(tenant)
-}
-
 // EventHead returns the sequence number and hash of the newest event of
 // a tenant's chain (0 and "" before the first). The verifier compares it
 // with the last record it read, which exposes a deletion at the end.
@@ -1090,7 +1085,13 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 	if err := storekit.CheckName("tenant", tenant); err != nil {
 		return 0, "", err
 	}
-	pending := s.pendingEvents(tenant)
+	var (
+		pending head
+		ok      bool
+	)
+	if s.w.j != nil {
+		pending, ok = s.w.j.pendingHead(tenant)
+	}
 	var h head
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		tb, err := tenantBucket(tx, tenant, false)
@@ -1107,8 +1108,8 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 	if err != nil {
 		return 0, "", err
 	}
-	if n := len(pending); n > 0 && pending[n-1].Seq > h.Seq {
-		return pending[n-1].Seq, pending[n-1].Hash, nil
+	if ok && pending.Seq > h.Seq {
+		return pending.Seq, pending.Hash, nil
 	}
 	return h.Seq, h.Hash, nil
 }

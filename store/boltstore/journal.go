@@ -400,12 +400,8 @@ func (j *journal) write(rec []byte) error {
 // headOf is the head of tenant's chain: its last pending event, else the
 // head bbolt holds.
 func (j *journal) headOf(tx *bolt.Tx, tenant string) (head, error) {
-	j.mu.Lock()
-	p := j.pending[tenant]
-	j.mu.Unlock()
-	if len(p) > 0 {
-		last := p[len(p)-1]
-		return head{Seq: last.Seq, Hash: last.Hash}, nil
+	if h, ok := j.pendingHead(tenant); ok {
+		return h, nil
 	}
 	var h head
 	tb, err := tenantBucket(tx, tenant, false)
@@ -431,11 +427,37 @@ func (j *journal) wantsCheckpoint() bool {
 	return !j.since.IsZero() && time.Since(j.since) > checkpointAge
 }
 
-// pendingOf is a copy of tenant's pending events (nil if none).
-func (j *journal) pendingOf(tenant string) []store.Event {
+// pendingAfter is a copy of tenant's pending events after seq after, at
+// most limit of them (all when limit is 0).
+func (j *journal) pendingAfter(tenant string, after uint64, limit int) []store.Event {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return slices.Clone(j.pending[tenant])
+	p := j.pending[tenant]
+	i, _ := slices.BinarySearchFunc(p, after+1, func(e store.Event, seq uint64) int {
+		switch {
+		case e.Seq < seq:
+			return -1
+		case e.Seq > seq:
+			return 1
+		}
+		return 0
+	})
+	p = p[i:]
+	if limit > 0 && len(p) > limit {
+		p = p[:limit]
+	}
+	return slices.Clone(p)
+}
+
+// pendingHead is the last of tenant's pending events (ok false if none).
+func (j *journal) pendingHead(tenant string) (head, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.pending[tenant]
+	if len(p) == 0 {
+		return head{}, false
+	}
+	return head{Seq: p[len(p)-1].Seq, Hash: p[len(p)-1].Hash}, true
 }
 
 // pendingTenants are the tenants with pending events.
