@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,21 +170,30 @@ func certStatusRange(status string, now time.Time) []store.Filter {
 		{Field: certExpiryField, Value: hi, Match: store.Less}}
 }
 
-// certStoreRecord completes cr with the signed certificate der and
-// returns the store record of a new private certificate: the one place
-// that decides its stored form, shared by issuance and by the seeding of
-// benchmark stores.
-func certStoreRecord(tenant, id string, is *issuer, cr *certRecord, der []byte, hash string, now time.Time) (*store.Record, error) {
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	cr.Status, cr.Cert, cr.Serial = CertIssued, der, encoding.SerialHex(cert.SerialNumber)
+// certStoreRecord completes cr with the certificate der that
+// issuance.SignCertificate made from tmpl and returns the store record of
+// a new private certificate: the one place that decides its stored form,
+// shared by issuance and by the seeding of benchmark stores. The serial
+// number, validity and subject are read from tmpl as x509.CreateCertificate
+// encoded them (times in whole seconds, the subject as given), which spares
+// parsing der again.
+func certStoreRecord(tenant, id string, is *issuer, cr *certRecord, tmpl *x509.Certificate, der []byte, hash string, now time.Time) (*store.Record, error) {
+	cr.Status, cr.Cert, cr.Serial = CertIssued, der, encoding.SerialHex(tmpl.SerialNumber)
 	cr.IssuerID, cr.IssuerName, cr.SignatureAlgorithm = is.rec.ID, is.ca.DN.CommonName, hash
 	cr.CreateTime = now.UnixMilli()
-	cr.NotBefore, cr.NotAfter = cert.NotBefore.UnixMilli(), cert.NotAfter.UnixMilli()
+	cr.NotBefore = tmpl.NotBefore.Truncate(time.Second).UnixMilli()
+	cr.NotAfter = tmpl.NotAfter.Truncate(time.Second).UnixMilli()
 	if cr.DN.CommonName == "" {
-		cr.DN = issuance.NameOf(cert.Subject)
+		subject := tmpl.Subject
+		if len(tmpl.RawSubject) > 0 {
+			var rdn pkix.RDNSequence
+			if rest, err := asn1.Unmarshal(tmpl.RawSubject, &rdn); err != nil || len(rest) > 0 {
+				return nil, fmt.Errorf("certificate subject: %v", err)
+			}
+			subject = pkix.Name{}
+			subject.FillFromRDNSequence(&rdn)
+		}
+		cr.DN = issuance.NameOf(subject)
 	}
 	data, err := json.Marshal(cr)
 	if err != nil {
@@ -338,7 +349,7 @@ func (s *Service) putCert(ctx context.Context, op *signer.Op, tenant, id string,
 		if err != nil {
 			return err
 		}
-		rec, err := certStoreRecord(tenant, id, is, cr, der, hash, s.now())
+		rec, err := certStoreRecord(tenant, id, is, cr, tmpl, der, hash, s.now())
 		if err != nil {
 			return err
 		}
