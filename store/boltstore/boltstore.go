@@ -986,40 +986,63 @@ func (s *Store) guardHolds(tx *bolt.Tx, tenant string, g *store.Guard) (bool, er
 
 // appendEventsTx links norm (normalized) to the tenant's chain in tx.
 func appendEventsTx(tx *bolt.Tx, tenant string, norm []json.RawMessage) ([]store.Event, error) {
-	tb, err := tenantBucket(tx, tenant, true)
+	tb, eb, h, err := chainOf(tx, tenant)
 	if err != nil {
 		return nil, err
 	}
-	eb, err := tb.CreateBucketIfNotExists(bEvents)
-	if err != nil {
-		return nil, err
+	evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+	raw := make([][]byte, len(evs))
+	for i := range evs {
+		if raw[i], err = json.Marshal(&evs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return evs, appendChain(tb, eb, evs, raw)
+}
+
+// chainOf opens tenant's chain in tx, creating its buckets: the tenant's
+// bucket (which holds the head), the events' bucket and the head.
+func chainOf(tx *bolt.Tx, tenant string) (tb, eb *bolt.Bucket, h head, err error) {
+	if tb, err = tenantBucket(tx, tenant, true); err != nil {
+		return nil, nil, h, err
+	}
+	if eb, err = tb.CreateBucketIfNotExists(bEvents); err != nil {
+		return nil, nil, h, err
 	}
 	eb.FillPercent = appendFill
+	h, err = readHead(tb)
+	return tb, eb, h, err
+}
+
+// readHead is the chain head stored in a tenant's bucket (zero before the
+// first event).
+func readHead(tb *bolt.Bucket) (head, error) {
 	var h head
 	if v := tb.Get(kHead); v != nil {
 		if err := json.Unmarshal(v, &h); err != nil {
-			return nil, fmt.Errorf("bolt store: corrupt event head: %w", err)
+			return h, fmt.Errorf("bolt store: corrupt event head: %w", err)
 		}
 	}
-	evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
+	return h, nil
+}
+
+// appendChain stores evs (raw[i] the JSON of evs[i]), which follow the
+// chain's head, and moves the head to the last.
+func appendChain(tb, eb *bolt.Bucket, evs []store.Event, raw [][]byte) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	for i := range evs {
-		b, err := json.Marshal(&evs[i])
-		if err != nil {
-			return nil, err
-		}
-		if err := eb.Put(u64(evs[i].Seq), b); err != nil {
-			return nil, err
+		if err := eb.Put(u64(evs[i].Seq), raw[i]); err != nil {
+			return err
 		}
 	}
 	last := evs[len(evs)-1]
 	hb, err := json.Marshal(head{Seq: last.Seq, Hash: last.Hash})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := tb.Put(kHead, hb); err != nil {
-		return nil, err
-	}
-	return evs, nil
+	return tb.Put(kHead, hb)
 }
 
 // ListEvents returns up to limit events after afterSeq, oldest first.
@@ -1098,12 +1121,8 @@ func (s *Store) EventHead(ctx context.Context, tenant string) (uint64, string, e
 		if err != nil || tb == nil {
 			return err
 		}
-		if v := tb.Get(kHead); v != nil {
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("bolt store: corrupt event head: %w", err)
-			}
-		}
-		return nil
+		h, err = readHead(tb)
+		return err
 	})
 	if err != nil {
 		return 0, "", err

@@ -221,42 +221,23 @@ func (j *journal) apply(tx *bolt.Tx) error {
 		return nil
 	}
 	for tenant, evs := range j.pending {
-		tb, err := tenantBucket(tx, tenant, true)
+		tb, eb, h, err := chainOf(tx, tenant)
 		if err != nil {
 			return err
 		}
-		eb, err := tb.CreateBucketIfNotExists(bEvents)
-		if err != nil {
+		raw := j.raw[tenant]
+		for len(evs) > 0 && evs[0].Seq <= h.Seq {
+			evs, raw = evs[1:], raw[1:]
+		}
+		prev := h
+		for _, e := range evs {
+			if e.Seq != prev.Seq+1 || e.PrevHash != prev.Hash {
+				return fmt.Errorf("bolt store: journaled event %d of %q does not follow its chain (head %d)", e.Seq, tenant, prev.Seq)
+			}
+			prev = head{Seq: e.Seq, Hash: e.Hash}
+		}
+		if err := appendChain(tb, eb, evs, raw); err != nil {
 			return err
-		}
-		eb.FillPercent = appendFill
-		var h head
-		if v := tb.Get(kHead); v != nil {
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("bolt store: corrupt event head: %w", err)
-			}
-		}
-		moved := false
-		for i, e := range evs {
-			if e.Seq <= h.Seq {
-				continue
-			}
-			if e.Seq != h.Seq+1 || e.PrevHash != h.Hash {
-				return fmt.Errorf("bolt store: journaled event %d of %q does not follow the chain's head %d", e.Seq, tenant, h.Seq)
-			}
-			if err := eb.Put(u64(e.Seq), j.raw[tenant][i]); err != nil {
-				return err
-			}
-			h, moved = head{Seq: e.Seq, Hash: e.Hash}, true
-		}
-		if moved {
-			hb, err := json.Marshal(h)
-			if err != nil {
-				return err
-			}
-			if err := tb.Put(kHead, hb); err != nil {
-				return err
-			}
 		}
 	}
 	mb, err := tx.CreateBucketIfNotExists(bMeta)
@@ -403,17 +384,11 @@ func (j *journal) headOf(tx *bolt.Tx, tenant string) (head, error) {
 	if h, ok := j.pendingHead(tenant); ok {
 		return h, nil
 	}
-	var h head
 	tb, err := tenantBucket(tx, tenant, false)
 	if err != nil || tb == nil {
-		return h, err
+		return head{}, err
 	}
-	if v := tb.Get(kHead); v != nil {
-		if err := json.Unmarshal(v, &h); err != nil {
-			return h, fmt.Errorf("bolt store: corrupt event head: %w", err)
-		}
-	}
-	return h, nil
+	return readHead(tb)
 }
 
 // wantsCheckpoint says whether the journal should be copied into bbolt
