@@ -148,8 +148,12 @@ func (c *committer) update(group []*commitCall) error {
 		}
 		return nil
 	})
-	if err == nil && applied {
+	switch {
+	case err == nil && applied:
 		c.j.checkpointed()
+	case err != nil && c.j != nil:
+		// The journal stays as it is; the next write may ask again.
+		c.j.checkpointing.Store(false)
 	}
 	return err
 }
