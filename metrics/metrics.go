@@ -64,6 +64,7 @@ type Metrics struct {
 
 	sessions atomic.Pointer[func() (int, int64)]
 	circuit  atomic.Pointer[func() bool]
+	journal  atomic.Pointer[func() (used, size int64, checkpoints uint64)]
 	routes   sync.Map // route templates the router registered: string -> struct{}
 }
 
@@ -197,13 +198,33 @@ func New(version string) *Metrics {
 		Name: "hsmca_hsm_sessions_in_use",
 		Help: "PKCS#11 sessions held by operations in progress.",
 	}, func() float64 { _, n := m.sessionStats(); return float64(n) })
+	journal := func() (int64, int64, uint64) {
+		if f := m.journal.Load(); f != nil {
+			return (*f)()
+		}
+		return 0, 0, 0
+	}
+	journalUsed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hsmca_bolt_journal_used_ratio",
+		Help: "Share of the bolt store's event journal written since its events were last copied into the store file (0 without a journal).",
+	}, func() float64 {
+		used, size, _ := journal()
+		if size == 0 {
+			return 0
+		}
+		return float64(used) / float64(size)
+	})
+	journalCopies := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hsmca_bolt_journal_checkpoints_total",
+		Help: "Times the bolt store's event journal was copied into the store file (by a commit of another write, a checkpoint, or at open after a crash).",
+	}, func() float64 { _, _, n := journal(); return float64(n) })
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.signingDuration, m.Events, m.hsmCallDuration, m.hsmCallErrors,
 		m.httpRequests, m.httpDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
-		poolSize, inUse, circuit,
+		poolSize, inUse, circuit, journalUsed, journalCopies,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 		m.OCSPAnswers,
 		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,
@@ -231,6 +252,16 @@ func (m *Metrics) SetSessionSource(f func() (poolSize int, inUse int64)) {
 		return
 	}
 	m.sessions.Store(&f)
+}
+
+// SetJournalSource installs the function the bolt event journal's series
+// read (boltstore.Store.JournalStats).
+func (m *Metrics) SetJournalSource(f func() (used, size int64, checkpoints uint64)) {
+	if f == nil {
+		m.journal.Store(nil)
+		return
+	}
+	m.journal.Store(&f)
 }
 
 // SetCircuitSource installs the function the circuit-breaker gauge reads.

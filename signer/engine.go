@@ -136,6 +136,11 @@ func New(o Options) *Core {
 	}
 	_, withCreate := o.Store.(store.EventsWithCreate)
 	_, guarded := o.Store.(store.GuardedEvents)
+	if js, ok := o.Store.(interface {
+		JournalStats() (int64, int64, uint64)
+	}); ok {
+		o.Metrics.SetJournalSource(js.JournalStats)
+	}
 	o.Store = observeStore(o.Store, o.Metrics)
 	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, guardedEvents: guarded,
 		quotas: o.Quotas, instance: o.Instance,

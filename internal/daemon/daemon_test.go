@@ -113,6 +113,11 @@ func TestDaemonOnBoltIsReady(t *testing.T) {
 	resp.Body.Close()
 	assert.Contains(t, string(raw), "hsmca_build_info")
 	assert.Contains(t, string(raw), `hsmca_component_up{component="hsm"} 1`)
+	assert.Regexp(t, `(?m)^hsmca_bolt_journal_used_ratio 0(\.\d+)?(e-\d+)?$`, string(raw))
+	assert.Regexp(t, `(?m)^hsmca_bolt_journal_checkpoints_total \d+$`, string(raw))
+	jfi, err := os.Stat(cfg.Store.BoltPath + "-journal")
+	require.NoError(t, err, "the event journal lies beside the store file")
+	assert.Equal(t, os.FileMode(0o600), jfi.Mode().Perm(), "the event journal must be private")
 
 	fi, err := os.Stat(cfg.AdminSocket)
 	require.NoError(t, err)

@@ -148,6 +148,16 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// JournalStats reports the event journal (zeros without one): the bytes
+// written since it was last copied into the file, its size, and how many
+// copies were made since Open.
+func (s *Store) JournalStats() (used, size int64, checkpoints uint64) {
+	if j := s.w.j; j != nil {
+		return j.used.Load(), j.size, j.checkpoints.Load()
+	}
+	return 0, 0, 0
+}
+
 // Backend names the implementation.
 func (s *Store) Backend() string { return "bolt" }
 

@@ -56,6 +56,8 @@ type journal struct {
 	since   time.Time                // when the oldest pending event was written
 
 	checkpointing atomic.Bool
+	used          atomic.Int64  // j.off, for the metrics
+	checkpoints   atomic.Uint64 // copies into bbolt so far
 }
 
 const (
@@ -256,6 +258,8 @@ func (j *journal) checkpointed() {
 	j.since = time.Time{}
 	j.mu.Unlock()
 	j.off, j.applied = 0, j.lsn
+	j.used.Store(0)
+	j.checkpoints.Add(1)
 	j.checkpointing.Store(false)
 }
 
@@ -353,6 +357,7 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 		}
 		j.mu.Unlock()
 		j.off += int64(len(rec))
+		j.used.Store(j.off)
 		j.lsn++
 	}
 	for _, call := range group {
