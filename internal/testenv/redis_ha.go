@@ -894,11 +894,13 @@ func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
 				}
 			}
 			if masters != 3 || replicas != 3 {
-				// redis-cli gives up on a CLUSTER REPLICATE sent before
-				// the node had heard of its master, leaving it an empty
-				// master: after a few seconds, send it again.
+				// A node that never heard of another (its handshake
+				// lost), or one left an empty master by a CLUSTER
+				// REPLICATE that redis-cli sent too early: after a few
+				// seconds, introduce them and send it again.
 				if time.Since(start) > 3*time.Second && time.Since(repaired) > time.Second {
 					repaired = time.Now()
+					c.meetMissing(t)
 					c.replicateEmptyMasters(t)
 				}
 				return false, fmt.Sprintf("%s sees %d masters, %d replicas: %s", n.name, masters, replicas,
@@ -907,6 +909,37 @@ func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
 		}
 		return true, ""
 	})
+}
+
+// meetMissing sends, on each running node, CLUSTER MEET for every running
+// node missing from its CLUSTER NODES.
+func (c *Cluster) meetMissing(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		cl := n.Client()
+		v, err := cl.ClusterNodes(ctx).Result()
+		if err != nil {
+			cl.Close()
+			continue
+		}
+		known := map[string]bool{}
+		for _, cn := range parseClusterNodes(v) {
+			known[cn.Addr] = true
+		}
+		for _, m := range c.Nodes {
+			if m == n || !m.Running() || known[m.Addr] {
+				continue
+			}
+			host, port, _ := net.SplitHostPort(m.Addr)
+			err := cl.Do(ctx, "CLUSTER", "MEET", host, port, m.bus).Err()
+			t.Logf("cluster: %s did not know %s; CLUSTER MEET: %v", n.name, m.name, err)
+		}
+		cl.Close()
+	}
 }
 
 // replicateEmptyMasters makes each node that calls itself a master with
