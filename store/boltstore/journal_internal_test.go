@@ -1,0 +1,58 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/store"
+)
+
+// A journal that cannot be written fails the appends of that group and
+// changes nothing: no event is seen, the chain's head stays, and a commit
+// through bbolt still copies the events acknowledged before.
+func TestJournalWriteFailureChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "hsmca.db"), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	first, err := s.AppendEvents(ctx, "t", []json.RawMessage{json.RawMessage(`{"n":1}`)})
+	require.NoError(t, err)
+
+	j := s.w.j
+	good := j.f
+	j.f = nil // every write now fails
+	_, err = s.AppendEvents(ctx, "t", []json.RawMessage{json.RawMessage(`{"n":2}`)})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), `"n":2`, "the record's content stays out of the error")
+	seq, hash, err := s.EventHead(ctx, "t")
+	require.NoError(t, err)
+	assert.Equal(t, first[0].Seq, seq)
+	assert.Equal(t, first[0].Hash, hash)
+	evs, err := s.ListEvents(ctx, "t", 0, 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 1)
+
+	// A record with its event goes through bbolt, the journal's event first.
+	require.NoError(t, s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: "a", Data: []byte(`{}`)},
+		store.WriteOpts{Event: json.RawMessage(`{"n":3}`)}))
+	used, _, copies := s.JournalStats()
+	assert.Zero(t, used)
+	assert.Equal(t, uint64(1), copies)
+	evs, err = s.ListEvents(ctx, "t", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	_, err = store.VerifyChain(evs, "", 0)
+	require.NoError(t, err)
+
+	// Writable again: the next append goes to the journal's start.
+	j.f = good
+	more, err := s.AppendEvents(ctx, "t", []json.RawMessage{json.RawMessage(`{"n":4}`)})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), more[0].Seq)
+	assert.Equal(t, evs[1].Hash, more[0].PrevHash)
+}
