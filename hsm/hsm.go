@@ -276,6 +276,8 @@ func (h *HSM) openBackendReinit(reinit bool) (*backend, error) {
 
 // login finds the slot, opens the login session and logs in.
 func (h *HSM) login(m *module) (*backend, error) {
+	m.lockCalls()
+	defer m.unlockCalls()
 	slot, err := h.findSlot(m.p)
 	if err != nil {
 		return nil, err
@@ -371,8 +373,10 @@ func (h *HSM) closeBackend(b *backend) {
 // releaseBackend closes b's sessions and drops its use of the module; no
 // call may be running on b.
 func (h *HSM) releaseBackend(b *backend) {
+	b.m.lockCalls()
 	b.pool.closeIdle()
 	_ = b.p.CloseSession(b.login)
+	b.m.unlockCalls()
 	libMu.Lock()
 	defer libMu.Unlock()
 	b.m.release()

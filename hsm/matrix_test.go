@@ -7,8 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -333,4 +336,58 @@ func TestCloseDoesNotHangOnAStalledToken(t *testing.T) {
 		t.Fatal("Close waits for a call the stopped token never answers")
 	}
 	assert.ErrorIs(t, trySign(s), ErrUnavailable, "a closed handle refuses work")
+}
+
+// BenchmarkP11KitSignOverlap signs with a P-256 key behind a p11-kit
+// server from 4 goroutines, with calls into p11-kit's client one at a time
+// (what the daemon does, see oneCallAtATime) and overlapping, side by
+// side on one server: `go test -run '^$' -bench P11KitSignOverlap ./hsm/`.
+func BenchmarkP11KitSignOverlap(b *testing.B) {
+	tok := testenv.NewTokenSpec(b, testenv.TokenP11Kit)
+	tok.Setenv(b)
+	h, err := Open(Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, PoolSize: 4})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = h.Close() })
+	s, err := h.Generate(context.Background(), "bench", "hsmca/test/bench", EC256)
+	require.NoError(b, err)
+	d := sha256.Sum256([]byte("bench"))
+	h.mu.Lock()
+	m := h.b.m
+	h.mu.Unlock()
+	require.True(b, m.serial, "calls into p11-kit's client go one at a time")
+	for _, serial := range []bool{true, false} {
+		name := "one-at-a-time"
+		if !serial {
+			name = "overlapping"
+		}
+		b.Run(name, func(b *testing.B) {
+			m.serial = serial // no call runs between the sub-benchmarks
+			b.SetParallelism(2) // 4 goroutines on 2 cores, as many as sessions
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	m.serial = true
+}
+
+// TestOneCallAtATime: p11-kit's client module, under its own name or a
+// link to it, takes calls one at a time; other modules do not.
+func TestOneCallAtATime(t *testing.T) {
+	tok := testenv.NewTokenSpec(t, testenv.TokenP11Kit)
+	assert.True(t, oneCallAtATime(tok.Module))
+	link := filepath.Join(t.TempDir(), "hsm.so")
+	require.NoError(t, os.Symlink(tok.Module, link))
+	assert.True(t, oneCallAtATime(link))
+	assert.False(t, oneCallAtATime(testenv.NewTokenSpec(t, testenv.TokenSoftHSM2).Module))
+
+	_, h := p11kitHSM(t, 2)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.True(t, h.b.m.serial)
 }

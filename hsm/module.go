@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -31,6 +33,42 @@ type module struct {
 	// owned: this process initialised the library (it was not already
 	// initialised by something outside the registry), so it finalises it.
 	owned bool
+	// serial: calls into this library must not overlap (see
+	// oneCallAtATime); calls holds them one at a time.
+	serial bool
+	calls  sync.Mutex
+}
+
+// oneCallAtATime reports whether calls into the library at path must be
+// made one at a time. p11-kit's client module carries every call of the
+// process over one connection, and a thread that reads the header of a
+// reply meant for another thread waits for that thread to read the rest.
+// If the connection drops in between, the other thread fails and returns,
+// and the first one waits for ever (p11-kit 0.24 to 0.25: nothing wakes
+// it once the socket is closed), holding the module so that it cannot be
+// initialised again. With one call at a time, every reply is read by the
+// thread that asked for it. The `p11-kit remote` behind the connection
+// answers one call at a time anyway, so only the overlap of one call's
+// transfer with another's work is given up.
+func oneCallAtATime(path string) bool {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return strings.HasPrefix(filepath.Base(path), "p11-kit-client")
+}
+
+// lockCalls and unlockCalls bracket calls into a serial module; for any
+// other module they do nothing. libMu, when needed, is taken first.
+func (m *module) lockCalls() {
+	if m.serial {
+		m.calls.Lock()
+	}
+}
+
+func (m *module) unlockCalls() {
+	if m.serial {
+		m.calls.Unlock()
+	}
 }
 
 var modules = map[string]*module{}
@@ -64,7 +102,7 @@ func openModule(path string) (*module, error) {
 		}
 		loaded[key] = p
 	}
-	m := &module{path: path, key: key, p: p, users: 1, owned: true}
+	m := &module{path: path, key: key, p: p, users: 1, owned: true, serial: oneCallAtATime(path)}
 	switch err := p.Initialize(); {
 	case err == nil:
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
@@ -115,6 +153,8 @@ func withModule(path string, f func(p *pkcs11.Ctx, reinit func() error) error) e
 		return err
 	}
 	defer m.release()
+	m.lockCalls()
+	defer m.unlockCalls()
 	return f(m.p, func() error {
 		_, err := m.reinit()
 		return err

@@ -220,8 +220,10 @@ type work struct {
 func (w *work) do() {
 	b := w.b
 	defer b.inflight.Done()
+	b.m.lockCalls()
 	s, err := b.pool.take()
 	if err == errShrunk {
+		b.m.unlockCalls()
 		b.pool.h.busy.Add(-1) // the permit is gone for good
 		w.res <- err
 		return
@@ -238,6 +240,7 @@ func (w *work) do() {
 			b.pool.put(s, err, w.abandoned.Load())
 		}
 	}
+	b.m.unlockCalls()
 	b.pool.h.busy.Add(-1)
 	b.pool.permits <- struct{}{}
 	var left operationLeft
