@@ -39,7 +39,10 @@ func connWork(base string, rq request, n int) (work, func(), error) {
 	}
 	// The part of every request after the request line is the same.
 	var tail bytes.Buffer
-	fmt.Fprintf(&tail, "Host: %s\r\nAuthorization: Bearer %s\r\nUser-Agent: hsmca-bench\r\n", u.Host, rq.token)
+	fmt.Fprintf(&tail, "Host: %s\r\nUser-Agent: hsmca-bench\r\n", u.Host)
+	if rq.token != "" {
+		fmt.Fprintf(&tail, "Authorization: Bearer %s\r\n", rq.token)
+	}
 	if rq.body != nil {
 		fmt.Fprintf(&tail, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(rq.body))
 	}

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -130,6 +131,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		return nil, err
 	}
 	storeYAML := fmt.Sprintf("  backend: bolt\n  bolt_path: %q\n", filepath.Join(dir, "hsmca.db"))
+	redisAddr := ""
 	switch {
 	case backend == "redis":
 		r, err := startRedis(dir)
@@ -138,6 +140,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		}
 		defer r.stop()
 		storeYAML = fmt.Sprintf("  backend: redis\n  redis_url: %q\n", r.url())
+		redisAddr = r.addr
 	case haStore(backend):
 		y, stop, err := startHAStore(backend, dir)
 		if err != nil {
@@ -193,6 +196,23 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	}
 	for _, c := range cfg.Concurrency {
 		run(OpSign, c, signRequest(fx), profName("sign", c))
+	}
+	if slices.Contains(cfg.Concurrency, 1) && (cfg.measures(OpSign) || cfg.measures(OpIssue)) {
+		// What any answer costs on this machine, beside the 1-connection
+		// rows: the HTTP exchange alone, and one bare Redis round trip.
+		fmt.Fprintf(cfg.Log, "[%s] %s, concurrency 1\n", backend, OpHealthz)
+		r := d.measureHTTP(ctx, cfg, 1, request{method: "GET", path: func(*mrand.Rand) string { return "/healthz" }, want: http.StatusOK}, "")
+		r.Op, r.Store = OpHealthz, backend
+		rows = append(rows, r)
+		if redisAddr != "" {
+			fmt.Fprintf(cfg.Log, "[%s] %s\n", backend, OpRedisPing)
+			r, err := redisPingRow(ctx, redisAddr, cfg.Phase)
+			if err != nil {
+				return rows, fmt.Errorf("Redis round trip: %w", err)
+			}
+			r.Store = backend
+			rows = append(rows, r)
+		}
 	}
 	if haStore(backend) {
 		// Replicated topologies: what WAIT and the cluster client add to
@@ -336,6 +356,9 @@ const (
 	OpShow  = "GET /v1/private-certificates/{id}"
 	OpOCSP  = "GET /ocsp/{request} (cached)"
 	OpList  = "GET /v1/private-certificates?limit=10"
+
+	OpHealthz   = "GET /healthz (HTTP alone: no credential, store or HSM)"
+	OpRedisPing = "Redis round trip (PING on one connection, from the bench)"
 
 	OpListRevoked    = "GET /v1/private-certificates?status=REVOKED&limit=10"
 	OpListByNotAfter = "GET /v1/private-certificates?sort_key=not_after&limit=10"
