@@ -44,7 +44,7 @@ type module struct {
 // process over one connection, and a thread that reads the header of a
 // reply meant for another thread waits for that thread to read the rest.
 // If the connection drops in between, the other thread fails and returns,
-// and the first one waits for ever (p11-kit 0.24 to 0.25: nothing wakes
+// and the first one waits for ever (p11-kit 0.24 to 0.26: nothing wakes
 // it once the socket is closed), holding the module so that it cannot be
 // initialised again. With one call at a time, every reply is read by the
 // thread that asked for it. The `p11-kit remote` behind the connection
