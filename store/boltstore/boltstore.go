@@ -115,6 +115,13 @@ func Open(path string, opts Options) (*Store, error) {
 		// The free-page list as a map of runs by size: a commit finds free
 		// pages without scanning a long sorted array.
 		FreelistType: bolt.FreelistMapType,
+		// The free-page list is not written with each commit: bbolt
+		// rebuilds it at open from the pages its trees reach. A file whose
+		// pages were freed by the thousand (every commit frees the pages
+		// it copied) otherwise writes and syncs the whole list, tens of
+		// pages, with every commit, however small. Files stay readable by
+		// builds that write the list, both ways.
+		NoFreelistSync: true,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
