@@ -361,7 +361,7 @@ func BenchmarkP11KitSignOverlap(b *testing.B) {
 			name = "overlapping"
 		}
 		b.Run(name, func(b *testing.B) {
-			m.serial = serial // no call runs between the sub-benchmarks
+			m.serial = serial   // no call runs between the sub-benchmarks
 			b.SetParallelism(2) // 4 goroutines on 2 cores, as many as sessions
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
