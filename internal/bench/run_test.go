@@ -45,6 +45,17 @@ func TestBenchShort(t *testing.T) {
 			assert.Equal(t, 2, n, "%s %s: a row per concurrency", s, op)
 		}
 	}
+	for _, s := range stores {
+		found := false
+		for _, r := range rows {
+			if r.Store == s && r.Op == bench.OpHealthz {
+				found = true
+				assert.Positive(t, r.Ops, "%s healthz", s)
+				assert.Zero(t, r.Errors, "%s healthz: %s", s, r.FirstError)
+			}
+		}
+		assert.True(t, found, "%s: the HTTP-alone row beside the 1-connection rows", s)
+	}
 	var b strings.Builder
 	bench.Table(&b, rows)
 	bench.Targets(&b, rows, bench.SingleStores(stores), 4)

@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/testenv"
+)
+
+// The Redis round-trip row talks to a real redis-server and fails,
+// rather than measuring something else, when the answer is not +PONG.
+func TestRedisPingRow(t *testing.T) {
+	r := testenv.StartRedis(t)
+	p := Phase{Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond}
+	row, err := redisPingRow(context.Background(), r.Addr, p)
+	require.NoError(t, err)
+	assert.Equal(t, OpRedisPing, row.Op)
+	assert.Positive(t, row.Ops)
+	assert.Zero(t, row.Errors, row.FirstError)
+	assert.Positive(t, row.P50)
+
+	// A server that answers something else is an error of every round trip.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			if _, err := c.Write([]byte("-ERR no\r\n")); err != nil {
+				return
+			}
+		}
+	}()
+	row, err = redisPingRow(context.Background(), ln.Addr().String(), p)
+	require.NoError(t, err)
+	assert.Zero(t, row.Ops)
+	assert.Positive(t, row.Errors)
+	assert.Contains(t, row.FirstError, "PING answered")
+
+	_, err = redisPingRow(context.Background(), "127.0.0.1:1", p)
+	assert.Error(t, err, "nothing listens")
+}
+
+// Each 1-connection target line carries the sum of the request's parts:
+// HTTP, its round trips (Redis) or its fsync (bolt), the in-process work
+// at the fewest goroutines.
+func TestPerRequestTargetsShowTheParts(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	rows := []Result{
+		{Op: OpSign, Store: "redis", Concurrency: 1, P50: ms(0.6), Ops: 1},
+		{Op: OpIssue, Store: "redis", Concurrency: 1, P50: ms(1.2), Ops: 1},
+		{Op: OpHealthz, Store: "redis", Concurrency: 1, P50: ms(0.1), Ops: 1},
+		{Op: OpRedisPing, Store: "redis", Concurrency: 1, P50: ms(0.04), Ops: 1},
+		{Op: "in-process sign (HSM signer, digest)", Store: "redis", Concurrency: 8, P50: ms(0.5), Ops: 1},
+		{Op: "in-process sign (HSM signer, digest)", Store: "redis", Concurrency: 1, P50: ms(0.08), Ops: 1},
+		{Op: "in-process issue (x509.CreateCertificate)", Store: "redis", Concurrency: 1, P50: ms(0.2), Ops: 1},
+		{Op: OpSign, Store: "bolt", Concurrency: 1, P50: ms(0.7), Ops: 1},
+		{Op: OpHealthz, Store: "bolt", Concurrency: 1, P50: ms(0.1), Ops: 1},
+		{Op: OpFsync, Store: "bolt", Concurrency: 1, P50: ms(0.25), Ops: 1},
+		{Op: "in-process sign (HSM signer, digest)", Store: "bolt", Concurrency: 1, P50: ms(0.1), Ops: 1},
+	}
+	var b strings.Builder
+	PerRequestTargets(&b, rows, []string{"bolt", "redis"}, 64)
+	out := b.String()
+	assert.Contains(t, out, "- redis: "+OpSign+" at 1: p50 0.60 ms (<= 0.35; its parts alone here: HTTP 0.10 + 2 Redis round trips 0.08 + in-process at 1 0.08 = 0.26 ms): NOT met")
+	assert.Contains(t, out, "- redis: "+OpIssue+" at 1: p50 1.20 ms (<= 0.80; its parts alone here: HTTP 0.10 + 3 Redis round trips 0.12 + in-process at 1 0.20 = 0.42 ms): NOT met")
+	assert.Contains(t, out, "- bolt: "+OpSign+" at 1: p50 0.70 ms (one fsync 0.25 ms + 0.3 = 0.55; its parts alone here: HTTP 0.10 + fsync 0.25 + in-process at 1 0.10 = 0.45 ms): NOT met")
+
+	// Without the HTTP row the line says nothing of the parts.
+	b.Reset()
+	PerRequestTargets(&b, rows[:2], []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "- redis: "+OpSign+" at 1: p50 0.60 ms (<= 0.35): NOT met")
+}
