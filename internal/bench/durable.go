@@ -73,6 +73,14 @@ func durableRows(ctx context.Context, dir string, p Phase) ([]Result, error) {
 	return []Result{fs, bc}, nil
 }
 
+// insideLine follows a 1-connection target line with where the daemon's
+// own metrics say the time of those requests went.
+func insideLine(w io.Writer, r *Result) {
+	if r.Inside != nil {
+		fmt.Fprintf(w, "  inside the daemon (its own metrics, mean per request of %d): %s\n", r.Inside.Requests, r.Inside)
+	}
+}
+
 // PerRequestTargets writes one line per target of the per-request-cost
 // issue and store: the daemon's CPU per request against the in-process
 // cost of the same HSM work, the 1-connection latency (on bolt against
@@ -158,6 +166,7 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 					if x.r != nil {
 						fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (one fsync %s ms + 0.3 = %s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(fsync.P50), ms(limit),
 							parts(x.in, 0), mark(x.r.P50 <= limit && x.r.Errors == 0))
+						insideLine(w, x.r)
 					}
 				}
 			}
@@ -171,6 +180,7 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 				if x.r != nil {
 					fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (<= %s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(x.limit),
 						parts(x.in, x.trips), mark(x.r.P50 <= x.limit && x.r.Errors == 0))
+					insideLine(w, x.r)
 				}
 			}
 		}

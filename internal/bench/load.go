@@ -34,6 +34,9 @@ type Result struct {
 	ClientCPUPerOp time.Duration
 	Ratio          float64 // ops/s over the in-process limit; 0 when none applies
 	Limit          string  // the in-process row the ratio refers to
+	// Inside is where the daemon's own metrics say the time of the
+	// window's requests went; set for daemon rows at one connection.
+	Inside *Inside
 }
 
 // OpsPerSec is the throughput of the measured window.

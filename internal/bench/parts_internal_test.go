@@ -80,8 +80,19 @@ func TestPerRequestTargetsShowTheParts(t *testing.T) {
 	assert.Contains(t, out, "- redis: "+OpIssue+" at 1: p50 1.20 ms (<= 0.80; its parts alone here: HTTP 0.10 + 3 Redis round trips 0.12 + in-process at 1 0.20 = 0.42 ms): NOT met")
 	assert.Contains(t, out, "- bolt: "+OpSign+" at 1: p50 0.70 ms (one fsync 0.25 ms + 0.3 = 0.55; its parts alone here: HTTP 0.10 + fsync 0.25 + in-process at 1 0.10 = 0.45 ms): NOT met")
 
+	assert.NotContains(t, out, "inside the daemon", "no row carries the daemon's own timings")
+
 	// Without the HTTP row the line says nothing of the parts.
 	b.Reset()
 	PerRequestTargets(&b, rows[:2], []string{"redis"}, 64)
 	assert.Contains(t, b.String(), "- redis: "+OpSign+" at 1: p50 0.60 ms (<= 0.35): NOT met")
+
+	// A row with the daemon's own timings is followed by them.
+	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+	rows[0].Inside = &Inside{Route: "/v1/keys/:id/sign", Requests: 1000, Mean: us(500), Rest: us(70),
+		Parts: []InsidePart{{"HSM C_Sign", us(160)}, {"store append_events", us(140)}, {"store get_by_unique_throttled", us(130)}}}
+	b.Reset()
+	PerRequestTargets(&b, rows, []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "NOT met\n  inside the daemon (its own metrics, mean per request of 1000): "+
+		"500 µs = HSM C_Sign 160 + store append_events 140 + store get_by_unique_throttled 130 + the rest 70\n- redis: "+OpIssue)
 }

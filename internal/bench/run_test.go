@@ -45,6 +45,35 @@ func TestBenchShort(t *testing.T) {
 			assert.Equal(t, 2, n, "%s %s: a row per concurrency", s, op)
 		}
 	}
+	// At one connection the daemon's own metrics say where the time went.
+	for _, r := range rows {
+		if r.Op != bench.OpIssue && r.Op != bench.OpSign {
+			continue
+		}
+		if r.Concurrency != 1 {
+			assert.Nil(t, r.Inside, "%s %s at %d", r.Store, r.Op, r.Concurrency)
+			continue
+		}
+		if !assert.NotNil(t, r.Inside, "%s %s at 1", r.Store, r.Op) {
+			continue
+		}
+		in := r.Inside
+		route := map[string]string{bench.OpIssue: "/v1/private-certificates/csr", bench.OpSign: "/v1/keys/:id/sign"}[r.Op]
+		assert.Equal(t, route, in.Route, "%s %s", r.Store, r.Op)
+		assert.Positive(t, in.Requests, "%s %s", r.Store, r.Op)
+		assert.Positive(t, in.Mean, "%s %s", r.Store, r.Op)
+		names := map[string]bool{}
+		var sum time.Duration
+		for _, p := range in.Parts {
+			names[p.Name] = true
+			sum += p.Mean
+		}
+		assert.True(t, names["HSM C_Sign"], "%s %s: %v", r.Store, r.Op, in.Parts)
+		assert.True(t, names["store get_by_unique_throttled"], "%s %s: the credential check: %v", r.Store, r.Op, in.Parts)
+		write := map[string]string{bench.OpIssue: "store create", bench.OpSign: "store append_events"}[r.Op]
+		assert.True(t, names[write], "%s %s: %v", r.Store, r.Op, in.Parts)
+		assert.Equal(t, max(in.Mean-sum, 0), in.Rest, "%s %s", r.Store, r.Op)
+	}
 	for _, s := range stores {
 		found := false
 		for _, r := range rows {
