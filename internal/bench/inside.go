@@ -153,7 +153,9 @@ func scrapeTimings(ctx context.Context, base string) (timings, error) {
 
 // insideOf is what happened between two scrapes: the route with the most
 // requests is the window's, and every HSM function and store operation
-// that ran in it is a part. Nil when no request was timed.
+// that ran at least once for every two of its requests is a part (what
+// ran less often is background work: the health probe, the scrape's own
+// reads). Nil when no request was timed.
 func insideOf(a, b timings) *Inside {
 	const httpFamily = "hsmca_http_request_duration_seconds/"
 	delta := func(k string) sumCount {
@@ -183,7 +185,9 @@ func insideOf(a, b timings) *Inside {
 			continue
 		}
 		d := delta(k)
-		if d.count < 1 {
+		if d.count < handler.count/2 {
+			// Not on a request's path: the health probe, the metrics
+			// scrape's own reads, background work.
 			continue
 		}
 		name := "HSM " + part
