@@ -158,9 +158,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		log.Warn("neither issuer_alt_name nor public_base_url is set: creating managed DTS root CA certificates " +
 			"is refused (503) until one is, since ISO/IEC 18013-5 requires their IssuerAlternativeName")
 	}
+	opened := time.Now()
 	d.store, err = OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Backend, err)
+	}
+	if b, ok := d.store.(interface{ ReadAhead() int64 }); ok && b.ReadAhead() > 0 {
+		log.Info("the bolt file named no list of free pages (the last stop was not clean): read it before the open found them",
+			"path", cfg.Store.BoltPath, "bytes", b.ReadAhead(), "took", time.Since(opened).Round(time.Millisecond).String())
 	}
 	tlsConf, err := serverTLS(cfg)
 	if err != nil {

@@ -133,13 +133,16 @@ func TestIndexesBuiltBeforeCountsAreRebuilt(t *testing.T) {
 }
 
 // TestFreePagesAreFoundAtOpen: the store does not write bbolt's list of
-// free pages with each commit; the next open finds them from the pages
-// the trees reach, and they are used again (the file does not grow when
-// as much is written again). A build that writes the list opens the file
+// free pages with each commit, only with the last one, at Close. The next
+// open reads the list; an open after a crash (a copy of the file taken
+// while the store was open) finds the free pages from the pages the trees
+// reach. Either way they are used again (the file does not grow when as
+// much is written again). A build that writes the list opens the file
 // too, and the store opens it after that.
 func TestFreePagesAreFoundAtOpen(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "hsmca.db")
+	dir := t.TempDir()
+	path, crashed := filepath.Join(dir, "hsmca.db"), filepath.Join(dir, "crashed.db")
 	data := json.RawMessage(fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 3000)))
 	fill := func(s store.Store, round int) {
 		for i := range 300 {
@@ -151,32 +154,44 @@ func TestFreePagesAreFoundAtOpen(t *testing.T) {
 			require.NoError(t, s.Delete(ctx, "k", "t", fmt.Sprintf("r%d-%d", round, i), store.WriteOpts{}))
 		}
 	}
-	s, err := boltstore.Open(path, boltstore.Options{})
-	require.NoError(t, err)
-	fill(s, 1)
-	empty(s, 1)
-	require.NoError(t, s.Close())
-	// Both meta pages name no free-page list (bbolt's pgidNoFreelist):
-	// after a page header of 16 bytes, the freelist's page id follows the
-	// magic, version, page size, flags and root bucket (32 bytes).
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	pageSize := int(binary.LittleEndian.Uint32(raw[16+8:]))
-	for _, meta := range []int{0, pageSize} {
-		assert.Equal(t, ^uint64(0), binary.LittleEndian.Uint64(raw[meta+48:]), "meta page at %d", meta)
+	// The free-page list the newest meta page names: after a page header
+	// of 16 bytes, the freelist's page id follows the magic, version, page
+	// size, flags and root bucket (32 bytes); the transaction id is 16
+	// bytes further. ^0 (bbolt's pgidNoFreelist) names none.
+	freelist := func(path string) uint64 {
+		raw, err := os.ReadFile(path)
+		require.NoError(t, err)
+		pageSize := int(binary.LittleEndian.Uint32(raw[16+8:]))
+		meta := 0
+		if binary.LittleEndian.Uint64(raw[pageSize+64:]) > binary.LittleEndian.Uint64(raw[64:]) {
+			meta = pageSize
+		}
+		return binary.LittleEndian.Uint64(raw[meta+48:])
 	}
-	size := func() int64 {
+	size := func(path string) int64 {
 		fi, err := os.Stat(path)
 		require.NoError(t, err)
 		return fi.Size()
 	}
-	grown := size()
-
-	s, err = boltstore.Open(path, boltstore.Options{})
+	s, err := boltstore.Open(path, boltstore.Options{})
 	require.NoError(t, err)
-	fill(s, 2)
+	fill(s, 1)
+	empty(s, 1)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(crashed, raw, 0o600))
 	require.NoError(t, s.Close())
-	assert.Equal(t, grown, size(), "the pages freed before the close were found and used again")
+	assert.Equal(t, ^uint64(0), freelist(crashed), "no commit writes the list")
+	assert.NotEqual(t, ^uint64(0), freelist(path), "the last commit, at Close, wrote it")
+
+	for _, p := range []string{path, crashed} {
+		grown := size(p)
+		s, err = boltstore.Open(p, boltstore.Options{})
+		require.NoError(t, err)
+		fill(s, 2)
+		require.NoError(t, s.Close())
+		assert.Equal(t, grown, size(p), "%s: the pages freed before the stop were found and used again", filepath.Base(p))
+	}
 
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err, "a build that writes the free-page list opens the file")

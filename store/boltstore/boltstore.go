@@ -75,6 +75,8 @@ type Store struct {
 	w        *committer
 	dec      *storekit.DecodeCache
 	ix       storekit.Declared
+	// readAhead is what Open read of the file before opening it.
+	readAhead int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -104,6 +106,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix}
+	s.readAhead = readAhead(path) // after a crash: see warm.go
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout,
 		// bbolt maps the file and remaps it, doubling, as it grows; a
 		// remap waits for every open read transaction and holds back new
@@ -119,8 +122,10 @@ func Open(path string, opts Options) (*Store, error) {
 		// rebuilds it at open from the pages its trees reach. A file whose
 		// pages were freed by the thousand (every commit frees the pages
 		// it copied) otherwise writes and syncs the whole list, tens of
-		// pages, with every commit, however small. Files stay readable by
-		// builds that write the list, both ways.
+		// pages, with every commit, however small. Close writes the list
+		// (the next open reads it); an open after a crash walks the file
+		// (warm.go). Files stay readable by builds that write the list,
+		// both ways.
 		NoFreelistSync: true,
 	})
 	if err != nil {
@@ -171,19 +176,25 @@ func (s *Store) Backend() string { return "bolt" }
 // Path is the file the store lives in.
 func (s *Store) Path() string { return s.path }
 
-// Close copies the event journal into the file and releases both.
+// Close copies the event journal into the file with a last commit that
+// also writes bbolt's list of free pages (so that the next open reads the
+// list instead of walking the file), and releases both.
 func (s *Store) Close() error {
-	j := s.w.j
-	if j == nil {
-		return s.db.Close()
+	errs := []error{s.w.run(func(*bolt.Tx) error {
+		// Read by this transaction's commit, on this goroutine.
+		s.db.NoFreelistSync = false
+		return nil
+	})}
+	errs = append(errs, s.db.Close())
+	if j := s.w.j; j != nil {
+		errs = append(errs, j.f.Close())
 	}
-	var errs []error
-	if j.hasPending() {
-		errs = append(errs, s.w.run(func(*bolt.Tx) error { return nil }))
-	}
-	errs = append(errs, s.db.Close(), j.f.Close())
 	return errors.Join(errs...)
 }
+
+// ReadAhead is how many bytes Open read from the file before opening it
+// (0 unless the last stop left no free-page list in a large file).
+func (s *Store) ReadAhead() int64 { return s.readAhead }
 
 // Ping answers nil while the file is open.
 func (s *Store) Ping(ctx context.Context) error {

@@ -452,14 +452,3 @@ func (j *journal) pendingTenants() []string {
 	}
 	return out
 }
-
-func (j *journal) hasPending() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, evs := range j.pending {
-		if len(evs) > 0 {
-			return true
-		}
-	}
-	return false
-}
