@@ -17,6 +17,7 @@ import (
 
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/testenv"
+	"github.com/hsmca/hsmca/store/boltstore"
 )
 
 type logBuf struct {
@@ -127,6 +128,7 @@ func TestDaemonOnBoltIsReady(t *testing.T) {
 	assert.NotContains(t, logs.String(), tok.PIN, "the PIN must never be logged")
 	_, err = os.Stat(cfg.AdminSocket)
 	assert.True(t, os.IsNotExist(err), "admin socket removed on shutdown")
+	assert.True(t, boltstore.FreelistWritten(cfg.Store.BoltPath), "a clean stop writes bbolt's free-page list: the next open reads it")
 }
 
 func TestReadyzNamesRedisWhileItIsDown(t *testing.T) {

@@ -21,6 +21,9 @@ import (
 // of its free-page list when none was written.
 const pgidNoFreelist = ^uint64(0)
 
+// boltMagic opens each of bbolt's meta pages, after the page header.
+const boltMagic = 0xED0CDAED
+
 // namesNoFreelist reports whether the newest meta page of the bbolt file
 // at path names no free-page list. Only a hint for Open: any doubt (a
 // file too short, no magic) answers false.
@@ -33,9 +36,8 @@ func namesNoFreelist(path string) bool {
 	// A meta page: a page header (16 bytes), then magic, version, page
 	// size, flags (4 bytes each), the root bucket (16), the freelist's
 	// page id, the high-water page id and the transaction id (8 each).
-	const magic = 0xED0CDAED
 	head := make([]byte, 80)
-	if _, err := io.ReadFull(f, head); err != nil || binary.LittleEndian.Uint32(head[16:]) != magic {
+	if _, err := io.ReadFull(f, head); err != nil || binary.LittleEndian.Uint32(head[16:]) != boltMagic {
 		return false
 	}
 	pageSize := int64(binary.LittleEndian.Uint32(head[24:]))
@@ -43,7 +45,7 @@ func namesNoFreelist(path string) bool {
 	if pageSize < 512 {
 		return false
 	}
-	if _, err := f.ReadAt(other, pageSize); err != nil || binary.LittleEndian.Uint32(other[16:]) != magic {
+	if _, err := f.ReadAt(other, pageSize); err != nil || binary.LittleEndian.Uint32(other[16:]) != boltMagic {
 		return binary.LittleEndian.Uint64(head[48:]) == pgidNoFreelist
 	}
 	newest := head
@@ -51,6 +53,25 @@ func namesNoFreelist(path string) bool {
 		newest = other
 	}
 	return binary.LittleEndian.Uint64(newest[48:]) == pgidNoFreelist
+}
+
+// FreelistWritten reports whether the newest meta page of the bbolt file
+// at path names a free-page list: the store's last stop was clean (or the
+// file was last written by a build that writes the list with every
+// commit).
+func FreelistWritten(path string) bool {
+	return isBolt(path) && !namesNoFreelist(path)
+}
+
+func isBolt(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 20)
+	_, err = io.ReadFull(f, head)
+	return err == nil && binary.LittleEndian.Uint32(head[16:]) == boltMagic
 }
 
 // warmMinSize is the smallest file read ahead of the walk: below it the

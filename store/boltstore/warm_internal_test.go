@@ -37,6 +37,8 @@ func TestReadAheadAfterACrashOnly(t *testing.T) {
 
 	assert.True(t, namesNoFreelist(crashed))
 	assert.False(t, namesNoFreelist(path))
+	assert.False(t, FreelistWritten(crashed))
+	assert.True(t, FreelistWritten(path))
 	if memAvailable() > 0 {
 		c, err := Open(crashed, Options{})
 		require.NoError(t, err)
@@ -58,4 +60,6 @@ func TestReadAheadAfterACrashOnly(t *testing.T) {
 	assert.False(t, namesNoFreelist(other), "no magic: no hint")
 	assert.Zero(t, readAhead(other))
 	assert.False(t, namesNoFreelist(filepath.Join(dir, "absent")))
+	assert.False(t, FreelistWritten(other), "not a bbolt file")
+	assert.False(t, FreelistWritten(filepath.Join(dir, "absent")))
 }
