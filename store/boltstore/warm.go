@@ -24,13 +24,13 @@ const pgidNoFreelist = ^uint64(0)
 // boltMagic opens each of bbolt's meta pages, after the page header.
 const boltMagic = 0xED0CDAED
 
-// namesNoFreelist reports whether the newest meta page of the bbolt file
-// at path names no free-page list. Only a hint for Open: any doubt (a
-// file too short, no magic) answers false.
-func namesNoFreelist(path string) bool {
+// newestFreelist is the free-list page id the newest meta page of the
+// bbolt file at path names; ok is false when the file cannot be read or
+// is not bbolt's.
+func newestFreelist(path string) (pgid uint64, ok bool) {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	defer f.Close()
 	// A meta page: a page header (16 bytes), then magic, version, page
@@ -38,21 +38,25 @@ func namesNoFreelist(path string) bool {
 	// page id, the high-water page id and the transaction id (8 each).
 	head := make([]byte, 80)
 	if _, err := io.ReadFull(f, head); err != nil || binary.LittleEndian.Uint32(head[16:]) != boltMagic {
-		return false
-	}
-	pageSize := int64(binary.LittleEndian.Uint32(head[24:]))
-	other := make([]byte, 80)
-	if pageSize < 512 {
-		return false
-	}
-	if _, err := f.ReadAt(other, pageSize); err != nil || binary.LittleEndian.Uint32(other[16:]) != boltMagic {
-		return binary.LittleEndian.Uint64(head[48:]) == pgidNoFreelist
+		return 0, false
 	}
 	newest := head
-	if binary.LittleEndian.Uint64(other[64:]) > binary.LittleEndian.Uint64(head[64:]) {
-		newest = other
+	if pageSize := int64(binary.LittleEndian.Uint32(head[24:])); pageSize >= 512 {
+		other := make([]byte, 80)
+		if _, err := f.ReadAt(other, pageSize); err == nil && binary.LittleEndian.Uint32(other[16:]) == boltMagic &&
+			binary.LittleEndian.Uint64(other[64:]) > binary.LittleEndian.Uint64(head[64:]) {
+			newest = other
+		}
 	}
-	return binary.LittleEndian.Uint64(newest[48:]) == pgidNoFreelist
+	return binary.LittleEndian.Uint64(newest[48:]), true
+}
+
+// namesNoFreelist reports whether the newest meta page of the bbolt file
+// at path names no free-page list. Only a hint for Open: any doubt (a
+// file too short, no magic) answers false.
+func namesNoFreelist(path string) bool {
+	pgid, ok := newestFreelist(path)
+	return ok && pgid == pgidNoFreelist
 }
 
 // FreelistWritten reports whether the newest meta page of the bbolt file
@@ -60,18 +64,8 @@ func namesNoFreelist(path string) bool {
 // file was last written by a build that writes the list with every
 // commit).
 func FreelistWritten(path string) bool {
-	return isBolt(path) && !namesNoFreelist(path)
-}
-
-func isBolt(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	head := make([]byte, 20)
-	_, err = io.ReadFull(f, head)
-	return err == nil && binary.LittleEndian.Uint32(head[16:]) == boltMagic
+	pgid, ok := newestFreelist(path)
+	return ok && pgid != pgidNoFreelist
 }
 
 // warmMinSize is the smallest file read ahead of the walk: below it the
