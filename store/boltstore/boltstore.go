@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -77,6 +78,7 @@ type Store struct {
 	ix       storekit.Declared
 	// readAhead is what Open read of the file before opening it.
 	readAhead int64
+	closed    atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -180,6 +182,9 @@ func (s *Store) Path() string { return s.path }
 // also writes bbolt's list of free pages (so that the next open reads the
 // list instead of walking the file), and releases both.
 func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
 	errs := []error{s.w.run(func(*bolt.Tx) error {
 		// Read by this transaction's commit, on this goroutine.
 		s.db.NoFreelistSync = false

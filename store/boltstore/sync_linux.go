@@ -28,3 +28,19 @@ func memAvailable() int64 {
 	}
 	return 0
 }
+
+// lockedElsewhere reports whether another open file holds bbolt's lock on
+// the file at path (bbolt takes an exclusive flock): a probe, released at
+// once.
+func lockedElsewhere(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}

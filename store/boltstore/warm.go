@@ -84,6 +84,11 @@ func readAhead(path string) int64 {
 	if avail := memAvailable(); avail <= 0 || fi.Size() > avail/2 {
 		return 0
 	}
+	if lockedElsewhere(path) {
+		// A running daemon holds the file (it never names a list while
+		// open): this open is refused, with nothing to warm.
+		return 0
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return 0

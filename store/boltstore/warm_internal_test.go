@@ -1,3 +1,5 @@
+//go:build linux
+
 package boltstore
 
 import (
@@ -6,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,9 +54,22 @@ func TestReadAheadAfterACrashOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, s.ReadAhead(), "a clean stop: the list is read")
 	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "a second Close is a no-op")
+
+	// A file a running store holds is not read ahead: the open is refused.
+	require.NoError(t, os.WriteFile(crashed, raw, 0o600))
+	if memAvailable() > 0 {
+		held, err := os.Open(crashed)
+		require.NoError(t, err)
+		require.NoError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
+		assert.Zero(t, readAhead(crashed), "locked by another open")
+		_, err = Open(crashed, Options{Timeout: 50 * time.Millisecond})
+		assert.ErrorIs(t, err, ErrLocked)
+		require.NoError(t, held.Close())
+		assert.Equal(t, int64(len(raw)), readAhead(crashed), "once the lock is gone")
+	}
 
 	warmMinSize = int64(len(raw)) + 1
-	require.NoError(t, os.WriteFile(crashed, raw, 0o600))
 	assert.Zero(t, readAhead(crashed), "below the threshold")
 	other := filepath.Join(dir, "other")
 	require.NoError(t, os.WriteFile(other, make([]byte, 1<<20), 0o600))
