@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +91,24 @@ func TestLabelValue(t *testing.T) {
 	assert.Equal(t, "create", labelValue(`backend="bolt",operation="create"`, "operation"))
 	assert.Empty(t, labelValue(`backend="bolt"`, "operation"))
 	assert.Empty(t, labelValue(`backend="bolt`, "backend"))
+}
+
+// scrapeTimings reads a real HTTP answer, and a refusal is an error, not
+// an empty scrape.
+func TestScrapeTimings(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, "/metrics", r.URL.Path)
+		_, _ = io.WriteString(w, metricsAfter)
+	}))
+	defer ok.Close()
+	got, err := scrapeTimings(context.Background(), ok.URL)
+	require.NoError(t, err)
+	assert.Equal(t, sumCount{0.162, 1010}, got["hsmca_hsm_call_duration_seconds/C_Sign"])
+
+	refused := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer refused.Close()
+	_, err = scrapeTimings(context.Background(), refused.URL)
+	assert.ErrorContains(t, err, "503")
 }
