@@ -90,6 +90,11 @@ type Core struct {
 	// eventsWithCreate: the store writes an operation's event with its
 	// Create (store.EventsWithCreate; see Op.WithEvent).
 	eventsWithCreate bool
+	// eventCreateIdle: only while the event writer is idle, and one at a
+	// time, held in aloneCreate (store.EventCreateAlone).
+	eventCreateIdle bool
+	aloneCreate     atomic.Bool
+	inflight        atomic.Int64 // operations between Start and Done
 	// guardedEvents: the store appends records under guards
 	// (store.GuardedEvents; see Op.DoneIf).
 	guardedEvents bool
@@ -135,6 +140,7 @@ func New(o Options) *Core {
 		o.Now = time.Now
 	}
 	_, withCreate := o.Store.(store.EventsWithCreate)
+	_, createIdle := o.Store.(store.EventCreateAlone)
 	_, guarded := o.Store.(store.GuardedEvents)
 	if js, ok := o.Store.(interface {
 		JournalStats() (int64, int64, uint64)
@@ -142,7 +148,7 @@ func New(o Options) *Core {
 		o.Metrics.SetJournalSource(js.JournalStats)
 	}
 	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, guardedEvents: guarded,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, eventCreateIdle: createIdle, guardedEvents: guarded,
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}

@@ -189,6 +189,13 @@ var errNoGuards = errors.New("event log: the store takes no guarded records")
 
 var errEventsClosed = errors.New("event log closed: the daemon is shutting down")
 
+// idleNow reports whether no append is queued or under way.
+func (w *eventWriter) idleNow() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.running && !w.closed
+}
+
 // close refuses new records and waits until every queued one is written.
 func (w *eventWriter) close() {
 	w.mu.Lock()

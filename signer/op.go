@@ -19,6 +19,9 @@ type Op struct {
 	// written: the SUCCESS record of this resource went with its Create
 	// (WithEvent).
 	written *string
+	// alone: this operation holds Core.aloneCreate (WithEvent).
+	alone bool
+	ended bool // counted out of Core.inflight
 }
 
 // Start begins an operation: it counts the event's START. Every Start is
@@ -31,6 +34,7 @@ type Op struct {
 // An empty tenant records the event in the platform's chain.
 func (c *Core) Start(ctx context.Context, tenant, event string) *Op {
 	c.metrics.Event(event, metrics.StageStart)
+	c.inflight.Add(1)
 	if tenant == "" {
 		tenant = store.PlatformTenant
 	}
@@ -44,6 +48,7 @@ func (c *Core) Start(ctx context.Context, tenant, event string) *Op {
 // when it cannot be written, a success becomes an unavailable error.
 // resource names what the operation acted on (empty when nothing).
 func (o *Op) Done(resource string, err error) error {
+	o.release()
 	outcome := metrics.StageSuccess
 	code := ""
 	if err != nil {
@@ -82,12 +87,40 @@ func (o *Op) DoneIf(resource string, guard store.Guard) (held bool, err error) {
 	if errors.Is(werr, errGuardFailed) {
 		return false, nil
 	}
+	o.release()
 	o.c.metrics.Event(o.event, metrics.StageSuccess)
 	if werr != nil {
 		o.c.log.Error("event record not written", "event", o.event, "outcome", metrics.StageSuccess, "err", werr)
 		return true, &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
 	}
 	return true, nil
+}
+
+// carry reports whether a Create may carry the operation's record now
+// (WithEvent): always on bolt; on Redis only for the engine's one
+// operation under way, with no append under way, taking Core.aloneCreate.
+func (o *Op) carry() bool {
+	if !o.c.eventCreateIdle || o.alone {
+		return true
+	}
+	if o.c.inflight.Load() > 1 || !o.c.events.idleNow() || !o.c.aloneCreate.CompareAndSwap(false, true) {
+		return false
+	}
+	o.alone = true
+	return true
+}
+
+// release ends the operation's share of the engine's state: its count
+// in Core.inflight and Core.aloneCreate, if it holds it.
+func (o *Op) release() {
+	if !o.ended {
+		o.ended = true
+		o.c.inflight.Add(-1)
+	}
+	if o.alone {
+		o.alone = false
+		o.c.aloneCreate.Store(false)
+	}
 }
 
 func (o *Op) record(resource, outcome, code string) EventRecord {
@@ -107,10 +140,17 @@ func (o *Op) record(resource, outcome, code string) EventRecord {
 // failure as usual. The record is the one Done would write, stamped now.
 // Otherwise opts comes back unchanged and Done writes the record.
 //
+// On a store whose Create with an event holds the chain alone
+// (store.EventCreateAlone: Redis) the record goes with the Create only
+// while the event writer is idle and no other such Create of this engine
+// is under way: an idle daemon saves a round trip, and a busy one keeps
+// writing its records in groups instead of one chain write at a time.
+//
 // Only for a Create after which the operation cannot fail: a failure
 // after it would leave a SUCCESS and a FAIL record of one operation.
 func (o *Op) WithEvent(resource string, rec *store.Record, opts store.WriteOpts) store.WriteOpts {
-	if !o.c.eventsWithCreate || rec.Tenant != o.tenant {
+	o.written = nil
+	if !o.c.eventsWithCreate || rec.Tenant != o.tenant || !o.carry() {
 		return opts
 	}
 	data, err := encodeEvent(o.record(resource, metrics.StageSuccess, ""))

@@ -97,9 +97,20 @@ type WriteOpts struct {
 }
 
 // EventsWithCreate is implemented by stores whose Create takes
-// WriteOpts.Event (bolt: one transaction, one commit for both).
+// WriteOpts.Event (bolt: one transaction, one commit for both; Redis: one
+// script, one round trip).
 type EventsWithCreate interface {
 	EventsWithCreate()
+}
+
+// EventCreateAlone is implemented by EventsWithCreate stores where a
+// Create with an event is not grouped with other appends to the tenant's
+// chain: it holds the chain alone for its round trip (Redis), while bolt
+// commits it with whatever else is queued. The engine gives such a Create
+// its event only while no append of its own is under way, so that a busy
+// daemon keeps grouping its records and an idle one saves a round trip.
+type EventCreateAlone interface {
+	EventCreateAlone()
 }
 
 // Guard makes a write conditional on another record of the same tenant:

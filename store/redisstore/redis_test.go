@@ -322,3 +322,64 @@ func TestGetByUniqueThrottledAfterScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// A Create with an event links it to the head its replica knows; when
+// another replica has moved the head meanwhile, nothing is written, the
+// event is linked again to the stored head and the create goes through
+// once. Creates with events and grouped appends from two replicas, all
+// at once, leave one unbroken chain with every event once.
+func TestCreateWithEventAcrossReplicas(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a := open(t, r.URL(), redisstore.Options{})
+	b := open(t, r.URL(), redisstore.Options{})
+	ctx := context.Background()
+	ev := func(n string) json.RawMessage { return json.RawMessage(`{"n":"` + n + `"}`) }
+	rec := func(id string) *store.Record {
+		return &store.Record{Kind: "k", Tenant: "t1", ID: id, Data: json.RawMessage(`{}`)}
+	}
+	_, err := a.AppendEvents(ctx, "t1", []json.RawMessage{ev("a1")}) // a knows the head
+	require.NoError(t, err)
+	_, err = b.AppendEvents(ctx, "t1", []json.RawMessage{ev("b1")}) // and b moves it
+	require.NoError(t, err)
+	require.NoError(t, a.Create(ctx, rec("x"), store.WriteOpts{Event: ev("x")}))
+	got, err := b.Get(ctx, "k", "t1", "x")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, got.Version)
+
+	var wg sync.WaitGroup
+	const each = 40
+	for w, s := range []*redisstore.Store{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := fmt.Sprintf("w%d-%d", w, i)
+				if i%2 == 0 {
+					assert.NoError(t, s.Create(ctx, rec(n), store.WriteOpts{Event: ev(n)}))
+				} else {
+					_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{ev(n)})
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs, err := a.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	seen := map[string]int{}
+	for _, e := range evs {
+		var v struct{ N string }
+		require.NoError(t, json.Unmarshal(e.Data, &v))
+		seen[v.N]++
+	}
+	assert.Len(t, evs, 3+4*each)
+	for n, c := range seen {
+		assert.Equal(t, 1, c, n)
+	}
+	_, err = store.VerifyChain(evs, "", 0)
+	assert.NoError(t, err)
+	seq, hash, err := a.EventHead(ctx, "t1")
+	require.NoError(t, err)
+	assert.Equal(t, evs[len(evs)-1].Seq, seq)
+	assert.Equal(t, evs[len(evs)-1].Hash, hash)
+}

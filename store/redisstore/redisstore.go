@@ -483,9 +483,13 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	if err := storekit.CheckGuard(rec.Tenant, guard); err != nil {
 		return err
 	}
-	opts.Guard = nil
-	if err := storekit.NoEvent(opts); err != nil {
-		return err
+	var event json.RawMessage
+	if opts.Event != nil {
+		norm, err := storekit.NormalizeEvents(rec.Tenant, []json.RawMessage{opts.Event})
+		if err != nil {
+			return err
+		}
+		event = norm[0]
 	}
 	now := storekit.Now()
 	d := docNoSeq{Kind: rec.Kind, Tenant: rec.Tenant, ID: rec.ID, Unique: uniq,
@@ -505,13 +509,17 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	for _, u := range uniq {
 		args = append(args, u)
 	}
-	script := createScript
-	if guard != nil {
-		script = createGuardedScript
+	var reply []any
+	switch {
+	case event != nil:
+		reply, err = s.createWithEvent(ctx, t, guard, keys, args, event)
+	case guard != nil:
 		keys = append([]string{s.recKey(t, guard.Kind, guard.ID)}, keys...)
 		args = append([]any{strconv.FormatUint(guard.Version, 10)}, args...)
+		reply, err = s.runScript(ctx, createGuardedScript, keys, args...)
+	default:
+		reply, err = s.runScript(ctx, createScript, keys, args...)
 	}
-	reply, err := s.runScript(ctx, script, keys, args...)
 	if err != nil {
 		return err
 	}
@@ -1090,6 +1098,13 @@ func (s *Store) AppendEvents(ctx context.Context, tenant string, data []json.Raw
 	return evs, err
 }
 
+// EventsWithCreate: Create takes WriteOpts.Event (createWithEvent).
+func (s *Store) EventsWithCreate() {}
+
+// EventCreateAlone: a Create with an event holds the tenant's chain for
+// its round trip, apart from the grouped appends (store.EventCreateAlone).
+func (s *Store) EventCreateAlone() {}
+
 // AppendEventsIf is AppendEvents under guards (store.GuardedEvents): the
 // script that appends checks each guard's record version first, in the
 // tenant's slot, and appends nothing when one fails; the events of the
@@ -1109,18 +1124,10 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 	if len(norm) == 0 {
 		return []store.Event{}, nil, nil
 	}
-	i := stripe(tenant)
-	mu := &s.appendMu[i]
-	mu.Lock()
-	defer mu.Unlock()
-	if s.appendHead[i] == nil {
-		s.appendHead[i] = map[string]string{}
-	}
-	heads := s.appendHead[i]
 	// Unless the append is known to have written or not, the head is read
 	// again by the next one.
-	raw, known := heads[tenant]
-	delete(heads, tenant)
+	heads, raw, known, unlock := s.lockChain(tenant)
+	defer unlock()
 
 	// pos[j] is the index in data of norm[j]: guards fail one by one.
 	pos := make([]int, len(norm))
@@ -1131,14 +1138,8 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		if !known {
-			b, err := s.rdb.Get(ctx, headKey).Result()
-			switch {
-			case errors.Is(err, redis.Nil):
-				raw = ""
-			case err != nil:
-				return nil, nil, wrap(err)
-			default:
-				raw = b
+			if raw, err = s.readHead(ctx, headKey); err != nil {
+				return nil, nil, err
 			}
 			known = true
 		}
@@ -1147,18 +1148,9 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 			heads[tenant] = raw
 			return []store.Event{}, dropped, nil
 		}
-		var h head
-		if raw == "" {
-			// The chain starts here (or the server lost its data): list
-			// the tenant before its first event exists, so that a tenant
-			// with events is always listed; EventTenants skips one whose
-			// append never completed. (A write of its own: the set is a
-			// platform key, outside the tenant's slot and the script.)
-			if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
-				return nil, nil, wrap(err)
-			}
-		} else if err := json.Unmarshal([]byte(raw), &h); err != nil {
-			return nil, nil, fmt.Errorf("redis store: corrupt event head: %w", err)
+		h, err := s.chainHead(ctx, tenant, raw)
+		if err != nil {
+			return nil, nil, err
 		}
 		evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
 		last := evs[len(evs)-1]
@@ -1230,15 +1222,140 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 		default:
 			return nil, nil, fmt.Errorf("redis store: unexpected append reply %v", reply)
 		}
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, nil, ctx.Err()
-			case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
-			}
+		if err := staleBackoff(ctx, attempt); err != nil {
+			return nil, nil, err
 		}
 	}
-	return nil, nil, fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
+	return nil, nil, contended(tenant)
+}
+
+// lockChain takes the append lock of tenant's stripe and returns the
+// stripe's heads (held until unlock) and the head of tenant this replica
+// last wrote or read, if known. The caller puts the head back once it
+// knows it again: until then the next append reads it.
+func (s *Store) lockChain(tenant string) (heads map[string]string, raw string, known bool, unlock func()) {
+	i := stripe(tenant)
+	mu := &s.appendMu[i]
+	mu.Lock()
+	if s.appendHead[i] == nil {
+		s.appendHead[i] = map[string]string{}
+	}
+	heads = s.appendHead[i]
+	raw, known = heads[tenant]
+	delete(heads, tenant)
+	return heads, raw, known, mu.Unlock
+}
+
+// readHead reads a chain's stored head ("" for none).
+func (s *Store) readHead(ctx context.Context, headKey string) (string, error) {
+	b, err := s.rdb.Get(ctx, headKey).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", nil
+	case err != nil:
+		return "", wrap(err)
+	}
+	return b, nil
+}
+
+// chainHead decodes a stored head. The empty head starts the chain (or
+// the server lost its data): the tenant is listed before its first event
+// exists, so that a tenant with events is always listed; EventTenants
+// skips one whose append never completed. (A write of its own: the set is
+// a platform key, outside the tenant's slot and the script.)
+func (s *Store) chainHead(ctx context.Context, tenant, raw string) (head, error) {
+	var h head
+	if raw == "" {
+		if err := s.write(ctx, redis.NewCmd(ctx, "sadd", s.eventTenantsKey(), tenant)); err != nil {
+			return h, wrap(err)
+		}
+		return h, nil
+	}
+	if err := json.Unmarshal([]byte(raw), &h); err != nil {
+		return h, fmt.Errorf("redis store: corrupt event head: %w", err)
+	}
+	return h, nil
+}
+
+// staleBackoff waits a little before the third and later attempts on a
+// chain whose head other replicas keep moving.
+func staleBackoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(rand.IntN(5)+1) * time.Millisecond):
+		return nil
+	}
+}
+
+func contended(tenant string) error {
+	return fmt.Errorf("%w: event chain of %s: too much contention", store.ErrUnavailable, tenant)
+}
+
+// createWithEvent runs Create's script with an event appended to the
+// tenant's chain in the same step (createEventScript): linked here, like
+// AppendEvents', under the tenant's append lock, to the head this
+// replica knows, and linked again when the script finds another. The
+// reply is the create's; a refusal wrote nothing, neither the record nor
+// the event.
+func (s *Store) createWithEvent(ctx context.Context, tenant string, guard *store.Guard, keys []string, args []any, event json.RawMessage) ([]any, error) {
+	heads, raw, known, unlock := s.lockChain(tenant)
+	defer unlock()
+	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
+	k := []string{headKey, eventsKey}
+	version := ""
+	if guard != nil {
+		k = append(k, s.recKey(tenant, guard.Kind, guard.ID))
+		version = strconv.FormatUint(guard.Version, 10)
+	}
+	k = append(k, keys...)
+	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
+		if !known {
+			var err error
+			if raw, err = s.readHead(ctx, headKey); err != nil {
+				return nil, err
+			}
+			known = true
+		}
+		h, err := s.chainHead(ctx, tenant, raw)
+		if err != nil {
+			return nil, err
+		}
+		ev := storekit.ChainEvents(tenant, h.Seq, h.Hash, []json.RawMessage{event}, storekit.Now())[0]
+		hb, err := json.Marshal(head{Seq: ev.Seq, Hash: ev.Hash})
+		if err != nil {
+			return nil, err
+		}
+		eb, err := json.Marshal(&ev)
+		if err != nil {
+			return nil, err
+		}
+		a := make([]any, 0, 5+len(args))
+		a = append(a, raw, string(hb), ev.Seq, string(eb), version)
+		reply, err := s.runScript(ctx, createEventScript, k, append(a, args...)...)
+		if err != nil {
+			// Written or not: the next append reads the head.
+			return nil, err
+		}
+		switch replyCode(reply) {
+		case "OK":
+			heads[tenant] = string(hb)
+			return reply, nil
+		case "STALE":
+			raw = replyDetail(reply)
+		default:
+			// Refused after the head was checked: it stands.
+			heads[tenant] = raw
+			return reply, nil
+		}
+		if err := staleBackoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+	return nil, contended(tenant)
 }
 
 func stripe(tenant string) int {

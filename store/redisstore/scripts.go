@@ -100,6 +100,34 @@ for i = 2, #ARGV do A[i - 1] = ARGV[i] end
 return create(K, A)
 `)
 
+// createEventScript is createScript (under a guard or not) with an
+// event appended to the tenant's chain in the same step
+// (store.EventsWithCreate): nothing is written unless the chain's head is
+// still the one the event was linked to (else STALE with the stored
+// head), the guard holds (else GUARD) and the create goes through (else
+// its refusal).
+// KEYS: head, events, the guard's record (when ARGV[5] is not ""), then
+// createScript's KEYS
+// ARGV: the expected head, the new head, the event's seq, its JSON, the
+// guard's version or "", then createScript's ARGV
+var createEventScript = newScript(createFn + `
+local h = redis.call('GET', KEYS[1]) or ''
+if h ~= ARGV[1] then return {'STALE', h} end
+local k0 = 2
+if ARGV[5] ~= '' then
+  k0 = 3
+  if redis.call('HGET', KEYS[3], 'ver') ~= ARGV[5] then return {'GUARD'} end
+end
+local K, A = {}, {}
+for i = k0 + 1, #KEYS do K[#K + 1] = KEYS[i] end
+for i = 6, #ARGV do A[#A + 1] = ARGV[i] end
+local r = create(K, A)
+if r[1] ~= 'OK' then return r end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2])
+return r
+`)
+
 // fieldsCheck is the prologue of the scripts that rewrite or remove a
 // record's index entries: the record names its entries (ix:<field>), and
 // each entry's index key must be among KEYS. ixkey maps the fields of the
