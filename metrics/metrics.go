@@ -9,6 +9,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// GoProcChanges counts the GOMAXPROCS changes of the process's idle
+// tuning (hsmca_go_procs_changes_total); the daemon adds to it.
+var GoProcChanges atomic.Int64
 
 // Event stages.
 const (
@@ -214,6 +219,14 @@ func New(version string) *Metrics {
 		}
 		return float64(used) / float64(size)
 	})
+	goProcs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hsmca_go_procs",
+		Help: "Processors Go's scheduler runs goroutines on now (GOMAXPROCS): 1 while the daemon serves one request at a time and little else, when idle_one_proc is on.",
+	}, func() float64 { return float64(runtime.GOMAXPROCS(0)) })
+	goProcChanges := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hsmca_go_procs_changes_total",
+		Help: "Changes of GOMAXPROCS made by idle_one_proc in this process, down to 1 and back.",
+	}, func() float64 { return float64(GoProcChanges.Load()) })
 	journalCopies := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "hsmca_bolt_journal_checkpoints_total",
 		Help: "Times the bolt store's event journal was copied into the store file (by a commit of another write, a checkpoint, or at open after a crash).",
@@ -224,7 +237,7 @@ func New(version string) *Metrics {
 		m.signingDuration, m.Events, m.hsmCallDuration, m.hsmCallErrors,
 		m.httpRequests, m.httpDuration, m.StoreDuration, m.StoreErrors,
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
-		poolSize, inUse, circuit, journalUsed, journalCopies,
+		poolSize, inUse, circuit, journalUsed, journalCopies, goProcs, goProcChanges,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
 		m.OCSPAnswers,
 		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,

@@ -162,6 +162,12 @@ type Config struct {
 	// while the daemon holds it. Empty disables it.
 	AdminSocket string `yaml:"admin_socket"`
 
+	// IdleOneProc runs Go's scheduler on one processor while the daemon
+	// serves one request at a time and little else (nil: on with the
+	// Redis store, off with bolt; see the README's Benchmarks). Ignored
+	// when GOMAXPROCS is set in the environment.
+	IdleOneProc *bool `yaml:"idle_one_proc"`
+
 	// Events configures the event log's checkpoints and its export.
 	Events Events `yaml:"events"`
 }
@@ -326,6 +332,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_TRUSTED_PROXY", "tls.trusted_proxy", "true to accept X-APP-CERTIFICATE from a fronting proxy"},
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
 	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com ; unset, certificates name no CRL or issuer URL and CCM crl_dis_point is derived from each request"},
+	{"HSMCA_IDLE_ONE_PROC", "idle_one_proc", "true: one Go processor while one request at a time is served, all of them from the second concurrent request or when work waits for the one; false: always all (default: true with the redis store, false with bolt; off when GOMAXPROCS is set)"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
@@ -574,6 +581,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_TRUSTED_PROXY: want true or false, got %q", v)
 		}
 		c.TLS.TrustedProxy = b
+	}
+	if v, ok := get("HSMCA_IDLE_ONE_PROC"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_IDLE_ONE_PROC: want true or false, got %q", v)
+		}
+		c.IdleOneProc = &b
 	}
 	return c.applyEventsEnv(get)
 }

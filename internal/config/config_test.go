@@ -474,3 +474,26 @@ func TestACMESettings(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+func TestIdleOneProc(t *testing.T) {
+	clearEnv(t)
+	c, err := Load("")
+	require.NoError(t, err)
+	assert.Nil(t, c.IdleOneProc, "unset: the daemon's default (by store)")
+
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("idle_one_proc: false\n"), 0o600))
+	c, err = Load(path)
+	require.NoError(t, err)
+	require.NotNil(t, c.IdleOneProc)
+	assert.False(t, *c.IdleOneProc)
+
+	t.Setenv("HSMCA_IDLE_ONE_PROC", "true")
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.True(t, *c.IdleOneProc, "the environment wins")
+
+	t.Setenv("HSMCA_IDLE_ONE_PROC", "sometimes")
+	_, err = Load("")
+	assert.ErrorContains(t, err, "HSMCA_IDLE_ONE_PROC: want true or false")
+}

@@ -66,8 +66,25 @@ type Daemon struct {
 	serveWG     sync.WaitGroup
 	errc        chan error
 
+	procs *procTuner
 	// wrap, when set (tests), wraps the HTTP handler.
 	wrap func(http.Handler) http.Handler
+}
+
+// idleOneProc tells whether the daemon lowers GOMAXPROCS while idle
+// (config idle_one_proc): by default on Redis, not on bolt, whose event
+// journal is copied into the file by a background commit that would
+// share the one processor with a request (42-47 ms maxima at one
+// connection in docs/BENCHMARKS.md); never when the environment sets
+// GOMAXPROCS, the operator's choice.
+func idleOneProc(cfg *config.Config) bool {
+	if _, set := os.LookupEnv("GOMAXPROCS"); set {
+		return false
+	}
+	if cfg.IdleOneProc == nil {
+		return cfg.Store.Backend == "redis"
+	}
+	return *cfg.IdleOneProc
 }
 
 // OpenStore opens the configured store backend (see storeopen.Open).
@@ -220,6 +237,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
 		PublicBaseURL:   publicBase})
 	var h http.Handler = handler
+	if idleOneProc(cfg) {
+		d.procs = processProcs
+		h = d.procs.wrap(h)
+	}
 	if d.wrap != nil {
 		h = d.wrap(h)
 	}
@@ -239,6 +260,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		}
 		d.store.Close()
 		return nil, err
+	}
+	if d.procs != nil {
+		d.procs.start()
 	}
 
 	hsmCtx, cancel := context.WithCancel(context.Background())
@@ -505,6 +529,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		_ = os.Remove(d.cfg.AdminSocket)
 	}
 	d.serveWG.Wait()
+	if d.procs != nil {
+		d.procs.end()
+		d.procs = nil
+	}
 	d.stopJanitor()
 	<-d.janitorDone
 	d.janitorWG.Wait()

@@ -116,6 +116,8 @@ func TestDaemonOnBoltIsReady(t *testing.T) {
 	assert.Contains(t, string(raw), `hsmca_component_up{component="hsm"} 1`)
 	assert.Regexp(t, `(?m)^hsmca_bolt_journal_used_ratio 0(\.\d+)?(e-\d+)?$`, string(raw))
 	assert.Regexp(t, `(?m)^hsmca_bolt_journal_checkpoints_total \d+$`, string(raw))
+	assert.Regexp(t, `(?m)^hsmca_go_procs [1-9]\d*$`, string(raw))
+	assert.Regexp(t, `(?m)^hsmca_go_procs_changes_total \d+$`, string(raw))
 	jfi, err := os.Stat(cfg.Store.BoltPath + "-journal")
 	require.NoError(t, err, "the event journal lies beside the store file")
 	assert.Equal(t, os.FileMode(0o600), jfi.Mode().Perm(), "the event journal must be private")
