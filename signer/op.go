@@ -142,8 +142,8 @@ func (o *Op) record(resource, outcome, code string) EventRecord {
 //
 // On a store whose Create with an event holds the chain alone
 // (store.EventCreateAlone: Redis) the record goes with the Create only
-// while the event writer is idle and no other such Create of this engine
-// is under way: an idle daemon saves a round trip, and a busy one keeps
+// when the operation is the engine's one under way and the event writer
+// is idle: an idle daemon saves a round trip, and a busy one keeps
 // writing its records in groups instead of one chain write at a time.
 //
 // Only for a Create after which the operation cannot fail: a failure
