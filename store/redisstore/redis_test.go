@@ -58,8 +58,11 @@ func TestServerDownAndBack(t *testing.T) {
 		"ping":   func() error { return s.Ping(ctx) },
 		"get":    func() error { _, err := s.Get(ctx, "k", "t1", "before"); return err },
 		"create": func() error { return s.Create(ctx, rec("during"), store.WriteOpts{}) },
-		"list":   func() error { _, err := s.List(ctx, store.Query{Kind: "k", Tenant: "t1"}); return err },
-		"quota":  func() error { return s.ReserveQuota(ctx, "t1", "r", 1, 10) },
+		"create with its event": func() error {
+			return s.Create(ctx, rec("during-ev"), store.WriteOpts{Event: json.RawMessage(`{"n":"during"}`)})
+		},
+		"list":  func() error { _, err := s.List(ctx, store.Query{Kind: "k", Tenant: "t1"}); return err },
+		"quota": func() error { return s.ReserveQuota(ctx, "t1", "r", 1, 10) },
 		"append": func() error {
 			_, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":2}`)})
 			return err
@@ -81,9 +84,17 @@ func TestServerDownAndBack(t *testing.T) {
 	got, err := s.Get(ctx, "k", "t1", "after")
 	require.NoError(t, err)
 	assert.Equal(t, "after", got.ID)
+	// The head known before the failure is not trusted: the chain starts
+	// again on the empty server, the create's event first.
+	require.NoError(t, s.Create(ctx, rec("after-ev"), store.WriteOpts{Event: json.RawMessage(`{"n":"after"}`)}))
 	evs, err := s.AppendEvents(ctx, "t1", []json.RawMessage{json.RawMessage(`{"n":3}`)})
 	require.NoError(t, err)
-	assert.Equal(t, uint64(1), evs[0].Seq)
+	assert.Equal(t, uint64(2), evs[0].Seq)
+	all, err := s.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	_, err = store.VerifyChain(all, "", 0)
+	assert.NoError(t, err)
 }
 
 func TestOpenFailsWhenNoServer(t *testing.T) {
