@@ -324,34 +324,40 @@ func haBinaries(t testing.TB, bins ...string) {
 // first error.
 func startAll(t testing.TB, nodes []*HANode) {
 	t.Helper()
+	if err := startNodes(nodes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startNodes starts nodes in parallel (startFresh).
+func startNodes(nodes []*HANode) error {
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.startFresh()
-		}()
+		wg.Go(func() { errs[i] = n.startFresh() })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+	return errors.Join(errs...)
 }
 
 // waitFor polls cond every 20ms until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	if err := waitUntil(timeout, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitUntil is waitFor returning its failure instead of ending the test.
+func waitUntil(timeout time.Duration, what string, cond func() (bool, string)) error {
 	end := time.Now().Add(timeout)
-	last := ""
 	for {
 		ok, state := cond()
 		if ok {
-			return
+			return nil
 		}
-		last = state
 		if time.Now().After(end) {
-			t.Fatalf("%s: not after %s (last: %s)", what, timeout, last)
+			return fmt.Errorf("%s: not after %s (last: %s)", what, timeout, state)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -654,17 +660,47 @@ func (c *Cluster) Addrs() []string {
 
 // StartCluster runs six cluster-enabled redis-servers, joins them into
 // three masters with a replica each, and returns once every node says
-// cluster_state:ok and every replica is in sync.
+// cluster_state:ok and every replica is in sync. A cluster that does not
+// form (a node that never joins the others' view) is torn down and built
+// again on fresh ports and directories, up to three times.
 func StartCluster(t testing.TB, opts ...HAOptions) *Cluster {
 	t.Helper()
 	haBinaries(t, "redis-server", "redis-cli")
-	start := time.Now()
 	var o HAOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
 	h := newHASetup(t, o)
-	c := &Cluster{Auth: h.auth, setup: h, t: t}
+	const attempts = 3
+	for i := 1; ; i++ {
+		start := time.Now()
+		c, err := startCluster(t, h)
+		if err == nil {
+			t.Logf("cluster (3 masters, 3 replicas) up in %s", time.Since(start).Round(time.Millisecond))
+			return c
+		}
+		if i == attempts {
+			t.Fatalf("cluster did not form in %d attempts; the last: %v", attempts, err)
+		}
+		t.Logf("cluster attempt %d did not form, starting it again on other ports: %v", i, err)
+	}
+}
+
+// startCluster is one attempt of StartCluster; on failure it stops the
+// nodes it started.
+func startCluster(t testing.TB, h *haSetup) (c *Cluster, err error) {
+	t.Helper()
+	c = &Cluster{Auth: h.auth, setup: h, t: t}
+	defer func() {
+		if err != nil {
+			for _, n := range c.Nodes {
+				if n.Running() {
+					err = fmt.Errorf("%w\n%s log:\n%s", err, n.name, tail(filepath.Join(n.dir, "log")))
+				}
+				n.Kill()
+			}
+		}
+	}()
 	for i := range 6 {
 		c.Nodes = append(c.Nodes, newHANode(t, h, fmt.Sprintf("node%d", i+1), false, func(n *HANode) []string {
 			args := append(h.dataArgs(n.dir, n.port), "--cluster-enabled", "yes",
@@ -676,17 +712,17 @@ func StartCluster(t testing.TB, opts ...HAOptions) *Cluster {
 			return args
 		}))
 	}
-	startAll(t, c.Nodes)
+	if err := startNodes(c.Nodes); err != nil {
+		return c, err
+	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 	args = append(args, h.cliArgs()...)
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
+		return c, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	c.waitHealthy(t, 30*time.Second)
-	t.Logf("cluster (3 masters, 3 replicas) up in %s", time.Since(start).Round(time.Millisecond))
-	return c
+	return c, c.waitHealthy(t, 30*time.Second)
 }
 
 // ClusterNode is one line of CLUSTER NODES.
@@ -866,10 +902,10 @@ func (c *Cluster) allOK() (bool, string) {
 	return true, ""
 }
 
-func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) {
+func (c *Cluster) waitHealthy(t testing.TB, timeout time.Duration) error {
 	t.Helper()
 	start, repaired := time.Now(), time.Time{}
-	waitFor(t, timeout, "cluster_state:ok on every node", func() (bool, string) {
+	return waitUntil(timeout, "cluster_state:ok on every node", func() (bool, string) {
 		ok, why := c.allOK()
 		if !ok {
 			return false, why

@@ -44,5 +44,5 @@ func TestClusterWaitMendsAnIncompleteCluster(t *testing.T) {
 	host, port, _ := net.SplitHostPort(c.Nodes[0].Addr)
 	require.NoError(t, cl.Do(ctx, "CLUSTER", "MEET", host, port, c.Nodes[0].bus).Err())
 
-	c.waitHealthy(t, 30*time.Second)
+	require.NoError(t, c.waitHealthy(t, 30*time.Second))
 }
