@@ -71,12 +71,18 @@ type Daemon struct {
 	wrap func(http.Handler) http.Handler
 }
 
+// backgroundWork is a store that tells of work of its own off the
+// request path (boltstore: the copy of its event journal into the file),
+// which the daemon runs with every processor (procTuner.hold).
+type backgroundWork interface {
+	OnBackground(fn func() (done func()))
+}
+
 // idleOneProc tells whether the daemon lowers GOMAXPROCS while idle
-// (config idle_one_proc): by default on Redis, not on bolt, whose event
-// journal is copied into the file by a background commit that would
-// share the one processor with a request (42-47 ms maxima at one
-// connection in docs/BENCHMARKS.md); never when the environment sets
-// GOMAXPROCS, the operator's choice.
+// (config idle_one_proc): by default on Redis, not on bolt, where a
+// request's journal sync blocks its thread and one processor measured no
+// faster at one connection (docs/BENCHMARKS.md, eighth round); never when
+// the environment sets GOMAXPROCS, the operator's choice.
 func idleOneProc(cfg *config.Config) bool {
 	if _, set := os.LookupEnv("GOMAXPROCS"); set {
 		return false
@@ -240,6 +246,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 	if idleOneProc(cfg) {
 		d.procs = processProcs
 		h = d.procs.wrap(h)
+		if bg, ok := d.store.(backgroundWork); ok {
+			bg.OnBackground(d.procs.hold)
+		}
 	}
 	if d.wrap != nil {
 		h = d.wrap(h)
@@ -530,6 +539,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	d.serveWG.Wait()
 	if d.procs != nil {
+		if bg, ok := d.store.(backgroundWork); ok {
+			bg.OnBackground(nil)
+		}
 		d.procs.end()
 		d.procs = nil
 	}

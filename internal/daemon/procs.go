@@ -35,6 +35,7 @@ type procTuner struct {
 	now        func() time.Time
 
 	inflight atomic.Int64
+	held     atomic.Int64 // background work under way (hold)
 	low      atomic.Bool  // the scheduler runs on one processor
 	busy     atomic.Int64 // unix ns of the last time it could not stay on one
 
@@ -88,6 +89,25 @@ func (p *procTuner) wrap(h http.Handler) http.Handler {
 	})
 }
 
+// hold gives every processor to background work of the daemon's own
+// while it runs (the bolt store's copy of its event journal into the file:
+// a commit of up to a second of events, which on the one processor would
+// keep the next request waiting for tens of milliseconds, its syscalls
+// included), and returns its end. Unlike a second request it leaves no
+// trace: when the last such work ends the processors go down at once,
+// unless a request or a long wait kept them up within calm.
+func (p *procTuner) hold() (release func()) {
+	p.held.Add(1)
+	if p.low.Load() {
+		p.raise()
+	}
+	return func() {
+		if p.held.Add(-1) == 0 {
+			p.lower()
+		}
+	}
+}
+
 func (p *procTuner) raise() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -111,12 +131,19 @@ func (p *procTuner) check(waits uint64) {
 		}
 		return
 	}
-	if now.Sub(time.Unix(0, p.busy.Load())) < p.calm {
+	p.lower()
+}
+
+// lower sets one processor, unless something keeps them up: a second
+// request, background work (hold), a reason to be busy within calm, or no
+// user (the daemons have ended: the processors stay at their default).
+func (p *procTuner) lower() {
+	if p.low.Load() || p.held.Load() > 0 || p.now().Sub(time.Unix(0, p.busy.Load())) < p.calm {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.low.Load() && p.inflight.Load() <= 1 {
+	if !p.low.Load() && p.users > 0 && p.inflight.Load() <= 1 && p.held.Load() == 0 {
 		p.setOne()
 		p.low.Store(true)
 		metrics.GoProcChanges.Add(1)

@@ -35,6 +35,7 @@ func fakeProcs() (*procTuner, *int, *time.Time) {
 // tick; neither goes down again before calm.
 func TestProcTunerFollowsTheLoad(t *testing.T) {
 	p, procs, now := fakeProcs()
+	p.users = 1
 	tick := 250 * time.Millisecond
 	idle := func(n int) {
 		for range n {
@@ -82,6 +83,52 @@ func TestProcTunerFollowsTheLoad(t *testing.T) {
 	assert.Equal(t, 1, *procs)
 }
 
+// Background work (the bolt store's journal copy) has every processor
+// while it runs, and they go down again as it ends, unless a request or a
+// long wait kept them up within calm; nothing goes down while it runs, nor
+// once the daemons have ended.
+func TestProcTunerHoldsForBackgroundWork(t *testing.T) {
+	p, procs, now := fakeProcs()
+	p.users = 1
+	tick := 250 * time.Millisecond
+	idle := func(n int) {
+		for range n {
+			*now = now.Add(tick)
+			p.check(0)
+		}
+	}
+	idle(4)
+	require.Equal(t, 1, *procs)
+
+	release := p.hold()
+	assert.Equal(t, 2, *procs, "up before the work starts")
+	idle(8)
+	assert.Equal(t, 2, *procs, "not down while it runs")
+	other := p.hold()
+	release()
+	assert.Equal(t, 2, *procs, "another is still running")
+	other()
+	assert.Equal(t, 1, *procs, "down at once as the last ends")
+
+	// A long wait during the work: the processors stay up for calm.
+	release = p.hold()
+	*now = now.Add(tick)
+	p.check(1)
+	release()
+	assert.Equal(t, 2, *procs)
+	idle(3)
+	assert.Equal(t, 2, *procs)
+	idle(1)
+	assert.Equal(t, 1, *procs)
+
+	// After the last daemon ended the default stays.
+	p.users = 0
+	p.raise()
+	release = p.hold()
+	release()
+	assert.Equal(t, 2, *procs)
+}
+
 // The runtime's count of long waits is read.
 func TestLongWaitsReads(t *testing.T) {
 	before := longWaits()
@@ -119,19 +166,34 @@ func TestIdleOneProcSetting(t *testing.T) {
 	assert.True(t, idleOneProc(redis(nil)), "on by default with Redis")
 	assert.False(t, idleOneProc(bolt(nil)), "off by default with bolt")
 	assert.False(t, idleOneProc(redis(&off)))
+	assert.False(t, idleOneProc(bolt(&off)))
 	assert.True(t, idleOneProc(bolt(&on)))
 	t.Setenv("GOMAXPROCS", "2")
 	assert.False(t, idleOneProc(redis(&on)), "the environment's GOMAXPROCS is the operator's choice")
 }
 
-// A daemon on Redis runs on one processor while it serves one request at
-// a time, and on all of them while requests overlap.
-func TestDaemonOnRedisTunesProcs(t *testing.T) {
-	tok := testenv.NewToken(t)
-	r := testenv.StartRedis(t)
-	cfg := testConfig(t, tok)
-	cfg.Store.Backend = "redis"
-	cfg.Store.RedisURL = r.URL()
+// A daemon runs on one processor while it serves one request at a time,
+// and on all of them while requests overlap; by default on Redis, and on
+// bolt when set.
+func TestDaemonTunesProcs(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) {
+		tok := testenv.NewToken(t)
+		cfg := testConfig(t, tok)
+		on := true
+		cfg.IdleOneProc = &on
+		daemonTunesProcs(t, cfg)
+	})
+	t.Run("redis", func(t *testing.T) {
+		tok := testenv.NewToken(t)
+		r := testenv.StartRedis(t)
+		cfg := testConfig(t, tok)
+		cfg.Store.Backend = "redis"
+		cfg.Store.RedisURL = r.URL()
+		daemonTunesProcs(t, cfg)
+	})
+}
+
+func daemonTunesProcs(t *testing.T, cfg *config.Config) {
 	d, _ := startDaemon(t, cfg, nil)
 	base := "http://" + d.Addr()
 	waitStatus(t, base+"/readyz", 200, 30*time.Second)

@@ -172,6 +172,20 @@ func (s *Store) JournalStats() (used, size int64, checkpoints uint64) {
 	return 0, 0, 0
 }
 
+// OnBackground sets fn to be called when the store starts work of its own,
+// off every request's path (the copy of the event journal into the file: a
+// bbolt commit of up to a second of events, which a request's write may
+// queue behind); fn returns the function called when that work ends. The
+// daemon uses it to give the work a processor of its own (internal/daemon's
+// procTuner). nil removes it.
+func (s *Store) OnBackground(fn func() (done func())) {
+	if fn == nil {
+		s.w.background.Store(nil)
+		return
+	}
+	s.w.background.Store(&fn)
+}
+
 // Backend names the implementation.
 func (s *Store) Backend() string { return "bolt" }
 

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +30,10 @@ type committer struct {
 	mu      sync.Mutex
 	pending []*commitCall
 	running bool
+
+	// background, when set (Store.OnBackground), is told of work the
+	// committer starts off every request's path, and returns its end.
+	background atomic.Pointer[func() (done func())]
 }
 
 type commitCall struct {
@@ -113,7 +118,7 @@ func (c *committer) commit(group []*commitCall) {
 		if c.j.wantsCheckpoint() && !c.j.checkpointing.Swap(true) {
 			// A write of no records of its own: its transaction copies
 			// the journal into bbolt, off every request's path.
-			go c.run(func(*bolt.Tx) error { return nil })
+			go c.checkpoint()
 		}
 		return
 	}
@@ -127,6 +132,16 @@ func (c *committer) commit(group []*commitCall) {
 	for _, call := range group {
 		call.done <- c.update([]*commitCall{call})
 	}
+}
+
+// checkpoint commits a write of no records of its own, whose transaction
+// copies the journal into bbolt, telling background of it.
+func (c *committer) checkpoint() {
+	if bg := c.background.Load(); bg != nil {
+		done := (*bg)()
+		defer done()
+	}
+	_ = c.run(func(*bolt.Tx) error { return nil })
 }
 
 // update runs the group's functions in one bbolt transaction that first

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -179,4 +180,56 @@ func TestJournalTornRecordEndsIt(t *testing.T) {
 	require.NoError(t, c.Close())
 	again := openWith(t, copyPath, boltstore.Options{})
 	checkChain(t, again, "t", 3)
+}
+
+// The copies of the journal into the file that no write of a request
+// asked for run as background work: OnBackground's function hears of each
+// and its end, after the copy; without one set, nothing is called.
+func TestJournalCheckpointsAreBackgroundWork(t *testing.T) {
+	ctx := context.Background()
+	s := openWith(t, filepath.Join(t.TempDir(), "hsmca.db"), boltstore.Options{JournalSize: 4096})
+	var mu sync.Mutex
+	started, ended := 0, 0
+	endedAfterCopy := true
+	s.OnBackground(func() func() {
+		mu.Lock()
+		started++
+		mu.Unlock()
+		return func() {
+			_, _, copies := s.JournalStats()
+			mu.Lock()
+			ended++
+			endedAfterCopy = endedAfterCopy && copies > 0
+			mu.Unlock()
+		}
+	})
+	for i := range 60 {
+		_, err := s.AppendEvents(ctx, "t", []json.RawMessage{event(i)})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return started > 0 && started == ended
+	}, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	assert.True(t, endedAfterCopy, "the end is told after the copy")
+	n := started
+	mu.Unlock()
+	_, _, copies := s.JournalStats()
+	assert.GreaterOrEqual(t, copies, uint64(n))
+
+	s.OnBackground(nil)
+	for i := range 60 {
+		_, err := s.AppendEvents(ctx, "t", []json.RawMessage{event(60 + i)})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		_, _, c := s.JournalStats()
+		return c > copies
+	}, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, n, started, "nothing is called once removed")
+	mu.Unlock()
+	checkChain(t, s, "t", 120)
 }
