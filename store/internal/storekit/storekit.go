@@ -5,6 +5,7 @@
 package storekit
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"encoding/json"
@@ -167,9 +168,16 @@ func CheckIntent(in *store.Intent, now time.Time) (*store.Intent, error) {
 // marshals a json.RawMessage (compacted, HTML characters escaped). Stored
 // documents are marshalled that way, so normalising first makes what a
 // caller hashes equal to what any later reader sees. Empty means null.
+//
+// Documents the daemon encodes itself are already in that form; they are
+// recognised in one pass (normalForm) and copied, and only the others go
+// through encoding/json.
 func NormalizeJSON(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 {
 		return json.RawMessage("null"), nil
+	}
+	if normalForm(raw) {
+		return bytes.Clone(raw), nil
 	}
 	b, err := json.Marshal(raw)
 	if err != nil {

@@ -1,8 +1,10 @@
 package storekit
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +81,20 @@ func FuzzNormalizeJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		n, err := NormalizeJSON(raw)
+		if len(raw) > 0 {
+			// The one-pass check only ever agrees with encoding/json.
+			want, werr := json.Marshal(json.RawMessage(raw))
+			if werr != nil {
+				require.Error(t, err, "%q is not JSON", raw)
+				require.False(t, normalForm(raw))
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, string(want), string(n), "normal form of %q", raw)
+				if normalForm(raw) {
+					require.Equal(t, string(want), string(raw), "%q taken as normal", raw)
+				}
+			}
+		}
 		if err != nil {
 			if json.Valid(raw) && len(raw) > 0 {
 				t.Fatalf("valid JSON %q refused: %v", raw, err)
@@ -98,6 +114,47 @@ func FuzzNormalizeJSON(f *testing.F) {
 		bad, err := store.VerifyChain(back, "", 0)
 		require.NoError(t, err, "chain breaks at %d after a round trip of %q", bad, raw)
 	})
+}
+
+// What encoding/json emits is recognised as normal without a second
+// encoding; what it would change, or refuse, is not.
+func TestNormalForm(t *testing.T) {
+	type rec struct {
+		Name  string            `json:"name"`
+		DER   []byte            `json:"der"`
+		N     int               `json:"n"`
+		F     float64           `json:"f"`
+		Tags  map[string]string `json:"tags"`
+		List  []any             `json:"list"`
+		Empty struct{}          `json:"empty"`
+		Esc   string            `json:"esc"`
+		On    bool              `json:"on"`
+		Nil   *int              `json:"nil"`
+	}
+	own, err := json.Marshal(rec{Name: "CN=é \"x\"", DER: bytes.Repeat([]byte{0xfe, 1}, 600), N: -12, F: 1.5e-300,
+		Tags: map[string]string{"a": "b\n\t"}, List: []any{1, "x", nil, []any{}, map[string]any{}}, Esc: "<a&b>\u2028"})
+	require.NoError(t, err)
+	for _, s := range []string{string(own), `0`, `-0.5e+10`, `"\u00E9\/"`, `[[[]]]`, `{"a":{"b":[true,false,null]}}`} {
+		assert.True(t, normalForm([]byte(s)), "%s", s)
+		n, err := NormalizeJSON([]byte(s))
+		require.NoError(t, err)
+		assert.Equal(t, s, string(n))
+	}
+	for _, s := range []string{`{ "a":1}`, "[1,\n2]", `"<"`, `"&"`, "\"\u2028\"", "\"\xe2\x80\xa9\"", "\"\t\"", `01`, `1.`, `.5`,
+		`1e`, `-`, `tru`, `nul`, `"\x"`, `"\u12"`, `{"a"}`, `{"a":}`, `[1,]`, `{,}`, `"abc`, `1 `, ` 1`, `{}}`, strings.Repeat("[", normalDepth+1) + strings.Repeat("]", normalDepth+1)} {
+		assert.False(t, normalForm([]byte(s)), "%q", s)
+	}
+}
+
+func BenchmarkNormalizeJSON(b *testing.B) {
+	doc, _ := json.Marshal(map[string]any{"id": "0123456789abcdef", "certificate": bytes.Repeat([]byte("MIIC"), 400),
+		"subject": map[string]string{"common_name": "www.example.com", "organization": "Example"}, "serial": 1234567890})
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		if _, err := NormalizeJSON(doc); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func TestOffsetPageOrder(t *testing.T) {
