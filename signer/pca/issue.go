@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/signer"
 	"github.com/hsmca/hsmca/signer/encoding"
@@ -48,7 +47,7 @@ type CertIssue struct {
 
 // IssueCertificate issues a certificate for a key the daemon generates.
 func (s *Service) IssueCertificate(ctx context.Context, tenant string, in CertIssue) (string, error) {
-	id := uuid.NewString()
+	id := newCertID()
 	op := s.core.Start(ctx, tenant, "PCA_CERTIFICATE_ISSUE")
 	resource, err := s.issueCertificate(ctx, tenant, id, in)
 	return id, op.Done(resource, err)
@@ -179,7 +178,7 @@ type CertFromCSR struct {
 // (signed, never stored or answered) is dropped and the request is served
 // again on a fresh read of the CA.
 func (s *Service) IssueFromCSR(ctx context.Context, tenant string, in CertFromCSR) (string, error) {
-	id := uuid.NewString()
+	id := newCertID()
 	op := s.core.Start(ctx, tenant, "PCA_CERTIFICATE_ISSUE_CSR")
 	for fresh := false; ; fresh = true {
 		p, err := s.prepareFromCSR(ctx, tenant, in, fresh)

@@ -213,6 +213,16 @@ func getRecord[T any](ctx context.Context, s *Service, kind, what, tenant, id st
 	})
 }
 
+// newCertID is a new certificate's ID: a UUID of version 7, whose first
+// 48 bits are the time in milliseconds, so that the certificates issued
+// one after the other sit side by side in the stores' ID-ordered trees
+// (bolt writes a group of new certificates into a few adjacent pages rather
+// than one random page each; docs/BENCHMARKS.md, eighth round). The rest
+// is random, and IDs stay opaque to clients: a UUID like any other.
+func newCertID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
 // getRecordVia is getRecord with the decoding step given (a BytesCache's
 // for read-only uses on hot paths).
 func getRecordVia[T any](ctx context.Context, s *Service, kind, what, tenant, id string, decode func([]byte) (T, error)) (*store.Record, *T, error) {

@@ -172,7 +172,7 @@ func (s *Service) seedOne(ctx context.Context, tenant string, p *csrIssue, stand
 		return nil, nil, err
 	}
 	now := s.now()
-	rec, err := certStoreRecord(tenant, uuid.NewString(), p.is, &cr, &tmpl, der, p.hash, now)
+	rec, err := certStoreRecord(tenant, newCertID(), p.is, &cr, &tmpl, der, p.hash, now)
 	if err != nil || !revoke {
 		return rec, nil, err
 	}

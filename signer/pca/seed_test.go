@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"slices"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -171,4 +173,27 @@ func TestPCACertificateListOrderPagedFromIndex(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Certificate IDs are version-7 UUIDs: in the order of issuance, so that
+// the stores' ID-ordered trees take new certificates side by side.
+func TestCertificateIDsFollowIssuanceOrder(t *testing.T) {
+	e, _, _ := newPCAEngine(t, "bolt")
+	ca := mkRoot(t, e, "Order Root")
+	in := pca.CertFromCSR{IssuerID: ca, CSR: leafCSR(t, "order.example.com"),
+		Validity: &pca.Validity{Type: "DAY", Value: 30}}
+	var ids []string
+	for range 5 {
+		id, err := e.IssueFromCSR(pcaCtx(), "t1", in)
+		require.NoError(t, err)
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		assert.Equal(t, uuid.Version(7), u.Version())
+		assert.Len(t, id, 36)
+		ids = append(ids, id)
+	}
+	assert.True(t, slices.IsSorted(ids), "%v", ids)
+	c, err := e.GetCertificate(pcaCtx(), "t1", ids[0])
+	require.NoError(t, err)
+	assert.Equal(t, ids[0], c.ID)
 }
