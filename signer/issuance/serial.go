@@ -9,22 +9,34 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"math/big"
+	"time"
 )
 
-// RandomSerial is a positive serial number of at most 20 octets (RFC 5280
-// 4.1.2.2) with 159 random bits: the top bit of the first octet is cleared
-// so the DER integer needs no sign octet.
-func RandomSerial() (*big.Int, error) {
+// NewSerial is a positive serial number of 20 octets (RFC 5280 4.1.2.2):
+// the first 6 are the time in milliseconds since 1970, big-endian, and
+// the other 14 are random (112 bits from crypto/rand; the CA/Browser
+// Forum's Baseline Requirements ask for 64, ISO/IEC 18013-5 for 63). With
+// the time first, serials issued one after the other sit side by side in
+// the stores' serial indexes instead of on a random page each. The time's
+// first octet is 0x01 from 2004 to 2039 and its top bit stays clear for
+// millennia, so the integer is positive, needs no sign octet and keeps its
+// 20 octets.
+func NewSerial() (*big.Int, error) {
+	return serialAt(time.Now())
+}
+
+func serialAt(now time.Time) (*big.Int, error) {
 	var b [20]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		b[0] &= 0x7f
-		if n := new(big.Int).SetBytes(b[:]); n.Sign() > 0 {
-			return n, nil
-		}
+	ms := uint64(now.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
 	}
+	if _, err := rand.Read(b[6:]); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	return new(big.Int).SetBytes(b[:]), nil
 }
 
 // KeyIDMethod is how a profile derives a key identifier.

@@ -10,20 +10,45 @@ import (
 	"encoding/asn1"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestRandomSerialIsPositiveAndShort(t *testing.T) {
+func TestNewSerialIsPositiveAndShort(t *testing.T) {
 	for i := 0; i < 2000; i++ {
-		n, err := RandomSerial()
+		n, err := NewSerial()
 		require.NoError(t, err)
 		require.Equal(t, 1, n.Sign())
 		der, err := asn1.Marshal(n)
 		require.NoError(t, err)
-		require.LessOrEqual(t, len(der)-2, 20)
+		require.Equal(t, 20, len(der)-2, "20 octets, no sign octet")
 	}
+}
+
+// A serial starts with the time in milliseconds, so serials follow the
+// order of issuance, and ends with 112 random bits.
+func TestNewSerialStartsWithTheTime(t *testing.T) {
+	at := time.UnixMilli(1764763200123) // 2025-12-03 12:00:00.123 UTC
+	a, err := serialAt(at)
+	require.NoError(t, err)
+	b, err := serialAt(at)
+	require.NoError(t, err)
+	c, err := serialAt(at.Add(time.Millisecond))
+	require.NoError(t, err)
+	ab, bb := a.FillBytes(make([]byte, 20)), b.FillBytes(make([]byte, 20))
+	assert.Equal(t, []byte{0x01, 0x9a, 0xe4, 0x15, 0x6a, 0x7b}, ab[:6], "the time in ms, big-endian")
+	assert.Equal(t, ab[:6], bb[:6])
+	assert.NotEqual(t, ab[6:], bb[6:], "the rest is random")
+	assert.Equal(t, -1, a.Cmp(c))
+	assert.Equal(t, -1, b.Cmp(c))
+	// Far ahead the top bit is still clear: positive and 20 octets.
+	far, err := serialAt(time.Date(4000, 1, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	der, err := asn1.Marshal(far)
+	require.NoError(t, err)
+	assert.Equal(t, 20, len(der)-2)
 }
 
 // Go writes RFC 7093's identifier into a CA certificate that has none,

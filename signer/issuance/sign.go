@@ -16,7 +16,7 @@ import (
 // signature against the parent's public key before returning, so an HSM
 // fault cannot yield a bad certificate.
 func SignCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, s crypto.Signer, m KeyIDMethod) ([]byte, error) {
-	serial, err := RandomSerial()
+	serial, err := NewSerial()
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,6 @@ func FuzzPCAParseCerts(f *testing.F) {
 }
 
 func randomSerialForFuzz() *big.Int {
-	n, _ := issuance.RandomSerial()
+	n, _ := issuance.NewSerial()
 	return n
 }

@@ -221,7 +221,7 @@ func (s *Service) SeedRevocations(ctx context.Context, tenant, caID string, n, b
 	now := s.now()
 	recs := make([]store.Record, 0, min(n, batch))
 	for i := 0; i < n; i++ {
-		serial, err := issuance.RandomSerial()
+		serial, err := issuance.NewSerial()
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -21,9 +22,10 @@ import (
 )
 
 // BenchmarkCreateByIDOrder creates certificate-like records (2 KB of
-// data, a random serial as unique key, six field indexes, an event each)
-// from 64 goroutines, with random IDs (UUID v4) and with time-ordered ones
-// (UUID v7), side by side:
+// data, a serial as unique key, six field indexes, an event each) from 64
+// goroutines, with random IDs (UUID v4), with time-ordered ones (UUID v7),
+// and with time-ordered IDs and serials that start with the time (as
+// issuance.NewSerial makes them), side by side:
 // `go test -run '^$' -bench CreateByIDOrder ./store/boltstore/`.
 func BenchmarkCreateByIDOrder(b *testing.B) {
 	fields := []string{"status", "issuer_id", "common_name", "create_time", "not_after", "expiry"}
@@ -32,10 +34,12 @@ func BenchmarkCreateByIDOrder(b *testing.B) {
 		ix = append(ix, store.Index{Kind: "cert", Field: f})
 	}
 	data, _ := json.Marshal(map[string]string{"certificate": strings.Repeat("MIIC", 500)})
+	v7 := func() string { return uuid.Must(uuid.NewV7()).String() }
 	for _, order := range []struct {
-		name string
-		id   func() string
-	}{{"random-v4", uuid.NewString}, {"time-ordered-v7", func() string { return uuid.Must(uuid.NewV7()).String() }}} {
+		name         string
+		id           func() string
+		serialByTime bool
+	}{{"random-v4", uuid.NewString, false}, {"time-ordered-v7", v7, false}, {"time-ordered-v7-serials", v7, true}} {
 		b.Run(order.name, func(b *testing.B) {
 			s, err := boltstore.Open(filepath.Join(b.TempDir(), "hsmca.db"), boltstore.Options{Indexes: ix})
 			require.NoError(b, err)
@@ -50,6 +54,9 @@ func BenchmarkCreateByIDOrder(b *testing.B) {
 				for pb.Next() {
 					i := n.Add(1)
 					_, _ = rand.Read(serial)
+					if order.serialByTime {
+						binary.BigEndian.PutUint64(serial, uint64(time.Now().UnixMilli())<<16)
+					}
 					ms := fmt.Sprint(time.Now().UnixMilli())
 					rec := &store.Record{Kind: "cert", Tenant: "t", ID: order.id(), Unique: []string{"serial/" + hex.EncodeToString(serial)},
 						Fields: map[string]string{"status": "ISSUED", "issuer_id": "ca", "common_name": fmt.Sprint("cn", i%7),
