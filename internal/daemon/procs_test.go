@@ -29,6 +29,16 @@ func fakeProcs() (*procTuner, *int, *time.Time) {
 	return p, &procs, &now
 }
 
+// idleTicks is n ticks of tick with no long wait.
+func idleTicks(p *procTuner, now *time.Time, tick time.Duration) func(n int) {
+	return func(n int) {
+		for range n {
+			*now = now.Add(tick)
+			p.check(0)
+		}
+	}
+}
+
 // One request at a time: one processor after calm. A second request
 // under way brings them back before it is served; a goroutine that waited
 // for the one processor (background work) brings them back at the next
@@ -37,12 +47,7 @@ func TestProcTunerFollowsTheLoad(t *testing.T) {
 	p, procs, now := fakeProcs()
 	p.users = 1
 	tick := 250 * time.Millisecond
-	idle := func(n int) {
-		for range n {
-			*now = now.Add(tick)
-			p.check(0)
-		}
-	}
+	idle := idleTicks(p, now, tick)
 	idle(3)
 	assert.Equal(t, 2, *procs, "not before a second of calm")
 	idle(1)
@@ -91,12 +96,7 @@ func TestProcTunerHoldsForBackgroundWork(t *testing.T) {
 	p, procs, now := fakeProcs()
 	p.users = 1
 	tick := 250 * time.Millisecond
-	idle := func(n int) {
-		for range n {
-			*now = now.Add(tick)
-			p.check(0)
-		}
-	}
+	idle := idleTicks(p, now, tick)
 	idle(4)
 	require.Equal(t, 1, *procs)
 

@@ -32,9 +32,9 @@ func (s *normalScan) value(depth int) bool {
 	case c == '"':
 		return s.str()
 	case c == '{':
-		return depth < normalDepth && s.object(depth+1)
+		return depth < normalDepth && s.container(depth+1, '}')
 	case c == '[':
-		return depth < normalDepth && s.array(depth+1)
+		return depth < normalDepth && s.container(depth+1, ']')
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
@@ -47,46 +47,28 @@ func (s *normalScan) value(depth int) bool {
 	return false
 }
 
-func (s *normalScan) object(depth int) bool {
-	s.i++ // '{'
-	if s.peek() == '}' {
+// container reads an object (close '}') or an array (close ']'), s.i at
+// its opening bracket.
+func (s *normalScan) container(depth int, close byte) bool {
+	s.i++
+	if s.peek() == close {
 		s.i++
 		return true
 	}
 	for {
-		if s.peek() != '"' || !s.str() || s.peek() != ':' {
-			return false
+		if close == '}' {
+			if s.peek() != '"' || !s.str() || s.peek() != ':' {
+				return false
+			}
+			s.i++
 		}
-		s.i++
 		if !s.value(depth) {
 			return false
 		}
 		switch s.peek() {
 		case ',':
 			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-func (s *normalScan) array(depth int) bool {
-	s.i++ // '['
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
-		if !s.value(depth) {
-			return false
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
+		case close:
 			s.i++
 			return true
 		default:
