@@ -78,9 +78,16 @@ func (s *server) guard(f Family, a Access) gin.HandlerFunc {
 		}
 		for _, r := range caller.Roles {
 			if slices.Contains(allowed, r) {
+				if caller.Check != nil {
+					s.nextBeside(c, f, caller.Check)
+					return
+				}
 				c.Next()
 				return
 			}
+		}
+		if caller.Check != nil && s.refuseBeside(c, f, caller.Check, nil) {
+			return
 		}
 		f.WriteErr(c, signer.E(signer.KindForbidden, "this credential lacks the role for this operation"))
 	}
@@ -120,17 +127,26 @@ func (s *server) authenticate(c *gin.Context, f Family, a Access) (signer.Caller
 			limited *signer.RateLimitAnswer
 			err     error
 		)
-		if rl := s.opts.RateLimit; rl.RequestsPerSecond > 0 {
+		var check *signer.CredentialCheck
+		rl := s.opts.RateLimit
+		switch {
+		case a.Overlap && s.opts.OverlapCredentialCheck:
+			var ans signer.RateLimitAnswer
+			tok, check, ans, err = s.eng.AuthenticateTokenAhead(c.Request.Context(), secret, rl.RequestsPerSecond, rl.burst())
+			// With a check under way the request is admitted for now:
+			// the check's own answer comes before the request's.
+			limited = &ans
+		case rl.RequestsPerSecond > 0:
 			var ans signer.RateLimitAnswer
 			tok, ans, err = s.eng.AuthenticateTokenThrottled(c.Request.Context(), secret, rl.RequestsPerSecond, rl.burst())
 			limited = &ans
-		} else {
+		default:
 			tok, err = s.eng.AuthenticateToken(c.Request.Context(), secret)
 		}
 		if err != nil {
 			return signer.Caller{}, nil, err
 		}
-		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles}, limited, nil
+		return signer.Caller{Tenant: tok.Tenant, Principal: "token:" + tok.ID, Roles: tok.Roles, Check: check}, limited, nil
 	}
 	return signer.Caller{}, nil, signer.E(signer.KindUnauthenticated,
 		"missing credential: send Authorization: Bearer <token> or X-Auth-Token, an access-key signature (Huawei families), or an administrator's client certificate")

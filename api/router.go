@@ -28,6 +28,7 @@ import (
 type CoreAPI interface {
 	AuthenticateToken(ctx context.Context, secret string) (*signer.Token, error)
 	AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, signer.RateLimitAnswer, error)
+	AuthenticateTokenAhead(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, *signer.CredentialCheck, signer.RateLimitAnswer, error)
 	Throttle(ctx context.Context, principal string, rate float64, burst int64) (time.Duration, error)
 	CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.Token, error)
 	ListTokens(ctx context.Context, tenant string) ([]signer.Token, error)
@@ -89,6 +90,10 @@ type Options struct {
 	// ACME serves the ACME routes; nil: signer/acme issuing through PCA,
 	// with the validator's defaults.
 	ACME ACMEAPI
+	// OverlapCredentialCheck lets the routes marked Access.Overlap run
+	// beside the check of an API token this process found valid at its
+	// last check (overlap.go; config overlap_credential_check).
+	OverlapCredentialCheck bool
 }
 
 // Access says who may call a route. It is declared with the route, so the
@@ -108,6 +113,11 @@ type Access struct {
 	PlatformRoles []string
 	// Loopback restricts the route to callers on the loopback interface.
 	Loopback bool
+	// Overlap: the handler's work up to its first write is reads and HSM
+	// signatures (no key made, imported or destroyed), so that it may run
+	// beside its API token's check (Options.OverlapCredentialCheck,
+	// overlap.go).
+	Overlap bool
 }
 
 // Family is one wire family: how it writes errors.

@@ -58,6 +58,9 @@ type Metrics struct {
 	HeavyWait      *prometheus.HistogramVec // operation: time a heavy operation waited for its turn
 	HeavyRefused   *prometheus.CounterVec   // operation, reason: heavy operations refused
 	OCSPAnswers    *prometheus.CounterVec   // status, cache: OCSP answers
+	// CredentialChecksAhead counts the credential checks that ran beside
+	// their request's work, by outcome (confirmed, refused, throttled).
+	CredentialChecksAhead *prometheus.CounterVec
 
 	// Event-log export, by sink (a configured name: bounded by the
 	// configuration).
@@ -165,6 +168,10 @@ func New(version string) *Metrics {
 			Name: "hsmca_ocsp_answers_total",
 			Help: "OCSP answers by status (good, revoked, unknown, malformed, unauthorized, try_later, internal_error) and cache (hit: a stored answer; miss: signed and stored; fresh: signed for this request alone, for a nonce or an unknown certificate; none: an unsigned error).",
 		}, []string{"status", "cache"}),
+		CredentialChecksAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_credential_checks_ahead_total",
+			Help: "API token checks that ran beside their request's work (overlap_credential_check), by outcome: confirmed; refused (the token revoked or expired meanwhile, or the store did not answer) or throttled (over its rate limit), whose work was discarded unanswered.",
+		}, []string{"outcome"}),
 		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hsmca_event_export_lag_records",
 			Help: "Event records in the store that the export sink has not delivered yet, over every tenant.",
@@ -239,7 +246,7 @@ func New(version string) *Metrics {
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse, circuit, journalUsed, journalCopies, goProcs, goProcChanges,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
-		m.OCSPAnswers,
+		m.OCSPAnswers, m.CredentialChecksAhead,
 		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)

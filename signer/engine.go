@@ -115,7 +115,10 @@ type Core struct {
 	secrets   secretCache        // opened access-key secrets (accesskeys.go)
 	tokenSeen sync.Map           // token id -> time of the last last-used write
 	tokens    *BytesCache[Token] // API tokens, read on every request
-	now       func() time.Time
+	// knownTokens: tokens found valid at their last check, whose next
+	// request may run beside its check (credcheck.go).
+	knownTokens knownTokens
+	now         func() time.Time
 
 	crlBackfilled sync.Map // index kind -> true: DueCRLs scheduled its older entries
 	overdueCRLs   sync.Map // "family/id" -> nextUpdate (ms) of an overdue CRL already reported
@@ -272,6 +275,10 @@ type Caller struct {
 	Principal string   // "token:<id>" or "admin:<serial>" or "ops:<user>"
 	Roles     []string // tenant or platform roles
 	RequestID string
+	// Check, when set, is the check of the caller's credential, still
+	// running beside the request's work (AuthenticateTokenAhead): every
+	// write and the answer wait for it (AwaitCredential).
+	Check *CredentialCheck
 }
 
 type callerKey struct{}

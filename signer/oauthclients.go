@@ -137,6 +137,9 @@ func (e *Core) deleteClientTokens(ctx context.Context, client string, expiredOnl
 				return n, StoreErr(err, "token")
 			}
 			e.tokenSeen.Delete(r.ID)
+			if !expiredOnly {
+				e.forgetKnownTokens()
+			}
 			n++
 		}
 		if page.NextCursor == "" {

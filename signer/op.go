@@ -48,6 +48,9 @@ func (c *Core) Start(ctx context.Context, tenant, event string) *Op {
 // when it cannot be written, a success becomes an unavailable error.
 // resource names what the operation acted on (empty when nothing).
 func (o *Op) Done(resource string, err error) error {
+	if cerr := AwaitCredential(o.ctx); cerr != nil {
+		return o.refused(cerr)
+	}
 	o.release()
 	outcome := metrics.StageSuccess
 	code := ""
@@ -69,6 +72,16 @@ func (o *Op) Done(resource string, err error) error {
 	return err
 }
 
+// refused ends an operation whose credential's check, run beside it,
+// refused the request (AwaitCredential): a FAIL counted, no record (a
+// request refused its credential is nobody's operation), and the
+// refusal returned.
+func (o *Op) refused(err error) error {
+	o.release()
+	o.c.metrics.Event(o.event, metrics.StageFail)
+	return err
+}
+
 // Guarded reports whether DoneIf can be used: the store appends event
 // records under guards (store.GuardedEvents).
 func (o *Op) Guarded() bool { return o.c.guardedEvents }
@@ -83,6 +96,9 @@ func (o *Op) Guarded() bool { return o.c.guardedEvents }
 // with Done. With held true, err is Done's answer for a success (nil, or
 // unavailable when the record could not be written). Only when Guarded.
 func (o *Op) DoneIf(resource string, guard store.Guard) (held bool, err error) {
+	if cerr := AwaitCredential(o.ctx); cerr != nil {
+		return true, o.refused(cerr)
+	}
 	werr := o.c.events.appendIf(o.ctx, o.tenant, o.record(resource, metrics.StageSuccess, ""), &guard)
 	if errors.Is(werr, errGuardFailed) {
 		return false, nil

@@ -14,6 +14,9 @@ import (
 // observedStore times every store call and counts the failures that are
 // not normal answers (not found, exists, quota, conflict, bad request):
 // hsmca_store_operation_duration_seconds and hsmca_store_errors_total.
+// Every write first waits for the check of the caller's credential when
+// it runs beside the request (AwaitCredential), and a refusal writes
+// nothing.
 type observedStore struct {
 	store.Store
 	m       *metrics.Metrics
@@ -65,6 +68,9 @@ func (o *observedStore) Ping(ctx context.Context) error {
 }
 
 func (o *observedStore) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.Create(ctx, rec, opts)
 	o.done("create", t, err)
@@ -86,6 +92,9 @@ func (o *observedStore) GetByUnique(ctx context.Context, kind, tenant, key strin
 }
 
 func (o *observedStore) Update(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.Update(ctx, rec, opts)
 	o.done("update", t, err)
@@ -93,6 +102,9 @@ func (o *observedStore) Update(ctx context.Context, rec *store.Record, opts stor
 }
 
 func (o *observedStore) Delete(ctx context.Context, kind, tenant, id string, opts store.WriteOpts) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.Delete(ctx, kind, tenant, id, opts)
 	o.done("delete", t, err)
@@ -107,6 +119,9 @@ func (o *observedStore) List(ctx context.Context, q store.Query) (*store.Page, e
 }
 
 func (o *observedStore) ReserveQuota(ctx context.Context, tenant, resource string, n, limit int64) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.ReserveQuota(ctx, tenant, resource, n, limit)
 	o.done("reserve_quota", t, err)
@@ -114,6 +129,9 @@ func (o *observedStore) ReserveQuota(ctx context.Context, tenant, resource strin
 }
 
 func (o *observedStore) ReleaseQuota(ctx context.Context, tenant, resource string, n int64) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.ReleaseQuota(ctx, tenant, resource, n)
 	o.done("release_quota", t, err)
@@ -128,6 +146,9 @@ func (o *observedStore) QuotaUsage(ctx context.Context, tenant, resource string)
 }
 
 func (o *observedStore) SetQuotaUsage(ctx context.Context, tenant, resource string, n int64) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.SetQuotaUsage(ctx, tenant, resource, n)
 	o.done("set_quota_usage", t, err)
@@ -142,6 +163,9 @@ func (o *observedStore) CountRecords(ctx context.Context, kind, tenant string) (
 }
 
 func (o *observedStore) PutIntent(ctx context.Context, in *store.Intent) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.PutIntent(ctx, in)
 	o.done("put_intent", t, err)
@@ -149,6 +173,9 @@ func (o *observedStore) PutIntent(ctx context.Context, in *store.Intent) error {
 }
 
 func (o *observedStore) DeleteIntent(ctx context.Context, id string) error {
+	if err := AwaitCredential(ctx); err != nil {
+		return err
+	}
 	t := time.Now()
 	err := o.Store.DeleteIntent(ctx, id)
 	o.done("delete_intent", t, err)
@@ -163,6 +190,9 @@ func (o *observedStore) ListIntents(ctx context.Context) ([]store.Intent, error)
 }
 
 func (o *observedStore) AppendEvents(ctx context.Context, tenant string, data []json.RawMessage) ([]store.Event, error) {
+	if err := AwaitCredential(ctx); err != nil {
+		return nil, err
+	}
 	t := time.Now()
 	ev, err := o.Store.AppendEvents(ctx, tenant, data)
 	o.done("append_events", t, err)
@@ -173,6 +203,9 @@ func (o *observedStore) AppendEventsIf(ctx context.Context, tenant string, data 
 	gs, ok := o.Store.(store.GuardedEvents)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: %s appends no guarded events", store.ErrInvalid, o.backend)
+	}
+	if err := AwaitCredential(ctx); err != nil {
+		return nil, nil, err
 	}
 	t := time.Now()
 	ev, dropped, err := gs.AppendEventsIf(ctx, tenant, data, guards)

@@ -174,6 +174,7 @@ func (e *Core) RevokeToken(ctx context.Context, id string) error {
 	err := StoreErr(e.store.Delete(ctx, kindToken, store.PlatformTenant, id, store.WriteOpts{}), "token")
 	if err == nil {
 		e.tokenSeen.Delete(id)
+		e.forgetKnownTokens()
 	}
 	return op.Done(id, err)
 }

@@ -168,6 +168,13 @@ type Config struct {
 	// when GOMAXPROCS is set in the environment.
 	IdleOneProc *bool `yaml:"idle_one_proc"`
 
+	// OverlapCredentialCheck lets signing, verification and issuance from
+	// a CSR run beside the check of an API token found valid at its last
+	// check through this daemon, instead of after it (nil: on with the
+	// Redis store, where the check is a round trip; off with bolt). The
+	// answer and every write still wait for the check.
+	OverlapCredentialCheck *bool `yaml:"overlap_credential_check"`
+
 	// Events configures the event log's checkpoints and its export.
 	Events Events `yaml:"events"`
 }
@@ -333,6 +340,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_ISSUER_ALT_NAME", "issuer_alt_name", "IssuerAlternativeName (URI or email) of DTS root CA certificates (default public_base_url)"},
 	{"HSMCA_PUBLIC_BASE_URL", "public_base_url", "the daemon's public URL, an absolute http(s) URL such as https://ca.example.com ; unset, certificates name no CRL or issuer URL and CCM crl_dis_point is derived from each request"},
 	{"HSMCA_IDLE_ONE_PROC", "idle_one_proc", "true: one Go processor while one request at a time is served, all of them from the second concurrent request or when work waits for the one; false: always all (default: true with the redis store, false with bolt; off when GOMAXPROCS is set)"},
+	{"HSMCA_OVERLAP_CREDENTIAL_CHECK", "overlap_credential_check", "true: signing, verification and issuance from a CSR with an API token found valid at its last check run beside the token's check, their answers and writes waiting for it; false: after it (default: true with the redis store, false with bolt)"},
 	{"HSMCA_INVENTORY_INTERVAL", "inventory_interval", "how often quota-use and CA-expiry gauges are recomputed (default 30s)"},
 	{"HSMCA_RATE_LIMIT_RPS", "rate_limit.requests_per_second", "requests per second per API token or admin certificate (default 100; 0 disables)"},
 	{"HSMCA_RATE_LIMIT_BURST", "rate_limit.burst", "requests a credential may make at once (default twice the rate)"},
@@ -588,6 +596,13 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_IDLE_ONE_PROC: want true or false, got %q", v)
 		}
 		c.IdleOneProc = &b
+	}
+	if v, ok := get("HSMCA_OVERLAP_CREDENTIAL_CHECK"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: HSMCA_OVERLAP_CREDENTIAL_CHECK: want true or false, got %q", v)
+		}
+		c.OverlapCredentialCheck = &b
 	}
 	return c.applyEventsEnv(get)
 }

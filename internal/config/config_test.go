@@ -475,25 +475,37 @@ func TestACMESettings(t *testing.T) {
 	}
 }
 
-func TestIdleOneProc(t *testing.T) {
-	clearEnv(t)
-	c, err := Load("")
-	require.NoError(t, err)
-	assert.Nil(t, c.IdleOneProc, "unset: the daemon's default (by store)")
+// TestOnOffSettings: the settings whose default the daemon picks by
+// store are nil unless set, in the file or (winning) the environment.
+func TestOnOffSettings(t *testing.T) {
+	for _, tc := range []struct {
+		key, env string
+		field    func(*Config) *bool
+	}{
+		{"idle_one_proc", "HSMCA_IDLE_ONE_PROC", func(c *Config) *bool { return c.IdleOneProc }},
+		{"overlap_credential_check", "HSMCA_OVERLAP_CREDENTIAL_CHECK", func(c *Config) *bool { return c.OverlapCredentialCheck }},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			clearEnv(t)
+			c, err := Load("")
+			require.NoError(t, err)
+			assert.Nil(t, tc.field(c), "unset: the daemon's default (by store)")
 
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("idle_one_proc: false\n"), 0o600))
-	c, err = Load(path)
-	require.NoError(t, err)
-	require.NotNil(t, c.IdleOneProc)
-	assert.False(t, *c.IdleOneProc)
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(tc.key+": false\n"), 0o600))
+			c, err = Load(path)
+			require.NoError(t, err)
+			require.NotNil(t, tc.field(c))
+			assert.False(t, *tc.field(c))
 
-	t.Setenv("HSMCA_IDLE_ONE_PROC", "true")
-	c, err = Load(path)
-	require.NoError(t, err)
-	assert.True(t, *c.IdleOneProc, "the environment wins")
+			t.Setenv(tc.env, "true")
+			c, err = Load(path)
+			require.NoError(t, err)
+			assert.True(t, *tc.field(c), "the environment wins")
 
-	t.Setenv("HSMCA_IDLE_ONE_PROC", "sometimes")
-	_, err = Load("")
-	assert.ErrorContains(t, err, "HSMCA_IDLE_ONE_PROC: want true or false")
+			t.Setenv(tc.env, "sometimes")
+			_, err = Load("")
+			assert.ErrorContains(t, err, tc.env+": want true or false")
+		})
+	}
 }

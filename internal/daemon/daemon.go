@@ -93,6 +93,17 @@ func idleOneProc(cfg *config.Config) bool {
 	return *cfg.IdleOneProc
 }
 
+// overlapCredentialCheck tells whether token checks may overlap their
+// requests' work (config overlap_credential_check): by default on Redis,
+// where the check is a round trip; on bolt it is a read of the local file
+// that costs less than the goroutine it would run on.
+func overlapCredentialCheck(cfg *config.Config) bool {
+	if cfg.OverlapCredentialCheck == nil {
+		return cfg.Store.Backend == "redis"
+	}
+	return *cfg.OverlapCredentialCheck
+}
+
 // OpenStore opens the configured store backend (see storeopen.Open).
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	return storeopen.Open(ctx, cfg)
@@ -234,14 +245,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(
 		APIG:         apig.New(d.engine),
 		Keys:         keys.New(d.engine),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, TrustedProxy: cfg.TLS.TrustedProxy,
-		RateLimit:       api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
-		PublicRateLimit: api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
-		DTS:             dtsSvc,
-		OCSP:            responder,
-		ACME:            d.acme,
-		HSTS:            tlsConf != nil,
-		AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
-		PublicBaseURL:   publicBase})
+		RateLimit:              api.RateLimit{RequestsPerSecond: rps, Burst: cfg.RateLimit.Burst},
+		PublicRateLimit:        api.PublicRateLimit{RequestsPerSecond: publicRPS, Burst: cfg.RateLimit.PublicBurst},
+		DTS:                    dtsSvc,
+		OCSP:                   responder,
+		ACME:                   d.acme,
+		HSTS:                   tlsConf != nil,
+		AccessTokenTTL:         cfg.OAuth.AccessTokenTTL,
+		PublicBaseURL:          publicBase,
+		OverlapCredentialCheck: overlapCredentialCheck(cfg)})
 	var h http.Handler = handler
 	if idleOneProc(cfg) {
 		d.procs = processProcs

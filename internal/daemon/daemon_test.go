@@ -108,10 +108,7 @@ func TestDaemonOnBoltIsReady(t *testing.T) {
 	body = waitStatus(t, base+"/readyz", 200, 15*time.Second)
 	assert.Equal(t, "ready", body["status"])
 
-	resp, err := http.Get(base + "/metrics")
-	require.NoError(t, err)
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	raw := scrape(t, base)
 	assert.Contains(t, string(raw), "hsmca_build_info")
 	assert.Contains(t, string(raw), `hsmca_component_up{component="hsm"} 1`)
 	assert.Regexp(t, `(?m)^hsmca_bolt_journal_used_ratio 0(\.\d+)?(e-\d+)?$`, string(raw))

@@ -198,13 +198,9 @@ func daemonTunesProcs(t *testing.T, cfg *config.Config) {
 	base := "http://" + d.Addr()
 	waitStatus(t, base+"/readyz", 200, 30*time.Second)
 	procs := func() string {
-		resp, err := http.Get(base + "/metrics")
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		m := regexp.MustCompile(`(?m)^hsmca_go_procs (\d+)$`).FindSubmatch(raw)
+		m := regexp.MustCompile(`(?m)^hsmca_go_procs (\d+)$`).FindStringSubmatch(scrape(t, base))
 		require.NotNil(t, m)
-		return string(m[1])
+		return m[1]
 	}
 	require.Eventually(t, func() bool { return procs() == "1" }, 20*time.Second, 200*time.Millisecond,
 		"one processor after a second with one request at a time")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -39,6 +40,17 @@ func twoReplicas(t *testing.T, quotas map[string]int64) (*Daemon, *Daemon) {
 		waitStatus(t, "http://"+d.Addr()+"/readyz", 200, 30*time.Second)
 	}
 	return a, b
+}
+
+// scrape reads a daemon's /metrics.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(raw)
 }
 
 // on is a client of one replica with another client's token.
@@ -158,12 +170,33 @@ func TestReplicasSeeChangesAtOnce(t *testing.T) {
 		ta := &apiClient{base: "http://" + a.Addr(), token: secret, http: &http.Client{Timeout: 30 * time.Second}}
 		tb := on(b, ta)
 		require.Equal(t, 200, tb.do("GET", "/v1/keys", nil).status, "B accepts the token")
+		k := ta.do("POST", "/v1/keys", map[string]any{"algorithm": "EC256"})
+		require.Equal(t, 201, k.status, "%s", k.body)
+		sign := "/v1/keys/" + k.m()["id"].(string) + "/sign"
+		// The second signature runs beside the token's check (on by
+		// default with Redis), and so does the first one after the
+		// revocation: its signature is dropped.
+		for range 2 {
+			require.Equal(t, 200, tb.do("POST", sign, msg).status)
+		}
 		require.NoError(t, a.Engine().RevokeToken(ctx, tok.ID))
 		for _, c := range []*apiClient{tb, ta} {
-			r := c.do("GET", "/v1/keys", nil)
-			assert.Equal(t, 401, r.status, "a revoked token is refused: %s", r.body)
-			assert.Equal(t, "Unauthorized", r.m()["code"])
+			for _, r := range []answer{c.do("POST", sign, msg), c.do("GET", "/v1/keys", nil)} {
+				assert.Equal(t, 401, r.status, "a revoked token is refused: %s", r.body)
+				assert.Equal(t, "Unauthorized", r.m()["code"])
+				assert.NotContains(t, string(r.body), "signature")
+			}
 		}
+		assert.Contains(t, scrape(t, "http://"+b.Addr()), `hsmca_credential_checks_ahead_total{outcome="refused"} 1`)
+		evs, err := a.Engine().ListEvents(ctx, tenant, 0, 0)
+		require.NoError(t, err)
+		signed := 0
+		for _, e := range evs {
+			if e.Operation == "KEY_SIGN" && e.Principal == "token:"+tok.ID {
+				signed++
+			}
+		}
+		assert.Equal(t, 2, signed, "the answered signatures alone are recorded")
 	})
 
 	t.Run("private CA disabled", func(t *testing.T) {

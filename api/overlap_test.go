@@ -1,0 +1,143 @@
+package api_test
+
+import (
+	"context"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/api"
+	"github.com/hsmca/hsmca/internal/apitest"
+	"github.com/hsmca/hsmca/signer"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
+)
+
+// checksAhead reads hsmca_credential_checks_ahead_total{outcome}.
+func checksAhead(env *apitest.Env, outcome string) int {
+	var m dto.Metric
+	require.NoError(env.T, env.Metrics.CredentialChecksAhead.WithLabelValues(outcome).Write(&m))
+	return int(m.GetCounter().GetValue())
+}
+
+// beside returns two replicas sharing one Redis and one token, with
+// token checks beside the work (overlap_credential_check) and rate.
+func beside(t *testing.T, rate api.RateLimit) (a, b *apitest.Env) {
+	t.Helper()
+	o := apitest.Options{Configure: func(o *api.Options) {
+		o.OverlapCredentialCheck = true
+		o.RateLimit = rate
+	}}
+	a = apitest.New(t, "redis", o)
+	o.Token, o.Redis = a.Token, a.Redis
+	return a, apitest.New(t, "redis", o)
+}
+
+// tokenOf mints a token and returns its secret and id.
+func tokenOf(t *testing.T, env *apitest.Env, tenant string, roles ...string) (string, string) {
+	t.Helper()
+	ctx := signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
+	secret, tok, err := env.Engine.CreateToken(ctx, tenant, roles, nil)
+	require.NoError(t, err)
+	return secret, tok.ID
+}
+
+// outcomes lists the outcomes of op's records in tenant's chain.
+func outcomes(t *testing.T, env *apitest.Env, tenant, op string) []string {
+	t.Helper()
+	evs, err := env.Engine.ListEvents(t.Context(), tenant, 0, 0)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range evs {
+		if e.Operation == op {
+			got = append(got, e.Outcome)
+		}
+	}
+	return got
+}
+
+// TestSigningBesideTheTokenCheck: a signature runs beside the check of a
+// token the replica saw valid; the token revoked through another replica
+// meanwhile gets 401, the signature made for it is neither answered nor
+// recorded, and the next request is checked first.
+func TestSigningBesideTheTokenCheck(t *testing.T) {
+	a, b := beside(t, api.RateLimit{})
+	secret, id := tokenOf(t, a, "t1", signer.RoleAdmin)
+	k := createKey(t, a, secret, "EC256")
+	digest := sha256.Sum256([]byte("beside"))
+	body := map[string]any{"digest": base64.StdEncoding.EncodeToString(digest[:])}
+	sign := func() *apitest.Response { return b.Do("POST", "/v1/keys/"+k.ID+"/sign", secret, body) }
+
+	for range 3 {
+		r := sign()
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	}
+	assert.Equal(t, 2, checksAhead(b, "confirmed"), "the first request is checked first, the next ones beside their work")
+
+	require.NoError(t, a.Engine.RevokeToken(signer.WithCaller(t.Context(), signer.Caller{Principal: "ops:test"}), id))
+	r := sign()
+	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+	assert.Equal(t, "invalid or expired token", r.Map(t)["message"])
+	assert.NotContains(t, string(r.Body), "signature")
+	assert.Equal(t, 1, checksAhead(b, "refused"))
+	r = sign()
+	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+	assert.Equal(t, 1, checksAhead(b, "refused"), "a refused token is checked first again")
+	assert.Equal(t, []string{"SUCCESS", "SUCCESS", "SUCCESS"}, outcomes(t, a, "t1", "KEY_SIGN"),
+		"no record of the signature made beside the refused check")
+}
+
+// TestRateLimitBesideTheTokenCheck: the request over its token's limit,
+// run beside the check, answers 429 with Retry-After and is not recorded.
+func TestRateLimitBesideTheTokenCheck(t *testing.T) {
+	_, b := beside(t, api.RateLimit{RequestsPerSecond: 0.01, Burst: 3})
+	secret, _ := tokenOf(t, b, "t1", signer.RoleAdmin)
+	k := createKey(t, b, secret, "EC256") // the first of the burst
+	digest := sha256.Sum256([]byte("limited"))
+	body := map[string]any{"digest": base64.StdEncoding.EncodeToString(digest[:])}
+	for range 2 {
+		r := b.Do("POST", "/v1/keys/"+k.ID+"/sign", secret, body)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	}
+	r := b.Do("POST", "/v1/keys/"+k.ID+"/sign", secret, body)
+	require.Equal(t, http.StatusTooManyRequests, r.Status, string(r.Body))
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
+	assert.NotContains(t, string(r.Body), "signature")
+	assert.Equal(t, 1, checksAhead(b, "throttled"))
+	assert.Equal(t, []string{"SUCCESS", "SUCCESS"}, outcomes(t, b, "t1", "KEY_SIGN"))
+}
+
+// TestIssuanceBesideTheTokenCheck: an issuance from a CSR beside the
+// check of a token revoked meanwhile stores no certificate, uses no
+// quota, records nothing and answers 401 in the CCM envelope.
+func TestIssuanceBesideTheTokenCheck(t *testing.T) {
+	a, b := beside(t, api.RateLimit{})
+	secret, id := tokenOf(t, a, "t1", signer.RoleCAOperator)
+	pa := &pcaEnv{Env: a, t: t, tok: secret}
+	pb := &pcaEnv{Env: b, t: t, tok: secret}
+	root := pa.createRoot("Beside Root")
+	body := map[string]any{"issuer_id": root, "validity": map[string]any{"type": "DAY", "value": 30},
+		"csr": csrPEM(t, ecKey(t, elliptic.P256()), "beside.example.com")}
+	for range 2 {
+		pb.ok(pb.do("POST", pcaCerts+"/csr", body), http.StatusOK)
+	}
+	require.Equal(t, 1, checksAhead(b, "confirmed"))
+
+	require.NoError(t, a.Engine.RevokeToken(signer.WithCaller(t.Context(), signer.Caller{Principal: "ops:test"}), id))
+	r := pb.do("POST", pcaCerts+"/csr", body)
+	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+	assert.NotContains(t, string(r.Body), "certificate_id")
+	assert.Equal(t, 1, checksAhead(b, "refused"))
+	n, err := a.Store.CountRecords(t.Context(), pcasvc.RecordCertificate, "t1")
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n, "only the answered certificates are stored")
+	used, err := a.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, used)
+	assert.Equal(t, []string{"SUCCESS", "SUCCESS"}, outcomes(t, a, "t1", "PCA_CERTIFICATE_ISSUE_CSR"))
+}

@@ -1,0 +1,206 @@
+package signer
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hsmca/hsmca/store"
+)
+
+// An API token's check is a store round trip (the token's record and its
+// rate-limit count, GetByUniqueThrottled): on Redis, 40 µs or more of a
+// request that takes a few hundred. A token this process checked lately
+// and found valid and under its limit (knownTokens) may have that check
+// run beside the request's work (AuthenticateTokenAhead): the work goes as
+// far as its first write (reads and HSM signatures) while the check is on
+// its way, and everything that writes or answers waits for the check
+// first (AwaitCredential; the API's answer, Op.Done and Op.DoneIf, every
+// write of the engine's store). A check that refuses (the token revoked
+// or expired meanwhile, through any replica, or over its rate limit)
+// discards the work: nothing is written, and the answer is the one the
+// check alone would have given.
+//
+// What this spends on a refused credential is bounded: a token runs at
+// most one such request at a time (the others are checked first, as
+// usual), and the refusal drops it from knownTokens, so that its next
+// request is checked first too.
+
+// maxKnownTokens bounds knownTokens: past it a token checked afresh
+// replaces one at random (it is only checked first again).
+const maxKnownTokens = 4096
+
+// knownTokens are the tokens this process found valid and under their
+// rate limit at their last check, by the hash of the secret.
+type knownTokens struct {
+	mu sync.Mutex
+	m  map[string]*knownToken
+}
+
+type knownToken struct {
+	tok Token
+	// busy: a request of this token runs beside its check now.
+	busy atomic.Bool
+}
+
+func (k *knownTokens) get(hash string) *knownToken {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m[hash]
+}
+
+func (k *knownTokens) put(hash string, tok *Token) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if kt, ok := k.m[hash]; ok && kt.tok.ID == tok.ID {
+		return
+	}
+	if k.m == nil {
+		k.m = map[string]*knownToken{}
+	}
+	if len(k.m) >= maxKnownTokens {
+		for h := range k.m {
+			delete(k.m, h)
+			break
+		}
+	}
+	t := *tok
+	t.Roles = append([]string(nil), tok.Roles...)
+	t.LastUsed = nil
+	k.m[hash] = &knownToken{tok: t}
+}
+
+// forget drops kt, if it is still the entry of hash.
+func (k *knownTokens) forget(hash string, kt *knownToken) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m[hash] == kt {
+		delete(k.m, hash)
+	}
+}
+
+// clear drops every entry: a token was revoked through this process.
+func (k *knownTokens) clear() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	clear(k.m)
+}
+
+// CredentialCheck is a token's check running beside its request's work
+// (AuthenticateTokenAhead). Wait returns its outcome.
+type CredentialCheck struct {
+	done  chan struct{}
+	err   error
+	limit RateLimitAnswer
+}
+
+// Wait waits for the check and returns what the check alone would have
+// answered: err for a credential refused (unauthenticated) or a store
+// that did not answer, else the rate limiter's answer (a Wait over 0
+// refuses the request; Err: the limiter did not answer, the request is
+// admitted).
+func (p *CredentialCheck) Wait() (RateLimitAnswer, error) {
+	<-p.done
+	return p.limit, p.err
+}
+
+// refusal is the engine's error for work whose credential's check
+// refused it: the work stops before its first write.
+func (p *CredentialCheck) refusal() error {
+	limit, err := p.Wait()
+	if err != nil {
+		return err
+	}
+	if limit.Err == nil && limit.Wait > 0 {
+		return &Error{Kind: KindUnavailable, Msg: "rate limit exceeded for this credential", RetryAfter: limit.Wait}
+	}
+	return nil
+}
+
+// AwaitCredential waits for the check of the credential of ctx's caller
+// when it runs beside the request (Caller.Check), and returns its
+// refusal, or nil. Without such a check it returns nil at once.
+func AwaitCredential(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	if p := CallerFrom(ctx).Check; p != nil {
+		return p.refusal()
+	}
+	return nil
+}
+
+// AuthenticateTokenAhead is AuthenticateTokenThrottled (rate 0: not
+// counted, AuthenticateToken) for a request whose work can run beside the
+// check. For a token this process found valid and under its limit at its
+// last check, with no other request of it running so, it returns the
+// token as then and the check under way (put it in the caller: Caller.Check;
+// ctx must not carry it, it is the check's own). Otherwise it checks at
+// once, as AuthenticateTokenThrottled does, and the check is nil.
+func (e *Core) AuthenticateTokenAhead(ctx context.Context, secret string, rate float64, burst int64) (*Token, *CredentialCheck, RateLimitAnswer, error) {
+	var limit *store.ThrottleRequest
+	if rate > 0 {
+		limit = &store.ThrottleRequest{Rate: rate, Burst: burst}
+	}
+	h := hashToken(secret)
+	if kt := e.knownTokens.get(h); kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
+		p := &CredentialCheck{done: make(chan struct{})}
+		go e.checkAhead(ctx, secret, h, kt, limit, p)
+		// Let the check send its request now: on one processor (the
+		// daemon's idle_one_proc) it would otherwise wait in the run
+		// queue behind the HSM call, which holds the processor for its
+		// length, and overlap nothing.
+		runtime.Gosched()
+		tok := kt.tok
+		return &tok, p, RateLimitAnswer{}, nil
+	}
+	tok, tr, err := e.authenticateToken(ctx, secret, limit)
+	if err == nil && tr.Err == nil && tr.Wait <= 0 {
+		e.knownTokens.put(h, tok)
+	}
+	return tok, nil, tr, err
+}
+
+// aheadUsable reports whether kt's token may still be used before its
+// check: not past its expiry.
+func (e *Core) aheadUsable(kt *knownToken) bool {
+	return kt.tok.ExpiresAt == nil || e.now().Before(*kt.tok.ExpiresAt)
+}
+
+// checkAhead runs the check of a request that runs beside it.
+func (e *Core) checkAhead(ctx context.Context, secret, hash string, kt *knownToken, limit *store.ThrottleRequest, p *CredentialCheck) {
+	defer close(p.done)
+	defer kt.busy.Store(false)
+	tok, tr, err := e.authenticateToken(ctx, secret, limit)
+	outcome := "confirmed"
+	switch {
+	case err != nil:
+		outcome = "refused"
+	case tok.ID != kt.tok.ID || tok.Tenant != kt.tok.Tenant:
+		// Not the token known under this hash any more.
+		err = &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
+		outcome = "refused"
+	case tr.Err == nil && tr.Wait > 0:
+		outcome = "throttled"
+	}
+	if outcome != "confirmed" {
+		e.knownTokens.forget(hash, kt)
+	}
+	e.metrics.CredentialChecksAhead.WithLabelValues(outcome).Inc()
+	p.err, p.limit = err, tr
+}
+
+// forgetKnownTokens drops what this process knows of valid tokens: a
+// token was revoked through it.
+func (e *Core) forgetKnownTokens() { e.knownTokens.clear() }
+
+// knownTokenFor is the known entry of a secret (tests).
+func (e *Core) knownTokenFor(secret string) (*Token, bool) {
+	kt := e.knownTokens.get(hashToken(secret))
+	if kt == nil {
+		return nil, false
+	}
+	t := kt.tok
+	return &t, true
+}

@@ -1,0 +1,198 @@
+package signer_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/metrics"
+	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
+	"github.com/hsmca/hsmca/store/boltstore"
+)
+
+// heldLookups holds the store's token lookups while held is open, so
+// that a check can be caught under way.
+type heldLookups struct {
+	store.Store
+	mu   sync.Mutex
+	held chan struct{}
+}
+
+func (h *heldLookups) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = make(chan struct{})
+}
+
+func (h *heldLookups) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	close(h.held)
+	h.held = nil
+}
+
+func (h *heldLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
+	h.mu.Lock()
+	held := h.held
+	h.mu.Unlock()
+	if held != nil {
+		<-held
+	}
+	return h.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
+}
+
+func newCheckedCore(t *testing.T, now func() time.Time) (*signer.Core, *metrics.Metrics, *heldLookups) {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
+	require.NoError(t, err)
+	h := &heldLookups{Store: st}
+	m := metrics.New("test")
+	c := signer.New(signer.Options{Store: h, Metrics: m, Now: now})
+	t.Cleanup(func() { c.Close(); st.Close() })
+	return c, m, h
+}
+
+func checksAhead(t *testing.T, m *metrics.Metrics, outcome string) float64 {
+	var d dto.Metric
+	require.NoError(t, m.CredentialChecksAhead.WithLabelValues(outcome).Write(&d))
+	return d.GetCounter().GetValue()
+}
+
+var opsCtx = signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
+
+// TestTokenCheckAhead: a token checked and found valid has its next
+// request's check run beside it, one request at a time; a check that
+// finds the token gone refuses, and the token's next request is checked
+// first again.
+func TestTokenCheckAhead(t *testing.T) {
+	c, m, h := newCheckedCore(t, nil)
+	secret, tok, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	ctx := t.Context()
+
+	got, check, _, err := c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	require.NoError(t, err)
+	require.Nil(t, check, "a token not seen yet is checked first")
+	assert.Equal(t, tok.ID, got.ID)
+
+	h.hold()
+	got, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check, "a token found valid: its check runs beside")
+	assert.Equal(t, "acme", got.Tenant)
+	assert.Equal(t, []string{signer.RoleSigner}, got.Roles)
+	type answer struct {
+		check *signer.CredentialCheck
+		err   error
+	}
+	third := make(chan answer)
+	go func() {
+		_, chk, _, err := c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+		third <- answer{chk, err}
+	}()
+	select {
+	case <-third:
+		t.Fatal("a second request of the token while one runs beside its check must be checked first")
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.release()
+	a := <-third
+	require.NoError(t, a.err)
+	assert.Nil(t, a.check)
+	lim, err := check.Wait()
+	require.NoError(t, err)
+	assert.Zero(t, lim.Wait)
+	assert.Equal(t, 1.0, checksAhead(t, m, "confirmed"))
+
+	// Revoked elsewhere (another replica): the record is gone.
+	require.NoError(t, h.Store.Delete(ctx, "apitoken", store.PlatformTenant, tok.ID, store.WriteOpts{}))
+	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	_, err = check.Wait()
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+	assert.Equal(t, 1.0, checksAhead(t, m, "refused"))
+	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	assert.Nil(t, check, "refused: checked first again")
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+}
+
+// TestWorkWaitsForTheCheck: under a caller whose check runs beside, every
+// write of the engine's store and the end of an operation wait for the
+// check; a refusal writes nothing, records no event and counts a FAIL.
+func TestWorkWaitsForTheCheck(t *testing.T) {
+	c, m, _ := newCheckedCore(t, nil)
+	secret, tok, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 1, 2)
+	require.NoError(t, err)
+	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), secret, 1, 2)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	ctx := signer.WithCaller(t.Context(), signer.Caller{Tenant: "acme", Principal: "token:" + tok.ID, Check: check})
+	require.NoError(t, c.Start(ctx, "acme", "THING_CREATE").Done("thing-1", nil), "confirmed: the operation ends as usual")
+
+	// The third request of a burst of two is over the limit.
+	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 1, 2)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	ctx = signer.WithCaller(t.Context(), signer.Caller{Tenant: "acme", Principal: "token:" + tok.ID, Check: check})
+	err = c.Store().Create(ctx, &store.Record{Kind: "thing", Tenant: "acme", ID: "thing-2", Data: []byte(`{}`)}, store.WriteOpts{})
+	require.Error(t, err)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.Positive(t, signer.AsError(err).RetryAfter)
+	_, err = c.Store().Get(t.Context(), "thing", "acme", "thing-2")
+	assert.ErrorIs(t, err, store.ErrNotFound, "a refused check writes nothing")
+	op := c.Start(ctx, "acme", "THING_CREATE")
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(op.Done("thing-2", nil)))
+	assert.Equal(t, 1.0, checksAhead(t, m, "throttled"))
+	assert.Equal(t, 1.0, eventCount(t, m, "THING_CREATE", metrics.StageFail))
+	evs, err := c.ListEvents(t.Context(), "acme", 0, 10)
+	require.NoError(t, err)
+	var things []string
+	for _, e := range evs {
+		if e.Operation == "THING_CREATE" {
+			things = append(things, e.Resource+" "+e.Outcome)
+		}
+	}
+	assert.Equal(t, []string{"thing-1 SUCCESS"}, things, "only the confirmed operation is recorded")
+}
+
+// TestTokenCheckAheadForgets: a token revoked through this process, or
+// past its expiry, is checked first.
+func TestTokenCheckAheadForgets(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c, _, _ := newCheckedCore(t, clock)
+	exp := now.Add(time.Hour)
+	expiring, _, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, &exp)
+	require.NoError(t, err)
+	kept, _, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	_, other, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	for _, s := range []string{expiring, kept} {
+		_, _, _, err := c.AuthenticateTokenAhead(t.Context(), s, 0, 0)
+		require.NoError(t, err)
+	}
+
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), expiring, 0, 0)
+	assert.Nil(t, check, "past its expiry: checked first")
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+
+	require.NoError(t, c.RevokeToken(opsCtx, other.ID))
+	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), kept, 0, 0)
+	require.NoError(t, err)
+	assert.Nil(t, check, "a revocation through this process: every token is checked first")
+}
