@@ -72,15 +72,17 @@ if A[4] ~= '' then
 end
 local seq = redis.call('INCR', K[4])
 local doc = '{"seq":' .. seq .. ',' .. string.sub(A[2], 2)
-redis.call('HSET', K[1], 'doc', doc, 'ver', '1', 'seq', seq, 'uniq', A[3])
-for i = u0, #A do redis.call('HSET', K[2], A[i], A[1]) end
-redis.call('ZADD', K[3], seq, A[1])
 local hs = string.format('%016x', seq)
+local fv = {'doc', doc, 'ver', '1', 'seq', seq, 'uniq', A[3]}
 for j = 1, n do
   local f, p = A[6 + 2 * j], A[7 + 2 * j]
   redis.call('ZADD', K[6 + j], 0, p .. hs .. A[1])
-  redis.call('HSET', K[1], 'ix:' .. f, p)
+  fv[#fv + 1] = 'ix:' .. f
+  fv[#fv + 1] = p
 end
+redis.call('HSET', K[1], unpack(fv))
+for i = u0, #A do redis.call('HSET', K[2], A[i], A[1]) end
+redis.call('ZADD', K[3], seq, A[1])
 if A[4] ~= '' then redis.call('HINCRBY', K[5], A[4], 1) end
 if A[6] ~= '' then redis.call('HDEL', K[6], A[6]) end
 return {'OK', seq}
