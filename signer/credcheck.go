@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -177,8 +178,9 @@ func (e *Core) checkAhead(ctx context.Context, secret, hash string, kt *knownTok
 	switch {
 	case err != nil:
 		outcome = "refused"
-	case tok.ID != kt.tok.ID || tok.Tenant != kt.tok.Tenant:
-		// Not the token known under this hash any more.
+	case tok.ID != kt.tok.ID || tok.Tenant != kt.tok.Tenant || !slices.Equal(tok.Roles, kt.tok.Roles):
+		// Not the token known under this hash any more: the request
+		// ran as a caller the store no longer holds.
 		err = &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
 		outcome = "refused"
 	case tr.Err == nil && tr.Wait > 0:

@@ -2,6 +2,7 @@ package signer_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -111,6 +112,26 @@ func TestTokenCheckAhead(t *testing.T) {
 	assert.Zero(t, lim.Wait)
 	assert.Equal(t, 1.0, checksAhead(t, m, "confirmed"))
 
+	// The record changed elsewhere (its roles): the request ran as a
+	// caller the store no longer holds.
+	rec, err := h.Store.Get(ctx, "apitoken", store.PlatformTenant, tok.ID)
+	require.NoError(t, err)
+	var stored map[string]any
+	require.NoError(t, json.Unmarshal(rec.Data, &stored))
+	stored["roles"] = []string{signer.RoleAuditor}
+	rec.Data, err = json.Marshal(stored)
+	require.NoError(t, err)
+	require.NoError(t, h.Store.Update(ctx, rec, store.WriteOpts{}))
+	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	_, err = check.Wait()
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+	got, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
+	require.NoError(t, err)
+	require.Nil(t, check, "checked first after a refusal")
+	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
+
 	// Revoked elsewhere (another replica): the record is gone.
 	require.NoError(t, h.Store.Delete(ctx, "apitoken", store.PlatformTenant, tok.ID, store.WriteOpts{}))
 	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
@@ -118,7 +139,7 @@ func TestTokenCheckAhead(t *testing.T) {
 	require.NotNil(t, check)
 	_, err = check.Wait()
 	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
-	assert.Equal(t, 1.0, checksAhead(t, m, "refused"))
+	assert.Equal(t, 2.0, checksAhead(t, m, "refused"))
 	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
 	assert.Nil(t, check, "refused: checked first again")
 	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
