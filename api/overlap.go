@@ -37,8 +37,9 @@ func (s *server) nextBeside(c *gin.Context, f Family, p *signer.CredentialCheck)
 }
 
 // refuseBeside waits for the check p and reports whether it refused the
-// request; a refusal is then answered through c's writer (or under, when
-// set), the headers first reset to header.
+// request; a refusal is then answered through c's writer or, with g,
+// through the writer g holds, its headers first reset to those from
+// before the handler ran.
 func (s *server) refuseBeside(c *gin.Context, f Family, p *signer.CredentialCheck, g *gateWriter) bool {
 	limit, err := p.Wait()
 	if err == nil && (limit.Err != nil || limit.Wait <= 0) {

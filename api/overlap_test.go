@@ -15,7 +15,6 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
-	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 // checksAhead reads hsmca_credential_checks_ahead_total{outcome}.
@@ -133,11 +132,6 @@ func TestIssuanceBesideTheTokenCheck(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
 	assert.NotContains(t, string(r.Body), "certificate_id")
 	assert.Equal(t, 1, checksAhead(b, "refused"))
-	n, err := a.Store.CountRecords(t.Context(), pcasvc.RecordCertificate, "t1")
-	require.NoError(t, err)
-	assert.EqualValues(t, 2, n, "only the answered certificates are stored")
-	used, err := a.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
-	require.NoError(t, err)
-	assert.EqualValues(t, 2, used)
+	requireStoredCerts(t, a, 2)
 	assert.Equal(t, []string{"SUCCESS", "SUCCESS"}, outcomes(t, a, "t1", "PCA_CERTIFICATE_ISSUE_CSR"))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/internal/apitest"
+	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 const (
@@ -31,6 +32,18 @@ type pcaEnv struct {
 func newPCA(t *testing.T, backend string, opts ...apitest.Options) *pcaEnv {
 	env := apitest.New(t, backend, opts...)
 	return &pcaEnv{Env: env, t: t, tok: env.NewToken("t1", "ca-operator")}
+}
+
+// requireStoredCerts checks that tenant t1 holds n certificates and
+// uses n of its certificate quota.
+func requireStoredCerts(t *testing.T, env *apitest.Env, n int) {
+	t.Helper()
+	got, err := env.Store.CountRecords(t.Context(), pcasvc.RecordCertificate, "t1")
+	require.NoError(t, err)
+	require.EqualValues(t, n, got, "only the answered certificates are stored")
+	used, err := env.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
+	require.NoError(t, err)
+	require.EqualValues(t, n, used)
 }
 
 // do calls with the CCM credential header.

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hsmca/hsmca/internal/apitest"
-	pcasvc "github.com/hsmca/hsmca/signer/pca"
 )
 
 // TestPCADisableReachesEveryReplica: two daemons share Redis and the HSM
@@ -43,19 +42,7 @@ func TestPCADisableReachesEveryReplica(t *testing.T) {
 	// at the store, drops that certificate, reads the CA and refuses.
 	a.ok(a.do("POST", pcaCAs+"/"+root+"/disable", nil), http.StatusNoContent)
 	pcaFail(t, b.do("POST", pcaCerts+"/csr", body), http.StatusBadRequest, "PCA.00020301")
-	n, err := a.Store.CountRecords(t.Context(), pcasvc.RecordCertificate, "t1")
-	require.NoError(t, err)
-	require.EqualValues(t, 2, n, "only the answered certificates are stored")
-	used, err := a.Store.QuotaUsage(t.Context(), "t1", pcasvc.QuotaCertificates)
-	require.NoError(t, err)
-	require.EqualValues(t, 2, used)
-	evs, err := a.Engine.ListEvents(t.Context(), "t1", 0, 0)
-	require.NoError(t, err)
-	var got []string
-	for _, e := range evs {
-		if e.Operation == "PCA_CERTIFICATE_ISSUE_CSR" {
-			got = append(got, e.Outcome)
-		}
-	}
-	require.Equal(t, []string{"SUCCESS", "FAIL", "SUCCESS", "FAIL"}, got, "one record per answer")
+	requireStoredCerts(t, a.Env, 2)
+	require.Equal(t, []string{"SUCCESS", "FAIL", "SUCCESS", "FAIL"}, outcomes(t, a.Env, "t1", "PCA_CERTIFICATE_ISSUE_CSR"),
+		"one record per answer")
 }
