@@ -3,6 +3,7 @@ package signer_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,8 +23,10 @@ import (
 // that a check can be caught under way.
 type heldLookups struct {
 	store.Store
-	mu   sync.Mutex
-	held chan struct{}
+	mu       sync.Mutex
+	held     chan struct{}
+	fail     error // every lookup's answer, when set
+	limitErr error // the rate limiter's failure, when set
 }
 
 func (h *heldLookups) hold() {
@@ -41,12 +44,19 @@ func (h *heldLookups) release() {
 
 func (h *heldLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
 	h.mu.Lock()
-	held := h.held
+	held, fail, limitErr := h.held, h.fail, h.limitErr
 	h.mu.Unlock()
 	if held != nil {
 		<-held
 	}
-	return h.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
+	if fail != nil {
+		return nil, store.ThrottleResult{Err: fail}, fail
+	}
+	rec, tr, err := h.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
+	if limitErr != nil {
+		tr = store.ThrottleResult{Err: limitErr}
+	}
+	return rec, tr, err
 }
 
 func newCheckedCore(t *testing.T, now func() time.Time) (*signer.Core, *metrics.Metrics, *heldLookups) {
@@ -216,4 +226,55 @@ func TestTokenCheckAheadForgets(t *testing.T) {
 	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), kept, 0, 0)
 	require.NoError(t, err)
 	assert.Nil(t, check, "a revocation through this process: every token is checked first")
+}
+
+// TestTokenCheckAheadStoreDown: a check beside the work whose store does
+// not answer refuses as the check alone would (unavailable), and the
+// token's next request is checked first.
+func TestTokenCheckAheadStoreDown(t *testing.T) {
+	c, m, h := newCheckedCore(t, nil)
+	secret, _, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+
+	h.mu.Lock()
+	h.fail = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
+	h.mu.Unlock()
+	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	ctx := signer.WithCaller(t.Context(), signer.Caller{Tenant: "acme", Check: check})
+	err = signer.AwaitCredential(ctx)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.NotContains(t, err.Error(), secret)
+	assert.Equal(t, 1.0, checksAhead(t, m, "refused"))
+	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	assert.Nil(t, check, "checked first after a refusal")
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+
+	// The token found, the rate limiter failing: admitted, as when checked
+	// first, and the limiter's failure told to the caller.
+	h.mu.Lock()
+	h.fail, h.limitErr = nil, fmt.Errorf("%w: limiter", store.ErrUnavailable)
+	h.mu.Unlock()
+	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+	require.Nil(t, check, "still checked first: the limiter did not admit it")
+	h.mu.Lock()
+	h.limitErr = nil
+	h.mu.Unlock()
+	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+	h.mu.Lock()
+	h.limitErr = fmt.Errorf("%w: limiter", store.ErrUnavailable)
+	h.mu.Unlock()
+	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check)
+	lim, err := check.Wait()
+	require.NoError(t, err)
+	assert.Error(t, lim.Err)
+	assert.NoError(t, signer.AwaitCredential(signer.WithCaller(t.Context(), signer.Caller{Tenant: "acme", Check: check})))
+	assert.Equal(t, 1.0, checksAhead(t, m, "confirmed"))
 }
