@@ -42,6 +42,13 @@ func (h *heldLookups) release() {
 	h.held = nil
 }
 
+// failing sets what the next lookups fail with (nil: nothing).
+func (h *heldLookups) failing(lookup, limiter error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fail, h.limitErr = lookup, limiter
+}
+
 func (h *heldLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
 	h.mu.Lock()
 	held, fail, limitErr := h.held, h.fail, h.limitErr
@@ -74,6 +81,18 @@ func checksAhead(t *testing.T, m *metrics.Metrics, outcome string) float64 {
 	var d dto.Metric
 	require.NoError(t, m.CredentialChecksAhead.WithLabelValues(outcome).Write(&d))
 	return d.GetCounter().GetValue()
+}
+
+// knownToken makes a token and checks it once, so that the core knows
+// it (its next request may run beside its check).
+func knownToken(t *testing.T, c *signer.Core, rate float64, burst int64) (string, *signer.Token) {
+	t.Helper()
+	secret, tok, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
+	require.NoError(t, err)
+	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), secret, rate, burst)
+	require.NoError(t, err)
+	require.Nil(t, check, "a token not seen yet is checked first")
+	return secret, tok
 }
 
 var opsCtx = signer.WithCaller(context.Background(), signer.Caller{Principal: "ops:test"})
@@ -160,10 +179,7 @@ func TestTokenCheckAhead(t *testing.T) {
 // check; a refusal writes nothing, records no event and counts a FAIL.
 func TestWorkWaitsForTheCheck(t *testing.T) {
 	c, m, _ := newCheckedCore(t, nil)
-	secret, tok, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
-	require.NoError(t, err)
-	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 1, 2)
-	require.NoError(t, err)
+	secret, tok := knownToken(t, c, 1, 2)
 	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), secret, 1, 2)
 	require.NoError(t, err)
 	require.NotNil(t, check)
@@ -233,14 +249,9 @@ func TestTokenCheckAheadForgets(t *testing.T) {
 // token's next request is checked first.
 func TestTokenCheckAheadStoreDown(t *testing.T) {
 	c, m, h := newCheckedCore(t, nil)
-	secret, _, err := c.CreateToken(opsCtx, "acme", []string{signer.RoleSigner}, nil)
-	require.NoError(t, err)
-	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
-	require.NoError(t, err)
+	secret, _ := knownToken(t, c, 100, 100)
 
-	h.mu.Lock()
-	h.fail = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
-	h.mu.Unlock()
+	h.failing(fmt.Errorf("%w: connection refused", store.ErrUnavailable), nil)
 	_, check, _, err := c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
 	require.NoError(t, err)
 	require.NotNil(t, check)
@@ -255,20 +266,15 @@ func TestTokenCheckAheadStoreDown(t *testing.T) {
 
 	// The token found, the rate limiter failing: admitted, as when checked
 	// first, and the limiter's failure told to the caller.
-	h.mu.Lock()
-	h.fail, h.limitErr = nil, fmt.Errorf("%w: limiter", store.ErrUnavailable)
-	h.mu.Unlock()
+	limiterDown := fmt.Errorf("%w: limiter", store.ErrUnavailable)
+	h.failing(nil, limiterDown)
 	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
 	require.NoError(t, err)
 	require.Nil(t, check, "still checked first: the limiter did not admit it")
-	h.mu.Lock()
-	h.limitErr = nil
-	h.mu.Unlock()
+	h.failing(nil, nil)
 	_, _, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
 	require.NoError(t, err)
-	h.mu.Lock()
-	h.limitErr = fmt.Errorf("%w: limiter", store.ErrUnavailable)
-	h.mu.Unlock()
+	h.failing(nil, limiterDown)
 	_, check, _, err = c.AuthenticateTokenAhead(t.Context(), secret, 100, 100)
 	require.NoError(t, err)
 	require.NotNil(t, check)
