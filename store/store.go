@@ -124,6 +124,28 @@ type Guard struct {
 	Kind    string
 	ID      string
 	Version uint64
+
+	// The fields below are for AppendEventsIf and Create on a store that
+	// takes credential guards (CredentialGuards): the check of the
+	// credential of the request whose record is written, made in the
+	// same atomic step as the write. Everywhere else they must be empty.
+
+	// Tenant is the guarded record's tenant when it is not the write's.
+	Tenant string
+	// Throttle, when set, counts one request against this rate limit
+	// (as Throttler.Throttle) when the write is made; a request the limit
+	// refuses fails the guard, and nothing is counted then.
+	Throttle *ThrottleRequest
+	// And is another guard that must hold as well.
+	And *Guard
+}
+
+// CredentialGuards is implemented by stores whose AppendEventsIf and
+// Create may take guards with Tenant, Throttle and And (Guard): it reports
+// whether this instance does (Redis standalone and Sentinel; not a Redis
+// Cluster, whose script cannot reach keys in other slots).
+type CredentialGuards interface {
+	CredentialGuards() bool
 }
 
 // GuardedEvents is implemented by stores that append events under

@@ -480,7 +480,7 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		return err
 	}
 	guard := opts.Guard
-	if err := storekit.CheckGuard(rec.Tenant, guard); err != nil {
+	if err := s.checkWriteGuard(rec.Tenant, guard); err != nil {
 		return err
 	}
 	var event json.RawMessage
@@ -514,9 +514,8 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	case event != nil:
 		reply, err = s.createWithEvent(ctx, t, guard, keys, args, event)
 	case guard != nil:
-		keys = append([]string{s.recKey(t, guard.Kind, guard.ID)}, keys...)
-		args = append([]any{strconv.FormatUint(guard.Version, 10)}, args...)
-		reply, err = s.runScript(ctx, createGuardedScript, keys, args...)
+		gk, ga := s.guardArgs(t, guard)
+		reply, err = s.runScript(ctx, createGuardedScript, append(gk, keys...), append(ga, args...)...)
 	default:
 		reply, err = s.runScript(ctx, createScript, keys, args...)
 	}
@@ -1110,11 +1109,54 @@ func (s *Store) EventCreateAlone() {}
 // tenant's slot, and appends nothing when one fails; the events of the
 // failed guards are then left out and the rest linked again.
 func (s *Store) AppendEventsIf(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
-	if err := storekit.CheckEventGuards(tenant, len(data), guards); err != nil {
+	check := storekit.CheckEventGuards
+	if s.CredentialGuards() {
+		check = storekit.CheckCredentialGuards
+	}
+	if err := check(tenant, len(data), guards); err != nil {
 		return nil, nil, err
 	}
 	return s.appendEvents(ctx, tenant, data, guards)
 }
+
+// checkWriteGuard validates a Create's guard: a credential guard (another
+// tenant's record, a rate limit, a chain) where the store takes them.
+func (s *Store) checkWriteGuard(tenant string, g *store.Guard) error {
+	if s.CredentialGuards() {
+		return storekit.CheckCredentialGuards(tenant, 1, []*store.Guard{g})
+	}
+	return storekit.CheckGuard(tenant, g)
+}
+
+// guardArgs are the KEYS and ARGV of a create's guard chain (guardFn):
+// the number of guards first in ARGV; none for a nil guard.
+func (s *Store) guardArgs(tenant string, guard *store.Guard) ([]string, []any) {
+	args := []any{0}
+	var keys []string
+	n := 0
+	for g := guard; g != nil; g = g.And {
+		t := tenant
+		if g.Tenant != "" {
+			t = g.Tenant
+		}
+		rk := s.recKey(t, g.Kind, g.ID)
+		if r := g.Throttle; r != nil {
+			keys = append(keys, rk, s.throttleKey(r.Key))
+			args = append(args, strconv.FormatUint(g.Version, 10), throttleInterval(r.Rate), r.Burst)
+		} else {
+			keys = append(keys, rk, rk)
+			args = append(args, strconv.FormatUint(g.Version, 10), 0, 0)
+		}
+		n++
+	}
+	args[0] = n
+	return keys, args
+}
+
+// CredentialGuards: AppendEventsIf and Create take guards on other
+// tenants' records and rate limits (store.CredentialGuards), except on a
+// cluster, where those keys may live on other masters than the tenant's.
+func (s *Store) CredentialGuards() bool { return s.cluster == nil }
 
 func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	norm, err := storekit.NormalizeEvents(tenant, data)
@@ -1167,9 +1209,19 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 			args = append(args, 0)
 			n := 0
 			for j, at := range pos {
-				if g := guards[at]; g != nil {
-					keys = append(keys, s.recKey(tenant, g.Kind, g.ID))
-					args = append(args, j, strconv.FormatUint(g.Version, 10))
+				for g := guards[at]; g != nil; g = g.And {
+					t := tenant
+					if g.Tenant != "" {
+						t = g.Tenant
+					}
+					rk := s.recKey(t, g.Kind, g.ID)
+					if r := g.Throttle; r != nil {
+						keys = append(keys, rk, s.throttleKey(r.Key))
+						args = append(args, j, strconv.FormatUint(g.Version, 10), throttleInterval(r.Rate), r.Burst)
+					} else {
+						keys = append(keys, rk, rk)
+						args = append(args, j, strconv.FormatUint(g.Version, 10), 0, 0)
+					}
 					n++
 				}
 			}
@@ -1305,12 +1357,8 @@ func (s *Store) createWithEvent(ctx context.Context, tenant string, guard *store
 	heads, raw, known, unlock := s.lockChain(tenant)
 	defer unlock()
 	headKey, eventsKey := s.headKey(tenant), s.eventsKey(tenant)
-	k := []string{headKey, eventsKey}
-	version := ""
-	if guard != nil {
-		k = append(k, s.recKey(tenant, guard.Kind, guard.ID))
-		version = strconv.FormatUint(guard.Version, 10)
-	}
+	gk, ga := s.guardArgs(tenant, guard)
+	k := append([]string{headKey, eventsKey}, gk...)
 	k = append(k, keys...)
 	for attempt := 0; attempt < maxAppendAttempts; attempt++ {
 		if !known {
@@ -1333,8 +1381,9 @@ func (s *Store) createWithEvent(ctx context.Context, tenant string, guard *store
 		if err != nil {
 			return nil, err
 		}
-		a := make([]any, 0, 5+len(args))
-		a = append(a, raw, string(hb), ev.Seq, string(eb), version)
+		a := make([]any, 0, 4+len(ga)+len(args))
+		a = append(a, raw, string(hb), ev.Seq, string(eb))
+		a = append(a, ga...)
 		reply, err := s.runScript(ctx, createEventScript, k, append(a, args...)...)
 		if err != nil {
 			// Written or not: the next append reads the head.

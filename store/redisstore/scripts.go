@@ -12,6 +12,9 @@ import (
 // tenant's master, and while a slot migrates the server decides from KEYS
 // whether to run it, redirect it (ASK) or refuse it (TRYAGAIN) before it
 // writes anything. Replies are {code, detail...}; code "OK" means written.
+// The one exception, credential guards (a token's record and rate-limit
+// key in a write of another tenant: store.CredentialGuards), is taken
+// only where there are no slots: a standalone server or Sentinel.
 //
 // A record is a hash: doc (the Record JSON Get returns), ver and seq (for
 // the compare-and-set without decoding doc), uniq (a JSON array of the
@@ -89,42 +92,81 @@ return {'OK', seq}
 end
 `
 
-// createGuardedScript is createScript under a guard (store.Guard): the
-// guard's record must be at a version, else nothing is written.
-// KEYS: the guard's record, then createScript's KEYS
-// ARGV: the version, then createScript's ARGV
-// Answers GUARD when the guard fails, else as createScript.
-var createGuardedScript = newScript(createFn + `
-if redis.call('HGET', KEYS[1], 'ver') ~= ARGV[1] then return {'GUARD'} end
-local K, A = {}, {}
-for i = 2, #KEYS do K[i - 1] = KEYS[i] end
-for i = 2, #ARGV do A[i - 1] = ARGV[i] end
-return create(K, A)
-`)
+// guardFn checks a write's guards (store.Guard and its chain, And), one
+// call of holds per guard: the record at rk must be at version ver, and
+// when interval (microseconds) is over 0 the rate limit at lk must admit
+// the request (counted as throttleScript does, on the server's clock,
+// in tats until counted writes them: the caller calls it with its write,
+// so that a write not made counts nothing).
+const guardFn = `
+local tats, now = {}, nil
+local function holds(rk, lk, ver, interval, burst)
+  if redis.call('HGET', rk, 'ver') ~= ver then return false end
+  interval = tonumber(interval)
+  if interval <= 0 then return true end
+  if not now then
+    if redis.replicate_commands then redis.replicate_commands() end
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  local tat = tats[lk] or tonumber(redis.call('GET', lk) or '0')
+  if tat < now then tat = now end
+  local nxt = tat + interval
+  if nxt - tonumber(burst) * interval > now then return false end
+  tats[lk] = nxt
+  return true
+end
+local function counted()
+  for k, nxt in pairs(tats) do
+    redis.call('SET', k, string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+  end
+end
+`
 
-// createEventScript is createScript (under a guard or not) with an
-// event appended to the tenant's chain in the same step
-// (store.EventsWithCreate): nothing is written unless the chain's head is
-// still the one the event was linked to (else STALE with the stored
-// head), the guard holds (else GUARD) and the create goes through (else
-// its refusal).
-// KEYS: head, events, the guard's record (when ARGV[5] is not ""), then
-// createScript's KEYS
-// ARGV: the expected head, the new head, the event's seq, its JSON, the
-// guard's version or "", then createScript's ARGV
-var createEventScript = newScript(createFn + `
-local h = redis.call('GET', KEYS[1]) or ''
-if h ~= ARGV[1] then return {'STALE', h} end
-local k0 = 2
-if ARGV[5] ~= '' then
-  k0 = 3
-  if redis.call('HGET', KEYS[3], 'ver') ~= ARGV[5] then return {'GUARD'} end
+// createGuardedScript is createScript under guards (store.Guard and its
+// chain): each guard's record must be at a version and its rate limit,
+// if any, admit the request, else nothing is written (GUARD).
+// KEYS: each guard's record and rate-limit key, then createScript's KEYS
+// ARGV: the number of guards n, n (version, interval, burst) triples,
+// then createScript's ARGV
+// Answers GUARD when a guard fails, else as createScript.
+var createGuardedScript = newScript(createFn + guardFn + `
+local n = tonumber(ARGV[1])
+for g = 1, n do
+  if not holds(KEYS[2 * g - 1], KEYS[2 * g], ARGV[3 * g - 1], ARGV[3 * g], ARGV[3 * g + 1]) then return {'GUARD'} end
 end
 local K, A = {}, {}
-for i = k0 + 1, #KEYS do K[#K + 1] = KEYS[i] end
-for i = 6, #ARGV do A[#A + 1] = ARGV[i] end
+for i = 2 * n + 1, #KEYS do K[#K + 1] = KEYS[i] end
+for i = 3 * n + 2, #ARGV do A[#A + 1] = ARGV[i] end
+local r = create(K, A)
+if r[1] == 'OK' then counted() end
+return r
+`)
+
+// createEventScript is createScript (under guards or not) with an event
+// appended to the tenant's chain in the same step
+// (store.EventsWithCreate): nothing is written unless the chain's head is
+// still the one the event was linked to (else STALE with the stored
+// head), the guards hold (else GUARD) and the create goes through (else
+// its refusal).
+// KEYS: head, events, each guard's record and rate-limit key, then
+// createScript's KEYS
+// ARGV: the expected head, the new head, the event's seq, its JSON, the
+// number of guards n, n (version, interval, burst) triples, then
+// createScript's ARGV
+var createEventScript = newScript(createFn + guardFn + `
+local h = redis.call('GET', KEYS[1]) or ''
+if h ~= ARGV[1] then return {'STALE', h} end
+local n = tonumber(ARGV[5])
+for g = 1, n do
+  if not holds(KEYS[1 + 2 * g], KEYS[2 + 2 * g], ARGV[3 + 3 * g], ARGV[4 + 3 * g], ARGV[5 + 3 * g]) then return {'GUARD'} end
+end
+local K, A = {}, {}
+for i = 3 + 2 * n, #KEYS do K[#K + 1] = KEYS[i] end
+for i = 6 + 3 * n, #ARGV do A[#A + 1] = ARGV[i] end
 local r = create(K, A)
 if r[1] ~= 'OK' then return r end
+counted()
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2])
 return r
@@ -325,24 +367,32 @@ return doc
 `)
 
 // appendEventsIfScript is appendEventsScript with guards: each names a
-// record that must exist at a version for the append to go ahead.
-// KEYS: head, events, then each guard's record
+// record that must exist at a version for the append to go ahead, and
+// may count a request against a rate limit (a request's credential,
+// store.Guard.Throttle), as throttleScript does, on the server's clock;
+// a request over its limit fails its guard. The counts are written only
+// with the append: when a guard fails nothing is written.
+// KEYS: head, events, then each guard's record and rate-limit key (its
+// record key again when it counts none)
 // ARGV: the expected head, the new head, the number of guards n, then n
-// (event position, version) pairs, then (seq, event JSON) pairs
+// (event position, version, interval in microseconds or 0, burst)
+// quadruples, then (seq, event JSON) pairs
 // Answers OK, STALE with the stored head, or GUARD with the positions of
 // the events whose guards failed (nothing written).
-var appendEventsIfScript = newScript(`
+var appendEventsIfScript = newScript(guardFn + `
 local h = redis.call('GET', KEYS[1]) or ''
 if h ~= ARGV[1] then return {'STALE', h} end
 local n = tonumber(ARGV[3])
 local failed = {'GUARD'}
 for g = 1, n do
-  if redis.call('HGET', KEYS[2 + g], 'ver') ~= ARGV[3 + 2 * g] then
-    failed[#failed + 1] = ARGV[2 + 2 * g]
+  local a = 4 * g
+  if not holds(KEYS[1 + 2 * g], KEYS[2 + 2 * g], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) then
+    failed[#failed + 1] = ARGV[a]
   end
 end
 if #failed > 1 then return failed end
-for i = 4 + 2 * n, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+counted()
+for i = 4 + 4 * n, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[1], ARGV[2])
 return {'OK'}
 `)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,4 +122,131 @@ func testCreateGuarded(t *testing.T, s store.Store) {
 	ca.Fields = map[string]string{"x": "y"}
 	assert.ErrorIs(t, s.Update(ctx, ca, store.WriteOpts{Guard: g}), store.ErrInvalid)
 	assert.ErrorIs(t, s.Delete(ctx, kind, "t1", "c1", store.WriteOpts{Guard: g}), store.ErrInvalid)
+}
+
+// testCredentialGuards: on a store that takes credential guards
+// (store.CredentialGuards) an event's guard may name a record of another
+// tenant, count against a rate limit and chain another guard; the event
+// is appended only if every guard of its chain holds and its limits
+// admit it, and the counts are taken only with the append. A store that
+// does not take them refuses them: nothing is written.
+func testCredentialGuards(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	gs := s.(store.GuardedEvents)
+	ev := func(n string) json.RawMessage { return json.RawMessage(`{"n":"` + n + `"}`) }
+	cred := mustCreate(t, s, rec(store.PlatformTenant, "tok1"))
+	key := mustCreate(t, s, rec("t1", "k1"))
+	const rate, burst = 0.001, 2 // one request per 1000 s
+	credAt := func(v uint64, limit bool) *store.Guard {
+		g := &store.Guard{Tenant: store.PlatformTenant, Kind: kind, ID: "tok1", Version: v}
+		if limit {
+			g.Throttle = &store.ThrottleRequest{Key: "credential:tok1", Rate: rate, Burst: burst}
+		}
+		return g
+	}
+	if cg, ok := s.(store.CredentialGuards); !ok || !cg.CredentialGuards() {
+		for _, g := range []*store.Guard{credAt(cred.Version, false),
+			{Kind: kind, ID: "k1", Version: key.Version, Throttle: &store.ThrottleRequest{Key: "k", Rate: 1, Burst: 1}},
+			{Kind: kind, ID: "k1", Version: key.Version, And: &store.Guard{Kind: kind, ID: "k1", Version: key.Version}}} {
+			_, _, err := gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("x")}, []*store.Guard{g})
+			assert.ErrorIs(t, err, store.ErrInvalid, "%s takes no credential guards", s.Backend())
+		}
+		assert.ErrorIs(t, s.Create(ctx, rec("t1", "c1"), store.WriteOpts{Guard: credAt(cred.Version, false)}), store.ErrInvalid)
+		evs, err := s.ListEvents(ctx, "t1", 0, 0)
+		require.NoError(t, err)
+		assert.Empty(t, evs)
+		return
+	}
+
+	// Two events of one credential: both within its burst.
+	evs, dropped, err := gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("a"), ev("b")},
+		[]*store.Guard{credAt(cred.Version, true), {Kind: kind, ID: "k1", Version: key.Version, And: credAt(cred.Version, true)}})
+	require.NoError(t, err)
+	assert.Empty(t, dropped)
+	require.Len(t, evs, 2)
+
+	// The burst is spent: a third is refused by the limit, and an event
+	// whose own record changed counts nothing.
+	evs, dropped, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("over"), ev("plain")},
+		[]*store.Guard{credAt(cred.Version, true), nil})
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, dropped, "over the credential's limit")
+	require.Len(t, evs, 1)
+	assert.JSONEq(t, `{"n":"plain"}`, string(evs[0].Data))
+	wait, err := s.Throttle(ctx, "credential:tok1", rate, burst)
+	require.NoError(t, err)
+	assert.Greater(t, wait, 900*time.Second, "two requests counted, the refused one not")
+
+	fresh := credAt(cred.Version, true)
+	fresh.Throttle.Key = "credential:fresh"
+	_, dropped, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("stale key")},
+		[]*store.Guard{{Kind: kind, ID: "k1", Version: key.Version + 7, And: fresh}})
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, dropped)
+	for i := 0; i < burst; i++ {
+		wait, err = s.Throttle(ctx, "credential:fresh", rate, burst)
+		require.NoError(t, err)
+		assert.Zero(t, wait, "a dropped append counted nothing (request %d of the burst)", i+1)
+	}
+
+	// A Create carries them too: written (with its event, where the store
+	// takes one) and counted only if every guard holds.
+	onCreate := credAt(cred.Version, true)
+	onCreate.Throttle.Key, onCreate.Throttle.Burst = "credential:create", 1
+	opts := store.WriteOpts{Guard: &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: onCreate}}
+	_, withEvent := s.(store.EventsWithCreate)
+	if withEvent {
+		opts.Event = ev("created")
+	}
+	require.NoError(t, s.Create(ctx, rec("t1", "c1", "serial:c1"), opts))
+	stale := opts
+	stale.Guard = credAt(cred.Version+1, false)
+	assert.ErrorIs(t, s.Create(ctx, rec("t1", "c2", "serial:c2"), stale), store.ErrVersionConflict, "a changed credential")
+	assert.ErrorIs(t, s.Create(ctx, rec("t1", "c3", "serial:c3"), opts), store.ErrVersionConflict, "over the limit (burst 1)")
+	for _, id := range []string{"c2", "c3"} {
+		_, err = s.Get(ctx, kind, "t1", id)
+		assert.ErrorIs(t, err, store.ErrNotFound, "nothing written for %s", id)
+	}
+	wait, err = s.Throttle(ctx, "credential:create", rate, 2)
+	require.NoError(t, err)
+	assert.Zero(t, wait, "one request counted of a burst of two: the refused creates counted nothing")
+
+	// The credential changed (revoked, its roles): its events are left out.
+	cred.Fields = map[string]string{"roles": "auditor"}
+	require.NoError(t, s.Update(ctx, cred, store.WriteOpts{}))
+	_, dropped, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("old"), ev("new")},
+		[]*store.Guard{credAt(cred.Version-1, false), credAt(cred.Version, false)})
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, dropped)
+	require.NoError(t, s.Delete(ctx, kind, store.PlatformTenant, "tok1", store.WriteOpts{}))
+	_, dropped, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("gone")}, []*store.Guard{credAt(cred.Version, false)})
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, dropped, "a deleted credential")
+
+	bad := credAt(1, true)
+	bad.Throttle.Rate = 0
+	_, _, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("x")}, []*store.Guard{bad})
+	assert.ErrorIs(t, err, store.ErrInvalid, "a rate limit of rate 0")
+	long := &store.Guard{Kind: kind, ID: "k1", Version: 1}
+	for range 4 {
+		long = &store.Guard{Kind: kind, ID: "k1", Version: 1, And: long}
+	}
+	_, _, err = gs.AppendEventsIf(ctx, "t1", []json.RawMessage{ev("x")}, []*store.Guard{long})
+	assert.ErrorIs(t, err, store.ErrInvalid, "too long a chain")
+
+	all, err := s.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range all {
+		var d struct{ N string }
+		require.NoError(t, json.Unmarshal(e.Data, &d))
+		got = append(got, d.N)
+	}
+	want := []string{"a", "b", "plain", "new"}
+	if withEvent {
+		want = []string{"a", "b", "plain", "created", "new"}
+	}
+	assert.Equal(t, want, got)
+	_, err = store.VerifyChain(all, "", 0)
+	assert.NoError(t, err)
 }

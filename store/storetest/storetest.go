@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventsDataRoundTrip", testEventsDataRoundTrip},
 		{"EventWithCreate", testEventWithCreate},
 		{"EventsIf", testEventsIf},
+		{"CredentialGuards", testCredentialGuards},
 		{"CreateGuarded", testCreateGuarded},
 		{"CountRecords", testCountRecords},
 		{"Throttle", testThrottle},

@@ -117,7 +117,43 @@ func CheckGuard(tenant string, g *store.Guard) error {
 	if g == nil {
 		return nil
 	}
+	if (g.Tenant != "" && g.Tenant != tenant) || g.Throttle != nil || g.And != nil {
+		return Invalid("guard on another tenant's record, with a rate limit or chained: not taken by this store")
+	}
 	return CheckRef(g.Kind, tenant, g.ID)
+}
+
+// maxGuardChain bounds the guards chained to one event (Guard.And).
+const maxGuardChain = 4
+
+// CheckCredentialGuards validates the guards of n events of tenant on a
+// store that takes credential guards (store.CredentialGuards): one chain
+// per event, nil or naming records, each counting a valid rate limit or
+// none.
+func CheckCredentialGuards(tenant string, n int, guards []*store.Guard) error {
+	if len(guards) != n {
+		return Invalid("%d guards for %d events", len(guards), n)
+	}
+	for _, g := range guards {
+		for depth := 0; g != nil; g, depth = g.And, depth+1 {
+			if depth == maxGuardChain {
+				return Invalid("more than %d guards chained to one event", maxGuardChain)
+			}
+			t := tenant
+			if g.Tenant != "" {
+				t = g.Tenant
+			}
+			if err := CheckRef(g.Kind, t, g.ID); err != nil {
+				return err
+			}
+			if r := g.Throttle; r != nil {
+				if err := store.CheckThrottle(r.Key, r.Rate, r.Burst); err != nil {
+					return Invalid("guard rate limit: key %q, rate %v, burst %d", r.Key, r.Rate, r.Burst)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // CheckEventGuards validates the guards of n events of tenant
