@@ -132,7 +132,11 @@ func (s *server) authenticate(c *gin.Context, f Family, a Access) (signer.Caller
 		switch {
 		case a.Overlap && s.opts.OverlapCredentialCheck:
 			var ans signer.RateLimitAnswer
-			tok, check, ans, err = s.eng.AuthenticateTokenAhead(c.Request.Context(), secret, rl.RequestsPerSecond, rl.burst())
+			ahead := s.eng.AuthenticateTokenAhead
+			if a.Carry {
+				ahead = s.eng.AuthenticateTokenCarried
+			}
+			tok, check, ans, err = ahead(c.Request.Context(), secret, rl.RequestsPerSecond, rl.burst())
 			// With a check under way the request is admitted for now:
 			// the check's own answer comes before the request's.
 			limited = &ans

@@ -31,9 +31,10 @@ func (s *server) mountKeys() {
 	use := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner}}
 	read := Access{TenantRoles: []string{signer.RoleAdmin, signer.RoleSigner, signer.RoleAuditor}}
 	// Signing and verifying read the key and use the HSM's signature:
-	// they may run beside their token's check (overlap.go).
+	// they may run beside their token's check (overlap.go), which their
+	// event record may carry (their only write).
 	useBeside := use
-	useBeside.Overlap = true
+	useBeside.Overlap, useBeside.Carry = true, true
 	s.handle(native, "POST", "/v1/keys", manage, s.createKey)
 	s.handle(native, "GET", "/v1/keys", read, s.listKeys)
 	s.handle(native, "GET", "/v1/keys/:id", read, s.getKey)

@@ -61,7 +61,8 @@ func outcomes(t *testing.T, env *apitest.Env, tenant, op string) []string {
 }
 
 // TestSigningBesideTheTokenCheck: a signature runs beside the check of a
-// token the replica saw valid; the token revoked through another replica
+// token the replica saw valid, the check carried by its event record
+// (Redis standalone); the token revoked through another replica
 // meanwhile gets 401, the signature made for it is neither answered nor
 // recorded, and the next request is checked first.
 func TestSigningBesideTheTokenCheck(t *testing.T) {
@@ -76,7 +77,8 @@ func TestSigningBesideTheTokenCheck(t *testing.T) {
 		r := sign()
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	}
-	assert.Equal(t, 2, checksAhead(b, "confirmed"), "the first request is checked first, the next ones beside their work")
+	assert.Equal(t, 2, checksAhead(b, "carried"), "the first request is checked first, the next ones carry their check in their event record")
+	assert.Zero(t, checksAhead(b, "confirmed"), "no check of its own")
 
 	require.NoError(t, a.Engine.RevokeToken(signer.WithCaller(t.Context(), signer.Caller{Principal: "ops:test"}), id))
 	r := sign()
@@ -108,12 +110,17 @@ func TestRateLimitBesideTheTokenCheck(t *testing.T) {
 	assert.NotEmpty(t, r.Header.Get("Retry-After"))
 	assert.NotContains(t, string(r.Body), "signature")
 	assert.Equal(t, 1, checksAhead(b, "throttled"))
+	// The first signature is checked first, the second carries its check
+	// (and its count) in its record, the third's carried check finds the
+	// token over its limit: nothing is written, and the full check says so.
+	assert.Equal(t, 1, checksAhead(b, "carried"))
 	assert.Equal(t, []string{"SUCCESS", "SUCCESS"}, outcomes(t, b, "t1", "KEY_SIGN"))
 }
 
-// TestIssuanceBesideTheTokenCheck: an issuance from a CSR beside the
-// check of a token revoked meanwhile stores no certificate, uses no
-// quota, records nothing and answers 401 in the CCM envelope.
+// TestIssuanceBesideTheTokenCheck: an issuance from a CSR carries the
+// check of a known token in its certificate's create (Redis standalone);
+// one for a token revoked meanwhile stores no certificate, uses no quota,
+// records nothing and answers 401 in the CCM envelope.
 func TestIssuanceBesideTheTokenCheck(t *testing.T) {
 	a, b := beside(t, api.RateLimit{})
 	secret, id := tokenOf(t, a, "t1", signer.RoleCAOperator)
@@ -125,7 +132,7 @@ func TestIssuanceBesideTheTokenCheck(t *testing.T) {
 	for range 2 {
 		pb.ok(pb.do("POST", pcaCerts+"/csr", body), http.StatusOK)
 	}
-	require.Equal(t, 1, checksAhead(b, "confirmed"))
+	require.Equal(t, 1, checksAhead(b, "carried"), "the second's check went with its certificate's create")
 
 	require.NoError(t, a.Engine.RevokeToken(signer.WithCaller(t.Context(), signer.Caller{Principal: "ops:test"}), id))
 	r := pb.do("POST", pcaCerts+"/csr", body)

@@ -58,9 +58,10 @@ func (s *server) mountPCA() {
 	s.handle(pca, "GET", certs, ops, s.pcaListCerts)
 	s.handle(pca, "GET", certs+"/quotas", ops, s.pcaQuota(pcasvc.QuotaTypeCertificate))
 	// An issuance from a CSR reads the CA and signs with its key before it
-	// stores the certificate: it may run beside its token's check.
+	// stores the certificate: it may run beside its token's check, which
+	// the certificate's create may carry.
 	opsBeside := ops
-	opsBeside.Overlap = true
+	opsBeside.Overlap, opsBeside.Carry = true, true
 	s.handle(pca, "POST", certs+"/csr", opsBeside, s.pcaIssueCSR)
 	s.handle(pca, "POST", certs+"/csr/parse", ops, s.pcaParseCSR)
 	s.handle(pca, "GET", certs+"/:certificate_id", ops, s.pcaShowCert)

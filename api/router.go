@@ -29,6 +29,7 @@ type CoreAPI interface {
 	AuthenticateToken(ctx context.Context, secret string) (*signer.Token, error)
 	AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, signer.RateLimitAnswer, error)
 	AuthenticateTokenAhead(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, *signer.CredentialCheck, signer.RateLimitAnswer, error)
+	AuthenticateTokenCarried(ctx context.Context, secret string, rate float64, burst int64) (*signer.Token, *signer.CredentialCheck, signer.RateLimitAnswer, error)
 	Throttle(ctx context.Context, principal string, rate float64, burst int64) (time.Duration, error)
 	CreateToken(ctx context.Context, tenant string, roles []string, expiresAt *time.Time) (string, *signer.Token, error)
 	ListTokens(ctx context.Context, tenant string) ([]signer.Token, error)
@@ -118,6 +119,12 @@ type Access struct {
 	// beside its API token's check (Options.OverlapCredentialCheck,
 	// overlap.go).
 	Overlap bool
+	// Carry, with Overlap: the handler's first write is its operation's
+	// event record (signing, verification) or a Create (an issued
+	// certificate), which may carry the token's check instead of a round
+	// trip of its own (a Redis store that is not a cluster;
+	// signer.AuthenticateTokenCarried).
+	Carry bool
 }
 
 // Family is one wire family: how it writes errors.

@@ -59,7 +59,8 @@ type Metrics struct {
 	HeavyRefused   *prometheus.CounterVec   // operation, reason: heavy operations refused
 	OCSPAnswers    *prometheus.CounterVec   // status, cache: OCSP answers
 	// CredentialChecksAhead counts the credential checks that ran beside
-	// their request's work, by outcome (confirmed, refused, throttled).
+	// their request's work, by outcome (confirmed, carried, refused,
+	// throttled).
 	CredentialChecksAhead *prometheus.CounterVec
 
 	// Event-log export, by sink (a configured name: bounded by the
@@ -170,7 +171,7 @@ func New(version string) *Metrics {
 		}, []string{"status", "cache"}),
 		CredentialChecksAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hsmca_credential_checks_ahead_total",
-			Help: "API token checks that ran beside their request's work (overlap_credential_check), by outcome: confirmed; refused (the token revoked or expired meanwhile, or the store did not answer) or throttled (over its rate limit), whose work was discarded unanswered.",
+			Help: "API token checks that ran beside their request's work (overlap_credential_check), by outcome: confirmed; carried (made by the script of the request's first write); refused (the token revoked or expired meanwhile, or the store did not answer) or throttled (over its rate limit), whose work was discarded unanswered.",
 		}, []string{"outcome"}),
 		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hsmca_event_export_lag_records",

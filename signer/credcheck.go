@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hsmca/hsmca/store"
 )
@@ -27,6 +28,28 @@ import (
 // most one such request at a time (the others are checked first, as
 // usual), and the refusal drops it from knownTokens, so that its next
 // request is checked first too.
+//
+// On a store that takes credential guards (store.CredentialGuards: Redis
+// standalone and Sentinel) the check need not be a round trip of its own:
+// a request whose first write is its event record (a signature: Op.Done,
+// Op.DoneIf) or a Create (an issued certificate: observedStore.Create)
+// carries the check in that write (AuthenticateTokenCarried), as a guard
+// on the token's record at the version last checked and a count against
+// its rate limit, made in the same script (a deferred check: no
+// goroutine, nothing sent ahead). The write is made only if the token is
+// unchanged and under its limit; otherwise nothing is written and the
+// check runs as usual, its answer deciding between the refusal and the
+// write made again without it. Anything else that
+// waits for the check first (another write, the answer) runs it then.
+// A token's record changes when it is revoked, its roles or expiry
+// change, or its last use is recorded (once a minute): the next carried
+// check then fails and the full check reads it afresh. A token not
+// checked in full for knownTokenFresh is checked beside its work instead
+// (the full check also records its last use).
+
+// knownTokenFresh is how long after its last full check a token's check
+// may be carried by its request's event record (deferred).
+const knownTokenFresh = 30 * time.Second
 
 // maxKnownTokens bounds knownTokens: past it a token checked afresh
 // replaces one at random (it is only checked first again).
@@ -41,6 +64,10 @@ type knownTokens struct {
 
 type knownToken struct {
 	tok Token
+	// ver is the version of the token's record at its last full check,
+	// checked (unix nanoseconds) its time.
+	ver     atomic.Uint64
+	checked atomic.Int64
 	// busy: a request of this token runs beside its check now.
 	busy atomic.Bool
 }
@@ -51,10 +78,12 @@ func (k *knownTokens) get(hash string) *knownToken {
 	return k.m[hash]
 }
 
-func (k *knownTokens) put(hash string, tok *Token) {
+func (k *knownTokens) put(hash string, tok *Token, ver uint64, now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if kt, ok := k.m[hash]; ok && kt.tok.ID == tok.ID {
+		kt.ver.Store(ver)
+		kt.checked.Store(now.UnixNano())
 		return
 	}
 	if k.m == nil {
@@ -69,7 +98,10 @@ func (k *knownTokens) put(hash string, tok *Token) {
 	t := *tok
 	t.Roles = append([]string(nil), tok.Roles...)
 	t.LastUsed = nil
-	k.m[hash] = &knownToken{tok: t}
+	kt := &knownToken{tok: t}
+	kt.ver.Store(ver)
+	kt.checked.Store(now.UnixNano())
+	k.m[hash] = kt
 }
 
 // forget drops kt, if it is still the entry of hash.
@@ -89,21 +121,75 @@ func (k *knownTokens) clear() {
 }
 
 // CredentialCheck is a token's check running beside its request's work
-// (AuthenticateTokenAhead). Wait returns its outcome.
+// (AuthenticateTokenAhead), or deferred: made by the request's first
+// write (carried in it), or when something waits for it first. Wait
+// returns its outcome.
 type CredentialCheck struct {
 	done  chan struct{}
 	err   error
 	limit RateLimitAnswer
+
+	// A deferred check: e is set, and once runs the check (now) or
+	// settles it as confirmed by a write that carried it (carried).
+	e      *Core
+	ctx    context.Context
+	secret string
+	hash   string
+	kt     *knownToken
+	ver    uint64
+	req    *store.ThrottleRequest
+	once   sync.Once
 }
 
 // Wait waits for the check and returns what the check alone would have
 // answered: err for a credential refused (unauthenticated) or a store
 // that did not answer, else the rate limiter's answer (a Wait over 0
 // refuses the request; Err: the limiter did not answer, the request is
-// admitted).
+// admitted). A deferred check not settled yet runs now.
 func (p *CredentialCheck) Wait() (RateLimitAnswer, error) {
+	if p.e != nil {
+		p.once.Do(p.now)
+	}
 	<-p.done
 	return p.limit, p.err
+}
+
+// now runs a deferred check.
+func (p *CredentialCheck) now() {
+	p.e.checkAhead(p.ctx, p.secret, p.hash, p.kt, p.req, p)
+}
+
+// guard is what a write carries of a deferred check not settled
+// yet: a guard on the token's record at the version last checked, with
+// its count against the rate limit; nil otherwise. A Wait racing with
+// the write may count the request twice against its limit, never less
+// than once.
+func (p *CredentialCheck) guard() *store.Guard {
+	if p == nil || p.e == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	g := &store.Guard{Tenant: store.PlatformTenant, Kind: kindToken, ID: p.kt.tok.ID, Version: p.ver}
+	if p.req != nil {
+		r := *p.req
+		r.Key = throttleKeyOf(p.hash)
+		g.Throttle = &r
+	}
+	return g
+}
+
+// carried settles a deferred check as confirmed: a write that carried
+// its guard was made.
+func (p *CredentialCheck) carried() {
+	p.once.Do(func() {
+		p.e.metrics.CredentialChecksAhead.WithLabelValues("carried").Inc()
+		p.kt.busy.Store(false)
+		close(p.done)
+	})
 }
 
 // refusal is the engine's error for work whose credential's check
@@ -136,10 +222,25 @@ func AwaitCredential(ctx context.Context) error {
 // counted, AuthenticateToken) for a request whose work can run beside the
 // check. For a token this process found valid and under its limit at its
 // last check, with no other request of it running so, it returns the
-// token as then and the check under way (put it in the caller: Caller.Check;
-// ctx must not carry it, it is the check's own). Otherwise it checks at
-// once, as AuthenticateTokenThrottled does, and the check is nil.
+// token as then and the check under way, or deferred (put it in the
+// caller: Caller.Check; ctx must not carry it, it is the check's own).
+// Otherwise it checks at once, as AuthenticateTokenThrottled does, and
+// the check is nil.
 func (e *Core) AuthenticateTokenAhead(ctx context.Context, secret string, rate float64, burst int64) (*Token, *CredentialCheck, RateLimitAnswer, error) {
+	return e.authenticateAhead(ctx, secret, rate, burst, false)
+}
+
+// AuthenticateTokenCarried is AuthenticateTokenAhead for a request whose
+// first write is its operation's event record (a signature: Op.Done,
+// Op.DoneIf) or a Create: on a store that takes credential guards the
+// check is deferred, to go with that write, instead of running beside the
+// work. A request whose first write is another would wait for the whole
+// check there instead of overlapping it: use AuthenticateTokenAhead.
+func (e *Core) AuthenticateTokenCarried(ctx context.Context, secret string, rate float64, burst int64) (*Token, *CredentialCheck, RateLimitAnswer, error) {
+	return e.authenticateAhead(ctx, secret, rate, burst, true)
+}
+
+func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float64, burst int64, carry bool) (*Token, *CredentialCheck, RateLimitAnswer, error) {
 	var limit *store.ThrottleRequest
 	if rate > 0 {
 		limit = &store.ThrottleRequest{Rate: rate, Burst: burst}
@@ -147,18 +248,22 @@ func (e *Core) AuthenticateTokenAhead(ctx context.Context, secret string, rate f
 	h := hashToken(secret)
 	if kt := e.knownTokens.get(h); kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
 		p := &CredentialCheck{done: make(chan struct{})}
+		tok := kt.tok
+		if carry && e.credentialGuards && e.now().UnixNano()-kt.checked.Load() < int64(knownTokenFresh) {
+			p.e, p.ctx, p.secret, p.hash, p.kt, p.ver, p.req = e, ctx, secret, h, kt, kt.ver.Load(), limit
+			return &tok, p, RateLimitAnswer{}, nil
+		}
 		go e.checkAhead(ctx, secret, h, kt, limit, p)
 		// Let the check send its request now: on one processor (the
 		// daemon's idle_one_proc) it would otherwise wait in the run
 		// queue behind the HSM call, which holds the processor for its
 		// length, and overlap nothing.
 		runtime.Gosched()
-		tok := kt.tok
 		return &tok, p, RateLimitAnswer{}, nil
 	}
-	tok, tr, err := e.authenticateToken(ctx, secret, limit)
+	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
 	if err == nil && tr.Err == nil && tr.Wait <= 0 {
-		e.knownTokens.put(h, tok)
+		e.knownTokens.put(h, tok, ver, e.now())
 	}
 	return tok, nil, tr, err
 }
@@ -173,7 +278,7 @@ func (e *Core) aheadUsable(kt *knownToken) bool {
 func (e *Core) checkAhead(ctx context.Context, secret, hash string, kt *knownToken, limit *store.ThrottleRequest, p *CredentialCheck) {
 	defer close(p.done)
 	defer kt.busy.Store(false)
-	tok, tr, err := e.authenticateToken(ctx, secret, limit)
+	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
 	outcome := "confirmed"
 	switch {
 	case err != nil:
@@ -188,6 +293,9 @@ func (e *Core) checkAhead(ctx context.Context, secret, hash string, kt *knownTok
 	}
 	if outcome != "confirmed" {
 		e.knownTokens.forget(hash, kt)
+	} else {
+		kt.ver.Store(ver)
+		kt.checked.Store(e.now().UnixNano())
 	}
 	e.metrics.CredentialChecksAhead.WithLabelValues(outcome).Inc()
 	p.err, p.limit = err, tr

@@ -98,6 +98,9 @@ type Core struct {
 	// guardedEvents: the store appends records under guards
 	// (store.GuardedEvents; see Op.DoneIf).
 	guardedEvents bool
+	// credentialGuards: the store's guarded appends can carry the check
+	// of a request's credential (store.CredentialGuards; credcheck.go).
+	credentialGuards bool
 
 	hsm     atomic.Pointer[hsmBox]
 	hsmMu   sync.Mutex
@@ -145,13 +148,15 @@ func New(o Options) *Core {
 	_, withCreate := o.Store.(store.EventsWithCreate)
 	_, createIdle := o.Store.(store.EventCreateAlone)
 	_, guarded := o.Store.(store.GuardedEvents)
+	cg, ok := o.Store.(store.CredentialGuards)
+	credGuards := ok && guarded && cg.CredentialGuards()
 	if js, ok := o.Store.(interface {
 		JournalStats() (int64, int64, uint64)
 	}); ok {
 		o.Metrics.SetJournalSource(js.JournalStats)
 	}
-	o.Store = observeStore(o.Store, o.Metrics)
-	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, eventCreateIdle: createIdle, guardedEvents: guarded,
+	o.Store = observeStore(o.Store, o.Metrics, credGuards)
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, eventCreateIdle: createIdle, guardedEvents: guarded, credentialGuards: credGuards,
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}

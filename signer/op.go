@@ -47,29 +47,57 @@ func (c *Core) Start(ctx context.Context, tenant, event string) *Op {
 // before Done returns, so an acknowledged operation is always in the log;
 // when it cannot be written, a success becomes an unavailable error.
 // resource names what the operation acted on (empty when nothing).
+//
+// A deferred check of the caller's credential goes with the record
+// (credentialGuard): when it fails nothing is written, the check runs,
+// and its refusal ends the operation, or the record goes alone.
 func (o *Op) Done(resource string, err error) error {
-	if cerr := AwaitCredential(o.ctx); cerr != nil {
-		return o.refused(cerr)
-	}
-	o.release()
 	outcome := metrics.StageSuccess
 	code := ""
 	if err != nil {
 		outcome = metrics.StageFail
 		code = AsError(err).Kind.String()
 	}
-	o.c.metrics.Event(o.event, outcome)
-	if err == nil && o.written != nil && *o.written == resource {
-		// Committed with the resource (WithEvent).
-		return nil
+	var werr error
+	carried := false
+	if cg, p := o.credentialGuard(); cg != nil {
+		werr = o.c.events.appendIf(o.ctx, o.tenant, o.record(resource, outcome, code), cg)
+		if carried = !errors.Is(werr, errGuardFailed); carried && werr == nil {
+			p.carried()
+		}
 	}
-	if werr := o.c.events.append(o.ctx, o.tenant, o.record(resource, outcome, code)); werr != nil {
+	if !carried {
+		if cerr := AwaitCredential(o.ctx); cerr != nil {
+			return o.refused(cerr)
+		}
+	}
+	o.release()
+	o.c.metrics.Event(o.event, outcome)
+	if !carried {
+		if err == nil && o.written != nil && *o.written == resource {
+			// Committed with the resource (WithEvent).
+			return nil
+		}
+		werr = o.c.events.append(o.ctx, o.tenant, o.record(resource, outcome, code))
+	}
+	if werr != nil {
 		o.c.log.Error("event record not written", "event", o.event, "outcome", outcome, "err", werr)
 		if err == nil {
 			return &Error{Kind: KindUnavailable, Msg: "the event log is unavailable", Err: werr}
 		}
 	}
 	return err
+}
+
+// credentialGuard is the guard that carries the deferred check of the
+// caller's credential (CredentialCheck.guard) with the operation's
+// record, and the check; nil when there is none to carry.
+func (o *Op) credentialGuard() (*store.Guard, *CredentialCheck) {
+	if o.ctx == nil || !o.c.credentialGuards {
+		return nil, nil
+	}
+	p := CallerFrom(o.ctx).Check
+	return p.guard(), p
 }
 
 // refused ends an operation whose credential's check, run beside it,
@@ -95,11 +123,31 @@ func (o *Op) Guarded() bool { return o.c.guardedEvents }
 // still open: the caller does the work again on a fresh read and ends it
 // with Done. With held true, err is Done's answer for a success (nil, or
 // unavailable when the record could not be written). Only when Guarded.
+// A deferred check of the caller's credential goes with the record too
+// (Done).
 func (o *Op) DoneIf(resource string, guard store.Guard) (held bool, err error) {
-	if cerr := AwaitCredential(o.ctx); cerr != nil {
+	rec := o.record(resource, metrics.StageSuccess, "")
+	g := &guard
+	cg, p := o.credentialGuard()
+	if cg != nil {
+		both := guard
+		both.And = cg
+		g = &both
+	} else if cerr := AwaitCredential(o.ctx); cerr != nil {
 		return true, o.refused(cerr)
 	}
-	werr := o.c.events.appendIf(o.ctx, o.tenant, o.record(resource, metrics.StageSuccess, ""), &guard)
+	werr := o.c.events.appendIf(o.ctx, o.tenant, rec, g)
+	if cg != nil {
+		if errors.Is(werr, errGuardFailed) {
+			// The record or the credential changed: the check tells.
+			if cerr := AwaitCredential(o.ctx); cerr != nil {
+				return true, o.refused(cerr)
+			}
+			werr = o.c.events.appendIf(o.ctx, o.tenant, rec, &guard)
+		} else if werr == nil {
+			p.carried()
+		}
+	}
 	if errors.Is(werr, errGuardFailed) {
 		return false, nil
 	}

@@ -21,16 +21,19 @@ type observedStore struct {
 	store.Store
 	m       *metrics.Metrics
 	backend string
+	// carry: a Create may carry the deferred check of the caller's
+	// credential (store.CredentialGuards; credcheck.go).
+	carry bool
 }
 
-func observeStore(s store.Store, m *metrics.Metrics) store.Store {
+func observeStore(s store.Store, m *metrics.Metrics, carry bool) store.Store {
 	if s == nil {
 		return nil
 	}
 	if _, done := s.(*observedStore); done {
 		return s
 	}
-	o := &observedStore{Store: s, m: m, backend: s.Backend()}
+	o := &observedStore{Store: s, m: m, backend: s.Backend(), carry: carry}
 	// Zero-valued error series exist from the start, so that rate() and
 	// alerts see 0 rather than nothing.
 	for _, op := range storeOps {
@@ -67,7 +70,28 @@ func (o *observedStore) Ping(ctx context.Context) error {
 	return err
 }
 
+// Create carries the deferred check of the caller's credential, when
+// there is one to carry (CredentialCheck.guard), in the record's guard:
+// when that fails nothing is written, the check runs, and its refusal is
+// the answer, or the record is created without it.
 func (o *observedStore) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
+	var p *CredentialCheck
+	if o.carry && ctx != nil {
+		p = CallerFrom(ctx).Check
+	}
+	if cg := p.guard(); cg != nil {
+		carried := opts
+		carried.Guard = withGuard(opts.Guard, cg)
+		t := time.Now()
+		err := o.Store.Create(ctx, rec, carried)
+		o.done("create", t, err)
+		if err == nil {
+			p.carried()
+		}
+		if !errors.Is(err, store.ErrVersionConflict) {
+			return err
+		}
+	}
 	if err := AwaitCredential(ctx); err != nil {
 		return err
 	}
@@ -75,6 +99,16 @@ func (o *observedStore) Create(ctx context.Context, rec *store.Record, opts stor
 	err := o.Store.Create(ctx, rec, opts)
 	o.done("create", t, err)
 	return err
+}
+
+// withGuard is g with then chained after it (store.Guard.And).
+func withGuard(g, then *store.Guard) *store.Guard {
+	if g == nil {
+		return then
+	}
+	c := *g
+	c.And = withGuard(g.And, then)
+	return &c
 }
 
 func (o *observedStore) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {

@@ -97,7 +97,7 @@ func (e *Core) createToken(ctx context.Context, tenant string, roles []string, e
 // AuthenticateToken resolves a presented secret to its token. Every failure
 // is the same unauthenticated error, so a caller learns nothing about why.
 func (e *Core) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
-	tok, _, err := e.authenticateToken(ctx, secret, nil)
+	tok, _, _, err := e.authenticateToken(ctx, secret, nil)
 	return tok, err
 }
 
@@ -112,14 +112,19 @@ type RateLimitAnswer = store.ThrottleResult
 // secret of the wrong form is refused before it reaches the store. The
 // limiter's answer is only meaningful when the token is valid.
 func (e *Core) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
-	return e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
+	tok, tr, _, err := e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
+	return tok, tr, err
 }
 
-func (e *Core) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
+// throttleKeyOf is the rate limiter's key of a token's hash.
+func throttleKeyOf(hash string) string { return "credential:" + hash }
+
+// authenticateToken also returns the version of the token's record.
+func (e *Core) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, uint64, error) {
 	var tr store.ThrottleResult
 	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
 	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
-		return nil, tr, denied
+		return nil, tr, 0, denied
 	}
 	h := hashToken(secret)
 	var (
@@ -127,7 +132,7 @@ func (e *Core) authenticateToken(ctx context.Context, secret string, limit *stor
 		err error
 	)
 	if limit != nil {
-		limit.Key = "credential:" + h
+		limit.Key = throttleKeyOf(h)
 		rec, tr, err = e.store.GetByUniqueThrottled(ctx, kindToken, store.PlatformTenant, "hash:"+h, *limit)
 		if tr.Err != nil {
 			tr.Err = StoreErr(tr.Err, "rate limit")
@@ -137,27 +142,27 @@ func (e *Core) authenticateToken(ctx context.Context, secret string, limit *stor
 	}
 	if err != nil {
 		if KindOf(StoreErr(err, "token")) == KindNotFound {
-			return nil, tr, denied
+			return nil, tr, 0, denied
 		}
-		return nil, tr, StoreErr(err, "token")
+		return nil, tr, 0, StoreErr(err, "token")
 	}
 	tok, err := e.tokens.Get(rec.Data)
 	if err != nil {
-		return nil, tr, StoreErr(err, "token")
+		return nil, tr, 0, StoreErr(err, "token")
 	}
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(h)) != 1 {
-		return nil, tr, denied
+		return nil, tr, 0, denied
 	}
 	now := e.now()
 	if tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt) {
-		return nil, tr, denied
+		return nil, tr, 0, denied
 	}
 	e.touchCredential(rec, tok.ID, tok.LastUsed, now, func(used time.Time) ([]byte, error) {
 		t := tok
 		t.LastUsed = &used
 		return json.Marshal(&t)
 	})
-	return &tok, tr, nil
+	return &tok, tr, rec.Version, nil
 }
 
 // ListTokens lists tokens, of one tenant or (tenant empty) of all.
