@@ -36,9 +36,7 @@ func newCarriedCore(t *testing.T, now func() time.Time) (*signer.Core, *metrics.
 	st, err := redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes()})
 	require.NoError(t, err)
 	c := &countedLookups{Store: st}
-	m := metrics.New("test")
-	core := signer.New(signer.Options{Store: c, Metrics: m, Now: now})
-	t.Cleanup(func() { core.Close(); st.Close() })
+	core, m := coreOn(t, c, st, now)
 	return core, m, c
 }
 
@@ -123,14 +121,7 @@ func TestCheckCarriedByTheRecord(t *testing.T) {
 	assert.Equal(t, []string{"thing-1 SUCCESS", "k1 SUCCESS", "k1 SUCCESS"}, recorded(t, c, "acme", "THING_SIGN"))
 
 	// The token's roles changed through another replica: refused.
-	rec, err := st.Get(ctx, "apitoken", store.PlatformTenant, tok.ID)
-	require.NoError(t, err)
-	var stored map[string]any
-	require.NoError(t, json.Unmarshal(rec.Data, &stored))
-	stored["roles"] = []string{signer.RoleAuditor}
-	rec.Data, err = json.Marshal(stored)
-	require.NoError(t, err)
-	require.NoError(t, st.Update(ctx, rec, store.WriteOpts{}))
+	setTokenRoles(t, st, tok.ID, signer.RoleAuditor)
 	cctx, _ = aheadCaller(t, c, secret, tok, 100, 100)
 	err = c.Start(cctx, "acme", "THING_SIGN").Done("thing-2", nil)
 	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))

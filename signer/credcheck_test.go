@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -71,10 +72,18 @@ func newCheckedCore(t *testing.T, now func() time.Time) (*signer.Core, *metrics.
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
 	require.NoError(t, err)
 	h := &heldLookups{Store: st}
-	m := metrics.New("test")
-	c := signer.New(signer.Options{Store: h, Metrics: m, Now: now})
-	t.Cleanup(func() { c.Close(); st.Close() })
+	c, m := coreOn(t, h, st, now)
 	return c, m, h
+}
+
+// coreOn is a core on st with metrics of its own; it closes the core,
+// then the store under st.
+func coreOn(t *testing.T, st store.Store, under io.Closer, now func() time.Time) (*signer.Core, *metrics.Metrics) {
+	t.Helper()
+	m := metrics.New("test")
+	c := signer.New(signer.Options{Store: st, Metrics: m, Now: now})
+	t.Cleanup(func() { c.Close(); under.Close() })
+	return c, m
 }
 
 func checksAhead(t *testing.T, m *metrics.Metrics, outcome string) float64 {
@@ -143,14 +152,7 @@ func TestTokenCheckAhead(t *testing.T) {
 
 	// The record changed elsewhere (its roles): the request ran as a
 	// caller the store no longer holds.
-	rec, err := h.Store.Get(ctx, "apitoken", store.PlatformTenant, tok.ID)
-	require.NoError(t, err)
-	var stored map[string]any
-	require.NoError(t, json.Unmarshal(rec.Data, &stored))
-	stored["roles"] = []string{signer.RoleAuditor}
-	rec.Data, err = json.Marshal(stored)
-	require.NoError(t, err)
-	require.NoError(t, h.Store.Update(ctx, rec, store.WriteOpts{}))
+	setTokenRoles(t, h.Store, tok.ID, signer.RoleAuditor)
 	_, check, _, err = c.AuthenticateTokenAhead(ctx, secret, 100, 100)
 	require.NoError(t, err)
 	require.NotNil(t, check)
@@ -283,4 +285,18 @@ func TestTokenCheckAheadStoreDown(t *testing.T) {
 	assert.Error(t, lim.Err)
 	assert.NoError(t, signer.AwaitCredential(signer.WithCaller(t.Context(), signer.Caller{Tenant: "acme", Check: check})))
 	assert.Equal(t, 1.0, checksAhead(t, m, "confirmed"))
+}
+
+// setTokenRoles changes a token's roles in the store, as another replica
+// would.
+func setTokenRoles(t *testing.T, st store.Store, id string, roles ...string) {
+	t.Helper()
+	rec, err := st.Get(t.Context(), "apitoken", store.PlatformTenant, id)
+	require.NoError(t, err)
+	var stored map[string]any
+	require.NoError(t, json.Unmarshal(rec.Data, &stored))
+	stored["roles"] = roles
+	rec.Data, err = json.Marshal(stored)
+	require.NoError(t, err)
+	require.NoError(t, st.Update(t.Context(), rec, store.WriteOpts{}))
 }

@@ -1135,22 +1135,26 @@ func (s *Store) guardArgs(tenant string, guard *store.Guard) ([]string, []any) {
 	var keys []string
 	n := 0
 	for g := guard; g != nil; g = g.And {
-		t := tenant
-		if g.Tenant != "" {
-			t = g.Tenant
-		}
-		rk := s.recKey(t, g.Kind, g.ID)
-		if r := g.Throttle; r != nil {
-			keys = append(keys, rk, s.throttleKey(r.Key))
-			args = append(args, strconv.FormatUint(g.Version, 10), throttleInterval(r.Rate), r.Burst)
-		} else {
-			keys = append(keys, rk, rk)
-			args = append(args, strconv.FormatUint(g.Version, 10), 0, 0)
-		}
+		k, a := s.guardOne(tenant, g)
+		keys, args = append(keys, k[:]...), append(args, a[:]...)
 		n++
 	}
 	args[0] = n
 	return keys, args
+}
+
+// guardOne is one guard's KEYS (its record, its rate-limit key or the
+// record again) and ARGV (version, interval or 0, burst) for guardFn.
+func (s *Store) guardOne(tenant string, g *store.Guard) ([2]string, [3]any) {
+	t := tenant
+	if g.Tenant != "" {
+		t = g.Tenant
+	}
+	rk, ver := s.recKey(t, g.Kind, g.ID), strconv.FormatUint(g.Version, 10)
+	if r := g.Throttle; r != nil {
+		return [2]string{rk, s.throttleKey(r.Key)}, [3]any{ver, throttleInterval(r.Rate), r.Burst}
+	}
+	return [2]string{rk, rk}, [3]any{ver, 0, 0}
 }
 
 // CredentialGuards: AppendEventsIf and Create take guards on other
@@ -1210,18 +1214,8 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 			n := 0
 			for j, at := range pos {
 				for g := guards[at]; g != nil; g = g.And {
-					t := tenant
-					if g.Tenant != "" {
-						t = g.Tenant
-					}
-					rk := s.recKey(t, g.Kind, g.ID)
-					if r := g.Throttle; r != nil {
-						keys = append(keys, rk, s.throttleKey(r.Key))
-						args = append(args, j, strconv.FormatUint(g.Version, 10), throttleInterval(r.Rate), r.Burst)
-					} else {
-						keys = append(keys, rk, rk)
-						args = append(args, j, strconv.FormatUint(g.Version, 10), 0, 0)
-					}
+					k, a := s.guardOne(tenant, g)
+					keys, args = append(keys, k[:]...), append(append(args, j), a[:]...)
 					n++
 				}
 			}

@@ -45,7 +45,20 @@ func testEventWithCreate(t *testing.T, s store.Store) {
 	_, err = s.AppendEvents(ctx, "t1", []json.RawMessage{ev("after")})
 	require.NoError(t, err)
 
+	assert.Equal(t, []string{"before", "a", "after"}, eventNames(t, s, "t1"))
 	evs, err := s.ListEvents(ctx, "t1", 0, 0)
+	require.NoError(t, err)
+	_, err = store.VerifyChain(evs, "", 0)
+	assert.NoError(t, err)
+	other, err := s.ListEvents(ctx, "t2", 0, 0)
+	require.NoError(t, err)
+	assert.Empty(t, other)
+}
+
+// eventNames lists the n field of tenant's events ({"n": ...}), in order.
+func eventNames(t *testing.T, s store.Store, tenant string) []string {
+	t.Helper()
+	evs, err := s.ListEvents(ctxT(t), tenant, 0, 0)
 	require.NoError(t, err)
 	var names []string
 	for _, e := range evs {
@@ -53,10 +66,5 @@ func testEventWithCreate(t *testing.T, s store.Store) {
 		require.NoError(t, json.Unmarshal(e.Data, &v))
 		names = append(names, v.N)
 	}
-	assert.Equal(t, []string{"before", "a", "after"}, names)
-	_, err = store.VerifyChain(evs, "", 0)
-	assert.NoError(t, err)
-	other, err := s.ListEvents(ctx, "t2", 0, 0)
-	require.NoError(t, err)
-	assert.Empty(t, other)
+	return names
 }
