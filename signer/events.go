@@ -64,11 +64,37 @@ func newEventWriter(st store.Store, log *slog.Logger) *eventWriter {
 	return w
 }
 
-// encodeEvent stamps rec with its id and time and encodes it.
+// encodeEvent stamps rec with its id and time and encodes it: what
+// json.Marshal writes, without reflection (every operation encodes one).
 func encodeEvent(rec EventRecord) (json.RawMessage, error) {
 	rec.ID = uuid.NewString()
 	rec.Time = time.Now().UTC()
-	return json.Marshal(rec)
+	return appendEventRecord(make([]byte, 0, 256), &rec), nil
+}
+
+func appendEventRecord(b []byte, rec *EventRecord) []byte {
+	b = append(b, `{"id":`...)
+	b = store.AppendJSONString(b, rec.ID)
+	b = append(b, `,"time":`...)
+	if t, err := rec.Time.MarshalJSON(); err == nil {
+		b = append(b, t...)
+	} else {
+		b = append(b, `null`...) // a year past 9999: never from time.Now
+	}
+	for _, f := range [...]struct {
+		name, v   string
+		omitEmpty bool
+	}{{`,"tenant":`, rec.Tenant, false}, {`,"principal":`, rec.Principal, false},
+		{`,"operation":`, rec.Operation, false}, {`,"outcome":`, rec.Outcome, false},
+		{`,"resource":`, rec.Resource, true}, {`,"requestId":`, rec.RequestID, true},
+		{`,"errorCode":`, rec.ErrorCode, true}} {
+		if f.omitEmpty && f.v == "" {
+			continue
+		}
+		b = append(b, f.name...)
+		b = store.AppendJSONString(b, f.v)
+	}
+	return append(b, '}')
 }
 
 func (w *eventWriter) append(ctx context.Context, tenant string, rec EventRecord) error {

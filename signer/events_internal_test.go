@@ -2,11 +2,13 @@ package signer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,5 +46,20 @@ func TestEventWriterWritesEveryRecordAndDrainsOnClose(t *testing.T) {
 		assert.Len(t, evs, each)
 		_, err = store.VerifyChain(evs, "", 0)
 		assert.NoError(t, err)
+	}
+}
+
+// The event record's encoder writes what json.Marshal writes.
+func TestEventRecordEncodingIsJSONMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 4, 7, 1, 2, 30405, time.UTC)
+	for _, rec := range []EventRecord{
+		{ID: "0b9e3f0a-2d7c-4e55-9a57-3f1f6f1b2c3d", Time: at, Tenant: "t1", Principal: "token:abc", Operation: "KEY_SIGN", Outcome: "SUCCESS", Resource: "k1"},
+		{ID: "x", Time: at.Truncate(time.Second), Tenant: "_platform", Principal: "admin:01", Operation: "OP", Outcome: "FAIL",
+			RequestID: "req<&>\"\u2028\xff", ErrorCode: "NOT_FOUND"},
+		{Time: at.In(time.FixedZone("x", -7200))},
+	} {
+		want, err := json.Marshal(rec)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(appendEventRecord(nil, &rec)))
 	}
 }

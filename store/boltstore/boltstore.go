@@ -1040,7 +1040,7 @@ func appendEventsTx(tx *bolt.Tx, tenant string, norm []json.RawMessage) ([]store
 	evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, norm, storekit.Now())
 	raw := make([][]byte, len(evs))
 	for i := range evs {
-		if raw[i], err = json.Marshal(&evs[i]); err != nil {
+		if raw[i], err = storekit.MarshalEvent(&evs[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -320,7 +320,7 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 			evs := storekit.ChainEvents(a.tenant, h.Seq, h.Hash, keep, now)
 			l := linked{tenant: a.tenant, evs: evs, raw: make([][]byte, len(evs))}
 			for i := range evs {
-				b, err := json.Marshal(&evs[i])
+				b, err := storekit.MarshalEvent(&evs[i])
 				if err != nil {
 					return err
 				}

@@ -1222,7 +1222,7 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.Raw
 			args[2] = n
 		}
 		for i := range evs {
-			eb, err := json.Marshal(&evs[i])
+			eb, err := storekit.MarshalEvent(&evs[i])
 			if err != nil {
 				return nil, nil, err
 			}
@@ -1371,7 +1371,7 @@ func (s *Store) createWithEvent(ctx context.Context, tenant string, guard *store
 		if err != nil {
 			return nil, err
 		}
-		eb, err := json.Marshal(&ev)
+		eb, err := storekit.MarshalEvent(&ev)
 		if err != nil {
 			return nil, err
 		}
