@@ -32,7 +32,11 @@ func (c *countedLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant,
 
 func newCarriedCore(t *testing.T, now func() time.Time) (*signer.Core, *metrics.Metrics, *countedLookups) {
 	t.Helper()
-	r := testenv.StartRedis(t)
+	return newCarriedCoreOn(t, testenv.StartRedis(t), now)
+}
+
+func newCarriedCoreOn(t *testing.T, r *testenv.Redis, now func() time.Time) (*signer.Core, *metrics.Metrics, *countedLookups) {
+	t.Helper()
 	st, err := redisstore.Open(context.Background(), r.URL(), redisstore.Options{Indexes: signer.StoreIndexes()})
 	require.NoError(t, err)
 	c := &countedLookups{Store: st}
@@ -220,4 +224,26 @@ func TestCheckCarriedByACreate(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	assert.Equal(t, 1.0, checksAhead(t, m, "refused"))
 	assert.Equal(t, []string{"w1 SUCCESS"}, recorded(t, c, "acme", "THING_CREATE"), "nothing recorded for a refused credential")
+}
+
+// TestCarriedCheckStoreDown: a write carrying the check whose store does
+// not answer fails as unavailable, and the check, made when the answer
+// waits for it, refuses as unavailable too; the token's next request is
+// checked first (and the store still does not answer).
+func TestCarriedCheckStoreDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c, m, st := newCarriedCoreOn(t, r, nil)
+	secret, tok := carriedToken(t, c, st, 100, 100)
+
+	cctx, check := aheadCaller(t, c, secret, tok, 100, 100)
+	r.Stop()
+	err := c.Start(cctx, "acme", "THING_SIGN").Done("x", nil)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	_, err = check.Wait()
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.Zero(t, checksAhead(t, m, "carried"))
+	assert.Equal(t, 1.0, checksAhead(t, m, "refused"))
+	_, check, _, err = c.AuthenticateTokenCarried(t.Context(), secret, 100, 100)
+	assert.Nil(t, check, "checked first after a refusal")
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
 }

@@ -93,10 +93,17 @@ func (o *Op) Done(resource string, err error) error {
 // caller's credential (CredentialCheck.guard) with the operation's
 // record, and the check; nil when there is none to carry.
 func (o *Op) credentialGuard() (*store.Guard, *CredentialCheck) {
-	if o.ctx == nil || !o.c.credentialGuards {
+	return pendingCheck(o.ctx, o.c.credentialGuards)
+}
+
+// pendingCheck is the deferred check of ctx's caller still to be made,
+// and the guard a write carries it in (CredentialCheck.guard); nil when
+// the store takes no such guards (carry false) or there is none.
+func pendingCheck(ctx context.Context, carry bool) (*store.Guard, *CredentialCheck) {
+	if ctx == nil || !carry {
 		return nil, nil
 	}
-	p := CallerFrom(o.ctx).Check
+	p := CallerFrom(ctx).Check
 	return p.guard(), p
 }
 
@@ -130,9 +137,7 @@ func (o *Op) DoneIf(resource string, guard store.Guard) (held bool, err error) {
 	g := &guard
 	cg, p := o.credentialGuard()
 	if cg != nil {
-		both := guard
-		both.And = cg
-		g = &both
+		g = withGuard(&guard, cg)
 	} else if cerr := AwaitCredential(o.ctx); cerr != nil {
 		return true, o.refused(cerr)
 	}

@@ -75,11 +75,7 @@ func (o *observedStore) Ping(ctx context.Context) error {
 // when that fails nothing is written, the check runs, and its refusal is
 // the answer, or the record is created without it.
 func (o *observedStore) Create(ctx context.Context, rec *store.Record, opts store.WriteOpts) error {
-	var p *CredentialCheck
-	if o.carry && ctx != nil {
-		p = CallerFrom(ctx).Check
-	}
-	if cg := p.guard(); cg != nil {
+	if cg, p := pendingCheck(ctx, o.carry); cg != nil {
 		carried := opts
 		carried.Guard = withGuard(opts.Guard, cg)
 		t := time.Now()
