@@ -5,8 +5,10 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
@@ -15,6 +17,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/internal/apitest"
 	"github.com/hsmca/hsmca/signer"
+	"github.com/hsmca/hsmca/store"
 )
 
 // checksAhead reads hsmca_credential_checks_ahead_total{outcome}.
@@ -141,4 +144,68 @@ func TestIssuanceBesideTheTokenCheck(t *testing.T) {
 	assert.Equal(t, 1, checksAhead(b, "refused"))
 	requireStoredCerts(t, a, 2)
 	assert.Equal(t, []string{"SUCCESS", "SUCCESS"}, outcomes(t, a, "t1", "PCA_CERTIFICATE_ISSUE_CSR"))
+}
+
+// guardChecks reads hsmca_credential_guard_checks_total{outcome}.
+func guardChecks(env *apitest.Env, outcome string) int {
+	var m dto.Metric
+	require.NoError(env.T, env.Metrics.CredentialGuardChecks.WithLabelValues(outcome).Write(&m))
+	return int(m.GetCounter().GetValue())
+}
+
+// TestTokenCheckedByAGuard: on any route, a token a replica checked in
+// full lately is checked first by a guard alone (its record's version and
+// its rate-limit count, one script); over its limit it gets 429 with
+// Retry-After, and revoked through another replica 401, from the full
+// check the failed guard leads to.
+func TestTokenCheckedByAGuard(t *testing.T) {
+	a, b := beside(t, api.RateLimit{RequestsPerSecond: 0.01, Burst: 4})
+	secret, id := tokenOf(t, b, "t1", signer.RoleAdmin)
+	list := func() *apitest.Response { return b.Do("GET", "/v1/keys", secret, nil) }
+	r := list()
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	firstUse(t, b, id)
+	r = list() // checked in full again: its record changed with its first use
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	failed := guardChecks(b, "failed")
+	for range 2 {
+		r = list()
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	}
+	assert.Equal(t, 2, guardChecks(b, "held"), "checked by the guard")
+	r = list()
+	require.Equal(t, http.StatusTooManyRequests, r.Status, string(r.Body))
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
+	assert.Equal(t, failed+1, guardChecks(b, "failed"))
+
+	secret2, id2 := tokenOf(t, b, "t1", signer.RoleAdmin)
+	r = b.Do("GET", "/v1/keys", secret2, nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	firstUse(t, b, id2)
+	for range 2 {
+		r = b.Do("GET", "/v1/keys", secret2, nil)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	}
+	held, failed := guardChecks(b, "held"), guardChecks(b, "failed")
+	ops := signer.WithCaller(t.Context(), signer.Caller{Principal: "ops:test"})
+	require.NoError(t, a.Engine.RevokeToken(ops, id2))
+	r = b.Do("GET", "/v1/keys", secret2, nil)
+	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+	assert.Equal(t, held, guardChecks(b, "held"))
+	assert.Equal(t, failed+1, guardChecks(b, "failed"))
+	r = b.Do("GET", "/v1/keys", secret2, nil)
+	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+	assert.Equal(t, failed+1, guardChecks(b, "failed"), "a refused token is checked in full from then on")
+}
+
+// firstUse waits until the token's first use is recorded in its record.
+func firstUse(t *testing.T, env *apitest.Env, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		rec, err := env.Engine.Store().Get(t.Context(), "apitoken", store.PlatformTenant, id)
+		require.NoError(t, err)
+		var tok signer.Token
+		require.NoError(t, json.Unmarshal(rec.Data, &tok))
+		return tok.LastUsed != nil
+	}, 5*time.Second, 10*time.Millisecond)
 }

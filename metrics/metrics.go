@@ -62,6 +62,9 @@ type Metrics struct {
 	// their request's work, by outcome (confirmed, carried, refused,
 	// throttled).
 	CredentialChecksAhead *prometheus.CounterVec
+	// CredentialGuardChecks counts the checks of API tokens made as a
+	// guard on the token's record alone, by outcome (held, failed).
+	CredentialGuardChecks *prometheus.CounterVec
 
 	// Event-log export, by sink (a configured name: bounded by the
 	// configuration).
@@ -173,6 +176,10 @@ func New(version string) *Metrics {
 			Name: "hsmca_credential_checks_ahead_total",
 			Help: "API token checks that ran beside their request's work (overlap_credential_check), by outcome: confirmed; carried (made by the script of the request's first write); refused (the token revoked or expired meanwhile, or the store did not answer) or throttled (over its rate limit), whose work was discarded unanswered.",
 		}, []string{"outcome"}),
+		CredentialGuardChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hsmca_credential_guard_checks_total",
+			Help: "API token checks made as a guard alone (a token checked in full through this daemon within 30 s, on Redis standalone or Sentinel: its record at the version then, and its rate-limit count, in one script that reads no record), by outcome: held; failed (the record changed, the limit refused or the store did not answer: the full check then decided).",
+		}, []string{"outcome"}),
 		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hsmca_event_export_lag_records",
 			Help: "Event records in the store that the export sink has not delivered yet, over every tenant.",
@@ -247,7 +254,7 @@ func New(version string) *Metrics {
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse, circuit, journalUsed, journalCopies, goProcs, goProcChanges,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
-		m.OCSPAnswers, m.CredentialChecksAhead,
+		m.OCSPAnswers, m.CredentialChecksAhead, m.CredentialGuardChecks,
 		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)

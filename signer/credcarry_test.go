@@ -247,3 +247,81 @@ func TestCarriedCheckStoreDown(t *testing.T) {
 	assert.Nil(t, check, "checked first after a refusal")
 	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
 }
+
+// TestKnownTokenCheckedByAGuard: on Redis a token checked in full lately
+// is checked before its request's work by a guard alone (its record at
+// the version then, and its rate-limit count, in one script): no lookup.
+// Over its limit, changed or revoked through another replica, the guard
+// fails and the full check decides; a token not checked in full for a
+// while is checked in full again.
+func TestKnownTokenCheckedByAGuard(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c, m, st := newCarriedCore(t, clock)
+	ctx := t.Context()
+	const rate, burst = 0.001, 5
+	secret, tok := carriedToken(t, c, st, rate, burst) // two requests counted
+	n := st.lookups.Load()
+
+	for i := 3; i <= burst; i++ {
+		got, ans, err := c.AuthenticateTokenThrottled(ctx, secret, rate, burst)
+		require.NoError(t, err, "request %d", i)
+		assert.Zero(t, ans.Wait)
+		assert.Equal(t, tok.ID, got.ID)
+		assert.Equal(t, []string{signer.RoleSigner}, got.Roles)
+	}
+	assert.Equal(t, n, st.lookups.Load(), "no lookup: checked by a guard")
+	assert.Equal(t, 3.0, guardChecks(t, m, "held"))
+	_, ans, err := c.AuthenticateTokenThrottled(ctx, secret, rate, burst)
+	require.NoError(t, err)
+	assert.Greater(t, ans.Wait, 900*time.Second, "over the limit: the full check answers with the wait")
+	assert.Equal(t, n+1, st.lookups.Load())
+	assert.Equal(t, 1.0, guardChecks(t, m, "failed"))
+
+	// Changed through another replica (its roles): the full check reads
+	// it afresh, and the guard holds again at the new version.
+	secret2, tok2 := carriedToken(t, c, st, 100, 100)
+	setTokenRoles(t, st, tok2.ID, signer.RoleAuditor)
+	got, _, err := c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	require.NoError(t, err)
+	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
+	assert.Equal(t, 2.0, guardChecks(t, m, "failed"))
+	held := guardChecks(t, m, "held")
+	got, _, err = c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	require.NoError(t, err)
+	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
+	assert.Equal(t, held+1, guardChecks(t, m, "held"))
+	n = st.lookups.Load()
+	_, check, _, err := c.AuthenticateTokenAhead(ctx, secret2, 100, 100)
+	require.NoError(t, err)
+	require.NotNil(t, check, "one request at a time runs beside its check")
+	got, check2, _, err := c.AuthenticateTokenAhead(ctx, secret2, 100, 100)
+	require.NoError(t, err)
+	assert.Nil(t, check2, "the second is checked first")
+	assert.Equal(t, tok2.ID, got.ID)
+	assert.Equal(t, held+2, guardChecks(t, m, "held"), "by the guard")
+	_, err = check.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, n+1, st.lookups.Load(), "the first's check beside it was made in full")
+
+	// Not checked in full for a minute: in full again.
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	n = st.lookups.Load()
+	_, _, err = c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	require.NoError(t, err)
+	assert.Equal(t, n+1, st.lookups.Load())
+	assert.Equal(t, held+2, guardChecks(t, m, "held"))
+
+	// Revoked through another replica: refused.
+	require.NoError(t, st.Delete(ctx, "apitoken", store.PlatformTenant, tok2.ID, store.WriteOpts{}))
+	_, _, err = c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+	assert.Equal(t, 3.0, guardChecks(t, m, "failed"))
+	_, _, err = c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
+	assert.Equal(t, 3.0, guardChecks(t, m, "failed"), "a refused token is checked in full from then on")
+}
+

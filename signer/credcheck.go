@@ -81,11 +81,14 @@ func (k *knownTokens) get(hash string) *knownToken {
 func (k *knownTokens) put(hash string, tok *Token, ver uint64, now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if kt, ok := k.m[hash]; ok && kt.tok.ID == tok.ID {
+	if kt, ok := k.m[hash]; ok && sameToken(&kt.tok, tok) {
 		kt.ver.Store(ver)
 		kt.checked.Store(now.UnixNano())
 		return
 	}
+	// A token not known, or whose record says other than what is known
+	// (its roles or expiry changed): a new entry, never the old one
+	// changed under the requests that copied it.
 	if k.m == nil {
 		k.m = map[string]*knownToken{}
 	}
@@ -102,6 +105,13 @@ func (k *knownTokens) put(hash string, tok *Token, ver uint64, now time.Time) {
 	kt.ver.Store(ver)
 	kt.checked.Store(now.UnixNano())
 	k.m[hash] = kt
+}
+
+// sameToken reports whether b is the token known as a: the same token,
+// tenant, client, roles and expiry.
+func sameToken(a, b *Token) bool {
+	return a.ID == b.ID && a.Tenant == b.Tenant && a.Client == b.Client && slices.Equal(a.Roles, b.Roles) &&
+		(a.ExpiresAt == nil) == (b.ExpiresAt == nil) && (a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt))
 }
 
 // forget drops kt, if it is still the entry of hash.
@@ -246,10 +256,11 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 		limit = &store.ThrottleRequest{Rate: rate, Burst: burst}
 	}
 	h := hashToken(secret)
-	if kt := e.knownTokens.get(h); kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
+	kt := e.knownTokens.get(h)
+	if kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
 		p := &CredentialCheck{done: make(chan struct{})}
 		tok := kt.tok
-		if carry && e.credentialGuards && e.now().UnixNano()-kt.checked.Load() < int64(knownTokenFresh) {
+		if carry && e.knownFresh(kt) {
 			p.e, p.ctx, p.secret, p.hash, p.kt, p.ver, p.req = e, ctx, secret, h, kt, kt.ver.Load(), limit
 			return &tok, p, RateLimitAnswer{}, nil
 		}
@@ -261,11 +272,46 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 		runtime.Gosched()
 		return &tok, p, RateLimitAnswer{}, nil
 	}
-	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
-	if err == nil && tr.Err == nil && tr.Wait <= 0 {
-		e.knownTokens.put(h, tok, ver, e.now())
-	}
+	tok, tr, err := e.authenticateKnown(ctx, secret, limit)
 	return tok, nil, tr, err
+}
+
+// knownFresh reports whether kt's token was checked in full within
+// knownTokenFresh, on a store that checks credential guards: its next
+// checks may be guards on its record at the version then.
+func (e *Core) knownFresh(kt *knownToken) bool {
+	return e.credentialGuards && e.now().UnixNano()-kt.checked.Load() < int64(knownTokenFresh)
+}
+
+// checkKnown checks a token this process checked in full lately
+// (knownFresh; kt may be nil) with a guard alone: its record still at
+// the version then and, with limit, one request counted against its rate
+// limit, in one step that sends and reads no record. ok: the token as
+// then, admitted. Otherwise (a record that changed, a limit that refuses,
+// a store that did not answer) nothing was counted, and the full check
+// decides.
+func (e *Core) checkKnown(ctx context.Context, hash string, kt *knownToken, limit *store.ThrottleRequest) (*Token, bool) {
+	if kt == nil || !e.aheadUsable(kt) || !e.knownFresh(kt) {
+		return nil, false
+	}
+	cg, ok := e.store.(store.CredentialGuards)
+	if !ok {
+		return nil, false
+	}
+	g := &store.Guard{Tenant: store.PlatformTenant, Kind: kindToken, ID: kt.tok.ID, Version: kt.ver.Load()}
+	if limit != nil {
+		r := *limit
+		r.Key = throttleKeyOf(hash)
+		g.Throttle = &r
+	}
+	held, err := cg.CheckGuard(ctx, store.PlatformTenant, g)
+	if err != nil || !held {
+		e.metrics.CredentialGuardChecks.WithLabelValues("failed").Inc()
+		return nil, false
+	}
+	e.metrics.CredentialGuardChecks.WithLabelValues("held").Inc()
+	tok := kt.tok
+	return &tok, true
 }
 
 // aheadUsable reports whether kt's token may still be used before its

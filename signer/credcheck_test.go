@@ -92,6 +92,12 @@ func checksAhead(t *testing.T, m *metrics.Metrics, outcome string) float64 {
 	return d.GetCounter().GetValue()
 }
 
+func guardChecks(t *testing.T, m *metrics.Metrics, outcome string) float64 {
+	var d dto.Metric
+	require.NoError(t, m.CredentialGuardChecks.WithLabelValues(outcome).Write(&d))
+	return d.GetCounter().GetValue()
+}
+
 // knownToken makes a token and checks it once, so that the core knows
 // it (its next request may run beside its check).
 func knownToken(t *testing.T, c *signer.Core, rate float64, burst int64) (string, *signer.Token) {

@@ -112,7 +112,30 @@ type RateLimitAnswer = store.ThrottleResult
 // secret of the wrong form is refused before it reaches the store. The
 // limiter's answer is only meaningful when the token is valid.
 func (e *Core) AuthenticateTokenThrottled(ctx context.Context, secret string, rate float64, burst int64) (*Token, RateLimitAnswer, error) {
-	tok, tr, _, err := e.authenticateToken(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
+	return e.authenticateKnown(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
+}
+
+// authenticateKnown is authenticateToken for a token this process may
+// know: one checked in full lately is checked by a guard alone
+// (checkKnown); the others, and those whose guard fails, in full, and a
+// token found valid and under its limit is known from then on.
+func (e *Core) authenticateKnown(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
+	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
+		tok, tr, _, err := e.authenticateToken(ctx, secret, limit)
+		return tok, tr, err
+	}
+	h := hashToken(secret)
+	kt := e.knownTokens.get(h)
+	if tok, ok := e.checkKnown(ctx, h, kt, limit); ok {
+		return tok, store.ThrottleResult{}, nil
+	}
+	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
+	switch {
+	case err == nil && tr.Err == nil && tr.Wait <= 0:
+		e.knownTokens.put(h, tok, ver, e.now())
+	case kt != nil && KindOf(err) == KindUnauthenticated:
+		e.knownTokens.forget(h, kt)
+	}
 	return tok, tr, err
 }
 

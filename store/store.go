@@ -146,6 +146,12 @@ type Guard struct {
 // Cluster, whose script cannot reach keys in other slots).
 type CredentialGuards interface {
 	CredentialGuards() bool
+	// CheckGuard checks g and its chain alone, as a guarded write of
+	// tenant would, in one atomic step: held when each guarded record
+	// is at its version and each rate limit admits one request (counted
+	// then); when a guard fails nothing is counted. An error when this
+	// instance takes no credential guards.
+	CheckGuard(ctx context.Context, tenant string, g *Guard) (held bool, err error)
 }
 
 // GuardedEvents is implemented by stores that append events under

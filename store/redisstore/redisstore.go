@@ -1162,6 +1162,49 @@ func (s *Store) guardOne(tenant string, g *store.Guard) ([2]string, [3]any) {
 // cluster, where those keys may live on other masters than the tenant's.
 func (s *Store) CredentialGuards() bool { return s.cluster == nil }
 
+// CheckGuard checks g and its chain alone, as a guarded write would:
+// held when each guarded record is at its version and each rate limit
+// admits one request, counted then; nothing is counted when a guard
+// fails (store.CredentialGuards).
+func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (bool, error) {
+	if !s.CredentialGuards() {
+		return false, fmt.Errorf("%w: a cluster checks no credential guards", store.ErrInvalid)
+	}
+	if g == nil {
+		return false, fmt.Errorf("%w: no guard to check", store.ErrInvalid)
+	}
+	if err := storekit.CheckCredentialGuards(tenant, 1, []*store.Guard{g}); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	keys, args := s.guardArgs(tenant, g)
+	// Counted once: never retried by the client, and sent again only
+	// when the server did not know the script (it ran nothing).
+	cmd := checkGuardScript.cmd(ctx, true, keys, args)
+	s.process(ctx, cmd)
+	if isNoScript(cmd.Err()) {
+		cmd = checkGuardScript.cmd(ctx, false, keys, args)
+		s.process(ctx, cmd)
+	}
+	v, err := cmd.Int64()
+	if err != nil {
+		return false, wrap(err)
+	}
+	return v == 1, nil
+}
+
+// process sends one command that must not be retried, in a shared
+// pipeline when one is in flight (roundTrips).
+func (s *Store) process(ctx context.Context, cmd *redis.Cmd) {
+	if s.trips != nil {
+		s.trips.do(ctx, noRetry{cmd})
+		return
+	}
+	_ = s.rdb.Process(ctx, noRetry{cmd})
+}
+
 func (s *Store) appendEvents(ctx context.Context, tenant string, data []json.RawMessage, guards []*store.Guard) ([]store.Event, []int, error) {
 	norm, err := storekit.NormalizeEvents(tenant, data)
 	if err != nil {

@@ -143,6 +143,21 @@ if r[1] == 'OK' then counted() end
 return r
 `)
 
+// checkGuardScript checks guards alone (store.CredentialGuards'
+// CheckGuard): 1 when each guard's record is at its version and its rate
+// limit, if any, admits the request (counted then), else 0 and nothing
+// counted.
+// KEYS: each guard's record and rate-limit key
+// ARGV: the number of guards n, then n (version, interval, burst) triples
+var checkGuardScript = newScript(guardFn + `
+local n = tonumber(ARGV[1])
+for g = 1, n do
+  if not holds(KEYS[2 * g - 1], KEYS[2 * g], ARGV[3 * g - 1], ARGV[3 * g], ARGV[3 * g + 1]) then return 0 end
+end
+counted()
+return 1
+`)
+
 // createEventScript is createScript (under guards or not) with an event
 // appended to the tenant's chain in the same step
 // (store.EventsWithCreate): nothing is written unless the chain's head is
