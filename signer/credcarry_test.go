@@ -324,4 +324,3 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
 	assert.Equal(t, 3.0, guardChecks(t, m, "failed"), "a refused token is checked in full from then on")
 }
-
