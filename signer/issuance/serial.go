@@ -2,13 +2,17 @@ package issuance
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -67,8 +71,30 @@ func KeyID(pub crypto.PublicKey, m KeyIDMethod) ([]byte, error) {
 }
 
 // subjectPublicKeyBits is the content of the subjectPublicKey BIT STRING,
-// what key identifiers hash.
+// what key identifiers hash: for the keys CSRs hold, their own encoding
+// (RFC 5480 and 8410: the point; RFC 3279: the PKCS #1 key), without
+// encoding and reading back a whole SubjectPublicKeyInfo.
 func subjectPublicKeyBits(pub crypto.PublicKey) ([]byte, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if b, err := k.Bytes(); err == nil {
+			return b, nil
+		}
+	case ed25519.PublicKey:
+		if len(k) == ed25519.PublicKeySize {
+			return slices.Clone(k), nil
+		}
+	case *rsa.PublicKey:
+		if k.N != nil && k.N.Sign() > 0 && k.E > 0 {
+			return x509.MarshalPKCS1PublicKey(k), nil
+		}
+	}
+	return spkiBits(pub)
+}
+
+// spkiBits is subjectPublicKeyBits read from the key's encoded
+// SubjectPublicKeyInfo.
+func spkiBits(pub crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, err

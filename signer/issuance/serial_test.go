@@ -1,8 +1,12 @@
 package issuance
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
@@ -82,4 +86,27 @@ func TestKeyIDMethodsHashTheKeyBits(t *testing.T) {
 	assert.Equal(t, sum1[:], id)
 	_, err = KeyID(&ecdsa.PublicKey{}, KeyIDSHA256)
 	assert.Error(t, err)
+}
+
+// TestSubjectPublicKeyBitsOfEachKeyType: the bits taken from the key's
+// own encoding are those of its SubjectPublicKeyInfo.
+func TestSubjectPublicKeyBitsOfEachKeyType(t *testing.T) {
+	var keys []crypto.PublicKey
+	for _, c := range []elliptic.Curve{elliptic.P224(), elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		require.NoError(t, err)
+		keys = append(keys, k.Public())
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	ek, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	keys = append(keys, rk.Public(), ek)
+	for _, k := range keys {
+		want, err := spkiBits(k)
+		require.NoError(t, err)
+		got, err := subjectPublicKeyBits(k)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "%T", k)
+	}
 }

@@ -122,6 +122,7 @@ func (a *subjectAttr) tag(v string) int {
 // Subject is the subject of a CSR, checked and encoded afresh.
 type Subject struct {
 	Raw    []byte            // the DER subject to sign
+	RDNs   pkix.RDNSequence  // Raw read back (string values), for name constraints
 	DN     DistinguishedName // what the certificate record shows
 	Emails []string          // its email_address values
 	Empty  bool
@@ -137,7 +138,7 @@ func CheckSubject(field string, raw []byte) (*Subject, error) {
 	if rest, err := asn1.Unmarshal(raw, &seq); err != nil || len(rest) > 0 {
 		return nil, refuse(BadName, field, nil, "cannot be read")
 	}
-	out := &Subject{}
+	out := &Subject{RDNs: pkix.RDNSequence{}}
 	enc := pkix.RDNSequence{}
 	seen := map[string]bool{}
 	for _, rdn := range seq {
@@ -164,6 +165,7 @@ func CheckSubject(field string, raw []byte) (*Subject, error) {
 			}
 			enc = append(enc, pkix.RelativeDistinguishedNameSET{{Type: a.oid,
 				Value: asn1.RawValue{Tag: a.tag(v), Bytes: []byte(v)}}})
+			out.RDNs = append(out.RDNs, pkix.RelativeDistinguishedNameSET{{Type: a.oid, Value: v}})
 			out.set(a.name, v)
 		}
 	}

@@ -1,8 +1,10 @@
 package issuance
 
 import (
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"reflect"
 	"testing"
 )
 
@@ -31,6 +33,9 @@ func FuzzCheckSubject(f *testing.F) {
 		}
 		if again.DN != s.DN || string(again.Raw) != string(s.Raw) {
 			t.Fatalf("the subject changed on reading back: %+v, %+v", s.DN, again.DN)
+		}
+		if read := SubjectOf(&x509.Certificate{RawSubject: s.Raw}); !reflect.DeepEqual(read, s.RDNs) {
+			t.Fatalf("the subject's RDNs are not its DER read back: %#v, %#v", s.RDNs, read)
 		}
 	})
 }

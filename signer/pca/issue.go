@@ -330,7 +330,7 @@ func (s *Service) prepareFromCSR(ctx context.Context, tenant string, in CertFrom
 		return nil, checked(err)
 	}
 	names := issuance.NamesOf(sanField, sans, csrDNField, subj.DN.CommonName, subj.Emails)
-	if err := s.checkNameConstraints(ctx, tenant, is, names, issuance.SubjectOf(tmpl), csrDNField); err != nil {
+	if err := s.checkNameConstraints(ctx, tenant, is, names, subj.RDNs, csrDNField); err != nil {
 		return nil, err
 	}
 	cr.SANs = sans
