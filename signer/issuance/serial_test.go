@@ -110,3 +110,26 @@ func TestSubjectPublicKeyBitsOfEachKeyType(t *testing.T) {
 		assert.Equal(t, want, got, "%T", k)
 	}
 }
+
+// BenchmarkSubjectPublicKeyBits: the bits a key identifier hashes, from
+// the key's own encoding and from an encoded SubjectPublicKeyInfo read
+// back (a P-256 key, as most CSRs hold).
+func BenchmarkSubjectPublicKeyBits(b *testing.B) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		f    func(crypto.PublicKey) ([]byte, error)
+	}{{"own", subjectPublicKeyBits}, {"spki", spkiBits}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.f(k.Public()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
