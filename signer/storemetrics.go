@@ -44,7 +44,7 @@ func observeStore(s store.Store, m *metrics.Metrics, carry bool) store.Store {
 
 var storeOps = []string{"ping", "create", "get", "get_by_unique", "update", "delete", "list",
 	"reserve_quota", "release_quota", "quota_usage", "set_quota_usage", "count",
-	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_head", "event_tenants", "throttle"}
+	"put_intent", "delete_intent", "list_intents", "append_events", "list_events", "event_head", "event_tenants", "throttle", "check_guard"}
 
 func (o *observedStore) done(op string, start time.Time, err error) {
 	o.m.StoreDuration.WithLabelValues(o.backend, op).Observe(time.Since(start).Seconds())
