@@ -23,10 +23,15 @@ import (
 type countedLookups struct {
 	*redisstore.Store
 	lookups atomic.Int64
+	// held, when set, holds the lookups until it is closed.
+	held atomic.Pointer[chan struct{}]
 }
 
 func (c *countedLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
 	c.lookups.Add(1)
+	if h := c.held.Load(); h != nil {
+		<-*h
+	}
 	return c.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
 }
 
@@ -273,6 +278,10 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	}
 	assert.Equal(t, n, st.lookups.Load(), "no lookup: checked by a guard")
 	assert.Equal(t, 3.0, guardChecks(t, m, "held"))
+	got, err := c.AuthenticateToken(ctx, secret) // no rate limit: nothing counted
+	require.NoError(t, err)
+	assert.Equal(t, tok.ID, got.ID)
+	assert.Equal(t, 4.0, guardChecks(t, m, "held"))
 	_, ans, err := c.AuthenticateTokenThrottled(ctx, secret, rate, burst)
 	require.NoError(t, err)
 	assert.Greater(t, ans.Wait, 900*time.Second, "over the limit: the full check answers with the wait")
@@ -283,7 +292,7 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	// it afresh, and the guard holds again at the new version.
 	secret2, tok2 := carriedToken(t, c, st, 100, 100)
 	setTokenRoles(t, st, tok2.ID, signer.RoleAuditor)
-	got, _, err := c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
+	got, _, err = c.AuthenticateTokenThrottled(ctx, secret2, 100, 100)
 	require.NoError(t, err)
 	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
 	assert.Equal(t, 2.0, guardChecks(t, m, "failed"))
@@ -293,6 +302,8 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
 	assert.Equal(t, held+1, guardChecks(t, m, "held"))
 	n = st.lookups.Load()
+	hold := make(chan struct{})
+	st.held.Store(&hold)
 	_, check, _, err := c.AuthenticateTokenAhead(ctx, secret2, 100, 100)
 	require.NoError(t, err)
 	require.NotNil(t, check, "one request at a time runs beside its check")
@@ -301,6 +312,8 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	assert.Nil(t, check2, "the second is checked first")
 	assert.Equal(t, tok2.ID, got.ID)
 	assert.Equal(t, held+2, guardChecks(t, m, "held"), "by the guard")
+	st.held.Store(nil)
+	close(hold)
 	_, err = check.Wait()
 	require.NoError(t, err)
 	assert.Equal(t, n+1, st.lookups.Load(), "the first's check beside it was made in full")

@@ -97,7 +97,7 @@ func (e *Core) createToken(ctx context.Context, tenant string, roles []string, e
 // AuthenticateToken resolves a presented secret to its token. Every failure
 // is the same unauthenticated error, so a caller learns nothing about why.
 func (e *Core) AuthenticateToken(ctx context.Context, secret string) (*Token, error) {
-	tok, _, _, err := e.authenticateToken(ctx, secret, nil)
+	tok, _, err := e.authenticateKnown(ctx, secret, nil)
 	return tok, err
 }
 
