@@ -178,7 +178,7 @@ func New(version string) *Metrics {
 		}, []string{"outcome"}),
 		CredentialGuardChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hsmca_credential_guard_checks_total",
-			Help: "API token checks made as a guard alone (a token checked in full through this daemon within 30 s, on Redis standalone or Sentinel: its record at the version then, and its rate-limit count, in one script that reads no record), by outcome: held; failed (the record changed, the limit refused or the store did not answer: the full check then decided).",
+			Help: "API token checks made as a guard alone (a token checked in full through this daemon within 30 s; bolt, Redis standalone or Sentinel: its record at the version then, and its rate-limit count, without reading the record), by outcome: held; failed (the record changed, the limit refused or the store did not answer: the full check then decided).",
 		}, []string{"outcome"}),
 		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hsmca_event_export_lag_records",

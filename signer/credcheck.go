@@ -260,7 +260,7 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 	if kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
 		p := &CredentialCheck{done: make(chan struct{})}
 		tok := kt.tok
-		if carry && e.knownFresh(kt) {
+		if carry && e.credentialGuards && e.knownFresh(kt) {
 			p.e, p.ctx, p.secret, p.hash, p.kt, p.ver, p.req = e, ctx, secret, h, kt, kt.ver.Load(), limit
 			return &tok, p, RateLimitAnswer{}, nil
 		}
@@ -277,10 +277,10 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 }
 
 // knownFresh reports whether kt's token was checked in full within
-// knownTokenFresh, on a store that checks credential guards: its next
-// checks may be guards on its record at the version then.
+// knownTokenFresh: its next checks may be guards on its record at the
+// version then.
 func (e *Core) knownFresh(kt *knownToken) bool {
-	return e.credentialGuards && e.now().UnixNano()-kt.checked.Load() < int64(knownTokenFresh)
+	return e.now().UnixNano()-kt.checked.Load() < int64(knownTokenFresh)
 }
 
 // checkKnown checks a token this process checked in full lately
@@ -291,10 +291,10 @@ func (e *Core) knownFresh(kt *knownToken) bool {
 // a store that did not answer) nothing was counted, and the full check
 // decides.
 func (e *Core) checkKnown(ctx context.Context, hash string, kt *knownToken, limit *store.ThrottleRequest) (*Token, bool) {
-	if kt == nil || !e.aheadUsable(kt) || !e.knownFresh(kt) {
+	if !e.guardChecks || kt == nil || !e.aheadUsable(kt) || !e.knownFresh(kt) {
 		return nil, false
 	}
-	cg, ok := e.store.(store.CredentialGuards)
+	gc, ok := e.store.(store.GuardChecker)
 	if !ok {
 		return nil, false
 	}
@@ -304,7 +304,7 @@ func (e *Core) checkKnown(ctx context.Context, hash string, kt *knownToken, limi
 		r.Key = throttleKeyOf(hash)
 		g.Throttle = &r
 	}
-	held, err := cg.CheckGuard(ctx, store.PlatformTenant, g)
+	held, err := gc.CheckGuard(ctx, store.PlatformTenant, g)
 	if err != nil || !held {
 		e.metrics.CredentialGuardChecks.WithLabelValues("failed").Inc()
 		return nil, false

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,4 +306,65 @@ func setTokenRoles(t *testing.T, st store.Store, id string, roles ...string) {
 	rec.Data, err = json.Marshal(stored)
 	require.NoError(t, err)
 	require.NoError(t, st.Update(t.Context(), rec, store.WriteOpts{}))
+}
+
+// boltLookups is a bolt store (every capability kept) that counts its
+// token lookups.
+type boltLookups struct {
+	*boltstore.Store
+	lookups atomic.Int64
+}
+
+func (b *boltLookups) GetByUniqueThrottled(ctx context.Context, kind, tenant, key string, t store.ThrottleRequest) (*store.Record, store.ThrottleResult, error) {
+	b.lookups.Add(1)
+	return b.Store.GetByUniqueThrottled(ctx, kind, tenant, key, t)
+}
+
+// TestKnownTokenCheckedByAGuardOnBolt: on bolt too a token checked in
+// full lately is checked by a guard alone (its record's version read in
+// the file, its count in memory); changed, over its limit or revoked, it
+// is checked in full.
+func TestKnownTokenCheckedByAGuardOnBolt(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{Indexes: signer.StoreIndexes()})
+	require.NoError(t, err)
+	bl := &boltLookups{Store: st}
+	c, m := coreOn(t, bl, st, nil)
+	ctx := t.Context()
+	const rate, burst = 0.001, 4
+	secret, tok := knownToken(t, c, rate, burst) // one counted
+	require.Eventually(t, func() bool {
+		rec, err := st.Get(ctx, "apitoken", store.PlatformTenant, tok.ID)
+		require.NoError(t, err)
+		var stored signer.Token
+		require.NoError(t, json.Unmarshal(rec.Data, &stored))
+		return stored.LastUsed != nil
+	}, 5*time.Second, 10*time.Millisecond, "the first use is recorded")
+	_, _, err = c.AuthenticateTokenThrottled(ctx, secret, rate, burst) // two: in full, the record changed
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, guardChecks(t, m, "failed"))
+	n := bl.lookups.Load()
+	for range 2 {
+		got, ans, err := c.AuthenticateTokenThrottled(ctx, secret, rate, burst)
+		require.NoError(t, err)
+		assert.Zero(t, ans.Wait)
+		assert.Equal(t, tok.ID, got.ID)
+	}
+	assert.Equal(t, n, bl.lookups.Load(), "no lookup")
+	assert.Equal(t, 2.0, guardChecks(t, m, "held"))
+	_, ans, err := c.AuthenticateTokenThrottled(ctx, secret, rate, burst)
+	require.NoError(t, err)
+	assert.Greater(t, ans.Wait, 900*time.Second, "over the limit: refused by the full check")
+	assert.Equal(t, 2.0, guardChecks(t, m, "failed"))
+
+	setTokenRoles(t, st, tok.ID, signer.RoleAuditor)
+	got, err := c.AuthenticateToken(ctx, secret)
+	require.NoError(t, err)
+	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles, "changed: read afresh")
+	got, err = c.AuthenticateToken(ctx, secret)
+	require.NoError(t, err)
+	assert.Equal(t, []string{signer.RoleAuditor}, got.Roles)
+	assert.Equal(t, 3.0, guardChecks(t, m, "held"))
+	require.NoError(t, st.Delete(ctx, "apitoken", store.PlatformTenant, tok.ID, store.WriteOpts{}))
+	_, err = c.AuthenticateToken(ctx, secret)
+	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
 }

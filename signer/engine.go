@@ -101,6 +101,9 @@ type Core struct {
 	// credentialGuards: the store's guarded appends can carry the check
 	// of a request's credential (store.CredentialGuards; credcheck.go).
 	credentialGuards bool
+	// guardChecks: the store checks a guard alone (store.GuardChecker),
+	// which checks a token known lately (checkKnown).
+	guardChecks bool
 
 	hsm     atomic.Pointer[hsmBox]
 	hsmMu   sync.Mutex
@@ -150,13 +153,15 @@ func New(o Options) *Core {
 	_, guarded := o.Store.(store.GuardedEvents)
 	cg, ok := o.Store.(store.CredentialGuards)
 	credGuards := ok && guarded && cg.CredentialGuards()
+	gc, ok := o.Store.(store.GuardChecker)
+	guardChecks := ok && gc.GuardChecks()
 	if js, ok := o.Store.(interface {
 		JournalStats() (int64, int64, uint64)
 	}); ok {
 		o.Metrics.SetJournalSource(js.JournalStats)
 	}
 	o.Store = observeStore(o.Store, o.Metrics, credGuards)
-	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, eventCreateIdle: createIdle, guardedEvents: guarded, credentialGuards: credGuards,
+	e := &Core{store: o.Store, metrics: o.Metrics, log: o.Logger, now: o.Now, eventsWithCreate: withCreate, eventCreateIdle: createIdle, guardedEvents: guarded, credentialGuards: credGuards, guardChecks: guardChecks,
 		quotas: o.Quotas, instance: o.Instance,
 		tokens:    JSONCache[Token](),
 		heavyWork: newHeavyPool(o.HeavyWork, o.Metrics)}

@@ -277,23 +277,23 @@ func (o *observedStore) GetByUniqueThrottled(ctx context.Context, kind, tenant, 
 	return r, tr, err
 }
 
-// CheckGuard passes the check of credential guards alone through
-// (store.CredentialGuards).
+// CheckGuard passes the check of a guard alone through
+// (store.GuardChecker).
 func (o *observedStore) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (bool, error) {
-	cg, ok := o.Store.(store.CredentialGuards)
+	gc, ok := o.Store.(store.GuardChecker)
 	if !ok {
-		return false, fmt.Errorf("%w: the %s store checks no credential guards", store.ErrInvalid, o.backend)
+		return false, fmt.Errorf("%w: the %s store checks no guards alone", store.ErrInvalid, o.backend)
 	}
 	start := time.Now()
-	held, err := cg.CheckGuard(ctx, tenant, g)
+	held, err := gc.CheckGuard(ctx, tenant, g)
 	o.done("check_guard", start, err)
 	return held, err
 }
 
-// CredentialGuards reports the wrapped store's.
-func (o *observedStore) CredentialGuards() bool {
-	cg, ok := o.Store.(store.CredentialGuards)
-	return ok && cg.CredentialGuards()
+// GuardChecks reports the wrapped store's.
+func (o *observedStore) GuardChecks() bool {
+	gc, ok := o.Store.(store.GuardChecker)
+	return ok && gc.GuardChecks()
 }
 
 func (o *observedStore) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {

@@ -146,11 +146,18 @@ type Guard struct {
 // Cluster, whose script cannot reach keys in other slots).
 type CredentialGuards interface {
 	CredentialGuards() bool
-	// CheckGuard checks g and its chain alone, as a guarded write of
-	// tenant would, in one atomic step: held when each guarded record
-	// is at its version and each rate limit admits one request (counted
-	// then); when a guard fails nothing is counted. An error when this
-	// instance takes no credential guards.
+}
+
+// GuardChecker is implemented by stores that check a guard alone, as a
+// guarded write would (with Tenant, Throttle and And), without writing:
+// GuardChecks reports whether this instance does (Redis standalone and
+// Sentinel, bolt; not a Redis Cluster).
+type GuardChecker interface {
+	GuardChecks() bool
+	// CheckGuard checks g and its chain for a write of tenant: held when
+	// each guarded record is at its version and each rate limit admits
+	// one request (counted then); when a guard fails nothing is counted.
+	// An error when this instance checks no guards alone.
 	CheckGuard(ctx context.Context, tenant string, g *Guard) (held bool, err error)
 }
 

@@ -259,3 +259,22 @@ func BenchmarkCommitWithManyFreePages(b *testing.B) {
 		})
 	}
 }
+
+// TestGuardCheckedAloneTakesOneRateLimit: bolt counts one rate limit per
+// guard checked alone (it cannot take back a count when a second one
+// refuses), and refuses a chain with two.
+func TestGuardCheckedAloneTakesOneRateLimit(t *testing.T) {
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"), boltstore.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	rec := &store.Record{Kind: "thing", Tenant: "t1", ID: "a", Data: []byte(`{}`)}
+	require.NoError(t, s.Create(t.Context(), rec, store.WriteOpts{}))
+	limit := func(k string) *store.ThrottleRequest { return &store.ThrottleRequest{Key: k, Rate: 1, Burst: 1} }
+	g := &store.Guard{Kind: "thing", ID: "a", Version: rec.Version, Throttle: limit("one"),
+		And: &store.Guard{Kind: "thing", ID: "a", Version: rec.Version, Throttle: limit("two")}}
+	_, err = s.CheckGuard(t.Context(), "t1", g)
+	assert.ErrorIs(t, err, store.ErrInvalid)
+	wait, err := s.Throttle(t.Context(), "one", 1, 1)
+	require.NoError(t, err)
+	assert.Zero(t, wait, "nothing counted")
+}

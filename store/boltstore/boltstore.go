@@ -1225,6 +1225,54 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 	return rec, tr, err
 }
 
+// GuardChecks: CheckGuard works (store.GuardChecker).
+func (s *Store) GuardChecks() bool { return true }
+
+// CheckGuard checks g and its chain alone (store.GuardChecker): the
+// records in one read transaction, then the chain's rate limit (at most
+// one here), counted if it admits the request. One process holds the
+// file, so the check sees every write before it and counts nothing when
+// a guard fails.
+func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (bool, error) {
+	if g == nil {
+		return false, fmt.Errorf("%w: no guard to check", store.ErrInvalid)
+	}
+	if err := storekit.CheckCredentialGuards(tenant, 1, []*store.Guard{g}); err != nil {
+		return false, err
+	}
+	var limit *store.ThrottleRequest
+	for c := g; c != nil; c = c.And {
+		if c.Throttle != nil {
+			if limit != nil {
+				return false, fmt.Errorf("%w: at most one rate limit in a guard checked alone", store.ErrInvalid)
+			}
+			limit = c.Throttle
+		}
+	}
+	held := true
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		for c := g; c != nil && held; c = c.And {
+			t := tenant
+			if c.Tenant != "" {
+				t = c.Tenant
+			}
+			ok, err := s.guardHolds(tx, t, c)
+			if err != nil {
+				return err
+			}
+			held = ok
+		}
+		return nil
+	})
+	if err != nil || !held {
+		return false, err
+	}
+	if limit != nil && s.throttle.Take(limit.Key, limit.Rate, limit.Burst, time.Now()) > 0 {
+		return false, nil
+	}
+	return true, nil
+}
+
 // Throttle keeps its counters in memory: one process holds the bolt file,
 // so nothing else shares them, and they need not survive a restart.
 func (s *Store) Throttle(ctx context.Context, key string, rate float64, burst int64) (time.Duration, error) {

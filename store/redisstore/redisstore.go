@@ -1162,12 +1162,16 @@ func (s *Store) guardOne(tenant string, g *store.Guard) ([2]string, [3]any) {
 // cluster, where those keys may live on other masters than the tenant's.
 func (s *Store) CredentialGuards() bool { return s.cluster == nil }
 
+// GuardChecks: CheckGuard works, except on a cluster (its script cannot
+// reach keys on several masters; store.GuardChecker).
+func (s *Store) GuardChecks() bool { return s.cluster == nil }
+
 // CheckGuard checks g and its chain alone, as a guarded write would:
 // held when each guarded record is at its version and each rate limit
 // admits one request, counted then; nothing is counted when a guard
-// fails (store.CredentialGuards).
+// fails (store.GuardChecker). One script: atomic.
 func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (bool, error) {
-	if !s.CredentialGuards() {
+	if !s.GuardChecks() {
 		return false, fmt.Errorf("%w: a cluster checks no credential guards", store.ErrInvalid)
 	}
 	if g == nil {

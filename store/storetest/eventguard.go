@@ -152,10 +152,6 @@ func testCredentialGuards(t *testing.T, s store.Store) {
 			assert.ErrorIs(t, err, store.ErrInvalid, "%s takes no credential guards", s.Backend())
 		}
 		assert.ErrorIs(t, s.Create(ctx, rec("t1", "c1"), store.WriteOpts{Guard: credAt(cred.Version, false)}), store.ErrInvalid)
-		if cg, ok := s.(store.CredentialGuards); ok {
-			_, err := cg.CheckGuard(ctx, store.PlatformTenant, credAt(cred.Version, true))
-			assert.ErrorIs(t, err, store.ErrInvalid, "%s checks no credential guards alone either", s.Backend())
-		}
 		evs, err := s.ListEvents(ctx, "t1", 0, 0)
 		require.NoError(t, err)
 		assert.Empty(t, evs)
@@ -215,34 +211,6 @@ func testCredentialGuards(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	assert.Zero(t, wait, "one request counted of a burst of two: the refused creates counted nothing")
 
-	// A guard checked alone: held and counted, or failed and nothing
-	// counted.
-	cg := s.(store.CredentialGuards)
-	alone := credAt(cred.Version, true)
-	alone.Throttle.Key, alone.Throttle.Burst = "credential:alone", 1
-	held, err := cg.CheckGuard(ctx, store.PlatformTenant, alone)
-	require.NoError(t, err)
-	assert.True(t, held, "the credential at its version, under its limit")
-	held, err = cg.CheckGuard(ctx, store.PlatformTenant, alone)
-	require.NoError(t, err)
-	assert.False(t, held, "over the limit (burst 1)")
-	changed := credAt(cred.Version+1, true)
-	changed.Throttle.Key, changed.Throttle.Burst = "credential:changed", 1
-	held, err = cg.CheckGuard(ctx, store.PlatformTenant, changed)
-	require.NoError(t, err)
-	assert.False(t, held, "a credential at another version")
-	wait, err = s.Throttle(ctx, "credential:changed", rate, 1)
-	require.NoError(t, err)
-	assert.Zero(t, wait, "a guard that failed counted nothing")
-	held, err = cg.CheckGuard(ctx, "t1", &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: credAt(cred.Version, false)})
-	require.NoError(t, err)
-	assert.True(t, held, "a chain: the tenant's record and the credential")
-	held, err = cg.CheckGuard(ctx, "t1", &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: credAt(cred.Version+1, false)})
-	require.NoError(t, err)
-	assert.False(t, held, "a chain whose second guard fails")
-	_, err = cg.CheckGuard(ctx, store.PlatformTenant, nil)
-	assert.ErrorIs(t, err, store.ErrInvalid, "no guard")
-
 	// The credential changed (revoked, its roles): its events are left out.
 	cred.Fields = map[string]string{"roles": "auditor"}
 	require.NoError(t, s.Update(ctx, cred, store.WriteOpts{}))
@@ -275,4 +243,71 @@ func testCredentialGuards(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	_, err = store.VerifyChain(all, "", 0)
 	assert.NoError(t, err)
+}
+
+// testGuardChecks: a store that checks a guard alone
+// (store.GuardChecker) answers held when each guarded record of the chain
+// is at its version and its rate limit admits the request (counted then),
+// and counts nothing when a guard fails; one that does not refuses.
+func testGuardChecks(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	cred := mustCreate(t, s, rec(store.PlatformTenant, "tok1"))
+	key := mustCreate(t, s, rec("t1", "k1"))
+	const rate = 0.001 // one request per 1000 s
+	credAt := func(v uint64, limit bool) *store.Guard {
+		g := &store.Guard{Tenant: store.PlatformTenant, Kind: kind, ID: "tok1", Version: v}
+		if limit {
+			g.Throttle = &store.ThrottleRequest{Key: "credential:tok1", Rate: rate, Burst: 2}
+		}
+		return g
+	}
+	cg, ok := s.(store.GuardChecker)
+	if !ok || !cg.GuardChecks() {
+		if ok {
+			_, err := cg.CheckGuard(ctx, store.PlatformTenant, credAt(cred.Version, true))
+			assert.ErrorIs(t, err, store.ErrInvalid, "%s checks no guards alone", s.Backend())
+		}
+		return
+	}
+	// Held and counted, or failed and nothing counted.
+	alone := credAt(cred.Version, true)
+	alone.Throttle.Key, alone.Throttle.Burst = "credential:alone", 1
+	held, err := cg.CheckGuard(ctx, store.PlatformTenant, alone)
+	require.NoError(t, err)
+	assert.True(t, held, "the credential at its version, under its limit")
+	held, err = cg.CheckGuard(ctx, store.PlatformTenant, alone)
+	require.NoError(t, err)
+	assert.False(t, held, "over the limit (burst 1)")
+	changed := credAt(cred.Version+1, true)
+	changed.Throttle.Key, changed.Throttle.Burst = "credential:changed", 1
+	held, err = cg.CheckGuard(ctx, store.PlatformTenant, changed)
+	require.NoError(t, err)
+	assert.False(t, held, "a credential at another version")
+	wait, err := s.Throttle(ctx, "credential:changed", rate, 1)
+	require.NoError(t, err)
+	assert.Zero(t, wait, "a guard that failed counted nothing")
+	held, err = cg.CheckGuard(ctx, "t1", &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: credAt(cred.Version, false)})
+	require.NoError(t, err)
+	assert.True(t, held, "a chain: the tenant's record and the credential")
+	held, err = cg.CheckGuard(ctx, "t1", &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: credAt(cred.Version+1, false)})
+	require.NoError(t, err)
+	assert.False(t, held, "a chain whose second guard fails")
+	_, err = cg.CheckGuard(ctx, store.PlatformTenant, nil)
+	assert.ErrorIs(t, err, store.ErrInvalid, "no guard")
+
+	cred.Fields = map[string]string{"roles": "auditor"}
+	require.NoError(t, s.Update(ctx, cred, store.WriteOpts{}))
+	held, err = cg.CheckGuard(ctx, store.PlatformTenant, credAt(cred.Version-1, false))
+	require.NoError(t, err)
+	assert.False(t, held, "the credential changed")
+	require.NoError(t, s.Delete(ctx, kind, store.PlatformTenant, "tok1", store.WriteOpts{}))
+	held, err = cg.CheckGuard(ctx, store.PlatformTenant, credAt(cred.Version, false))
+	require.NoError(t, err)
+	assert.False(t, held, "the credential deleted")
+	long := &store.Guard{Kind: kind, ID: "k1", Version: key.Version}
+	for range 4 {
+		long = &store.Guard{Kind: kind, ID: "k1", Version: key.Version, And: long}
+	}
+	_, err = cg.CheckGuard(ctx, "t1", long)
+	assert.ErrorIs(t, err, store.ErrInvalid, "too long a chain")
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventWithCreate", testEventWithCreate},
 		{"EventsIf", testEventsIf},
 		{"CredentialGuards", testCredentialGuards},
+		{"GuardChecks", testGuardChecks},
 		{"CreateGuarded", testCreateGuarded},
 		{"CountRecords", testCountRecords},
 		{"Throttle", testThrottle},
