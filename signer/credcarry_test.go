@@ -337,3 +337,24 @@ func TestKnownTokenCheckedByAGuard(t *testing.T) {
 	assert.Equal(t, signer.KindUnauthenticated, signer.KindOf(err))
 	assert.Equal(t, 3.0, guardChecks(t, m, "failed"), "a refused token is checked in full from then on")
 }
+
+// TestKnownTokenGuardStoreDown: a known token's guard whose store does not
+// answer fails, and the full check it leads to answers unavailable, with
+// or without a rate limit.
+func TestKnownTokenGuardStoreDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c, m, st := newCarriedCoreOn(t, r, nil)
+	secret, _ := carriedToken(t, c, st, 100, 100)
+	_, _, err := c.AuthenticateTokenThrottled(t.Context(), secret, 100, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, guardChecks(t, m, "held"))
+
+	r.Stop()
+	_, _, err = c.AuthenticateTokenThrottled(t.Context(), secret, 100, 100)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err))
+	assert.Equal(t, 1.0, guardChecks(t, m, "failed"))
+	assert.NotContains(t, err.Error(), secret)
+	_, err = c.AuthenticateToken(t.Context(), secret)
+	assert.Equal(t, signer.KindUnavailable, signer.KindOf(err), "without a rate limit too")
+	assert.Equal(t, 2.0, guardChecks(t, m, "failed"))
+}

@@ -141,14 +141,13 @@ type CredentialCheck struct {
 
 	// A deferred check: e is set, and once runs the check (now) or
 	// settles it as confirmed by a write that carried it (carried).
-	e      *Core
-	ctx    context.Context
-	secret string
-	hash   string
-	kt     *knownToken
-	ver    uint64
-	req    *store.ThrottleRequest
-	once   sync.Once
+	e    *Core
+	ctx  context.Context
+	hash string
+	kt   *knownToken
+	ver  uint64
+	req  *store.ThrottleRequest
+	once sync.Once
 }
 
 // Wait waits for the check and returns what the check alone would have
@@ -166,7 +165,7 @@ func (p *CredentialCheck) Wait() (RateLimitAnswer, error) {
 
 // now runs a deferred check.
 func (p *CredentialCheck) now() {
-	p.e.checkAhead(p.ctx, p.secret, p.hash, p.kt, p.req, p)
+	p.e.checkAhead(p.ctx, p.hash, p.kt, p.req, p)
 }
 
 // guard is what a write carries of a deferred check not settled
@@ -255,16 +254,19 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 	if rate > 0 {
 		limit = &store.ThrottleRequest{Rate: rate, Burst: burst}
 	}
+	if !tokenForm(secret) {
+		return nil, nil, RateLimitAnswer{}, tokenDenied()
+	}
 	h := hashToken(secret)
 	kt := e.knownTokens.get(h)
 	if kt != nil && e.aheadUsable(kt) && kt.busy.CompareAndSwap(false, true) {
 		p := &CredentialCheck{done: make(chan struct{})}
 		tok := kt.tok
 		if carry && e.credentialGuards && e.knownFresh(kt) {
-			p.e, p.ctx, p.secret, p.hash, p.kt, p.ver, p.req = e, ctx, secret, h, kt, kt.ver.Load(), limit
+			p.e, p.ctx, p.hash, p.kt, p.ver, p.req = e, ctx, h, kt, kt.ver.Load(), limit
 			return &tok, p, RateLimitAnswer{}, nil
 		}
-		go e.checkAhead(ctx, secret, h, kt, limit, p)
+		go e.checkAhead(ctx, h, kt, limit, p)
 		// Let the check send its request now: on one processor (the
 		// daemon's idle_one_proc) it would otherwise wait in the run
 		// queue behind the HSM call, which holds the processor for its
@@ -272,7 +274,7 @@ func (e *Core) authenticateAhead(ctx context.Context, secret string, rate float6
 		runtime.Gosched()
 		return &tok, p, RateLimitAnswer{}, nil
 	}
-	tok, tr, err := e.authenticateKnown(ctx, secret, limit)
+	tok, tr, err := e.authenticateKnownHash(ctx, h, limit)
 	return tok, nil, tr, err
 }
 
@@ -321,10 +323,10 @@ func (e *Core) aheadUsable(kt *knownToken) bool {
 }
 
 // checkAhead runs the check of a request that runs beside it.
-func (e *Core) checkAhead(ctx context.Context, secret, hash string, kt *knownToken, limit *store.ThrottleRequest, p *CredentialCheck) {
+func (e *Core) checkAhead(ctx context.Context, hash string, kt *knownToken, limit *store.ThrottleRequest, p *CredentialCheck) {
 	defer close(p.done)
 	defer kt.busy.Store(false)
-	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
+	tok, tr, ver, err := e.authenticateHash(ctx, hash, limit)
 	outcome := "confirmed"
 	switch {
 	case err != nil:

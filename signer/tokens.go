@@ -115,21 +115,25 @@ func (e *Core) AuthenticateTokenThrottled(ctx context.Context, secret string, ra
 	return e.authenticateKnown(ctx, secret, &store.ThrottleRequest{Rate: rate, Burst: burst})
 }
 
-// authenticateKnown is authenticateToken for a token this process may
-// know: one checked in full lately is checked by a guard alone
-// (checkKnown); the others, and those whose guard fails, in full, and a
-// token found valid and under its limit is known from then on.
+// authenticateKnown checks a presented token: one this process checked
+// in full lately by a guard alone (checkKnown); the others, and those
+// whose guard fails, in full (authenticateHash), a token found valid and
+// under its limit being known from then on.
 func (e *Core) authenticateKnown(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
-	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
-		tok, tr, _, err := e.authenticateToken(ctx, secret, limit)
-		return tok, tr, err
+	if !tokenForm(secret) {
+		return nil, store.ThrottleResult{}, tokenDenied()
 	}
-	h := hashToken(secret)
+	return e.authenticateKnownHash(ctx, hashToken(secret), limit)
+}
+
+// authenticateKnownHash is authenticateKnown of a secret of the right
+// form, by its hash.
+func (e *Core) authenticateKnownHash(ctx context.Context, h string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, error) {
 	kt := e.knownTokens.get(h)
 	if tok, ok := e.checkKnown(ctx, h, kt, limit); ok {
 		return tok, store.ThrottleResult{}, nil
 	}
-	tok, tr, ver, err := e.authenticateToken(ctx, secret, limit)
+	tok, tr, ver, err := e.authenticateHash(ctx, h, limit)
 	switch {
 	case err == nil && tr.Err == nil && tr.Wait <= 0:
 		e.knownTokens.put(h, tok, ver, e.now())
@@ -142,14 +146,22 @@ func (e *Core) authenticateKnown(ctx context.Context, secret string, limit *stor
 // throttleKeyOf is the rate limiter's key of a token's hash.
 func throttleKeyOf(hash string) string { return "credential:" + hash }
 
-// authenticateToken also returns the version of the token's record.
-func (e *Core) authenticateToken(ctx context.Context, secret string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, uint64, error) {
+// tokenForm reports whether secret has the form of an API token; any
+// other is refused before it reaches the store.
+func tokenForm(secret string) bool {
+	return strings.HasPrefix(secret, tokenPrefix) && len(secret) <= 128
+}
+
+// tokenDenied is every refusal of a token: the caller learns nothing of
+// why.
+func tokenDenied() *Error { return &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"} }
+
+// authenticateHash is the full check of the token whose secret hashes to
+// h (a secret of the right form); it also returns the version of the
+// token's record.
+func (e *Core) authenticateHash(ctx context.Context, h string, limit *store.ThrottleRequest) (*Token, store.ThrottleResult, uint64, error) {
 	var tr store.ThrottleResult
-	denied := &Error{Kind: KindUnauthenticated, Msg: "invalid or expired token"}
-	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 128 {
-		return nil, tr, 0, denied
-	}
-	h := hashToken(secret)
+	denied := tokenDenied()
 	var (
 		rec *store.Record
 		err error
