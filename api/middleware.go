@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/hsmca/hsmca/internal/logjson"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
 )
@@ -75,15 +77,22 @@ func (s *server) observe(c *gin.Context) {
 	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 		return
 	}
-	attrs := []any{"method", metrics.HTTPMethod(c.Request.Method), "route", route, "status", status,
-		"duration_ms", float64(d.Microseconds()) / 1000, "request_id", c.GetString("request_id"),
-		"principal", clip(signer.CallerFrom(c.Request.Context()).Principal, maxLoggedField)}
+	method, ms := metrics.HTTPMethod(c.Request.Method), float64(d.Microseconds())/1000
+	id, principal := c.GetString("request_id"), clip(signer.CallerFrom(c.Request.Context()).Principal, maxLoggedField)
 	if status >= 500 && len(c.Errors) > 0 {
 		// The client sees a generic message; the operator needs the cause.
-		s.log.Error("request failed", append(attrs, "err", clip(c.Errors.Last().Err.Error(), maxLoggedField))...)
+		s.log.Error("request failed", "method", method, "route", route, "status", status, "duration_ms", ms,
+			"request_id", id, "principal", principal, "err", clip(c.Errors.Last().Err.Error(), maxLoggedField))
 		return
 	}
-	s.log.Info("request", attrs...)
+	if h, ok := s.log.Handler().(*logjson.Handler); ok {
+		// The same line, written without a slog record (logjson).
+		h.LogRequest(&logjson.Request{Method: method, Route: route, Status: status, DurationMS: ms,
+			RequestID: id, Principal: principal})
+		return
+	}
+	s.log.Info("request", "method", method, "route", route, "status", status, "duration_ms", ms,
+		"request_id", id, "principal", principal)
 }
 
 // keepCause attaches the cause of a server-side failure to the request so

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,6 +95,32 @@ func TestBodyLimit(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}
+
+// TestRequestsAreLogged: each request's access line, written by the
+// daemon's handler directly, carries its method, route, status, duration,
+// request id and principal, and no credential.
+func TestRequestsAreLogged(t *testing.T) {
+	env := apitest.New(t, "bolt")
+	tok := env.NewToken("acme", "admin")
+	r := env.Do("GET", "/v1/keys", tok, nil)
+	require.Equal(t, 200, r.Status, string(r.Body))
+	id := r.Header.Get("X-Request-Id")
+	require.NotEmpty(t, id)
+	var line map[string]any
+	for _, l := range strings.Split(env.Logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"request"`) && strings.Contains(l, id) {
+			require.NoError(t, json.Unmarshal([]byte(l), &line), l)
+		}
+	}
+	require.NotNil(t, line, "the request's line")
+	assert.Equal(t, "INFO", line["level"])
+	assert.Equal(t, "GET", line["method"])
+	assert.Equal(t, "/v1/keys", line["route"])
+	assert.Equal(t, 200.0, line["status"])
+	assert.IsType(t, 0.0, line["duration_ms"])
+	assert.Contains(t, line["principal"], "token:")
+	assert.NotContains(t, env.Logs.String(), tok)
 }
 
 func TestServerErrorsLogTheirCause(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/hsmca/hsmca/api"
 	"github.com/hsmca/hsmca/hsm"
 	"github.com/hsmca/hsmca/internal/families"
+	"github.com/hsmca/hsmca/internal/logjson"
 	"github.com/hsmca/hsmca/internal/testenv"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
@@ -111,7 +112,9 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 		t.Fatalf("unknown backend %q", backend)
 	}
 	require.NoError(t, err)
-	log := slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// The daemon's handler (daemon.NewLogger): the access lines go
+	// through its direct path.
+	log := slog.New(logjson.New(e.Logs, slog.LevelDebug))
 	hc := hsm.Config{Logger: log}
 	if o.Spec != nil {
 		hc.Module, hc.TokenLabel, hc.PIN = o.Spec.Module, o.Spec.Label, o.Spec.PIN

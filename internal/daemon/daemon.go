@@ -24,6 +24,7 @@ import (
 	"github.com/hsmca/hsmca/internal/config"
 	"github.com/hsmca/hsmca/internal/eventexport"
 	"github.com/hsmca/hsmca/internal/families"
+	"github.com/hsmca/hsmca/internal/logjson"
 	"github.com/hsmca/hsmca/internal/storeopen"
 	"github.com/hsmca/hsmca/metrics"
 	"github.com/hsmca/hsmca/signer"
@@ -574,7 +575,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// NewLogger builds the JSON logger at a level name.
+// NewLogger builds the JSON logger at a level name (slog's JSON handler;
+// the API writes its access lines through it directly, logjson).
 func NewLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -587,5 +589,5 @@ func NewLogger(level string, w io.Writer) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(logjson.New(w, l))
 }
