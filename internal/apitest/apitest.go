@@ -50,6 +50,9 @@ type Env struct {
 	Admins  *admins.Service
 	Metrics *metrics.Metrics
 	Server  *httptest.Server
+	// Handler is the router without the test server and its contract
+	// check (benchmarks call it directly).
+	Handler http.Handler
 	Logs    *LogBuffer
 	Redis   *testenv.Redis // nil on bolt
 }
@@ -76,6 +79,8 @@ type Options struct {
 	// (none by default); SelfURL makes it the test server's own URL, so
 	// that the URLs in the certificates it signs reach it.
 	PublicBaseURL string
+	// InfoLog logs at the daemon's default level (info) instead of debug.
+	InfoLog bool
 }
 
 // SelfURL as Options.PublicBaseURL is the test server's own URL.
@@ -114,7 +119,11 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	require.NoError(t, err)
 	// The daemon's handler (daemon.NewLogger): the access lines go
 	// through its direct path.
-	log := slog.New(logjson.New(e.Logs, slog.LevelDebug))
+	level := slog.LevelDebug
+	if o.InfoLog {
+		level = slog.LevelInfo
+	}
+	log := slog.New(logjson.New(e.Logs, level))
 	hc := hsm.Config{Logger: log}
 	if o.Spec != nil {
 		hc.Module, hc.TokenLabel, hc.PIN = o.Spec.Module, o.Spec.Label, o.Spec.PIN
@@ -152,7 +161,8 @@ func New(t testing.TB, backend string, opts ...Options) *Env {
 	if ro.DTS == nil {
 		ro.DTS = dts.New(e.Engine, o.DTS...)
 	}
-	srv.Config.Handler = Contract(t, api.Router(ro))
+	e.Handler = api.Router(ro)
+	srv.Config.Handler = Contract(t, e.Handler)
 	srv.Start()
 	e.Server = srv
 	t.Cleanup(func() {
