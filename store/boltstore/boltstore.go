@@ -76,6 +76,10 @@ type Store struct {
 	w        *committer
 	dec      *storekit.DecodeCache
 	ix       storekit.Declared
+	// gen counts the write transactions, memo the versions guards last
+	// read (memo.go).
+	gen  *writeGen
+	memo guardMemo
 	// readAhead is what Open read of the file before opening it.
 	readAhead int64
 	closed    atomic.Bool
@@ -107,7 +111,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix}
+	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix, gen: &writeGen{}}
 	s.readAhead = readAhead(path) // after a crash: see warm.go
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout,
 		// bbolt maps the file and remaps it, doubling, as it grows; a
@@ -148,7 +152,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	s.db, s.w = db, &committer{db: db, delay: max(opts.MaxBatchDelay, 0), guard: s.guardHolds}
+	s.db, s.w = db, &committer{db: db, gen: s.gen, delay: max(opts.MaxBatchDelay, 0), guard: s.guardHeld}
 	if opts.JournalSize >= 0 {
 		size := opts.JournalSize
 		if size == 0 {
@@ -1016,19 +1020,25 @@ func (s *Store) appendEvents(ctx context.Context, tenant string, norm []json.Raw
 
 // guardHolds reports whether a guard's record exists at its version.
 func (s *Store) guardHolds(tx *bolt.Tx, tenant string, g *store.Guard) (bool, error) {
-	kb, err := openKind(tx, tenant, g.Kind, false)
+	v, found, err := s.versionOf(tx, tenant, g.Kind, g.ID)
+	return found && v == g.Version, err
+}
+
+// versionOf is the version of a record (found false when there is none).
+func (s *Store) versionOf(tx *bolt.Tx, tenant, kind, id string) (uint64, bool, error) {
+	kb, err := openKind(tx, tenant, kind, false)
 	if err != nil || kb == nil {
-		return false, err
+		return 0, false, err
 	}
-	v := kb.recs.Get([]byte(g.ID))
+	v := kb.recs.Get([]byte(id))
 	if v == nil {
-		return false, nil
+		return 0, false, nil
 	}
-	rec, err := s.dec.Decode(g.Kind+"\x00"+tenant+"\x00"+g.ID, v, decodeRecord)
+	rec, err := s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, v, decodeRecord)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
-	return rec.Version == g.Version, nil
+	return rec.Version, true, nil
 }
 
 // appendEventsTx links norm (normalized) to the tenant's chain in tx.
@@ -1229,8 +1239,9 @@ func (s *Store) GetByUniqueThrottled(ctx context.Context, kind, tenant, key stri
 func (s *Store) GuardChecks() bool { return true }
 
 // CheckGuard checks g and its chain alone (store.GuardChecker): the
-// records in one read transaction, then the chain's rate limit (at most
-// one here), counted if it admits the request. One process holds the
+// records' versions (from the memo when nothing has been written since
+// they were last read, else in one read transaction), then the chain's
+// rate limit (at most one here), counted if it admits the request. One process holds the
 // file, so the check sees every write before it and counts nothing when
 // a guard fails.
 func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (bool, error) {
@@ -1249,23 +1260,20 @@ func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (
 			limit = c.Throttle
 		}
 	}
-	held := true
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		for c := g; c != nil && held; c = c.And {
-			t := tenant
-			if c.Tenant != "" {
-				t = c.Tenant
-			}
-			ok, err := s.guardHolds(tx, t, c)
-			if err != nil {
-				return err
-			}
-			held = ok
-		}
-		return nil
-	})
-	if err != nil || !held {
+	if err := ctx.Err(); err != nil {
 		return false, err
+	}
+	r := newReader(s.db, s.gen)
+	defer r.close()
+	for c := g; c != nil; c = c.And {
+		t := tenant
+		if c.Tenant != "" {
+			t = c.Tenant
+		}
+		held, err := s.guardHeld(r, t, c)
+		if err != nil || !held {
+			return false, wrap(err)
+		}
 	}
 	if limit != nil && s.throttle.Take(limit.Key, limit.Rate, limit.Burst, time.Now()) > 0 {
 		return false, nil

@@ -277,7 +277,7 @@ type eventAppend struct {
 // db) and makes them durable in the journal, answering every call. It
 // returns false, having changed nothing and answered nobody, when the
 // record would not fit in the rest of the file.
-func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (bool, error), group []*commitCall) bool {
+func (j *journal) take(db *bolt.DB, gen *writeGen, guard func(*reader, string, *store.Guard) (bool, error), group []*commitCall) bool {
 	type linked struct {
 		tenant string
 		evs    []store.Event
@@ -288,7 +288,11 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 		rec   = make([]byte, journalHeader, 1024)
 	)
 	heads := map[string]head{}
-	err := db.View(func(tx *bolt.Tx) error {
+	// Guards the memo holds and chains with pending events need no read
+	// transaction.
+	r := newReader(db, gen)
+	err := func() error {
+		defer r.close()
 		now := storekit.Now()
 		for _, call := range group {
 			a := call.ev
@@ -296,7 +300,7 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 			keep := make([]json.RawMessage, 0, len(a.norm))
 			for i := range a.norm {
 				if g := a.guards[i]; g != nil {
-					ok, err := guard(tx, a.tenant, g)
+					ok, err := guard(r, a.tenant, g)
 					if err != nil {
 						return err
 					}
@@ -313,7 +317,7 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 			h, ok := heads[a.tenant]
 			if !ok {
 				var err error
-				if h, err = j.headOf(tx, a.tenant); err != nil {
+				if h, err = j.headOf(r, a.tenant); err != nil {
 					return err
 				}
 			}
@@ -336,7 +340,7 @@ func (j *journal) take(db *bolt.DB, guard func(*bolt.Tx, string, *store.Guard) (
 			a.out = evs
 		}
 		return nil
-	})
+	}()
 	if err == nil && len(links) > 0 {
 		if j.off+int64(len(rec)) > j.size {
 			return false
@@ -385,9 +389,13 @@ func (j *journal) write(rec []byte) error {
 
 // headOf is the head of tenant's chain: its last pending event, else the
 // head bbolt holds.
-func (j *journal) headOf(tx *bolt.Tx, tenant string) (head, error) {
+func (j *journal) headOf(r *reader, tenant string) (head, error) {
 	if h, ok := j.pendingHead(tenant); ok {
 		return h, nil
+	}
+	tx, err := r.get()
+	if err != nil {
+		return head{}, err
 	}
 	tb, err := tenantBucket(tx, tenant, false)
 	if err != nil || tb == nil {
