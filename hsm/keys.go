@@ -283,14 +283,14 @@ func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	if err != nil {
 		return nil, err
 	}
-	op := fmt.Sprintf("sign with key %q", k.id)
+	op := func() string { return fmt.Sprintf("sign with key %q", k.id) }
 	sig, err := k.sign(ctx, b, digest, opts)
 	if isHandleInvalid(err) || errors.Is(err, ErrKeyNotFound) {
 		// Either the token dropped our login (the key is invisible, not
 		// gone), or the handle went stale: the object was re-created or
 		// renumbered. Tell them apart, and in the second case look again.
 		if perr := k.h.loggedIn(ctx, b); perr != nil {
-			return nil, k.h.check(b, op, perr)
+			return nil, k.h.check(b, op(), perr)
 		}
 		if isHandleInvalid(err) {
 			k.forget()
@@ -299,9 +299,9 @@ func (k *keySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	}
 	if err != nil {
 		if errors.Is(err, ErrKeyNotFound) {
-			return nil, fmt.Errorf("hsm: %s: %w", op, err)
+			return nil, fmt.Errorf("hsm: %s: %w", op(), err)
 		}
-		return nil, k.h.check(b, op, err)
+		return nil, k.h.check(b, op(), err)
 	}
 	return sig, nil
 }

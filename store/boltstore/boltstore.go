@@ -76,9 +76,9 @@ type Store struct {
 	w        *committer
 	dec      *storekit.DecodeCache
 	ix       storekit.Declared
-	// gen counts the write transactions, memo the versions guards last
-	// read (memo.go).
-	gen  *writeGen
+	// gens count the writes of each kind of record, memo the versions
+	// guards last read (memo.go).
+	gens *writeGens
 	memo guardMemo
 	// readAhead is what Open read of the file before opening it.
 	readAhead int64
@@ -111,7 +111,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix, gen: &writeGen{}}
+	s := &Store{path: path, throttle: storekit.NewThrottler(), dec: storekit.NewDecodeCache(), ix: ix, gens: &writeGens{}}
 	s.readAhead = readAhead(path) // after a crash: see warm.go
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout,
 		// bbolt maps the file and remaps it, doubling, as it grows; a
@@ -152,7 +152,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise bolt store %s: %w", path, err)
 	}
-	s.db, s.w = db, &committer{db: db, gen: s.gen, delay: max(opts.MaxBatchDelay, 0), guard: s.guardHeld}
+	s.db, s.w = db, &committer{db: db, gens: s.gens, delay: max(opts.MaxBatchDelay, 0), guard: s.guardHeld}
 	if opts.JournalSize >= 0 {
 		size := opts.JournalSize
 		if size == 0 {
@@ -434,6 +434,7 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 			return err
 		}
 		id := []byte(rec.ID)
+		s.gens.touch(rec.Kind)
 		if err := kb.recs.Put(id, b); err != nil {
 			return err
 		}
@@ -585,6 +586,7 @@ func (s *Store) Update(ctx context.Context, rec *store.Record, opts store.WriteO
 		if err != nil {
 			return err
 		}
+		s.gens.touch(rec.Kind)
 		if err := kb.recs.Put(id, b); err != nil {
 			return err
 		}
@@ -640,6 +642,7 @@ func (s *Store) Delete(ctx context.Context, kind, tenant, id string, opts store.
 		if err := s.moveIndexes(kb, old, nil); err != nil {
 			return err
 		}
+		s.gens.touch(kind)
 		if err := kb.recs.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -1263,7 +1266,7 @@ func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	r := newReader(s.db, s.gen)
+	r := &reader{db: s.db}
 	defer r.close()
 	for c := g; c != nil; c = c.And {
 		t := tenant

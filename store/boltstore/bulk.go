@@ -43,7 +43,7 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 	}
 	now := storekit.Now()
 	stored := make([]store.Record, len(recs))
-	err := s.gen.update(s.db, func(tx *bolt.Tx) error {
+	err := s.gens.update(s.db, func(tx *bolt.Tx) error {
 		kbs := map[string]*kindBuckets{}
 		for i := range recs {
 			r := &recs[i]
@@ -75,6 +75,7 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 				return err
 			}
 			id := []byte(r.ID)
+			s.gens.touch(r.Kind)
 			if err := kb.recs.Put(id, b); err != nil {
 				return err
 			}

@@ -21,7 +21,7 @@ import (
 // write that queued behind the last.
 type committer struct {
 	db    *bolt.DB
-	gen   *writeGen     // counts every write transaction (memo.go)
+	gens  *writeGens    // every write transaction goes through it (memo.go)
 	delay time.Duration // optional extra wait for company before a commit
 	// j, when set, takes groups of event appends alone (journal.go);
 	// guard checks an append's guard, in the read transaction it opens
@@ -116,7 +116,7 @@ func (c *committer) lead() {
 var errPanicked = errors.New("boltstore: a write of the same commit panicked; nothing of it was written")
 
 func (c *committer) commit(group []*commitCall) {
-	if c.j != nil && eventsOnly(group) && c.j.take(c.db, c.gen, c.guard, group) {
+	if c.j != nil && eventsOnly(group) && c.j.take(c.db, c.guard, group) {
 		if c.j.wantsCheckpoint() && !c.j.checkpointing.Swap(true) {
 			// A write of no records of its own: its transaction copies
 			// the journal into bbolt, off every request's path.
@@ -150,7 +150,7 @@ func (c *committer) checkpoint() {
 // copies the journal's pending events into bbolt.
 func (c *committer) update(group []*commitCall) error {
 	applied := false
-	err := c.gen.update(c.db, func(tx *bolt.Tx) error {
+	err := c.gens.update(c.db, func(tx *bolt.Tx) error {
 		applied = false
 		if c.j != nil {
 			if err := c.j.apply(tx); err != nil {

@@ -19,7 +19,7 @@ func TestCommitterIsolatesAFailingWrite(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err }))
-	c := &committer{db: db, gen: &writeGen{}}
+	c := &committer{db: db, gens: &writeGens{}}
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
 	errs := make([]error, 64)
@@ -64,7 +64,7 @@ func TestCommitterSurvivesAPanickingWrite(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err }))
-	c := &committer{db: db, gen: &writeGen{}}
+	c := &committer{db: db, gens: &writeGens{}}
 	assert.Panics(t, func() {
 		_ = c.run(func(tx *bolt.Tx) error {
 			_ = tx.Bucket([]byte("b")).Put([]byte("p"), []byte("v"))

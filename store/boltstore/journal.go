@@ -277,7 +277,7 @@ type eventAppend struct {
 // db) and makes them durable in the journal, answering every call. It
 // returns false, having changed nothing and answered nobody, when the
 // record would not fit in the rest of the file.
-func (j *journal) take(db *bolt.DB, gen *writeGen, guard func(*reader, string, *store.Guard) (bool, error), group []*commitCall) bool {
+func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (bool, error), group []*commitCall) bool {
 	type linked struct {
 		tenant string
 		evs    []store.Event
@@ -290,7 +290,7 @@ func (j *journal) take(db *bolt.DB, gen *writeGen, guard func(*reader, string, *
 	heads := map[string]head{}
 	// Guards the memo holds and chains with pending events need no read
 	// transaction.
-	r := newReader(db, gen)
+	r := &reader{db: db}
 	err := func() error {
 		defer r.close()
 		now := storekit.Now()

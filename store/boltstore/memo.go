@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -9,22 +10,23 @@ import (
 	"github.com/hsmca/hsmca/store"
 )
 
-// One process holds the bolt file, and every write to it is a bbolt
-// write transaction of this store: a record read when no write was under
-// way is still what the file holds for as long as no write has begun
-// since. writeGen tells that, and guardMemo keeps the versions of the
-// records guards were last checked against with the writeGen of their
-// read, so that a guard on a record nothing has written since (a known
-// API token's, a signing key's while its signatures' events go to the
-// journal) holds without a read transaction.
+// One process holds the bolt file, and every change to a record is a
+// Put or Delete in a bbolt write transaction of this store: a record read
+// when no write of its kind was under way is still what the file holds
+// for as long as no write of its kind has begun since. writeGens keep
+// that count per kind, and guardMemo the versions of the records guards
+// were last checked against with their kind's count at the read, so that
+// a guard on a record nothing has written since (a known API token's, a
+// signing key's) holds without a read transaction, whatever else is
+// written meanwhile (certificates, events).
 
-// writeGen counts the store's bbolt write transactions: its high 32 bits
-// change at each one's beginning and end, its low 32 bits count those
-// under way.
+// writeGen counts the write transactions that change records of one
+// kind: its high 32 bits change at each one's beginning and end, its low
+// 32 bits count those under way.
 type writeGen struct{ v atomic.Uint64 }
 
-// begin is called before a write transaction begins, end once it has
-// committed or rolled back.
+// begin is called before a record of the kind changes in a write
+// transaction, end once that transaction has committed or rolled back.
 func (w *writeGen) begin() { w.v.Add(1<<32 | 1) }
 func (w *writeGen) end()   { w.v.Add(1<<32 - 1) }
 
@@ -34,11 +36,58 @@ func (w *writeGen) load() (uint64, bool) {
 	return v, uint32(v) == 0
 }
 
-// update runs fn in a bbolt write transaction counted by w.
-func (w *writeGen) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
-	w.begin()
-	defer w.end()
-	return db.Update(fn)
+// writeGens are the store's write counts by record kind.
+type writeGens struct {
+	mu sync.RWMutex
+	m  map[string]*writeGen
+	// touching: the counts begun by the write transaction under way
+	// (bbolt runs one at a time; only it reads or changes this).
+	touching []*writeGen
+}
+
+func (w *writeGens) of(kind string) *writeGen {
+	w.mu.RLock()
+	g := w.m[kind]
+	w.mu.RUnlock()
+	if g != nil {
+		return g
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g = w.m[kind]; g == nil {
+		if w.m == nil {
+			w.m = map[string]*writeGen{}
+		}
+		g = &writeGen{}
+		w.m[kind] = g
+	}
+	return g
+}
+
+// touch is called in a write transaction (update) before a record of
+// kind is put or deleted.
+func (w *writeGens) touch(kind string) {
+	g := w.of(kind)
+	if !slices.Contains(w.touching, g) {
+		g.begin()
+		w.touching = append(w.touching, g)
+	}
+}
+
+// update runs fn in a bbolt write transaction and ends the counts it
+// began once the transaction has committed or rolled back. Every write
+// transaction that may change a record goes through it.
+func (w *writeGens) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	var touched []*writeGen
+	defer func() {
+		for _, g := range touched {
+			g.end()
+		}
+	}()
+	return db.Update(func(tx *bolt.Tx) error {
+		defer func() { touched, w.touching = w.touching, nil }()
+		return fn(tx)
+	})
 }
 
 type memoKey struct{ tenant, kind, id string }
@@ -71,19 +120,10 @@ func (m *guardMemo) put(k memoKey, gen, version uint64) {
 	m.mu.Unlock()
 }
 
-// reader opens one read transaction when a check first needs it; gen and
-// quiet are the write count from before it.
+// reader opens one read transaction when a check first needs it.
 type reader struct {
-	db    *bolt.DB
-	tx    *bolt.Tx
-	gen   uint64
-	quiet bool
-}
-
-func newReader(db *bolt.DB, w *writeGen) *reader {
-	r := &reader{db: db}
-	r.gen, r.quiet = w.load()
-	return r
+	db *bolt.DB
+	tx *bolt.Tx
 }
 
 func (r *reader) get() (*bolt.Tx, error) {
@@ -104,13 +144,18 @@ func (r *reader) close() {
 	}
 }
 
-// guardHeld checks one guard (no And) as guardHolds does, from the memo
-// when the record was read since the last write, else in r's transaction.
+// guardHeld checks one guard (no And) as guardHolds does: from the memo
+// when no record of its kind was written since it was last read, else in
+// r's transaction.
 func (s *Store) guardHeld(r *reader, tenant string, g *store.Guard) (bool, error) {
 	k := memoKey{tenant, g.Kind, g.ID}
-	if r.quiet && s.memo.holds(k, r.gen, g.Version) {
+	gen, quiet := s.gens.of(g.Kind).load()
+	if quiet && s.memo.holds(k, gen, g.Version) {
 		return true, nil
 	}
+	// What a transaction opened before the count was loaded reads may be
+	// older than the count: it is not remembered.
+	remember := quiet && r.tx == nil
 	tx, err := r.get()
 	if err != nil {
 		return false, err
@@ -119,8 +164,8 @@ func (s *Store) guardHeld(r *reader, tenant string, g *store.Guard) (bool, error
 	if err != nil || !found {
 		return false, err
 	}
-	if r.quiet {
-		s.memo.put(k, r.gen, v)
+	if remember {
+		s.memo.put(k, gen, v)
 	}
 	return v == g.Version, nil
 }

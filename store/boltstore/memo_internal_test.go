@@ -16,9 +16,10 @@ import (
 // reads is how many read transactions the store's file has begun.
 func reads(s *Store) int { return s.db.Stats().TxN }
 
-// A guard on a record read since the last write holds without a read
-// transaction; any write since, or one under way, sends it to the file
-// again, where a changed record fails it.
+// A guard on a record read since the last write of its kind holds without
+// a read transaction; a write of its kind since, or one under way, sends
+// it to the file again, where a changed record fails it. Writes of other
+// kinds leave it as it is.
 func TestGuardOnARecordUnwrittenSinceNeedsNoRead(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(filepath.Join(t.TempDir(), "hsmca.db"), Options{})
@@ -42,14 +43,31 @@ func TestGuardOnARecordUnwrittenSinceNeedsNoRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, held, "another version does not hold from the memo")
 
-	// A write under way: the file decides, and nothing is remembered.
-	s.gen.begin()
+	// A write of its kind under way: the file decides, and nothing is
+	// remembered.
+	s.gens.of("k").begin()
 	before = reads(s)
 	held, err = s.CheckGuard(ctx, "t", g)
 	require.NoError(t, err)
 	assert.True(t, held)
-	s.gen.end()
+	s.gens.of("k").end()
 	assert.Equal(t, before+1, reads(s))
+
+	// Read again once (the count moved), then records of other kinds
+	// written, and events: no read.
+	held, err = s.CheckGuard(ctx, "t", g)
+	require.NoError(t, err)
+	require.True(t, held)
+	require.NoError(t, s.Create(ctx, &store.Record{Kind: "cert", Tenant: "t", ID: "c1", Data: []byte(`{}`)},
+		store.WriteOpts{Event: json.RawMessage(`{"op":"issue"}`)}))
+	_, err = s.AppendEvents(ctx, "t", []json.RawMessage{json.RawMessage(`{"op":"sign"}`)})
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "cert", "t", "c1", store.WriteOpts{}))
+	before = reads(s)
+	held, err = s.CheckGuard(ctx, "t", g)
+	require.NoError(t, err)
+	assert.True(t, held)
+	assert.Equal(t, before, reads(s), "only other kinds written since: no read")
 
 	// A write of the record (the committer's path): the old version fails.
 	old := rec.Version
@@ -63,7 +81,8 @@ func TestGuardOnARecordUnwrittenSinceNeedsNoRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, held)
 
-	// A write of another record (a bulk load here) forgets it too.
+	// A write of another record of its kind (a bulk load here) forgets
+	// it too.
 	require.NoError(t, s.BulkCreate(ctx, []store.Record{{Kind: "k", Tenant: "t", ID: "b", Data: []byte(`{}`)}}, store.Quota{}))
 	before = reads(s)
 	held, err = s.CheckGuard(ctx, "t", &store.Guard{Kind: "k", ID: "a", Version: rec.Version})
