@@ -65,6 +65,9 @@ type Metrics struct {
 	// CredentialGuardChecks counts the checks of API tokens made as a
 	// guard on the token's record alone, by outcome (held, failed).
 	CredentialGuardChecks *prometheus.CounterVec
+	// EventGroups observes how many event records each append of the
+	// event writer carries (group commit).
+	EventGroups prometheus.Histogram
 
 	// Event-log export, by sink (a configured name: bounded by the
 	// configuration).
@@ -180,6 +183,11 @@ func New(version string) *Metrics {
 			Name: "hsmca_credential_guard_checks_total",
 			Help: "API token checks made as a guard alone (a token checked in full through this daemon within 30 s; bolt, Redis standalone or Sentinel: its record at the version then, and its rate-limit count, without reading the record), by outcome: held; failed (the record changed, the limit refused or the store did not answer: the full check then decided).",
 		}, []string{"outcome"}),
+		EventGroups: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hsmca_event_group_records",
+			Help:    "Event records per store append of the event writer: records of requests that finished while the previous append was under way go to the store together (one journal sync on bolt, one round trip on Redis).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 		ExportLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hsmca_event_export_lag_records",
 			Help: "Event records in the store that the export sink has not delivered yet, over every tenant.",
@@ -254,7 +262,7 @@ func New(version string) *Metrics {
 		m.ComponentUp, m.BuildInfo, m.QuotaUsage, m.CAExpiry, m.CACertificates, m.CRLOverdue,
 		poolSize, inUse, circuit, journalUsed, journalCopies, goProcs, goProcChanges,
 		m.HeavyInFlight, m.HeavyWaiting, m.HeavyWait, m.HeavyRefused,
-		m.OCSPAnswers, m.CredentialChecksAhead, m.CredentialGuardChecks,
+		m.OCSPAnswers, m.CredentialChecksAhead, m.CredentialGuardChecks, m.EventGroups,
 		m.ExportLagRecords, m.ExportLagSeconds, m.ExportSpooled, m.ExportRecords, m.ExportErrors,
 	)
 	m.BuildInfo.WithLabelValues(version, goVersion()).Set(1)

@@ -174,6 +174,7 @@ func New(o Options) *Core {
 	e.publicBase = strings.TrimRight(o.PublicBaseURL, "/")
 	e.setFamilies(o.Families)
 	e.events = newEventWriter(o.Store, o.Logger)
+	e.events.groups = o.Metrics.EventGroups
 	if o.HSM != nil {
 		e.SetHSM(o.HSM)
 	} else {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hsmca/hsmca/store"
 )
 
@@ -36,6 +39,8 @@ type EventRecord struct {
 type eventWriter struct {
 	st  store.Store
 	log *slog.Logger
+	// groups, when set, observes the records of each append.
+	groups prometheus.Observer
 
 	mu      sync.Mutex
 	pending []pendingEvent
@@ -120,7 +125,7 @@ func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventReco
 	w.running = true
 	w.mu.Unlock()
 	if lead {
-		w.lead()
+		w.lead(false)
 	}
 	select {
 	case err := <-p.errc:
@@ -132,8 +137,15 @@ func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventReco
 
 // lead writes up to eventBatchMax queued records, then leaves what queued
 // meanwhile to a goroutine of its own (the leader's caller is answered
-// without waiting for others' records), or marks the writer idle.
-func (w *eventWriter) lead() {
+// without waiting for others' records), or marks the writer idle. That
+// goroutine (busy) first lets the goroutines ready to run go ahead of it:
+// on a loaded daemon they are requests about to record their events, which
+// then join its group (each group costs the store a sync or a round
+// trip); on an idle one there are none and it goes on at once.
+func (w *eventWriter) lead(busy bool) {
+	if busy {
+		runtime.Gosched()
+	}
 	w.mu.Lock()
 	n := min(len(w.pending), eventBatchMax)
 	batch := w.pending[:n:n]
@@ -150,7 +162,7 @@ func (w *eventWriter) lead() {
 		return
 	}
 	// Records queued during the append: a new leader writes them.
-	go w.lead()
+	go w.lead(true)
 }
 
 func (w *eventWriter) flush(batch []pendingEvent) {
@@ -174,6 +186,9 @@ func (w *eventWriter) flush(batch []pendingEvent) {
 
 // write appends the records of one tenant in one call and answers each.
 func (w *eventWriter) write(tenant string, ps []pendingEvent) {
+	if w.groups != nil {
+		w.groups.Observe(float64(len(ps)))
+	}
 	data := make([]json.RawMessage, len(ps))
 	var guards []*store.Guard
 	for i, p := range ps {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,6 +27,8 @@ func TestEventWriterWritesEveryRecordAndDrainsOnClose(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 	w := newEventWriter(st, slog.New(slog.DiscardHandler))
+	groups := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "g", Buckets: []float64{1, 2, 4}})
+	w.groups = groups
 	ctx := context.Background()
 	const tenants, each = 3, 100
 	var wg sync.WaitGroup
@@ -39,6 +43,11 @@ func TestEventWriterWritesEveryRecordAndDrainsOnClose(t *testing.T) {
 	wg.Wait()
 	w.close()
 	assert.ErrorIs(t, w.append(ctx, "t0", EventRecord{Operation: "TEST"}), errEventsClosed)
+	// Every record went in one observed group, and groups were shared.
+	var m dto.Metric
+	require.NoError(t, groups.Write(&m))
+	assert.EqualValues(t, tenants*each, m.GetHistogram().GetSampleSum())
+	assert.Less(t, m.GetHistogram().GetSampleCount(), uint64(tenants*each))
 	for i := range tenants {
 		tenant := fmt.Sprintf("t%d", i)
 		evs, err := st.ListEvents(ctx, tenant, 0, 0)
