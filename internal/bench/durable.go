@@ -126,8 +126,12 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 			if r == nil || l == nil || r.CPUPerOp == 0 || l.CPUPerOp == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f): %s\n", s, t.what, maxC,
-				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
+			grouped := ""
+			if r.RecordsPerAppend > 0 {
+				grouped = fmt.Sprintf("; %.1f event records per append", r.RecordsPerAppend)
+			}
+			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f%s): %s\n", s, t.what, maxC,
+				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), grouped, mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
 		}
 		sign1, issue1 := find(s, OpSign, 1), find(s, OpIssue, 1)
 		// parts: what a request at one connection cannot do without on

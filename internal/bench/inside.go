@@ -57,6 +57,10 @@ var timingSeries = map[string]string{
 	"hsmca_store_operation_duration_seconds": "operation",
 }
 
+// groupSeries is the daemon's histogram of event records per append,
+// unlabelled; timings keep it under its name and "/".
+const groupSeries = "hsmca_event_group_records"
+
 type sumCount struct{ sum, count float64 }
 
 // timings maps family + "/" + part (route, function, operation) to the
@@ -74,7 +78,11 @@ func parseTimings(r io.Reader) (timings, error) {
 		}
 		name, rest, ok := strings.Cut(line, "{")
 		if !ok {
-			continue
+			// An unlabelled series: "name value".
+			if name, rest, ok = strings.Cut(line, " "); !ok {
+				continue
+			}
+			rest = "} " + rest
 		}
 		var count bool
 		switch {
@@ -85,17 +93,19 @@ func parseTimings(r io.Reader) (timings, error) {
 		default:
 			continue
 		}
-		label, ok := timingSeries[name]
-		if !ok {
-			continue
-		}
 		labels, value, ok := strings.Cut(rest, "} ")
 		if !ok {
 			continue
 		}
-		part := labelValue(labels, label)
-		if part == "" {
-			continue
+		var part string
+		if name != groupSeries {
+			label, ok := timingSeries[name]
+			if !ok {
+				continue
+			}
+			if part = labelValue(labels, label); part == "" {
+				continue
+			}
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 		if err != nil {
@@ -181,7 +191,7 @@ func insideOf(a, b timings) *Inside {
 	var parts time.Duration
 	for k := range b {
 		family, part, _ := strings.Cut(k, "/")
-		if family+"/" == httpFamily {
+		if family+"/" == httpFamily || family == groupSeries {
 			continue
 		}
 		d := delta(k)
@@ -203,4 +213,15 @@ func insideOf(a, b timings) *Inside {
 	})
 	in.Rest = max(in.Mean-parts, 0)
 	return &in
+}
+
+// recordsPerAppend is the mean number of event records per append of the
+// daemon's event writer between two scrapes (0 when none was made).
+func recordsPerAppend(a, b timings) float64 {
+	k := groupSeries + "/"
+	n := b[k].count - a[k].count
+	if n <= 0 {
+		return 0
+	}
+	return (b[k].sum - a[k].sum) / n
 }

@@ -26,6 +26,11 @@ hsmca_store_operation_duration_seconds_sum{backend="redis",operation="append_eve
 hsmca_store_operation_duration_seconds_count{backend="redis",operation="append_events"} 10
 hsmca_signing_duration_seconds_sum{key_algorithm="EC256",operation="key_sign"} 9
 hsmca_signing_duration_seconds_count{key_algorithm="EC256",operation="key_sign"} 10
+# TYPE hsmca_event_group_records histogram
+hsmca_event_group_records_bucket{le="1"} 4
+hsmca_event_group_records_sum 10
+hsmca_event_group_records_count 4
+go_goroutines 12
 `
 
 const metricsAfter = `hsmca_http_request_duration_seconds_sum{method="POST",route="/v1/keys/:id/sign"} 0.505
@@ -48,6 +53,10 @@ hsmca_hsm_call_duration_seconds_count{function="C_GetSessionInfo"} 4
 hsmca_store_operation_duration_seconds_count{backend="redis",operation="get_by_unique_throttled"} 1000
 hsmca_signing_duration_seconds_sum{key_algorithm="EC256",operation="key_sign"} 99
 hsmca_signing_duration_seconds_count{key_algorithm="EC256",operation="key_sign"} 1010
+hsmca_event_group_records_bucket{le="1"} 4
+hsmca_event_group_records_sum 1010
+hsmca_event_group_records_count 84
+go_goroutines 80
 `
 
 // Inside reads the handler's time and its timed parts between two
@@ -74,6 +83,12 @@ func TestInsideOfTwoScrapes(t *testing.T) {
 	assert.InDelta(t, 130*time.Microsecond, in.Parts[2].Mean, float64(time.Microsecond))
 	assert.InDelta(t, 70*time.Microsecond, in.Rest, float64(time.Microsecond), "background work is not taken from the handler's time")
 	assert.Equal(t, "500 µs = HSM C_Sign 160 + store append_events 140 + store get_by_unique_throttled 130 + the rest 70", in.String())
+
+	// The event writer's groups: 1,000 records in 80 appends; no other
+	// unlabelled series is read.
+	assert.InDelta(t, 12.5, recordsPerAppend(a, b), 1e-9)
+	assert.NotContains(t, a, "go_goroutines/")
+	assert.Zero(t, recordsPerAppend(b, b))
 
 	// Nothing but /metrics between the scrapes: no window to read.
 	assert.Nil(t, insideOf(b, b))

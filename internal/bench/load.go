@@ -37,6 +37,10 @@ type Result struct {
 	// Inside is where the daemon's own metrics say the time of the
 	// window's requests went; set for daemon rows at one connection.
 	Inside *Inside
+	// RecordsPerAppend is how many event records the daemon's event
+	// writer put in each store append in the window (its own metrics); 0
+	// when not known.
+	RecordsPerAppend float64
 }
 
 // OpsPerSec is the throughput of the measured window.

@@ -95,4 +95,12 @@ func TestPerRequestTargetsShowTheParts(t *testing.T) {
 	PerRequestTargets(&b, rows, []string{"redis"}, 64)
 	assert.Contains(t, b.String(), "NOT met\n  inside the daemon (its own metrics, mean per request of 1000): "+
 		"500 µs = HSM C_Sign 160 + store append_events 140 + store get_by_unique_throttled 130 + the rest 70\n- redis: "+OpIssue)
+
+	// The CPU line at the highest concurrency says how the event records
+	// were grouped when the daemon's metrics told.
+	rows[4].CPUPerOp = us(80) // the in-process row at the most goroutines
+	rows = append(rows, Result{Op: OpSign, Store: "redis", Concurrency: 64, Ops: 1, CPUPerOp: us(200), RecordsPerAppend: 12.5})
+	b.Reset()
+	PerRequestTargets(&b, rows, []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "- redis: daemon CPU per signing at 64: 200 µs (in-process 80 µs + 100 = 180; 12.5 event records per append): NOT met")
 }

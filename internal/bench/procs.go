@@ -352,22 +352,26 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	// at the mercy of other load on the machine than throughput is.
 	// The load client's own CPU time is measured the same way: it shares
 	// the cores with the daemon, so what it spends is not the daemon's.
-	// At one connection the daemon's own duration metrics, read before and
-	// after the window, say where a request's time went (Inside).
+	// The daemon's own metrics, read before and after the window, say how
+	// many event records went in each append, and at one connection where
+	// a request's time went (Inside).
 	cpuDone := make(chan [2]time.Duration, 1)
-	var inside *Inside
+	var (
+		inside  *Inside
+		grouped float64
+	)
 	go func() {
 		time.Sleep(cfg.Phase.Warmup)
-		var t0 timings
-		if c == 1 {
-			t0, _ = scrapeTimings(ctx, d.base)
-		}
+		t0, _ := scrapeTimings(ctx, d.base)
 		c0, s0 := cpuTime(pid), cpuTime(os.Getpid())
 		time.Sleep(cfg.Phase.Duration)
 		cpu := [2]time.Duration{cpuTime(pid) - c0, cpuTime(os.Getpid()) - s0}
 		if t0 != nil {
 			if t1, err := scrapeTimings(ctx, d.base); err == nil {
-				inside = insideOf(t0, t1)
+				grouped = recordsPerAppend(t0, t1)
+				if c == 1 {
+					inside = insideOf(t0, t1)
+				}
 			}
 		}
 		cpuDone <- cpu
@@ -378,7 +382,7 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 		r.CPUPerOp = cpu[0] / time.Duration(r.Ops)
 		r.ClientCPUPerOp = cpu[1] / time.Duration(r.Ops)
 	}
-	r.Inside = inside
+	r.Inside, r.RecordsPerAppend = inside, grouped
 	if err := <-profDone; err != nil {
 		fmt.Fprintf(cfg.Log, "profile %s: %v\n", profile, err)
 	}
