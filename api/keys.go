@@ -138,7 +138,7 @@ func (s *server) getKey(c *gin.Context) {
 
 func (s *server) signWithKey(c *gin.Context) {
 	var req signRequest
-	if err := decodeBody(c, &req, true); err != nil {
+	if err := decodeSignBody(c, &req); err != nil {
 		nativeBodyError(c, err)
 		return
 	}
@@ -151,13 +151,12 @@ func (s *server) signWithKey(c *gin.Context) {
 		nativeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, signResponse{KeyID: sig.KeyID, Algorithm: sig.Algorithm, Format: sig.Format,
+	writeSignResponse(c, &signResponse{KeyID: sig.KeyID, Algorithm: sig.Algorithm, Format: sig.Format,
 		Signature: base64.StdEncoding.EncodeToString(sig.Value)})
 }
 
 // signResponse is the answer of a signature, its fields in the order a
-// map of them was written before (sorted): no map to build and sort per
-// request.
+// map of them was written before (sorted); writeSignResponse writes it.
 type signResponse struct {
 	Algorithm string `json:"algorithm"`
 	Format    string `json:"format,omitempty"`
@@ -167,7 +166,7 @@ type signResponse struct {
 
 func (s *server) verifyWithKey(c *gin.Context) {
 	var req signRequest
-	if err := decodeBody(c, &req, true); err != nil {
+	if err := decodeSignBody(c, &req); err != nil {
 		nativeBodyError(c, err)
 		return
 	}
