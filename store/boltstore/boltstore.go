@@ -1037,11 +1037,11 @@ func (s *Store) versionOf(tx *bolt.Tx, tenant, kind, id string) (uint64, bool, e
 	if v == nil {
 		return 0, false, nil
 	}
-	rec, err := s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, v, decodeRecord)
+	ver, err := recordVersion(v)
 	if err != nil {
 		return 0, false, err
 	}
-	return rec.Version, true, nil
+	return ver, true, nil
 }
 
 // appendEventsTx links norm (normalized) to the tenant's chain in tx.

@@ -120,6 +120,39 @@ func decodeRecord(b []byte) (*store.Record, error) {
 	return r, nil
 }
 
+// recordVersion is decodeRecord(b).Version, and its error, without
+// building the record: the compact form is checked throughout but only
+// read up to the version.
+func recordVersion(b []byte) (uint64, error) {
+	if len(b) == 0 || b[0] != recordFormat1 {
+		r, err := decodeRecord(b)
+		if err != nil {
+			return 0, err
+		}
+		return r.Version, nil
+	}
+	d := decoder{b: b[1:]}
+	d.skip()
+	d.skip()
+	d.skip()
+	for n := d.count(); n > 0; n-- {
+		d.skip()
+	}
+	for n := d.count(); n > 0; n-- {
+		d.skip()
+		d.skip()
+	}
+	d.uvarint()
+	v := d.uvarint()
+	d.varint()
+	d.varint()
+	d.skip()
+	if d.err != nil || len(d.b) != 0 {
+		return 0, fmt.Errorf("%w: truncated or trailing bytes", errCorrupt)
+	}
+	return v, nil
+}
+
 type decoder struct {
 	b   []byte
 	err error
@@ -164,6 +197,16 @@ func (d *decoder) bytes() []byte {
 	copy(out, d.b[:n])
 	d.b = d.b[n:]
 	return out
+}
+
+// skip passes over a length-prefixed string.
+func (d *decoder) skip() {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errCorrupt
+		return
+	}
+	d.b = d.b[n:]
 }
 
 func (d *decoder) str() string {

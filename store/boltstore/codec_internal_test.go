@@ -115,6 +115,45 @@ func TestRecordCodecRefusesDamage(t *testing.T) {
 	}
 }
 
+// A record's version read alone is the decoded record's, and damage is
+// an error exactly when decoding the record gives one.
+func TestRecordVersionIsTheDecodedRecords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 300 {
+		r := randomRecord(rng)
+		r.Version = rng.Uint64()
+		b := enc(r)
+		v, err := recordVersion(b)
+		require.NoError(t, err)
+		require.Equal(t, r.Version, v)
+		for _, c := range [][]byte{b[:1], b[:len(b)/3], b[:len(b)/2], b[:len(b)-1], append(b, 0)} {
+			_, err := recordVersion(c)
+			require.ErrorIs(t, err, errCorrupt)
+		}
+		j, err := json.Marshal(r)
+		require.NoError(t, err)
+		v, err = recordVersion(j)
+		require.NoError(t, err, "the JSON form of earlier versions")
+		require.Equal(t, r.Version, v)
+	}
+}
+
+func FuzzRecordVersion(f *testing.F) {
+	f.Add(enc(&store.Record{Kind: "k", Tenant: "t", ID: "i", Version: 3, Unique: []string{"u"},
+		Fields: map[string]string{"f": "v"}, Data: json.RawMessage(`{}`)}))
+	f.Add([]byte(`{"kind":"k","tenant":"t","id":"i","version":2,"data":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := recordVersion(b)
+		r, rerr := decodeRecord(b)
+		if rerr != nil {
+			require.Error(t, err)
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, r.Version, v)
+	})
+}
+
 func FuzzRecordCodec(f *testing.F) {
 	f.Add(enc(&store.Record{Kind: "k", Tenant: "t", ID: "i", Data: json.RawMessage(`{}`)}))
 	f.Add([]byte(`{"kind":"k","tenant":"t","id":"i","data":{}}`))
