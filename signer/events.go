@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -125,7 +124,7 @@ func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventReco
 	w.running = true
 	w.mu.Unlock()
 	if lead {
-		w.lead(false)
+		w.lead()
 	}
 	select {
 	case err := <-p.errc:
@@ -137,15 +136,8 @@ func (w *eventWriter) appendIf(ctx context.Context, tenant string, rec EventReco
 
 // lead writes up to eventBatchMax queued records, then leaves what queued
 // meanwhile to a goroutine of its own (the leader's caller is answered
-// without waiting for others' records), or marks the writer idle. That
-// goroutine (busy) first lets the goroutines ready to run go ahead of it:
-// on a loaded daemon they are requests about to record their events, which
-// then join its group (each group costs the store a sync or a round
-// trip); on an idle one there are none and it goes on at once.
-func (w *eventWriter) lead(busy bool) {
-	if busy {
-		runtime.Gosched()
-	}
+// without waiting for others' records), or marks the writer idle.
+func (w *eventWriter) lead() {
 	w.mu.Lock()
 	n := min(len(w.pending), eventBatchMax)
 	batch := w.pending[:n:n]
@@ -162,7 +154,7 @@ func (w *eventWriter) lead(busy bool) {
 		return
 	}
 	// Records queued during the append: a new leader writes them.
-	go w.lead(true)
+	go w.lead()
 }
 
 func (w *eventWriter) flush(batch []pendingEvent) {
