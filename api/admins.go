@@ -185,7 +185,13 @@ func czBadRequest(c *gin.Context, err error) {
 
 // decodeBody reads exactly one JSON value.
 func decodeBody(c *gin.Context, v any, strict bool) error {
-	dec := json.NewDecoder(c.Request.Body)
+	return decodeJSON(c.Request.Body, v, strict)
+}
+
+// decodeJSON reads one JSON value from r into v (strict: no unknown
+// fields) and refuses anything after it.
+func decodeJSON(r io.Reader, v any, strict bool) error {
+	dec := json.NewDecoder(r)
 	if strict {
 		dec.DisallowUnknownFields()
 	}

@@ -2,8 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"unicode/utf8"
@@ -32,15 +30,7 @@ func decodeSignBody(c *gin.Context, req *signRequest) error {
 	if err != nil {
 		rest = io.MultiReader(rest, errReader{err})
 	}
-	dec := json.NewDecoder(rest)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
-	}
-	return nil
+	return decodeJSON(rest, req, true)
 }
 
 type errReader struct{ err error }

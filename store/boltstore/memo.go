@@ -150,7 +150,8 @@ func (r *reader) close() {
 func (s *Store) guardHeld(r *reader, tenant string, g *store.Guard) (bool, error) {
 	k := memoKey{tenant, g.Kind, g.ID}
 	gen, quiet := s.gens.of(g.Kind).load()
-	if quiet && s.memo.holds(k, gen, g.Version) {
+	// A closed store answers from no memory: the read says it is closed.
+	if quiet && !s.closed.Load() && s.memo.holds(k, gen, g.Version) {
 		return true, nil
 	}
 	// What a transaction opened before the count was loaded reads may be

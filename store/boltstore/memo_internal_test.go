@@ -95,6 +95,20 @@ func TestGuardOnARecordUnwrittenSinceNeedsNoRead(t *testing.T) {
 	held, err = s.CheckGuard(ctx, "t", &store.Guard{Kind: "k", ID: "a", Version: rec.Version})
 	require.NoError(t, err)
 	assert.False(t, held)
+
+	// A closed store says so, even for a guard it remembers.
+	b := &store.Record{Kind: "k", Tenant: "t", ID: "b"}
+	got, err := s.Get(ctx, "k", "t", "b")
+	require.NoError(t, err)
+	b.Version = got.Version
+	gb := &store.Guard{Kind: "k", ID: "b", Version: b.Version}
+	held, err = s.CheckGuard(ctx, "t", gb)
+	require.NoError(t, err)
+	require.True(t, held)
+	require.NoError(t, s.Close())
+	held, err = s.CheckGuard(ctx, "t", gb)
+	assert.ErrorIs(t, err, store.ErrUnavailable)
+	assert.False(t, held)
 }
 
 // An event append guarded by a record read since the last write, on a
