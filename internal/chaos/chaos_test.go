@@ -34,7 +34,7 @@ var (
 	buildErr         error
 )
 
-func binaries(t *testing.T) (string, string) {
+func binaries(t testing.TB) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "hsmca-chaos-bin-")
@@ -68,12 +68,12 @@ func envDur(name string, def time.Duration) time.Duration {
 func TestChaos(t *testing.T) {
 	for _, backend := range []string{"bolt", "redis"} {
 		t.Run(backend, func(t *testing.T) {
-			runChaos(t, backend)
+			runChaos(keepFailures(t), backend)
 		})
 	}
 }
 
-func runChaos(t *testing.T, backend string) {
+func runChaos(t testing.TB, backend string) {
 	tok := testenv.NewToken(t)
 	runChaosOn(t, backend, chaosToken{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile,
 		Env: []string{"SOFTHSM2_CONF=" + tok.ConfPath}}, envInt("HSMCA_CHAOS_KILLS", 20), nil)
@@ -99,7 +99,7 @@ type chaosFault struct {
 // chaosStore starts the store of a backend: bolt (nothing to start),
 // redis (one server) or sentinel (a master, two replicas, three
 // sentinels). It fills the daemon's and the checks' settings.
-func chaosStore(t *testing.T, backend string, cfg *config.Config) (env []string, sen *testenv.Sentinel) {
+func chaosStore(t testing.TB, backend string, cfg *config.Config) (env []string, sen *testenv.Sentinel) {
 	switch backend {
 	case "redis":
 		r := testenv.StartRedis(t)
@@ -121,7 +121,7 @@ func chaosStore(t *testing.T, backend string, cfg *config.Config) (env []string,
 	return []string{"HSMCA_STORE=" + backend}, nil
 }
 
-func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *chaosFault) *Report {
+func runChaosOn(t testing.TB, backend string, tok chaosToken, kills int, fault *chaosFault) *Report {
 	daemonBin, cliBin := binaries(t)
 	dir := t.TempDir()
 	storeCfg := &config.Config{}
@@ -192,24 +192,30 @@ func runChaosOn(t *testing.T, backend string, tok chaosToken, kills int, fault *
 	return rep
 }
 
-// errorLines collects the error lines of every daemon log in dir.
+// errorLines collects the error lines of every daemon log in dir, the
+// last errorLinesMax of them (a store away makes thousands).
 func errorLines(dir string) string {
 	logs, _ := filepath.Glob(filepath.Join(dir, "hsmcad-*.log"))
-	var b strings.Builder
+	var all []string
 	for _, l := range logs {
 		raw, _ := os.ReadFile(l)
 		for _, line := range strings.Split(string(raw), "\n") {
 			if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, "internal") {
-				fmt.Fprintf(&b, "%s: %s\n", filepath.Base(l), line)
+				all = append(all, filepath.Base(l)+": "+line)
 			}
 		}
 	}
-	return b.String()
+	if len(all) > errorLinesMax {
+		return fmt.Sprintf("(%d lines, the last %d)\n%s", len(all), errorLinesMax, strings.Join(all[len(all)-errorLinesMax:], "\n"))
+	}
+	return strings.Join(all, "\n")
 }
+
+const errorLinesMax = 200
 
 // p11kitToken serves a fresh SoftHSM2 token through `p11-kit server`: the
 // daemon reaches it over a socket, as a container reaches a network HSM.
-func p11kitToken(t *testing.T) (chaosToken, *testenv.P11KitServer) {
+func p11kitToken(t testing.TB) (chaosToken, *testenv.P11KitServer) {
 	s := testenv.NewP11KitToken(t)
 	return chaosToken{Module: s.Module, Label: s.Label, PINFile: s.PINFile, Env: s.Env()}, s
 }
@@ -219,7 +225,8 @@ func p11kitToken(t *testing.T) (chaosToken, *testenv.P11KitServer) {
 // again without a restart, answering 503 (never 500) meanwhile, and the
 // chaos checks hold: no acknowledged operation lost, no orphan key once
 // the reconciler ran, quotas equal records, event chains intact.
-func TestChaosHSMDrops(t *testing.T) {
+func TestChaosHSMDrops(tt *testing.T) {
+	t := keepFailures(tt)
 	tok, srv := p11kitToken(t)
 	rep := runChaosOn(t, "bolt", tok, envInt("HSMCA_CHAOS_HSM_DROPS", 3), &chaosFault{
 		inject: func() func() { srv.Kill(); return srv.Start },
@@ -234,7 +241,8 @@ func TestChaosHSMDrops(t *testing.T) {
 // TestChaosHSMGoneAMinute keeps the p11-kit server away for a minute:
 // the daemon's reconnect attempts back off meanwhile and it serves again
 // within seconds of the server's return.
-func TestChaosHSMGoneAMinute(t *testing.T) {
+func TestChaosHSMGoneAMinute(tt *testing.T) {
+	t := keepFailures(tt)
 	tok, srv := p11kitToken(t)
 	rep := runChaosOn(t, "redis", tok, 1, &chaosFault{
 		inject: func() func() { srv.Kill(); return srv.Start },
@@ -254,7 +262,8 @@ func TestChaosHSMGoneAMinute(t *testing.T) {
 // acknowledged operation is there (writes waited for a replica), quotas
 // equal records, event chains verify, no orphan key.
 // HSMCA_CHAOS_SENTINEL_KILLS (default 4) sets the daemon kills.
-func TestChaosSentinel(t *testing.T) {
+func TestChaosSentinel(tt *testing.T) {
+	t := keepFailures(tt)
 	tok := testenv.NewToken(t)
 	failovers := 0
 	rep := runChaosOn(t, "sentinel", chaosToken{Module: tok.Module, Label: tok.Label, PINFile: tok.PINFile,
@@ -266,13 +275,16 @@ func TestChaosSentinel(t *testing.T) {
 					return
 				}
 				for _, n := range append(append([]*testenv.HANode(nil), s.Data...), s.Sentinels...) {
-					t.Logf("log of %s:\n%s", n.Addr, n.Log())
+					t.Logf("log of %s (last %d lines):\n%s", n.Addr, nodeLogLines, lastLines(n.Log(), nodeLogLines))
 				}
 			})
 			return func() func() {
 				t.Logf("before failover %d: %s", failovers+1, s.Describe())
 				old := s.KillMaster(t)
-				now := s.WaitFailover(t, old.Addr, 30*time.Second)
+				// A sentinel whose failover attempt fails (on a loaded
+				// machine: no replica answered its last INFO in time)
+				// tries again after twice the failover timeout (10s).
+				now := s.WaitFailover(t, old.Addr, 90*time.Second)
 				failovers++
 				t.Logf("failover %d: master %s killed, %s promoted", failovers, old.Addr, now)
 				return func() {
@@ -292,4 +304,17 @@ func TestChaosSentinel(t *testing.T) {
 		}
 	}
 	assert.Positive(t, served, "the workload was never served")
+}
+
+// nodeLogLines is how much of each Redis node's log a failed Sentinel
+// run prints.
+const nodeLogLines = 60
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
