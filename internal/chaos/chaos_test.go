@@ -281,10 +281,7 @@ func TestChaosSentinel(tt *testing.T) {
 			return func() func() {
 				t.Logf("before failover %d: %s", failovers+1, s.Describe())
 				old := s.KillMaster(t)
-				// A sentinel whose failover attempt fails (on a loaded
-				// machine: no replica answered its last INFO in time)
-				// tries again after twice the failover timeout (10s).
-				now := s.WaitFailover(t, old.Addr, 90*time.Second)
+				now := s.WaitFailover(t, old.Addr, testenv.FailoverWait)
 				failovers++
 				t.Logf("failover %d: master %s killed, %s promoted", failovers, old.Addr, now)
 				return func() {

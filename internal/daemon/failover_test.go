@@ -96,7 +96,7 @@ func TestReplicasRideOutSentinelFailover(t *testing.T) {
 	kill := time.Now()
 	killedAt.Store(kill.UnixNano())
 	old := sen.KillMaster(t).Addr
-	now := sen.WaitFailover(t, old, 30*time.Second)
+	now := sen.WaitFailover(t, old, testenv.FailoverWait)
 	require.Eventually(t, func() bool {
 		for w := range firstOK {
 			if firstOK[w].Load() == 0 {

@@ -30,7 +30,7 @@ func TestSentinelTopologyFailsOver(t *testing.T) {
 
 	start := time.Now()
 	s.KillMaster(t)
-	now := s.WaitFailover(t, old, 30*time.Second)
+	now := s.WaitFailover(t, old, testenv.FailoverWait)
 	t.Logf("failover to %s in %s", now, time.Since(start).Round(time.Millisecond))
 	assert.NotEqual(t, old, now)
 	require.Eventually(t, func() bool { return c.Get(ctx, "k").Val() == "v" }, 10*time.Second, 50*time.Millisecond)

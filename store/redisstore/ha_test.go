@@ -470,7 +470,7 @@ func TestStoreFollowsFailover(t *testing.T) {
 		require.NoError(t, s.Create(ctx, rec("t1", "before"), store.WriteOpts{}))
 		old := sen.KillMaster(t).Addr
 		start := time.Now()
-		now := sen.WaitFailover(t, old, 30*time.Second)
+		now := sen.WaitFailover(t, old, testenv.FailoverWait)
 		require.Eventually(t, func() bool { return created(s.Create(ctx, rec("t1", "after"), store.WriteOpts{})) },
 			30*time.Second, 20*time.Millisecond)
 		t.Logf("writes go to %s %s after the master was killed", now, time.Since(start).Round(time.Millisecond))

@@ -156,7 +156,7 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	failoverUnderLoad(t, conn, []string{"t1", "t2"}, func(killed func()) string {
 		old := sen.KillMaster(t).Addr
 		killed()
-		return fmt.Sprintf("master %s killed, %s promoted", old, sen.WaitFailover(t, old, 30*time.Second))
+		return fmt.Sprintf("master %s killed, %s promoted", old, sen.WaitFailover(t, old, testenv.FailoverWait))
 	})
 }
 
