@@ -77,8 +77,17 @@ func durableRows(ctx context.Context, dir string, p Phase) ([]Result, error) {
 // own metrics say the time of those requests went.
 func insideLine(w io.Writer, r *Result) {
 	if r.Inside != nil {
-		fmt.Fprintf(w, "  inside the daemon (its own metrics, mean per request of %d): %s\n", r.Inside.Requests, r.Inside)
+		fmt.Fprintf(w, "  inside the daemon (its own metrics, mean per request of %d): %s%s\n", r.Inside.Requests, r.Inside, redisCPU(r))
 	}
+}
+
+// redisCPU is what the row's redis-server spent per request, for a line
+// about the row ("" when not measured).
+func redisCPU(r *Result) string {
+	if r.StoreCPUPerOp <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; redis-server's own CPU %.0f µs per request", float64(r.StoreCPUPerOp)/float64(time.Microsecond))
 }
 
 // PerRequestTargets writes one line per target of the per-request-cost
@@ -130,6 +139,7 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 			if r.RecordsPerAppend > 0 {
 				grouped = fmt.Sprintf("; %.1f event records per append", r.RecordsPerAppend)
 			}
+			grouped += redisCPU(r)
 			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f%s): %s\n", s, t.what, maxC,
 				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), grouped, mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
 		}

@@ -41,6 +41,10 @@ type Result struct {
 	// writer put in each store append in the window (its own metrics); 0
 	// when not known.
 	RecordsPerAppend float64
+	// StoreCPUPerOp is the CPU time per operation of the redis-server the
+	// bench started for the daemon (store redis), over the same window; 0
+	// when not measured.
+	StoreCPUPerOp time.Duration
 }
 
 // OpsPerSec is the throughput of the measured window.

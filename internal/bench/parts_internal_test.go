@@ -103,4 +103,13 @@ func TestPerRequestTargetsShowTheParts(t *testing.T) {
 	b.Reset()
 	PerRequestTargets(&b, rows, []string{"redis"}, 64)
 	assert.Contains(t, b.String(), "- redis: daemon CPU per signing at 64: 200 µs (in-process 80 µs + 100 = 180; 12.5 event records per append): NOT met")
+
+	// With the redis-server's own CPU measured, both lines carry it.
+	rows[0].StoreCPUPerOp = us(140)
+	rows[len(rows)-1].StoreCPUPerOp = us(61)
+	b.Reset()
+	PerRequestTargets(&b, rows, []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "- redis: daemon CPU per signing at 64: 200 µs (in-process 80 µs + 100 = 180; 12.5 event records per append; "+
+		"redis-server's own CPU 61 µs per request): NOT met")
+	assert.Contains(t, b.String(), "+ the rest 70; redis-server's own CPU 140 µs per request\n")
 }

@@ -162,6 +162,9 @@ type daemonSetup struct {
 	logPath    string
 	cmd        *exec.Cmd
 	exited     chan struct{}
+	// storePID is the redis-server the daemon uses, when the bench
+	// started one (store redis); 0 otherwise.
+	storePID int
 }
 
 // newDaemonSetup writes the daemon's configuration: storeYAML is the body
@@ -295,6 +298,14 @@ func rss(pid int) (total, anon int64) {
 
 // cpuTime reads the CPU time (user and system) a process has used, from
 // /proc (Linux; clock ticks of 10ms).
+// storeCPU is cpuTime of the store's server, 0 when there is none.
+func storeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	return cpuTime(pid)
+}
+
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -355,7 +366,7 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	// The daemon's own metrics, read before and after the window, say how
 	// many event records went in each append, and at one connection where
 	// a request's time went (Inside).
-	cpuDone := make(chan [2]time.Duration, 1)
+	cpuDone := make(chan [3]time.Duration, 1)
 	var (
 		inside  *Inside
 		grouped float64
@@ -363,9 +374,9 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	go func() {
 		time.Sleep(cfg.Phase.Warmup)
 		t0, _ := scrapeTimings(ctx, d.base)
-		c0, s0 := cpuTime(pid), cpuTime(os.Getpid())
+		c0, s0, r0 := cpuTime(pid), cpuTime(os.Getpid()), storeCPU(d.storePID)
 		time.Sleep(cfg.Phase.Duration)
-		cpu := [2]time.Duration{cpuTime(pid) - c0, cpuTime(os.Getpid()) - s0}
+		cpu := [3]time.Duration{cpuTime(pid) - c0, cpuTime(os.Getpid()) - s0, storeCPU(d.storePID) - r0}
 		if t0 != nil {
 			if t1, err := scrapeTimings(ctx, d.base); err == nil {
 				grouped = recordsPerAppend(t0, t1)
@@ -381,6 +392,7 @@ func (d *daemonSetup) measureHTTP(ctx context.Context, cfg Config, c int, rq req
 	if cpu := <-cpuDone; r.Ops > 0 {
 		r.CPUPerOp = cpu[0] / time.Duration(r.Ops)
 		r.ClientCPUPerOp = cpu[1] / time.Duration(r.Ops)
+		r.StoreCPUPerOp = cpu[2] / time.Duration(r.Ops)
 	}
 	r.Inside, r.RecordsPerAppend = inside, grouped
 	if err := <-profDone; err != nil {

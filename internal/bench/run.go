@@ -131,7 +131,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		return nil, err
 	}
 	storeYAML := fmt.Sprintf("  backend: bolt\n  bolt_path: %q\n", filepath.Join(dir, "hsmca.db"))
-	redisAddr := ""
+	redisAddr, storePID := "", 0
 	switch {
 	case backend == "redis":
 		r, err := startRedis(dir)
@@ -140,7 +140,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		}
 		defer r.stop()
 		storeYAML = fmt.Sprintf("  backend: redis\n  redis_url: %q\n", r.url())
-		redisAddr = r.addr
+		redisAddr, storePID = r.addr, r.cmd.Process.Pid
 	case haStore(backend):
 		y, stop, err := startHAStore(backend, dir)
 		if err != nil {
@@ -153,6 +153,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	if err != nil {
 		return nil, err
 	}
+	d.storePID = storePID
 	fmt.Fprintf(cfg.Log, "[%s] token %s, store %s\n", backend, tok.label, backend)
 
 	secret, err := d.createAPIToken(ctx)

@@ -26,7 +26,7 @@ func TestBenchShort(t *testing.T) {
 	daemonBin, _, err := chaos.Build(t.TempDir())
 	require.NoError(t, err)
 	t.Setenv("SOFTHSM2_CONF", "")
-	stores := []string{"bolt", bench.StoreSentinel, bench.StoreSentinelNoWait, bench.StoreCluster}
+	stores := []string{"bolt", "redis", bench.StoreSentinel, bench.StoreSentinelNoWait, bench.StoreCluster}
 	cfg := bench.Config{Hsmcad: daemonBin, Module: module, Stores: stores,
 		Phase:       bench.Phase{Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond},
 		Concurrency: []int{1, 4}, InProc: []int{1}, WorkDir: t.TempDir()}
@@ -40,6 +40,13 @@ func TestBenchShort(t *testing.T) {
 					n++
 					assert.Positive(t, r.Ops, "%s %s at %d", s, op, r.Concurrency)
 					assert.Zero(t, r.Errors, "%s %s at %d: %s", s, op, r.Concurrency, r.FirstError)
+					// The redis-server the bench started is measured beside
+					// the daemon; the replicated stores' servers are not.
+					if s == "redis" {
+						assert.Positive(t, r.StoreCPUPerOp, "%s %s at %d: redis-server's CPU", s, op, r.Concurrency)
+					} else {
+						assert.Zero(t, r.StoreCPUPerOp, "%s %s at %d", s, op, r.Concurrency)
+					}
 				}
 			}
 			assert.Equal(t, 2, n, "%s %s: a row per concurrency", s, op)
