@@ -92,11 +92,12 @@ func tenantOf(c *gin.Context) string { return signer.CallerFrom(c.Request.Contex
 // fields hsmca does not use); an empty body is an empty object when
 // optional. It answers the error itself and reports whether to go on.
 func pcaBody(c *gin.Context, v any, optional bool) bool {
-	dec := json.NewDecoder(c.Request.Body)
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON value")
-	}
+	return pcaBodyAnswer(c, decodeJSON(c.Request.Body, v, false), optional)
+}
+
+// pcaBodyAnswer answers the error of a body's decoding, if any, in the
+// family's envelope; it says whether the handler goes on.
+func pcaBodyAnswer(c *gin.Context, err error, optional bool) bool {
 	var (
 		mbe *http.MaxBytesError
 		ute *json.UnmarshalTypeError

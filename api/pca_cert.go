@@ -90,7 +90,7 @@ type pcaIssueCSRRequest struct {
 
 func (s *server) pcaIssueCSR(c *gin.Context) {
 	var req pcaIssueCSRRequest
-	if !pcaBody(c, &req, false) {
+	if !pcaIssueCSRBody(c, &req) {
 		return
 	}
 	id, err := s.pcaAPI.IssueFromCSR(c.Request.Context(), tenantOf(c), pcasvc.CertFromCSR{
@@ -101,7 +101,7 @@ func (s *server) pcaIssueCSR(c *gin.Context) {
 		pcaError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"certificate_id": id})
+	writeCertificateID(c, id)
 }
 
 func (s *server) pcaParseCSR(c *gin.Context) {
