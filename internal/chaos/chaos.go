@@ -174,8 +174,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.FaultSpans = append(rep.FaultSpans, time.Since(faultBegan))
 			o.Logf("fault %d: away %s, /readyz 200 %s after its return, %s after it began", round+1, o.Outage,
 				time.Since(back).Round(time.Millisecond), time.Since(faultBegan).Round(time.Millisecond))
-			// Requests begun while the component was away may still answer 503.
+			// Requests begun while the component was away may still answer
+			// 503 (one waiting for a replica's acknowledgement, say): so may
+			// any sent before the fault is over for the workload.
 			time.Sleep(time.Second)
+			w.faultOver.Store(time.Now().UnixNano())
 			w.faulted.Store(false)
 			time.Sleep(run)
 		}

@@ -142,6 +142,8 @@ type Response struct {
 	Err    error
 	// RequestID is the daemon's X-Request-Id for the request.
 	RequestID string
+	// Began is when the request was sent (zero when it never was).
+	Began time.Time
 }
 
 // Map decodes the body as an object.
@@ -168,14 +170,15 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) *Respons
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	began := time.Now()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return &Response{Err: err}
+		return &Response{Err: err, Began: began}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return &Response{Err: err}
+		return &Response{Err: err, Began: began}
 	}
-	return &Response{Status: resp.StatusCode, Body: raw, RequestID: resp.Header.Get("X-Request-Id")}
+	return &Response{Status: resp.StatusCode, Body: raw, RequestID: resp.Header.Get("X-Request-Id"), Began: began}
 }

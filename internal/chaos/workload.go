@@ -72,8 +72,10 @@ type workload struct {
 	// afterwards never reached it.
 	dead  atomic.Bool
 	round atomic.Int64 // the daemon's life the workload is in
-	// faulted is set while a fault (HSM or store away) lasts: 503 answers are expected then.
-	faulted atomic.Bool
+	// faulted is set while a fault (HSM or store away) lasts: 503 answers are expected then,
+	// and from requests sent before it last ended (faultOver, UnixNano).
+	faulted   atomic.Bool
+	faultOver atomic.Int64
 
 	mu         sync.Mutex
 	stats      map[string]int // "op status" -> count
@@ -103,7 +105,7 @@ func (w *workload) count(op string, r *Response) {
 	if r.Err == nil && r.Status/100 == 2 && r.RequestID != "" {
 		w.acked[r.RequestID] = op
 	}
-	down := w.faulted.Load()
+	down := w.faulted.Load() || (!r.Began.IsZero() && r.Began.UnixNano() < w.faultOver.Load())
 	if down && r.Err == nil {
 		w.outage[r.Status]++
 	}
