@@ -24,11 +24,7 @@ func pcaIssueCSRBody(c *gin.Context, req *pcaIssueCSRRequest) bool {
 		return true
 	}
 	*req = pcaIssueCSRRequest{}
-	var rest io.Reader = bytes.NewReader(b)
-	if err != nil {
-		rest = io.MultiReader(rest, errReader{err})
-	}
-	return pcaBodyAnswer(c, decodeJSON(rest, req, false), false)
+	return pcaBodyAnswer(c, decodeJSON(replay(b, err), req, false), false)
 }
 
 // parsePCAIssueCSR reads b into r when it is one JSON object whose names

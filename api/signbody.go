@@ -23,14 +23,18 @@ func decodeSignBody(c *gin.Context, req *signRequest) error {
 	if err == nil && parseSignRequest(b, req) {
 		return nil
 	}
-	// encoding/json reads what the body gave, then the error it ended
-	// with (a body over the limit), in the same order as from the body.
 	*req = signRequest{}
-	var rest io.Reader = bytes.NewReader(b)
+	return decodeJSON(replay(b, err), req, true)
+}
+
+// replay is a body read whole again for encoding/json: what it gave,
+// then the error it ended with (a body over the limit), in the same
+// order as from the body.
+func replay(b []byte, err error) io.Reader {
 	if err != nil {
-		rest = io.MultiReader(rest, errReader{err})
+		return io.MultiReader(bytes.NewReader(b), errReader{err})
 	}
-	return decodeJSON(rest, req, true)
+	return bytes.NewReader(b)
 }
 
 type errReader struct{ err error }
