@@ -602,10 +602,12 @@ func (s *Sentinel) KillMaster(t testing.TB) *HANode {
 	return n
 }
 
-// FailoverWait is how long a test waits for a Sentinel failover: a
-// sentinel whose attempt fails (on a loaded machine, no replica answered
-// its last INFO in time) tries again after twice the failover timeout
-// (10s); a busy CI machine has been seen to need more than one attempt.
+// FailoverWait is how long a test waits for a Sentinel failover or a
+// cluster replica's promotion: a sentinel whose attempt fails (on a
+// loaded machine, no replica answered its last INFO in time) tries again
+// after twice the failover timeout (10s), and a busy CI machine has been
+// seen to need more than one attempt; a cluster election that fails is
+// tried again too.
 const FailoverWait = 90 * time.Second
 
 // WaitFailover waits until every running sentinel names a master other

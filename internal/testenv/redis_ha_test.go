@@ -50,7 +50,7 @@ func TestClusterTopologyPromotesReplica(t *testing.T) {
 
 	start := time.Now()
 	c.KillMaster(t, victim)
-	now := c.WaitPromotion(t, victim, slots, 30*time.Second)
+	now := c.WaitPromotion(t, victim, slots, testenv.FailoverWait)
 	t.Logf("promotion of %s in %s", now, time.Since(start).Round(time.Millisecond))
 	assert.NotEqual(t, victim, now)
 }

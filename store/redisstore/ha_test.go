@@ -491,7 +491,7 @@ func TestStoreFollowsFailover(t *testing.T) {
 		require.Equal(t, 1, n, "writes wait for a replica by default")
 		dead := clu.KillMaster(t, victim)
 		start := time.Now()
-		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
+		now := clu.WaitPromotion(t, victim, slots, testenv.FailoverWait)
 		// The promoted replica has no replica of its own: a write is
 		// refused (it may be kept) until the old master is back as one.
 		err = s.Create(ctx, rec("t1", "alone"), store.WriteOpts{})

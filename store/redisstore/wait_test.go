@@ -187,7 +187,7 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		require.NoError(t, err)
 		dead := clu.KillMaster(t, victim)
 		killed()
-		now := clu.WaitPromotion(t, victim, slots, 30*time.Second)
+		now := clu.WaitPromotion(t, victim, slots, testenv.FailoverWait)
 		dead.Start()
 		return fmt.Sprintf("master %s killed, %s promoted, %s back as its replica", victim, now, victim)
 	})
