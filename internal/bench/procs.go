@@ -298,14 +298,6 @@ func rss(pid int) (total, anon int64) {
 
 // cpuTime reads the CPU time (user and system) a process has used, from
 // /proc (Linux; clock ticks of 10ms).
-// storeCPU is cpuTime of the store's server, 0 when there is none.
-func storeCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	return cpuTime(pid)
-}
-
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -323,6 +315,14 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// storeCPU is cpuTime of the store's server, 0 when there is none.
+func storeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	return cpuTime(pid)
 }
 
 // measureHTTP drives the running daemon with rq in c connections, polling
