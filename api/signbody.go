@@ -48,35 +48,16 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // it was and a pointer nil). ok false: b is in any other form, r may be
 // partly set.
 func parseSignRequest(b []byte, r *signRequest) (ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return skipSpace(b, i+1) == len(b)
-	}
-	for {
-		name, j, ok := plainString(b, i)
-		if !ok {
-			return false
-		}
-		i = skipSpace(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return false
-		}
-		i = skipSpace(b, i+1)
+	i, ok := jsonObject(b, skipSpace(b, 0), func(name []byte, i int) (int, bool) {
 		var (
 			v     []byte
 			isNil bool
+			ok    bool
 		)
-		switch {
-		case bytes.HasPrefix(b[i:], []byte("null")):
+		if bytes.HasPrefix(b[i:], []byte("null")) {
 			isNil, i = true, i+4
-		default:
-			if v, i, ok = plainString(b, i); !ok {
-				return false
-			}
+		} else if v, i, ok = plainString(b, i); !ok {
+			return i, false
 		}
 		switch string(name) {
 		case "algorithm":
@@ -94,21 +75,11 @@ func parseSignRequest(b []byte, r *signRequest) (ok bool) {
 		case "signature":
 			r.Signature = stringPtr(v, isNil)
 		default:
-			return false
+			return i, false
 		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return skipSpace(b, i+1) == len(b)
-		default:
-			return false
-		}
-	}
+		return i, true
+	})
+	return ok && skipSpace(b, i) == len(b)
 }
 
 func stringPtr(v []byte, isNil bool) *string {
