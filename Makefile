@@ -89,11 +89,12 @@ BENCH_STORES ?= bolt,redis,sentinel,sentinel-nowait,cluster
 BENCH_OUT ?= $(BIN)/bench.md
 BENCH_PROFILE_DIR ?=
 BENCH_OPS ?=
+BENCH_ROUNDS ?= 1
 bench: build
 	@softhsm/ensure-packages.sh softhsm redis sentinel
 	BENCH_DURATION=$(BENCH_DURATION) BENCH_WARMUP=$(BENCH_WARMUP) BENCH_CONCURRENCY=$(BENCH_CONCURRENCY) \
 	BENCH_SEED_COUNT=$(BENCH_SEED_COUNT) BENCH_CRL_ENTRIES=$(BENCH_CRL_ENTRIES) BENCH_STORES=$(BENCH_STORES) BENCH_OUT=$(BENCH_OUT) \
-	BENCH_PROFILE_DIR=$(BENCH_PROFILE_DIR) BENCH_OPS=$(BENCH_OPS) $(BIN)/hsmca bench --hsmcad $(BIN)/hsmcad
+	BENCH_PROFILE_DIR=$(BENCH_PROFILE_DIR) BENCH_OPS=$(BENCH_OPS) BENCH_ROUNDS=$(BENCH_ROUNDS) $(BIN)/hsmca bench --hsmcad $(BIN)/hsmcad
 
 # Crash consistency: hsmcad is killed with SIGKILL at random moments under a
 # mixed workload of every family, restarted on the same store and token and

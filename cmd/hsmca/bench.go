@@ -66,10 +66,24 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	ops := fs.String("ops", envStr("BENCH_OPS", ""), "HTTP rows to measure, comma-separated: issue, sign, show, ocsp, list; empty: all (BENCH_OPS)")
 	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
 	keep := fs.Bool("keep", false, "keep the work directory (tokens, stores, daemon logs)")
+	roundsDef := 1
+	if v := getenv("BENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "hsmca bench: BENCH_ROUNDS=%q: want a count of at least 1\n", v)
+			return 2
+		}
+		roundsDef = n
+	}
+	rounds := fs.Int("rounds", roundsDef, "run everything this many times, the stores taking turns at going first; the table gives each row's median and the targets the rounds that met them (BENCH_ROUNDS)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	seed := *seedN
+	if *rounds < 1 {
+		fmt.Fprintf(stderr, "hsmca bench: --rounds %d: want at least 1\n", *rounds)
+		return 2
+	}
 	if *seedSign != "standin" && *seedSign != "hsm" {
 		fmt.Fprintf(stderr, "hsmca bench: --seed-sign %q: standin or hsm\n", *seedSign)
 		return 2
@@ -93,7 +107,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		*hsmcad = filepath.Join(filepath.Dir(self), "hsmcad")
 	}
 	cfg := bench.Config{Hsmcad: *hsmcad, Module: *module, Phase: bench.Phase{Warmup: *warmup, Duration: *duration},
-		Concurrency: cs, InProc: ns, SeedCount: seed, CRLEntries: *crlN, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr}
+		Concurrency: cs, InProc: ns, SeedCount: seed, CRLEntries: *crlN, SeedWorkers: *seedW, SeedHSM: *seedSign == "hsm", ProfileDir: *profile, Keep: *keep, Log: stderr, Rounds: *rounds}
 	for _, o := range strings.Split(*ops, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			if bench.OpNames[o] == "" {
@@ -120,15 +134,23 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(&report, "hsmca bench: %d CPUs (GOMAXPROCS %d), %s/%s; warm-up %s, %s per row; %d certificates seeded for the growth rows; %d revocation entries for the CRL rows; run took %s\n\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, *warmup, *duration, seed, *crlN,
 		time.Since(started).Round(time.Second))
-	bench.Table(&report, rows)
+	combined := bench.Combine(rows)
+	bench.Table(&report, combined)
+	bench.RoundsNote(&report, combined)
 	fmt.Fprintln(&report)
 	maxC := 0
 	for _, c := range cs {
 		maxC = max(maxC, c)
 	}
-	bench.Targets(&report, rows, bench.SingleStores(cfg.Stores), maxC)
+	bench.Targets(&report, combined, bench.SingleStores(cfg.Stores), maxC)
 	bench.PerRequestTargets(&report, rows, bench.SingleStores(cfg.Stores), maxC)
-	bench.ReplicationCost(&report, rows, cs)
+	bench.ReplicationCost(&report, combined, cs)
+	if rs := bench.SplitRounds(rows); len(rs) > 1 {
+		for i, r := range rs {
+			fmt.Fprintf(&report, "\nRound %d:\n\n", i+1)
+			bench.Table(&report, r)
+		}
+	}
 	fmt.Fprint(stdout, report.String())
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil {

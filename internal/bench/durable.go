@@ -96,7 +96,26 @@ func redisCPU(r *Result) string {
 // what one fsync costs on this disk), the slowest request at 8
 // connections, and the share of the in-process limit at the highest
 // concurrency.
+//
+// Rows of several rounds are combined (Combine) and each verdict says in
+// how many rounds it was met.
 func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
+	rounds := SplitRounds(rows)
+	if len(rounds) <= 1 {
+		perRequestTargets(w, rows, stores, maxC, nil)
+		return
+	}
+	per := make([][]bool, len(rounds))
+	for i, r := range rounds {
+		per[i] = perRequestTargets(io.Discard, r, stores, maxC, nil)
+	}
+	perRequestTargets(w, Combine(rows), stores, maxC, tally(per))
+}
+
+// perRequestTargets writes the targets' lines and returns their verdicts in
+// order; suffix, when set, adds to the i-th verdict.
+func perRequestTargets(w io.Writer, rows []Result, stores []string, maxC int, suffix func(i int) string) []bool {
+	var verdicts []bool
 	find := func(store, op string, c int) *Result {
 		for i := range rows {
 			if rows[i].Store == store && strings.HasPrefix(rows[i].Op, op) && rows[i].Concurrency == c &&
@@ -116,11 +135,17 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 		return best
 	}
 	mark := func(ok bool) string {
+		out := "NOT met"
 		if ok {
-			return "met"
+			out = "met"
 		}
-		return "NOT met"
+		if suffix != nil {
+			out += suffix(len(verdicts))
+		}
+		verdicts = append(verdicts, ok)
+		return out
 	}
+	usStr := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	fmt.Fprintln(w, "Per-request targets:")
 	for _, s := range stores {
@@ -139,7 +164,7 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 			if r.RecordsPerAppend > 0 {
 				grouped = fmt.Sprintf("; %.1f event records per append", r.RecordsPerAppend)
 			}
-			grouped += redisCPU(r)
+			grouped += redisCPU(r) + spread(r, r.CPURange, usStr)
 			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f%s): %s\n", s, t.what, maxC,
 				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), grouped, mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
 		}
@@ -184,8 +209,8 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 					in string
 				}{{sign1, "in-process sign"}, {issue1, "in-process issue"}} {
 					if x.r != nil {
-						fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (one fsync %s ms + 0.3 = %s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(fsync.P50), ms(limit),
-							parts(x.in, 0), mark(x.r.P50 <= limit && x.r.Errors == 0))
+						fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (one fsync %s ms + 0.3 = %s%s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(fsync.P50), ms(limit),
+							parts(x.in, 0), spread(x.r, x.r.P50Range, ms), mark(x.r.P50 <= limit && x.r.Errors == 0))
 						insideLine(w, x.r)
 					}
 				}
@@ -198,8 +223,8 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 				trips int
 			}{{sign1, 350 * time.Microsecond, "in-process sign", 1}, {issue1, 800 * time.Microsecond, "in-process issue", 1}} {
 				if x.r != nil {
-					fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (<= %s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(x.limit),
-						parts(x.in, x.trips), mark(x.r.P50 <= x.limit && x.r.Errors == 0))
+					fmt.Fprintf(w, "- %s: %s at 1: p50 %s ms (<= %s%s%s): %s\n", s, x.r.Op, ms(x.r.P50), ms(x.limit),
+						parts(x.in, x.trips), spread(x.r, x.r.P50Range, ms), mark(x.r.P50 <= x.limit && x.r.Errors == 0))
 					insideLine(w, x.r)
 				}
 			}
@@ -219,6 +244,7 @@ func PerRequestTargets(w io.Writer, rows []Result, stores []string, maxC int) {
 			}
 		}
 	}
+	return verdicts
 }
 
 // redisPingRow measures one bare Redis round trip from the bench process:

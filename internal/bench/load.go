@@ -45,6 +45,13 @@ type Result struct {
 	// bench started for the daemon (store redis), over the same window; 0
 	// when not measured.
 	StoreCPUPerOp time.Duration
+	// Round is the round (from 0) that measured the row (Config.Rounds).
+	Round int
+	// Rounds is how many rounds a row of Combine stands for (0 for a
+	// row of one round); P50Range and CPURange are the lowest and the
+	// highest of those rounds' figures.
+	Rounds             int
+	P50Range, CPURange [2]time.Duration
 }
 
 // OpsPerSec is the throughput of the measured window.

@@ -58,6 +58,12 @@ type Config struct {
 	WorkDir string // tokens, stores and daemon logs; a temporary one when empty
 	Keep    bool   // keep WorkDir
 	Log     io.Writer
+	// Rounds runs everything this many times (at least once), the
+	// stores in turn in the order given and then reversed (rounds.go);
+	// each row says its round. Profiles are written in the first.
+	Rounds int
+	// round names the tokens of a round after the first.
+	round string
 }
 
 const tenant = "bench"
@@ -85,11 +91,25 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	var all []Result
-	for _, backend := range cfg.Stores {
-		rows, err := runStore(ctx, cfg, sh, backend, filepath.Join(root, backend))
-		all = append(all, rows...)
-		if err != nil {
-			return all, fmt.Errorf("%s: %w", backend, err)
+	rounds := max(cfg.Rounds, 1)
+	for round := range rounds {
+		rc, dir := cfg, root
+		if rounds > 1 {
+			fmt.Fprintf(cfg.Log, "round %d of %d\n", round+1, rounds)
+			dir = filepath.Join(root, fmt.Sprintf("round%d", round+1))
+			if round > 0 {
+				rc.ProfileDir, rc.round = "", fmt.Sprintf("-r%d", round+1)
+			}
+		}
+		for _, backend := range roundOrder(cfg.Stores, round) {
+			rows, err := runStore(ctx, rc, sh, backend, filepath.Join(dir, backend))
+			for i := range rows {
+				rows[i].Round = round
+			}
+			all = append(all, rows...)
+			if err != nil {
+				return all, fmt.Errorf("%s: %w", backend, err)
+			}
 		}
 	}
 	return all, nil
@@ -126,7 +146,7 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	tok, err := sh.newToken("bench-"+backend, dir)
+	tok, err := sh.newToken("bench-"+backend+cfg.round, dir)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +105,49 @@ func TestBenchShort(t *testing.T) {
 	bench.ReplicationCost(&b, rows, cfg.Concurrency)
 	assert.Contains(t, b.String(), "- sentinel vs sentinel-nowait: "+bench.OpIssue+" at 1: p50 ")
 	assert.NotContains(t, b.String(), "- sentinel: ", "no targets for the replicated stores")
+}
+
+// With rounds the bench runs each store once per round on tokens and
+// stores of the round's own, the stores taking turns at going first, and
+// the combined table and targets come from all of them.
+func TestBenchRounds(t *testing.T) {
+	module := testenv.SoftHSMModule()
+	if module == "" {
+		testenv.Missing(t, "SoftHSM2 (apt-get install softhsm2)")
+	}
+	testenv.StartRedis(t) // fails under CI when redis-server is missing
+	daemonBin, _, err := chaos.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("SOFTHSM2_CONF", "")
+	var log strings.Builder
+	stores := []string{"bolt", "redis"}
+	cfg := bench.Config{Hsmcad: daemonBin, Module: module, Stores: stores, Ops: []string{"sign"}, Rounds: 2,
+		Phase:       bench.Phase{Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond},
+		Concurrency: []int{1}, InProc: []int{1}, WorkDir: t.TempDir(), Log: &log}
+	rows, err := bench.Run(context.Background(), cfg)
+	require.NoError(t, err, log.String())
+	var order []string
+	for _, r := range rows {
+		if r.Op == bench.OpSign {
+			assert.Positive(t, r.Ops, "round %d %s", r.Round, r.Store)
+			assert.Zero(t, r.Errors, "round %d %s: %s", r.Round, r.Store, r.FirstError)
+			order = append(order, fmt.Sprintf("%d %s", r.Round, r.Store))
+		}
+	}
+	assert.Equal(t, []string{"0 bolt", "0 redis", "1 redis", "1 bolt"}, order)
+	assert.Contains(t, log.String(), "token bench-bolt-r2,", "the second round's tokens are its own")
+
+	combined := bench.Combine(rows)
+	n := 0
+	for _, r := range combined {
+		if r.Op == bench.OpSign {
+			n++
+			assert.Equal(t, 2, r.Rounds, r.Store)
+		}
+	}
+	assert.Equal(t, 2, n, "one combined row per store")
+	var b strings.Builder
+	bench.PerRequestTargets(&b, rows, stores, 1)
+	assert.Contains(t, b.String(), "- redis: "+bench.OpSign+" at 1: p50 ")
+	assert.Contains(t, b.String(), " of 2 rounds)\n")
 }
