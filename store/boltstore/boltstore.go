@@ -158,7 +158,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if size == 0 {
 			size = DefaultJournalSize
 		}
-		if s.w.j, err = openJournal(db, path, size); err != nil {
+		if s.w.j, err = openJournal(db, path, size, s.gens, s.putJournaled); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("bolt store %s: %w", path, err)
 		}
@@ -262,11 +262,17 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 // batchEvents is batch for an event append, which the journal may take
 // instead of fn.
 func (s *Store) batchEvents(ctx context.Context, fn func(*bolt.Tx) error, ev *eventAppend) error {
+	return s.batchCall(ctx, fn, ev, nil)
+}
+
+// batchCall is batch for an event append or a new record, which the
+// journal may take instead of fn (then fn does not run).
+func (s *Store) batchCall(ctx context.Context, fn func(*bolt.Tx) error, ev *eventAppend, cr *createCall) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var outcome error
-	err := s.w.runCall(&commitCall{ev: ev, done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
+	err := s.w.runCall(&commitCall{ev: ev, cr: cr, done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
 		outcome = nil
 		err := fn(tx)
 		if r, ok := err.(refusal); ok {
@@ -389,7 +395,7 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 	}
 	now := storekit.Now()
 	var stored store.Record
-	err = s.batch(ctx, func(tx *bolt.Tx) error {
+	fn := func(tx *bolt.Tx) error {
 		if g := opts.Guard; g != nil {
 			ok, err := s.guardHolds(tx, rec.Tenant, g)
 			if err != nil {
@@ -411,13 +417,13 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 				return refuse("%w: %s %s unique key %q", store.ErrExists, rec.Kind, rec.Tenant, u)
 			}
 		}
-		var qb *bolt.Bucket
-		var usage int64
+		resource := ""
 		if q := opts.Quota; q != nil {
-			if qb, err = kb.tenant.CreateBucketIfNotExists(bQuota); err != nil {
-				return err
+			resource = q.Resource
+			usage := int64(0)
+			if qb := kb.tenant.Bucket(bQuota); qb != nil {
+				usage = int64(getU64(qb.Get([]byte(q.Resource))))
 			}
-			usage = int64(getU64(qb.Get([]byte(q.Resource))))
 			if q.Limit >= 0 && usage+1 > q.Limit {
 				return refuse("%w: %s %s: %d of %d", store.ErrQuotaExceeded, rec.Tenant, q.Resource, usage, q.Limit)
 			}
@@ -433,29 +439,8 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 		if err != nil {
 			return err
 		}
-		id := []byte(rec.ID)
-		s.gens.touch(rec.Kind)
-		if err := kb.recs.Put(id, b); err != nil {
+		if err := s.putNew(kb, &journaledCreate{rec: &stored, raw: b, resource: resource}); err != nil {
 			return err
-		}
-		for _, u := range uniq {
-			if err := kb.uniq.Put([]byte(u), id); err != nil {
-				return err
-			}
-		}
-		if err := kb.seq.Put(u64(seq), id); err != nil {
-			return err
-		}
-		if err := s.putIndexes(kb, &stored); err != nil {
-			return err
-		}
-		if err := kb.addCount(1); err != nil {
-			return err
-		}
-		if qb != nil {
-			if err := qb.Put([]byte(opts.Quota.Resource), u64(uint64(usage+1))); err != nil {
-				return err
-			}
 		}
 		if err := deleteIntent(tx, rec.Tenant, opts.Intent); err != nil {
 			return err
@@ -465,9 +450,20 @@ func (s *Store) Create(ctx context.Context, rec *store.Record, opts store.WriteO
 			return err
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	var cr *createCall
+	if s.w.j != nil && opts.Intent == "" {
+		// The journal may take it (created.go).
+		cr = &createCall{rec: rec, data: data, uniq: uniq, quota: opts.Quota, guard: opts.Guard, event: event}
+	}
+	if err := s.batchCall(ctx, fn, nil, cr); err != nil {
 		return err
+	}
+	if cr != nil && cr.taken {
+		if cr.refused != nil {
+			return cr.refused
+		}
+		stored = cr.stored
 	}
 	*rec = stored
 	return nil
@@ -480,6 +476,14 @@ func (s *Store) EventsWithCreate() {}
 func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record, error) {
 	if err := storekit.CheckRef(kind, tenant, id); err != nil {
 		return nil, err
+	}
+	if j := s.w.j; j != nil {
+		if raw, ok := j.pendingRaw(tenant, kind, id); ok {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, raw, decodeRecord)
+		}
 	}
 	var rec *store.Record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -504,6 +508,14 @@ func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record
 func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*store.Record, error) {
 	if err := storekit.CheckRef(kind, tenant, key); err != nil {
 		return nil, err
+	}
+	if j := s.w.j; j != nil {
+		if id, raw, ok := j.pendingByUnique(tenant, kind, key); ok {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, raw, decodeRecord)
+		}
 	}
 	var rec *store.Record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -665,6 +677,9 @@ func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.settle(q.Tenant, q.Kind); err != nil {
+		return nil, err
+	}
 	var page *store.Page
 	err = s.view(ctx, func(tx *bolt.Tx) error {
 		kb, err := openKind(tx, q.Tenant, q.Kind, false)
@@ -797,6 +812,9 @@ func (s *Store) CountRecords(ctx context.Context, kind, tenant string) (int64, e
 	if err := storekit.CheckName("tenant", tenant); err != nil {
 		return 0, err
 	}
+	if err := s.settle(tenant, kind); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		kb, err := openKind(tx, tenant, kind, false)
@@ -871,6 +889,11 @@ func (s *Store) ReleaseQuota(ctx context.Context, tenant, resource string, n int
 func (s *Store) QuotaUsage(ctx context.Context, tenant, resource string) (int64, error) {
 	if err := checkQuotaRef(tenant, resource); err != nil {
 		return 0, err
+	}
+	if j := s.w.j; j != nil && j.holdsQuota(tenant, resource) {
+		if err := wrap(s.w.run(func(*bolt.Tx) error { return nil })); err != nil {
+			return 0, err
+		}
 	}
 	var n int64
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -1267,6 +1290,9 @@ func (s *Store) CheckGuard(ctx context.Context, tenant string, g *store.Guard) (
 		return false, err
 	}
 	r := &reader{db: s.db}
+	if j := s.w.j; j != nil {
+		r.checkpoints = &j.checkpoints
+	}
 	defer r.close()
 	for c := g; c != nil; c = c.And {
 		t := tenant

@@ -43,7 +43,7 @@ func (s *Store) BulkCreate(ctx context.Context, recs []store.Record, quota store
 	}
 	now := storekit.Now()
 	stored := make([]store.Record, len(recs))
-	err := s.gens.update(s.db, func(tx *bolt.Tx) error {
+	err := s.w.run(func(tx *bolt.Tx) error {
 		kbs := map[string]*kindBuckets{}
 		for i := range recs {
 			r := &recs[i]

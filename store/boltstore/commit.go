@@ -41,6 +41,7 @@ type committer struct {
 type commitCall struct {
 	fn   func(*bolt.Tx) error
 	ev   *eventAppend // set on an event append: the journal may take it instead of fn
+	cr   *createCall  // set on a new record the journal may take instead of fn
 	done chan error   // its result, or errLead: commit the queue
 }
 
@@ -116,7 +117,7 @@ func (c *committer) lead() {
 var errPanicked = errors.New("boltstore: a write of the same commit panicked; nothing of it was written")
 
 func (c *committer) commit(group []*commitCall) {
-	if c.j != nil && eventsOnly(group) && c.j.take(c.db, c.guard, group) {
+	if c.j != nil && journalable(group) && c.j.take(c.db, c.guard, c.gens, group) {
 		if c.j.wantsCheckpoint() && !c.j.checkpointing.Swap(true) {
 			// A write of no records of its own: its transaction copies
 			// the journal into bbolt, off every request's path.
@@ -175,9 +176,10 @@ func (c *committer) update(group []*commitCall) error {
 	return err
 }
 
-func eventsOnly(group []*commitCall) bool {
+// journalable: every write of the group is one the journal may take.
+func journalable(group []*commitCall) bool {
 	for _, call := range group {
-		if call.ev == nil {
+		if call.ev == nil && call.cr == nil {
 			return false
 		}
 	}

@@ -34,9 +34,23 @@ import (
 // sequence number; once that commit is synced the journal is written from
 // its start again.
 //
+// A new record (Create without an intent) goes the same way: its checks
+// (id and unique keys free, quota, guard) are made against bbolt and the
+// creates pending in the journal, it takes the next sequence number of
+// its kind, and it is written to the journal with its event; the record
+// stays in memory until the next checkpoint puts it, its unique keys, its
+// indexes and its counters into bbolt. A read of one record (by id or
+// unique key, or a guard on it) finds it there; a read of many (a list, a
+// count, a quota) first has the checkpoint made, so that it reads them
+// from bbolt with the rest. A certificate's issuance thus costs one
+// fdatasync on its way, where its bbolt commit writes some thirty pages
+// and syncs twice.
+//
 // A record is [length u32][crc32c u32][lsn u64][entries], each entry
 // [tenant length u16][tenant][event length u32][event JSON], the JSON
-// being exactly what the chain's bucket stores. At open, records are read
+// being exactly what the chain's bucket stores, or a new record:
+// [0xFFFF u16][record length u32][record as bbolt stores it][quota
+// resource length u16][quota resource] (no resource: no quota counted). At open, records are read
 // from the start while each checks out and carries the next sequence
 // number after the one bbolt holds; they are copied into bbolt, and the
 // first record that does not follow (a torn write, zeros, an older pass
@@ -54,6 +68,12 @@ type journal struct {
 	pending map[string][]store.Event // by tenant, in chain order
 	raw     map[string][][]byte      // each pending event's stored JSON
 	since   time.Time                // when the oldest pending event was written
+	created createdSet               // records created since the last checkpoint
+
+	// put writes a journaled record into bbolt (Store.putJournaled), in
+	// a transaction of gens.
+	put  func(tx *bolt.Tx, c *journaledCreate) error
+	gens *writeGens
 
 	checkpointing atomic.Bool
 	used          atomic.Int64  // j.off, for the metrics
@@ -80,13 +100,13 @@ func JournalPath(path string) string { return path + "-journal" }
 // openJournal opens (creating and preallocating it if needed) the
 // journal of the bbolt file at path and copies the events it holds beyond
 // what db has into db.
-func openJournal(db *bolt.DB, path string, size int64) (*journal, error) {
+func openJournal(db *bolt.DB, path string, size int64, gens *writeGens, put func(*bolt.Tx, *journaledCreate) error) (*journal, error) {
 	jp := JournalPath(path)
 	f, err := os.OpenFile(jp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open event journal: %w", err)
 	}
-	j := &journal{f: f, size: size, pending: map[string][]store.Event{}, raw: map[string][][]byte{}}
+	j := &journal{f: f, size: size, pending: map[string][]store.Event{}, raw: map[string][][]byte{}, gens: gens, put: put}
 	if err := j.prepare(filepath.Dir(jp)); err != nil {
 		f.Close()
 		return nil, err
@@ -142,7 +162,10 @@ func (j *journal) recover(db *bolt.DB) error {
 	if _, err := j.f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read event journal: %w", err)
 	}
-	var evs []journalEntry
+	var (
+		evs []journalEntry
+		crs []*journaledCreate
+	)
 	for off := 0; off+journalHeader <= len(buf); {
 		n := int(binary.BigEndian.Uint32(buf[off:]))
 		end := off + journalHeader + n
@@ -155,11 +178,11 @@ func (j *journal) recover(db *bolt.DB) error {
 		if binary.BigEndian.Uint64(buf[off+8:]) != j.lsn+1 {
 			break
 		}
-		got, err := decodeEntries(buf[off+journalHeader : end])
+		got, created, err := decodeEntries(buf[off+journalHeader : end])
 		if err != nil {
 			return fmt.Errorf("event journal record %d: %w", j.lsn+1, err)
 		}
-		evs = append(evs, got...)
+		evs, crs = append(evs, got...), append(crs, created...)
 		j.lsn++
 		off = end
 	}
@@ -170,7 +193,10 @@ func (j *journal) recover(db *bolt.DB) error {
 		j.pending[e.tenant] = append(j.pending[e.tenant], e.ev)
 		j.raw[e.tenant] = append(j.raw[e.tenant], e.raw)
 	}
-	err = db.Update(j.apply)
+	for _, c := range crs {
+		j.created.add(c)
+	}
+	err = j.gens.update(db, j.apply)
 	if err != nil {
 		return fmt.Errorf("copy the event journal into the store: %w", err)
 	}
@@ -184,34 +210,82 @@ type journalEntry struct {
 	raw    []byte
 }
 
-func decodeEntries(b []byte) ([]journalEntry, error) {
-	var out []journalEntry
+// createMark stands where an event entry's tenant length is: a new record.
+const createMark = 0xFFFF
+
+func decodeEntries(b []byte) ([]journalEntry, []*journaledCreate, error) {
+	var (
+		out     []journalEntry
+		created []*journaledCreate
+	)
 	for len(b) > 0 {
 		if len(b) < 2 {
-			return nil, errors.New("short entry")
+			return nil, nil, errors.New("short entry")
 		}
 		tl := int(binary.BigEndian.Uint16(b))
+		if tl == createMark {
+			c, rest, err := decodeCreate(b[2:])
+			if err != nil {
+				return nil, nil, err
+			}
+			created, b = append(created, c), rest
+			continue
+		}
 		if len(b) < 2+tl+4 {
-			return nil, errors.New("short entry")
+			return nil, nil, errors.New("short entry")
 		}
 		tenant := string(b[2 : 2+tl])
 		b = b[2+tl:]
 		el := int(binary.BigEndian.Uint32(b))
 		if len(b) < 4+el {
-			return nil, errors.New("short event")
+			return nil, nil, errors.New("short event")
 		}
 		raw := slices.Clone(b[4 : 4+el])
 		b = b[4+el:]
 		var ev store.Event
 		if err := json.Unmarshal(raw, &ev); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ev.Tenant != tenant {
-			return nil, fmt.Errorf("event of %q filed under %q", ev.Tenant, tenant)
+			return nil, nil, fmt.Errorf("event of %q filed under %q", ev.Tenant, tenant)
 		}
 		out = append(out, journalEntry{tenant, ev, raw})
 	}
-	return out, nil
+	return out, created, nil
+}
+
+// appendCreate adds c's entry to a journal record.
+func appendCreate(rec []byte, c *journaledCreate) []byte {
+	rec = binary.BigEndian.AppendUint16(rec, createMark)
+	rec = binary.BigEndian.AppendUint32(rec, uint32(len(c.raw)))
+	rec = append(rec, c.raw...)
+	rec = binary.BigEndian.AppendUint16(rec, uint16(len(c.resource)))
+	return append(rec, c.resource...)
+}
+
+// decodeCreate reads a new record's entry (after its mark) and returns
+// the rest.
+func decodeCreate(b []byte) (*journaledCreate, []byte, error) {
+	if len(b) < 4 {
+		return nil, nil, errors.New("short record entry")
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n+2 {
+		return nil, nil, errors.New("short record entry")
+	}
+	raw := slices.Clone(b[4 : 4+n])
+	b = b[4+n:]
+	rl := int(binary.BigEndian.Uint16(b))
+	if len(b) < 2+rl {
+		return nil, nil, errors.New("short record entry")
+	}
+	c := &journaledCreate{raw: raw, resource: string(b[2 : 2+rl])}
+	rec, err := decodeRecord(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.rec = rec
+	return c, b[2+rl:], nil
 }
 
 // apply writes every pending event into tx, chain by chain, with the
@@ -221,6 +295,11 @@ func (j *journal) apply(tx *bolt.Tx) error {
 	defer j.mu.Unlock()
 	if j.lsn == j.applied {
 		return nil
+	}
+	for _, c := range j.created.list {
+		if err := j.put(tx, c); err != nil {
+			return err
+		}
 	}
 	for tenant, evs := range j.pending {
 		tb, eb, h, err := chainOf(tx, tenant)
@@ -252,14 +331,17 @@ func (j *journal) apply(tx *bolt.Tx) error {
 // checkpointed is called once a transaction that ran apply is committed:
 // bbolt holds every pending event, and the journal starts over.
 func (j *journal) checkpointed() {
+	// Counted before the records leave the journal: a read that misses
+	// them there knows to look again in bbolt (reader.stale).
+	j.checkpoints.Add(1)
 	j.mu.Lock()
 	clear(j.pending)
 	clear(j.raw)
+	j.created.reset()
 	j.since = time.Time{}
 	j.mu.Unlock()
 	j.off, j.applied = 0, j.lsn
 	j.used.Store(0)
-	j.checkpoints.Add(1)
 	j.checkpointing.Store(false)
 }
 
@@ -273,11 +355,12 @@ type eventAppend struct {
 	dropped []int
 }
 
-// take links the group's events to their chains (checking guards against
-// db) and makes them durable in the journal, answering every call. It
+// take links the group's events to their chains and checks its new
+// records (guards, ids, unique keys and quotas against db and the records
+// pending), makes them durable in the journal, and answers every call. It
 // returns false, having changed nothing and answered nobody, when the
 // record would not fit in the rest of the file.
-func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (bool, error), group []*commitCall) bool {
+func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (bool, error), gens *writeGens, group []*commitCall) bool {
 	type linked struct {
 		tenant string
 		evs    []store.Event
@@ -286,6 +369,8 @@ func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (b
 	var (
 		links []linked
 		rec   = make([]byte, journalHeader, 1024)
+		// staged: this group's new records, seen by its later checks.
+		staged createdSet
 	)
 	heads := map[string]head{}
 	// Guards the memo holds and chains with pending events need no read
@@ -294,7 +379,50 @@ func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (b
 	err := func() error {
 		defer r.close()
 		now := storekit.Now()
+		link := func(tenant string, keep []json.RawMessage) ([]store.Event, error) {
+			h, ok := heads[tenant]
+			if !ok {
+				var err error
+				if h, err = j.headOf(r, tenant); err != nil {
+					return nil, err
+				}
+			}
+			evs := storekit.ChainEvents(tenant, h.Seq, h.Hash, keep, now)
+			l := linked{tenant: tenant, evs: evs, raw: make([][]byte, len(evs))}
+			for i := range evs {
+				b, err := storekit.MarshalEvent(&evs[i])
+				if err != nil {
+					return nil, err
+				}
+				l.raw[i] = b
+				rec = binary.BigEndian.AppendUint16(rec, uint16(len(tenant)))
+				rec = append(rec, tenant...)
+				rec = binary.BigEndian.AppendUint32(rec, uint32(len(b)))
+				rec = append(rec, b...)
+			}
+			last := evs[len(evs)-1]
+			heads[tenant] = head{Seq: last.Seq, Hash: last.Hash}
+			links = append(links, l)
+			return evs, nil
+		}
 		for _, call := range group {
+			if c := call.cr; c != nil {
+				jc, err := j.check(r, guard, &staged, c, now)
+				if err != nil {
+					return err
+				}
+				if jc == nil {
+					continue // refused: c.refused says why
+				}
+				rec = appendCreate(rec, jc)
+				staged.add(jc)
+				if len(c.event) > 0 {
+					if _, err := link(c.rec.Tenant, c.event); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			a := call.ev
 			a.out, a.dropped = []store.Event{}, nil
 			keep := make([]json.RawMessage, 0, len(a.norm))
@@ -314,34 +442,16 @@ func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (b
 			if len(keep) == 0 {
 				continue
 			}
-			h, ok := heads[a.tenant]
-			if !ok {
-				var err error
-				if h, err = j.headOf(r, a.tenant); err != nil {
-					return err
-				}
+			evs, err := link(a.tenant, keep)
+			if err != nil {
+				return err
 			}
-			evs := storekit.ChainEvents(a.tenant, h.Seq, h.Hash, keep, now)
-			l := linked{tenant: a.tenant, evs: evs, raw: make([][]byte, len(evs))}
-			for i := range evs {
-				b, err := storekit.MarshalEvent(&evs[i])
-				if err != nil {
-					return err
-				}
-				l.raw[i] = b
-				rec = binary.BigEndian.AppendUint16(rec, uint16(len(a.tenant)))
-				rec = append(rec, a.tenant...)
-				rec = binary.BigEndian.AppendUint32(rec, uint32(len(b)))
-				rec = append(rec, b...)
-			}
-			last := evs[len(evs)-1]
-			heads[a.tenant] = head{Seq: last.Seq, Hash: last.Hash}
-			links = append(links, l)
 			a.out = evs
 		}
 		return nil
 	}()
-	if err == nil && len(links) > 0 {
+	some := len(links) > 0 || len(staged.list) > 0
+	if err == nil && some {
 		if j.off+int64(len(rec)) > j.size {
 			return false
 		}
@@ -350,23 +460,43 @@ func (j *journal) take(db *bolt.DB, guard func(*reader, string, *store.Guard) (b
 		binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], crcTable))
 		err = j.write(rec)
 	}
-	if err == nil && len(links) > 0 {
+	if err == nil && some {
+		// A record of a kind is being added: what the memo remembers of
+		// that kind is read again (memo.go), as after a bbolt write.
+		var touched []*writeGen
+		for _, c := range staged.list {
+			if g := gens.of(c.rec.Kind); !slices.Contains(touched, g) {
+				g.begin()
+				touched = append(touched, g)
+			}
+		}
 		j.mu.Lock()
 		for _, l := range links {
 			j.pending[l.tenant] = append(j.pending[l.tenant], l.evs...)
 			j.raw[l.tenant] = append(j.raw[l.tenant], l.raw...)
 		}
+		for _, c := range staged.list {
+			j.created.add(c)
+		}
 		if j.since.IsZero() {
 			j.since = time.Now()
 		}
 		j.mu.Unlock()
+		for _, g := range touched {
+			g.end()
+		}
 		j.off += int64(len(rec))
 		j.used.Store(j.off)
 		j.lsn++
 	}
 	for _, call := range group {
 		if err != nil {
-			call.ev.out, call.ev.dropped = nil, nil
+			if call.ev != nil {
+				call.ev.out, call.ev.dropped = nil, nil
+			}
+		}
+		if call.cr != nil {
+			call.cr.taken = true
 		}
 		call.done <- wrap(err)
 	}

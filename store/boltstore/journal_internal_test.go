@@ -12,9 +12,10 @@ import (
 	"github.com/hsmca/hsmca/store"
 )
 
-// A journal that cannot be written fails the appends of that group and
-// changes nothing: no event is seen, the chain's head stays, and a commit
-// through bbolt still copies the events acknowledged before.
+// A journal that cannot be written fails the appends and new records of
+// that group and changes nothing: no event or record is seen, the chain's
+// head stays, and a commit through bbolt still copies the events
+// acknowledged before.
 func TestJournalWriteFailureChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(filepath.Join(t.TempDir(), "hsmca.db"), Options{})
@@ -37,22 +38,33 @@ func TestJournalWriteFailureChangesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, evs, 1)
 
-	// A record with its event goes through bbolt, the journal's event first.
-	require.NoError(t, s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: "a", Data: []byte(`{}`)},
-		store.WriteOpts{Event: json.RawMessage(`{"n":3}`)}))
+	// A new record with its event fails the same way and leaves nothing.
+	err = s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: "a", Data: []byte(`{}`)},
+		store.WriteOpts{Event: json.RawMessage(`{"n":3}`)})
+	require.Error(t, err)
+	_, err = s.Get(ctx, "k", "t", "a")
+	assert.ErrorIs(t, err, store.ErrNotFound)
+
+	// A write through bbolt copies the journal's event first.
+	require.NoError(t, s.ReserveQuota(ctx, "t", "certs", 1, -1))
 	used, _, copies := s.JournalStats()
 	assert.Zero(t, used)
 	assert.Equal(t, uint64(1), copies)
 	evs, err = s.ListEvents(ctx, "t", 0, 0)
 	require.NoError(t, err)
-	require.Len(t, evs, 2)
-	_, err = store.VerifyChain(evs, "", 0)
-	require.NoError(t, err)
+	require.Len(t, evs, 1)
 
 	// Writable again: the next append goes to the journal's start.
 	j.f = good
 	more, err := s.AppendEvents(ctx, "t", []json.RawMessage{json.RawMessage(`{"n":4}`)})
 	require.NoError(t, err)
-	assert.Equal(t, uint64(3), more[0].Seq)
-	assert.Equal(t, evs[1].Hash, more[0].PrevHash)
+	assert.Equal(t, uint64(2), more[0].Seq)
+	assert.Equal(t, evs[0].Hash, more[0].PrevHash)
+	require.NoError(t, s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: "a", Data: []byte(`{}`)},
+		store.WriteOpts{Event: json.RawMessage(`{"n":5}`)}))
+	evs, err = s.ListEvents(ctx, "t", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 3)
+	_, err = store.VerifyChain(evs, "", 0)
+	require.NoError(t, err)
 }

@@ -233,3 +233,140 @@ func TestJournalCheckpointsAreBackgroundWork(t *testing.T) {
 	mu.Unlock()
 	checkChain(t, s, "t", 120)
 }
+
+func certRecord(i int) *store.Record {
+	return &store.Record{Kind: "cert", Tenant: "t", ID: fmt.Sprintf("c%03d", i), Unique: []string{fmt.Sprintf("serial:%d", i)},
+		Fields: map[string]string{"status": "ISSUED"}, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+}
+
+var certIndexes = []store.Index{{Kind: "cert", Field: "status"}}
+
+// checkCerts reads n certificates back as a list, a count, their quota and
+// their events, in creation order.
+func checkCerts(t *testing.T, s *boltstore.Store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	count, err := s.CountRecords(ctx, "cert", "t")
+	require.NoError(t, err)
+	assert.Equal(t, int64(n), count)
+	usage, err := s.QuotaUsage(ctx, "t", "certs")
+	require.NoError(t, err)
+	assert.Equal(t, int64(n), usage)
+	page, err := s.List(ctx, store.Query{Kind: "cert", Tenant: "t", Filters: []store.Filter{{Field: "status", Value: "ISSUED"}},
+		OffsetPaging: true})
+	require.NoError(t, err)
+	require.Len(t, page.Records, n)
+	for i, r := range page.Records {
+		assert.Equal(t, fmt.Sprintf("c%03d", i), r.ID)
+		assert.Equal(t, uint64(i+1), r.Seq)
+	}
+	checkChain(t, s, "t", n)
+}
+
+// A new record goes through the journal alone: its checks see the records
+// waiting there, a read of it finds it there, a read of many has them
+// copied into bbolt first, and a crash loses none of them.
+func TestJournaledRecords(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	s := openWith(t, path, boltstore.Options{Indexes: certIndexes})
+	quota := &store.Quota{Resource: "certs", Limit: 5}
+	for i := range 5 {
+		r := certRecord(i)
+		require.NoError(t, s.Create(ctx, r, store.WriteOpts{Quota: quota, Event: event(i)}))
+		assert.Equal(t, uint64(i+1), r.Seq)
+		assert.Equal(t, uint64(1), r.Version)
+	}
+	used, _, copies := s.JournalStats()
+	assert.Positive(t, used, "the records went to the journal")
+	assert.Zero(t, copies)
+
+	err := s.Create(ctx, certRecord(0), store.WriteOpts{})
+	assert.ErrorIs(t, err, store.ErrExists)
+	assert.EqualError(t, err, `store: already exists: cert t/c000`)
+	dup := certRecord(7)
+	dup.Unique = []string{"serial:3"}
+	assert.ErrorIs(t, s.Create(ctx, dup, store.WriteOpts{}), store.ErrExists)
+	assert.ErrorIs(t, s.Create(ctx, certRecord(8), store.WriteOpts{Quota: quota}), store.ErrQuotaExceeded)
+	assert.ErrorIs(t, s.Create(ctx, certRecord(9), store.WriteOpts{Guard: &store.Guard{Kind: "cert", ID: "c001", Version: 2}}),
+		store.ErrVersionConflict, "a guard on a waiting record at another version")
+
+	got, err := s.Get(ctx, "cert", "t", "c003")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), got.Seq)
+	assert.Equal(t, "ISSUED", got.Fields["status"])
+	assert.JSONEq(t, `{"n":3}`, string(got.Data))
+	got, err = s.GetByUnique(ctx, "cert", "t", "serial:2")
+	require.NoError(t, err)
+	assert.Equal(t, "c002", got.ID)
+	held, err := s.CheckGuard(ctx, "t", &store.Guard{Kind: "cert", ID: "c001", Version: 1})
+	require.NoError(t, err)
+	assert.True(t, held)
+	held, err = s.CheckGuard(ctx, "t", &store.Guard{Kind: "cert", ID: "c001", Version: 2})
+	require.NoError(t, err)
+	assert.False(t, held)
+	_, _, copies = s.JournalStats()
+	assert.Zero(t, copies, "reads of one record answer from the journal")
+
+	// A crash now: the next open puts them into bbolt.
+	c := openWith(t, crashCopy(t, path), boltstore.Options{Indexes: certIndexes})
+	checkCerts(t, c, 5)
+	r := certRecord(5)
+	require.NoError(t, c.Create(ctx, r, store.WriteOpts{}))
+	assert.Equal(t, uint64(6), r.Seq, "the sequence goes on from the journal's records")
+
+	// Here a read of many has them copied first.
+	checkCerts(t, s, 5)
+	_, _, copies = s.JournalStats()
+	assert.Equal(t, uint64(1), copies)
+	require.NoError(t, s.Create(ctx, certRecord(5), store.WriteOpts{Guard: &store.Guard{Kind: "cert", ID: "c004", Version: 1}}))
+	got, err = s.Get(ctx, "cert", "t", "c005")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), got.Seq)
+}
+
+// Records created from many goroutines at once, through the journal and
+// through bbolt (a checkpoint every so often), get distinct sequence
+// numbers in one order, and all of them survive a crash.
+func TestJournaledRecordsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hsmca.db")
+	s := openWith(t, path, boltstore.Options{Indexes: certIndexes, JournalSize: 64 << 10})
+	quota := &store.Quota{Resource: "certs", Limit: -1}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				r := certRecord(g*40 + i)
+				assert.NoError(t, s.Create(ctx, r, store.WriteOpts{Quota: quota, Event: event(g*40 + i)}))
+				if i%10 == 9 {
+					_, err := s.CountRecords(ctx, "cert", "t") // a checkpoint
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	check := func(s *boltstore.Store) {
+		page, err := s.List(ctx, store.Query{Kind: "cert", Tenant: "t", OffsetPaging: true})
+		require.NoError(t, err)
+		require.Len(t, page.Records, 320)
+		seen := map[uint64]bool{}
+		for i, r := range page.Records {
+			assert.False(t, seen[r.Seq], "sequence number %d twice", r.Seq)
+			seen[r.Seq] = true
+			if i > 0 {
+				assert.Greater(t, r.Seq, page.Records[i-1].Seq)
+			}
+		}
+		n, err := s.QuotaUsage(ctx, "t", "certs")
+		require.NoError(t, err)
+		assert.Equal(t, int64(320), n)
+		checkChain(t, s, "t", 320)
+	}
+	copied := crashCopy(t, path)
+	check(openWith(t, copied, boltstore.Options{Indexes: certIndexes, JournalSize: 64 << 10}))
+	check(s)
+}

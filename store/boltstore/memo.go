@@ -124,10 +124,23 @@ func (m *guardMemo) put(k memoKey, gen, version uint64) {
 type reader struct {
 	db *bolt.DB
 	tx *bolt.Tx
+	// checkpoints, when set, counts the journal's checkpoints; since is
+	// its count before tx began.
+	checkpoints *atomic.Uint64
+	since       uint64
+}
+
+// stale reports whether a checkpoint of the journal began after r's
+// transaction: a record the journal held then may be in bbolt now.
+func (r *reader) stale() bool {
+	return r.checkpoints != nil && r.tx != nil && r.checkpoints.Load() != r.since
 }
 
 func (r *reader) get() (*bolt.Tx, error) {
 	if r.tx == nil {
+		if r.checkpoints != nil {
+			r.since = r.checkpoints.Load()
+		}
 		tx, err := r.db.Begin(false)
 		if err != nil {
 			return nil, err
@@ -154,6 +167,14 @@ func (s *Store) guardHeld(r *reader, tenant string, g *store.Guard) (bool, error
 	if quiet && !s.closed.Load() && s.memo.holds(k, gen, g.Version) {
 		return true, nil
 	}
+	// A record the journal took and bbolt does not hold yet (created.go)
+	// has its first version.
+	j := s.w.j
+	if j != nil {
+		if _, ok := j.pendingRaw(tenant, g.Kind, g.ID); ok {
+			return g.Version == 1, nil
+		}
+	}
 	// What a transaction opened before the count was loaded reads may be
 	// older than the count: it is not remembered.
 	remember := quiet && r.tx == nil
@@ -162,6 +183,15 @@ func (s *Store) guardHeld(r *reader, tenant string, g *store.Guard) (bool, error
 		return false, err
 	}
 	v, found, err := s.versionOf(tx, tenant, g.Kind, g.ID)
+	if err == nil && !found && r.stale() {
+		// r's transaction was opened before a checkpoint that may have
+		// moved the record from the journal into bbolt: read it again.
+		r.close()
+		if tx, err = r.get(); err != nil {
+			return false, err
+		}
+		v, found, err = s.versionOf(tx, tenant, g.Kind, g.ID)
+	}
 	if err != nil || !found {
 		return false, err
 	}

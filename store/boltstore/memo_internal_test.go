@@ -27,9 +27,18 @@ func TestGuardOnARecordUnwrittenSinceNeedsNoRead(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	rec := &store.Record{Kind: "k", Tenant: "t", ID: "a", Data: []byte(`{"n":1}`)}
 	require.NoError(t, s.Create(ctx, rec, store.WriteOpts{}))
+	// A new record waits in the journal, where a guard finds it without a
+	// read either; a count of its kind puts it into the file.
+	opened := reads(s)
+	held, err := s.CheckGuard(ctx, "t", &store.Guard{Kind: "k", ID: "a", Version: rec.Version})
+	require.NoError(t, err)
+	require.True(t, held)
+	assert.Equal(t, opened, reads(s), "a record in the journal: no read")
+	_, err = s.CountRecords(ctx, "k", "t")
+	require.NoError(t, err)
 	g := &store.Guard{Kind: "k", ID: "a", Version: rec.Version}
 
-	held, err := s.CheckGuard(ctx, "t", g)
+	held, err = s.CheckGuard(ctx, "t", g)
 	require.NoError(t, err)
 	require.True(t, held)
 	before := reads(s)
