@@ -89,6 +89,12 @@ const (
 	checkpointAge = time.Second
 )
 
+// checkpointRecords is how many new records the journal holds at most
+// before it asks for a checkpoint. Every write waits for a checkpoint's
+// commit, whose time grows with the records it puts: a certificate's
+// puts cost some 40 µs of it.
+var checkpointRecords = 128
+
 var (
 	kJournalLSN = []byte("journal_lsn")
 	crcTable    = crc32.MakeTable(crc32.Castagnoli)
@@ -535,14 +541,15 @@ func (j *journal) headOf(r *reader, tenant string) (head, error) {
 }
 
 // wantsCheckpoint says whether the journal should be copied into bbolt
-// soon: a quarter of it is used, or its oldest event waited a second.
+// soon: a quarter of it is used, it holds checkpointRecords new records,
+// or its oldest event waited a second.
 func (j *journal) wantsCheckpoint() bool {
 	if j.off > j.size/4 {
 		return true
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return !j.since.IsZero() && time.Since(j.since) > checkpointAge
+	return len(j.created.list) >= checkpointRecords || (!j.since.IsZero() && time.Since(j.since) > checkpointAge)
 }
 
 // pendingAfter is a copy of tenant's pending events after seq after, at
