@@ -84,10 +84,11 @@ const (
 	journalHeader = 16
 	// DefaultJournalSize is the event journal's size (Options.JournalSize).
 	DefaultJournalSize = 4 << 20
-	// checkpointAge is how long events stay in the journal alone at most
-	// while writes go on.
-	checkpointAge = time.Second
 )
+
+// checkpointAge is how long events stay in the journal alone at most
+// while writes go on.
+var checkpointAge = time.Second
 
 // checkpointRecords is how many new records the journal holds at most
 // before it asks for a checkpoint. Every write waits for a checkpoint's

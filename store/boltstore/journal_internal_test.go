@@ -3,8 +3,10 @@ package boltstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,4 +69,29 @@ func TestJournalWriteFailureChangesNothing(t *testing.T) {
 	require.Len(t, evs, 3)
 	_, err = store.VerifyChain(evs, "", 0)
 	require.NoError(t, err)
+}
+
+// A journal holding checkpointRecords new records has them copied into
+// bbolt, so that no write waits for a commit of hundreds.
+func TestJournalCheckpointsAfterSomeRecords(t *testing.T) {
+	age := checkpointAge
+	checkpointAge = time.Hour // only the count asks
+	t.Cleanup(func() { checkpointAge = age })
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "hsmca.db"), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	create := func(i int) {
+		require.NoError(t, s.Create(ctx, &store.Record{Kind: "k", Tenant: "t", ID: fmt.Sprint(i), Data: []byte(`{}`)}, store.WriteOpts{}))
+	}
+	for i := range checkpointRecords - 1 {
+		create(i)
+	}
+	_, _, copies := s.JournalStats()
+	assert.Zero(t, copies)
+	create(checkpointRecords)
+	assert.Eventually(t, func() bool {
+		used, _, copies := s.JournalStats()
+		return copies == 1 && used == 0
+	}, 10*time.Second, 5*time.Millisecond)
 }
