@@ -479,10 +479,7 @@ func (s *Store) Get(ctx context.Context, kind, tenant, id string) (*store.Record
 	}
 	if j := s.w.j; j != nil {
 		if raw, ok := j.pendingRaw(tenant, kind, id); ok {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, raw, decodeRecord)
+			return s.journaled(ctx, kind, tenant, id, raw)
 		}
 	}
 	var rec *store.Record
@@ -511,10 +508,7 @@ func (s *Store) GetByUnique(ctx context.Context, kind, tenant, key string) (*sto
 	}
 	if j := s.w.j; j != nil {
 		if id, raw, ok := j.pendingByUnique(tenant, kind, key); ok {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, raw, decodeRecord)
+			return s.journaled(ctx, kind, tenant, id, raw)
 		}
 	}
 	var rec *store.Record
@@ -891,7 +885,7 @@ func (s *Store) QuotaUsage(ctx context.Context, tenant, resource string) (int64,
 		return 0, err
 	}
 	if j := s.w.j; j != nil && j.holdsQuota(tenant, resource) {
-		if err := wrap(s.w.run(func(*bolt.Tx) error { return nil })); err != nil {
+		if err := s.copyJournal(); err != nil {
 			return 0, err
 		}
 	}

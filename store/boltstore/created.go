@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -65,7 +66,7 @@ func (c *createdSet) add(jc *journaledCreate) {
 
 func (c *createdSet) reset() { *c = createdSet{} }
 
-// kinds reports whether any record of the tenant's kind is in the set.
+// hasKind reports whether any record of the tenant's kind is in the set.
 func (c *createdSet) hasKind(tenant, kind string) bool {
 	_, ok := c.seq[refKey(tenant, kind)]
 	return ok
@@ -248,11 +249,24 @@ func (s *Store) putJournaled(tx *bolt.Tx, c *journaledCreate) error {
 }
 
 // settle has the journal's new records of tenant's kind put into bbolt
-// before a read of many records of that kind: a commit of nothing of its
-// own, which copies the journal.
+// before a read of many records of that kind.
 func (s *Store) settle(tenant, kind string) error {
 	if j := s.w.j; j == nil || !j.holdsKind(tenant, kind) {
 		return nil
 	}
+	return s.copyJournal()
+}
+
+// copyJournal has the journal copied into bbolt: a commit of nothing of
+// its own, whose transaction copies it.
+func (s *Store) copyJournal() error {
 	return wrap(s.w.run(func(*bolt.Tx) error { return nil }))
+}
+
+// journaled answers a read of one record the journal holds (raw).
+func (s *Store) journaled(ctx context.Context, kind, tenant, id string, raw []byte) (*store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.dec.Decode(kind+"\x00"+tenant+"\x00"+id, raw, decodeRecord)
 }

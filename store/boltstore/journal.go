@@ -29,7 +29,8 @@ import (
 // synced: that sync is the append's durability. The events stay in memory
 // (pending) and readers see them with the chains in bbolt. The next group
 // that writes bbolt (any other write, or a checkpoint the journal asks for
-// when it is a quarter full or its oldest event is a second old) first
+// when it is a quarter full, holds checkpointRecords new records, or its
+// oldest event is a second old) first
 // copies every pending event into its transaction, with the journal's
 // sequence number; once that commit is synced the journal is written from
 // its start again.
@@ -50,7 +51,8 @@ import (
 // [tenant length u16][tenant][event length u32][event JSON], the JSON
 // being exactly what the chain's bucket stores, or a new record:
 // [0xFFFF u16][record length u32][record as bbolt stores it][quota
-// resource length u16][quota resource] (no resource: no quota counted). At open, records are read
+// resource length u16][quota resource] (no resource: no quota counted;
+// tenant names are far shorter than 0xFFFF). At open, records are read
 // from the start while each checks out and carries the next sequence
 // number after the one bbolt holds; they are copied into bbolt, and the
 // first record that does not follow (a torn write, zeros, an older pass
