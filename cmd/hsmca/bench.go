@@ -28,6 +28,20 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return def
 	}
+	// envCount is a count from the environment (def when unset); false,
+	// having said why, when it is not a whole number of at least least.
+	envCount := func(name string, def, least int) (int, bool) {
+		v := getenv(name)
+		if v == "" {
+			return def, true
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			fmt.Fprintf(stderr, "hsmca bench: %s=%q: want a count of at least %d\n", name, v, least)
+			return 0, false
+		}
+		return n, true
+	}
 	envStr := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -40,25 +54,15 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", envDur("BENCH_WARMUP", 2*time.Second), "discarded warm-up before each row (BENCH_WARMUP)")
 	conc := fs.String("concurrency", envStr("BENCH_CONCURRENCY", "1,8,64"), "HTTP connections, comma-separated (BENCH_CONCURRENCY)")
 	inproc := fs.String("inproc", envStr("BENCH_INPROC", "1,8"), "in-process goroutines, comma-separated (BENCH_INPROC)")
-	seedDef := 100000
-	if v := getenv("BENCH_SEED_COUNT"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			fmt.Fprintf(stderr, "hsmca bench: BENCH_SEED_COUNT=%q: want a count\n", v)
-			return 2
-		}
-		seedDef = n
+	seedDef, ok := envCount("BENCH_SEED_COUNT", 100000, 0)
+	if !ok {
+		return 2
 	}
 	seedN := fs.Int("seed-count", seedDef, "certificates stored before the growth rows; 0 skips them (BENCH_SEED_COUNT)")
 	seedW := fs.Int("seed-workers", 4, "signing goroutines of the seeding")
-	crlDef := 100000
-	if v := getenv("BENCH_CRL_ENTRIES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			fmt.Fprintf(stderr, "hsmca bench: BENCH_CRL_ENTRIES=%q: want a count\n", v)
-			return 2
-		}
-		crlDef = n
+	crlDef, ok := envCount("BENCH_CRL_ENTRIES", 100000, 0)
+	if !ok {
+		return 2
 	}
 	crlN := fs.Int("crl-entries", crlDef, "revocation entries of the CRL rows' CA; 0 skips them (BENCH_CRL_ENTRIES)")
 	seedSign := fs.String("seed-sign", envStr("BENCH_SEED_SIGN", "standin"), "who signs seeded certificates: standin (a software key, fast) or hsm (the CA's key) (BENCH_SEED_SIGN)")
@@ -66,14 +70,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	ops := fs.String("ops", envStr("BENCH_OPS", ""), "HTTP rows to measure, comma-separated: issue, sign, show, ocsp, list; empty: all (BENCH_OPS)")
 	out := fs.String("out", envStr("BENCH_OUT", ""), "also write the table to this file (BENCH_OUT)")
 	keep := fs.Bool("keep", false, "keep the work directory (tokens, stores, daemon logs)")
-	roundsDef := 1
-	if v := getenv("BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			fmt.Fprintf(stderr, "hsmca bench: BENCH_ROUNDS=%q: want a count of at least 1\n", v)
-			return 2
-		}
-		roundsDef = n
+	roundsDef, ok := envCount("BENCH_ROUNDS", 1, 1)
+	if !ok {
+		return 2
 	}
 	rounds := fs.Int("rounds", roundsDef, "run everything this many times, the stores taking turns at going first; the table gives each row's median and the targets the rounds that met them (BENCH_ROUNDS)")
 	if err := fs.Parse(args); err != nil {

@@ -15,11 +15,12 @@ import (
 	"github.com/hsmca/hsmca/internal/testenv"
 )
 
-// The short version of `make bench`: every store backend, a fraction of a
-// second per row, the report rendered. It proves the bench runs (figures
-// come from `make bench`, never from here).
-func TestBenchShort(t *testing.T) {
-	module := testenv.SoftHSMModule()
+// benchSetup checks SoftHSM2 and redis-server are there (failing under CI
+// when they are not), builds the daemon and returns the module and the
+// daemon's binary; the bench makes its own SoftHSM2 configuration.
+func benchSetup(t *testing.T) (module, daemonBin string) {
+	t.Helper()
+	module = testenv.SoftHSMModule()
 	if module == "" {
 		testenv.Missing(t, "SoftHSM2 (apt-get install softhsm2)")
 	}
@@ -27,6 +28,14 @@ func TestBenchShort(t *testing.T) {
 	daemonBin, _, err := chaos.Build(t.TempDir())
 	require.NoError(t, err)
 	t.Setenv("SOFTHSM2_CONF", "")
+	return module, daemonBin
+}
+
+// The short version of `make bench`: every store backend, a fraction of a
+// second per row, the report rendered. It proves the bench runs (figures
+// come from `make bench`, never from here).
+func TestBenchShort(t *testing.T) {
+	module, daemonBin := benchSetup(t)
 	stores := []string{"bolt", "redis", bench.StoreSentinel, bench.StoreSentinelNoWait, bench.StoreCluster}
 	cfg := bench.Config{Hsmcad: daemonBin, Module: module, Stores: stores,
 		Phase:       bench.Phase{Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond},
@@ -111,14 +120,7 @@ func TestBenchShort(t *testing.T) {
 // stores of the round's own, the stores taking turns at going first, and
 // the combined table and targets come from all of them.
 func TestBenchRounds(t *testing.T) {
-	module := testenv.SoftHSMModule()
-	if module == "" {
-		testenv.Missing(t, "SoftHSM2 (apt-get install softhsm2)")
-	}
-	testenv.StartRedis(t) // fails under CI when redis-server is missing
-	daemonBin, _, err := chaos.Build(t.TempDir())
-	require.NoError(t, err)
-	t.Setenv("SOFTHSM2_CONF", "")
+	module, daemonBin := benchSetup(t)
 	var log strings.Builder
 	stores := []string{"bolt", "redis"}
 	cfg := bench.Config{Hsmcad: daemonBin, Module: module, Stores: stores, Ops: []string{"sign"}, Rounds: 2,
