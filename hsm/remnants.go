@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -16,8 +17,21 @@ import (
 // attributes cannot be read at all. No application can use such a shell,
 // and no intent names it (it has no id); left alone they accumulate, and
 // SoftHSM2 has been seen to fail later key generations with
-// CKR_GENERAL_ERROR while they are there. A key object with an id, a
-// label, a curve or a modulus is never touched.
+// CKR_GENERAL_ERROR while they are there.
+//
+// A kill can also land between the steps that write a whole key: SoftHSM2
+// has left a public key with its label, curve and point but an empty
+// CKA_ID. Generate and Import always give a key an id, and every key is
+// found by it, so a key object under hsmca's own label prefix (LabelPrefix)
+// without one was cut short, and its creation's intent (which names the
+// id) cannot find it to settle it: it is destroyed too. Any other key
+// object with an id, a label, a curve or a modulus is never touched.
+//
+// It runs when no creation of this process can be under way (start-up, a
+// rebuild, both under keyMu). Replicas sharing one SoftHSM2 token
+// directory are separate processes: a replica starting while another
+// writes a key could catch that key between its steps, as it can an
+// empty shell.
 func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 	keyMu.Lock()
 	defer keyMu.Unlock()
@@ -56,8 +70,12 @@ func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// LabelPrefix begins the CKA_LABEL of every key hsmca creates.
+const LabelPrefix = "hsmca/"
+
 // isRemnant says whether o is an empty shell: a key object (or an object
-// whose class cannot be read) without id, label or key material.
+// whose class cannot be read) without id, label or key material, or a key
+// object without an id under LabelPrefix.
 func isRemnant(p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) bool {
 	// One attribute per call: a shell may lack any of them, and one
 	// missing attribute fails a whole call.
@@ -75,7 +93,13 @@ func isRemnant(p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) boo
 			return false
 		}
 	}
-	for _, t := range []uint{pkcs11.CKA_ID, pkcs11.CKA_LABEL, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_MODULUS} {
+	if v, ok := read(pkcs11.CKA_ID); ok && len(v) > 0 {
+		return false
+	}
+	if v, ok := read(pkcs11.CKA_LABEL); ok && len(v) > 0 {
+		return strings.HasPrefix(string(v), LabelPrefix)
+	}
+	for _, t := range []uint{pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_MODULUS} {
 		if v, ok := read(t); ok && len(v) > 0 {
 			return false
 		}

@@ -29,38 +29,19 @@ func TestSweepRemnantsLeavesUsableObjects(t *testing.T) {
 	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	require.NoError(t, err)
 	defer p.CloseSession(s)
-	curve, err := ecParams(EC256.curve())
-	require.NoError(t, err)
-	bare := func(label string) {
-		pub := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, curve)}
-		priv := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true)}
-		if label != "" {
-			pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
-			priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
-		}
-		_, _, err := p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)}, pub, priv)
-		require.NoError(t, err)
-	}
-	bare("")             // neither id nor label, but a curve and a point
-	bare("someone-else") // another application's key, found by label
+	generateWithoutID(t, p, s, "")             // neither id nor label, but a curve and a point
+	generateWithoutID(t, p, s, "someone-else") // another application's key, found by label
 	_, err = p.CreateObject(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("data"))})
 	require.NoError(t, err)
 
-	count := func() int {
-		require.NoError(t, p.FindObjectsInit(s, nil))
-		hs, _, err := p.FindObjects(s, 1000)
-		require.NoError(t, err)
-		require.NoError(t, p.FindObjectsFinal(s))
-		return len(hs)
-	}
-	before := count()
+	before := countObjects(t, p, s)
 	require.Equal(t, 10, before, "2+2 keys with ids, 1 wrapping key, 2+2 bare keys, 1 data object")
 
 	n, err := h.SweepRemnants(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n)
-	assert.Equal(t, before, count(), "nothing usable is destroyed")
+	assert.Equal(t, before, countObjects(t, p, s), "nothing usable is destroyed")
 	sig, err := h.Signer(ctx, "with-id")
 	require.NoError(t, err)
 	require.NoError(t, trySign(sig))
@@ -91,4 +72,55 @@ func TestSweepRemnantsDestroysAnEmptyFile(t *testing.T) {
 	sig, err := h.Signer(ctx, "with-id")
 	require.NoError(t, err)
 	require.NoError(t, trySign(sig))
+}
+
+// A kill between the steps of a key's creation has left SoftHSM2 holding
+// a public key with hsmca's label, its curve and its point, but an empty
+// CKA_ID: no intent can find it by id, so the sweep destroys it. The same
+// key under another application's label stays (the test above).
+func TestSweepRemnantsDestroysAnIDlessKeyUnderOwnLabel(t *testing.T) {
+	tok, h := openToken(t)
+	ctx := context.Background()
+	_, err := h.Generate(ctx, "with-id", LabelPrefix+"t/with-id", EC256)
+	require.NoError(t, err)
+	p, slot := secondHandle(t, tok)
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	defer p.CloseSession(s)
+	generateWithoutID(t, p, s, LabelPrefix+"t/cut-short")
+	require.Equal(t, 4, countObjects(t, p, s))
+
+	n, err := h.SweepRemnants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "both halves of the id-less pair")
+	assert.Equal(t, 2, countObjects(t, p, s))
+	sig, err := h.Signer(ctx, "with-id")
+	require.NoError(t, err)
+	require.NoError(t, trySign(sig))
+}
+
+// generateWithoutID makes a P-256 pair on the token with no CKA_ID and,
+// unless label is empty, that CKA_LABEL.
+func generateWithoutID(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, label string) {
+	t.Helper()
+	curve, err := ecParams(EC256.curve())
+	require.NoError(t, err)
+	pub := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, curve)}
+	priv := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true)}
+	if label != "" {
+		pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
+		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
+	}
+	_, _, err = p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)}, pub, priv)
+	require.NoError(t, err)
+}
+
+// countObjects counts the objects session s sees.
+func countObjects(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle) int {
+	t.Helper()
+	require.NoError(t, p.FindObjectsInit(s, nil))
+	hs, _, err := p.FindObjects(s, 1000)
+	require.NoError(t, err)
+	require.NoError(t, p.FindObjectsFinal(s))
+	return len(hs)
 }

@@ -54,7 +54,7 @@ func NewKeyID() string {
 }
 
 // KeyLabel is the CKA_LABEL of a resource's key.
-func KeyLabel(tenant, resourceID string) string { return "hsmca/" + tenant + "/" + resourceID }
+func KeyLabel(tenant, resourceID string) string { return hsm.LabelPrefix + tenant + "/" + resourceID }
 
 func (e *Core) putIntent(ctx context.Context, tenant, kind, resource, op string, keyIDs ...string) (string, error) {
 	data, _ := json.Marshal(intentData{Resource: resource, Op: op, Owner: e.instance})
