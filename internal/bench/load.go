@@ -65,6 +65,9 @@ func (r *Result) OpsPerSec() float64 {
 // Phase is how long to warm up and to measure.
 type Phase struct {
 	Warmup, Duration time.Duration
+	// Idle, when set, is how long each goroutine idles before each
+	// operation, untimed: the gap a one-connection client leaves.
+	Idle time.Duration
 }
 
 // work is one operation of a closed loop: it returns an error when the
@@ -94,6 +97,9 @@ func measure(ctx context.Context, n int, p Phase, op work, sample func()) Result
 		go func() {
 			defer wg.Done()
 			for {
+				if p.Idle > 0 {
+					pause(p.Idle)
+				}
 				t0 := time.Now()
 				if !t0.Before(winEnd) || ctx.Err() != nil {
 					return

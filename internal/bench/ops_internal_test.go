@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -16,4 +18,15 @@ func TestBenchOpsSelectRows(t *testing.T) {
 		assert.True(t, all.measures(op), op)
 		assert.Equal(t, want, some.measures(op), op)
 	}
+}
+
+// A phase with Idle waits before each operation and leaves the wait out of
+// the operation's time: 200 ms with 50 ms of idling before each holds at
+// most 4 operations, each timed alone.
+func TestMeasureIdlesUntimed(t *testing.T) {
+	p := Phase{Duration: 200 * time.Millisecond, Idle: 50 * time.Millisecond}
+	r := measure(context.Background(), 1, p, func(context.Context, int) error { return nil }, nil)
+	assert.LessOrEqual(t, r.Ops, 4)
+	assert.Positive(t, r.Ops)
+	assert.Less(t, r.P50, p.Idle, "the idle gap is not timed")
 }

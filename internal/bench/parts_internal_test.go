@@ -82,6 +82,12 @@ func TestPerRequestTargetsShowTheParts(t *testing.T) {
 
 	assert.NotContains(t, out, "inside the daemon", "no row carries the daemon's own timings")
 
+	// With the fsync after an idle gap measured, the line gives it too;
+	// the budget stays one fsync back to back + 0.3 ms.
+	b.Reset()
+	PerRequestTargets(&b, append(rows, Result{Op: OpFsyncIdle, Store: "bolt", Concurrency: 1, P50: ms(0.4), Ops: 1}), []string{"bolt"}, 64)
+	assert.Contains(t, b.String(), "- bolt: "+OpSign+" at 1: p50 0.70 ms (one fsync 0.25 ms + 0.3 = 0.55; its parts alone here: HTTP 0.10 + fsync 0.25 + in-process at 1 0.10 = 0.45 ms; an fsync after a 0.30 ms pause: 0.40 ms): NOT met")
+
 	// Without the HTTP row the line says nothing of the parts.
 	b.Reset()
 	PerRequestTargets(&b, rows[:2], []string{"redis"}, 64)
