@@ -58,6 +58,11 @@ type Config struct {
 	// BreakerThreshold is how many calls in a row may pass their deadline
 	// before the circuit opens; 0 means 3.
 	BreakerThreshold int
+	// SessionCopies says whether each key signs through a session copy
+	// of its token object (copies.go): CopiesAuto (the default, "") for
+	// tokens where that is known to be faster (SoftHSM2), CopiesOn for any
+	// token that allows it, CopiesOff never.
+	SessionCopies string
 	// Observer, if set, is called after each PKCS#11-level operation with
 	// the function name ("C_Sign", "C_GenerateKeyPair" ...), its duration
 	// and its error.
@@ -164,6 +169,13 @@ func Open(cfg Config) (*HSM, error) {
 	if cfg.PIN == "" {
 		return nil, errors.New("hsm: no user PIN given")
 	}
+	switch cfg.SessionCopies {
+	case "":
+		cfg.SessionCopies = CopiesAuto
+	case CopiesAuto, CopiesOn, CopiesOff:
+	default:
+		return nil, fmt.Errorf("hsm: session copies %q: want %s, %s or %s", cfg.SessionCopies, CopiesAuto, CopiesOn, CopiesOff)
+	}
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = defaultPoolSize
 	}
@@ -228,6 +240,13 @@ type backend struct {
 	inflight sync.WaitGroup
 	mu       sync.Mutex
 	closing  bool
+
+	// copies: keys sign through session copies made on the login
+	// session (copies.go); loginMu serialises those calls, copyCount
+	// bounds them.
+	copies    bool
+	loginMu   sync.Mutex
+	copyCount atomic.Int64
 }
 
 // enter counts a call in, unless the backend is closing.
@@ -314,6 +333,7 @@ func (h *HSM) login(m *module) (*backend, error) {
 	}
 	h.poolSize.Store(int64(size))
 	b := &backend{m: m, p: m.p, slot: slot, login: ls}
+	b.copies = h.copiesWanted(m.p, slot)
 	b.pool = newPool(h, b, size)
 	return b, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -247,12 +248,41 @@ type keySigner struct {
 
 	mu  sync.Mutex // serialises lookups; signing reads res without it
 	res atomic.Pointer[resolved]
+	// noCopyGen is the backend generation in which a session copy of
+	// this key stopped working: the key signs with its token object for
+	// the rest of that generation.
+	noCopyGen atomic.Uint64
 }
 
 // resolved is where a key lives in one backend generation.
 type resolved struct {
 	gen  uint64
 	priv pkcs11.ObjectHandle
+	// copy is the key's session copy (copies.go), 0 if none; copied says
+	// whether one was tried in this generation; seen is when priv was
+	// last found on the token.
+	copy   pkcs11.ObjectHandle
+	copied bool
+	seen   time.Time
+}
+
+// object is what signatures use: the session copy, else the token object.
+func (r *resolved) object() pkcs11.ObjectHandle {
+	if r.copy != 0 {
+		return r.copy
+	}
+	return r.priv
+}
+
+// settled says whether r can be used as it is in backend b.
+func (r *resolved) settled(b *backend, k *keySigner) bool {
+	if r == nil || r.gen != b.gen {
+		return false
+	}
+	if r.copy != 0 {
+		return time.Since(r.seen) < copyRecheck
+	}
+	return r.copied || !b.copies || k.noCopyGen.Load() == b.gen
 }
 
 func (k *keySigner) Public() crypto.PublicKey { return k.pub }
@@ -340,8 +370,9 @@ func (k *keySigner) sign(ctx context.Context, b *backend, digest []byte, opts cr
 		return nil, fmt.Errorf("hsm: sign with key %q: %w", k.id, err)
 	}
 	var sig []byte
+	obj := r.object()
 	err = b.run(ctx, k.h.cfg.CallTimeout, "C_Sign", func(p *pkcs11.Ctx, s pkcs11.SessionHandle) (err error) {
-		if err = p.SignInit(s, []*pkcs11.Mechanism{mech}, r.priv); err != nil {
+		if err = p.SignInit(s, []*pkcs11.Mechanism{mech}, obj); err != nil {
 			return err
 		}
 		if sig, err = p.Sign(s, input); err != nil {
@@ -350,6 +381,12 @@ func (k *keySigner) sign(ctx context.Context, b *backend, digest []byte, opts cr
 		return nil
 	})
 	if err != nil {
+		if r.copy != 0 && isHandleInvalid(err) {
+			// The copy went with its session: the token object signs
+			// for the rest of this generation (Sign looks the key up
+			// again).
+			k.noCopyGen.Store(b.gen)
+		}
 		return nil, err
 	}
 	if _, ok := k.pub.(*ecdsa.PublicKey); ok {
@@ -361,27 +398,63 @@ func (k *keySigner) sign(ctx context.Context, b *backend, digest []byte, opts cr
 // resolve returns where the key lives in backend b, finding it again
 // after a rebuild.
 func (k *keySigner) resolve(ctx context.Context, b *backend) (*resolved, error) {
-	if r := k.res.Load(); r != nil && r.gen == b.gen {
+	if r := k.res.Load(); r.settled(b, k) {
 		return r, nil
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if r := k.res.Load(); r != nil && r.gen == b.gen {
-		return r, nil
+	old := k.res.Load()
+	if old.settled(b, k) {
+		return old, nil
 	}
-	privs, err := k.h.findByID(ctx, b, k.id, classPtr(pkcs11.CKO_PRIVATE_KEY))
-	if err != nil {
-		return nil, err
+	if old != nil && old.gen != b.gen {
+		old = nil // its copy went with its sessions
 	}
-	if len(privs) == 0 {
-		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, k.id)
+	priv := pkcs11.ObjectHandle(0)
+	if old != nil && old.copy == 0 {
+		priv = old.priv // found in this generation; only the copy is to make
+	} else {
+		privs, err := k.h.findByID(ctx, b, k.id, classPtr(pkcs11.CKO_PRIVATE_KEY))
+		if err != nil {
+			return nil, err
+		}
+		if len(privs) == 0 || (old != nil && privs[0] != old.priv) {
+			// Gone (or re-created under the same id): its copy goes too.
+			if old != nil && old.copy != 0 {
+				k.h.dropCopy(ctx, b, old.copy)
+			}
+			k.res.Store(nil)
+			if len(privs) == 0 {
+				return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, k.id)
+			}
+			old = nil
+		}
+		priv = privs[0]
 	}
-	r := &resolved{gen: b.gen, priv: privs[0]}
+	r := &resolved{gen: b.gen, priv: priv, seen: time.Now()}
+	switch {
+	case old != nil && old.copy != 0:
+		r.copy, r.copied = old.copy, true // still there: the copy stays
+	case b.copies && k.noCopyGen.Load() != b.gen:
+		r.copy, r.copied = k.h.makeCopy(ctx, b, k.id, priv), true
+	}
 	k.res.Store(r)
 	return r, nil
 }
 
+// forget drops where the key was found; a session copy made then is left
+// to its session (forget follows a handle that stopped working).
 func (k *keySigner) forget() { k.res.Store(nil) }
+
+// dropCopy destroys the key's session copy, if it has one in b.
+func (k *keySigner) dropCopy(ctx context.Context, b *backend) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r := k.res.Load(); r != nil && r.gen == b.gen && r.copy != 0 {
+		k.h.dropCopy(ctx, b, r.copy)
+		k.res.Store(&resolved{gen: b.gen, priv: r.priv, copied: true, seen: r.seen})
+	}
+}
 
 // Exists reports whether any object carries CKA_ID id.
 func (h *HSM) Exists(ctx context.Context, id string) (bool, error) {
@@ -446,6 +519,15 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 		}
 	}
 	h.cacheMu.Lock()
+	k := h.signers[id]
+	h.cacheMu.Unlock()
+	if k != nil {
+		// Its session copy first: nothing may sign with the key once it
+		// is gone from the token.
+		k.deleted.Store(true)
+		k.dropCopy(ctx, b)
+	}
+	h.cacheMu.Lock()
 	if k := h.signers[id]; k != nil {
 		k.deleted.Store(true)
 		delete(h.signers, id)
@@ -490,6 +572,9 @@ func (h *HSM) List(ctx context.Context) ([]KeyInfo, error) {
 				return nil, h.check(b, "list keys", err)
 			}
 			continue // destroyed while listing
+		}
+		if isCopyID(a[0].Value) {
+			continue // a session copy (copies.go), not a key of its own
 		}
 		ki := KeyInfo{ID: string(a[0].Value), Label: string(a[1].Value)}
 		ki.Public, ki.Algorithm, err = h.publicOf(ctx, b, o, ki.ID, bytesToUint(a[2].Value))

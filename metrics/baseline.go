@@ -40,6 +40,7 @@ var KnownHSMFunctions = []string{
 	"C_GenerateKeyPair",
 	"C_GenerateKey",
 	"C_CreateObject",
+	"C_CopyObject",
 	"C_DestroyObject",
 	"C_Sign",
 	"C_Encrypt",

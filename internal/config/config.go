@@ -54,6 +54,10 @@ type Config struct {
 		// deadline before no more work is sent to the token until a probe
 		// answers (default 3).
 		BreakerThreshold int `yaml:"breaker_threshold"`
+		// SessionCopies: keys sign through session copies of their
+		// private key objects: auto (SoftHSM2 only, the default), on or
+		// off.
+		SessionCopies string `yaml:"session_copies"`
 	} `yaml:"pkcs11"`
 
 	TLS struct {
@@ -333,6 +337,7 @@ var Env = []struct{ Name, Field, Help string }{
 	{"HSMCA_PKCS11_CALL_TIMEOUT", "pkcs11.call_timeout", "deadline of each PKCS#11 call; past it the request answers 503 (default 5s)"},
 	{"HSMCA_PKCS11_KEYGEN_TIMEOUT", "pkcs11.keygen_timeout", "deadline of a key generation (default 60s)"},
 	{"HSMCA_PKCS11_BREAKER_THRESHOLD", "pkcs11.breaker_threshold", "calls in a row past their deadline before the circuit opens (default 3)"},
+	{"HSMCA_PKCS11_SESSION_COPIES", "pkcs11.session_copies", "sign through session copies of the keys made inside the token: auto (SoftHSM2 only), on, off (default auto)"},
 	{"HSMCA_TLS_CERT", "tls.cert", "server certificate PEM; with HSMCA_TLS_KEY, serve HTTPS (TLS 1.2+)"},
 	{"HSMCA_TLS_KEY", "tls.key", "server private key PEM"},
 	{"HSMCA_CLIENT_CA", "tls.client_ca", "CA bundle for admin client certificates (TLS client auth, optional)"},
@@ -540,6 +545,9 @@ func (c *Config) applyEnv(get func(string) (string, bool)) error {
 			return fmt.Errorf("config: HSMCA_PKCS11_BREAKER_THRESHOLD: want a positive number, got %q", v)
 		}
 		c.PKCS11.BreakerThreshold = n
+	}
+	if v, ok := get("HSMCA_PKCS11_SESSION_COPIES"); ok && v != "" {
+		c.PKCS11.SessionCopies = v
 	}
 	if v, ok := get("HSMCA_POOL_SIZE"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -753,6 +761,9 @@ func (c *Config) defaults() {
 	if c.PKCS11.BreakerThreshold <= 0 {
 		c.PKCS11.BreakerThreshold = 3
 	}
+	if c.PKCS11.SessionCopies == "" {
+		c.PKCS11.SessionCopies = "auto"
+	}
 	if c.AdminSocket == "" {
 		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")
 	} else if c.AdminSocket == "off" {
@@ -805,6 +816,11 @@ func (c *Config) validate() error {
 		errs = append(errs, c.validateRedis()...)
 	default:
 		errs = append(errs, fmt.Sprintf("store.backend %q: want bolt or redis", c.Store.Backend))
+	}
+	switch c.PKCS11.SessionCopies {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Sprintf("pkcs11.session_copies %q: want auto, on or off", c.PKCS11.SessionCopies))
 	}
 	if c.PKCS11.Module == "" {
 		errs = append(errs, "no PKCS#11 module: set pkcs11.module (HSMCA_PKCS11_MODULE) or install softhsm2")

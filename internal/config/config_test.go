@@ -55,10 +55,13 @@ func TestPKCS11Deadlines(t *testing.T) {
 	assert.Equal(t, 2*time.Second, c.PKCS11.CallTimeout)
 	assert.Equal(t, 2*time.Minute, c.PKCS11.KeygenTimeout)
 	assert.Equal(t, 5, c.PKCS11.BreakerThreshold)
+	assert.Equal(t, "auto", c.PKCS11.SessionCopies)
 	t.Setenv("HSMCA_PKCS11_CALL_TIMEOUT", "750ms")
+	t.Setenv("HSMCA_PKCS11_SESSION_COPIES", "off")
 	c, err = Load(path)
 	require.NoError(t, err)
 	assert.Equal(t, 750*time.Millisecond, c.PKCS11.CallTimeout, "the variable wins")
+	assert.Equal(t, "off", c.PKCS11.SessionCopies)
 }
 
 func TestEdgeSettings(t *testing.T) {
@@ -130,6 +133,7 @@ func TestInvalid(t *testing.T) {
 		"bad call timeout":   {env: map[string]string{"HSMCA_PKCS11_CALL_TIMEOUT": "soon"}, want: "HSMCA_PKCS11_CALL_TIMEOUT"},
 		"zero keygen":        {env: map[string]string{"HSMCA_PKCS11_KEYGEN_TIMEOUT": "0s"}, want: "HSMCA_PKCS11_KEYGEN_TIMEOUT"},
 		"bad breaker":        {env: map[string]string{"HSMCA_PKCS11_BREAKER_THRESHOLD": "-1"}, want: "HSMCA_PKCS11_BREAKER_THRESHOLD"},
+		"bad session copies": {env: map[string]string{"HSMCA_PKCS11_SESSION_COPIES": "yes"}, want: `pkcs11.session_copies "yes"`},
 		"cert without key":   {env: map[string]string{"HSMCA_TLS_CERT": "/c.pem"}, want: "go together"},
 		"client ca, no tls":  {env: map[string]string{"HSMCA_CLIENT_CA": "/ca.pem"}, want: "client certificates need TLS"},
 		"bad listen address": {env: map[string]string{"HSMCA_LISTEN_ADDR": "nonsense"}, want: "listen_addr"},

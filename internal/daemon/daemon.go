@@ -127,6 +127,7 @@ func HSMConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (hsm.Co
 		CallTimeout:      cfg.PKCS11.CallTimeout,
 		KeygenTimeout:    cfg.PKCS11.KeygenTimeout,
 		BreakerThreshold: cfg.PKCS11.BreakerThreshold,
+		SessionCopies:    cfg.PKCS11.SessionCopies,
 	}
 	if m != nil {
 		hc.Observer = func(function string, d time.Duration, err error) {
