@@ -633,6 +633,8 @@ type TokenInfo struct {
 	FreeSessions int
 	// PoolSize is the effective size of our session pool.
 	PoolSize int
+	// SessionCopies: keys sign through session copies (copies.go).
+	SessionCopies bool
 }
 
 // poolSizeFor is the pool size for a token allowing limit sessions (0: no
@@ -678,7 +680,7 @@ func (h *HSM) TokenInfo(ctx context.Context) (TokenInfo, error) {
 	out := TokenInfo{
 		SlotID: b.slot, Label: ti.Label, Manufacturer: ti.ManufacturerID, Model: ti.Model, Serial: ti.SerialNumber,
 		Sessions: sessionCount(ti.SessionCount), MaxSessions: sessionCount(ti.MaxSessionCount),
-		FreeSessions: -1, PoolSize: int(h.poolSize.Load()),
+		FreeSessions: -1, PoolSize: int(h.poolSize.Load()), SessionCopies: b.copies,
 	}
 	if out.Sessions >= 0 && out.MaxSessions > 0 {
 		out.FreeSessions = max(out.MaxSessions-out.Sessions, 0)

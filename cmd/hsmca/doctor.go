@@ -242,6 +242,9 @@ func tokenTable(ctx context.Context, h token, w io.Writer, report func(string, e
 		if ti.FreeSessions >= 0 && ti.FreeSessions < ti.PoolSize {
 			detail += fmt.Sprintf(" (more than the %d the token has free: lower pool_size)", ti.FreeSessions)
 		}
+		if ti.SessionCopies {
+			detail += "; keys sign through session copies (pkcs11.session_copies)"
+		}
 	}
 	report("sessions", err, detail)
 }

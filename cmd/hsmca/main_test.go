@@ -168,7 +168,7 @@ func TestDoctor(t *testing.T) {
 	assert.Regexp(t, `(?m)^ok\s+algorithms\s+EC256, EC384, EC521, RSA2048, RSA3072, RSA4096, ED25519$`, stdout)
 	assert.Regexp(t, `(?m)^\s+CKM_ECDSA\s+112-521 bits\s+sign verify$`, stdout)
 	assert.Regexp(t, `(?m)^\s+secret wrapping\s+✓$`, stdout)
-	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit .*hsmca's pool 16`, stdout)
+	assert.Regexp(t, `(?m)^ok\s+sessions\s+token limit .*hsmca's pool 16; keys sign through session copies \(pkcs11.session_copies\)$`, stdout)
 	assert.Regexp(t, `(?m)^ok\s+public URL\s+not set: .*public_base_url \(HSMCA_PUBLIC_BASE_URL\)`, stdout)
 	assert.NotContains(t, stdout+stderr, tok.PIN)
 
