@@ -134,6 +134,17 @@ func ErrorCode(err error) string {
 // without asking the token what it did.
 func NotSent(err error) bool { return errors.Is(err, errNotSent) }
 
+// reached wraps the error of a call that followed, in one operation, a
+// call that reached the token: even when this one never did (NotSent),
+// the operation changed the token, and its caller must settle what it
+// made rather than forget it. Everything else the error says (its text,
+// ErrUnavailable, its return code, a deadline) stays visible.
+type reached struct{ err error }
+
+func (e reached) Error() string        { return e.err.Error() }
+func (e reached) Is(target error) bool { return target != errNotSent && errors.Is(e.err, target) }
+func (e reached) As(target any) bool   { return errors.As(e.err, target) }
+
 // StillRunning reports a call that reached the token and had not answered
 // by its deadline, or when the caller's context ended: it may still
 // complete after the caller gave up (a key may appear after a look for it

@@ -70,7 +70,10 @@ func (h *HSM) Import(ctx context.Context, id, label string, key crypto.PrivateKe
 	}
 	k, err := h.load(ctx, b, id)
 	if err != nil {
-		return nil, err
+		// The key is on the token: a read-back that never reached it
+		// (the sessions were being rebuilt) must not pass for an import
+		// that never happened, or its intent would go and the key stay.
+		return nil, reached{err}
 	}
 	h.cacheMu.Lock()
 	h.signers[id] = k

@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -170,6 +171,26 @@ func TestStillRunning(t *testing.T) {
 	assert.False(t, StillRunning(&deadlineError{what: "no free session", after: time.Second, notSent: true}))
 	assert.False(t, StillRunning(ErrUnavailable))
 	assert.False(t, StillRunning(nil))
+}
+
+// A failure after a call that reached the token (Import's read-back of
+// the key it created) is never taken for one that changed nothing, and
+// still says what it was.
+func TestReachedIsNeverNotSent(t *testing.T) {
+	for _, inner := range []error{
+		&deadlineError{what: "no free session", after: time.Second, notSent: true},
+		fmt.Errorf("%w: the sessions are being closed%w", ErrUnavailable, notSentMark),
+	} {
+		require.True(t, NotSent(inner))
+		err := fmt.Errorf("hsm: import: %w", reached{inner})
+		assert.False(t, NotSent(err), "%v", err)
+		assert.ErrorIs(t, err, ErrUnavailable)
+		assert.False(t, StillRunning(err))
+		assert.Equal(t, inner.Error(), reached{inner}.Error())
+	}
+	var d *deadlineError
+	assert.True(t, errors.As(reached{&deadlineError{what: "C_FindObjects", after: time.Second}}, &d))
+	assert.True(t, StillRunning(reached{&deadlineError{what: "C_FindObjects", after: time.Second}}))
 }
 
 // A call whose caller gives up (its context ends) goes on in the token:
