@@ -48,7 +48,7 @@ const copyIDPrefix = "\x00hsmca-session-copy\x00"
 
 // maxCopies bounds the session copies of one backend; keys past it sign
 // with their token objects.
-const maxCopies = 1024
+var maxCopies int64 = 1024
 
 // copyRecheck is how long a session copy is used before its token object
 // is looked up again.
@@ -58,16 +58,15 @@ var copyRecheck = 10 * time.Second
 const softHSMManufacturer = "SoftHSM project"
 
 // copiesWanted decides, at login, whether keys sign through session
-// copies on the token in slot.
-func (h *HSM) copiesWanted(p *pkcs11.Ctx, slot uint) bool {
+// copies on the token described by ti (tiErr: it could not be read).
+func (h *HSM) copiesWanted(ti pkcs11.TokenInfo, tiErr error) bool {
 	switch h.cfg.SessionCopies {
 	case CopiesOn:
 		return true
 	case CopiesOff:
 		return false
 	}
-	ti, err := p.GetTokenInfo(slot)
-	return err == nil && strings.TrimSpace(ti.ManufacturerID) == softHSMManufacturer
+	return tiErr == nil && strings.TrimSpace(ti.ManufacturerID) == softHSMManufacturer
 }
 
 // isCopyID reports whether a CKA_ID is a session copy's.

@@ -157,6 +157,29 @@ func TestSessionCopyFollowsItsKey(t *testing.T) {
 	assert.Zero(t, copyOf(t, h, k), "a key that may not be copied signs with its token object")
 }
 
+// TestSessionCopiesBounded: past maxCopies copies, keys sign with their
+// token objects; a destroyed copy frees its place.
+func TestSessionCopiesBounded(t *testing.T) {
+	prev := maxCopies
+	maxCopies = 1
+	t.Cleanup(func() { maxCopies = prev })
+	_, h := openToken(t)
+	ctx := context.Background()
+	first, err := h.Generate(ctx, "first", LabelPrefix+"test/first", EC256)
+	require.NoError(t, err)
+	second, err := h.Generate(ctx, "second", LabelPrefix+"test/second", EC256)
+	require.NoError(t, err)
+	signAndVerify(t, first)
+	signAndVerify(t, second)
+	assert.NotZero(t, copyOf(t, h, first.(*keySigner)))
+	assert.Zero(t, copyOf(t, h, second.(*keySigner)), "past the bound the key signs with its token object")
+	require.NoError(t, h.Delete(ctx, "first"))
+	third, err := h.Generate(ctx, "third", LabelPrefix+"test/third", EC256)
+	require.NoError(t, err)
+	signAndVerify(t, third)
+	assert.NotZero(t, copyOf(t, h, third.(*keySigner)), "the deleted key's copy freed its place")
+}
+
 // BenchmarkSignSessionCopy signs with a key's token object and with its
 // session copy, side by side on one token: `go test -run '^$' -bench
 // SignSessionCopy ./hsm/`.

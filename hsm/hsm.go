@@ -324,7 +324,8 @@ func (h *HSM) login(m *module) (*backend, error) {
 	}
 	h.caps.Store(caps)
 	size := h.cfg.PoolSize
-	if ti, err := m.p.GetTokenInfo(slot); err == nil {
+	ti, tiErr := m.p.GetTokenInfo(slot)
+	if tiErr == nil {
 		lim := sessionCount(ti.MaxSessionCount)
 		if size = poolSizeFor(lim, h.cfg.PoolSize); size < h.cfg.PoolSize {
 			h.log.Warn("the token allows fewer sessions than the pool size; using fewer",
@@ -333,7 +334,7 @@ func (h *HSM) login(m *module) (*backend, error) {
 	}
 	h.poolSize.Store(int64(size))
 	b := &backend{m: m, p: m.p, slot: slot, login: ls}
-	b.copies = h.copiesWanted(m.p, slot)
+	b.copies = h.copiesWanted(ti, tiErr)
 	b.pool = newPool(h, b, size)
 	return b, nil
 }
