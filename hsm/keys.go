@@ -520,21 +520,18 @@ func (h *HSM) Delete(ctx context.Context, id string) error {
 	}
 	h.cacheMu.Lock()
 	k := h.signers[id]
-	h.cacheMu.Unlock()
 	if k != nil {
-		// Its session copy first: nothing may sign with the key once it
-		// is gone from the token.
-		k.deleted.Store(true)
-		k.dropCopy(ctx, b)
-	}
-	h.cacheMu.Lock()
-	if k := h.signers[id]; k != nil {
 		k.deleted.Store(true)
 		delete(h.signers, id)
 	}
 	delete(h.aeads, id)
 	delete(h.aeads, id+macSuffix)
 	h.cacheMu.Unlock()
+	if k != nil {
+		// Its session copy before the key: nothing may sign with the key
+		// once it is gone from the token.
+		k.dropCopy(ctx, b)
+	}
 	if len(objs) == 0 {
 		return fmt.Errorf("%w: %q", ErrKeyNotFound, id)
 	}

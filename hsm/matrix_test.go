@@ -92,6 +92,10 @@ func TestTokenMatrix(t *testing.T) {
 			require.NoError(t, err, alg)
 			wantAlgorithm(t, alg, s.Public())
 			signAndVerify(t, s)
+			// SoftHSM2, directly or behind p11-kit's remote protocol,
+			// signs through session copies (copies.go); the others not.
+			softHSM := tok.Name == testenv.TokenSoftHSM2 || tok.Name == testenv.TokenP11Kit
+			assert.Equal(t, softHSM, copyOf(t, h, s.(*keySigner)) != 0, "%s: session copy", alg)
 			pubs[alg] = s.Public()
 		}
 
