@@ -173,6 +173,12 @@ func perRequestTargets(w io.Writer, rows []Result, stores []string, maxC int, su
 				grouped = fmt.Sprintf("; %.1f event records per append", r.RecordsPerAppend)
 			}
 			grouped += redisCPU(r) + spread(r, r.CPURange, usStr)
+			if c := inproc(s, OpCSRCheck); t.op == OpIssue && c != nil && c.CPUPerOp > 0 {
+				// What an issuance must do beside the in-process row's
+				// work, measured alone, and what that leaves of the budget.
+				grouped += fmt.Sprintf("; the CSR's parse and check alone %.0f µs, leaving %.0f of the %.0f for HTTP, the credential, the store and the event, which took %.0f",
+					us(c.CPUPerOp), us(t.budget-c.CPUPerOp), us(t.budget), us(r.CPUPerOp-l.CPUPerOp-c.CPUPerOp))
+			}
 			fmt.Fprintf(w, "- %s: daemon CPU per %s at %d: %.0f µs (in-process %.0f µs + %.0f = %.0f%s): %s\n", s, t.what, maxC,
 				us(r.CPUPerOp), us(l.CPUPerOp), us(t.budget), us(l.CPUPerOp+t.budget), grouped, mark(r.CPUPerOp <= l.CPUPerOp+t.budget))
 		}

@@ -9,6 +9,9 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/hsmca/hsmca/signer/encoding"
+	"github.com/hsmca/hsmca/signer/issuance"
 )
 
 // withOwnCPU runs m and reports the CPU time this process (the HSM
@@ -65,5 +68,27 @@ func issueLimit(ctx context.Context, caCert *x509.Certificate, caKey crypto.Sign
 		}, nil)
 	})
 	r.Op = "in-process issue (x509.CreateCertificate)"
+	return r
+}
+
+// OpCSRCheck is the in-process row of a CSR's parse and check alone.
+const OpCSRCheck = "in-process CSR parse and check (PEM, DER, signature)"
+
+// csrCheckRow measures what an issuance from a CSR does before any
+// template or signature and the in-process issue row does not: the CSR
+// read from its PEM text and parsed, and its signature verified (proof of
+// possession of its key), as the daemon does them, in n goroutines.
+func csrCheckRow(ctx context.Context, csrPEM string, n int, p Phase) Result {
+	r := withOwnCPU(p, func() Result {
+		return measure(ctx, n, p, func(context.Context, int) error {
+			csr, err := encoding.ParseCSR(csrPEM)
+			if err != nil {
+				return err
+			}
+			_, _, err = issuance.CheckCSR("csr", csr)
+			return err
+		}, nil)
+	})
+	r.Op = OpCSRCheck
 	return r
 }

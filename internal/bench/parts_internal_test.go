@@ -118,4 +118,17 @@ func TestPerRequestTargetsShowTheParts(t *testing.T) {
 	assert.Contains(t, b.String(), "- redis: daemon CPU per signing at 64: 200 µs (in-process 80 µs + 100 = 180; 12.5 event records per append; "+
 		"redis-server's own CPU 61 µs per request): NOT met")
 	assert.Contains(t, b.String(), "+ the rest 70; redis-server's own CPU 140 µs per request\n")
+
+	// The issuance's CPU line, with the CSR's parse and check measured
+	// alone, says what they leave of the budget for the rest.
+	rows = append(rows,
+		Result{Op: "in-process issue (x509.CreateCertificate)", Store: "redis", Concurrency: 8, Ops: 1, CPUPerOp: us(160)},
+		Result{Op: OpIssue, Store: "redis", Concurrency: 64, Ops: 1, CPUPerOp: us(450)})
+	b.Reset()
+	PerRequestTargets(&b, rows, []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "- redis: daemon CPU per issuance at 64: 450 µs (in-process 160 µs + 250 = 410): NOT met")
+	b.Reset()
+	PerRequestTargets(&b, append(rows, Result{Op: OpCSRCheck, Store: "redis", Concurrency: 8, Ops: 1, CPUPerOp: us(90)}), []string{"redis"}, 64)
+	assert.Contains(t, b.String(), "- redis: daemon CPU per issuance at 64: 450 µs (in-process 160 µs + 250 = 410; "+
+		"the CSR's parse and check alone 90 µs, leaving 160 of the 250 for HTTP, the credential, the store and the event, which took 200): NOT met")
 }

@@ -296,6 +296,13 @@ func runStore(ctx context.Context, cfg Config, sh *softHSM, backend, dir string)
 		rows = append(rows, r)
 		limits[fmt.Sprintf("issue/%d", n)] = r.OpsPerSec()
 	}
+	if cfg.measures(OpIssue) && len(cfg.InProc) > 0 {
+		n := slices.Max(cfg.InProc)
+		fmt.Fprintf(cfg.Log, "[%s] in-process CSR parse and check, %d goroutines\n", backend, n)
+		r := csrCheckRow(ctx, fx.csrPEM, n, cfg.Phase)
+		r.Store = backend
+		rows = append(rows, r)
+	}
 	if backend == "bolt" {
 		fmt.Fprintf(cfg.Log, "[%s] fsync and bbolt commit in the store's directory\n", backend)
 		dr, err := durableRows(ctx, dir, cfg.Phase)
