@@ -24,7 +24,8 @@ import (
 // CKA_ID. Generate and Import always give a key an id, and every key is
 // found by it, so a key object under hsmca's own label prefix (LabelPrefix)
 // without one was cut short, and its creation's intent (which names the
-// id) cannot find it to settle it: it is destroyed too. Any other key
+// id) cannot find it to settle it: it is destroyed too. So is a public key
+// left with its point but with neither id, label nor curve. Any other key
 // object with an id, a label, a curve or a modulus is never touched.
 //
 // It runs when no creation of this process can be under way (start-up, a
@@ -74,7 +75,7 @@ func (h *HSM) SweepRemnants(ctx context.Context) (int, error) {
 const LabelPrefix = "hsmca/"
 
 // isRemnant says whether o is an empty shell: a key object (or an object
-// whose class cannot be read) without id, label or key material, or a key
+// whose class cannot be read) without id, label, curve or modulus, or a key
 // object without an id under LabelPrefix.
 func isRemnant(p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) bool {
 	// One attribute per call: a shell may lack any of them, and one
@@ -99,7 +100,10 @@ func isRemnant(p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.ObjectHandle) boo
 	if v, ok := read(pkcs11.CKA_LABEL); ok && len(v) > 0 {
 		return strings.HasPrefix(string(v), LabelPrefix)
 	}
-	for _, t := range []uint{pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_MODULUS} {
+	// A usable key shows its curve or its modulus (never sensitive); a
+	// point alone, its curve left empty, is what a kill between the steps
+	// leaves, and no token makes an EC key without a curve.
+	for _, t := range []uint{pkcs11.CKA_EC_PARAMS, pkcs11.CKA_MODULUS} {
 		if v, ok := read(t); ok && len(v) > 0 {
 			return false
 		}

@@ -1,7 +1,9 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,4 +125,59 @@ func countObjects(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle) int {
 	require.NoError(t, err)
 	require.NoError(t, p.FindObjectsFinal(s))
 	return len(hs)
+}
+
+// A kill between the steps of a key's creation has also left SoftHSM2
+// holding a public key with its point but neither id, label nor curve
+// (each an empty value): no application can use a point without its curve,
+// and no PKCS#11 token makes an EC key without one, so the sweep destroys
+// it. The private half of the same pair, whose curve is there, stays.
+func TestSweepRemnantsDestroysAPointWithoutItsCurve(t *testing.T) {
+	tok, h := openToken(t)
+	ctx := context.Background()
+	_, err := h.Generate(ctx, "with-id", LabelPrefix+"t/with-id", EC256)
+	require.NoError(t, err)
+	p, slot := secondHandle(t, tok)
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	defer p.CloseSession(s)
+	generateWithoutID(t, p, s, "")
+	require.Equal(t, 4, countObjects(t, p, s))
+
+	// Empty the public key's CKA_EC_PARAMS in its file, as the kill left it:
+	// SoftHSM2 writes an attribute as its type, its kind (3: bytes), the
+	// length and the value, each number in 8 bytes, and begins the file
+	// with the object's generation, which it checks before using its copy.
+	curve, err := ecParams(EC256.curve())
+	require.NoError(t, err)
+	num := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	attr := func(value []byte) []byte {
+		b := append(append(num(pkcs11.CKA_EC_PARAMS), num(3)...), num(uint64(len(value)))...)
+		return append(b, value...)
+	}
+	dir := tokenDir(t, tok)
+	files, err := filepath.Glob(filepath.Join(dir, "*.object"))
+	require.NoError(t, err)
+	cut := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		if !bytes.Contains(b, attr(curve)) || bytes.Contains(b, []byte(LabelPrefix)) {
+			continue // a private key's curve is enciphered; the key with an id keeps its own
+		}
+		b = bytes.Replace(b, attr(curve), attr(nil), 1)
+		binary.BigEndian.PutUint64(b, binary.BigEndian.Uint64(b)+1)
+		require.NoError(t, os.WriteFile(f, b, 0o600))
+		cut++
+	}
+	require.Equal(t, 1, cut, "the id-less public key's file")
+	bumpGeneration(t, dir)
+
+	n, err := h.SweepRemnants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the point without its curve, not the private half")
+	assert.Equal(t, 3, countObjects(t, p, s))
+	sig, err := h.Signer(ctx, "with-id")
+	require.NoError(t, err)
+	require.NoError(t, trySign(sig))
 }
