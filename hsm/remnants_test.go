@@ -12,6 +12,8 @@ import (
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hsmca/hsmca/internal/testenv"
 )
 
 // SweepRemnants must never touch an object anyone could use: keys with an
@@ -81,14 +83,8 @@ func TestSweepRemnantsDestroysAnEmptyFile(t *testing.T) {
 // CKA_ID: no intent can find it by id, so the sweep destroys it. The same
 // key under another application's label stays (the test above).
 func TestSweepRemnantsDestroysAnIDlessKeyUnderOwnLabel(t *testing.T) {
-	tok, h := openToken(t)
+	_, h, p, s := tokenWithKey(t)
 	ctx := context.Background()
-	_, err := h.Generate(ctx, "with-id", LabelPrefix+"t/with-id", EC256)
-	require.NoError(t, err)
-	p, slot := secondHandle(t, tok)
-	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	require.NoError(t, err)
-	defer p.CloseSession(s)
 	generateWithoutID(t, p, s, LabelPrefix+"t/cut-short")
 	require.Equal(t, 4, countObjects(t, p, s))
 
@@ -96,9 +92,7 @@ func TestSweepRemnantsDestroysAnIDlessKeyUnderOwnLabel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "both halves of the id-less pair")
 	assert.Equal(t, 2, countObjects(t, p, s))
-	sig, err := h.Signer(ctx, "with-id")
-	require.NoError(t, err)
-	require.NoError(t, trySign(sig))
+	stillSigns(t, h)
 }
 
 // generateWithoutID makes a P-256 pair on the token with no CKA_ID and,
@@ -133,14 +127,8 @@ func countObjects(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle) int {
 // and no PKCS#11 token makes an EC key without one, so the sweep destroys
 // it. The private half of the same pair, whose curve is there, stays.
 func TestSweepRemnantsDestroysAPointWithoutItsCurve(t *testing.T) {
-	tok, h := openToken(t)
+	tok, h, p, s := tokenWithKey(t)
 	ctx := context.Background()
-	_, err := h.Generate(ctx, "with-id", LabelPrefix+"t/with-id", EC256)
-	require.NoError(t, err)
-	p, slot := secondHandle(t, tok)
-	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	require.NoError(t, err)
-	defer p.CloseSession(s)
 	generateWithoutID(t, p, s, "")
 	require.Equal(t, 4, countObjects(t, p, s))
 
@@ -177,7 +165,27 @@ func TestSweepRemnantsDestroysAPointWithoutItsCurve(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "the point without its curve, not the private half")
 	assert.Equal(t, 3, countObjects(t, p, s))
-	sig, err := h.Signer(ctx, "with-id")
+	stillSigns(t, h)
+}
+
+// tokenWithKey opens a token whose HSM has made one key, "with-id", and a
+// second handle's read-write session on it (closed with the test).
+func tokenWithKey(t *testing.T) (*testenv.Token, *HSM, *pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	tok, h := openToken(t)
+	_, err := h.Generate(context.Background(), "with-id", LabelPrefix+"t/with-id", EC256)
+	require.NoError(t, err)
+	p, slot := secondHandle(t, tok)
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.CloseSession(s) })
+	return tok, h, p, s
+}
+
+// stillSigns checks that the sweep left the key "with-id" usable.
+func stillSigns(t *testing.T, h *HSM) {
+	t.Helper()
+	sig, err := h.Signer(context.Background(), "with-id")
 	require.NoError(t, err)
 	require.NoError(t, trySign(sig))
 }
